@@ -1,0 +1,44 @@
+/* main.c: `sae`, the offline companion. Dispatches to one file per subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"info", cmd_info, "validate a model folder as saed does; JSON summary on stdout"},
+    {"encode", cmd_encode, "encode activation files into sparse features (JSON Lines)"},
+    {"synth", cmd_synth, "make activations with known ground-truth features over real text"},
+    {"train", cmd_train, "train an SAE (standard, topk) or a stacked autoencoder"},
+    {"index", cmd_index, "build the SQLite feature index over a corpus"},
+    {"merge", cmd_merge, "merge index shards into one index"},
+    {"bench", cmd_bench, "measure encode speed against raw BLAS on the same shapes"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: sae <command> [options]   (sae <command> --help for its options)\n\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return SAE_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return SAE_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "sae: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return SAE_EXIT_USAGE;
+}

@@ -1,0 +1,1 @@
+/* activations.c: placeholder until its first implementation lands. */

@@ -1,0 +1,1 @@
+/* autoencoder.c: placeholder until its first implementation lands. */

@@ -1,0 +1,1 @@
+/* dtype.c: placeholder until its first implementation lands. */

@@ -1,0 +1,1 @@
+/* model.c: placeholder until its first implementation lands. */

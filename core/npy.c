@@ -1,0 +1,1 @@
+/* npy.c: placeholder until its first implementation lands. */

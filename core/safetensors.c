@@ -1,0 +1,1 @@
+/* safetensors.c: placeholder until its first implementation lands. */

@@ -1,0 +1,1 @@
+/* synth.c: placeholder until its first implementation lands. */
