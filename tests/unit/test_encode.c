@@ -1,8 +1,681 @@
-/* test_encode.c: placeholder until the module's tests land; fails so it is not mistaken for coverage. */
+/* test_encode.c: the encode/decode kernels (core/encode.c) against the naive
+ * double-precision oracle (core/reference.c), for every architecture,
+ * normalisation mode, apply_b_dec_to_input, weight layout and dtype.
+ *
+ * Tolerances. For a row, let M = 1 + max_j |margin_j| (margin from
+ * sae_ref_encode_row: the signed distance of feature j to its activity
+ * decision), and τ = 1e-5·M.
+ *  - A feature is "fragile" when |margin_j| < τ: float rounding may flip it.
+ *    Every other feature must be active in the kernel exactly when the oracle
+ *    has f_j > 0.
+ *  - A returned value v_j with oracle value r_j must satisfy
+ *    |v_j − r_j| ≤ 1e-4·|r_j| + τ.
+ *  - Rows with a fragile feature skip the l0/reconstruction/metrics
+ *    comparison (a flipped feature legitimately changes them) and are counted;
+ *    every test asserts they are rare, so the comparison is never vacuous.
+ *  - l0 equals the oracle's count of f_j > 0, exactly, on the other rows, and
+ *    always equals the length of the kernel's own unfiltered list.
+ *  - Reconstruction: |x̂_j − x̂ref_j| ≤ 1e-4·(1 + max_j |x̂ref_j|).
+ *  - Metrics: |got − ref| ≤ 1e-4·|ref| + 1e-6·(1 + ref scale), where the
+ *    scale is mean(x²) for mse and 1 for fvu and cosine.
+ *  - Ordering (values descending, ties by index ascending) is checked exactly.
+ * The options top_k/threshold must return exactly the prefix rule applied to
+ * the unfiltered list, with l0 and metrics bit-identical to the unfiltered
+ * call. */
+#include <check.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "encode.h"
+#include "fixture.h"
+#include "reference.h"
+#include "rng.h"
+
+/* What the current check is about, for failure messages. */
+static char ctx[256];
+
+/* A model built in memory, with the arrays it borrows. */
+typedef struct tmodel {
+    sae_model *m;
+    float *w_enc;   /* (d_in, d_sae) */
+    float *w_enc_t; /* (d_sae, d_in): the same weights in sparsify's layout */
+    float *b_enc, *threshold, *b_gate, *b_mag, *r_mag; /* (d_sae) */
+    float *w_dec;   /* (d_sae, d_in) */
+    float *b_dec;   /* (d_in) */
+} tmodel;
+
+/* n normal draws times scale plus shift. */
+static float *randn(sae_rng *r, size_t n, double scale, double shift)
+{
+    float *a = malloc(n * sizeof *a);
+    ck_assert_ptr_nonnull(a);
+    for (size_t i = 0; i < n; i++)
+        a[i] = (float)(sae_rng_normal(r) * scale + shift);
+    return a;
+}
+
+/* Builds a random model of the given shape. Biases are chosen so that roughly
+ * a sixth of features fire on standard-normal inputs; decoder rows have norms
+ * spread over [0.5, 2] so rescaling matters. */
+static void tmodel_make(tmodel *t, sae_arch arch, sae_norm norm, bool apply_b_dec, bool rescale,
+                        size_t d_in, size_t d_sae, size_t k, uint64_t seed)
+{
+    sae_rng r;
+    sae_rng_seed(&r, seed);
+    memset(t, 0, sizeof *t);
+    t->w_enc = randn(&r, d_in * d_sae, 1.0 / sqrt((double)d_in), 0);
+    t->w_enc_t = malloc(d_in * d_sae * sizeof *t->w_enc_t);
+    ck_assert_ptr_nonnull(t->w_enc_t);
+    for (size_t i = 0; i < d_in; i++)
+        for (size_t j = 0; j < d_sae; j++)
+            t->w_enc_t[j * d_in + i] = t->w_enc[i * d_sae + j];
+    t->w_dec = randn(&r, d_sae * d_in, 1.0 / sqrt((double)d_in), 0);
+    for (size_t j = 0; j < d_sae; j++) {
+        double s = 0.5 + 1.5 * sae_rng_uniform(&r);
+        for (size_t i = 0; i < d_in; i++)
+            t->w_dec[j * d_in + i] *= (float)s;
+    }
+    t->b_dec = randn(&r, d_in, 0.2, 0);
+    /* topk: about 8 of 72 features positive, so k = 9 often keeps negatives
+     * that the ReLU must then drop */
+    t->b_enc = randn(&r, d_sae, 0.3, arch == SAE_ARCH_TOPK ? -1.2 : -1.0);
+    t->threshold = randn(&r, d_sae, 0.5, 0.1);
+    t->b_gate = randn(&r, d_sae, 0.3, -0.8);
+    t->b_mag = randn(&r, d_sae, 0.3, 0.0);
+    t->r_mag = randn(&r, d_sae, 0.2, 0.0);
+    sae_model_spec s = {
+        .d_in = d_in, .d_sae = d_sae, .arch = arch, .k = k,
+        .rescale_acts_by_decoder_norm = rescale, .apply_b_dec_to_input = apply_b_dec,
+        .norm = norm, .norm_scaling_factor = 0.7f,
+        .w_enc = t->w_enc, .b_enc = t->b_enc, .w_dec = t->w_dec, .b_dec = t->b_dec,
+        .threshold = t->threshold, .b_gate = t->b_gate, .b_mag = t->b_mag, .r_mag = t->r_mag,
+    };
+    sae_error err;
+    ck_assert_msg(sae_model_from_spec(&s, &t->m, &err) == 0, "%s", err.msg);
+}
+
+static void tmodel_free(tmodel *t)
+{
+    sae_model_free(t->m);
+    free(t->w_enc);
+    free(t->w_enc_t);
+    free(t->b_enc);
+    free(t->threshold);
+    free(t->b_gate);
+    free(t->b_mag);
+    free(t->r_mag);
+    free(t->w_dec);
+    free(t->b_dec);
+}
+
+/* n rows of inputs: row 0 all zeros, row 1 constant (edge cases of the
+ * normalisations and of fvu), the rest normal with a per-row scale and
+ * offset so layer_norm and constant_norm_rescale have work to do. */
+static float *make_inputs(size_t n, size_t d_in, uint64_t seed)
+{
+    sae_rng r;
+    sae_rng_seed(&r, seed);
+    float *x = calloc(n * d_in, sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    for (size_t i = 0; i < n; i++) {
+        double scale = 0.5 + 2.0 * sae_rng_uniform(&r), off = sae_rng_normal(&r) * 0.3;
+        for (size_t j = 0; j < d_in; j++) {
+            if (i == 0 && n > 2)
+                x[j] = 0.0f;
+            else if (i == 1 && n > 2)
+                x[d_in + j] = 0.5f;
+            else
+                x[i * d_in + j] = (float)(sae_rng_normal(&r) * scale + off);
+        }
+    }
+    return x;
+}
+
+/* What the kernel/oracle comparison saw, so tests can insist it was not vacuous. */
+typedef struct check_stats {
+    size_t rows, fragile_rows, active;
+} check_stats;
+
+/* Compares one row's kernel output (its unfiltered list idx/val[0..n),
+ * metrics and reconstruction) with the oracle. Returns true when the row
+ * had a fragile feature. */
+static bool check_row(const sae_model *m, const float *x, const uint32_t *idx, const float *val,
+                      size_t n, const sae_row_metrics *met, const float *recon, check_stats *st)
+{
+    size_t d_sae = m->d_sae, d_in = m->d_in;
+    double *f = malloc(d_sae * sizeof *f), *margin = malloc(d_sae * sizeof *margin);
+    double *xh = malloc(d_in * sizeof *xh);
+    char *got = calloc(d_sae, 1);
+    ck_assert(f && margin && xh && got);
+    sae_ref_encode_row(m, x, f, margin);
+    double M = 1.0;
+    for (size_t j = 0; j < d_sae; j++)
+        M = fmax(M, 1.0 + fabs(margin[j]));
+    double tau = 1e-5 * M;
+
+    /* ordering, range, uniqueness */
+    for (size_t t = 0; t < n; t++) {
+        ck_assert_msg(idx[t] < d_sae, "%s: index %u out of range", ctx, idx[t]);
+        ck_assert_msg(!got[idx[t]], "%s: index %u twice", ctx, idx[t]);
+        got[idx[t]] = 1;
+        ck_assert_msg(val[t] > 0.0f, "%s: returned value %g not positive", ctx, val[t]);
+        if (t > 0)
+            ck_assert_msg(val[t - 1] > val[t] || (val[t - 1] == val[t] && idx[t - 1] < idx[t]),
+                          "%s: order broken at position %zu", ctx, t);
+    }
+    /* active set and values */
+    bool fragile = false;
+    size_t ref_l0 = 0;
+    for (size_t j = 0; j < d_sae; j++) {
+        ref_l0 += f[j] > 0.0;
+        if (fabs(margin[j]) < tau) {
+            fragile = true;
+            continue;
+        }
+        ck_assert_msg((f[j] > 0.0) == (got[j] != 0),
+                      "%s: feature %zu active %d in kernel, oracle f=%.9g margin=%.3g", ctx, j,
+                      got[j], f[j], margin[j]);
+    }
+    for (size_t t = 0; t < n; t++) {
+        if (fabs(margin[idx[t]]) < tau)
+            continue;
+        double r = f[idx[t]];
+        ck_assert_msg(fabs(val[t] - r) <= 1e-4 * fabs(r) + tau,
+                      "%s: feature %u value %.9g, oracle %.9g", ctx, idx[t], val[t], r);
+    }
+    st->rows++;
+    st->active += n;
+    if (met)
+        ck_assert_msg(met->l0 == n, "%s: l0 %u but %zu returned unfiltered", ctx, met->l0, n);
+    if (fragile) {
+        st->fragile_rows++;
+        goto out;
+    }
+    ck_assert_msg(n == ref_l0, "%s: l0 %zu, oracle %zu", ctx, n, ref_l0);
+    sae_ref_reconstruct_row(m, x, f, xh);
+    double xmax = 0, x2 = 0;
+    for (size_t j = 0; j < d_in; j++) {
+        xmax = fmax(xmax, fabs(xh[j]));
+        x2 += (double)x[j] * x[j] / (double)d_in;
+    }
+    if (recon)
+        for (size_t j = 0; j < d_in; j++)
+            ck_assert_msg(fabs(recon[j] - xh[j]) <= 1e-4 * (1.0 + xmax),
+                          "%s: reconstruction[%zu] %.9g, oracle %.9g", ctx, j, recon[j], xh[j]);
+    if (met) {
+        double mse, fvu, cosine;
+        sae_ref_metrics(x, xh, d_in, &mse, &fvu, &cosine);
+        ck_assert_msg(fabs(met->mse - mse) <= 1e-4 * mse + 1e-6 * (1 + x2),
+                      "%s: mse %.9g, oracle %.9g", ctx, met->mse, mse);
+        ck_assert_msg(fabs(met->fvu - fvu) <= 1e-4 * fvu + 1e-6, "%s: fvu %.9g, oracle %.9g",
+                      ctx, met->fvu, fvu);
+        ck_assert_msg(fabs(met->cosine - cosine) <= 1e-4 * fabs(cosine) + 1e-6,
+                      "%s: cosine %.9g, oracle %.9g", ctx, met->cosine, cosine);
+    }
+out:
+    free(f);
+    free(margin);
+    free(xh);
+    free(got);
+    return fragile;
+}
+
+/* Decodes the kernel's own output with sae_decode and compares every row with
+ * sae_ref_decode_sparse: |got − ref| ≤ 1e-4·(1 + max |ref|). */
+static void check_decode(const sae_model *m, const sae_sparse *sp)
+{
+    size_t d_in = m->d_in;
+    float *out = malloc(sp->n_rows * d_in * sizeof *out + 1);
+    double *ref = malloc(d_in * sizeof *ref);
+    ck_assert(out && ref);
+    sae_error err;
+    ck_assert_msg(sae_decode(m, sp, out, &err) == 0, "%s: %s", ctx, err.msg);
+    for (size_t r = 0; r < sp->n_rows; r++) {
+        size_t a = sp->row_ptr[r];
+        sae_ref_decode_sparse(m, sp->idx + a, sp->val + a, sp->row_ptr[r + 1] - a, ref);
+        double mx = 0;
+        for (size_t j = 0; j < d_in; j++)
+            mx = fmax(mx, fabs(ref[j]));
+        for (size_t j = 0; j < d_in; j++)
+            ck_assert_msg(fabs(out[r * d_in + j] - ref[j]) <= 1e-4 * (1 + mx),
+                          "%s: decode row %zu [%zu] %.9g, oracle %.9g", ctx, r, j,
+                          out[r * d_in + j], ref[j]);
+    }
+    free(out);
+    free(ref);
+}
+
+/* Encodes x (n rows) with a workspace of block_rows, checks every row against
+ * the oracle, the options filter against the unfiltered list, and decode. */
+static void check_batch(const sae_model *m, size_t block_rows, const float *x, size_t n,
+                        check_stats *st)
+{
+    sae_workspace *ws = sae_workspace_new(m, block_rows);
+    ck_assert_ptr_nonnull(ws);
+    sae_sparse sp, fl;
+    sae_sparse_init(&sp);
+    sae_sparse_init(&fl);
+    sae_row_metrics *met = malloc(n * sizeof *met), *met2 = malloc(n * sizeof *met2);
+    float *recon = malloc(n * m->d_in * sizeof *recon);
+    ck_assert(met && met2 && recon);
+    sae_error err;
+    ck_assert_msg(sae_encode(m, ws, x, n, NULL, &sp, met, recon, &err) == 0, "%s: %s", ctx,
+                  err.msg);
+    ck_assert_uint_eq(sp.n_rows, n);
+    for (size_t r = 0; r < n; r++) {
+        size_t a = sp.row_ptr[r];
+        check_row(m, x + r * m->d_in, sp.idx + a, sp.val + a, sp.row_ptr[r + 1] - a, &met[r],
+                  recon + r * m->d_in, st);
+    }
+
+    /* options filter only the returned list */
+    sae_encode_opts o = {.top_k = 3, .has_threshold = true, .threshold = 0.4f};
+    ck_assert_msg(sae_encode(m, ws, x, n, &o, &fl, met2, NULL, &err) == 0, "%s: %s", ctx,
+                  err.msg);
+    ck_assert_uint_eq(fl.n_rows, n);
+    for (size_t r = 0; r < n; r++) {
+        size_t a = sp.row_ptr[r], na = sp.row_ptr[r + 1] - a;
+        size_t want = 0;
+        while (want < na && want < o.top_k && sp.val[a + want] > o.threshold)
+            want++;
+        size_t b = fl.row_ptr[r], nb = fl.row_ptr[r + 1] - b;
+        ck_assert_msg(nb == want, "%s: row %zu filtered to %zu, want %zu", ctx, r, nb, want);
+        for (size_t t = 0; t < nb; t++) {
+            ck_assert_uint_eq(fl.idx[b + t], sp.idx[a + t]);
+            ck_assert(fl.val[b + t] == sp.val[a + t]);
+        }
+        ck_assert_uint_eq(met2[r].l0, met[r].l0);
+        ck_assert(met2[r].mse == met[r].mse && met2[r].fvu == met[r].fvu &&
+                  met2[r].cosine == met[r].cosine);
+    }
+    check_decode(m, &sp);
+
+    free(met);
+    free(met2);
+    free(recon);
+    sae_sparse_free(&sp);
+    sae_sparse_free(&fl);
+    sae_workspace_free(ws);
+}
+
+static const char *const arch_label[] = {"standard", "jumprelu", "topk", "gated"};
+static const sae_norm norms[] = {SAE_NORM_NONE, SAE_NORM_CONSTANT_NORM_RESCALE,
+                                 SAE_NORM_LAYER_NORM, SAE_NORM_EXPECTED_AVERAGE_ONLY_IN};
+
+/* One architecture variant across the 4 normalisations x apply_b_dec_to_input,
+ * batch sizes 1, 7 and 33 rows with 16-row blocks (three blocks, the last a
+ * single row so the sgemv path runs inside a multi-block call), and both
+ * W_enc layouts (the sparsify layout is held to the same oracle, so the two
+ * layouts agree within the tolerances above). */
+static void run_arch(sae_arch arch, bool rescale)
+{
+    check_stats st = {0};
+    const size_t d_in = 24, d_sae = 72, k = 9;
+    for (size_t ni = 0; ni < 4; ni++) {
+        for (int bd = 0; bd < 2; bd++) {
+            tmodel t;
+            uint64_t seed = 1000 + 10 * ni + (uint64_t)bd + 100 * (uint64_t)arch;
+            tmodel_make(&t, arch, norms[ni], bd, rescale, d_in, d_sae, k, seed);
+            float *x = make_inputs(33, d_in, seed + 7);
+            for (int layout = 0; layout < 2; layout++) {
+                t.m->w_enc_t = layout == 1;
+                t.m->w_enc = layout == 1 ? t.w_enc_t : t.w_enc;
+                static const size_t batches[] = {1, 7, 33};
+                for (size_t b = 0; b < 3; b++) {
+                    snprintf(ctx, sizeof ctx, "%s%s norm=%s b_dec=%d layout=%s batch=%zu",
+                             arch_label[arch], rescale ? "+rescale" : "",
+                             sae_norm_name(norms[ni]), bd, layout ? "sparsify" : "saelens",
+                             batches[b]);
+                    /* batch 1 uses row 2 (a random row), others start at 0 */
+                    const float *xs = batches[b] == 1 ? x + 2 * d_in : x;
+                    check_batch(t.m, 16, xs, batches[b], &st);
+                }
+            }
+            free(x);
+            tmodel_free(&t);
+        }
+    }
+    /* 8 configs x 2 layouts x (1 + 7 + 33) rows */
+    ck_assert_uint_eq(st.rows, 8 * 2 * 41);
+    ck_assert_msg(st.fragile_rows * 20 < st.rows, "too many fragile rows: %zu of %zu",
+                  st.fragile_rows, st.rows);
+    ck_assert_msg(st.active > st.rows, "almost nothing fired: %zu actives in %zu rows",
+                  st.active, st.rows);
+}
+
+START_TEST(test_standard)
+{
+    run_arch(SAE_ARCH_STANDARD, false);
+}
+END_TEST
+
+START_TEST(test_jumprelu)
+{
+    run_arch(SAE_ARCH_JUMPRELU, false);
+}
+END_TEST
+
+START_TEST(test_topk)
+{
+    run_arch(SAE_ARCH_TOPK, false);
+}
+END_TEST
+
+START_TEST(test_topk_rescale)
+{
+    run_arch(SAE_ARCH_TOPK, true);
+}
+END_TEST
+
+START_TEST(test_gated)
+{
+    run_arch(SAE_ARCH_GATED, false);
+}
+END_TEST
+
+/* A bigger model with the default block size (256) and 300 rows, so the
+ * default path crosses a block boundary, and d_sae not a multiple of the
+ * 16-wide chunks of the fused pass. */
+START_TEST(test_default_blocks)
+{
+    static const sae_arch archs[] = {SAE_ARCH_STANDARD, SAE_ARCH_TOPK};
+    for (size_t a = 0; a < 2; a++) {
+        check_stats st = {0};
+        tmodel t;
+        tmodel_make(&t, archs[a], SAE_NORM_LAYER_NORM, true, true, 48, 1000, 40, 77 + a);
+        float *x = make_inputs(300, 48, 78);
+        snprintf(ctx, sizeof ctx, "%s d_sae=1000 batch=300 default blocks", arch_label[archs[a]]);
+        check_batch(t.m, 0, x, 300, &st);
+        ck_assert_uint_eq(st.rows, 300);
+        ck_assert(st.fragile_rows * 20 < st.rows);
+        ck_assert(st.active > 10 * st.rows);
+        free(x);
+        tmodel_free(&t);
+    }
+}
+END_TEST
+
+/* Exact ties: every feature identical, so every value is equal. topk must keep
+ * the k lowest indices, and every list must be in index order. */
+START_TEST(test_ties)
+{
+    const size_t d_in = 8, d_sae = 40, k = 5;
+    float w_enc[8 * 40], w_dec[40 * 8], b_enc[40], b_dec[8] = {0};
+    for (size_t i = 0; i < d_in; i++)
+        for (size_t j = 0; j < d_sae; j++)
+            w_enc[i * d_sae + j] = (float)(i + 1) * 0.125f;
+    for (size_t j = 0; j < d_sae; j++) {
+        b_enc[j] = 0.5f;
+        for (size_t i = 0; i < d_in; i++)
+            w_dec[j * d_in + i] = 0.25f;
+    }
+    float x[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    for (int topk = 0; topk < 2; topk++) {
+        sae_model_spec s = {.d_in = d_in, .d_sae = d_sae,
+                            .arch = topk ? SAE_ARCH_TOPK : SAE_ARCH_STANDARD, .k = k,
+                            .rescale_acts_by_decoder_norm = true, .w_enc = w_enc,
+                            .b_enc = b_enc, .w_dec = w_dec, .b_dec = b_dec};
+        sae_model *m;
+        sae_error err;
+        ck_assert_msg(sae_model_from_spec(&s, &m, &err) == 0, "%s", err.msg);
+        sae_workspace *ws = sae_workspace_new(m, 0);
+        ck_assert_ptr_nonnull(ws);
+        sae_sparse sp;
+        sae_sparse_init(&sp);
+        sae_encode_opts o = {.top_k = 3};
+        ck_assert_int_eq(sae_encode(m, ws, x, 1, NULL, &sp, NULL, NULL, &err), 0);
+        ck_assert_int_eq(sae_encode(m, ws, x, 1, &o, &sp, NULL, NULL, &err), 0);
+        size_t want = topk ? k : d_sae;
+        ck_assert_uint_eq(sp.row_ptr[1], want);
+        for (size_t t = 0; t < want; t++) {
+            ck_assert_uint_eq(sp.idx[t], t);
+            ck_assert(sp.val[t] == sp.val[0]);
+        }
+        ck_assert_uint_eq(sp.row_ptr[2] - sp.row_ptr[1], 3);
+        for (size_t t = 0; t < 3; t++)
+            ck_assert_uint_eq(sp.idx[sp.row_ptr[1] + t], t);
+        /* 0.5 + 0.125·(1+...+8) = 5; rescaled by ||W_dec,i|| = 0.25·√8 */
+        double v = topk ? 5.0 * 0.25 * sqrt(8.0) : 5.0;
+        ck_assert_msg(fabs(sp.val[0] - v) < 1e-5, "value %.9g, want %.9g", sp.val[0], v);
+        sae_sparse_free(&sp);
+        sae_workspace_free(ws);
+        sae_model_free(m);
+    }
+}
+END_TEST
+
+/* Hand-computed values for tiny models of each kind, independent of both the
+ * kernel and the oracle. d_in 2, three distinct features, W_enc columns
+ * (1,0), (0,1), (1,−1), b_dec = 0, x = (2, 1): x'·W_enc = (2, 1, 1). Each
+ * case runs with the three features once (d_sae 3: the fused pass's scalar
+ * tail) and tiled six times (d_sae 18: its 16-wide chunks too), where every
+ * expected feature appears at j, j+3, ..., ties in index order. */
+START_TEST(test_hand_values)
+{
+    const float w_enc3[6] = {1, 0, 1, 0, 1, -1};
+    const float w_dec3[6] = {3, 4, 0, 2, 1, 0}; /* norms 5, 2, 1 */
+    const float b_enc3[3] = {-0.5f, -1.5f, 0.25f};
+    const float thr_a[3] = {1.0f, -1.0f, 1.3f};
+    const float thr_b[3] = {1.5f, -1.0f, 1.2499999f}; /* 1.5 is not > 1.5 (strict) */
+    const float b_gate3[3] = {-1.5f, 0.0f, -1.0f};  /* gate of feature 2 is exactly 0 */
+    const float b_mag3[3] = {0.5f, -2.5f, 1.0f};
+    const float r_mag3[3] = {0.0f, 0.0f, 0.69314718f}; /* exp = 1, 1, 2 */
+    float x[2] = {2, 1}, b_dec[2] = {0, 0};
+    struct {
+        sae_arch arch;
+        bool rescale;
+        const float *thr;
+        size_t k, n;
+        uint32_t idx[3];
+        float val[3];
+        float recon[2];
+    } cases[] = {
+        /* pre = (1.5, -0.5, 1.25); recon 1.5·(3,4) + 1.25·(1,0) */
+        {SAE_ARCH_STANDARD, false, NULL, 0, 2, {0, 2}, {1.5f, 1.25f}, {5.75f, 6.0f}},
+        /* 1.5 > 1 yes; -0.5 > -1 but ReLU gives 0; 1.25 > 1.3 no */
+        {SAE_ARCH_JUMPRELU, false, thr_a, 0, 1, {0}, {1.5f}, {4.5f, 6.0f}},
+        /* 1.5 > 1.5 no (strict); 1.25 > 1.2499999 yes */
+        {SAE_ARCH_JUMPRELU, false, thr_b, 0, 1, {2}, {1.25f}, {1.25f, 0.0f}},
+        /* k=2 of (1.5, -0.5, 1.25) */
+        {SAE_ARCH_TOPK, false, NULL, 2, 2, {0, 2}, {1.5f, 1.25f}, {5.75f, 6.0f}},
+        /* k=3 keeps -0.5 among the k largest, then ReLU drops it */
+        {SAE_ARCH_TOPK, false, NULL, 3, 2, {0, 2}, {1.5f, 1.25f}, {5.75f, 6.0f}},
+        /* rescaled: (7.5, -1, 1.25); decoded with f/||W_dec,i||: 7.5/5·(3,4) + 1.25·(1,0) */
+        {SAE_ARCH_TOPK, true, NULL, 2, 2, {0, 2}, {7.5f, 1.25f}, {5.75f, 6.0f}},
+        /* gate (0.5, 1, 0) -> (1,1,0); mag (2.5, -1.5, 3) -> (2.5, 0, 3): f = (2.5, 0, 0) */
+        {SAE_ARCH_GATED, false, NULL, 0, 1, {0}, {2.5f}, {7.5f, 10.0f}},
+    };
+    for (size_t reps = 1; reps <= 6; reps += 5) {
+        size_t d_sae = 3 * reps;
+        float w_enc[2 * 18], w_dec[18 * 2], b_enc[18], thr[18], b_gate[18], b_mag[18],
+            r_mag[18];
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            for (size_t j = 0; j < d_sae; j++) {
+                size_t o = j % 3;
+                w_enc[j] = w_enc3[o];
+                w_enc[d_sae + j] = w_enc3[3 + o];
+                w_dec[2 * j] = w_dec3[2 * o];
+                w_dec[2 * j + 1] = w_dec3[2 * o + 1];
+                b_enc[j] = b_enc3[o];
+                thr[j] = cases[c].thr ? cases[c].thr[o] : 0.0f;
+                b_gate[j] = b_gate3[o];
+                b_mag[j] = b_mag3[o];
+                r_mag[j] = r_mag3[o];
+            }
+            sae_model_spec s = {.d_in = 2, .d_sae = d_sae, .arch = cases[c].arch,
+                                .k = cases[c].k * reps,
+                                .rescale_acts_by_decoder_norm = cases[c].rescale,
+                                .apply_b_dec_to_input = true, .w_enc = w_enc, .b_enc = b_enc,
+                                .w_dec = w_dec, .b_dec = b_dec, .threshold = thr,
+                                .b_gate = b_gate, .b_mag = b_mag, .r_mag = r_mag};
+            sae_model *m;
+            sae_error err;
+            ck_assert_msg(sae_model_from_spec(&s, &m, &err) == 0, "%s", err.msg);
+            sae_workspace *ws = sae_workspace_new(m, 0);
+            ck_assert_ptr_nonnull(ws);
+            sae_sparse sp;
+            sae_sparse_init(&sp);
+            float recon[2];
+            ck_assert_int_eq(sae_encode(m, ws, x, 1, NULL, &sp, NULL, recon, &err), 0);
+            ck_assert_msg(sp.nnz == cases[c].n * reps, "case %zu x%zu: %zu features", c, reps,
+                          sp.nnz);
+            for (size_t t = 0; t < sp.nnz; t++) {
+                size_t e = t / reps, r = t % reps;
+                ck_assert_msg(sp.idx[t] == cases[c].idx[e] + 3 * r, "case %zu x%zu: [%zu] = %u",
+                              c, reps, t, sp.idx[t]);
+                ck_assert_msg(fabsf(sp.val[t] - cases[c].val[e]) < 1e-6f,
+                              "case %zu x%zu: %.9g vs %.9g", c, reps, sp.val[t],
+                              cases[c].val[e]);
+            }
+            for (size_t j = 0; j < 2; j++)
+                ck_assert_msg(fabsf(recon[j] - reps * cases[c].recon[j]) < 1e-5f * reps,
+                              "case %zu x%zu: recon[%zu] %.9g", c, reps, j, recon[j]);
+            sae_sparse_free(&sp);
+            sae_workspace_free(ws);
+            sae_model_free(m);
+        }
+    }
+}
+END_TEST
+
+/* Normalisation formulas on a hand-checked row. */
+START_TEST(test_row_norm)
+{
+    tmodel t;
+    tmodel_make(&t, SAE_ARCH_STANDARD, SAE_NORM_NONE, true, false, 4, 16, 0, 5);
+    float x[4] = {1, 2, 3, 6};
+    sae_row_norm n;
+    t.m->norm = SAE_NORM_CONSTANT_NORM_RESCALE; /* ||x|| = √50, c = 2/√50 */
+    sae_row_norm_compute(t.m, x, &n);
+    ck_assert(fabs(n.in_scale - 2 / sqrt(50.0)) < 1e-12 && n.shift == 0);
+    ck_assert(fabs(n.out_scale - sqrt(50.0) / 2) < 1e-12);
+    float zero[4] = {0};
+    sae_row_norm_compute(t.m, zero, &n);
+    ck_assert(n.in_scale == 1.0 && n.out_scale == 1.0);
+    t.m->norm = SAE_NORM_LAYER_NORM; /* mean 3, unbiased var (4+1+0+9)/3 */
+    sae_row_norm_compute(t.m, x, &n);
+    double sigma = sqrt(14.0 / 3.0);
+    ck_assert(fabs(n.shift - 3.0) < 1e-12 && fabs(n.out_scale - sigma) < 1e-12);
+    ck_assert(fabs(n.in_scale - 1.0 / (sigma + 1e-5)) < 1e-12);
+    t.m->norm = SAE_NORM_EXPECTED_AVERAGE_ONLY_IN; /* s = 0.7 */
+    sae_row_norm_compute(t.m, x, &n);
+    ck_assert(fabs(n.in_scale - 0.7) < 1e-7 && fabs(n.out_scale * 0.7 - 1) < 1e-7);
+    tmodel_free(&t);
+}
+END_TEST
+
+/* Metrics on hand-computed rows, including the fvu and cosine conventions. */
+START_TEST(test_metrics)
+{
+    float x[4] = {1, 2, 3, 6}, xh[4] = {1, 2, 4, 4};
+    sae_row_metrics r;
+    sae_metrics_row(x, xh, 4, &r);
+    ck_assert(fabs(r.mse - 5.0 / 4.0) < 1e-12);
+    ck_assert(fabs(r.fvu - 5.0 / 14.0) < 1e-12);
+    ck_assert(fabs(r.cosine - 41.0 / sqrt(50.0 * 37.0)) < 1e-12);
+    float c[4] = {2, 2, 2, 2}, z[4] = {0};
+    sae_metrics_row(c, c, 4, &r);
+    ck_assert(r.fvu == 0.0 && fabs(r.cosine - 1.0) < 1e-12 && r.mse == 0.0);
+    sae_metrics_row(c, z, 4, &r);
+    ck_assert(r.fvu == 1.0 && r.cosine == 0.0 && r.mse == 4.0);
+}
+END_TEST
+
+/* sae_decode validates before it writes; errors name row and position. */
+START_TEST(test_decode_errors)
+{
+    tmodel t;
+    tmodel_make(&t, SAE_ARCH_STANDARD, SAE_NORM_NONE, true, false, 8, 16, 0, 9);
+    sae_sparse sp;
+    sae_sparse_init(&sp);
+    sae_error err;
+    uint32_t i1[2] = {3, 15};
+    float v1[2] = {1.0f, 0.5f};
+    ck_assert_int_eq(sae_sparse_push_row(&sp, i1, v1, 2, &err), 0);
+    uint32_t i2[2] = {1, 16};
+    ck_assert_int_eq(sae_sparse_push_row(&sp, i2, v1, 2, &err), 0);
+    float out[16];
+    for (size_t j = 0; j < 16; j++)
+        out[j] = -7.0f;
+    ck_assert_int_eq(sae_decode(t.m, &sp, out, &err), SAE_ERANGE);
+    ck_assert_msg(strstr(err.msg, "row 1") && strstr(err.msg, "position 1") &&
+                      strstr(err.msg, "16"),
+                  "message: %s", err.msg);
+    ck_assert(out[0] == -7.0f); /* nothing written */
+    sae_sparse_reset(&sp);
+    float nanv[1] = {NAN};
+    ck_assert_int_eq(sae_sparse_push_row(&sp, i1, nanv, 1, &err), 0);
+    ck_assert_int_eq(sae_decode(t.m, &sp, out, &err), SAE_ERANGE);
+    ck_assert_msg(strstr(err.msg, "row 0") && strstr(err.msg, "not finite"), "%s", err.msg);
+    float infv[1] = {INFINITY};
+    sae_sparse_reset(&sp);
+    ck_assert_int_eq(sae_sparse_push_row(&sp, i1, infv, 1, &err), 0);
+    ck_assert_int_eq(sae_decode(t.m, &sp, out, &err), SAE_ERANGE);
+    /* an empty row decodes to b_dec */
+    sae_sparse_reset(&sp);
+    ck_assert_int_eq(sae_sparse_push_row(&sp, NULL, NULL, 0, &err), 0);
+    ck_assert_int_eq(sae_decode(t.m, &sp, out, &err), 0);
+    for (size_t j = 0; j < 8; j++)
+        ck_assert(out[j] == t.b_dec[j]);
+    ck_assert(!sae_decode_is_normalised(t.m));
+    t.m->norm = SAE_NORM_LAYER_NORM;
+    ck_assert(sae_decode_is_normalised(t.m));
+    sae_sparse_free(&sp);
+    tmodel_free(&t);
+}
+END_TEST
+
+/* A workspace made for one model is refused for another; a failed encode
+ * appends nothing. */
+START_TEST(test_workspace_mismatch)
+{
+    tmodel a, b;
+    tmodel_make(&a, SAE_ARCH_STANDARD, SAE_NORM_NONE, true, false, 8, 16, 0, 1);
+    tmodel_make(&b, SAE_ARCH_STANDARD, SAE_NORM_NONE, true, false, 8, 32, 0, 2);
+    sae_workspace *ws = sae_workspace_new(a.m, 4);
+    sae_sparse sp;
+    sae_sparse_init(&sp);
+    float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    sae_error err;
+    ck_assert_int_eq(sae_encode(b.m, ws, x, 1, NULL, &sp, NULL, NULL, &err), SAE_EDIM);
+    ck_assert_uint_eq(sp.n_rows, 0);
+    ck_assert_int_eq(sae_encode(a.m, ws, x, 1, NULL, &sp, NULL, NULL, &err), 0);
+    ck_assert_uint_eq(sp.n_rows, 1);
+    sae_sparse_free(&sp);
+    sae_workspace_free(ws);
+    tmodel_free(&a);
+    tmodel_free(&b);
+}
+END_TEST
+
+static Suite *encode_suite(void)
+{
+    Suite *s = suite_create("encode");
+    TCase *tc = tcase_create("kernels");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_hand_values);
+    tcase_add_test(tc, test_row_norm);
+    tcase_add_test(tc, test_metrics);
+    tcase_add_test(tc, test_ties);
+    tcase_add_test(tc, test_decode_errors);
+    tcase_add_test(tc, test_workspace_mismatch);
+    tcase_add_test(tc, test_standard);
+    tcase_add_test(tc, test_jumprelu);
+    tcase_add_test(tc, test_topk);
+    tcase_add_test(tc, test_topk_rescale);
+    tcase_add_test(tc, test_gated);
+    tcase_add_test(tc, test_default_blocks);
+    suite_add_tcase(s, tc);
+    return s;
+}
 
 int main(void)
 {
-    fprintf(stderr, "test_encode: not written yet\n");
-    return 1;
+    SRunner *sr = srunner_create(encode_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
