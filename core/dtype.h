@@ -4,6 +4,7 @@
 #ifndef SAE_DTYPE_H
 #define SAE_DTYPE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,5 +30,12 @@ uint16_t sae_f32_to_bf16(float f); /* round to nearest even */
 /* Converts n little-endian elements of F16/BF16/F32/F64 at src (any alignment)
  * to float. Returns 0, or -1 for a dtype that is not a float type. */
 int sae_convert_to_f32(sae_dtype t, const void *src, size_t n, float *dst);
+
+/* Converts n floats to little-endian F16/BF16/F32/F64 at dst (any alignment),
+ * rounding to nearest even. Returns 0, or -1 for a dtype that is not a float type. */
+int sae_convert_from_f32(sae_dtype t, const float *src, size_t n, void *dst);
+
+/* True for F16, BF16, F32 and F64: the dtypes a model or activation file may use. */
+bool sae_dtype_is_float(sae_dtype t);
 
 #endif

@@ -29,4 +29,9 @@ int sae_npy_parse(const char *name, const uint8_t *buf, size_t len, sae_npy_info
 int sae_npy_write_f32(const char *path, const float *data, size_t rows, size_t cols,
                       sae_error *err);
 
+/* Writes floats as a 2-D .npy (format 1.0) of dtype F32, F16 or F64 (rounded
+ * to nearest even), atomically: a temporary file renamed into place. */
+int sae_npy_write(const char *path, sae_dtype dtype, const float *data, size_t rows,
+                  size_t cols, sae_error *err);
+
 #endif

@@ -75,6 +75,14 @@ int sae_st_writer_add(sae_st_writer *w, const char *name, sae_dtype dtype, int n
 /* Adds an F32 tensor converting from float to dtype (F32, F16, BF16, F64). */
 int sae_st_writer_add_f32(sae_st_writer *w, const char *name, sae_dtype dtype, int ndim,
                           const uint64_t *shape, const float *data);
+/* As the two above, but data is borrowed, not copied: it must stay valid and
+ * unchanged until sae_st_writer_save returns. For large tensors (a model's
+ * weights), so that saving never holds a second full copy in memory. */
+int sae_st_writer_add_ref(sae_st_writer *w, const char *name, sae_dtype dtype, int ndim,
+                          const uint64_t *shape, const void *data);
+int sae_st_writer_add_f32_ref(sae_st_writer *w, const char *name, sae_dtype dtype, int ndim,
+                              const uint64_t *shape, const float *data);
+/* Adds a "__metadata__" entry (key and value copied; a repeated key replaces). */
 int sae_st_writer_meta(sae_st_writer *w, const char *key, const char *value);
 /* Writes atomically (temp file + rename). */
 int sae_st_writer_save(sae_st_writer *w, const char *path, sae_error *err);
