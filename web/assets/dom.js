@@ -1,0 +1,66 @@
+// Tiny DOM builders. Text always goes in through text nodes (never innerHTML),
+// so data from the API cannot inject markup.
+
+function apply(node, attrs) {
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') node.setAttribute('class', v);
+    else if (k === 'text') node.textContent = v;
+    else if (k.startsWith('on') && typeof v === 'function') node.addEventListener(k.slice(2), v);
+    else if (k === 'dataset') Object.assign(node.dataset, v);
+    else node.setAttribute(k, v === true ? '' : String(v));
+  }
+  return node;
+}
+
+function append(node, children) {
+  for (const c of children.flat(Infinity)) {
+    if (c === undefined || c === null || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+// h('a', {href: '/x', class: 'y'}, 'text', child...) builds an HTML element.
+export function h(tag, attrs, ...children) {
+  return append(apply(document.createElement(tag), attrs), children);
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+// s('rect', {x: 1}) builds an SVG element.
+export function s(tag, attrs, ...children) {
+  return append(apply(document.createElementNS(SVG, tag), attrs), children);
+}
+
+// The states every page shows instead of leaving a blank area.
+export function loadingState(what = 'Loading…') {
+  return h('p', { class: 'state state-loading', role: 'status' }, what);
+}
+
+export function emptyState(title, ...body) {
+  return h('div', { class: 'state state-empty' }, h('p', { class: 'state-title' }, title), ...body);
+}
+
+// An error box naming the API's error code; `retry` adds a Retry button.
+export function errorState(err, retry, title = 'Something went wrong') {
+  const box = h('div', { class: 'state state-error', role: 'alert' },
+    h('p', { class: 'state-title' }, title),
+    h('p', {}, err?.message || String(err)),
+    err?.code ? h('p', { class: 'muted' }, 'code: ', h('code', {}, err.code),
+      err.status ? ` · HTTP ${err.status}` : '') : null);
+  if (retry) box.append(h('button', { type: 'button', onclick: retry }, 'Retry'));
+  return box;
+}
+
+// A heading that navigation moves focus to (tabindex -1: focusable by script only).
+export function pageHeading(text) {
+  return h('h1', { tabindex: '-1' }, text);
+}
+
+// Replaces the children of `node`, skipping null/false (unlike replaceChildren,
+// which would print them as text) so conditional parts can be written inline.
+export function fill(node, ...children) {
+  node.replaceChildren();
+  return append(node, children);
+}

@@ -1,0 +1,241 @@
+// Encode: a pasted vector (JSON array of d_in numbers), or a feature's decoder
+// direction from /v1/features/{i}/vector, sent to POST /v1/encode. Shows the
+// active features as bars with their labels (links to their pages) and the
+// reconstruction's l0, mse, fvu and cosine. /encode?feature=i encodes feature
+// i's direction straight away.
+
+import { ApiError, api, getModel, mapLimit } from './api.js';
+import { emptyState, errorState, fill, h, loadingState, pageHeading } from './dom.js';
+import { featureLabel, fmtDensity, fmtInt, fmtNum } from './format.js';
+
+export const BARS_SHOWN = 50; // bars drawn before "show all"
+
+// Reads a vector from the textarea text: a JSON array of finite numbers (or a
+// one-row array of arrays). Returns {vector} or {error}.
+export function parseVector(text, dIn) {
+  let v;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    return { error: `Not valid JSON: ${e.message}` };
+  }
+  if (Array.isArray(v) && v.length === 1 && Array.isArray(v[0])) v = v[0];
+  if (!Array.isArray(v)) return { error: 'Expected a JSON array of numbers, like [0.1, -2, 3.5].' };
+  if (!v.length) return { error: 'The array is empty.' };
+  const bad = v.findIndex((x) => typeof x !== 'number' || !Number.isFinite(x));
+  if (bad >= 0) return { error: `Element ${bad} is not a finite number.` };
+  if (dIn && v.length !== dIn) return { error: `The model expects ${fmtInt(dIn)} numbers (d_in); this array has ${fmtInt(v.length)}.` };
+  return { vector: v };
+}
+
+// The decoder direction from a /vector reply, whichever way it is wrapped.
+function vectorOf(reply) {
+  if (Array.isArray(reply)) return reply;
+  for (const k of ['vector', 'values', 'decoder', 'direction', 'data']) {
+    if (Array.isArray(reply?.[k])) return reply[k];
+  }
+  return null;
+}
+
+// Labels by feature index from an encode result's "features", whether it is a
+// list of {index, label, density}, a list aligned with indices, or an object
+// keyed by index.
+function labelsOf(result) {
+  const out = new Map();
+  const fs = result.features;
+  if (Array.isArray(fs)) {
+    fs.forEach((f, k) => {
+      if (!f || typeof f !== 'object') return;
+      const idx = Number.isInteger(f.index) ? f.index : result.indices?.[k];
+      out.set(idx, { label: typeof f.label === 'string' ? f.label : null, density: f.density });
+    });
+  } else if (fs && typeof fs === 'object') {
+    for (const [k, f] of Object.entries(fs)) {
+      out.set(Number(k), { label: typeof f?.label === 'string' ? f.label : null, density: f?.density });
+    }
+  }
+  return out;
+}
+
+function metric(name, key, value, title) {
+  return h('div', { class: 'stat' }, h('dt', { title }, name), h('dd', { 'data-metric': key }, value));
+}
+
+function bars(result, known, signal) {
+  const idx = Array.isArray(result.indices) ? result.indices : [];
+  const vals = Array.isArray(result.values) ? result.values : [];
+  if (!idx.length) {
+    return emptyState('No feature is active',
+      h('p', {}, 'Every feature is zero on this input (or below the threshold you set).'));
+  }
+  const top = Math.max(...vals.filter((v) => v > 0), 0) || 1;
+  const list = h('ol', { class: 'bars' });
+  const pending = [];
+  const addRow = (k) => {
+    const i = idx[k];
+    const info = known.get(i) || {};
+    const label = h('span', { class: `bar-label${info.label ? '' : ' muted'}` }, info.label ?? '…');
+    if (!info.label) pending.push({ i, label });
+    const bar = h('span', { class: 'bar-track', 'aria-hidden': 'true' }, h('span', { class: 'bar-fill' }));
+    bar.firstChild.style.setProperty('--w', `${Math.max(0.5, (Math.max(0, vals[k]) / top) * 100).toFixed(2)}%`);
+    list.append(h('li', { class: 'bar-row', 'data-index': i },
+      h('a', { href: `/features/${i}`, class: 'bar-name' }, h('span', { class: 'bar-idx' }, `#${i}`), ' ', label),
+      bar,
+      h('span', { class: 'num bar-value', 'data-value': vals[k] }, fmtNum(vals[k])),
+      info.density !== undefined ? h('span', { class: 'num bar-density muted', title: 'density' }, fmtDensity(info.density)) : null));
+  };
+  for (let k = 0; k < Math.min(idx.length, BARS_SHOWN); k++) addRow(k);
+  const fill = () => {
+    // Labels the reply did not carry come from each feature's own record.
+    const todo = pending.splice(0);
+    mapLimit(todo, 4, async ({ i, label }) => {
+      try {
+        const f = await api(`/v1/features/${i}`, { signal });
+        label.textContent = featureLabel(f) ?? '(no explanation)';
+      } catch (e) {
+        label.textContent = e instanceof ApiError && e.code === 'no_index' ? '' : '(no label)';
+      }
+    });
+  };
+  fill();
+  const out = [list];
+  if (idx.length > BARS_SHOWN) {
+    const all = h('button', { type: 'button' }, `Show all ${fmtInt(idx.length)} active features`);
+    all.addEventListener('click', () => {
+      for (let k = BARS_SHOWN; k < idx.length; k++) addRow(k);
+      fill();
+      all.remove();
+      list.children[BARS_SHOWN]?.querySelector('a')?.focus();
+    });
+    out.push(all);
+  }
+  return h('div', {}, ...out);
+}
+
+export async function render(main, ctx) {
+  document.title = 'Encode · saed';
+  const model = await getModel().catch(() => null);
+  const dIn = model?.d_in;
+  const area = h('textarea', {
+    id: 'encode-input', name: 'input', rows: 6, spellcheck: 'false', 'aria-describedby': 'encode-input-hint encode-input-error',
+    placeholder: dIn ? `[${Array.from({ length: Math.min(dIn, 4) }, (_, k) => (k * 0.25).toFixed(2)).join(', ')}${dIn > 4 ? ', …' : ''}]` : '[0.1, -0.2, …]',
+  });
+  const areaError = h('p', { class: 'field-error', id: 'encode-input-error', role: 'alert', hidden: true });
+  const featureInput = h('input', {
+    id: 'encode-feature', type: 'number', min: 0, max: model?.d_sae ? model.d_sae - 1 : null, step: 1, inputmode: 'numeric',
+    value: ctx.query.get('feature') ?? '',
+  });
+  const topK = h('input', { id: 'encode-topk', type: 'number', min: 1, step: 1, inputmode: 'numeric', value: ctx.query.get('top_k') ?? '' });
+  const result = h('section', { class: 'encode-result', 'aria-live': 'polite', 'aria-labelledby': 'encode-result-h' },
+    h('h2', { id: 'encode-result-h', class: 'sr-only' }, 'Result'),
+    emptyState('Nothing encoded yet', h('p', {}, 'Paste a vector and press Encode, or load a feature\'s decoder direction.')));
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Encode');
+  const loadBtn = h('button', { type: 'button', id: 'encode-load' }, 'Use decoder direction');
+
+  const form = h('form', { class: 'encode-form', novalidate: true },
+    h('div', { class: 'field' },
+      h('label', { for: 'encode-input' }, 'Input vector'),
+      area,
+      h('span', { class: 'hint', id: 'encode-input-hint' },
+        dIn ? `A JSON array of ${fmtInt(dIn)} numbers (d_in) in the model's input space.` : 'A JSON array of d_in numbers.'),
+      areaError),
+    h('div', { class: 'row' },
+      h('div', { class: 'field' }, h('label', { for: 'encode-feature' }, 'Feature index'),
+        h('div', { class: 'inline' }, featureInput, loadBtn)),
+      h('div', { class: 'field' }, h('label', { for: 'encode-topk' }, 'Top k (optional)'), topK),
+      h('div', { class: 'field end' }, submit)));
+
+  fill(main, pageHeading('Encode'),
+    h('p', { class: 'lede' }, 'Run the SAE encoder on one activation vector: ', h('code', {}, 'POST /v1/encode'), '.'),
+    form, result);
+
+  function showError(msg) {
+    areaError.textContent = msg;
+    areaError.hidden = !msg;
+    area.setAttribute('aria-invalid', msg ? 'true' : 'false');
+  }
+
+  async function encode(vector) {
+    const body = { input: vector, include: ['metrics', 'features'] };
+    const k = Number.parseInt(topK.value, 10);
+    if (k > 0) body.top_k = k;
+    result.setAttribute('aria-busy', 'true');
+    fill(result, loadingState('Encoding…'));
+    submit.disabled = true;
+    let reply;
+    try {
+      reply = await api('/v1/encode', { method: 'POST', body, signal: ctx.signal });
+    } catch (e) {
+      if (e.name === 'AbortError') return;
+      fill(result, errorState(e, () => encode(vector), 'Could not encode'));
+      return;
+    } finally {
+      submit.disabled = false;
+      result.setAttribute('aria-busy', 'false');
+    }
+    const r = reply.results?.[0];
+    if (!r) {
+      fill(result, errorState(new ApiError(200, 'bad_reply', 'The reply has no result.')));
+      return;
+    }
+    const n = Array.isArray(r.indices) ? r.indices.length : 0;
+    fill(result, 
+      h('h2', { id: 'encode-result-h' }, 'Active features'),
+      h('dl', { class: 'stats metrics' },
+        metric('l0', 'l0', fmtInt(r.l0), 'number of active features (whole SAE output)'),
+        metric('mse', 'mse', fmtNum(r.mse), 'mean squared error of the reconstruction'),
+        metric('fvu', 'fvu', fmtNum(r.fvu), 'fraction of variance unexplained'),
+        metric('cosine', 'cosine', fmtNum(r.cosine), 'cosine of input and reconstruction')),
+      n < r.l0 ? h('p', { class: 'muted' }, `Showing the ${fmtInt(n)} largest of ${fmtInt(r.l0)} active features.`) : null,
+      bars(r, labelsOf(r), ctx.signal));
+  }
+
+  async function loadDirection(i, { run }) {
+    showError('');
+    if (!Number.isInteger(i) || i < 0 || (model?.d_sae && i >= model.d_sae)) {
+      showError(model?.d_sae ? `Feature index must be between 0 and ${fmtInt(model.d_sae - 1)}.` : 'Feature index must be a whole number ≥ 0.');
+      featureInput.focus();
+      return;
+    }
+    loadBtn.disabled = true;
+    try {
+      const v = vectorOf(await api(`/v1/features/${i}/vector`, { signal: ctx.signal }));
+      if (!v) throw new ApiError(200, 'bad_reply', 'The vector reply holds no array.');
+      area.value = JSON.stringify(v);
+      if (run) await encode(v);
+    } catch (e) {
+      if (e.name === 'AbortError') return;
+      showError(`Could not load the decoder direction of feature ${i}: ${e.message}`);
+    } finally {
+      loadBtn.disabled = false;
+    }
+  }
+
+  loadBtn.addEventListener('click', () => {
+    const i = Number(featureInput.value);
+    // The address names the feature so the result can be shared; no re-render needed.
+    if (featureInput.value !== '' && Number.isInteger(i)) history.replaceState(null, '', `/encode?feature=${i}`);
+    loadDirection(featureInput.value === '' ? NaN : i, { run: true });
+  });
+  featureInput.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter') {
+      e.preventDefault();
+      loadBtn.click();
+    }
+  });
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const { vector, error } = parseVector(area.value, dIn);
+    if (error) {
+      showError(area.value.trim() ? error : 'Paste a vector first.');
+      area.focus();
+      return;
+    }
+    showError('');
+    encode(vector);
+  });
+
+  const first = ctx.query.get('feature');
+  if (first !== null && first !== '') loadDirection(Number(first), { run: true });
+  return null;
+}

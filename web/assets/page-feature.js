@@ -1,0 +1,241 @@
+// One feature (/features/{i}, a deep link): label and explanations, statistics,
+// the activation histogram, top and quantile examples with shaded tokens,
+// decoder-cosine neighbours, and links to the previous and next feature.
+
+import { ApiError, api, getModel, isNoIndex, mapLimit } from './api.js';
+import { histogramPlot, histogramTable } from './charts.js';
+import { emptyState, errorState, fill, h, loadingState, pageHeading } from './dom.js';
+import { featureLabel, fmtDensity, fmtInt, fmtNum, histogramRange } from './format.js';
+import { tokenLine } from './tokens.js';
+
+const MORE = 20; // examples fetched per "show more"
+const QUANTILE_PAGE = 100;
+
+// How much of the activations a quantile bin holds: a fraction (0..1) reads
+// as a percentage, a whole number as a token count.
+export function fmtBinContains(x) {
+  if (typeof x !== 'number' || !Number.isFinite(x)) return null;
+  if (Number.isInteger(x) && x > 1) return `${fmtInt(x)} tokens`;
+  return `${fmtNum(x * 100, 3)}% of activations`;
+}
+
+function stat(name, key, value, title) {
+  return h('div', { class: 'stat' }, h('dt', {}, name),
+    h('dd', { 'data-stat': key, title: title ?? null }, value));
+}
+
+function example(ex, scale, kind) {
+  const where = Number.isInteger(ex.max_token_index) ? ` at token ${ex.max_token_index}` : '';
+  return h('li', { class: 'example', 'data-kind': kind },
+    h('p', { class: 'example-meta' },
+      h('span', {}, 'document ', h('code', { class: 'doc' }, String(ex.document ?? '?'))),
+      h('span', {}, 'max ', h('strong', {}, fmtNum(ex.max_value)), where)),
+    tokenLine(ex, scale));
+}
+
+// Section with a heading; `id` makes it a skip target.
+function section(id, title, ...body) {
+  return h('section', { class: `panel ${id}`, 'aria-labelledby': `${id}-h` },
+    h('h2', { id: `${id}-h` }, title), ...body);
+}
+
+function prevNext(i, dSae) {
+  const link = (j, rel, text) => (j >= 0 && (dSae == null || j < dSae)
+    ? h('a', { href: `/features/${j}`, rel, class: 'button', 'data-nav-rel': rel }, text)
+    : h('span', { class: 'button disabled', 'aria-disabled': 'true' }, text));
+  return h('nav', { class: 'prevnext', 'aria-label': 'Neighbouring indices' },
+    link(i - 1, 'prev', `‹ #${i - 1 >= 0 ? i - 1 : '–'}`),
+    link(i + 1, 'next', `#${i + 1} ›`));
+}
+
+function histogramFigure(f) {
+  const range = histogramRange(f.histogram?.counts);
+  if (!range) {
+    return emptyState('No activations recorded',
+      h('p', {}, 'This feature was never active on the indexed corpus, so its histogram is empty.'));
+  }
+  const plotBox = h('div', { class: 'plot' });
+  const n = f.histogram.counts.length;
+  const shown = range[1] - range[0] + 1;
+  const fig = h('figure', { class: 'hist' }, plotBox,
+    h('figcaption', {}, `Activation histogram over the tokens where the feature is active` +
+      (shown < n ? ` (bins ${range[0]}–${range[1]} of ${n}; the others are empty)` : ` (${n} bins)`) + '.'),
+    h('details', { class: 'bins-table' }, h('summary', {}, 'Show the bins as a table'), histogramTable(f.histogram)));
+  let drawnWidth = 0;
+  const draw = () => {
+    const w = Math.floor(plotBox.clientWidth);
+    if (w <= 0 || Math.abs(w - drawnWidth) < 8) return;
+    drawnWidth = w;
+    fill(plotBox, histogramPlot(f.histogram, w));
+  };
+  new ResizeObserver(draw).observe(plotBox);
+  return fig;
+}
+
+function explanations(f) {
+  const list = (Array.isArray(f.explanations) ? f.explanations : []).filter((e) => e && e.description);
+  if (!list.length) {
+    return emptyState('No explanations yet',
+      h('p', {}, 'Explanations come from ', h('code', {}, 'sae index --explanations FILE'), '.'));
+  }
+  return h('ol', { class: 'explanations' }, list.map((e) => h('li', {},
+    h('p', { class: 'desc' }, e.description),
+    h('p', { class: 'muted meta' },
+      h('span', { 'data-field': 'score' }, `score ${fmtNum(e.score, 3)}`),
+      e.source ? [' · ', h('span', { 'data-field': 'source' }, `source ${e.source}`)] : null))));
+}
+
+function neighbours(f, signal) {
+  const list = Array.isArray(f.neighbours) ? f.neighbours : [];
+  if (!list.length) return emptyState('No neighbours recorded');
+  const items = list.map((nb) => {
+    const label = h('span', { class: 'nb-label muted' }, '');
+    return {
+      nb, label, li: h('li', { 'data-index': nb.index },
+        h('a', { href: `/features/${nb.index}` }, `#${nb.index}`), ' ', label,
+        h('span', { class: 'num cos', title: 'decoder cosine similarity' }, `cos ${fmtNum(nb.cosine, 3)}`)),
+    };
+  });
+  // Labels come from each neighbour's own record; a failure leaves the link bare.
+  mapLimit(items, 4, async ({ nb, label }) => {
+    try {
+      const g = await api(`/v1/features/${nb.index}`, { signal });
+      label.textContent = featureLabel(g) ?? '(no explanation)';
+    } catch {
+      /* leave it bare */
+    }
+  });
+  return h('ol', { class: 'neighbours' }, items.map((x) => x.li));
+}
+
+function topExamples(f, i, scale, signal) {
+  const first = Array.isArray(f.top_examples) ? f.top_examples : [];
+  if (!first.length) {
+    return emptyState('No examples recorded',
+      h('p', {}, 'The feature never fired on the indexed corpus.'));
+  }
+  const list = h('ol', { class: 'examples top' }, first.map((ex) => example(ex, scale, 'top')));
+  const note = h('p', { class: 'muted', role: 'status' });
+  const more = h('button', { type: 'button', class: 'more' }, 'Show more top examples');
+  more.addEventListener('click', async () => {
+    more.disabled = true;
+    note.textContent = 'Loading…';
+    try {
+      const shown = list.children.length;
+      const data = await api(`/v1/features/${i}/examples?kind=top&limit=${MORE}&offset=${shown}`, { signal });
+      const got = Array.isArray(data.examples) ? data.examples : [];
+      const firstNew = got.length ? example(got[0], scale, 'top') : null;
+      if (firstNew) list.append(firstNew, ...got.slice(1).map((ex) => example(ex, scale, 'top')));
+      const now = list.children.length;
+      note.textContent = typeof data.total === 'number' ? `Showing ${now} of ${fmtInt(data.total)}.` : '';
+      if (got.length < MORE || (typeof data.total === 'number' && now >= data.total)) more.remove();
+      else more.disabled = false;
+      firstNew?.querySelector('.tok[tabindex="0"]')?.focus();
+    } catch (e) {
+      if (e.name === 'AbortError') return;
+      note.textContent = `Could not load more: ${e.message}`;
+      more.disabled = false;
+    }
+  });
+  return h('div', {}, list, h('div', { class: 'more-row' }, more, note));
+}
+
+// Quantile examples grouped by their bin, highest activations first.
+async function quantiles(box, i, scale, signal) {
+  fill(box, loadingState('Loading quantile examples…'));
+  let all = [];
+  let total = 0;
+  try {
+    do {
+      const data = await api(`/v1/features/${i}/examples?kind=quantile&limit=${QUANTILE_PAGE}&offset=${all.length}`, { signal });
+      const got = Array.isArray(data.examples) ? data.examples : [];
+      all = all.concat(got);
+      total = typeof data.total === 'number' ? data.total : all.length;
+      if (!got.length) break;
+    } while (all.length < total && all.length < 1000);
+  } catch (e) {
+    if (e.name === 'AbortError') return;
+    fill(box, errorState(e, () => quantiles(box, i, scale, signal), 'Could not load quantile examples'));
+    return;
+  }
+  if (!all.length) {
+    fill(box, emptyState('No quantile examples recorded'));
+    return;
+  }
+  const groups = new Map();
+  for (const ex of all) {
+    const key = `${ex.bin_min}|${ex.bin_max}`;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(ex);
+  }
+  const ordered = [...groups.values()].sort((a, b) => (b[0].bin_min ?? 0) - (a[0].bin_min ?? 0));
+  fill(box, ...ordered.map((exs, k) => {
+    const b = exs[0];
+    const contains = fmtBinContains(b.bin_contains);
+    return h('details', { class: 'qbin', open: k < 3, 'data-bin-min': b.bin_min, 'data-bin-max': b.bin_max },
+      h('summary', {},
+        h('span', { class: 'qbin-range' }, `Activation ${fmtNum(b.bin_min, 3)} – ${fmtNum(b.bin_max, 3)}`),
+        h('span', { class: 'muted' }, ` · ${exs.length} example${exs.length === 1 ? '' : 's'}`,
+          contains ? ` · bin holds ${contains}` : '')),
+      h('ol', { class: 'examples' }, exs.map((ex) => example(ex, scale, 'quantile'))));
+  }));
+}
+
+export async function render(main, ctx) {
+  const i = Number(ctx.params[0]);
+  document.title = `Feature ${i} · saed`;
+  fill(main, pageHeading(`Feature ${i}`), loadingState('Loading feature…'));
+  const [model, f] = await Promise.all([
+    getModel().catch(() => null),
+    api(`/v1/features/${i}`, { signal: ctx.signal }).catch((e) => e),
+  ]);
+  if (f instanceof Error) {
+    if (f.name === 'AbortError') throw f;
+    if (isNoIndex(f)) {
+      fill(main, pageHeading(`Feature ${i}`), emptyState('No feature index is loaded',
+        h('p', {}, 'Start saed with ', h('code', {}, '--index FILE.db'), ' (built by ', h('code', {}, 'sae index'),
+          ') to see statistics and examples. The ', h('a', { href: `/encode?feature=${i}` }, 'encoder'),
+          ' still works.')));
+    } else if (f instanceof ApiError && f.status === 404) {
+      const dSae = model?.d_sae;
+      fill(main, pageHeading(`Feature ${i}`), emptyState('No such feature',
+        h('p', {}, dSae ? `This SAE has ${fmtInt(dSae)} features, numbered 0 to ${fmtInt(dSae - 1)}. ` : '',
+          h('a', { href: '/' }, 'Browse the feature list'), '.')));
+    } else {
+      fill(main, pageHeading(`Feature ${i}`), errorState(f, () => render(main, ctx), 'Could not load the feature'));
+    }
+    return null;
+  }
+
+  const label = featureLabel(f);
+  if (label) document.title = `#${i} ${label} · saed`;
+  const scale = f.max_activation > 0 ? f.max_activation : Math.max(0, ...(f.top_examples || []).map((e) => e.max_value || 0));
+  const qbox = h('div', { class: 'quantiles' });
+
+  fill(main, 
+    h('div', { class: 'feature-head' },
+      h('div', {},
+        h('p', { class: 'crumbs' }, h('a', { href: '/' }, 'Features'), ' / ', `#${i}`),
+        pageHeading(`Feature ${i}`),
+        h('p', { class: `feature-label${label ? '' : ' muted'}` }, label ?? 'No explanation yet')),
+      prevNext(i, model?.d_sae)),
+    h('dl', { class: 'stats' },
+      stat('Density', 'density', fmtDensity(f.density), `fraction of tokens: ${f.density}`),
+      stat('Max activation', 'max_activation', fmtNum(f.max_activation)),
+      stat('Mean activation', 'mean_activation', fmtNum(f.mean_activation), 'mean over active tokens'),
+      stat('Decoder norm', 'decoder_norm', fmtNum(f.decoder_norm))),
+    h('div', { class: 'feature-grid' },
+      section('histogram', 'Activations', histogramFigure(f)),
+      h('div', { class: 'side' },
+        section('explanations', 'Explanations', explanations(f)),
+        section('neighbours', 'Nearest by decoder cosine', neighbours(f, ctx.signal)))),
+    section('top', 'Top activating examples',
+      h('p', { class: 'muted hint' }, 'Shading is relative to the feature\'s max activation; the max token is underlined. ',
+        'Hover a token, or Tab to an example and use the arrow keys, to read its value.'),
+      topExamples(f, i, scale, ctx.signal)),
+    section('quantile', 'Examples by activation quantile', qbox),
+    h('p', { class: 'muted api-links' }, 'Same data from the API: ', h('code', {}, `GET /v1/features/${i}`),
+      ' · ', h('a', { href: `/encode?feature=${i}` }, 'Encode this feature\'s decoder direction')));
+  quantiles(qbox, i, scale, ctx.signal);
+  return null;
+}

@@ -1,0 +1,190 @@
+// The feature list: full-text search over explanations, sorting, paging. The
+// state lives in the URL (?q=&sort=&order=&offset=) so a list can be shared
+// and Back works; typing replaces the history entry instead of adding one.
+
+import { api, isNoIndex } from './api.js';
+import { sparkline } from './charts.js';
+import { emptyState, errorState, fill, h, loadingState, pageHeading } from './dom.js';
+import { featureLabel, fmtDensity, fmtInt, fmtNum } from './format.js';
+import { navigate } from './router.js';
+
+export const PAGE_SIZE = 50;
+
+// Set by the pager so that, when the next page has loaded, focus moves to the
+// result count instead of being lost with the replaced buttons.
+let focusAfterLoad = false;
+
+// The choices of the sort select: value -> [API sort, API order, label].
+export const SORTS = {
+  'index:asc': ['index', 'asc', 'Index'],
+  'density:desc': ['density', 'desc', 'Density, highest first'],
+  'density:asc': ['density', 'asc', 'Density, lowest first'],
+  'max_activation:desc': ['max_activation', 'desc', 'Max activation, highest first'],
+  'max_activation:asc': ['max_activation', 'asc', 'Max activation, lowest first'],
+};
+
+// The list state a URL query describes.
+function stateOf(query) {
+  const sortKey = `${query.get('sort') || 'index'}:${query.get('order') || (query.get('sort') && query.get('sort') !== 'index' ? 'desc' : 'asc')}`;
+  const offset = Number.parseInt(query.get('offset') || '0', 10);
+  return {
+    q: (query.get('q') || '').trim(),
+    sortKey: SORTS[sortKey] ? sortKey : 'index:asc',
+    offset: Number.isFinite(offset) && offset > 0 ? offset : 0,
+  };
+}
+
+// The page URL of a state (defaults left out).
+function hrefOf(st) {
+  const p = new URLSearchParams();
+  if (st.q) p.set('q', st.q);
+  if (st.sortKey !== 'index:asc') {
+    const [sort, order] = SORTS[st.sortKey];
+    p.set('sort', sort);
+    p.set('order', order);
+  }
+  if (st.offset) p.set('offset', String(st.offset));
+  const qs = p.toString();
+  return qs ? `/?${qs}` : '/';
+}
+
+// The API request of a state. Searching with the default order leaves the
+// order to the server (best match first).
+export function apiPathOf(st) {
+  const p = new URLSearchParams();
+  if (st.q) p.set('q', st.q);
+  if (!st.q || st.sortKey !== 'index:asc') {
+    const [sort, order] = SORTS[st.sortKey];
+    p.set('sort', sort);
+    p.set('order', order);
+  }
+  p.set('limit', String(PAGE_SIZE));
+  p.set('offset', String(st.offset));
+  return `/v1/features?${p}`;
+}
+
+function row(f) {
+  const label = featureLabel(f);
+  const href = `/features/${f.index}`;
+  return h('tr', { 'data-index': f.index },
+    h('td', { class: 'num idx' }, h('a', { href, tabindex: '-1', 'aria-hidden': 'true' }, String(f.index))),
+    h('td', { class: 'label' }, h('a', { href },
+      label ? label : h('span', { class: 'muted' }, `Feature ${f.index} (no explanation)`)),
+    label ? h('span', { class: 'sr-only' }, ` (feature ${f.index})`) : null),
+    h('td', { class: 'num density', title: String(f.density) }, fmtDensity(f.density)),
+    h('td', { class: 'num maxact' }, fmtNum(f.max_activation)),
+    h('td', { class: 'spark' }, sparkline(f.histogram)));
+}
+
+function pager(st, total, shown) {
+  const from = total ? st.offset + 1 : 0;
+  const to = st.offset + shown;
+  const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+  const page = Math.floor(st.offset / PAGE_SIZE) + 1;
+  const go = (offset) => () => {
+    focusAfterLoad = true;
+    navigate(hrefOf({ ...st, offset }));
+  };
+  return h('nav', { class: 'pager', 'aria-label': 'Pages of results' },
+    h('button', { type: 'button', 'data-pager': 'prev', disabled: st.offset === 0, onclick: go(Math.max(0, st.offset - PAGE_SIZE)) }, '‹ Previous'),
+    h('span', { class: 'pager-pos' }, `${fmtInt(from)}–${fmtInt(to)} of ${fmtInt(total)} · page ${fmtInt(page)} of ${fmtInt(pages)}`),
+    h('button', { type: 'button', 'data-pager': 'next', disabled: to >= total, onclick: go(st.offset + PAGE_SIZE) }, 'Next ›'));
+}
+
+export async function render(main, ctx) {
+  document.title = 'Features · saed';
+  let st = stateOf(ctx.query);
+  const search = h('input', {
+    id: 'feature-search', type: 'search', name: 'q', value: st.q, autocomplete: 'off',
+    placeholder: 'e.g. punctuation, French, numbers', 'aria-describedby': 'search-hint',
+  });
+  const sort = h('select', { id: 'feature-sort', name: 'sort' },
+    Object.entries(SORTS).map(([v, [, , label]]) => h('option', { value: v, selected: v === st.sortKey }, label)));
+  const results = h('section', { class: 'results', 'aria-live': 'polite', 'aria-busy': 'true' });
+  const status = h('p', { class: 'results-count', id: 'results-count', tabindex: '-1' });
+  const form = h('form', { class: 'controls', role: 'search', onsubmit: (e) => { e.preventDefault(); apply(false); } },
+    h('div', { class: 'field grow' }, h('label', { for: 'feature-search' }, 'Search explanations'), search,
+      h('span', { id: 'search-hint', class: 'hint' }, 'Full-text search; results update as you type.')),
+    h('div', { class: 'field' }, h('label', { for: 'feature-sort' }, 'Sort by'), sort));
+  fill(main, pageHeading('Features'), form, status, results);
+
+  let timer = null;
+  function apply(replace) {
+    clearTimeout(timer);
+    const next = { q: search.value.trim(), sortKey: sort.value, offset: 0 };
+    if (next.q === st.q && next.sortKey === st.sortKey && !replace) next.offset = st.offset;
+    navigate(hrefOf(next), { replace });
+  }
+  search.addEventListener('input', () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => apply(true), 300);
+  });
+  sort.addEventListener('change', () => apply(false));
+
+  async function load(signal) {
+    results.setAttribute('aria-busy', 'true');
+    status.textContent = '';
+    fill(results, loadingState(st.q ? `Searching for “${st.q}”…` : 'Loading features…'));
+    let data;
+    try {
+      data = await api(apiPathOf(st), { signal });
+    } catch (e) {
+      if (e.name === 'AbortError') return;
+      results.setAttribute('aria-busy', 'false');
+      if (isNoIndex(e)) {
+        fill(results, emptyState('No feature index is loaded',
+          h('p', {}, 'This saed was started without ', h('code', {}, '--index'), '. Build one with ',
+            h('code', {}, 'sae index'), ' and restart saed with ', h('code', {}, '--index FILE.db'),
+            ' to browse features. ', h('a', { href: '/encode' }, 'Encoding'), ' works without an index.')));
+      } else {
+        fill(results, errorState(e, () => load(signal), 'Could not load features'));
+      }
+      return;
+    }
+    results.setAttribute('aria-busy', 'false');
+    const list = Array.isArray(data.features) ? data.features : [];
+    const total = typeof data.total === 'number' ? data.total : list.length;
+    if (!list.length) {
+      status.textContent = '';
+      if (st.offset > 0 && total > 0) {
+        fill(results, emptyState('No features on this page',
+          h('p', {}, h('a', { href: hrefOf({ ...st, offset: 0 }) }, 'Back to the first page'), '.')));
+      } else if (st.q) {
+        fill(results, emptyState(`No explanation matches “${st.q}”`,
+          h('p', {}, 'Try fewer or other words, or ', h('a', { href: '/' }, 'list every feature'), '.')));
+      } else {
+        fill(results, emptyState('The index holds no features'));
+      }
+      return;
+    }
+    status.textContent = st.q
+      ? `${fmtInt(total)} feature${total === 1 ? '' : 's'} match “${st.q}”`
+      : `${fmtInt(total)} features`;
+    const table = h('table', { class: 'features' },
+      h('caption', { class: 'sr-only' }, `Features ${st.offset + 1} to ${st.offset + list.length} of ${total}`),
+      h('thead', {}, h('tr', {},
+        h('th', { scope: 'col', class: 'num idx' }, '#'),
+        h('th', { scope: 'col' }, 'Label'),
+        h('th', { scope: 'col', class: 'num density' }, 'Density'),
+        h('th', { scope: 'col', class: 'num maxact' }, 'Max act.'),
+        h('th', { scope: 'col', class: 'spark' }, h('span', { 'aria-hidden': 'true' }, 'Histogram')))),
+      h('tbody', {}, list.map(row)));
+    fill(results, h('div', { class: 'table-wrap' }, table),
+      total > PAGE_SIZE || st.offset > 0 ? pager(st, total, list.length) : null);
+    if (focusAfterLoad) {
+      focusAfterLoad = false;
+      status.focus();
+      status.scrollIntoView({ block: 'nearest' });
+    }
+  }
+
+  load(ctx.signal);
+  return {
+    update(next) {
+      st = stateOf(next.query);
+      if (document.activeElement !== search) search.value = st.q;
+      sort.value = st.sortKey;
+      load(next.signal);
+    },
+  };
+}

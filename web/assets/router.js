@@ -1,0 +1,99 @@
+// Client-side routing with history.pushState. saed serves index.html for every
+// page path, so a deep link such as /features/12 lands here and is rendered
+// from location.pathname.
+
+import { errorState, fill, h, pageHeading } from './dom.js';
+
+const routes = [];
+let current = null; // { route, params, view, controller }
+
+// Registers a page: `pattern` is a RegExp over the path whose groups are the
+// params; `load` returns the page module, whose render(main, ctx) draws it and
+// may return a view with update(ctx) for query-only changes (kept focus).
+export function route(name, pattern, load) {
+  routes.push({ name, pattern, load });
+}
+
+function match(path) {
+  for (const r of routes) {
+    const m = r.pattern.exec(path);
+    if (m) return { route: r, params: m.slice(1) };
+  }
+  return null;
+}
+
+function markNav(name) {
+  for (const a of document.querySelectorAll('[data-nav]')) {
+    const on = a.dataset.nav === name || (name === 'feature' && a.dataset.nav === 'features');
+    if (on) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+}
+
+async function render({ focus }) {
+  const main = document.getElementById('main');
+  const url = new URL(location.href);
+  const found = match(url.pathname);
+  const ctx = { params: found ? found.params : [], query: url.searchParams, url };
+  if (current && found && current.route === found.route &&
+      String(current.params) === String(found.params) && current.view?.update) {
+    current.controller.abort();
+    current.controller = new AbortController();
+    ctx.signal = current.controller.signal;
+    current.view.update(ctx);
+    return;
+  }
+  if (current) current.controller.abort();
+  const controller = new AbortController();
+  ctx.signal = controller.signal;
+  current = { route: found?.route, params: ctx.params, view: null, controller };
+  markNav(found ? found.route.name : null);
+  if (!found) {
+    document.title = 'Not found · saed';
+    fill(main, pageHeading('Page not found'),
+      h('p', {}, 'Nothing lives at ', h('code', {}, url.pathname), '. Try the ',
+        h('a', { href: '/' }, 'feature list'), '.'));
+  } else {
+    try {
+      const page = await found.route.load();
+      const view = await page.render(main, ctx);
+      if (current.controller === controller) current.view = view || null;
+    } catch (e) {
+      if (e.name === 'AbortError') return;
+      fill(main, pageHeading('Error'), errorState(e, () => render({ focus: true })));
+    }
+  }
+  if (focus && current.controller === controller) {
+    const h1 = main.querySelector('h1');
+    (h1 || main).focus({ preventScroll: true });
+  }
+}
+
+// Goes to `href` (same origin): a new history entry, or the current one
+// replaced (typing in a search box should not flood the back button).
+export function navigate(href, { replace = false } = {}) {
+  const url = new URL(href, location.href);
+  const samePage = url.pathname === location.pathname;
+  if (replace) history.replaceState(null, '', url);
+  else history.pushState(null, '', url);
+  if (!samePage) window.scrollTo(0, 0);
+  render({ focus: !samePage });
+}
+
+function onClick(e) {
+  if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+  const a = e.target.closest('a[href]');
+  if (!a || a.target || a.hasAttribute('download') || a.dataset.external !== undefined) return;
+  const url = new URL(a.href, location.href);
+  if (url.origin !== location.origin || !match(url.pathname)) return;
+  if (url.pathname === location.pathname && url.search === location.search && url.hash) return;
+  e.preventDefault();
+  navigate(url.href);
+}
+
+// Starts routing: renders the current URL and follows links and Back/Forward.
+export function start() {
+  document.addEventListener('click', onClick);
+  window.addEventListener('popstate', () => render({ focus: true }));
+  render({ focus: false });
+}
