@@ -1,9 +1,371 @@
-/* encode.c: `sae encode` is not implemented yet (an open issue covers it). */
+/* encode.c: `sae encode`, activation files to sparse features, one JSON line
+ * per input row: {"indices": [...], "values": [...]} ordered as the API orders
+ * them (values descending, ties by index ascending), plus "l0", "mse", "fvu",
+ * "cosine" with --metrics. An autoencoder model prints {"codes": [...]}.
+ *
+ * Rows are read, encoded and printed one block at a time, so memory stays flat
+ * whatever the corpus size. With --out the lines go to a temporary file beside
+ * the target, renamed into place only once everything is written and synced:
+ * a failure (a full disk included) leaves no partial file behind. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "activations.h"
+#include "autoencoder.h"
 #include "cli.h"
+#include "encode.h"
+#include "model.h"
+
+#define ENCODE_BLOCK_ROWS 256
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sae encode --model DIR --activations FILE [FILE...] [--top-k K]\n"
+            "                  [--threshold X] [--out FILE] [--metrics] [--quiet]\n\n"
+            "Encodes every row of the activation files (.safetensors with an \"activations\"\n"
+            "tensor [n, d_in], or .npy; several files are one corpus, in order) and writes one\n"
+            "JSON line per row: {\"indices\": [...], \"values\": [...]}, values descending, ties\n"
+            "by index ascending. An autoencoder model writes {\"codes\": [...]} instead.\n\n"
+            "  --model DIR          the model folder (SAELens or sparsify layout)\n"
+            "  --activations FILE   one or more activation files\n"
+            "  --top-k K            keep the K largest values of each row\n"
+            "  --threshold X        keep values > X\n"
+            "  --metrics            add \"l0\", \"mse\", \"fvu\", \"cosine\" (from the full SAE\n"
+            "                       output, whatever --top-k/--threshold keep)\n"
+            "  --out FILE           write there (atomically) instead of stdout\n"
+            "  --quiet              no progress on stderr\n");
+}
+
+/* Parsed flags; paths are borrowed from argv. */
+typedef struct encode_args {
+    const char *model_dir, *out_path;
+    const char **acts;
+    size_t n_acts;
+    sae_encode_opts opt;
+    bool metrics, quiet, filtered;
+} encode_args;
+
+/* Parses argv into a (a->acts allocated, caller frees). Returns -1 to go on,
+ * or an exit code. */
+static int parse_args(int argc, char **argv, encode_args *a)
+{
+    a->acts = calloc((size_t)argc, sizeof *a->acts);
+    if (!a->acts)
+        return cli_fail("out of memory");
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        uint64_t u;
+        double d;
+        if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
+            usage(stdout);
+            return SAE_EXIT_OK;
+        } else if (!strcmp(f, "--metrics")) {
+            a->metrics = true;
+        } else if (!strcmp(f, "--quiet")) {
+            a->quiet = true;
+        } else if (!strcmp(f, "--model") || !strcmp(f, "--out")) {
+            if (!val)
+                return cli_usage("encode", "%s needs a value", f);
+            *(!strcmp(f, "--model") ? &a->model_dir : &a->out_path) = val;
+            i++;
+        } else if (!strcmp(f, "--activations")) {
+            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
+                a->acts[a->n_acts++] = argv[++i];
+            if (a->n_acts == 0)
+                return cli_usage("encode", "--activations needs at least one file");
+        } else if (!strcmp(f, "--top-k")) {
+            if (!val || cli_parse_u64(val, 1, UINT32_MAX, &u))
+                return cli_usage("encode", "--top-k needs a positive integer");
+            a->opt.top_k = (size_t)u;
+            a->filtered = true;
+            i++;
+        } else if (!strcmp(f, "--threshold")) {
+            if (!val || cli_parse_double(val, -3.4e38, 3.4e38, &d))
+                return cli_usage("encode", "--threshold needs a finite number");
+            a->opt.has_threshold = true;
+            a->opt.threshold = (float)d;
+            a->filtered = true;
+            i++;
+        } else {
+            return cli_usage("encode", "unknown argument '%s'", f);
+        }
+    }
+    if (!a->model_dir)
+        return cli_usage("encode", "--model is required");
+    if (a->n_acts == 0)
+        return cli_usage("encode", "--activations is required");
+    return -1;
+}
+
+/* Writes a float as JSON: %.9g reads back as the same float; a non-finite
+ * value (which valid inputs and weights never give) becomes null. */
+static void put_float(FILE *fp, double v)
+{
+    if (isfinite(v))
+        fprintf(fp, "%.9g", v);
+    else
+        fputs("null", fp);
+}
+
+/* One output line for row r of sp (and its metrics when asked). */
+static void put_sparse_row(FILE *fp, const sae_sparse *sp, size_t r, const sae_row_metrics *met)
+{
+    size_t a = sp->row_ptr[r], b = sp->row_ptr[r + 1];
+    fputs("{\"indices\": [", fp);
+    for (size_t t = a; t < b; t++)
+        fprintf(fp, t > a ? ", %u" : "%u", sp->idx[t]);
+    fputs("], \"values\": [", fp);
+    for (size_t t = a; t < b; t++) {
+        if (t > a)
+            fputs(", ", fp);
+        put_float(fp, sp->val[t]);
+    }
+    fputc(']', fp);
+    if (met) {
+        fprintf(fp, ", \"l0\": %u, \"mse\": ", met->l0);
+        put_float(fp, met->mse);
+        fputs(", \"fvu\": ", fp);
+        put_float(fp, met->fvu);
+        fputs(", \"cosine\": ", fp);
+        put_float(fp, met->cosine);
+    }
+    fputs("}\n", fp);
+}
+
+/* One output line of autoencoder codes (d floats). */
+static void put_codes_row(FILE *fp, const float *codes, size_t d)
+{
+    fputs("{\"codes\": [", fp);
+    for (size_t j = 0; j < d; j++) {
+        if (j)
+            fputs(", ", fp);
+        put_float(fp, codes[j]);
+    }
+    fputs("]}\n", fp);
+}
+
+/* The destination: stdout, or a temporary file beside --out. */
+typedef struct out_file {
+    FILE *fp;
+    char *tmp_path;     /* owned; NULL for stdout */
+    const char *path;   /* borrowed: the final name, or "stdout" */
+} out_file;
+
+static int out_open(out_file *o, const char *path)
+{
+    static char buf_stdout[1 << 16];
+    if (!path) {
+        o->fp = stdout;
+        o->path = "stdout";
+        setvbuf(stdout, buf_stdout, _IOFBF, sizeof buf_stdout);
+        return 0;
+    }
+    o->path = path;
+    size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
+    o->tmp_path = malloc(n);
+    if (!o->tmp_path)
+        return cli_fail("out of memory");
+    snprintf(o->tmp_path, n, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(o->tmp_path);
+    if (fd < 0) {
+        int e = errno;
+        free(o->tmp_path);
+        o->tmp_path = NULL;
+        return cli_fail("%s: cannot create: %s", path, strerror(e));
+    }
+    o->fp = fdopen(fd, "w");
+    if (!o->fp) {
+        int e = errno;
+        close(fd);
+        unlink(o->tmp_path);
+        free(o->tmp_path);
+        o->tmp_path = NULL;
+        return cli_fail("%s: %s", path, strerror(e));
+    }
+    setvbuf(o->fp, NULL, _IOFBF, 1 << 16);
+    return 0;
+}
+
+/* Finishes the output: on success flushes, syncs and renames into place; on
+ * failure (or any write error seen) removes the temporary file. Returns the
+ * exit code. */
+static int out_close(out_file *o, int rc)
+{
+    if (!o->fp)
+        return rc;
+    if (!o->tmp_path) {
+        if (rc == SAE_EXIT_OK && (fflush(stdout) != 0 || ferror(stdout)))
+            rc = cli_fail("stdout: write failed: %s", strerror(errno));
+        return rc;
+    }
+    if (rc == SAE_EXIT_OK) {
+        if (fflush(o->fp) != 0 || ferror(o->fp) || fsync(fileno(o->fp)) != 0)
+            rc = cli_fail("%s: write failed: %s", o->path, strerror(errno));
+    }
+    if (fclose(o->fp) != 0 && rc == SAE_EXIT_OK)
+        rc = cli_fail("%s: write failed: %s", o->path, strerror(errno));
+    o->fp = NULL;
+    if (rc == SAE_EXIT_OK && rename(o->tmp_path, o->path) != 0)
+        rc = cli_fail("%s: cannot rename into place: %s", o->path, strerror(errno));
+    if (rc != SAE_EXIT_OK)
+        unlink(o->tmp_path);
+    free(o->tmp_path);
+    o->tmp_path = NULL;
+    return rc;
+}
+
+/* Opens every activation file on its own (so errors name the file), checks
+ * each against the model's d_in. */
+static int open_all(const encode_args *a, const sae_model *m, sae_acts **acts, size_t *total)
+{
+    sae_error err;
+    *total = 0;
+    for (size_t f = 0; f < a->n_acts; f++) {
+        sae_error_clear(&err);
+        if (sae_acts_open(&a->acts[f], 1, &acts[f], &err))
+            return cli_fail_err(&err);
+        if (sae_acts_dim(acts[f]) != m->d_in)
+            return cli_fail("%s: activations have d_in %zu but the model (%s) has d_in %zu",
+                            a->acts[f], sae_acts_dim(acts[f]), a->model_dir, m->d_in);
+        *total += sae_acts_rows(acts[f]);
+    }
+    return SAE_EXIT_OK;
+}
+
+/* The first non-finite element of x (n floats), or n. */
+static size_t first_nonfinite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return i;
+    return n;
+}
 
 int cmd_encode(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return cli_fail("'sae encode' is not implemented yet");
+    encode_args a = {0};
+    int rc = parse_args(argc, argv, &a);
+    sae_model *m = NULL;
+    sae_acts **acts = NULL;
+    sae_workspace *ws = NULL;
+    float *x = NULL, *codes = NULL;
+    sae_row_metrics *met = NULL;
+    sae_sparse sp;
+    sae_sparse_init(&sp);
+    out_file out = {0};
+    sae_error err;
+    sae_error_clear(&err);
+    if (rc >= 0)
+        goto out;
+    rc = SAE_EXIT_FAILURE;
+
+    char warn[4096] = "";
+    int load_rc = sae_model_load(a.model_dir, &m, warn, sizeof warn, &err);
+    for (char *line = warn, *next; *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        cli_warn("%s", line);
+        if (!next)
+            break;
+    }
+    if (load_rc) {
+        rc = cli_fail_err(&err);
+        goto out;
+    }
+    bool ae = m->arch == SAE_ARCH_AUTOENCODER;
+    if (ae && (a.filtered || a.metrics)) {
+        rc = cli_usage("encode", "--top-k, --threshold and --metrics apply to SAEs, and %s is "
+                                 "an autoencoder",
+                       a.model_dir);
+        goto out;
+    }
+    acts = calloc(a.n_acts, sizeof *acts);
+    size_t total;
+    if (!acts) {
+        rc = cli_fail("out of memory");
+        goto out;
+    }
+    if ((rc = open_all(&a, m, acts, &total)) != SAE_EXIT_OK)
+        goto out;
+    rc = SAE_EXIT_FAILURE;
+
+    size_t bn = ENCODE_BLOCK_ROWS;
+    x = malloc(bn * m->d_in * sizeof *x);
+    if (ae)
+        codes = malloc(bn * m->d_sae * sizeof *codes);
+    else
+        ws = sae_workspace_new(m, bn);
+    met = a.metrics ? malloc(bn * sizeof *met) : NULL;
+    if (!x || (ae ? !codes : !ws) || (a.metrics && !met)) {
+        rc = cli_fail("out of memory for a block of %zu rows", bn);
+        goto out;
+    }
+    if ((rc = out_open(&out, a.out_path)) != SAE_EXIT_OK)
+        goto out;
+    rc = SAE_EXIT_FAILURE;
+
+    cli_progress prog;
+    cli_progress_start(&prog, "encode", "rows", total, a.quiet);
+    size_t done = 0;
+    for (size_t f = 0; f < a.n_acts; f++) {
+        size_t rows = sae_acts_rows(acts[f]);
+        for (size_t r0 = 0; r0 < rows; r0 += bn) {
+            size_t n = rows - r0 < bn ? rows - r0 : bn;
+            if (sae_acts_read(acts[f], r0, n, x, &err)) {
+                cli_fail_err(&err);
+                goto out;
+            }
+            size_t bad = first_nonfinite(x, n * m->d_in);
+            if (bad < n * m->d_in) {
+                cli_fail("%s: row %zu, element %zu: value is not finite", a.acts[f],
+                         r0 + bad / m->d_in, bad % m->d_in);
+                goto out;
+            }
+            if (ae) {
+                if (sae_ae_encode(m->ae, x, n, codes, &err)) {
+                    cli_fail_err(&err);
+                    goto out;
+                }
+                for (size_t r = 0; r < n; r++)
+                    put_codes_row(out.fp, codes + r * m->d_sae, m->d_sae);
+            } else {
+                sae_sparse_reset(&sp);
+                if (sae_encode(m, ws, x, n, a.filtered ? &a.opt : NULL, &sp, met, NULL, &err)) {
+                    cli_fail_err(&err);
+                    goto out;
+                }
+                for (size_t r = 0; r < n; r++)
+                    put_sparse_row(out.fp, &sp, r, met ? &met[r] : NULL);
+            }
+            if (ferror(out.fp)) {
+                cli_fail("%s: write failed: %s", out.path, strerror(errno));
+                goto out;
+            }
+            done += n;
+            cli_progress_update(&prog, done);
+        }
+    }
+    if (prog.t_last > prog.t_start) /* a progress line was shown: end it */
+        cli_progress_finish(&prog, done);
+    rc = SAE_EXIT_OK;
+out:
+    rc = out_close(&out, rc);
+    if (acts)
+        for (size_t f = 0; f < a.n_acts; f++)
+            sae_acts_free(acts[f]);
+    free(acts);
+    free(a.acts);
+    free(x);
+    free(codes);
+    free(met);
+    sae_sparse_free(&sp);
+    sae_workspace_free(ws);
+    sae_model_free(m);
+    return rc;
 }
