@@ -134,9 +134,14 @@ int sae_convert_to_f32(sae_dtype t, const void *src, size_t n, float *dst)
     const uint8_t *p = src;
     switch (t) {
     case SAE_DT_F32:
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (n)
+            memcpy(dst, src, n * sizeof *dst);
+#else
         for (size_t i = 0; i < n; i++, p += 4)
             dst[i] = bits_f32((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
                               (uint32_t)p[3] << 24);
+#endif
         return 0;
     case SAE_DT_F16:
         for (size_t i = 0; i < n; i++, p += 2)
