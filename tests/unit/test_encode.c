@@ -397,6 +397,96 @@ START_TEST(test_default_blocks)
 }
 END_TEST
 
+/* Models written by the fixture writer in one dtype and loaded with
+ * sae_model_load exactly as saed loads them (F16/BF16 converted to F32 at
+ * load, F32 mapped in place): every architecture x normalisation x
+ * apply_b_dec_to_input, batches 1, 7 and 33 over 16-row blocks. */
+static void run_dtype(sae_dtype dt)
+{
+    static const struct {
+        sae_arch arch;
+        bool rescale, sparsify;
+    } kinds[] = {
+        {SAE_ARCH_STANDARD, false, false}, {SAE_ARCH_JUMPRELU, false, false},
+        {SAE_ARCH_TOPK, false, false},     {SAE_ARCH_TOPK, true, false},
+        {SAE_ARCH_GATED, false, false},    {SAE_ARCH_TOPK, false, true},
+    };
+    check_stats st = {0};
+    size_t configs = 0;
+    char *root = sae_fixture_tmpdir("encode-dtype");
+    ck_assert_ptr_nonnull(root);
+    for (size_t kd = 0; kd < sizeof kinds / sizeof kinds[0]; kd++) {
+        for (size_t ni = 0; ni < 4; ni++) {
+            for (int bd = 0; bd < 2; bd++) {
+                /* sparsify folders have no normalisation or b_dec setting */
+                if (kinds[kd].sparsify && (ni > 0 || bd == 0))
+                    continue;
+                sae_fixture_opts fo;
+                sae_fixture_defaults(&fo);
+                fo.d_in = 24;
+                fo.d_sae = 72;
+                fo.k = 9;
+                fo.arch = kinds[kd].arch;
+                fo.rescale_acts_by_decoder_norm = kinds[kd].rescale;
+                fo.sparsify = kinds[kd].sparsify;
+                fo.apply_b_dec_to_input = bd;
+                fo.norm = norms[ni];
+                fo.norm_scaling_factor = 0.7f;
+                fo.dtype = dt;
+                fo.seed = 300 + 10 * kd + 2 * ni + (uint64_t)bd;
+                fo.target_l0 = kinds[kd].arch == SAE_ARCH_TOPK ? 0 : 12;
+                char dir[512];
+                snprintf(dir, sizeof dir, "%s/m%zu_%zu_%d", root, kd, ni, bd);
+                sae_error err;
+                ck_assert_msg(sae_fixture_write_model(dir, &fo, &err) == 0, "%s", err.msg);
+                sae_model *m;
+                ck_assert_msg(sae_model_load(dir, &m, NULL, 0, &err) == 0, "%s", err.msg);
+                ck_assert_str_eq(m->dtype, sae_dtype_name(dt));
+                ck_assert(m->w_enc_t == kinds[kd].sparsify);
+                float *x = make_inputs(33, fo.d_in, fo.seed + 1);
+                static const size_t batches[] = {1, 7, 33};
+                for (size_t b = 0; b < 3; b++) {
+                    snprintf(ctx, sizeof ctx, "%s %s%s%s norm=%s b_dec=%d batch=%zu",
+                             sae_dtype_name(dt), arch_label[fo.arch],
+                             fo.rescale_acts_by_decoder_norm ? "+rescale" : "",
+                             fo.sparsify ? " (sparsify)" : "", sae_norm_name(fo.norm), bd,
+                             batches[b]);
+                    check_batch(m, 16, batches[b] == 1 ? x + 2 * fo.d_in : x, batches[b], &st);
+                }
+                free(x);
+                sae_model_free(m);
+                configs++;
+            }
+        }
+    }
+    sae_fixture_rmtree(root);
+    free(root);
+    ck_assert_uint_eq(configs, 5 * 8 + 1);
+    ck_assert_uint_eq(st.rows, configs * 41);
+    ck_assert_msg(st.fragile_rows * 20 < st.rows, "too many fragile rows: %zu of %zu",
+                  st.fragile_rows, st.rows);
+    ck_assert_msg(st.active > 2 * st.rows, "almost nothing fired: %zu actives in %zu rows",
+                  st.active, st.rows);
+}
+
+START_TEST(test_loaded_f32)
+{
+    run_dtype(SAE_DT_F32);
+}
+END_TEST
+
+START_TEST(test_loaded_f16)
+{
+    run_dtype(SAE_DT_F16);
+}
+END_TEST
+
+START_TEST(test_loaded_bf16)
+{
+    run_dtype(SAE_DT_BF16);
+}
+END_TEST
+
 /* Exact ties: every feature identical, so every value is equal. topk must keep
  * the k lowest indices, and every list must be in index order. */
 START_TEST(test_ties)
@@ -667,6 +757,9 @@ static Suite *encode_suite(void)
     tcase_add_test(tc, test_topk_rescale);
     tcase_add_test(tc, test_gated);
     tcase_add_test(tc, test_default_blocks);
+    tcase_add_test(tc, test_loaded_f32);
+    tcase_add_test(tc, test_loaded_f16);
+    tcase_add_test(tc, test_loaded_bf16);
     suite_add_tcase(s, tc);
     return s;
 }
