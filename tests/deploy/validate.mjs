@@ -280,25 +280,29 @@ check("PodDisruptionBudget selects the Deployment's pods", () => {
 
 // The ConfigMap carries saed's config file; its keys must be ones saed knows,
 // which the example config/saed.conf lists (every key, with its default).
-function confKeys(text) {
+// Keys set in a "key = value" file; with commented, also "# key = value" lines,
+// since an example config may show defaults commented out.
+function confKeys(text, commented = false) {
   const keys = [];
   for (const line of text.split("\n")) {
-    const l = line.replace(/#.*/, "").trim();
-    if (!l || l.startsWith("[")) continue;
-    const m = /^([A-Za-z0-9_.-]+)\s*(=|\s)/.exec(l);
+    const l = (commented ? line.replace(/^\s*#+\s*/, "") : line.replace(/^\s*#.*/, "")).trim();
+    const m = /^([a-z][a-z0-9_]*)\s*=/.exec(l);
     if (m) keys.push(m[1]);
   }
   return keys;
 }
+// saed's drain timeout as deployed: the ConfigMap's drain_timeout_s, else the
+// default the example config documents, else saed's built-in 10 s.
 function drainSeconds() {
-  const cms = byKind("ConfigMap");
-  for (const cm of cms) {
+  const re = /^\s*drain_timeout_s\s*=\s*"?([0-9]+)"?\s*$/m;
+  for (const cm of byKind("ConfigMap"))
     for (const text of Object.values(cm.obj.data || {})) {
-      const m = /^\s*(drain_timeout[A-Za-z_]*)\s*[= ]\s*([0-9.]+)\s*(ms|s)?/m.exec(text);
-      if (m) return /ms$/.test(m[1]) || m[3] === "ms" ? Number(m[2]) / 1000 : Number(m[2]);
+      const m = re.exec(text);
+      if (m) return Number(m[1]);
     }
-  }
-  return 30;
+  const example = path.join(root, "config", "saed.conf");
+  const m = fs.existsSync(example) ? re.exec(fs.readFileSync(example, "utf8").replace(/^#\s*/gm, "")) : null;
+  return m ? Number(m[1]) : 10;
 }
 check("ConfigMap: saed.conf uses only keys of the example config/saed.conf", () => {
   const cm = one("ConfigMap", "saed-config");
@@ -309,7 +313,7 @@ check("ConfigMap: saed.conf uses only keys of the example config/saed.conf", () 
   assert(mount && confArg === path.posix.join(mount.mountPath, "saed.conf"), `--config ${confArg} is not the mounted saed.conf`);
   const example = path.join(root, "config", "saed.conf");
   assert(fs.existsSync(example), "config/saed.conf (the example) not found");
-  const known = new Set(confKeys(fs.readFileSync(example, "utf8")));
+  const known = new Set(confKeys(fs.readFileSync(example, "utf8"), true));
   const unknown = confKeys(text).filter((k) => !known.has(k));
   assert(unknown.length === 0, `keys not in config/saed.conf: ${unknown.join(", ")}`);
 });

@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# replicas.sh: three saed replicas behind deploy/nginx.conf on loopback, under
+# load from wrk, one replica SIGKILLed and restarted mid-run (~40 s).
+#
+#   tests/deploy/replicas.sh --saed PATH (--model DIR | --mkfixture PATH)
+#                            [--phase-seconds 10] [--base-port 18180] [--report FILE]
+#
+# Three consecutive wrk runs of POST /v1/encode (JSON, 4 rows) through nginx:
+#   before  all three replicas up
+#   during  replica 2 is SIGKILLed 2 s in, with requests in flight, and stays down
+#   after   replica 2 is restarted 1 s in, under load, and must take traffic again
+# Checks: no request failed in any phase (nginx retries a dead replica's
+# requests on another: encode is idempotent), each phase made progress, the
+# restarted replica served requests, the image's HEALTHCHECK command passes
+# against a live replica, and every replica exits 0 on SIGTERM (drain).
+# Everything listens on 127.0.0.1 only; all processes are stopped on exit.
+# Last line: "deploy-replicas: P passed, F failed"; exit 1 on any failure.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+. "$here/lib.sh"
+
+saed="" model="" mkfixture="" phase=10 base=18180 report=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --saed) saed=$2; shift 2 ;;
+    --model) model=$2; shift 2 ;;
+    --mkfixture) mkfixture=$2; shift 2 ;;
+    --phase-seconds) phase=$2; shift 2 ;;
+    --base-port) base=$2; shift 2 ;;
+    --report) report=$2; shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "replicas.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$saed" ] || { [ -z "$model" ] && [ -z "$mkfixture" ]; }; then
+  echo "usage: replicas.sh --saed PATH (--model DIR | --mkfixture PATH)" >&2
+  exit 2
+fi
+saed=$(readlink -f "$saed")
+case $phase in ''|*[!0-9]*) echo "replicas.sh: --phase-seconds must be a whole number" >&2; exit 2 ;; esac
+
+need_cmd wrk wrk || exit 1
+need_cmd curl curl || exit 1
+{ need_cmd nginx nginx-light || need_cmd nginx nginx; } || exit 1
+
+work=$(mktemp -d /tmp/saed-deploy-replicas.XXXXXX)
+pids=()
+nginx_pid=""
+cleanup() {
+  local p
+  for p in "${pids[@]}" $nginx_pid; do
+    [ -n "$p" ] && kill -KILL "$p" 2>/dev/null
+  done
+  wait 2>/dev/null
+  [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ -z "$model" ]; then
+  model="$work/model"
+  "$mkfixture" --out "$model" --arch standard --d-in 64 --d-sae 256 --target-l0 16 >"$work/mkfixture.log" 2>&1 ||
+    { cat "$work/mkfixture.log" >&2; echo "replicas.sh: mkfixture failed" >&2; exit 1; }
+fi
+d_in=$(grep -o '"d_in"[[:space:]]*:[[:space:]]*[0-9]*' "$model/cfg.json" | grep -o '[0-9]*$')
+[ -n "$d_in" ] || { echo "replicas.sh: no d_in in $model/cfg.json" >&2; exit 1; }
+
+lb=$base
+ports=($((base + 1)) $((base + 2)) $((base + 3)))
+
+# start_replica I: saed on ports[I], its pid in pids[I]; waits for /v1/health.
+start_replica() {
+  local i=$1 port=${ports[$1]}
+  "$saed" --model "$model" --listen "127.0.0.1:$port" --threads 1 --quiet \
+    >>"$work/saed-$i.log" 2>&1 &
+  pids[$i]=$!
+  wait_health "127.0.0.1:$port" "${pids[$i]}"
+}
+wait_health() { # addr pid
+  local t
+  for t in $(seq 1 200); do
+    curl -fsS -m 1 "http://$1/v1/health" 2>/dev/null | grep -q '"ok"' && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
+for i in 0 1 2; do
+  if ! start_replica "$i"; then
+    fail "replica $i starts and answers /v1/health" "$(tail -3 "$work/saed-$i.log" | tr '\n' '|')"
+    summary deploy-replicas
+    exit 1
+  fi
+done
+pass "three replicas up on 127.0.0.1:${ports[0]}-${ports[2]}"
+
+render_nginx_conf "$root/deploy/nginx.conf" "$work/nginx.conf" "$work/nginx" "$lb" \
+  "127.0.0.1:${ports[0]}" "127.0.0.1:${ports[1]}" "127.0.0.1:${ports[2]}"
+nginx -p "$work/nginx" -c "$work/nginx.conf" -g 'daemon off;' >"$work/nginx.out" 2>&1 &
+nginx_pid=$!
+if wait_health "127.0.0.1:$lb" "$nginx_pid"; then
+  pass "nginx (deploy/nginx.conf) up on 127.0.0.1:$lb"
+else
+  fail "nginx starts" "$(tail -3 "$work/nginx/logs/error.log" "$work/nginx.out" 2>/dev/null | tr '\n' '|')"
+  summary deploy-replicas
+  exit 1
+fi
+
+# The container's HEALTHCHECK, as the Dockerfile writes it, against replica 0.
+hc=$(node -e '
+  const t = require("fs").readFileSync(process.argv[1], "utf8").replace(/\\\n/g, " ");
+  const m = /^HEALTHCHECK .*?CMD (\[.*\])\s*$/m.exec(t);
+  if (!m) process.exit(1);
+  process.stdout.write(JSON.parse(m[1]).join("\0"));' "$root/deploy/Dockerfile" 2>/dev/null)
+if [ -n "$hc" ]; then
+  mapfile -d '' hc_argv < <(printf '%s' "$hc" | sed "s#/8080#/${ports[0]}#g")
+  if timeout 10 "${hc_argv[@]}"; then pass "the Dockerfile's HEALTHCHECK command passes against a live replica"
+  else fail "the Dockerfile's HEALTHCHECK command passes against a live replica" "exit $?"; fi
+  kill -STOP "${pids[0]}"
+  if timeout 10 "${hc_argv[@]}"; then fail "the HEALTHCHECK fails against a hung replica" "it passed"
+  else pass "the HEALTHCHECK fails against a hung replica (SIGSTOP)"; fi
+  kill -CONT "${pids[0]}"
+else
+  fail "the Dockerfile's HEALTHCHECK command" "could not extract it (node missing or no exec-form HEALTHCHECK)"
+fi
+
+# The wrk script: POST /v1/encode with 4 fixed rows; counts non-200 replies
+# across all threads (wrk's own "Non-2xx" would let a 3xx pass).
+rows=$(awk -v d="$d_in" 'BEGIN { srand(7); printf "[";
+  for (r = 0; r < 4; r++) { printf "%s[", (r ? "," : "");
+    for (i = 0; i < d; i++) printf "%s%.4f", (i ? "," : ""), rand() * 2 - 1; printf "]" }
+  printf "]" }')
+cat >"$work/encode.lua" <<EOF
+wrk.method = "POST"
+wrk.path = "/v1/encode"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"inputs": $rows, "top_k": 8}'
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) non200 = 0 end
+function response(status, headers, body)
+  if status ~= 200 then non200 = non200 + 1 end
+end
+function done(summary, latency, requests)
+  local n = 0
+  for _, t in ipairs(threads) do n = n + t:get("non200") end
+  local e = summary.errors
+  io.write(string.format("RESULT requests=%d duration_us=%d connect=%d read=%d write=%d status=%d timeout=%d non200=%d p50_us=%d p99_us=%d\n",
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout, n,
+    latency:percentile(50), latency:percentile(99)))
+end
+EOF
+# Sanity: one request through nginx is a real encode reply.
+if curl -fsS -m 5 -H 'Content-Type: application/json' --data "{\"inputs\": $rows}" \
+     "http://127.0.0.1:$lb/v1/encode" | grep -q '"results"'; then
+  pass "POST /v1/encode through nginx answers results"
+else
+  fail "POST /v1/encode through nginx answers results" "no results in the reply"
+fi
+
+run_wrk() { # name -> $work/wrk-NAME.out
+  wrk -t1 -c12 -d"${phase}s" --timeout 10s -s "$work/encode.lua" "http://127.0.0.1:$lb" \
+    >"$work/wrk-$1.out" 2>&1
+}
+field() { grep -o "$2=[0-9]*" "$work/wrk-$1.out" | head -1 | cut -d= -f2; }
+
+run_wrk before
+
+access_mark() { wc -l <"$work/nginx/logs/access.log"; }
+run_wrk during &
+wrk_pid=$!
+sleep 2
+kill -KILL "${pids[1]}"
+wait "${pids[1]}" 2>/dev/null
+pids[1]=""
+wait "$wrk_pid"
+
+run_wrk after &
+wrk_pid=$!
+sleep 1
+mark=$(access_mark)
+if start_replica 1; then pass "replica 1 restarted under load and healthy"
+else fail "replica 1 restarted" "$(tail -3 "$work/saed-1.log" | tr '\n' '|')"; fi
+wait "$wrk_pid"
+served=$(tail -n +"$((mark + 1))" "$work/nginx/logs/access.log" | grep -c "upstream=[^ ]*127.0.0.1:${ports[1]}")
+
+printf '\n%-7s %10s %10s %8s %8s %8s %8s\n' phase requests "req/s" errors non200 p50_ms p99_ms
+total_err=0
+for ph in before during after; do
+  req=$(field "$ph" requests)
+  dur=$(field "$ph" duration_us)
+  if [ -z "$req" ] || [ -z "$dur" ]; then
+    fail "wrk $ph phase ran" "$(tail -3 "$work/wrk-$ph.out" | tr '\n' '|')"
+    continue
+  fi
+  errs=$(( $(field "$ph" connect) + $(field "$ph" read) + $(field "$ph" write) + $(field "$ph" timeout) + $(field "$ph" status) ))
+  n200=$(field "$ph" non200)
+  rps=$(awk -v r="$req" -v d="$dur" 'BEGIN { printf "%.0f", r / (d / 1e6) }')
+  printf '%-7s %10d %10d %8d %8d %8.2f %8.2f\n' "$ph" "$req" "$rps" "$errs" "$n200" \
+    "$(awk -v u="$(field "$ph" p50_us)" 'BEGIN{print u/1000}')" "$(awk -v u="$(field "$ph" p99_us)" 'BEGIN{print u/1000}')"
+  eval "rps_$ph=$rps req_$ph=$req err_$ph=$((errs + n200))"
+  total_err=$((total_err + errs + n200))
+  if [ "$req" -gt 0 ]; then pass "$ph: requests completed ($req, $rps/s)"
+  else fail "$ph: requests completed" "none"; fi
+  if [ "$errs" -eq 0 ] && [ "$n200" -eq 0 ]; then pass "$ph: 0 failed requests"
+  else fail "$ph: 0 failed requests" "$errs socket/status errors, $n200 non-200 replies"; fi
+done
+echo
+retried=$(grep -c 'upstream_status=[0-9-]*, ' "$work/nginx/logs/access.log")
+echo "requests nginx retried on another replica: $retried; served by the restarted replica: $served"
+if [ "$served" -gt 0 ]; then pass "the restarted replica takes traffic again ($served requests)"
+else fail "the restarted replica takes traffic again" "no request reached 127.0.0.1:${ports[1]} after the restart"; fi
+
+# SIGTERM: each replica drains and exits 0.
+for i in 0 1 2; do
+  p=${pids[$i]}
+  [ -n "$p" ] || continue
+  kill -TERM "$p"
+  rc=0
+  wait "$p" || rc=$?
+  pids[$i]=""
+  if [ "$rc" -eq 0 ]; then pass "replica $i exits 0 on SIGTERM"
+  else fail "replica $i exits 0 on SIGTERM" "exit $rc"; fi
+done
+kill -QUIT "$nginx_pid" 2>/dev/null
+wait "$nginx_pid" 2>/dev/null
+nginx_pid=""
+
+if [ -n "$report" ]; then
+  cat >"$report" <<EOF
+{"phase_seconds": $phase, "d_in": $d_in, "rows_per_request": 4,
+ "before": {"requests": ${req_before:-0}, "rps": ${rps_before:-0}, "errors": ${err_before:--1}},
+ "during": {"requests": ${req_during:-0}, "rps": ${rps_during:-0}, "errors": ${err_during:--1}},
+ "after":  {"requests": ${req_after:-0}, "rps": ${rps_after:-0}, "errors": ${err_after:--1}},
+ "retried": $retried, "served_by_restarted": $served}
+EOF
+fi
+summary deploy-replicas

@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# shards.sh: the sharded index build exactly as the Kubernetes Jobs run it,
+# as local processes, compared with one unsharded build.
+#
+#   tests/deploy/shards.sh --sae PATH --model DIR --activations FILE --tokens FILE
+#                          [--shards N] [--parallel P] [--options "..."] [--saed PATH]
+#
+# 1. sae index over the whole corpus -> ref.db
+# 2. the script of deploy/k8s/indexing/index-shards-job.yaml, with that
+#    manifest's environment (paths pointed at the given files, SHARDS=N), run
+#    once per JOB_COMPLETION_INDEX 0..N-1, P at a time, into one folder
+# 3. the script of merge-job.yaml over that folder -> merged.db
+# 4. every table of merged.db equals ref.db's, row for row (sqlite3 CLI), as
+#    do application_id and user_version
+# Controls: the comparison tells ref.db from a single shard; the merge script
+# refuses to run with a shard missing. With --saed, saed serves merged.db.
+# Last line: "deploy-shards: P passed, F failed"; exit 1 on any failure.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+. "$here/lib.sh"
+
+sae="" model="" acts="" tokens="" shards=4 parallel=2 options="" saed=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --sae) sae=$2; shift 2 ;;
+    --model) model=$2; shift 2 ;;
+    --activations) acts=$2; shift 2 ;;
+    --tokens) tokens=$2; shift 2 ;;
+    --shards) shards=$2; shift 2 ;;
+    --parallel) parallel=$2; shift 2 ;;
+    --options) options=$2; shift 2 ;;
+    --saed) saed=$2; shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "shards.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$sae" ] || [ -z "$model" ] || [ -z "$acts" ] || [ -z "$tokens" ]; then
+  echo "usage: shards.sh --sae PATH --model DIR --activations FILE --tokens FILE" >&2
+  exit 2
+fi
+sae=$(readlink -f "$sae")
+model=$(readlink -f "$model")
+acts=$(readlink -f "$acts")
+tokens=$(readlink -f "$tokens")
+
+need_cmd sqlite3 sqlite3 || exit 1
+{ need_cmd node nodejs && need_cmd npm npm; } || exit 1
+if [ ! -d "$here/node_modules/yaml" ]; then
+  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
+    { echo "shards.sh: npm ci failed in tests/deploy" >&2; exit 1; }
+fi
+
+work=$(mktemp -d /tmp/saed-deploy-shards.XXXXXX)
+saed_pid=""
+cleanup() {
+  [ -n "$saed_pid" ] && kill -KILL "$saed_pid" 2>/dev/null
+  wait 2>/dev/null
+  [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$work/bin" "$work/index"
+ln -s "$sae" "$work/bin/sae"   # the Jobs call `sae` from PATH, as in the image
+
+# ---- 1. unsharded ----------------------------------------------------------
+t0=$(date +%s.%N)
+# shellcheck disable=SC2086
+if "$sae" index --model "$model" --activations "$acts" --tokens "$tokens" $options \
+     --out "$work/ref.db" >"$work/ref.log" 2>&1; then
+  pass "unsharded sae index ($(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s)"
+else
+  fail "unsharded sae index" "$(tail -3 "$work/ref.log" | tr '\n' '|')"
+  summary deploy-shards
+  exit 1
+fi
+
+# ---- 2. the Indexed Job, as processes ---------------------------------------------
+info=$(node "$here/jobscript.mjs" "$root/deploy/k8s/indexing/index-shards-job.yaml" "$work/index-job") ||
+  { fail "read the Indexed Job" "jobscript.mjs failed"; summary deploy-shards; exit 1; }
+node "$here/jobscript.mjs" "$root/deploy/k8s/indexing/merge-job.yaml" "$work/merge-job" >/dev/null ||
+  { fail "read the merge Job" "jobscript.mjs failed"; summary deploy-shards; exit 1; }
+echo "index Job as written: $info; run here with SHARDS=$shards, $parallel at a time"
+mapfile -t index_env <"$work/index-job.env"
+mapfile -t merge_env <"$work/merge-job.env"
+# The manifests' values, then what differs outside the cluster: where the
+# volumes are, how many shards, and PATH to the sae under test.
+overrides=(PATH="$work/bin:/usr/bin:/bin" HOME="$work" SHARDS="$shards" INDEX_RUN=test-run
+  SAE_MODEL="$model" SAE_ACTIVATIONS="$acts" SAE_TOKENS="$tokens" SAE_INDEX_OPTIONS="$options"
+  SHARD_DIR="$work/index/shards" INDEX_OUT="$work/index/index.db" WAIT_SECONDS=0)
+
+t0=$(date +%s.%N)
+running=()
+shard_fail=0
+for ((i = 0; i < shards; i++)); do
+  env -i "${index_env[@]}" "${overrides[@]}" JOB_COMPLETION_INDEX="$i" \
+    /bin/sh -c "$(cat "$work/index-job.sh")" >"$work/shard-$i.log" 2>&1 &
+  running+=($!)
+  if [ ${#running[@]} -ge "$parallel" ]; then
+    wait "${running[0]}" || shard_fail=$((shard_fail + 1))
+    running=("${running[@]:1}")
+  fi
+done
+for p in "${running[@]}"; do wait "$p" || shard_fail=$((shard_fail + 1)); done
+shard_time=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+if [ "$shard_fail" -eq 0 ]; then pass "$shards shard processes (the Indexed Job's script) exit 0 (${shard_time} s)"
+else fail "shard processes exit 0" "$shard_fail of $shards failed: $(tail -2 "$work"/shard-*.log | tr '\n' '|')"; fi
+n=$(find "$work/index/shards/test-run" -name 'shard-*.db' | wc -l)
+if [ "$n" -eq "$shards" ]; then pass "one shard file per completion index in one folder ($n)"
+else fail "one shard file per completion index" "$n files for $shards shards"; fi
+
+# ---- 3. the merge Job -----------------------------------------------------------
+t0=$(date +%s.%N)
+if env -i "${merge_env[@]}" "${overrides[@]}" /bin/sh -c "$(cat "$work/merge-job.sh")" \
+     >"$work/merge.log" 2>&1; then
+  pass "the merge Job's script exits 0 ($(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s)"
+else
+  fail "the merge Job's script" "$(tail -3 "$work/merge.log" | tr '\n' '|')"
+fi
+
+# ---- 4. compare --------------------------------------------------------------------
+# dump DB: application_id, user_version, then every table (FTS shadow tables
+# excepted: their b-tree layout depends on insertion batches; the FTS content
+# is checked through a query instead), rows sorted by every column, as SQL
+# literals (blobs in hex).
+dump() {
+  local db=$1 t cols
+  echo "application_id $(sqlite3 -readonly "$db" 'PRAGMA application_id')"
+  echo "user_version $(sqlite3 -readonly "$db" 'PRAGMA user_version')"
+  sqlite3 -readonly "$db" "SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master
+                           WHERE name NOT LIKE 'explanations_fts_%' ORDER BY type, name"
+  for t in $(sqlite3 -readonly "$db" "SELECT name FROM sqlite_master WHERE type = 'table'
+             AND name NOT LIKE 'explanations_fts%' AND name NOT LIKE 'sqlite_%' ORDER BY name"); do
+    cols=$(sqlite3 -readonly "$db" "SELECT group_concat(name, ',') FROM pragma_table_info('$t')")
+    echo "== $t ($cols)"
+    sqlite3 -readonly -cmd '.mode quote' "$db" "SELECT * FROM \"$t\" ORDER BY $cols"
+  done
+  if sqlite3 -readonly "$db" "SELECT 1 FROM sqlite_master WHERE name = 'explanations_fts'" | grep -q 1; then
+    echo "== explanations_fts rows"
+    sqlite3 -readonly -cmd '.mode quote' "$db" "SELECT rowid, description FROM explanations_fts ORDER BY rowid"
+  fi
+}
+same_index() { # a b label -> 0 if equal; the first differences in $work/diff-LABEL
+  dump "$1" >"$work/dump-a" 2>&1
+  dump "$2" >"$work/dump-b" 2>&1
+  diff "$work/dump-a" "$work/dump-b" >"$work/diff-$3"
+}
+if [ -f "$work/index/index.db" ]; then
+  rows=$(sqlite3 -readonly "$work/ref.db" "SELECT (SELECT count(*) FROM features) || ' features, ' ||
+         (SELECT count(*) FROM examples) || ' examples, ' || (SELECT count(*) FROM documents) || ' documents'")
+  if same_index "$work/ref.db" "$work/index/index.db" merged; then
+    pass "merged index = unsharded index, every table row for row ($rows)"
+  else
+    fail "merged index = unsharded index" "$(head -8 "$work/diff-merged" | cut -c1-160 | tr '\n' '|')"
+  fi
+  if [ "$(sqlite3 -readonly "$work/index/index.db" 'PRAGMA integrity_check')" = ok ]; then
+    pass "merged index passes PRAGMA integrity_check"
+  else fail "merged index passes PRAGMA integrity_check" "not ok"; fi
+  ls -l "$work/ref.db" "$work/index/index.db" | awk '{print "  " $5 " bytes  " $NF}'
+fi
+
+# Controls: the comparison must see a difference where there is one, and the
+# merge must refuse an incomplete set of shards.
+if [ -f "$work/index/shards/test-run/shard-0.db" ]; then
+  if same_index "$work/ref.db" "$work/index/shards/test-run/shard-0.db" control; then
+    fail "control: the comparison tells the full index from shard 0" "reported equal"
+  else pass "control: the comparison tells the full index from shard 0"; fi
+  mkdir -p "$work/partial/test-run"
+  for ((i = 1; i < shards; i++)); do cp "$work/index/shards/test-run/shard-$i.db" "$work/partial/test-run/"; done
+  if env -i "${merge_env[@]}" "${overrides[@]}" SHARD_DIR="$work/partial" INDEX_OUT="$work/partial/index.db" \
+       /bin/sh -c "$(cat "$work/merge-job.sh")" >"$work/partial.log" 2>&1; then
+    fail "control: the merge Job refuses a missing shard" "it merged $((shards - 1)) of $shards"
+  elif [ -e "$work/partial/index.db" ]; then
+    fail "control: the merge Job refuses a missing shard" "it failed but left index.db"
+  else
+    pass "control: the merge Job refuses a missing shard ($(head -1 "$work/partial.log"))"
+  fi
+fi
+
+# ---- optional: saed serves the merged index -----------------------------------
+if [ -n "$saed" ] && [ -f "$work/index/index.db" ]; then
+  need_cmd curl curl || exit 1
+  port=18199
+  "$saed" --model "$model" --index "$work/index/index.db" --listen "127.0.0.1:$port" --threads 1 --quiet \
+    >"$work/saed.log" 2>&1 &
+  saed_pid=$!
+  ok=""
+  for _ in $(seq 1 100); do
+    curl -fsS -m 1 "http://127.0.0.1:$port/v1/health" >/dev/null 2>&1 && { ok=1; break; }
+    kill -0 "$saed_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -n "$ok" ] && curl -fsS -m 5 "http://127.0.0.1:$port/v1/features/0" | grep -q '"density"'; then
+    pass "saed loads the merged index and serves GET /v1/features/0"
+  else
+    fail "saed serves the merged index" "$(tail -3 "$work/saed.log" | tr '\n' '|')"
+  fi
+  kill -TERM "$saed_pid" 2>/dev/null
+  wait "$saed_pid" 2>/dev/null
+  saed_pid=""
+fi
+
+summary deploy-shards
