@@ -1,0 +1,71 @@
+// The formatting rules the pages print numbers and tokens with (web/assets/format.js),
+// against hand-written expectations: the browser test compares page text with
+// these functions, so they must be right on their own.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { loadWebModule } from './load-module.mjs';
+
+const f = await loadWebModule('format.js');
+
+test('fmtNum: four significant digits, trailing zeros dropped, exponents outside [1e-3, 1e6)', () => {
+  assert.equal(f.fmtNum(0), '0');
+  assert.equal(f.fmtNum(1), '1');
+  assert.equal(f.fmtNum(12.3456), '12.35');
+  assert.equal(f.fmtNum(-0.5), '-0.5');
+  assert.equal(f.fmtNum(0.001234567), '0.001235');
+  assert.equal(f.fmtNum(0.000123), '1.23e-4');
+  assert.equal(f.fmtNum(12345.6), '12346');
+  assert.equal(f.fmtNum(2.5e7), '2.5e7');
+  assert.equal(f.fmtNum(3.14159, 3), '3.14');
+  assert.equal(f.fmtNum(null), '—');
+  assert.equal(f.fmtNum(Infinity), '∞');
+});
+
+test('fmtDensity: a percentage with three significant digits', () => {
+  assert.equal(f.fmtDensity(0), '0%');
+  assert.equal(f.fmtDensity(1), '100%');
+  assert.equal(f.fmtDensity(0.001234), '0.123%');
+  assert.equal(f.fmtDensity(0.5), '50%');
+  assert.equal(f.fmtDensity(1.5e-7), '1.5e-5%');
+  assert.equal(f.fmtDensity(undefined), '—');
+});
+
+test('fmtInt: thousands separators, whatever the locale', () => {
+  assert.equal(f.fmtInt(0), '0');
+  assert.equal(f.fmtInt(999), '999');
+  assert.equal(f.fmtInt(1234567), '1,234,567');
+  assert.equal(f.fmtInt(-4096), '-4,096');
+});
+
+test('featureLabel: the best-scored explanation, the first of equals, null without one', () => {
+  assert.equal(f.featureLabel({ explanations: [] }), null);
+  assert.equal(f.featureLabel({}), null);
+  assert.equal(f.featureLabel({ explanations: [{ description: 'a', score: 0.2 }, { description: 'b', score: 0.9 }] }), 'b');
+  assert.equal(f.featureLabel({ explanations: [{ description: 'a', score: 0.5 }, { description: 'b', score: 0.5 }] }), 'a');
+  assert.equal(f.featureLabel({ explanations: [{ description: 'a' }, { description: 'b', score: 0 }] }), 'b');
+  assert.equal(f.featureLabel({ explanations: [{ description: '  ', score: 1 }, { description: 'x', score: null }] }), 'x');
+});
+
+test('displayToken: spaces kept, newline as ↵ then a break, controls as pictures, empty as ∅', () => {
+  assert.equal(f.displayToken(' cat'), ' cat');
+  assert.equal(f.displayToken('\n'), '↵\n');
+  assert.equal(f.displayToken('a\tb'), 'a⇥b');
+  assert.equal(f.displayToken('\u0000'), '␀');
+  assert.equal(f.displayToken('\r\n'), '␍↵\n');
+  assert.equal(f.displayToken(''), '∅');
+  assert.equal(f.displayToken('héllo 😀'), 'héllo 😀');
+  assert.equal(f.displayToken('<b>&amp;'), '<b>&amp;');
+});
+
+test('histogramRange: first to last non-empty bin', () => {
+  assert.equal(f.histogramRange([0, 0, 0]), null);
+  assert.deepEqual(f.histogramRange([0, 3, 0, 1, 0]), [1, 3]);
+  assert.deepEqual(f.histogramRange([5]), [0, 0]);
+});
+
+test('shade: value over scale, clamped to 0..1', () => {
+  assert.equal(f.shade(2, 4), 0.5);
+  assert.equal(f.shade(8, 4), 1);
+  assert.equal(f.shade(-1, 4), 0);
+  assert.equal(f.shade(1, 0), 0);
+});
