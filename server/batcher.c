@@ -1,0 +1,434 @@
+/* batcher.c: the bounded queue and the encode/decode workers (batcher.h). */
+#include "batcher.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "metrics.h"
+#include "saed.h"
+
+/* Largest block one workspace holds: its dense buffer is block x d_sae
+ * floats (50 MB at d_sae 24576), so a larger batch runs as several GEMMs. */
+#define WS_MAX_BLOCK 512
+
+/* One worker thread and the scratch it keeps between batches, sized for the
+ * snapshot it last served (it holds a reference to it while it does). */
+struct worker {
+    struct saed_batcher *b;         /* borrowed */
+    pthread_t thread;
+    struct saed_snap *snap;         /* owned reference; NULL when idle-dropped */
+    sae_workspace *ws;              /* owned */
+    uint64_t kick_seen;
+    float *x;                       /* (max_batch_rows, d_in) gathered rows */
+    float *recon;                   /* (max_batch_rows, d_in) */
+    sae_row_metrics *metrics;       /* (max_batch_rows) */
+    sae_sparse sp;                  /* the unfiltered batch output */
+};
+
+/* The queue (FIFO of jobs linked by job->next) and its workers. `lock`
+ * guards the queue, `rows`, `gathering`, `stop` and `kick_gen`. */
+struct saed_batcher {
+    struct saed_batcher_opts o;
+    struct saed_metrics *metrics;   /* borrowed */
+    pthread_mutex_t lock;
+    pthread_cond_t cv;              /* queue changed / gatherer done / stop */
+    struct saed_job *head, *tail;
+    size_t rows;                    /* queued + running */
+    atomic_size_t pending;          /* submitted, not yet resumed */
+    bool gathering;
+    bool stop;
+    uint64_t kick_gen;
+    size_t n_workers;
+    struct worker *workers;         /* (n_workers) */
+};
+
+int64_t saed_now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+struct saed_job *job_new(enum saed_job_kind kind)
+{
+    struct saed_job *job = calloc(1, sizeof *job);
+    if (!job)
+        return NULL;
+    job->kind = kind;
+    sae_sparse_init(&job->out);
+    sae_sparse_init(&job->codes);
+    atomic_init(&job->done, false);
+    return job;
+}
+
+int job_alloc_outputs(struct saed_job *job, size_t d_in, sae_error *err)
+{
+    size_t n = job->n_rows ? job->n_rows : 1, nd;
+    if (sae_mul_size(n, d_in, &nd) || nd > SIZE_MAX / sizeof(float))
+        return sae_error_set(err, SAE_ENOMEM, "%zu rows of %zu floats is too large", n, d_in);
+    if (job->kind == JOB_ENCODE) {
+        job->l0 = malloc(n * sizeof *job->l0);
+        if (!job->l0)
+            goto oom;
+        if (job->want_metrics && !(job->metrics = malloc(n * sizeof *job->metrics)))
+            goto oom;
+    }
+    if ((job->kind == JOB_DECODE || job->want_recon) &&
+        !(job->dense = malloc(nd * sizeof *job->dense)))
+        goto oom;
+    return 0;
+oom:
+    return sae_error_set(err, SAE_ENOMEM, "out of memory for %zu rows", n);
+}
+
+void job_free(struct saed_job *job)
+{
+    if (!job)
+        return;
+    sae_sparse_free(&job->out);
+    sae_sparse_free(&job->codes);
+    free(job->x_own);
+    free(job->l0);
+    free(job->metrics);
+    free(job->dense);
+    free(job);
+}
+
+/* Drops the worker's workspace and snapshot reference. */
+static void worker_drop(struct worker *w)
+{
+    sae_workspace_free(w->ws);
+    w->ws = NULL;
+    free(w->x);
+    free(w->recon);
+    free(w->metrics);
+    w->x = w->recon = NULL;
+    w->metrics = NULL;
+    snap_release(w->snap);
+    w->snap = NULL;
+}
+
+/* Makes the worker's scratch fit snap's model. */
+static int worker_prepare(struct worker *w, struct saed_snap *snap, sae_error *err)
+{
+    if (w->snap == snap && w->ws)
+        return 0;
+    worker_drop(w);
+    const sae_model *m = snap->model;
+    size_t rows = w->b->o.max_batch_rows, block = rows < WS_MAX_BLOCK ? rows : WS_MAX_BLOCK;
+    size_t nd;
+    if (sae_mul_size(rows, m->d_in, &nd) || nd > SIZE_MAX / sizeof(float))
+        return sae_error_set(err, SAE_ENOMEM, "max_batch_rows x d_in too large");
+    w->ws = sae_workspace_new(m, block);
+    w->x = malloc(nd * sizeof *w->x);
+    w->recon = malloc(nd * sizeof *w->recon);
+    w->metrics = malloc(rows * sizeof *w->metrics);
+    if (!w->ws || !w->x || !w->recon || !w->metrics) {
+        worker_drop(w);
+        return sae_error_set(err, SAE_ENOMEM, "out of memory for a worker workspace");
+    }
+    atomic_fetch_add_explicit(&snap->refs, 1, memory_order_relaxed);
+    w->snap = snap;
+    return 0;
+}
+
+static bool all_finite(const float *v, size_t n)
+{
+    float acc = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        acc += v[i] * 0.0f;
+    return acc == 0.0f;
+}
+
+/* Gives each job of the batch its rows of w->sp, filtered by its options. */
+static void distribute(struct worker *w, struct saed_job *batch, bool single, size_t d_in)
+{
+    size_t r0 = 0;
+    for (struct saed_job *j = batch; j; j = j->next) {
+        for (size_t i = 0; i < j->n_rows && !j->rc; i++) {
+            size_t r = r0 + i;
+            size_t a = w->sp.row_ptr[r], n = w->sp.row_ptr[r + 1] - a;
+            const float *val = w->sp.val + a;
+            j->l0[i] = (uint32_t)n;
+            size_t keep = n;
+            if (j->has_threshold) {
+                keep = 0;
+                while (keep < n && val[keep] > j->threshold)
+                    keep++;
+            }
+            if (j->top_k && j->top_k < keep)
+                keep = j->top_k;
+            if (!all_finite(val, n)) {
+                j->rc = sae_error_set(&j->err, SAE_ERANGE, "row %zu", i);
+                j->bad_row = i;
+                break;
+            }
+            j->rc = sae_sparse_push_row(&j->out, w->sp.idx + a, val, keep, &j->err);
+        }
+        if (!single && !j->rc) {
+            if (j->want_metrics)
+                memcpy(j->metrics, w->metrics + r0, j->n_rows * sizeof *j->metrics);
+            if (j->want_recon)
+                memcpy(j->dense, w->recon + r0 * d_in, j->n_rows * d_in * sizeof *j->dense);
+        }
+        if (j->want_recon && !j->rc) {
+            for (size_t i = 0; i < j->n_rows; i++)
+                if (!all_finite(j->dense + i * d_in, d_in)) {
+                    j->rc = sae_error_set(&j->err, SAE_ERANGE, "row %zu", i);
+                    j->bad_row = i;
+                    break;
+                }
+        }
+        r0 += j->n_rows;
+    }
+}
+
+/* Runs one batch (a list of jobs on the same snapshot) to completion. */
+static void run_batch(struct worker *w, struct saed_job *batch, size_t rows)
+{
+    struct saed_batcher *b = w->b;
+    const sae_model *m = batch->snap->model;
+    sae_error err;
+    if (batch->kind == JOB_DECODE) {
+        batch->rc = sae_decode(m, &batch->codes, batch->dense, &batch->err);
+        if (!batch->rc)
+            for (size_t i = 0; i < batch->n_rows; i++)
+                if (!all_finite(batch->dense + i * m->d_in, m->d_in)) {
+                    batch->rc = sae_error_set(&batch->err, SAE_ERANGE, "row %zu", i);
+                    batch->bad_row = i;
+                    break;
+                }
+        atomic_fetch_add_explicit(&b->metrics->rows_decoded, rows, memory_order_relaxed);
+        return;
+    }
+    int rc = worker_prepare(w, batch->snap, &err);
+    bool single = batch->next == NULL;
+    const float *x = batch->x;
+    sae_row_metrics *met = NULL;
+    float *recon = NULL;
+    if (!rc && single) {
+        met = batch->metrics;
+        recon = batch->want_recon ? batch->dense : NULL;
+    } else if (!rc) {
+        size_t off = 0;
+        bool any_met = false, any_recon = false;
+        for (struct saed_job *j = batch; j; j = j->next) {
+            memcpy(w->x + off * m->d_in, j->x, j->n_rows * m->d_in * sizeof *w->x);
+            off += j->n_rows;
+            any_met |= j->want_metrics;
+            any_recon |= j->want_recon;
+        }
+        x = w->x;
+        met = any_met ? w->metrics : NULL;
+        recon = any_recon ? w->recon : NULL;
+    }
+    if (!rc) {
+        sae_sparse_reset(&w->sp);
+        rc = sae_encode(m, w->ws, x, rows, NULL, &w->sp, met, recon, &err);
+    }
+    if (rc) {
+        for (struct saed_job *j = batch; j; j = j->next) {
+            j->rc = rc;
+            j->err = err;
+        }
+        return;
+    }
+    metrics_batch(b->metrics, rows);
+    atomic_fetch_add_explicit(&b->metrics->rows_encoded, rows, memory_order_relaxed);
+    distribute(w, batch, single, m->d_in);
+}
+
+static void deadline_ts(int64_t us, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)(us / 1000000);
+    ts->tv_nsec = (long)(us % 1000000) * 1000;
+}
+
+/* Takes the next batch off the queue (lock held). */
+static struct saed_job *gather(struct saed_batcher *b, size_t *rows_out)
+{
+    struct saed_job *first = b->head, *tail = first;
+    b->head = first->next;
+    if (!b->head)
+        b->tail = NULL;
+    first->next = NULL;
+    size_t rows = first->n_rows, max = b->o.max_batch_rows;
+    if (b->o.batching && first->kind == JOB_ENCODE && rows < max) {
+        b->gathering = true;
+        int64_t deadline = first->t_queued_us + b->o.max_batch_wait_us;
+        for (;;) {
+            while (b->head && b->head->kind == JOB_ENCODE && b->head->snap == first->snap &&
+                   rows + b->head->n_rows <= max) {
+                struct saed_job *j = b->head;
+                b->head = j->next;
+                if (!b->head)
+                    b->tail = NULL;
+                j->next = NULL;
+                tail->next = j;
+                tail = j;
+                rows += j->n_rows;
+            }
+            if (rows >= max || b->head || b->stop || saed_now_us() >= deadline)
+                break;
+            struct timespec ts;
+            deadline_ts(deadline, &ts);
+            pthread_cond_timedwait(&b->cv, &b->lock, &ts);
+        }
+        b->gathering = false;
+        pthread_cond_broadcast(&b->cv);
+    }
+    *rows_out = rows;
+    return first;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct saed_batcher *b = w->b;
+    for (;;) {
+        pthread_mutex_lock(&b->lock);
+        for (;;) {
+            if (b->head && !b->gathering)
+                break;
+            if (!b->head && b->stop) {
+                pthread_mutex_unlock(&b->lock);
+                goto out;
+            }
+            if (!b->head && w->snap && w->kick_seen != b->kick_gen) {
+                /* A reload happened: let go of the old model now rather than at
+                 * the next request. */
+                w->kick_seen = b->kick_gen;
+                pthread_mutex_unlock(&b->lock);
+                worker_drop(w);
+                pthread_mutex_lock(&b->lock);
+                continue;
+            }
+            pthread_cond_wait(&b->cv, &b->lock);
+        }
+        size_t rows;
+        struct saed_job *batch = gather(b, &rows);
+        pthread_mutex_unlock(&b->lock);
+
+        run_batch(w, batch, rows);
+
+        pthread_mutex_lock(&b->lock);
+        b->rows -= rows;
+        pthread_mutex_unlock(&b->lock);
+        for (struct saed_job *j = batch, *next; j; j = next) {
+            struct MHD_Connection *conn = j->conn;
+            next = j->next;
+            atomic_store_explicit(&j->done, true, memory_order_release);
+            /* The job belongs to the request again from here on. */
+            MHD_resume_connection(conn);
+            atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel);
+        }
+    }
+out:
+    worker_drop(w);
+    sae_sparse_free(&w->sp);
+    return NULL;
+}
+
+int batcher_new(const struct saed_batcher_opts *o, struct saed_metrics *metrics,
+                struct saed_batcher **out, sae_error *err)
+{
+    struct saed_batcher *b = calloc(1, sizeof *b);
+    if (!b)
+        return sae_error_set(err, SAE_ENOMEM, "out of memory");
+    b->o = *o;
+    b->metrics = metrics;
+    atomic_init(&b->pending, 0);
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    b->workers = calloc(o->workers, sizeof *b->workers);
+    if (!b->workers) {
+        batcher_free(b);
+        return sae_error_set(err, SAE_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < o->workers; i++) {
+        struct worker *w = &b->workers[i];
+        w->b = b;
+        sae_sparse_init(&w->sp);
+        int e = pthread_create(&w->thread, NULL, worker_main, w);
+        if (e) {
+            batcher_free(b);
+            return sae_error_set(err, SAE_EIO, "cannot start worker thread: %s", strerror(e));
+        }
+        b->n_workers++;
+    }
+    *out = b;
+    return 0;
+}
+
+int batcher_reserve(struct saed_batcher *b, size_t rows)
+{
+    pthread_mutex_lock(&b->lock);
+    bool ok = b->rows + rows <= b->o.max_queue_rows && !b->stop;
+    if (ok)
+        b->rows += rows;
+    pthread_mutex_unlock(&b->lock);
+    if (!ok)
+        atomic_fetch_add_explicit(&b->metrics->queue_full, 1, memory_order_relaxed);
+    return ok ? 0 : -1;
+}
+
+void batcher_push(struct saed_batcher *b, struct saed_job *job)
+{
+    pthread_mutex_lock(&b->lock);
+    atomic_store_explicit(&job->done, false, memory_order_relaxed);
+    job->next = NULL;
+    job->t_queued_us = saed_now_us();
+    if (b->tail)
+        b->tail->next = job;
+    else
+        b->head = job;
+    b->tail = job;
+    atomic_fetch_add_explicit(&b->pending, 1, memory_order_acq_rel);
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->lock);
+}
+
+size_t batcher_rows(struct saed_batcher *b)
+{
+    pthread_mutex_lock(&b->lock);
+    size_t r = b->rows;
+    pthread_mutex_unlock(&b->lock);
+    return r;
+}
+
+size_t batcher_pending(struct saed_batcher *b)
+{
+    return atomic_load_explicit(&b->pending, memory_order_acquire);
+}
+
+void batcher_kick(struct saed_batcher *b)
+{
+    pthread_mutex_lock(&b->lock);
+    b->kick_gen++;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->lock);
+}
+
+void batcher_free(struct saed_batcher *b)
+{
+    if (!b)
+        return;
+    pthread_mutex_lock(&b->lock);
+    b->stop = true;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->lock);
+    for (size_t i = 0; i < b->n_workers; i++)
+        pthread_join(b->workers[i].thread, NULL);
+    free(b->workers);
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}

@@ -1,0 +1,147 @@
+/* buf.c: the capped growable buffer and number formatting (buf.h). */
+#include "buf.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void buf_init(struct saed_buf *b, size_t limit, size_t hint)
+{
+    memset(b, 0, sizeof *b);
+    b->limit = limit;
+    if (hint > limit)
+        hint = limit;
+    if (hint) {
+        b->data = malloc(hint + 1);
+        if (b->data)
+            b->cap = hint;
+    }
+}
+
+void buf_free(struct saed_buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+char *buf_steal(struct saed_buf *b, size_t *len)
+{
+    if (b->failed) {
+        buf_free(b);
+        return NULL;
+    }
+    if (!b->data) {
+        b->data = malloc(1);
+        if (!b->data)
+            return NULL;
+    }
+    b->data[b->len] = '\0';
+    char *d = b->data;
+    *len = b->len;
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return d;
+}
+
+/* Makes room for n more bytes plus the terminating NUL. */
+static bool grow(struct saed_buf *b, size_t n)
+{
+    if (b->failed)
+        return false;
+    if (n > b->limit || b->len > b->limit - n) {
+        b->failed = true;
+        return false;
+    }
+    size_t need = b->len + n;
+    if (need <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap = cap > b->limit / 2 ? b->limit : cap * 2;
+    char *d = realloc(b->data, cap + 1);
+    if (!d) {
+        b->failed = true;
+        return false;
+    }
+    b->data = d;
+    b->cap = cap;
+    return true;
+}
+
+void buf_put(struct saed_buf *b, const void *p, size_t n)
+{
+    if (!grow(b, n))
+        return;
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+void buf_puts(struct saed_buf *b, const char *s)
+{
+    buf_put(b, s, strlen(s));
+}
+
+void buf_putc(struct saed_buf *b, char c)
+{
+    if (!grow(b, 1))
+        return;
+    b->data[b->len++] = c;
+}
+
+void buf_u32(struct saed_buf *b, uint32_t v)
+{
+    char tmp[10];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (!grow(b, n))
+        return;
+    for (size_t i = 0; i < n; i++)
+        b->data[b->len + i] = tmp[n - 1 - i];
+    b->len += n;
+}
+
+void buf_f32(struct saed_buf *b, float v)
+{
+    if (!isfinite(v)) {
+        buf_put(b, "null", 4);
+        return;
+    }
+    if (!grow(b, 32))
+        return;
+    int n = snprintf(b->data + b->len, 32, "%.9g", (double)v);
+    b->len += (size_t)n;
+}
+
+void buf_f64(struct saed_buf *b, double v)
+{
+    if (!isfinite(v)) {
+        buf_put(b, "null", 4);
+        return;
+    }
+    if (!grow(b, 32))
+        return;
+    int n = snprintf(b->data + b->len, 32, "%.17g", v);
+    b->len += (size_t)n;
+}
+
+void buf_json_str(struct saed_buf *b, const char *s)
+{
+    buf_putc(b, '"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            buf_putc(b, '\\');
+            buf_putc(b, (char)*p);
+        } else if (*p < 0x20) {
+            char esc[8];
+            snprintf(esc, sizeof esc, "\\u%04x", *p);
+            buf_puts(b, esc);
+        } else {
+            buf_putc(b, (char)*p);
+        }
+    }
+    buf_putc(b, '"');
+}

@@ -1,0 +1,458 @@
+/* config.c: the settings table and the three things built from it: the
+ * config-file parser, the flag parser and the usage text (config.h). */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum key_type { K_STR, K_UINT, K_BOOL };
+
+/* One setting. `offset` locates its field in struct saed_config; lo/hi bound
+ * K_UINT values; `check` validates a K_STR value (returns 0 or fills err). */
+struct key {
+    const char *name;
+    enum key_type type;
+    const char *def;
+    size_t offset;
+    uint64_t lo, hi;
+    int (*check)(const char *value, sae_error *err);
+    const char *arg;            /* metavariable in --help */
+    const char *help;
+};
+
+static int check_listen(const char *v, sae_error *err);
+static int check_cors(const char *v, sae_error *err);
+
+#define OFF(f) offsetof(struct saed_config, f)
+
+static const struct key keys[] = {
+    {.name = "model", .type = K_STR, .def = "", .offset = OFF(model), .arg = "DIR",
+     .help = "SAE folder to serve (SAELens or sparsify layout); required"},
+    {.name = "index", .type = K_STR, .def = "", .offset = OFF(index), .arg = "FILE.db",
+     .help = "feature index built by `sae index`; without one the feature routes answer 404 "
+             "no_index"},
+    {.name = "listen", .type = K_STR, .def = "127.0.0.1:8080", .offset = OFF(listen),
+     .check = check_listen, .arg = "HOST:PORT",
+     .help = "address to listen on; loopback by default so nothing is exposed by accident; "
+             "port 0 picks a free port (printed on stderr)"},
+    {.name = "threads", .type = K_UINT, .def = "0", .offset = OFF(threads), .lo = 0, .hi = 1024,
+     .arg = "N",
+     .help = "CPU budget: bounds HTTP, worker and BLAS threads; 0 detects it from the CPU "
+             "affinity and the cgroup quota, which OpenBLAS alone does not see"},
+    {.name = "http_threads", .type = K_UINT, .def = "0", .offset = OFF(http_threads), .lo = 0,
+     .hi = 1024, .arg = "N",
+     .help = "libmicrohttpd polling threads (epoll, thread pool); they parse bodies and "
+             "format replies, never run GEMMs; 0: = threads"},
+    {.name = "workers", .type = K_UINT, .def = "0", .offset = OFF(workers), .lo = 0,
+     .hi = 1024, .arg = "N",
+     .help = "encode/decode worker threads; each runs BLAS with threads/workers threads; "
+             "0: = threads (single-threaded BLAS per worker)"},
+    {.name = "batching", .type = K_BOOL, .def = "on", .offset = OFF(batching), .arg = "on|off",
+     .help = "gather rows of concurrent encode requests into one GEMM; off encodes each "
+             "request alone"},
+    {.name = "max_batch_rows", .type = K_UINT, .def = "256", .offset = OFF(max_batch_rows),
+     .lo = 1, .hi = 65536, .arg = "N",
+     .help = "most rows gathered into one GEMM (a larger request runs alone); 256 is where "
+             "sgemm reaches its full speed on d_in 768"},
+    {.name = "max_batch_wait_us", .type = K_UINT, .def = "2000",
+     .offset = OFF(max_batch_wait_us), .lo = 0, .hi = 1000000, .arg = "US",
+     .help = "longest a row waits for others to join its batch, counted from when it was "
+             "queued; bounds the latency batching adds"},
+    {.name = "max_queue_rows", .type = K_UINT, .def = "16384", .offset = OFF(max_queue_rows),
+     .lo = 1, .hi = 1u << 26, .arg = "N",
+     .help = "rows queued or being encoded at once; past it requests get 503 with Retry-After "
+             "at once, which bounds memory and latency under overload"},
+    {.name = "max_request_rows", .type = K_UINT, .def = "16384",
+     .offset = OFF(max_request_rows), .lo = 1, .hi = 1u << 26, .arg = "N",
+     .help = "rows in one request; more gets 413; must not exceed max_queue_rows"},
+    {.name = "max_body_bytes", .type = K_UINT, .def = "67108864", .offset = OFF(max_body_bytes),
+     .lo = 1024, .hi = (uint64_t)1 << 34, .arg = "BYTES",
+     .help = "request body cap (64 MiB); larger Content-Length gets 413 before any byte is "
+             "read, a chunked body is cut off at the cap"},
+    {.name = "max_connections", .type = K_UINT, .def = "1024", .offset = OFF(max_connections),
+     .lo = 1, .hi = 1000000, .arg = "N",
+     .help = "concurrent connections (RLIMIT_NOFILE is raised to fit)"},
+    {.name = "connection_timeout_s", .type = K_UINT, .def = "30",
+     .offset = OFF(connection_timeout_s), .lo = 1, .hi = 86400, .arg = "S",
+     .help = "a connection idle (no bytes either way) this long is closed"},
+    {.name = "request_timeout_s", .type = K_UINT, .def = "120",
+     .offset = OFF(request_timeout_s), .lo = 1, .hi = 86400, .arg = "S",
+     .help = "total deadline of a request, however slowly its bytes trickle in; counted from "
+             "the connection becoming ready for it; past it the connection is closed"},
+    {.name = "drain_timeout_s", .type = K_UINT, .def = "10", .offset = OFF(drain_timeout_s),
+     .lo = 0, .hi = 3600, .arg = "S",
+     .help = "on SIGTERM/SIGINT, how long in-flight requests get to finish before exit"},
+    {.name = "connection_memory_limit", .type = K_UINT, .def = "65536",
+     .offset = OFF(connection_memory_limit), .lo = 8192, .hi = 16u << 20, .arg = "BYTES",
+     .help = "libmicrohttpd's per-connection buffer (headers and read buffer); larger "
+             "headers get 431"},
+    {.name = "gzip", .type = K_BOOL, .def = "on", .offset = OFF(gzip), .arg = "on|off",
+     .help = "gzip JSON replies when the client sends Accept-Encoding: gzip"},
+    {.name = "gzip_min_bytes", .type = K_UINT, .def = "1024", .offset = OFF(gzip_min_bytes),
+     .lo = 0, .hi = (uint64_t)1 << 34, .arg = "BYTES",
+     .help = "smaller JSON replies are sent as they are (gzip would not pay)"},
+    {.name = "cors_origins", .type = K_STR, .def = "", .offset = OFF(cors_origins),
+     .check = check_cors, .arg = "LIST",
+     .help = "comma-separated origins allowed by CORS (or *); none by default"},
+    {.name = "api_key", .type = K_STR, .def = "", .offset = OFF(api_key), .arg = "KEY",
+     .help = "when set, /v1/* (but /v1/health), /api/* and /metrics need "
+             "`Authorization: Bearer KEY`; also from $SAED_API_KEY, which keeps it off the "
+             "command line"},
+    {.name = "quiet", .type = K_BOOL, .def = "off", .offset = OFF(quiet), .arg = "on|off",
+     .help = "no per-request log lines on stderr"},
+};
+
+#define N_KEYS (sizeof keys / sizeof keys[0])
+
+static int check_listen(const char *v, sae_error *err)
+{
+    char host[256];
+    unsigned port;
+    if (config_split_listen(v, host, sizeof host, &port))
+        return sae_error_set(err, SAE_EINVAL,
+                             "listen: '%s' is not HOST:PORT (for example 127.0.0.1:8080)", v);
+    return 0;
+}
+
+static int check_cors(const char *v, sae_error *err)
+{
+    const char *p = v;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        while (n && isspace((unsigned char)*p)) {
+            p++;
+            n--;
+        }
+        while (n && isspace((unsigned char)p[n - 1]))
+            n--;
+        if (!(n == 1 && *p == '*') && !(n > 7 && !strncmp(p, "http://", 7)) &&
+            !(n > 8 && !strncmp(p, "https://", 8)))
+            return sae_error_set(err, SAE_EINVAL,
+                                 "cors_origins: '%.*s' is not * or an http(s):// origin",
+                                 (int)n, p);
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+int config_split_listen(const char *listen, char *host, size_t hostcap, unsigned *port)
+{
+    const char *colon;
+    const char *h = listen;
+    size_t hl;
+    if (*listen == '[') {
+        const char *rb = strchr(listen, ']');
+        if (!rb || rb[1] != ':')
+            return -1;
+        h = listen + 1;
+        hl = (size_t)(rb - h);
+        colon = rb + 1;
+    } else {
+        colon = strrchr(listen, ':');
+        if (!colon)
+            return -1;
+        hl = (size_t)(colon - listen);
+    }
+    if (hl == 0 || hl >= hostcap)
+        return -1;
+    const char *ps = colon + 1;
+    if (!*ps || strlen(ps) > 5)
+        return -1;
+    unsigned long p = 0;
+    for (const char *c = ps; *c; c++) {
+        if (!isdigit((unsigned char)*c))
+            return -1;
+        p = p * 10 + (unsigned long)(*c - '0');
+    }
+    if (p > 65535)
+        return -1;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (unsigned)p;
+    return 0;
+}
+
+/* Finds a key by name; '-' in the name matches '_' (flags are spelled with
+ * dashes, the file with underscores; both are accepted everywhere). */
+static const struct key *key_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const char *k = keys[i].name;
+        if (strlen(k) != len)
+            continue;
+        size_t j = 0;
+        for (; j < len; j++) {
+            char c = name[j] == '-' ? '_' : name[j];
+            if (c != k[j])
+                break;
+        }
+        if (j == len)
+            return &keys[i];
+    }
+    return NULL;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+    static const char *yes[] = {"on", "true", "yes", "1"};
+    static const char *no[] = {"off", "false", "no", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (!strcmp(v, yes[i])) {
+            *out = true;
+            return 0;
+        }
+        if (!strcmp(v, no[i])) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Sets one key from its textual value; `where` names the source for messages
+ * ("--threads", "saed.conf:12"). */
+static int key_set(struct saed_config *cfg, const struct key *k, const char *value,
+                   const char *where, sae_error *err)
+{
+    char *base = (char *)cfg;
+    switch (k->type) {
+    case K_STR: {
+        if (k->check) {
+            sae_error e;
+            if (k->check(value, &e))
+                return sae_error_set(err, SAE_EINVAL, "%s: %s", where, e.msg);
+        }
+        char *copy = strdup(value);
+        if (!copy)
+            return sae_error_set(err, SAE_ENOMEM, "%s: out of memory", where);
+        char **slot = (char **)(base + k->offset);
+        free(*slot);
+        *slot = copy;
+        return 0;
+    }
+    case K_UINT: {
+        const char *p = value;
+        if (!*p || !isdigit((unsigned char)*p))
+            goto bad_uint;
+        errno = 0;
+        char *end;
+        unsigned long long v = strtoull(p, &end, 10);
+        if (errno || *end || v < k->lo || v > k->hi)
+            goto bad_uint;
+        *(uint64_t *)(base + k->offset) = v;
+        return 0;
+    bad_uint:
+        return sae_error_set(err, SAE_EINVAL, "%s: '%s' is not an integer in [%llu, %llu]",
+                             where, value, (unsigned long long)k->lo,
+                             (unsigned long long)k->hi);
+    }
+    case K_BOOL:
+        if (parse_bool(value, (bool *)(base + k->offset)))
+            return sae_error_set(err, SAE_EINVAL, "%s: '%s' is not on or off", where, value);
+        return 0;
+    }
+    return sae_error_set(err, SAE_EINVAL, "%s: unknown key type", where);
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+/* Reads `key = value` lines; '#' starts a comment line; a value may be wrapped
+ * in double quotes. A key given twice is an error: which one wins would be a
+ * guess. */
+static int config_file(struct saed_config *cfg, const char *path, sae_error *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return sae_error_set(err, SAE_EIO, "%s: %s", path, strerror(errno));
+    int rc = 0;
+    bool seen[N_KEYS] = {false};
+    char line[8192];
+    unsigned lineno = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char where[512];
+        snprintf(where, sizeof where, "%s:%u", path, lineno);
+        if (!strchr(line, '\n') && !feof(f)) {
+            rc = sae_error_set(err, SAE_EINVAL, "%s: line longer than %zu bytes", where,
+                               sizeof line - 1);
+            goto out;
+        }
+        char *s = trim(line);
+        if (!*s || *s == '#')
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            rc = sae_error_set(err, SAE_EINVAL, "%s: expected key = value", where);
+            goto out;
+        }
+        *eq = '\0';
+        char *name = trim(s), *value = trim(eq + 1);
+        size_t vl = strlen(value);
+        if (vl >= 2 && value[0] == '"' && value[vl - 1] == '"') {
+            value[vl - 1] = '\0';
+            value++;
+        }
+        const struct key *k = key_find(name, strlen(name));
+        if (!k) {
+            rc = sae_error_set(err, SAE_EINVAL, "%s: unknown key '%s' (saed --help lists them)",
+                               where, name);
+            goto out;
+        }
+        if (seen[k - keys]) {
+            rc = sae_error_set(err, SAE_EINVAL, "%s: '%s' is set twice", where, k->name);
+            goto out;
+        }
+        seen[k - keys] = true;
+        rc = key_set(cfg, k, value, where, err);
+        if (rc)
+            goto out;
+    }
+    if (ferror(f))
+        rc = sae_error_set(err, SAE_EIO, "%s: read error", path);
+out:
+    fclose(f);
+    return rc;
+}
+
+void config_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: saed --model DIR [--index FILE.db] [--listen 127.0.0.1:8080] "
+            "[--config FILE] [--threads N] ...\n\n"
+            "The sparse-autoencoder daemon: serves /v1/encode, /v1/decode, /v1/model,\n"
+            "/v1/health, /metrics and /openapi.json (see docs/API.md).\n\n"
+            "Every setting below can be given as a flag (--max-batch-rows 128 or\n"
+            "--max-batch-rows=128) or as `max_batch_rows = 128` in the --config file;\n"
+            "flags win over the file. Booleans take on/off (a bare --quiet means on).\n\n"
+            "  --config FILE               read settings from FILE first\n"
+            "  --help, --version\n\n");
+    for (size_t i = 0; i < N_KEYS; i++) {
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s %s", keys[i].name, keys[i].arg);
+        for (char *c = flag + 2; *c && *c != ' '; c++)
+            if (*c == '_')
+                *c = '-';
+        fprintf(out, "  %-34s %s (default: %s)\n", flag, keys[i].help,
+                *keys[i].def ? keys[i].def : "none");
+    }
+    fprintf(out, "\nSignals: SIGHUP reloads the model from disk (the old one keeps serving\n"
+                 "if the new one fails to load); SIGTERM/SIGINT stop accepting, drain and "
+                 "exit 0.\n");
+}
+
+void config_free(struct saed_config *cfg)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (keys[i].type == K_STR) {
+            char **slot = (char **)((char *)cfg + keys[i].offset);
+            free(*slot);
+            *slot = NULL;
+        }
+}
+
+int config_load(struct saed_config *cfg, int argc, char **argv, bool *exit_now, sae_error *err)
+{
+    int rc = 0;
+    memset(cfg, 0, sizeof *cfg);
+    *exit_now = false;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        rc = key_set(cfg, &keys[i], keys[i].def, "default", err);
+        if (rc)
+            return 1;
+    }
+
+    /* --help, --version and --config come first: the file is read before any
+     * flag so that flags override it wherever they appear. */
+    const char *config_path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            config_usage(stdout);
+            *exit_now = true;
+            return 0;
+        }
+        if (!strcmp(argv[i], "--version")) {
+            printf("saed %s\n", SAED_VERSION);
+            *exit_now = true;
+            return 0;
+        }
+        if (!strcmp(argv[i], "--config")) {
+            if (i + 1 >= argc) {
+                sae_error_set(err, SAE_EINVAL, "--config needs a file");
+                return 2;
+            }
+            config_path = argv[++i];
+        } else if (!strncmp(argv[i], "--config=", 9)) {
+            config_path = argv[i] + 9;
+        }
+    }
+    if (config_path && config_file(cfg, config_path, err))
+        return 1;
+
+    const char *env_key = getenv("SAED_API_KEY");
+    if (env_key && *env_key && key_set(cfg, key_find("api_key", 7), env_key, "SAED_API_KEY", err))
+        return 1;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--config")) {
+            i++;
+            continue;
+        }
+        if (!strncmp(a, "--config=", 9))
+            continue;
+        if (strncmp(a, "--", 2)) {
+            sae_error_set(err, SAE_EINVAL, "unexpected argument '%s'", a);
+            return 2;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t nl = eq ? (size_t)(eq - name) : strlen(name);
+        const struct key *k = key_find(name, nl);
+        if (!k) {
+            sae_error_set(err, SAE_EINVAL, "unknown flag '--%.*s' (saed --help lists them)",
+                          (int)nl, name);
+            return 2;
+        }
+        const char *value;
+        if (eq)
+            value = eq + 1;
+        else if (k->type == K_BOOL)
+            value = "on";
+        else if (i + 1 < argc)
+            value = argv[++i];
+        else {
+            sae_error_set(err, SAE_EINVAL, "--%s needs a value", k->name);
+            return 2;
+        }
+        char where[80];
+        snprintf(where, sizeof where, "--%.*s", (int)nl, name);
+        if (key_set(cfg, k, value, where, err))
+            return 1;
+    }
+
+    if (!*cfg->model) {
+        sae_error_set(err, SAE_EINVAL, "--model DIR is required (saed --help)");
+        return 2;
+    }
+    if (cfg->max_request_rows > cfg->max_queue_rows) {
+        sae_error_set(err, SAE_EINVAL,
+                      "max_request_rows (%llu) exceeds max_queue_rows (%llu): such a request "
+                      "could never be queued",
+                      (unsigned long long)cfg->max_request_rows,
+                      (unsigned long long)cfg->max_queue_rows);
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,375 @@
+/* decode_post.c: POST /v1/decode (CONTRACT 5).
+ *
+ * Bodies: JSON {"inputs": [{"indices": [...], "values": [...]}, ...]} or an
+ * application/octet-stream body in the binary encode reply format (per row
+ * u32 count, u32 indices[count], f32 values[count]). Every index must be
+ * below d_sae and appear once per row, every value finite. The rows are
+ * decoded by a worker; the reply is {"results": [[d_in floats], ...],
+ * "space": "input"|"normalised"} or, with Accept: application/octet-stream,
+ * n x d_in float32. X-SAE-Space says the space in both cases. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batcher.h"
+#include "buf.h"
+#include "jsonin.h"
+#include "saed.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "binary bodies are read as little-endian"
+#endif
+
+#define REPLY_LIMIT ((size_t)1 << 31)
+
+/* Scratch for one row: the pairs as read (a row can hold at most d_sae
+ * distinct features, so d_sae slots suffice) and a stamp per feature to find
+ * duplicates without clearing between rows. */
+struct row_check {
+    size_t d_sae;
+    uint64_t *idx;      /* (d_sae) indices as written, before the range check */
+    uint32_t *idx32;    /* (d_sae) the same, once checked */
+    float *val;         /* (d_sae) */
+    uint32_t *stamp;    /* (d_sae) row number + 1 that last used the feature */
+};
+
+static int row_check_init(struct row_check *c, size_t d_sae)
+{
+    c->d_sae = d_sae;
+    c->idx = malloc(d_sae * sizeof *c->idx);
+    c->idx32 = malloc(d_sae * sizeof *c->idx32);
+    c->val = malloc(d_sae * sizeof *c->val);
+    c->stamp = calloc(d_sae, sizeof *c->stamp);
+    return c->idx && c->idx32 && c->val && c->stamp ? 0 : -1;
+}
+
+static void row_check_free(struct row_check *c)
+{
+    free(c->idx);
+    free(c->idx32);
+    free(c->val);
+    free(c->stamp);
+}
+
+/* Validates row r (n pairs in c) and appends it to out. A 422 is noted and
+ * the row skipped, so the caller can go on looking for a 400; -1 only for
+ * what must stop parsing. */
+static int row_push(struct row_check *c, size_t r, size_t n, sae_sparse *out,
+                    struct saed_perr *e)
+{
+    for (size_t t = 0; t < n; t++) {
+        if (c->idx[t] >= c->d_sae) {
+            perr_set(e, 422, "index_out_of_range",
+                     "inputs[%zu].indices[%zu] = %llu is out of range (d_sae %zu)", r, t,
+                     (unsigned long long)c->idx[t], c->d_sae);
+            return 0;
+        }
+        if (c->stamp[c->idx[t]] == (uint32_t)(r + 1)) {
+            perr_set(e, 422, "duplicate_index",
+                     "inputs[%zu].indices[%zu] = %llu appears twice in the row", r, t,
+                     (unsigned long long)c->idx[t]);
+            return 0;
+        }
+        c->stamp[c->idx[t]] = (uint32_t)(r + 1);
+        if (!isfinite(c->val[t])) {
+            perr_set(e, 422, "non_finite", "inputs[%zu].values[%zu] is not finite", r, t);
+            return 0;
+        }
+        c->idx32[t] = (uint32_t)c->idx[t];
+    }
+    if (e->status)
+        return 0;
+    sae_error err;
+    if (sae_sparse_push_row(out, c->idx32, c->val, n, &err))
+        return perr_set(e, 503, "out_of_memory", "%s", err.msg);
+    return 0;
+}
+
+/* "indices": an array of non-negative integers, at most d_sae of them. */
+static int parse_indices(struct jp *j, struct row_check *c, size_t r, size_t *n,
+                         struct saed_perr *e)
+{
+    if (jp_peek(j) != '[')
+        return perr_set(e, 400, "wrong_type", "inputs[%zu].indices: expected an array, got %s",
+                        r, jp_kind(j));
+    j->p++;
+    bool first = true;
+    size_t k = 0;
+    int more;
+    while ((more = jp_arr_next(j, &first)) == 1) {
+        int ch = jp_peek(j);
+        struct jnum num;
+        if ((ch != '-' && (ch < '0' || ch > '9')) || jp_number(j, &num) || !num.integer)
+            return perr_set(e, 400, "wrong_type", "inputs[%zu].indices[%zu]: expected an integer",
+                            r, k);
+        if (k == c->d_sae)
+            return perr_set(e, 422, "too_many_features",
+                            "inputs[%zu].indices has more than d_sae (%zu) entries", r,
+                            c->d_sae);
+        /* Negative or huge: out of range, reported with the row checks. */
+        c->idx[k++] = num.neg || !num.fits_u64 ? UINT64_MAX : num.u;
+    }
+    if (more < 0)
+        return -1;
+    *n = k;
+    return 0;
+}
+
+static int parse_values(struct jp *j, struct row_check *c, size_t r, size_t *n,
+                        struct saed_perr *e)
+{
+    if (jp_peek(j) != '[')
+        return perr_set(e, 400, "wrong_type", "inputs[%zu].values: expected an array, got %s", r,
+                        jp_kind(j));
+    j->p++;
+    bool first = true;
+    size_t k = 0;
+    int more;
+    while ((more = jp_arr_next(j, &first)) == 1) {
+        int ch = jp_peek(j);
+        struct jnum num;
+        if (ch != '-' && (ch < '0' || ch > '9'))
+            return perr_set(e, 400, "wrong_type", "inputs[%zu].values[%zu]: expected a number, "
+                            "got %s", r, k, jp_kind(j));
+        if (jp_number(j, &num))
+            return -1;
+        if (k == c->d_sae)
+            return perr_set(e, 422, "too_many_features",
+                            "inputs[%zu].values has more than d_sae (%zu) entries", r, c->d_sae);
+        c->val[k++] = (float)num.v;
+    }
+    if (more < 0)
+        return -1;
+    *n = k;
+    return 0;
+}
+
+/* One {"indices": [...], "values": [...]} object. */
+static int parse_row(struct jp *j, struct row_check *c, size_t r, sae_sparse *out,
+                     struct saed_perr *e)
+{
+    if (jp_peek(j) != '{')
+        return perr_set(e, 400, "wrong_type",
+                        "inputs[%zu]: expected an object {\"indices\", \"values\"}, got %s", r,
+                        jp_kind(j));
+    j->p++;
+    bool first = true, trunc, has_idx = false, has_val = false;
+    char key[32];
+    size_t ni = 0, nv = 0;
+    int k;
+    while ((k = jp_obj_key(j, &first, key, sizeof key, &trunc)) == 1) {
+        bool is_idx = !trunc && !strcmp(key, "indices"), is_val = !trunc && !strcmp(key, "values");
+        if (!is_idx && !is_val)
+            return perr_set(e, 400, "unknown_field",
+                            "inputs[%zu]: unknown field \"%s%s\" (allowed: indices, values)", r,
+                            key, trunc ? "..." : "");
+        if ((is_idx && has_idx) || (is_val && has_val))
+            return perr_set(e, 400, "duplicate_key", "inputs[%zu]: \"%s\" appears twice", r, key);
+        if (is_idx ? parse_indices(j, c, r, &ni, e) : parse_values(j, c, r, &nv, e))
+            return -1;
+        has_idx |= is_idx;
+        has_val |= is_val;
+    }
+    if (k < 0)
+        return -1;
+    if (!has_idx || !has_val)
+        return perr_set(e, 400, "missing_field", "inputs[%zu]: needs both \"indices\" and "
+                        "\"values\"", r);
+    if (ni != nv) {
+        perr_set(e, 422, "length_mismatch", "inputs[%zu]: %zu indices but %zu values", r, ni, nv);
+        return 0;
+    }
+    return row_push(c, r, ni, out, e);
+}
+
+static int parse_json(const struct saed_req *rq, struct row_check *c, sae_sparse *out,
+                      struct saed_perr *e)
+{
+    size_t max = rq->srv->cfg->max_request_rows;
+    struct jp j;
+    jp_init(&j, (const char *)rq->body, rq->body_len, e);
+    if (jp_peek(&j) == -1)
+        return perr_set(e, 400, "invalid_json", "the body is empty; expected a JSON object");
+    if (jp_peek(&j) != '{')
+        return perr_set(e, 400, "wrong_type", "the body must be a JSON object, not %s",
+                        jp_kind(&j));
+    j.p++;
+    bool first = true, trunc, seen = false;
+    char key[32];
+    size_t rows = 0;
+    int k;
+    while ((k = jp_obj_key(&j, &first, key, sizeof key, &trunc)) == 1) {
+        if (trunc || strcmp(key, "inputs"))
+            return perr_set(e, 400, "unknown_field", "unknown field \"%s%s\" (allowed: inputs)",
+                            key, trunc ? "..." : "");
+        if (seen)
+            return perr_set(e, 400, "duplicate_key", "\"inputs\" appears twice");
+        seen = true;
+        if (jp_peek(&j) != '[')
+            return perr_set(e, 400, "wrong_type", "inputs: expected an array of rows, got %s",
+                            jp_kind(&j));
+        j.p++;
+        bool f2 = true;
+        int more;
+        while ((more = jp_arr_next(&j, &f2)) == 1) {
+            if (rows == max)
+                return perr_set(e, 413, "too_many_rows",
+                                "more than %zu rows (max_request_rows)", max);
+            if (parse_row(&j, c, rows++, out, e))
+                return -1;
+        }
+        if (more < 0)
+            return -1;
+    }
+    if (k < 0 || jp_finish(&j))
+        return -1;
+    if (!seen)
+        return perr_set(e, 400, "missing_field", "the body needs \"inputs\"");
+    if (!e->status && rows == 0)
+        return perr_set(e, 422, "empty_batch", "inputs is empty");
+    return e->status ? -1 : 0;
+}
+
+/* The binary body: rows of u32 count, u32 indices[count], f32 values[count]
+ * until the body ends exactly. */
+static int parse_binary(const struct saed_req *rq, struct row_check *c, sae_sparse *out,
+                        struct saed_perr *e)
+{
+    size_t max = rq->srv->cfg->max_request_rows;
+    const uint8_t *p = rq->body, *end = rq->body + rq->body_len;
+    size_t r = 0;
+    if (p == end)
+        return perr_set(e, 422, "empty_batch", "the body has no rows");
+    while (p < end) {
+        if (r == max)
+            return perr_set(e, 413, "too_many_rows", "more than %zu rows (max_request_rows)",
+                            max);
+        uint32_t n;
+        if (end - p < 4)
+            return perr_set(e, 422, "bad_binary_length",
+                            "row %zu: the body ends inside its count", r);
+        memcpy(&n, p, 4);
+        p += 4;
+        if (n > c->d_sae)
+            return perr_set(e, 422, "too_many_features", "row %zu: count %u exceeds d_sae %zu",
+                            r, n, c->d_sae);
+        if ((size_t)(end - p) < 8 * (size_t)n)
+            return perr_set(e, 422, "bad_binary_length",
+                            "row %zu: count %u needs %zu more bytes, the body has %zu", r, n,
+                            8 * (size_t)n, (size_t)(end - p));
+        for (uint32_t t = 0; t < n; t++) {
+            uint32_t i;
+            memcpy(&i, p + 4 * (size_t)t, 4);
+            c->idx[t] = i;
+        }
+        memcpy(c->val, p + 4 * (size_t)n, 4 * (size_t)n);
+        p += 8 * (size_t)n;
+        if (row_push(c, r, n, out, e))
+            return -1;
+        if (e->status)
+            return -1;
+        r++;
+    }
+    return 0;
+}
+
+void decode_precheck(struct saed_req *rq, uint64_t length, bool has_length)
+{
+    rq->digest_header = true;
+    if (rq->body_type == SAED_BODY_OCTET && has_length && length == 0)
+        reply_error(rq, 422, "empty_batch", "the body has no rows");
+}
+
+static enum MHD_Result decode_reply(struct saed_req *rq)
+{
+    struct saed_job *job = rq->job;
+    const sae_model *m = rq->snap->model;
+    bool normalised = sae_decode_is_normalised(m);
+    if (job->rc == SAE_ERANGE)
+        return reply_error(rq, 422, "non_finite",
+                           "row %zu: the reconstruction is not finite (values too large for "
+                           "float32 arithmetic)",
+                           job->bad_row);
+    if (job->rc)
+        return reply_error(rq, 500, "internal", "decode failed: %s", job->err.msg);
+    size_t n = job->n_rows, d = m->d_in;
+    enum MHD_Result r;
+    rq->space = normalised ? "normalised" : "input";
+    if (rq->accept_binary) {
+        float *dense = job->dense;
+        job->dense = NULL;
+        r = reply_bytes(rq, 200, "application/octet-stream", dense, n * d * sizeof *dense);
+    } else {
+        struct saed_buf b;
+        buf_init(&b, REPLY_LIMIT, 64 + n * d * 14);
+        buf_puts(&b, "{\"results\":[");
+        for (size_t i = 0; i < n; i++) {
+            buf_puts(&b, i ? ",[" : "[");
+            const float *x = job->dense + i * d;
+            for (size_t c = 0; c < d; c++) {
+                if (c)
+                    buf_putc(&b, ',');
+                buf_f32(&b, x[c]);
+            }
+            buf_putc(&b, ']');
+        }
+        buf_puts(&b, normalised ? "],\"space\":\"normalised\"}\n" : "],\"space\":\"input\"}\n");
+        size_t len;
+        char *body = buf_steal(&b, &len);
+        if (!body)
+            return reply_error(rq, 500, "reply_too_large", "the reply exceeds %zu bytes",
+                               REPLY_LIMIT);
+        r = reply_json_buf(rq, 200, body, len);
+    }
+    return r;
+}
+
+/* Any query parameter is an error: decode has no options. */
+static enum MHD_Result no_query(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value)
+{
+    (void)kind;
+    (void)value;
+    perr_set(cls, 400, "invalid_query", "unknown query parameter \"%s\" (decode has no options)",
+             key);
+    return MHD_NO;
+}
+
+enum MHD_Result decode_post(struct saed_req *rq)
+{
+    if (rq->job)
+        return decode_reply(rq);
+    rq->digest_header = true;
+    const sae_model *m = rq->snap->model;
+    struct saed_perr e = {0};
+    MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, no_query, &e);
+    if (e.status)
+        return reply_error(rq, e.status, e.code, "%s", e.msg);
+    struct saed_job *job = job_new(JOB_DECODE);
+    if (!job)
+        return reply_error(rq, 503, "out_of_memory", "cannot start the job");
+    rq->job = job;
+    struct row_check c;
+    int rc;
+    if (row_check_init(&c, m->d_sae))
+        rc = perr_set(&e, 503, "out_of_memory", "cannot check %zu features", m->d_sae);
+    else if (rq->body_type == SAED_BODY_JSON)
+        rc = parse_json(rq, &c, &job->codes, &e);
+    else
+        rc = parse_binary(rq, &c, &job->codes, &e);
+    row_check_free(&c);
+    if (rc || e.status)
+        return reply_error(rq, e.status, e.code, "%s", e.msg);
+    free(rq->body);
+    rq->body = NULL;
+    job->n_rows = job->codes.n_rows;
+    sae_error err;
+    if (job_alloc_outputs(job, m->d_in, &err))
+        return reply_error(rq, 503, "out_of_memory", "%s", err.msg);
+    if (req_submit_job(rq))
+        return reply_error(rq, 503, "overloaded",
+                           "the work queue is full (max_queue_rows %llu); retry shortly",
+                           (unsigned long long)rq->srv->cfg->max_queue_rows);
+    return MHD_YES;
+}

@@ -1,0 +1,545 @@
+/* encode_post.c: POST /v1/encode (CONTRACT 5).
+ *
+ * Bodies: JSON {"inputs": [[d_in numbers], ...]} or {"input": [...]} with
+ * options top_k, threshold, include; application/octet-stream (n x d_in
+ * little-endian float32) or application/x-npy, options then in the query.
+ * The rows go to the workers as one job (batcher.h); the connection is
+ * suspended meanwhile and the reply is written when it is resumed. Replies:
+ * JSON, or with Accept: application/octet-stream per row u32 count,
+ * u32 indices[count], f32 values[count]. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batcher.h"
+#include "buf.h"
+#include "jsonin.h"
+#include "npy.h"
+#include "saed.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "binary bodies are read in place as little-endian float32"
+#endif
+
+/* Replies are bounded by the row limits; this cap only stops a runaway. */
+#define REPLY_LIMIT ((size_t)1 << 31)
+
+/* What the client asked for besides the rows. */
+struct enc_opts {
+    size_t top_k;
+    bool has_threshold;
+    float threshold;
+    bool metrics, recon, features;
+};
+
+/* Rows being collected from a JSON body, row-major (n, d). */
+struct rows {
+    float *x;       /* (cap, d) owned */
+    size_t n, cap, d, max;
+};
+
+/* A slot for one more row, or NULL with e set (413 past max rows). */
+static float *rows_add(struct rows *r, struct saed_perr *e)
+{
+    if (r->n == r->max) {
+        perr_set(e, 413, "too_many_rows", "more than %zu rows (max_request_rows)", r->max);
+        return NULL;
+    }
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        if (cap > r->max)
+            cap = r->max;
+        float *x = realloc(r->x, cap * r->d * sizeof *x);
+        if (!x) {
+            perr_set(e, 503, "out_of_memory", "cannot hold %zu rows", cap);
+            return NULL;
+        }
+        r->x = x;
+        r->cap = cap;
+    }
+    return r->x + r->n++ * r->d;
+}
+
+/* One row: a JSON array of exactly d numbers, each finite as float32. */
+static int parse_row(struct jp *j, struct rows *r, const char *name, struct saed_perr *e)
+{
+    if (jp_peek(j) != '[')
+        return perr_set(e, 400, "wrong_type", "%s: expected an array of %zu numbers, got %s",
+                        name, r->d, jp_kind(j));
+    j->p++;
+    float *row = rows_add(r, e);
+    if (!row)
+        return -1;
+    bool first = true;
+    size_t c = 0;
+    int k;
+    while ((k = jp_arr_next(j, &first)) == 1) {
+        int ch = jp_peek(j);
+        if (ch != '-' && (ch < '0' || ch > '9'))
+            return perr_set(e, 400, "wrong_type", "%s[%zu]: expected a number, got %s", name, c,
+                            jp_kind(j));
+        struct jnum num;
+        if (jp_number(j, &num))
+            return -1;
+        float f = (float)num.v;
+        if (c < r->d) {
+            row[c] = f;
+            if (!isfinite(f))
+                perr_set(e, 422, "non_finite", "%s[%zu]: %g is not finite as float32", name, c,
+                         num.v);
+        }
+        c++;
+    }
+    if (k < 0)
+        return -1;
+    if (c != r->d)
+        perr_set(e, 422, "wrong_dimension", "%s has %zu values; the model's d_in is %zu", name,
+                 c, r->d);
+    return 0;
+}
+
+static int parse_inputs(struct jp *j, struct rows *r, struct saed_perr *e)
+{
+    if (jp_peek(j) != '[')
+        return perr_set(e, 400, "wrong_type", "inputs: expected an array of rows, got %s",
+                        jp_kind(j));
+    j->p++;
+    bool first = true;
+    int k;
+    while ((k = jp_arr_next(j, &first)) == 1) {
+        char name[40];
+        snprintf(name, sizeof name, "inputs[%zu]", r->n);
+        if (parse_row(j, r, name, e))
+            return -1;
+    }
+    return k < 0 ? -1 : 0;
+}
+
+static int set_include(struct enc_opts *o, const char *v, size_t n, struct saed_perr *e)
+{
+    if (n == 14 && !memcmp(v, "reconstruction", 14))
+        o->recon = true;
+    else if (n == 7 && !memcmp(v, "metrics", 7))
+        o->metrics = true;
+    else if (n == 8 && !memcmp(v, "features", 8))
+        o->features = true;
+    else
+        return perr_set(e, 400, "invalid_field",
+                        "include: unknown value \"%.*s\" (allowed: reconstruction, metrics, "
+                        "features)",
+                        (int)(n > 64 ? 64 : n), v);
+    return 0;
+}
+
+static int parse_include(struct jp *j, struct enc_opts *o, struct saed_perr *e)
+{
+    if (jp_peek(j) != '[')
+        return perr_set(e, 400, "wrong_type", "include: expected an array of strings, got %s",
+                        jp_kind(j));
+    j->p++;
+    bool first = true;
+    int k;
+    while ((k = jp_arr_next(j, &first)) == 1) {
+        if (jp_peek(j) != '"')
+            return perr_set(e, 400, "wrong_type", "include: expected strings, got %s",
+                            jp_kind(j));
+        char v[32];
+        bool trunc;
+        if (jp_string(j, v, sizeof v, &trunc))
+            return -1;
+        if (set_include(o, v, trunc ? sizeof v : strlen(v), e))
+            return -1;
+    }
+    return k < 0 ? -1 : 0;
+}
+
+static int parse_top_k(struct jp *j, struct enc_opts *o, struct saed_perr *e)
+{
+    int ch = jp_peek(j);
+    struct jnum num;
+    if ((ch != '-' && (ch < '0' || ch > '9')))
+        return perr_set(e, 400, "wrong_type", "top_k: expected a positive integer, got %s",
+                        jp_kind(j));
+    if (jp_number(j, &num))
+        return -1;
+    if (!num.fits_u64 || num.neg || num.u == 0 || num.u > SIZE_MAX)
+        return perr_set(e, 400, "invalid_field", "top_k: expected a positive integer");
+    o->top_k = (size_t)num.u;
+    return 0;
+}
+
+static int parse_threshold(struct jp *j, struct enc_opts *o, struct saed_perr *e)
+{
+    int ch = jp_peek(j);
+    struct jnum num;
+    if ((ch != '-' && (ch < '0' || ch > '9')))
+        return perr_set(e, 400, "wrong_type", "threshold: expected a number, got %s",
+                        jp_kind(j));
+    if (jp_number(j, &num))
+        return -1;
+    float t = (float)num.v;
+    if (!isfinite(t))
+        return perr_set(e, 400, "invalid_field", "threshold: %g is out of float32 range", num.v);
+    o->has_threshold = true;
+    o->threshold = t;
+    return 0;
+}
+
+enum { F_INPUTS, F_INPUT, F_TOP_K, F_THRESHOLD, F_INCLUDE, F_COUNT };
+static const char *const fields[F_COUNT] = {"inputs", "input", "top_k", "threshold", "include"};
+
+/* The JSON body, into rows r and options o. */
+static int parse_json(const struct saed_req *rq, struct rows *r, struct enc_opts *o,
+                      struct saed_perr *e)
+{
+    struct jp j;
+    jp_init(&j, (const char *)rq->body, rq->body_len, e);
+    if (jp_peek(&j) == -1)
+        return perr_set(e, 400, "invalid_json", "the body is empty; expected a JSON object");
+    if (jp_peek(&j) != '{')
+        return perr_set(e, 400, "wrong_type", "the body must be a JSON object, not %s",
+                        jp_kind(&j));
+    j.p++;
+    bool first = true, trunc;
+    char key[48];
+    unsigned seen = 0;
+    int k;
+    while ((k = jp_obj_key(&j, &first, key, sizeof key, &trunc)) == 1) {
+        int f = 0;
+        while (f < F_COUNT && (trunc || strcmp(key, fields[f])))
+            f++;
+        if (f == F_COUNT)
+            return perr_set(e, 400, "unknown_field",
+                            "unknown field \"%s%s\" (allowed: inputs, input, top_k, threshold, "
+                            "include)",
+                            key, trunc ? "..." : "");
+        if (seen & (1u << f))
+            return perr_set(e, 400, "duplicate_key", "\"%s\" appears twice", key);
+        seen |= 1u << f;
+        if ((seen & (1u << F_INPUTS)) && (seen & (1u << F_INPUT)))
+            return perr_set(e, 400, "conflicting_fields",
+                            "give either \"inputs\" (rows) or \"input\" (one row), not both");
+        int rc = 0;
+        switch (f) {
+        case F_INPUTS:
+            rc = parse_inputs(&j, r, e);
+            break;
+        case F_INPUT:
+            rc = parse_row(&j, r, "input", e);
+            break;
+        case F_TOP_K:
+            rc = parse_top_k(&j, o, e);
+            break;
+        case F_THRESHOLD:
+            rc = parse_threshold(&j, o, e);
+            break;
+        case F_INCLUDE:
+            rc = parse_include(&j, o, e);
+            break;
+        }
+        if (rc)
+            return -1;
+    }
+    if (k < 0 || jp_finish(&j))
+        return -1;
+    if (!(seen & ((1u << F_INPUTS) | (1u << F_INPUT))))
+        return perr_set(e, 400, "missing_field",
+                        "the body needs \"inputs\" (an array of rows) or \"input\" (one row)");
+    if (!e->status && r->n == 0)
+        return perr_set(e, 422, "empty_batch", "inputs is empty");
+    return e->status ? -1 : 0;
+}
+
+/* State for query_option. */
+struct query_ctx {
+    struct enc_opts *o;
+    struct saed_perr *e;
+    unsigned seen;
+    bool json_body;
+};
+
+/* Records a query error and stops the iteration. */
+static enum MHD_Result query_fail(struct query_ctx *q, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static enum MHD_Result query_fail(struct query_ctx *q, const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    perr_set(q->e, 400, "invalid_query", "%s", msg);
+    return MHD_NO;
+}
+
+/* One query parameter of a binary request. */
+static enum MHD_Result query_option(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    struct query_ctx *q = cls;
+    if (q->json_body)
+        return query_fail(q, "query parameter \"%s\": with a JSON body, options go in the body",
+                          key);
+    int f = F_TOP_K;
+    while (f < F_COUNT && strcmp(key, fields[f]))
+        f++;
+    if (f == F_COUNT)
+        return query_fail(q, "unknown query parameter \"%s\" (allowed: top_k, threshold, include)",
+                          key);
+    if (q->seen & (1u << f))
+        return query_fail(q, "query parameter \"%s\" appears twice", key);
+    q->seen |= 1u << f;
+    if (!value)
+        value = "";
+    char *end;
+    switch (f) {
+    case F_TOP_K: {
+        unsigned long long v = value[0] >= '1' && value[0] <= '9' ? strtoull(value, &end, 10) : 0;
+        if (!v || *end || v > SIZE_MAX)
+            return query_fail(q, "top_k: \"%s\" is not a positive integer",
+                            value);
+        q->o->top_k = (size_t)v;
+        break;
+    }
+    case F_THRESHOLD: {
+        double v = *value ? strtod(value, &end) : NAN;
+        if (!*value || *end || !isfinite((float)v))
+            return query_fail(q, "threshold: \"%s\" is not a finite number",
+                            value);
+        q->o->has_threshold = true;
+        q->o->threshold = (float)v;
+        break;
+    }
+    case F_INCLUDE:
+        for (const char *p = value; *p;) {
+            const char *c = strchr(p, ',');
+            size_t n = c ? (size_t)(c - p) : strlen(p);
+            if (set_include(q->o, p, n, q->e))
+                return MHD_NO;
+            p += n + (c ? 1 : 0);
+        }
+        break;
+    }
+    return MHD_YES;
+}
+
+/* Checks every value of x (n, d) is finite; names the first that is not. */
+static int check_finite(const float *x, size_t n, size_t d, struct saed_perr *e)
+{
+    for (size_t r = 0; r < n; r++)
+        for (size_t c = 0; c < d; c++)
+            if (!isfinite(x[r * d + c]))
+                return perr_set(e, 422, "non_finite", "row %zu, column %zu is not finite", r, c);
+    return 0;
+}
+
+void encode_precheck(struct saed_req *rq, uint64_t length, bool has_length)
+{
+    if (rq->body_type != SAED_BODY_OCTET || !has_length)
+        return;
+    const sae_model *m = rq->snap->model;
+    uint64_t row = 4 * (uint64_t)m->d_in;
+    rq->digest_header = true;
+    if (length == 0)
+        reply_error(rq, 422, "empty_batch", "the body has no rows");
+    else if (length % row)
+        reply_error(rq, 422, "bad_binary_length",
+                    "a %llu-byte body is not a whole number of rows of %llu bytes (4 x d_in %zu)",
+                    (unsigned long long)length, (unsigned long long)row, m->d_in);
+    else if (length / row > rq->srv->cfg->max_request_rows)
+        reply_error(rq, 413, "too_many_rows", "%llu rows; the limit (max_request_rows) is %llu",
+                    (unsigned long long)(length / row),
+                    (unsigned long long)rq->srv->cfg->max_request_rows);
+}
+
+/* The rows of a binary or npy body into the job (in place when the body is
+ * float32 already). */
+static int take_binary(struct saed_req *rq, struct saed_job *job, struct saed_perr *e)
+{
+    const sae_model *m = rq->snap->model;
+    size_t d = m->d_in, max = rq->srv->cfg->max_request_rows;
+    if (rq->body_type == SAED_BODY_OCTET) {
+        size_t row = 4 * d;
+        if (rq->body_len == 0)
+            return perr_set(e, 422, "empty_batch", "the body has no rows");
+        if (rq->body_len % row)
+            return perr_set(e, 422, "bad_binary_length",
+                            "a %zu-byte body is not a whole number of rows of %zu bytes "
+                            "(4 x d_in %zu)",
+                            rq->body_len, row, d);
+        job->n_rows = rq->body_len / row;
+        if (job->n_rows > max)
+            return perr_set(e, 413, "too_many_rows",
+                            "%zu rows; the limit (max_request_rows) is %zu", job->n_rows, max);
+        /* malloc'd, so aligned for float. */
+        job->x = (const float *)rq->body;
+        return check_finite(job->x, job->n_rows, d, e);
+    }
+    sae_npy_info info;
+    sae_error err;
+    int rc = sae_npy_parse("request body", rq->body, rq->body_len, &info, &err);
+    if (rc)
+        return perr_set(e, 422, rc == SAE_EINVAL ? "unsupported_npy" : "invalid_npy", "%s",
+                        err.msg);
+    uint64_t n = info.ndim == 1 ? 1 : info.shape[0];
+    uint64_t cols = info.ndim == 1 ? info.shape[0] : info.shape[1];
+    if (cols != d)
+        return perr_set(e, 422, "wrong_dimension",
+                        "the array has %llu columns; the model's d_in is %zu",
+                        (unsigned long long)cols, d);
+    if (n == 0)
+        return perr_set(e, 422, "empty_batch", "the array has no rows");
+    if (n > max)
+        return perr_set(e, 413, "too_many_rows", "%llu rows; the limit (max_request_rows) is %zu",
+                        (unsigned long long)n, max);
+    job->n_rows = (size_t)n;
+    job->x_own = malloc(job->n_rows * d * sizeof *job->x_own);
+    if (!job->x_own)
+        return perr_set(e, 503, "out_of_memory", "cannot hold %zu rows", job->n_rows);
+    if (sae_convert_to_f32(info.dtype, rq->body + info.data_offset, job->n_rows * d,
+                           job->x_own))
+        return perr_set(e, 422, "unsupported_npy", "dtype not supported");
+    job->x = job->x_own;
+    return check_finite(job->x, job->n_rows, d, e);
+}
+
+/* The binary reply: per row u32 count, u32 indices[count], f32 values[count]. */
+static enum MHD_Result reply_binary(struct saed_req *rq, const struct saed_job *job)
+{
+    const sae_sparse *s = &job->out;
+    size_t bytes = 4 * s->n_rows + 8 * s->nnz;
+    uint8_t *buf = malloc(bytes ? bytes : 1), *p = buf;
+    if (!buf)
+        return reply_error(rq, 503, "out_of_memory", "cannot build a %zu-byte reply", bytes);
+    for (size_t r = 0; r < s->n_rows; r++) {
+        uint32_t a = s->row_ptr[r], n = s->row_ptr[r + 1] - a;
+        memcpy(p, &n, 4);
+        memcpy(p + 4, s->idx + a, 4 * (size_t)n);
+        memcpy(p + 4 + 4 * (size_t)n, s->val + a, 4 * (size_t)n);
+        p += 4 + 8 * (size_t)n;
+    }
+    return reply_bytes(rq, 200, "application/octet-stream", buf, bytes);
+}
+
+static enum MHD_Result reply_json_rows(struct saed_req *rq, const struct saed_job *job)
+{
+    const sae_sparse *s = &job->out;
+    size_t d = rq->snap->model->d_in;
+    size_t hint = 32 + s->n_rows * 48 + s->nnz * 22 + (job->want_recon ? s->n_rows * d * 16 : 0);
+    struct saed_buf b;
+    buf_init(&b, REPLY_LIMIT, hint);
+    buf_puts(&b, "{\"results\":[");
+    for (size_t r = 0; r < s->n_rows; r++) {
+        uint32_t a = s->row_ptr[r], e = s->row_ptr[r + 1];
+        buf_puts(&b, r ? ",{\"indices\":[" : "{\"indices\":[");
+        for (uint32_t t = a; t < e; t++) {
+            if (t > a)
+                buf_putc(&b, ',');
+            buf_u32(&b, s->idx[t]);
+        }
+        buf_puts(&b, "],\"values\":[");
+        for (uint32_t t = a; t < e; t++) {
+            if (t > a)
+                buf_putc(&b, ',');
+            buf_f32(&b, s->val[t]);
+        }
+        buf_puts(&b, "],\"l0\":");
+        buf_u32(&b, job->l0[r]);
+        if (job->want_metrics) {
+            buf_puts(&b, ",\"mse\":");
+            buf_f64(&b, job->metrics[r].mse);
+            buf_puts(&b, ",\"fvu\":");
+            buf_f64(&b, job->metrics[r].fvu);
+            buf_puts(&b, ",\"cosine\":");
+            buf_f64(&b, job->metrics[r].cosine);
+        }
+        if (job->want_recon) {
+            buf_puts(&b, ",\"reconstruction\":[");
+            const float *x = job->dense + r * d;
+            for (size_t c = 0; c < d; c++) {
+                if (c)
+                    buf_putc(&b, ',');
+                buf_f32(&b, x[c]);
+            }
+            buf_putc(&b, ']');
+        }
+        buf_putc(&b, '}');
+    }
+    buf_puts(&b, "]}\n");
+    size_t len;
+    char *body = buf_steal(&b, &len);
+    if (!body)
+        return reply_error(rq, 500, "reply_too_large", "the reply exceeds %zu bytes",
+                           REPLY_LIMIT);
+    return reply_json_buf(rq, 200, body, len);
+}
+
+/* Second call, after the worker resumed the connection. */
+static enum MHD_Result encode_reply(struct saed_req *rq)
+{
+    struct saed_job *job = rq->job;
+    if (job->rc == SAE_ERANGE)
+        return reply_error(rq, 422, "non_finite",
+                           "row %zu: the SAE output is not finite (the input is too large for "
+                           "float32 arithmetic)",
+                           job->bad_row);
+    if (job->rc)
+        return reply_error(rq, 500, "internal", "encode failed: %s", job->err.msg);
+    return rq->accept_binary ? reply_binary(rq, job) : reply_json_rows(rq, job);
+}
+
+enum MHD_Result encode_post(struct saed_req *rq)
+{
+    if (rq->job)
+        return encode_reply(rq);
+    rq->digest_header = true;
+    const sae_model *m = rq->snap->model;
+    struct enc_opts o = {0};
+    struct saed_perr e = {0};
+    struct query_ctx q = {.o = &o, .e = &e, .json_body = rq->body_type == SAED_BODY_JSON};
+    MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, query_option, &q);
+    if (e.status)
+        return reply_error(rq, e.status, e.code, "%s", e.msg);
+
+    struct saed_job *job = job_new(JOB_ENCODE);
+    if (!job)
+        return reply_error(rq, 503, "out_of_memory", "cannot start the job");
+    rq->job = job;
+    if (rq->body_type == SAED_BODY_JSON) {
+        struct rows r = {.d = m->d_in, .max = rq->srv->cfg->max_request_rows};
+        int rc = parse_json(rq, &r, &o, &e);
+        job->x_own = r.x;
+        job->x = r.x;
+        job->n_rows = r.n;
+        if (rc)
+            return reply_error(rq, e.status, e.code, "%s", e.msg);
+        /* The JSON text is no longer needed while the job waits. */
+        free(rq->body);
+        rq->body = NULL;
+    } else if (take_binary(rq, job, &e)) {
+        return reply_error(rq, e.status, e.code, "%s", e.msg);
+    }
+    if (o.features)
+        return reply_error(rq, 404, "no_index",
+                           "include \"features\" needs a feature index (saed --index)");
+    if (rq->accept_binary && (o.metrics || o.recon))
+        return reply_error(rq, 400, "invalid_field",
+                           "include reconstruction/metrics needs a JSON reply; the binary "
+                           "format has only indices and values");
+    job->top_k = o.top_k;
+    job->has_threshold = o.has_threshold;
+    job->threshold = o.threshold;
+    job->want_metrics = o.metrics;
+    job->want_recon = o.recon;
+    sae_error err;
+    if (job_alloc_outputs(job, m->d_in, &err))
+        return reply_error(rq, 503, "out_of_memory", "%s", err.msg);
+    if (req_submit_job(rq))
+        return reply_error(rq, 503, "overloaded",
+                           "the encode queue is full (max_queue_rows %llu); retry shortly",
+                           (unsigned long long)rq->srv->cfg->max_queue_rows);
+    return MHD_YES;
+}

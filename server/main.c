@@ -1,0 +1,345 @@
+/* main.c: saed's startup, signal loop and shutdown.
+ *
+ * Threads: libmicrohttpd's internal polling threads (epoll, a pool of
+ * http_threads) read requests, parse bodies and write replies; they never
+ * block and never run a GEMM: encode/decode work is handed to the batcher's
+ * workers and the connection is suspended until it is done. A thread pool
+ * rather than thread-per-connection because idle keep-alive connections then
+ * cost a socket and a small buffer, not a thread and its stack, so 1024
+ * connections (the default limit) are cheap. The reaper thread enforces the
+ * total request deadline. The main thread only waits for signals (signalfd;
+ * SIGTERM, SIGINT and SIGHUP are blocked in every other thread, so no work
+ * happens in a signal handler) and does the reloads, so a slow model load
+ * never stalls a request.
+ *
+ * Exit status: 0 after a clean drain, 1 when startup fails (bad model, port
+ * taken), 2 for bad usage. */
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "batcher.h"
+#include "reaper.h"
+#include "saed.h"
+
+/* CPUs this process may use: the affinity mask, lowered by a cgroup CPU quota
+ * (v2 cpu.max or v1 cfs quota), which OpenBLAS would not notice. */
+static int detect_cpus(void)
+{
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set)
+                                                        : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    long quota = -1, period = 0;
+    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+    if (f) {
+        char q[32];
+        if (fscanf(f, "%31s %ld", q, &period) == 2 && strcmp(q, "max"))
+            quota = atol(q);
+        fclose(f);
+    } else if ((f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "r"))) {
+        if (fscanf(f, "%ld", &quota) != 1)
+            quota = -1;
+        fclose(f);
+        if ((f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "r"))) {
+            if (fscanf(f, "%ld", &period) != 1)
+                period = 0;
+            fclose(f);
+        }
+    }
+    if (quota > 0 && period > 0) {
+        long c = (quota + period - 1) / period;
+        if (c >= 1 && c < n)
+            n = (int)c;
+    }
+    return n < 1 ? 1 : n;
+}
+
+/* libmicrohttpd's own messages, prefixed so they are recognisable. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    fprintf(stderr, "saed: libmicrohttpd: %s\n", msg);
+}
+
+/* Splits cfg->cors_origins into srv->cors. */
+static int cors_parse(struct saed_server *srv, sae_error *err)
+{
+    const char *p = srv->cfg->cors_origins;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        while (n && *p == ' ') {
+            p++;
+            n--;
+        }
+        while (n && p[n - 1] == ' ')
+            n--;
+        if (n) {
+            char **c = realloc(srv->cors, (srv->n_cors + 1) * sizeof *c);
+            if (!c)
+                return sae_error_set(err, SAE_ENOMEM, "out of memory");
+            srv->cors = c;
+            if (!(c[srv->n_cors] = strndup(p, n)))
+                return sae_error_set(err, SAE_ENOMEM, "out of memory");
+            srv->n_cors++;
+        }
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+/* Raises the open-file limit to fit max_connections (plus files and
+ * listening sockets); warns when the hard limit is lower. */
+static void raise_nofile(uint64_t max_connections)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)max_connections + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= need)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= need)
+        return;
+    fprintf(stderr,
+            "saed: warning: RLIMIT_NOFILE is %llu, below the %llu max_connections needs\n",
+            (unsigned long long)rl.rlim_cur, (unsigned long long)need);
+}
+
+/* Starts libmicrohttpd on cfg->listen; prints the bound address. */
+static int start_http(struct saed_server *srv, sae_error *err)
+{
+    const struct saed_config *cfg = srv->cfg;
+    char host[256], portstr[8];
+    unsigned port;
+    if (config_split_listen(cfg->listen, host, sizeof host, &port))
+        return sae_error_set(err, SAE_EINVAL, "listen: bad address '%s'", cfg->listen);
+    snprintf(portstr, sizeof portstr, "%u", port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int g = getaddrinfo(host, portstr, &hints, &ai);
+    if (g)
+        return sae_error_set(err, SAE_EINVAL, "listen: %s: %s", host, gai_strerror(g));
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    srv->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, router_access, srv, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(srv->http_threads > 1 ? srv->http_threads : 0),
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)(cfg->max_connections < 4096
+                                                       ? cfg->max_connections
+                                                       : 4096),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory_limit,
+        MHD_OPTION_NOTIFY_COMPLETED, router_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
+        reaper_notify, srv->reaper, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!srv->daemon)
+        return sae_error_set(err, SAE_EIO, "cannot listen on %s (in use, or not an address of "
+                             "this host?)", cfg->listen);
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    unsigned bound = di ? di->port : port;
+    if (strchr(host, ':'))
+        fprintf(stderr, "saed: listening on [%s]:%u\n", host, bound);
+    else
+        fprintf(stderr, "saed: listening on %s:%u\n", host, bound);
+    return 0;
+}
+
+/* SIGHUP: load the folder again; the old snapshot keeps serving on failure. */
+static void reload(struct saed_server *srv)
+{
+    int64_t t0 = saed_now_us();
+    sae_error err;
+    if (sae_reload(&srv->sae, &err)) {
+        atomic_fetch_add(&srv->metrics.reload_failed, 1);
+        struct saed_snap *s = sae_acquire(&srv->sae);
+        fprintf(stderr, "saed: reload failed, still serving weights %s: %s\n",
+                s->model->weights_digest, err.msg);
+        snap_release(s);
+        return;
+    }
+    atomic_fetch_add(&srv->metrics.reload_ok, 1);
+    batcher_kick(srv->batcher);
+    struct saed_snap *s = sae_acquire(&srv->sae);
+    fprintf(stderr, "saed: reloaded %s in %lld ms: weights %s (generation %llu)\n",
+            srv->sae.model_dir, (long long)((saed_now_us() - t0) / 1000),
+            s->model->weights_digest, (unsigned long long)s->generation);
+    snap_release(s);
+}
+
+/* SIGTERM/SIGINT: stop accepting, let in-flight requests finish (at most
+ * drain_timeout_s; a second signal cuts it short), then stop. Suspended
+ * connections are always resumed first: their jobs finish in bounded time
+ * and libmicrohttpd must not be stopped with a connection suspended. */
+static void drain(struct saed_server *srv, int sfd)
+{
+    atomic_store(&srv->draining, true);
+    MHD_socket lfd = MHD_quiesce_daemon(srv->daemon);
+    if (lfd != MHD_INVALID_SOCKET)
+        close(lfd);
+    fprintf(stderr, "saed: draining %ld in-flight requests (at most %llu s)\n",
+            atomic_load(&srv->inflight), (unsigned long long)srv->cfg->drain_timeout_s);
+    int64_t deadline = saed_now_us() + (int64_t)srv->cfg->drain_timeout_s * 1000000;
+    while (atomic_load(&srv->inflight) > 0 && saed_now_us() < deadline) {
+        struct pollfd p = {.fd = sfd, .events = POLLIN};
+        if (poll(&p, 1, 10) > 0) {
+            struct signalfd_siginfo si;
+            if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si && si.ssi_signo != SIGHUP) {
+                fprintf(stderr, "saed: second signal, stopping now\n");
+                break;
+            }
+        }
+    }
+    while (batcher_pending(srv->batcher) > 0) {
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    long left = atomic_load(&srv->inflight);
+    MHD_stop_daemon(srv->daemon);
+    srv->daemon = NULL;
+    fprintf(stderr, "saed: stopped (%ld requests were still open)\n", left);
+}
+
+int main(int argc, char **argv)
+{
+    struct saed_server srv;
+    memset(&srv, 0, sizeof srv);
+    sae_error err;
+    int status = 1, sfd = -1;
+    bool exit_now;
+
+    srv.cfg = calloc(1, sizeof *srv.cfg);
+    if (!srv.cfg) {
+        fprintf(stderr, "saed: error: out of memory\n");
+        return 1;
+    }
+    int rc = config_load(srv.cfg, argc, argv, &exit_now, &err);
+    if (rc) {
+        fprintf(stderr, "saed: error: %s\n", err.msg);
+        status = rc == 2 ? 2 : 1;
+        goto out_cfg;
+    }
+    if (exit_now) {
+        status = 0;
+        goto out_cfg;
+    }
+    if (*srv.cfg->index) {
+        fprintf(stderr, "saed: error: --index %s: this build serves no feature index yet; start "
+                "without --index (feature routes then answer 404 no_index)\n",
+                srv.cfg->index);
+        goto out_cfg;
+    }
+
+    int threads = srv.cfg->threads ? (int)srv.cfg->threads : detect_cpus();
+    srv.http_threads = srv.cfg->http_threads ? (int)srv.cfg->http_threads : threads;
+    srv.workers = srv.cfg->workers ? (int)srv.cfg->workers : threads;
+    srv.blas_threads = threads / srv.workers > 1 ? threads / srv.workers : 1;
+    sae_set_blas_threads(srv.blas_threads);
+    srv.metrics.start_unix = (int64_t)time(NULL);
+    atomic_init(&srv.draining, false);
+    atomic_init(&srv.inflight, 0);
+
+    /* Blocked before any thread starts, so every thread inherits the mask and
+     * only the signalfd sees these. */
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+    if (sfd < 0) {
+        fprintf(stderr, "saed: error: signalfd: %s\n", strerror(errno));
+        goto out_cfg;
+    }
+
+    srv.sae.id = "default";
+    srv.sae.model_dir = srv.cfg->model;
+    pthread_mutex_init(&srv.sae.lock, NULL);
+    if (sae_reload(&srv.sae, &err)) {
+        fprintf(stderr, "saed: error: %s\n", err.msg);
+        goto out_sae;
+    }
+    const sae_model *m = srv.sae.current->model;
+    fprintf(stderr, "saed: model %s: %s d_in %zu d_sae %zu %s, weights %s\n", srv.cfg->model,
+            sae_arch_name(m->arch), m->d_in, m->d_sae, m->dtype, m->weights_digest);
+    fprintf(stderr, "saed: threads %d: %d http, %d workers x %d BLAS; batching %s\n", threads,
+            srv.http_threads, srv.workers, srv.blas_threads, srv.cfg->batching ? "on" : "off");
+    if (cors_parse(&srv, &err)) {
+        fprintf(stderr, "saed: error: %s\n", err.msg);
+        goto out_sae;
+    }
+    raise_nofile(srv.cfg->max_connections);
+
+    struct saed_batcher_opts bo = {
+        .workers = (size_t)srv.workers,
+        .batching = srv.cfg->batching,
+        .max_batch_rows = (size_t)srv.cfg->max_batch_rows,
+        .max_batch_wait_us = (int64_t)srv.cfg->max_batch_wait_us,
+        .max_queue_rows = (size_t)srv.cfg->max_queue_rows,
+    };
+    if (reaper_new((int64_t)srv.cfg->request_timeout_s * 1000000, &srv.metrics, &srv.reaper,
+                   &err) ||
+        batcher_new(&bo, &srv.metrics, &srv.batcher, &err) || start_http(&srv, &err)) {
+        fprintf(stderr, "saed: error: %s\n", err.msg);
+        goto out_threads;
+    }
+
+    for (;;) {
+        struct signalfd_siginfo si;
+        ssize_t n = read(sfd, &si, sizeof si);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n != (ssize_t)sizeof si) {
+            fprintf(stderr, "saed: error: reading signals: %s\n", strerror(errno));
+            break;
+        }
+        if (si.ssi_signo == SIGHUP) {
+            reload(&srv);
+            continue;
+        }
+        fprintf(stderr, "saed: %s received\n", strsignal((int)si.ssi_signo));
+        break;
+    }
+    drain(&srv, sfd);
+    status = 0;
+
+out_threads:
+    if (srv.daemon)
+        MHD_stop_daemon(srv.daemon);
+    batcher_free(srv.batcher);
+    reaper_free(srv.reaper);
+out_sae:
+    snap_release(srv.sae.current);
+    pthread_mutex_destroy(&srv.sae.lock);
+    for (size_t i = 0; i < srv.n_cors; i++)
+        free(srv.cors[i]);
+    free(srv.cors);
+    if (sfd >= 0)
+        close(sfd);
+out_cfg:
+    config_free(srv.cfg);
+    free(srv.cfg);
+    return status;
+}

@@ -1,0 +1,184 @@
+/* metrics_get.c: GET /metrics in the Prometheus text format (version
+ * 0.0.4). Renders the counters of metrics.h plus gauges read at scrape time
+ * (queue depth, in-flight requests) and an info metric carrying the model
+ * and index digests as labels. */
+#include <stdio.h>
+#include <string.h>
+
+#include "batcher.h"
+#include "buf.h"
+#include "saed.h"
+
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+/* A label value with \, " and newline escaped. */
+static void label(struct saed_buf *b, const char *v)
+{
+    buf_putc(b, '"');
+    for (; v && *v; v++) {
+        if (*v == '\\' || *v == '"')
+            buf_putc(b, '\\');
+        if (*v == '\n') {
+            buf_puts(b, "\\n");
+            continue;
+        }
+        buf_putc(b, *v);
+    }
+    buf_putc(b, '"');
+}
+
+static void head(struct saed_buf *b, const char *name, const char *type, const char *help)
+{
+    buf_puts(b, "# HELP ");
+    buf_puts(b, name);
+    buf_putc(b, ' ');
+    buf_puts(b, help);
+    buf_puts(b, "\n# TYPE ");
+    buf_puts(b, name);
+    buf_putc(b, ' ');
+    buf_puts(b, type);
+    buf_putc(b, '\n');
+}
+
+static void counter(struct saed_buf *b, const char *name, const char *type, const char *help,
+                    uint64_t v)
+{
+    char line[64];
+    head(b, name, type, help);
+    snprintf(line, sizeof line, " %llu\n", (unsigned long long)v);
+    buf_puts(b, name);
+    buf_puts(b, line);
+}
+
+static const char *route_name(size_t i)
+{
+    return i < saed_n_routes ? saed_routes[i].path : "unmatched";
+}
+
+enum MHD_Result metrics_get(struct saed_req *rq)
+{
+    struct saed_server *srv = rq->srv;
+    struct saed_metrics *m = &srv->metrics;
+    struct saed_buf b;
+    char line[256];
+    buf_init(&b, 1 << 22, 16384);
+
+    head(&b, "saed_requests_total", "counter",
+         "HTTP requests answered, by route pattern and status (499: closed before a reply).");
+    for (size_t r = 0; r <= saed_n_routes; r++)
+        for (size_t s = 0; s < SAED_N_STATUS; s++) {
+            uint64_t v = LOAD(m->requests[r][s]);
+            if (!v)
+                continue;
+            buf_puts(&b, "saed_requests_total{route=");
+            label(&b, route_name(r));
+            if (s < SAED_N_STATUS - 1)
+                snprintf(line, sizeof line, ",status=\"%u\"} %llu\n", saed_statuses[s],
+                         (unsigned long long)v);
+            else
+                snprintf(line, sizeof line, ",status=\"other\"} %llu\n", (unsigned long long)v);
+            buf_puts(&b, line);
+        }
+
+    head(&b, "saed_request_duration_seconds", "histogram",
+         "Time from a request's headers to its completion, by route pattern.");
+    for (size_t r = 0; r <= saed_n_routes; r++) {
+        uint64_t cum = 0, total = 0;
+        for (size_t k = 0; k <= SAED_N_LAT; k++)
+            total += LOAD(m->latency[r][k]);
+        if (!total)
+            continue;
+        for (size_t k = 0; k <= SAED_N_LAT; k++) {
+            cum += LOAD(m->latency[r][k]);
+            buf_puts(&b, "saed_request_duration_seconds_bucket{route=");
+            label(&b, route_name(r));
+            if (k < SAED_N_LAT)
+                snprintf(line, sizeof line, ",le=\"%g\"} %llu\n", saed_lat_bounds[k],
+                         (unsigned long long)cum);
+            else
+                snprintf(line, sizeof line, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+            buf_puts(&b, line);
+        }
+        buf_puts(&b, "saed_request_duration_seconds_sum{route=");
+        label(&b, route_name(r));
+        snprintf(line, sizeof line, "} %.6f\n", (double)LOAD(m->latency_sum_us[r]) / 1e6);
+        buf_puts(&b, line);
+        buf_puts(&b, "saed_request_duration_seconds_count{route=");
+        label(&b, route_name(r));
+        snprintf(line, sizeof line, "} %llu\n", (unsigned long long)cum);
+        buf_puts(&b, line);
+    }
+
+    counter(&b, "saed_encoded_rows_total", "counter", "Rows encoded.", LOAD(m->rows_encoded));
+    counter(&b, "saed_decoded_rows_total", "counter", "Rows decoded.", LOAD(m->rows_decoded));
+
+    head(&b, "saed_batch_rows", "histogram", "Rows per encode GEMM (dynamic batching).");
+    uint64_t cum = 0;
+    for (size_t k = 0; k <= SAED_N_BATCH; k++) {
+        cum += LOAD(m->batches[k]);
+        if (k < SAED_N_BATCH)
+            snprintf(line, sizeof line, "saed_batch_rows_bucket{le=\"%zu\"} %llu\n",
+                     (size_t)1 << k, (unsigned long long)cum);
+        else
+            snprintf(line, sizeof line, "saed_batch_rows_bucket{le=\"+Inf\"} %llu\n",
+                     (unsigned long long)cum);
+        buf_puts(&b, line);
+    }
+    snprintf(line, sizeof line, "saed_batch_rows_sum %llu\nsaed_batch_rows_count %llu\n",
+             (unsigned long long)LOAD(m->batch_rows_sum), (unsigned long long)cum);
+    buf_puts(&b, line);
+
+    counter(&b, "saed_queue_rows", "gauge", "Rows queued or being encoded/decoded now.",
+            batcher_rows(srv->batcher));
+    counter(&b, "saed_inflight_requests", "gauge", "Requests begun and not yet completed.",
+            (uint64_t)atomic_load(&srv->inflight));
+    counter(&b, "saed_open_connections", "gauge", "Open client connections.",
+            LOAD(m->connections));
+    counter(&b, "saed_queue_full_total", "counter",
+            "Requests refused with 503 because the queue was full (max_queue_rows).",
+            LOAD(m->queue_full));
+    counter(&b, "saed_deadline_closed_total", "counter",
+            "Connections closed by the total request deadline (request_timeout_s).",
+            LOAD(m->deadline_closed));
+    counter(&b, "saed_body_cut_total", "counter",
+            "Chunked request bodies cut off at max_body_bytes.", LOAD(m->body_cut));
+
+    head(&b, "saed_reloads_total", "counter", "Model reloads (SIGHUP), by result.");
+    snprintf(line, sizeof line,
+             "saed_reloads_total{result=\"ok\"} %llu\nsaed_reloads_total{result=\"failed\"} "
+             "%llu\n",
+             (unsigned long long)LOAD(m->reload_ok), (unsigned long long)LOAD(m->reload_failed));
+    buf_puts(&b, line);
+
+    const sae_model *mod = rq->snap->model;
+    head(&b, "saed_model_info", "gauge", "The model (and index) being served; always 1.");
+    buf_puts(&b, "saed_model_info{sae=");
+    label(&b, srv->sae.id);
+    buf_puts(&b, ",weights_digest=");
+    label(&b, mod->weights_digest);
+    buf_puts(&b, ",index_digest=\"\",architecture=");
+    label(&b, sae_arch_name(mod->arch));
+    buf_puts(&b, ",model_name=");
+    label(&b, mod->model_name);
+    buf_puts(&b, ",hook_name=");
+    label(&b, mod->hook_name);
+    snprintf(line, sizeof line, ",d_in=\"%zu\",d_sae=\"%zu\",generation=\"%llu\"} 1\n", mod->d_in,
+             mod->d_sae, (unsigned long long)rq->snap->generation);
+    buf_puts(&b, line);
+
+    head(&b, "saed_build_info", "gauge", "saed version and thread layout; always 1.");
+    snprintf(line, sizeof line,
+             "saed_build_info{version=\"%s\",http_threads=\"%d\",workers=\"%d\","
+             "blas_threads=\"%d\"} 1\n",
+             SAED_VERSION, srv->http_threads, srv->workers, srv->blas_threads);
+    buf_puts(&b, line);
+    counter(&b, "saed_start_time_seconds", "gauge", "Unix time saed started.",
+            (uint64_t)m->start_unix);
+
+    size_t len;
+    char *body = buf_steal(&b, &len);
+    if (!body)
+        return reply_error(rq, 500, "internal", "metrics text too large");
+    rq->accept_gzip = false;
+    return reply_bytes(rq, 200, "text/plain; version=0.0.4; charset=utf-8", body, len);
+}

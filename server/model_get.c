@@ -1,0 +1,32 @@
+/* model_get.c: GET /v1/model: what is being served. The contract's fields
+ * (d_in, d_sae, architecture, dtype, model_name, hook_name, weights_digest,
+ * index) plus the settings that change what encode and decode return, so a
+ * client can tell how to read the results. */
+#include "saed.h"
+
+enum MHD_Result model_get(struct saed_req *rq)
+{
+    const sae_model *m = rq->snap->model;
+    json_t *o = json_object();
+    if (!o)
+        return reply_error(rq, 500, "internal", "out of memory");
+    json_object_set_new(o, "d_in", json_integer((json_int_t)m->d_in));
+    json_object_set_new(o, "d_sae", json_integer((json_int_t)m->d_sae));
+    json_object_set_new(o, "architecture", json_string(sae_arch_name(m->arch)));
+    json_object_set_new(o, "dtype", json_string(m->dtype));
+    json_object_set_new(o, "model_name", json_string(m->model_name ? m->model_name : ""));
+    json_object_set_new(o, "hook_name", json_string(m->hook_name ? m->hook_name : ""));
+    json_object_set_new(o, "weights_digest", json_string(m->weights_digest));
+    json_object_set_new(o, "index", json_null());
+    if (m->arch == SAE_ARCH_TOPK)
+        json_object_set_new(o, "k", json_integer((json_int_t)m->k));
+    json_object_set_new(o, "normalize_activations", json_string(sae_norm_name(m->norm)));
+    json_object_set_new(o, "apply_b_dec_to_input", json_boolean(m->apply_b_dec_to_input));
+    json_object_set_new(o, "rescale_acts_by_decoder_norm",
+                        json_boolean(m->rescale_acts_by_decoder_norm));
+    json_object_set_new(o, "decode_space",
+                        json_string(sae_decode_is_normalised(m) ? "normalised" : "input"));
+    json_object_set_new(o, "sparsify", json_boolean(m->sparsify));
+    json_object_set_new(o, "generation", json_integer((json_int_t)rq->snap->generation));
+    return reply_json(rq, 200, o);
+}

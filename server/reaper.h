@@ -1,0 +1,46 @@
+/* reaper.h: the total request deadline.
+ *
+ * libmicrohttpd's connection timeout only catches a connection that is
+ * completely idle; a client trickling one byte every few seconds keeps a
+ * request (and its buffers) alive forever. The reaper tracks every open
+ * connection (MHD_OPTION_NOTIFY_CONNECTION) with the time it became ready for
+ * its current request (accepted, or previous request finished) and, from its
+ * own thread, shuts down the socket of any connection whose request has not
+ * finished within request_timeout_s. shutdown(2) rather than close(2): MHD
+ * still owns the descriptor, sees the socket fail on its next read or write,
+ * and closes it through its normal path. Entries are removed (under the same
+ * lock) in the CLOSED notification, which MHD sends before it closes the
+ * descriptor, so the reaper never touches a reused descriptor. */
+#ifndef SAED_REAPER_H
+#define SAED_REAPER_H
+
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+
+struct saed_metrics;
+
+/* One open connection; owned by the reaper's list. */
+struct saed_conn {
+    int fd;
+    _Atomic int64_t t_mark_us;      /* when the current request's clock started */
+    bool reaped;
+    struct saed_conn *prev, *next;
+};
+
+struct saed_reaper;
+
+int reaper_new(int64_t deadline_us, struct saed_metrics *metrics, struct saed_reaper **out,
+               sae_error *err);
+/* Stops the thread and frees the list (after the daemon stopped). */
+void reaper_free(struct saed_reaper *r);
+/* MHD_OPTION_NOTIFY_CONNECTION callback; cls is the reaper. */
+void reaper_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                   enum MHD_ConnectionNotificationCode code);
+/* Restarts c's clock (a request began or ended on it). c may be NULL. */
+void reaper_mark(struct saed_conn *c);
+
+#endif

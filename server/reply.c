@@ -1,0 +1,219 @@
+/* reply.c: every response leaves through here (saed.h). One function adds the
+ * headers all replies share (CORS, the weights digest, Connection: close while
+ * draining) and records status and size for the log line and /metrics; one
+ * builds every JSON error. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "buf.h"
+#include "jsonin.h"
+#include "saed.h"
+
+/* Adds the shared headers, queues resp with status, and drops our reference. */
+static enum MHD_Result reply_queue(struct saed_req *rq, unsigned status,
+                                   struct MHD_Response *resp, size_t bytes)
+{
+    if (!resp)
+        return MHD_NO;
+    struct saed_server *srv = rq->srv;
+    if (rq->origin) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", rq->origin);
+        MHD_add_response_header(resp, "Vary", "Origin");
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                                "X-SAE-Weights-Digest, X-SAE-Space, Retry-After");
+    }
+    if (rq->digest_header && rq->snap)
+        MHD_add_response_header(resp, "X-SAE-Weights-Digest", rq->snap->model->weights_digest);
+    if (rq->space)
+        MHD_add_response_header(resp, "X-SAE-Space", rq->space);
+    if (atomic_load(&srv->draining))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    rq->status = status;
+    rq->bytes_out = bytes;
+    rq->state = RQ_REPLIED;
+    enum MHD_Result r = MHD_queue_response(rq->conn, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+/* Copies s into dst (cap bytes) replacing invalid UTF-8 with '?', so a message
+ * quoting client bytes is always valid JSON text. */
+static void utf8_clean(char *dst, size_t cap, const char *s)
+{
+    size_t n = 0;
+    const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s);
+    while (p < end && n + 4 < cap) {
+        size_t k = *p < 0x80 ? 1 : utf8_seq(p, end);
+        if (!k) {
+            dst[n++] = '?';
+            p++;
+            continue;
+        }
+        memcpy(dst + n, p, k);
+        n += k;
+        p += k;
+    }
+    dst[n] = '\0';
+}
+
+enum MHD_Result reply_error(struct saed_req *rq, unsigned status, const char *code,
+                            const char *fmt, ...)
+{
+    char raw[512], msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    va_end(ap);
+    utf8_clean(msg, sizeof msg, raw);
+
+    struct saed_buf b;
+    buf_init(&b, 4096, 128 + strlen(msg) * 2);
+    buf_puts(&b, "{\"error\":{\"code\":");
+    buf_json_str(&b, code);
+    buf_puts(&b, ",\"message\":");
+    buf_json_str(&b, msg);
+    buf_puts(&b, "}}\n");
+    size_t len;
+    char *body = buf_steal(&b, &len);
+    if (!body)
+        return MHD_NO;
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (status == 503)
+        MHD_add_response_header(resp, "Retry-After", "1");
+    if (status == 401)
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"saed\"");
+    return reply_queue(rq, status, resp, len);
+}
+
+enum MHD_Result reply_method_not_allowed(struct saed_req *rq, const char *allow)
+{
+    char raw[256];
+    snprintf(raw, sizeof raw, "%s is not allowed on %s; allowed: %s", rq->method, rq->url,
+             allow);
+    char msg[256];
+    utf8_clean(msg, sizeof msg, raw);
+    struct saed_buf b;
+    buf_init(&b, 4096, 256);
+    buf_puts(&b, "{\"error\":{\"code\":\"method_not_allowed\",\"message\":");
+    buf_json_str(&b, msg);
+    buf_puts(&b, "}}\n");
+    size_t len;
+    char *body = buf_steal(&b, &len);
+    if (!body)
+        return MHD_NO;
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    return reply_queue(rq, 405, resp, len);
+}
+
+/* gzip of in[0..n) into a new buffer (*out, *out_len); 0 or -1. Level 1: on
+ * float-heavy JSON it already saves about half and costs a few ms per MB. */
+static int gzip_buf(const void *in, size_t n, char **out, size_t *out_len)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, 1, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return -1;
+    int rc = -1;
+    uLong bound = deflateBound(&z, (uLong)n);
+    char *dst = malloc(bound ? bound : 1);
+    if (!dst)
+        goto out;
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)n;
+    z.next_out = (Bytef *)dst;
+    z.avail_out = (uInt)bound;
+    if (deflate(&z, Z_FINISH) != Z_STREAM_END) {
+        free(dst);
+        goto out;
+    }
+    *out = dst;
+    *out_len = z.total_out;
+    rc = 0;
+out:
+    deflateEnd(&z);
+    return rc;
+}
+
+/* A JSON or text body from memory; compresses it when the client accepts gzip
+ * and it is large enough. Takes buf when must_free. */
+static enum MHD_Result reply_body(struct saed_req *rq, unsigned status, const char *ctype,
+                                  void *buf, size_t len, bool must_free, bool may_gzip)
+{
+    const struct saed_config *cfg = rq->srv->cfg;
+    bool gz = false;
+    if (may_gzip && cfg->gzip && rq->accept_gzip && len >= cfg->gzip_min_bytes &&
+        len < (size_t)UINT32_MAX) {
+        char *z;
+        size_t zl;
+        if (!gzip_buf(buf, len, &z, &zl)) {
+            if (must_free)
+                free(buf);
+            buf = z;
+            len = zl;
+            must_free = true;
+            gz = true;
+        }
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, buf, must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        if (must_free)
+            free(buf);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (may_gzip && cfg->gzip)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
+    if (gz)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+    return reply_queue(rq, status, resp, len);
+}
+
+enum MHD_Result reply_json_buf(struct saed_req *rq, unsigned status, char *buf, size_t len)
+{
+    return reply_body(rq, status, "application/json", buf, len, true, true);
+}
+
+enum MHD_Result reply_json(struct saed_req *rq, unsigned status, json_t *obj)
+{
+    char *s = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    if (!s)
+        return reply_error(rq, 500, "internal", "cannot serialise the reply");
+    size_t n = strlen(s);
+    /* jansson allocates with malloc, so MHD may free it. */
+    char *body = realloc(s, n + 2);
+    if (!body) {
+        free(s);
+        return reply_error(rq, 500, "internal", "out of memory");
+    }
+    body[n] = '\n';
+    body[n + 1] = '\0';
+    return reply_json_buf(rq, status, body, n + 1);
+}
+
+enum MHD_Result reply_bytes(struct saed_req *rq, unsigned status, const char *content_type,
+                            void *buf, size_t len)
+{
+    return reply_body(rq, status, content_type, buf, len, true, false);
+}
+
+enum MHD_Result reply_static(struct saed_req *rq, unsigned status, const char *content_type,
+                             const void *buf, size_t len, bool may_gzip)
+{
+    return reply_body(rq, status, content_type, (void *)buf, len, false, may_gzip);
+}

@@ -1,0 +1,460 @@
+/* router.c: the routing table and the request lifetime.
+ *
+ * libmicrohttpd calls router_access several times per request: once when the
+ * headers are in (upload_data_size 0), once per body chunk, once more when the
+ * body is complete, and again after a suspended connection is resumed.
+ * Everything that can be decided from the headers is decided on the first
+ * call, before any body byte is read: route (404), method (405), API key
+ * (401), Content-Type (415), Content-Length against max_body_bytes (413) and
+ * the route's own precheck. The per-request context is freed in exactly one
+ * place, router_completed. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "batcher.h"
+#include "reaper.h"
+#include "saed.h"
+
+/* The routes. Feature routes answer 404 no_index until the index issue
+ * replaces their handler; the web browser rows wait for the web issue. */
+const struct saed_route saed_routes[] = {
+    {.method = "GET", .path = "/v1/health", .handler = health_get},
+    {.method = "GET", .path = "/v1/model", .handler = model_get, .needs_auth = true},
+    {.method = "POST", .path = "/v1/encode", .handler = encode_post, .needs_auth = true,
+     .body_types = SAED_BODY_JSON | SAED_BODY_OCTET | SAED_BODY_NPY,
+     .precheck = encode_precheck},
+    {.method = "POST", .path = "/v1/decode", .handler = decode_post, .needs_auth = true,
+     .body_types = SAED_BODY_JSON | SAED_BODY_OCTET, .precheck = decode_precheck},
+    {.method = "GET", .path = "/v1/features", .handler = features_unavailable,
+     .needs_auth = true},
+    {.method = "GET", .path = "/v1/features/{i}", .handler = features_unavailable,
+     .needs_auth = true},
+    {.method = "GET", .path = "/v1/features/{i}/examples", .handler = features_unavailable,
+     .needs_auth = true},
+    {.method = "GET", .path = "/v1/features/{i}/vector", .handler = features_unavailable,
+     .needs_auth = true},
+    {.method = "GET", .path = "/api/feature/{model}/{layer}/{i}",
+     .handler = features_unavailable, .needs_auth = true},
+    {.method = "GET", .path = "/metrics", .handler = metrics_get, .needs_auth = true},
+    {.method = "GET", .path = "/openapi.json", .handler = openapi_get},
+    {.method = "GET", .path = "/", .handler = web_unavailable},
+    {.method = "GET", .path = "/features/{i}", .handler = web_unavailable},
+};
+const size_t saed_n_routes = sizeof saed_routes / sizeof saed_routes[0];
+
+_Static_assert(sizeof saed_routes / sizeof saed_routes[0] < SAED_METRICS_MAX_ROUTES,
+               "metrics needs a slot per route plus one for unmatched requests");
+
+/* Bodies sent to routes that take none are read and dropped up to this size
+ * (some clients send an empty JSON object with a GET); more closes the
+ * connection. */
+#define IGNORED_BODY_MAX 65536
+
+/* Matches url against pattern, filling rq's captures. */
+static bool path_match(const char *pattern, const char *url, struct saed_req *rq)
+{
+    const char *p = pattern, *u = url;
+    size_t n_args = 0;
+    while (*p && *u) {
+        if (*p != '/' || *u != '/')
+            return false;
+        p++;
+        u++;
+        const char *pe = strchr(p, '/'), *ue = strchr(u, '/');
+        size_t pl = pe ? (size_t)(pe - p) : strlen(p), ul = ue ? (size_t)(ue - u) : strlen(u);
+        if (pl >= 2 && p[0] == '{' && p[pl - 1] == '}') {
+            if (ul == 0 || ul >= SAED_MAX_ARG_LEN || n_args >= SAED_MAX_ARGS)
+                return false;
+            if (rq) {
+                memcpy(rq->args[n_args], u, ul);
+                rq->args[n_args][ul] = '\0';
+            }
+            n_args++;
+        } else if (pl != ul || memcmp(p, u, pl)) {
+            return false;
+        }
+        p += pl;
+        u += ul;
+    }
+    if (*p || *u)
+        return false;
+    if (rq)
+        rq->n_args = n_args;
+    return true;
+}
+
+/* Compares the presented token with the key in time that depends only on the
+ * key's length, so response timing does not reveal how much of a guess was
+ * right. */
+static bool key_equal(const char *given, const char *key)
+{
+    size_t n = strlen(key), m = strlen(given);
+    volatile unsigned char d = (unsigned char)(n != m);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char g = i < m ? (unsigned char)given[i] : 0;
+        d |= (unsigned char)key[i] ^ g;
+    }
+    return d == 0;
+}
+
+static bool authorized(struct saed_req *rq)
+{
+    const char *key = rq->srv->cfg->api_key;
+    if (!*key || !rq->route->needs_auth)
+        return true;
+    const char *h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                                                MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7))
+        return false;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return key_equal(h, key);
+}
+
+/* The media type of Content-Type, lowercased, without parameters. */
+static enum saed_body body_kind(const char *ct, bool *known)
+{
+    *known = true;
+    if (!ct)
+        return SAED_BODY_JSON;
+    char t[64];
+    size_t n = 0;
+    while (*ct == ' ')
+        ct++;
+    while (*ct && *ct != ';' && *ct != ' ' && n + 1 < sizeof t)
+        t[n++] = (char)tolower((unsigned char)*ct++);
+    t[n] = '\0';
+    if (!strcmp(t, "application/json"))
+        return SAED_BODY_JSON;
+    if (!strcmp(t, "application/octet-stream"))
+        return SAED_BODY_OCTET;
+    if (!strcmp(t, "application/x-npy"))
+        return SAED_BODY_NPY;
+    *known = false;
+    return SAED_BODY_NONE;
+}
+
+/* True if the comma-separated header value lists `token` without q=0. */
+static bool header_lists(const char *h, const char *token)
+{
+    size_t tl = strlen(token);
+    while (h && *h) {
+        while (*h == ' ' || *h == ',')
+            h++;
+        const char *e = strchr(h, ',');
+        size_t n = e ? (size_t)(e - h) : strlen(h);
+        const char *semi = memchr(h, ';', n);
+        size_t name = semi ? (size_t)(semi - h) : n;
+        while (name && h[name - 1] == ' ')
+            name--;
+        if (name == tl && !strncasecmp(h, token, tl)) {
+            if (!semi)
+                return true;
+            const char *q = semi + 1;
+            while (*q == ' ')
+                q++;
+            if (strncasecmp(q, "q=", 2))
+                return true;
+            return strtod(q + 2, NULL) > 0.0;
+        }
+        h = e;
+    }
+    return false;
+}
+
+/* The Origin header, when CORS allows it. */
+static const char *cors_origin(struct saed_req *rq)
+{
+    struct saed_server *srv = rq->srv;
+    if (!srv->n_cors)
+        return NULL;
+    const char *o = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Origin");
+    if (!o)
+        return NULL;
+    for (size_t i = 0; i < srv->n_cors; i++)
+        if (!strcmp(srv->cors[i], "*") || !strcmp(srv->cors[i], o))
+            return o;
+    return NULL;
+}
+
+/* The methods allowed on url, as an Allow header value; the first matching
+ * route's id goes to *route_id. Returns false if no route has this path. */
+static bool allowed_methods(const char *url, char *allow, size_t cap, int *route_id)
+{
+    bool any = false;
+    allow[0] = '\0';
+    for (size_t i = 0; i < saed_n_routes; i++) {
+        if (!path_match(saed_routes[i].path, url, NULL))
+            continue;
+        if (!any)
+            *route_id = (int)i;
+        any = true;
+        if (!strstr(allow, saed_routes[i].method)) {
+            strncat(allow, saed_routes[i].method, cap - strlen(allow) - 1);
+            strncat(allow, ", ", cap - strlen(allow) - 1);
+        }
+        if (!strcmp(saed_routes[i].method, "GET") && !strstr(allow, "HEAD"))
+            strncat(allow, "HEAD, ", cap - strlen(allow) - 1);
+    }
+    if (any)
+        strncat(allow, "OPTIONS", cap - strlen(allow) - 1);
+    return any;
+}
+
+/* Answers OPTIONS: 204 with Allow, and the CORS preflight headers when the
+ * origin is allowed. */
+static enum MHD_Result reply_options(struct saed_req *rq, const char *allow)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    if (rq->origin) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", rq->origin);
+        MHD_add_response_header(resp, "Vary", "Origin");
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow);
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                                "Authorization, Content-Type, Accept, Accept-Encoding");
+        MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    }
+    rq->status = 204;
+    rq->state = RQ_REPLIED;
+    enum MHD_Result r = MHD_queue_response(rq->conn, 204, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+/* First call of a request: everything decided from the headers. */
+static enum MHD_Result request_start(struct saed_req *rq)
+{
+    struct saed_server *srv = rq->srv;
+    const struct saed_config *cfg = srv->cfg;
+    bool is_head = !strcmp(rq->method, "HEAD");
+    const char *method = is_head ? "GET" : rq->method;
+
+    rq->origin = cors_origin(rq);
+    rq->route_id = (int)saed_n_routes;
+    for (size_t i = 0; i < saed_n_routes; i++) {
+        if (!strcmp(saed_routes[i].method, method) &&
+            path_match(saed_routes[i].path, rq->url, rq)) {
+            rq->route = &saed_routes[i];
+            rq->route_id = (int)i;
+            break;
+        }
+    }
+    if (atomic_load(&srv->draining))
+        return reply_error(rq, 503, "shutting_down", "saed is shutting down");
+    if (!rq->route) {
+        char allow[128];
+        int id;
+        if (!allowed_methods(rq->url, allow, sizeof allow, &id))
+            return reply_error(rq, 404, "not_found", "no route %s", rq->url);
+        rq->route_id = id;
+        if (!strcmp(rq->method, "OPTIONS"))
+            return reply_options(rq, allow);
+        return reply_method_not_allowed(rq, allow);
+    }
+    if (!authorized(rq))
+        return reply_error(rq, 401, "unauthorized",
+                           "this route needs the API key: Authorization: Bearer KEY");
+
+    rq->snap = sae_acquire(&srv->sae);
+    if (!rq->snap)
+        return reply_error(rq, 503, "not_ready", "no model is loaded yet");
+
+    const char *acc = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                                                  MHD_HTTP_HEADER_ACCEPT);
+    rq->accept_binary = header_lists(acc, "application/octet-stream");
+    rq->accept_gzip = header_lists(MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                                                               MHD_HTTP_HEADER_ACCEPT_ENCODING),
+                                   "gzip");
+
+    const char *te = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    const char *cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    rq->chunked = te && strcasestr(te, "chunked");
+    uint64_t length = 0;
+    bool has_length = false;
+    if (cl && !rq->chunked) {
+        char *end;
+        length = strtoull(cl, &end, 10);
+        has_length = true;
+    }
+
+    if (!rq->route->body_types) {
+        rq->body_limit = IGNORED_BODY_MAX;
+        rq->state = RQ_BODY;
+        return MHD_YES;
+    }
+    bool known;
+    rq->body_type = body_kind(MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                                                          MHD_HTTP_HEADER_CONTENT_TYPE),
+                              &known);
+    if (!known || !(rq->body_type & rq->route->body_types))
+        return reply_error(rq, 415, "unsupported_media_type",
+                           "%s takes %s", rq->route->path,
+                           rq->route->body_types & SAED_BODY_NPY
+                               ? "application/json, application/octet-stream or "
+                                 "application/x-npy"
+                               : "application/json or application/octet-stream");
+    rq->body_limit = cfg->max_body_bytes;
+    if (has_length && length > cfg->max_body_bytes)
+        return reply_error(rq, 413, "body_too_large",
+                           "the body is %llu bytes; the limit (max_body_bytes) is %llu",
+                           (unsigned long long)length, (unsigned long long)cfg->max_body_bytes);
+    if (rq->route->precheck) {
+        rq->route->precheck(rq, length, has_length);
+        if (rq->state == RQ_REPLIED)
+            return MHD_YES;
+    }
+    /* One allocation of the announced size (plus a NUL for the JSON reader);
+     * chunked bodies grow geometrically up to the cap. */
+    size_t want = has_length ? (size_t)length + 1 : 65536;
+    rq->body = malloc(want);
+    if (!rq->body)
+        return reply_error(rq, 503, "out_of_memory", "cannot buffer a %zu-byte body", want);
+    rq->body_cap = want;
+    rq->state = RQ_BODY;
+    return MHD_YES;
+}
+
+/* Appends one body chunk, enforcing the cap as bytes arrive. */
+static enum MHD_Result body_append(struct saed_req *rq, const char *data, size_t *size)
+{
+    size_t n = *size;
+    *size = 0;
+    if (rq->body_len + n > rq->body_limit || rq->body_len + n < n) {
+        /* Only a chunked body can get here (Content-Length was checked).
+         * A response cannot be queued mid-body, so the connection is cut. */
+        atomic_fetch_add_explicit(&rq->srv->metrics.body_cut, 1, memory_order_relaxed);
+        rq->status = 413;
+        return MHD_NO;
+    }
+    if (!rq->route->body_types) {
+        rq->body_len += n;
+        return MHD_YES;
+    }
+    if (rq->body_len + n + 1 > rq->body_cap) {
+        size_t cap = rq->body_cap;
+        while (cap < rq->body_len + n + 1)
+            cap = cap > rq->body_limit / 2 ? rq->body_limit + 1 : cap * 2;
+        uint8_t *b = realloc(rq->body, cap);
+        if (!b) {
+            rq->status = 503;
+            return MHD_NO;
+        }
+        rq->body = b;
+        rq->body_cap = cap;
+    }
+    memcpy(rq->body + rq->body_len, data, n);
+    rq->body_len += n;
+    return MHD_YES;
+}
+
+enum MHD_Result router_access(void *cls, struct MHD_Connection *conn, const char *url,
+                              const char *method, const char *version,
+                              const char *upload_data, size_t *upload_data_size,
+                              void **con_cls)
+{
+    (void)version;
+    struct saed_server *srv = cls;
+    struct saed_req *rq = *con_cls;
+    if (!rq) {
+        rq = calloc(1, sizeof *rq);
+        if (!rq)
+            return MHD_NO;
+        rq->srv = srv;
+        rq->conn = conn;
+        rq->url = url;
+        rq->method = method;
+        rq->t_start_us = saed_now_us();
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        rq->sconn = ci ? ci->socket_context : NULL;
+        reaper_mark(rq->sconn);
+        atomic_fetch_add(&srv->inflight, 1);
+        *con_cls = rq;
+        return request_start(rq);
+    }
+    if (rq->state == RQ_REPLIED) {
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_data_size)
+        return body_append(rq, upload_data, upload_data_size);
+    if (rq->state == RQ_WAITING &&
+        !atomic_load_explicit(&rq->job->done, memory_order_acquire))
+        return MHD_YES;
+    if (rq->state == RQ_BODY) {
+        rq->state = RQ_READY;
+        if (rq->body)
+            rq->body[rq->body_len] = '\0';
+    }
+    return rq->route->handler(rq);
+}
+
+int req_submit_job(struct saed_req *rq)
+{
+    struct saed_batcher *b = rq->srv->batcher;
+    if (batcher_reserve(b, rq->job->n_rows))
+        return -1;
+    rq->job->conn = rq->conn;
+    rq->job->snap = rq->snap;
+    rq->state = RQ_WAITING;
+    /* Suspend before the job is visible to a worker, so its resume can never
+     * come first. */
+    MHD_suspend_connection(rq->conn);
+    batcher_push(b, rq->job);
+    return 0;
+}
+
+/* Writes s to out (cap bytes) with anything unprintable as \xHH, so a
+ * decoded URL cannot forge log lines. */
+static void log_clean(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    for (; *s && n + 5 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x21 && c < 0x7F && c != '\\')
+            out[n++] = (char)c;
+        else
+            n += (size_t)snprintf(out + n, cap - n, "\\x%02x", c);
+    }
+    out[n] = '\0';
+}
+
+void router_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    struct saed_server *srv = cls;
+    struct saed_req *rq = *con_cls;
+    if (!rq)
+        return;
+    *con_cls = NULL;
+    /* Closed before a reply was queued (client went away, body cut, error):
+     * logged as nginx does, 499. */
+    unsigned status = rq->status && (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ||
+                                     rq->state == RQ_REPLIED || rq->status == 413)
+                          ? rq->status
+                          : 499;
+    int64_t us = saed_now_us() - rq->t_start_us;
+    metrics_request(&srv->metrics, rq->route_id, status, us);
+    if (!srv->cfg->quiet) {
+        char path[256];
+        log_clean(path, sizeof path, rq->url ? rq->url : "");
+        fprintf(stderr, "saed: %s %s %u %zuB %lldus\n", rq->method ? rq->method : "-", path,
+                status, rq->bytes_out, (long long)us);
+    }
+    reaper_mark(rq->sconn);
+    job_free(rq->job);
+    snap_release(rq->snap);
+    free(rq->body);
+    free(rq);
+    atomic_fetch_sub(&srv->inflight, 1);
+}

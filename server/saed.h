@@ -1,0 +1,206 @@
+/* saed.h: what the daemon's files share: the server context, the per-request
+ * context, the route table entry and the reply helpers.
+ *
+ * Lifetimes, in one place:
+ *   - struct saed_server lives for the whole process (main.c owns it).
+ *   - struct saed_snap (a loaded model, later model + index) is reference
+ *     counted; a request takes a reference when it starts and drops it when it
+ *     ends, so a reload (SIGHUP) swaps the current snapshot while in-flight
+ *     requests finish on the one they started with.
+ *   - struct saed_req is created on the first access-handler call of a request
+ *     and freed in exactly one place, the MHD completion callback
+ *     (router.c: request_completed).
+ * The server knows HTTP; core/ does not (STYLE.md). */
+#ifndef SAED_H
+#define SAED_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "encode.h"
+#include "metrics.h"
+#include "model.h"
+
+struct saed_batcher;
+struct saed_reaper;
+struct saed_job;
+
+/* What a request sees from its start to its end: the model (and, with the
+ * index issue, the feature index opened from the same load) swapped in as one.
+ * Immutable once published; freed when the last reference goes. */
+struct saed_snap {
+    atomic_uint refs;
+    sae_model *model;           /* owned */
+    uint64_t generation;        /* 1 for the first load, +1 per successful reload */
+};
+
+/* Drops one reference; the last one frees the snapshot and its model. */
+void snap_release(struct saed_snap *s);
+
+/* One served SAE. CONTRACT 7 reserves several per daemon (`--model ID=DIR`,
+ * /v1/saes/{id}/...); today there is exactly one, the default. `current` is
+ * guarded by `lock`, held only long enough to copy the pointer and take a
+ * reference, so a reload never waits for requests. */
+struct saed_sae {
+    const char *id;             /* "default" */
+    const char *model_dir;      /* borrowed from the config */
+    pthread_mutex_t lock;
+    struct saed_snap *current;  /* owned reference */
+    uint64_t generation;
+};
+
+/* A new reference to the SAE's current snapshot. */
+struct saed_snap *sae_acquire(struct saed_sae *sae);
+/* Loads the model folder again; on success the new snapshot replaces the old
+ * one (which lives on until its last request ends); on failure nothing
+ * changes and err says why. */
+int sae_reload(struct saed_sae *sae, sae_error *err);
+
+/* The process-wide server state. */
+struct saed_server {
+    struct saed_config *cfg;        /* owned */
+    struct saed_sae sae;            /* the default SAE */
+    struct saed_metrics metrics;
+    struct saed_batcher *batcher;   /* owned */
+    struct saed_reaper *reaper;     /* owned */
+    struct MHD_Daemon *daemon;
+    atomic_bool draining;           /* SIGTERM seen: new requests get 503 */
+    atomic_long inflight;           /* live struct saed_req */
+    char **cors;                    /* (n_cors) allowed origins, owned */
+    size_t n_cors;
+    int blas_threads, workers, http_threads; /* as resolved from `threads` */
+};
+
+/* Request body kinds a route accepts (bit set), decided from Content-Type
+ * before the body is read. */
+enum saed_body {
+    SAED_BODY_NONE = 0,
+    SAED_BODY_JSON = 1 << 0,    /* application/json (or no Content-Type) */
+    SAED_BODY_OCTET = 1 << 1,   /* application/octet-stream */
+    SAED_BODY_NPY = 1 << 2,     /* application/x-npy */
+};
+
+struct saed_req;
+
+/* A route handler. Called once the whole body is in rq->body, and again after
+ * the request was suspended and resumed (rq->job done). It must queue a reply
+ * (reply_* below) or suspend the connection. */
+typedef enum MHD_Result (*saed_handler)(struct saed_req *rq);
+
+/* One row of the routing table (router.c). `path` is a pattern of literal
+ * segments and `{name}` captures, matched segment by segment. */
+struct saed_route {
+    const char *method;         /* "GET", "POST" */
+    const char *path;           /* "/v1/features/{i}" */
+    saed_handler handler;
+    bool needs_auth;            /* guarded by api_key when one is set */
+    unsigned body_types;        /* enum saed_body bits accepted; 0: no body */
+    /* Optional: called before any body byte is read, with the Content-Length
+     * (has_length false for a chunked body), to refuse what can be refused
+     * early (413 too many rows, 422 wrong length). It either queues a reply or
+     * leaves rq->state as it is. */
+    void (*precheck)(struct saed_req *rq, uint64_t content_length, bool has_length);
+};
+
+#define SAED_MAX_ARGS 4
+#define SAED_MAX_ARG_LEN 128
+
+/* Where a request is in its life. */
+enum saed_req_state {
+    RQ_BODY,        /* reading the body */
+    RQ_READY,       /* body complete, handler may run */
+    RQ_WAITING,     /* suspended while a worker runs its job */
+    RQ_REPLIED,     /* a reply was queued */
+};
+
+/* One HTTP request. Owns its body, its job and its snapshot reference; borrows
+ * the server, the connection and the route. Freed only by request_completed. */
+struct saed_req {
+    struct saed_server *srv;            /* borrowed */
+    struct MHD_Connection *conn;        /* borrowed */
+    struct saed_conn *sconn;            /* borrowed: the connection's reaper entry */
+    const struct saed_route *route;     /* borrowed; NULL when nothing matched */
+    int route_id;                       /* index in the table, or metrics "unmatched" */
+    const char *method, *url;           /* borrowed from MHD for the request's life */
+    char args[SAED_MAX_ARGS][SAED_MAX_ARG_LEN]; /* path captures, in pattern order */
+    size_t n_args;
+
+    enum saed_req_state state;
+    enum saed_body body_type;
+    uint8_t *body;                      /* (body_len) owned; NUL-terminated for JSON */
+    size_t body_len, body_cap, body_limit;
+    bool chunked;
+
+    bool accept_binary;                 /* Accept: application/octet-stream */
+    bool accept_gzip;                   /* Accept-Encoding names gzip */
+    const char *origin;                 /* borrowed: Origin when CORS allows it */
+
+    struct saed_snap *snap;             /* owned reference, taken at request start */
+    bool digest_header;                 /* reply carries X-SAE-Weights-Digest */
+    const char *space;                  /* X-SAE-Space of a decode reply, or NULL */
+    struct saed_job *job;               /* owned: the worker job, when one was made */
+
+    unsigned status;                    /* the status queued, for logs and metrics */
+    size_t bytes_out;
+    int64_t t_start_us;
+};
+
+/* Reply helpers (reply.c). Each queues exactly one response and records its
+ * status; they return what the access handler should return. */
+
+/* {"error":{"code","message"}} with status; adds Retry-After to 503,
+ * WWW-Authenticate to 401, Allow to 405 (allow may be NULL). */
+enum MHD_Result reply_error(struct saed_req *rq, unsigned status, const char *code,
+                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* 405 naming the allowed methods. */
+enum MHD_Result reply_method_not_allowed(struct saed_req *rq, const char *allow);
+/* A JSON body already built; steals buf (malloc'd, len bytes). Compressed
+ * with gzip when the client accepts it and it is large enough. */
+enum MHD_Result reply_json_buf(struct saed_req *rq, unsigned status, char *buf, size_t len);
+/* Serialises obj compactly and steals it. */
+enum MHD_Result reply_json(struct saed_req *rq, unsigned status, json_t *obj);
+/* Raw bytes of content_type; steals buf (malloc'd). */
+enum MHD_Result reply_bytes(struct saed_req *rq, unsigned status, const char *content_type,
+                            void *buf, size_t len);
+/* Static bytes (not freed), e.g. the embedded OpenAPI document. */
+enum MHD_Result reply_static(struct saed_req *rq, unsigned status, const char *content_type,
+                             const void *buf, size_t len, bool may_gzip);
+
+/* Route handlers, one file each. */
+enum MHD_Result health_get(struct saed_req *rq);
+enum MHD_Result model_get(struct saed_req *rq);
+enum MHD_Result encode_post(struct saed_req *rq);
+enum MHD_Result decode_post(struct saed_req *rq);
+enum MHD_Result metrics_get(struct saed_req *rq);
+enum MHD_Result openapi_get(struct saed_req *rq);
+enum MHD_Result features_unavailable(struct saed_req *rq);
+enum MHD_Result web_unavailable(struct saed_req *rq);
+void encode_precheck(struct saed_req *rq, uint64_t content_length, bool has_length);
+void decode_precheck(struct saed_req *rq, uint64_t content_length, bool has_length);
+
+/* The routing table (router.c) and its length; metrics label by pattern. */
+extern const struct saed_route saed_routes[];
+extern const size_t saed_n_routes;
+
+/* MHD callbacks (router.c). */
+enum MHD_Result router_access(void *cls, struct MHD_Connection *conn, const char *url,
+                              const char *method, const char *version,
+                              const char *upload_data, size_t *upload_data_size,
+                              void **con_cls);
+void router_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode toe);
+
+/* Suspends rq's connection and hands its job to the workers. Returns 0, or -1
+ * when the queue is full (nothing suspended; the caller replies 503). */
+int req_submit_job(struct saed_req *rq);
+
+/* Monotonic microseconds. */
+int64_t saed_now_us(void);
+
+#endif

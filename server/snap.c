@@ -1,0 +1,62 @@
+/* snap.c: reference-counted snapshots of a served SAE and their swap on
+ * reload (saed.h). A reload builds the new snapshot completely (load and
+ * validate the folder) before taking the lock, so the lock is held for two
+ * pointer moves and a request never waits on a load. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "saed.h"
+
+void snap_release(struct saed_snap *s)
+{
+    if (!s)
+        return;
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+        sae_model_free(s->model);
+        free(s);
+    }
+}
+
+struct saed_snap *sae_acquire(struct saed_sae *sae)
+{
+    pthread_mutex_lock(&sae->lock);
+    struct saed_snap *s = sae->current;
+    if (s)
+        atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&sae->lock);
+    return s;
+}
+
+int sae_reload(struct saed_sae *sae, sae_error *err)
+{
+    char warn[1024] = "";
+    sae_model *m = NULL;
+    int rc = sae_model_load(sae->model_dir, &m, warn, sizeof warn, err);
+    if (rc)
+        return rc;
+    if (warn[0])
+        fprintf(stderr, "saed: warning: %s%s", warn, warn[strlen(warn) - 1] == '\n' ? "" : "\n");
+    if (m->arch == SAE_ARCH_AUTOENCODER) {
+        sae_model_free(m);
+        return sae_error_set(err, SAE_EINVAL,
+                             "%s: a plain autoencoder (architecture \"autoencoder\") is not an "
+                             "SAE saed can serve",
+                             sae->model_dir);
+    }
+    struct saed_snap *s = calloc(1, sizeof *s);
+    if (!s) {
+        sae_model_free(m);
+        return sae_error_set(err, SAE_ENOMEM, "out of memory");
+    }
+    atomic_init(&s->refs, 1);
+    s->model = m;
+
+    pthread_mutex_lock(&sae->lock);
+    s->generation = ++sae->generation;
+    struct saed_snap *old = sae->current;
+    sae->current = s;
+    pthread_mutex_unlock(&sae->lock);
+    snap_release(old);
+    return 0;
+}
