@@ -642,22 +642,29 @@ END_TEST
 
 START_TEST(test_nonfinite_weights)
 {
+    /* With d_in 13, b_dec is 52 bytes (F32) or 26 (F16): the bad element sits
+     * in the scan's per-element tail rather than its 32-byte blocks. */
     const struct {
         sae_dtype dtype;
+        size_t d_in;
         const char *tensor;
         size_t index;
         float value;
     } cases[] = {
-        {SAE_DT_F32, "W_enc", 37, NAN},
-        {SAE_DT_F32, "b_dec", 2, INFINITY},
-        {SAE_DT_F16, "W_dec", 1023, -INFINITY},
-        {SAE_DT_BF16, "b_enc", 0, NAN},
-        {SAE_DT_F64, "W_enc", 500, NAN},
+        {SAE_DT_F32, 16, "W_enc", 37, NAN},
+        {SAE_DT_F32, 16, "b_dec", 2, INFINITY},
+        {SAE_DT_F16, 16, "W_dec", 1023, -INFINITY},
+        {SAE_DT_BF16, 16, "b_enc", 0, NAN},
+        {SAE_DT_F64, 16, "W_enc", 500, NAN},
+        {SAE_DT_F32, 13, "b_dec", 12, -NAN},
+        {SAE_DT_F16, 13, "b_dec", 12, INFINITY},
+        {SAE_DT_BF16, 13, "b_dec", 11, -INFINITY},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         sae_fixture_opts o;
         sae_fixture_defaults(&o);
         o.dtype = cases[i].dtype;
+        o.d_in = cases[i].d_in;
         char name[32];
         snprintf(name, sizeof name, "nf_%zu", i);
         char *dir = make(name, &o), *wp = weights_of(dir, false);
