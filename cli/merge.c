@@ -1,9 +1,67 @@
-/* merge.c: `sae merge` is not implemented yet (an open issue covers it). */
+/* merge.c: `sae merge --out FILE.db SHARD.db...`: combines the shard files of
+ * one corpus (built with `sae index --shard I/N`, every I once, same weights
+ * and settings) into one index equal to the unsharded build (docs/INDEX.md).
+ * The output is written beside --out and renamed into place when complete. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli.h"
+#include "indexer.h"
+#include "store.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sae merge --out FILE.db SHARD.db...\n\n"
+            "Merges the shards of `sae index --shard I/N` (all N of them, any order) into one\n"
+            "index whose content equals one unsharded build: counts and histograms summed,\n"
+            "top examples and neighbours exact, quantile samples merged exactly. Refuses\n"
+            "shards built from other weights, settings or tokens.\n");
+}
 
 int cmd_merge(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return cli_fail("'sae merge' is not implemented yet");
+    const char *out = NULL;
+    const char **shards = calloc((size_t)argc, sizeof *shards);
+    size_t n = 0;
+    int code = -1;
+    sae_error err;
+    sae_error_clear(&err);
+    if (!shards)
+        return cli_fail("out of memory");
+    for (int i = 1; i < argc && code < 0; i++) {
+        const char *f = argv[i];
+        if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
+            usage(stdout);
+            code = SAE_EXIT_OK;
+        } else if (!strcmp(f, "--out")) {
+            if (i + 1 >= argc)
+                code = cli_usage("merge", "--out needs a value");
+            else
+                out = argv[++i];
+        } else if (!strcmp(f, "--quiet")) {
+            /* merge prints nothing but errors */
+        } else if (!strncmp(f, "--", 2)) {
+            code = cli_usage("merge", "unknown argument '%s'", f);
+        } else {
+            shards[n++] = f;
+        }
+    }
+    if (code < 0 && (!out || n == 0))
+        code = cli_usage("merge", "--out and at least one shard file are required");
+    if (code < 0) {
+        sae_store_writer *w = NULL;
+        if (sae_store_writer_open(out, &w, &err)) {
+            code = cli_fail_err(&err);
+        } else if (sae_merge_shards(shards, n, w, &err)) {
+            sae_store_writer_abort(w);
+            code = cli_fail_err(&err);
+        } else {
+            /* commit frees w whatever happens */
+            code = sae_store_writer_commit(w, &err) ? cli_fail_err(&err) : SAE_EXIT_OK;
+        }
+    }
+    free(shards);
+    return code;
 }
