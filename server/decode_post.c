@@ -60,9 +60,14 @@ static int row_push(struct row_check *c, size_t r, size_t n, sae_sparse *out,
 {
     for (size_t t = 0; t < n; t++) {
         if (c->idx[t] >= c->d_sae) {
-            perr_set(e, 422, "index_out_of_range",
-                     "inputs[%zu].indices[%zu] = %llu is out of range (d_sae %zu)", r, t,
-                     (unsigned long long)c->idx[t], c->d_sae);
+            if (c->idx[t] == UINT64_MAX)
+                perr_set(e, 422, "index_out_of_range",
+                         "inputs[%zu].indices[%zu] is negative or huge (d_sae %zu)", r, t,
+                         c->d_sae);
+            else
+                perr_set(e, 422, "index_out_of_range",
+                         "inputs[%zu].indices[%zu] = %llu is out of range (d_sae %zu)", r, t,
+                         (unsigned long long)c->idx[t], c->d_sae);
             return 0;
         }
         if (c->stamp[c->idx[t]] == (uint32_t)(r + 1)) {
@@ -91,7 +96,7 @@ static int parse_indices(struct jp *j, struct row_check *c, size_t r, size_t *n,
                          struct saed_perr *e)
 {
     if (jp_peek(j) != '[')
-        return perr_set(e, 400, "wrong_type", "inputs[%zu].indices: expected an array, got %s",
+        return jp_wrong_type(j, "inputs[%zu].indices: expected an array, got %s",
                         r, jp_kind(j));
     j->p++;
     bool first = true;
@@ -100,7 +105,12 @@ static int parse_indices(struct jp *j, struct row_check *c, size_t r, size_t *n,
     while ((more = jp_arr_next(j, &first)) == 1) {
         int ch = jp_peek(j);
         struct jnum num;
-        if ((ch != '-' && (ch < '0' || ch > '9')) || jp_number(j, &num) || !num.integer)
+        if (ch != '-' && (ch < '0' || ch > '9'))
+            return jp_wrong_type(j, "inputs[%zu].indices[%zu]: expected an integer, got %s", r,
+                                 k, jp_kind(j));
+        if (jp_number(j, &num))
+            return -1;
+        if (!num.integer)
             return perr_set(e, 400, "wrong_type", "inputs[%zu].indices[%zu]: expected an integer",
                             r, k);
         if (k == c->d_sae)
@@ -120,7 +130,7 @@ static int parse_values(struct jp *j, struct row_check *c, size_t r, size_t *n,
                         struct saed_perr *e)
 {
     if (jp_peek(j) != '[')
-        return perr_set(e, 400, "wrong_type", "inputs[%zu].values: expected an array, got %s", r,
+        return jp_wrong_type(j, "inputs[%zu].values: expected an array, got %s", r,
                         jp_kind(j));
     j->p++;
     bool first = true;
@@ -130,7 +140,7 @@ static int parse_values(struct jp *j, struct row_check *c, size_t r, size_t *n,
         int ch = jp_peek(j);
         struct jnum num;
         if (ch != '-' && (ch < '0' || ch > '9'))
-            return perr_set(e, 400, "wrong_type", "inputs[%zu].values[%zu]: expected a number, "
+            return jp_wrong_type(j, "inputs[%zu].values[%zu]: expected a number, "
                             "got %s", r, k, jp_kind(j));
         if (jp_number(j, &num))
             return -1;
@@ -192,7 +202,7 @@ static int parse_json(const struct saed_req *rq, struct row_check *c, sae_sparse
     if (jp_peek(&j) == -1)
         return perr_set(e, 400, "invalid_json", "the body is empty; expected a JSON object");
     if (jp_peek(&j) != '{')
-        return perr_set(e, 400, "wrong_type", "the body must be a JSON object, not %s",
+        return jp_wrong_type(&j, "the body must be a JSON object, not %s",
                         jp_kind(&j));
     j.p++;
     bool first = true, trunc, seen = false;
@@ -207,7 +217,7 @@ static int parse_json(const struct saed_req *rq, struct row_check *c, sae_sparse
             return perr_set(e, 400, "duplicate_key", "\"inputs\" appears twice");
         seen = true;
         if (jp_peek(&j) != '[')
-            return perr_set(e, 400, "wrong_type", "inputs: expected an array of rows, got %s",
+            return jp_wrong_type(&j, "inputs: expected an array of rows, got %s",
                             jp_kind(&j));
         j.p++;
         bool f2 = true;

@@ -66,7 +66,7 @@ static float *rows_add(struct rows *r, struct saed_perr *e)
 static int parse_row(struct jp *j, struct rows *r, const char *name, struct saed_perr *e)
 {
     if (jp_peek(j) != '[')
-        return perr_set(e, 400, "wrong_type", "%s: expected an array of %zu numbers, got %s",
+        return jp_wrong_type(j, "%s: expected an array of %zu numbers, got %s",
                         name, r->d, jp_kind(j));
     j->p++;
     float *row = rows_add(r, e);
@@ -78,7 +78,7 @@ static int parse_row(struct jp *j, struct rows *r, const char *name, struct saed
     while ((k = jp_arr_next(j, &first)) == 1) {
         int ch = jp_peek(j);
         if (ch != '-' && (ch < '0' || ch > '9'))
-            return perr_set(e, 400, "wrong_type", "%s[%zu]: expected a number, got %s", name, c,
+            return jp_wrong_type(j, "%s[%zu]: expected a number, got %s", name, c,
                             jp_kind(j));
         struct jnum num;
         if (jp_number(j, &num))
@@ -103,7 +103,7 @@ static int parse_row(struct jp *j, struct rows *r, const char *name, struct saed
 static int parse_inputs(struct jp *j, struct rows *r, struct saed_perr *e)
 {
     if (jp_peek(j) != '[')
-        return perr_set(e, 400, "wrong_type", "inputs: expected an array of rows, got %s",
+        return jp_wrong_type(j, "inputs: expected an array of rows, got %s",
                         jp_kind(j));
     j->p++;
     bool first = true;
@@ -136,14 +136,14 @@ static int set_include(struct enc_opts *o, const char *v, size_t n, struct saed_
 static int parse_include(struct jp *j, struct enc_opts *o, struct saed_perr *e)
 {
     if (jp_peek(j) != '[')
-        return perr_set(e, 400, "wrong_type", "include: expected an array of strings, got %s",
+        return jp_wrong_type(j, "include: expected an array of strings, got %s",
                         jp_kind(j));
     j->p++;
     bool first = true;
     int k;
     while ((k = jp_arr_next(j, &first)) == 1) {
         if (jp_peek(j) != '"')
-            return perr_set(e, 400, "wrong_type", "include: expected strings, got %s",
+            return jp_wrong_type(j, "include: expected strings, got %s",
                             jp_kind(j));
         char v[32];
         bool trunc;
@@ -160,7 +160,7 @@ static int parse_top_k(struct jp *j, struct enc_opts *o, struct saed_perr *e)
     int ch = jp_peek(j);
     struct jnum num;
     if ((ch != '-' && (ch < '0' || ch > '9')))
-        return perr_set(e, 400, "wrong_type", "top_k: expected a positive integer, got %s",
+        return jp_wrong_type(j, "top_k: expected a positive integer, got %s",
                         jp_kind(j));
     if (jp_number(j, &num))
         return -1;
@@ -175,7 +175,7 @@ static int parse_threshold(struct jp *j, struct enc_opts *o, struct saed_perr *e
     int ch = jp_peek(j);
     struct jnum num;
     if ((ch != '-' && (ch < '0' || ch > '9')))
-        return perr_set(e, 400, "wrong_type", "threshold: expected a number, got %s",
+        return jp_wrong_type(j, "threshold: expected a number, got %s",
                         jp_kind(j));
     if (jp_number(j, &num))
         return -1;
@@ -199,7 +199,7 @@ static int parse_json(const struct saed_req *rq, struct rows *r, struct enc_opts
     if (jp_peek(&j) == -1)
         return perr_set(e, 400, "invalid_json", "the body is empty; expected a JSON object");
     if (jp_peek(&j) != '{')
-        return perr_set(e, 400, "wrong_type", "the body must be a JSON object, not %s",
+        return jp_wrong_type(&j, "the body must be a JSON object, not %s",
                         jp_kind(&j));
     j.p++;
     bool first = true, trunc;

@@ -12,7 +12,7 @@
 
 int perr_set(struct saed_perr *e, unsigned status, const char *code, const char *fmt, ...)
 {
-    if (e->status && !(status == 400 && e->status == 422))
+    if (e->status && !(e->status == 422 && status != 422))
         return -1;
     e->status = status;
     e->code = code;
@@ -72,8 +72,12 @@ const char *jp_kind(struct jp *j)
         return "null";
     case -1:
         return "nothing";
-    default:
+    case '-':
+    case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
         return "a number";
+    default:
+        return "something that is not JSON";
     }
 }
 
@@ -316,6 +320,8 @@ int jp_arr_next(struct jp *j, bool *first)
             return syntax(j, "',' or ']'");
         j->p++;
         ws(j);
+        if (j->p < j->end && *j->p == ']')
+            return syntax(j, "a value after ','");
     }
     *first = false;
     if (j->p >= j->end)
@@ -473,6 +479,20 @@ static int skip_depth(struct jp *j, int depth)
 int jp_skip(struct jp *j)
 {
     return skip_depth(j, 0);
+}
+
+int jp_wrong_type(struct jp *j, const char *fmt, ...)
+{
+    const char *at = j->p;
+    if (jp_skip(j))
+        return -1;
+    j->p = at;
+    char msg[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return perr_set(j->err, 400, "wrong_type", "%s", msg);
 }
 
 int jp_finish(struct jp *j)

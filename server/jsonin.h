@@ -12,7 +12,8 @@
  *
  * Errors: the first error decides the reply. A 400 (malformed, wrong type) or
  * 413 stops parsing at once; a 422 (wrong dimension, non-finite) is noted and
- * parsing goes on, so a body that is also malformed later still gets 400. */
+ * parsing goes on, so a body that is also malformed later still gets 400
+ * (and one with too many rows 413). */
 #ifndef SAED_JSONIN_H
 #define SAED_JSONIN_H
 
@@ -27,8 +28,8 @@ struct saed_perr {
     char msg[320];
 };
 
-/* Records an error unless one is already recorded; a 400 replaces a noted
- * 422. Returns -1 so parsers can `return perr_set(...)`. */
+/* Records an error unless one is already recorded; any other status replaces
+ * a noted 422. Returns -1 so parsers can `return perr_set(...)`. */
 int perr_set(struct saed_perr *e, unsigned status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -68,6 +69,10 @@ int jp_number(struct jp *j, struct jnum *out);
 int jp_string(struct jp *j, char *out, size_t cap, bool *trunc);
 /* Validates and skips one value of any type. */
 int jp_skip(struct jp *j);
+/* The value at the cursor has the wrong type: if it is valid JSON, records
+ * 400 wrong_type with the message; if not, 400 invalid_json (a malformed
+ * value is reported as such, whatever the schema wanted). Returns -1. */
+int jp_wrong_type(struct jp *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Only whitespace may remain. */
 int jp_finish(struct jp *j);
 /* Length of the valid UTF-8 sequence starting at p (lead byte >= 0x80) and

@@ -7,14 +7,17 @@
  * rather than thread-per-connection because idle keep-alive connections then
  * cost a socket and a small buffer, not a thread and its stack, so 1024
  * connections (the default limit) are cheap. The reaper thread enforces the
- * total request deadline. The main thread only waits for signals (signalfd;
- * SIGTERM, SIGINT and SIGHUP are blocked in every other thread, so no work
- * happens in a signal handler) and does the reloads, so a slow model load
- * never stalls a request.
+ * total request deadline. The main thread only waits for signals and does
+ * the reloads, so a slow model load never stalls a request. Signals reach it
+ * through a self-pipe: the handler only writes the signal number to the pipe
+ * (async-signal-safe), whichever thread it lands on. (A signalfd would need
+ * the signals blocked in every thread, and OpenBLAS starts its threads before
+ * main runs.)
  *
  * Exit status: 0 after a clean drain, 1 when startup fails (bad model, port
  * taken), 2 for bad usage. */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
@@ -25,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,6 +65,60 @@ static int detect_cpus(void)
             n = (int)c;
     }
     return n < 1 ? 1 : n;
+}
+
+/* The write end of the self-pipe; the handler's only state. */
+static int signal_pipe_w = -1;
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    if (write(signal_pipe_w, &b, 1) < 0) {
+        /* The pipe is full: enough signals are already pending. */
+    }
+    errno = saved;
+}
+
+/* Installs on_signal for SIGTERM, SIGINT and SIGHUP; returns the read end of
+ * the pipe, or -1. */
+static int signals_install(void)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK))
+        return -1;
+    signal_pipe_w = p[1];
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return p[0];
+}
+
+/* Waits for the next signal number on the pipe; timeout_ms -1 waits forever.
+ * Returns the signal, or 0 on timeout. */
+static int signal_next(int fd, int timeout_ms)
+{
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r = poll(&p, 1, timeout_ms);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return 0;
+        unsigned char b;
+        ssize_t n = read(fd, &b, 1);
+        if (n == 1)
+            return b;
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        return 0;
+    }
 }
 
 /* libmicrohttpd's own messages, prefixed so they are recognisable. */
@@ -142,7 +198,8 @@ static int start_http(struct saed_server *srv, sae_error *err)
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, router_access, srv, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        flags, 0, NULL, NULL, router_access, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(srv->http_threads > 1 ? srv->http_threads : 0),
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)(cfg->max_connections < 4096
@@ -151,7 +208,7 @@ static int start_http(struct saed_server *srv, sae_error *err)
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory_limit,
         MHD_OPTION_NOTIFY_COMPLETED, router_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
-        reaper_notify, srv->reaper, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+        reaper_notify, srv->reaper, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!srv->daemon)
         return sae_error_set(err, SAE_EIO, "cannot listen on %s (in use, or not an address of "
@@ -201,13 +258,10 @@ static void drain(struct saed_server *srv, int sfd)
             atomic_load(&srv->inflight), (unsigned long long)srv->cfg->drain_timeout_s);
     int64_t deadline = saed_now_us() + (int64_t)srv->cfg->drain_timeout_s * 1000000;
     while (atomic_load(&srv->inflight) > 0 && saed_now_us() < deadline) {
-        struct pollfd p = {.fd = sfd, .events = POLLIN};
-        if (poll(&p, 1, 10) > 0) {
-            struct signalfd_siginfo si;
-            if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si && si.ssi_signo != SIGHUP) {
-                fprintf(stderr, "saed: second signal, stopping now\n");
-                break;
-            }
+        int sig = signal_next(sfd, 10);
+        if (sig && sig != SIGHUP) {
+            fprintf(stderr, "saed: second signal, stopping now\n");
+            break;
         }
     }
     while (batcher_pending(srv->batcher) > 0) {
@@ -259,18 +313,9 @@ int main(int argc, char **argv)
     atomic_init(&srv.draining, false);
     atomic_init(&srv.inflight, 0);
 
-    /* Blocked before any thread starts, so every thread inherits the mask and
-     * only the signalfd sees these. */
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &mask, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+    sfd = signals_install();
     if (sfd < 0) {
-        fprintf(stderr, "saed: error: signalfd: %s\n", strerror(errno));
+        fprintf(stderr, "saed: error: cannot install signal handlers: %s\n", strerror(errno));
         goto out_cfg;
     }
 
@@ -307,19 +352,14 @@ int main(int argc, char **argv)
     }
 
     for (;;) {
-        struct signalfd_siginfo si;
-        ssize_t n = read(sfd, &si, sizeof si);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n != (ssize_t)sizeof si) {
-            fprintf(stderr, "saed: error: reading signals: %s\n", strerror(errno));
-            break;
-        }
-        if (si.ssi_signo == SIGHUP) {
+        int sig = signal_next(sfd, -1);
+        if (sig == SIGHUP) {
             reload(&srv);
             continue;
         }
-        fprintf(stderr, "saed: %s received\n", strsignal((int)si.ssi_signo));
+        if (!sig)
+            continue;
+        fprintf(stderr, "saed: %s received\n", strsignal(sig));
         break;
     }
     drain(&srv, sfd);
@@ -336,8 +376,10 @@ out_sae:
     for (size_t i = 0; i < srv.n_cors; i++)
         free(srv.cors[i]);
     free(srv.cors);
-    if (sfd >= 0)
+    if (sfd >= 0) {
         close(sfd);
+        close(signal_pipe_w);
+    }
 out_cfg:
     config_free(srv.cfg);
     free(srv.cfg);

@@ -297,7 +297,10 @@ static enum MHD_Result request_start(struct saed_req *rq)
                               &known);
     if (!known || !(rq->body_type & rq->route->body_types))
         return reply_error(rq, 415, "unsupported_media_type",
-                           "%s takes %s", rq->route->path,
+                           "%s takes Content-Type %s (curl -d sends "
+                           "application/x-www-form-urlencoded: add -H 'Content-Type: "
+                           "application/json')",
+                           rq->route->path,
                            rq->route->body_types & SAED_BODY_NPY
                                ? "application/json, application/octet-stream or "
                                  "application/x-npy"
@@ -379,7 +382,18 @@ enum MHD_Result router_access(void *cls, struct MHD_Connection *conn, const char
         reaper_mark(rq->sconn);
         atomic_fetch_add(&srv->inflight, 1);
         *con_cls = rq;
-        return request_start(rq);
+        /* With a body coming, decide now so a refused body is never read.
+         * Without one, wait for the final call: a reply queued on this first
+         * call makes libmicrohttpd close the connection, and a 404 should not
+         * cost a keep-alive connection. */
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        if ((cl && strtoull(cl, NULL, 10) > 0) || te)
+            return request_start(rq);
+        rq->state = RQ_START;
+        return MHD_YES;
     }
     if (rq->state == RQ_REPLIED) {
         *upload_data_size = 0;
@@ -387,6 +401,11 @@ enum MHD_Result router_access(void *cls, struct MHD_Connection *conn, const char
     }
     if (*upload_data_size)
         return body_append(rq, upload_data, upload_data_size);
+    if (rq->state == RQ_START) {
+        enum MHD_Result r = request_start(rq);
+        if (rq->state == RQ_REPLIED || r != MHD_YES)
+            return r;
+    }
     if (rq->state == RQ_WAITING &&
         !atomic_load_explicit(&rq->job->done, memory_order_acquire))
         return MHD_YES;

@@ -113,6 +113,7 @@ struct saed_route {
 
 /* Where a request is in its life. */
 enum saed_req_state {
+    RQ_START,       /* headers in, no body: routing waits for the final call */
     RQ_BODY,        /* reading the body */
     RQ_READY,       /* body complete, handler may run */
     RQ_WAITING,     /* suspended while a worker runs its job */

@@ -1,0 +1,80 @@
+/* harness.h: what the daemon integration tests share: starting a real saed
+ * on an ephemeral loopback port, talking HTTP to it with libcurl, and
+ * counting failed checks.
+ *
+ * saed is started with --listen 127.0.0.1:0 and its stderr goes to a file;
+ * the harness waits for the "saed: listening on 127.0.0.1:PORT" line and
+ * reads the port from it. Every daemon started is killed at exit, so a
+ * failing test never leaves one behind. */
+#ifndef SAED_HARNESS_H
+#define SAED_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Counts a failed check and prints where; tests go on after a failure so one
+ * run reports everything that is wrong. */
+#define CHECK(cond, ...)                                                                         \
+    do {                                                                                         \
+        if (!(cond))                                                                             \
+            h_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);                                      \
+    } while (0)
+
+void h_fail(const char *file, int line, const char *cond, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Failed checks so far. */
+int h_failures(void);
+
+/* A running saed. */
+struct daemon {
+    pid_t pid;
+    int port;
+    char log[512];          /* its stderr */
+};
+
+/* Starts $SAED_BIN --model model_dir --listen 127.0.0.1:0 plus args (NULL
+ * terminated). Returns 0, or -1 (and the log is printed) if it does not come
+ * up within 30 s. */
+int daemon_start(struct daemon *d, const char *model_dir, const char *const *args);
+/* Sends sig. */
+void daemon_signal(const struct daemon *d, int sig);
+/* Waits up to timeout_ms for the process to exit; returns its exit status,
+ * 128+signal if killed, or -1 on timeout. */
+int daemon_wait(struct daemon *d, int timeout_ms);
+/* SIGKILLs it if still running (used at exit). */
+void daemon_kill(struct daemon *d);
+/* Whether the log contains s. */
+bool daemon_log_has(const struct daemon *d, const char *s);
+
+/* One HTTP exchange. Bodies and headers are owned by the struct. */
+struct http_resp {
+    long status;            /* 0 when the transfer failed (connection refused/cut) */
+    int curl_code;
+    char *body;             /* (len) NUL-terminated */
+    size_t len;
+    char digest[64];        /* X-SAE-Weights-Digest */
+    char retry_after[16];
+    char content_type[128];
+    char content_encoding[32];
+    char allow[128];
+    char space[32];         /* X-SAE-Space */
+};
+
+/* Issues method path on d's port with the given body and headers ("Name:
+ * value", NULL terminated; may be NULL). gzip: ask for gzip and let libcurl
+ * decode. Returns r->status. */
+long http(const struct daemon *d, const char *method, const char *path, const void *body,
+          size_t len, const char *const *headers, bool gzip, struct http_resp *r);
+void http_free(struct http_resp *r);
+/* Frees the calling thread's libcurl handle (each thread keeps one so its
+ * connection is reused); call before a thread exits. */
+void http_thread_done(void);
+
+/* Milliseconds of monotonic time. */
+double now_ms(void);
+/* A temporary folder (fresh). */
+char *h_tmpdir(const char *tag);
+
+#endif
