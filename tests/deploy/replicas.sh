@@ -4,6 +4,7 @@
 #
 #   tests/deploy/replicas.sh --saed PATH (--model DIR | --mkfixture PATH)
 #                            [--phase-seconds 10] [--base-port 18180] [--report FILE]
+#                            [--no-control]
 #
 # Three consecutive wrk runs of POST /v1/encode (JSON, 4 rows) through nginx:
 #   before  all three replicas up
@@ -13,6 +14,8 @@
 # requests on another: encode is idempotent), each phase made progress, the
 # restarted replica served requests, the image's HEALTHCHECK command passes
 # against a live replica, and every replica exits 0 on SIGTERM (drain).
+# Control (~6 s): the same kill through nginx with retries turned off must
+# lose requests, so the zero-error result is the retries' doing.
 # Everything listens on 127.0.0.1 only; all processes are stopped on exit.
 # Last line: "deploy-replicas: P passed, F failed"; exit 1 on any failure.
 set -uo pipefail
@@ -20,7 +23,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
 
-saed="" model="" mkfixture="" phase=10 base=18180 report=""
+saed="" model="" mkfixture="" phase=10 base=18180 report="" control=1
 while [ $# -gt 0 ]; do
   case $1 in
     --saed) saed=$2; shift 2 ;;
@@ -29,7 +32,8 @@ while [ $# -gt 0 ]; do
     --phase-seconds) phase=$2; shift 2 ;;
     --base-port) base=$2; shift 2 ;;
     --report) report=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --no-control) control=0; shift ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | grep '^#' | cut -c3-; exit 0 ;;
     *) echo "replicas.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -38,18 +42,22 @@ if [ -z "$saed" ] || { [ -z "$model" ] && [ -z "$mkfixture" ]; }; then
   exit 2
 fi
 saed=$(readlink -f "$saed")
-case $phase in ''|*[!0-9]*) echo "replicas.sh: --phase-seconds must be a whole number" >&2; exit 2 ;; esac
+# nginx retries a failed replica after fail_timeout (5 s): shorter phases would
+# end before the restarted replica could be seen taking traffic.
+case $phase in ''|*[!0-9]*|[0-7]) echo "replicas.sh: --phase-seconds must be a whole number >= 8" >&2; exit 2 ;; esac
 
 need_cmd wrk wrk || exit 1
 need_cmd curl curl || exit 1
+need_cmd node nodejs || exit 1
 { need_cmd nginx nginx-light || need_cmd nginx nginx; } || exit 1
 
 work=$(mktemp -d /tmp/saed-deploy-replicas.XXXXXX)
 pids=()
 nginx_pid=""
+control_pid=""
 cleanup() {
   local p
-  for p in "${pids[@]}" $nginx_pid; do
+  for p in "${pids[@]}" $nginx_pid $control_pid; do
     [ -n "$p" ] && kill -KILL "$p" 2>/dev/null
   done
   wait 2>/dev/null
@@ -108,13 +116,13 @@ else
 fi
 
 # The container's HEALTHCHECK, as the Dockerfile writes it, against replica 0.
-hc=$(node -e '
+node -e '
   const t = require("fs").readFileSync(process.argv[1], "utf8").replace(/\\\n/g, " ");
   const m = /^HEALTHCHECK .*?CMD (\[.*\])\s*$/m.exec(t);
   if (!m) process.exit(1);
-  process.stdout.write(JSON.parse(m[1]).join("\0"));' "$root/deploy/Dockerfile" 2>/dev/null)
-if [ -n "$hc" ]; then
-  mapfile -d '' hc_argv < <(printf '%s' "$hc" | sed "s#/8080#/${ports[0]}#g")
+  process.stdout.write(JSON.parse(m[1]).join("\0") + "\0");' "$root/deploy/Dockerfile" >"$work/healthcheck" 2>/dev/null
+if [ -s "$work/healthcheck" ]; then
+  mapfile -d '' hc_argv < <(sed "s#/8080#/${ports[0]}#g" "$work/healthcheck")
   if timeout 10 "${hc_argv[@]}"; then pass "the Dockerfile's HEALTHCHECK command passes against a live replica"
   else fail "the Dockerfile's HEALTHCHECK command passes against a live replica" "exit $?"; fi
   kill -STOP "${pids[0]}"
@@ -211,6 +219,34 @@ retried=$(grep -c 'upstream_status=[0-9-]*, ' "$work/nginx/logs/access.log")
 echo "requests nginx retried on another replica: $retried; served by the restarted replica: $served"
 if [ "$served" -gt 0 ]; then pass "the restarted replica takes traffic again ($served requests)"
 else fail "the restarted replica takes traffic again" "no request reached 127.0.0.1:${ports[1]} after the restart"; fi
+
+# Control: the same kill against nginx without retries must lose requests;
+# otherwise the zero above would prove nothing about the retry settings.
+if [ "$control" = 1 ]; then
+  sed -e 's/^\([[:space:]]*\)proxy_next_upstream .*;/\1proxy_next_upstream off;/' \
+      -e "s/listen 127.0.0.1:$lb/listen 127.0.0.1:$((base + 9))/" \
+      -e "s#$work/nginx/#$work/nginx-control/#g" "$work/nginx.conf" >"$work/nginx-control.conf"
+  mkdir -p "$work/nginx-control/logs" "$work/nginx-control/tmp"
+  nginx -p "$work/nginx-control" -c "$work/nginx-control.conf" -g 'daemon off;' >"$work/nginx-control.out" 2>&1 &
+  control_pid=$!
+  if wait_health "127.0.0.1:$((base + 9))" "$control_pid"; then
+    wrk -t1 -c12 -d4s --timeout 10s -s "$work/encode.lua" "http://127.0.0.1:$((base + 9))" >"$work/wrk-control.out" 2>&1 &
+    wrk_pid=$!
+    sleep 1
+    kill -KILL "${pids[1]}"
+    wait "${pids[1]}" 2>/dev/null
+    pids[1]=""
+    wait "$wrk_pid"
+    cerr=$(( $(field control connect) + $(field control read) + $(field control write) + $(field control timeout) + $(field control non200) ))
+    if [ "$cerr" -gt 0 ]; then pass "control: without retries the same kill loses requests ($cerr failed)"
+    else fail "control: without retries the same kill loses requests" "0 failed: the kill test cannot tell"; fi
+    start_replica 1 || fail "replica 1 restarted after the control" "$(tail -2 "$work/saed-1.log" | tr '\n' '|')"
+  else
+    fail "control nginx starts" "$(tail -2 "$work/nginx-control.out" | tr '\n' '|')"
+  fi
+  kill -QUIT "$control_pid" 2>/dev/null
+  wait "$control_pid" 2>/dev/null
+fi
 
 # SIGTERM: each replica drains and exits 0.
 for i in 0 1 2; do

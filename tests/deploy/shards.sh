@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
     --parallel) parallel=$2; shift 2 ;;
     --options) options=$2; shift 2 ;;
     --saed) saed=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | grep '^#' | cut -c3-; exit 0 ;;
     *) echo "shards.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done

@@ -24,7 +24,7 @@ saed_bin=""
 while [ $# -gt 0 ]; do
   case $1 in
     --saed) saed_bin=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | grep '^#' | cut -c3-; exit 0 ;;
     *) echo "validate.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
