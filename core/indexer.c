@@ -1336,39 +1336,6 @@ out:
     return rc;
 }
 
-/* ------------------------------------------------------------ meta */
-
-/* Writes every meta key of info (the keys store.c's reader requires). */
-static int write_meta(sae_store_writer *w, const sae_store_info *i, sae_error *err)
-{
-    char num[19][40];
-    const char *keys[19] = {
-        "weights_digest", "d_in", "d_sae", "n_tokens", "n_documents", "corpus_tokens",
-        "corpus_documents", "top", "quantiles", "per_quantile", "context", "neighbours", "seed",
-        "block_rows", "shard", "histogram", "tokens_digest", "explanations_digest",
-        "n_explanations",
-    };
-    uint64_t v[19] = {0, i->d_in, i->d_sae, i->n_tokens, i->n_documents, i->corpus_tokens,
-                      i->corpus_documents, i->top, i->quantiles, i->per_quantile, i->context,
-                      i->neighbours, i->seed, i->block_rows, 0, 0, 0, 0, i->n_explanations};
-    const char *vals[19];
-    for (int k = 0; k < 19; k++) {
-        snprintf(num[k], sizeof num[k], "%" PRIu64, v[k]);
-        vals[k] = num[k];
-    }
-    vals[0] = i->weights_digest;
-    vals[14] = i->shard;
-    vals[15] = i->histogram;
-    vals[16] = i->tokens_digest;
-    vals[17] = i->explanations_digest;
-    for (int k = 0; k < 19; k++) {
-        int rc = sae_store_put_meta(w, keys[k], vals[k], err);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------ build */
 
 int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *err)
@@ -1478,7 +1445,7 @@ int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *e
     if (e)
         memcpy(info.explanations_digest, e->digest, sizeof info.explanations_digest);
     info.n_explanations = e ? e->n : 0;
-    if ((rc = write_meta(w, &info, err)))
+    if ((rc = sae_store_put_info(w, &info, err)))
         goto out;
     rc = sae_store_writer_commit(w, err);
     w = NULL;
@@ -1968,7 +1935,7 @@ int sae_merge_shards(const char *const *paths, size_t n, sae_store_writer *w, sa
     info.shard[0] = '\0';
     info.n_tokens = n_tokens;
     info.n_documents = n_docs;
-    rc = write_meta(w, &info, err);
+    rc = sae_store_put_info(w, &info, err);
 out:
     sae_store_explanations_free(&ex);
     sae_store_neighbours_free(&nb);

@@ -327,6 +327,36 @@ int sae_store_put_explanation(sae_store_writer *w, uint64_t id, uint32_t feature
     return step_insert(w, W_EXPLANATION, "writing explanations", err);
 }
 
+int sae_store_put_info(sae_store_writer *w, const sae_store_info *i, sae_error *err)
+{
+    char num[19][40];
+    const char *keys[19] = {
+        "weights_digest", "d_in", "d_sae", "n_tokens", "n_documents", "corpus_tokens",
+        "corpus_documents", "top", "quantiles", "per_quantile", "context", "neighbours", "seed",
+        "block_rows", "shard", "histogram", "tokens_digest", "explanations_digest",
+        "n_explanations",
+    };
+    uint64_t v[19] = {0, i->d_in, i->d_sae, i->n_tokens, i->n_documents, i->corpus_tokens,
+                      i->corpus_documents, i->top, i->quantiles, i->per_quantile, i->context,
+                      i->neighbours, i->seed, i->block_rows, 0, 0, 0, 0, i->n_explanations};
+    const char *vals[19];
+    for (int k = 0; k < 19; k++) {
+        snprintf(num[k], sizeof num[k], "%" PRIu64, v[k]);
+        vals[k] = num[k];
+    }
+    vals[0] = i->weights_digest;
+    vals[14] = i->shard;
+    vals[15] = i->histogram;
+    vals[16] = i->tokens_digest;
+    vals[17] = i->explanations_digest;
+    for (int k = 0; k < 19; k++) {
+        int rc = sae_store_put_meta(w, keys[k], vals[k], err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 /* fsyncs path (a file or a folder). */
 static int fsync_path(const char *path, bool is_dir, sae_error *err)
 {

@@ -93,6 +93,11 @@ int sae_store_put_explanation(sae_store_writer *w, uint64_t id, uint32_t feature
                               const char *description, bool has_score, double score,
                               const char *source, const char *type_name, sae_error *err);
 
+struct sae_store_info;
+/* Writes the meta table from info (every key sae_store_open requires;
+ * schema_version is not a meta key: it is the file's user_version). */
+int sae_store_put_info(sae_store_writer *w, const struct sae_store_info *info, sae_error *err);
+
 /* Finishes the file (full-text index, user_version, quick_check), makes it
  * durable and renames it over the target. Frees w whatever the outcome; on
  * failure the temporary file is removed and the target is untouched. */

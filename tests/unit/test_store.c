@@ -1,0 +1,609 @@
+/* test_store.c: the index file (core/store.c). A small index is written row by
+ * row through the writer, then every read the daemon makes is checked against
+ * the rows written: feature statistics, histogram edges (computed here by
+ * hand), neighbours, explanations, listing with every sort and order, paging,
+ * full-text search (including queries full of FTS5 syntax), examples by kind
+ * with tokens and per-token values. Then what must be refused: files that are
+ * not SQLite, truncated, of another application or schema version, with an
+ * incomplete meta table, from other weights; and what must not happen to the
+ * target: an aborted or disk-full write leaves it byte-identical and no
+ * temporary file behind, stale temporary files of dead processes are removed. */
+#include <check.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "indexer.h"
+#include "store.h"
+
+static char *dir;
+
+static void setup(void)
+{
+    dir = sae_fixture_tmpdir("store");
+    ck_assert_ptr_nonnull(dir);
+}
+
+static void teardown(void)
+{
+    sae_fixture_rmtree(dir);
+    free(dir);
+}
+
+static char *path_in(const char *name)
+{
+    char *p;
+    ck_assert_int_ge(asprintf(&p, "%s/%s", dir, name), 0);
+    return p;
+}
+
+#define D_SAE 5
+#define DIGEST "0123456789abcdef0123456789abcdef"
+
+/* The statistics written for each feature. Features 1 and 3 share a density
+ * (ties in sorting); feature 4 never fired. */
+static const struct {
+    uint64_t n_active;
+    double density, max, mean, norm;
+} feat[D_SAE] = {
+    {7, 0.07, 3.5, 1.25, 0.9},
+    {2, 0.02, 9.0, 4.0, 1.1},
+    {30, 0.30, 0.5, 0.2, 1.0},
+    {2, 0.02, 1.0, 0.75, 0.7},
+    {0, 0.0, 0.0, 0.0, 1.3},
+};
+
+static const char *const vocab[] = {"", " cat", "dog", "x\0y"};
+static const size_t vocab_len[] = {0, 4, 3, 3};
+
+/* Writes meta with every key, optionally leaving one out and/or lying about
+ * d_sae. */
+static void put_info(sae_store_writer *w, const char *skip_key, uint64_t d_sae)
+{
+    sae_store_info in;
+    memset(&in, 0, sizeof in);
+    strcpy(in.weights_digest, DIGEST);
+    in.d_in = 16;
+    in.d_sae = d_sae;
+    in.n_tokens = 100;
+    in.n_documents = 9;
+    in.corpus_tokens = 100;
+    in.corpus_documents = 9;
+    in.top = 3;
+    in.quantiles = 2;
+    in.per_quantile = 1;
+    in.context = 1;
+    in.neighbours = 2;
+    in.seed = 77;
+    in.block_rows = 256;
+    strcpy(in.histogram, SAE_HIST_DEFINITION);
+    strcpy(in.tokens_digest, "fedcba9876543210fedcba9876543210");
+    in.n_explanations = 4;
+    sae_error err;
+    if (!skip_key) {
+        ck_assert_int_eq(sae_store_put_info(w, &in, &err), 0);
+        return;
+    }
+    /* Every key but one, as strings. */
+    const char *keys[] = {"weights_digest", "d_in", "d_sae", "n_tokens", "n_documents",
+                          "corpus_tokens", "corpus_documents", "top", "quantiles", "per_quantile",
+                          "context", "neighbours", "seed", "block_rows", "shard", "histogram",
+                          "tokens_digest", "explanations_digest", "n_explanations"};
+    const char *vals[] = {DIGEST, "16", "5", "100", "9", "100", "9", "3", "2", "1", "1", "2",
+                          "77", "256", "", SAE_HIST_DEFINITION,
+                          "fedcba9876543210fedcba9876543210", "", "4"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strcmp(keys[i], skip_key))
+            ck_assert_int_eq(sae_store_put_meta(w, keys[i], vals[i], &err), 0);
+}
+
+/* Writes the test index to path: see the tables above; returns 0 or the
+ * commit's status. */
+static int write_index(const char *path, const char *skip_key, uint64_t meta_d_sae)
+{
+    sae_store_writer *w;
+    sae_error err;
+    ck_assert_int_eq(sae_store_writer_open(path, &w, &err), 0);
+    put_info(w, skip_key, meta_d_sae);
+    uint8_t sum[48] = {0};
+    for (uint32_t f = 0; f < D_SAE; f++) {
+        uint64_t hist[3] = {1, 0, 5};
+        sae_store_feature_row r = {
+            .index = f, .n_active = feat[f].n_active, .density = feat[f].density,
+            .max_activation = feat[f].max, .mean_activation = feat[f].mean,
+            .decoder_norm = feat[f].norm, .sum_exact = sum, .hist_first = f == 0 ? 120 : 0,
+            .hist_n = f == 0 ? 3 : 0, .hist = hist, .n_top = f == 0 ? 3 : f == 1 ? 1 : 0,
+            .n_quantile = f == 0 ? 2 : 0,
+        };
+        ck_assert_int_eq(sae_store_put_feature(w, &r, &err), 0);
+        uint32_t nb[2] = {(f + 1) % D_SAE, (f + 2) % D_SAE};
+        float cs[2] = {0.5f, -0.25f};
+        ck_assert_int_eq(sae_store_put_neighbours(w, f, nb, cs, 2, &err), 0);
+    }
+    for (uint32_t v = 0; v < 4; v++)
+        ck_assert_int_eq(sae_store_put_vocab(w, v, vocab[v], vocab_len[v], &err), 0);
+    ck_assert_int_eq(sae_store_put_document(w, 0, "doc-a", &err), 0);
+    ck_assert_int_eq(sae_store_put_document(w, 7, "doc-b", &err), 0);
+    /* Feature 0: three top examples and two quantile samples; feature 1 one top. */
+    uint32_t t3[3] = {1, 3, 2}, t1[1] = {0};
+    float a0[3] = {0.0f, 3.5f, 1.0f}, a1[3] = {2.0f, 0.0f, 2.0f}, a2[3] = {0.25f, 0.5f, 0.0f};
+    float a3[1] = {9.0f};
+    sae_store_example_row ex[] = {
+        {.feature = 0, .kind = SAE_EX_TOP, .rank = 0, .doc = 7, .first = 4, .focus = 5, .len = 3,
+         .value = 3.5f, .tokens = t3, .acts = a0},
+        {.feature = 0, .kind = SAE_EX_TOP, .rank = 1, .doc = 0, .first = 0, .focus = 2, .len = 3,
+         .value = 2.0f, .tokens = t3, .acts = a1},
+        {.feature = 0, .kind = SAE_EX_TOP, .rank = 2, .doc = 7, .first = 1, .focus = 2, .len = 3,
+         .value = 0.5f, .tokens = t3, .acts = a2},
+        {.feature = 0, .kind = SAE_EX_QUANTILE, .rank = 0, .doc = 0, .first = 0, .focus = 0,
+         .len = 3, .value = 2.0f, .hash = 0xfedcba9876543210ull, .grp = 1, .has_bin = true,
+         .bin_min = 1.75, .bin_max = 3.5, .bin_contains = 6.0 / 7, .tokens = t3, .acts = a1},
+        {.feature = 0, .kind = SAE_EX_QUANTILE, .rank = 1, .doc = 7, .first = 1, .focus = 1,
+         .len = 3, .value = 0.25f, .hash = 12345, .grp = 0, .has_bin = true, .bin_min = 0,
+         .bin_max = 1.75, .bin_contains = 1.0 / 7, .tokens = t3, .acts = a2},
+        {.feature = 1, .kind = SAE_EX_TOP, .rank = 0, .doc = 0, .first = 3, .focus = 3, .len = 1,
+         .value = 9.0f, .tokens = t1, .acts = a3},
+    };
+    for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++)
+        ck_assert_int_eq(sae_store_put_example(w, &ex[i], &err), 0);
+    ck_assert_int_eq(sae_store_put_explanation(w, 1, 0, "cats and kittens", true, 0.8, "human",
+                                               NULL, &err), 0);
+    ck_assert_int_eq(sae_store_put_explanation(w, 2, 2, "dog barking", false, 0, NULL,
+                                               "oai_token-act-pair", &err), 0);
+    ck_assert_int_eq(sae_store_put_explanation(w, 3, 2, "\"quoted\" OR NEAR( words*", true,
+                                               -1.5, NULL, NULL, &err), 0);
+    ck_assert_int_eq(sae_store_put_explanation(w, 4, 3, "Cats again", false, 0, NULL, NULL, &err),
+                     0);
+    return sae_store_writer_commit(w, &err);
+}
+
+/* Reads a whole file (caller frees); *len gets its size. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+static void spit(const char *path, const void *buf, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
+    fclose(f);
+}
+
+/* Entries of dir whose name starts with prefix. */
+static int count_prefixed(const char *prefix)
+{
+    char *cmd;
+    ck_assert_int_ge(asprintf(&cmd, "ls -A '%s' | grep -c '^%s' || true", dir, prefix), 0);
+    FILE *p = popen(cmd, "r");
+    int n = 0;
+    ck_assert_int_eq(fscanf(p, "%d", &n), 1);
+    pclose(p);
+    free(cmd);
+    return n;
+}
+
+/* The ranks of a listing, for compact comparisons. */
+static void expect_list(sae_store_conn *c, const char *q, sae_store_sort sort, bool desc,
+                        uint64_t limit, uint64_t offset, uint64_t total, const uint32_t *want,
+                        size_t n_want)
+{
+    sae_store_query qry = {.q = q, .sort = sort, .desc = desc, .limit = limit, .offset = offset};
+    sae_store_feature_list l;
+    sae_error err;
+    ck_assert_msg(sae_store_list_features(c, &qry, &l, &err) == 0, "q=%s: %s", q ? q : "",
+                  err.msg);
+    ck_assert_msg(l.total == total, "q=%s sort=%d: total %llu, want %llu", q ? q : "", (int)sort,
+                  (unsigned long long)l.total, (unsigned long long)total);
+    ck_assert_uint_eq(l.n, n_want);
+    for (size_t i = 0; i < n_want; i++)
+        ck_assert_msg(l.items[i].index == want[i], "q=%s sort=%d desc=%d: item %zu is %u, want %u",
+                      q ? q : "", (int)sort, desc, i, l.items[i].index, want[i]);
+    sae_store_feature_list_free(&l);
+}
+
+START_TEST(test_read_api)
+{
+    char *p = path_in("index.db");
+    ck_assert_int_eq(write_index(p, NULL, D_SAE), 0);
+    sae_store *s;
+    sae_error err;
+    ck_assert_msg(sae_store_open(p, &s, &err) == 0, "%s", err.msg);
+    const sae_store_info *in = sae_store_get_info(s);
+    ck_assert_str_eq(in->weights_digest, DIGEST);
+    ck_assert_uint_eq(in->d_sae, D_SAE);
+    ck_assert_uint_eq(in->d_in, 16);
+    ck_assert_uint_eq(in->n_tokens, 100);
+    ck_assert_uint_eq(in->top, 3);
+    ck_assert_uint_eq(in->seed, 77);
+    ck_assert_str_eq(in->shard, "");
+    ck_assert_str_eq(in->histogram, SAE_HIST_DEFINITION);
+    ck_assert_int_eq(in->schema_version, 1);
+    ck_assert_uint_eq(sae_store_vocab_size(s), 4);
+
+    ck_assert_int_eq(sae_store_check_model(s, DIGEST, 16, D_SAE, &err), 0);
+    ck_assert_int_eq(sae_store_check_model(s, "00000000000000000000000000000000", 16, D_SAE, &err),
+                     SAE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "other weights"));
+    ck_assert_ptr_nonnull(strstr(err.msg, p));
+    ck_assert_int_eq(sae_store_check_model(s, DIGEST, 16, 6, &err), SAE_EDIM);
+
+    sae_store_conn *c;
+    ck_assert_int_eq(sae_store_connect(s, &c, &err), 0);
+    for (uint32_t f = 0; f < D_SAE; f++) {
+        sae_store_feature x;
+        ck_assert_int_eq(sae_store_get_feature(c, f, &x, &err), 0);
+        ck_assert_uint_eq(x.index, f);
+        ck_assert_uint_eq(x.n_active, feat[f].n_active);
+        ck_assert(x.density == feat[f].density && x.max_activation == feat[f].max &&
+                  x.mean_activation == feat[f].mean && x.decoder_norm == feat[f].norm);
+    }
+    sae_store_feature x;
+    ck_assert_int_eq(sae_store_get_feature(c, D_SAE, &x, &err), SAE_ERANGE);
+    ck_assert_int_eq(sae_store_get_feature(c, UINT64_MAX, &x, &err), SAE_ERANGE);
+
+    /* Histogram: bins 120..122 are [2^-2 * 1.875, 2^-1), [2^-1, 2^-1*1.125), ... */
+    sae_store_histogram h;
+    ck_assert_int_eq(sae_store_get_histogram(c, 0, &h, &err), 0);
+    ck_assert_uint_eq(h.n, 3);
+    ck_assert_uint_eq(h.first_bin, 120);
+    double edges[4] = {0.46875, 0.5, 0.5625, 0.625};
+    uint64_t counts[3] = {1, 0, 5};
+    for (int i = 0; i < 4; i++)
+        ck_assert(h.edges[i] == edges[i]);
+    for (int i = 0; i < 3; i++)
+        ck_assert_uint_eq(h.counts[i], counts[i]);
+    sae_store_histogram_free(&h);
+    ck_assert_int_eq(sae_store_get_histogram(c, 4, &h, &err), 0);
+    ck_assert_uint_eq(h.n, 0);
+    sae_store_histogram_free(&h);
+
+    sae_store_neighbours nb;
+    ck_assert_int_eq(sae_store_get_neighbours(c, 4, &nb, &err), 0);
+    ck_assert_uint_eq(nb.n, 2);
+    ck_assert_uint_eq(nb.items[0].index, 0);
+    ck_assert_uint_eq(nb.items[1].index, 1);
+    ck_assert(nb.items[0].cosine == 0.5f && nb.items[1].cosine == -0.25f);
+    sae_store_neighbours_free(&nb);
+
+    sae_store_explanations e;
+    ck_assert_int_eq(sae_store_get_explanations(c, 2, &e, &err), 0);
+    ck_assert_uint_eq(e.n, 2);
+    ck_assert_str_eq(e.items[0].description, "dog barking");
+    ck_assert(!e.items[0].has_score);
+    ck_assert_ptr_null(e.items[0].source);
+    ck_assert_str_eq(e.items[0].type_name, "oai_token-act-pair");
+    ck_assert(e.items[1].has_score && e.items[1].score == -1.5);
+    sae_store_explanations_free(&e);
+    ck_assert_int_eq(sae_store_get_explanations(c, 1, &e, &err), 0);
+    ck_assert_uint_eq(e.n, 0);
+    sae_store_explanations_free(&e);
+    ck_assert_int_eq(sae_store_get_all_explanations(c, &e, &err), 0);
+    ck_assert_uint_eq(e.n, 4);
+    ck_assert_uint_eq(e.items[3].id, 4);
+    ck_assert_uint_eq(e.items[3].feature, 3);
+    ck_assert_str_eq(e.items[0].source, "human");
+    sae_store_explanations_free(&e);
+
+    /* Listing: every sort and order, ties by index ascending, paging. */
+    uint32_t by_index[] = {0, 1, 2, 3, 4}, by_index_desc[] = {4, 3, 2, 1, 0};
+    uint32_t dens_asc[] = {4, 1, 3, 0, 2}, dens_desc[] = {2, 0, 1, 3, 4};
+    uint32_t max_asc[] = {4, 2, 3, 0, 1}, max_desc[] = {1, 0, 3, 2, 4};
+    expect_list(c, NULL, SAE_SORT_INDEX, false, 100, 0, 5, by_index, 5);
+    expect_list(c, "", SAE_SORT_INDEX, true, 100, 0, 5, by_index_desc, 5);
+    expect_list(c, NULL, SAE_SORT_DENSITY, false, 100, 0, 5, dens_asc, 5);
+    expect_list(c, NULL, SAE_SORT_DENSITY, true, 100, 0, 5, dens_desc, 5);
+    expect_list(c, NULL, SAE_SORT_MAX_ACTIVATION, false, 100, 0, 5, max_asc, 5);
+    expect_list(c, NULL, SAE_SORT_MAX_ACTIVATION, true, 100, 0, 5, max_desc, 5);
+    expect_list(c, NULL, SAE_SORT_DENSITY, true, 2, 1, 5, dens_desc + 1, 2);
+    expect_list(c, NULL, SAE_SORT_DENSITY, true, 10, 4, 5, dens_desc + 4, 1);
+    expect_list(c, NULL, SAE_SORT_INDEX, false, 10, 5, 5, NULL, 0);
+    expect_list(c, NULL, SAE_SORT_INDEX, false, 0, 0, 5, NULL, 0);
+    expect_list(c, NULL, SAE_SORT_INDEX, false, UINT64_MAX, UINT64_MAX, 5, NULL, 0);
+
+    /* Search: words are ANDed phrases, case-insensitive, no stemming, and
+     * FTS5 syntax in the query is just text. */
+    uint32_t cats[] = {0, 3}, dog[] = {2}, cats_by_max[] = {3, 0};
+    expect_list(c, "cats", SAE_SORT_INDEX, false, 10, 0, 2, cats, 2);
+    expect_list(c, "CATS", SAE_SORT_MAX_ACTIVATION, false, 10, 0, 2, cats_by_max, 2);
+    expect_list(c, "cats", SAE_SORT_INDEX, false, 1, 1, 2, cats + 1, 1);
+    expect_list(c, "barking   dog", SAE_SORT_INDEX, false, 10, 0, 1, dog, 1);
+    expect_list(c, "cat", SAE_SORT_INDEX, false, 10, 0, 0, NULL, 0);
+    expect_list(c, "cats dog", SAE_SORT_INDEX, false, 10, 0, 0, NULL, 0);
+    expect_list(c, "\"quoted\" OR NEAR(", SAE_SORT_INDEX, false, 10, 0, 1, dog, 1);
+    expect_list(c, "words*", SAE_SORT_INDEX, false, 10, 0, 1, dog, 1);
+    expect_list(c, "\"", SAE_SORT_INDEX, false, 10, 0, 0, NULL, 0);
+    expect_list(c, " - ) ", SAE_SORT_INDEX, false, 10, 0, 0, NULL, 0);
+    expect_list(c, "AND", SAE_SORT_INDEX, false, 10, 0, 1, cats, 1); /* the word "and" */
+
+    sae_store_sort so;
+    bool desc;
+    ck_assert_int_eq(sae_store_parse_sort("max_activation", &so, &err), 0);
+    ck_assert_int_eq(so, SAE_SORT_MAX_ACTIVATION);
+    ck_assert_int_eq(sae_store_parse_sort("rank", &so, &err), SAE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "sort"));
+    ck_assert_int_eq(sae_store_parse_order("desc", &desc, &err), 0);
+    ck_assert(desc);
+    ck_assert_int_eq(sae_store_parse_order("down", &desc, &err), SAE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "order"));
+
+    /* Examples: top, paged; window max/min; tokens with a NUL inside. */
+    sae_store_examples ex;
+    ck_assert_int_eq(sae_store_get_examples(c, 0, SAE_EX_TOP, 2, 1, &ex, &err), 0);
+    ck_assert_uint_eq(ex.total, 3);
+    ck_assert_uint_eq(ex.n, 2);
+    ck_assert_uint_eq(ex.items[0].rank, 1);
+    ck_assert_str_eq(ex.items[0].document, "doc-a");
+    ck_assert_uint_eq(ex.items[0].doc_index, 0);
+    ck_assert_uint_eq(ex.items[0].n, 3);
+    ck_assert_uint_eq(ex.items[0].focus_index, 2);
+    ck_assert(ex.items[0].focus_value == 2.0f);
+    ck_assert(ex.items[0].max_value == 2.0f && ex.items[0].min_value == 0.0f);
+    ck_assert_uint_eq(ex.items[0].max_token_index, 0); /* first of the tied maxima */
+    ck_assert_uint_eq(ex.items[0].token_len[0], 4);
+    ck_assert_str_eq(ex.items[0].tokens[0], " cat");
+    ck_assert_uint_eq(ex.items[0].token_len[1], 3);
+    ck_assert_int_eq(memcmp(ex.items[0].tokens[1], "x\0y", 3), 0);
+    ck_assert_str_eq(ex.items[0].tokens[2], "dog");
+    ck_assert(!ex.items[0].has_bin);
+    ck_assert_uint_eq(ex.items[1].rank, 2);
+    ck_assert_str_eq(ex.items[1].document, "doc-b");
+    ck_assert_uint_eq(ex.items[1].first, 1);
+    ck_assert_uint_eq(ex.items[1].max_token_index, 1);
+    sae_store_examples_free(&ex);
+    ck_assert_int_eq(sae_store_get_examples(c, 0, SAE_EX_QUANTILE, 10, 0, &ex, &err), 0);
+    ck_assert_uint_eq(ex.total, 2);
+    ck_assert_uint_eq(ex.n, 2);
+    ck_assert(ex.items[0].has_bin && ex.items[0].bin_min == 1.75 && ex.items[0].bin_max == 3.5 &&
+              ex.items[0].bin_contains == 6.0 / 7);
+    ck_assert_uint_eq(ex.items[0].hash, 0xfedcba9876543210ull);
+    ck_assert_int_eq(ex.items[0].grp, 1);
+    ck_assert_uint_eq(ex.items[1].focus_index, 0);
+    ck_assert(ex.items[1].focus_value == 0.25f);
+    sae_store_examples_free(&ex);
+    ck_assert_int_eq(sae_store_get_examples(c, 0, SAE_EX_QUANTILE, 10, 2, &ex, &err), 0);
+    ck_assert_uint_eq(ex.total, 2);
+    ck_assert_uint_eq(ex.n, 0);
+    sae_store_examples_free(&ex);
+    ck_assert_int_eq(sae_store_get_examples(c, 0, SAE_EX_CANDIDATE, 10, 0, &ex, &err), 0);
+    ck_assert_uint_eq(ex.total, 0);
+    sae_store_examples_free(&ex);
+    ck_assert_int_eq(sae_store_get_examples(c, 4, SAE_EX_TOP, 10, 0, &ex, &err), 0);
+    ck_assert_uint_eq(ex.total, 0);
+    sae_store_examples_free(&ex);
+    ck_assert_int_eq(sae_store_get_examples(c, 5, SAE_EX_TOP, 10, 0, &ex, &err), SAE_ERANGE);
+
+    /* A second connection reads the same (each thread has its own). */
+    sae_store_conn *c2;
+    ck_assert_int_eq(sae_store_connect(s, &c2, &err), 0);
+    ck_assert_int_eq(sae_store_get_feature(c2, 2, &x, &err), 0);
+    ck_assert_uint_eq(x.n_active, 30);
+    sae_store_disconnect(c2);
+    sae_store_disconnect(c);
+    sae_store_close(s);
+    ck_assert_int_eq(count_prefixed(".index.db.tmp-"), 0);
+    free(p);
+}
+END_TEST
+
+/* Expects sae_store_open(path) to fail with a message holding want. */
+static void expect_refused(const char *path, const char *want)
+{
+    sae_store *s = NULL;
+    sae_error err;
+    ck_assert_msg(sae_store_open(path, &s, &err) != 0, "%s: opened, expected '%s'", path, want);
+    ck_assert_msg(strstr(err.msg, want) && strstr(err.msg, path), "%s: message '%s', want '%s'",
+                  path, err.msg, want);
+}
+
+START_TEST(test_refusals)
+{
+    char *good = path_in("good.db");
+    ck_assert_int_eq(write_index(good, NULL, D_SAE), 0);
+    size_t len;
+    char *bytes = slurp(good, &len);
+    ck_assert_uint_gt(len, 8192);
+
+    char *p = path_in("text.db");
+    spit(p, "hello, this is not a database at all, not even close to one. "
+            "It has to be at least a hundred bytes long to get past the first check. ......",
+         130);
+    expect_refused(p, "not a SQLite database");
+    spit(p, "", 0);
+    expect_refused(p, "not a SQLite database");
+    free(p);
+
+    p = path_in("truncated.db");
+    spit(p, bytes, len / 2);
+    expect_refused(p, "truncated");
+    spit(p, bytes, len - 1);
+    expect_refused(p, "truncated");
+    free(p);
+
+    p = path_in("foreign.db");
+    char *b = malloc(len);
+    memcpy(b, bytes, len);
+    b[68] = 0x12; /* application_id */
+    spit(p, b, len);
+    expect_refused(p, "not a saed feature index");
+    memcpy(b, bytes, len);
+    b[63] = 9; /* user_version */
+    spit(p, b, len);
+    expect_refused(p, "schema version 9");
+    free(b);
+    free(p);
+
+    p = path_in("nometa.db");
+    ck_assert_int_eq(write_index(p, "tokens_digest", D_SAE), 0);
+    expect_refused(p, "meta table lacks \"tokens_digest\"");
+    free(p);
+    p = path_in("short.db");
+    ck_assert_int_eq(write_index(p, NULL, D_SAE + 1), 0);
+    expect_refused(p, "features table does not hold features 0..5");
+    free(p);
+
+    p = path_in("missing.db");
+    sae_store *s;
+    sae_error err;
+    ck_assert_int_eq(sae_store_open(p, &s, &err), SAE_EIO);
+    free(p);
+    ck_assert_int_eq(sae_store_open(dir, &s, &err), SAE_EIO);
+    ck_assert_ptr_nonnull(strstr(err.msg, "not a regular file"));
+    free(bytes);
+    free(good);
+}
+END_TEST
+
+START_TEST(test_abort_and_stale_temps)
+{
+    char *p = path_in("t.db");
+    spit(p, "old content", 11);
+    sae_store_writer *w;
+    sae_error err;
+    ck_assert_int_eq(sae_store_writer_open(p, &w, &err), 0);
+    ck_assert_int_eq(count_prefixed(".t.db.tmp-"), 1);
+    put_info(w, NULL, D_SAE);
+    sae_store_writer_abort(w);
+    size_t len;
+    char *b = slurp(p, &len);
+    ck_assert_uint_eq(len, 11);
+    ck_assert_int_eq(memcmp(b, "old content", 11), 0);
+    free(b);
+    ck_assert_int_eq(count_prefixed(".t.db.tmp-"), 0);
+
+    /* A dead process's temp file goes, a live one's stays, others are not ours. */
+    pid_t child = fork();
+    if (child == 0)
+        _exit(0);
+    waitpid(child, NULL, 0);
+    char *dead, *live, *mine, *other, *other2;
+    ck_assert_int_ge(asprintf(&dead, "%s/.t.db.tmp-%d", dir, (int)child), 0);
+    ck_assert_int_ge(asprintf(&live, "%s/.t.db.tmp-%d", dir, (int)getppid()), 0);
+    ck_assert_int_ge(asprintf(&mine, "%s/.t.db.tmp-%d-journal", dir, (int)child), 0);
+    ck_assert_int_ge(asprintf(&other, "%s/.u.db.tmp-%d", dir, (int)child), 0);
+    ck_assert_int_ge(asprintf(&other2, "%s/.t.db.tmp-%dx", dir, (int)child), 0);
+    spit(dead, "x", 1);
+    spit(live, "x", 1);
+    spit(mine, "x", 1);
+    spit(other, "x", 1);
+    spit(other2, "x", 1);
+    ck_assert_int_eq(sae_store_writer_open(p, &w, &err), 0);
+    struct stat st;
+    ck_assert_int_ne(stat(dead, &st), 0);
+    ck_assert_int_ne(stat(mine, &st), 0);
+    ck_assert_int_eq(stat(live, &st), 0);
+    ck_assert_int_eq(stat(other, &st), 0);
+    ck_assert_int_eq(stat(other2, &st), 0);
+    sae_store_writer_abort(w);
+    free(dead);
+    free(live);
+    free(mine);
+    free(other);
+    free(other2);
+
+    /* A target in a folder that does not exist is refused up front. */
+    char *nodir = path_in("no/such/folder/x.db");
+    ck_assert_int_eq(sae_store_writer_open(nodir, &w, &err), SAE_EIO);
+    ck_assert_ptr_nonnull(strstr(err.msg, "does not exist"));
+    free(nodir);
+    free(p);
+}
+END_TEST
+
+/* In a child limited to a small file size (as a full disk), writes a large
+ * index; exits 0 when the write failed cleanly with an I/O or disk-full error. */
+static int write_too_big(const char *path)
+{
+    struct rlimit rl = {64 * 1024, 64 * 1024};
+    signal(SIGXFSZ, SIG_IGN);
+    setrlimit(RLIMIT_FSIZE, &rl);
+    sae_store_writer *w;
+    sae_error err;
+    if (sae_store_writer_open(path, &w, &err))
+        return 2;
+    put_info(w, NULL, D_SAE);
+    static float acts[2048];
+    static uint32_t toks[2048];
+    int rc = 0;
+    for (uint32_t i = 0; i < 400 && !rc; i++) {
+        sae_store_example_row r = {.feature = 0, .kind = SAE_EX_TOP, .rank = i, .len = 2048,
+                                   .tokens = toks, .acts = acts};
+        rc = sae_store_put_example(w, &r, &err);
+    }
+    if (rc) {
+        sae_store_writer_abort(w);
+    } else {
+        rc = sae_store_writer_commit(w, &err);
+        if (!rc)
+            return 3;
+    }
+    fprintf(stderr, "write_too_big: %s\n", err.msg);
+    return strstr(err.msg, "disk full") || strstr(err.msg, "I/O error") ? 0 : 4;
+}
+
+START_TEST(test_disk_full)
+{
+    char *p = path_in("full.db");
+    ck_assert_int_eq(write_index(p, NULL, D_SAE), 0);
+    size_t len;
+    char *before = slurp(p, &len);
+    pid_t child = fork();
+    if (child == 0)
+        _exit(write_too_big(p));
+    int status;
+    waitpid(child, &status, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    size_t len2;
+    char *after = slurp(p, &len2);
+    ck_assert_uint_eq(len, len2);
+    ck_assert_int_eq(memcmp(before, after, len), 0);
+    ck_assert_int_eq(count_prefixed(".full.db.tmp-"), 0);
+    sae_store *s;
+    sae_error err;
+    ck_assert_int_eq(sae_store_open(p, &s, &err), 0);
+    sae_store_close(s);
+    free(before);
+    free(after);
+    free(p);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("store");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_read_api);
+    tcase_add_test(tc, test_refusals);
+    tcase_add_test(tc, test_abort_and_stale_temps);
+    tcase_add_test(tc, test_disk_full);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
