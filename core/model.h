@@ -70,7 +70,10 @@ typedef struct sae_model {
 /* Loads the folder `dir` (cfg.json + sae_weights.safetensors, or cfg.json +
  * sae.safetensors for sparsify), validating cfg, shapes and the file. Warnings
  * (for example expected_average_only_in without norm_scaling_factor) are
- * written to `warn` (may be NULL) as one line each. */
+ * written to `warn` (may be NULL) as one line each: warn is set to "" first,
+ * lines are separated by '\n' with no final newline, and text beyond
+ * warn_len is cut off. Weights containing NaN or inf are refused (SAE_ERANGE).
+ * Re-entrant: no globals, so a daemon may load a new model while serving. */
 int sae_model_load(const char *dir, sae_model **out, char *warn, size_t warn_len,
                    sae_error *err);
 
