@@ -426,8 +426,11 @@ int config_load(struct saed_config *cfg, int argc, char **argv, bool *exit_now, 
             return 2;
         }
         const char *value;
+        bool ignored;
         if (eq)
             value = eq + 1;
+        else if (k->type == K_BOOL && i + 1 < argc && !parse_bool(argv[i + 1], &ignored))
+            value = argv[++i];
         else if (k->type == K_BOOL)
             value = "on";
         else if (i + 1 < argc)

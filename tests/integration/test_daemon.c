@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -648,6 +649,656 @@ static void test_oversized(const struct daemon *d)
     http_free(&r);
 }
 
+/* ---- formats: every body and reply format gives the same bits ---- */
+
+static void test_formats(const struct daemon *d)
+{
+    enum { N = 5 };
+    float x[N * D_IN];
+    sae_fixture_random_rows(x, N, D_IN, 1.0, 11);
+    /* Make every value exactly representable in float16, so the f2 .npy body
+     * carries the same rows as the others. */
+    for (size_t i = 0; i < N * D_IN; i++)
+        x[i] = sae_f16_to_f32(sae_f32_to_f16(x[i]));
+
+    struct enc ej, eb, e;
+    char dj[64], db[64];
+    CHECK(encode_json(d, x, N, NULL, &ej, dj) == 200, "json");
+    CHECK(encode_bin(d, x, N, &eb, db) == 200, "binary");
+    CHECK(ej.n == N && eb.n == N, "rows %zu %zu", ej.n, eb.n);
+    CHECK(sparse_same(&ej.s, &eb.s), "JSON and binary results differ");
+    CHECK(!strcmp(dj, model_a->weights_digest) && !strcmp(db, dj), "digest header %s %s", dj,
+          db);
+
+    /* JSON body, binary reply; binary body, JSON reply */
+    char *body = rows_json(x, N, D_IN, NULL);
+    struct http_resp r;
+    CHECK(http(d, "POST", "/v1/encode", body, strlen(body), JSON_BIN, false, &r) == 200, "j->b");
+    CHECK(!strcmp(r.content_type, "application/octet-stream"), "ct %s", r.content_type);
+    parse_enc_bin((const uint8_t *)r.body, r.len, &e);
+    CHECK(sparse_same(&e.s, &ej.s), "JSON body, binary reply differs");
+    enc_free(&e);
+    http_free(&r);
+    CHECK(http(d, "POST", "/v1/encode", x, sizeof x, OCTET_CT, false, &r) == 200, "b->j");
+    parse_enc_json(r.body, D_IN, &e);
+    CHECK(sparse_same(&e.s, &ej.s), "binary body, JSON reply differs");
+    enc_free(&e);
+    http_free(&r);
+
+    /* gzip (the reconstruction makes the reply large enough to be compressed) */
+    free(body);
+    body = rows_json(x, N, D_IN, "\"include\":[\"reconstruction\"]");
+    struct http_resp rz;
+    CHECK(http(d, "POST", "/v1/encode", body, strlen(body), JSON_CT, true, &rz) == 200, "gzip");
+    CHECK(!strcmp(rz.content_encoding, "gzip"), "Content-Encoding '%s'", rz.content_encoding);
+    CHECK(http(d, "POST", "/v1/encode", body, strlen(body), JSON_CT, false, &r) == 200, "plain");
+    CHECK(!r.content_encoding[0], "unasked Content-Encoding '%s'", r.content_encoding);
+    CHECK(rz.len == r.len && !memcmp(rz.body, r.body, r.len), "gzip reply differs");
+    parse_enc_json(r.body, D_IN, &e);
+    CHECK(sparse_same(&e.s, &ej.s), "reply with reconstruction differs");
+    enc_free(&e);
+    http_free(&r);
+    http_free(&rz);
+    free(body);
+
+    /* .npy bodies: f4 2-D, f2 2-D, f4 1-D (one row) */
+    static const char *descr[] = {"<f4", "<f2"};
+    for (int k = 0; k < 2; k++) {
+        size_t nl;
+        uint8_t *npy = npy_bytes(x, N, D_IN, descr[k], false, &nl);
+        CHECK(http(d, "POST", "/v1/encode", npy, nl, NPY_CT, false, &r) == 200, "npy %s: %s",
+              descr[k], r.body);
+        parse_enc_json(r.body, D_IN, &e);
+        CHECK(sparse_same(&e.s, &ej.s), "npy %s differs", descr[k]);
+        enc_free(&e);
+        http_free(&r);
+        free(npy);
+    }
+    /* One row: "inputs" with one row, "input", a 1-D .npy and an octet
+     * body agree. (Not bit-for-bit with the same row inside a 5-row request:
+     * a single row goes through sgemv, and OpenBLAS's sgemm rounds a row
+     * differently depending on where it sits in its register tile.) */
+    struct enc e1;
+    CHECK(encode_json(d, x, 1, NULL, &e1, NULL) == 200, "one row");
+    size_t nl;
+    uint8_t *npy = npy_bytes(x, 1, D_IN, "<f4", true, &nl);
+    CHECK(http(d, "POST", "/v1/encode", npy, nl, NPY_CT, false, &r) == 200, "npy 1-D");
+    parse_enc_json(r.body, D_IN, &e);
+    CHECK(sparse_same(&e.s, &e1.s), "npy 1-D row differs");
+    enc_free(&e);
+    http_free(&r);
+    free(npy);
+    CHECK(encode_bin(d, x, 1, &e, NULL) == 200, "one binary row");
+    CHECK(sparse_same(&e.s, &e1.s), "binary one row differs");
+    enc_free(&e);
+
+    char *one = rows_json(x, 1, D_IN, NULL);
+    char *single = malloc(strlen(one) + 8);
+    sprintf(single, "{\"input\":%s", one + strlen("{\"inputs\":["));
+    single[strlen(single) - 2] = '}';
+    single[strlen(single) - 1] = '\0';
+    CHECK(http(d, "POST", "/v1/encode", single, strlen(single), JSON_CT, false, &r) == 200,
+          "input: %s", r.body);
+    parse_enc_json(r.body, D_IN, &e);
+    CHECK(sparse_same(&e.s, &e1.s), "input vs inputs[0]");
+    enc_free(&e);
+    enc_free(&e1);
+    http_free(&r);
+    free(one);
+    free(single);
+    enc_free(&ej);
+    enc_free(&eb);
+}
+
+/* ---- reference ---- */
+
+/* Encode with every option against the reference, and decode. */
+static void test_reference(const struct daemon *d, const sae_model *m, uint64_t seed)
+{
+    enum { N = 16 };
+    float x[N * D_IN];
+    sae_fixture_random_rows(x, N, D_IN, 1.5, seed);
+    struct enc full, e;
+    CHECK(encode_json(d, x, N, "\"include\":[\"metrics\",\"reconstruction\"]", &full, NULL) ==
+              200,
+          "encode with metrics");
+    CHECK(full.n == N && full.mse && full.recon, "metrics and reconstruction present");
+    if (full.n != N || !full.mse || !full.recon) {
+        enc_free(&full);
+        return;
+    }
+    double *f = calloc(m->d_sae, sizeof *f), *xh = calloc(D_IN, sizeof *xh);
+    double *dec = calloc(D_IN, sizeof *dec);
+    for (size_t r = 0; r < N; r++) {
+        size_t a = full.s.row_ptr[r], n = full.s.row_ptr[r + 1] - a;
+        char what[32];
+        snprintf(what, sizeof what, "row %zu", r);
+        row_matches_ref(m, x + r * D_IN, full.s.idx + a, full.s.val + a, n, full.l0[r], what);
+        sae_ref_encode_row(m, x + r * D_IN, f, NULL);
+        sae_ref_reconstruct_row(m, x + r * D_IN, f, xh);
+        double mse, fvu, cosine, scale = 0;
+        sae_ref_metrics(x + r * D_IN, xh, D_IN, &mse, &fvu, &cosine);
+        CHECK(fabs(full.mse[r] - mse) <= 1e-4 * mse + 1e-7, "%s mse %g ref %g", what,
+              full.mse[r], mse);
+        CHECK(fabs(full.fvu[r] - fvu) <= 1e-4 * fvu + 1e-7, "%s fvu %g ref %g", what,
+              full.fvu[r], fvu);
+        CHECK(fabs(full.cosine[r] - cosine) <= 1e-5, "%s cosine %g ref %g", what,
+              full.cosine[r], cosine);
+        for (size_t c = 0; c < D_IN; c++)
+            scale = fmax(scale, fabs(xh[c]));
+        for (size_t c = 0; c < D_IN; c++)
+            CHECK(fabs(full.recon[r * D_IN + c] - xh[c]) <= 1e-5 * (1 + scale),
+                  "%s recon[%zu] %g ref %g", what, c, (double)full.recon[r * D_IN + c], xh[c]);
+    }
+
+    /* top_k keeps the first k of the full list, threshold the values above it. */
+    CHECK(encode_json(d, x, N, "\"top_k\":3", &e, NULL) == 200, "top_k");
+    for (size_t r = 0; r < N && e.n == N; r++) {
+        size_t a = full.s.row_ptr[r], n = full.s.row_ptr[r + 1] - a, k = n < 3 ? n : 3;
+        size_t b = e.s.row_ptr[r];
+        CHECK(e.s.row_ptr[r + 1] - b == k && !memcmp(e.s.idx + b, full.s.idx + a, 4 * k) &&
+                  !memcmp(e.s.val + b, full.s.val + a, 4 * k) && e.l0[r] == full.l0[r],
+              "top_k row %zu", r);
+    }
+    enc_free(&e);
+    CHECK(encode_json(d, x, N, "\"threshold\":0.25,\"top_k\":5", &e, NULL) == 200, "threshold");
+    for (size_t r = 0; r < N && e.n == N; r++) {
+        size_t a = full.s.row_ptr[r], n = full.s.row_ptr[r + 1] - a, k = 0;
+        while (k < n && k < 5 && full.s.val[a + k] > 0.25f)
+            k++;
+        size_t b = e.s.row_ptr[r];
+        CHECK(e.s.row_ptr[r + 1] - b == k && !memcmp(e.s.idx + b, full.s.idx + a, 4 * k),
+              "threshold row %zu", r);
+    }
+    enc_free(&e);
+    struct http_resp hr;
+    CHECK(http(d, "POST", "/v1/encode?top_k=3&threshold=0.25", x, sizeof x, OCTET_BIN, false,
+               &hr) == 200,
+          "query options");
+    parse_enc_bin((const uint8_t *)hr.body, hr.len, &e);
+    for (size_t r = 0; r < N && e.n == N; r++) {
+        size_t a = full.s.row_ptr[r], n = full.s.row_ptr[r + 1] - a, k = 0;
+        while (k < n && k < 3 && full.s.val[a + k] > 0.25f)
+            k++;
+        CHECK(e.s.row_ptr[r + 1] - e.s.row_ptr[r] == k &&
+                  !memcmp(e.s.idx + e.s.row_ptr[r], full.s.idx + a, 4 * k),
+              "query options row %zu", r);
+    }
+    enc_free(&e);
+    http_free(&hr);
+
+    /* decode the full lists, JSON and binary, against the reference */
+    size_t cap = 64 + full.s.nnz * 40 + N * 40, len = 0;
+    char *body = malloc(cap);
+    len += (size_t)snprintf(body, cap, "{\"inputs\":[");
+    size_t bin_len = 4 * N + 8 * full.s.nnz;
+    uint8_t *bin = malloc(bin_len), *bp = bin;
+    for (size_t r = 0; r < N; r++) {
+        size_t a = full.s.row_ptr[r], n = full.s.row_ptr[r + 1] - a;
+        len += (size_t)snprintf(body + len, cap - len, "%s{\"indices\":[", r ? "," : "");
+        for (size_t t = 0; t < n; t++)
+            len += (size_t)snprintf(body + len, cap - len, "%s%u", t ? "," : "",
+                                    full.s.idx[a + t]);
+        len += (size_t)snprintf(body + len, cap - len, "],\"values\":[");
+        for (size_t t = 0; t < n; t++)
+            len += (size_t)snprintf(body + len, cap - len, "%s%.9g", t ? "," : "",
+                                    (double)full.s.val[a + t]);
+        len += (size_t)snprintf(body + len, cap - len, "]}");
+        uint32_t c32 = (uint32_t)n;
+        memcpy(bp, &c32, 4);
+        memcpy(bp + 4, full.s.idx + a, 4 * n);
+        memcpy(bp + 4 + 4 * n, full.s.val + a, 4 * n);
+        bp += 4 + 8 * n;
+    }
+    snprintf(body + len, cap - len, "]}");
+    const char *space = sae_decode_is_normalised(m) ? "normalised" : "input";
+    CHECK(http(d, "POST", "/v1/decode", body, strlen(body), JSON_CT, false, &hr) == 200,
+          "decode: %s", hr.body);
+    json_t *j = json_loads(hr.body, 0, NULL);
+    json_t *res = json_object_get(j, "results");
+    CHECK(json_array_size(res) == N, "decode rows");
+    CHECK(!strcmp(json_string_value(json_object_get(j, "space")), space), "space field");
+    CHECK(!strcmp(hr.space, space), "X-SAE-Space '%s'", hr.space);
+    CHECK(hr.digest[0], "decode digest header");
+    struct http_resp hb;
+    CHECK(http(d, "POST", "/v1/decode", bin, bin_len, OCTET_BIN, false, &hb) == 200,
+          "binary decode");
+    CHECK(hb.len == N * D_IN * sizeof(float), "binary decode size %zu", hb.len);
+    for (size_t r = 0; r < N && json_array_size(res) == N && hb.len == N * D_IN * 4; r++) {
+        size_t a = full.s.row_ptr[r], n = full.s.row_ptr[r + 1] - a;
+        sae_ref_decode_sparse(m, full.s.idx + a, full.s.val + a, n, dec);
+        double scale = 0;
+        for (size_t c = 0; c < D_IN; c++)
+            scale = fmax(scale, fabs(dec[c]));
+        json_t *row = json_array_get(res, r);
+        for (size_t c = 0; c < D_IN; c++) {
+            float jv = (float)json_number_value(json_array_get(row, c)), bv;
+            memcpy(&bv, hb.body + 4 * (r * D_IN + c), 4);
+            CHECK(fabs(jv - dec[c]) <= 1e-5 * (1 + scale), "decode row %zu col %zu %g ref %g",
+                  r, c, (double)jv, dec[c]);
+            CHECK(jv == bv, "JSON and binary decode differ at %zu,%zu", r, c);
+        }
+    }
+    json_decref(j);
+    http_free(&hr);
+    http_free(&hb);
+    free(body);
+    free(bin);
+    free(f);
+    free(xh);
+    free(dec);
+    enc_free(&full);
+}
+
+/* ---- batching: 32 concurrent clients, batching on vs off ---- */
+
+#define CLIENTS 32
+#define PER_CLIENT 6
+
+/* One client's share of the requests. */
+struct client {
+    const struct daemon *d;
+    const float *x;         /* (rows of all its requests, D_IN) */
+    size_t n[PER_CLIENT];   /* rows per request */
+    struct enc out[PER_CLIENT];
+    long status[PER_CLIENT];
+};
+
+static void *client_main(void *arg)
+{
+    struct client *c = arg;
+    const float *x = c->x;
+    for (size_t i = 0; i < PER_CLIENT; i++) {
+        c->status[i] = encode_bin(c->d, x, c->n[i], &c->out[i], NULL);
+        x += c->n[i] * D_IN;
+    }
+    http_thread_done();
+    return NULL;
+}
+
+/* Runs every client against d at once. */
+static void run_clients(const struct daemon *d, struct client *cl)
+{
+    pthread_t t[CLIENTS];
+    for (size_t i = 0; i < CLIENTS; i++) {
+        cl[i].d = d;
+        pthread_create(&t[i], NULL, client_main, &cl[i]);
+    }
+    for (size_t i = 0; i < CLIENTS; i++)
+        pthread_join(t[i], NULL);
+}
+
+/* Compares one row encoded in a batch (a) and alone (b). Both GEMMs are
+ * within gamma_K * S_j of the exact pre-activation of feature j, where
+ * S_j = sum_k |x'_k w_kj| (the classic dot-product error bound; it holds for
+ * any summation order), and the bias add rounds once more; so
+ * |a_j - b_j| <= 2 gamma_K S_j + u (|a_j| + |b_j|) must hold. The figures
+ * returned: the largest |a_j - b_j| / S_j (the dot product's relative
+ * difference) and the largest |a_j - b_j| over the row's largest value.
+ * *exact says whether the two lists are bit-identical. */
+static void compare_rows(const sae_model *m, const float *x, const uint32_t *ia,
+                         const float *va, size_t na, const uint32_t *ib, const float *vb,
+                         size_t nb, bool *exact, double *rel_dot, double *rel_row)
+{
+    size_t ds = m->d_sae, di = m->d_in;
+    double *a = calloc(ds, sizeof *a), *b = calloc(ds, sizeof *b);
+    for (size_t t = 0; t < na; t++)
+        a[ia[t]] = va[t];
+    for (size_t t = 0; t < nb; t++)
+        b[ib[t]] = vb[t];
+    *exact = na == nb && !memcmp(ia, ib, 4 * na) && !memcmp(va, vb, 4 * na);
+    const double u = ldexp(1.0, -24), gamma = (double)di * u / (1.0 - (double)di * u);
+    double maxd = 0, maxv = 0, maxr = 0;
+    for (size_t j = 0; j < ds; j++) {
+        if (a[j] == 0 && b[j] == 0)
+            continue;
+        double sj = 0;
+        for (size_t k = 0; k < di; k++) {
+            double xk = (double)x[k] - (m->apply_b_dec_to_input ? (double)m->b_dec[k] : 0.0);
+            sj += fabs(xk * m->w_enc[k * ds + j]);
+        }
+        double d = fabs(a[j] - b[j]), bound = 2 * gamma * sj + u * (fabs(a[j]) + fabs(b[j]));
+        CHECK(d <= bound, "feature %zu: batched %.9g alone %.9g bound %.3g", j, a[j], b[j],
+              bound);
+        maxd = fmax(maxd, d);
+        maxv = fmax(maxv, fmax(fabs(a[j]), fabs(b[j])));
+        if (sj > 0)
+            maxr = fmax(maxr, d / sj);
+    }
+    free(a);
+    free(b);
+    *rel_dot = maxr;
+    *rel_row = maxv > 0 ? maxd / maxv : 0;
+}
+
+/* Reads one sample of the Prometheus text (first line starting with name). */
+static double metric(const struct daemon *d, const char *name, const char *const *hdr)
+{
+    struct http_resp r;
+    double v = -1;
+    if (http(d, "GET", "/metrics", NULL, 0, hdr, false, &r) == 200) {
+        for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+            if (!strncmp(p, name, strlen(name)) && p[strlen(name)] == ' ') {
+                v = atof(p + strlen(name) + 1);
+                break;
+            }
+    }
+    http_free(&r);
+    return v;
+}
+
+static void test_batching(const struct daemon *on, const struct daemon *off)
+{
+    struct client *won = calloc(CLIENTS, sizeof *won), *woff = calloc(CLIENTS, sizeof *woff);
+    float *x = malloc(CLIENTS * PER_CLIENT * 3 * D_IN * sizeof *x);
+    sae_fixture_random_rows(x, CLIENTS * PER_CLIENT * 3, D_IN, 1.0, 31);
+    uint64_t seed = 5;
+    for (size_t i = 0; i < CLIENTS; i++) {
+        won[i].x = woff[i].x = x + i * PER_CLIENT * 3 * D_IN;
+        for (size_t k = 0; k < PER_CLIENT; k++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            won[i].n[k] = woff[i].n[k] = 1 + (size_t)((seed >> 33) % 3);
+        }
+    }
+    double before = metric(on, "saed_batch_rows_count", NULL);
+    run_clients(off, woff);
+    run_clients(on, won);
+    double gemms = metric(on, "saed_batch_rows_count", NULL) - before;
+
+    size_t rows = 0, exact = 0;
+    double worst = 0, worst_row = 0;
+    for (size_t i = 0; i < CLIENTS; i++) {
+        const float *xr = won[i].x;
+        for (size_t k = 0; k < PER_CLIENT; k++) {
+            CHECK(won[i].status[k] == 200 && woff[i].status[k] == 200, "client %zu req %zu: %ld %ld",
+                  i, k, won[i].status[k], woff[i].status[k]);
+            const sae_sparse *a = &won[i].out[k].s, *b = &woff[i].out[k].s;
+            if (won[i].status[k] != 200 || woff[i].status[k] != 200 ||
+                a->n_rows != won[i].n[k] || b->n_rows != won[i].n[k]) {
+                CHECK(0, "client %zu req %zu: wrong row count", i, k);
+                continue;
+            }
+            for (size_t r = 0; r < won[i].n[k]; r++) {
+                bool ex;
+                double rel, rel_row;
+                size_t a0 = a->row_ptr[r], b0 = b->row_ptr[r];
+                compare_rows(model_a, xr + r * D_IN, a->idx + a0, a->val + a0,
+                             a->row_ptr[r + 1] - a0, b->idx + b0, b->val + b0,
+                             b->row_ptr[r + 1] - b0, &ex, &rel, &rel_row);
+                worst = fmax(worst, rel);
+                worst_row = fmax(worst_row, rel_row);
+                exact += ex;
+                rows++;
+            }
+            xr += won[i].n[k] * D_IN;
+            enc_free(&won[i].out[k]);
+            enc_free(&woff[i].out[k]);
+        }
+    }
+    CHECK(gemms > 0 && gemms < (double)rows, "batching formed no batch: %g GEMMs for %zu rows",
+          gemms, rows);
+    CHECK(worst <= 1e-6, "batched vs alone differ by %.3g of sum |x'w|", worst);
+    printf("batching: %zu rows from %d clients in %g GEMMs (%.1f rows/GEMM); %zu rows "
+           "bit-identical to batching off, all within the float32 dot-product bound; worst "
+           "|difference| %.3g of sum_k |x'_k w_kj|, %.3g of the row's largest value\n",
+           rows, CLIENTS, gemms, (double)rows / gemms, exact, worst, worst_row);
+    free(won);
+    free(woff);
+    free(x);
+}
+
+/* ---- reload under load ---- */
+
+struct loader {
+    const struct daemon *d;
+    uint64_t seed;
+    atomic_bool *stop;
+    size_t sent, ok, from_a, from_b;
+};
+
+static void *loader_main(void *arg)
+{
+    struct loader *l = arg;
+    float x[2 * D_IN];
+    while (!atomic_load(l->stop)) {
+        size_t n = 1 + l->sent % 2;
+        sae_fixture_random_rows(x, n, D_IN, 1.0, l->seed + l->sent);
+        struct enc e;
+        char digest[64];
+        long st = encode_json(l->d, x, n, NULL, &e, digest);
+        l->sent++;
+        CHECK(st == 200, "request during reload: %ld", st);
+        const sae_model *m = !strcmp(digest, model_a->weights_digest)   ? model_a
+                             : !strcmp(digest, model_b->weights_digest) ? model_b
+                                                                        : NULL;
+        CHECK(m != NULL || st != 200, "unknown digest '%s'", digest);
+        if (st == 200 && m && e.n == n) {
+            bool good = true;
+            for (size_t r = 0; r < n; r++) {
+                size_t a = e.s.row_ptr[r];
+                good &= row_matches_ref(m, x + r * D_IN, e.s.idx + a, e.s.val + a,
+                                        e.s.row_ptr[r + 1] - a, e.l0[r], "during reload");
+            }
+            l->ok += good;
+            l->from_a += m == model_a;
+            l->from_b += m == model_b;
+        }
+        enc_free(&e);
+    }
+    http_thread_done();
+    return NULL;
+}
+
+/* Waits until the metric reaches want (or 10 s pass); returns its value. */
+static double wait_metric(const struct daemon *d, const char *name, double want)
+{
+    double v = -1, until = now_ms() + 10000;
+    while (now_ms() < until && (v = metric(d, name, NULL)) < want)
+        usleep(20000);
+    return v;
+}
+
+static void test_reload(void)
+{
+    struct daemon d;
+    if (daemon_start(&d, dir_live, saed_common)) {
+        CHECK(0, "reload daemon did not start");
+        return;
+    }
+    char live_w[600], a_w[600], b_w[600];
+    snprintf(live_w, sizeof live_w, "%s/sae_weights.safetensors", dir_live);
+    snprintf(a_w, sizeof a_w, "%s/sae_weights.safetensors", dir_a);
+    snprintf(b_w, sizeof b_w, "%s/sae_weights.safetensors", dir_b);
+
+    enum { LOADERS = 8, RELOADS = 6 };
+    atomic_bool stop;
+    atomic_init(&stop, false);
+    struct loader l[LOADERS];
+    pthread_t t[LOADERS];
+    for (size_t i = 0; i < LOADERS; i++) {
+        l[i] = (struct loader){.d = &d, .seed = 1000 * (i + 1), .stop = &stop};
+        pthread_create(&t[i], NULL, loader_main, &l[i]);
+    }
+    for (int i = 0; i < RELOADS; i++) {
+        usleep(150000);
+        CHECK(copy_file(i % 2 == 0 ? b_w : a_w, live_w) == 0, "swap weights");
+        daemon_signal(&d, SIGHUP);
+    }
+    CHECK(wait_metric(&d, "saed_reloads_total{result=\"ok\"}", RELOADS) == RELOADS,
+          "reloads counted");
+    usleep(150000);
+
+    /* A broken file: the old model keeps serving, the failure is counted. */
+    FILE *f = fopen("broken.tmp", "wb");
+    if (f) {
+        fputs("this is not a safetensors file", f);
+        fclose(f);
+    }
+    CHECK(copy_file("broken.tmp", live_w) == 0, "write broken weights");
+    remove("broken.tmp");
+    daemon_signal(&d, SIGHUP);
+    CHECK(wait_metric(&d, "saed_reloads_total{result=\"failed\"}", 1) == 1, "failure counted");
+    usleep(150000);
+    atomic_store(&stop, true);
+    size_t sent = 0, ok = 0, fa = 0, fb = 0;
+    for (size_t i = 0; i < LOADERS; i++) {
+        pthread_join(t[i], NULL);
+        sent += l[i].sent;
+        ok += l[i].ok;
+        fa += l[i].from_a;
+        fb += l[i].from_b;
+    }
+    CHECK(ok == sent && sent > 0, "%zu of %zu requests right during %d reloads", ok, sent,
+          RELOADS);
+    CHECK(fa > 0 && fb > 0, "answers from both models: %zu %zu", fa, fb);
+    CHECK(daemon_log_has(&d, "reload failed, still serving weights"), "failure logged");
+    struct enc e;
+    char digest[64];
+    float x[D_IN];
+    sae_fixture_random_rows(x, 1, D_IN, 1.0, 99);
+    CHECK(encode_json(&d, x, 1, NULL, &e, digest) == 200 &&
+              !strcmp(digest, model_a->weights_digest),
+          "old model still serving after a failed reload: %s", digest);
+    enc_free(&e);
+    printf("reload: %zu requests during %d reloads and 1 failed reload, all answered right "
+           "(%zu from A, %zu from B)\n",
+           sent, RELOADS, fa, fb);
+    CHECK(copy_file(a_w, live_w) == 0, "restore weights");
+    daemon_signal(&d, SIGTERM);
+    CHECK(daemon_wait(&d, 20000) == 0, "reload daemon exit status");
+}
+
+/* ---- limits: API key, queue full, deadline; then SIGTERM drain ---- */
+
+static const char *KEY_JSON[] = {"Content-Type: application/json",
+                                 "Authorization: Bearer s3cret", NULL};
+static const char *KEY_ONLY[] = {"Authorization: Bearer s3cret", NULL};
+
+struct slow {
+    const struct daemon *d;
+    size_t rows;
+    long status;
+};
+
+static void *slow_main(void *arg)
+{
+    struct slow *s = arg;
+    float *x = calloc(s->rows * D_IN, sizeof *x);
+    sae_fixture_random_rows(x, s->rows, D_IN, 1.0, 77 + s->rows);
+    char *body = rows_json(x, s->rows, D_IN, NULL);
+    struct http_resp r;
+    s->status = http(s->d, "POST", "/v1/encode", body, strlen(body), KEY_JSON, false, &r);
+    http_free(&r);
+    free(body);
+    free(x);
+    http_thread_done();
+    return NULL;
+}
+
+static void test_auth(const struct daemon *d)
+{
+    static const char *wrong[] = {"Authorization: Bearer s3cres", NULL};
+    static const char *basic[] = {"Authorization: Basic czNjcmV0", NULL};
+    static const char *longer[] = {"Authorization: Bearer s3cret!", NULL};
+    expect_error(d, "GET", "/v1/model", NULL, 0, NULL, 401, "unauthorized");
+    expect_error(d, "GET", "/v1/model", NULL, 0, wrong, 401, "unauthorized");
+    expect_error(d, "GET", "/v1/model", NULL, 0, basic, 401, "unauthorized");
+    expect_error(d, "GET", "/v1/model", NULL, 0, longer, 401, "unauthorized");
+    expect_error(d, "GET", "/metrics", NULL, 0, NULL, 401, "unauthorized");
+    expect_error(d, "GET", "/v1/features/1", NULL, 0, NULL, 401, "unauthorized");
+    expect_error(d, "POST", "/v1/encode", "{}", 2, JSON_CT, 401, "unauthorized");
+    struct http_resp r;
+    CHECK(http(d, "GET", "/v1/model", NULL, 0, KEY_ONLY, false, &r) == 200, "with key %ld",
+          r.status);
+    http_free(&r);
+    CHECK(http(d, "GET", "/v1/health", NULL, 0, NULL, false, &r) == 200, "health is open");
+    http_free(&r);
+    CHECK(http(d, "GET", "/openapi.json", NULL, 0, NULL, false, &r) == 200, "openapi is open");
+    http_free(&r);
+}
+
+/* The daemon has max_queue_rows 64 and waits up to 300 ms to fill a batch:
+ * a 64-row request holds the whole queue while it waits, so a second request
+ * is refused at once. */
+static void test_queue_full(const struct daemon *d)
+{
+    struct slow s = {.d = d, .rows = 64};
+    pthread_t t;
+    pthread_create(&t, NULL, slow_main, &s);
+    usleep(120000);
+    float x[D_IN];
+    sae_fixture_random_rows(x, 1, D_IN, 1.0, 5);
+    char *body = rows_json(x, 1, D_IN, NULL);
+    double t0 = now_ms();
+    expect_error(d, "POST", "/v1/encode", body, strlen(body), KEY_JSON, 503, "overloaded");
+    CHECK(now_ms() - t0 < 100, "503 took %.0f ms, should be immediate", now_ms() - t0);
+    free(body);
+    pthread_join(t, NULL);
+    CHECK(s.status == 200, "the request holding the queue: %ld", s.status);
+}
+
+/* A request trickling in past request_timeout_s (1 s here) is cut. */
+static void test_deadline(const struct daemon *d)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect");
+    const char *head = "POST /v1/encode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       "Authorization: Bearer s3cret\r\nContent-Length: 1000\r\n\r\n{";
+    CHECK(write(fd, head, strlen(head)) == (ssize_t)strlen(head), "write");
+    double t0 = now_ms(), closed_at = -1;
+    while (now_ms() - t0 < 5000) {
+        /* A byte every 200 ms keeps MHD's idle timeout from firing. */
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 200) > 0) {
+            char buf[256];
+            if (read(fd, buf, sizeof buf) <= 0) {
+                closed_at = now_ms() - t0;
+                break;
+            }
+        }
+        if (write(fd, " ", 1) < 0) {
+            closed_at = now_ms() - t0;
+            break;
+        }
+    }
+    close(fd);
+    CHECK(closed_at > 700 && closed_at < 3000, "trickling request closed after %.0f ms",
+          closed_at);
+    CHECK(metric(d, "saed_deadline_closed_total", KEY_ONLY) >= 1, "deadline close counted");
+}
+
+/* SIGTERM with 8 requests waiting in the batch queue: all get their answer
+ * and the daemon exits 0. */
+static void test_sigterm(struct daemon *d)
+{
+    enum { N = 8 };
+    struct slow s[N];
+    pthread_t t[N];
+    for (size_t i = 0; i < N; i++) {
+        s[i] = (struct slow){.d = d, .rows = 1 + i % 2};
+        pthread_create(&t[i], NULL, slow_main, &s[i]);
+    }
+    usleep(120000);
+    daemon_signal(d, SIGTERM);
+    double t0 = now_ms();
+    int status = daemon_wait(d, 20000);
+    size_t ok = 0;
+    for (size_t i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        ok += s[i].status == 200;
+    }
+    CHECK(ok == N, "%zu of %d in-flight requests answered through SIGTERM", ok, N);
+    CHECK(status == 0, "exit status %d after SIGTERM", status);
+    CHECK(daemon_log_has(d, "draining"), "drain logged");
+    printf("sigterm: %zu of %d queued requests answered, exit %d after %.0f ms\n", ok, N, status,
+           now_ms() - t0);
+    struct http_resp r;
+    CHECK(http(d, "GET", "/v1/health", NULL, 0, NULL, false, &r) == 0, "still listening");
+    http_free(&r);
+}
+
 int main(void)
 {
     if (setup()) {
@@ -664,10 +1315,45 @@ int main(void)
     test_routes(&d1);
     test_errors(&d1);
     test_oversized(&d1);
+    test_formats(&d1);
+    test_reference(&d1, model_a, 21);
+
+    struct daemon doff;
+    const char *aoff[] = {"--quiet", "--threads", "2", "--batching", "off", NULL};
+    if (daemon_start(&doff, dir_a, aoff) == 0) {
+        test_batching(&d1, &doff);
+        daemon_signal(&doff, SIGTERM);
+        CHECK(daemon_wait(&doff, 20000) == 0, "batching-off daemon exit status");
+    } else {
+        CHECK(0, "batching-off daemon did not start");
+    }
+
+    test_reload();
+
+    struct daemon d2;
+    const char *a2[] = {"--quiet", "--threads", "2", "--api-key", "s3cret", "--max-queue-rows",
+                        "64", "--max-request-rows", "64", "--max-batch-rows", "128",
+                        "--max-batch-wait-us", "300000", "--request-timeout-s", "1", NULL};
+    if (daemon_start(&d2, dir_a, a2) == 0) {
+        test_auth(&d2);
+        test_queue_full(&d2);
+        test_deadline(&d2);
+        test_sigterm(&d2);
+    } else {
+        CHECK(0, "limits daemon did not start");
+    }
+
+    struct daemon dk;
+    if (daemon_start(&dk, dir_topk, saed_common) == 0) {
+        test_reference(&dk, model_topk, 22);
+        daemon_signal(&dk, SIGTERM);
+        CHECK(daemon_wait(&dk, 20000) == 0, "topk daemon exit status");
+    } else {
+        CHECK(0, "topk daemon did not start");
+    }
     daemon_signal(&d1, SIGTERM);
     CHECK(daemon_wait(&d1, 20000) == 0, "exit status after SIGTERM");
     http_thread_done();
-    (void)saed_common;
     sae_model_free(model_a);
     sae_model_free(model_b);
     sae_model_free(model_topk);
