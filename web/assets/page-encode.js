@@ -4,7 +4,7 @@
 // reconstruction's l0, mse, fvu and cosine. /encode?feature=i encodes feature
 // i's direction straight away.
 
-import { ApiError, api, getModel, mapLimit } from './api.js';
+import { ApiError, api, getModel, isNoIndex, mapLimit } from './api.js';
 import { emptyState, errorState, fill, h, loadingState, pageHeading } from './dom.js';
 import { featureLabel, fmtDensity, fmtInt, fmtNum } from './format.js';
 
@@ -61,7 +61,7 @@ function metric(name, key, value, title) {
   return h('div', { class: 'stat' }, h('dt', { title }, name), h('dd', { 'data-metric': key }, value));
 }
 
-function bars(result, known, signal) {
+function bars(result, known, signal, withLabels) {
   const idx = Array.isArray(result.indices) ? result.indices : [];
   const vals = Array.isArray(result.values) ? result.values : [];
   if (!idx.length) {
@@ -74,8 +74,8 @@ function bars(result, known, signal) {
   const addRow = (k) => {
     const i = idx[k];
     const info = known.get(i) || {};
-    const label = h('span', { class: `bar-label${info.label ? '' : ' muted'}` }, info.label ?? '…');
-    if (!info.label) pending.push({ i, label });
+    const label = h('span', { class: `bar-label${info.label ? '' : ' muted'}` }, info.label ?? (withLabels ? '…' : ''));
+    if (!info.label && withLabels) pending.push({ i, label });
     const bar = h('span', { class: 'bar-track', 'aria-hidden': 'true' }, h('span', { class: 'bar-fill' }));
     bar.firstChild.style.setProperty('--w', `${Math.max(0.5, (Math.max(0, vals[k]) / top) * 100).toFixed(2)}%`);
     list.append(h('li', { class: 'bar-row', 'data-index': i },
@@ -91,14 +91,18 @@ function bars(result, known, signal) {
     mapLimit(todo, 4, async ({ i, label }) => {
       try {
         const f = await api(`/v1/features/${i}`, { signal });
-        label.textContent = featureLabel(f) ?? '(no explanation)';
-      } catch (e) {
-        label.textContent = e instanceof ApiError && e.code === 'no_index' ? '' : '(no label)';
+        const text = featureLabel(f);
+        label.textContent = text ?? '(no explanation)';
+        if (text) label.classList.remove('muted');
+      } catch {
+        label.textContent = '(no label)';
       }
     });
   };
   fill();
-  const out = [list];
+  const out = [h('div', { class: 'bar-row bar-head', 'aria-hidden': 'true' },
+    h('span', {}, 'Feature'), h('span', {}, ''), h('span', { class: 'num' }, 'Activation'),
+    known.size ? h('span', { class: 'num bar-density' }, 'Density') : null), list];
   if (idx.length > BARS_SHOWN) {
     const all = h('button', { type: 'button' }, `Show all ${fmtInt(idx.length)} active features`);
     all.addEventListener('click', () => {
@@ -157,6 +161,7 @@ export async function render(main, ctx) {
 
   async function encode(vector) {
     const body = { input: vector, include: ['metrics', 'features'] };
+    let withLabels = Boolean(model?.index);
     const k = Number.parseInt(topK.value, 10);
     if (k > 0) body.top_k = k;
     result.setAttribute('aria-busy', 'true');
@@ -164,7 +169,15 @@ export async function render(main, ctx) {
     submit.disabled = true;
     let reply;
     try {
-      reply = await api('/v1/encode', { method: 'POST', body, signal: ctx.signal });
+      try {
+        reply = await api('/v1/encode', { method: 'POST', body, signal: ctx.signal });
+      } catch (e) {
+        // Labels need an index; without one saed refuses "features", so ask again without it.
+        if (!isNoIndex(e)) throw e;
+        body.include = ['metrics'];
+        withLabels = false;
+        reply = await api('/v1/encode', { method: 'POST', body, signal: ctx.signal });
+      }
     } catch (e) {
       if (e.name === 'AbortError') return;
       fill(result, errorState(e, () => encode(vector), 'Could not encode'));
@@ -187,7 +200,7 @@ export async function render(main, ctx) {
         metric('fvu', 'fvu', fmtNum(r.fvu), 'fraction of variance unexplained'),
         metric('cosine', 'cosine', fmtNum(r.cosine), 'cosine of input and reconstruction')),
       n < r.l0 ? h('p', { class: 'muted' }, `Showing the ${fmtInt(n)} largest of ${fmtInt(r.l0)} active features.`) : null,
-      bars(r, labelsOf(r), ctx.signal));
+      bars(r, labelsOf(r), ctx.signal, withLabels));
   }
 
   async function loadDirection(i, { run }) {

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Runs the web browser tests (tests/web/*.test.mjs) in headless Chromium
+# against a real saed. Installs what is missing first: Debian's chromium (apt-get,
+# as root) and playwright-core (npm ci, from package-lock.json).
+#
+# usage:
+#   tests/web/run.sh [OPTIONS] --base URL
+#       test the saed already listening at URL (e.g. http://127.0.0.1:8080)
+#   tests/web/run.sh [OPTIONS] --saed BIN --model DIR [--index FILE.db] [-- SAED_ARGS...]
+#       start BIN --model DIR [--index FILE.db] --listen 127.0.0.1:PORT [SAED_ARGS...],
+#       wait for /v1/health, test it, stop it
+# options:
+#   --screenshots[=DIR]  write a PNG of each page at 1280x800 and 390x844
+#                        (default DIR: docs/screenshots)
+#   --api-key KEY        the saed's API key (also tests the browser's key prompt)
+#   --port N             port for --saed (default: a free one)
+# exit status: 0 all passed, 1 a test failed, 2 bad usage or saed did not start.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+die() { echo "web tests: $*" >&2; exit 2; }
+
+base='' saed='' model='' index='' port='' shots='' key=''
+saed_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --base) base=${2:?}; shift 2 ;;
+    --saed) saed=${2:?}; shift 2 ;;
+    --model) model=${2:?}; shift 2 ;;
+    --index) index=${2:?}; shift 2 ;;
+    --port) port=${2:?}; shift 2 ;;
+    --api-key) key=${2:?}; shift 2 ;;
+    --screenshots) shots="$root/docs/screenshots"; shift ;;
+    --screenshots=*) shots=${1#--screenshots=}; shift ;;
+    --) shift; saed_args=("$@"); break ;;
+    -h|--help) usage ;;
+    *) echo "web tests: unknown argument: $1" >&2; usage ;;
+  esac
+done
+if [ -n "$base" ] && [ -n "$saed" ]; then die "give --base or --saed, not both"; fi
+if [ -z "$base" ] && [ -z "$saed" ]; then usage; fi
+if [ -n "$saed" ] && [ -z "$model" ]; then die "--saed needs --model DIR"; fi
+
+# Chromium from Debian (a browser build downloaded by a test tool cannot be used here).
+chromium_bin=${CHROMIUM_PATH:-/usr/bin/chromium}
+if [ ! -x "$chromium_bin" ]; then
+  [ "$(id -u)" -eq 0 ] || die "need root to apt-get install chromium (or set CHROMIUM_PATH)"
+  echo "web tests: installing chromium" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2
+  apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core >&2
+fi
+command -v node >/dev/null || die "node (>= 18) is needed: apt-get install nodejs npm"
+if [ ! -d "$here/node_modules/playwright-core" ] ||
+   [ "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ]; then
+  echo "web tests: npm ci in tests/web" >&2
+  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
+
+pid=''
+cleanup() {
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
+
+if [ -n "$saed" ]; then
+  [ -x "$saed" ] || die "$saed: not an executable"
+  if [ -z "$port" ]; then
+    port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+  fi
+  log=$(mktemp -t saed-web.XXXXXX.log)
+  cmd=("$saed" --model "$model")
+  [ -n "$index" ] && cmd+=(--index "$index")
+  cmd+=(--listen "127.0.0.1:$port" "${saed_args[@]}")
+  echo "web tests: starting ${cmd[*]} (log: $log)" >&2
+  "${cmd[@]}" >"$log" 2>&1 &
+  pid=$!
+  base="http://127.0.0.1:$port"
+  for _ in $(seq 1 150); do
+    if node -e 'fetch(process.argv[1]).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))' "$base/v1/health"; then
+      break
+    fi
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; pid=''; die "saed exited before it was ready"; }
+    sleep 0.2
+  done
+  node -e 'fetch(process.argv[1]).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))' "$base/v1/health" ||
+    { tail -20 "$log" >&2; die "saed did not answer /v1/health within 30 s"; }
+fi
+
+echo "web tests: against $base${shots:+, screenshots to $shots}" >&2
+cd "$here"
+SAED_BASE="$base" SAED_API_KEY="$key" SAED_SCREENSHOTS="$shots" CHROMIUM_PATH="$chromium_bin" \
+  node --test --test-concurrency=1 format.test.mjs static.test.mjs browser.test.mjs || exit 1
