@@ -7,8 +7,10 @@
 # Writes a d_in x d_sae F32 standard SAE with mkfixture, starts one saed with
 # --threads T on loopback and reports:
 #   - resident memory (VmRSS) once ready, and the peak (VmHWM) after load;
-#   - encode throughput through HTTP, rows/s, for binary batches of 256 rows
-#     (application/octet-stream) and JSON batches of 16 rows, with wrk;
+#   - encode throughput through HTTP, for binary batches of 256 rows
+#     (application/octet-stream) and JSON batches of 16 rows, with wrk: rows/s
+#     of wall time, and rows per CPU-second saed used (/proc/PID/stat), which
+#     is the per-core figure even on a machine shared with other work;
 #   - the peak after 4 concurrent requests of max_request_rows binary rows;
 #   - with --sae: `sae bench` on the same model and thread count (the kernel
 #     alone, no HTTP), for comparison.
@@ -54,6 +56,9 @@ for _ in $(seq 1 600); do
   sleep 0.05
 done
 ready=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}')
+# user + system CPU time saed has used, in clock ticks: rows per CPU-second
+# is the per-core figure even when other work shares the machine.
+cputicks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
 kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$pid/status"; }
 echo "saed --threads $threads: ready in ${ready} s; VmRSS $(( $(kb VmRSS) / 1024 )) MiB once ready (RssFile $(( $(kb RssFile) / 1024 )) MiB, RssAnon $(( $(kb RssAnon) / 1024 )) MiB)"
 
@@ -88,6 +93,8 @@ bench() { # name body content-type rows connections
   nbench=$((nbench + 1))
   local out="$work/bench-$nbench"
   lua "$2" "$3" >"$out.lua"
+  local c0 c1
+  c0=$(cputicks)
   wrk -t1 -c"$5" -d"${seconds}s" --timeout 30s -s "$out.lua" "http://127.0.0.1:$port" >"$out.out" 2>&1
   local req dur err p50 p99
   req=$(grep -o 'requests=[0-9]*' "$out.out" | cut -d= -f2)
@@ -95,10 +102,12 @@ bench() { # name body content-type rows connections
   err=$(grep -o 'errors=[0-9]*' "$out.out" | cut -d= -f2)
   p50=$(grep -o 'p50_us=[0-9]*' "$out.out" | cut -d= -f2)
   p99=$(grep -o 'p99_us=[0-9]*' "$out.out" | cut -d= -f2)
+  c1=$(cputicks)
   [ -n "$req" ] || { echo "$1: wrk failed: $(tail -2 "$out.out")"; return; }
-  awk -v n="$1" -v q="$req" -v d="$dur" -v r="$4" -v e="$err" -v a="$p50" -v b="$p99" -v c="$5" 'BEGIN {
-    printf "%-28s %6d requests  %9.0f rows/s  %7.1f req/s  errors %d  p50 %.1f ms  p99 %.1f ms  (%d connections)\n",
-      n, q, q * r / (d / 1e6), q / (d / 1e6), e, a / 1000, b / 1000, c }'
+  awk -v n="$1" -v q="$req" -v d="$dur" -v r="$4" -v e="$err" -v a="$p50" -v b="$p99" -v c="$5" \
+      -v cpu="$(( c1 - c0 ))" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+    printf "%-26s %6d req  %8.0f rows/s wall  %8.0f rows per saed CPU-second  errors %d  p50 %.1f ms  p99 %.1f ms  (%d conn, saed used %.1f CPU-s)\n",
+      n, q, q * r / (d / 1e6), q * r / (cpu / hz), e, a / 1000, b / 1000, c, cpu / hz }'
 }
 bench "binary, 256 rows/request" "$work/bin256" application/octet-stream 256 4
 bench "JSON, 16 rows/request" "$work/json16" application/json 16 8
