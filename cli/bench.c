@@ -37,20 +37,20 @@ extern char **environ;
 
 /* Command-line settings. */
 typedef struct bench_opts {
-    const char *model_dir;      /* NULL: random weights of d_in x d_sae */
+    const char *model_dir; /* NULL: random weights of d_in x d_sae */
     size_t d_in, d_sae, l0;
     size_t batches[BENCH_MAX_BATCHES];
     size_t n_batches;
-    int threads;                /* 0: OpenBLAS's default */
-    double seconds;             /* time budget per batch size */
-    size_t bw_bytes;            /* size of the bandwidth buffer */
+    int threads;     /* 0: OpenBLAS's default */
+    double seconds;  /* time budget per batch size */
+    size_t bw_bytes; /* size of the bandwidth buffer */
     bool json, load_test, quick, quiet;
 } bench_opts;
 
 /* One batch size's figures: median seconds per call over `rounds`. */
 typedef struct batch_result {
     size_t batch;
-    const char *raw_kind;       /* "sgemv" or "sgemm" */
+    const char *raw_kind; /* "sgemv" or "sgemm" */
     double raw_s, enc_s;
     size_t rounds;
 } batch_result;
@@ -112,10 +112,10 @@ static double normal_quantile(double p)
 
 /* Arrays behind a random model (the model borrows them). */
 typedef struct rand_weights {
-    float *w_enc;   /* (d_in, d_sae) */
-    float *b_enc;   /* (d_sae) */
-    float *w_dec;   /* (d_sae, d_in) */
-    float *b_dec;   /* (d_in) */
+    float *w_enc; /* (d_in, d_sae) */
+    float *b_enc; /* (d_sae) */
+    float *w_dec; /* (d_sae, d_in) */
+    float *b_dec; /* (d_in) */
 } rand_weights;
 
 static void rand_weights_free(rand_weights *w)
@@ -143,8 +143,8 @@ static int random_model(size_t d_in, size_t d_sae, size_t l0, rand_weights *w, s
     w->b_dec = calloc(d_in, sizeof *w->b_dec);
     if (!w->w_enc || !w->w_dec || !w->b_enc || !w->b_dec) {
         rand_weights_free(w);
-        return sae_error_set(err, SAE_ENOMEM, "bench: out of memory for %zu x %zu weights",
-                             d_in, d_sae);
+        return sae_error_set(err, SAE_ENOMEM, "bench: out of memory for %zu x %zu weights", d_in,
+                             d_sae);
     }
     sae_rng r;
     sae_rng_seed(&r, 20240601);
@@ -154,9 +154,14 @@ static int random_model(size_t d_in, size_t d_sae, size_t l0, rand_weights *w, s
     float b = (float)normal_quantile((double)l0 / (double)d_sae);
     for (size_t j = 0; j < d_sae; j++)
         w->b_enc[j] = b;
-    sae_model_spec s = {.d_in = d_in, .d_sae = d_sae, .arch = SAE_ARCH_STANDARD,
-                        .apply_b_dec_to_input = true, .norm = SAE_NORM_NONE,
-                        .w_enc = w->w_enc, .b_enc = w->b_enc, .w_dec = w->w_dec,
+    sae_model_spec s = {.d_in = d_in,
+                        .d_sae = d_sae,
+                        .arch = SAE_ARCH_STANDARD,
+                        .apply_b_dec_to_input = true,
+                        .norm = SAE_NORM_NONE,
+                        .w_enc = w->w_enc,
+                        .b_enc = w->b_enc,
+                        .w_dec = w->w_dec,
                         .b_dec = w->b_dec};
     int rc = sae_model_from_spec(&s, out, err);
     if (rc)
@@ -246,11 +251,11 @@ static void raw_product(const sae_model *m, const float *x, size_t rows, float *
     int d_in = (int)m->d_in, d_sae = (int)m->d_sae;
     if (rows == 1) {
         if (m->w_enc_t)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, d_sae, d_in, 1.0f, m->w_enc, d_in, x, 1,
-                        0.0f, y, 1);
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, d_sae, d_in, 1.0f, m->w_enc, d_in, x, 1, 0.0f,
+                        y, 1);
         else
-            cblas_sgemv(CblasRowMajor, CblasTrans, d_in, d_sae, 1.0f, m->w_enc, d_sae, x, 1,
-                        0.0f, y, 1);
+            cblas_sgemv(CblasRowMajor, CblasTrans, d_in, d_sae, 1.0f, m->w_enc, d_sae, x, 1, 0.0f,
+                        y, 1);
         return;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, m->w_enc_t ? CblasTrans : CblasNoTrans, (int)rows,
@@ -321,11 +326,11 @@ static int write_load_model(const char *dir, size_t d_in, size_t d_sae, sae_erro
     int rc = 0;
     float *a = NULL;
     sae_st_writer *w = sae_st_writer_new();
-    json_t *cfg = json_pack("{s:I, s:I, s:s, s:b, s:s, s:s, s:s, s:s}", "d_in",
-                            (json_int_t)d_in, "d_sae", (json_int_t)d_sae, "architecture",
-                            "standard", "apply_b_dec_to_input", 1, "normalize_activations",
-                            "none", "dtype", "float32", "model_name", "bench-load-test",
-                            "hook_name", "blocks.0.hook_resid_pre");
+    json_t *cfg =
+        json_pack("{s:I, s:I, s:s, s:b, s:s, s:s, s:s, s:s}", "d_in", (json_int_t)d_in, "d_sae",
+                  (json_int_t)d_sae, "architecture", "standard", "apply_b_dec_to_input", 1,
+                  "normalize_activations", "none", "dtype", "float32", "model_name",
+                  "bench-load-test", "hook_name", "blocks.0.hook_resid_pre");
     if (!w || !cfg) {
         rc = sae_error_set(err, SAE_ENOMEM, "bench: out of memory");
         goto out;
@@ -536,7 +541,7 @@ out:
 typedef struct bench_report {
     const sae_model *m;
     const char *source;
-    size_t target_l0;           /* 0 with --model */
+    size_t target_l0; /* 0 with --model */
     int threads;
     double bw_dram_1, bw_dram_all, bw_w_enc, bw_bound; /* bytes/s */
     size_t bw_bytes;
@@ -563,8 +568,7 @@ static void print_human(const bench_report *r)
            r->bw_dram_all / 1e9, r->bw_bytes >> 20, r->bw_dram_1 / 1e9, w_bytes / 1e6,
            r->bw_w_enc / 1e9);
     if (r->target_l0)
-        printf("mean l0 per row: %.2f (weights chosen for about %zu)\n", r->mean_l0,
-               r->target_l0);
+        printf("mean l0 per row: %.2f (weights chosen for about %zu)\n", r->mean_l0, r->target_l0);
     else
         printf("mean l0 per row: %.2f (random standard-normal inputs)\n", r->mean_l0);
     printf("%7s  %5s  %14s  %16s  %6s  %s\n", "batch", "raw", "raw rows/s", "encode rows/s",
@@ -572,8 +576,8 @@ static void print_human(const bench_report *r)
     for (size_t i = 0; i < r->n_batches; i++) {
         const batch_result *b = &r->batches[i];
         double raw = b->batch / b->raw_s, enc = b->batch / b->enc_s;
-        printf("%7zu  %5s  %14.1f  %16.1f  %6.3f  %zu", b->batch, b->raw_kind, raw, enc,
-               enc / raw, b->rounds);
+        printf("%7zu  %5s  %14.1f  %16.1f  %6.3f  %zu", b->batch, b->raw_kind, raw, enc, enc / raw,
+               b->rounds);
         if (b->batch > 1)
             printf("  (target >= 0.90: %s)", verdict(enc / raw, 0.90));
         printf("\n");
@@ -612,8 +616,8 @@ static void print_json(const bench_report *r)
     json_object_set_new(o, "architecture", json_string(sae_arch_name(m->arch)));
     json_object_set_new(o, "blas_threads", json_integer(r->threads));
     json_object_set_new(o, "blas_config", json_string(openblas_get_config()));
-    json_object_set_new(o, "target_l0", r->target_l0 ? json_integer((json_int_t)r->target_l0)
-                                                     : json_null());
+    json_object_set_new(o, "target_l0",
+                        r->target_l0 ? json_integer((json_int_t)r->target_l0) : json_null());
     json_object_set_new(o, "mean_l0", json_real(r->mean_l0));
     json_t *bw = json_object();
     json_object_set_new(bw, "buffer_bytes", json_integer((json_int_t)r->bw_bytes));

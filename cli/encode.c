@@ -152,8 +152,8 @@ static void put_codes_row(FILE *fp, const float *codes, size_t d)
 /* The destination: stdout, or a temporary file beside --out. */
 typedef struct out_file {
     FILE *fp;
-    char *tmp_path;     /* owned; NULL for stdout */
-    const char *path;   /* borrowed: the final name, or "stdout" */
+    char *tmp_path;   /* owned; NULL for stdout */
+    const char *path; /* borrowed: the final name, or "stdout" */
 } out_file;
 
 static int out_open(out_file *o, const char *path)
@@ -280,8 +280,9 @@ int cmd_encode(int argc, char **argv)
     }
     bool ae = m->arch == SAE_ARCH_AUTOENCODER;
     if (ae && (a.filtered || a.metrics)) {
-        rc = cli_usage("encode", "--top-k, --threshold and --metrics apply to SAEs, and %s is "
-                                 "an autoencoder",
+        rc = cli_usage("encode",
+                       "--top-k, --threshold and --metrics apply to SAEs, and %s is "
+                       "an autoencoder",
                        a.model_dir);
         goto out;
     }

@@ -59,8 +59,8 @@ static json_t *model_summary(const sae_model *m)
     json_object_set_new(o, "d_in", json_integer((json_int_t)m->d_in));
     json_object_set_new(o, "d_sae", json_integer((json_int_t)m->d_sae));
     json_object_set_new(o, "architecture", json_string(sae_arch_name(m->arch)));
-    json_object_set_new(o, "k", m->arch == SAE_ARCH_TOPK ? json_integer((json_int_t)m->k)
-                                                         : json_null());
+    json_object_set_new(o, "k",
+                        m->arch == SAE_ARCH_TOPK ? json_integer((json_int_t)m->k) : json_null());
     json_object_set_new(o, "dtype", json_string(m->dtype));
     json_object_set_new(o, "normalize_activations", json_string(sae_norm_name(m->norm)));
     /* s only means something for expected_average_only_in */
@@ -84,9 +84,9 @@ static json_t *model_summary(const sae_model *m)
             hi = v > hi ? v : hi;
             sum += v;
         }
-        json_object_set_new(o, "decoder_norm",
-                            json_pack("{s:f, s:f, s:f}", "min", lo, "mean",
-                                      sum / (double)m->d_sae, "max", hi));
+        json_object_set_new(
+            o, "decoder_norm",
+            json_pack("{s:f, s:f, s:f}", "min", lo, "mean", sum / (double)m->d_sae, "max", hi));
     } else {
         json_object_set_new(o, "decoder_norm", json_null()); /* autoencoder */
     }

@@ -28,12 +28,12 @@ typedef struct sae_pair {
  * uses its own workspace (the model is only read). */
 struct sae_workspace {
     size_t d_in, d_sae, block_rows;
-    size_t k;                   /* the model's k (topk), to check the model matches */
-    float *xn;                  /* (block_rows, d_in) normalised rows minus b_dec */
-    float *dense;               /* (block_rows, d_sae) x'·W_enc, before any bias */
-    sae_row_norm *norms;        /* (block_rows) each row's normalisation */
-    sae_pair *pairs;            /* (d_sae) the current row's active features */
-    float *xhat;                /* (d_in) reconstruction when the caller gave no recon */
+    size_t k;            /* the model's k (topk), to check the model matches */
+    float *xn;           /* (block_rows, d_in) normalised rows minus b_dec */
+    float *dense;        /* (block_rows, d_sae) x'·W_enc, before any bias */
+    sae_row_norm *norms; /* (block_rows) each row's normalisation */
+    sae_pair *pairs;     /* (d_sae) the current row's active features */
+    float *xhat;         /* (d_in) reconstruction when the caller gave no recon */
 };
 
 /* ---- sparse rows ---- */
@@ -200,8 +200,8 @@ sae_workspace *sae_workspace_new(const sae_model *m, size_t block_rows)
     size_t n_xn, n_dense;
     if (sae_mul_size(block_rows, m->d_in, &n_xn) || sae_mul_size(block_rows, m->d_sae, &n_dense) ||
         n_dense > SIZE_MAX / sizeof(float) || n_xn > SIZE_MAX / sizeof(float) ||
-        m->d_sae > SIZE_MAX / sizeof(sae_pair) || block_rows > SIZE_MAX / sizeof(sae_row_norm))
-        return NULL;
+        m->d_sae > SIZE_MAX / sizeof(sae_pair) || block_rows > INT32_MAX)
+        return NULL; /* block_rows is a BLAS int */
     sae_workspace *ws = calloc(1, sizeof *ws);
     if (!ws)
         return NULL;
@@ -519,13 +519,11 @@ int sae_decode(const sae_model *m, const sae_sparse *f, float *out, sae_error *e
                                      r, pos, f->idx[t], m->d_sae);
             if (!isfinite(f->val[t]))
                 return sae_error_set(err, SAE_ERANGE,
-                                     "decode: row %zu, position %zu: value is not finite", r,
-                                     pos);
+                                     "decode: row %zu, position %zu: value is not finite", r, pos);
         }
     }
     /* Only expected_average_only_in has a row-independent inverse (÷ s). */
-    float inv = m->norm == SAE_NORM_EXPECTED_AVERAGE_ONLY_IN ? 1.0f / m->norm_scaling_factor
-                                                               : 1.0f;
+    float inv = m->norm == SAE_NORM_EXPECTED_AVERAGE_ONLY_IN ? 1.0f / m->norm_scaling_factor : 1.0f;
     for (size_t r = 0; r < f->n_rows; r++) {
         float *o = out + r * m->d_in;
         size_t a = f->row_ptr[r];
@@ -567,11 +565,11 @@ static void block_gemm(const sae_model *m, sae_workspace *ws, size_t rows)
     int d_in = (int)m->d_in, d_sae = (int)m->d_sae;
     if (rows == 1) {
         if (m->w_enc_t)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, d_sae, d_in, 1.0f, m->w_enc, d_in, ws->xn,
-                        1, 0.0f, ws->dense, 1);
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, d_sae, d_in, 1.0f, m->w_enc, d_in, ws->xn, 1,
+                        0.0f, ws->dense, 1);
         else
-            cblas_sgemv(CblasRowMajor, CblasTrans, d_in, d_sae, 1.0f, m->w_enc, d_sae, ws->xn,
-                        1, 0.0f, ws->dense, 1);
+            cblas_sgemv(CblasRowMajor, CblasTrans, d_in, d_sae, 1.0f, m->w_enc, d_sae, ws->xn, 1,
+                        0.0f, ws->dense, 1);
         return;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, m->w_enc_t ? CblasTrans : CblasNoTrans, (int)rows,
@@ -615,8 +613,8 @@ static int row_finish(const sae_model *m, sae_workspace *ws, size_t r, const flo
 }
 
 int sae_encode(const sae_model *m, sae_workspace *ws, const float *x, size_t n,
-               const sae_encode_opts *opt, sae_sparse *out, sae_row_metrics *metrics,
-               float *recon, sae_error *err)
+               const sae_encode_opts *opt, sae_sparse *out, sae_row_metrics *metrics, float *recon,
+               sae_error *err)
 {
     if (m->arch == SAE_ARCH_AUTOENCODER)
         return sae_error_set(err, SAE_EINVAL,
@@ -633,8 +631,7 @@ int sae_encode(const sae_model *m, sae_workspace *ws, const float *x, size_t n,
         block_prepare(m, ws, xb, rows);
         block_gemm(m, ws, rows);
         for (size_t r = 0; r < rows; r++) {
-            rc = row_finish(m, ws, r, xb + r * m->d_in, opt, out,
-                            metrics ? metrics + r0 + r : NULL,
+            rc = row_finish(m, ws, r, xb + r * m->d_in, opt, out, metrics ? metrics + r0 + r : NULL,
                             recon ? recon + (r0 + r) * m->d_in : NULL, err);
             if (rc)
                 goto out;

@@ -34,7 +34,10 @@ int sae_sparse_push_row(sae_sparse *s, const uint32_t *idx, const float *val, si
                         sae_error *err);
 
 /* Per-row normalisation (CONTRACT section 2): x_n = (x - shift) * in_scale;
- * an output y in the normalised space maps back as y * out_scale + shift. */
+ * an output y in the normalised space maps back as y * out_scale + shift.
+ * Edge cases the contract leaves open: constant_norm_rescale of a zero row
+ * uses c = 1 (the row is left as it is); layer_norm with d_in = 1 takes
+ * sigma = 0 (the unbiased estimate is undefined). */
 typedef struct sae_row_norm {
     double shift, in_scale, out_scale;
 } sae_row_norm;
@@ -53,10 +56,14 @@ typedef struct sae_row_metrics {
     double mse, fvu, cosine;
 } sae_row_metrics;
 
-/* mse, fvu (Σ(x−x̂)²/Σ(x−x̄)², x̄ the row mean) and cosine of x and xhat. */
+/* mse, fvu (Σ(x−x̂)²/Σ(x−x̄)², x̄ the row mean) and cosine of x and xhat.
+ * A constant row has Σ(x−x̄)² = 0: its fvu is 0 when x̂ = x exactly and 1
+ * otherwise (finite, so it stays valid JSON). cosine is 0 when either norm is
+ * 0. l0 is left to the caller. */
 void sae_metrics_row(const float *x, const float *xhat, size_t d_in, sae_row_metrics *out);
 
-/* Scratch buffers for one thread. block_rows 0 picks the default (256). */
+/* Scratch buffers for one thread. block_rows 0 picks the default (256).
+ * Returns NULL when out of memory (or the sizes overflow). */
 typedef struct sae_workspace sae_workspace;
 sae_workspace *sae_workspace_new(const sae_model *m, size_t block_rows);
 void sae_workspace_free(sae_workspace *ws);
@@ -69,7 +76,8 @@ int sae_encode(const sae_model *m, sae_workspace *ws, const float *x, size_t n,
                float *recon, sae_error *err);
 
 /* x̂ = f'·W_dec + b_dec for one sparse row, in the normalised space; f' as the
- * contract says (divided by decoder norms for topk with rescaling). Costs
+ * contract says (divided by decoder norms for topk with rescaling; a feature
+ * whose decoder row is all zero contributes nothing rather than f/0). Costs
  * O(nnz * d_in). Indices must be < d_sae. */
 void sae_decode_row(const sae_model *m, const uint32_t *idx, const float *val, size_t nnz,
                     float *out);

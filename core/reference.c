@@ -181,8 +181,8 @@ void sae_ref_reconstruct_row(const sae_model *m, const float *x, const double *f
         xhat[j] = xhat[j] * nr.out + nr.shift;
 }
 
-void sae_ref_decode_sparse(const sae_model *m, const uint32_t *idx, const float *val,
-                           size_t nnz, double *out)
+void sae_ref_decode_sparse(const sae_model *m, const uint32_t *idx, const float *val, size_t nnz,
+                           double *out)
 {
     double *f = calloc(m->d_sae, sizeof *f);
     if (!f)
@@ -196,8 +196,8 @@ void sae_ref_decode_sparse(const sae_model *m, const uint32_t *idx, const float 
     free(f);
 }
 
-void sae_ref_metrics(const float *x, const double *xhat, size_t d_in, double *mse,
-                     double *fvu, double *cosine)
+void sae_ref_metrics(const float *x, const double *xhat, size_t d_in, double *mse, double *fvu,
+                     double *cosine)
 {
     double mean = 0.0;
     for (size_t j = 0; j < d_in; j++)

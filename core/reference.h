@@ -30,21 +30,20 @@ void sae_ref_encode_row(const sae_model *m, const float *x, double *f, double *m
 /* The reconstruction of row x from its dense activations f (d_sae) into xhat
  * (d_in), in the input space: x̂ = f'·W_dec + b_dec, then the inverse of x's
  * normalisation. */
-void sae_ref_reconstruct_row(const sae_model *m, const float *x, const double *f,
-                             double *xhat);
+void sae_ref_reconstruct_row(const sae_model *m, const float *x, const double *f, double *xhat);
 
 /* Decodes one sparse row (nnz pairs, indices < d_sae) into out (d_in) in the
  * space /v1/decode answers in: input space for none and
  * expected_average_only_in, normalised space for layer_norm and
  * constant_norm_rescale. */
-void sae_ref_decode_sparse(const sae_model *m, const uint32_t *idx, const float *val,
-                           size_t nnz, double *out);
+void sae_ref_decode_sparse(const sae_model *m, const uint32_t *idx, const float *val, size_t nnz,
+                           double *out);
 
 /* Metrics of a row x against xhat (both d_in, input space):
  * mse = Σ(x−x̂)²/d_in; fvu = Σ(x−x̂)²/Σ(x−x̄)², and when Σ(x−x̄)² = 0,
  * fvu = 0 if Σ(x−x̂)² = 0 else 1; cosine of x and x̂, 0 when either norm is 0. */
-void sae_ref_metrics(const float *x, const double *xhat, size_t d_in, double *mse,
-                     double *fvu, double *cosine);
+void sae_ref_metrics(const float *x, const double *xhat, size_t d_in, double *mse, double *fvu,
+                     double *cosine);
 
 /* Lists the nonzero entries of f (d_sae) in the contract's order (values
  * descending, ties by index ascending) into idx/val (each d_sae long);
