@@ -126,6 +126,8 @@ static int open_one(const char *path, acts_file *f, size_t *d_in, sae_error *err
     return 0;
 }
 
+/* Opens and validates every file in order, checking each against the first
+ * file's d_in; on any failure everything opened so far is released. */
 int sae_acts_open(const char *const *paths, size_t n_paths, sae_acts **out, sae_error *err)
 {
     sae_acts *a = NULL;
@@ -174,16 +176,20 @@ out:
     return rc;
 }
 
+/* Rows in all files together. */
 size_t sae_acts_rows(const sae_acts *a)
 {
     return a->rows;
 }
 
+/* d_in, shared by every file. */
 size_t sae_acts_dim(const sae_acts *a)
 {
     return a->d_in;
 }
 
+/* Finds the file holding row0 by bisection, then converts whole runs of
+ * rows file by file until n rows are in dst. */
 int sae_acts_read(const sae_acts *a, size_t row0, size_t n, float *dst, sae_error *err)
 {
     size_t end;
@@ -214,6 +220,7 @@ int sae_acts_read(const sae_acts *a, size_t row0, size_t n, float *dst, sae_erro
     return 0;
 }
 
+/* Unmaps and frees every file. NULL is a no-op. */
 void sae_acts_free(sae_acts *a)
 {
     if (!a)

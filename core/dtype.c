@@ -25,16 +25,19 @@ static const struct {
     [SAE_DT_F8_E5M2] = {"F8_E5M2", 1},
 };
 
+/* Element size in bytes; 0 for a value outside the enum. */
 size_t sae_dtype_size(sae_dtype t)
 {
     return (unsigned)t < SAE_DT_COUNT ? dtype_table[t].size : 0;
 }
 
+/* The safetensors spelling, or "?" outside the enum. */
 const char *sae_dtype_name(sae_dtype t)
 {
     return (unsigned)t < SAE_DT_COUNT ? dtype_table[t].name : "?";
 }
 
+/* Exact, case-sensitive match against the safetensors spellings. */
 int sae_dtype_parse(const char *name, sae_dtype *out)
 {
     for (int t = 0; t < SAE_DT_COUNT; t++) {
@@ -46,7 +49,7 @@ int sae_dtype_parse(const char *name, sae_dtype *out)
     return -1;
 }
 
-/* Reinterprets the bits of a float and back (memcpy is the defined way). */
+/* Reinterprets a float as its bits and back (memcpy is the defined way). */
 static uint32_t f32_bits(float f)
 {
     uint32_t u;
@@ -61,6 +64,7 @@ static float bits_f32(uint32_t u)
     return f;
 }
 
+/* Widens a half exactly: rebias normals, normalise subnormals, keep inf/NaN. */
 float sae_f16_to_f32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
@@ -81,11 +85,14 @@ float sae_f16_to_f32(uint16_t h)
     return bits_f32(sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ffu) << 13));
 }
 
+/* A bfloat16 is the top half of a float. */
 float sae_bf16_to_f32(uint16_t h)
 {
     return bits_f32((uint32_t)h << 16);
 }
 
+/* Narrows to a half, rounding to nearest even; overflow gives inf, and values
+ * below half the smallest subnormal give a signed zero. */
 uint16_t sae_f32_to_f16(float f)
 {
     uint32_t u = f32_bits(f);
@@ -120,6 +127,7 @@ uint16_t sae_f32_to_f16(float f)
     return sign | (uint16_t)h;
 }
 
+/* Narrows to bfloat16 by rounding the low 16 bits to nearest even. */
 uint16_t sae_f32_to_bf16(float f)
 {
     uint32_t u = f32_bits(f);
@@ -129,6 +137,8 @@ uint16_t sae_f32_to_bf16(float f)
     return (uint16_t)(u >> 16);
 }
 
+/* Element-wise widening of little-endian storage; F32 is a plain copy on a
+ * little-endian host. */
 int sae_convert_to_f32(sae_dtype t, const void *src, size_t n, float *dst)
 {
     const uint8_t *p = src;
@@ -166,6 +176,7 @@ int sae_convert_to_f32(sae_dtype t, const void *src, size_t n, float *dst)
     }
 }
 
+/* Element-wise narrowing into little-endian storage. */
 int sae_convert_from_f32(sae_dtype t, const float *src, size_t n, void *dst)
 {
     uint8_t *p = dst;
@@ -198,6 +209,7 @@ int sae_convert_from_f32(sae_dtype t, const float *src, size_t n, void *dst)
     }
 }
 
+/* The dtypes weights and activations may use (F8 variants are not among them). */
 bool sae_dtype_is_float(sae_dtype t)
 {
     return t == SAE_DT_F16 || t == SAE_DT_BF16 || t == SAE_DT_F32 || t == SAE_DT_F64;

@@ -19,6 +19,7 @@
 
 #include "autoencoder.h"
 
+/* The cfg.json spelling of an architecture. */
 const char *sae_arch_name(sae_arch a)
 {
     switch (a) {
@@ -31,6 +32,7 @@ const char *sae_arch_name(sae_arch a)
     return "?";
 }
 
+/* The cfg.json spelling of a normalisation mode. */
 const char *sae_norm_name(sae_norm n)
 {
     switch (n) {
@@ -88,6 +90,7 @@ static int model_derive(sae_model *m, const float *r_mag, sae_error *err)
     return 0;
 }
 
+/* A model over caller-owned arrays (borrowed), with derived norms computed. */
 int sae_model_from_spec(const sae_model_spec *s, sae_model **out, sae_error *err)
 {
     if (!s->d_in || !s->d_sae || !s->w_enc || !s->w_dec || !s->b_dec)
@@ -139,6 +142,7 @@ fail:
     return rc;
 }
 
+/* Frees everything the model owns, the mapping last. NULL is a no-op. */
 void sae_model_free(sae_model *m)
 {
     if (!m)
@@ -173,11 +177,13 @@ static void digest_hex(XXH128_hash_t h, char out[33])
     out[32] = '\0';
 }
 
+/* XXH3-128 of memory, as hex. */
 void sae_digest_buffer(const void *buf, size_t len, char out[33])
 {
     digest_hex(XXH3_128bits(buf, len), out);
 }
 
+/* XXH3-128 of a whole file, hashed over a read-only mapping. */
 int sae_digest_file(const char *path, char out[33], sae_error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
@@ -303,12 +309,6 @@ static int cfg_names(const json_t *cfg, const char *path, model_cfg *c, sae_erro
     return 0;
 }
 
-/* Reads a SAELens cfg.json (6.x, and the pre-6.0 keys activation_fn(_str),
- * activation_fn_kwargs.k, hook_point). Unknown keys are ignored: SAELens
- * configs carry many training settings that do not matter for inference. */
-static int cfg_saelens(const json_t *cfg, const char *path, model_cfg *c, char *warn,
-                       size_t warn_len, sae_error *err);
-
 /* Appends one warning line to warn (lines separated by '\n', no final newline). */
 static void warn_add(char *warn, size_t warn_len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -327,6 +327,9 @@ static void warn_add(char *warn, size_t warn_len, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Reads a SAELens cfg.json (6.x, and the pre-6.0 keys activation_fn(_str),
+ * activation_fn_kwargs.k, hook_point). Unknown keys are ignored: SAELens
+ * configs carry many training settings that do not matter for inference. */
 static int cfg_saelens(const json_t *cfg, const char *path, model_cfg *c, char *warn,
                        size_t warn_len, sae_error *err)
 {
@@ -772,6 +775,11 @@ static int exists(const char *path)
     return stat(path, &st) == 0;
 }
 
+/* The steps: pick the layout by which weights file exists, read cfg.json
+ * for it, map and validate the weights, find and shape-check the tensors
+ * cfg's architecture needs (one float dtype for all), one pass for the digest
+ * and the finiteness check, then borrow or convert each tensor and derive
+ * the decoder norms. Every failure frees all that was built. */
 int sae_model_load(const char *dir, sae_model **out, char *warn, size_t warn_len,
                    sae_error *err)
 {

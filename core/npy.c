@@ -22,6 +22,7 @@ typedef struct npy_lex {
     const char *p, *end;
 } npy_lex;
 
+/* Skips the whitespace a Python literal may contain. */
 static void skip_ws(npy_lex *l)
 {
     while (l->p < l->end && (*l->p == ' ' || *l->p == '\t' || *l->p == '\n' || *l->p == '\r'))
@@ -131,6 +132,10 @@ static int read_shape(npy_lex *l, const char *name, int *ndim, uint64_t shape[2]
     return 0;
 }
 
+/* Magic, version, header length (checked against len), then the dict with
+ * exactly the three keys numpy writes, then the dtype/order/shape rules and
+ * the file's exact size. Malformed: SAE_EFORMAT; valid but unsupported:
+ * SAE_EINVAL. */
 int sae_npy_parse(const char *name, const uint8_t *buf, size_t len, sae_npy_info *out,
                   sae_error *err)
 {
@@ -249,6 +254,8 @@ int sae_npy_parse(const char *name, const uint8_t *buf, size_t len, sae_npy_info
     return 0;
 }
 
+/* Header as numpy writes it, then the data converted in chunks, written to a
+ * temporary file that is renamed into place. */
 int sae_npy_write(const char *path, sae_dtype dtype, const float *data, size_t rows,
                   size_t cols, sae_error *err)
 {
@@ -338,6 +345,7 @@ out:
     return rc;
 }
 
+/* The F32 case of sae_npy_write. */
 int sae_npy_write_f32(const char *path, const float *data, size_t rows, size_t cols,
                       sae_error *err)
 {

@@ -110,6 +110,7 @@ typedef struct st_span {
     size_t index; /* into f->tensors */
 } st_span;
 
+/* qsort order: by begin, then end, then header position (a total order). */
 static int span_cmp(const void *a, const void *b)
 {
     const st_span *x = a, *y = b;
@@ -232,6 +233,10 @@ static int parse_meta(sae_st_file *f, json_t *val, sae_error *err)
     return 0;
 }
 
+/* Validates buf step by step: length prefix,
+ * header cap (before touching the header), UTF-8, JSON (duplicates rejected),
+ * each entry, then the tiling of the data section and the file's exact size.
+ * Tensor data pointers borrow from buf. */
 int sae_st_parse(const char *name, const uint8_t *buf, size_t len, sae_st_file **out,
                  sae_error *err)
 {
@@ -370,6 +375,8 @@ out:
     return rc;
 }
 
+/* Maps the whole file privately and read-only, then validates it with
+ * sae_st_parse; the descriptor is closed at once (the mapping stays). */
 int sae_st_open(const char *path, sae_st_file **out, sae_error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -418,6 +425,7 @@ out:
     return rc;
 }
 
+/* Frees names, metadata and, when it is ours, the mapping. NULL is a no-op. */
 void sae_st_free(sae_st_file *f)
 {
     if (!f)
@@ -436,6 +444,7 @@ void sae_st_free(sae_st_file *f)
     free(f);
 }
 
+/* Linear search: files hold a handful of tensors. */
 const sae_st_tensor *sae_st_find(const sae_st_file *f, const char *name)
 {
     for (size_t i = 0; i < f->n_tensors; i++)
@@ -444,6 +453,7 @@ const sae_st_tensor *sae_st_find(const sae_st_file *f, const char *name)
     return NULL;
 }
 
+/* Linear search over the metadata pairs. */
 const char *sae_st_meta_get(const sae_st_file *f, const char *key)
 {
     for (size_t i = 0; i < f->n_meta; i++)
@@ -452,6 +462,7 @@ const char *sae_st_meta_get(const sae_st_file *f, const char *key)
     return NULL;
 }
 
+/* Borrows aligned F32 data from the mapping; converts anything else once. */
 int sae_st_tensor_f32(const sae_st_file *f, const sae_st_tensor *t, const float **out,
                       float **owned, sae_error *err)
 {
@@ -499,6 +510,7 @@ struct sae_st_writer {
     json_t *meta;                   /* owned: string -> string, insertion ordered */
 };
 
+/* An empty writer, or NULL when out of memory. */
 sae_st_writer *sae_st_writer_new(void)
 {
     sae_st_writer *w = calloc(1, sizeof *w);
@@ -509,6 +521,7 @@ sae_st_writer *sae_st_writer_new(void)
     return w;
 }
 
+/* Frees the writer and its copies (never borrowed data). NULL is a no-op. */
 void sae_st_writer_free(sae_st_writer *w)
 {
     if (!w)
@@ -570,18 +583,21 @@ static int writer_add(sae_st_writer *w, const char *name, sae_dtype dtype, int n
     return 0;
 }
 
+/* Queues raw dtype bytes, copied. */
 int sae_st_writer_add(sae_st_writer *w, const char *name, sae_dtype dtype, int ndim,
                       const uint64_t *shape, const void *data)
 {
     return writer_add(w, name, dtype, ndim, shape, data, sae_dtype_size(dtype), false, false);
 }
 
+/* Queues raw dtype bytes, borrowed until save. */
 int sae_st_writer_add_ref(sae_st_writer *w, const char *name, sae_dtype dtype, int ndim,
                           const uint64_t *shape, const void *data)
 {
     return writer_add(w, name, dtype, ndim, shape, data, sae_dtype_size(dtype), false, true);
 }
 
+/* Queues floats (copied) to be written as dtype. */
 int sae_st_writer_add_f32(sae_st_writer *w, const char *name, sae_dtype dtype, int ndim,
                           const uint64_t *shape, const float *data)
 {
@@ -590,6 +606,7 @@ int sae_st_writer_add_f32(sae_st_writer *w, const char *name, sae_dtype dtype, i
     return writer_add(w, name, dtype, ndim, shape, data, sizeof(float), true, false);
 }
 
+/* Queues floats (borrowed until save) to be written as dtype. */
 int sae_st_writer_add_f32_ref(sae_st_writer *w, const char *name, sae_dtype dtype, int ndim,
                               const uint64_t *shape, const float *data)
 {
@@ -598,6 +615,7 @@ int sae_st_writer_add_f32_ref(sae_st_writer *w, const char *name, sae_dtype dtyp
     return writer_add(w, name, dtype, ndim, shape, data, sizeof(float), true, true);
 }
 
+/* Sets a metadata pair; the value must be UTF-8 (jansson checks). */
 int sae_st_writer_meta(sae_st_writer *w, const char *key, const char *value)
 {
     if (!w || !key || !value)
@@ -684,6 +702,9 @@ static void sync_parent_dir(const char *path)
     free(copy);
 }
 
+/* Writes a temporary file beside path (same folder, so rename is atomic),
+ * fsyncs it, renames it over path and fsyncs the folder. On failure the
+ * temporary file is removed and path is untouched. */
 int sae_st_writer_save(sae_st_writer *w, const char *path, sae_error *err)
 {
     char *header = NULL, *tmp = NULL;
