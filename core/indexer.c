@@ -658,7 +658,7 @@ static int build_csc(sae_indexer *ix, sae_error *err)
         if (!b)
             continue;
         for (size_t e = 0; e < b->nnz; e++)
-            cs[b->idx[e] + 1]++;
+            cs[b->idx[e] + 1] += b->val[e] > 0;
     }
     for (size_t f = 0; f < ix->d_sae; f++)
         cs[f + 1] += cs[f];
@@ -670,6 +670,8 @@ static int build_csc(sae_indexer *ix, sae_error *err)
         for (size_t r = 0; r < b->n_rows; r++)
             for (uint32_t e = b->row_ptr[r]; e < b->row_ptr[r + 1]; e++) {
                 uint32_t f = b->idx[e];
+                if (!(b->val[e] > 0))
+                    continue; /* only active values appear in windows */
                 uint32_t at = cs[f]++;
                 ix->col_row[at] = (uint32_t)(b->row0 + r - ix->csc_base);
                 ix->col_val[at] = b->val[e];
