@@ -327,6 +327,26 @@ out:
     return rc;
 }
 
+/* Writes text word-wrapped to `width` columns, each line indented. */
+static void wrap(FILE *out, const char *text, int indent, int width)
+{
+    const char *p = text;
+    while (*p) {
+        int room = width - indent, n = (int)strlen(p);
+        if (n > room) {
+            n = room;
+            while (n > 0 && p[n] != ' ')
+                n--;
+            if (n == 0)
+                n = room;
+        }
+        fprintf(out, "%*s%.*s\n", indent, "", n, p);
+        p += n;
+        while (*p == ' ')
+            p++;
+    }
+}
+
 void config_usage(FILE *out)
 {
     fprintf(out,
@@ -337,16 +357,19 @@ void config_usage(FILE *out)
             "Every setting below can be given as a flag (--max-batch-rows 128 or\n"
             "--max-batch-rows=128) or as `max_batch_rows = 128` in the --config file;\n"
             "flags win over the file. Booleans take on/off (a bare --quiet means on).\n\n"
-            "  --config FILE               read settings from FILE first\n"
+            "  --config FILE\n"
+            "        read settings from FILE (key = value lines) before the flags\n"
             "  --help, --version\n\n");
     for (size_t i = 0; i < N_KEYS; i++) {
-        char flag[64];
+        char flag[64], text[768];
         snprintf(flag, sizeof flag, "--%s %s", keys[i].name, keys[i].arg);
         for (char *c = flag + 2; *c && *c != ' '; c++)
             if (*c == '_')
                 *c = '-';
-        fprintf(out, "  %-34s %s (default: %s)\n", flag, keys[i].help,
-                *keys[i].def ? keys[i].def : "none");
+        snprintf(text, sizeof text, "%s (default: %s)", keys[i].help,
+                 *keys[i].def ? keys[i].def : "none");
+        fprintf(out, "  %s\n", flag);
+        wrap(out, text, 8, 92);
     }
     fprintf(out, "\nSignals: SIGHUP reloads the model from disk (the old one keeps serving\n"
                  "if the new one fails to load); SIGTERM/SIGINT stop accepting, drain and "

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "dtype.h"
@@ -1299,6 +1300,109 @@ static void test_sigterm(struct daemon *d)
     http_free(&r);
 }
 
+/* ---- config: the example file lists exactly the keys of --help ---- */
+
+/* Runs cmd, returns its stdout+stderr (owned) and exit status. */
+static char *run(const char *cmd, int *status)
+{
+    FILE *p = popen(cmd, "r");
+    size_t cap = 1 << 16, len = 0;
+    char *out = calloc(1, cap);
+    if (!p)
+        return out;
+    size_t n;
+    while ((n = fread(out + len, 1, cap - len - 1, p)) > 0) {
+        len += n;
+        if (len + 1 == cap) {
+            cap *= 2;
+            out = realloc(out, cap);
+        }
+    }
+    out[len] = '\0';
+    int st = pclose(p);
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return out;
+}
+
+static void test_config(void)
+{
+    const char *bin = getenv("SAED_BIN"), *conf = getenv("SAED_CONF");
+    char cmd[1200];
+    int st;
+    snprintf(cmd, sizeof cmd, "%s --help 2>&1", bin);
+    char *help = run(cmd, &st);
+    CHECK(st == 0, "--help exit %d", st);
+    char help_keys[64][48], conf_keys[64][48];
+    size_t nh = 0, nc = 0;
+    for (char *l = help; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        if (strncmp(l, "  --", 4) || nh == 64)
+            continue;
+        size_t n = strcspn(l + 4, " \n,");
+        if (n >= 48)
+            continue;
+        memcpy(help_keys[nh], l + 4, n);
+        help_keys[nh][n] = '\0';
+        for (char *c = help_keys[nh]; *c; c++)
+            if (*c == '-')
+                *c = '_';
+        if (strcmp(help_keys[nh], "config") && strcmp(help_keys[nh], "help"))
+            nh++;
+    }
+    free(help);
+    FILE *f = conf ? fopen(conf, "r") : NULL;
+    CHECK(f != NULL, "cannot open the example config %s", conf ? conf : "(SAED_CONF unset)");
+    char line[512];
+    while (f && fgets(line, sizeof line, f) && nc < 64) {
+        if (line[0] == '#' || !strchr(line, '='))
+            continue;
+        size_t n = strcspn(line, " =");
+        if (n < 48) {
+            memcpy(conf_keys[nc], line, n);
+            conf_keys[nc++][n] = '\0';
+        }
+    }
+    if (f)
+        fclose(f);
+    CHECK(nh > 10 && nh == nc, "--help lists %zu keys, the example config %zu", nh, nc);
+    for (size_t i = 0; i < nh; i++) {
+        bool found = false;
+        for (size_t j = 0; j < nc; j++)
+            found |= !strcmp(help_keys[i], conf_keys[j]);
+        CHECK(found, "config/saed.conf lacks %s", help_keys[i]);
+    }
+
+    /* The example file loads (flags override its model and listen). */
+    struct daemon d;
+    const char *args[] = {"--config", conf, "--model", dir_a, "--listen", "127.0.0.1:0", NULL};
+    if (conf && daemon_start(&d, dir_a, args) == 0) {
+        struct http_resp r;
+        CHECK(http(&d, "GET", "/v1/health", NULL, 0, NULL, false, &r) == 200, "health");
+        http_free(&r);
+        daemon_signal(&d, SIGINT);
+        CHECK(daemon_wait(&d, 20000) == 0, "exit status after SIGINT");
+    } else {
+        CHECK(0, "saed --config %s did not start", conf);
+    }
+
+    /* Bad usage exits 2, bad settings and a bad model 1, each saying why. */
+    snprintf(cmd, sizeof cmd, "%s --model %s --colour blue 2>&1", bin, dir_a);
+    char *out = run(cmd, &st);
+    CHECK(st == 2 && strstr(out, "--colour"), "unknown flag: %d %s", st, out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s --model %s --threads lots 2>&1", bin, dir_a);
+    out = run(cmd, &st);
+    CHECK(st == 1 && strstr(out, "--threads"), "bad value: %d %s", st, out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s --model %s/nowhere --listen 127.0.0.1:0 2>&1", bin, tmp);
+    out = run(cmd, &st);
+    CHECK(st == 1 && strstr(out, "nowhere"), "missing model: %d %s", st, out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s 2>&1", bin);
+    out = run(cmd, &st);
+    CHECK(st == 2 && strstr(out, "--model"), "no model: %d %s", st, out);
+    free(out);
+}
+
 int main(void)
 {
     if (setup()) {
@@ -1312,6 +1416,7 @@ int main(void)
         fprintf(stderr, "saed did not start\n");
         return 1;
     }
+    test_config();
     test_routes(&d1);
     test_errors(&d1);
     test_oversized(&d1);

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# bench/daemon.sh: saed's throughput against raw sgemm on the same shapes,
+# measured in the same run (issue 3, "Speed"); figures go to
+# docs/PERFORMANCE.md, section "Daemon".
+#
+# The model is a fixture written by mkfixture: d_in 768 x d_sae 24576, F32,
+# biases set so about 64 features fire per row. Scenarios:
+#   raw        cblas_sgemm of 256 rows (and sgemv of 1 row), all threads
+#   binary256  binary bodies of 256 rows, binary replies     target >= 0.80 x raw
+#   json256    JSON bodies of 256 rows, JSON replies         target >= 0.40 x raw
+#   one_on     64 clients posting one row each, batching on
+#   one_off    the same with --batching off                 target on/off >= 15
+# Raw sgemm is measured before and after the daemon runs and averaged, so a
+# drift in machine speed shows up instead of skewing the ratio.
+#
+# usage: bench/daemon.sh [--build DIR] [--seconds S] [--threads T]
+#                        [--d-in N] [--d-sae N] [--l0 L] [--json]
+# Run it on a quiet machine (uptime load < 0.5): the clients share its CPUs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=build seconds=10 threads=$(nproc) d_in=768 d_sae=24576 l0=64 json_out=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build) build=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --d-in) d_in=$2; shift 2 ;;
+    --d-sae) d_sae=$2; shift 2 ;;
+    --l0) l0=$2; shift 2 ;;
+    --json) json_out=1; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "daemon.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+saed=$build/server/saed loadgen=$build/server/loadgen mkfixture=$build/tests/mkfixture
+for b in "$saed" "$loadgen" "$mkfixture"; do
+  [ -x "$b" ] || { echo "daemon.sh: $b is not built (ninja -C $build)" >&2; exit 1; }
+done
+load=$(cut -d' ' -f1 /proc/loadavg)
+if awk "BEGIN { exit !($load >= 0.5) }"; then
+  echo "daemon.sh: warning: load average $load >= 0.5, figures will be low" >&2
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/saed-bench-XXXXXX")
+pid=
+cleanup() {
+  if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "daemon.sh: writing a ${d_in}x${d_sae} model (target l0 $l0)" >&2
+"$mkfixture" --out "$work/model" --d-in "$d_in" --d-sae "$d_sae" --target-l0 "$l0" --seed 1 >/dev/null
+
+port=
+start_saed() {
+  "$saed" --model "$work/model" --listen 127.0.0.1:0 --quiet --threads "$threads" "$@" \
+    2>"$work/saed.log" &
+  pid=$!
+  for _ in $(seq 300); do
+    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/saed.log")
+    [ -n "$port" ] && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$work/saed.log" >&2
+  echo "daemon.sh: saed did not start" >&2
+  exit 1
+}
+stop_saed() {
+  kill -TERM "$pid"
+  wait "$pid" || { echo "daemon.sh: saed exited $?" >&2; exit 1; }
+  pid=
+}
+lg() { "$loadgen" "$@" --d-in "$d_in" --seconds "$seconds" --warmup 2; }
+
+echo "daemon.sh: raw sgemm" >&2
+raw_a=$(lg sgemm --d-sae "$d_sae" --rows 256 --threads "$threads")
+raw1=$(lg sgemm --d-sae "$d_sae" --rows 1 --threads "$threads")
+
+start_saed
+l0_seen=$(python3 - "$port" "$d_in" <<'EOF'
+import json, random, sys, urllib.request
+port, d = int(sys.argv[1]), int(sys.argv[2])
+random.seed(7)
+rows = [[random.gauss(0, 1) for _ in range(d)] for _ in range(16)]
+req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/encode",
+                             data=json.dumps({"inputs": rows}).encode(),
+                             headers={"Content-Type": "application/json"})
+res = json.load(urllib.request.urlopen(req))["results"]
+print(sum(r["l0"] for r in res) / len(res))
+EOF
+)
+echo "daemon.sh: binary bodies of 256 rows (mean l0 $l0_seen)" >&2
+bin=$(lg http --port "$port" --rows 256 --format binary --accept-binary --clients $((2 * threads)))
+echo "daemon.sh: JSON bodies of 256 rows" >&2
+json=$(lg http --port "$port" --rows 256 --format json --clients $((2 * threads)))
+echo "daemon.sh: 64 clients x 1 row, batching on" >&2
+on=$(lg http --port "$port" --rows 1 --format binary --accept-binary --clients 64)
+metrics=$(curl -s "http://127.0.0.1:$port/metrics" | grep -E '^saed_batch_rows_(sum|count)' | tr '\n' ' ')
+stop_saed
+
+start_saed --batching off
+echo "daemon.sh: 64 clients x 1 row, batching off" >&2
+off=$(lg http --port "$port" --rows 1 --format binary --accept-binary --clients 64)
+stop_saed
+
+echo "daemon.sh: raw sgemm again" >&2
+raw_b=$(lg sgemm --d-sae "$d_sae" --rows 256 --threads "$threads")
+
+python3 - "$json_out" "$raw_a" "$raw_b" "$raw1" "$bin" "$json" "$on" "$off" "$l0_seen" \
+  "$metrics" "$threads" <<'EOF'
+import json, sys
+out, ra, rb, r1, b, j, on, off = sys.argv[1:9]
+l0, metrics, threads = float(sys.argv[9]), sys.argv[10].split(), sys.argv[11]
+ra, rb, r1, b, j, on, off = map(json.loads, (ra, rb, r1, b, j, on, off))
+raw = (ra["rows_per_s"] + rb["rows_per_s"]) / 2
+m = dict(zip(metrics[0::2], map(float, metrics[1::2])))
+batch = m.get("saed_batch_rows_sum", 0) / max(m.get("saed_batch_rows_count", 1), 1)
+res = {
+    "threads": int(threads), "mean_l0": l0,
+    "raw_sgemm_rows_per_s": round(raw, 1),
+    "raw_sgemm_before_after": [ra["rows_per_s"], rb["rows_per_s"]],
+    "raw_sgemv_rows_per_s": r1["rows_per_s"],
+    "binary256_rows_per_s": b["rows_per_s"], "binary256_ratio": round(b["rows_per_s"] / raw, 3),
+    "json256_rows_per_s": j["rows_per_s"], "json256_ratio": round(j["rows_per_s"] / raw, 3),
+    "one_row_batching_on_rows_per_s": on["rows_per_s"],
+    "one_row_batching_off_rows_per_s": off["rows_per_s"],
+    "batching_speedup": round(on["rows_per_s"] / max(off["rows_per_s"], 1e-9), 2),
+    "batching_on_p50_us": on["p50_us"], "batching_on_p99_us": on["p99_us"],
+    "batching_off_p50_us": off["p50_us"], "batching_off_p99_us": off["p99_us"],
+    "mean_rows_per_gemm_on": round(batch, 1),
+    "errors": b["errors"] + j["errors"] + on["errors"] + off["errors"],
+}
+if out == "1":
+    print(json.dumps(res))
+    sys.exit(0)
+print(f"threads {threads}, mean l0 {l0:.1f}")
+print(f"raw sgemm 256 rows      {raw:10.0f} rows/s (before {ra['rows_per_s']:.0f}, after {rb['rows_per_s']:.0f})")
+print(f"raw sgemv 1 row         {r1['rows_per_s']:10.0f} rows/s")
+print(f"binary bodies, 256 rows {b['rows_per_s']:10.0f} rows/s  {res['binary256_ratio']:.2f} x raw (target >= 0.80)")
+print(f"JSON bodies, 256 rows   {j['rows_per_s']:10.0f} rows/s  {res['json256_ratio']:.2f} x raw (target >= 0.40)")
+print(f"64 x 1 row, batching on {on['rows_per_s']:10.0f} rows/s  p50 {on['p50_us']/1e3:.1f} ms  p99 {on['p99_us']/1e3:.1f} ms  ({batch:.1f} rows/GEMM)")
+print(f"64 x 1 row, batching off{off['rows_per_s']:10.0f} rows/s  p50 {off['p50_us']/1e3:.1f} ms  p99 {off['p99_us']/1e3:.1f} ms")
+print(f"batching on / off       {res['batching_speedup']:10.2f} x (target >= 15)")
+print(f"errors                  {res['errors']}")
+EOF

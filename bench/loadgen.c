@@ -1,0 +1,396 @@
+/* loadgen.c: a small closed-loop HTTP load generator for saed, and the raw
+ * sgemm/sgemv baseline measured in the same run (bench/daemon.sh).
+ *
+ *   loadgen sgemm --d-in N --d-sae N --rows R [--threads T] [--seconds S]
+ *       raw cblas_sgemm (cblas_sgemv when R is 1) rows/s on those shapes
+ *   loadgen http --port P --rows R --d-in N --format json|binary
+ *       [--clients C] [--seconds S] [--warmup S] [--accept-binary] [--gzip]
+ *       [--api-key K] [--seed S]
+ *       C clients, each on its own keep-alive connection, post encode
+ *       requests of R random rows back to back for S seconds
+ *
+ * Each prints one JSON line on stdout: rows/s, requests/s and, for http,
+ * latency percentiles (p50/p90/p99, microseconds) and status counts. Bodies
+ * are built once before the clock starts, so the generator's own cost is
+ * sending bytes and reading replies. Why not wrk: its Lua body generation
+ * would have to embed 2 MB JSON bodies and it cannot report rows; this keeps
+ * the measurement and its arithmetic in one readable file. */
+#include <arpa/inet.h>
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rng.h"
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void die(const char *msg)
+{
+    fprintf(stderr, "loadgen: error: %s\n", msg);
+    exit(1);
+}
+
+/* Options of both modes. */
+struct opts {
+    const char *mode;
+    int port;
+    size_t d_in, d_sae, rows;
+    int threads, clients;
+    double seconds, warmup;
+    bool json, accept_binary, gzip;
+    const char *api_key;
+    uint64_t seed;
+};
+
+static void parse(int argc, char **argv, struct opts *o)
+{
+    *o = (struct opts){.d_in = 768, .d_sae = 24576, .rows = 1, .threads = 1, .clients = 1,
+                       .seconds = 5, .warmup = 1, .json = false, .seed = 1};
+    if (argc < 2)
+        die("usage: loadgen sgemm|http [options] (see the comment at the top of loadgen.c)");
+    o->mode = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define TAKE(name) (!strcmp(a, name) && v && (i++, 1))
+        if (TAKE("--port"))
+            o->port = atoi(v);
+        else if (TAKE("--d-in"))
+            o->d_in = strtoull(v, NULL, 10);
+        else if (TAKE("--d-sae"))
+            o->d_sae = strtoull(v, NULL, 10);
+        else if (TAKE("--rows"))
+            o->rows = strtoull(v, NULL, 10);
+        else if (TAKE("--threads"))
+            o->threads = atoi(v);
+        else if (TAKE("--clients"))
+            o->clients = atoi(v);
+        else if (TAKE("--seconds"))
+            o->seconds = atof(v);
+        else if (TAKE("--warmup"))
+            o->warmup = atof(v);
+        else if (TAKE("--format"))
+            o->json = !strcmp(v, "json");
+        else if (TAKE("--api-key"))
+            o->api_key = v;
+        else if (TAKE("--seed"))
+            o->seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--accept-binary"))
+            o->accept_binary = true;
+        else if (!strcmp(a, "--gzip"))
+            o->gzip = true;
+        else {
+            fprintf(stderr, "loadgen: unknown or incomplete option %s\n", a);
+            exit(2);
+        }
+#undef TAKE
+    }
+    if (!o->rows || !o->d_in || !o->d_sae || o->clients < 1 || o->threads < 1)
+        die("rows, d-in, d-sae, clients and threads must be positive");
+}
+
+/* ---- raw BLAS ---- */
+
+static void run_sgemm(const struct opts *o)
+{
+    size_t m = o->rows, k = o->d_in, n = o->d_sae;
+    float *a = malloc(m * k * sizeof *a), *b = malloc(k * n * sizeof *b),
+          *c = malloc(m * n * sizeof *c);
+    if (!a || !b || !c)
+        die("out of memory");
+    sae_rng r;
+    sae_rng_seed(&r, o->seed);
+    for (size_t i = 0; i < m * k; i++)
+        a[i] = (float)sae_rng_normal(&r);
+    for (size_t i = 0; i < k * n; i++)
+        b[i] = (float)(sae_rng_normal(&r) / sqrt((double)k));
+    openblas_set_num_threads(o->threads);
+    size_t calls = 0;
+    double t0 = 0, t_end = 0;
+    double start = now_s();
+    for (;;) {
+        double t = now_s();
+        if (t0 == 0 && t - start >= o->warmup)
+            t0 = t;
+        if (t0 && t - t0 >= o->seconds) {
+            t_end = t;
+            break;
+        }
+        if (m == 1)
+            cblas_sgemv(CblasRowMajor, CblasTrans, (int)k, (int)n, 1.0f, b, (int)n, a, 1, 0.0f, c,
+                        1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f,
+                        a, (int)k, b, (int)n, 0.0f, c, (int)n);
+        if (t0)
+            calls++;
+    }
+    double el = t_end - t0;
+    printf("{\"mode\":\"sgemm\",\"d_in\":%zu,\"d_sae\":%zu,\"rows\":%zu,\"threads\":%d,"
+           "\"calls\":%zu,\"seconds\":%.3f,\"rows_per_s\":%.1f,\"gflops\":%.1f}\n",
+           m, k, n, o->threads, calls, el, (double)(calls * m) / el,
+           2.0 * (double)m * (double)k * (double)n * (double)calls / el / 1e9);
+    free(a);
+    free(b);
+    free(c);
+}
+
+/* ---- HTTP ---- */
+
+/* The prebuilt request (headers + body) every client sends. */
+struct request {
+    char *bytes;
+    size_t len;
+};
+
+static struct request build_request(const struct opts *o)
+{
+    size_t n = o->rows * o->d_in;
+    float *x = malloc(n * sizeof *x);
+    sae_rng r;
+    sae_rng_seed(&r, o->seed);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)sae_rng_normal(&r);
+    char *body;
+    size_t blen;
+    if (o->json) {
+        size_t cap = 32 + n * 18;
+        body = malloc(cap);
+        blen = (size_t)snprintf(body, cap, "{\"inputs\":[");
+        for (size_t i = 0; i < o->rows; i++) {
+            body[blen++] = '[';
+            for (size_t j = 0; j < o->d_in; j++)
+                blen += (size_t)snprintf(body + blen, cap - blen, j ? ",%.9g" : "%.9g",
+                                         (double)x[i * o->d_in + j]);
+            body[blen++] = ']';
+            if (i + 1 < o->rows)
+                body[blen++] = ',';
+        }
+        blen += (size_t)snprintf(body + blen, cap - blen, "]}");
+    } else {
+        body = (char *)x;
+        blen = n * sizeof *x;
+        x = NULL;
+    }
+    char head[1024];
+    int hl = snprintf(head, sizeof head,
+                      "POST /v1/encode HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: %s\r\n"
+                      "%s%s%s%s%sContent-Length: %zu\r\n\r\n",
+                      o->port, o->json ? "application/json" : "application/octet-stream",
+                      o->accept_binary ? "Accept: application/octet-stream\r\n" : "",
+                      o->gzip ? "Accept-Encoding: gzip\r\n" : "",
+                      o->api_key ? "Authorization: Bearer " : "", o->api_key ? o->api_key : "",
+                      o->api_key ? "\r\n" : "", blen);
+    struct request rq = {.len = (size_t)hl + blen};
+    rq.bytes = malloc(rq.len);
+    memcpy(rq.bytes, head, (size_t)hl);
+    memcpy(rq.bytes + hl, body, blen);
+    free(body);
+    free(x);
+    return rq;
+}
+
+/* One client: its connection, latencies (microseconds) and counts. */
+struct client {
+    const struct opts *o;
+    const struct request *rq;
+    double t_measure, t_stop;       /* shared clock marks */
+    uint32_t *lat;                  /* (n_lat) owned */
+    size_t n_lat, cap_lat;
+    size_t ok, errors, reconnects;
+    unsigned status_hist[6];        /* 1xx..5xx by first digit, [0] other */
+};
+
+static int dial(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int send_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        if (k <= 0) {
+            if (k < 0 && errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Reads one response (status line, headers, Content-Length body); returns
+ * the status or -1. buf is the client's scratch of cap bytes. */
+static int read_response(int fd, char *buf, size_t cap)
+{
+    size_t have = 0;
+    char *end = NULL;
+    while (!end) {
+        if (have == cap)
+            return -1;
+        ssize_t k = recv(fd, buf + have, cap - have, 0);
+        if (k <= 0)
+            return -1;
+        have += (size_t)k;
+        end = memmem(buf, have, "\r\n\r\n", 4);
+    }
+    int status = atoi(buf + 9);
+    size_t head = (size_t)(end - buf) + 4, clen = 0;
+    for (char *p = buf; p < end; p++)
+        if ((*p == 'C' || *p == 'c') && !strncasecmp(p, "Content-Length:", 15)) {
+            clen = strtoull(p + 15, NULL, 10);
+            break;
+        }
+    size_t got = have - head;
+    while (got < clen) {
+        ssize_t k = recv(fd, buf, cap < clen - got ? cap : clen - got, 0);
+        if (k <= 0)
+            return -1;
+        got += (size_t)k;
+    }
+    return status;
+}
+
+static void *client_main(void *arg)
+{
+    struct client *c = arg;
+    size_t cap = 1 << 20;
+    char *buf = malloc(cap);
+    int fd = -1;
+    for (;;) {
+        double t = now_s();
+        if (t >= c->t_stop)
+            break;
+        if (fd < 0 && (fd = dial(c->o->port)) < 0) {
+            c->errors++;
+            usleep(1000);
+            continue;
+        }
+        int st = -1;
+        if (!send_all(fd, c->rq->bytes, c->rq->len))
+            st = read_response(fd, buf, cap);
+        double t1 = now_s();
+        if (st < 0) {
+            close(fd);
+            fd = -1;
+            c->reconnects++;
+            if (t >= c->t_measure)
+                c->errors++;
+            continue;
+        }
+        if (t < c->t_measure)
+            continue;
+        c->status_hist[st >= 100 && st < 600 ? st / 100 : 0]++;
+        if (st == 200) {
+            c->ok++;
+            if (c->n_lat == c->cap_lat) {
+                c->cap_lat = c->cap_lat ? 2 * c->cap_lat : 4096;
+                c->lat = realloc(c->lat, c->cap_lat * sizeof *c->lat);
+            }
+            c->lat[c->n_lat++] = (uint32_t)((t1 - t) * 1e6);
+        } else {
+            c->errors++;
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return NULL;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void run_http(const struct opts *o)
+{
+    if (!o->port)
+        die("--port is required");
+    struct request rq = build_request(o);
+    struct client *cl = calloc((size_t)o->clients, sizeof *cl);
+    pthread_t *t = calloc((size_t)o->clients, sizeof *t);
+    double start = now_s();
+    for (int i = 0; i < o->clients; i++) {
+        cl[i] = (struct client){.o = o, .rq = &rq, .t_measure = start + o->warmup,
+                                .t_stop = start + o->warmup + o->seconds};
+        pthread_create(&t[i], NULL, client_main, &cl[i]);
+    }
+    size_t ok = 0, errors = 0, n_lat = 0, reconnects = 0;
+    unsigned hist[6] = {0};
+    for (int i = 0; i < o->clients; i++) {
+        pthread_join(t[i], NULL);
+        ok += cl[i].ok;
+        errors += cl[i].errors;
+        n_lat += cl[i].n_lat;
+        reconnects += cl[i].reconnects;
+        for (int k = 0; k < 6; k++)
+            hist[k] += cl[i].status_hist[k];
+    }
+    uint32_t *lat = malloc((n_lat ? n_lat : 1) * sizeof *lat);
+    size_t at = 0;
+    for (int i = 0; i < o->clients; i++) {
+        memcpy(lat + at, cl[i].lat, cl[i].n_lat * sizeof *lat);
+        at += cl[i].n_lat;
+        free(cl[i].lat);
+    }
+    qsort(lat, n_lat, sizeof *lat, cmp_u32);
+#define PCT(p) (n_lat ? lat[(size_t)((double)(n_lat - 1) * (p))] : 0)
+    printf("{\"mode\":\"http\",\"format\":\"%s\",\"rows\":%zu,\"d_in\":%zu,\"clients\":%d,"
+           "\"seconds\":%.3f,\"requests\":%zu,\"errors\":%zu,\"reconnects\":%zu,"
+           "\"requests_per_s\":%.1f,\"rows_per_s\":%.1f,\"p50_us\":%u,\"p90_us\":%u,"
+           "\"p99_us\":%u,\"max_us\":%u,\"status_2xx\":%u,\"status_4xx\":%u,"
+           "\"status_5xx\":%u,\"request_bytes\":%zu}\n",
+           o->json ? "json" : "binary", o->rows, o->d_in, o->clients, o->seconds, ok, errors,
+           reconnects, (double)ok / o->seconds, (double)(ok * o->rows) / o->seconds, PCT(0.50),
+           PCT(0.90), PCT(0.99), n_lat ? lat[n_lat - 1] : 0, hist[2], hist[4], hist[5], rq.len);
+#undef PCT
+    free(lat);
+    free(cl);
+    free(t);
+    free(rq.bytes);
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o;
+    parse(argc, argv, &o);
+    if (!strcmp(o.mode, "sgemm"))
+        run_sgemm(&o);
+    else if (!strcmp(o.mode, "http"))
+        run_http(&o);
+    else
+        die("mode must be sgemm or http");
+    return 0;
+}
