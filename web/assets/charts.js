@@ -17,9 +17,58 @@ export function niceTicks(max, want = 4) {
   return ticks;
 }
 
-function binLabel(edges, i) {
-  if (edges.length < i + 2) return `bin ${i}`;
-  return `${fmtNum(edges[i], 3)} – ${fmtNum(edges[i + 1], 3)}`;
+// Edge k of a histogram of `nBins` bins. `edges` holds nBins + 1 bounds, or
+// only the nBins lower bounds when the last bin is open (its top is ∞, which
+// JSON cannot carry).
+function edgeAt(edges, nBins, k) {
+  if (k < edges.length) return edges[k];
+  return k === nBins ? Infinity : NaN;
+}
+
+function binLabel(edges, i, nBins = edges.length - 1) {
+  if (edges.length <= i) return `bin ${i}`;
+  return `${fmtNum(edges[i], 3)} – ${fmtNum(edgeAt(edges, nBins, i + 1), 3)}`;
+}
+
+// Whether bins lo..hi grow in width (fixed bins spaced by ratio, as saed's
+// index uses), so equal-width bars make the axis logarithmic.
+function geometric(edges, nBins, lo, hi) {
+  const w = [];
+  for (let i = lo; i <= hi; i++) {
+    const d = edgeAt(edges, nBins, i + 1) - edgeAt(edges, nBins, i);
+    if (Number.isFinite(d) && d > 0) w.push(d);
+  }
+  return w.length > 1 && Math.max(...w) > 2.5 * Math.min(...w);
+}
+
+// How plain a number reads on the axis: its significant digits as printed
+// (0.5 and 2 have one, 0.125 three), powers of two counting a little less so a
+// log axis gets ticks at whole octaves. Ticks prefer the plainest edges.
+function digits(v) {
+  const d = fmtNum(v, 3).replace(/^-/, '').replace(/e.*$/, '').replace('.', '').replace(/^0+/, '').replace(/0+$/, '').length;
+  return Number.isInteger(Math.log2(Math.abs(v))) ? d - 0.5 : d;
+}
+
+// Which of the n + 1 edges of the shown bins get a tick label: both ends, and
+// about `want` - 1 between them, each the roundest edge within half a step of
+// its even spacing, none closer than 44 px to the previous one.
+function tickPositions(edges, nBins, lo, n, want, pxPerBin) {
+  const at = [0];
+  const step = n / want;
+  const minGap = Math.ceil(44 / pxPerBin);
+  for (let t = 1; t < want; t++) {
+    const target = t * step;
+    let best = -1;
+    for (let k = Math.max(1, Math.ceil(target - step / 2)); k <= Math.min(n - 1, Math.floor(target + step / 2)); k++) {
+      const v = edgeAt(edges, nBins, lo + k);
+      if (!Number.isFinite(v)) continue;
+      if (best < 0 || digits(v) < digits(edgeAt(edges, nBins, lo + best)) ||
+          (digits(v) === digits(edgeAt(edges, nBins, lo + best)) && Math.abs(k - target) < Math.abs(best - target))) best = k;
+    }
+    if (best > 0 && best - at[at.length - 1] >= minGap && n - best >= minGap) at.push(best);
+  }
+  at.push(n);
+  return at;
 }
 
 // The histogram of a feature's activations as an SVG figure, `width` CSS
@@ -31,8 +80,9 @@ export function histogramPlot(hist, width) {
   if (!range) return null;
   const [lo, hi] = range;
   const n = hi - lo + 1;
+  const label = (i) => binLabel(edges, i, counts.length);
   const narrow = width < 480;
-  const height = narrow ? 200 : 240;
+  const height = narrow ? 200 : 260;
   const m = { top: 12, right: 14, bottom: 46, left: narrow ? 48 : 60 };
   const pw = Math.max(40, width - m.left - m.right);
   const ph = height - m.top - m.bottom;
@@ -46,8 +96,8 @@ export function histogramPlot(hist, width) {
     class: 'histogram', width, height, viewBox: `0 0 ${width} ${height}`,
     role: 'img', 'aria-labelledby': 'hist-title',
   }, s('title', { id: 'hist-title' },
-    `Histogram of activations: ${n} bins from ${binLabel(edges, lo).split(' – ')[0]} to ` +
-    `${binLabel(edges, hi).split(' – ')[1] ?? ''}, at most ${fmtInt(max)} tokens in a bin`));
+    `Histogram of activations: ${n} bins from ${label(lo).split(' – ')[0]} to ` +
+    `${label(hi).split(' – ')[1] ?? ''}, at most ${fmtInt(max)} tokens in a bin`));
 
   const grid = s('g', { class: 'axis y-axis' });
   for (const t of yt) {
@@ -66,28 +116,22 @@ export function histogramPlot(hist, width) {
     bars.append(s('rect', {
       class: 'bar', x: m.left + (i - lo) * bw + gap / 2, width: Math.max(0.5, bw - gap),
       y: top, height: m.top + ph - top, 'data-count': c, 'data-bin': i,
-    }, s('title', {}, `${binLabel(edges, i)}: ${fmtInt(c)} tokens`)));
+    }, s('title', {}, `${label(i)}: ${fmtInt(c)} tokens`)));
   }
   svg.append(bars);
 
   const xa = s('g', { class: 'axis x-axis' },
     s('line', { x1: m.left, x2: m.left + pw, y1: m.top + ph, y2: m.top + ph, class: 'baseline' }));
-  if (edges.length >= counts.length + 1) {
-    const want = narrow ? 3 : 6;
-    const step = Math.max(1, Math.ceil(n / want));
-    const at = [];
-    for (let k = 0; k <= n; k += step) at.push(k);
-    if (n - at[at.length - 1] < step / 2 && at.length > 1) at.pop();
-    if (at[at.length - 1] !== n) at.push(n);
-    for (const k of at) {
+  if (edges.length >= counts.length) {
+    for (const k of tickPositions(edges, counts.length, lo, n, narrow ? 3 : 6, pw / n)) {
       const x = m.left + k * bw;
       const anchor = k === 0 ? 'start' : k === n ? 'end' : 'middle';
       xa.append(s('line', { x1: x, x2: x, y1: m.top + ph, y2: m.top + ph + 4, class: 'tick' }),
-        s('text', { x, y: m.top + ph + 16, 'text-anchor': anchor }, fmtNum(edges[lo + k], 3)));
+        s('text', { x, y: m.top + ph + 16, 'text-anchor': anchor }, fmtNum(edgeAt(edges, counts.length, lo + k), 3)));
     }
   }
   xa.append(s('text', { class: 'axis-title', x: m.left + pw / 2, y: height - 6, 'text-anchor': 'middle' },
-    'activation'));
+    geometric(edges, counts.length, lo, hi) ? 'activation (log scale)' : 'activation'));
   svg.append(xa);
   return svg;
 }
@@ -100,7 +144,7 @@ export function histogramTable(hist) {
   if (!range) return null;
   const rows = [];
   for (let i = range[0]; i <= range[1]; i++) {
-    rows.push(h('tr', {}, h('td', {}, binLabel(edges, i)), h('td', { class: 'num' }, fmtInt(counts[i]))));
+    rows.push(h('tr', {}, h('td', {}, binLabel(edges, i, counts.length)), h('td', { class: 'num' }, fmtInt(counts[i]))));
   }
   return h('table', { class: 'bins' },
     h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'activation'), h('th', { scope: 'col', class: 'num' }, 'tokens'))),
