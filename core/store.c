@@ -1163,7 +1163,9 @@ int sae_store_parse_order(const char *s, bool *desc, sae_error *err)
 static char *fts_query(const char *q)
 {
     size_t n = strlen(q);
-    char *out = malloc(n * 2 + 1);
+    /* A word of L bytes becomes at most 2L + 2 (quotes doubled, two added)
+     * plus a separating space: 2n + words + 2 <= 3n + 3 with the NUL. */
+    char *out = malloc(n * 3 + 3);
     if (!out)
         return NULL;
     char *p = out;
