@@ -5,11 +5,13 @@
 #
 # The model is a fixture written by mkfixture: d_in 768 x d_sae 24576, F32,
 # biases set so about 64 features fire per row. Scenarios:
-#   raw        cblas_sgemm of 256 rows (and sgemv of 1 row), all threads
+#   raw        cblas_sgemm of 256 and 64 rows, sgemv of 1 row, all threads
 #   binary256  binary bodies of 256 rows, binary replies     target >= 0.80 x raw
 #   json256    JSON bodies of 256 rows, JSON replies         target >= 0.40 x raw
 #   one_on     64 clients posting one row each, batching on
 #   one_off    the same with --batching off                 target on/off >= 15
+#   compare    64 one-row requests at once (batching on) vs one by one (off):
+#              bit-identical rows and the largest difference
 # Raw sgemm is measured before and after the daemon runs and averaged, so a
 # drift in machine speed shows up instead of skewing the ratio.
 #
@@ -44,9 +46,12 @@ if awk "BEGIN { exit !($load >= 0.5) }"; then
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/saed-bench-XXXXXX")
-pid=
+declare -A pid port
 cleanup() {
-  if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  for n in "${!pid[@]}"; do
+    kill -TERM "${pid[$n]}" 2>/dev/null || true
+    wait "${pid[$n]}" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -54,34 +59,37 @@ trap cleanup EXIT
 echo "daemon.sh: writing a ${d_in}x${d_sae} model (target l0 $l0)" >&2
 "$mkfixture" --out "$work/model" --d-in "$d_in" --d-sae "$d_sae" --target-l0 "$l0" --seed 1 >/dev/null
 
-port=
+# start_saed NAME [flags...]: starts a daemon, sets pid[NAME] and port[NAME].
 start_saed() {
+  local name=$1
+  shift
   "$saed" --model "$work/model" --listen 127.0.0.1:0 --quiet --threads "$threads" "$@" \
-    2>"$work/saed.log" &
-  pid=$!
+    2>"$work/$name.log" &
+  pid[$name]=$!
   for _ in $(seq 300); do
-    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/saed.log")
-    [ -n "$port" ] && return 0
-    kill -0 "$pid" 2>/dev/null || break
+    port[$name]=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/$name.log")
+    [ -n "${port[$name]}" ] && return 0
+    kill -0 "${pid[$name]}" 2>/dev/null || break
     sleep 0.1
   done
-  cat "$work/saed.log" >&2
+  cat "$work/$name.log" >&2
   echo "daemon.sh: saed did not start" >&2
   exit 1
 }
 stop_saed() {
-  kill -TERM "$pid"
-  wait "$pid" || { echo "daemon.sh: saed exited $?" >&2; exit 1; }
-  pid=
+  kill -TERM "${pid[$1]}"
+  wait "${pid[$1]}" || { echo "daemon.sh: saed exited $?" >&2; exit 1; }
+  unset "pid[$1]"
 }
 lg() { "$loadgen" "$@" --d-in "$d_in" --seconds "$seconds" --warmup 2; }
 
 echo "daemon.sh: raw sgemm" >&2
 raw_a=$(lg sgemm --d-sae "$d_sae" --rows 256 --threads "$threads")
 raw1=$(lg sgemm --d-sae "$d_sae" --rows 1 --threads "$threads")
+raw64=$(lg sgemm --d-sae "$d_sae" --rows 64 --threads "$threads")
 
-start_saed
-l0_seen=$(python3 - "$port" "$d_in" <<'EOF'
+start_saed on
+l0_seen=$(python3 - "${port[on]}" "$d_in" <<'EOF'
 import json, random, sys, urllib.request
 port, d = int(sys.argv[1]), int(sys.argv[2])
 random.seed(7)
@@ -94,28 +102,30 @@ print(sum(r["l0"] for r in res) / len(res))
 EOF
 )
 echo "daemon.sh: binary bodies of 256 rows (mean l0 $l0_seen)" >&2
-bin=$(lg http --port "$port" --rows 256 --format binary --accept-binary --clients $((2 * threads)))
+bin=$(lg http --port "${port[on]}" --rows 256 --format binary --accept-binary --clients $((2 * threads)))
 echo "daemon.sh: JSON bodies of 256 rows" >&2
-json=$(lg http --port "$port" --rows 256 --format json --clients $((2 * threads)))
+json=$(lg http --port "${port[on]}" --rows 256 --format json --clients $((2 * threads)))
 echo "daemon.sh: 64 clients x 1 row, batching on" >&2
-on=$(lg http --port "$port" --rows 1 --format binary --accept-binary --clients 64)
-metrics=$(curl -s "http://127.0.0.1:$port/metrics" | grep -E '^saed_batch_rows_(sum|count)' | tr '\n' ' ')
-stop_saed
+on=$(lg http --port "${port[on]}" --rows 1 --format binary --accept-binary --clients 64)
+metrics=$(curl -s "http://127.0.0.1:${port[on]}/metrics" | grep -E '^saed_batch_rows_(sum|count)' | tr '\n' ' ')
 
-start_saed --batching off
+start_saed off --batching off
+echo "daemon.sh: 64 one-row requests at once (batching on) vs one by one (batching off)" >&2
+cmp=$("$loadgen" compare --port "${port[on]}" --port-b "${port[off]}" --model "$work/model" --rows 64)
+stop_saed on
 echo "daemon.sh: 64 clients x 1 row, batching off" >&2
-off=$(lg http --port "$port" --rows 1 --format binary --accept-binary --clients 64)
-stop_saed
+off=$(lg http --port "${port[off]}" --rows 1 --format binary --accept-binary --clients 64)
+stop_saed off
 
 echo "daemon.sh: raw sgemm again" >&2
 raw_b=$(lg sgemm --d-sae "$d_sae" --rows 256 --threads "$threads")
 
 python3 - "$json_out" "$raw_a" "$raw_b" "$raw1" "$bin" "$json" "$on" "$off" "$l0_seen" \
-  "$metrics" "$threads" <<'EOF'
+  "$metrics" "$threads" "$cmp" "$raw64" <<'EOF'
 import json, sys
 out, ra, rb, r1, b, j, on, off = sys.argv[1:9]
 l0, metrics, threads = float(sys.argv[9]), sys.argv[10].split(), sys.argv[11]
-ra, rb, r1, b, j, on, off = map(json.loads, (ra, rb, r1, b, j, on, off))
+ra, rb, r1, b, j, on, off, cmp, r64 = map(json.loads, (ra, rb, r1, b, j, on, off, sys.argv[12], sys.argv[13]))
 raw = (ra["rows_per_s"] + rb["rows_per_s"]) / 2
 m = dict(zip(metrics[0::2], map(float, metrics[1::2])))
 batch = m.get("saed_batch_rows_sum", 0) / max(m.get("saed_batch_rows_count", 1), 1)
@@ -124,6 +134,8 @@ res = {
     "raw_sgemm_rows_per_s": round(raw, 1),
     "raw_sgemm_before_after": [ra["rows_per_s"], rb["rows_per_s"]],
     "raw_sgemv_rows_per_s": r1["rows_per_s"],
+    "raw_sgemm64_rows_per_s": r64["rows_per_s"],
+    "raw_batching_bound": round(r64["rows_per_s"] / r1["rows_per_s"], 2),
     "binary256_rows_per_s": b["rows_per_s"], "binary256_ratio": round(b["rows_per_s"] / raw, 3),
     "json256_rows_per_s": j["rows_per_s"], "json256_ratio": round(j["rows_per_s"] / raw, 3),
     "one_row_batching_on_rows_per_s": on["rows_per_s"],
@@ -132,6 +144,7 @@ res = {
     "batching_on_p50_us": on["p50_us"], "batching_on_p99_us": on["p99_us"],
     "batching_off_p50_us": off["p50_us"], "batching_off_p99_us": off["p99_us"],
     "mean_rows_per_gemm_on": round(batch, 1),
+    "compare": cmp,
     "errors": b["errors"] + j["errors"] + on["errors"] + off["errors"],
 }
 if out == "1":
@@ -140,10 +153,12 @@ if out == "1":
 print(f"threads {threads}, mean l0 {l0:.1f}")
 print(f"raw sgemm 256 rows      {raw:10.0f} rows/s (before {ra['rows_per_s']:.0f}, after {rb['rows_per_s']:.0f})")
 print(f"raw sgemv 1 row         {r1['rows_per_s']:10.0f} rows/s")
+print(f"raw sgemm 64 rows       {r64['rows_per_s']:10.0f} rows/s  ({res['raw_batching_bound']:.2f} x sgemv: what batching 64 one-row clients can gain at most)")
 print(f"binary bodies, 256 rows {b['rows_per_s']:10.0f} rows/s  {res['binary256_ratio']:.2f} x raw (target >= 0.80)")
 print(f"JSON bodies, 256 rows   {j['rows_per_s']:10.0f} rows/s  {res['json256_ratio']:.2f} x raw (target >= 0.40)")
 print(f"64 x 1 row, batching on {on['rows_per_s']:10.0f} rows/s  p50 {on['p50_us']/1e3:.1f} ms  p99 {on['p99_us']/1e3:.1f} ms  ({batch:.1f} rows/GEMM)")
 print(f"64 x 1 row, batching off{off['rows_per_s']:10.0f} rows/s  p50 {off['p50_us']/1e3:.1f} ms  p99 {off['p99_us']/1e3:.1f} ms")
 print(f"batching on / off       {res['batching_speedup']:10.2f} x (target >= 15)")
+print(f"batched vs alone        {cmp['identical_rows']}/{cmp['rows']} rows bit-identical; worst |diff| {cmp['worst_diff_over_dot_scale']:.2g} of sum|x'w|, {cmp['worst_diff_over_row_max']:.2g} of the row max; {cmp['features_in_one_only']} features in one answer only")
 print(f"errors                  {res['errors']}")
 EOF

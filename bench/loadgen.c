@@ -8,6 +8,11 @@
  *       [--api-key K] [--seed S]
  *       C clients, each on its own keep-alive connection, post encode
  *       requests of R random rows back to back for S seconds
+ *   loadgen compare --port P --port-b Q --model DIR --rows R [--seed S]
+ *       R one-row requests sent all at once to P (batching on) and one by
+ *       one to Q (batching off); reports how many rows come back
+ *       bit-identical and the largest difference, relative to the row's
+ *       largest value and to sum_k |x'_k W_kj| (the dot product's scale)
  *
  * Each prints one JSON line on stdout: rows/s, requests/s and, for http,
  * latency percentiles (p50/p90/p99, microseconds) and status counts. Bodies
@@ -32,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "model.h"
 #include "rng.h"
 
 static double now_s(void)
@@ -57,6 +63,8 @@ struct opts {
     bool json, accept_binary, gzip;
     const char *api_key;
     uint64_t seed;
+    int port_b;
+    const char *model;
 };
 
 static void parse(int argc, char **argv, struct opts *o)
@@ -64,7 +72,7 @@ static void parse(int argc, char **argv, struct opts *o)
     *o = (struct opts){.d_in = 768, .d_sae = 24576, .rows = 1, .threads = 1, .clients = 1,
                        .seconds = 5, .warmup = 1, .json = false, .seed = 1};
     if (argc < 2)
-        die("usage: loadgen sgemm|http [options] (see the comment at the top of loadgen.c)");
+        die("usage: loadgen sgemm|http|compare [options] (see the top of loadgen.c)");
     o->mode = argv[1];
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -92,6 +100,10 @@ static void parse(int argc, char **argv, struct opts *o)
             o->api_key = v;
         else if (TAKE("--seed"))
             o->seed = strtoull(v, NULL, 10);
+        else if (TAKE("--port-b"))
+            o->port_b = atoi(v);
+        else if (TAKE("--model"))
+            o->model = v;
         else if (!strcmp(a, "--accept-binary"))
             o->accept_binary = true;
         else if (!strcmp(a, "--gzip"))
@@ -382,6 +394,157 @@ static void run_http(const struct opts *o)
     free(rq.bytes);
 }
 
+/* ---- batched vs alone ---- */
+
+/* One binary encode of one row on its own connection; the reply into
+ * idx/val (cap entries), count in *n. Returns the status or -1. */
+static int encode_one(int port, const float *x, size_t d, uint32_t *idx, float *val, size_t cap,
+                      size_t *n)
+{
+    int fd = dial(port);
+    if (fd < 0)
+        return -1;
+    char head[256];
+    int hl = snprintf(head, sizeof head,
+                      "POST /v1/encode HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                      "application/octet-stream\r\nAccept: application/octet-stream\r\n"
+                      "Connection: close\r\nContent-Length: %zu\r\n\r\n",
+                      d * sizeof *x);
+    size_t bufcap = 1 << 20, have = 0;
+    char *buf = malloc(bufcap);
+    int status = -1;
+    if (send_all(fd, head, (size_t)hl) || send_all(fd, (const char *)x, d * sizeof *x))
+        goto out;
+    for (;;) {
+        ssize_t k = recv(fd, buf + have, bufcap - have, 0);
+        if (k <= 0)
+            break;
+        have += (size_t)k;
+    }
+    char *end = memmem(buf, have, "\r\n\r\n", 4);
+    if (!end || have < 12)
+        goto out;
+    status = atoi(buf + 9);
+    const char *p = end + 4;
+    uint32_t c;
+    if (status != 200 || (size_t)(buf + have - p) < 4)
+        goto out;
+    memcpy(&c, p, 4);
+    if (c > cap || (size_t)(buf + have - p) < 4 + 8 * (size_t)c) {
+        status = -1;
+        goto out;
+    }
+    memcpy(idx, p + 4, 4 * (size_t)c);
+    memcpy(val, p + 4 + 4 * (size_t)c, 4 * (size_t)c);
+    *n = c;
+out:
+    close(fd);
+    free(buf);
+    return status;
+}
+
+/* State of one concurrent request of run_compare. */
+struct one {
+    int port;
+    const float *x;
+    size_t d, cap, n;
+    uint32_t *idx;
+    float *val;
+    int status;
+};
+
+static void *one_main(void *arg)
+{
+    struct one *w = arg;
+    w->status = encode_one(w->port, w->x, w->d, w->idx, w->val, w->cap, &w->n);
+    return NULL;
+}
+
+static void run_compare(const struct opts *o)
+{
+    if (!o->port || !o->port_b || !o->model)
+        die("compare needs --port, --port-b and --model");
+    sae_model *m;
+    sae_error err;
+    if (sae_model_load(o->model, &m, NULL, 0, &err))
+        die(err.msg);
+    size_t d = m->d_in, ds = m->d_sae, n = o->rows;
+    float *x = malloc(n * d * sizeof *x);
+    sae_rng r;
+    sae_rng_seed(&r, o->seed);
+    for (size_t i = 0; i < n * d; i++)
+        x[i] = (float)sae_rng_normal(&r);
+    struct one *on = calloc(n, sizeof *on), *off = calloc(n, sizeof *off);
+    pthread_t *t = calloc(n, sizeof *t);
+    for (size_t i = 0; i < n; i++) {
+        on[i] = (struct one){.port = o->port, .x = x + i * d, .d = d, .cap = ds};
+        off[i] = (struct one){.port = o->port_b, .x = x + i * d, .d = d, .cap = ds};
+        on[i].idx = malloc(ds * 4);
+        on[i].val = malloc(ds * 4);
+        off[i].idx = malloc(ds * 4);
+        off[i].val = malloc(ds * 4);
+    }
+    for (size_t i = 0; i < n; i++)
+        pthread_create(&t[i], NULL, one_main, &on[i]);
+    for (size_t i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+    for (size_t i = 0; i < n; i++)
+        one_main(&off[i]);
+    size_t identical = 0, failed = 0, differ_set = 0;
+    double worst_row = 0, worst_dot = 0;
+    double *a = calloc(ds, sizeof *a), *b = calloc(ds, sizeof *b);
+    for (size_t i = 0; i < n; i++) {
+        if (on[i].status != 200 || off[i].status != 200) {
+            failed++;
+            continue;
+        }
+        identical += on[i].n == off[i].n && !memcmp(on[i].idx, off[i].idx, 4 * on[i].n) &&
+                     !memcmp(on[i].val, off[i].val, 4 * on[i].n);
+        memset(a, 0, ds * sizeof *a);
+        memset(b, 0, ds * sizeof *b);
+        for (size_t k = 0; k < on[i].n; k++)
+            a[on[i].idx[k]] = on[i].val[k];
+        for (size_t k = 0; k < off[i].n; k++)
+            b[off[i].idx[k]] = off[i].val[k];
+        double maxd = 0, maxv = 0;
+        for (size_t j = 0; j < ds; j++) {
+            if (a[j] == b[j])
+                continue;
+            differ_set += (a[j] == 0) != (b[j] == 0);
+            double s = 0;
+            for (size_t k = 0; k < d; k++) {
+                double xk = x[i * d + k] - (m->apply_b_dec_to_input ? m->b_dec[k] : 0.0f);
+                s += fabs(xk * (m->w_enc_t ? m->w_enc[j * d + k] : m->w_enc[k * ds + j]));
+            }
+            double diff = fabs(a[j] - b[j]);
+            maxd = fmax(maxd, diff);
+            if (s > 0)
+                worst_dot = fmax(worst_dot, diff / s);
+        }
+        for (size_t j = 0; j < ds; j++)
+            maxv = fmax(maxv, fmax(fabs(a[j]), fabs(b[j])));
+        if (maxv > 0)
+            worst_row = fmax(worst_row, maxd / maxv);
+    }
+    printf("{\"mode\":\"compare\",\"rows\":%zu,\"failed\":%zu,\"identical_rows\":%zu,"
+           "\"features_in_one_only\":%zu,\"worst_diff_over_row_max\":%.3g,"
+           "\"worst_diff_over_dot_scale\":%.3g}\n",
+           n, failed, identical, differ_set, worst_row, worst_dot);
+    for (size_t i = 0; i < n; i++) {
+        free(on[i].idx);
+        free(on[i].val);
+        free(off[i].idx);
+        free(off[i].val);
+    }
+    free(a);
+    free(b);
+    free(on);
+    free(off);
+    free(t);
+    free(x);
+    sae_model_free(m);
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -390,7 +553,9 @@ int main(int argc, char **argv)
         run_sgemm(&o);
     else if (!strcmp(o.mode, "http"))
         run_http(&o);
+    else if (!strcmp(o.mode, "compare"))
+        run_compare(&o);
     else
-        die("mode must be sgemm or http");
+        die("mode must be sgemm, http or compare");
     return 0;
 }
