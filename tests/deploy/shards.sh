@@ -2,10 +2,15 @@
 # shards.sh: the sharded index build exactly as the Kubernetes Jobs run it,
 # as local processes, compared with one unsharded build.
 #
-#   tests/deploy/shards.sh --sae PATH --model DIR --activations FILE --tokens FILE
-#                          [--shards N] [--parallel P] [--options "..."] [--saed PATH]
+#   tests/deploy/shards.sh --sae PATH (--model DIR --activations FILE --tokens FILE
+#                          | --mkfixture PATH) [--shards N] [--parallel P]
+#                          [--options "..."] [--saed PATH]
 #
-# 1. sae index over the whole corpus -> ref.db
+# With --mkfixture, a d_in 64 x d_sae 256 model, 20,000 rows of activations
+# and ~180 documents of tokens are made here.
+# 1. sae index over the whole corpus -> ref.db, in the Indexed Job's
+#    environment (its OPENBLAS_CORETYPE and --threads: the float arithmetic
+#    must be the same for the two builds to be equal)
 # 2. the script of deploy/k8s/indexing/index-shards-job.yaml, with that
 #    manifest's environment (paths pointed at the given files, SHARDS=N), run
 #    once per JOB_COMPLETION_INDEX 0..N-1, P at a time, into one folder
@@ -13,14 +18,16 @@
 # 4. every table of merged.db equals ref.db's, row for row (sqlite3 CLI), as
 #    do application_id and user_version
 # Controls: the comparison tells ref.db from a single shard; the merge script
-# refuses to run with a shard missing. With --saed, saed serves merged.db.
+# refuses to run with a shard missing; on an AVX-512 CPU, one shard built
+# with OpenBLAS's AVX-512 kernels instead of the Job's pinned Haswell ones
+# changes the merge (why the Job pins them). With --saed, saed serves merged.db.
 # Last line: "deploy-shards: P passed, F failed"; exit 1 on any failure.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
 
-sae="" model="" acts="" tokens="" shards=4 parallel=2 options="" saed=""
+sae="" model="" acts="" tokens="" shards=4 parallel=2 options="" saed="" mkfixture=""
 while [ $# -gt 0 ]; do
   case $1 in
     --sae) sae=$2; shift 2 ;;
@@ -31,18 +38,16 @@ while [ $# -gt 0 ]; do
     --parallel) parallel=$2; shift 2 ;;
     --options) options=$2; shift 2 ;;
     --saed) saed=$2; shift 2 ;;
+    --mkfixture) mkfixture=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | grep '^#' | cut -c3-; exit 0 ;;
     *) echo "shards.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-if [ -z "$sae" ] || [ -z "$model" ] || [ -z "$acts" ] || [ -z "$tokens" ]; then
-  echo "usage: shards.sh --sae PATH --model DIR --activations FILE --tokens FILE" >&2
+if [ -z "$sae" ] || { [ -z "$mkfixture" ] && { [ -z "$model" ] || [ -z "$acts" ] || [ -z "$tokens" ]; }; }; then
+  echo "usage: shards.sh --sae PATH (--model DIR --activations FILE --tokens FILE | --mkfixture PATH)" >&2
   exit 2
 fi
 sae=$(readlink -f "$sae")
-model=$(readlink -f "$model")
-acts=$(readlink -f "$acts")
-tokens=$(readlink -f "$tokens")
 
 need_cmd sqlite3 sqlite3 || exit 1
 { need_cmd node nodejs && need_cmd npm npm; } || exit 1
@@ -62,19 +67,29 @@ trap cleanup EXIT
 mkdir -p "$work/bin" "$work/index"
 ln -s "$sae" "$work/bin/sae"   # the Jobs call `sae` from PATH, as in the image
 
-# ---- 1. unsharded ----------------------------------------------------------
-t0=$(date +%s.%N)
-# shellcheck disable=SC2086
-if "$sae" index --model "$model" --activations "$acts" --tokens "$tokens" $options \
-     --out "$work/ref.db" >"$work/ref.log" 2>&1; then
-  pass "unsharded sae index ($(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s)"
-else
-  fail "unsharded sae index" "$(tail -3 "$work/ref.log" | tr '\n' '|')"
-  summary deploy-shards
-  exit 1
+if [ -z "$model" ]; then
+  model="$work/data/model" acts="$work/data/acts.safetensors" tokens="$work/data/tokens.jsonl"
+  mkdir -p "$work/data"
+  "$mkfixture" --out "$model" --arch standard --d-in 64 --d-sae 256 --target-l0 16 \
+    --activations "$acts" --rows 20000 >"$work/mkfixture.log" 2>&1 ||
+    { cat "$work/mkfixture.log" >&2; echo "shards.sh: mkfixture failed" >&2; exit 1; }
+  # Documents of 20..199 tokens adding up to the 20,000 rows.
+  node -e '
+    let s = 3; const r = () => { s = (s * 1103515245 + 12345) % 2147483648; return s / 2147483648; };
+    const words = ["The", " cat", " sat", " on", " the", " mat", ".", " a", " dog", " ran", " caf\u00e9", "\n", " 42"];
+    const out = []; let left = 20000, d = 0;
+    while (left > 0) {
+      const n = Math.min(left, 20 + Math.floor(r() * 180)), t = [];
+      for (let i = 0; i < n; i++) t.push(words[Math.floor(r() * words.length)]);
+      out.push(JSON.stringify({ id: "doc-" + d++, tokens: t })); left -= n;
+    }
+    require("fs").writeFileSync(process.argv[1], out.join("\n") + "\n");' "$tokens"
 fi
+model=$(readlink -f "$model")
+acts=$(readlink -f "$acts")
+tokens=$(readlink -f "$tokens")
 
-# ---- 2. the Indexed Job, as processes ---------------------------------------------
+# ---- 1. unsharded, in the Job's environment ---------------------------------
 info=$(node "$here/jobscript.mjs" "$root/deploy/k8s/indexing/index-shards-job.yaml" "$work/index-job") ||
   { fail "read the Indexed Job" "jobscript.mjs failed"; summary deploy-shards; exit 1; }
 node "$here/jobscript.mjs" "$root/deploy/k8s/indexing/merge-job.yaml" "$work/merge-job" >/dev/null ||
@@ -88,6 +103,25 @@ overrides=(PATH="$work/bin:/usr/bin:/bin" HOME="$work" SHARDS="$shards" INDEX_RU
   SAE_MODEL="$model" SAE_ACTIVATIONS="$acts" SAE_TOKENS="$tokens" SAE_INDEX_OPTIONS="$options"
   SHARD_DIR="$work/index/shards" INDEX_OUT="$work/index/index.db" WAIT_SECONDS=0)
 
+t0=$(date +%s.%N)
+# The shard script itself with its --shard line dropped and --out pointed at
+# ref.db: same model, corpus, options, --threads and OPENBLAS_CORETYPE.
+sed -e '/--shard /d' -e 's#--out "[^"]*"#--out "$REF"#' "$work/index-job.sh" >"$work/ref-job.sh"
+if grep -q -- '--shard' "$work/ref-job.sh" || ! grep -q -- '--out "$REF"' "$work/ref-job.sh"; then
+  fail "derive the unsharded command from the Job's script" "$(cat "$work/ref-job.sh" | tr '\n' '|')"
+  summary deploy-shards
+  exit 1
+fi
+if env -i "${index_env[@]}" "${overrides[@]}" REF="$work/ref.db" /bin/sh -c "$(cat "$work/ref-job.sh")" \
+     >"$work/ref.log" 2>&1; then
+  pass "unsharded sae index ($(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s)"
+else
+  fail "unsharded sae index" "$(tail -3 "$work/ref.log" | tr '\n' '|')"
+  summary deploy-shards
+  exit 1
+fi
+
+# ---- 2. the Indexed Job, as processes ---------------------------------------------
 t0=$(date +%s.%N)
 running=()
 shard_fail=0
@@ -173,6 +207,25 @@ if [ -f "$work/index/shards/test-run/shard-0.db" ]; then
     fail "control: the merge Job refuses a missing shard" "it failed but left index.db"
   else
     pass "control: the merge Job refuses a missing shard ($(head -1 "$work/partial.log"))"
+  fi
+fi
+
+# Why the Job pins OPENBLAS_CORETYPE: on a CPU with AVX-512, one shard built
+# with OpenBLAS's AVX-512 kernels (as on another node of a mixed cluster)
+# makes the merge differ from the unsharded index in the last bits.
+if grep -q -m1 avx512f /proc/cpuinfo && [ -f "$work/index/shards/test-run/shard-0.db" ]; then
+  mkdir -p "$work/mixed/test-run"
+  for ((i = 1; i < shards; i++)); do cp "$work/index/shards/test-run/shard-$i.db" "$work/mixed/test-run/"; done
+  env -i "${index_env[@]}" "${overrides[@]}" OPENBLAS_CORETYPE=SkylakeX SHARD_DIR="$work/mixed" JOB_COMPLETION_INDEX=0 \
+    /bin/sh -c "$(cat "$work/index-job.sh")" >"$work/mixed.log" 2>&1 &&
+  env -i "${merge_env[@]}" "${overrides[@]}" SHARD_DIR="$work/mixed" INDEX_OUT="$work/mixed/index.db" \
+    /bin/sh -c "$(cat "$work/merge-job.sh")" >>"$work/mixed.log" 2>&1
+  if [ ! -f "$work/mixed/index.db" ]; then
+    fail "control: a shard on AVX-512 kernels" "build failed: $(tail -2 "$work/mixed.log" | tr '\n' '|')"
+  elif same_index "$work/ref.db" "$work/mixed/index.db" mixed; then
+    skip "control: a shard on AVX-512 kernels changes the merged index" "it did not on this CPU"
+  else
+    pass "control: a shard on AVX-512 kernels changes the merged index ($(grep -c '^<' "$work/diff-mixed") rows differ): the pin matters"
   fi
 fi
 

@@ -340,6 +340,14 @@ check("Indexed Job: shards with sae index --shard $JOB_COMPLETION_INDEX/$SHARDS,
   assert(/--out "[^"]*\$JOB_COMPLETION_INDEX[^"]*"/.test(s), "--out does not depend on the completion index");
   assert(spec.template.spec.restartPolicy === "Never" || spec.template.spec.restartPolicy === "OnFailure", "restartPolicy");
 });
+check("Indexed Job: BLAS kernels and threads pinned alike on every node (OPENBLAS_CORETYPE, --threads = CPU limit)", () => {
+  const c = indexed.obj.spec.template.spec.containers[0];
+  const env = envOf(c);
+  assert(env.OPENBLAS_CORETYPE, "OPENBLAS_CORETYPE not set: shards on different CPUs would round differently");
+  assert(/--threads "\$SAE_THREADS"/.test(script(indexed)), 'no --threads "$SAE_THREADS"');
+  assert(env.SAE_THREADS !== undefined && String(c.resources.limits.cpu) === env.SAE_THREADS,
+    `SAE_THREADS ${env.SAE_THREADS} != limits.cpu ${c.resources.limits.cpu}`);
+});
 check("merge Job: runs sae merge over the same SHARDS, INDEX_RUN and SHARD_DIR as the Indexed Job", () => {
   assert(merge, "no second Job (the merge)");
   const s = script(merge);

@@ -129,6 +129,7 @@ if [ -d "$here/node_modules/kubernetes-models" ]; then
   control "rolling update may drop a replica" k8s/deployment.yaml 's/maxUnavailable: 0/maxUnavailable: 1/' "Deployment: rolling updates"
   control "writable model mount" k8s/deployment.yaml '0,/readOnly: true/s//readOnly: false/' "Deployment: model and index"
   control "shard count != completions" k8s/indexing/index-shards-job.yaml 's/completions: 16/completions: 8/' "Indexed Job"
+  control "shards on the node's own BLAS kernels" k8s/indexing/index-shards-job.yaml '/name: OPENBLAS_CORETYPE/,+1d' "Indexed Job: BLAS kernels"
   control "merge over another run" k8s/indexing/merge-job.yaml 's/run-0001/run-0002/' "merge Job"
   control "root in the image" Dockerfile 's/^USER .*/USER root/' "Dockerfile: runtime stage runs as a non-root"
   control "non-Debian base" Dockerfile 's/^FROM debian:12-slim AS build/FROM ubuntu:24.04 AS build/' "Dockerfile: multi-stage"
