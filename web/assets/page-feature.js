@@ -81,7 +81,7 @@ function explanations(f) {
   return h('ol', { class: 'explanations' }, list.map((e) => h('li', {},
     h('p', { class: 'desc' }, e.description),
     h('p', { class: 'muted meta' },
-      h('span', { 'data-field': 'score' }, `score ${fmtNum(e.score, 3)}`),
+      h('span', { 'data-field': 'score' }, typeof e.score === 'number' ? `score ${fmtNum(e.score, 3)}` : 'no score'),
       e.source ? [' · ', h('span', { 'data-field': 'source' }, `source ${e.source}`)] : null))));
 }
 
@@ -108,8 +108,12 @@ function neighbours(f, signal) {
   return h('ol', { class: 'neighbours' }, items.map((x) => x.li));
 }
 
-function topExamples(f, i, scale, signal) {
-  const first = Array.isArray(f.top_examples) ? f.top_examples : [];
+async function topExamples(f, i, scale, signal) {
+  let first = f.top_examples;
+  if (!Array.isArray(first)) {
+    // Not in the record: read the first page from the examples route instead.
+    first = (await api(`/v1/features/${i}/examples?kind=top&limit=${MORE}&offset=0`, { signal })).examples || [];
+  }
   if (!first.length) {
     return emptyState('No examples recorded',
       h('p', {}, 'The feature never fired on the indexed corpus.'));
@@ -182,7 +186,8 @@ async function quantiles(box, i, scale, signal) {
 }
 
 export async function render(main, ctx) {
-  const i = Number(ctx.params[0]);
+  // Beyond 2^53 a Number would print another index; such a feature cannot exist anyway.
+  const i = ctx.params[0].length > 15 ? Number.MAX_SAFE_INTEGER : Number(ctx.params[0]);
   document.title = `Feature ${i} · saed`;
   fill(main, pageHeading(`Feature ${i}`), loadingState('Loading feature…'));
   const [model, f] = await Promise.all([
@@ -209,7 +214,12 @@ export async function render(main, ctx) {
 
   const label = featureLabel(f);
   if (label) document.title = `#${i} ${label} · saed`;
+  // Shading is relative to the feature's max, so examples compare across the page.
   const scale = f.max_activation > 0 ? f.max_activation : Math.max(0, ...(f.top_examples || []).map((e) => e.max_value || 0));
+  const top = await topExamples(f, i, scale, ctx.signal).catch((e) => {
+    if (e.name === 'AbortError') throw e;
+    return errorState(e, null, 'Could not load the top examples');
+  });
   const qbox = h('div', { class: 'quantiles' });
 
   fill(main, 
@@ -232,7 +242,7 @@ export async function render(main, ctx) {
     section('top', 'Top activating examples',
       h('p', { class: 'muted hint' }, 'Shading is relative to the feature\'s max activation; the max token is underlined. ',
         'Hover a token, or Tab to an example and use the arrow keys, to read its value.'),
-      topExamples(f, i, scale, ctx.signal)),
+      top),
     section('quantile', 'Examples by activation quantile', qbox),
     h('p', { class: 'muted api-links' }, 'Same data from the API: ', h('code', {}, `GET /v1/features/${i}`),
       ' · ', h('a', { href: `/encode?feature=${i}` }, 'Encode this feature\'s decoder direction')));
