@@ -30,7 +30,7 @@ struct worker {
 };
 
 /* The queue (FIFO of jobs linked by job->next) and its workers. `lock`
- * guards the queue, `rows`, `gathering`, `stop` and `kick_gen`. */
+ * guards the queue, `rows`, `gathering`, `stop`, `incoming` and `kick_gen`. */
 struct saed_batcher {
     struct saed_batcher_opts o;
     struct saed_metrics *metrics;   /* borrowed */
@@ -41,6 +41,7 @@ struct saed_batcher {
     atomic_size_t pending;          /* submitted, not yet resumed */
     bool gathering;
     bool stop;
+    long incoming;                  /* see batcher_incoming */
     uint64_t kick_gen;
     size_t n_workers;
     struct worker *workers;         /* (n_workers) */
@@ -272,7 +273,8 @@ static struct saed_job *gather(struct saed_batcher *b, size_t *rows_out)
                 tail = j;
                 rows += j->n_rows;
             }
-            if (rows >= max || b->head || b->stop || saed_now_us() >= deadline)
+            if (rows >= max || b->head || b->stop || b->incoming <= 0 ||
+                saed_now_us() >= deadline)
                 break;
             struct timespec ts;
             deadline_ts(deadline, &ts);
@@ -380,9 +382,11 @@ int batcher_reserve(struct saed_batcher *b, size_t rows)
     return ok ? 0 : -1;
 }
 
-void batcher_push(struct saed_batcher *b, struct saed_job *job)
+void batcher_push(struct saed_batcher *b, struct saed_job *job, bool was_incoming)
 {
     pthread_mutex_lock(&b->lock);
+    if (was_incoming)
+        b->incoming--;
     atomic_store_explicit(&job->done, false, memory_order_relaxed);
     job->next = NULL;
     job->t_queued_us = saed_now_us();
@@ -393,6 +397,15 @@ void batcher_push(struct saed_batcher *b, struct saed_job *job)
     b->tail = job;
     atomic_fetch_add_explicit(&b->pending, 1, memory_order_acq_rel);
     pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->lock);
+}
+
+void batcher_incoming(struct saed_batcher *b, int delta)
+{
+    pthread_mutex_lock(&b->lock);
+    b->incoming += delta;
+    if (b->incoming <= 0)
+        pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->lock);
 }
 

@@ -4,7 +4,8 @@
  * A request's rows go in as one job. A worker takes the oldest job and, when
  * batching is on, gathers later encode jobs on the same snapshot into the same
  * batch until max_batch_rows, waiting at most max_batch_wait_us counted from
- * when the first job was queued. Only one worker gathers at a time, so
+ * when the first job was queued, and only while more encode requests are on
+ * their way (being received or parsed). Only one worker gathers at a time, so
  * concurrent requests fill one batch instead of several half-empty ones. The
  * batch runs as ONE sae_encode over the gathered rows with no filter; each job
  * then gets its own rows back, filtered by its own top_k/threshold, which is
@@ -90,8 +91,15 @@ int batcher_new(const struct saed_batcher_opts *o, struct saed_metrics *metrics,
  * on 503 before it suspends its connection. */
 int batcher_reserve(struct saed_batcher *b, size_t rows);
 /* Queues a job whose rows were reserved; the caller has suspended job->conn.
- * The reservation is released when the job is done. */
-void batcher_push(struct saed_batcher *b, struct saed_job *job);
+ * The reservation is released when the job is done. was_incoming: the
+ * request had been counted by batcher_incoming (+1), which this undoes in
+ * the same step. */
+void batcher_push(struct saed_batcher *b, struct saed_job *job, bool was_incoming);
+/* Counts encode requests whose headers are in but whose rows are not queued
+ * yet (delta +1 or -1). A gathering worker waits for more rows only while
+ * this is above zero: with nothing on its way, waiting would only add
+ * latency, so a lone request is encoded at once. */
+void batcher_incoming(struct saed_batcher *b, int delta);
 /* Rows queued or running now. */
 size_t batcher_rows(struct saed_batcher *b);
 /* Jobs submitted and not yet resumed. */

@@ -336,13 +336,25 @@ static int check_finite(const float *x, size_t n, size_t d, struct saed_perr *e)
     return 0;
 }
 
+static void octet_precheck(struct saed_req *rq, uint64_t length);
+
 void encode_precheck(struct saed_req *rq, uint64_t length, bool has_length)
 {
-    if (rq->body_type != SAED_BODY_OCTET || !has_length)
-        return;
+    rq->digest_header = true;
+    if (rq->body_type == SAED_BODY_OCTET && has_length)
+        octet_precheck(rq, length);
+    if (rq->state != RQ_REPLIED) {
+        /* Rows are on their way: a gathering worker may wait for them. */
+        batcher_incoming(rq->srv->batcher, +1);
+        rq->incoming = true;
+    }
+}
+
+/* What Content-Length tells about an octet-stream body. */
+static void octet_precheck(struct saed_req *rq, uint64_t length)
+{
     const sae_model *m = rq->snap->model;
     uint64_t row = 4 * (uint64_t)m->d_in;
-    rq->digest_header = true;
     if (length == 0)
         reply_error(rq, 422, "empty_batch", "the body has no rows");
     else if (length % row)
@@ -491,11 +503,9 @@ static enum MHD_Result encode_reply(struct saed_req *rq)
     return rq->accept_binary ? reply_binary(rq, job) : reply_json_rows(rq, job);
 }
 
-enum MHD_Result encode_post(struct saed_req *rq)
+/* First call: parse, validate, queue. */
+static enum MHD_Result encode_start(struct saed_req *rq)
 {
-    if (rq->job)
-        return encode_reply(rq);
-    rq->digest_header = true;
     const sae_model *m = rq->snap->model;
     struct enc_opts o = {0};
     struct saed_perr e = {0};
@@ -542,4 +552,17 @@ enum MHD_Result encode_post(struct saed_req *rq)
                            "the encode queue is full (max_queue_rows %llu); retry shortly",
                            (unsigned long long)rq->srv->cfg->max_queue_rows);
     return MHD_YES;
+}
+
+enum MHD_Result encode_post(struct saed_req *rq)
+{
+    if (rq->job && rq->state == RQ_WAITING)
+        return encode_reply(rq);
+    enum MHD_Result r = encode_start(rq);
+    if (rq->incoming && rq->state == RQ_REPLIED) {
+        /* Refused: no rows will come from this request after all. */
+        batcher_incoming(rq->srv->batcher, -1);
+        rq->incoming = false;
+    }
+    return r;
 }

@@ -428,7 +428,8 @@ int req_submit_job(struct saed_req *rq)
     /* Suspend before the job is visible to a worker, so its resume can never
      * come first. */
     MHD_suspend_connection(rq->conn);
-    batcher_push(b, rq->job);
+    batcher_push(b, rq->job, rq->incoming);
+    rq->incoming = false;
     return 0;
 }
 
@@ -471,6 +472,8 @@ void router_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 status, rq->bytes_out, (long long)us);
     }
     reaper_mark(rq->sconn);
+    if (rq->incoming)
+        batcher_incoming(srv->batcher, -1);
     job_free(rq->job);
     snap_release(rq->snap);
     free(rq->body);

@@ -146,6 +146,7 @@ struct saed_req {
     bool digest_header;                 /* reply carries X-SAE-Weights-Digest */
     const char *space;                  /* X-SAE-Space of a decode reply, or NULL */
     struct saed_job *job;               /* owned: the worker job, when one was made */
+    bool incoming;                      /* counted in batcher_incoming, not yet queued */
 
     unsigned status;                    /* the status queued, for logs and metrics */
     size_t bytes_out;

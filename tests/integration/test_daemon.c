@@ -1218,11 +1218,28 @@ static void test_auth(const struct daemon *d)
     http_free(&r);
 }
 
-/* The daemon has max_queue_rows 64 and waits up to 300 ms to fill a batch:
- * a 64-row request holds the whole queue while it waits, so a second request
- * is refused at once. */
+/* Opens a connection and sends the headers and first byte of an encode
+ * request whose body never completes: an encode request "on its way", which
+ * makes a gathering worker wait (up to max_batch_wait_us) for its rows. */
+static int trickle_open(const struct daemon *d)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect");
+    const char *head = "POST /v1/encode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       "Authorization: Bearer s3cret\r\nContent-Length: 1000\r\n\r\n{";
+    CHECK(write(fd, head, strlen(head)) == (ssize_t)strlen(head), "write");
+    return fd;
+}
+
+/* The daemon has max_queue_rows 64 and waits up to 300 ms to fill a batch
+ * while another encode request is arriving: a 64-row request then holds the
+ * whole queue while it waits, so a third request is refused at once. */
 static void test_queue_full(const struct daemon *d)
 {
+    int fd = trickle_open(d);
+    usleep(50000);
     struct slow s = {.d = d, .rows = 64};
     pthread_t t;
     pthread_create(&t, NULL, slow_main, &s);
@@ -1236,6 +1253,7 @@ static void test_queue_full(const struct daemon *d)
     free(body);
     pthread_join(t, NULL);
     CHECK(s.status == 200, "the request holding the queue: %ld", s.status);
+    close(fd);
 }
 
 /* A request trickling in past request_timeout_s (1 s here) is cut. */
@@ -1270,13 +1288,16 @@ static void test_deadline(const struct daemon *d)
     CHECK(metric(d, "saed_deadline_closed_total", KEY_ONLY) >= 1, "deadline close counted");
 }
 
-/* SIGTERM with 8 requests waiting in the batch queue: all get their answer
- * and the daemon exits 0. */
+/* SIGTERM with 8 requests waiting in the batch queue (for the rows of a
+ * ninth that trickles in and never completes): the 8 get their answer, the
+ * trickling one is cut by the 1 s request deadline, and the daemon exits 0. */
 static void test_sigterm(struct daemon *d)
 {
     enum { N = 8 };
     struct slow s[N];
     pthread_t t[N];
+    int fd = trickle_open(d);
+    usleep(50000);
     for (size_t i = 0; i < N; i++) {
         s[i] = (struct slow){.d = d, .rows = 1 + i % 2};
         pthread_create(&t[i], NULL, slow_main, &s[i]);
@@ -1290,6 +1311,7 @@ static void test_sigterm(struct daemon *d)
         pthread_join(t[i], NULL);
         ok += s[i].status == 200;
     }
+    close(fd);
     CHECK(ok == N, "%zu of %d in-flight requests answered through SIGTERM", ok, N);
     CHECK(status == 0, "exit status %d after SIGTERM", status);
     CHECK(daemon_log_has(d, "draining"), "drain logged");
