@@ -526,8 +526,9 @@ int sae_decode(const sae_model *m, const sae_sparse *f, float *out, sae_error *e
     float inv = m->norm == SAE_NORM_EXPECTED_AVERAGE_ONLY_IN ? 1.0f / m->norm_scaling_factor : 1.0f;
     for (size_t r = 0; r < f->n_rows; r++) {
         float *o = out + r * m->d_in;
-        size_t a = f->row_ptr[r];
-        sae_decode_row(m, f->idx + a, f->val + a, f->row_ptr[r + 1] - a, o);
+        size_t a = f->row_ptr[r], n = f->row_ptr[r + 1] - a;
+        /* All rows empty: idx/val are NULL, and NULL + 0 is undefined. */
+        sae_decode_row(m, n ? f->idx + a : NULL, n ? f->val + a : NULL, n, o);
         if (inv != 1.0f)
             for (size_t j = 0; j < m->d_in; j++)
                 o[j] *= inv;
