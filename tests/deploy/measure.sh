@@ -3,6 +3,7 @@
 #
 #   tests/deploy/measure.sh --saed PATH --mkfixture PATH [--sae PATH]
 #                           [--d-in 768] [--d-sae 24576] [--threads 1] [--seconds 10]
+#                           [--index-tokens "100000 400000"]
 #
 # Writes a d_in x d_sae F32 standard SAE with mkfixture, starts one saed with
 # --threads T on loopback and reports:
@@ -13,14 +14,17 @@
 #     is the per-core figure even on a machine shared with other work;
 #   - the peak after 4 concurrent requests of max_request_rows binary rows;
 #   - with --sae: `sae bench` on the same model and thread count (the kernel
-#     alone, no HTTP), for comparison.
+#     alone, no HTTP), for comparison;
+#   - with --sae and --index-tokens "N1 N2 ...": for each N, `sae index
+#     --threads T` over N tokens of F16 activations (documents of 128
+#     tokens, default settings): tokens per CPU-second, and the index size.
 # Also prints the load average: on a shared machine the throughput is a floor.
 # Not a test: it prints numbers and exits 0 unless something failed to run.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
-saed="" mkfixture="" sae="" d_in=768 d_sae=24576 threads=1 seconds=10 port=18170
+saed="" mkfixture="" sae="" d_in=768 d_sae=24576 threads=1 seconds=10 port=18170 index_tokens=""
 while [ $# -gt 0 ]; do
   case $1 in
     --saed) saed=$2; shift 2 ;;
@@ -30,6 +34,7 @@ while [ $# -gt 0 ]; do
     --d-sae) d_sae=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
+    --index-tokens) index_tokens=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | grep '^#' | cut -c3-; exit 0 ;;
     *) echo "measure.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -133,5 +138,35 @@ if [ -n "$sae" ]; then
   echo "sae bench --threads $threads (kernel only):"
   "$sae" bench --model "$work/model" --threads "$threads" --batch 1 --batch 64 --batch 256 --seconds 2 --quiet 2>&1 |
     grep -E '^ +[0-9]+ +sgem' | sed 's/^/  /'
+fi
+# CPU seconds (user + system) of this shell's finished children, from `times`.
+# Sets cpu_now. Called as is, never in $(...) or a pipe: a subshell's `times`
+# would not see this shell's children.
+child_cpu() {
+  times >"$work/times"
+  cpu_now=$(tail -1 "$work/times" | awk '{ for (i = 1; i <= 2; i++) { split($i, p, "m"); t += p[1] * 60 + p[2] } print t }')
+}
+if [ -n "$sae" ] && [ -n "$index_tokens" ]; then
+  for n in $index_tokens; do
+    "$mkfixture" --out "$work/model" --arch standard --d-in "$d_in" --d-sae "$d_sae" --target-l0 64 \
+      --activations "$work/acts-$n.safetensors" --rows "$n" --act-dtype F16 >/dev/null ||
+      { echo "measure.sh: mkfixture --activations failed" >&2; exit 1; }
+    node -e 'const n = Number(process.argv[1]); const out = [];
+      for (let d = 0, left = n; left > 0; d++, left -= 128)
+        out.push(JSON.stringify({ id: "doc-" + d, tokens: Array.from({ length: Math.min(128, left) }, (_, i) => " t" + ((d * 7 + i * 13) % 5000)) }));
+      require("fs").writeFileSync(process.argv[2], out.join("\n") + "\n");' "$n" "$work/tokens-$n.jsonl"
+    child_cpu; c0=$cpu_now
+    t0=$(date +%s.%N)
+    "$sae" index --model "$work/model" --activations "$work/acts-$n.safetensors" --tokens "$work/tokens-$n.jsonl" \
+      --threads "$threads" --quiet --out "$work/index-$n.db" || { echo "measure.sh: sae index failed" >&2; exit 1; }
+    t1=$(date +%s.%N)
+    child_cpu; c1=$cpu_now
+    size=$(stat -c %s "$work/index-$n.db")
+    awk -v n="$n" -v c="$(awk -v a="$c0" -v b="$c1" 'BEGIN{print b-a}')" -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" \
+        -v s="$size" -v ex="$(sqlite3 "$work/index-$n.db" 'SELECT count(*) FROM examples')" 'BEGIN {
+      printf "sae index over %d tokens: %.1f s wall, %.1f CPU-s, %.0f tokens per CPU-second; index %.1f MB (%.2f MB per million tokens), %d examples\n",
+        n, w, c, n / c, s / 1e6, s / 1e6 / (n / 1e6), ex }'
+    rm -f "$work/acts-$n.safetensors"
+  done
 fi
 echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at end"
