@@ -1,0 +1,152 @@
+/* fuzz_common.c: scratch files and fixture models for the fuzz targets
+ * (fuzz_common.h). */
+#include "fuzz_common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "encode.h"
+
+static char *scratch;
+
+static void scratch_remove(void)
+{
+    if (scratch)
+        sae_fixture_rmtree(scratch);
+}
+
+const char *fuzz_scratch(void)
+{
+    if (scratch)
+        return scratch;
+    const char *base = getenv("SAE_FUZZ_TMP");
+    struct stat st;
+    if (!base || !*base)
+        base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp";
+    char tmpl[512];
+    snprintf(tmpl, sizeof tmpl, "%s/saefuzz-%d-XXXXXX", base, (int)getpid());
+    if (!mkdtemp(tmpl)) {
+        fprintf(stderr, "fuzz: cannot make a scratch folder under %s: %s\n", base,
+                strerror(errno));
+        abort();
+    }
+    scratch = strdup(tmpl);
+    if (!scratch)
+        abort();
+    atexit(scratch_remove);
+    return scratch;
+}
+
+/* Paths are kept per name so a target may hold several scratch files. */
+struct slot {
+    char name[64];
+    char path[600];
+};
+static struct slot slots[8];
+
+const char *fuzz_write(const char *name, const void *buf, size_t len)
+{
+    struct slot *s = NULL;
+    for (size_t i = 0; i < sizeof slots / sizeof *slots && !s; i++)
+        if (!strcmp(slots[i].name, name) || !slots[i].name[0])
+            s = &slots[i];
+    if (!s)
+        abort();
+    if (!s->name[0]) {
+        snprintf(s->name, sizeof s->name, "%s", name);
+        snprintf(s->path, sizeof s->path, "%s/%s", fuzz_scratch(), name);
+    }
+    int fd = open(s->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        abort();
+    const uint8_t *p = buf;
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            fprintf(stderr, "fuzz: cannot write %s: %s\n", s->path, strerror(errno));
+            abort();
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    close(fd);
+    return s->path;
+}
+
+void fuzz_model_opts(size_t i, sae_fixture_opts *o)
+{
+    sae_fixture_defaults(o);
+    o->d_in = FUZZ_D_IN;
+    o->d_sae = FUZZ_D_SAE;
+    o->seed = 7 + i;
+    o->target_l0 = 4;
+    switch (i % FUZZ_N_MODELS) {
+    case 0:
+        o->arch = SAE_ARCH_STANDARD;
+        break;
+    case 1:
+        o->arch = SAE_ARCH_TOPK;
+        o->k = 4;
+        o->rescale_acts_by_decoder_norm = true;
+        o->norm = SAE_NORM_LAYER_NORM;
+        break;
+    case 2:
+        o->arch = SAE_ARCH_JUMPRELU;
+        o->norm = SAE_NORM_CONSTANT_NORM_RESCALE;
+        o->dtype = SAE_DT_F16;
+        break;
+    case 3:
+        o->arch = SAE_ARCH_GATED;
+        o->norm = SAE_NORM_EXPECTED_AVERAGE_ONLY_IN;
+        o->norm_scaling_factor = 2.0f;
+        o->dtype = SAE_DT_BF16;
+        break;
+    case 4:
+        o->arch = SAE_ARCH_TOPK;
+        o->k = 4;
+        o->sparsify = true;
+        o->legacy_cfg = false;
+        break;
+    }
+}
+
+static char *model_dirs[FUZZ_N_MODELS];
+static sae_model *models[FUZZ_N_MODELS];
+
+const char *fuzz_model_dir(size_t i)
+{
+    i %= FUZZ_N_MODELS;
+    if (model_dirs[i])
+        return model_dirs[i];
+    char *dir = NULL;
+    if (asprintf(&dir, "%s/model%zu", fuzz_scratch(), i) < 0)
+        abort();
+    sae_fixture_opts o;
+    fuzz_model_opts(i, &o);
+    sae_error err;
+    if (sae_fixture_write_model(dir, &o, &err)) {
+        fprintf(stderr, "fuzz: fixture model %zu: %s\n", i, err.msg);
+        abort();
+    }
+    model_dirs[i] = dir;
+    return dir;
+}
+
+const sae_model *fuzz_model(size_t i)
+{
+    i %= FUZZ_N_MODELS;
+    if (models[i])
+        return models[i];
+    sae_set_blas_threads(1);
+    sae_error err;
+    if (sae_model_load(fuzz_model_dir(i), &models[i], NULL, 0, &err)) {
+        fprintf(stderr, "fuzz: fixture model %zu does not load: %s\n", i, err.msg);
+        abort();
+    }
+    return models[i];
+}
