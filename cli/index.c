@@ -211,13 +211,16 @@ int cmd_index(int argc, char **argv)
         .model = m, .acts = acts, .tok = tok, .expl = have_expl ? &expl : NULL,
         .set = a.set, .progress = on_progress, .progress_ctx = &prog,
     };
-    uint64_t done_rows = 0;
+    sae_index_timing timing;
+    job.timing = &timing;
     if (sae_index_build(&job, a.out, &err)) {
         code = cli_fail_err(&err);
         goto out;
     }
-    done_rows = prog.total;
-    cli_progress_finish(&prog, done_rows);
+    cli_progress_finish(&prog, prog.total);
+    if (!a.quiet)
+        fprintf(stderr, "index: wrote %s (neighbours %.1fs, encode+index %.1fs, write %.1fs)\n",
+                a.out, timing.neighbours_s, timing.stream_s, timing.write_s);
     code = SAE_EXIT_OK;
 out:
     if (have_expl)

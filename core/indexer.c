@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <xxhash.h>
 
 #include "activations.h"
@@ -1340,8 +1341,17 @@ out:
 
 /* ------------------------------------------------------------ build */
 
+/* Monotonic seconds. */
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *err)
 {
+    double t0 = now_s(), t1 = t0, t2 = t0;
     const sae_model *m = job->model;
     const sae_tokens *tok = job->tok;
     sae_index_settings set = job->set;
@@ -1386,6 +1396,8 @@ int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *e
                                            err)))
             goto out;
 
+    t1 = now_s();
+
     /* One pass over the slice, in whole blocks. */
     uint64_t row0, row1;
     sae_indexer_rows(ix, &row0, &row1);
@@ -1413,7 +1425,10 @@ int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *e
         if (job->progress)
             job->progress(job->progress_ctx, r + n - row0, row1 - row0);
     }
-    if ((rc = sae_indexer_finish(ix, err)) || (rc = sae_indexer_write(ix, m->dec_norm, w, err)))
+    if ((rc = sae_indexer_finish(ix, err)))
+        goto out;
+    t2 = now_s();
+    if ((rc = sae_indexer_write(ix, m->dec_norm, w, err)))
         goto out;
 
     /* Explanations and meta. */
@@ -1451,6 +1466,11 @@ int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *e
         goto out;
     rc = sae_store_writer_commit(w, err);
     w = NULL;
+    if (!rc && job->timing) {
+        job->timing->neighbours_s = t1 - t0;
+        job->timing->stream_s = t2 - t1;
+        job->timing->write_s = now_s() - t2;
+    }
 out:
     if (w)
         sae_store_writer_abort(w);

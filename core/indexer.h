@@ -145,6 +145,13 @@ int sae_neighbours(const float *w_dec, const float *dec_norm, size_t d_sae, size
 struct sae_model;
 struct sae_acts;
 
+/* Where a build's time went (seconds, wall clock). */
+typedef struct sae_index_timing {
+    double neighbours_s;    /* decoder cosines */
+    double stream_s;        /* reading, encoding and indexing the rows */
+    double write_s;         /* examples' tokens, SQLite rows, quick_check, fsync, rename */
+} sae_index_timing;
+
 /* Everything `sae index` gives a build; all borrowed. */
 typedef struct sae_index_job {
     const struct sae_model *model;
@@ -155,6 +162,7 @@ typedef struct sae_index_job {
     /* Called after each block with rows done and rows to do (may be NULL). */
     void (*progress)(void *ctx, uint64_t done, uint64_t total);
     void *progress_ctx;
+    sae_index_timing *timing;           /* filled on success when not NULL */
 } sae_index_job;
 
 /* Builds the index of job into out_path atomically (store.h): checks that

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The run behind docs/PERFORMANCE.md's "Indexing" section: `sae index` on a
+# d_in 768 x d_sae 24576 fixture model (about 64 features per token) over
+# corpora of SIZES tokens (default 50000 and 200000), each against raw
+# cblas_sgemm on the same model and block size (`sae bench --batch 256`),
+# measured right after it in the same run, plus wall time and peak RSS.
+# Waits (up to WAIT seconds, default 600) for the 1-minute load average to
+# drop under 0.5, and says so if it never does.
+#
+#   bench/index.sh [BUILD_DIR]          SIZES="50000 200000" KEEP=1 to keep files
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-release}
+sizes=${SIZES:-"50000 200000"}
+wait_s=${WAIT:-600}
+
+if [ ! -f "$build/build.ninja" ]; then
+  meson setup "$build" --buildtype=release >/dev/null
+fi
+ninja -C "$build" cli/sae tests/mkfixture >/dev/null
+
+work=$(mktemp -d /tmp/saed-bench-index.XXXXXX)
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
+
+# Inputs: the model, and per size an activations file and a tokens file of
+# documents of 128..1024 tokens drawn from a 50k-word Zipf vocabulary.
+"$build/tests/mkfixture" --out "$work/model" --d-in 768 --d-sae 24576 --target-l0 64 --seed 1
+for n in $sizes; do
+  "$build/tests/mkfixture" --out "$work/model" --d-in 768 --d-sae 24576 --target-l0 64 --seed 1 \
+    --activations "$work/acts-$n.safetensors" --rows "$n" --act-seed "$n" >/dev/null
+  python3 - "$n" "$work/tokens-$n.jsonl" <<'PY'
+import json, random, sys
+n, path = int(sys.argv[1]), sys.argv[2]
+rng = random.Random(n)
+words = [" w%d" % i for i in range(50000)]
+weights = [1.0 / (i + 1) for i in range(50000)]
+with open(path, "w") as f:
+    done, d = 0, 0
+    while done < n:
+        k = min(rng.randint(128, 1024), n - done)
+        toks = rng.choices(words, weights, k=k)
+        f.write(json.dumps({"id": "doc-%d" % d, "tokens": toks}) + "\n")
+        done += k
+        d += 1
+PY
+done
+
+waited=0
+while :; do
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  if awk -v l="$load" 'BEGIN { exit !(l < 0.5) }'; then break; fi
+  if [ "$waited" -ge "$wait_s" ]; then
+    echo "index.sh: load average still $load after ${wait_s}s; measuring anyway" >&2
+    break
+  fi
+  sleep 10
+  waited=$((waited + 10))
+done
+
+echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+printf "%-8s %9s %11s %13s %7s %9s  %s\n" tokens wall_s tokens_per_s sgemm_rows_s ratio peak_MB phases
+for n in $sizes; do
+  /usr/bin/time -f "%e %M" -o "$work/time-$n" \
+    "$build/cli/sae" index --model "$work/model" --activations "$work/acts-$n.safetensors" \
+      --tokens "$work/tokens-$n.jsonl" --out "$work/index-$n.db" 2>"$work/log-$n"
+  read -r wall rss_kb <"$work/time-$n"
+  phases=$(sed -n 's/^index: wrote [^(]*(\(.*\))$/\1/p' "$work/log-$n")
+  raw=$("$build/cli/sae" bench --model "$work/model" --batch 256 --seconds 5 --json --quiet |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["batches"][0]["raw_rows_per_s"])')
+  awk -v n="$n" -v w="$wall" -v raw="$raw" -v rss="$rss_kb" -v ph="$phases" 'BEGIN {
+    printf "%-8d %9.1f %11.0f %13.0f %7.3f %9.0f  %s\n", n, w, n / w, raw, n / w / raw, rss / 1024, ph }'
+done
+ls -l "$work"/index-*.db | awk '{ print "index file:", $NF, $5 " bytes" }'
