@@ -40,6 +40,7 @@
 #include "model.h"
 #include "rng.h"
 
+/* Monotonic seconds. */
 static double now_s(void)
 {
     struct timespec t;
@@ -47,6 +48,7 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+/* Prints the message and exits 1. */
 static void die(const char *msg)
 {
     fprintf(stderr, "loadgen: error: %s\n", msg);
@@ -67,6 +69,7 @@ struct opts {
     const char *model;
 };
 
+/* Reads the options of every mode. */
 static void parse(int argc, char **argv, struct opts *o)
 {
     *o = (struct opts){.d_in = 768, .d_sae = 24576, .rows = 1, .threads = 1, .clients = 1,
@@ -172,6 +175,8 @@ struct request {
     size_t len;
 };
 
+/* The request every client sends: headers and R random rows, as JSON or
+ * float32. */
 static struct request build_request(const struct opts *o)
 {
     size_t n = o->rows * o->d_in;
@@ -230,6 +235,7 @@ struct client {
     unsigned status_hist[6];        /* 1xx..5xx by first digit, [0] other */
 };
 
+/* A TCP connection to 127.0.0.1:port with Nagle off, or -1. */
 static int dial(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -246,6 +252,7 @@ static int dial(int port)
     return fd;
 }
 
+/* Sends all n bytes; 0 or -1. */
 static int send_all(int fd, const char *p, size_t n)
 {
     while (n) {
@@ -293,6 +300,8 @@ static int read_response(int fd, char *buf, size_t cap)
     return status;
 }
 
+/* One client: requests back to back on a keep-alive connection, latencies
+ * kept from the end of the warm-up to the end of the run. */
 static void *client_main(void *arg)
 {
     struct client *c = arg;
@@ -340,12 +349,15 @@ static void *client_main(void *arg)
     return NULL;
 }
 
+/* qsort order of latencies. */
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return x < y ? -1 : x > y;
 }
 
+/* The load run: clients, then rows/s and latency percentiles as one JSON
+ * line. */
 static void run_http(const struct opts *o)
 {
     if (!o->port)
@@ -453,6 +465,7 @@ struct one {
     int status;
 };
 
+/* One request of run_compare, from its own thread. */
 static void *one_main(void *arg)
 {
     struct one *w = arg;
@@ -460,6 +473,8 @@ static void *one_main(void *arg)
     return NULL;
 }
 
+/* Sends each row as a one-row request to both daemons and compares the
+ * answers. */
 static void run_compare(const struct opts *o)
 {
     if (!o->port || !o->port_b || !o->model)
@@ -545,6 +560,7 @@ static void run_compare(const struct opts *o)
     sae_model_free(m);
 }
 
+/* Dispatches to the mode. */
 int main(int argc, char **argv)
 {
     struct opts o;

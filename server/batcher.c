@@ -47,6 +47,7 @@ struct saed_batcher {
     struct worker *workers;         /* (n_workers) */
 };
 
+/* Monotonic microseconds. */
 int64_t saed_now_us(void)
 {
     struct timespec t;
@@ -54,6 +55,7 @@ int64_t saed_now_us(void)
     return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
+/* A zeroed job of the given kind. */
 struct saed_job *job_new(enum saed_job_kind kind)
 {
     struct saed_job *job = calloc(1, sizeof *job);
@@ -66,6 +68,8 @@ struct saed_job *job_new(enum saed_job_kind kind)
     return job;
 }
 
+/* Sizes the outputs for job->n_rows rows: l0 (and metrics) for encode, the
+ * dense rows for decode or an encode with reconstruction. */
 int job_alloc_outputs(struct saed_job *job, size_t d_in, sae_error *err)
 {
     size_t n = job->n_rows ? job->n_rows : 1, nd;
@@ -86,6 +90,7 @@ oom:
     return sae_error_set(err, SAE_ENOMEM, "out of memory for %zu rows", n);
 }
 
+/* Frees the job with its inputs and outputs. */
 void job_free(struct saed_job *job)
 {
     if (!job)
@@ -137,6 +142,8 @@ static int worker_prepare(struct worker *w, struct saed_snap *snap, sae_error *e
     return 0;
 }
 
+/* Whether all n values are finite (v * 0 is NaN exactly for inf and NaN),
+ * written so the compiler vectorises it. */
 static bool all_finite(const float *v, size_t n)
 {
     float acc = 0.0f;
@@ -243,6 +250,7 @@ static void run_batch(struct worker *w, struct saed_job *batch, size_t rows)
     distribute(w, batch, single, m->d_in);
 }
 
+/* A CLOCK_MONOTONIC timespec for us microseconds. */
 static void deadline_ts(int64_t us, struct timespec *ts)
 {
     ts->tv_sec = (time_t)(us / 1000000);
@@ -287,6 +295,8 @@ static struct saed_job *gather(struct saed_batcher *b, size_t *rows_out)
     return first;
 }
 
+/* A worker: takes a batch, runs it, hands each job back and resumes its
+ * connection; drops its workspace when idle after a reload. */
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -370,6 +380,7 @@ int batcher_new(const struct saed_batcher_opts *o, struct saed_metrics *metrics,
     return 0;
 }
 
+/* Takes room for rows in the bounded queue, or refuses at once. */
 int batcher_reserve(struct saed_batcher *b, size_t rows)
 {
     pthread_mutex_lock(&b->lock);
@@ -382,6 +393,7 @@ int batcher_reserve(struct saed_batcher *b, size_t rows)
     return ok ? 0 : -1;
 }
 
+/* Appends a job to the queue and wakes the workers. */
 void batcher_push(struct saed_batcher *b, struct saed_job *job, bool was_incoming)
 {
     pthread_mutex_lock(&b->lock);
@@ -400,6 +412,8 @@ void batcher_push(struct saed_batcher *b, struct saed_job *job, bool was_incomin
     pthread_mutex_unlock(&b->lock);
 }
 
+/* Adjusts the count of encode requests still arriving; wakes a waiting
+ * gatherer when none is left. */
 void batcher_incoming(struct saed_batcher *b, int delta)
 {
     pthread_mutex_lock(&b->lock);
@@ -409,6 +423,7 @@ void batcher_incoming(struct saed_batcher *b, int delta)
     pthread_mutex_unlock(&b->lock);
 }
 
+/* Rows queued or running, for /metrics. */
 size_t batcher_rows(struct saed_batcher *b)
 {
     pthread_mutex_lock(&b->lock);
@@ -417,11 +432,13 @@ size_t batcher_rows(struct saed_batcher *b)
     return r;
 }
 
+/* Jobs not yet handed back, for the drain. */
 size_t batcher_pending(struct saed_batcher *b)
 {
     return atomic_load_explicit(&b->pending, memory_order_acquire);
 }
 
+/* Tells idle workers a reload happened. */
 void batcher_kick(struct saed_batcher *b)
 {
     pthread_mutex_lock(&b->lock);
@@ -430,6 +447,7 @@ void batcher_kick(struct saed_batcher *b)
     pthread_mutex_unlock(&b->lock);
 }
 
+/* Finishes the queue, joins the workers and frees the batcher. */
 void batcher_free(struct saed_batcher *b)
 {
     if (!b)

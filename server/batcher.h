@@ -73,6 +73,7 @@ int job_alloc_outputs(struct saed_job *job, size_t d_in, sae_error *err);
 /* Frees the job and everything it owns. */
 void job_free(struct saed_job *job);
 
+/* How the batcher runs (from the config). */
 struct saed_batcher_opts {
     size_t workers;
     bool batching;

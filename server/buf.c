@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* An empty buffer capped at limit bytes, hint bytes preallocated. */
 void buf_init(struct saed_buf *b, size_t limit, size_t hint)
 {
     memset(b, 0, sizeof *b);
@@ -19,12 +20,14 @@ void buf_init(struct saed_buf *b, size_t limit, size_t hint)
     }
 }
 
+/* Frees the data. */
 void buf_free(struct saed_buf *b)
 {
     free(b->data);
     memset(b, 0, sizeof *b);
 }
 
+/* Hands the NUL-terminated data to the caller. */
 char *buf_steal(struct saed_buf *b, size_t *len)
 {
     if (b->failed) {
@@ -69,6 +72,7 @@ static bool grow(struct saed_buf *b, size_t n)
     return true;
 }
 
+/* Appends n bytes. */
 void buf_put(struct saed_buf *b, const void *p, size_t n)
 {
     if (!grow(b, n))
@@ -77,11 +81,13 @@ void buf_put(struct saed_buf *b, const void *p, size_t n)
     b->len += n;
 }
 
+/* Appends a C string. */
 void buf_puts(struct saed_buf *b, const char *s)
 {
     buf_put(b, s, strlen(s));
 }
 
+/* Appends one byte. */
 void buf_putc(struct saed_buf *b, char c)
 {
     if (!grow(b, 1))
@@ -89,6 +95,7 @@ void buf_putc(struct saed_buf *b, char c)
     b->data[b->len++] = c;
 }
 
+/* Appends v in decimal. */
 void buf_u32(struct saed_buf *b, uint32_t v)
 {
     char tmp[10];
@@ -104,6 +111,7 @@ void buf_u32(struct saed_buf *b, uint32_t v)
     b->len += n;
 }
 
+/* Appends a float32 with 9 significant digits (reads back exactly), or null. */
 void buf_f32(struct saed_buf *b, float v)
 {
     if (!isfinite(v)) {
@@ -116,6 +124,7 @@ void buf_f32(struct saed_buf *b, float v)
     b->len += (size_t)n;
 }
 
+/* Appends a double with 17 significant digits, or null. */
 void buf_f64(struct saed_buf *b, double v)
 {
     if (!isfinite(v)) {
@@ -128,6 +137,7 @@ void buf_f64(struct saed_buf *b, double v)
     b->len += (size_t)n;
 }
 
+/* Appends s as a JSON string, escaping quotes, backslashes and controls. */
 void buf_json_str(struct saed_buf *b, const char *s)
 {
     buf_putc(b, '"');

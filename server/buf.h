@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The buffer: data[0..len) written, cap allocated, never above limit. */
 struct saed_buf {
     char *data;         /* (cap) owned */
     size_t len, cap, limit;

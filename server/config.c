@@ -106,6 +106,7 @@ static const struct key keys[] = {
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
+/* Validator of `listen`. */
 static int check_listen(const char *v, sae_error *err)
 {
     char host[256];
@@ -116,6 +117,7 @@ static int check_listen(const char *v, sae_error *err)
     return 0;
 }
 
+/* Validator of `cors_origins`: each entry * or an http(s):// origin. */
 static int check_cors(const char *v, sae_error *err)
 {
     const char *p = v;
@@ -140,6 +142,7 @@ static int check_cors(const char *v, sae_error *err)
     return 0;
 }
 
+/* Splits HOST:PORT or [V6]:PORT (config.h). */
 int config_split_listen(const char *listen, char *host, size_t hostcap, unsigned *port)
 {
     const char *colon;
@@ -197,6 +200,7 @@ static const struct key *key_find(const char *name, size_t len)
     return NULL;
 }
 
+/* on/off, true/false, yes/no, 1/0; 0 or -1. */
 static int parse_bool(const char *v, bool *out)
 {
     static const char *yes[] = {"on", "true", "yes", "1"};
@@ -259,6 +263,7 @@ static int key_set(struct saed_config *cfg, const struct key *k, const char *val
     return sae_error_set(err, SAE_EINVAL, "%s: unknown key type", where);
 }
 
+/* Strips leading and trailing space in place. */
 static char *trim(char *s)
 {
     while (isspace((unsigned char)*s))
@@ -347,6 +352,7 @@ static void wrap(FILE *out, const char *text, int indent, int width)
     }
 }
 
+/* saed --help, generated from the table. */
 void config_usage(FILE *out)
 {
     fprintf(out,
@@ -376,6 +382,7 @@ void config_usage(FILE *out)
                  "exit 0.\n");
 }
 
+/* Frees every string setting. */
 void config_free(struct saed_config *cfg)
 {
     for (size_t i = 0; i < N_KEYS; i++)
@@ -386,6 +393,8 @@ void config_free(struct saed_config *cfg)
         }
 }
 
+/* Defaults, then the --config file, then SAED_API_KEY, then the flags;
+ * cross-checks at the end (config.h). */
 int config_load(struct saed_config *cfg, int argc, char **argv, bool *exit_now, sae_error *err)
 {
     int rc = 0;

@@ -34,6 +34,7 @@ struct row_check {
     uint32_t *stamp;    /* (d_sae) row number + 1 that last used the feature */
 };
 
+/* Allocates the scratch for rows of a d_sae-feature model; 0 or -1. */
 static int row_check_init(struct row_check *c, size_t d_sae)
 {
     c->d_sae = d_sae;
@@ -44,6 +45,7 @@ static int row_check_init(struct row_check *c, size_t d_sae)
     return c->idx && c->idx32 && c->val && c->stamp ? 0 : -1;
 }
 
+/* Frees what row_check_init allocated. */
 static void row_check_free(struct row_check *c)
 {
     free(c->idx);
@@ -284,6 +286,8 @@ static int parse_binary(const struct saed_req *rq, struct row_check *c, sae_spar
     return 0;
 }
 
+/* Refuses an empty octet-stream body before it is read; marks the reply for
+ * the digest header. */
 void decode_precheck(struct saed_req *rq, uint64_t length, bool has_length)
 {
     rq->digest_header = true;
@@ -291,6 +295,8 @@ void decode_precheck(struct saed_req *rq, uint64_t length, bool has_length)
         reply_error(rq, 422, "empty_batch", "the body has no rows");
 }
 
+/* Second call, after the worker resumed the connection: the rows as JSON or
+ * float32, with X-SAE-Space. */
 static enum MHD_Result decode_reply(struct saed_req *rq)
 {
     struct saed_job *job = rq->job;
@@ -346,6 +352,8 @@ static enum MHD_Result no_query(void *cls, enum MHD_ValueKind kind, const char *
     return MHD_NO;
 }
 
+/* POST /v1/decode: parses and validates the body, hands the rows to a
+ * worker and suspends; replies when resumed. */
 enum MHD_Result decode_post(struct saed_req *rq)
 {
     if (rq->job)

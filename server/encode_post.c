@@ -100,6 +100,7 @@ static int parse_row(struct jp *j, struct rows *r, const char *name, struct saed
     return 0;
 }
 
+/* "inputs": an array of rows. */
 static int parse_inputs(struct jp *j, struct rows *r, struct saed_perr *e)
 {
     if (jp_peek(j) != '[')
@@ -117,6 +118,7 @@ static int parse_inputs(struct jp *j, struct rows *r, struct saed_perr *e)
     return k < 0 ? -1 : 0;
 }
 
+/* Sets the option named by one include value (n bytes at v). */
 static int set_include(struct enc_opts *o, const char *v, size_t n, struct saed_perr *e)
 {
     if (n == 14 && !memcmp(v, "reconstruction", 14))
@@ -133,6 +135,7 @@ static int set_include(struct enc_opts *o, const char *v, size_t n, struct saed_
     return 0;
 }
 
+/* "include": an array of option names. */
 static int parse_include(struct jp *j, struct enc_opts *o, struct saed_perr *e)
 {
     if (jp_peek(j) != '[')
@@ -155,6 +158,7 @@ static int parse_include(struct jp *j, struct enc_opts *o, struct saed_perr *e)
     return k < 0 ? -1 : 0;
 }
 
+/* "top_k": a positive integer. */
 static int parse_top_k(struct jp *j, struct enc_opts *o, struct saed_perr *e)
 {
     int ch = jp_peek(j);
@@ -170,6 +174,7 @@ static int parse_top_k(struct jp *j, struct enc_opts *o, struct saed_perr *e)
     return 0;
 }
 
+/* "threshold": a number, used as float32. */
 static int parse_threshold(struct jp *j, struct enc_opts *o, struct saed_perr *e)
 {
     int ch = jp_peek(j);
@@ -263,6 +268,7 @@ struct query_ctx {
 /* Records a query error and stops the iteration. */
 static enum MHD_Result query_fail(struct query_ctx *q, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Records a query error and stops the iteration. */
 static enum MHD_Result query_fail(struct query_ctx *q, const char *fmt, ...)
 {
     char msg[300];
@@ -338,6 +344,8 @@ static int check_finite(const float *x, size_t n, size_t d, struct saed_perr *e)
 
 static void octet_precheck(struct saed_req *rq, uint64_t length);
 
+/* Before the body is read: what Content-Length can already refuse, and the
+ * count of encode rows on their way. */
 void encode_precheck(struct saed_req *rq, uint64_t length, bool has_length)
 {
     rq->digest_header = true;
@@ -436,6 +444,7 @@ static enum MHD_Result reply_binary(struct saed_req *rq, const struct saed_job *
     return reply_bytes(rq, 200, "application/octet-stream", buf, bytes);
 }
 
+/* The JSON reply, written directly into a capped buffer (no jansson tree). */
 static enum MHD_Result reply_json_rows(struct saed_req *rq, const struct saed_job *job)
 {
     const sae_sparse *s = &job->out;
@@ -554,6 +563,8 @@ static enum MHD_Result encode_start(struct saed_req *rq)
     return MHD_YES;
 }
 
+/* POST /v1/encode: the first call parses and queues; the call after the
+ * worker resumed the connection replies. */
 enum MHD_Result encode_post(struct saed_req *rq)
 {
     if (rq->job && rq->state == RQ_WAITING)

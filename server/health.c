@@ -6,6 +6,7 @@
 
 #include "saed.h"
 
+/* GET /v1/health: {"status":"ok"}. */
 enum MHD_Result health_get(struct saed_req *rq)
 {
     static const char body[] = "{\"status\":\"ok\"}\n";

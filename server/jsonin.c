@@ -10,6 +10,7 @@
 
 #define JP_MAX_DEPTH 64
 
+/* Records the error unless one that outranks it is there (jsonin.h). */
 int perr_set(struct saed_perr *e, unsigned status, const char *code, const char *fmt, ...)
 {
     if (e->status && !(e->status == 422 && status != 422))
@@ -23,6 +24,7 @@ int perr_set(struct saed_perr *e, unsigned status, const char *code, const char 
     return -1;
 }
 
+/* A cursor at the start of text. */
 void jp_init(struct jp *j, const char *text, size_t len, struct saed_perr *err)
 {
     j->base = j->p = text;
@@ -30,11 +32,13 @@ void jp_init(struct jp *j, const char *text, size_t len, struct saed_perr *err)
     j->err = err;
 }
 
+/* Bytes from the start to the cursor. */
 size_t jp_offset(const struct jp *j)
 {
     return (size_t)(j->p - j->base);
 }
 
+/* 400 invalid_json: something else was expected at the cursor. */
 static int syntax(struct jp *j, const char *what)
 {
     if (j->p >= j->end)
@@ -44,18 +48,21 @@ static int syntax(struct jp *j, const char *what)
                     jp_offset(j), what);
 }
 
+/* Skips JSON whitespace. */
 static void ws(struct jp *j)
 {
     while (j->p < j->end && (*j->p == ' ' || *j->p == '\n' || *j->p == '\r' || *j->p == '\t'))
         j->p++;
 }
 
+/* The next non-space byte, or -1 at the end. */
 int jp_peek(struct jp *j)
 {
     ws(j);
     return j->p < j->end ? (unsigned char)*j->p : -1;
 }
 
+/* Names the kind of value at the cursor for messages. */
 const char *jp_kind(struct jp *j)
 {
     switch (jp_peek(j)) {
@@ -81,6 +88,7 @@ const char *jp_kind(struct jp *j)
     }
 }
 
+/* Consumes c or reports what was expected. */
 int jp_expect(struct jp *j, char c)
 {
     ws(j);
@@ -126,6 +134,7 @@ static void put_utf8(char *out, size_t cap, size_t *n, bool *trunc, uint32_t cp)
     *n += k;
 }
 
+/* The four hex digits of a backslash-u escape. */
 static int hex4(struct jp *j, uint32_t *out)
 {
     if (j->end - j->p < 4)
@@ -148,6 +157,8 @@ static int hex4(struct jp *j, uint32_t *out)
     return 0;
 }
 
+/* Length of the valid UTF-8 sequence at p, or 0 (overlongs, surrogates and
+ * code points past U+10FFFF are invalid). */
 size_t utf8_seq(const unsigned char *p, const unsigned char *end)
 {
     unsigned char c = p[0];
@@ -183,6 +194,7 @@ size_t utf8_seq(const unsigned char *p, const unsigned char *end)
     return n;
 }
 
+/* A JSON string, escapes decoded, validated as UTF-8. */
 int jp_string(struct jp *j, char *out, size_t cap, bool *trunc)
 {
     bool tr = false;
@@ -286,6 +298,7 @@ int jp_string(struct jp *j, char *out, size_t cap, bool *trunc)
     return 0;
 }
 
+/* The next key of an object (jsonin.h). */
 int jp_obj_key(struct jp *j, bool *first, char *key, size_t cap, bool *trunc)
 {
     int c = jp_peek(j);
@@ -308,6 +321,7 @@ int jp_obj_key(struct jp *j, bool *first, char *key, size_t cap, bool *trunc)
     return 1;
 }
 
+/* Steps to the next element of an array (jsonin.h). */
 int jp_arr_next(struct jp *j, bool *first)
 {
     int c = jp_peek(j);
@@ -334,6 +348,8 @@ static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6, 
                                        1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                        1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+/* A JSON number in strict grammar; exact integers and Clinger's fast path
+ * for the common short decimals, strtod otherwise; 1e999 is 400. */
 int jp_number(struct jp *j, struct jnum *out)
 {
     ws(j);
@@ -433,6 +449,7 @@ int jp_number(struct jp *j, struct jnum *out)
     return 0;
 }
 
+/* Validates and skips one value, nested at most JP_MAX_DEPTH deep. */
 static int skip_depth(struct jp *j, int depth)
 {
     if (depth > JP_MAX_DEPTH)
@@ -476,11 +493,13 @@ static int skip_depth(struct jp *j, int depth)
     }
 }
 
+/* Validates and skips one value. */
 int jp_skip(struct jp *j)
 {
     return skip_depth(j, 0);
 }
 
+/* 400 wrong_type for a valid value of the wrong kind (jsonin.h). */
 int jp_wrong_type(struct jp *j, const char *fmt, ...)
 {
     const char *at = j->p;
@@ -495,6 +514,7 @@ int jp_wrong_type(struct jp *j, const char *fmt, ...)
     return perr_set(j->err, 400, "wrong_type", "%s", msg);
 }
 
+/* Nothing but whitespace may follow the top-level value. */
 int jp_finish(struct jp *j)
 {
     if (jp_peek(j) != -1)

@@ -70,6 +70,8 @@ static int detect_cpus(void)
 /* The write end of the self-pipe; the handler's only state. */
 static int signal_pipe_w = -1;
 
+/* The signal handler: writes the signal number to the self-pipe and nothing
+ * else. */
 static void on_signal(int sig)
 {
     int saved = errno;
@@ -274,6 +276,8 @@ static void drain(struct saed_server *srv, int sfd)
     fprintf(stderr, "saed: stopped (%ld requests were still open)\n", left);
 }
 
+/* Loads the config and the model, starts the workers, the reaper and
+ * libmicrohttpd, then serves signals until SIGTERM/SIGINT and drains. */
 int main(int argc, char **argv)
 {
     struct saed_server srv;

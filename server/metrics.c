@@ -8,6 +8,7 @@ const double saed_lat_bounds[SAED_N_LAT] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 
 const unsigned saed_statuses[SAED_N_STATUS - 1] = {200, 204, 400, 401, 404, 405, 408,
                                                    413, 414, 415, 422, 431, 500, 503, 504};
 
+/* Counts one finished request by route and status and its latency. */
 void metrics_request(struct saed_metrics *m, int route, unsigned status, int64_t us)
 {
     if (route < 0 || route >= SAED_METRICS_MAX_ROUTES)
@@ -28,6 +29,7 @@ void metrics_request(struct saed_metrics *m, int route, unsigned status, int64_t
                               memory_order_relaxed);
 }
 
+/* Counts one GEMM of `rows` rows in the batch-size histogram. */
 void metrics_batch(struct saed_metrics *m, size_t rows)
 {
     size_t b = 0;

@@ -27,6 +27,7 @@ static void label(struct saed_buf *b, const char *v)
     buf_putc(b, '"');
 }
 
+/* The # HELP and # TYPE lines of a metric. */
 static void head(struct saed_buf *b, const char *name, const char *type, const char *help)
 {
     buf_puts(b, "# HELP ");
@@ -50,11 +51,13 @@ static void counter(struct saed_buf *b, const char *name, const char *type, cons
     buf_puts(b, line);
 }
 
+/* The route label of metrics slot i. */
 static const char *route_name(size_t i)
 {
     return i < saed_n_routes ? saed_routes[i].path : "unmatched";
 }
 
+/* GET /metrics: every counter, histogram and gauge, rendered now. */
 enum MHD_Result metrics_get(struct saed_req *rq)
 {
     struct saed_server *srv = rq->srv;

@@ -4,6 +4,7 @@
  * client can tell how to read the results. */
 #include "saed.h"
 
+/* GET /v1/model: the served model as a JSON object. */
 enum MHD_Result model_get(struct saed_req *rq)
 {
     const sae_model *m = rq->snap->model;

@@ -7,6 +7,7 @@
 extern const unsigned char saed_openapi_json[];
 extern const size_t saed_openapi_json_len;
 
+/* GET /openapi.json: the embedded document, gzip-compressed when accepted. */
 enum MHD_Result openapi_get(struct saed_req *rq)
 {
     return reply_static(rq, 200, "application/json", saed_openapi_json, saed_openapi_json_len,

@@ -27,6 +27,7 @@ struct saed_reaper {
     struct saed_metrics *metrics;   /* borrowed */
 };
 
+/* Restarts the deadline clock of a connection. */
 void reaper_mark(struct saed_conn *c)
 {
     if (c)
@@ -75,6 +76,8 @@ void reaper_notify(void *cls, struct MHD_Connection *conn, void **socket_context
     }
 }
 
+/* The reaper thread: every REAPER_PERIOD_US, shuts down connections past
+ * their deadline. */
 static void *reaper_main(void *arg)
 {
     struct saed_reaper *r = arg;
@@ -124,6 +127,7 @@ int reaper_new(int64_t deadline_us, struct saed_metrics *metrics, struct saed_re
     return 0;
 }
 
+/* Stops the thread and frees the entries left. */
 void reaper_free(struct saed_reaper *r)
 {
     if (!r)

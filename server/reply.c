@@ -93,6 +93,7 @@ enum MHD_Result reply_error(struct saed_req *rq, unsigned status, const char *co
     return reply_queue(rq, status, resp, len);
 }
 
+/* 405 with an Allow header listing what the path takes. */
 enum MHD_Result reply_method_not_allowed(struct saed_req *rq, const char *allow)
 {
     char raw[256];
@@ -183,11 +184,13 @@ static enum MHD_Result reply_body(struct saed_req *rq, unsigned status, const ch
     return reply_queue(rq, status, resp, len);
 }
 
+/* A built JSON body (taken), gzip-compressed when accepted. */
 enum MHD_Result reply_json_buf(struct saed_req *rq, unsigned status, char *buf, size_t len)
 {
     return reply_body(rq, status, "application/json", buf, len, true, true);
 }
 
+/* A jansson value (taken), serialised compactly. */
 enum MHD_Result reply_json(struct saed_req *rq, unsigned status, json_t *obj)
 {
     char *s = json_dumps(obj, JSON_COMPACT);

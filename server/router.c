@@ -100,6 +100,8 @@ static bool key_equal(const char *given, const char *key)
     return d == 0;
 }
 
+/* Whether the request may use its route: no key configured, an open route,
+ * or `Authorization: Bearer KEY` with the right key. */
 static bool authorized(struct saed_req *rq)
 {
     const char *key = rq->srv->cfg->api_key;
@@ -417,6 +419,8 @@ enum MHD_Result router_access(void *cls, struct MHD_Connection *conn, const char
     return rq->route->handler(rq);
 }
 
+/* Reserves queue room for rq->job, suspends the connection and queues the
+ * job; -1 (nothing suspended) when the queue is full. */
 int req_submit_job(struct saed_req *rq)
 {
     struct saed_batcher *b = rq->srv->batcher;

@@ -8,6 +8,7 @@
 
 #include "saed.h"
 
+/* Drops one reference; the last one frees the model. */
 void snap_release(struct saed_snap *s)
 {
     if (!s)
@@ -18,6 +19,7 @@ void snap_release(struct saed_snap *s)
     }
 }
 
+/* A new reference to the current snapshot (NULL before the first load). */
 struct saed_snap *sae_acquire(struct saed_sae *sae)
 {
     pthread_mutex_lock(&sae->lock);
@@ -28,6 +30,8 @@ struct saed_snap *sae_acquire(struct saed_sae *sae)
     return s;
 }
 
+/* Loads and validates the folder, then publishes the new snapshot; the old
+ * one is released here and freed by its last request. */
 int sae_reload(struct saed_sae *sae, sae_error *err)
 {
     char warn[1024] = "";

@@ -29,6 +29,7 @@ static struct daemon *started[MAX_DAEMONS];
 static size_t n_started;
 static __thread CURL *tl_curl;
 
+/* Counts and prints one failed check. */
 void h_fail(const char *file, int line, const char *cond, const char *fmt, ...)
 {
     atomic_fetch_add(&failures, 1);
@@ -42,11 +43,13 @@ void h_fail(const char *file, int line, const char *cond, const char *fmt, ...)
     pthread_mutex_unlock(&print_lock);
 }
 
+/* Failed checks so far. */
 int h_failures(void)
 {
     return atomic_load(&failures);
 }
 
+/* Monotonic milliseconds. */
 double now_ms(void)
 {
     struct timespec t;
@@ -54,17 +57,20 @@ double now_ms(void)
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
+/* A fresh temporary folder (the fixture writer's). */
 char *h_tmpdir(const char *tag)
 {
     return sae_fixture_tmpdir(tag);
 }
 
+/* At exit: kills every daemon still running. */
 static void kill_all(void)
 {
     for (size_t i = 0; i < n_started; i++)
         daemon_kill(started[i]);
 }
 
+/* Copies a daemon's stderr log to ours (when it failed to start). */
 static void print_log(const struct daemon *d)
 {
     FILE *f = fopen(d->log, "r");
@@ -77,6 +83,7 @@ static void print_log(const struct daemon *d)
     fclose(f);
 }
 
+/* Whether a daemon's log contains s. */
 bool daemon_log_has(const struct daemon *d, const char *s)
 {
     FILE *f = fopen(d->log, "r");
@@ -90,6 +97,7 @@ bool daemon_log_has(const struct daemon *d, const char *s)
     return found;
 }
 
+/* Starts saed and waits for its "listening on" line (harness.h). */
 int daemon_start(struct daemon *d, const char *model_dir, const char *const *args)
 {
     static int serial;
@@ -158,12 +166,14 @@ int daemon_start(struct daemon *d, const char *model_dir, const char *const *arg
     return -1;
 }
 
+/* Sends sig to the daemon. */
 void daemon_signal(const struct daemon *d, int sig)
 {
     if (d->pid > 0)
         kill(d->pid, sig);
 }
 
+/* Waits for the daemon to exit (harness.h). */
 int daemon_wait(struct daemon *d, int timeout_ms)
 {
     double until = now_ms() + timeout_ms;
@@ -183,6 +193,7 @@ int daemon_wait(struct daemon *d, int timeout_ms)
     return -1;
 }
 
+/* SIGKILLs and reaps the daemon if it still runs. */
 void daemon_kill(struct daemon *d)
 {
     if (d->pid > 0) {
@@ -227,6 +238,7 @@ static void grab(const char *line, size_t n, const char *name, char *dst, size_t
     dst[vl] = '\0';
 }
 
+/* libcurl header callback: keeps the headers the tests look at. */
 static size_t on_header(char *p, size_t size, size_t n, void *cls)
 {
     struct http_resp *r = cls;
@@ -283,6 +295,7 @@ long http(const struct daemon *d, const char *method, const char *path, const vo
     return r->status;
 }
 
+/* Frees this thread's libcurl handle. */
 void http_thread_done(void)
 {
     if (tl_curl) {
@@ -291,6 +304,7 @@ void http_thread_done(void)
     }
 }
 
+/* Frees a response body. */
 void http_free(struct http_resp *r)
 {
     free(r->body);

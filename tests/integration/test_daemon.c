@@ -117,6 +117,7 @@ struct enc {
     size_t n;
 };
 
+/* Frees the arrays of a parsed reply. */
 static void enc_free(struct enc *e)
 {
     sae_sparse_free(&e->s);
@@ -328,6 +329,7 @@ static char dir_a[512], dir_b[512], dir_live[512], dir_topk[512];
 static sae_model *model_a, *model_b, *model_topk;
 static const char *saed_common[] = {"--quiet", "--threads", "2", NULL};
 
+/* Writes a fixture model folder of the test's shape. */
 static int write_model(const char *dir, sae_arch arch, sae_norm norm, uint64_t seed)
 {
     sae_fixture_opts o;
@@ -347,6 +349,7 @@ static int write_model(const char *dir, sae_arch arch, sae_norm norm, uint64_t s
     return 0;
 }
 
+/* Loads a model folder in process, as saed does, for the reference checks. */
 static sae_model *load(const char *dir)
 {
     sae_model *m = NULL;
@@ -381,6 +384,7 @@ static int copy_file(const char *src, const char *dst)
     return rename(tmpname, dst);
 }
 
+/* Writes the models every test uses and loads them. */
 static int setup(void)
 {
     tmp = h_tmpdir("saed-it");
@@ -650,6 +654,37 @@ static void test_oversized(const struct daemon *d)
     http_free(&r);
 }
 
+/* ---- 300 connections open at once (the defaults hold at least 256) ---- */
+
+static void test_connections(const struct daemon *d)
+{
+    enum { N = 300 };
+    int fds[N];
+    size_t open_ok = 0, answered = 0;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const char *req = "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (int i = 0; i < N; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        if (fds[i] >= 0 && connect(fds[i], (struct sockaddr *)&sa, sizeof sa) == 0 &&
+            write(fds[i], req, strlen(req)) == (ssize_t)strlen(req))
+            open_ok++;
+    }
+    /* Every connection is still open when each one is answered. */
+    for (int i = 0; i < N; i++) {
+        char buf[512];
+        struct pollfd p = {.fd = fds[i], .events = POLLIN};
+        if (fds[i] >= 0 && poll(&p, 1, 10000) > 0 && read(fds[i], buf, sizeof buf) > 12 &&
+            !strncmp(buf, "HTTP/1.1 200", 12))
+            answered++;
+    }
+    for (int i = 0; i < N; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    CHECK(open_ok == N && answered == N, "%zu connections opened, %zu answered of %d", open_ok,
+          answered, N);
+}
+
 /* ---- formats: every body and reply format gives the same bits ---- */
 
 static void test_formats(const struct daemon *d)
@@ -905,6 +940,7 @@ struct client {
     long status[PER_CLIENT];
 };
 
+/* One client of test_batching: its requests, one after another. */
 static void *client_main(void *arg)
 {
     struct client *c = arg;
@@ -988,6 +1024,9 @@ static double metric(const struct daemon *d, const char *name, const char *const
     return v;
 }
 
+/* The same requests from 32 concurrent clients to a batching daemon and to
+ * one with --batching off: every row within the float32 bound, and batches
+ * really formed. */
 static void test_batching(const struct daemon *on, const struct daemon *off)
 {
     struct client *won = calloc(CLIENTS, sizeof *won), *woff = calloc(CLIENTS, sizeof *woff);
@@ -1057,6 +1096,8 @@ struct loader {
     size_t sent, ok, from_a, from_b;
 };
 
+/* A client of test_reload: requests until told to stop, each answer checked
+ * against the reference of the model its digest header names. */
 static void *loader_main(void *arg)
 {
     struct loader *l = arg;
@@ -1099,6 +1140,8 @@ static double wait_metric(const struct daemon *d, const char *name, double want)
     return v;
 }
 
+/* Six SIGHUPs swapping the weights under 8 busy clients, then one with a
+ * broken file: no request fails or gets a wrong answer. */
 static void test_reload(void)
 {
     struct daemon d;
@@ -1175,12 +1218,14 @@ static const char *KEY_JSON[] = {"Content-Type: application/json",
                                  "Authorization: Bearer s3cret", NULL};
 static const char *KEY_ONLY[] = {"Authorization: Bearer s3cret", NULL};
 
+/* One encode request run from its own thread, and its status. */
 struct slow {
     const struct daemon *d;
     size_t rows;
     long status;
 };
 
+/* One encode request with the API key, from its own thread. */
 static void *slow_main(void *arg)
 {
     struct slow *s = arg;
@@ -1196,6 +1241,7 @@ static void *slow_main(void *arg)
     return NULL;
 }
 
+/* The API key guards what the contract names and nothing else. */
 static void test_auth(const struct daemon *d)
 {
     static const char *wrong[] = {"Authorization: Bearer s3cres", NULL};
@@ -1346,6 +1392,7 @@ static char *run(const char *cmd, int *status)
     return out;
 }
 
+/* The example config, --help and startup errors. */
 static void test_config(void)
 {
     const char *bin = getenv("SAED_BIN"), *conf = getenv("SAED_CONF");
@@ -1425,6 +1472,7 @@ static void test_config(void)
     free(out);
 }
 
+/* Runs every test against real daemons; exit status 1 if any check failed. */
 int main(void)
 {
     if (setup()) {
@@ -1442,6 +1490,7 @@ int main(void)
     test_routes(&d1);
     test_errors(&d1);
     test_oversized(&d1);
+    test_connections(&d1);
     test_formats(&d1);
     test_reference(&d1, model_a, 21);
 
