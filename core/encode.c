@@ -397,6 +397,8 @@ static size_t pass_gated(const float *d, const float *bg, const float *er, const
 static size_t pass_topk(const float *d, const float *b, const float *scale, size_t n, size_t k,
                         sae_pair *heap)
 {
+    if (k == 0 || k > n) /* the loader guarantees 1 <= k <= d_sae */
+        return 0;
     for (size_t j = 0; j < k; j++) {
         float v = d[j] + b[j];
         heap[j] = (sae_pair){scale ? v * scale[j] : v, (uint32_t)j};
