@@ -535,7 +535,9 @@ describe('the feature browser', () => {
         await page.waitForURL(`${BASE}/features/${nb.index}`);
         await page.waitForFunction((j) => document.querySelector('main h1')?.textContent === `Feature ${j}`, nb.index);
         assert.equal(await page.evaluate(() => window.__noReload), true, 'navigated without a reload');
-        assert.equal(await page.evaluate(() => document.activeElement?.tagName), 'H1', 'focus moves to the new heading');
+        // Once the page has drawn, focus is on its heading (a screen reader reads where it is).
+        await page.waitForSelector('dl.stats');
+        await page.waitForFunction(() => document.activeElement?.tagName === 'H1', null, { timeout: 5000 });
         await page.goBack();
         await page.waitForFunction((j) => document.querySelector('main h1')?.textContent === `Feature ${j}`, feature.index);
       }

@@ -101,6 +101,7 @@ function neighbours(f, signal) {
     try {
       const g = await api(`/v1/features/${nb.index}`, { signal });
       label.textContent = featureLabel(g) ?? '(no explanation)';
+      label.title = label.textContent; // the line may be cut short with an ellipsis
     } catch {
       /* leave it bare */
     }

@@ -17,7 +17,7 @@ const MODEL_FIELDS = [
 ];
 
 function value(v) {
-  if (v === null || v === undefined) return h('span', { class: 'muted' }, '—');
+  if (v === null || v === undefined || v === '') return h('span', { class: 'muted' }, '—');
   if (typeof v === 'number') return Number.isInteger(v) ? fmtInt(v) : fmtNum(v, 6);
   if (typeof v === 'boolean') return v ? 'yes' : 'no';
   if (Array.isArray(v)) {
