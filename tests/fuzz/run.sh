@@ -6,12 +6,13 @@
 # BUILD/findings/<target>/.
 #
 #   tests/fuzz/run.sh [--seconds N] [--build DIR] [--only NAME[,NAME...]]
-#                     [--no-build] [--regen-corpus]
+#                     [--no-build] [--build-only] [--regen-corpus]
 #
 #   --seconds N      per-target run time (default 15; libFuzzer's wall time)
 #   --build DIR      meson build folder configured with clang (default build-fuzz)
 #   --only LIST      run only these targets
 #   --no-build       use the binaries already built
+#   --build-only     build, then stop
 #   --regen-corpus   rewrite the generated seeds (tests/fuzz/gen_corpus.sh) first
 #
 # The core and server objects come from a meson build configured with
@@ -28,18 +29,20 @@ build=build-fuzz
 only=""
 do_build=1
 regen=0
+build_only=0
 while (($#)); do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --build) build="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
     --no-build) do_build=0; shift ;;
+    --build-only) build_only=1; shift ;;
     --regen-corpus) regen=1; shift ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "fuzz: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-[[ "$seconds" =~ ^[0-9]+$ ]] || { echo "fuzz: --seconds needs a whole number" >&2; exit 2; }
+[[ "$seconds" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: --seconds needs a positive whole number" >&2; exit 2; }
 
 targets=(safetensors cfg npy encode_json decode_json binary_body tokens explanations index)
 body_targets=" encode_json decode_json binary_body "
@@ -101,6 +104,7 @@ fi
 if ((regen)); then
   tests/fuzz/gen_corpus.sh "$bin/gen_corpus" "$build/cli/sae" "$build/tests/mkfixture"
 fi
+((build_only)) && exit 0
 
 passed=0
 failed=0
