@@ -12,7 +12,9 @@
 # options:
 #   --screenshots[=DIR]  write a PNG of each page at 1280x800 and 390x844
 #                        (default DIR: docs/screenshots)
-#   --api-key KEY        the saed's API key (also tests the browser's key prompt)
+#   --api-key KEY        the saed's API key (also tests the browser's key prompt);
+#                        default: $SAED_API_KEY. With --saed, saed gets it too
+#                        (through $SAED_API_KEY, off its command line)
 #   --port N             port for --saed (default: a free one)
 # exit status: 0 all passed, 1 a test failed, 2 bad usage or saed did not start.
 set -euo pipefail
@@ -22,7 +24,7 @@ root=$(cd "$here/../.." && pwd)
 usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "web tests: $*" >&2; exit 2; }
 
-base='' saed='' model='' index='' port='' shots='' key=''
+base='' saed='' model='' index='' port='' shots='' key=${SAED_API_KEY:-}
 saed_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -75,7 +77,7 @@ if [ -n "$saed" ]; then
   [ -n "$index" ] && cmd+=(--index "$index")
   cmd+=(--listen "127.0.0.1:$port" "${saed_args[@]}")
   echo "web tests: starting ${cmd[*]} (log: $log)" >&2
-  "${cmd[@]}" >"$log" 2>&1 &
+  SAED_API_KEY="$key" "${cmd[@]}" >"$log" 2>&1 &
   pid=$!
   base="http://127.0.0.1:$port"
   for _ in $(seq 1 150); do

@@ -74,7 +74,8 @@ function bars(result, known, signal, withLabels) {
   const addRow = (k) => {
     const i = idx[k];
     const info = known.get(i) || {};
-    const label = h('span', { class: `bar-label${info.label ? '' : ' muted'}` }, info.label ?? (withLabels ? '…' : ''));
+    const label = h('span', { class: `bar-label${info.label ? '' : ' muted'}`, title: info.label ?? null },
+      info.label ?? (withLabels ? '…' : ''));
     if (!info.label && withLabels) pending.push({ i, label });
     const bar = h('span', { class: 'bar-track', 'aria-hidden': 'true' }, h('span', { class: 'bar-fill' }));
     bar.firstChild.style.setProperty('--w', `${Math.max(0.5, (Math.max(0, vals[k]) / top) * 100).toFixed(2)}%`);
@@ -93,6 +94,7 @@ function bars(result, known, signal, withLabels) {
         const f = await api(`/v1/features/${i}`, { signal });
         const text = featureLabel(f);
         label.textContent = text ?? '(no explanation)';
+        label.title = label.textContent; // the line may be cut short with an ellipsis
         if (text) label.classList.remove('muted');
       } catch {
         label.textContent = '(no label)';

@@ -132,6 +132,7 @@ export async function render(main, ctx) {
       if (e.name === 'AbortError') return;
       results.setAttribute('aria-busy', 'false');
       if (isNoIndex(e)) {
+        form.hidden = true; // nothing to search or sort
         fill(results, emptyState('No feature index is loaded',
           h('p', {}, 'This saed was started without ', h('code', {}, '--index'), '. Build one with ',
             h('code', {}, 'sae index'), ' and restart saed with ', h('code', {}, '--index FILE.db'),
