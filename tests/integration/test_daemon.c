@@ -623,6 +623,95 @@ static void test_errors(const struct daemon *d)
     free(junk);
 }
 
+/* The strict JSON reader, through the encode route: RFC 8259 exactly. Each
+ * body is wrapped as {"input": [<64 copies of VALUE>] <TAIL>} or given whole. */
+static void test_json_grammar(const struct daemon *d)
+{
+    static const struct {
+        const char *value;      /* repeated D_IN times as the row, or NULL */
+        const char *whole;      /* the whole body when value is NULL */
+        long status;
+        const char *code;
+    } cases[] = {
+        {"1E5", NULL, 200, NULL},
+        {"-0", NULL, 200, NULL},
+        {"0.5e-3", NULL, 200, NULL},
+        {"1e-400", NULL, 200, NULL},                    /* underflows to 0: accepted */
+        {"123456789012345678901234567890", NULL, 200, NULL},
+        {"0.1000000000000000055511151231257827", NULL, 200, NULL},
+        {"01", NULL, 400, "invalid_json"},
+        {"-", NULL, 400, "invalid_json"},
+        {"1.", NULL, 400, "invalid_json"},
+        {".5", NULL, 400, "invalid_json"},
+        {"+1", NULL, 400, "invalid_json"},
+        {"1e", NULL, 400, "invalid_json"},
+        {"Infinity", NULL, 400, "invalid_json"},
+        {"0x10", NULL, 400, "invalid_json"},
+        {"true", NULL, 400, "wrong_type"},
+        {"null", NULL, 400, "wrong_type"},
+        {"\"1\"", NULL, 400, "wrong_type"},
+        {"[1]", NULL, 400, "wrong_type"},
+        {"{}", NULL, 400, "wrong_type"},
+        {"-1e309", NULL, 400, "number_out_of_range"},
+        {"3.5e38", NULL, 422, "non_finite"},
+        {NULL, "{\"\\u0069nput\": [], \"top_k\": 1}", 422, "wrong_dimension"},
+        {NULL, "{\"input\": [], \"top\\u005fk\": 1, \"top_k\": 2}", 400, "duplicate_key"},
+        {NULL, "{\"inputs\": [[1]],}", 400, "invalid_json"},
+        {NULL, "{\"inputs\": [[1]] \"top_k\": 1}", 400, "invalid_json"},
+        {NULL, "\xef\xbb\xbf{\"inputs\": [[1]]}", 400, "invalid_json"},
+        {NULL, "{\"inputs\": [[1]], \"include\": [\"a\\ud800\"]}", 400, "invalid_json"},
+        {NULL, "{\"inputs\": [[1]], \"include\": [\"\\ud83d\\ude00\"]}", 400, "invalid_field"},
+        {NULL, "{\"inputs\": [[1]], \"include\": [\"a\tb\"]}", 400, "invalid_json"},
+        {NULL, "{\"inputs\": [[1]], \"include\": [\"\\x\"]}", 400, "invalid_json"},
+        {NULL, "{\"inputs\": [[1]], \"top_k\": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+               "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
+               "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}", 400, "invalid_json"},
+        {NULL, "{\"inputs\": [[1]], \"top_k\": [[[[1]]]]}", 400, "wrong_type"},
+        {NULL, "{\"inputs\": [[1]], \"top_k\": 3.0}", 400, "invalid_field"},
+        {NULL, "{\"inputs\": [[1]], \"top_k\": -3}", 400, "invalid_field"},
+        {NULL, "{\"inputs\": [[1]], \"threshold\": 1e39}", 400, "invalid_field"},
+        {NULL, " \t\r\n{\"inputs\": [[1]]} \n", 422, "wrong_dimension"},
+        {NULL, "{\"inputs\": [[1]]}{}", 400, "invalid_json"},
+        {NULL, "{\"inputs\": [[1]], \"input\": [1, ", 400, "conflicting_fields"},
+        {NULL, "{\"inputs\": [[1], [1, 2, 3], [1, }", 400, "invalid_json"},
+        {NULL, "{\"inputs\": [[1, 2]], \"include\": [\"features\"]}", 422, "wrong_dimension"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *body;
+        if (cases[i].value) {
+            size_t vl = strlen(cases[i].value);
+            body = malloc(32 + D_IN * (vl + 1));
+            strcpy(body, "{\"input\": [");
+            for (int c = 0; c < D_IN; c++) {
+                strcat(body, cases[i].value);
+                if (c + 1 < D_IN)
+                    strcat(body, ",");
+            }
+            strcat(body, "]}");
+        } else {
+            body = strdup(cases[i].whole);
+        }
+        struct http_resp r;
+        long st = http(d, "POST", "/v1/encode", body, strlen(body), JSON_CT, false, &r);
+        CHECK(st == cases[i].status, "case %zu (%s): status %ld, want %ld: %s", i,
+              cases[i].value ? cases[i].value : cases[i].whole, st, cases[i].status, r.body);
+        if (cases[i].code) {
+            char want[96];
+            snprintf(want, sizeof want, "{\"error\":{\"code\":\"%s\"", cases[i].code);
+            CHECK(!strncmp(r.body, want, strlen(want)), "case %zu: %s, want %s", i, r.body,
+                  cases[i].code);
+        }
+        http_free(&r);
+        free(body);
+    }
+    /* include features with a valid row: the index is missing. */
+    float row[D_IN];
+    sae_fixture_random_rows(row, 1, D_IN, 1.0, 3);
+    char *body = rows_json(row, 1, D_IN, "\"include\":[\"features\"]");
+    expect_json_error(d, "/v1/encode", body, 404, "no_index");
+    free(body);
+}
+
 /* 431 from libmicrohttpd for oversized headers; a chunked body over the cap
  * is cut; neither affects the next request. */
 static void test_oversized(const struct daemon *d)
@@ -1489,6 +1578,7 @@ int main(void)
     test_config();
     test_routes(&d1);
     test_errors(&d1);
+    test_json_grammar(&d1);
     test_oversized(&d1);
     test_connections(&d1);
     test_formats(&d1);

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# index_cli.sh: `sae index` and `sae merge` as processes, as users and the
+# Kubernetes Jobs run them: exit codes (0, 1 with one "sae: error:" line
+# naming the file, 2 for usage), progress on stderr, a byte-identical rebuild,
+# SIGKILL while the temporary file exists and while it is being written (the
+# old target stays byte-identical; the next run removes the stale file),
+# shards merged, merge refusals.
+# Env: SAE_BIN, MKFIXTURE, SAE_TEST_TMP. Last line: "index-cli: P passed, F failed".
+set -uo pipefail
+sae=${SAE_BIN:?} mkf=${MKFIXTURE:?}
+work=$(mktemp -d "${SAE_TEST_TMP:-/tmp}/index-cli.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+passed=0 failed=0
+pass() { passed=$((passed + 1)); echo "ok   $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1${2:+: $2}"; }
+check() { if eval "$2"; then pass "$1"; else fail "$1" "${3:-}"; fi; }
+
+# A corpus: documents of 0..60 tokens adding up to ROWS rows.
+tokens() { # rows path
+  python3 - "$1" "$2" <<'PY'
+import json, random, sys
+n, path = int(sys.argv[1]), sys.argv[2]
+rng, done, d = random.Random(n), 0, 0
+with open(path, "w") as f:
+    while done < n:
+        k = min(rng.randint(0, 60), n - done)
+        f.write(json.dumps({"id": "d%d" % d, "tokens": [" t%d" % rng.randint(0, 999) for _ in range(k)]}) + "\n")
+        done, d = done + k, d + 1
+PY
+}
+cd "$work"
+"$mkf" --out small --d-in 16 --d-sae 64 --target-l0 8 --activations small.safetensors --rows 600 >/dev/null
+tokens 600 small.jsonl
+"$mkf" --out big --d-in 64 --d-sae 1024 --target-l0 32 --activations big.safetensors --rows 20000 >/dev/null
+tokens 20000 big.jsonl
+
+# ---- usage and failures
+"$sae" index --model small >out 2>err; rc=$?
+check "missing flags: exit 2" '[ $rc -eq 2 ] && grep -q "required" err'
+"$sae" index --model small --activations small.safetensors --tokens small.jsonl --out x.db --top -1 2>err; rc=$?
+check "bad --top: exit 2" '[ $rc -eq 2 ] && grep -q -- "--top" err'
+"$sae" index --model small --activations small.safetensors --tokens small.jsonl --out x.db --shard 3/3 2>err; rc=$?
+check "bad --shard: exit 2" '[ $rc -eq 2 ] && grep -q -- "--shard" err'
+head -n 3 small.jsonl >short.jsonl
+"$sae" index --model small --activations small.safetensors --tokens short.jsonl --out x.db 2>err; rc=$?
+check "token count mismatch: exit 1, one line naming the file" \
+  '[ $rc -eq 1 ] && [ "$(grep -c "^sae: error: .*short.jsonl.*600 rows" err)" -eq 1 ] && [ ! -e x.db ]' "$(cat err)"
+{ head -n 2 small.jsonl; echo '{"tokens": ["a",]}'; tail -n +3 small.jsonl; } >bad.jsonl
+"$sae" index --model small --activations small.safetensors --tokens bad.jsonl --out x.db 2>err; rc=$?
+check "malformed line: exit 1 naming line 3" '[ $rc -eq 1 ] && grep -q "bad.jsonl: line 3" err' "$(cat err)"
+"$sae" index --model small --activations big.safetensors --tokens big.jsonl --out x.db 2>err; rc=$?
+check "d_in mismatch: exit 1" '[ $rc -eq 1 ] && grep -q "d_in 64, the model.s d_in is 16" err' "$(cat err)"
+echo '{"index": 64, "description": "x"}' >expl.jsonl
+"$sae" index --model small --activations small.safetensors --tokens small.jsonl --out x.db --explanations expl.jsonl 2>err; rc=$?
+check "explanation out of range: exit 1" '[ $rc -eq 1 ] && grep -q "expl.jsonl: line 1: index 64 out of range" err' "$(cat err)"
+"$sae" index --model small --activations small.safetensors --tokens small.jsonl --out nodir/x.db 2>err; rc=$?
+check "missing output folder: exit 1" '[ $rc -eq 1 ] && grep -q "does not exist" err' "$(cat err)"
+
+# ---- a build, and the same build again
+"$sae" index --model small --activations small.safetensors --tokens small.jsonl --out a.db 2>err; rc=$?
+check "build: exit 0 with progress and phase times" \
+  '[ $rc -eq 0 ] && grep -q "tokens/s" err && grep -q "^index: wrote a.db" err && [ -s a.db ]' "$(cat err)"
+"$sae" index --model small --activations small.safetensors --tokens small.jsonl --out b.db --quiet 2>err; rc=$?
+check "rebuild is byte-identical, --quiet is quiet" '[ $rc -eq 0 ] && cmp -s a.db b.db && [ ! -s err ]'
+check "no temporary file left" '[ -z "$(ls -A | grep "\.tmp-")" ]'
+
+# ---- SIGKILL mid-build: once the temporary file exists, and while it grows
+"$sae" index --model big --activations big.safetensors --tokens big.jsonl --out t.db --quiet 2>err
+cp t.db t.orig
+kills=0
+for grow in 0 4096 1048576; do
+  "$sae" index --model big --activations big.safetensors --tokens big.jsonl --out t.db --seed 9 --quiet 2>/dev/null &
+  pid=$!
+  tmp=".t.db.tmp-$pid"
+  for _ in $(seq 3000); do
+    size=$(stat -c %s "$tmp" 2>/dev/null || echo -1)
+    [ "$size" -gt "$grow" ] && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.005
+  done
+  kill -KILL $pid 2>/dev/null
+  { wait $pid; } 2>/dev/null; st=$?
+  if [ $st -eq 137 ]; then
+    kills=$((kills + 1))
+    check "killed with the temporary file at > $grow bytes: target byte-identical" 'cmp -s t.db t.orig && [ -e "$tmp" ]'
+  else
+    check "build finished before the kill (> $grow bytes): a complete new target" '[ $st -eq 0 ] && ! cmp -s t.db t.orig'
+    cp t.orig t.db
+  fi
+done
+check "at least two kills landed mid-build" '[ $kills -ge 2 ]'
+"$sae" index --model small --activations small.safetensors --tokens small.jsonl --out t.db --quiet 2>err; rc=$?
+check "next run succeeds and removes the stale temporary files" '[ $rc -eq 0 ] && [ -z "$(ls -A | grep "^\.t\.db\.tmp-")" ]' "$(ls -A)"
+
+# ---- shards and merge
+for i in 0 1 2; do
+  "$sae" index --model small --activations small.safetensors --tokens small.jsonl --out "s$i.db" --shard "$i/3" --quiet || fail "shard $i"
+done
+"$sae" merge --out m.db s2.db s0.db s1.db 2>err; rc=$?
+check "merge of 3 shards: exit 0" '[ $rc -eq 0 ] && [ -s m.db ]' "$(cat err)"
+"$sae" merge --out m2.db s0.db s2.db 2>err; rc=$?
+check "merge with a shard missing: exit 1" '[ $rc -eq 1 ] && grep -q "shard 1/3 is missing" err && [ ! -e m2.db ]' "$(cat err)"
+"$sae" merge --out m2.db s0.db a.db 2>err; rc=$?
+check "merge of a non-shard: exit 1 naming it" '[ $rc -eq 1 ] && grep -q "a.db: not a shard" err' "$(cat err)"
+"$sae" merge s0.db 2>err; rc=$?
+check "merge without --out: exit 2" '[ $rc -eq 2 ]'
+
+echo "index-cli: $passed passed, $failed failed"
+[ $failed -eq 0 ]
