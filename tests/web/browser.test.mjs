@@ -545,6 +545,27 @@ describe('the feature browser', () => {
       await closePage(page);
     });
 
+    test('"Show more top examples" appends the next page of GET /v1/features/{i}/examples?kind=top', async (t) => {
+      if (!hasIndex) return t.skip('saed has no index');
+      const i = feature.index;
+      const shown = feature.top_examples.length;
+      const next = await apiGet(`/v1/features/${i}/examples?kind=top&limit=20&offset=${shown}`);
+      const page = await newPage(vp);
+      await page.goto(`${BASE}/features/${i}`);
+      await settled(page, 'li.example');
+      await page.click('button.more');
+      await page.waitForFunction((n) => document.querySelectorAll('li.example[data-kind="top"]').length === n ||
+        !document.querySelector('button.more'), shown + next.examples.length);
+      const docs = await page.$$eval('li.example[data-kind="top"] code.doc', (cs) => cs.map((c) => c.textContent));
+      assert.deepEqual(docs.slice(shown), next.examples.map((e) => String(e.document)), 'appended examples');
+      const toks = await page.$$eval('li.example[data-kind="top"]', (lis) => lis.map((li) => [...li.querySelectorAll('.tok')].map((s) => s.textContent)));
+      next.examples.forEach((e, k) => assert.deepEqual(toks[shown + k], e.tokens.map(displayToken), `tokens of appended example ${k}`));
+      if (shown + next.examples.length >= next.total) assert.equal(await page.$('button.more'), null, 'the button goes once all are shown');
+      else assert.match(await page.innerText('.more-row'), new RegExp(`Showing ${shown + next.examples.length} of ${fmtInt(next.total)}`));
+      assertClean(page);
+      await closePage(page);
+    });
+
     test('an unknown feature and a bad vector get designed error states', async () => {
       const page = await newPage(vp);
       await page.goto(`${BASE}/features/${model.d_sae + 5}`);
