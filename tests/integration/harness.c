@@ -249,6 +249,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *cls)
     grab(p, k, "Content-Encoding", r->content_encoding, sizeof r->content_encoding);
     grab(p, k, "Allow", r->allow, sizeof r->allow);
     grab(p, k, "X-SAE-Space", r->space, sizeof r->space);
+    grab(p, k, "Access-Control-Allow-Origin", r->cors, sizeof r->cors);
+    grab(p, k, "Access-Control-Allow-Methods", r->cors_methods, sizeof r->cors_methods);
     return k;
 }
 

@@ -60,6 +60,8 @@ struct http_resp {
     char content_encoding[32];
     char allow[128];
     char space[32];         /* X-SAE-Space */
+    char cors[128];         /* Access-Control-Allow-Origin */
+    char cors_methods[128]; /* Access-Control-Allow-Methods */
 };
 
 /* Issues method path on d's port with the given body and headers ("Name:

@@ -1351,6 +1351,25 @@ static void test_auth(const struct daemon *d)
     http_free(&r);
     CHECK(http(d, "GET", "/openapi.json", NULL, 0, NULL, false, &r) == 200, "openapi is open");
     http_free(&r);
+
+    /* CORS: only the configured origin is echoed; a preflight needs no key. */
+    static const char *ok_origin[] = {"Origin: http://example.org",
+                                      "Authorization: Bearer s3cret", NULL};
+    static const char *bad_origin[] = {"Origin: http://evil.example",
+                                       "Authorization: Bearer s3cret", NULL};
+    static const char *preflight[] = {"Origin: http://example.org",
+                                      "Access-Control-Request-Method: POST", NULL};
+    CHECK(http(d, "GET", "/v1/model", NULL, 0, ok_origin, false, &r) == 200, "cors get");
+    CHECK(!strcmp(r.cors, "http://example.org"), "Allow-Origin '%s'", r.cors);
+    http_free(&r);
+    CHECK(http(d, "GET", "/v1/model", NULL, 0, bad_origin, false, &r) == 200, "cors other");
+    CHECK(!r.cors[0], "Allow-Origin for another origin: '%s'", r.cors);
+    http_free(&r);
+    CHECK(http(d, "OPTIONS", "/v1/encode", NULL, 0, preflight, false, &r) == 204, "preflight %ld",
+          r.status);
+    CHECK(!strcmp(r.cors, "http://example.org") && strstr(r.cors_methods, "POST"),
+          "preflight headers '%s' '%s'", r.cors, r.cors_methods);
+    http_free(&r);
 }
 
 /* Opens a connection and sends the headers and first byte of an encode
@@ -1536,8 +1555,14 @@ static void test_config(void)
         struct http_resp r;
         CHECK(http(&d, "GET", "/v1/health", NULL, 0, NULL, false, &r) == 200, "health");
         http_free(&r);
+        CHECK(http(&d, "GET", "/v1/nothing%0aforged", NULL, 0, NULL, false, &r) == 404, "404");
+        http_free(&r);
         daemon_signal(&d, SIGINT);
         CHECK(daemon_wait(&d, 20000) == 0, "exit status after SIGINT");
+        /* Without --quiet: one line per request; a decoded newline cannot forge
+         * a second line. */
+        CHECK(daemon_log_has(&d, "saed: GET /v1/health 200 16B "), "request log line");
+        CHECK(daemon_log_has(&d, "saed: GET /v1/nothing\\x0aforged 404 "), "escaped log line");
     } else {
         CHECK(0, "saed --config %s did not start", conf);
     }
@@ -1599,7 +1624,8 @@ int main(void)
     struct daemon d2;
     const char *a2[] = {"--quiet", "--threads", "2", "--api-key", "s3cret", "--max-queue-rows",
                         "64", "--max-request-rows", "64", "--max-batch-rows", "128",
-                        "--max-batch-wait-us", "300000", "--request-timeout-s", "1", NULL};
+                        "--max-batch-wait-us", "300000", "--request-timeout-s", "1",
+                        "--cors-origins", "http://example.org", NULL};
     if (daemon_start(&d2, dir_a, a2) == 0) {
         test_auth(&d2);
         test_queue_full(&d2);
