@@ -290,7 +290,6 @@ static int parse_binary(const struct saed_req *rq, struct row_check *c, sae_spar
  * the digest header. */
 void decode_precheck(struct saed_req *rq, uint64_t length, bool has_length)
 {
-    rq->digest_header = true;
     if (rq->body_type == SAED_BODY_OCTET && has_length && length == 0)
         reply_error(rq, 422, "empty_batch", "the body has no rows");
 }
@@ -358,7 +357,6 @@ enum MHD_Result decode_post(struct saed_req *rq)
 {
     if (rq->job)
         return decode_reply(rq);
-    rq->digest_header = true;
     const sae_model *m = rq->snap->model;
     struct saed_perr e = {0};
     MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, no_query, &e);

@@ -348,7 +348,6 @@ static void octet_precheck(struct saed_req *rq, uint64_t length);
  * count of encode rows on their way. */
 void encode_precheck(struct saed_req *rq, uint64_t length, bool has_length)
 {
-    rq->digest_header = true;
     if (rq->body_type == SAED_BODY_OCTET && has_length)
         octet_precheck(rq, length);
     if (rq->state != RQ_REPLIED) {

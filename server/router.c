@@ -24,10 +24,11 @@ const struct saed_route saed_routes[] = {
     {.method = "GET", .path = "/v1/health", .handler = health_get},
     {.method = "GET", .path = "/v1/model", .handler = model_get, .needs_auth = true},
     {.method = "POST", .path = "/v1/encode", .handler = encode_post, .needs_auth = true,
-     .body_types = SAED_BODY_JSON | SAED_BODY_OCTET | SAED_BODY_NPY,
+     .digest = true, .body_types = SAED_BODY_JSON | SAED_BODY_OCTET | SAED_BODY_NPY,
      .precheck = encode_precheck},
     {.method = "POST", .path = "/v1/decode", .handler = decode_post, .needs_auth = true,
-     .body_types = SAED_BODY_JSON | SAED_BODY_OCTET, .precheck = decode_precheck},
+     .digest = true, .body_types = SAED_BODY_JSON | SAED_BODY_OCTET,
+     .precheck = decode_precheck},
     {.method = "GET", .path = "/v1/features", .handler = features_unavailable,
      .needs_auth = true},
     {.method = "GET", .path = "/v1/features/{i}", .handler = features_unavailable,
@@ -267,6 +268,7 @@ static enum MHD_Result request_start(struct saed_req *rq)
     rq->snap = sae_acquire(&srv->sae);
     if (!rq->snap)
         return reply_error(rq, 503, "not_ready", "no model is loaded yet");
+    rq->digest_header = rq->route->digest;
 
     const char *acc = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
                                                   MHD_HTTP_HEADER_ACCEPT);

@@ -100,6 +100,7 @@ struct saed_route {
     const char *path;           /* "/v1/features/{i}" */
     saed_handler handler;
     bool needs_auth;            /* guarded by api_key when one is set */
+    bool digest;                /* replies carry X-SAE-Weights-Digest (encode, decode) */
     unsigned body_types;        /* enum saed_body bits accepted; 0: no body */
     /* Optional: called before any body byte is read, with the Content-Length
      * (has_length false for a chunked body), to refuse what can be refused

@@ -484,6 +484,9 @@ static void expect_error(const struct daemon *d, const char *method, const char 
           r.body, code);
     CHECK(!strncmp(r.content_type, "application/json", 16), "error content type %s",
           r.content_type);
+    if (status != 401 && status != 404 && status != 405 &&
+        (!strcmp(path, "/v1/encode") || !strcmp(path, "/v1/decode")))
+        CHECK(r.digest[0], "%s %s %ld: no X-SAE-Weights-Digest", method, path, status);
     if (status == 503)
         CHECK(r.retry_after[0], "503 without Retry-After");
     http_free(&r);
