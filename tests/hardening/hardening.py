@@ -1,0 +1,875 @@
+#!/usr/bin/env python3
+"""hardening.py: the hostile-case integration tests of issue #7, against a
+real saed on loopback (run through tests/hardening/run.sh).
+
+  hardening.py [--ci | --full] --saed PATH --sae PATH --mkfixture PATH
+               [--only weights,requests,load,overload,reload,index,static]
+               [--workdir DIR] [--keep]
+
+Tests (each prints PASS/FAIL lines and FIGURE lines with what it measured):
+  weights   every malformed safetensors case (mkfixture --cases, plus files
+            whose header claims 100 MB to 256 GiB) refused at start-up and on
+            SIGHUP, the old model serving on; resident memory not growing by
+            the claimed size.
+  requests  truncated JSON, trailing garbage, 100,000 nested brackets,
+            strings for numbers, 1e999, empty batch, bad binary length, a
+            10 GiB Content-Length (413 before the body), a chunked body over
+            the cap, oversized headers and URL, slow clients dripping bytes
+            (cut by the total deadline), and more; after each, a normal
+            request answered exactly as `sae encode` answers it.
+  load      wrk, 256 connections, encode + feature + search, 20 s (--ci) or
+            60 s (--full): no socket errors, only 200s, RSS at the end within
+            5 % of RSS after 10 s.
+  overload  small max_queue_rows, more concurrent encodes than it holds:
+            excess gets 503 + Retry-After with p99 < 50 ms; accepted latency
+            bounded; RSS flat.
+  reload    100 SIGHUPs (each after an atomic swap of the weights file for an
+            identical copy) during wrk load: 0 failed requests, open file
+            descriptors and RSS stable.
+  index     `sae index` SIGKILLed at 20 random moments, and run on a full disk
+            (a small tmpfs): the previous index stays byte-identical.
+  static    `..`, `%2e%2e`, absolute paths and symlinks out of web/ refused.
+
+Prints "hardening: N passed, M failed"; exit status 1 if any check failed."""
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hlib  # noqa: E402
+from hlib import check, figure, log  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+D_IN, D_SAE = 64, 256
+WORDS = ["cat", "dog", "river", "mountain", "code", "music", "red", "blue", "number",
+         "city", "tree", "light", "money", "water", "paper", "stone"]
+
+
+class Ctx:
+    """Paths and shared fixtures (built once in setup)."""
+
+
+# ---------------------------------------------------------------- setup
+
+def setup(a):
+    c = Ctx()
+    c.a = a
+    c.work = a.workdir or tempfile.mkdtemp(prefix="saehard-")
+    os.makedirs(c.work, exist_ok=True)
+    c.saed, c.sae, c.mkfixture = a.saed, a.sae, a.mkfixture
+    c.model = os.path.join(c.work, "model")
+    c.acts = os.path.join(c.work, "acts.npy")
+    rows = 4096
+    r = hlib.run([c.mkfixture, "--out", c.model, "--arch", "standard", "--d-in", str(D_IN),
+                  "--d-sae", str(D_SAE), "--target-l0", "8", "--activations", c.acts,
+                  "--rows", str(rows)])
+    if r.returncode:
+        raise SystemExit("mkfixture failed: " + r.stderr)
+    # Tokens: 64 documents of 64 tokens; explanations naming two words each.
+    rng = random.Random(7)
+    c.tokens = os.path.join(c.work, "tokens.jsonl")
+    with open(c.tokens, "w") as f:
+        for d in range(rows // 64):
+            toks = [" " + rng.choice(WORDS) for _ in range(64)]
+            f.write(json.dumps({"id": "doc%d" % d, "tokens": toks}) + "\n")
+    c.expl = os.path.join(c.work, "explanations.jsonl")
+    with open(c.expl, "w") as f:
+        for i in range(D_SAE):
+            f.write(json.dumps({"index": i, "description": "%s and %s" % (
+                WORDS[i % len(WORDS)], WORDS[(i * 7 + 3) % len(WORDS)]),
+                "score": (i % 10) / 10, "source": "hardening"}) + "\n")
+    c.index = os.path.join(c.work, "index.db")
+    r = hlib.run([c.sae, "index", "--model", c.model, "--activations", c.acts, "--tokens",
+                  c.tokens, "--explanations", c.expl, "--out", c.index, "--quiet"])
+    if r.returncode:
+        raise SystemExit("sae index failed: " + r.stderr)
+    # Does this saed serve an index? (Until the feature routes land it refuses --index.)
+    d = hlib.Saed(c.saed, c.model, c.work, ["--quiet", "--index", c.index], name="probe")
+    c.has_index = d.start(timeout=60)
+    d.stop()
+    if not c.has_index:
+        log("SKIP: route missing: this saed does not serve --index; feature and search "
+            "requests are left out")
+    c.index_args = ["--index", c.index] if c.has_index else []
+
+    # The normal request and its reference answer from `sae encode`.
+    rng = random.Random(11)
+    c.row = [round(rng.gauss(0, 1), 6) for _ in range(D_IN)]
+    rowfile = os.path.join(c.work, "row.npy")
+    hlib.write_npy_f32(rowfile, [c.row])
+    r = hlib.run([c.sae, "encode", "--model", c.model, "--activations", rowfile])
+    if r.returncode:
+        raise SystemExit("sae encode failed: " + r.stderr)
+    c.reference = json.loads(r.stdout.splitlines()[0])
+    c.encode_body = json.dumps({"inputs": [c.row]})
+    c.body_file = os.path.join(c.work, "encode_body.json")
+    with open(c.body_file, "w") as f:
+        f.write(c.encode_body)
+    # hload, the per-status latency client (tests/hardening/hload.c).
+    c.hload = os.path.join(c.work, "hload")
+    r = hlib.run(["cc", "-O2", "-std=c11", "-Wall", "-o", c.hload,
+                  os.path.join(HERE, "hload.c")])
+    if r.returncode:
+        raise SystemExit("cannot build hload: " + r.stderr)
+    return c
+
+
+def normal_ok(c, d, what):
+    """The normal request after a hostile one: answered, and as `sae encode`
+    answers the same row."""
+    r = hlib.post_json(d.port, "/v1/encode", c.encode_body)
+    ok = r is not None and r.status == 200
+    detail = "status %s" % (r.status if r else "none")
+    if ok:
+        got = r.json()["results"][0]
+        ref = c.reference
+        ok = (got["indices"] == ref["indices"] and len(got["values"]) == len(ref["values"]) and
+              all(abs(x - y) <= 1e-5 * max(1.0, abs(y))
+                  for x, y in zip(got["values"], ref["values"])))
+        detail = "l0 %d, indices %s" % (got.get("l0", -1), "match" if ok else
+                                         "%s vs %s" % (got["indices"], ref["indices"]))
+    return check("normal request after %s" % what, ok and d.alive(), detail)
+
+
+# ---------------------------------------------------------------- weights
+
+def claimed_size(data):
+    """What a safetensors file claims: 8 + header length + the largest data
+    offset its header names (when the header parses)."""
+    if len(data) < 8:
+        return len(data)
+    n = struct.unpack("<Q", data[:8])[0]
+    end = 0
+    try:
+        hdr = json.loads(data[8:8 + n])
+        for k, v in hdr.items():
+            if k != "__metadata__" and isinstance(v, dict):
+                end = max(end, int(v.get("data_offsets", [0, 0])[1]))
+    except Exception:
+        pass
+    return 8 + n + end
+
+
+def hostile_weights():
+    """Files whose header claims far more than they hold: the reader must
+    not allocate or map what they claim."""
+    out = {}
+    out["claims_99MB_header"] = struct.pack("<Q", 99_999_999) + b'{"a":'
+    out["claims_100MB_plus_1_header"] = struct.pack("<Q", 100_000_001) + b"{}"
+    out["claims_2^63_header"] = struct.pack("<Q", 1 << 63) + b"{}"
+    hdr = json.dumps({"W_enc": {"dtype": "F32", "shape": [D_IN, 1 << 30],
+                                "data_offsets": [0, 4 * D_IN * (1 << 30)]}}).encode()
+    out["claims_256GiB_tensor"] = struct.pack("<Q", len(hdr)) + hdr + b"\0" * 64
+    hdr = json.dumps({"W_enc": {"dtype": "F32", "shape": [1 << 40, 1 << 40],
+                                "data_offsets": [0, 16]}}).encode()
+    out["shape_product_overflows"] = struct.pack("<Q", len(hdr)) + hdr + b"\0" * 16
+    return out
+
+
+def test_weights(c):
+    cases_dir = os.path.join(c.work, "st_cases")
+    r = hlib.run([c.mkfixture, "--cases", cases_dir])
+    if not check("mkfixture --cases", r.returncode == 0, r.stderr.strip()):
+        return
+    cases = {}
+    for name in sorted(os.listdir(cases_dir)):
+        if name.endswith(".safetensors"):
+            with open(os.path.join(cases_dir, name), "rb") as f:
+                cases[name[:-len(".safetensors")]] = f.read()
+    cases.update(hostile_weights())
+    figure("weights cases", len(cases))
+
+    # Baseline peak RSS of a saed that loads the good model and exits at once
+    # (SIGTERM as soon as it listens).
+    good = hlib.Saed(c.saed, c.model, c.work, ["--quiet"], name="weights-good")
+    good.start()
+    base_rss = good.rss_kb()
+    good.stop()
+
+    with open(os.path.join(c.model, "cfg.json")) as f:
+        cfg = f.read()
+    # Start-up: each case as the weights of an otherwise good folder.
+    refused = 0
+    worst = (0, "")
+    for name, data in cases.items():
+        folder = os.path.join(c.work, "bad-" + name)
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "cfg.json"), "w") as f:
+            f.write(cfg)
+        with open(os.path.join(folder, "sae_weights.safetensors"), "wb") as f:
+            f.write(data)
+        cmd = ["/usr/bin/time", "-f", "MAXRSS %M", c.saed, "--model", folder, "--listen",
+               "127.0.0.1:0", "--quiet"]
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            check("start-up refuses %s" % name, False, "still running after 60 s")
+            continue
+        m = re.search(r"MAXRSS (\d+)", p.stderr)
+        maxrss = int(m.group(1)) if m else -1
+        claimed = claimed_size(data)
+        ok = p.returncode == 1 and "saed: error:" in p.stderr and "listening" not in p.stderr
+        # The peak must not come near what the header claims.
+        mem_ok = maxrss >= 0 and (maxrss - base_rss) * 1024 < (32 << 20) and \
+            (claimed < (64 << 20) or (maxrss - base_rss) * 1024 < claimed // 2)
+        if (maxrss - base_rss) > worst[0]:
+            worst = (maxrss - base_rss, name)
+        msg = p.stderr.strip().splitlines()
+        msg = [x for x in msg if x.startswith("saed: error")]
+        refused += ok and mem_ok
+        check("start-up refuses %s" % name, ok and mem_ok,
+              "exit %s, peak RSS %d KiB (good model %d KiB), claims %d bytes: %s" % (
+                  p.returncode, maxrss, base_rss, claimed, msg[0][:160] if msg else "no error"))
+    figure("weights refused at start-up", "%d of %d" % (refused, len(cases)))
+    figure("weights worst peak RSS over a good load (KiB)", "%d (%s)" % worst)
+
+    # SIGHUP: one daemon on a copy of the good folder; each case swapped in
+    # atomically (rename: the serving model keeps its own mapping), SIGHUP,
+    # refused, the old model still answering.
+    live = os.path.join(c.work, "live-model")
+    shutil.copytree(c.model, live)
+    wpath = os.path.join(live, "sae_weights.safetensors")
+    good_copy = os.path.join(c.work, "good_weights.safetensors")
+    shutil.copy(wpath, good_copy)
+    d = hlib.Saed(c.saed, live, c.work, ["--quiet"], name="weights-hup")
+    if not check("daemon for the SIGHUP cases starts", d.start()):
+        return
+    digest = hlib.request(d.port, "GET", "/v1/model").json()["weights_digest"]
+    normal_ok(c, d, "start")
+    rss0 = d.rss_kb()
+    max_growth = 0
+    n_failed_reloads = 0
+    for name, data in cases.items():
+        tmp = wpath + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.rename(tmp, wpath)
+        d.signal(signal.SIGHUP)
+        n_failed_reloads += 1
+        refused = d.wait_log("reload failed", n_failed_reloads, timeout=30)
+        r = hlib.request(d.port, "GET", "/v1/model")
+        same = r is not None and r.status == 200 and r.json()["weights_digest"] == digest
+        growth = d.rss_kb() - rss0
+        max_growth = max(max_growth, growth)
+        claimed = claimed_size(data)
+        mem_ok = growth * 1024 < (32 << 20) and (claimed < (64 << 20) or
+                                                 growth * 1024 < claimed // 2)
+        check("SIGHUP refuses %s, old model serves" % name, refused and same and mem_ok,
+              "refused %s, digest kept %s, RSS %+d KiB, claims %d bytes" % (
+                  refused, same, growth, claimed))
+    normal_ok(c, d, "%d refused reloads" % len(cases))
+    os.rename(good_copy, wpath)
+    d.signal(signal.SIGHUP)
+    check("SIGHUP with the good weights back reloads",
+          d.wait_log("saed: reloaded", 1, timeout=30), "")
+    normal_ok(c, d, "a good reload")
+    figure("weights SIGHUP max RSS growth (KiB)", max_growth)
+    d.stop()
+
+
+# ---------------------------------------------------------------- requests
+
+def drip(port, head, body, interval, limit_s):
+    """Sends head then body one byte every `interval` s (head too when body is
+    None: the bytes to drip are head). Returns the seconds until the server
+    closed the connection (None if it was still open after limit_s)."""
+    s = hlib.connect(port)
+    t0 = time.time()
+    data = head if body is None else body
+    if body is not None:
+        s.sendall(head)
+    s.settimeout(interval)
+    i = 0
+    try:
+        while time.time() - t0 < limit_s:
+            if i < len(data):
+                try:
+                    s.send(data[i:i + 1])
+                except (BrokenPipeError, ConnectionResetError):
+                    return time.time() - t0
+                i += 1
+            try:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return time.time() - t0
+            except socket.timeout:
+                pass
+            except (ConnectionResetError, OSError):
+                return time.time() - t0
+        return None
+    finally:
+        s.close()
+
+
+def test_requests(c):
+    deadline_s = 4
+    d = hlib.Saed(c.saed, c.model, c.work,
+                  ["--quiet", "--request-timeout-s", str(deadline_s)] + c.index_args,
+                  name="requests")
+    if not check("daemon for the request cases starts", d.start()):
+        return
+    port = d.port
+    normal_ok(c, d, "start")
+    rss_start = d.rss_kb()
+    good_row = json.dumps(c.row)
+    enc = "/v1/encode"
+
+    def expect(name, r, status, code=None):
+        ok = r is not None and r.status == status and (code is None or r.error_code() == code)
+        check(name, ok, "got %s %s (want %d %s)" % (
+            r.status if r else "no response", r.error_code() if r else "", status, code or ""))
+        normal_ok(c, d, name)
+
+    expect("truncated JSON -> 400", hlib.post_json(port, enc, '{"inputs": [[0.1, 0.2'),
+           400, "invalid_json")
+    expect("trailing garbage -> 400",
+           hlib.post_json(port, enc, c.encode_body + ' {"x": 1}'), 400, "invalid_json")
+    deep = "[" * 100000 + "]" * 100000
+    expect("100,000 nested brackets as inputs -> 400",
+           hlib.post_json(port, enc, '{"inputs": %s}' % deep), 400)
+    expect("100,000 nested brackets as the body -> 400", hlib.post_json(port, enc, deep), 400)
+    expect("100,000 nested brackets in an unknown field -> 400",
+           hlib.post_json(port, enc, '{"zzz": %s, "inputs": [%s]}' % (deep, good_row)), 400)
+    expect("strings where numbers belong -> 400",
+           hlib.post_json(port, enc, '{"inputs": [[%s]]}' % ", ".join(['"0.5"'] * D_IN)),
+           400, "wrong_type")
+    expect("top_k as a string -> 400",
+           hlib.post_json(port, enc, '{"inputs": [%s], "top_k": "3"}' % good_row), 400)
+    expect("1e999 -> 400", hlib.post_json(
+        port, enc, '{"inputs": [[1e999%s]]}' % (", 0" * (D_IN - 1))), 400)
+    expect("empty batch -> 422", hlib.post_json(port, enc, '{"inputs": []}'), 422,
+           "empty_batch")
+    expect("both input and inputs -> 400", hlib.post_json(
+        port, enc, '{"input": %s, "inputs": [%s]}' % (good_row, good_row)), 400)
+    expect("duplicate key -> 400", hlib.post_json(
+        port, enc, '{"inputs": [%s], "inputs": [%s]}' % (good_row, good_row)), 400)
+    expect("wrong dimension -> 422", hlib.post_json(port, enc, '{"inputs": [[1, 2, 3]]}'),
+           422, "wrong_dimension")
+    octet = {"Content-Type": "application/octet-stream"}
+    expect("binary body not a multiple of 4 x d_in -> 422",
+           hlib.request(port, "POST", enc, b"\0" * (4 * D_IN + 4), octet), 422,
+           "bad_binary_length")
+    chunked_bad = (("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                    "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" % enc).encode() +
+                   b"%x\r\n" % (4 * D_IN + 4) + b"\0" * (4 * D_IN + 4) + b"\r\n0\r\n\r\n")
+    expect("chunked binary body not a multiple of 4 x d_in -> 422", hlib.raw(port, chunked_bad),
+           422, "bad_binary_length")
+    expect("empty binary body -> 422", hlib.request(port, "POST", enc, b"", octet), 422,
+           "empty_batch")
+    npy_i4 = b"\x93NUMPY\x01\x00" + struct.pack("<H", 118) + \
+        ("{'descr': '<i4', 'fortran_order': False, 'shape': (1, %d), }" % D_IN).ljust(
+            117).encode() + b"\n" + b"\0" * (4 * D_IN)
+    expect("npy of int32 -> 422", hlib.request(port, "POST", enc, npy_i4,
+                                               {"Content-Type": "application/x-npy"}), 422)
+    expect("unsupported Content-Type -> 415", hlib.request(
+        port, "POST", enc, c.encode_body, {"Content-Type": "text/plain"}), 415)
+    expect("wrong method -> 405", hlib.request(port, "DELETE", enc), 405)
+    expect("unknown route -> 404", hlib.request(port, "GET", "/v1/nope"), 404)
+    rows = ",".join([good_row] * 16385)
+    expect("16,385 rows (max_request_rows 16,384) -> 413",
+           hlib.post_json(port, enc, '{"inputs": [%s]}' % rows), 413, "too_many_rows")
+    expect("binary Content-Length of 16,385 rows -> 413", hlib.raw(
+        port, ("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+               "Content-Length: %d\r\n\r\n" % (enc, 4 * D_IN * 16385)).encode()), 413)
+
+    # Decode: the fuzz finding (every row empty) is answered, not undefined.
+    r = hlib.post_json(port, "/v1/decode", '{"inputs": [{"indices": [], "values": []}]}')
+    expect("decode of one empty row -> 200", r, 200)
+    if r and r.status == 200:
+        check("decode of an empty row is b_dec-shaped", len(r.json()["results"][0]) == D_IN, "")
+
+    # 10 GiB Content-Length: 413 from the headers alone, nothing read.
+    t0 = time.time()
+    r = hlib.raw(port, ("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        "Content-Length: %d\r\n\r\n" % (enc, 10 << 30)).encode(), timeout=10)
+    dt = time.time() - t0
+    expect("Content-Length 10 GiB -> 413 before the body", r, 413, "body_too_large")
+    check("the 413 came without waiting for the body", r is not None and dt < 5,
+          "%.3f s" % dt)
+    figure("413 for a 10 GiB Content-Length (s)", "%.3f" % dt)
+
+    # A chunked body over max_body_bytes (64 MiB by default): cut at the cap.
+    cut0 = hlib.metric(port, "saed_body_cut_total") or 0
+    s = hlib.connect(port, timeout=30)
+    s.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n" % enc).encode())
+    chunk = b"%x\r\n" % (1 << 20) + b"\0" * (1 << 20) + b"\r\n"
+    sent = 0
+    try:
+        for _ in range(80):
+            s.sendall(chunk)
+            sent += 1 << 20
+    except (BrokenPipeError, ConnectionResetError, socket.timeout):
+        pass
+    r = hlib.read_response(s, time.time() + 10)
+    s.close()
+    cut1 = hlib.metric(port, "saed_body_cut_total") or 0
+    ok = (r is None or r.status == 413) and cut1 == cut0 + 1 and sent <= (80 << 20)
+    check("chunked body over the 64 MiB cap is cut (413 or closed)", ok,
+          "after %d MiB sent: %s; saed_body_cut_total %d -> %d" % (
+              sent >> 20, "response %d" % r.status if r else "connection closed", cut0, cut1))
+    normal_ok(c, d, "chunked body over the cap")
+    figure("chunked over cap: outcome", "413" if r else "connection closed after %d MiB" %
+           (sent >> 20))
+
+    # Headers and URL over connection_memory_limit (64 KiB): libmicrohttpd's 431 / 414.
+    big = "a" * 100000
+    r = hlib.raw(port, ("GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n" % big).encode())
+    expect("a 100 KB header -> 431", r, 431)
+    r = hlib.raw(port, ("GET /v1/health?%s HTTP/1.1\r\nHost: x\r\n\r\n" % big).encode())
+    expect("a 100 KB URL -> 414", r, 414)
+    many = "".join("X-H%d: v\r\n" % i for i in range(10000))
+    r = hlib.raw(port, ("GET /v1/health HTTP/1.1\r\nHost: x\r\n%s\r\n" % many).encode())
+    expect("10,000 headers -> 431", r, 431)
+
+    # Slow clients: a byte every 0.5 s is never idle long enough for the
+    # inactivity timeout (30 s); the total deadline (request_timeout_s 4)
+    # must close them.
+    closed0 = hlib.metric(port, "saed_deadline_closed_total") or 0
+    req = ("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+           "%d\r\n\r\n" % (enc, len(c.encode_body))).encode()
+    results = {}
+
+    def slow(kind):
+        if kind == "headers":
+            results[kind] = drip(port, req + c.encode_body.encode(), None, 0.5, 25)
+        else:
+            results[kind] = drip(port, req, c.encode_body.encode(), 0.5, 25)
+    ts = [threading.Thread(target=slow, args=(k,)) for k in ("headers", "body")]
+    for t in ts:
+        t.start()
+    # Meanwhile, normal requests go on being answered.
+    during = all(normal_ok(c, d, "(during slow clients)") for _ in range(3))
+    for t in ts:
+        t.join()
+    closed1 = hlib.metric(port, "saed_deadline_closed_total") or 0
+    for kind in ("headers", "body"):
+        t = results.get(kind)
+        check("slow client dripping its %s is cut by the total deadline" % kind,
+              t is not None and deadline_s - 0.5 <= t <= deadline_s + 5,
+              "closed after %s s (request_timeout_s %d, connection_timeout_s 30)" % (
+                  "%.2f" % t if t is not None else "never", deadline_s))
+        figure("slow client (%s) cut after (s)" % kind, "%.2f" % t if t is not None else "never")
+    check("saed_deadline_closed_total counts both", closed1 - closed0 >= 2,
+          "%d -> %d" % (closed0, closed1))
+    check("requests during the slow clients were answered", during, "")
+    normal_ok(c, d, "slow clients")
+
+    if c.has_index:
+        expect("GET /v1/features?q=a (fuzz finding: one-letter query) -> 200",
+               hlib.request(port, "GET", "/v1/features?q=a"), 200)
+        expect("feature index out of range -> 404",
+               hlib.request(port, "GET", "/v1/features/%d" % D_SAE), 404)
+        expect("feature index not a number -> 404",
+               hlib.request(port, "GET", "/v1/features/1x"), 404)
+        expect("feature index huge -> 404",
+               hlib.request(port, "GET", "/v1/features/99999999999999999999999"), 404)
+        expect("FTS syntax in q is not an error -> 200", hlib.request(
+            port, "GET", "/v1/features?q=%22(*%20NEAR%20OR%20-%22"), 200)
+        expect("bad limit -> 400", hlib.request(port, "GET", "/v1/features?limit=-1"), 400)
+    figure("requests: RSS start -> end (KiB)", "%d -> %d" % (rss_start, d.rss_kb()))
+    check("daemon still running after every hostile request", d.alive(), "")
+    st = d.stop()
+    check("daemon exits 0 on SIGTERM after the hostile requests", st == 0, "exit %s" % st)
+
+
+# ---------------------------------------------------------------- load
+
+def wrk(c, port, seconds, conns, threads=2, timeout="10s"):
+    """Runs wrk with mix.lua in the background; returns the Popen."""
+    d_sae = D_SAE if c.has_index else 0
+    cmd = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--timeout", timeout,
+           "-s", os.path.join(HERE, "mix.lua"), "http://127.0.0.1:%d" % port, "--",
+           c.body_file, str(d_sae), ",".join(WORDS)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wrk_result(p):
+    out, err = p.communicate()
+    for line in out.splitlines():
+        if line.startswith("HARDENING_JSON "):
+            return json.loads(line[len("HARDENING_JSON "):])
+    log("wrk gave no result:\n" + out + err)
+    return None
+
+
+def load_checks(name, res):
+    """0 socket errors and every status 200."""
+    if not check("%s: wrk ran" % name, res is not None, ""):
+        return
+    e = res["errors"]
+    socket_errors = e["connect"] + e["read"] + e["write"] + e["timeout"]
+    statuses = {int(k): v for k, v in res["statuses"].items()}
+    other = {k: v for k, v in statuses.items() if k != 200}
+    check("%s: 0 socket errors" % name, socket_errors == 0, json.dumps(e))
+    check("%s: 0 unexpected statuses" % name, not other and statuses.get(200, 0) > 0,
+          "statuses %s" % statuses)
+    rps = res["requests"] / (res["duration_us"] / 1e6)
+    figure("%s: requests, rate, p50/p99/max latency" % name,
+           "%d, %.0f/s, %.1f/%.1f/%.1f ms" % (res["requests"], rps, res["p50_us"] / 1e3,
+                                               res["p99_us"] / 1e3, res["max_us"] / 1e3))
+
+
+def test_load(c):
+    seconds = 60 if c.a.full else 20
+    d = hlib.Saed(c.saed, c.model, c.work, ["--quiet"] + c.index_args, name="load")
+    if not check("daemon for the load test starts", d.start()):
+        return
+    normal_ok(c, d, "start")
+    p = wrk(c, d.port, seconds, 256)
+    time.sleep(10)
+    rss10 = d.rss_kb()
+    res = wrk_result(p)
+    rss_end = d.rss_kb()
+    load_checks("load %d s x 256 connections" % seconds, res)
+    change = (rss_end - rss10) / rss10
+    check("load: RSS at the end within 5 % of RSS after 10 s", abs(change) <= 0.05,
+          "%d KiB -> %d KiB (%+.2f %%)" % (rss10, rss_end, 100 * change))
+    figure("load: RSS after 10 s -> end (KiB)", "%d -> %d (%+.2f %%)" % (
+        rss10, rss_end, 100 * change))
+    normal_ok(c, d, "load")
+    d.stop()
+
+
+def test_overload(c):
+    seconds = 30 if c.a.full else 10
+    queue = 64
+    d = hlib.Saed(c.saed, c.model, c.work,
+                  ["--quiet", "--max-queue-rows", str(queue), "--max-request-rows", str(queue)],
+                  name="overload")
+    if not check("daemon for the overload test starts", d.start()):
+        return
+    # 32-row requests: two fit in the queue; 64 connections want 2,048 rows.
+    rng = random.Random(5)
+    rows = [[round(rng.gauss(0, 1), 5) for _ in range(D_IN)] for _ in range(32)]
+    body = json.dumps({"inputs": rows})
+    reqf = os.path.join(c.work, "overload.http")
+    with open(reqf, "w") as f:
+        f.write("POST /v1/encode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                "Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    p = subprocess.Popen([c.hload, "--port", str(d.port), "--conns", "64", "--seconds",
+                          str(seconds), "--request", reqf],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    rss2 = d.rss_kb()
+    out, err = p.communicate()
+    rss_end = d.rss_kb()
+    try:
+        res = json.loads(out)
+    except ValueError:
+        check("overload: hload ran", False, out + err)
+        d.stop()
+        return
+    st = res["statuses"]
+    ok200, ok503 = st.get("200", {"n": 0}), st.get("503", {"n": 0})
+    others = {k: v["n"] for k, v in st.items() if k not in ("200", "503")}
+    check("overload: only 200 and 503", not others, "others %s" % others)
+    check("overload: the excess got 503", ok503["n"] > 0 and ok200["n"] > 0,
+          "%d accepted, %d refused" % (ok200["n"], ok503["n"]))
+    check("overload: every 503 has Retry-After", res["retry_after_missing"] == 0,
+          "%d without" % res["retry_after_missing"])
+    errs = sum(res["errors"].values())
+    check("overload: no socket errors or timeouts", errs == 0, json.dumps(res["errors"]))
+    if ok503["n"]:
+        check("overload: 503 p99 under 50 ms", ok503["p99_ms"] < 50,
+              "p50 %.2f ms, p99 %.2f ms, max %.2f ms" % (
+                  ok503["p50_ms"], ok503["p99_ms"], ok503["max_ms"]))
+        figure("overload: 503 latency p50/p99/max (ms)", "%.2f/%.2f/%.2f over %d" % (
+            ok503["p50_ms"], ok503["p99_ms"], ok503["max_ms"], ok503["n"]))
+    if ok200["n"]:
+        # Bounded: at most queue / 32 = 2 requests ahead of an accepted one,
+        # each a 32-row encode; a generous bound for a shared, loaded machine.
+        check("overload: accepted p99 stays bounded (< 1 s)", ok200["p99_ms"] < 1000,
+              "p50 %.2f ms, p99 %.2f ms, max %.2f ms" % (
+                  ok200["p50_ms"], ok200["p99_ms"], ok200["max_ms"]))
+        figure("overload: accepted latency p50/p99/max (ms)", "%.2f/%.2f/%.2f over %d" % (
+            ok200["p50_ms"], ok200["p99_ms"], ok200["max_ms"], ok200["n"]))
+    change = (rss_end - rss2) / rss2
+    check("overload: RSS flat (within 5 % from 2 s to the end)", abs(change) <= 0.05,
+          "%d -> %d KiB (%+.2f %%)" % (rss2, rss_end, 100 * change))
+    figure("overload: RSS 2 s -> end (KiB)", "%d -> %d" % (rss2, rss_end))
+    normal_ok(c, d, "overload")
+    d.stop()
+
+
+def test_reload(c):
+    seconds = 60 if c.a.full else 20
+    n_hup = 100
+    live = os.path.join(c.work, "reload-model")
+    shutil.copytree(c.model, live)
+    wpath = os.path.join(live, "sae_weights.safetensors")
+    d = hlib.Saed(c.saed, live, c.work, ["--quiet"] + c.index_args, name="reload")
+    if not check("daemon for the reload test starts", d.start()):
+        return
+    normal_ok(c, d, "start")
+    p = wrk(c, d.port, seconds, 64)
+    time.sleep(2)
+    fds0, rss0 = d.n_fds(), d.rss_kb()
+    # 100 SIGHUPs spread over the run, each after swapping the weights file
+    # for an identical copy (a new inode, as a deploy would), so every
+    # reload maps a new file and the old mapping must be released.
+    span = seconds - 6
+    t_start = time.time()
+    for i in range(n_hup):
+        shutil.copyfile(c.model + "/sae_weights.safetensors", wpath + ".new")
+        os.rename(wpath + ".new", wpath)
+        d.signal(signal.SIGHUP)
+        time.sleep(max(0.0, t_start + span * (i + 1) / n_hup - time.time()))
+    reloaded = d.wait_log("saed: reloaded", n_hup, timeout=60)
+    time.sleep(1)
+    fds_mid, rss_mid = d.n_fds(), d.rss_kb()
+    res = wrk_result(p)
+    load_checks("reload: %d s x 64 connections with %d SIGHUPs" % (seconds, n_hup), res)
+    check("reload: all %d reloads succeeded" % n_hup, reloaded and
+          d.log_count("reload failed") == 0,
+          "%d reloaded, %d failed" % (d.log_count("saed: reloaded"),
+                                      d.log_count("reload failed")))
+    time.sleep(1)
+    fds1, rss1 = d.n_fds(), d.rss_kb()
+    # Under load the connection count differs between samples; compare the
+    # non-socket descriptors (files, pipes, epoll), which a leak would grow.
+    def files(pid):
+        n = 0
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                if not os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"):
+                    n += 1
+            except OSError:
+                pass
+        return n
+    nf = files(d.pid)
+    check("reload: file descriptors stable", fds1 <= fds0 + 2,
+          "%d during load before, %d during, %d after (%d non-socket)" % (fds0, fds_mid, fds1,
+                                                                         nf))
+    change = (rss1 - rss0) / rss0
+    check("reload: RSS stable (within 5 %)", abs(change) <= 0.05,
+          "%d -> %d KiB (%+.2f %%)" % (rss0, rss1, 100 * change))
+    figure("reload: fds before/after, RSS before/after (KiB)", "%d/%d, %d/%d" % (
+        fds0, fds1, rss0, rss1))
+    maps = 0
+    with open("/proc/%d/maps" % d.pid) as f:
+        for line in f:
+            if "sae_weights" in line:
+                maps += 1
+    check("reload: only the current weights file stays mapped", maps <= 2,
+          "%d mappings of sae_weights" % maps)
+    normal_ok(c, d, "100 reloads")
+    d.stop()
+
+
+# ---------------------------------------------------------------- index builds
+
+def test_index(c):
+    rows = 40000 if not c.a.full else 100000
+    work = os.path.join(c.work, "idx")
+    os.makedirs(work, exist_ok=True)
+    acts = os.path.join(work, "acts.npy")
+    r = hlib.run([c.mkfixture, "--out", os.path.join(work, "model"), "--arch", "standard",
+                  "--d-in", str(D_IN), "--d-sae", str(D_SAE), "--target-l0", "8",
+                  "--activations", acts, "--rows", str(rows)])
+    if not check("index: fixture corpus", r.returncode == 0, r.stderr.strip()):
+        return
+    model = os.path.join(work, "model")
+    tokens = os.path.join(work, "tokens.jsonl")
+    rng = random.Random(3)
+    with open(tokens, "w") as f:
+        left = rows
+        d = 0
+        while left:
+            n = min(left, rng.randint(20, 200))
+            f.write(json.dumps({"id": "d%d" % d, "tokens": [" " + rng.choice(WORDS)
+                                                           for _ in range(n)]}) + "\n")
+            left -= n
+            d += 1
+    target = os.path.join(work, "features.db")
+
+    def build(out, extra=(), **kw):
+        return [c.sae, "index", "--model", model, "--activations", acts, "--tokens", tokens,
+                "--out", out, "--quiet"] + list(extra)
+
+    t0 = time.time()
+    r = hlib.run(build(target, ["--top", "10"]))
+    if not check("index: first build", r.returncode == 0, r.stderr.strip()):
+        return
+    first_s = time.time() - t0
+    before = hlib.sha256(target)
+    size = os.path.getsize(target)
+    # The second build differs (other settings), so a torn or early rename
+    # could not pass for the old file.
+    t0 = time.time()
+    r = hlib.run(build(os.path.join(work, "other.db"), ["--top", "20", "--seed", "9"]))
+    full_s = time.time() - t0
+    check("index: a complete second build takes a measurable time", r.returncode == 0 and
+          full_s > 0.2, "%.2f s" % full_s)
+    figure("index: build time of the kill corpus (s)", "%.2f (%d rows)" % (full_s, rows))
+
+    rng = random.Random(int(os.environ.get("HARDENING_SEED", "20240607")))
+    kills = 20
+    intact = 0
+    moments = sorted(rng.uniform(0.0, full_s * 1.05) for _ in range(kills))
+    for i, at in enumerate(moments):
+        p = subprocess.Popen(build(target, ["--top", "20", "--seed", "9"]),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(at)
+        finished = p.poll() is not None
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        same = os.path.exists(target) and hlib.sha256(target) == before
+        if finished:
+            # The build completed before the kill: the new index is in place;
+            # put the old one back for the next round.
+            newer = hlib.sha256(target)
+            check("index: kill %d at %.2f s (after completion) left a complete new index" %
+                  (i + 1, at), newer != before, "")
+            r = hlib.run(build(target, ["--top", "10"]))
+            before = hlib.sha256(target)
+            intact += 1
+            continue
+        intact += same
+        check("index: SIGKILL %d at %.2f s leaves the previous index byte-identical" %
+              (i + 1, at), same, "")
+    figure("index: SIGKILLs with the previous index intact", "%d of %d (moments %s s)" % (
+        intact, kills, ", ".join("%.2f" % m for m in moments)))
+    stale = [f for f in os.listdir(work) if ".tmp-" in f]
+    r = hlib.run(build(target, ["--top", "20", "--seed", "9"]))
+    after = [f for f in os.listdir(work) if ".tmp-" in f]
+    check("index: the next build completes and removes the killed builds' temporary files",
+          r.returncode == 0 and not after, "%d stale before, %d after" % (len(stale), len(after)))
+    r = hlib.run(build(target, ["--top", "10"]))  # the old content again
+
+    # Full disk: the target on a tmpfs with room for the old index and a
+    # little more, not for a second one.
+    mnt = os.path.join(work, "tmpfs")
+    os.makedirs(mnt, exist_ok=True)
+    fs_size = size + size // 4
+    m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d" % fs_size, "tmpfs", mnt],
+                       capture_output=True, text=True)
+    if m.returncode:
+        log("mount -t tmpfs not permitted (%s); using RLIMIT_FSIZE instead" % m.stderr.strip())
+        disk_target = os.path.join(work, "fsize.db")
+        shutil.copy(target, disk_target)
+        old = hlib.sha256(disk_target)
+        r = subprocess.run(["bash", "-c", "trap '' XFSZ; ulimit -f %d; exec \"$@\"" %
+                            ((size // 2) // 1024), "bash"] +
+                           build(disk_target, ["--top", "20", "--seed", "9"]),
+                           capture_output=True, text=True)
+        how = "RLIMIT_FSIZE %d KiB" % ((size // 2) // 1024)
+    else:
+        try:
+            disk_target = os.path.join(mnt, "features.db")
+            shutil.copy(target, disk_target)
+            old = hlib.sha256(disk_target)
+            r = hlib.run(build(disk_target, ["--top", "20", "--seed", "9"]))
+            how = "tmpfs of %d bytes" % fs_size
+        finally:
+            pass
+    msg = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
+    check("index: a full disk (%s) fails the build with status 1" % how, r.returncode == 1,
+          "exit %d: %s" % (r.returncode, msg[:200]))
+    check("index: ... and leaves the previous index byte-identical",
+          hlib.sha256(disk_target) == old, "")
+    left = [f for f in os.listdir(os.path.dirname(disk_target)) if ".tmp-" in f]
+    check("index: ... and removes its temporary file", not left, "left: %s" % left)
+    figure("index: full disk outcome", "%s: exit %d, %s" % (how, r.returncode, msg[:120]))
+    if m.returncode == 0:
+        subprocess.run(["umount", mnt])
+
+
+# ---------------------------------------------------------------- static files
+
+def test_static(c):
+    d = hlib.Saed(c.saed, c.model, c.work, ["--quiet"], name="static")
+    if not check("daemon for the static test starts", d.start()):
+        return
+    r = hlib.request(d.port, "GET", "/")
+    if r is None or r.status != 200 or b"<" not in r.body:
+        log("SKIP: route missing: GET / does not serve the web browser (status %s)" %
+            (r.status if r else "none"))
+        d.stop()
+        return
+    secret = b"root:"  # /etc/passwd's first line starts with it
+    paths = ["/../../../../etc/passwd", "/web/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
+             "/%2E%2E/%2E%2E/%2E%2E/etc/passwd", "/..%2f..%2f..%2fetc%2fpasswd",
+             "/assets/..%2f..%2f..%2f..%2fetc%2fpasswd", "//etc/passwd", "/etc/passwd",
+             "/%2fetc%2fpasswd", "/assets/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+             "/assets/....//....//etc/passwd", "/assets/%00../../etc/passwd",
+             "/assets/..\\..\\..\\etc\\passwd"]
+    for p in paths:
+        r = hlib.raw(d.port, ("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" %
+                              p).encode())
+        leaked = r is not None and secret in r.body
+        check("static: %s refused" % p, r is not None and r.status in (400, 403, 404) and
+              not leaked, "status %s" % (r.status if r else "none"))
+    normal_ok(c, d, "path traversal attempts")
+    d.stop()
+
+
+# ---------------------------------------------------------------- main
+
+TESTS = [("weights", test_weights), ("requests", test_requests), ("load", test_load),
+         ("overload", test_overload), ("reload", test_reload), ("index", test_index),
+         ("static", test_static)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--ci", action="store_true", help="short runs (default)")
+    mode.add_argument("--full", action="store_true", help="the full-length runs")
+    ap.add_argument("--saed", required=True)
+    ap.add_argument("--sae", required=True)
+    ap.add_argument("--mkfixture", required=True)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--workdir", default="")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    a = ap.parse_args()
+    for p in (a.saed, a.sae, a.mkfixture):
+        if not os.access(p, os.X_OK):
+            raise SystemExit("hardening: %s is not an executable" % p)
+    a.saed, a.sae, a.mkfixture = map(os.path.abspath, (a.saed, a.sae, a.mkfixture))
+    only = [x for x in a.only.split(",") if x]
+    for o in only:
+        if o not in dict(TESTS):
+            raise SystemExit("hardening: unknown test %s" % o)
+    c = setup(a)
+    t_all = time.time()
+    try:
+        for name, fn in TESTS:
+            if only and name not in only:
+                continue
+            log("--- %s" % name)
+            t0 = time.time()
+            try:
+                fn(c)
+            except Exception as e:  # a crash of the test itself is a failure
+                import traceback
+                traceback.print_exc()
+                check("%s ran to the end" % name, False, repr(e))
+            finally:
+                hlib.Saed.kill_all()
+                hlib.Saed.running.clear()
+            log("--- %s took %.1f s" % (name, time.time() - t0))
+    finally:
+        hlib.Saed.kill_all()
+        if not a.keep and not a.workdir:
+            shutil.rmtree(c.work, ignore_errors=True)
+    passed, failed = hlib.tally()
+    log("all tests took %.1f s" % (time.time() - t_all))
+    print("hardening: %d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
