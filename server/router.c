@@ -285,8 +285,8 @@ static enum MHD_Result request_start(struct saed_req *rq)
     uint64_t length = 0;
     bool has_length = false;
     if (cl && !rq->chunked) {
-        char *end;
-        length = strtoull(cl, &end, 10);
+        /* libmicrohttpd has already refused a malformed Content-Length. */
+        length = strtoull(cl, NULL, 10);
         has_length = true;
     }
 
