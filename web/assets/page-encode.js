@@ -162,8 +162,9 @@ export async function render(main, ctx) {
   }
 
   async function encode(vector) {
-    const body = { input: vector, include: ['metrics', 'features'] };
-    let withLabels = Boolean(model?.index);
+    // Labels come from the index: not asked for when saed said it has none.
+    let withLabels = model ? Boolean(model.index) : true;
+    const body = { input: vector, include: withLabels ? ['metrics', 'features'] : ['metrics'] };
     const k = Number.parseInt(topK.value, 10);
     if (k > 0) body.top_k = k;
     result.setAttribute('aria-busy', 'true');
@@ -194,7 +195,7 @@ export async function render(main, ctx) {
       return;
     }
     const n = Array.isArray(r.indices) ? r.indices.length : 0;
-    fill(result, 
+    fill(result,
       h('h2', { id: 'encode-result-h' }, 'Active features'),
       h('dl', { class: 'stats metrics' },
         metric('l0', 'l0', fmtInt(r.l0), 'number of active features (whole SAE output)'),

@@ -223,7 +223,7 @@ export async function render(main, ctx) {
   });
   const qbox = h('div', { class: 'quantiles' });
 
-  fill(main, 
+  fill(main,
     h('div', { class: 'feature-head' },
       h('div', {},
         h('p', { class: 'crumbs' }, h('a', { href: '/' }, 'Features'), ' / ', `#${i}`),
