@@ -290,6 +290,7 @@ size_t sae_indexer_state_bytes(size_t d_sae, const sae_index_settings *s)
     return total;
 }
 
+/* Frees a kept block's buffers (not the struct). */
 static void block_free(block *b)
 {
     free(b->row_ptr);
@@ -415,11 +416,13 @@ static float *slot_acts(const sae_indexer *ix, size_t f, size_t slot)
     return ix->acts + (f * ix->slots + slot) * ix->win;
 }
 
+/* The slot holding the window of the document being read. */
 static size_t scratch_slot(const sae_indexer *ix)
 {
     return ix->n;
 }
 
+/* The slot of entry i of sketch k (0 the prefix, 1.. the ring). */
 static size_t sketch_slot(const sae_indexer *ix, size_t k, size_t i)
 {
     return ix->n + 1 + k * ix->m + i;
@@ -785,6 +788,7 @@ typedef struct pick {
     double bin_min, bin_max, bin_contains;
 } pick;
 
+/* Candidates by sampling hash (unique per token). */
 static int cmp_cand_hash(const void *a, const void *b)
 {
     const cand *x = a, *y = b;
@@ -886,6 +890,7 @@ typedef struct interner {
     size_t table_cap;
 } interner;
 
+/* Frees every buffer of it and empties it. */
 static void interner_free(interner *it)
 {
     free(it->bytes);
@@ -1086,6 +1091,7 @@ typedef struct need {
     size_t at;              /* index into the token pool (a win-long record) */
 } need;
 
+/* Windows to read, by document (each document read once), then record. */
 static int cmp_need(const void *a, const void *b)
 {
     const need *x = a, *y = b;
@@ -1503,6 +1509,7 @@ typedef struct docset {
     size_t n, cap;
 } docset;
 
+/* Frees the set and its names. */
 static void docset_free(docset *d)
 {
     for (size_t i = 0; i < d->cap; i++)
@@ -1548,6 +1555,7 @@ static int docset_add(docset *d, uint32_t doc, const char *name)
     return 0;
 }
 
+/* Ascending uint64_t, for qsort. */
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -1613,6 +1621,7 @@ static long ex_push(merge_ctx *mc, const sae_store_example *e, uint32_t s)
     return (long)mc->n_ex++;
 }
 
+/* Frees the examples read for the current feature. */
 static void merge_release(merge_ctx *mc)
 {
     for (size_t s = 0; s < mc->n; s++) {

@@ -120,6 +120,8 @@ static void remove_stale_temps(const char *dir, const char *base)
     closedir(d);
 }
 
+/* Finalizes the statements, closes the connection and frees w (the
+ * temporary file is the caller's business). */
 static void writer_free(sae_store_writer *w)
 {
     if (!w)
@@ -483,6 +485,7 @@ struct sae_store_conn {
     sqlite3_stmt *st[R_COUNT];
 };
 
+/* The meta of the index c reads. */
 static const sae_store_info *info_of(const sae_store_conn *c)
 {
     return &c->s->info;
@@ -554,6 +557,7 @@ static char *make_uri(const char *path)
     return u;
 }
 
+/* Opens a read-only connection to s (immutable, memory-mapped reads). */
 static int open_ro(const sae_store *s, sqlite3 **db, sae_error *err)
 {
     if (sqlite3_open_v2(s->uri, db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
@@ -944,9 +948,33 @@ void sae_store_histogram_free(sae_store_histogram *h)
     memset(h, 0, sizeof *h);
 }
 
-/* Decodes the hist_first / hist columns at col, col+1 of q into h. */
+/* Decodes the hist_first / hist columns at col, col+1 of q into h (edges
+ * from the fixed bins). */
 static int hist_from_row(sae_store_conn *c, sqlite3_stmt *q, int col, uint64_t index,
-                         sae_store_histogram *h, sae_error *err);
+                         sae_store_histogram *h, sae_error *err)
+{
+    sae_store_histogram r = {0};
+    int64_t first = sqlite3_column_int64(q, col);
+    int bytes = sqlite3_column_bytes(q, col + 1);
+    if (bytes % 8 || first < 0 || first + bytes / 8 > SAE_HIST_BINS)
+        return sae_error_set(err, SAE_EFORMAT, "%s: feature %" PRIu64 ": malformed histogram",
+                             c->s->path, index);
+    r.n = (size_t)bytes / 8;
+    r.first_bin = (uint32_t)first;
+    r.edges = malloc((r.n + 1) * sizeof *r.edges);
+    r.counts = malloc((r.n ? r.n : 1) * sizeof *r.counts);
+    if (!r.edges || !r.counts) {
+        sae_store_histogram_free(&r);
+        return sae_error_set(err, SAE_ENOMEM, "out of memory");
+    }
+    if (r.n)
+        memcpy(r.counts, sqlite3_column_blob(q, col + 1), r.n * 8);
+    for (size_t i = 0; i < r.n; i++)
+        r.edges[i] = sae_hist_lo((int)(r.first_bin + i));
+    r.edges[r.n] = r.n ? sae_hist_hi((int)(r.first_bin + r.n - 1)) : 0;
+    *h = r;
+    return 0;
+}
 
 int sae_store_get_histogram(sae_store_conn *c, uint64_t index, sae_store_histogram *out,
                             sae_error *err)
@@ -1280,6 +1308,8 @@ typedef struct arena_chunk {
     _Alignas(16) unsigned char data[];
 } arena_chunk;
 
+/* n bytes (16-aligned) from the arena, growing it by 64 KB chunks; NULL
+ * when out of memory. */
 static void *arena_alloc(arena_chunk **a, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
@@ -1298,6 +1328,7 @@ static void *arena_alloc(arena_chunk **a, size_t n)
     return p;
 }
 
+/* Frees every chunk of an arena. */
 static void arena_free(arena_chunk *a)
 {
     while (a) {
@@ -1434,30 +1465,4 @@ out:
     done(q);
     arena_free(a);
     return rc;
-}
-
-static int hist_from_row(sae_store_conn *c, sqlite3_stmt *q, int col, uint64_t index,
-                         sae_store_histogram *h, sae_error *err)
-{
-    sae_store_histogram r = {0};
-    int64_t first = sqlite3_column_int64(q, col);
-    int bytes = sqlite3_column_bytes(q, col + 1);
-    if (bytes % 8 || first < 0 || first + bytes / 8 > SAE_HIST_BINS)
-        return sae_error_set(err, SAE_EFORMAT, "%s: feature %" PRIu64 ": malformed histogram",
-                             c->s->path, index);
-    r.n = (size_t)bytes / 8;
-    r.first_bin = (uint32_t)first;
-    r.edges = malloc((r.n + 1) * sizeof *r.edges);
-    r.counts = malloc((r.n ? r.n : 1) * sizeof *r.counts);
-    if (!r.edges || !r.counts) {
-        sae_store_histogram_free(&r);
-        return sae_error_set(err, SAE_ENOMEM, "out of memory");
-    }
-    if (r.n)
-        memcpy(r.counts, sqlite3_column_blob(q, col + 1), r.n * 8);
-    for (size_t i = 0; i < r.n; i++)
-        r.edges[i] = sae_hist_lo((int)(r.first_bin + i));
-    r.edges[r.n] = r.n ? sae_hist_hi((int)(r.first_bin + r.n - 1)) : 0;
-    *h = r;
-    return 0;
 }

@@ -43,6 +43,7 @@ static int lr_init(line_reader *lr, int fd, const char *path, sae_error *err)
     return 0;
 }
 
+/* Frees the reader's buffers (not the file descriptor). */
 static void lr_free(line_reader *lr)
 {
     free(lr->chunk);
