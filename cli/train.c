@@ -37,7 +37,7 @@ static void usage(FILE *out)
             "  --arch A             standard (ReLU, L1 on f_i*|W_dec,i|; default), topk, or\n"
             "                       autoencoder (Linear+ReLU down to a bottleneck and back)\n"
             "  --d-sae N            latents (default 4 * d_in)\n"
-            "  --l1 X               sparsity coefficient of standard (default 5)\n"
+            "  --l1 X               sparsity coefficient of standard (default 1)\n"
             "  --k K                latents kept per row by topk (default min(32, d_sae/2))\n"
             "  --layers W,W,...     autoencoder widths from d_in to the bottleneck\n"
             "                       (default d_in,d_in/2,d_in/4; 4,3,2 gives 4-3-2-3-4)\n"

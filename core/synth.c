@@ -49,10 +49,6 @@ static const char *const list_quantifier[] = {
     "all", "any", "each", "every", "some", "other", "others", "many", "more", "most", "only",
     "few", "several", "same", "own", "whole", "entire", "another", "both", "such", "less",
     "least", "much", NULL};
-static const char *const list_number_word[] = {
-    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "first",
-    "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
-    "once", "twice", "single", "multiple", "zero", NULL};
 static const char *const list_legal[] = {
     "license", "licenses", "licensed", "licensing", "licensee", "licensees", "licensor",
     "licensors", "copyright", "copyrights", "copyrighted", "warranty", "warranties",
@@ -125,7 +121,6 @@ static const struct {
     {"subordinating conjunction (if, unless, whether, where...)", list_subord},
     {"preposition (of, to, in, for, by...)", list_preposition},
     {"quantifier (all, any, each, other, such...)", list_quantifier},
-    {"number word or ordinal (one, two, first, second...)", list_number_word},
     {"legal term (license, copyright, warranty, patent...)", list_legal},
     {"software term (program, source, code, library...)", list_software},
     {"copying or distribution verb (copy, distribute, modify, convey...)", list_copying},
@@ -141,65 +136,71 @@ static const struct {
 };
 #define N_LISTS (sizeof lists / sizeof lists[0])
 /* lists the context rules refer to, by their place in the table above */
-enum { L_NEGATION = 2, L_MODAL = 3, L_ARTICLE = 4 };
+enum { L_PRONOUN = 0, L_NEGATION = 2, L_MODAL = 3, L_ARTICLE = 4, L_COORD = 7 };
+
+/* Numbers in words count as numbers (feature F_NUMBER), not as a word list. */
+static const char *const number_words[] = {
+    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "first",
+    "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+    "once", "twice", "zero", "hundred", "thousand", NULL};
 
 /* ---- the feature table ---- */
 
 enum {
     /* token classes */
-    F_CAPITALISED, F_ALLCAPS, F_NUM_SHORT, F_NUM_LONG, F_COMMA, F_STOP, F_COLON, F_LPAREN,
-    F_RPAREN, F_QUOTE, F_DASH, F_SLASH, F_SYMBOL, F_CONTRACTION, F_LONG_WORD, F_LETTER,
+    F_CAPITALISED, F_ALLCAPS, F_NUMBER, F_COMMA, F_STOP, F_COLON, F_LPAREN, F_RPAREN, F_QUOTE,
+    F_DASH, F_SYMBOL, F_LONG_WORD, F_LETTER,
     /* word lists: F_LIST + list index */
     F_LIST,
     /* suffixes of words in no list */
-    F_ING = F_LIST + N_LISTS, F_ED, F_TION, F_LY, F_MENT, F_ABLE, F_PLURAL,
+    F_ING = F_LIST + N_LISTS, F_ED, F_TION, F_LY, F_MENT, F_PLURAL,
     /* position and context */
-    F_DOC_FIRST, F_SENT_FIRST, F_SENT_SECOND, F_BEFORE_STOP, F_IN_PARENS, F_IN_QUOTES,
-    F_IN_ANGLE, F_AFTER_NUMBER, F_AFTER_COMMA, F_AFTER_ARTICLE, F_AFTER_MODAL, F_AFTER_OF,
-    F_AFTER_TO, F_AFTER_NEGATION, F_AFTER_COLON, F_AFTER_RPAREN, F_BEFORE_LPAREN, F_REPEATED,
-    F_DEEP_IN_SENTENCE, F_SHORT_DOC, F_NUMBERED_DOC, F_LINE_FIRST, F_LINE_LAST,
+    F_DOC_FIRST, F_DOC_LAST, F_SENT_FIRST, F_SENT_SECOND, F_BEFORE_STOP, F_BEFORE_COMMA,
+    F_IN_PARENS, F_IN_QUOTES, F_IN_ANGLE, F_AFTER_NUMBER, F_AFTER_COMMA, F_AFTER_ARTICLE,
+    F_AFTER_MODAL, F_AFTER_OF, F_AFTER_TO, F_AFTER_NEGATION, F_AFTER_PRONOUN, F_AFTER_CONJUNCTION,
+    F_AFTER_RPAREN, F_BEFORE_LPAREN, F_REPEATED, F_DEEP_IN_SENTENCE, F_SHORT_DOC,
+    F_NUMBERED_DOC, F_LINE_FIRST, F_LINE_LAST,
     N_FEATURES
 };
 
 static const char *const fixed_labels[] = {
     [F_CAPITALISED] = "capitalised word inside a sentence",
     [F_ALLCAPS] = "all-capitals word (GNU, GPL, WARRANTY...)",
-    [F_NUM_SHORT] = "number of one or two digits",
-    [F_NUM_LONG] = "number of three or more digits",
+    [F_NUMBER] = "number, in digits or in words (42, two, first...)",
     [F_COMMA] = "comma",
     [F_STOP] = "full stop",
     [F_COLON] = "colon or semicolon",
     [F_LPAREN] = "opening parenthesis",
     [F_RPAREN] = "closing parenthesis",
-    [F_QUOTE] = "quotation mark",
-    [F_DASH] = "hyphen or dash",
-    [F_SLASH] = "slash",
+    [F_QUOTE] = "quotation mark or apostrophe (also in contractions: 's, 't)",
+    [F_DASH] = "hyphen, dash or slash",
     [F_SYMBOL] = "other punctuation or symbol (! ? < > * = @ ...)",
-    [F_CONTRACTION] = "contraction suffix ('s, 't...)",
     [F_LONG_WORD] = "long word (12 letters or more)",
     [F_LETTER] = "single letter other than a and I",
     [F_ING] = "other word ending in -ing",
     [F_ED] = "other word ending in -ed",
     [F_TION] = "other word ending in -tion or -sion",
     [F_LY] = "other word ending in -ly",
-    [F_MENT] = "other word ending in -ment, -ness or -ity",
-    [F_ABLE] = "other word ending in -able or -ible",
+    [F_MENT] = "other word ending in -ment, -ness, -ity, -able or -ible",
     [F_PLURAL] = "other word of four letters or more ending in -s",
     [F_DOC_FIRST] = "first token of a paragraph",
+    [F_DOC_LAST] = "last token of a paragraph",
     [F_SENT_FIRST] = "first token of a sentence after . ! or ? (not of a paragraph)",
     [F_SENT_SECOND] = "second token of a sentence",
     [F_BEFORE_STOP] = "token right before a full stop",
+    [F_BEFORE_COMMA] = "token right before a comma",
     [F_IN_PARENS] = "token inside parentheses",
     [F_IN_QUOTES] = "token inside quotation marks",
     [F_IN_ANGLE] = "token inside angle brackets (URLs, e-mail addresses)",
     [F_AFTER_NUMBER] = "token right after a number",
-    [F_AFTER_COMMA] = "token right after a comma",
+    [F_AFTER_COMMA] = "token right after a comma, colon or semicolon",
     [F_AFTER_ARTICLE] = "token right after an article",
     [F_AFTER_MODAL] = "token right after a modal verb",
     [F_AFTER_OF] = "token right after 'of'",
     [F_AFTER_TO] = "token right after 'to'",
     [F_AFTER_NEGATION] = "token right after a negation",
-    [F_AFTER_COLON] = "token right after a colon or semicolon",
+    [F_AFTER_PRONOUN] = "token right after a personal or possessive pronoun",
+    [F_AFTER_CONJUNCTION] = "token right after a coordinating conjunction",
     [F_AFTER_RPAREN] = "token right after a closing parenthesis",
     [F_BEFORE_LPAREN] = "token right before an opening parenthesis",
     [F_REPEATED] = "word repeated from earlier in its sentence",
@@ -207,7 +208,7 @@ static const char *const fixed_labels[] = {
     [F_SHORT_DOC] = "token in a short paragraph (under 12 tokens, e.g. a heading)",
     [F_NUMBERED_DOC] = "token in a paragraph that starts with a number or '('",
     [F_LINE_FIRST] = "first token on a line of the source (not of a paragraph)",
-    [F_LINE_LAST] = "last token on a line of the source",
+    [F_LINE_LAST] = "last token on a line of the source (not of a paragraph)",
 };
 
 size_t sae_synth_n_features(void)
@@ -488,6 +489,7 @@ typedef struct tok_info {
     int kind;
     char lower[40];      /* ASCII-lowercased word ("" when longer than 39 bytes) */
     int list;            /* word list index, or −1 */
+    bool number_word;    /* one of number_words */
     size_t letters;      /* characters in a word */
     bool cap, allcaps;
     bool sent_first;
@@ -520,7 +522,7 @@ static bool is_punct(const tok_info *t, const char *p)
 /* The suffix feature of a word in no list, or −1. */
 static int suffix_feature(const tok_info *t)
 {
-    if (t->kind != K_WORD || t->list >= 0 || !t->lower[0])
+    if (t->kind != K_WORD || t->list >= 0 || t->number_word || !t->lower[0])
         return -1;
     const char *w = t->lower;
     size_t n = strlen(w);
@@ -532,10 +534,9 @@ static int suffix_feature(const tok_info *t)
         return F_TION;
     if (ends_with(w, n, "ly"))
         return F_LY;
-    if (ends_with(w, n, "ment") || ends_with(w, n, "ness") || ends_with(w, n, "ity"))
+    if (ends_with(w, n, "ment") || ends_with(w, n, "ness") || ends_with(w, n, "ity") ||
+        ends_with(w, n, "able") || ends_with(w, n, "ible"))
         return F_MENT;
-    if (ends_with(w, n, "able") || ends_with(w, n, "ible"))
-        return F_ABLE;
     if (n >= 4 && w[n - 1] == 's' && w[n - 2] != 's')
         return F_PLURAL;
     return -1;
@@ -579,6 +580,8 @@ static void describe(const sae_synth_doc *d, tok_info *info)
                     t->lower[k] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
                 }
                 t->list = find_list(t->lower);
+                for (const char *const *p = number_words; *p && !t->number_word; p++)
+                    t->number_word = !strcmp(*p, t->lower);
             }
         }
         /* sentences: a new one starts after . ! or ? */
@@ -633,13 +636,15 @@ void sae_synth_active(const sae_synth_doc *d, uint8_t *active)
                 a[F_LETTER] = 1;
             if (t->list >= 0)
                 a[F_LIST + t->list] = 1;
+            if (t->number_word)
+                a[F_NUMBER] = 1;
             int sf = suffix_feature(t);
             if (sf >= 0)
                 a[sf] = 1;
         } else if (t->kind == K_NUMBER) {
-            a[t->len <= 2 ? F_NUM_SHORT : F_NUM_LONG] = 1;
+            a[F_NUMBER] = 1;
         } else if (t->kind == K_CONTRACTION) {
-            a[F_CONTRACTION] = 1;
+            a[F_QUOTE] = 1;
         } else if (is_punct(t, ",")) {
             a[F_COMMA] = 1;
         } else if (is_punct(t, ".")) {
@@ -654,10 +659,8 @@ void sae_synth_active(const sae_synth_doc *d, uint8_t *active)
                    is_punct(t, "\xe2\x80\x9c") || is_punct(t, "\xe2\x80\x9d")) {
             a[F_QUOTE] = 1;
         } else if (is_punct(t, "-") || is_punct(t, "\xe2\x80\x93") ||
-                   is_punct(t, "\xe2\x80\x94")) {
+                   is_punct(t, "\xe2\x80\x94") || is_punct(t, "/")) {
             a[F_DASH] = 1;
-        } else if (is_punct(t, "/")) {
-            a[F_SLASH] = 1;
         } else {
             a[F_SYMBOL] = 1;
         }
@@ -666,6 +669,8 @@ void sae_synth_active(const sae_synth_doc *d, uint8_t *active)
             a[F_DOC_FIRST] = 1;
         else if (t->sent_first)
             a[F_SENT_FIRST] = 1;
+        if (i + 1 == n)
+            a[F_DOC_LAST] = 1;
         if (t->sent_pos == 1)
             a[F_SENT_SECOND] = 1;
         if (t->sent_pos >= 30)
@@ -674,6 +679,8 @@ void sae_synth_active(const sae_synth_doc *d, uint8_t *active)
             a[F_BEFORE_STOP] = 1;
         if (next && is_punct(next, "("))
             a[F_BEFORE_LPAREN] = 1;
+        if (next && is_punct(next, ","))
+            a[F_BEFORE_COMMA] = 1;
         if (t->in_parens)
             a[F_IN_PARENS] = 1;
         if (t->in_quotes)
@@ -683,10 +690,8 @@ void sae_synth_active(const sae_synth_doc *d, uint8_t *active)
         if (prev) {
             if (prev->kind == K_NUMBER)
                 a[F_AFTER_NUMBER] = 1;
-            if (is_punct(prev, ","))
+            if (is_punct(prev, ",") || is_punct(prev, ":") || is_punct(prev, ";"))
                 a[F_AFTER_COMMA] = 1;
-            if (is_punct(prev, ":") || is_punct(prev, ";"))
-                a[F_AFTER_COLON] = 1;
             if (is_punct(prev, ")"))
                 a[F_AFTER_RPAREN] = 1;
             if (prev->list == L_ARTICLE)
@@ -695,6 +700,10 @@ void sae_synth_active(const sae_synth_doc *d, uint8_t *active)
                 a[F_AFTER_MODAL] = 1;
             if (prev->list == L_NEGATION)
                 a[F_AFTER_NEGATION] = 1;
+            if (prev->list == L_PRONOUN)
+                a[F_AFTER_PRONOUN] = 1;
+            if (prev->list == L_COORD)
+                a[F_AFTER_CONJUNCTION] = 1;
             if (!strcmp(prev->lower, "of"))
                 a[F_AFTER_OF] = 1;
             if (!strcmp(prev->lower, "to"))
@@ -713,7 +722,7 @@ void sae_synth_active(const sae_synth_doc *d, uint8_t *active)
             a[F_NUMBERED_DOC] = 1;
         if (d->line_start[i] && i > 0)
             a[F_LINE_FIRST] = 1;
-        if (d->line_end[i])
+        if (d->line_end[i] && i + 1 < n)
             a[F_LINE_LAST] = 1;
     }
     free(info);

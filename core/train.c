@@ -458,6 +458,8 @@ struct sae_trainer {
     float *x;                /* (batch, d_in) owned: the current batch */
     float *mean;             /* (d_in) owned: the scaled data mean */
     size_t *last_fired;      /* (d_sae) owned: rows seen when each latent last fired */
+    double *usage;           /* (d_sae) owned: Σ f of each latent since the last check */
+    uint8_t *mark;           /* (d_sae) owned: latents to resample at a check */
     shuffler sh;
     sae_rng rng;
     bool ran;
@@ -529,7 +531,7 @@ static int resolve_opts(sae_train_opts *o, const sae_train_data *d, sae_train_sh
     if (rc)
         return rc;
     if (o->l1 < 0)
-        o->l1 = 5.0;
+        o->l1 = 1.0;
     if (!o->lr)
         o->lr = 4e-3;
     if (!o->batch)
@@ -554,6 +556,10 @@ static int resolve_opts(sae_train_opts *o, const sae_train_data *d, sae_train_sh
         o->dead_window = d->n_rows < 1000000 ? d->n_rows : 1000000;
     if (o->resample < 0)
         o->resample = 1;
+    if (o->dup_cos <= 0)
+        o->dup_cos = 0.9;
+    if (o->dup_cos > 1)
+        return sae_error_set(err, SAE_EINVAL, "duplicate cosine must lie in (0, 1]");
     if (!o->log_every)
         o->log_every = o->steps / 100 ? o->steps / 100 : 1;
     if (!o->shuffle_mib)
@@ -691,7 +697,10 @@ int sae_trainer_new(const sae_train_opts *opts, sae_train_data *data, sae_traine
     t->x = malloc(t->o.batch * d_in * sizeof *t->x);
     t->mean = malloc(d_in * sizeof *t->mean);
     t->last_fired = calloc(d_sae, sizeof *t->last_fired);
-    if (!t->mem || !t->act_mem || !t->x || !t->mean || !t->last_fired) {
+    t->usage = calloc(d_sae, sizeof *t->usage);
+    t->mark = calloc(d_sae, sizeof *t->mark);
+    if (!t->mem || !t->act_mem || !t->x || !t->mean || !t->last_fired || !t->usage ||
+        !t->mark) {
         rc = sae_error_set(err, SAE_ENOMEM, "out of memory for a model of %zu parameters",
                            t->n_params);
         goto out;
@@ -730,6 +739,8 @@ void sae_trainer_free(sae_trainer *t)
     free(t->x);
     free(t->mean);
     free(t->last_fired);
+    free(t->usage);
+    free(t->mark);
     free(t);
 }
 
@@ -811,24 +822,64 @@ static double batch_variance(const float *x, size_t B, size_t d)
     return total;
 }
 
-/* Re-initialises every dead latent towards the residual of a batch row drawn
- * with probability proportional to its squared error, as Anthropic's
- * "Towards Monosemanticity" does: decoder row = the residual's direction at
- * the mean norm of the live rows, encoder column = that direction at 0.2 of
- * the live columns' mean norm, b_enc 0, Adam moments of all three reset.
- * Called right after a step, while a->xhat holds dL/dx̂ = (2/B)(x̂ − x).
- * Returns how many were resampled. */
-static size_t resample_dead(sae_trainer *t, size_t rows_seen)
+/* Marks (mark[i] = 1) every latent whose decoder row has cosine >= o.dup_cos
+ * with the row of a latent used more since the last check (usage: Σ f);
+ * such a latent duplicates another and is free for a missing feature. The
+ * cosines come block by block from one sgemm of the unit rows. Returns how
+ * many it marked. */
+static size_t mark_redundant(sae_trainer *t, uint8_t *mark)
+{
+    const sae_train_shape *s = &t->shape;
+    size_t d_in = s->d_in, d_sae = s->d_sae, block = 256, n = 0;
+    float *unit = malloc(d_sae * d_in * sizeof *unit);
+    float *cos = malloc(block * d_sae * sizeof *cos);
+    if (!unit || !cos)
+        goto out; /* resampling is an optimisation; training goes on without it */
+    for (size_t i = 0; i < d_sae; i++) {
+        float nr = t->a.dec_norm[i], inv = nr > 0 ? 1 / nr : 0;
+        for (size_t j = 0; j < d_in; j++)
+            unit[i * d_in + j] = t->p.w_dec[i * d_in + j] * inv;
+    }
+    float thr = (float)t->o.dup_cos;
+    for (size_t i0 = 0; i0 < d_sae; i0 += block) {
+        size_t nb = d_sae - i0 < block ? d_sae - i0 : block;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)d_sae, (int)d_in, 1,
+                    unit + i0 * d_in, (int)d_in, unit, (int)d_in, 0, cos, (int)d_sae);
+        for (size_t r = 0; r < nb; r++) {
+            size_t i = i0 + r;
+            for (size_t j = 0; j < d_sae && !mark[i]; j++) {
+                if (j == i || cos[r * d_sae + j] < thr)
+                    continue;
+                if (t->usage[j] > t->usage[i] || (t->usage[j] == t->usage[i] && j < i)) {
+                    mark[i] = 1;
+                    n++;
+                }
+            }
+        }
+    }
+out:
+    free(unit);
+    free(cos);
+    return n;
+}
+
+/* Re-initialises every marked latent towards the residual of a batch row
+ * drawn with probability proportional to its squared error, as Anthropic's
+ * "Towards Monosemanticity" does for dead latents: decoder row = the
+ * residual's direction at the mean norm of the unmarked rows, encoder column
+ * = that direction at 0.2 of the unmarked columns' mean norm, b_enc 0; the
+ * Adam moments and this step's gradients of all three are zeroed. Called
+ * right after a step, while a->xhat holds dL/dx̂ = (2/B)(x̂ − x). Returns how
+ * many were resampled. */
+static size_t resample_marked(sae_trainer *t, const uint8_t *mark, size_t rows_seen)
 {
     const sae_train_shape *s = &t->shape;
     size_t d_in = s->d_in, d_sae = s->d_sae, B = t->o.batch;
-    size_t n_dead = 0, n_live = 0;
+    size_t n_live = 0;
     double dec_live = 0, enc_live = 0;
     for (size_t i = 0; i < d_sae; i++) {
-        if (rows_seen - t->last_fired[i] >= t->o.dead_window) {
-            n_dead++;
+        if (mark[i])
             continue;
-        }
         n_live++;
         dec_live += t->a.dec_norm[i];
         double e = 0;
@@ -836,8 +887,6 @@ static size_t resample_dead(sae_trainer *t, size_t rows_seen)
             e += (double)t->p.w_enc[j * d_sae + i] * t->p.w_enc[j * d_sae + i];
         enc_live += sqrt(e);
     }
-    if (!n_dead)
-        return 0;
     dec_live = n_live ? dec_live / n_live : t->o.init_norm;
     enc_live = n_live ? enc_live / n_live : t->o.init_norm;
     /* cumulative squared errors of the batch rows */
@@ -854,7 +903,7 @@ static size_t resample_dead(sae_trainer *t, size_t rows_seen)
     }
     size_t done = 0;
     for (size_t i = 0; i < d_sae && total > 0; i++) {
-        if (rows_seen - t->last_fired[i] < t->o.dead_window)
+        if (!mark[i])
             continue;
         double u = sae_rng_uniform(&t->rng) * total;
         size_t lo = 0, hi = B - 1;
@@ -875,13 +924,14 @@ static size_t resample_dead(sae_trainer *t, size_t rows_seen)
         float *wd = t->p.w_dec + i * d_in;
         for (size_t j = 0; j < d_in; j++) {
             float dir = res[j] * inv;
+            size_t e = j * d_sae + i, dj = i * d_in + j;
             wd[j] = dir * (float)dec_live;
-            t->p.w_enc[j * d_sae + i] = dir * (float)(0.2 * enc_live);
-            t->m.w_dec[i * d_in + j] = t->v.w_dec[i * d_in + j] = 0;
-            t->m.w_enc[j * d_sae + i] = t->v.w_enc[j * d_sae + i] = 0;
+            t->p.w_enc[e] = dir * (float)(0.2 * enc_live);
+            t->m.w_dec[dj] = t->v.w_dec[dj] = t->g.w_dec[dj] = 0;
+            t->m.w_enc[e] = t->v.w_enc[e] = t->g.w_enc[e] = 0;
         }
         t->p.b_enc[i] = 0;
-        t->m.b_enc[i] = t->v.b_enc[i] = 0;
+        t->m.b_enc[i] = t->v.b_enc[i] = t->g.b_enc[i] = 0;
         t->last_fired[i] = rows_seen;
         done++;
     }
@@ -926,11 +976,24 @@ int sae_trainer_run(sae_trainer *t, sae_train_cb cb, void *ctx, sae_error *err)
                     t->last_fired[i] = rows;
                 dead += rows - t->last_fired[i] >= o->dead_window;
             }
-            if (o->resample && dead && step < resample_until &&
-                rows - last_resample >= o->dead_window) {
-                size_t n = resample_dead(t, rows);
-                resampled += n;
-                dead -= n;
+            for (size_t i = 0; i < s->d_sae; i++)
+                t->usage[i] += t->a.colsum[i];
+            if (o->resample && step < resample_until && rows - last_resample >= o->dead_window) {
+                memset(t->mark, 0, s->d_sae);
+                size_t n_mark = 0;
+                for (size_t i = 0; i < s->d_sae; i++)
+                    if (rows - t->last_fired[i] >= o->dead_window)
+                        t->mark[i] = 1, n_mark++;
+                if (o->dup_cos < 1)
+                    n_mark += mark_redundant(t, t->mark);
+                if (n_mark) {
+                    size_t n = resample_marked(t, t->mark, rows);
+                    resampled += n;
+                    dead = 0;
+                    for (size_t i = 0; i < s->d_sae; i++)
+                        dead += rows - t->last_fired[i] >= o->dead_window;
+                }
+                memset(t->usage, 0, s->d_sae * sizeof *t->usage);
                 last_resample = rows;
             }
         }
@@ -1017,7 +1080,8 @@ static json_t *training_json(const sae_trainer *t, const char *const *sources, s
     if (o->arch != SAE_ARCH_AUTOENCODER) {
         json_object_set_new(j, "init_decoder_norm", json_real(o->init_norm));
         json_object_set_new(j, "dead_window_rows", json_integer((json_int_t)o->dead_window));
-        json_object_set_new(j, "resample_dead", json_boolean(o->resample));
+        json_object_set_new(j, "resample", json_boolean(o->resample));
+        json_object_set_new(j, "resample_duplicate_cosine", json_real(o->dup_cos));
     }
     json_object_set_new(j, "optimizer", json_string("adam(0.9, 0.999, 1e-8)"));
     json_object_set_new(j, "seed", json_integer((json_int_t)o->seed));

@@ -21,8 +21,10 @@
  *     decay_frac of the steps; λ warmed up linearly over the first
  *     l1_warmup_frac of the steps;
  *   - a latent is dead when it has not fired on any of the last dead_window
- *     training rows; dead latents are counted (and resampled when
- *     opts.resample is set, see sae_train_opts);
+ *     training rows; dead latents are counted. Every dead_window rows during
+ *     the first 60% of the steps, dead latents and duplicates (a decoder row
+ *     with cosine >= dup_cos to the row of a more used latent) are resampled
+ *     towards the residuals of high-error rows (opts.resample);
  *   - rows are read through sae_acts in blocks and served shuffled: the corpus
  *     is held in memory when it fits opts.shuffle_mib, otherwise blocks are
  *     drawn in a seeded random order into a buffer of that size and shuffled
@@ -103,8 +105,11 @@ typedef struct sae_train_opts {
     double l1_warmup_frac;  /* fraction of the steps over which λ ramps up from 0 */
     double init_norm;       /* norm of the initial decoder rows */
     size_t dead_window;     /* rows without firing after which a latent is dead */
-    int resample;           /* 1: re-initialise dead latents (standard and topk),
-                               0: only count them; default 1 */
+    int resample;           /* 1: re-initialise dead and duplicate latents (SAEs),
+                               0: only count dead ones; default 1 */
+    double dup_cos;         /* a latent whose decoder row has at least this cosine
+                               with the row of a more used latent is a duplicate;
+                               default 0.9, 1 disables */
     uint64_t seed;          /* default 0 is a seed like any other */
     size_t log_every;       /* steps between logged records */
     size_t shuffle_mib;     /* shuffle buffer budget in MiB; default 1024 */
