@@ -149,6 +149,15 @@ class Saed:
     def n_fds(self):
         return n_fds(self.pid)
 
+    def rss_median_kb(self, seconds=1.0, n=9):
+        """The median of n RSS samples over `seconds`: one sample under load
+        can catch a burst of request buffers."""
+        xs = []
+        for i in range(n):
+            xs.append(self.rss_kb())
+            time.sleep(seconds / n)
+        return sorted(xs)[n // 2]
+
     def stop(self, timeout=20.0):
         """SIGTERM and wait; returns the exit status (None if it had to be
         killed)."""
