@@ -33,7 +33,17 @@ struct saed_job;
 
 /* What a request sees from its start to its end: the model (and, with the
  * index issue, the feature index opened from the same load) swapped in as one.
- * Immutable once published; freed when the last reference goes. */
+ * Immutable once published; freed when the last reference goes.
+ *
+ * How the index plugs in: sae_reload opens the index next to the model
+ * (refusing one built from other weights) and stores it here, so a reload
+ * swaps both at once. The feature rows of the routing table (router.c) get
+ * their own handlers (features_get.c, ...) in place of features_unavailable.
+ * Handlers run on the libmicrohttpd polling threads; each keeps a
+ * thread-local store connection tagged with the snapshot generation it was
+ * opened for and reopens it when a request carries a newer snapshot. encode
+ * with include "features" then labels its returned indices in encode_reply,
+ * on the polling thread, not in the workers. */
 struct saed_snap {
     atomic_uint refs;
     sae_model *model;           /* owned */
