@@ -477,16 +477,15 @@ void sae_train_opts_init(sae_train_opts *o)
     o->resample = -1;
 }
 
-/* Default number of steps: about 40 passes over a small corpus, at least 2000
- * and at most 30,000 steps, fewer when the corpus is large. */
+/* Default number of steps: 20 passes over the corpus, at least 2000 steps
+ * (small corpora) and at most 50,000 (large ones). */
 static size_t default_steps(size_t n_rows, size_t batch)
 {
-    double epochs_rows = 40.0 * (double)n_rows;
-    double steps = epochs_rows / (double)batch;
+    double steps = 20.0 * (double)n_rows / (double)batch;
     if (steps < 2000)
         steps = 2000;
-    if (steps > 30000)
-        steps = 30000;
+    if (steps > 50000)
+        steps = 50000;
     return (size_t)steps;
 }
 
