@@ -441,6 +441,8 @@ static void capture(sae_indexer *ix, size_t f, uint64_t r, size_t doc, size_t sl
     if (hi > (int64_t)ix->tok->row_start[doc + 1] - 1)
         hi = (int64_t)ix->tok->row_start[doc + 1] - 1;
     uint32_t a = ix->col_start[f], b = ix->col_start[f + 1];
+    if (lo < (int64_t)ix->csc_base) /* never: a window's rows are kept (B >= 2C+1) */
+        lo = (int64_t)ix->csc_base;
     uint32_t want = (uint32_t)(lo - (int64_t)ix->csc_base);
     while (a < b) { /* first entry with row >= lo */
         uint32_t mid = a + (b - a) / 2;
@@ -1830,6 +1832,16 @@ int sae_merge_shards(const char *const *paths, size_t n, sae_store_writer *w, sa
                                "%s: not a shard (built without --shard); merge takes the shard "
                                "files of one corpus",
                                paths[i]);
+            goto out;
+        }
+        sae_index_settings chk = {.top = in->top, .quantiles = in->quantiles,
+                                  .per_quantile = in->per_quantile, .context = in->context,
+                                  .neighbours = in->neighbours, .shard = si, .n_shards = sn,
+                                  .block_rows = in->block_rows};
+        sae_error why;
+        if (sae_index_settings_check(&chk, &why)) {
+            rc = sae_error_set(err, SAE_EFORMAT, "%s: build settings out of range (%s)", paths[i],
+                               why.msg);
             goto out;
         }
         if (i == 0)
