@@ -3,7 +3,7 @@
 real saed on loopback (run through tests/hardening/run.sh).
 
   hardening.py [--ci | --full] --saed PATH --sae PATH --mkfixture PATH
-               [--only weights,requests,load,overload,reload,index,static]
+               [--only weights,requests,auth,load,overload,reload,index,static]
                [--workdir DIR] [--keep]
 
 Tests (each prints PASS/FAIL lines and FIGURE lines with what it measured):
@@ -17,6 +17,9 @@ Tests (each prints PASS/FAIL lines and FIGURE lines with what it measured):
             the cap, oversized headers and URL, slow clients dripping bytes
             (cut by the total deadline), and more; after each, a normal
             request answered exactly as `sae encode` answers it.
+  auth      with an API key: every guarded route 401 without it (before any
+            body byte), /v1/health and /openapi.json open, the key kept off
+            the command line and the log.
   load      wrk, 256 connections, encode + feature + search, 20 s (--ci) or
             60 s (--full): no socket errors, only 200s, RSS at the end within
             5 % of RSS after 10 s.
@@ -486,6 +489,49 @@ def test_requests(c):
     check("daemon exits 0 on SIGTERM after the hostile requests", st == 0, "exit %s" % st)
 
 
+# ---------------------------------------------------------------- auth
+
+def test_auth(c):
+    key = "hardening-%d" % random.Random(1).randrange(1 << 40)
+    env = dict(os.environ, SAED_API_KEY=key)
+    d = hlib.Saed(c.saed, c.model, c.work, ["--quiet"] + c.index_args, name="auth", env=env)
+    if not check("daemon with an API key (from $SAED_API_KEY) starts", d.start()):
+        return
+    port = d.port
+    good = {"Authorization": "Bearer " + key}
+    guarded = [("POST", "/v1/encode"), ("POST", "/v1/decode"), ("GET", "/v1/model"),
+               ("GET", "/metrics"), ("GET", "/v1/features"), ("GET", "/v1/features/0"),
+               ("GET", "/api/feature/m/l/0")]
+    for method, path in guarded:
+        for name, h in (("no key", {}), ("wrong key", {"Authorization": "Bearer " + key[:-1]}),
+                        ("key as Basic", {"Authorization": "Basic " + key}),
+                        ("key plus a byte", {"Authorization": "Bearer " + key + "x"})):
+            hh = dict(h)
+            hh["Content-Type"] = "application/json"
+            r = hlib.request(port, method, path, c.encode_body if method == "POST" else b"", hh)
+            check("auth: %s %s with %s -> 401" % (method, path, name),
+                  r is not None and r.status == 401 and r.error_code() == "unauthorized" and
+                  "www-authenticate" in r.headers, "got %s" % (r.status if r else "none"))
+    r = hlib.raw(port, ("POST /v1/encode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                        "\r\nContent-Length: %d\r\n\r\n" % (10 << 30)).encode(), timeout=10)
+    check("auth: 10 GiB body without the key -> 401 before the body",
+          r is not None and r.status == 401, "got %s" % (r.status if r else "none"))
+    for path in ("/v1/health", "/openapi.json"):
+        r = hlib.request(port, "GET", path)
+        check("auth: %s stays open" % path, r is not None and r.status == 200,
+              "got %s" % (r.status if r else "none"))
+    r = hlib.post_json(port, "/v1/encode", c.encode_body, good)
+    check("auth: encode with the key -> 200", r is not None and r.status == 200,
+          "got %s" % (r.status if r else "none"))
+    r = hlib.request(port, "GET", "/metrics", headers=good)
+    check("auth: /metrics with the key -> 200", r is not None and r.status == 200,
+          "got %s" % (r.status if r else "none"))
+    cmdline = open("/proc/%d/cmdline" % d.pid, "rb").read()
+    check("auth: the key is not on saed's command line", key.encode() not in cmdline, "")
+    check("auth: the key is not in saed's log", key not in d.log_text(), "")
+    d.stop()
+
+
 # ---------------------------------------------------------------- load
 
 def wrk(c, port, seconds, conns, threads=2, timeout="10s"):
@@ -854,7 +900,8 @@ def test_static(c):
 
 # ---------------------------------------------------------------- main
 
-TESTS = [("weights", test_weights), ("requests", test_requests), ("load", test_load),
+TESTS = [("weights", test_weights), ("requests", test_requests), ("auth", test_auth),
+         ("load", test_load),
          ("overload", test_overload), ("reload", test_reload), ("index", test_index),
          ("static", test_static)]
 
