@@ -5,6 +5,7 @@
 # reaches the budget, then gets SIGINT and prints its final stats.
 #
 #   tests/fuzz/campaign.sh [--cpu-minutes M] [--only NAME[,NAME...]] [--build DIR]
+#   tests/fuzz/campaign.sh --summary [--build DIR]
 #
 # The working corpus of each target lives in BUILD/campaign/<target> and is
 # kept between campaigns (it starts as a copy of the committed seeds), so
@@ -12,6 +13,7 @@
 #   date  target  cpu_s  wall_s  runs  corpus_units  result
 # Targets are built first by run.sh (--no-build skips that). Exit status 1
 # if any target failed; the input is kept under BUILD/findings/<target>/.
+# --summary prints the totals per target from the log (for docs/SECURITY.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -19,17 +21,27 @@ minutes=10
 build=build-fuzz
 only=""
 do_build=1
+summary=0
 while (($#)); do
   case "$1" in
     --cpu-minutes) minutes="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
     --build) build="$2"; shift 2 ;;
     --no-build) do_build=0; shift ;;
+    --summary) summary=1; shift ;;
     -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "campaign: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 targets=(safetensors cfg npy encode_json decode_json binary_body tokens explanations index)
+if ((summary)); then
+  printf "%-13s %9s %6s %12s %7s %s\n" target cpu_min runs execs corpus failed
+  awk -F'\t' '{ cpu[$2] += $3; runs[$2] += $5; n[$2]++; units[$2] = $6
+                 if ($7 != "ok") bad[$2]++ }
+    END { for (t in cpu) printf "%-13s %9.1f %6d %12d %7d %d\n", t, cpu[t] / 60, n[t], runs[t], units[t], bad[t] }' \
+    "$build/campaign/log.tsv" | sort
+  exit 0
+fi
 [[ -n "$only" ]] && IFS=, read -r -a targets <<<"$only"
 if ((do_build)); then
   tests/fuzz/run.sh --build "$build" --build-only --only "$(IFS=,; echo "${targets[*]}")" >/dev/null
