@@ -14,8 +14,11 @@
 # Targets are built first by run.sh (--no-build skips that). Exit status 1
 # if any target failed; the input is kept under BUILD/findings/<target>/.
 # --summary prints the totals per target from the log (for docs/SECURITY.md).
+# SAE_ROOT names the checkout when the script runs from a copy (a long
+# campaign should: bash reads a script as it runs, so editing it mid-run
+# would change what the running campaign does).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "${SAE_ROOT:-$(dirname "$0")/../..}"
 
 minutes=10
 build=build-fuzz
