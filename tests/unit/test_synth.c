@@ -405,6 +405,7 @@ START_TEST(test_write_files)
     sae_st_free(truth);
     sae_synth_corpus_free(&c);
     free(text);
+    sae_fixture_rmtree(dir);
     free(dir);
 }
 END_TEST
@@ -445,6 +446,7 @@ START_TEST(test_deterministic)
             free(b[i]);
     }
     free(text);
+    sae_fixture_rmtree(dir);
     free(dir);
 }
 END_TEST
@@ -474,6 +476,7 @@ START_TEST(test_bad_input)
     ck_assert_int_ne(sae_synth_load_truth(dir, &d, &n, &dim, NULL, &err), 0);
     ck_assert_msg(strstr(err.msg, "truth.safetensors"), "%s", err.msg);
     free(blank);
+    sae_fixture_rmtree(dir);
     free(dir);
 }
 END_TEST
@@ -584,6 +587,7 @@ static void recovery(size_t mult, uint64_t seed)
     free(dirs);
     sae_trainer_free(t);
     sae_train_data_free(data);
+    sae_fixture_rmtree(dir);
     free(dir);
 }
 

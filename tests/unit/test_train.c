@@ -470,6 +470,7 @@ START_TEST(test_bad_files)
     const char *m[1] = {missing};
     ck_assert_int_ne(sae_train_data_open(m, 1, &data, &err), 0);
     ck_assert_msg(strstr(err.msg, "missing.safetensors"), "%s", err.msg);
+    sae_fixture_rmtree(dir);
     free(dir);
 }
 END_TEST
@@ -523,6 +524,7 @@ START_TEST(test_save_load)
         sae_trainer_free(t);
         sae_train_data_free(data);
     }
+    sae_fixture_rmtree(dir);
     free(dir);
     free(x);
 }
@@ -585,6 +587,7 @@ START_TEST(test_autoencoder_save_encode)
     sae_model_free(m);
     sae_trainer_free(t);
     sae_train_data_free(data);
+    sae_fixture_rmtree(dir);
     free(dir);
     free(x);
 }
