@@ -8,9 +8,9 @@ real saed on loopback (run through tests/hardening/run.sh).
 
 Tests (each prints PASS/FAIL lines and FIGURE lines with what it measured):
   weights   every malformed safetensors case (mkfixture --cases, plus files
-            whose header claims 100 MB to 256 GiB) refused at start-up and on
-            SIGHUP, the old model serving on; resident memory not growing by
-            the claimed size.
+            whose header claims 100 MB to 256 GiB) and malformed cfg.json
+            refused at start-up and on SIGHUP, the old model serving on;
+            resident memory not growing by the claimed size.
   requests  truncated JSON, trailing garbage, 100,000 nested brackets,
             strings for numbers, 1e999, empty batch, bad binary length, a
             10 GiB Content-Length (413 before the body), a chunked body over
@@ -181,6 +181,37 @@ def hostile_weights():
     return out
 
 
+def bad_cfgs(cfg_text):
+    """Malformed cfg.json files for the good weights: None means no file."""
+    cfg = json.loads(cfg_text)
+
+    def with_(**kw):
+        d = dict(cfg)
+        d.update(kw)
+        return json.dumps(d)
+    return {
+        "cfg_missing": None,
+        "cfg_not_json": "{",
+        "cfg_array": "[]",
+        "cfg_duplicate_key": cfg_text.replace('"d_in": 64,', '"d_in": 64, "d_in": 64,', 1),
+        "cfg_d_in_mismatch": with_(d_in=D_IN + 1),
+        "cfg_d_sae_mismatch": with_(d_sae=D_SAE - 1),
+        "cfg_unknown_architecture": with_(architecture="quantum"),
+        "cfg_d_in_string": with_(d_in=str(D_IN)),
+        "cfg_d_sae_negative": with_(d_sae=-D_SAE),
+        "cfg_d_in_1e999": with_(d_in=0).replace('"d_in": 0', '"d_in": 1e999'),
+        "cfg_d_in_2^64": with_(d_in=0).replace('"d_in": 0', '"d_in": 18446744073709551616'),
+        "cfg_topk_k_0": with_(architecture="topk", k=0),
+        "cfg_topk_k_over_d_sae": with_(architecture="topk", k=D_SAE + 1),
+        "cfg_unknown_normalisation": with_(normalize_activations="sometimes"),
+        "cfg_scaling_factor_0": with_(normalize_activations="expected_average_only_in",
+                                      norm_scaling_factor=0),
+        "cfg_scaling_factor_1e39": with_(normalize_activations="expected_average_only_in",
+                                         norm_scaling_factor=1e39),
+        "cfg_17MiB": " " * (17 << 20) + cfg_text,
+    }
+
+
 def test_weights(c):
     cases_dir = os.path.join(c.work, "st_cases")
     r = hlib.run([c.mkfixture, "--cases", cases_dir])
@@ -235,7 +266,24 @@ def test_weights(c):
         check("start-up refuses %s" % name, ok and mem_ok,
               "exit %s, peak RSS %d KiB (good model %d KiB), claims %d bytes: %s" % (
                   p.returncode, maxrss, base_rss, claimed, msg[0][:160] if msg else "no error"))
-    figure("weights refused at start-up", "%d of %d" % (refused, len(cases)))
+    # cfg.json cases beside the good weights.
+    cfgs = bad_cfgs(cfg)
+    for name, text in cfgs.items():
+        folder = os.path.join(c.work, "bad-" + name)
+        os.makedirs(folder, exist_ok=True)
+        shutil.copy(os.path.join(c.model, "sae_weights.safetensors"), folder)
+        if text is not None:
+            with open(os.path.join(folder, "cfg.json"), "w") as f:
+                f.write(text)
+        p = subprocess.run([c.saed, "--model", folder, "--listen", "127.0.0.1:0", "--quiet"],
+                           capture_output=True, text=True, timeout=60)
+        msg = [x for x in p.stderr.splitlines() if x.startswith("saed: error")]
+        ok = p.returncode == 1 and msg and "listening" not in p.stderr
+        refused += bool(ok)
+        check("start-up refuses %s" % name, ok, "exit %s: %s" % (
+            p.returncode, msg[0][:160] if msg else p.stderr[-300:]))
+    figure("weights and cfg cases refused at start-up", "%d of %d" % (
+        refused, len(cases) + len(cfgs)))
     figure("weights: highest peak RSS of a refused start (KiB)",
            "%d (%s); a good model's RSS: %d" % (worst[0], worst[1], base_rss))
 
@@ -273,8 +321,28 @@ def test_weights(c):
         check("SIGHUP refuses %s, old model serves" % name, refused and same and mem_ok,
               "refused %s, digest kept %s, RSS %+d KiB, claims %d bytes" % (
                   refused, same, growth, claimed))
-    normal_ok(c, d, "%d refused reloads" % len(cases))
     os.rename(good_copy, wpath)
+    cpath = os.path.join(live, "cfg.json")
+    for name, text in cfgs.items():
+        if text is None:
+            os.rename(cpath, cpath + ".away")
+        else:
+            with open(cpath + ".tmp", "w") as f:
+                f.write(text)
+            os.rename(cpath + ".tmp", cpath)
+        d.signal(signal.SIGHUP)
+        n_failed_reloads += 1
+        refused = d.wait_log("reload failed", n_failed_reloads, timeout=30)
+        r = hlib.request(d.port, "GET", "/v1/model")
+        same = r is not None and r.status == 200 and r.json()["weights_digest"] == digest
+        check("SIGHUP refuses %s, old model serves" % name, refused and same,
+              "refused %s, digest kept %s" % (refused, same))
+        if text is None:
+            os.rename(cpath + ".away", cpath)
+    with open(cpath + ".tmp", "w") as f:
+        f.write(cfg)
+    os.rename(cpath + ".tmp", cpath)
+    normal_ok(c, d, "%d refused reloads" % (len(cases) + len(cfgs)))
     d.signal(signal.SIGHUP)
     check("SIGHUP with the good weights back reloads",
           d.wait_log("saed: reloaded", 1, timeout=30), "")
