@@ -34,6 +34,7 @@ struct sae_workspace {
     sae_row_norm *norms; /* (block_rows) each row's normalisation */
     sae_pair *pairs;     /* (d_sae) the current row's active features */
     float *xhat;         /* (d_in) reconstruction when the caller gave no recon */
+    float *cmax;         /* (3 * ceil(d_sae / 16)) topk: chunk maxima and selection scratch */
 };
 
 /* ---- sparse rows ---- */
@@ -214,7 +215,8 @@ sae_workspace *sae_workspace_new(const sae_model *m, size_t block_rows)
     ws->norms = malloc(block_rows * sizeof *ws->norms);
     ws->pairs = malloc(m->d_sae * sizeof *ws->pairs);
     ws->xhat = malloc(m->d_in * sizeof *ws->xhat);
-    if (!ws->xn || !ws->dense || !ws->norms || !ws->pairs || !ws->xhat) {
+    ws->cmax = malloc(3 * ((m->d_sae + 15) / 16) * sizeof *ws->cmax);
+    if (!ws->xn || !ws->dense || !ws->norms || !ws->pairs || !ws->xhat || !ws->cmax) {
         sae_workspace_free(ws);
         return NULL;
     }
@@ -230,6 +232,7 @@ void sae_workspace_free(sae_workspace *ws)
     free(ws->norms);
     free(ws->pairs);
     free(ws->xhat);
+    free(ws->cmax);
     free(ws);
 }
 
@@ -389,66 +392,131 @@ static size_t pass_gated(const float *d, const float *bg, const float *er, const
     return cnt;
 }
 
+/* ---- topk selection ---- */
+
+/* The k-th largest of a (n floats, 1 <= k <= n); a and tmp (n each) are
+ * scratch. Quickselect whose partition is branch-free (each value goes to
+ * the front or the back of the other buffer by a conditional move), because
+ * on random data a branching partition mispredicts half the time and costs
+ * more than the rest of the row. Values equal to the pivot are split off in a
+ * second branch-free pass, so long runs of ties still shrink the range. */
+static float kth_largest(float *a, float *tmp, size_t n, size_t k)
+{
+    while (n > 1) {
+        float x = a[0], y = a[n / 2], z = a[n - 1];
+        float p = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        size_t g = 0, l = n;
+        for (size_t i = 0; i < n; i++) {
+            float v = a[i];
+            size_t gt = v > p;
+            size_t dst = gt ? g : l - 1;
+            tmp[dst] = v;
+            g += gt;
+            l -= 1 - gt;
+        }
+        if (k <= g) { /* within the values above the pivot */
+            float *t = a;
+            a = tmp;
+            tmp = t;
+            n = g;
+            continue;
+        }
+        size_t e = 0, m = 0; /* the rest: equal to the pivot, or below it */
+        for (size_t i = g; i < n; i++) {
+            float v = tmp[i];
+            size_t eq = v == p;
+            a[m] = v;
+            m += 1 - eq;
+            e += eq;
+        }
+        if (k <= g + e)
+            return p;
+        k -= g + e;
+        n = m;
+    }
+    return a[0];
+}
+
+/* Elementwise maximum of two vectors, by mask (no ?: on vectors in C). */
+static inline v4f max4(v4f a, v4f b)
+{
+    v4i m = a > b;
+    return (v4f)(((v4i)a & m) | ((v4i)b & ~m));
+}
+
 /* TopK: v = pre (times ||W_dec,i|| when rescaling); the k largest v survive,
- * ties to the lower index, then ReLU. A k-heap whose root is the weakest kept
- * pair; scanning indices in increasing order, an equal value never displaces
- * the root (it has a higher index), which is the tie rule. O(d_sae) compares
- * plus O(log k) per displacement. */
+ * ties to the lower index, then ReLU.
+ *
+ * One vectorised pass takes the maximum of every 16-feature chunk. The k-th
+ * largest chunk maximum t is a lower bound of the k-th largest v (k chunks
+ * each hold a value >= t), so the top k are all among the values >= t, and
+ * those can only sit in chunks whose maximum is >= t (about k chunks). The
+ * candidates (typically a little over k) are then narrowed to the k first in
+ * (value desc, index asc) order by a k-heap. Cost: one read of the row, a
+ * selection over d_sae/16 maxima, and work on the candidates only, with no
+ * full sort. With no more chunks than k, every value is a candidate. out
+ * holds d_sae pairs; cmax is scratch of 3·ceil(n/16) floats. The vector and
+ * scalar forms of v do the same two IEEE operations, so they agree exactly. */
 static size_t pass_topk(const float *d, const float *b, const float *scale, size_t n, size_t k,
-                        sae_pair *heap)
+                        sae_pair *out, float *cmax)
 {
     if (k == 0 || k > n) /* the loader guarantees 1 <= k <= d_sae */
         return 0;
-    for (size_t j = 0; j < k; j++) {
-        float v = d[j] + b[j];
-        heap[j] = (sae_pair){scale ? v * scale[j] : v, (uint32_t)j};
-    }
-    for (size_t i = k / 2; i-- > 0;)
-        heap_sift_down(heap, k, i);
-    float floor_v = heap[0].v;
-    size_t j = k;
-    for (; j + 16 <= n; j += 16) {
-        /* skip a chunk with nothing above the weakest kept value */
-        v4f fl = {floor_v, floor_v, floor_v, floor_v};
-        v4i m = {0, 0, 0, 0};
-        for (size_t t = j; t < j + 16; t += 4) {
-            v4f v = load4(d + t) + load4(b + t);
+    size_t nc = (n + 15) / 16, nfull = n / 16;
+    float t = -INFINITY;
+    if (nc > k) {
+        for (size_t c = 0; c < nfull; c++) {
+            const float *dc = d + 16 * c, *bc = b + 16 * c;
+            v4f mx = load4(dc) + load4(bc);
             if (scale)
-                v *= load4(scale + t);
-            m |= v > fl;
-        }
-        if (!any4(m))
-            continue;
-        for (size_t t = j; t < j + 16; t++) {
-            float v = d[t] + b[t];
-            if (scale)
-                v *= scale[t];
-            if (v > floor_v) {
-                heap[0] = (sae_pair){v, (uint32_t)t};
-                heap_sift_down(heap, k, 0);
-                floor_v = heap[0].v;
+                mx *= load4(scale + 16 * c);
+            for (size_t o = 4; o < 16; o += 4) {
+                v4f v = load4(dc + o) + load4(bc + o);
+                if (scale)
+                    v *= load4(scale + 16 * c + o);
+                mx = max4(mx, v);
             }
+            float m01 = mx[0] > mx[1] ? mx[0] : mx[1], m23 = mx[2] > mx[3] ? mx[2] : mx[3];
+            cmax[c] = m01 > m23 ? m01 : m23;
+        }
+        if (nfull < nc) {
+            float m = -INFINITY;
+            for (size_t j = 16 * nfull; j < n; j++) {
+                float v = d[j] + b[j];
+                if (scale)
+                    v *= scale[j];
+                m = v > m ? v : m;
+            }
+            cmax[nfull] = m;
+        }
+        memcpy(cmax + nc, cmax, nc * sizeof *cmax);
+        t = kth_largest(cmax + nc, cmax + 2 * nc, nc, k);
+    }
+    /* Candidates: every v >= t (at least k of them), in index order. */
+    size_t c_n = 0;
+    for (size_t c = 0; c < nc; c++) {
+        if (nc > k && cmax[c] < t)
+            continue;
+        size_t end = 16 * c + 16 < n ? 16 * c + 16 : n;
+        for (size_t j = 16 * c; j < end; j++) {
+            float v = d[j] + b[j];
+            if (scale)
+                v *= scale[j];
+            if (v >= t)
+                out[c_n++] = (sae_pair){v, (uint32_t)j};
         }
     }
-    for (; j < n; j++) {
-        float v = d[j] + b[j];
-        if (scale)
-            v *= scale[j];
-        if (v > floor_v) {
-            heap[0] = (sae_pair){v, (uint32_t)j};
-            heap_sift_down(heap, k, 0);
-            floor_v = heap[0].v;
-        }
-    }
+    select_first_k(out, c_n, k);
     size_t cnt = 0;
-    for (size_t j = 0; j < k; j++)
-        if (heap[j].v > 0.0f)
-            heap[cnt++] = heap[j];
+    for (size_t j = 0; j < k && j < c_n; j++)
+        if (out[j].v > 0.0f)
+            out[cnt++] = out[j];
     return cnt;
 }
 
-/* Collects the active features of one row's pre-activations d (d_sae) into p. */
-static size_t row_pass(const sae_model *m, const float *d, sae_pair *p)
+/* Collects the active features of one row's pre-activations d (d_sae) into p;
+ * cmax is the topk scratch. */
+static size_t row_pass(const sae_model *m, const float *d, sae_pair *p, float *cmax)
 {
     switch (m->arch) {
     case SAE_ARCH_STANDARD:
@@ -457,7 +525,7 @@ static size_t row_pass(const sae_model *m, const float *d, sae_pair *p)
         return pass_jumprelu(d, m->b_enc, m->threshold, m->d_sae, p);
     case SAE_ARCH_TOPK:
         return pass_topk(d, m->b_enc, m->rescale_acts_by_decoder_norm ? m->dec_norm : NULL,
-                         m->d_sae, m->k, p);
+                         m->d_sae, m->k, p, cmax);
     case SAE_ARCH_GATED:
         return pass_gated(d, m->b_gate, m->exp_r_mag, m->b_mag, m->d_sae, p);
     case SAE_ARCH_AUTOENCODER:
@@ -587,7 +655,7 @@ static int row_finish(const sae_model *m, sae_workspace *ws, size_t r, const flo
                       float *recon, sae_error *err)
 {
     sae_pair *p = ws->pairs;
-    size_t n = row_pass(m, ws->dense + r * m->d_sae, p);
+    size_t n = row_pass(m, ws->dense + r * m->d_sae, p, ws->cmax);
     if (metrics || recon) {
         float *xh = recon ? recon : ws->xhat;
         decode_pairs(m, p, n, xh);

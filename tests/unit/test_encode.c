@@ -331,11 +331,14 @@ static const sae_norm norms[] = {SAE_NORM_NONE, SAE_NORM_CONSTANT_NORM_RESCALE, 
 static void run_arch(sae_arch arch, bool rescale)
 {
     check_stats st = {0};
-    const size_t d_in = 24, d_sae = 72, k = 9;
+    const size_t d_in = 24, d_sae = 72;
     for (size_t ni = 0; ni < 4; ni++) {
         for (int bd = 0; bd < 2; bd++) {
             tmodel t;
             uint64_t seed = 1000 + 10 * ni + (uint64_t)bd + 100 * (uint64_t)arch;
+            /* topk: k 3 is below the 5 chunks of 16 (the chunk-skipping
+             * path), k 9 above (every element goes to the heap) */
+            size_t k = bd ? 9 : 3;
             tmodel_make(&t, arch, norms[ni], bd, rescale, d_in, d_sae, k, seed);
             float *x = make_inputs(33, d_in, seed + 7);
             for (int layout = 0; layout < 2; layout++) {
@@ -560,6 +563,83 @@ START_TEST(test_ties)
 }
 END_TEST
 
+/* topk with exact ties everywhere: integer weights and inputs make every
+ * pre-activation an exact small integer, so kernel and oracle must agree
+ * exactly, ties at the k-th place included (lower index wins), on both
+ * selection paths (k below and above the number of 16-feature chunks). Also
+ * a hand case where equal maxima sit in chunks 0, 1 and 3. */
+START_TEST(test_topk_exact_ties)
+{
+    const size_t d_in = 8, d_sae = 200;
+    float *w_enc = malloc(d_in * d_sae * sizeof *w_enc), *w_dec = malloc(d_sae * d_in * 4);
+    float b_enc[200] = {0}, b_dec[8] = {0}, x[8];
+    ck_assert(w_enc && w_dec);
+    sae_rng r;
+    sae_rng_seed(&r, 99);
+    for (size_t i = 0; i < d_in * d_sae; i++) {
+        w_enc[i] = (float)sae_rng_below(&r, 3) - 1.0f;
+        w_dec[i] = 0.5f;
+    }
+    static const size_t ks[] = {4, 13, 20}; /* 13 chunks: 4 below, 20 above */
+    for (size_t ki = 0; ki < 3; ki++) {
+        sae_model_spec s = {.d_in = d_in, .d_sae = d_sae, .arch = SAE_ARCH_TOPK, .k = ks[ki],
+                            .apply_b_dec_to_input = true, .w_enc = w_enc, .b_enc = b_enc,
+                            .w_dec = w_dec, .b_dec = b_dec};
+        sae_model *m;
+        sae_error err;
+        ck_assert_msg(sae_model_from_spec(&s, &m, &err) == 0, "%s", err.msg);
+        sae_workspace *ws = sae_workspace_new(m, 0);
+        ck_assert_ptr_nonnull(ws);
+        for (int row = 0; row < 50; row++) {
+            for (size_t i = 0; i < d_in; i++)
+                x[i] = (float)sae_rng_below(&r, 5) - 2.0f;
+            double f[200], rv[200];
+            uint32_t ri[200];
+            sae_ref_encode_row(m, x, f, NULL);
+            size_t rn = sae_ref_sparse(f, d_sae, ri, rv);
+            sae_sparse sp;
+            sae_sparse_init(&sp);
+            ck_assert_int_eq(sae_encode(m, ws, x, 1, NULL, &sp, NULL, NULL, &err), 0);
+            CHECK(sp.nnz == rn, "k=%zu row %d: %zu features, oracle %zu", ks[ki], row, sp.nnz,
+                  rn);
+            for (size_t t = 0; t < rn; t++)
+                CHECK(sp.idx[t] == ri[t] && sp.val[t] == (float)rv[t],
+                      "k=%zu row %d [%zu]: (%u, %g), oracle (%u, %g)", ks[ki], row, t, sp.idx[t],
+                      sp.val[t], ri[t], rv[t]);
+            sae_sparse_free(&sp);
+        }
+        sae_workspace_free(ws);
+        sae_model_free(m);
+    }
+
+    /* d_in 1, x = 1: pre = W_enc row. Value 5 at features 5, 20 and 50
+     * (chunks 0, 1, 3), 1 elsewhere; k = 2 keeps 5 and 20. */
+    float w1[64], b1[64] = {0}, wd1[64], bd1[1] = {0}, one[1] = {1};
+    for (size_t j = 0; j < 64; j++) {
+        w1[j] = (j == 5 || j == 20 || j == 50) ? 5.0f : 1.0f;
+        wd1[j] = 1.0f;
+    }
+    sae_model_spec s1 = {.d_in = 1, .d_sae = 64, .arch = SAE_ARCH_TOPK, .k = 2,
+                         .apply_b_dec_to_input = true, .w_enc = w1, .b_enc = b1, .w_dec = wd1,
+                         .b_dec = bd1};
+    sae_model *m1;
+    sae_error err;
+    ck_assert_msg(sae_model_from_spec(&s1, &m1, &err) == 0, "%s", err.msg);
+    sae_workspace *ws1 = sae_workspace_new(m1, 0);
+    sae_sparse sp1;
+    sae_sparse_init(&sp1);
+    ck_assert_int_eq(sae_encode(m1, ws1, one, 1, NULL, &sp1, NULL, NULL, &err), 0);
+    ck_assert_uint_eq(sp1.nnz, 2);
+    ck_assert_uint_eq(sp1.idx[0], 5);
+    ck_assert_uint_eq(sp1.idx[1], 20);
+    sae_sparse_free(&sp1);
+    sae_workspace_free(ws1);
+    sae_model_free(m1);
+    free(w_enc);
+    free(w_dec);
+}
+END_TEST
+
 /* Hand-computed values for tiny models of each kind, independent of both the
  * kernel and the oracle. d_in 2, three distinct features, W_enc columns
  * (1,0), (0,1), (1,−1), b_dec = 0, x = (2, 1): x'·W_enc = (2, 1, 1). Each
@@ -779,6 +859,7 @@ static Suite *encode_suite(void)
     tcase_add_test(tc, test_row_norm);
     tcase_add_test(tc, test_metrics);
     tcase_add_test(tc, test_ties);
+    tcase_add_test(tc, test_topk_exact_ties);
     tcase_add_test(tc, test_decode_errors);
     tcase_add_test(tc, test_workspace_mismatch);
     tcase_add_test(tc, test_standard);
