@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <xxhash.h>
 
@@ -194,7 +195,8 @@ typedef struct skentry {
     uint32_t doc, pos;
 } skentry;
 
-/* One encoded block kept for window lookups: CSR rows copied from the feed. */
+/* One encoded block kept for window lookups: CSR rows copied from the feed,
+ * and each row's document and position (NO_DOC outside the indexed slice). */
 typedef struct block {
     uint64_t row0;
     size_t n_rows, nnz;
@@ -202,6 +204,7 @@ typedef struct block {
     uint32_t *row_ptr;      /* (n_rows + 1) */
     uint32_t *idx;          /* (nnz) */
     float *val;             /* (nnz) */
+    uint32_t *doc, *pos;    /* (n_rows) */
 } block;
 
 /* The indexer: settings, borrowed corpus layout, per-feature state carved
@@ -216,7 +219,7 @@ struct sae_indexer {
     uint64_t feed_lo, feed_hi;  /* rows fed: whole blocks */
     uint64_t next_feed;         /* row0 the next feed must have */
     uint64_t ready;             /* rows below this are processed */
-    size_t cur_doc;             /* document of row `ready` */
+    size_t doc_cursor;          /* document of the last row fed */
     uint64_t seed_mix;
     bool finished;
 
@@ -225,6 +228,8 @@ struct sae_indexer {
     uint32_t n_sk;              /* sketches per feature: prefix + ring (0: none) */
     uint32_t slots;             /* window slots per feature: N + 1 + n_sk*M */
 
+    void *state;                /* one anonymous mapping carved into the arrays below */
+    size_t state_len;
     fstate *st;                 /* (d_sae) */
     sae_exact_sum *sum;         /* (d_sae) */
     uint32_t *hist;             /* (d_sae, SAE_HIST_BINS) */
@@ -296,19 +301,16 @@ static void block_free(block *b)
     free(b->row_ptr);
     free(b->idx);
     free(b->val);
+    free(b->doc);
+    free(b->pos);
 }
 
 void sae_indexer_free(sae_indexer *ix)
 {
     if (!ix)
         return;
-    free(ix->st);
-    free(ix->sum);
-    free(ix->hist);
-    free(ix->top);
-    free(ix->sk);
-    free(ix->ske);
-    free(ix->acts);
+    if (ix->state)
+        munmap(ix->state, ix->state_len);
     block_free(&ix->blk[0]);
     block_free(&ix->blk[1]);
     free(ix->col_start);
@@ -317,13 +319,14 @@ void sae_indexer_free(sae_indexer *ix)
     free(ix);
 }
 
-/* calloc of count * size bytes, NULL on overflow. */
-static void *calloc_n(size_t count, size_t size)
+/* Reserves count*size bytes, 64-aligned, at *off in a region being laid out;
+ * returns the offset or SIZE_MAX on overflow. */
+static size_t carve(size_t *off, size_t count, size_t size)
 {
-    size_t b;
-    if (sae_mul_size(count, size, &b))
-        return NULL;
-    return calloc(b ? count : 1, b ? size : 1);
+    size_t b, at = (*off + 63) & ~(size_t)63;
+    if (at < *off || sae_mul_size(count, size, &b) || sae_add_size(at, b, off))
+        return SIZE_MAX;
+    return at;
 }
 
 int sae_indexer_new(size_t d_sae, const sae_index_settings *s, const sae_tokens *tok,
@@ -356,7 +359,7 @@ int sae_indexer_new(size_t d_sae, const sae_index_settings *s, const sae_tokens 
         ix->feed_hi = ix->feed_lo;
     ix->next_feed = ix->feed_lo;
     ix->ready = ix->row_lo;
-    ix->cur_doc = doc_lo;
+    ix->doc_cursor = doc_lo;
     ix->seed_mix = sae_hash64(s->seed ^ 0x5341454953414d50ull);
     ix->n = s->top;
     ix->q = s->quantiles;
@@ -365,19 +368,37 @@ int sae_indexer_new(size_t d_sae, const sae_index_settings *s, const sae_tokens 
     ix->win = 2 * s->context + 1;
     layout(s, &ix->w, &ix->n_sk, &ix->slots);
 
-    size_t x;
-    ix->st = calloc_n(d_sae, sizeof *ix->st);
-    ix->sum = calloc_n(d_sae, sizeof *ix->sum);
-    ix->hist = calloc_n(d_sae, SAE_HIST_BINS * sizeof *ix->hist);
-    ix->top = calloc_n(d_sae, (size_t)ix->n * sizeof *ix->top);
-    ix->sk = calloc_n(d_sae, (size_t)ix->n_sk * sizeof *ix->sk);
-    ix->ske = sae_mul_size((size_t)ix->n_sk * ix->m, sizeof *ix->ske, &x) ? NULL
-              : calloc_n(d_sae, x);
-    ix->acts = sae_mul_size((size_t)ix->slots * ix->win, sizeof *ix->acts, &x) ? NULL
-               : calloc_n(d_sae, x);
-    ix->col_start = calloc_n(d_sae + 1, sizeof *ix->col_start);
-    if (!ix->st || !ix->sum || !ix->hist || !ix->top || !ix->sk || !ix->ske || !ix->acts ||
-        !ix->col_start) {
+    /* Every per-feature array in one zeroed anonymous mapping, on huge pages
+     * where the kernel allows: the per-value updates touch a few arrays at
+     * the feature's offset, and 4 KB pages would make most of them TLB
+     * misses. */
+    size_t len = 0, o_st, o_sum, o_hist, o_top, o_sk, o_ske, o_acts;
+    o_st = carve(&len, d_sae, sizeof *ix->st);
+    o_sum = carve(&len, d_sae, sizeof *ix->sum);
+    o_hist = carve(&len, d_sae, SAE_HIST_BINS * sizeof *ix->hist);
+    o_top = carve(&len, d_sae, (size_t)ix->n * sizeof *ix->top);
+    o_sk = carve(&len, d_sae, (size_t)ix->n_sk * sizeof *ix->sk);
+    o_ske = carve(&len, d_sae, (size_t)ix->n_sk * ix->m * sizeof *ix->ske);
+    o_acts = carve(&len, d_sae, (size_t)ix->slots * ix->win * sizeof *ix->acts);
+    void *map = MAP_FAILED;
+    if (o_st != SIZE_MAX && o_sum != SIZE_MAX && o_hist != SIZE_MAX && o_top != SIZE_MAX &&
+        o_sk != SIZE_MAX && o_ske != SIZE_MAX && o_acts != SIZE_MAX)
+        map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map != MAP_FAILED) {
+        madvise(map, len, MADV_HUGEPAGE);
+        ix->state = map;
+        ix->state_len = len;
+        char *base = map;
+        ix->st = (fstate *)(base + o_st);
+        ix->sum = (sae_exact_sum *)(base + o_sum);
+        ix->hist = (uint32_t *)(base + o_hist);
+        ix->top = (tentry *)(base + o_top);
+        ix->sk = (skhdr *)(base + o_sk);
+        ix->ske = (skentry *)(base + o_ske);
+        ix->acts = (float *)(base + o_acts);
+    }
+    ix->col_start = calloc(d_sae + 1, sizeof *ix->col_start);
+    if (!ix->state || !ix->col_start) {
         sae_indexer_free(ix);
         return sae_error_set(err, SAE_ENOMEM,
                              "out of memory for the index state (%.1f MB for d_sae %zu; lower "
@@ -429,34 +450,25 @@ static size_t sketch_slot(const sae_indexer *ix, size_t k, size_t i)
 }
 
 /* Fills slot with feature f's activations on rows r-C .. r+C of document doc
- * (zero outside the document), from the column view of the kept blocks. */
-static void capture(sae_indexer *ix, size_t f, uint64_t r, size_t doc, size_t slot)
+ * (zero elsewhere). e is the entry of (f, r) in the column view: the window's
+ * other values are its neighbours there. */
+static void capture(sae_indexer *ix, size_t f, uint64_t r, size_t doc, size_t slot, uint32_t e)
 {
     float *w = slot_acts(ix, f, slot);
-    memset(w, 0, ix->win * sizeof *w);
-    int64_t c = ix->c;
+    for (uint32_t i = 0; i < ix->win; i++)
+        w[i] = 0.0f;
+    int64_t c = ix->c, base = (int64_t)ix->csc_base;
     int64_t lo = (int64_t)r - c, hi = (int64_t)r + c;
     if (lo < (int64_t)ix->tok->row_start[doc])
         lo = (int64_t)ix->tok->row_start[doc];
     if (hi > (int64_t)ix->tok->row_start[doc + 1] - 1)
         hi = (int64_t)ix->tok->row_start[doc + 1] - 1;
-    uint32_t a = ix->col_start[f], b = ix->col_start[f + 1];
-    if (lo < (int64_t)ix->csc_base) /* never: a window's rows are kept (B >= 2C+1) */
-        lo = (int64_t)ix->csc_base;
-    uint32_t want = (uint32_t)(lo - (int64_t)ix->csc_base);
-    while (a < b) { /* first entry with row >= lo */
-        uint32_t mid = a + (b - a) / 2;
-        if (ix->col_row[mid] < want)
-            a = mid + 1;
-        else
-            b = mid;
-    }
-    for (uint32_t e = a; e < ix->col_start[f + 1]; e++) {
-        int64_t row = (int64_t)ix->csc_base + ix->col_row[e];
-        if (row > hi)
-            break;
-        w[row - ((int64_t)r - c)] = ix->col_val[e];
-    }
+    int64_t w0 = (int64_t)r - c - base; /* the local row of w[0] */
+    w[c] = ix->col_val[e];
+    for (uint32_t a = e; a > ix->col_start[f] && (int64_t)ix->col_row[a - 1] + base >= lo; a--)
+        w[(int64_t)ix->col_row[a - 1] - w0] = ix->col_val[a - 1];
+    for (uint32_t b = e + 1; b < ix->col_start[f + 1] && (int64_t)ix->col_row[b] + base <= hi; b++)
+        w[(int64_t)ix->col_row[b] - w0] = ix->col_val[b];
 }
 
 /* True when entry a is a better top example than b: higher max, then lower
@@ -513,9 +525,10 @@ static uint64_t sample_hash(const sae_indexer *ix, uint32_t doc, uint32_t pos)
 }
 
 /* Offers (hash, doc, pos) to sketch k of f. When taken, its window comes from
- * row r (capture) or, if src_slot >= 0, is copied from that slot. */
+ * row r, column entry e_col (capture) or, if src_slot >= 0, is copied from
+ * that slot. */
 static void sketch_offer(sae_indexer *ix, size_t f, size_t k, int bin, uint64_t h,
-                         uint32_t doc, uint32_t pos, uint64_t r, long src_slot)
+                         uint32_t doc, uint32_t pos, uint64_t r, uint32_t e_col, long src_slot)
 {
     skhdr *s = ix->sk + f * ix->n_sk + k;
     skentry *e = ix->ske + (f * ix->n_sk + k) * ix->m;
@@ -536,7 +549,7 @@ static void sketch_offer(sae_indexer *ix, size_t f, size_t k, int bin, uint64_t 
         memcpy(slot_acts(ix, f, sketch_slot(ix, k, i)), slot_acts(ix, f, (size_t)src_slot),
                ix->win * sizeof(float));
     else
-        capture(ix, f, r, doc, sketch_slot(ix, k, i));
+        capture(ix, f, r, doc, sketch_slot(ix, k, i), e_col);
     if (s->n == ix->m) {
         uint8_t w = 0;
         for (uint8_t j = 1; j < s->n; j++)
@@ -558,7 +571,7 @@ static void advance_live(sae_indexer *ix, size_t f, float m)
         if (s->n && s->bin == (int16_t)b) {
             skentry *e = ix->ske + (f * ix->n_sk + k) * ix->m;
             for (size_t i = 0; i < s->n; i++)
-                sketch_offer(ix, f, 0, -1, e[i].hash, e[i].doc, e[i].pos, 0,
+                sketch_offer(ix, f, 0, -1, e[i].hash, e[i].doc, e[i].pos, 0, 0,
                              (long)sketch_slot(ix, k, i));
             s->n = 0;
         }
@@ -568,8 +581,9 @@ static void advance_live(sae_indexer *ix, size_t f, float m)
 }
 
 /* Updates every statistic of f for value v at row r (document doc, position
- * pos). */
-static void observe(sae_indexer *ix, size_t f, float v, uint64_t r, uint32_t doc, uint32_t pos)
+ * pos; column entry e). */
+static void observe(sae_indexer *ix, size_t f, float v, uint64_t r, uint32_t doc, uint32_t pos,
+                    uint32_t e)
 {
     fstate *s = &ix->st[f];
     int bin = sae_hist_bin(v);
@@ -589,33 +603,42 @@ static void observe(sae_indexer *ix, size_t f, float v, uint64_t r, uint32_t doc
             s->cur_pos = pos;
             s->cur_captured = 0;
             if (top_qualifies(ix, f, v)) {
-                capture(ix, f, r, doc, scratch_slot(ix));
+                capture(ix, f, r, doc, scratch_slot(ix), e);
                 s->cur_captured = 1;
             }
         } else if (v > s->cur_max) {
             s->cur_max = v;
             s->cur_pos = pos;
             if (top_qualifies(ix, f, v)) {
-                capture(ix, f, r, doc, scratch_slot(ix));
+                capture(ix, f, r, doc, scratch_slot(ix), e);
                 s->cur_captured = 1;
             }
         }
     }
     if (ix->n_sk) {
         size_t k = (uint32_t)bin < s->b_lo ? 0 : 1 + (size_t)bin % ix->w;
-        sketch_offer(ix, f, k, k ? bin : -1, sample_hash(ix, doc, pos), doc, pos, r, -1);
+        sketch_offer(ix, f, k, k ? bin : -1, sample_hash(ix, doc, pos), doc, pos, r, e, -1);
     }
 }
 
-/* Copies a fed CSR block into b, growing its buffers. */
-static int block_copy(block *b, uint64_t row0, const sae_sparse *s, sae_error *err)
+/* Copies a fed CSR block into b, growing its buffers, and notes each row's
+ * document and position (ix->doc_cursor follows the rows in order). Refuses
+ * feature indices >= d_sae and non-finite values, naming the row. */
+static int block_copy(sae_indexer *ix, block *b, uint64_t row0, const sae_sparse *s,
+                      sae_error *err)
 {
-    if (s->n_rows + 1 > b->rows_cap) {
+    if (s->n_rows > b->rows_cap) {
         uint32_t *p = realloc(b->row_ptr, (s->n_rows + 1) * sizeof *p);
-        if (!p)
+        if (p)
+            b->row_ptr = p;
+        uint32_t *d = p ? realloc(b->doc, s->n_rows * sizeof *d) : NULL;
+        if (d)
+            b->doc = d;
+        uint32_t *q = d ? realloc(b->pos, s->n_rows * sizeof *q) : NULL;
+        if (!q)
             return sae_error_set(err, SAE_ENOMEM, "out of memory");
-        b->row_ptr = p;
-        b->rows_cap = s->n_rows + 1;
+        b->pos = q;
+        b->rows_cap = s->n_rows;
     }
     if (s->nnz > b->nnz_cap) {
         uint32_t *i = realloc(b->idx, s->nnz * sizeof *i);
@@ -635,11 +658,33 @@ static int block_copy(block *b, uint64_t row0, const sae_sparse *s, sae_error *e
         memcpy(b->idx, s->idx, s->nnz * sizeof *b->idx);
         memcpy(b->val, s->val, s->nnz * sizeof *b->val);
     }
+    const uint64_t *rs = ix->tok->row_start;
+    for (size_t r = 0; r < s->n_rows; r++) {
+        uint64_t row = row0 + r;
+        for (uint32_t e = b->row_ptr[r]; e < b->row_ptr[r + 1]; e++) {
+            if (b->idx[e] >= ix->d_sae)
+                return sae_error_set(err, SAE_EINVAL, "row %" PRIu64 ": feature %u >= d_sae", row,
+                                     b->idx[e]);
+            if (!isfinite(b->val[e]))
+                return sae_error_set(err, SAE_ERANGE,
+                                     "row %" PRIu64 ": feature %u is not finite (activations too "
+                                     "large for float32?)",
+                                     row, b->idx[e]);
+        }
+        if (row < ix->row_lo || row >= ix->row_hi) {
+            b->doc[r] = b->pos[r] = NO_DOC;
+            continue;
+        }
+        while (rs[ix->doc_cursor + 1] <= row)
+            ix->doc_cursor++;
+        b->doc[r] = (uint32_t)ix->doc_cursor;
+        b->pos[r] = (uint32_t)(row - rs[ix->doc_cursor]);
+    }
     return 0;
 }
 
 /* Rebuilds the column view over the kept blocks (older first, so each
- * feature's rows come out sorted). */
+ * feature's rows come out sorted). Only active values (> 0) go in. */
 static int build_csc(sae_indexer *ix, sae_error *err)
 {
     block *cur = &ix->blk[ix->cur_blk], *prev = ix->have_prev ? &ix->blk[!ix->cur_blk] : NULL;
@@ -675,9 +720,9 @@ static int build_csc(sae_indexer *ix, sae_error *err)
             continue;
         for (size_t r = 0; r < b->n_rows; r++)
             for (uint32_t e = b->row_ptr[r]; e < b->row_ptr[r + 1]; e++) {
-                uint32_t f = b->idx[e];
                 if (!(b->val[e] > 0))
-                    continue; /* only active values appear in windows */
+                    continue;
+                uint32_t f = b->idx[e];
                 uint32_t at = cs[f]++;
                 ix->col_row[at] = (uint32_t)(b->row0 + r - ix->csc_base);
                 ix->col_val[at] = b->val[e];
@@ -689,36 +734,28 @@ static int build_csc(sae_indexer *ix, sae_error *err)
     return 0;
 }
 
-/* Processes rows [ix->ready, end): every window they need is in the kept
- * blocks. */
-static int process_rows(sae_indexer *ix, uint64_t end, sae_error *err)
+/* Processes rows [ix->ready, end) feature by feature: each feature's values
+ * in row order (features are independent, so this is the same as row order)
+ * while the per-feature arrays are walked once, in address order. Every
+ * window the rows need is in the kept blocks. */
+static void process_rows(sae_indexer *ix, uint64_t end)
 {
-    const uint64_t *rs = ix->tok->row_start;
-    for (uint64_t r = ix->ready; r < end; r++) {
-        while (rs[ix->cur_doc + 1] <= r)
-            ix->cur_doc++;
-        block *b = &ix->blk[ix->cur_blk];
-        if (r < b->row0)
-            b = &ix->blk[!ix->cur_blk];
-        size_t lr = (size_t)(r - b->row0);
-        uint32_t doc = (uint32_t)ix->cur_doc, pos = (uint32_t)(r - rs[ix->cur_doc]);
-        for (uint32_t e = b->row_ptr[lr]; e < b->row_ptr[lr + 1]; e++) {
-            float v = b->val[e];
-            uint32_t f = b->idx[e];
-            if (f >= ix->d_sae)
-                return sae_error_set(err, SAE_EINVAL, "row %" PRIu64 ": feature %u >= d_sae", r, f);
-            if (!(v > 0))
-                continue;
-            if (!isfinite(v))
-                return sae_error_set(err, SAE_ERANGE,
-                                     "row %" PRIu64 ": feature %u is not finite (activations too "
-                                     "large for float32?)",
-                                     r, f);
-            observe(ix, f, v, r, doc, pos);
+    uint64_t base = ix->csc_base;
+    uint32_t lo = (uint32_t)(ix->ready - base), hi = (uint32_t)(end - base);
+    const block *cur = &ix->blk[ix->cur_blk], *prev = &ix->blk[!ix->cur_blk];
+    uint32_t split = (uint32_t)(cur->row0 - base); /* local rows below it are prev's */
+    for (size_t f = 0; f < ix->d_sae; f++) {
+        uint32_t a = ix->col_start[f], b = ix->col_start[f + 1];
+        while (a < b && ix->col_row[a] < lo)
+            a++;
+        for (uint32_t e = a; e < b && ix->col_row[e] < hi; e++) {
+            uint32_t lr = ix->col_row[e];
+            const block *bk = lr >= split ? cur : prev;
+            size_t i = lr >= split ? lr - split : lr;
+            observe(ix, f, ix->col_val[e], base + lr, bk->doc[i], bk->pos[i], e);
         }
     }
     ix->ready = end;
-    return 0;
 }
 
 int sae_indexer_feed(sae_indexer *ix, uint64_t row0, const sae_sparse *rows, sae_error *err)
@@ -732,7 +769,7 @@ int sae_indexer_feed(sae_indexer *ix, uint64_t row0, const sae_sparse *rows, sae
                              want, ix->next_feed);
     bool first = ix->next_feed == ix->feed_lo;
     int nb = first ? 0 : !ix->cur_blk;
-    int rc = block_copy(&ix->blk[nb], row0, rows, err);
+    int rc = block_copy(ix, &ix->blk[nb], row0, rows, err);
     if (rc)
         return rc;
     ix->cur_blk = nb;
@@ -744,7 +781,7 @@ int sae_indexer_feed(sae_indexer *ix, uint64_t row0, const sae_sparse *rows, sae
     if (end > ix->row_hi)
         end = ix->row_hi;
     if (end > ix->ready)
-        return process_rows(ix, end, err);
+        process_rows(ix, end);
     return 0;
 }
 
@@ -755,11 +792,8 @@ int sae_indexer_finish(sae_indexer *ix, sae_error *err)
     if (ix->next_feed != ix->feed_hi)
         return sae_error_set(err, SAE_EINVAL, "indexer: rows %" PRIu64 "..%" PRIu64 " not fed",
                              ix->next_feed, ix->feed_hi);
-    if (ix->row_hi > ix->ready) {
-        int rc = process_rows(ix, ix->row_hi, err);
-        if (rc)
-            return rc;
-    }
+    if (ix->row_hi > ix->ready)
+        process_rows(ix, ix->row_hi);
     for (size_t f = 0; f < ix->d_sae && ix->n; f++)
         top_flush(ix, f);
     ix->finished = true;
