@@ -464,7 +464,8 @@ enum {
     R_LIST_FIRST, /* 6 listing statements: sort x order, without a query */
     R_SEARCH_FIRST = R_LIST_FIRST + 6, /* 6 with a full-text query */
     R_SEARCH_COUNT = R_SEARCH_FIRST + 6,
-    R_COUNT
+    R_RELEVANCE_FIRST, /* 2: full-text query by relevance, asc (best first) and desc */
+    R_COUNT = R_RELEVANCE_FIRST + 2
 };
 
 #define FEATURE_COLS \
@@ -835,7 +836,7 @@ void sae_store_disconnect(sae_store_conn *c)
 int sae_store_connect(sae_store *s, sae_store_conn **out, sae_error *err)
 {
     int rc;
-    char sql[512];
+    char sql[1024];
     sae_store_conn *c = calloc(1, sizeof *c);
     if (!c)
         return sae_error_set(err, SAE_ENOMEM, "%s: out of memory", s->path);
@@ -868,8 +869,18 @@ int sae_store_connect(sae_store *s, sae_store_conn **out, sae_error *err)
         else if (i < R_SEARCH_COUNT)
             snprintf(sql, sizeof sql, "SELECT " FEATURE_COLS " FROM features WHERE idx IN ("
                      FTS_MATCH ") ORDER BY %s LIMIT ?2 OFFSET ?3", sort_order[i - R_SEARCH_FIRST]);
-        else
+        else if (i == R_SEARCH_COUNT)
             q = "SELECT count(DISTINCT feature) FROM (" FTS_MATCH ")";
+        else
+            /* FTS5's rank is bm25 (lower is better); a feature ranks by its
+             * best explanation. rank cannot be aggregated in the FTS5 query
+             * itself, hence the inner select. */
+            snprintf(sql, sizeof sql, "SELECT " FEATURE_COLS " FROM features JOIN (SELECT "
+                     "e.feature AS feature, min(r.score) AS score FROM (SELECT rowid AS id, "
+                     "rank AS score FROM explanations_fts WHERE explanations_fts MATCH ?1) r "
+                     "JOIN explanations e ON e.id = r.id GROUP BY e.feature) m ON m.feature = "
+                     "idx ORDER BY m.score %s, idx ASC LIMIT ?2 OFFSET ?3",
+                     i == R_RELEVANCE_FIRST ? "ASC" : "DESC");
         if (sqlite3_prepare_v3(c->db, q, -1, SQLITE_PREPARE_PERSISTENT, &c->st[i], NULL) !=
             SQLITE_OK) {
             rc = db_fail(c->db, s->path, "not a valid saed index", err);
@@ -1167,9 +1178,13 @@ int sae_store_parse_sort(const char *s, sae_store_sort *out, sae_error *err)
         *out = SAE_SORT_DENSITY;
     else if (!strcmp(s, "max_activation"))
         *out = SAE_SORT_MAX_ACTIVATION;
+    else if (!strcmp(s, "relevance"))
+        *out = SAE_SORT_RELEVANCE;
     else
         return sae_error_set(err, SAE_EINVAL,
-                             "sort: expected index, density or max_activation, got '%.64s'", s);
+                             "sort: expected index, density, max_activation or relevance, got "
+                             "'%.64s'",
+                             s);
     return 0;
 }
 
@@ -1242,6 +1257,8 @@ int sae_store_list_features(sae_store_conn *c, const sae_store_query *qry,
     sae_store_feature_list l = {0};
     sqlite3_stmt *q = NULL;
     size_t which = (size_t)qry->sort * 2 + (qry->desc ? 1 : 0);
+    if (qry->sort == SAE_SORT_RELEVANCE && !(qry->q && *qry->q))
+        return sae_error_set(err, SAE_EINVAL, "sort: relevance needs a search query (q)");
     if (qry->q && *qry->q) {
         fts = fts_query(qry->q);
         if (!fts)
@@ -1268,7 +1285,8 @@ int sae_store_list_features(sae_store_conn *c, const sae_store_query *qry,
         }
         l.total = (uint64_t)sqlite3_column_int64(cq, 0);
         done(cq);
-        q = c->st[R_SEARCH_FIRST + which];
+        q = qry->sort == SAE_SORT_RELEVANCE ? c->st[R_RELEVANCE_FIRST + (qry->desc ? 1 : 0)]
+                                            : c->st[R_SEARCH_FIRST + which];
         sqlite3_bind_text(q, 1, fts, -1, SQLITE_STATIC);
     } else {
         l.total = info_of(c)->d_sae;

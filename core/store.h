@@ -219,6 +219,8 @@ typedef enum sae_store_sort {
     SAE_SORT_INDEX,
     SAE_SORT_DENSITY,
     SAE_SORT_MAX_ACTIVATION,
+    SAE_SORT_RELEVANCE,     /* with a query only: a feature's best explanation by
+                               FTS5 bm25, best first in ascending order */
 } sae_store_sort;
 typedef struct sae_store_query {
     const char *q;          /* full-text query over explanations; NULL/"" = all */
@@ -226,8 +228,8 @@ typedef struct sae_store_query {
     bool desc;              /* order=desc; ties always by index ascending */
     uint64_t limit, offset;
 } sae_store_query;
-/* Parses the query parameters' words ("index", "density", "max_activation";
- * "asc", "desc"): 0 or SAE_EINVAL naming the parameter. */
+/* Parses the query parameters' words ("index", "density", "max_activation",
+ * "relevance"; "asc", "desc"): 0 or SAE_EINVAL naming the parameter. */
 int sae_store_parse_sort(const char *s, sae_store_sort *out, sae_error *err);
 int sae_store_parse_order(const char *s, bool *desc, sae_error *err);
 
@@ -238,7 +240,7 @@ typedef struct sae_store_feature_list {
 } sae_store_feature_list;
 /* Words of q are matched as FTS5 phrases, all required (a word is a run of
  * characters other than white space); FTS5 syntax in q is never interpreted,
- * so no q is a syntax error. */
+ * so no q is a syntax error. SAE_SORT_RELEVANCE without q: SAE_EINVAL. */
 int sae_store_list_features(sae_store_conn *c, const sae_store_query *q,
                             sae_store_feature_list *out, sae_error *err);
 void sae_store_feature_list_free(sae_store_feature_list *l);

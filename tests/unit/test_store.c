@@ -333,11 +333,24 @@ START_TEST(test_read_api)
     expect_list(c, "\"", SAE_SORT_INDEX, false, 10, 0, 0, NULL, 0);
     expect_list(c, " - ) ", SAE_SORT_INDEX, false, 10, 0, 0, NULL, 0);
     expect_list(c, "AND", SAE_SORT_INDEX, false, 10, 0, 1, cats, 1); /* the word "and" */
+    /* Relevance (bm25 of a feature's best explanation): "Cats again" is the
+     * shorter match, so it ranks first; desc reverses; no query is an error. */
+    uint32_t cats_by_rel[] = {3, 0}, cats_by_rel_desc[] = {0, 3};
+    expect_list(c, "cats", SAE_SORT_RELEVANCE, false, 10, 0, 2, cats_by_rel, 2);
+    expect_list(c, "cats", SAE_SORT_RELEVANCE, true, 10, 0, 2, cats_by_rel_desc, 2);
+    expect_list(c, "cats", SAE_SORT_RELEVANCE, false, 1, 1, 2, cats_by_rel + 1, 1);
+    {
+        sae_store_query rq = {.sort = SAE_SORT_RELEVANCE, .limit = 10};
+        sae_store_feature_list rl;
+        ck_assert_int_eq(sae_store_list_features(c, &rq, &rl, &err), SAE_EINVAL);
+    }
 
     sae_store_sort so;
     bool desc;
     ck_assert_int_eq(sae_store_parse_sort("max_activation", &so, &err), 0);
     ck_assert_int_eq(so, SAE_SORT_MAX_ACTIVATION);
+    ck_assert_int_eq(sae_store_parse_sort("relevance", &so, &err), 0);
+    ck_assert_int_eq(so, SAE_SORT_RELEVANCE);
     ck_assert_int_eq(sae_store_parse_sort("rank", &so, &err), SAE_EINVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "sort"));
     ck_assert_int_eq(sae_store_parse_order("desc", &desc, &err), 0);
