@@ -45,6 +45,7 @@ struct saed_job {
     bool has_threshold;
     float threshold;                /* keep values > threshold */
     bool want_metrics, want_recon;
+    bool want_features;             /* labelled from the index when replying (not by workers) */
 
     /* decode input */
     sae_sparse codes;               /* (n_rows rows) owned */

@@ -31,8 +31,16 @@ static const struct key keys[] = {
     {.name = "model", .type = K_STR, .def = "", .offset = OFF(model), .arg = "DIR",
      .help = "SAE folder to serve (SAELens or sparsify layout); required"},
     {.name = "index", .type = K_STR, .def = "", .offset = OFF(index), .arg = "FILE.db",
-     .help = "feature index built by `sae index`; without one the feature routes answer 404 "
-             "no_index"},
+     .help = "feature index built by `sae index` (opened read-only; refused unless built from "
+             "the served weights; reloaded with the model on SIGHUP); without one the feature "
+             "routes answer 404 no_index"},
+    {.name = "source_id", .type = K_STR, .def = "", .offset = OFF(source_id), .arg = "ID",
+     .help = "the `layer` of GET /api/feature/{modelId}/{layer}/{index} (Neuronpedia's source "
+             "id, e.g. 6-res-jb); empty: the model's hook_name"},
+    {.name = "web_root", .type = K_STR, .def = "", .offset = OFF(web_root), .arg = "DIR",
+     .help = "folder of the web feature browser (index.html, assets/); empty: the source "
+             "tree's web/ for a binary run from its build folder, else "
+             "PREFIX/share/saed/web (where `meson install` puts it)"},
     {.name = "listen", .type = K_STR, .def = "127.0.0.1:8080", .offset = OFF(listen),
      .check = check_listen, .arg = "HOST:PORT",
      .help = "address to listen on; loopback by default so nothing is exposed by accident; "
@@ -359,7 +367,9 @@ void config_usage(FILE *out)
             "usage: saed --model DIR [--index FILE.db] [--listen 127.0.0.1:8080] "
             "[--config FILE] [--threads N] ...\n\n"
             "The sparse-autoencoder daemon: serves /v1/encode, /v1/decode, /v1/model,\n"
-            "/v1/health, /metrics and /openapi.json (see docs/API.md).\n\n"
+            "/v1/health, /metrics, /openapi.json, the feature routes /v1/features... and\n"
+            "/api/feature/... (with --index) and the web feature browser at / (see\n"
+            "docs/API.md).\n\n"
             "Every setting below can be given as a flag (--max-batch-rows 128 or\n"
             "--max-batch-rows=128) or as `max_batch_rows = 128` in the --config file;\n"
             "flags win over the file. Booleans take on/off (a bare --quiet means on).\n\n"
@@ -377,8 +387,8 @@ void config_usage(FILE *out)
         fprintf(out, "  %s\n", flag);
         wrap(out, text, 8, 92);
     }
-    fprintf(out, "\nSignals: SIGHUP reloads the model from disk (the old one keeps serving\n"
-                 "if the new one fails to load); SIGTERM/SIGINT stop accepting, drain and "
+    fprintf(out, "\nSignals: SIGHUP reloads the model and the index from disk (the old pair\n"
+                 "keeps serving if the new one fails to load); SIGTERM/SIGINT stop accepting, drain and "
                  "exit 0.\n");
 }
 

@@ -16,6 +16,8 @@
 struct saed_config {
     char *model;                /* model folder */
     char *index;                /* feature index file ("" none) */
+    char *source_id;            /* Neuronpedia layer id ("" = the model's hook_name) */
+    char *web_root;             /* web/ folder ("" = found next to the binary) */
     char *listen;               /* "host:port" */
     uint64_t threads;           /* CPU budget; 0: detect (affinity and cgroup quota) */
     uint64_t http_threads;      /* MHD polling threads; 0: = threads */

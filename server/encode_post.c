@@ -15,6 +15,7 @@
 
 #include "batcher.h"
 #include "buf.h"
+#include "feature_routes.h"
 #include "jsonin.h"
 #include "npy.h"
 #include "saed.h"
@@ -449,6 +450,13 @@ static enum MHD_Result reply_json_rows(struct saed_req *rq, const struct saed_jo
     const sae_sparse *s = &job->out;
     size_t d = rq->snap->model->d_in;
     size_t hint = 32 + s->n_rows * 48 + s->nnz * 22 + (job->want_recon ? s->n_rows * d * 16 : 0);
+    sae_store_conn *ix = NULL;
+    if (job->want_features) {
+        enum MHD_Result r;
+        if (!(ix = index_conn(rq, &r)))
+            return r;
+        hint += s->nnz * 64;
+    }
     struct saed_buf b;
     buf_init(&b, REPLY_LIMIT, hint);
     buf_puts(&b, "{\"results\":[");
@@ -475,6 +483,14 @@ static enum MHD_Result reply_json_rows(struct saed_req *rq, const struct saed_jo
             buf_f64(&b, job->metrics[r].fvu);
             buf_puts(&b, ",\"cosine\":");
             buf_f64(&b, job->metrics[r].cosine);
+        }
+        if (ix) {
+            sae_error err;
+            int rc = encode_features_json(&b, ix, s->idx + a, e - a, &err);
+            if (rc) {
+                buf_free(&b);
+                return reply_store_error(rq, rc, &err);
+            }
         }
         if (job->want_recon) {
             buf_puts(&b, ",\"reconstruction\":[");
@@ -540,18 +556,19 @@ static enum MHD_Result encode_start(struct saed_req *rq)
     } else if (take_binary(rq, job, &e)) {
         return reply_error(rq, e.status, e.code, "%s", e.msg);
     }
-    if (o.features)
+    if (o.features && !rq->snap->index)
         return reply_error(rq, 404, "no_index",
                            "include \"features\" needs a feature index (saed --index)");
-    if (rq->accept_binary && (o.metrics || o.recon))
+    if (rq->accept_binary && (o.metrics || o.recon || o.features))
         return reply_error(rq, 400, "invalid_field",
-                           "include reconstruction/metrics needs a JSON reply; the binary "
-                           "format has only indices and values");
+                           "include reconstruction/metrics/features needs a JSON reply; the "
+                           "binary format has only indices and values");
     job->top_k = o.top_k;
     job->has_threshold = o.has_threshold;
     job->threshold = o.threshold;
     job->want_metrics = o.metrics;
     job->want_recon = o.recon;
+    job->want_features = o.features;
     sae_error err;
     if (job_alloc_outputs(job, m->d_in, &err))
         return reply_error(rq, 503, "out_of_memory", "%s", err.msg);

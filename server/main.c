@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "batcher.h"
+#include "feature_routes.h"
 #include "reaper.h"
 #include "saed.h"
 
@@ -232,8 +233,9 @@ static void reload(struct saed_server *srv)
     if (sae_reload(&srv->sae, &err)) {
         atomic_fetch_add(&srv->metrics.reload_failed, 1);
         struct saed_snap *s = sae_acquire(&srv->sae);
-        fprintf(stderr, "saed: reload failed, still serving weights %s: %s\n",
-                s->model->weights_digest, err.msg);
+        fprintf(stderr, "saed: reload failed, still serving weights %s%s%s: %s\n",
+                s->model->weights_digest, s->index ? " with index " : "", s->index_digest,
+                err.msg);
         snap_release(s);
         return;
     }
@@ -243,6 +245,7 @@ static void reload(struct saed_server *srv)
     fprintf(stderr, "saed: reloaded %s in %lld ms: weights %s (generation %llu)\n",
             srv->sae.model_dir, (long long)((saed_now_us() - t0) / 1000),
             s->model->weights_digest, (unsigned long long)s->generation);
+    features_log_index(s);
     snap_release(s);
 }
 
@@ -301,18 +304,12 @@ int main(int argc, char **argv)
         status = 0;
         goto out_cfg;
     }
-    if (*srv.cfg->index) {
-        fprintf(stderr, "saed: error: --index %s: this build serves no feature index yet; start "
-                "without --index (feature routes then answer 404 no_index)\n",
-                srv.cfg->index);
-        goto out_cfg;
-    }
-
     int threads = srv.cfg->threads ? (int)srv.cfg->threads : detect_cpus();
     srv.http_threads = srv.cfg->http_threads ? (int)srv.cfg->http_threads : threads;
     srv.workers = srv.cfg->workers ? (int)srv.cfg->workers : threads;
     srv.blas_threads = threads / srv.workers > 1 ? threads / srv.workers : 1;
     sae_set_blas_threads(srv.blas_threads);
+    srv.web_fd = -1;
     srv.metrics.start_unix = (int64_t)time(NULL);
     atomic_init(&srv.draining, false);
     atomic_init(&srv.inflight, 0);
@@ -325,6 +322,7 @@ int main(int argc, char **argv)
 
     srv.sae.id = "default";
     srv.sae.model_dir = srv.cfg->model;
+    srv.sae.index_path = srv.cfg->index;
     pthread_mutex_init(&srv.sae.lock, NULL);
     if (sae_reload(&srv.sae, &err)) {
         fprintf(stderr, "saed: error: %s\n", err.msg);
@@ -333,6 +331,11 @@ int main(int argc, char **argv)
     const sae_model *m = srv.sae.current->model;
     fprintf(stderr, "saed: model %s: %s d_in %zu d_sae %zu %s, weights %s\n", srv.cfg->model,
             sae_arch_name(m->arch), m->d_in, m->d_sae, m->dtype, m->weights_digest);
+    features_log_index(srv.sae.current);
+    if (static_init(&srv, &err)) {
+        fprintf(stderr, "saed: error: %s\n", err.msg);
+        goto out_sae;
+    }
     fprintf(stderr, "saed: threads %d: %d http, %d workers x %d BLAS; batching %s\n", threads,
             srv.http_threads, srv.workers, srv.blas_threads, srv.cfg->batching ? "on" : "off");
     if (cors_parse(&srv, &err)) {
@@ -377,6 +380,7 @@ out_threads:
 out_sae:
     snap_release(srv.sae.current);
     pthread_mutex_destroy(&srv.sae.lock);
+    static_free(&srv);
     for (size_t i = 0; i < srv.n_cors; i++)
         free(srv.cors[i]);
     free(srv.cors);

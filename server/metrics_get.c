@@ -159,7 +159,9 @@ enum MHD_Result metrics_get(struct saed_req *rq)
     label(&b, srv->sae.id);
     buf_puts(&b, ",weights_digest=");
     label(&b, mod->weights_digest);
-    buf_puts(&b, ",index_digest=\"\",architecture=");
+    buf_puts(&b, ",index_digest=");
+    label(&b, rq->snap->index_digest);
+    buf_puts(&b, ",architecture=");
     label(&b, sae_arch_name(mod->arch));
     buf_puts(&b, ",model_name=");
     label(&b, mod->model_name);

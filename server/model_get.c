@@ -1,7 +1,9 @@
 /* model_get.c: GET /v1/model: what is being served. The contract's fields
  * (d_in, d_sae, architecture, dtype, model_name, hook_name, weights_digest,
- * index) plus the settings that change what encode and decode return, so a
- * client can tell how to read the results. */
+ * index: a summary of the feature index or null) plus source_id (the layer
+ * of the Neuronpedia route) and the settings that change what encode and
+ * decode return, so a client can tell how to read the results. */
+#include "feature_routes.h"
 #include "saed.h"
 
 /* GET /v1/model: the served model as a JSON object. */
@@ -18,7 +20,8 @@ enum MHD_Result model_get(struct saed_req *rq)
     json_object_set_new(o, "model_name", json_string(m->model_name ? m->model_name : ""));
     json_object_set_new(o, "hook_name", json_string(m->hook_name ? m->hook_name : ""));
     json_object_set_new(o, "weights_digest", json_string(m->weights_digest));
-    json_object_set_new(o, "index", json_null());
+    json_object_set_new(o, "index", index_summary(rq->snap));
+    json_object_set_new(o, "source_id", json_string(features_source_id(rq)));
     if (m->arch == SAE_ARCH_TOPK)
         json_object_set_new(o, "k", json_integer((json_int_t)m->k));
     json_object_set_new(o, "normalize_activations", json_string(sae_norm_name(m->norm)));

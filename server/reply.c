@@ -215,6 +215,12 @@ enum MHD_Result reply_bytes(struct saed_req *rq, unsigned status, const char *co
     return reply_body(rq, status, content_type, buf, len, true, false);
 }
 
+enum MHD_Result reply_response(struct saed_req *rq, unsigned status, struct MHD_Response *resp,
+                               size_t bytes)
+{
+    return reply_queue(rq, status, resp, bytes);
+}
+
 enum MHD_Result reply_static(struct saed_req *rq, unsigned status, const char *content_type,
                              const void *buf, size_t len, bool may_gzip)
 {

@@ -18,8 +18,8 @@
 #include "reaper.h"
 #include "saed.h"
 
-/* The routes. Feature routes answer 404 no_index until the index issue
- * replaces their handler; the web browser rows wait for the web issue. */
+/* The routes. The feature routes answer 404 no_index without an index
+ * (feature_routes.h); the web browser's rows (static_get.c) need no API key. */
 const struct saed_route saed_routes[] = {
     {.method = "GET", .path = "/v1/health", .handler = health_get},
     {.method = "GET", .path = "/v1/model", .handler = model_get, .needs_auth = true},
@@ -29,20 +29,21 @@ const struct saed_route saed_routes[] = {
     {.method = "POST", .path = "/v1/decode", .handler = decode_post, .needs_auth = true,
      .digest = true, .body_types = SAED_BODY_JSON | SAED_BODY_OCTET,
      .precheck = decode_precheck},
-    {.method = "GET", .path = "/v1/features", .handler = features_unavailable,
+    {.method = "GET", .path = "/v1/features", .handler = features_get, .needs_auth = true},
+    {.method = "GET", .path = "/v1/features/{i}", .handler = feature_get, .needs_auth = true},
+    {.method = "GET", .path = "/v1/features/{i}/examples", .handler = examples_get,
      .needs_auth = true},
-    {.method = "GET", .path = "/v1/features/{i}", .handler = features_unavailable,
+    {.method = "GET", .path = "/v1/features/{i}/vector", .handler = vector_get,
      .needs_auth = true},
-    {.method = "GET", .path = "/v1/features/{i}/examples", .handler = features_unavailable,
+    {.method = "GET", .path = "/api/feature/{model}/{layer}/{i}", .handler = neuronpedia_get,
      .needs_auth = true},
-    {.method = "GET", .path = "/v1/features/{i}/vector", .handler = features_unavailable,
-     .needs_auth = true},
-    {.method = "GET", .path = "/api/feature/{model}/{layer}/{i}",
-     .handler = features_unavailable, .needs_auth = true},
     {.method = "GET", .path = "/metrics", .handler = metrics_get, .needs_auth = true},
     {.method = "GET", .path = "/openapi.json", .handler = openapi_get},
-    {.method = "GET", .path = "/", .handler = web_unavailable},
-    {.method = "GET", .path = "/features/{i}", .handler = web_unavailable},
+    {.method = "GET", .path = "/", .handler = static_page_get},
+    {.method = "GET", .path = "/features/{i}", .handler = static_page_get},
+    {.method = "GET", .path = "/encode", .handler = static_page_get},
+    {.method = "GET", .path = "/model", .handler = static_page_get},
+    {.method = "GET", .path = "/assets/{name}", .handler = static_asset_get},
 };
 const size_t saed_n_routes = sizeof saed_routes / sizeof saed_routes[0];
 

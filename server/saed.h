@@ -30,23 +30,25 @@
 struct saed_batcher;
 struct saed_reaper;
 struct saed_job;
+struct sae_store;
 
-/* What a request sees from its start to its end: the model (and, with the
- * index issue, the feature index opened from the same load) swapped in as one.
- * Immutable once published; freed when the last reference goes.
+/* What a request sees from its start to its end: the model and the feature
+ * index opened from the same load, swapped in as one. Immutable once
+ * published; freed when the last reference goes.
  *
  * How the index plugs in: sae_reload opens the index next to the model
  * (refusing one built from other weights) and stores it here, so a reload
- * swaps both at once. The feature rows of the routing table (router.c) get
- * their own handlers (features_get.c, ...) in place of features_unavailable.
- * Handlers run on the libmicrohttpd polling threads; each keeps a
- * thread-local store connection tagged with the snapshot generation it was
- * opened for and reopens it when a request carries a newer snapshot. encode
- * with include "features" then labels its returned indices in encode_reply,
- * on the polling thread, not in the workers. */
+ * swaps both at once. The feature routes (features_get.c, ...) run on the
+ * libmicrohttpd polling threads; each thread keeps a store connection tagged
+ * with the snapshot generation it was opened for and reopens it when a
+ * request carries another snapshot (feature_routes.h). encode with include
+ * "features" labels its returned indices in encode_reply, on the polling
+ * thread, not in the workers. */
 struct saed_snap {
     atomic_uint refs;
     sae_model *model;           /* owned */
+    struct sae_store *index;    /* owned; NULL when saed runs without --index */
+    char index_digest[33];      /* XXH3-128 of the index file, "" without one */
     uint64_t generation;        /* 1 for the first load, +1 per successful reload */
 };
 
@@ -60,6 +62,7 @@ void snap_release(struct saed_snap *s);
 struct saed_sae {
     const char *id;             /* "default" */
     const char *model_dir;      /* borrowed from the config */
+    const char *index_path;     /* borrowed from the config; "" for no index */
     pthread_mutex_t lock;
     struct saed_snap *current;  /* owned reference */
     uint64_t generation;
@@ -67,7 +70,7 @@ struct saed_sae {
 
 /* A new reference to the SAE's current snapshot. */
 struct saed_snap *sae_acquire(struct saed_sae *sae);
-/* Loads the model folder again; on success the new snapshot replaces the old
+/* Loads the model folder (and the index, checked against that model) again; on success the new snapshot replaces the old
  * one (which lives on until its last request ends); on failure nothing
  * changes and err says why. */
 int sae_reload(struct saed_sae *sae, sae_error *err);
@@ -85,6 +88,8 @@ struct saed_server {
     char **cors;                    /* (n_cors) allowed origins, owned */
     size_t n_cors;
     int blas_threads, workers, http_threads; /* as resolved from `threads` */
+    int web_fd;                     /* the web/ folder (O_PATH), or -1: not served */
+    char *web_root;                 /* owned: its path as resolved at start-up, or NULL */
 };
 
 /* Request body kinds a route accepts (bit set), decided from Content-Type
@@ -184,6 +189,10 @@ enum MHD_Result reply_bytes(struct saed_req *rq, unsigned status, const char *co
 /* Static bytes (not freed), e.g. the embedded OpenAPI document. */
 enum MHD_Result reply_static(struct saed_req *rq, unsigned status, const char *content_type,
                              const void *buf, size_t len, bool may_gzip);
+/* A response built by the caller (extra headers already added): the shared
+ * headers are added and it is queued; takes resp (NULL: returns MHD_NO). */
+enum MHD_Result reply_response(struct saed_req *rq, unsigned status, struct MHD_Response *resp,
+                               size_t bytes);
 
 /* Route handlers, one file each. */
 enum MHD_Result health_get(struct saed_req *rq);
@@ -192,8 +201,13 @@ enum MHD_Result encode_post(struct saed_req *rq);
 enum MHD_Result decode_post(struct saed_req *rq);
 enum MHD_Result metrics_get(struct saed_req *rq);
 enum MHD_Result openapi_get(struct saed_req *rq);
-enum MHD_Result features_unavailable(struct saed_req *rq);
-enum MHD_Result web_unavailable(struct saed_req *rq);
+enum MHD_Result features_get(struct saed_req *rq);      /* GET /v1/features */
+enum MHD_Result feature_get(struct saed_req *rq);       /* GET /v1/features/{i} */
+enum MHD_Result examples_get(struct saed_req *rq);      /* .../{i}/examples */
+enum MHD_Result vector_get(struct saed_req *rq);        /* .../{i}/vector */
+enum MHD_Result neuronpedia_get(struct saed_req *rq);   /* GET /api/feature/... */
+enum MHD_Result static_page_get(struct saed_req *rq);   /* web/index.html */
+enum MHD_Result static_asset_get(struct saed_req *rq);  /* web/assets/{name} */
 void encode_precheck(struct saed_req *rq, uint64_t content_length, bool has_length);
 void decode_precheck(struct saed_req *rq, uint64_t content_length, bool has_length);
 

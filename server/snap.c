@@ -7,13 +7,15 @@
 #include <string.h>
 
 #include "saed.h"
+#include "store.h"
 
-/* Drops one reference; the last one frees the model. */
+/* Drops one reference; the last one frees the model and the index. */
 void snap_release(struct saed_snap *s)
 {
     if (!s)
         return;
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+        sae_store_close(s->index);
         sae_model_free(s->model);
         free(s);
     }
@@ -30,8 +32,9 @@ struct saed_snap *sae_acquire(struct saed_sae *sae)
     return s;
 }
 
-/* Loads and validates the folder, then publishes the new snapshot; the old
- * one is released here and freed by its last request. */
+/* Loads and validates the folder (and the index, when one is configured),
+ * then publishes the new snapshot; the old one is released here and freed by
+ * its last request. */
 int sae_reload(struct saed_sae *sae, sae_error *err)
 {
     char warn[1024] = "";
@@ -48,13 +51,29 @@ int sae_reload(struct saed_sae *sae, sae_error *err)
                              "SAE saed can serve",
                              sae->model_dir);
     }
+    /* The index is opened and checked against the model just loaded, so a
+     * reload that changes the weights needs the matching index beside them. */
+    sae_store *ix = NULL;
+    char ix_digest[33] = "";
+    if (sae->index_path && *sae->index_path) {
+        if ((rc = sae_store_open(sae->index_path, &ix, err)) ||
+            (rc = sae_store_check_model(ix, m->weights_digest, m->d_in, m->d_sae, err)) ||
+            (rc = sae_digest_file(sae->index_path, ix_digest, err))) {
+            sae_store_close(ix);
+            sae_model_free(m);
+            return rc;
+        }
+    }
     struct saed_snap *s = calloc(1, sizeof *s);
     if (!s) {
+        sae_store_close(ix);
         sae_model_free(m);
         return sae_error_set(err, SAE_ENOMEM, "out of memory");
     }
     atomic_init(&s->refs, 1);
     s->model = m;
+    s->index = ix;
+    memcpy(s->index_digest, ix_digest, sizeof ix_digest);
 
     pthread_mutex_lock(&sae->lock);
     s->generation = ++sae->generation;

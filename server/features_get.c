@@ -1,0 +1,65 @@
+/* features_get.c: GET /v1/features?q=&limit=&offset=&sort=&order= (CONTRACT
+ * 5): the feature list, or a full-text search over explanations.
+ *
+ * Defaults: limit 50 (at most 500), offset 0, order asc; sort index, or with
+ * a non-empty q, relevance (the bm25 rank of a feature's best-matching
+ * explanation, best first; ties by index). sort=relevance without q is a 400.
+ * Items are feature objects without top_examples. Unknown or repeated
+ * parameters and bad values are 400 invalid_query naming the parameter. */
+#include <stdio.h>
+
+#include "feature_routes.h"
+
+enum { P_Q, P_LIMIT, P_OFFSET, P_SORT, P_ORDER, P_COUNT };
+static const char *const params[P_COUNT] = {"q", "limit", "offset", "sort", "order"};
+
+/* Largest offset accepted: SQLite's 64-bit signed integers. */
+#define OFFSET_MAX ((uint64_t)INT64_MAX)
+
+/* GET /v1/features. */
+enum MHD_Result features_get(struct saed_req *rq)
+{
+    enum MHD_Result r;
+    sae_store_conn *c = index_conn(rq, &r);
+    if (!c)
+        return r;
+    struct query_spec qs = {.names = params, .n = P_COUNT};
+    sae_store_query q = {.sort = SAE_SORT_INDEX};
+    if (query_collect(rq, &qs) ||
+        query_uint(&qs, P_LIMIT, FEATURES_DEFAULT_LIMIT, FEATURES_MAX_LIMIT, &q.limit) ||
+        query_uint(&qs, P_OFFSET, 0, OFFSET_MAX, &q.offset))
+        return reply_error(rq, 400, "invalid_query", "%s", qs.bad);
+    q.q = qs.values[P_Q];
+    bool searching = q.q && *q.q;
+    if (searching)
+        q.sort = SAE_SORT_RELEVANCE;
+    sae_error err;
+    if (qs.values[P_SORT] && sae_store_parse_sort(qs.values[P_SORT], &q.sort, &err))
+        return reply_error(rq, 400, "invalid_query", "%s", err.msg);
+    if (q.sort == SAE_SORT_RELEVANCE && !searching)
+        return reply_error(rq, 400, "invalid_query", "sort: relevance needs a search query (q)");
+    if (qs.values[P_ORDER] && sae_store_parse_order(qs.values[P_ORDER], &q.desc, &err))
+        return reply_error(rq, 400, "invalid_query", "%s", err.msg);
+
+    sae_store_feature_list l = {0};
+    int rc = sae_store_list_features(c, &q, &l, &err);
+    if (rc)
+        return reply_store_error(rq, rc, &err);
+    struct saed_buf b;
+    buf_init(&b, FEATURES_REPLY_LIMIT, 1024 + l.n * 1024);
+    buf_puts(&b, "{\"features\":[");
+    for (size_t i = 0; i < l.n && !rc; i++) {
+        if (i)
+            buf_putc(&b, ',');
+        rc = json_feature(&b, c, &l.items[i], 0, &err);
+    }
+    char tail[48];
+    snprintf(tail, sizeof tail, "],\"total\":%llu}\n", (unsigned long long)l.total);
+    buf_puts(&b, tail);
+    sae_store_feature_list_free(&l);
+    if (rc) {
+        buf_free(&b);
+        return reply_store_error(rq, rc, &err);
+    }
+    return reply_buf(rq, &b);
+}

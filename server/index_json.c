@@ -1,0 +1,223 @@
+/* index_json.c: feature, example and histogram objects written straight into
+ * a capped buffer (feature_routes.h). Numbers round-trip: index columns stored as
+ * double are written with 17 digits, float32 values (activations, cosines)
+ * with 9, so a client reads back exactly what the index holds. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "feature_routes.h"
+#include "jsonin.h"
+
+void json_strn(struct saed_buf *b, const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    buf_putc(b, '"');
+    while (p < end) {
+        unsigned char c = *p;
+        if (c == '"' || c == '\\') {
+            buf_putc(b, '\\');
+            buf_putc(b, (char)c);
+            p++;
+        } else if (c < 0x20) {
+            char esc[8];
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            buf_puts(b, esc);
+            p++;
+        } else if (c < 0x80) {
+            buf_putc(b, (char)c);
+            p++;
+        } else {
+            size_t k = utf8_seq(p, end);
+            if (k) {
+                buf_put(b, p, k);
+                p += k;
+            } else {
+                buf_puts(b, "\xEF\xBF\xBD");
+                p++;
+            }
+        }
+    }
+    buf_putc(b, '"');
+}
+
+/* A C string, or null. */
+static void json_str_or_null(struct saed_buf *b, const char *s)
+{
+    if (s)
+        json_strn(b, s, strlen(s));
+    else
+        buf_puts(b, "null");
+}
+
+void json_histogram(struct saed_buf *b, const sae_store_histogram *h)
+{
+    buf_puts(b, "{\"edges\":[");
+    for (size_t i = 0; h->n && i <= h->n; i++) {
+        if (i == h->n && !isfinite(h->edges[i]))
+            break;
+        if (i)
+            buf_putc(b, ',');
+        buf_f64(b, h->edges[i]);
+    }
+    buf_puts(b, "],\"counts\":[");
+    for (size_t i = 0; i < h->n; i++) {
+        char num[24];
+        snprintf(num, sizeof num, i ? ",%llu" : "%llu", (unsigned long long)h->counts[i]);
+        buf_puts(b, num);
+    }
+    buf_puts(b, "]}");
+}
+
+const sae_store_explanation *best_explanation(const sae_store_explanations *e)
+{
+    const sae_store_explanation *best = NULL;
+    for (size_t i = 0; i < e->n; i++) {
+        const sae_store_explanation *x = &e->items[i];
+        if (!x->description || !*x->description)
+            continue;
+        if (!best || (x->has_score && (!best->has_score || x->score > best->score)))
+            best = x;
+    }
+    return best;
+}
+
+void json_example(struct saed_buf *b, const sae_store_example *ex)
+{
+    buf_puts(b, "{\"document\":");
+    json_str_or_null(b, ex->document);
+    buf_puts(b, ",\"tokens\":[");
+    for (size_t i = 0; i < ex->n; i++) {
+        if (i)
+            buf_putc(b, ',');
+        json_strn(b, ex->tokens[i], ex->token_len[i]);
+    }
+    buf_puts(b, "],\"values\":[");
+    for (size_t i = 0; i < ex->n; i++) {
+        if (i)
+            buf_putc(b, ',');
+        buf_f32(b, ex->values[i]);
+    }
+    buf_puts(b, "],\"max_value\":");
+    buf_f32(b, ex->max_value);
+    buf_puts(b, ",\"max_token_index\":");
+    buf_u32(b, ex->max_token_index);
+    buf_puts(b, ",\"min_value\":");
+    buf_f32(b, ex->min_value);
+    buf_puts(b, ",\"focus_index\":");
+    buf_u32(b, ex->focus_index);
+    buf_puts(b, ",\"token_offset\":");
+    buf_u32(b, ex->first);
+    if (ex->has_bin) {
+        buf_puts(b, ",\"bin_min\":");
+        buf_f64(b, ex->bin_min);
+        buf_puts(b, ",\"bin_max\":");
+        buf_f64(b, ex->bin_max);
+        buf_puts(b, ",\"bin_contains\":");
+        buf_f64(b, ex->bin_contains);
+    }
+    buf_putc(b, '}');
+}
+
+int json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature *f,
+                 size_t n_top, sae_error *err)
+{
+    sae_store_histogram h = {0};
+    sae_store_explanations e = {0};
+    sae_store_neighbours nb = {0};
+    sae_store_examples ex = {0};
+    int rc;
+    if ((rc = sae_store_get_histogram(c, f->index, &h, err)) ||
+        (rc = sae_store_get_explanations(c, f->index, &e, err)) ||
+        (rc = sae_store_get_neighbours(c, f->index, &nb, err)) ||
+        (n_top && (rc = sae_store_get_examples(c, f->index, SAE_EX_TOP, n_top, 0, &ex, err))))
+        goto out;
+
+    buf_puts(b, "{\"index\":");
+    buf_u32(b, f->index);
+    buf_puts(b, ",\"density\":");
+    buf_f64(b, f->density);
+    buf_puts(b, ",\"max_activation\":");
+    buf_f64(b, f->max_activation);
+    buf_puts(b, ",\"mean_activation\":");
+    buf_f64(b, f->mean_activation);
+    buf_puts(b, ",\"decoder_norm\":");
+    buf_f64(b, f->decoder_norm);
+    char num[64];
+    snprintf(num, sizeof num, ",\"n_active\":%llu", (unsigned long long)f->n_active);
+    buf_puts(b, num);
+    buf_puts(b, ",\"label\":");
+    const sae_store_explanation *best = best_explanation(&e);
+    json_str_or_null(b, best ? best->description : NULL);
+    buf_puts(b, ",\"histogram\":");
+    json_histogram(b, &h);
+    buf_puts(b, ",\"explanations\":[");
+    for (size_t i = 0; i < e.n; i++) {
+        const sae_store_explanation *x = &e.items[i];
+        buf_puts(b, i ? ",{\"description\":" : "{\"description\":");
+        json_str_or_null(b, x->description);
+        buf_puts(b, ",\"score\":");
+        if (x->has_score)
+            buf_f64(b, x->score);
+        else
+            buf_puts(b, "null");
+        buf_puts(b, ",\"source\":");
+        json_str_or_null(b, x->source);
+        buf_putc(b, '}');
+    }
+    buf_puts(b, "],\"neighbours\":[");
+    for (size_t i = 0; i < nb.n; i++) {
+        buf_puts(b, i ? ",{\"index\":" : "{\"index\":");
+        buf_u32(b, nb.items[i].index);
+        buf_puts(b, ",\"cosine\":");
+        buf_f32(b, nb.items[i].cosine);
+        buf_putc(b, '}');
+    }
+    buf_putc(b, ']');
+    if (n_top) {
+        buf_puts(b, ",\"top_examples\":[");
+        for (size_t i = 0; i < ex.n; i++) {
+            if (i)
+                buf_putc(b, ',');
+            json_example(b, &ex.items[i]);
+        }
+        buf_putc(b, ']');
+        snprintf(num, sizeof num, ",\"n_top_examples\":%u,\"n_quantile_examples\":%u", f->n_top,
+                 f->n_quantile);
+        buf_puts(b, num);
+    }
+    buf_putc(b, '}');
+out:
+    sae_store_histogram_free(&h);
+    sae_store_explanations_free(&e);
+    sae_store_neighbours_free(&nb);
+    sae_store_examples_free(&ex);
+    return rc;
+}
+
+int encode_features_json(struct saed_buf *b, sae_store_conn *c, const uint32_t *idx, size_t n,
+                         sae_error *err)
+{
+    buf_puts(b, ",\"features\":[");
+    for (size_t i = 0; i < n; i++) {
+        sae_store_feature f;
+        sae_store_explanations e = {0};
+        int rc;
+        if ((rc = sae_store_get_feature(c, idx[i], &f, err)) ||
+            (rc = sae_store_get_explanations(c, idx[i], &e, err))) {
+            sae_store_explanations_free(&e);
+            return rc;
+        }
+        buf_puts(b, i ? ",{\"index\":" : "{\"index\":");
+        buf_u32(b, idx[i]);
+        buf_puts(b, ",\"label\":");
+        const sae_store_explanation *best = best_explanation(&e);
+        json_str_or_null(b, best ? best->description : NULL);
+        buf_puts(b, ",\"density\":");
+        buf_f64(b, f.density);
+        buf_putc(b, '}');
+        sae_store_explanations_free(&e);
+    }
+    buf_putc(b, ']');
+    return 0;
+}

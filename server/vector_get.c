@@ -1,0 +1,37 @@
+/* vector_get.c: GET /v1/features/{i}/vector (CONTRACT 5): the decoder
+ * direction W_dec[i] of the served model, {"index": i, "vector": [d_in
+ * floats]}, plus its norm. The numbers come from the model, not the index,
+ * but this is a feature route: without an index it answers 404 no_index as
+ * the contract says for every feature route. */
+#include "feature_routes.h"
+
+/* GET /v1/features/{i}/vector. */
+enum MHD_Result vector_get(struct saed_req *rq)
+{
+    enum MHD_Result r;
+    uint64_t i;
+    if (!rq->snap->index)
+        return reply_no_index(rq);
+    if (feature_arg(rq, rq->args[0], &i, &r))
+        return r;
+    static const char *const none[1] = {""};
+    struct query_spec qs = {.names = none, .n = 0};
+    if (query_collect(rq, &qs))
+        return reply_error(rq, 400, "invalid_query", "%s", qs.bad);
+    const sae_model *m = rq->snap->model;
+    const float *row = m->w_dec + (size_t)i * m->d_in;
+    struct saed_buf b;
+    buf_init(&b, FEATURES_REPLY_LIMIT, 64 + m->d_in * 16);
+    buf_puts(&b, "{\"index\":");
+    buf_u32(&b, (uint32_t)i);
+    buf_puts(&b, ",\"vector\":[");
+    for (size_t j = 0; j < m->d_in; j++) {
+        if (j)
+            buf_putc(&b, ',');
+        buf_f32(&b, row[j]);
+    }
+    buf_puts(&b, "],\"norm\":");
+    buf_f32(&b, m->dec_norm[i]);
+    buf_puts(&b, "}\n");
+    return reply_buf(rq, &b);
+}
