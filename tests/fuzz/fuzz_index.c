@@ -7,7 +7,7 @@
  * example's tokens looked up in the vocabulary), and a listing per sort
  * order with and without a full-text query. A hostile file may make these
  * fail with an error, never read out of bounds or return what it did not
- * check. */
+ * check. (Relevance without a query is refused with SAE_EINVAL.) */
 #include <string.h>
 
 #include "fuzz_common.h"
@@ -108,7 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             read_feature(c, s, info->d_sae - 1);
         read_feature(c, s, info->d_sae); /* out of range: SAE_ERANGE, nothing read */
         static const char *const qs[] = {NULL, "a", "\"(* NEAR"};
-        for (int sort = SAE_SORT_INDEX; sort <= SAE_SORT_MAX_ACTIVATION; sort++)
+        for (int sort = SAE_SORT_INDEX; sort <= SAE_SORT_RELEVANCE; sort++)
             for (size_t k = 0; k < sizeof qs / sizeof *qs; k++) {
                 sae_store_query q = {.q = qs[k], .sort = (sae_store_sort)sort,
                                      .desc = k & 1, .limit = 10, .offset = 0};
