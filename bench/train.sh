@@ -39,11 +39,17 @@ echo "== sae train --bench (d_in 768, d_sae 24576, batch 4096, $steps steps)"
 "$build/cli/sae" train --bench --d-in 768 --d-sae 24576 --batch 4096 --steps "$steps" \
   --threads "$threads" --quiet
 
+# Debian's python3-torch lives in /usr/bin/python3's packages; a python3 from
+# elsewhere first on PATH may not see it.
+py=${PYTHON:-python3}
+if ! "$py" -c 'import torch' 2>/dev/null && /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  py=/usr/bin/python3
+fi
 have_torch=0
-if [ -z "${SKIP_TORCH:-}" ] && python3 -c 'import torch' 2>/dev/null; then
+if [ -z "${SKIP_TORCH:-}" ] && "$py" -c 'import torch' 2>/dev/null; then
   have_torch=1
-  echo "== PyTorch $(python3 -c 'import torch; print(torch.__version__)'), same step"
-  python3 bench/train_torch.py speed --d-in 768 --d-sae 24576 --batch 4096 --steps "$steps" \
+  echo "== PyTorch $("$py" -c 'import torch; print(torch.__version__)'), same step"
+  "$py" bench/train_torch.py speed --d-in 768 --d-sae 24576 --batch 4096 --steps "$steps" \
     --threads "$threads"
 else
   echo "== PyTorch: not installed (apt-get install -y python3-torch), comparison skipped"
@@ -75,6 +81,6 @@ start=$(date +%s.%N)
 end=$(date +%s.%N)
 echo "sae train: $(echo "$end - $start" | bc) s wall, $(python3 -c "import json; c=json.load(open('$work/model/cfg.json')); print(c['training']['steps'], 'steps x', c['training']['batch'])")"
 if [ "$have_torch" = 1 ]; then
-  python3 bench/train_torch.py recover --data "$work/gen.npy" --truth "$work/truth.npy" \
+  "$py" bench/train_torch.py recover --data "$work/gen.npy" --truth "$work/truth.npy" \
     --d-sae 256 --threads "$threads"
 fi

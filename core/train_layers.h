@@ -156,11 +156,13 @@ static void FN(linear_backward)(TL_REAL *din, TL_REAL *dw, TL_REAL *db, const TL
 
 /* ---- activations ---- */
 
-/* f (B, d) = ReLU(f) in place, adding each row's Σ_i f_i·norm_i to *l1 and
- * its count of f_i > 0 to *l0, and setting colsum (d) = Σ_b f_bi. norm may be
- * NULL (autoencoder layers), and then l1, l0 and colsum are not touched. */
-static void FN(relu_forward)(TL_REAL *f, size_t B, size_t d, const TL_REAL *norm,
-                             TL_REAL *colsum, double *l1, double *l0)
+/* f (B, d) = ReLU(f + bias) in place (bias (d) may be NULL when the layer
+ * added it already), adding each row's Σ_i f_i·norm_i to *l1 and its count
+ * of f_i > 0 to *l0, and setting colsum (d) = Σ_b f_bi. norm may be NULL
+ * (autoencoder layers), and then l1, l0 and colsum are not touched. One pass
+ * over f: the encoder's bias, activation and statistics together. */
+static void FN(relu_forward)(TL_REAL *f, size_t B, size_t d, const TL_REAL *bias,
+                             const TL_REAL *norm, TL_REAL *colsum, double *l1, double *l0)
 {
     if (!norm) {
         for (size_t i = 0; i < B * d; i++)
@@ -172,7 +174,8 @@ static void FN(relu_forward)(TL_REAL *f, size_t B, size_t d, const TL_REAL *norm
     for (size_t r = 0; r < B; r++) {
         TL_REAL *row = f + r * d;
         for (size_t i = 0; i < d; i++) {
-            TL_REAL v = row[i] > 0 ? row[i] : 0;
+            TL_REAL v = row[i] + bias[i];
+            v = v > 0 ? v : 0;
             row[i] = v;
             colsum[i] += v;
             count += v > 0;
@@ -217,16 +220,20 @@ static void FN(select_top)(TL_REAL *v, size_t n, size_t k)
     }
 }
 
-/* Top-k then ReLU, in place on f (B, d): in each row the k largest values are
- * kept (ties at the k-th value go to the lowest indices), then ReLU. Fills l1,
- * l0 and colsum as FN(relu_forward) does. scratch holds d reals. */
-static void FN(topk_forward)(TL_REAL *f, size_t B, size_t d, size_t k, const TL_REAL *norm,
-                             TL_REAL *colsum, TL_REAL *scratch, double *l1, double *l0)
+/* Bias, top-k then ReLU, in place on f (B, d): bias (d) is added, in each
+ * row the k largest values are kept (ties at the k-th value go to the lowest
+ * indices), then ReLU. Fills l1, l0 and colsum as FN(relu_forward) does.
+ * scratch holds d reals. */
+static void FN(topk_forward)(TL_REAL *f, size_t B, size_t d, size_t k, const TL_REAL *bias,
+                             const TL_REAL *norm, TL_REAL *colsum, TL_REAL *scratch, double *l1,
+                             double *l0)
 {
     memset(colsum, 0, d * sizeof *colsum);
     size_t count = 0;
     for (size_t r = 0; r < B; r++) {
         TL_REAL *row = f + r * d;
+        for (size_t i = 0; i < d; i++)
+            row[i] += bias[i];
         if (k < d) {
             memcpy(scratch, row, d * sizeof *scratch);
             FN(select_top)(scratch, d, k);
@@ -264,10 +271,14 @@ static void FN(topk_forward)(TL_REAL *f, size_t B, size_t d, size_t k, const TL_
 /* Backward of ReLU and of top-k-then-ReLU alike: a feature passes gradient
  * exactly where it is positive, so dpre = df·[f > 0], in place on df (B, d).
  * For the standard SAE add_row (d) = λ/B·‖W_dec,i‖ is first added to df (the
- * sparsity penalty's gradient); it is NULL otherwise. */
+ * sparsity penalty's gradient); it is NULL otherwise. When db (d) is not
+ * NULL it receives Σ_b dpre_b, the gradient of the bias before the
+ * activation, in the same pass. */
 static void FN(sparse_backward)(TL_REAL *df, const TL_REAL *f, const TL_REAL *add_row, size_t B,
-                                size_t d)
+                                size_t d, TL_REAL *db)
 {
+    if (db)
+        memset(db, 0, d * sizeof *db);
     for (size_t r = 0; r < B; r++) {
         TL_REAL *g = df + r * d;
         const TL_REAL *v = f + r * d;
@@ -277,6 +288,9 @@ static void FN(sparse_backward)(TL_REAL *df, const TL_REAL *f, const TL_REAL *ad
         else
             for (size_t i = 0; i < d; i++)
                 g[i] = v[i] > 0 ? g[i] : 0;
+        if (db)
+            for (size_t i = 0; i < d; i++)
+                db[i] += g[i];
     }
 }
 
@@ -322,16 +336,19 @@ static double FN(sae_step)(const sae_train_shape *s, const FN(tensors) *p, FN(te
     bool topk = s->arch == SAE_ARCH_TOPK;
     double l1 = 0, l0 = 0;
 
-    /* encoder: xc = x − b_dec; f = act(xc·W_enc + b_enc) */
+    /* encoder: xc = x − b_dec; f = act(xc·W_enc + b_enc), the bias added in
+     * the activation's pass rather than by a pass of its own */
     for (size_t r = 0; r < B; r++)
         for (size_t j = 0; j < d_in; j++)
             a->xc[r * d_in + j] = x[r * d_in + j] - p->b_dec[j];
-    FN(linear_forward)(a->f, a->xc, p->w_enc, p->b_enc, B, d_in, d_sae);
+    TL_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)d_sae, (int)d_in, 1, a->xc,
+            (int)d_in, p->w_enc, (int)d_sae, 0, a->f, (int)d_sae);
     FN(row_norms)(a->dec_norm, p->w_dec, d_sae, d_in);
     if (topk)
-        FN(topk_forward)(a->f, B, d_sae, s->k, a->dec_norm, a->colsum, a->scratch, &l1, &l0);
+        FN(topk_forward)(a->f, B, d_sae, s->k, p->b_enc, a->dec_norm, a->colsum, a->scratch, &l1,
+                         &l0);
     else
-        FN(relu_forward)(a->f, B, d_sae, a->dec_norm, a->colsum, &l1, &l0);
+        FN(relu_forward)(a->f, B, d_sae, p->b_enc, a->dec_norm, a->colsum, &l1, &l0);
 
     /* decoder: x̂ = f·W_dec + b_dec */
     FN(linear_forward)(a->xhat, a->f, p->w_dec, p->b_dec, B, d_sae, d_in);
@@ -358,10 +375,12 @@ static double FN(sae_step)(const sae_train_shape *s, const FN(tensors) *p, FN(te
         for (size_t i = 0; i < d_sae; i++)
             a->scratch[i] = (TL_REAL)(lam / B) * a->dec_norm[i];
     }
-    FN(sparse_backward)(a->df, a->f, lam != 0 ? a->scratch : NULL, B, d_sae);
+    FN(sparse_backward)(a->df, a->f, lam != 0 ? a->scratch : NULL, B, d_sae, g->b_enc);
 
-    /* encoder backward: dW_enc, db_enc; x − b_dec makes db_dec −= W_enc·db_enc */
-    FN(linear_backward)(NULL, g->w_enc, g->b_enc, a->df, a->xc, p->w_enc, B, d_in, d_sae);
+    /* encoder backward: dW_enc = xcᵀ·dpre (db_enc came with dpre); x − b_dec
+     * makes db_dec −= W_enc·db_enc */
+    TL_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d_in, (int)d_sae, (int)B, 1, a->xc,
+            (int)d_in, a->df, (int)d_sae, 0, g->w_enc, (int)d_sae);
     TL_GEMV(CblasRowMajor, CblasNoTrans, (int)d_in, (int)d_sae, -1, p->w_enc, (int)d_sae,
             g->b_enc, 1, 1, g->b_dec, 1);
 
@@ -383,7 +402,7 @@ static double FN(ae_step)(const sae_train_shape *s, const FN(tensors) *p, FN(ten
     for (size_t l = 0; l < n_lin; l++) {
         FN(linear_forward)(a->h[l + 1], a->h[l], p->w[l], p->b[l], B, dims[l], dims[l + 1]);
         if (l + 1 < n_lin)
-            FN(relu_forward)(a->h[l + 1], B, dims[l + 1], NULL, NULL, NULL, NULL);
+            FN(relu_forward)(a->h[l + 1], B, dims[l + 1], NULL, NULL, NULL, NULL, NULL);
     }
     /* dL/dout in a->dh[0]; the output h[n_lin] stays intact */
     TL_REAL *dout = a->dh[0];
@@ -394,7 +413,7 @@ static double FN(ae_step)(const sae_train_shape *s, const FN(tensors) *p, FN(ten
         FN(linear_backward)(din, g->w[l], g->b[l], dout, a->h[l], p->w[l], B, dims[l],
                             dims[l + 1]);
         if (din)
-            FN(sparse_backward)(din, a->h[l], NULL, B, dims[l]);
+            FN(sparse_backward)(din, a->h[l], NULL, B, dims[l], NULL);
         dout = din;
     }
     a->h[0] = NULL;
