@@ -441,7 +441,8 @@ static void test_routes(const struct daemon *d)
                                        "/v1/features", "/v1/features/{i}",
                                        "/v1/features/{i}/examples", "/v1/features/{i}/vector",
                                        "/api/feature/{model}/{layer}/{i}", "/metrics",
-                                       "/openapi.json"};
+                                       "/openapi.json", "/", "/features/{i}", "/encode",
+                                       "/model", "/assets/{name}"};
     for (size_t i = 0; i < sizeof documented / sizeof documented[0]; i++)
         CHECK(json_object_get(paths, documented[i]), "openapi lacks %s", documented[i]);
     json_decref(j);
