@@ -51,10 +51,10 @@ int feature_arg(struct saed_req *rq, const char *s, uint64_t *out, enum MHD_Resu
  * handed out once (a name given twice, an unknown name, a bad value: 400
  * naming the parameter). */
 struct query_spec {
-    const char *const *names;   /* allowed names */
+    const char *const *names; /* allowed names */
     size_t n;
-    const char *values[8];      /* (n) borrowed from MHD; NULL when absent */
-    char bad[256];              /* the 400 message, "" while all is well */
+    const char *values[8]; /* (n) borrowed from MHD; NULL when absent */
+    char bad[256];         /* the 400 message, "" while all is well */
 };
 /* Collects rq's query parameters into q. Returns 0, or -1 with q->bad set. */
 int query_collect(struct saed_req *rq, struct query_spec *q);
@@ -68,8 +68,8 @@ void json_strn(struct saed_buf *b, const char *s, size_t n);
 /* A feature object (CONTRACT 5): statistics, histogram, explanations,
  * neighbours, and with n_top > 0 the first n_top top examples. Returns 0 or
  * a sae_status with err set (nothing useful in b then). */
-int json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature *f,
-                 size_t n_top, sae_error *err);
+int json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature *f, size_t n_top,
+                 sae_error *err);
 /* One example object (quantile fields when ex->has_bin). */
 void json_example(struct saed_buf *b, const sae_store_example *ex);
 /* A histogram as {"edges": [...], "counts": [...]}: edges has one entry more

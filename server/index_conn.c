@@ -12,7 +12,7 @@
 
 /* One thread's connection and the snapshot generation it was opened for. */
 struct tl_conn {
-    sae_store_conn *c;      /* owned */
+    sae_store_conn *c; /* owned */
     uint64_t generation;
 };
 
@@ -239,6 +239,6 @@ void features_log_index(const struct saed_snap *snap)
     fprintf(stderr,
             "saed: index %s: %" PRIu64 " features, %" PRIu64 " tokens in %" PRIu64
             " documents, %" PRIu64 " explanations, file %s\n",
-            sae_store_path(snap->index), i->d_sae, i->n_tokens, i->n_documents,
-            i->n_explanations, snap->index_digest);
+            sae_store_path(snap->index), i->d_sae, i->n_tokens, i->n_documents, i->n_explanations,
+            snap->index_digest);
 }

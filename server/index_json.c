@@ -119,8 +119,8 @@ void json_example(struct saed_buf *b, const sae_store_example *ex)
     buf_putc(b, '}');
 }
 
-int json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature *f,
-                 size_t n_top, sae_error *err)
+int json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature *f, size_t n_top,
+                 sae_error *err)
 {
     sae_store_histogram h = {0};
     sae_store_explanations e = {0};

@@ -152,8 +152,8 @@ enum MHD_Result neuronpedia_get(struct saed_req *rq)
     const char *layer = features_source_id(rq);
     if (strcmp(rq->args[0], model_id) || strcmp(rq->args[1], layer))
         return reply_error(rq, 404, "not_found",
-                           "this saed serves modelId \"%.100s\" and layer \"%.100s\" only", model_id,
-                           layer);
+                           "this saed serves modelId \"%.100s\" and layer \"%.100s\" only",
+                           model_id, layer);
     enum MHD_Result r;
     uint64_t i;
     sae_store_conn *c = index_conn(rq, &r);

@@ -117,8 +117,10 @@ int static_init(struct saed_server *srv, sae_error *err)
             dir = second;
     }
     if (fd < 0) {
-        fprintf(stderr, "saed: warning: web browser not served: no web folder at %s or %s (set "
-                "web_root)\n", SAED_INSTALL_WEB, SAED_SOURCE_WEB);
+        fprintf(stderr,
+                "saed: warning: web browser not served: no web folder at %s or %s (set "
+                "web_root)\n",
+                SAED_INSTALL_WEB, SAED_SOURCE_WEB);
         return 0;
     }
     char real[PATH_MAX];
@@ -181,8 +183,8 @@ static enum MHD_Result serve_file(struct saed_req *rq, int dir, const char *name
     snprintf(etag, sizeof etag, "\"%llx-%llx-%llx.%lx\"", (unsigned long long)st.st_ino,
              (unsigned long long)st.st_size, (unsigned long long)st.st_mtim.tv_sec,
              (long)st.st_mtim.tv_nsec);
-    const char *inm = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
-                                                  MHD_HTTP_HEADER_IF_NONE_MATCH);
+    const char *inm =
+        MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
     bool fresh = inm && etag_matches(inm, etag);
     size_t len = fresh ? 0 : (size_t)st.st_size;
     char *buf = malloc(len ? len : 1);
@@ -205,8 +207,7 @@ static enum MHD_Result serve_file(struct saed_req *rq, int dir, const char *name
         free(buf);
         return reply_error(rq, 503, "file_changed", "the file changed while being read; retry");
     }
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         free(buf);
         return MHD_NO;

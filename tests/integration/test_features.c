@@ -62,8 +62,9 @@ static size_t n_docs;
 /* Token strings drawn for the documents: plain words and ones that need
  * escaping in JSON or in HTML. */
 static const char *const vocab[] = {
-    " the", " cat", " sat", " on", " a", " mat", "\n", " \"quoted\"", " back\\slash", " <script>",
-    " caf\xc3\xa9", "\t", " dog", "", " \xe2\x82\xac", " end.",
+    " the",          " cat",         " sat",      " on",          " a", " mat", "\n",
+    " \"quoted\"",   " back\\slash", " <script>", " caf\xc3\xa9", "\t", " dog", "",
+    " \xe2\x82\xac", " end.",
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -487,8 +488,8 @@ static void check_example(json_t *e, uint32_t f, int kind, int64_t rank, bool np
         CHECK(t && !strcmp(t, x.tok[i]), "feature %u rank %lld token %zu", f, (long long)rank, i);
         if (dd && (size_t)x.first + i < dd->n)
             CHECK(t && !strcmp(t, dd->tok[x.first + i]),
-                  "feature %u rank %lld token %zu differs from the tokens file", f,
-                  (long long)rank, i);
+                  "feature %u rank %lld token %zu differs from the tokens file", f, (long long)rank,
+                  i);
         CHECK((float)json_number_value(json_array_get(vals, i)) == x.val[i],
               "feature %u rank %lld value %zu", f, (long long)rank, i);
         if (x.val[i] > mx) {
@@ -509,8 +510,7 @@ static void check_example(json_t *e, uint32_t f, int kind, int64_t rank, bool np
                   json_number_value(json_object_get(e, k_bc)) == x.bin_contains,
               "feature %u rank %lld: bins", f, (long long)rank);
         float focus = x.val[x.focus - x.first];
-        CHECK(focus >= x.bin_min && focus <= x.bin_max, "feature %u: sampled value in its bin",
-              f);
+        CHECK(focus >= x.bin_min && focus <= x.bin_max, "feature %u: sampled value in its bin", f);
     } else if (np) {
         CHECK(json_is_null(json_object_get(e, k_bmin)) && json_is_null(json_object_get(e, k_bmax)),
               "top activation: bins null");
@@ -645,18 +645,24 @@ static int write_explanations(void)
             continue;
         }
         if (i % 3 == 0)
-            fprintf(f, "{\"index\": %d, \"description\": \"cat words and more words %d\", "
-                    "\"score\": 0.5, \"source\": \"human\"}\n", i, i);
-        if (i % 9 == 0)
-            fprintf(f, "{\"index\": %d, \"description\": \"tied second %d\", \"score\": 0.5}\n",
+            fprintf(f,
+                    "{\"index\": %d, \"description\": \"cat words and more words %d\", "
+                    "\"score\": 0.5, \"source\": \"human\"}\n",
                     i, i);
+        if (i % 9 == 0)
+            fprintf(f, "{\"index\": %d, \"description\": \"tied second %d\", \"score\": 0.5}\n", i,
+                    i);
         if (i % 5 == 0)
-            fprintf(f, "{\"index\": %d, \"description\": \"dog barking %d\", \"score\": 0.9, "
-                    "\"source\": \"model-x\"}\n", i, i);
+            fprintf(f,
+                    "{\"index\": %d, \"description\": \"dog barking %d\", \"score\": 0.9, "
+                    "\"source\": \"model-x\"}\n",
+                    i, i);
         if (i % 7 == 0)
-            fprintf(f, "{\"index\": \"%d\", \"description\": \"feline cat \\\"quoted\\\" %d\", "
+            fprintf(f,
+                    "{\"index\": \"%d\", \"description\": \"feline cat \\\"quoted\\\" %d\", "
                     "\"typeName\": \"oai_token-act-pair\", \"explanationModelName\": \"gpt-4\", "
-                    "\"scoreV1\": 0.1}\n", i, i);
+                    "\"scoreV1\": 0.1}\n",
+                    i, i);
         if (i == 1 || i == 4)
             fprintf(f, "{\"index\": %d, \"description\": \"unscored %d\"}\n", i, i);
         if (i == 1)
@@ -669,8 +675,9 @@ static int write_explanations(void)
 static int build_index(const char *model, const char *out, const char *const *extra)
 {
     const char *sae = getenv("SAE_BIN");
-    const char *argv[32] = {sae, "index", "--model", model, "--activations", acts, "--tokens",
-                            tokens_path, "--out", out, "--quiet", "--threads", "1"};
+    const char *argv[32] = {sae,       "index",     "--model",   model,   "--activations",
+                            acts,      "--tokens",  tokens_path, "--out", out,
+                            "--quiet", "--threads", "1"};
     size_t n = 13;
     for (size_t i = 0; extra && extra[i]; i++)
         argv[n++] = extra[i];
@@ -707,7 +714,7 @@ static int setup(void)
     o.seed = 2;
     if (sae_fixture_write_model(dir_b, &o, &err))
         return fprintf(stderr, "%s\n", err.msg), -1;
-    if (sae_fixture_write_activations(acts, ROWS, D_IN, SAE_DTYPE_F32, 7, &err))
+    if (sae_fixture_write_activations(acts, ROWS, D_IN, SAE_DT_F32, 7, &err))
         return fprintf(stderr, "%s\n", err.msg), -1;
     if (sae_model_load(dir_a, &model_a, NULL, 0, &err) ||
         sae_model_load(dir_b, &model_b, NULL, 0, &err))
@@ -729,8 +736,8 @@ static void expect_refusal(const char *index, const char *why)
 {
     char log[700];
     snprintf(log, sizeof log, "%s/refusal.log", tmp);
-    const char *argv[] = {getenv("SAED_BIN"), "--model", dir_a, "--index", index,
-                          "--listen", "127.0.0.1:0", NULL};
+    const char *argv[] = {getenv("SAED_BIN"), "--model",     dir_a, "--index", index,
+                          "--listen",         "127.0.0.1:0", NULL};
     int rc = run(argv, log);
     char *text = read_file(log, NULL);
     size_t lines = 0;
@@ -739,8 +746,7 @@ static void expect_refusal(const char *index, const char *why)
     CHECK(rc == 1, "--index %s: exit %d, want 1", index, rc);
     CHECK(lines == 1 && !strncmp(text ?: "", "saed: error: ", 13) && strstr(text, why) &&
               strstr(text, index),
-          "--index %s: want one line naming the file and \"%s\", got: %s", index, why,
-          text ?: "");
+          "--index %s: want one line naming the file and \"%s\", got: %s", index, why, text ?: "");
     free(text);
 }
 
@@ -756,8 +762,10 @@ static void test_refusals(void)
     expect_refusal(trunc, "truncated");
     sqlite3 *f;
     sqlite3_open(foreign, &f);
-    sqlite3_exec(f, "CREATE TABLE meta (key TEXT, value TEXT); INSERT INTO meta VALUES "
-                    "('weights_digest', 'x');", NULL, NULL, NULL);
+    sqlite3_exec(f,
+                 "CREATE TABLE meta (key TEXT, value TEXT); INSERT INTO meta VALUES "
+                 "('weights_digest', 'x');",
+                 NULL, NULL, NULL);
     sqlite3_close(f);
     expect_refusal(foreign, "not a saed feature index");
     write_file(text, "hello, I am not a database\n", 27);
@@ -783,19 +791,23 @@ static void test_model(const struct daemon *d, const char *index_path)
     CHECK(!strcmp(json_string_value(json_object_get(ix, "file_digest")) ?: "", digest),
           "file_digest is the XXH3-128 of the file");
     CHECK(!strcmp(json_string_value(json_object_get(ix, "weights_digest")) ?: "",
-                  model_a->weights_digest), "index weights_digest");
+                  model_a->weights_digest),
+          "index weights_digest");
     CHECK(json_integer_value(json_object_get(ix, "n_tokens")) == ROWS, "n_tokens");
     CHECK(json_integer_value(json_object_get(ix, "n_documents")) == (json_int_t)n_docs,
           "n_documents %lld, want %zu", json_integer_value(json_object_get(ix, "n_documents")),
           n_docs);
     CHECK(json_integer_value(json_object_get(ix, "n_features")) == D_SAE, "n_features");
     CHECK(json_integer_value(json_object_get(ix, "n_explanations")) ==
-              q_int("SELECT count(*) FROM explanations"), "n_explanations");
+              q_int("SELECT count(*) FROM explanations"),
+          "n_explanations");
     json_t *build = json_object_get(ix, "build");
     CHECK(json_integer_value(json_object_get(build, "top")) ==
-              q_int("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'top'"), "build.top");
+              q_int("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'top'"),
+          "build.top");
     CHECK(!strcmp(json_string_value(json_object_get(m, "source_id")) ?: "",
-                  "blocks.0.hook_resid_pre"), "source_id defaults to hook_name");
+                  "blocks.0.hook_resid_pre"),
+          "source_id defaults to hook_name");
     json_decref(m);
 
     struct http_resp r;
@@ -818,9 +830,13 @@ static void test_feature_objects(const struct daemon *d)
         check_feature(o, f, true);
         json_decref(o);
     }
-    static const char *bad[] = {"/v1/features/64", "/v1/features/-1", "/v1/features/abc",
-                                "/v1/features/1x", "/v1/features/99999999999999999999999",
-                                "/v1/features/%2B1", "/v1/features/64/examples",
+    static const char *bad[] = {"/v1/features/64",
+                                "/v1/features/-1",
+                                "/v1/features/abc",
+                                "/v1/features/1x",
+                                "/v1/features/99999999999999999999999",
+                                "/v1/features/%2B1",
+                                "/v1/features/64/examples",
                                 "/v1/features/x/vector",
                                 "/api/feature/fixture-model/blocks.0.hook_resid_pre/64"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -884,12 +900,18 @@ static void test_list(const struct daemon *d)
     static const struct {
         const char *path, *names;
     } bad[] = {
-        {"/v1/features?limit=abc", "limit"},    {"/v1/features?limit=-1", "limit"},
-        {"/v1/features?limit=501", "limit"},    {"/v1/features?limit=", "limit"},
-        {"/v1/features?limit=1.5", "limit"},    {"/v1/features?offset=-1", "offset"},
-        {"/v1/features?offset=1e3", "offset"},  {"/v1/features?sort=rank", "sort"},
-        {"/v1/features?order=up", "order"},     {"/v1/features?page=2", "page"},
-        {"/v1/features?limit=1&limit=2", "limit"}, {"/v1/features?sort=relevance", "q"},
+        {"/v1/features?limit=abc", "limit"},
+        {"/v1/features?limit=-1", "limit"},
+        {"/v1/features?limit=501", "limit"},
+        {"/v1/features?limit=", "limit"},
+        {"/v1/features?limit=1.5", "limit"},
+        {"/v1/features?offset=-1", "offset"},
+        {"/v1/features?offset=1e3", "offset"},
+        {"/v1/features?sort=rank", "sort"},
+        {"/v1/features?order=up", "order"},
+        {"/v1/features?page=2", "page"},
+        {"/v1/features?limit=1&limit=2", "limit"},
+        {"/v1/features?sort=relevance", "q"},
         {"/v1/features/3/examples?kind=best", "kind"},
         {"/v1/features/3/examples?limit=x", "limit"},
         {"/v1/features/3/examples?limit=501", "limit"},
@@ -905,8 +927,8 @@ static bool has_word(const char *s, const char *w)
 {
     size_t wl = strlen(w);
     for (const char *p = s; *p;) {
-        while (*p && !((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                       (*p >= '0' && *p <= '9')))
+        while (*p &&
+               !((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
             p++;
         const char *st = p;
         while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9'))
@@ -920,8 +942,10 @@ static bool has_word(const char *s, const char *w)
 /* Search: the matching features recomputed from the descriptions. */
 static void test_search(const struct daemon *d)
 {
-    static const char *queries[][3] = {{"cat", NULL, NULL}, {"CAT", "words", NULL},
-                                       {"dog", "barking", NULL}, {"feline", "quoted", NULL},
+    static const char *queries[][3] = {{"cat", NULL, NULL},
+                                       {"CAT", "words", NULL},
+                                       {"dog", "barking", NULL},
+                                       {"feline", "quoted", NULL},
                                        {"unicorn", NULL, NULL}};
     static const char *urls[] = {"cat", "CAT%20words", "dog+barking", "feline%20%22quoted%22",
                                  "unicorn"};
@@ -980,8 +1004,8 @@ static void test_search(const struct daemon *d)
     CHECK(k == json_array_size(fs) && k > 5, "q=cat: %zu relevance items", k);
     json_decref(j);
     j = get_json(d, "/v1/features?q=cat&order=desc&limit=1", &st);
-    CHECK(json_integer_value(json_object_get(json_array_get(json_object_get(j, "features"), 0),
-                                             "index")) != 10,
+    CHECK(json_integer_value(
+              json_object_get(json_array_get(json_object_get(j, "features"), 0), "index")) != 10,
           "q=cat order=desc: the best match is last");
     json_decref(j);
     j = get_json(d, "/v1/features?q=NEAR(%20%22&limit=5", &st);
@@ -1064,10 +1088,17 @@ static void test_neuronpedia(const struct daemon *d)
         long st;
         json_t *j = get_json(d, path, &st);
         CHECK(st == 200, "%s: %ld", path, st);
-        static const char *names[] = {"modelId", "layer", "index", "maxActApprox",
-                                      "frac_nonzero", "freq_hist_data_bar_heights",
-                                      "freq_hist_data_bar_values", "topkCosSimIndices",
-                                      "topkCosSimValues", "activations", "explanations"};
+        static const char *names[] = {"modelId",
+                                      "layer",
+                                      "index",
+                                      "maxActApprox",
+                                      "frac_nonzero",
+                                      "freq_hist_data_bar_heights",
+                                      "freq_hist_data_bar_values",
+                                      "topkCosSimIndices",
+                                      "topkCosSimValues",
+                                      "activations",
+                                      "explanations"};
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
             CHECK(json_object_get(j, names[i]), "%s lacks %s", path, names[i]);
         char idx[16];
@@ -1088,12 +1119,14 @@ static void test_neuronpedia(const struct daemon *d)
         CHECK(json_array_size(hh) == r.n_bins && json_array_size(hv) == r.n_bins,
               "%s: histogram bars", path);
         for (size_t k = 0; k < r.n_bins && k < json_array_size(hh); k++) {
-            double lo = bin_lo((int)r.hist_first + (int)k), hi = bin_lo((int)r.hist_first + (int)k + 1);
+            double lo = bin_lo((int)r.hist_first + (int)k),
+                   hi = bin_lo((int)r.hist_first + (int)k + 1);
             CHECK((uint64_t)json_integer_value(json_array_get(hh, k)) == r.counts[k] &&
                       json_number_value(json_array_get(hv, k)) == (isinf(hi) ? lo : (lo + hi) / 2),
                   "%s: bar %zu", path, k);
         }
-        json_t *ci = json_object_get(j, "topkCosSimIndices"), *cv = json_object_get(j, "topkCosSimValues");
+        json_t *ci = json_object_get(j, "topkCosSimIndices"),
+               *cv = json_object_get(j, "topkCosSimValues");
         sqlite3_stmt *s = q("SELECT indices, cosines FROM neighbours WHERE feature = ?");
         sqlite3_bind_int64(s, 1, f);
         if (sqlite3_step(s) == SQLITE_ROW) {
@@ -1192,12 +1225,12 @@ static void test_encode_features(const struct daemon *d)
 
     /* A binary body with include=features in the query; a binary reply refuses it. */
     const char *oct[] = {"Content-Type: application/octet-stream", NULL};
-    http(d, "POST", "/v1/encode?include=features&top_k=3", x, sizeof(float) * D_IN, oct, false,
-         &r);
+    http(d, "POST", "/v1/encode?include=features&top_k=3", x, sizeof(float) * D_IN, oct, false, &r);
     j = json_loads(r.body, 0, NULL);
     json_t *row = json_array_get(json_object_get(j, "results"), 0);
-    CHECK(r.status == 200 && json_array_size(json_object_get(row, "features")) ==
-                                 json_array_size(json_object_get(row, "indices")) &&
+    CHECK(r.status == 200 &&
+              json_array_size(json_object_get(row, "features")) ==
+                  json_array_size(json_object_get(row, "indices")) &&
               json_array_size(json_object_get(row, "indices")) == 3,
           "binary body with include=features: %ld %s", r.status, r.body);
     json_decref(j);
@@ -1218,8 +1251,11 @@ static void test_no_index(void)
         CHECK(0, "daemon without index did not start");
         return;
     }
-    static const char *paths[] = {"/v1/features", "/v1/features?q=cat", "/v1/features/3",
-                                  "/v1/features/3/examples", "/v1/features/3/vector",
+    static const char *paths[] = {"/v1/features",
+                                  "/v1/features?q=cat",
+                                  "/v1/features/3",
+                                  "/v1/features/3/examples",
+                                  "/v1/features/3/vector",
                                   "/v1/features/999/vector",
                                   "/api/feature/fixture-model/blocks.0.hook_resid_pre/3"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
@@ -1310,7 +1346,7 @@ static void test_reload(void)
     long st;
     json_t *f = get_json(&d, "/v1/features/0", &st);
     CHECK(json_integer_value(json_object_get(f, "n_top_examples")) ==
-              q_int("SELECT n_top FROM features WHERE idx = 0") &&
+                  q_int("SELECT n_top FROM features WHERE idx = 0") &&
               q_int("SELECT n_top FROM features WHERE idx = 0") <= 3,
           "the new index's examples are served");
     json_decref(f);
@@ -1414,21 +1450,20 @@ static void test_static(void)
     free(p);
 
     struct daemon d;
-    const char *args[] = {"--quiet", "--threads", "1", "--web-root", web, "--api-key", "k3y",
-                          NULL};
+    const char *args[] = {"--quiet", "--threads", "1", "--web-root", web, "--api-key", "k3y", NULL};
     if (daemon_start(&d, dir_a, args)) {
         CHECK(0, "static daemon did not start");
         return;
     }
-    static const char *pages[] = {"/", "/features/0", "/features/12", "/encode", "/model",
-                                  "/?q=cat&sort=density", "/features/abc"};
+    static const char *pages[] = {"/",      "/features/0",          "/features/12", "/encode",
+                                  "/model", "/?q=cat&sort=density", "/features/abc"};
     for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++) {
         struct raw r;
         char ct[128];
         CHECK(raw_get(d.port, "GET", pages[i], NULL, &r) == 0, "raw %s", pages[i]);
         raw_header(&r, "Content-Type", ct, sizeof ct);
-        CHECK(r.status == 200 && !strcmp(ct, "text/html; charset=utf-8") &&
-                  r.len == strlen(page) && !memcmp(r.body, page, r.len),
+        CHECK(r.status == 200 && !strcmp(ct, "text/html; charset=utf-8") && r.len == strlen(page) &&
+                  !memcmp(r.body, page, r.len),
               "%s: %d %s", pages[i], r.status, ct);
         free(r.body);
     }
@@ -1459,8 +1494,7 @@ static void test_static(void)
               r.status);
         free(r.body);
         raw_get(d.port, "HEAD", path, NULL, &r);
-        CHECK(r.status == 200 && r.len == 0, "HEAD %s: %d, %zu body bytes", path, r.status,
-              r.len);
+        CHECK(r.status == 200 && r.len == 0, "HEAD %s: %d, %zu body bytes", path, r.status, r.len);
         free(r.body);
     }
     /* A changed file gets a new ETag. */
@@ -1478,14 +1512,29 @@ static void test_static(void)
         CHECK(strcmp(e1, e2) && r.len == 21, "a rewritten file has a new ETag");
         free(r.body);
     }
-    static const char *escapes[] = {
-        "/assets/../../secret.txt", "/assets/..%2f..%2fsecret.txt", "/assets/%2e%2e/secret.txt",
-        "/%2e%2e/", "/../secret.txt", "/assets/../../../../../../etc/passwd",
-        "/assets/%2e%2e%2f%2e%2e%2fsecret.txt", "/assets/..", "/assets/.", "/assets/.hidden",
-        "/assets/evil.js", "/assets/up.js", "/assets/sub", "/assets/", "/assets/%00app.js",
-        "/assets/app.js%00.png", "/assets/..\\..\\secret.txt", "//etc/passwd", "/etc/passwd",
-        "/assets//etc/passwd", "/assets/%2fetc%2fpasswd", "/index.html", "/web/index.html",
-        "/assets/nothere.js"};
+    static const char *escapes[] = {"/assets/../../secret.txt",
+                                    "/assets/..%2f..%2fsecret.txt",
+                                    "/assets/%2e%2e/secret.txt",
+                                    "/%2e%2e/",
+                                    "/../secret.txt",
+                                    "/assets/../../../../../../etc/passwd",
+                                    "/assets/%2e%2e%2f%2e%2e%2fsecret.txt",
+                                    "/assets/..",
+                                    "/assets/.",
+                                    "/assets/.hidden",
+                                    "/assets/evil.js",
+                                    "/assets/up.js",
+                                    "/assets/sub",
+                                    "/assets/",
+                                    "/assets/%00app.js",
+                                    "/assets/..\\..\\secret.txt",
+                                    "//etc/passwd",
+                                    "/etc/passwd",
+                                    "/assets//etc/passwd",
+                                    "/assets/%2fetc%2fpasswd",
+                                    "/index.html",
+                                    "/web/index.html",
+                                    "/assets/nothere.js"};
     for (size_t i = 0; i < sizeof escapes / sizeof escapes[0]; i++) {
         struct raw r;
         int rc = raw_get(d.port, "GET", escapes[i], NULL, &r);
@@ -1495,8 +1544,14 @@ static void test_static(void)
         if (rc == 0)
             free(r.body);
     }
-    /* The API key guards the API, not the browser's files. */
+    /* libmicrohttpd decodes %00 into a NUL that ends the path: what precedes
+     * it is all saed sees, so this is app.js itself, served as JavaScript. */
     struct raw r;
+    raw_get(d.port, "GET", "/assets/app.js%00.png", NULL, &r);
+    CHECK(r.status == 200 && r.len == 21 && !memcmp(r.body, "export const x = 22;\n", 21),
+          "/assets/app.js%%00.png is app.js: %d", r.status);
+    free(r.body);
+    /* The API key guards the API, not the browser's files. */
     raw_get(d.port, "GET", "/v1/features", NULL, &r);
     CHECK(r.status == 401, "/v1/features without the key: %d", r.status);
     free(r.body);
@@ -1504,8 +1559,7 @@ static void test_static(void)
     CHECK(r.status == 401, "/api/feature without the key: %d", r.status);
     free(r.body);
     raw_get(d.port, "GET", "/v1/features", "Authorization: Bearer k3y\r\n", &r);
-    CHECK(r.status == 404 && strstr(r.body, "no_index"), "/v1/features with the key: %d",
-          r.status);
+    CHECK(r.status == 404 && strstr(r.body, "no_index"), "/v1/features with the key: %d", r.status);
     free(r.body);
     daemon_signal(&d, SIGTERM);
     CHECK(daemon_wait(&d, 20000) == 0, "static daemon exit");
@@ -1533,8 +1587,8 @@ static void test_static(void)
     /* A web_root that is not one is refused at start-up. */
     char log[700];
     snprintf(log, sizeof log, "%s/webroot.log", tmp);
-    const char *argv[] = {getenv("SAED_BIN"), "--model", dir_a, "--web-root", assets,
-                          "--listen", "127.0.0.1:0", NULL};
+    const char *argv[] = {getenv("SAED_BIN"), "--model",     dir_a, "--web-root", assets,
+                          "--listen",         "127.0.0.1:0", NULL};
     int rc = run(argv, log);
     char *text = read_file(log, NULL);
     CHECK(rc == 1 && text && strstr(text, "saed: error: web_root"), "bad web_root: %d %s", rc,
@@ -1543,6 +1597,58 @@ static void test_static(void)
     free(web);
     free(assets);
     free(secret);
+}
+
+/* Activations past 2^16 land in the open top bin [65536, inf): its upper
+ * edge is left out of "edges" (JSON has no infinity) and Neuronpedia's bar
+ * value is its lower edge. A model that scales its inputs by 10^6 gets there. */
+static void test_open_top_bin(void)
+{
+    char *dir_c = path_join(tmp, "model-c"), *idx_c = path_join(tmp, "c.db");
+    sae_fixture_opts o;
+    sae_fixture_defaults(&o);
+    o.d_in = D_IN;
+    o.d_sae = D_SAE;
+    o.target_l0 = 6;
+    o.norm = SAE_NORM_EXPECTED_AVERAGE_ONLY_IN;
+    o.norm_scaling_factor = 1e6f;
+    sae_error err;
+    struct daemon d;
+    const char *args[] = {"--quiet", "--threads", "1", "--index", idx_c, NULL};
+    if (sae_fixture_write_model(dir_c, &o, &err) || build_index(dir_c, idx_c, NULL) ||
+        daemon_start(&d, dir_c, args)) {
+        CHECK(0, "huge-activation index and daemon");
+        return;
+    }
+    db_open(idx_c);
+    CHECK(q_int("SELECT count(*) FROM features WHERE hist_first + length(hist) / 8 - 1 = 257") >
+              0,
+          "some feature reaches the open top bin");
+    long st;
+    json_t *j = get_json(&d, "/v1/features?limit=64", &st);
+    json_t *fs = json_object_get(j, "features");
+    CHECK(st == 200 && json_array_size(fs) == D_SAE, "list of the huge index");
+    for (uint32_t f = 0; f < json_array_size(fs); f++) {
+        struct frow r;
+        db_feature(f, &r);
+        check_histogram(json_object_get(json_array_get(fs, f), "histogram"), &r, f);
+        if (r.n_bins && r.hist_first + (int64_t)r.n_bins - 1 == 257) {
+            char path[128];
+            snprintf(path, sizeof path, "/api/feature/fixture-model/blocks.0.hook_resid_pre/%u",
+                     f);
+            json_t *np = get_json(&d, path, &st);
+            json_t *hv = json_object_get(np, "freq_hist_data_bar_values");
+            CHECK(json_number_value(json_array_get(hv, r.n_bins - 1)) == 65536.0,
+                  "%s: the open bin's bar value is 65536", path);
+            json_decref(np);
+        }
+    }
+    json_decref(j);
+    daemon_signal(&d, SIGTERM);
+    CHECK(daemon_wait(&d, 20000) == 0, "huge daemon exit");
+    db_open(idx_a);
+    free(dir_c);
+    free(idx_c);
 }
 
 int main(void)
@@ -1572,6 +1678,7 @@ int main(void)
     CHECK(daemon_wait(&d, 20000) == 0, "exit status after SIGTERM");
 
     test_no_index();
+    test_open_top_bin();
     test_reload();
     test_static();
 
