@@ -972,30 +972,86 @@ def test_index(c):
 # ---------------------------------------------------------------- static files
 
 def test_static(c):
-    d = hlib.Saed(c.saed, c.model, c.work, ["--quiet"], name="static")
-    if not check("daemon for the static test starts", d.start()):
-        return
-    r = hlib.request(d.port, "GET", "/")
-    if r is None or r.status != 200 or b"<" not in r.body:
-        log("SKIP: route missing: GET / does not serve the web browser (status %s)" %
-            (r.status if r else "none"))
-        d.stop()
-        return
     secret = b"root:"  # /etc/passwd's first line starts with it
+    with open("/etc/passwd", "rb") as f:
+        if not f.read().startswith(secret):
+            log("/etc/passwd does not start with root:; the leak check is weaker")
     paths = ["/../../../../etc/passwd", "/web/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
              "/%2E%2E/%2E%2E/%2E%2E/etc/passwd", "/..%2f..%2f..%2fetc%2fpasswd",
              "/assets/..%2f..%2f..%2f..%2fetc%2fpasswd", "//etc/passwd", "/etc/passwd",
              "/%2fetc%2fpasswd", "/assets/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
-             "/assets/....//....//etc/passwd", "/assets/%00../../etc/passwd",
-             "/assets/..\\..\\..\\etc\\passwd"]
-    for p in paths:
-        r = hlib.raw(d.port, ("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" %
-                              p).encode())
-        leaked = r is not None and secret in r.body
-        check("static: %s refused" % p, r is not None and r.status in (400, 403, 404) and
-              not leaked, "status %s" % (r.status if r else "none"))
-    normal_ok(c, d, "path traversal attempts")
+             "/assets/%2e%2e%2f%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/assets/....//....//etc/passwd",
+             "/assets/%00../../etc/passwd", "/assets/..\\..\\..\\etc\\passwd",
+             "/assets/%2e%2e%5c%2e%2e%5cetc%5cpasswd", "/assets/.htaccess", "/assets/.",
+             "/assets/..", "/assets/", "/assets//etc/passwd", "/index.html/../../etc/passwd",
+             "/features/..%2f..%2f..%2fetc%2fpasswd", "/assets/%252e%252e/%252e%252e/etc/passwd",
+             "http://x/../../etc/passwd", "/assets/leak.js", "/assets/outside/passwd",
+             "/leakdir/passwd", "/assets/" + "a" * 5000]
+
+    def attempt(d, what):
+        for p in paths:
+            r = hlib.raw(d.port, ("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" %
+                                  p).encode())
+            leaked = r is not None and secret in r.body
+            check("static (%s): %s refused" % (what, p[:80]),
+                  r is not None and r.status in (400, 403, 404, 414) and not leaked,
+                  "status %s" % (r.status if r else "none"))
+        normal_ok(c, d, "path traversal attempts (%s)" % what)
+
+    # The default folder: the source tree's web/ (saed runs from its build folder).
+    d = hlib.Saed(c.saed, c.model, c.work, ["--quiet"], name="static")
+    if not check("daemon for the static test starts", d.start()):
+        return
+    r = hlib.request(d.port, "GET", "/")
+    served = r is not None and r.status == 200 and b"<" in r.body
+    check("static: GET / serves the browser", served, "status %s" % (r.status if r else "none"))
+    if served:
+        attempt(d, "default web root")
     d.stop()
+
+    # A web root with symlinks pointing out of it: a file symlink in assets/,
+    # a folder symlink beside it, and a root whose assets/ is itself a
+    # symlink to /etc.
+    web2 = os.path.join(c.work, "web-links")
+    shutil.copytree(os.path.join(ROOT, "web"), web2, symlinks=True)
+    os.symlink("/etc/passwd", os.path.join(web2, "assets", "leak.js"))
+    os.symlink("/etc", os.path.join(web2, "assets", "outside"))
+    os.symlink("/etc", os.path.join(web2, "leakdir"))
+    d = hlib.Saed(c.saed, c.model, c.work, ["--quiet", "--web-root", web2], name="static-links")
+    if check("daemon with a web root holding symlinks out starts", d.start()):
+        r = hlib.request(d.port, "GET", "/assets/leak.js")
+        check("static: a file symlink to /etc/passwd is not followed",
+              r is not None and r.status == 404 and secret not in r.body,
+              "status %s" % (r.status if r else "none"))
+        attempt(d, "symlinks in web root")
+        d.stop()
+    web3 = os.path.join(c.work, "web-assets-link")
+    os.makedirs(web3)
+    shutil.copy(os.path.join(ROOT, "web", "index.html"), web3)
+    os.symlink("/etc", os.path.join(web3, "assets"))
+    d = hlib.Saed(c.saed, c.model, c.work, ["--quiet", "--web-root", web3], name="static-dir")
+    if d.start():
+        r = hlib.request(d.port, "GET", "/assets/passwd")
+        check("static: assets/ as a symlink to /etc is not followed",
+              r is not None and r.status == 404 and secret not in r.body,
+              "status %s" % (r.status if r else "none"))
+        d.stop()
+    else:
+        check("static: a web root whose assets/ is a symlink out is refused at start-up",
+              "saed: error" in d.log_text(), d.log_text()[-200:])
+    web4 = os.path.join(c.work, "web-index-link")
+    os.makedirs(os.path.join(web4, "assets"))
+    os.symlink("/etc/passwd", os.path.join(web4, "index.html"))
+    d = hlib.Saed(c.saed, c.model, c.work, ["--quiet", "--web-root", web4], name="static-index")
+    if d.start():
+        r = hlib.request(d.port, "GET", "/")
+        check("static: index.html as a symlink to /etc/passwd is not followed",
+              r is not None and r.status != 200 and secret not in r.body,
+              "status %s" % (r.status if r else "none"))
+        d.stop()
+    else:
+        check("static: a web root whose index.html is a symlink out is refused at start-up",
+              "saed: error" in d.log_text(), d.log_text()[-200:])
 
 
 # ---------------------------------------------------------------- main
