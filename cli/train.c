@@ -53,6 +53,8 @@ static void usage(FILE *out)
             "  --dead-window N      rows without firing after which a latent is dead\n"
             "                       (default min(rows, 1000000))\n"
             "  --no-resample        count dead latents but do not re-initialise them\n"
+            "  --dup-cos X          resample a latent whose decoder row has cosine >= X with\n"
+            "                       a more used latent's (default 0.8; 1: only dead ones)\n"
             "  --log-every N        steps between train_log.jsonl records (default steps/100)\n"
             "  --shuffle-mib N      shuffle buffer (default 1024 MiB; smaller corpora are\n"
             "                       held whole)\n"
@@ -164,9 +166,14 @@ static int parse_args(int argc, char **argv, train_args *a)
                                  sizeof o->model_name - 1);
             snprintf(dst, sizeof o->model_name, "%s", val);
         } else if (!strcmp(f, "--l1") || !strcmp(f, "--lr") || !strcmp(f, "--decay") ||
-                   !strcmp(f, "--l1-warmup") || !strcmp(f, "--init-norm")) {
-            double hi = !strcmp(f, "--decay") || !strcmp(f, "--l1-warmup") ? 1 : 1e6;
-            double lo = !strcmp(f, "--lr") || !strcmp(f, "--init-norm") ? 1e-12 : 0;
+                   !strcmp(f, "--l1-warmup") || !strcmp(f, "--init-norm") ||
+                   !strcmp(f, "--dup-cos")) {
+            bool frac = !strcmp(f, "--decay") || !strcmp(f, "--l1-warmup") ||
+                        !strcmp(f, "--dup-cos");
+            double hi = frac ? 1 : 1e6;
+            double lo = !strcmp(f, "--lr") || !strcmp(f, "--init-norm") ? 1e-12
+                        : !strcmp(f, "--dup-cos")                      ? 1e-6
+                                                                        : 0;
             if (cli_parse_double(val, lo, hi, &d))
                 return cli_usage("train", "%s needs a number in [%g, %g]", f, lo, hi);
             if (!strcmp(f, "--l1"))
@@ -177,6 +184,8 @@ static int parse_args(int argc, char **argv, train_args *a)
                 o->decay_frac = d;
             else if (!strcmp(f, "--l1-warmup"))
                 o->l1_warmup_frac = d;
+            else if (!strcmp(f, "--dup-cos"))
+                o->dup_cos = d;
             else
                 o->init_norm = d;
         } else if (!strcmp(f, "--seed")) {

@@ -23,7 +23,8 @@
  *   - a latent is dead when it has not fired on any of the last dead_window
  *     training rows; dead latents are counted. Every dead_window rows during
  *     the first 60% of the steps, dead latents and duplicates (a decoder row
- *     with cosine >= dup_cos to the row of a more used latent) are resampled
+ *     with cosine >= dup_cos, default 0.8, to the row of a more used latent)
+ *     are resampled
  *     towards the residuals of high-error rows (opts.resample);
  *   - rows are read through sae_acts in blocks and served shuffled: the corpus
  *     is held in memory when it fits opts.shuffle_mib, otherwise blocks are
@@ -109,7 +110,7 @@ typedef struct sae_train_opts {
                                0: only count dead ones; default 1 */
     double dup_cos;         /* a latent whose decoder row has at least this cosine
                                with the row of a more used latent is a duplicate;
-                               default 0.9, 1 disables */
+                               default 0.8, 1 disables */
     uint64_t seed;          /* default 0 is a seed like any other */
     size_t log_every;       /* steps between logged records */
     size_t shuffle_mib;     /* shuffle buffer budget in MiB; default 1024 */

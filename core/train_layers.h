@@ -156,6 +156,24 @@ static void FN(linear_backward)(TL_REAL *din, TL_REAL *dw, TL_REAL *db, const TL
 
 /* ---- activations ---- */
 
+/* One row of FN(relu_forward): row = ReLU(row + bias), colsum += row;
+ * returns the row's count of positive values. Two simple loops the compiler
+ * vectorizes. */
+TL_VEC static size_t FN(bias_relu_row)(TL_REAL *restrict row, const TL_REAL *restrict bias,
+                                       TL_REAL *restrict colsum, size_t d)
+{
+    for (size_t i = 0; i < d; i++) {
+        TL_REAL v = row[i] + bias[i];
+        v = v > 0 ? v : 0;
+        row[i] = v;
+        colsum[i] += v;
+    }
+    int count = 0;
+    for (size_t i = 0; i < d; i++)
+        count += row[i] > 0;
+    return (size_t)count;
+}
+
 /* f (B, d) = ReLU(f + bias) in place (bias (d) may be NULL when the layer
  * added it already), adding each row's Σ_i f_i·norm_i to *l1 and its count
  * of f_i > 0 to *l0, and setting colsum (d) = Σ_b f_bi. norm may be NULL
@@ -171,16 +189,8 @@ static void FN(relu_forward)(TL_REAL *f, size_t B, size_t d, const TL_REAL *bias
     }
     memset(colsum, 0, d * sizeof *colsum);
     size_t count = 0;
-    for (size_t r = 0; r < B; r++) {
-        TL_REAL *row = f + r * d;
-        for (size_t i = 0; i < d; i++) {
-            TL_REAL v = row[i] + bias[i];
-            v = v > 0 ? v : 0;
-            row[i] = v;
-            colsum[i] += v;
-            count += v > 0;
-        }
-    }
+    for (size_t r = 0; r < B; r++)
+        count += FN(bias_relu_row)(f + r * d, bias, colsum, d);
     double s = 0;
     for (size_t i = 0; i < d; i++)
         s += (double)colsum[i] * norm[i];
@@ -268,29 +278,40 @@ static void FN(topk_forward)(TL_REAL *f, size_t B, size_t d, size_t k, const TL_
     *l0 += (double)count;
 }
 
+/* One row of FN(sparse_backward): g = g·[v > 0], and db += g. */
+TL_VEC static void FN(mask_row)(TL_REAL *restrict g, const TL_REAL *restrict v,
+                                TL_REAL *restrict db, size_t d)
+{
+    for (size_t i = 0; i < d; i++) {
+        TL_REAL x = g[i];
+        x = v[i] > 0 ? x : 0;
+        g[i] = x;
+        db[i] += x;
+    }
+}
+
+/* One row of FN(sparse_backward) without a bias gradient: g = g·[v > 0]. */
+TL_VEC static void FN(mask_row_nodb)(TL_REAL *restrict g, const TL_REAL *restrict v, size_t d)
+{
+    for (size_t i = 0; i < d; i++) {
+        TL_REAL x = g[i];
+        g[i] = v[i] > 0 ? x : 0;
+    }
+}
+
 /* Backward of ReLU and of top-k-then-ReLU alike: a feature passes gradient
  * exactly where it is positive, so dpre = df·[f > 0], in place on df (B, d).
- * For the standard SAE add_row (d) = λ/B·‖W_dec,i‖ is first added to df (the
- * sparsity penalty's gradient); it is NULL otherwise. When db (d) is not
- * NULL it receives Σ_b dpre_b, the gradient of the bias before the
- * activation, in the same pass. */
-static void FN(sparse_backward)(TL_REAL *df, const TL_REAL *f, const TL_REAL *add_row, size_t B,
-                                size_t d, TL_REAL *db)
+ * When db (d) is not NULL it receives Σ_b dpre_b, the gradient of the bias
+ * before the activation, in the same pass. */
+static void FN(sparse_backward)(TL_REAL *df, const TL_REAL *f, size_t B, size_t d, TL_REAL *db)
 {
     if (db)
         memset(db, 0, d * sizeof *db);
     for (size_t r = 0; r < B; r++) {
-        TL_REAL *g = df + r * d;
-        const TL_REAL *v = f + r * d;
-        if (add_row)
-            for (size_t i = 0; i < d; i++)
-                g[i] = v[i] > 0 ? g[i] + add_row[i] : 0;
-        else
-            for (size_t i = 0; i < d; i++)
-                g[i] = v[i] > 0 ? g[i] : 0;
         if (db)
-            for (size_t i = 0; i < d; i++)
-                db[i] += g[i];
+            FN(mask_row)(df + r * d, f + r * d, db, d);
+        else
+            FN(mask_row_nodb)(df + r * d, f + r * d, d);
     }
 }
 
@@ -358,8 +379,8 @@ static double FN(sae_step)(const sae_train_shape *s, const FN(tensors) *p, FN(te
     double lam = topk ? 0 : l1_coeff;
     double loss = sse / B + lam * l1 / B;
 
-    /* decoder backward: dW_dec, db_dec and df (B, d_sae) */
-    FN(linear_backward)(a->df, g->w_dec, g->b_dec, a->xhat, a->f, p->w_dec, B, d_sae, d_in);
+    /* decoder backward: dW_dec = fᵀ·dx̂, db_dec = Σ_b dx̂_b */
+    FN(linear_backward)(NULL, g->w_dec, g->b_dec, a->xhat, a->f, p->w_dec, B, d_sae, d_in);
     if (lam != 0) {
         /* d/dW_dec,i of (λ/B) Σ_b f_bi ‖W_dec,i‖ = (λ/B) colsum_i W_dec,i / ‖W_dec,i‖ */
         for (size_t i = 0; i < d_sae; i++) {
@@ -371,11 +392,18 @@ static double FN(sae_step)(const sae_train_shape *s, const FN(tensors) *p, FN(te
             for (size_t j = 0; j < d_in; j++)
                 gi[j] += c * wi[j];
         }
-        /* and d/df_bi of it is (λ/B)‖W_dec,i‖, added inside sparse_backward */
+    }
+    /* df = dx̂·W_decᵀ, plus d/df_bi of the penalty, (λ/B)‖W_dec,i‖, written into
+     * df first so that the product adds to it (beta 1) */
+    if (lam != 0) {
         for (size_t i = 0; i < d_sae; i++)
             a->scratch[i] = (TL_REAL)(lam / B) * a->dec_norm[i];
+        for (size_t r = 0; r < B; r++)
+            memcpy(a->df + r * d_sae, a->scratch, d_sae * sizeof *a->df);
     }
-    FN(sparse_backward)(a->df, a->f, lam != 0 ? a->scratch : NULL, B, d_sae, g->b_enc);
+    TL_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)d_sae, (int)d_in, 1, a->xhat,
+            (int)d_in, p->w_dec, (int)d_in, lam != 0 ? 1 : 0, a->df, (int)d_sae);
+    FN(sparse_backward)(a->df, a->f, B, d_sae, g->b_enc);
 
     /* encoder backward: dW_enc = xcᵀ·dpre (db_enc came with dpre); x − b_dec
      * makes db_dec −= W_enc·db_enc */
@@ -413,7 +441,7 @@ static double FN(ae_step)(const sae_train_shape *s, const FN(tensors) *p, FN(ten
         FN(linear_backward)(din, g->w[l], g->b[l], dout, a->h[l], p->w[l], B, dims[l],
                             dims[l + 1]);
         if (din)
-            FN(sparse_backward)(din, a->h[l], NULL, B, dims[l], NULL);
+            FN(sparse_backward)(din, a->h[l], B, dims[l], NULL);
         dout = din;
     }
     a->h[0] = NULL;
