@@ -31,8 +31,8 @@ PY
 cd "$work"
 "$mkf" --out small --d-in 16 --d-sae 64 --target-l0 8 --activations small.safetensors --rows 600 >/dev/null
 tokens 600 small.jsonl
-"$mkf" --out big --d-in 64 --d-sae 1024 --target-l0 32 --activations big.safetensors --rows 20000 >/dev/null
-tokens 20000 big.jsonl
+"$mkf" --out big --d-in 32 --d-sae 512 --target-l0 32 --activations big.safetensors --rows 12000 >/dev/null
+tokens 12000 big.jsonl
 
 # ---- usage and failures
 "$sae" index --model small >out 2>err; rc=$?
@@ -49,7 +49,7 @@ check "token count mismatch: exit 1, one line naming the file" \
 "$sae" index --model small --activations small.safetensors --tokens bad.jsonl --out x.db 2>err; rc=$?
 check "malformed line: exit 1 naming line 3" '[ $rc -eq 1 ] && grep -q "bad.jsonl: line 3" err' "$(cat err)"
 "$sae" index --model small --activations big.safetensors --tokens big.jsonl --out x.db 2>err; rc=$?
-check "d_in mismatch: exit 1" '[ $rc -eq 1 ] && grep -q "d_in 64, the model.s d_in is 16" err' "$(cat err)"
+check "d_in mismatch: exit 1" '[ $rc -eq 1 ] && grep -q "d_in 32, the model.s d_in is 16" err' "$(cat err)"
 echo '{"index": 64, "description": "x"}' >expl.jsonl
 "$sae" index --model small --activations small.safetensors --tokens small.jsonl --out x.db --explanations expl.jsonl 2>err; rc=$?
 check "explanation out of range: exit 1" '[ $rc -eq 1 ] && grep -q "expl.jsonl: line 1: index 64 out of range" err' "$(cat err)"
