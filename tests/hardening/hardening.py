@@ -583,6 +583,33 @@ def test_requests(c):
         expect("FTS syntax in q is not an error -> 200", hlib.request(
             port, "GET", "/v1/features?q=%22(*%20NEAR%20OR%20-%22"), 200)
         expect("bad limit -> 400", hlib.request(port, "GET", "/v1/features?limit=-1"), 400)
+        # A search of many words (20 KB, well inside the URL limit) must cost
+        # little or be refused, and several at once must not hold up
+        # everyone else: the full-text query runs on the threads that serve
+        # every request.
+        heavy = "/v1/features?q=" + "+".join(["cat"] * 5000)
+        t0 = time.time()
+        r = hlib.request(port, "GET", heavy, timeout=120)
+        dt = time.time() - t0
+        check("a 5,000-word search (20 KB) is answered or refused within 2 s",
+              r is not None and r.status in (200, 400) and dt < 2,
+              "status %s after %.2f s" % (r.status if r else "none", dt))
+        figure("5,000-word search (s)", "%.2f" % dt)
+        out = []
+        hs = [threading.Thread(target=lambda: out.append(hlib.request(port, "GET", heavy,
+                                                                       timeout=120)))
+              for _ in range(4)]
+        for h in hs:
+            h.start()
+        time.sleep(0.5)
+        t0 = time.time()
+        ok = normal_ok(c, d, "(while 4 such searches run)")
+        dt = time.time() - t0
+        check("4 concurrent 5,000-word searches do not hold up a normal request (< 1 s)",
+              ok and dt < 1, "the normal request took %.2f s" % dt)
+        figure("normal request during 4 heavy searches (s)", "%.2f" % dt)
+        for h in hs:
+            h.join()
     figure("requests: RSS start -> end (KiB)", "%d -> %d" % (rss_start, d.rss_kb()))
     check("daemon still running after every hostile request", d.alive(), "")
     st = d.stop()
