@@ -1,25 +1,88 @@
 #!/usr/bin/env bash
-# The README's main command: installs what is missing, builds everything, and
-# runs the demo pipeline: sae bench on a small model, then a fixture model
-# through sae info and sae encode.
+# The README's main command. Installs what is missing, builds everything, then
+# runs the whole pipeline on synthetic data with known answers:
+#   sae synth  -> activations over real text with 68 planted, labelled features
+#   sae train  -> a standard SAE, each latent labelled by its closest planted feature
+#   sae index  -> the SQLite feature index, with those labels as explanations
+#   saed       -> the daemon and web browser on http://127.0.0.1:8080
+# A second run reuses what is already built (delete demo/ to start over).
+# usage: scripts/demo.sh [--listen HOST:PORT] [--no-serve]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+listen=127.0.0.1:8080
+serve=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --listen) listen=$2; shift 2 ;;
+    --no-serve) serve=0; shift ;;
+    *) echo "usage: scripts/demo.sh [--listen HOST:PORT] [--no-serve]" >&2; exit 2 ;;
+  esac
+done
 scripts/deps.sh build
 
-meson setup build --buildtype=release >/dev/null 2>&1 || meson setup build --buildtype=release --reconfigure >/dev/null
+t0=$(date +%s)
+if [ ! -f build/build.ninja ]; then
+  meson setup build --buildtype=release >/dev/null
+fi
 ninja -C build >/dev/null
 SAE=build/cli/sae
+SAED=build/server/saed
 out=demo
 mkdir -p "$out"
 
-echo "== sae bench (small model: d_in 256 x d_sae 4096, 32 features per row)"
-"$SAE" bench --quick
+step() { printf '\n== %s\n' "$*"; }
 
-echo "== fixture model written by the project's own fixture writer"
-[ -f "$out/fixture/cfg.json" ] ||
-  build/tests/mkfixture --out "$out/fixture" --arch standard --d-in 64 --d-sae 512 --target-l0 12 \
-    --seed 7 --activations "$out/fixture-acts.safetensors" --rows 4
-"$SAE" info "$out/fixture"
+step "sae synth: tokens of the Debian license texts, 68 planted features in 256 dims"
+if [ ! -f "$out/synth/truth.jsonl" ]; then
+  "$SAE" synth --out "$out/synth" --seed 1
+else
+  echo "(reusing $out/synth)"
+fi
 
-echo "== sae encode: the features of 4 rows"
-"$SAE" encode --model "$out/fixture" --activations "$out/fixture-acts.safetensors" --top-k 8
+step "sae train: a standard SAE (d_sae 1024) by hand-derived gradients"
+if [ ! -f "$out/model/explanations.jsonl" ]; then
+  "$SAE" train --activations "$out/synth/activations.safetensors" --out "$out/model" \
+    --d-sae 1024 --seed 1 --truth "$out/synth"
+else
+  echo "(reusing $out/model)"
+fi
+"$SAE" info "$out/model"
+
+step "sae index: statistics, examples, neighbours, planted labels as explanations"
+if [ ! -f "$out/index.db" ]; then
+  "$SAE" index --model "$out/model" --activations "$out/synth/activations.safetensors" \
+    --tokens "$out/synth/tokens.jsonl" --explanations "$out/model/explanations.jsonl" \
+    --out "$out/index.db"
+else
+  echo "(reusing $out/index.db)"
+fi
+
+step "sae encode: the features of the first 3 tokens (top 5 each)"
+("$SAE" encode --model "$out/model" --activations "$out/synth/activations.safetensors" \
+  --top-k 5 --quiet || true) | head -n 3
+
+printf '\nbuilt in %ss: %s/synth (data), %s/model (SAE), %s/index.db (index)\n' \
+  "$(( $(date +%s) - t0 ))" "$out" "$out" "$out"
+[ "$serve" = 1 ] || exit 0
+
+step "saed on http://$listen"
+"$SAED" --model "$out/model" --index "$out/index.db" --listen "$listen" --quiet &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null; wait $pid' INT TERM
+for _ in $(seq 100); do
+  curl -fs "http://$listen/v1/health" >/dev/null 2>&1 && break
+  kill -0 $pid 2>/dev/null || { echo "demo: saed did not start" >&2; exit 1; }
+  sleep 0.1
+done
+echo "GET /v1/features?q=pronoun&limit=3&sort=density&order=desc:"
+curl -fs "http://$listen/v1/features?q=pronoun&limit=3&sort=density&order=desc" |
+  head -c 600; echo " ..."
+cat <<EOT
+
+Look at:   http://$listen/            the feature browser (search "negation", open a feature)
+           http://$listen/encode      encode a vector or a feature's decoder direction
+           http://$listen/openapi.json
+Try:       curl -s http://$listen/v1/features/0 | head -c 400
+saed is running (pid $pid); Ctrl-C stops it.
+EOT
+wait $pid

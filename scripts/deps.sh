@@ -4,7 +4,7 @@
 # usage: scripts/deps.sh [build|test]
 set -euo pipefail
 want=(meson ninja-build pkg-config gcc libc6-dev libmicrohttpd-dev libjansson-dev
-      libsqlite3-dev check libopenblas-dev libxxhash-dev zlib1g-dev)
+      libsqlite3-dev check libopenblas-dev libxxhash-dev zlib1g-dev curl)
 if [ "${1:-build}" = test ]; then
   want+=(clang libclang-rt-14-dev curl libcurl4-openssl-dev wrk)
 fi
