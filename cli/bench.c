@@ -41,9 +41,10 @@ typedef struct bench_opts {
     size_t d_in, d_sae, l0;
     size_t batches[BENCH_MAX_BATCHES];
     size_t n_batches;
-    int threads;     /* 0: OpenBLAS's default */
-    double seconds;  /* time budget per batch size */
-    size_t bw_bytes; /* size of the bandwidth buffer */
+    int threads;       /* 0: OpenBLAS's default */
+    size_t block_rows; /* sae_encode's workspace block (0: its default, 256) */
+    double seconds;    /* time budget per batch size */
+    size_t bw_bytes;   /* size of the bandwidth buffer */
     bool json, load_test, quick, quiet;
 } bench_opts;
 
@@ -66,8 +67,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: sae bench [--model DIR | --d-in N --d-sae N --l0 L] [--batch N ...]\n"
-            "                 [--threads N] [--seconds S] [--json] [--load-test] [--quick]\n"
-            "                 [--quiet]\n\n"
+            "                 [--threads N] [--block-rows N] [--seconds S] [--json]\n"
+            "                 [--load-test] [--quick] [--quiet]\n\n"
             "Measures memory read bandwidth, raw cblas_sgemv/sgemm on the encoder's shapes and\n"
             "sae_encode on the same shapes, and prints rows/s and their ratios.\n\n"
             "  --model DIR    benchmark this model folder (default: random F32 weights)\n"
@@ -76,6 +77,7 @@ static void usage(FILE *out)
             "  --l0 L         about L features fire per row on the random inputs (default 64)\n"
             "  --batch N      a batch size to measure, repeatable (default 1, 64, 1024)\n"
             "  --threads N    BLAS threads (default: OpenBLAS's, usually the core count)\n"
+            "  --block-rows N rows per GEMM inside sae_encode (default: sae_encode's, 256)\n"
             "  --seconds S    time budget per batch size (default 1; at least %d rounds)\n"
             "  --json         one JSON object on stdout instead of the table\n"
             "  --load-test    also write a 2304 x 32768 F32 model (604 MB) to a temporary\n"
@@ -609,6 +611,7 @@ typedef struct bench_report {
     const char *source;
     size_t target_l0; /* 0 with --model */
     int threads;
+    size_t block_rows;
     double bw_dram_1, bw_dram_all, bw_w_enc, bw_bound; /* bytes/s */
     size_t bw_bytes;
     double mean_l0;
@@ -627,8 +630,10 @@ static void print_human(const bench_report *r)
 {
     const sae_model *m = r->m;
     double w_bytes = (double)m->d_in * (double)m->d_sae * sizeof(float);
-    printf("sae bench: %s, d_in %zu x d_sae %zu, %s, %d BLAS threads (%s)\n", r->source, m->d_in,
-           m->d_sae, sae_arch_name(m->arch), r->threads, openblas_get_config());
+    printf("sae bench: %s, d_in %zu x d_sae %zu, %s, %d BLAS threads (%s), encode blocks of %zu "
+           "rows\n",
+           r->source, m->d_in, m->d_sae, sae_arch_name(m->arch), r->threads, openblas_get_config(),
+           r->block_rows);
     printf("memory read bandwidth: %.2f GB/s over %zu MB (1 thread %.2f GB/s); "
            "reading W_enc (%.1f MB): %.2f GB/s\n",
            r->bw_dram_all / 1e9, r->bw_bytes >> 20, r->bw_dram_1 / 1e9, w_bytes / 1e6,
@@ -682,6 +687,7 @@ static void print_json(const bench_report *r)
     json_object_set_new(o, "architecture", json_string(sae_arch_name(m->arch)));
     json_object_set_new(o, "blas_threads", json_integer(r->threads));
     json_object_set_new(o, "blas_config", json_string(openblas_get_config()));
+    json_object_set_new(o, "block_rows", json_integer((json_int_t)r->block_rows));
     json_object_set_new(o, "target_l0",
                         r->target_l0 ? json_integer((json_int_t)r->target_l0) : json_null());
     json_object_set_new(o, "mean_l0", json_real(r->mean_l0));
@@ -779,6 +785,11 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **load_ch
                 return cli_usage("bench", "at most %d --batch values", BENCH_MAX_BATCHES);
             o->batches[o->n_batches++] = v;
             i++;
+        } else if (!strcmp(a, "--block-rows")) {
+            if (!val || cli_parse_u64(val, 1, 1u << 16, &v))
+                return cli_usage("bench", "--block-rows needs an integer in [1, 65536]");
+            o->block_rows = v;
+            i++;
         } else if (!strcmp(a, "--threads")) {
             if (!val || cli_parse_u64(val, 1, 256, &v))
                 return cli_usage("bench", "--threads needs an integer in [1, 256]");
@@ -862,6 +873,7 @@ int cmd_bench(int argc, char **argv)
     }
     rep.m = m;
     rep.threads = openblas_get_num_threads();
+    rep.block_rows = o.block_rows ? o.block_rows : SAE_ENCODE_DEFAULT_BLOCK_ROWS;
     cli_progress_start(&prog, "bench", "steps", o.n_batches + 2 + o.load_test, o.quiet);
 
     /* the bandwidth buffer, touched first so page faults are not timed */
@@ -890,7 +902,7 @@ int cmd_bench(int argc, char **argv)
         max_b = o.batches[i] > max_b ? o.batches[i] : max_b;
     x = malloc(max_b * m->d_in * sizeof *x);
     y = malloc(max_b * m->d_sae * sizeof *y);
-    ws = sae_workspace_new(m, 0);
+    ws = sae_workspace_new(m, o.block_rows);
     if (!x || !y || !ws) {
         cli_fail("bench: out of memory for batch %zu", max_b);
         goto out;

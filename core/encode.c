@@ -15,8 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SAE_DEFAULT_BLOCK_ROWS 256
-
 /* One active feature of the row being finished. */
 typedef struct sae_pair {
     float v;
@@ -197,7 +195,7 @@ void sae_metrics_row(const float *x, const float *xhat, size_t d_in, sae_row_met
 sae_workspace *sae_workspace_new(const sae_model *m, size_t block_rows)
 {
     if (!block_rows)
-        block_rows = SAE_DEFAULT_BLOCK_ROWS;
+        block_rows = SAE_ENCODE_DEFAULT_BLOCK_ROWS;
     size_t n_xn, n_dense;
     if (sae_mul_size(block_rows, m->d_in, &n_xn) || sae_mul_size(block_rows, m->d_sae, &n_dense) ||
         n_dense > SIZE_MAX / sizeof(float) || n_xn > SIZE_MAX / sizeof(float) ||

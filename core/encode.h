@@ -62,6 +62,9 @@ typedef struct sae_row_metrics {
  * 0. l0 is left to the caller. */
 void sae_metrics_row(const float *x, const float *xhat, size_t d_in, sae_row_metrics *out);
 
+/* Rows per GEMM when a workspace is made with block_rows 0. */
+#define SAE_ENCODE_DEFAULT_BLOCK_ROWS 256
+
 /* Scratch buffers for one thread. block_rows 0 picks the default (256).
  * Returns NULL when out of memory (or the sizes overflow). */
 typedef struct sae_workspace sae_workspace;
