@@ -13,7 +13,8 @@
 # Checks: no request failed in any phase (nginx retries a dead replica's
 # requests on another: encode is idempotent), each phase made progress, the
 # restarted replica served requests, the image's HEALTHCHECK command passes
-# against a live replica, and every replica exits 0 on SIGTERM (drain).
+# against a live replica, the systemd unit's ExecReload makes a replica
+# reload its model, and every replica exits 0 on SIGTERM (drain).
 # Control (~6 s): the same kill through nginx with retries turned off must
 # lose requests, so the zero-error result is the retries' doing.
 # Everything listens on 127.0.0.1 only; all processes are stopped on exit.
@@ -219,6 +220,27 @@ retried=$(grep -c 'upstream_status=[0-9-]*, ' "$work/nginx/logs/access.log")
 echo "requests nginx retried on another replica: $retried; served by the restarted replica: $served"
 if [ "$served" -gt 0 ]; then pass "the restarted replica takes traffic again ($served requests)"
 else fail "the restarted replica takes traffic again" "no request reached 127.0.0.1:${ports[1]} after the restart"; fi
+
+# The systemd unit's reload action (ExecReload, $MAINPID = replica 0) makes
+# saed load its model again and keep serving.
+reload_cmd=$(sed -n 's/^ExecReload=//p' "$root/deploy/saed.service" | tail -1)
+ok_reloads() { curl -fsS -m 2 "http://127.0.0.1:${ports[0]}/metrics" | sed -n 's/^saed_reloads_total{result="ok"} //p'; }
+before_reloads=$(ok_reloads)
+if [ -n "$reload_cmd" ] && MAINPID=${pids[0]} sh -c "$reload_cmd"; then
+  after_reloads=$before_reloads
+  for _ in $(seq 1 50); do
+    after_reloads=$(ok_reloads)
+    [ "${after_reloads:-0}" -gt "${before_reloads:-0}" ] && break
+    sleep 0.1
+  done
+  if [ "${after_reloads:-0}" -gt "${before_reloads:-0}" ] && wait_health "127.0.0.1:${ports[0]}" "${pids[0]}"; then
+    pass "saed.service's ExecReload ($reload_cmd) reloads the model; the replica stays healthy"
+  else
+    fail "saed.service's ExecReload reloads the model" "saed_reloads_total{result=\"ok\"} ${before_reloads:-?} -> ${after_reloads:-?}"
+  fi
+else
+  fail "saed.service's ExecReload runs" "ExecReload='$reload_cmd'"
+fi
 
 # Control: the same kill against nginx without retries must lose requests;
 # otherwise the zero above would prove nothing about the retry settings.
