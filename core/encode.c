@@ -79,7 +79,9 @@ static int sparse_reserve(sae_sparse *s, size_t rows, size_t nnz, sae_error *err
         s->row_ptr = rp;
         s->rows_cap = cap;
     }
-    if (need_nnz > s->cap) {
+    /* allocated on the first push even when it is empty, so that after any
+     * push idx/val are never NULL (callers may then form idx + row_ptr[r]) */
+    if (need_nnz > s->cap || !s->idx || !s->val) {
         size_t cap = s->cap ? s->cap : 1024;
         while (cap < need_nnz)
             cap = cap > UINT32_MAX / 2 ? need_nnz : cap * 2;
