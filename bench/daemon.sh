@@ -102,11 +102,11 @@ print(sum(r["l0"] for r in res) / len(res))
 EOF
 )
 echo "daemon.sh: binary bodies of 256 rows (mean l0 $l0_seen)" >&2
-bin=$(lg http --port "${port[on]}" --rows 256 --format binary --accept-binary --clients $((2 * threads)))
+bin=$(lg http --port "${port[on]}" --pid "${pid[on]}" --rows 256 --format binary --accept-binary --clients $((2 * threads)))
 echo "daemon.sh: JSON bodies of 256 rows" >&2
-json=$(lg http --port "${port[on]}" --rows 256 --format json --clients $((2 * threads)))
+json=$(lg http --port "${port[on]}" --pid "${pid[on]}" --rows 256 --format json --clients $((2 * threads)))
 echo "daemon.sh: 64 clients x 1 row, batching on" >&2
-on=$(lg http --port "${port[on]}" --rows 1 --format binary --accept-binary --clients 64)
+on=$(lg http --port "${port[on]}" --pid "${pid[on]}" --rows 1 --format binary --accept-binary --clients 64)
 metrics=$(curl -s "http://127.0.0.1:${port[on]}/metrics" | grep -E '^saed_batch_rows_(sum|count)' | tr '\n' ' ')
 
 start_saed off --batching off
@@ -114,7 +114,7 @@ echo "daemon.sh: 64 one-row requests at once (batching on) vs one by one (batchi
 cmp=$("$loadgen" compare --port "${port[on]}" --port-b "${port[off]}" --model "$work/model" --rows 64)
 stop_saed on
 echo "daemon.sh: 64 clients x 1 row, batching off" >&2
-off=$(lg http --port "${port[off]}" --rows 1 --format binary --accept-binary --clients 64)
+off=$(lg http --port "${port[off]}" --pid "${pid[off]}" --rows 1 --format binary --accept-binary --clients 64)
 stop_saed off
 
 echo "daemon.sh: raw sgemm again" >&2
@@ -146,11 +146,21 @@ res = {
     "mean_rows_per_gemm_on": round(batch, 1),
     "compare": cmp,
     "errors": b["errors"] + j["errors"] + on["errors"] + off["errors"],
+    "load_average": open("/proc/loadavg").read().split()[0],
 }
+# CPU time: what each row costs the server against what it costs raw sgemm,
+# comparable even when other processes take CPU away from both.
+raw_cpu = (ra["rows_per_cpu_s"] + rb["rows_per_cpu_s"]) / 2
+res["raw_sgemm_rows_per_cpu_s"] = round(raw_cpu, 1)
+for name, r in (("binary256", b), ("json256", j), ("one_row_batching_on", on), ("one_row_batching_off", off)):
+    res[name + "_rows_per_cpu_s"] = r["rows_per_server_cpu_s"]
+res["binary256_cpu_ratio"] = round(b["rows_per_server_cpu_s"] / raw_cpu, 3)
+res["json256_cpu_ratio"] = round(j["rows_per_server_cpu_s"] / raw_cpu, 3)
+res["batching_cpu_speedup"] = round(on["rows_per_server_cpu_s"] / max(off["rows_per_server_cpu_s"], 1e-9), 2)
 if out == "1":
     print(json.dumps(res))
     sys.exit(0)
-print(f"threads {threads}, mean l0 {l0:.1f}")
+print(f"threads {threads}, mean l0 {l0:.1f}, load average at the end {res['load_average']}")
 print(f"raw sgemm 256 rows      {raw:10.0f} rows/s (before {ra['rows_per_s']:.0f}, after {rb['rows_per_s']:.0f})")
 print(f"raw sgemv 1 row         {r1['rows_per_s']:10.0f} rows/s")
 print(f"raw sgemm 64 rows       {r64['rows_per_s']:10.0f} rows/s  ({res['raw_batching_bound']:.2f} x sgemv: what batching 64 one-row clients can gain at most)")
@@ -161,4 +171,9 @@ print(f"64 x 1 row, batching off{off['rows_per_s']:10.0f} rows/s  p50 {off['p50_
 print(f"batching on / off       {res['batching_speedup']:10.2f} x (target >= 15)")
 print(f"batched vs alone        {cmp['identical_rows']}/{cmp['rows']} rows bit-identical; worst |diff| {cmp['worst_diff_over_dot_scale']:.2g} of sum|x'w|, {cmp['worst_diff_over_row_max']:.2g} of the row max; {cmp['features_in_one_only']} features in one answer only")
 print(f"errors                  {res['errors']}")
+print("per CPU-second of saed (robust to other load) against raw sgemm per CPU-second:")
+print(f"  raw sgemm 256 rows      {raw_cpu:10.0f} rows/cpu-s")
+print(f"  binary, 256 rows        {b['rows_per_server_cpu_s']:10.0f} rows/cpu-s  {res['binary256_cpu_ratio']:.2f} x raw")
+print(f"  JSON, 256 rows          {j['rows_per_server_cpu_s']:10.0f} rows/cpu-s  {res['json256_cpu_ratio']:.2f} x raw")
+print(f"  64 x 1 row on / off     {on['rows_per_server_cpu_s']:10.0f} / {off['rows_per_server_cpu_s']:.0f} rows/cpu-s  {res['batching_cpu_speedup']:.2f} x")
 EOF

@@ -5,9 +5,10 @@
  *       raw cblas_sgemm (cblas_sgemv when R is 1) rows/s on those shapes
  *   loadgen http --port P --rows R --d-in N --format json|binary
  *       [--clients C] [--seconds S] [--warmup S] [--accept-binary] [--gzip]
- *       [--api-key K] [--seed S]
+ *       [--api-key K] [--seed S] [--pid PID]
  *       C clients, each on its own keep-alive connection, post encode
- *       requests of R random rows back to back for S seconds
+ *       requests of R random rows back to back for S seconds; with --pid,
+ *       the server's CPU seconds over the same window too
  *   loadgen compare --port P --port-b Q --model DIR --rows R [--seed S]
  *       R one-row requests sent all at once to P (batching on) and one by
  *       one to Q (batching off); reports how many rows come back
@@ -49,6 +50,35 @@ static double now_s(void)
 }
 
 /* Prints the message and exits 1. */
+/* CPU seconds (user + system) this process has used, all threads. */
+static double process_cpu_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* CPU seconds (utime + stime) process pid has used, from /proc; -1 if it
+ * cannot be read. CPU time rather than wall time is what stays comparable
+ * when other processes share the machine. */
+static double pid_cpu_s(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    unsigned long long ut, st;
+    /* After "pid (comm)": state is field 3, utime 14, stime 15. */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static void die(const char *msg)
 {
     fprintf(stderr, "loadgen: error: %s\n", msg);
@@ -67,6 +97,7 @@ struct opts {
     uint64_t seed;
     int port_b;
     const char *model;
+    int pid;                /* http: the server, whose CPU time is read over the window */
 };
 
 /* Reads the options of every mode. */
@@ -107,6 +138,8 @@ static void parse(int argc, char **argv, struct opts *o)
             o->port_b = atoi(v);
         else if (TAKE("--model"))
             o->model = v;
+        else if (TAKE("--pid"))
+            o->pid = atoi(v);
         else if (!strcmp(a, "--accept-binary"))
             o->accept_binary = true;
         else if (!strcmp(a, "--gzip"))
@@ -138,14 +171,17 @@ static void run_sgemm(const struct opts *o)
         b[i] = (float)(sae_rng_normal(&r) / sqrt((double)k));
     openblas_set_num_threads(o->threads);
     size_t calls = 0;
-    double t0 = 0, t_end = 0;
+    double t0 = 0, t_end = 0, cpu0 = 0, cpu_end = 0;
     double start = now_s();
     for (;;) {
         double t = now_s();
-        if (t0 == 0 && t - start >= o->warmup)
+        if (t0 == 0 && t - start >= o->warmup) {
             t0 = t;
+            cpu0 = process_cpu_s();
+        }
         if (t0 && t - t0 >= o->seconds) {
             t_end = t;
+            cpu_end = process_cpu_s();
             break;
         }
         if (m == 1)
@@ -157,11 +193,13 @@ static void run_sgemm(const struct opts *o)
         if (t0)
             calls++;
     }
-    double el = t_end - t0;
+    double el = t_end - t0, cpu = cpu_end - cpu0;
     printf("{\"mode\":\"sgemm\",\"d_in\":%zu,\"d_sae\":%zu,\"rows\":%zu,\"threads\":%d,"
-           "\"calls\":%zu,\"seconds\":%.3f,\"rows_per_s\":%.1f,\"gflops\":%.1f}\n",
+           "\"calls\":%zu,\"seconds\":%.3f,\"rows_per_s\":%.1f,\"gflops\":%.1f,"
+           "\"cpu_s\":%.3f,\"rows_per_cpu_s\":%.1f}\n",
            m, k, n, o->threads, calls, el, (double)(calls * m) / el,
-           2.0 * (double)m * (double)k * (double)n * (double)calls / el / 1e9);
+           2.0 * (double)m * (double)k * (double)n * (double)calls / el / 1e9, cpu,
+           cpu > 0 ? (double)(calls * m) / cpu : 0.0);
     free(a);
     free(b);
     free(c);
@@ -371,6 +409,18 @@ static void run_http(const struct opts *o)
                                 .t_stop = start + o->warmup + o->seconds};
         pthread_create(&t[i], NULL, client_main, &cl[i]);
     }
+    /* The server's CPU time over exactly the measured window. */
+    double cpu0 = -1, cpu1 = -1;
+    if (o->pid) {
+        double wait = start + o->warmup - now_s();
+        if (wait > 0)
+            usleep((useconds_t)(wait * 1e6));
+        cpu0 = pid_cpu_s(o->pid);
+        wait = start + o->warmup + o->seconds - now_s();
+        if (wait > 0)
+            usleep((useconds_t)(wait * 1e6));
+        cpu1 = pid_cpu_s(o->pid);
+    }
     size_t ok = 0, errors = 0, n_lat = 0, reconnects = 0;
     unsigned hist[6] = {0};
     for (int i = 0; i < o->clients; i++) {
@@ -395,10 +445,12 @@ static void run_http(const struct opts *o)
            "\"seconds\":%.3f,\"requests\":%zu,\"errors\":%zu,\"reconnects\":%zu,"
            "\"requests_per_s\":%.1f,\"rows_per_s\":%.1f,\"p50_us\":%u,\"p90_us\":%u,"
            "\"p99_us\":%u,\"max_us\":%u,\"status_2xx\":%u,\"status_4xx\":%u,"
-           "\"status_5xx\":%u,\"request_bytes\":%zu}\n",
+           "\"status_5xx\":%u,\"request_bytes\":%zu,\"server_cpu_s\":%.3f,"
+           "\"rows_per_server_cpu_s\":%.1f}\n",
            o->json ? "json" : "binary", o->rows, o->d_in, o->clients, o->seconds, ok, errors,
            reconnects, (double)ok / o->seconds, (double)(ok * o->rows) / o->seconds, PCT(0.50),
-           PCT(0.90), PCT(0.99), n_lat ? lat[n_lat - 1] : 0, hist[2], hist[4], hist[5], rq.len);
+           PCT(0.90), PCT(0.99), n_lat ? lat[n_lat - 1] : 0, hist[2], hist[4], hist[5], rq.len,
+           cpu1 - cpu0, cpu0 >= 0 && cpu1 > cpu0 ? (double)(ok * o->rows) / (cpu1 - cpu0) : 0.0);
 #undef PCT
     free(lat);
     free(cl);
