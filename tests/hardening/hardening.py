@@ -3,7 +3,7 @@
 real saed on loopback (run through tests/hardening/run.sh).
 
   hardening.py [--ci | --full] --saed PATH --sae PATH --mkfixture PATH
-               [--only weights,requests,auth,load,overload,reload,index,static]
+               [--only weights,requests,costly,auth,load,overload,reload,index,static]
                [--workdir DIR] [--keep]
 
 Tests (each prints PASS/FAIL lines and FIGURE lines with what it measured):
@@ -17,6 +17,9 @@ Tests (each prints PASS/FAIL lines and FIGURE lines with what it measured):
             the cap, oversized headers and URL, slow clients dripping bytes
             (cut by the total deadline), and more; after each, a normal
             request answered exactly as `sae encode` answers it.
+  costly    valid requests that cost far more than their size (include
+            features on many rows, a search of thousands of words): cheap or
+            refused, and not holding up a normal request when several run.
   auth      with an API key: every guarded route 401 without it (before any
             body byte), /v1/health and /openapi.json open, the key kept off
             the command line and the log.
@@ -583,37 +586,101 @@ def test_requests(c):
         expect("FTS syntax in q is not an error -> 200", hlib.request(
             port, "GET", "/v1/features?q=%22(*%20NEAR%20OR%20-%22"), 200)
         expect("bad limit -> 400", hlib.request(port, "GET", "/v1/features?limit=-1"), 400)
-        # A search of many words (20 KB, well inside the URL limit) must cost
-        # little or be refused, and several at once must not hold up
-        # everyone else: the full-text query runs on the threads that serve
-        # every request.
-        heavy = "/v1/features?q=" + "+".join(["cat"] * 5000)
-        t0 = time.time()
-        r = hlib.request(port, "GET", heavy, timeout=120)
-        dt = time.time() - t0
-        check("a 5,000-word search (20 KB) is answered or refused within 2 s",
-              r is not None and r.status in (200, 400) and dt < 2,
-              "status %s after %.2f s" % (r.status if r else "none", dt))
-        figure("5,000-word search (s)", "%.2f" % dt)
-        out = []
-        hs = [threading.Thread(target=lambda: out.append(hlib.request(port, "GET", heavy,
-                                                                       timeout=120)))
-              for _ in range(4)]
-        for h in hs:
-            h.start()
-        time.sleep(0.5)
-        t0 = time.time()
-        ok = normal_ok(c, d, "(while 4 such searches run)")
-        dt = time.time() - t0
-        check("4 concurrent 5,000-word searches do not hold up a normal request (< 1 s)",
-              ok and dt < 1, "the normal request took %.2f s" % dt)
-        figure("normal request during 4 heavy searches (s)", "%.2f" % dt)
-        for h in hs:
-            h.join()
     figure("requests: RSS start -> end (KiB)", "%d -> %d" % (rss_start, d.rss_kb()))
     check("daemon still running after every hostile request", d.alive(), "")
     st = d.stop()
     check("daemon exits 0 on SIGTERM after the hostile requests", st == 0, "exit %s" % st)
+
+
+# ---------------------------------------------------------------- costly requests
+
+def wait_idle(c, d, limit=120):
+    """Waits until a normal request is answered quickly again (the work of
+    earlier requests may go on after their replies or cut connections)."""
+    t_end = time.time() + limit
+    while time.time() < t_end:
+        t0 = time.time()
+        r = hlib.request(d.port, "GET", "/v1/health", timeout=limit)
+        if r is not None and r.status == 200 and time.time() - t0 < 0.05:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_costly(c):
+    """Requests that are valid but cost far more than their size: each must
+    stay cheap (or be refused), and several at once must not hold up a
+    normal request. saed with its default limits and deadlines."""
+    if not c.has_index:
+        log("SKIP: route missing: no feature index served")
+        return
+    d = hlib.Saed(c.saed, c.model, c.work, ["--quiet"] + c.index_args, name="costly")
+    if not check("daemon for the costly requests starts", d.start()):
+        return
+    port = d.port
+    enc = "/v1/encode"
+    # include=features looks up every returned feature in the index: a
+    # request of 2,048 rows of large activations (some 70 active features
+    # each) must not cost much more than the encode itself.
+    rng = random.Random(2)
+    rows = [[round(rng.gauss(0, 3), 3) for _ in range(D_IN)] for _ in range(2048)]
+    plain = json.dumps({"inputs": rows})
+    with_f = json.dumps({"inputs": rows, "include": ["features"]})
+    t0 = time.time()
+    r0 = hlib.post_json(port, enc, plain, timeout=300)
+    t_plain = time.time() - t0
+    wait_idle(c, d)
+    t0 = time.time()
+    r1 = hlib.post_json(port, enc, with_f, timeout=300)
+    t_feat = time.time() - t0
+    nnz = sum(len(x["indices"]) for x in r0.json()["results"]) if r0 and r0.status == 200 else 0
+    check("include features on 2,048 rows (%d features) costs under 1 s more than the "
+          "encode" % nnz, r1 is not None and r1.status == 200 and t_feat < t_plain + 1,
+          "%.2f s with, %.2f s without" % (t_feat, t_plain))
+    figure("include features, 2,048 rows, %d features returned (s)" % nnz,
+           "%.2f (encode alone %.2f)" % (t_feat, t_plain))
+    wait_idle(c, d)
+    hs = [threading.Thread(target=lambda: hlib.post_json(port, enc, with_f, timeout=300))
+          for _ in range(3)]
+    for h in hs:
+        h.start()
+    time.sleep(0.5)
+    t0 = time.time()
+    ok = normal_ok(c, d, "(while 3 such requests run)")
+    dt = time.time() - t0
+    check("3 concurrent include-features requests do not hold up a normal request (< 1 s)",
+          ok and dt < 1, "the normal request took %.2f s" % dt)
+    figure("normal request during 3 include-features requests (s)", "%.2f" % dt)
+    for h in hs:
+        h.join()
+    wait_idle(c, d)
+
+    # A search of many words (20 KB, well inside the URL limit) must cost
+    # little or be refused, and several at once must not hold up everyone
+    # else: the full-text query runs on the threads that serve every request.
+    heavy = "/v1/features?q=" + "+".join(["cat"] * 5000)
+    t0 = time.time()
+    r = hlib.request(port, "GET", heavy, timeout=300)
+    dt = time.time() - t0
+    check("a 5,000-word search (20 KB) is answered or refused within 2 s",
+          r is not None and r.status in (200, 400) and dt < 2,
+          "status %s after %.2f s" % (r.status if r else "none", dt))
+    figure("5,000-word search (s)", "%.2f" % dt)
+    wait_idle(c, d)
+    hs = [threading.Thread(target=lambda: hlib.request(port, "GET", heavy, timeout=300))
+          for _ in range(4)]
+    for h in hs:
+        h.start()
+    time.sleep(0.5)
+    t0 = time.time()
+    ok = normal_ok(c, d, "(while 4 such searches run)")
+    dt = time.time() - t0
+    check("4 concurrent 5,000-word searches do not hold up a normal request (< 1 s)",
+          ok and dt < 1, "the normal request took %.2f s" % dt)
+    figure("normal request during 4 heavy searches (s)", "%.2f" % dt)
+    for h in hs:
+        h.join()
+    d.stop()
 
 
 # ---------------------------------------------------------------- auth
@@ -1083,7 +1150,8 @@ def test_static(c):
 
 # ---------------------------------------------------------------- main
 
-TESTS = [("weights", test_weights), ("requests", test_requests), ("auth", test_auth),
+TESTS = [("weights", test_weights), ("requests", test_requests), ("costly", test_costly),
+         ("auth", test_auth),
          ("load", test_load),
          ("overload", test_overload), ("reload", test_reload), ("index", test_index),
          ("static", test_static)]
