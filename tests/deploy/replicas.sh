@@ -4,7 +4,7 @@
 #
 #   tests/deploy/replicas.sh --saed PATH (--model DIR | --mkfixture PATH)
 #                            [--phase-seconds 10] [--base-port 18180] [--report FILE]
-#                            [--no-control]
+#                            [--no-control] [--sae PATH]
 #
 # Three consecutive wrk runs of POST /v1/encode (JSON, 4 rows) through nginx:
 #   before  all three replicas up
@@ -14,7 +14,9 @@
 # requests on another: encode is idempotent), each phase made progress, the
 # restarted replica served requests, the image's HEALTHCHECK command passes
 # against a live replica, the systemd unit's ExecReload makes a replica
-# reload its model, and every replica exits 0 on SIGTERM (drain).
+# reload its model, every replica exits 0 on SIGTERM (drain), and the saed
+# command lines of the unit, the Deployment and the image start and serve
+# (with --sae and --mkfixture, on a small index built here, with --index).
 # Control (~6 s): the same kill through nginx with retries turned off must
 # lose requests, so the zero-error result is the retries' doing.
 # Everything listens on 127.0.0.1 only; all processes are stopped on exit.
@@ -24,10 +26,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
 
-saed="" model="" mkfixture="" phase=10 base=18180 report="" control=1
+saed="" sae="" model="" mkfixture="" phase=10 base=18180 report="" control=1
 while [ $# -gt 0 ]; do
   case $1 in
     --saed) saed=$2; shift 2 ;;
+    --sae) sae=$2; shift 2 ;;
     --model) model=$2; shift 2 ;;
     --mkfixture) mkfixture=$2; shift 2 ;;
     --phase-seconds) phase=$2; shift 2 ;;
@@ -284,6 +287,48 @@ done
 kill -QUIT "$nginx_pid" 2>/dev/null
 wait "$nginx_pid" 2>/dev/null
 nginx_pid=""
+
+# The command lines the deploy files run (systemd ExecStart with the example
+# config, the Deployment's command + args with the ConfigMap's config, the
+# image's CMD), paths and listen address rewritten for loopback: each starts,
+# answers /v1/model for this model (and /v1/features/0 from the index, when
+# one was built: otherwise "--index X" is dropped), and exits 0 on SIGTERM.
+index=""
+if [ -n "$sae" ] && [ -n "$mkfixture" ]; then
+  "$mkfixture" --out "$work/imodel" --arch standard --d-in 64 --d-sae 256 --target-l0 16 \
+    --activations "$work/iacts.safetensors" --rows 4000 >/dev/null 2>&1 &&
+  node -e 'const out = []; for (let d = 0; d < 40; d++)
+      out.push(JSON.stringify({ id: "d" + d, tokens: Array.from({ length: 100 }, (_, i) => " w" + ((d + i) % 50)) }));
+    require("fs").writeFileSync(process.argv[1], out.join("\n") + "\n");' "$work/itokens.jsonl" &&
+  "$sae" index --model "$work/imodel" --activations "$work/iacts.safetensors" --tokens "$work/itokens.jsonl" \
+    --out "$work/index.db" --quiet >"$work/index.log" 2>&1 &&
+  index="$work/index.db" model="$work/imodel"
+  [ -n "$index" ] || fail "build a small index for the command-line checks" "$(tail -2 "$work/index.log" | tr '\n' '|')"
+fi
+if node "$here/commands.mjs" "$root" "$work" "$saed" "$model" "$root/config/saed.conf" "$((base + 8))" $index 2>"$work/commands.err"; then
+  for src in unit deployment dockerfile; do
+    mapfile -d '' argv <"$work/$src.argv"
+    "${argv[@]}" >"$work/cmd-$src.log" 2>&1 &
+    cpid=$!
+    pids[3]=$cpid
+    if wait_health "127.0.0.1:$((base + 8))" "$cpid" &&
+       curl -fsS -m 2 "http://127.0.0.1:$((base + 8))/v1/model" | grep -q "\"d_in\":[[:space:]]*$d_in" &&
+       { [ -z "$index" ] || curl -fsS -m 2 "http://127.0.0.1:$((base + 8))/v1/features/0" | grep -q '"density"'; }; then
+      kill -TERM "$cpid"
+      rc=0
+      wait "$cpid" || rc=$?
+      if [ "$rc" -eq 0 ]; then pass "$src command line serves the model and exits 0 on SIGTERM (${argv[*]:1})"
+      else fail "$src command line exits 0 on SIGTERM" "exit $rc"; fi
+    else
+      kill -KILL "$cpid" 2>/dev/null
+      wait "$cpid" 2>/dev/null
+      fail "$src command line serves the model" "${argv[*]}: $(tail -2 "$work/cmd-$src.log" | tr '\n' '|')"
+    fi
+    pids[3]=""
+  done
+else
+  fail "extract the deploy files' command lines" "$(tail -2 "$work/commands.err" | tr '\n' '|')"
+fi
 
 if [ -n "$report" ]; then
   cat >"$report" <<EOF
