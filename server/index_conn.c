@@ -1,7 +1,6 @@
 /* index_conn.c: the plumbing every feature route shares (feature_routes.h): the
  * per-thread index connection, path and query parsing, replies for store
  * errors, the index summary of /v1/model and its log line. */
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
