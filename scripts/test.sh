@@ -57,9 +57,9 @@ hardening() {
   tests/hardening/run.sh --ci --saed "$B/server/saed" --sae "$B/cli/sae" --mkfixture "$B/tests/mkfixture"
 }
 deploy() {
-  tests/deploy/validate.sh &&
-    tests/deploy/shards.sh --sae "$B/cli/sae" --mkfixture "$B/tests/mkfixture" &&
-    tests/deploy/replicas.sh --saed "$B/server/saed" --mkfixture "$B/tests/mkfixture"
+  tests/deploy/validate.sh --saed "$B/server/saed" &&
+    tests/deploy/shards.sh --sae "$B/cli/sae" --saed "$B/server/saed" --mkfixture "$B/tests/mkfixture" &&
+    tests/deploy/replicas.sh --saed "$B/server/saed" --sae "$B/cli/sae" --mkfixture "$B/tests/mkfixture"
 }
 web() { # a small demo (synth -> train -> index), then the browser tests against saed on it
   local d=$root/build-test/web-demo
