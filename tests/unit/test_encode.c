@@ -24,6 +24,7 @@
  * call. */
 #include <check.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -509,6 +510,87 @@ START_TEST(test_loaded_bf16)
 }
 END_TEST
 
+/* One thread of test_concurrent: encodes the rows `reps` times with its own
+ * workspace into its own output (checked by the main thread, since Check's
+ * assertions belong to the test's thread). */
+typedef struct conc_job {
+    const sae_model *m;
+    const float *x;
+    size_t n, reps;
+    sae_sparse out;
+    sae_row_metrics *met; /* (n) */
+    int rc;
+} conc_job;
+
+static void *conc_run(void *arg)
+{
+    conc_job *j = arg;
+    sae_workspace *ws = sae_workspace_new(j->m, 32);
+    sae_error err;
+    j->rc = ws ? 0 : SAE_ENOMEM;
+    for (size_t r = 0; r < j->reps && !j->rc; r++) {
+        sae_sparse_reset(&j->out);
+        j->rc = sae_encode(j->m, ws, j->x, j->n, NULL, &j->out, j->met, NULL, &err);
+    }
+    sae_workspace_free(ws);
+    return NULL;
+}
+
+/* sae_encode from four threads at once (as the daemon's workers call it),
+ * each with its own workspace, sharing one model: every thread's result must
+ * match a single-threaded run (indices exactly, values and metrics to
+ * 1e-6 relative; BLAS may split work differently when called concurrently). */
+START_TEST(test_concurrent)
+{
+    tmodel t;
+    tmodel_make(&t, SAE_ARCH_TOPK, SAE_NORM_LAYER_NORM, true, true, 48, 1000, 24, 4242);
+    const size_t n = 100;
+    float *x = make_inputs(n, 48, 4243);
+    conc_job base = {.m = t.m, .x = x, .n = n, .reps = 1};
+    sae_sparse_init(&base.out);
+    base.met = malloc(n * sizeof *base.met);
+    ck_assert_ptr_nonnull(base.met);
+    conc_run(&base);
+    ck_assert_int_eq(base.rc, 0);
+    enum { THREADS = 4 };
+    conc_job jobs[THREADS];
+    pthread_t tid[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        jobs[i] = (conc_job){.m = t.m, .x = x, .n = n, .reps = 5};
+        sae_sparse_init(&jobs[i].out);
+        jobs[i].met = malloc(n * sizeof *jobs[i].met);
+        ck_assert_ptr_nonnull(jobs[i].met);
+        ck_assert_int_eq(pthread_create(&tid[i], NULL, conc_run, &jobs[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(tid[i], NULL);
+    for (int i = 0; i < THREADS; i++) {
+        ck_assert_int_eq(jobs[i].rc, 0);
+        ck_assert_uint_eq(jobs[i].out.n_rows, n);
+        ck_assert_uint_eq(jobs[i].out.nnz, base.out.nnz);
+        for (size_t r = 0; r <= n; r++)
+            CHECK(jobs[i].out.row_ptr[r] == base.out.row_ptr[r], "thread %d row %zu length", i, r);
+        for (size_t e = 0; e < base.out.nnz; e++) {
+            CHECK(jobs[i].out.idx[e] == base.out.idx[e], "thread %d entry %zu index", i, e);
+            CHECK(fabsf(jobs[i].out.val[e] - base.out.val[e]) <= 1e-6f * fabsf(base.out.val[e]),
+                  "thread %d entry %zu value %.9g vs %.9g", i, e, jobs[i].out.val[e],
+                  base.out.val[e]);
+        }
+        for (size_t r = 0; r < n; r++)
+            CHECK(jobs[i].met[r].l0 == base.met[r].l0 &&
+                      fabs(jobs[i].met[r].mse - base.met[r].mse) <= 1e-6 * base.met[r].mse,
+                  "thread %d row %zu metrics", i, r);
+        sae_sparse_free(&jobs[i].out);
+        free(jobs[i].met);
+    }
+    ck_assert_uint_gt(base.out.nnz, 10 * n);
+    sae_sparse_free(&base.out);
+    free(base.met);
+    free(x);
+    tmodel_free(&t);
+}
+END_TEST
+
 /* Exact ties: every feature identical, so every value is equal. topk must keep
  * the k lowest indices, and every list must be in index order. */
 START_TEST(test_ties)
@@ -582,9 +664,15 @@ START_TEST(test_topk_exact_ties)
     }
     static const size_t ks[] = {4, 13, 20}; /* 13 chunks: 4 below, 20 above */
     for (size_t ki = 0; ki < 3; ki++) {
-        sae_model_spec s = {.d_in = d_in, .d_sae = d_sae, .arch = SAE_ARCH_TOPK, .k = ks[ki],
-                            .apply_b_dec_to_input = true, .w_enc = w_enc, .b_enc = b_enc,
-                            .w_dec = w_dec, .b_dec = b_dec};
+        sae_model_spec s = {.d_in = d_in,
+                            .d_sae = d_sae,
+                            .arch = SAE_ARCH_TOPK,
+                            .k = ks[ki],
+                            .apply_b_dec_to_input = true,
+                            .w_enc = w_enc,
+                            .b_enc = b_enc,
+                            .w_dec = w_dec,
+                            .b_dec = b_dec};
         sae_model *m;
         sae_error err;
         ck_assert_msg(sae_model_from_spec(&s, &m, &err) == 0, "%s", err.msg);
@@ -600,8 +688,7 @@ START_TEST(test_topk_exact_ties)
             sae_sparse sp;
             sae_sparse_init(&sp);
             ck_assert_int_eq(sae_encode(m, ws, x, 1, NULL, &sp, NULL, NULL, &err), 0);
-            CHECK(sp.nnz == rn, "k=%zu row %d: %zu features, oracle %zu", ks[ki], row, sp.nnz,
-                  rn);
+            CHECK(sp.nnz == rn, "k=%zu row %d: %zu features, oracle %zu", ks[ki], row, sp.nnz, rn);
             for (size_t t = 0; t < rn; t++)
                 CHECK(sp.idx[t] == ri[t] && sp.val[t] == (float)rv[t],
                       "k=%zu row %d [%zu]: (%u, %g), oracle (%u, %g)", ks[ki], row, t, sp.idx[t],
@@ -619,8 +706,14 @@ START_TEST(test_topk_exact_ties)
         w1[j] = (j == 5 || j == 20 || j == 50) ? 5.0f : 1.0f;
         wd1[j] = 1.0f;
     }
-    sae_model_spec s1 = {.d_in = 1, .d_sae = 64, .arch = SAE_ARCH_TOPK, .k = 2,
-                         .apply_b_dec_to_input = true, .w_enc = w1, .b_enc = b1, .w_dec = wd1,
+    sae_model_spec s1 = {.d_in = 1,
+                         .d_sae = 64,
+                         .arch = SAE_ARCH_TOPK,
+                         .k = 2,
+                         .apply_b_dec_to_input = true,
+                         .w_enc = w1,
+                         .b_enc = b1,
+                         .w_dec = wd1,
                          .b_dec = bd1};
     sae_model *m1;
     sae_error err;
@@ -868,6 +961,7 @@ static Suite *encode_suite(void)
     tcase_add_test(tc, test_topk_rescale);
     tcase_add_test(tc, test_gated);
     tcase_add_test(tc, test_default_blocks);
+    tcase_add_test(tc, test_concurrent);
     tcase_add_test(tc, test_loaded_f32);
     tcase_add_test(tc, test_loaded_f16);
     tcase_add_test(tc, test_loaded_bf16);
