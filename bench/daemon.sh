@@ -109,6 +109,7 @@ bin=$(lg http --port "${port[on]}" --pid "${pid[on]}" --rows 256 --format binary
 echo "daemon.sh: JSON bodies of 256 rows" >&2
 json=$(lg http --port "${port[on]}" --pid "${pid[on]}" --rows 256 --format json --clients $((2 * threads)))
 echo "daemon.sh: 64 clients x 1 row, batching on" >&2
+metrics0=$(curl -s "http://127.0.0.1:${port[on]}/metrics" | grep -E '^saed_batch_rows_(sum|count)' | tr '\n' ' ')
 on=$(lg http --port "${port[on]}" --pid "${pid[on]}" --rows 1 --format binary --accept-binary --clients 64)
 metrics=$(curl -s "http://127.0.0.1:${port[on]}/metrics" | grep -E '^saed_batch_rows_(sum|count)' | tr '\n' ' ')
 
@@ -124,15 +125,19 @@ echo "daemon.sh: raw sgemm again" >&2
 raw_b=$(lg sgemm --d-sae "$d_sae" --rows 256 --threads "$threads")
 
 python3 - "$json_out" "$raw_a" "$raw_b" "$raw1" "$bin" "$json" "$on" "$off" "$l0_seen" \
-  "$metrics" "$threads" "$cmp" "$raw64" "$raw64_1" "$raw1_1" <<'EOF'
+  "$metrics" "$threads" "$cmp" "$raw64" "$raw64_1" "$raw1_1" "$metrics0" <<'EOF'
 import json, sys
 out, ra, rb, r1, b, j, on, off = sys.argv[1:9]
 l0, metrics, threads = float(sys.argv[9]), sys.argv[10].split(), sys.argv[11]
 ra, rb, r1, b, j, on, off, cmp, r64, r64_1, r1_1 = map(
     json.loads, (ra, rb, r1, b, j, on, off, sys.argv[12], sys.argv[13], sys.argv[14], sys.argv[15]))
 raw = (ra["rows_per_s"] + rb["rows_per_s"]) / 2
-m = dict(zip(metrics[0::2], map(float, metrics[1::2])))
-batch = m.get("saed_batch_rows_sum", 0) / max(m.get("saed_batch_rows_count", 1), 1)
+# Rows per GEMM during the 64-client run only (the counters before and after it).
+m1 = dict(zip(metrics[0::2], map(float, metrics[1::2])))
+m0 = sys.argv[16].split()
+m0 = dict(zip(m0[0::2], map(float, m0[1::2])))
+gemms = m1.get("saed_batch_rows_count", 0) - m0.get("saed_batch_rows_count", 0)
+batch = (m1.get("saed_batch_rows_sum", 0) - m0.get("saed_batch_rows_sum", 0)) / max(gemms, 1)
 res = {
     "threads": int(threads), "mean_l0": l0,
     "raw_sgemm_rows_per_s": round(raw, 1),
