@@ -10,7 +10,9 @@
 #    (bench/train_torch.py), tokens/s on the same threads.
 # 3. Recovery side by side: both trainers on the issue's generator (g = 256
 #    directions in d = 64, p = 0.02, 100k rows) at d_sae 256 with this
-#    project's default settings, MMCS and seconds of each.
+#    project's default settings, MMCS and seconds of each, one thread each
+#    (the shapes are small; PyTorch's OpenMP threads stall on a loaded
+#    machine).
 # Waits (up to WAIT seconds, default 600) for the 1-minute load average to drop
 # under 0.5 and says so if it never does.
 #
@@ -58,7 +60,7 @@ fi
 echo "== recovery on the test generator (g 256, d 64, p 0.02, 100k rows), d_sae 256"
 work=$(mktemp -d /tmp/saed-bench-train.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-python3 bench/train_torch.py gen --out "$work/gen.npy" --truth "$work/truth.npy" --seed 1
+"$py" bench/train_torch.py gen --out "$work/gen.npy" --truth "$work/truth.npy" --seed 1
 python3 - "$work" <<'PY'
 # truth.npy -> a `sae synth`-style truth folder so `sae train --truth` can score
 import struct, sys, json
@@ -77,10 +79,10 @@ with open(f"{work}/truth.jsonl", "w") as f:
 PY
 start=$(date +%s.%N)
 "$build/cli/sae" train --activations "$work/gen.npy" --out "$work/model" --d-sae 256 \
-  --threads "$threads" --truth "$work" --quiet
+  --threads 1 --truth "$work" --quiet
 end=$(date +%s.%N)
 echo "sae train: $(echo "$end - $start" | bc) s wall, $(python3 -c "import json; c=json.load(open('$work/model/cfg.json')); print(c['training']['steps'], 'steps x', c['training']['batch'])")"
 if [ "$have_torch" = 1 ]; then
   "$py" bench/train_torch.py recover --data "$work/gen.npy" --truth "$work/truth.npy" \
-    --d-sae 256 --threads "$threads"
+    --d-sae 256 --threads 1
 fi
