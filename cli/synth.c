@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "synth.h"
 
+/* The --help text. */
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -32,6 +33,7 @@ static void usage(FILE *out)
             sae_synth_n_features(), SAE_SYNTH_DEFAULT_DIR);
 }
 
+/* `sae synth`: parses flags, writes the four files, prints a summary line. */
 int cmd_synth(int argc, char **argv)
 {
     sae_synth_opts o;

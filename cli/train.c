@@ -20,6 +20,7 @@
 #include "synth.h"
 #include "train.h"
 
+/* The --help text. */
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -381,6 +382,8 @@ typedef struct bench_ctx {
     cli_progress prog;
 } bench_ctx;
 
+/* The bench's step callback: closes the timing of this training step, runs
+ * and times one sgemm round, restarts the clock. */
 static void bench_step(void *p, const sae_train_stats *st)
 {
     bench_ctx *c = p;
@@ -398,6 +401,8 @@ static void bench_step(void *p, const sae_train_stats *st)
     cli_progress_update(&c->prog, st->step);
 }
 
+/* `sae train --bench`: trains o.steps steps on Gaussian rows held in memory,
+ * interleaved with sgemm rounds, and prints the JSON report. */
 static int run_bench(train_args *a)
 {
     size_t d_in = a->bench_d_in ? a->bench_d_in : 768;
@@ -483,6 +488,8 @@ out:
     return rc;
 }
 
+/* `sae train`: parses flags, trains, writes the folder and the log; with
+ * --truth scores the decoder; with --bench measures speed instead. */
 int cmd_train(int argc, char **argv)
 {
     train_args a = {0};

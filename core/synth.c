@@ -293,6 +293,7 @@ static size_t utf8_encode(uint32_t cp, char *buf)
     return 4;
 }
 
+/* The tokenizer's whitespace. */
 static bool is_space(uint32_t c)
 {
     return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v' || c == '\n';
@@ -306,6 +307,7 @@ static bool is_letter(uint32_t c)
            (c >= 0x80 && !(c >= 0x2000 && c <= 0x2bff) && c != 0xfffd);
 }
 
+/* ASCII digits: what numbers are made of. */
 static bool is_digit(uint32_t c)
 {
     return c >= '0' && c <= '9';
@@ -348,6 +350,7 @@ static int builder_push(doc_builder *b, const char *text, size_t len, bool line_
     return 0;
 }
 
+/* Frees a document's tokens, marks and id (not d itself). */
 static void doc_free(sae_synth_doc *d)
 {
     for (size_t i = 0; i < d->n_tokens; i++)
@@ -497,6 +500,7 @@ typedef struct tok_info {
     bool in_parens, in_quotes, in_angle;
 } tok_info;
 
+/* The index of the word list holding the lowercased word w, or −1. */
 static int find_list(const char *w)
 {
     if (!*w)
@@ -508,12 +512,14 @@ static int find_list(const char *w)
     return -1;
 }
 
+/* True when w (n bytes) ends with suffix and has at least two more letters. */
 static bool ends_with(const char *w, size_t n, const char *suffix)
 {
     size_t k = strlen(suffix);
     return n > k + 1 && !memcmp(w + n - k, suffix, k);
 }
 
+/* True when t is the punctuation token p. */
 static bool is_punct(const tok_info *t, const char *p)
 {
     return t->kind == K_PUNCT && !strcmp(t->s, p);
@@ -779,6 +785,7 @@ out:
     return 0;
 }
 
+/* qsort comparison of two C strings. */
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);

@@ -327,6 +327,7 @@ typedef struct shuffler {
     sae_rng rng;
 } shuffler;
 
+/* Fisher-Yates shuffles of v[0..n) from r. */
 static void shuffle_u32(uint32_t *v, size_t n, sae_rng *r)
 {
     for (size_t i = n; i > 1; i--) {
@@ -347,6 +348,9 @@ static void shuffle_size(size_t *v, size_t n, sae_rng *r)
     }
 }
 
+/* Sizes the buffer for budget_mib (at least min_rows rows, the whole corpus
+ * when it fits) and allocates it; sh owns its buffers afterwards, even on
+ * failure (shuffler_free releases them). */
 static int shuffler_init(shuffler *sh, const sae_train_data *data, float scale, size_t budget_mib,
                          size_t min_rows, uint64_t seed, sae_error *err)
 {
@@ -380,6 +384,7 @@ static int shuffler_init(shuffler *sh, const sae_train_data *data, float scale, 
     return 0;
 }
 
+/* Releases sh's buffers (not the data it borrows). */
 static void shuffler_free(shuffler *sh)
 {
     free(sh->buf);
