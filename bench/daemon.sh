@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
     --d-sae) d_sae=$2; shift 2 ;;
     --l0) l0=$2; shift 2 ;;
     --json) json_out=1; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "daemon.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
