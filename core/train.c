@@ -338,6 +338,7 @@ static void shuffle_u32(uint32_t *v, size_t n, sae_rng *r)
     }
 }
 
+/* The same for block indices. */
 static void shuffle_size(size_t *v, size_t n, sae_rng *r)
 {
     for (size_t i = n; i > 1; i--) {

@@ -312,6 +312,36 @@ START_TEST(test_deterministic)
 }
 END_TEST
 
+START_TEST(test_streaming)
+{
+    /* a corpus larger than the shuffle buffer (1 MiB = 512 rows of 512 floats)
+     * is served block by block: it trains, deterministically */
+    openblas_set_num_threads(1);
+    size_t n = 3000, d = 512;
+    float *x = sparse_data(n, d, 40, 0.05, 8, NULL);
+    sae_train_opts o;
+    sae_train_opts_init(&o);
+    o.d_sae = 64;
+    o.batch = 100;
+    o.steps = 90; /* three passes */
+    o.shuffle_mib = 1;
+    o.seed = 3;
+    sae_train_data *d1, *d2;
+    sae_trainer *t1 = train_on(x, n, d, &o, &d1);
+    sae_trainer *t2 = train_on(x, n, d, &o, &d2);
+    sae_train_shape s;
+    const float *p1 = sae_trainer_params(t1, &s), *p2 = sae_trainer_params(t2, NULL);
+    ck_assert(memcmp(p1, p2, sae_train_n_params(&s) * sizeof *p1) == 0);
+    ck_assert_uint_eq(sae_trainer_last(t1)->rows, 9000);
+    ck_assert_msg(sae_trainer_last(t1)->fvu < 0.9, "fvu %g", sae_trainer_last(t1)->fvu);
+    sae_trainer_free(t1);
+    sae_trainer_free(t2);
+    sae_train_data_free(d1);
+    sae_train_data_free(d2);
+    free(x);
+}
+END_TEST
+
 START_TEST(test_scaling_and_init)
 {
     /* E‖s·x‖ = √d_in over the corpus, and b_dec starts at the scaled mean */
@@ -672,6 +702,7 @@ static Suite *fast_suite(void)
     tcase_add_test(tc, test_grad_autoencoder);
     tcase_add_test(tc, test_scaling_and_init);
     tcase_add_test(tc, test_deterministic);
+    tcase_add_test(tc, test_streaming);
     tcase_add_test(tc, test_bad_memory_data);
     tcase_add_test(tc, test_bad_files);
     tcase_add_test(tc, test_save_load);
