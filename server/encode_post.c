@@ -450,13 +450,9 @@ static enum MHD_Result reply_json_rows(struct saed_req *rq, const struct saed_jo
     const sae_sparse *s = &job->out;
     size_t d = rq->snap->model->d_in;
     size_t hint = 32 + s->n_rows * 48 + s->nnz * 22 + (job->want_recon ? s->n_rows * d * 16 : 0);
-    sae_store_conn *ix = NULL;
-    if (job->want_features) {
-        enum MHD_Result r;
-        if (!(ix = index_conn(rq, &r)))
-            return r;
+    const struct index_labels *labels = job->want_features ? rq->snap->labels : NULL;
+    if (labels)
         hint += s->nnz * 64;
-    }
     struct saed_buf b;
     buf_init(&b, REPLY_LIMIT, hint);
     buf_puts(&b, "{\"results\":[");
@@ -484,14 +480,8 @@ static enum MHD_Result reply_json_rows(struct saed_req *rq, const struct saed_jo
             buf_puts(&b, ",\"cosine\":");
             buf_f64(&b, job->metrics[r].cosine);
         }
-        if (ix) {
-            sae_error err;
-            int rc = encode_features_json(&b, ix, s->idx + a, e - a, &err);
-            if (rc) {
-                buf_free(&b);
-                return reply_store_error(rq, rc, &err);
-            }
-        }
+        if (labels)
+            encode_features_json(&b, labels, s->idx + a, e - a);
         if (job->want_recon) {
             buf_puts(&b, ",\"reconstruction\":[");
             const float *x = job->dense + r * d;

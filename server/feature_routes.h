@@ -95,11 +95,15 @@ json_t *index_summary(const struct saed_snap *snap);
 /* Writes the "saed: index ..." start-up / reload line (nothing without one). */
 void features_log_index(const struct saed_snap *snap);
 
+/* Every feature's label and density, read when the index is loaded (so
+ * encode's include "features" costs no SQL per value). */
+struct index_labels;
+int index_labels_load(sae_store *s, struct index_labels **out, sae_error *err);
+void index_labels_free(struct index_labels *l);
 /* For encode's include "features": appends ,"features":[{"index","label",
- * "density"}, ...] for the n indices of one row. Returns 0 or -1 with err
- * set. c is the request's connection (index_conn). */
-int encode_features_json(struct saed_buf *b, sae_store_conn *c, const uint32_t *idx, size_t n,
-                         sae_error *err);
+ * "density"}, ...] for the n indices of one row. */
+void encode_features_json(struct saed_buf *b, const struct index_labels *l, const uint32_t *idx,
+                          size_t n);
 
 /* The web browser's folder (static_get.c): resolved and opened at start-up
  * (web_root, or the default); 0, or 1 with err set when a configured

@@ -14,6 +14,13 @@ void json_strn(struct saed_buf *b, const char *s, size_t n)
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
     buf_putc(b, '"');
     while (p < end) {
+        const unsigned char *run = p;
+        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+            p++;
+        if (p > run)
+            buf_put(b, run, (size_t)(p - run));
+        if (p == end)
+            break;
         unsigned char c = *p;
         if (c == '"' || c == '\\') {
             buf_putc(b, '\\');
@@ -23,9 +30,6 @@ void json_strn(struct saed_buf *b, const char *s, size_t n)
             char esc[8];
             snprintf(esc, sizeof esc, "\\u%04x", c);
             buf_puts(b, esc);
-            p++;
-        } else if (c < 0x80) {
-            buf_putc(b, (char)c);
             p++;
         } else {
             size_t k = utf8_seq(p, end);
@@ -193,31 +197,4 @@ out:
     sae_store_neighbours_free(&nb);
     sae_store_examples_free(&ex);
     return rc;
-}
-
-int encode_features_json(struct saed_buf *b, sae_store_conn *c, const uint32_t *idx, size_t n,
-                         sae_error *err)
-{
-    buf_puts(b, ",\"features\":[");
-    for (size_t i = 0; i < n; i++) {
-        sae_store_feature f;
-        sae_store_explanations e = {0};
-        int rc;
-        if ((rc = sae_store_get_feature(c, idx[i], &f, err)) ||
-            (rc = sae_store_get_explanations(c, idx[i], &e, err))) {
-            sae_store_explanations_free(&e);
-            return rc;
-        }
-        buf_puts(b, i ? ",{\"index\":" : "{\"index\":");
-        buf_u32(b, idx[i]);
-        buf_puts(b, ",\"label\":");
-        const sae_store_explanation *best = best_explanation(&e);
-        json_str_or_null(b, best ? best->description : NULL);
-        buf_puts(b, ",\"density\":");
-        buf_f64(b, f.density);
-        buf_putc(b, '}');
-        sae_store_explanations_free(&e);
-    }
-    buf_putc(b, ']');
-    return 0;
 }

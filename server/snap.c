@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "feature_routes.h"
 #include "saed.h"
 #include "store.h"
 
@@ -15,6 +16,7 @@ void snap_release(struct saed_snap *s)
     if (!s)
         return;
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+        index_labels_free(s->labels);
         sae_store_close(s->index);
         sae_model_free(s->model);
         free(s);
@@ -54,11 +56,13 @@ int sae_reload(struct saed_sae *sae, sae_error *err)
     /* The index is opened and checked against the model just loaded, so a
      * reload that changes the weights needs the matching index beside them. */
     sae_store *ix = NULL;
+    struct index_labels *labels = NULL;
     char ix_digest[33] = "";
     if (sae->index_path && *sae->index_path) {
         if ((rc = sae_store_open(sae->index_path, &ix, err)) ||
             (rc = sae_store_check_model(ix, m->weights_digest, m->d_in, m->d_sae, err)) ||
-            (rc = sae_digest_file(sae->index_path, ix_digest, err))) {
+            (rc = sae_digest_file(sae->index_path, ix_digest, err)) ||
+            (rc = index_labels_load(ix, &labels, err))) {
             sae_store_close(ix);
             sae_model_free(m);
             return rc;
@@ -66,6 +70,7 @@ int sae_reload(struct saed_sae *sae, sae_error *err)
     }
     struct saed_snap *s = calloc(1, sizeof *s);
     if (!s) {
+        index_labels_free(labels);
         sae_store_close(ix);
         sae_model_free(m);
         return sae_error_set(err, SAE_ENOMEM, "out of memory");
@@ -73,6 +78,7 @@ int sae_reload(struct saed_sae *sae, sae_error *err)
     atomic_init(&s->refs, 1);
     s->model = m;
     s->index = ix;
+    s->labels = labels;
     memcpy(s->index_digest, ix_digest, sizeof ix_digest);
 
     pthread_mutex_lock(&sae->lock);
