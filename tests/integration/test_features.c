@@ -1016,6 +1016,34 @@ static void test_search(const struct daemon *d)
     CHECK(st == 200 && json_integer_value(json_object_get(j, "total")) == D_SAE,
           "empty q lists everything");
     json_decref(j);
+    j = get_json(d, "/v1/features?q=%20%09%20&limit=5", &st);
+    CHECK(st == 200 && json_integer_value(json_object_get(j, "total")) == D_SAE,
+          "a q of white space lists everything");
+    json_decref(j);
+    /* A word repeated 5,000 times is one word: the same answer as once. */
+    size_t cap = 5000 * 4 + 64, n = 0;
+    char *heavy = malloc(cap);
+    n += (size_t)snprintf(heavy, cap, "/v1/features?limit=500&q=cat");
+    for (int i = 1; i < 5000; i++)
+        n += (size_t)snprintf(heavy + n, cap - n, i % 2 ? "+CAT" : "+cat");
+    json_t *once = get_json(d, "/v1/features?q=cat&limit=500", &st);
+    j = get_json(d, heavy, &st);
+    CHECK(st == 200 &&
+              json_equal(json_object_get(j, "features"), json_object_get(once, "features")),
+          "5,000 repeats of a word answer as the word");
+    json_decref(j);
+    json_decref(once);
+    /* 32 distinct words are searched, 33 are refused. */
+    n = (size_t)snprintf(heavy, cap, "/v1/features?q=cat");
+    for (int i = 1; i < 32; i++)
+        n += (size_t)snprintf(heavy + n, cap - n, "+w%d", i);
+    j = get_json(d, heavy, &st);
+    CHECK(st == 200 && json_integer_value(json_object_get(j, "total")) == 0,
+          "32 distinct words: searched (%ld)", st);
+    json_decref(j);
+    snprintf(heavy + n, cap - n, "+w32");
+    expect_get_error(d, heavy, 400, "invalid_query", "q:");
+    free(heavy);
 }
 
 /* Example pages of both kinds against the file. */
@@ -1621,8 +1649,7 @@ static void test_open_top_bin(void)
         return;
     }
     db_open(idx_c);
-    CHECK(q_int("SELECT count(*) FROM features WHERE hist_first + length(hist) / 8 - 1 = 257") >
-              0,
+    CHECK(q_int("SELECT count(*) FROM features WHERE hist_first + length(hist) / 8 - 1 = 257") > 0,
           "some feature reaches the open top bin");
     long st;
     json_t *j = get_json(&d, "/v1/features?limit=64", &st);
@@ -1634,8 +1661,7 @@ static void test_open_top_bin(void)
         check_histogram(json_object_get(json_array_get(fs, f), "histogram"), &r, f);
         if (r.n_bins && r.hist_first + (int64_t)r.n_bins - 1 == 257) {
             char path[128];
-            snprintf(path, sizeof path, "/api/feature/fixture-model/blocks.0.hook_resid_pre/%u",
-                     f);
+            snprintf(path, sizeof path, "/api/feature/fixture-model/blocks.0.hook_resid_pre/%u", f);
             json_t *np = get_json(&d, path, &st);
             json_t *hv = json_object_get(np, "freq_hist_data_bar_values");
             CHECK(json_number_value(json_array_get(hv, r.n_bins - 1)) == 65536.0,
