@@ -39,10 +39,10 @@ else
   echo "(reusing $out/synth)"
 fi
 
-step "sae train: a standard SAE (d_sae 1024) by hand-derived gradients"
+step "sae train: a standard SAE (d_sae 256) by hand-derived gradients"
 if [ ! -f "$out/model/explanations.jsonl" ]; then
   "$SAE" train --activations "$out/synth/activations.safetensors" --out "$out/model" \
-    --d-sae 1024 --seed 1 --truth "$out/synth"
+    --d-sae 256 --seed 1 --truth "$out/synth"
 else
   echo "(reusing $out/model)"
 fi
