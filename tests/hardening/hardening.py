@@ -667,6 +667,23 @@ def test_costly(c):
           "status %s after %.2f s" % (r.status if r else "none", dt))
     figure("5,000-word search (s)", "%.2f" % dt)
     wait_idle(c, d)
+    t0 = time.time()
+    r = hlib.request(port, "GET", "/v1/features?q=" + "+".join("w%d" % i for i in range(5000)),
+                     timeout=300)
+    dt = time.time() - t0
+    check("a search of 5,000 distinct words is answered or refused within 2 s",
+          r is not None and r.status in (200, 400) and dt < 2,
+          "status %s after %.2f s" % (r.status if r else "none", dt))
+    # The words of the explanations, each matching many features: the most
+    # a search can ask of the full-text index.
+    t0 = time.time()
+    r = hlib.request(port, "GET", "/v1/features?sort=relevance&q=" + "+".join(WORDS * 2),
+                     timeout=300)
+    dt = time.time() - t0
+    check("a search of every indexed word is answered within 2 s",
+          r is not None and r.status in (200, 400) and dt < 2,
+          "status %s after %.2f s" % (r.status if r else "none", dt))
+    wait_idle(c, d)
     hs = [threading.Thread(target=lambda: hlib.request(port, "GET", heavy, timeout=300))
           for _ in range(4)]
     for h in hs:

@@ -229,16 +229,17 @@ def read_response(sock, deadline):
     body = rest
     if "content-length" in headers:
         n = int(headers["content-length"])
-        while len(body) < n:
+        buf = bytearray(rest)   # appends in place: a 30 MB reply is not copied per chunk
+        while len(buf) < n:
             sock.settimeout(max(0.01, deadline - time.time()))
             try:
-                chunk = sock.recv(65536)
+                chunk = sock.recv(1 << 20)
             except (socket.timeout, ConnectionError, OSError):
                 break
             if not chunk:
                 break
-            body += chunk
-        body = body[:n]
+            buf += chunk
+        body = bytes(buf[:n])
     elif headers.get("transfer-encoding", "").lower() == "chunked":
         out = b""
         while True:
