@@ -383,8 +383,11 @@ enum MHD_Result router_access(void *cls, struct MHD_Connection *conn, const char
         rq->t_start_us = saed_now_us();
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        /* The deadline clock is not restarted here: it has run since the
+         * connection became ready for this request (reaper.h), so a client
+         * that drips its headers cannot earn a second full deadline for the
+         * body. */
         rq->sconn = ci ? ci->socket_context : NULL;
-        reaper_mark(rq->sconn);
         atomic_fetch_add(&srv->inflight, 1);
         *con_cls = rq;
         /* With a body coming, decide now so a refused body is never read.
