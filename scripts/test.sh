@@ -64,7 +64,7 @@ deploy() {
 web() { # a small demo (synth -> train -> index), then the browser tests against saed on it
   local d=$root/build-test/web-demo
   if [ ! -f "$d/index.db" ]; then
-    rm -rf "$d" &&
+    rm -rf "$d" && mkdir -p "$d" &&
       "$B/cli/sae" synth --out "$d/synth" --seed 1 --max-tokens 20000 --quiet &&
       "$B/cli/sae" train --activations "$d/synth/activations.safetensors" --out "$d/model" \
         --d-sae 512 --steps 600 --seed 1 --truth "$d/synth" --quiet >/dev/null &&

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# `sae info` and `sae encode` as a user runs them: exit codes (0 success,
+# 1 failure, 2 bad usage), the error line naming the file, the JSON summary,
+# and encode's output rules (one line per row, values descending with ties by
+# index ascending, --top-k/--threshold filtering only the returned list,
+# l0 from the full output). Numbers themselves are checked against the double
+# reference in tests/unit/test_encode.c; here the streaming CLI around them.
+# env: SAE_BIN, MKFIXTURE, SAE_TEST_TMP
+set -uo pipefail
+sae=${SAE_BIN:?} mk=${MKFIXTURE:?}
+tmp=$(mktemp -d "${SAE_TEST_TMP:-/tmp}/cli.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+expect_rc() { # expect_rc WANT DESCRIPTION CMD...
+  local want=$1 what=$2; shift 2
+  "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
+  if [ "$rc" = "$want" ]; then ok; else bad "$what: exit $rc, wanted $want ($(head -c 300 "$tmp/err"))"; fi
+}
+
+"$mk" --out "$tmp/m" --arch standard --d-in 32 --d-sae 256 --target-l0 10 --seed 3 \
+  --activations "$tmp/a.safetensors" --rows 300 >/dev/null || { echo "FAIL: mkfixture"; exit 1; }
+
+expect_rc 0 "info on a good model" "$sae" info "$tmp/m"
+python3 - "$tmp/out" "$tmp/m/sae_weights.safetensors" <<'PY' && ok || bad "info summary"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["d_in"] == 32 and s["d_sae"] == 256 and s["architecture"] == "standard", s
+assert s["dtype"] == "F32" and len(s["weights_digest"]) == 32, s
+int(s["weights_digest"], 16)
+PY
+expect_rc 2 "info without a folder" "$sae" info
+expect_rc 2 "encode without --model" "$sae" encode --activations "$tmp/a.safetensors"
+expect_rc 2 "encode with a bad --top-k" "$sae" encode --model "$tmp/m" --activations "$tmp/a.safetensors" --top-k x
+expect_rc 1 "info on a missing folder" "$sae" info "$tmp/nope"
+
+# A corrupt weights file: exit 1, one line naming the file.
+cp -r "$tmp/m" "$tmp/broken"
+truncate -s -5 "$tmp/broken/sae_weights.safetensors"
+expect_rc 1 "info on a truncated weights file" "$sae" info "$tmp/broken"
+if grep -q "sae: error: .*broken/sae_weights.safetensors" "$tmp/err" && [ "$(wc -l <"$tmp/err")" = 1 ]; then ok
+else bad "truncated file error line: $(cat "$tmp/err")"; fi
+
+# Activations of another width: exit 1 naming the activations file.
+"$mk" --out "$tmp/m2" --d-in 16 --d-sae 64 --activations "$tmp/a16.safetensors" --rows 5 >/dev/null
+expect_rc 1 "encode with d_in mismatch" "$sae" encode --model "$tmp/m" --activations "$tmp/a16.safetensors"
+grep -q "a16.safetensors" "$tmp/err" && ok || bad "d_in mismatch names the file: $(cat "$tmp/err")"
+
+expect_rc 0 "encode full" "$sae" encode --model "$tmp/m" --activations "$tmp/a.safetensors" --metrics --quiet
+cp "$tmp/out" "$tmp/full.jsonl"
+expect_rc 0 "encode top-k 3" "$sae" encode --model "$tmp/m" --activations "$tmp/a.safetensors" --top-k 3 --metrics --quiet
+cp "$tmp/out" "$tmp/top3.jsonl"
+expect_rc 0 "encode --out" "$sae" encode --model "$tmp/m" --activations "$tmp/a.safetensors" --metrics --quiet --out "$tmp/file.jsonl"
+cmp -s "$tmp/file.jsonl" "$tmp/full.jsonl" && ok || bad "--out differs from stdout"
+
+python3 - "$tmp/full.jsonl" "$tmp/top3.jsonl" <<'PY' && ok || bad "encode output rules"
+import json, sys
+full = [json.loads(l) for l in open(sys.argv[1])]
+top = [json.loads(l) for l in open(sys.argv[2])]
+assert len(full) == 300 and len(top) == 300, (len(full), len(top))
+active = 0
+for f, t in zip(full, top):
+    pairs = list(zip(f["values"], f["indices"]))
+    assert pairs == sorted(pairs, key=lambda p: (-p[0], p[1])), pairs
+    assert all(v > 0 for v in f["values"])
+    assert len(set(f["indices"])) == len(f["indices"])
+    assert f["l0"] == len(f["indices"]) and t["l0"] == f["l0"]
+    assert t["indices"] == f["indices"][:3] and t["values"] == f["values"][:3]
+    assert t["mse"] == f["mse"] and t["cosine"] == f["cosine"]
+    active += f["l0"]
+assert 3 <= active / 300 <= 30, active / 300   # the fixture aims at 10 per row
+PY
+
+echo "cli: $pass passed, $fail failed"
+[ "$fail" = 0 ]
