@@ -220,6 +220,31 @@ int sae_acts_read(const sae_acts *a, size_t row0, size_t n, float *dst, sae_erro
     return 0;
 }
 
+/* For each file overlapping the rows, drops the mapped pages lying wholly
+ * inside them (MADV_DONTNEED on a read-only private file mapping: the pages
+ * are clean, a later read faults them in from the file again). */
+void sae_acts_release(const sae_acts *a, size_t row0, size_t n)
+{
+    size_t end = row0 + n < row0 || row0 + n > a->rows ? a->rows : row0 + n;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (size_t i = 0; i < a->n_files; i++) {
+        const acts_file *f = &a->files[i];
+        if (f->st && !f->st->mapped)
+            continue; /* borrowed buffer, not ours to drop */
+        size_t lo = row0 > f->row0 ? row0 - f->row0 : 0;
+        size_t hi = end > f->row0 ? end - f->row0 : 0;
+        if (hi > f->rows)
+            hi = f->rows;
+        if (lo >= hi)
+            continue;
+        size_t es = sae_dtype_size(f->dtype) * a->d_in;
+        uintptr_t s = ((uintptr_t)(f->data + lo * es) + page - 1) & ~(page - 1);
+        uintptr_t e = (uintptr_t)(f->data + hi * es) & ~(page - 1);
+        if (e > s)
+            madvise((void *)s, e - s, MADV_DONTNEED);
+    }
+}
+
 /* Unmaps and frees every file. NULL is a no-op. */
 void sae_acts_free(sae_acts *a)
 {

@@ -17,6 +17,11 @@ size_t sae_acts_rows(const sae_acts *a);
 size_t sae_acts_dim(const sae_acts *a);
 /* Copies rows [row0, row0+n) as float into dst (n x d_in). */
 int sae_acts_read(const sae_acts *a, size_t row0, size_t n, float *dst, sae_error *err);
+/* Tells the kernel rows [row0, row0+n) will not be read again soon: the whole
+ * pages they span leave the process's resident set (read from the file again
+ * if ever needed). Lets a streaming pass keep its RSS flat whatever the corpus
+ * size. Out-of-range rows are ignored. */
+void sae_acts_release(const sae_acts *a, size_t row0, size_t n);
 void sae_acts_free(sae_acts *a);
 
 #endif

@@ -1460,6 +1460,7 @@ int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *e
                                    r + i / m->d_in, i % m->d_in);
                 goto out;
             }
+        sae_acts_release(job->acts, (size_t)r, n); /* keeps the RSS flat in corpus length */
         sae_sparse_reset(&sp);
         if ((rc = sae_encode(m, ws, x, n, &opts, &sp, NULL, NULL, err)) ||
             (rc = sae_indexer_feed(ix, r, &sp, err)))
