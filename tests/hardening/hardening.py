@@ -36,6 +36,10 @@ Tests (each prints PASS/FAIL lines and FIGURE lines with what it measured):
             (a small tmpfs): the previous index stays byte-identical.
   static    `..`, `%2e%2e`, absolute paths and symlinks out of web/ refused.
 
+Environment: HARDENING_SEED picks the kill moments of the index test (default
+fixed); HARDENING_NO_MOUNT=1 makes the full-disk test use its RLIMIT_FSIZE
+fallback instead of a tmpfs (which needs root).
+
 Prints "hardening: N passed, M failed"; exit status 1 if any check failed."""
 import argparse
 import json
@@ -1048,8 +1052,11 @@ def test_index(c):
     mnt = os.path.join(work, "tmpfs")
     os.makedirs(mnt, exist_ok=True)
     fs_size = size + size // 4
-    m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d" % fs_size, "tmpfs", mnt],
-                       capture_output=True, text=True)
+    if os.environ.get("HARDENING_NO_MOUNT"):  # exercise the fallback
+        m = subprocess.CompletedProcess([], 1, "", "HARDENING_NO_MOUNT is set")
+    else:
+        m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d" % fs_size, "tmpfs", mnt],
+                           capture_output=True, text=True)
     if m.returncode:
         log("mount -t tmpfs not permitted (%s); using RLIMIT_FSIZE instead" % m.stderr.strip())
         disk_target = os.path.join(work, "fsize.db")
