@@ -40,8 +40,8 @@ unsigned fuzz_decode_body(const sae_model *m, size_t max_rows, enum fuzz_body ty
     }
     const sae_sparse *s = &job->codes;
     FUZZ_ASSERT(s->n_rows >= 1 && s->n_rows <= max_rows, "%zu rows accepted", s->n_rows);
-    FUZZ_ASSERT(s->row_ptr[s->n_rows] == s->nnz, "row_ptr end %u, nnz %zu",
-                s->row_ptr[s->n_rows], s->nnz);
+    FUZZ_ASSERT(s->row_ptr[s->n_rows] == s->nnz, "row_ptr end %u, nnz %zu", s->row_ptr[s->n_rows],
+                s->nnz);
     for (size_t r = 0; r < s->n_rows; r++) {
         FUZZ_ASSERT(s->row_ptr[r] <= s->row_ptr[r + 1], "row %zu: bad row_ptr", r);
         for (uint32_t t = s->row_ptr[r]; t < s->row_ptr[r + 1]; t++) {

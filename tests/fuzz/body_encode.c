@@ -35,8 +35,8 @@ static void run_encode(const sae_model *m, struct saed_job *job)
 {
     sae_workspace *ws = sae_workspace_new(m, 0);
     FUZZ_ASSERT(ws, "no workspace");
-    sae_encode_opts opt = {.top_k = job->top_k, .has_threshold = job->has_threshold,
-                           .threshold = job->threshold};
+    sae_encode_opts opt = {
+        .top_k = job->top_k, .has_threshold = job->has_threshold, .threshold = job->threshold};
     sae_error err = {0};
     int rc = sae_encode(m, ws, job->x, job->n_rows, &opt, &job->out, job->metrics,
                         job->want_recon ? job->dense : NULL, &err);

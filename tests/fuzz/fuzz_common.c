@@ -29,8 +29,7 @@ const char *fuzz_scratch(void)
     char tmpl[512];
     snprintf(tmpl, sizeof tmpl, "%s/saefuzz-%d-XXXXXX", base, (int)getpid());
     if (!mkdtemp(tmpl)) {
-        fprintf(stderr, "fuzz: cannot make a scratch folder under %s: %s\n", base,
-                strerror(errno));
+        fprintf(stderr, "fuzz: cannot make a scratch folder under %s: %s\n", base, strerror(errno));
         abort();
     }
     scratch = strdup(tmpl);

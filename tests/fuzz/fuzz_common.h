@@ -21,14 +21,14 @@
 #include "model.h"
 
 /* Stops the run with a message: libFuzzer records the input as a crash. */
-#define FUZZ_ASSERT(cond, ...)                                                                   \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            fprintf(stderr, "fuzz: invariant broken at %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                                        \
-            fputc('\n', stderr);                                                                 \
-            abort();                                                                             \
-        }                                                                                        \
+#define FUZZ_ASSERT(cond, ...)                                                                     \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz: invariant broken at %s:%d: %s: ", __FILE__, __LINE__, #cond);   \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* This process's scratch folder (created on first use, removed at exit). */
@@ -55,7 +55,7 @@ const sae_model *fuzz_model(size_t i);
 void fuzz_model_opts(size_t i, sae_fixture_opts *o);
 
 /* A failed parse must say why. */
-#define FUZZ_CHECK_ERR(rc, err)                                                                  \
+#define FUZZ_CHECK_ERR(rc, err)                                                                    \
     FUZZ_ASSERT((rc) == 0 || (err).msg[0] != '\0', "error %d without a message", (rc))
 
 #endif

@@ -87,8 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const sae_store_info *info = sae_store_get_info(s);
     FUZZ_ASSERT(info, "no info");
-    rc = sae_store_check_model(s, "00000000000000000000000000000000", FUZZ_D_IN, FUZZ_D_SAE,
-                               &err);
+    rc = sae_store_check_model(s, "00000000000000000000000000000000", FUZZ_D_IN, FUZZ_D_SAE, &err);
     FUZZ_CHECK_ERR(rc, err);
     size_t nv = sae_store_vocab_size(s);
     for (size_t v = 0; v < nv && v < 64; v++) {
@@ -110,8 +109,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         static const char *const qs[] = {NULL, "a", "\"(* NEAR"};
         for (int sort = SAE_SORT_INDEX; sort <= SAE_SORT_RELEVANCE; sort++)
             for (size_t k = 0; k < sizeof qs / sizeof *qs; k++) {
-                sae_store_query q = {.q = qs[k], .sort = (sae_store_sort)sort,
-                                     .desc = k & 1, .limit = 10, .offset = 0};
+                sae_store_query q = {.q = qs[k],
+                                     .sort = (sae_store_sort)sort,
+                                     .desc = k & 1,
+                                     .limit = 10,
+                                     .offset = 0};
                 sae_store_feature_list l = {0};
                 rc = sae_store_list_features(c, &q, &l, &err);
                 FUZZ_CHECK_ERR(rc, err);

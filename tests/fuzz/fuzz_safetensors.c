@@ -26,8 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             n *= (size_t)t->shape[d];
         FUZZ_ASSERT(t->ndim >= 0 && t->ndim <= SAE_ST_MAX_DIMS, "ndim %d", t->ndim);
         FUZZ_ASSERT(n == t->n_elems, "%s: n_elems %zu, shape gives %zu", t->name, t->n_elems, n);
-        FUZZ_ASSERT(t->nbytes == t->n_elems * sae_dtype_size(t->dtype), "%s: nbytes %zu",
-                    t->name, t->nbytes);
+        FUZZ_ASSERT(t->nbytes == t->n_elems * sae_dtype_size(t->dtype), "%s: nbytes %zu", t->name,
+                    t->nbytes);
         const uint8_t *p = t->data;
         FUZZ_ASSERT(t->nbytes == 0 || (p >= data && p + t->nbytes <= data + size),
                     "%s: data outside the buffer", t->name);

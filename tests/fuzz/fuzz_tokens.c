@@ -34,8 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < doc.n; i++)
             FUZZ_ASSERT(doc.tok[i] != NULL || doc.tok_len[i] == 0, "doc %zu token %zu", d, i);
         if (doc.n) {
-            FUZZ_ASSERT(sae_tokens_doc_of_row(t, t->row_start[d]) == d, "first row of doc %zu",
-                        d);
+            FUZZ_ASSERT(sae_tokens_doc_of_row(t, t->row_start[d]) == d, "first row of doc %zu", d);
             FUZZ_ASSERT(sae_tokens_doc_of_row(t, t->row_start[d + 1] - 1) == d,
                         "last row of doc %zu", d);
         }

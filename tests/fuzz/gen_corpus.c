@@ -30,8 +30,7 @@ static void put(const char *target, const char *name, const void *a, size_t na, 
     }
     snprintf(path, sizeof path, "%s/%s/%s", out_root, target, name);
     FILE *f = fopen(path, "wb");
-    if (!f || (na && fwrite(a, 1, na, f) != na) || (nb && fwrite(b, 1, nb, f) != nb) ||
-        fclose(f)) {
+    if (!f || (na && fwrite(a, 1, na, f) != na) || (nb && fwrite(b, 1, nb, f) != nb) || fclose(f)) {
         perror(path);
         exit(1);
     }
@@ -136,8 +135,7 @@ static void binary_bodies(void)
     float rows[3 * FUZZ_D_IN];
     sae_fixture_random_rows(rows, 3, FUZZ_D_IN, 1.0, 11);
     body_seed("octet_1row", 0, 0, "", rows, sizeof(float) * FUZZ_D_IN);
-    body_seed("octet_3rows_opts", 0, 1, "top_k=2&threshold=0.1&include=metrics", rows,
-              sizeof rows);
+    body_seed("octet_3rows_opts", 0, 1, "top_k=2&threshold=0.1&include=metrics", rows, sizeof rows);
     body_seed("octet_short", 0, 2, "", rows, sizeof(float) * FUZZ_D_IN - 4);
     body_seed("octet_empty", 0, 3, "include=reconstruction", rows, 0);
 

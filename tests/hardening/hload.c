@@ -45,9 +45,9 @@ struct conn {
     int fd;
     const struct req *rq;
     size_t sent;
-    char *buf;              /* (RBUF) response bytes so far */
+    char *buf; /* (RBUF) response bytes so far */
     size_t got;
-    double t_start;         /* when the request's first byte was sent */
+    double t_start; /* when the request's first byte was sent */
 };
 
 /* Latencies of one status, grown as needed. */
@@ -256,8 +256,7 @@ int main(int argc, char **argv)
             if (c->fd < 0)
                 continue;
             if ((evs[k].events & EPOLLOUT) && c->sent < c->rq->len) {
-                ssize_t w = send(c->fd, c->rq->data + c->sent, c->rq->len - c->sent,
-                                 MSG_NOSIGNAL);
+                ssize_t w = send(c->fd, c->rq->data + c->sent, c->rq->len - c->sent, MSG_NOSIGNAL);
                 if (w < 0 && errno != EAGAIN) {
                     err_read++;
                     conn_reopen(c);
