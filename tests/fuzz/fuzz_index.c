@@ -31,6 +31,7 @@ static void read_feature(sae_store_conn *c, const sae_store *s, uint64_t i)
             sink += h.edges[k] + (double)h.counts[k];
         if (h.n)
             sink += h.edges[h.n];
+        (void)sink;
         sae_store_histogram_free(&h);
     }
 

@@ -51,7 +51,7 @@ if [[ -n "$only" ]]; then
 fi
 
 san="-fsanitize=address,undefined -fno-sanitize-recover=all"
-cflags="-g -O1 -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64"
+cflags="-g -O1 -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Wall -Wextra"
 bin="$build/fuzz"
 
 build_all() {
