@@ -1219,23 +1219,37 @@ int sae_indexer_write(sae_indexer *ix, const float *dec_norm, sae_store_writer *
         rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the example tokens");
         goto out;
     }
-    /* 2. Read each referenced document once, in order; intern its tokens. */
+    /* 2. Read each referenced document once, in order; intern the tokens its
+     * windows cover (each position once), then copy ids into the windows. */
     qsort(needs, n_need, sizeof *needs, cmp_need);
-    for (size_t i = 0; i < n_need;) {
-        uint32_t dd = needs[i].doc;
-        if ((rc = sae_tokens_read_doc(ix->tok, dd, &doc, err)))
-            goto out;
-        if ((rc = sae_store_put_document(w, dd, doc.id, err)))
-            goto out;
-        for (; i < n_need && needs[i].doc == dd; i++) {
-            const need *nd = &needs[i];
-            uint32_t *dst = pool + nd->at * ix->win + nd->skip;
-            for (uint32_t j = 0; j < nd->len; j++)
-                if (intern(&it, doc.tok[nd->first + j], doc.tok_len[nd->first + j], &dst[j])) {
-                    rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the vocabulary");
-                    goto out;
-                }
+    for (size_t i = 0, j; i < n_need; i = j) {
+        uint32_t dd = needs[i].doc, lo = UINT32_MAX, hi = 0;
+        for (j = i; j < n_need && needs[j].doc == dd; j++) {
+            lo = needs[j].first < lo ? needs[j].first : lo;
+            hi = needs[j].first + needs[j].len > hi ? needs[j].first + needs[j].len : hi;
         }
+        if ((rc = sae_tokens_read_doc(ix->tok, dd, &doc, err)) ||
+            (rc = sae_store_put_document(w, dd, doc.id, err)))
+            goto out;
+        /* ids[p - lo] = 1 marks a covered position (only tokens of stored
+         * windows enter the vocabulary), then holds its id. */
+        uint32_t *ids = calloc((size_t)(hi - lo) + 1, sizeof *ids);
+        bool oom = !ids;
+        for (size_t k = i; !oom && k < j; k++)
+            for (uint32_t p = 0; p < needs[k].len; p++)
+                ids[needs[k].first - lo + p] = 1;
+        for (uint32_t p = lo; !oom && p < hi; p++)
+            if (ids[p - lo])
+                oom = intern(&it, doc.tok[p], doc.tok_len[p], &ids[p - lo]) != 0;
+        if (oom) {
+            free(ids);
+            rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the vocabulary");
+            goto out;
+        }
+        for (size_t k = i; k < j; k++)
+            memcpy(pool + needs[k].at * ix->win + needs[k].skip, ids + (needs[k].first - lo),
+                   needs[k].len * sizeof *ids);
+        free(ids);
         sae_doc_free(&doc);
     }
     /* 3. The vocabulary in bytewise order; renumber the pool. */

@@ -225,7 +225,8 @@ END_TEST
 typedef struct corpus {
     size_t n_docs, T, F;
     uint64_t *row_start;    /* (n_docs + 1) */
-    char **tok;             /* (T) borrowed from the token list */
+    char **tok;             /* (T) from the word list or own[t] */
+    char **own;             /* (T) owned strings, or NULL */
     char *tokens_path;
     float *dense;           /* (T, F) */
     const float *norms;     /* (F) decoder norms the index must hold, or NULL */
@@ -236,6 +237,9 @@ static const char *const words[] = {"The", " cat", " sat", "\xc3\xa7", " \"q\"",
 
 static void corpus_free(corpus *c)
 {
+    for (size_t t = 0; c->own && t < c->T; t++)
+        free(c->own[t]);
+    free(c->own);
     free(c->row_start);
     free(c->tok);
     free(c->tokens_path);
@@ -270,8 +274,17 @@ static void make_docs(corpus *c, uint64_t seed, size_t n_docs, size_t max_len, c
         c->row_start[d + 1] = c->row_start[d] + sae_rng_below(&r, max_len + 1);
     c->T = c->row_start[n_docs];
     c->tok = calloc(c->T ? c->T : 1, sizeof *c->tok);
-    for (size_t t = 0; t < c->T; t++)
+    c->own = calloc(c->T ? c->T : 1, sizeof *c->own);
+    for (size_t t = 0; t < c->T; t++) {
         c->tok[t] = (char *)words[sae_rng_below(&r, sizeof words / sizeof words[0])];
+        /* Many distinct tokens too, so a vocabulary holding tokens no stored
+         * window uses would show. */
+        if (sae_rng_uniform(&r) < 0.3) {
+            ck_assert_int_ge(asprintf(&c->own[t], " n%llu",
+                                      (unsigned long long)sae_rng_below(&r, 100000)), 0);
+            c->tok[t] = c->own[t];
+        }
+    }
     c->tokens_path = path_in(name);
     FILE *f = fopen(c->tokens_path, "w");
     ck_assert_ptr_nonnull(f);
@@ -743,6 +756,46 @@ static void same_dump(const char *a, const char *b, const char *what)
     ck_abort_msg("%s: differ at line %zu:\n  %.200s\n  %.200s", what, line, a + ls, b + ls);
 }
 
+/* The vocabulary holds exactly the tokens of stored examples, in strictly
+ * increasing bytewise order. */
+static void check_vocab(const char *path)
+{
+    sae_store *s;
+    sae_store_conn *c;
+    sae_error err;
+    ck_assert_int_eq(sae_store_open(path, &s, &err), 0);
+    ck_assert_int_eq(sae_store_connect(s, &c, &err), 0);
+    size_t nv = sae_store_vocab_size(s);
+    ck_assert_uint_gt(nv, 0);
+    char *used = calloc(nv, 1);
+    for (uint64_t f = 0; f < sae_store_get_info(s)->d_sae; f++)
+        for (int kind = 0; kind < 3; kind++) {
+            sae_store_examples ex;
+            ck_assert_int_eq(sae_store_get_examples(c, f, (sae_example_kind)kind, UINT64_MAX, 0,
+                                                    &ex, &err), 0);
+            for (size_t k = 0; k < ex.n; k++)
+                for (size_t t = 0; t < ex.items[k].n; t++)
+                    used[ex.items[k].token_ids[t]] = 1;
+            sae_store_examples_free(&ex);
+        }
+    size_t unused = 0, unsorted = 0;
+    for (size_t v = 0; v < nv; v++) {
+        unused += !used[v];
+        if (v) {
+            size_t la, lb;
+            const char *a = sae_store_token(s, (uint32_t)v - 1, &la);
+            const char *b = sae_store_token(s, (uint32_t)v, &lb);
+            int cm = memcmp(a, b, la < lb ? la : lb);
+            unsorted += !(cm < 0 || (cm == 0 && la < lb));
+        }
+    }
+    ck_assert_msg(unused == 0, "%s: %zu of %zu vocab entries used by no example", path, unused, nv);
+    ck_assert_uint_eq(unsorted, 0);
+    free(used);
+    sae_store_disconnect(c);
+    sae_store_close(s);
+}
+
 /* Merges the shard files into out; returns the status and err. */
 static int merge(const char *const *shards, size_t n, const char *out, sae_error *err)
 {
@@ -774,6 +827,7 @@ START_TEST(test_stream_vs_brute_force)
     build_synthetic(&c, &set, p);
     size_t nq = check_against_brute_force(&c, &set, 0, c.n_docs, p);
     ck_assert_uint_gt(nq, 60);
+    check_vocab(p);
 
     /* Other settings: one group, no context, one per group, more top. */
     set.quantiles = 1;
@@ -816,6 +870,8 @@ START_TEST(test_stream_vs_brute_force)
     sae_error err;
     const char *order[3] = {sp[2], sp[0], sp[1]};
     ck_assert_msg(merge(order, 3, m, &err) == 0, "%s", err.msg);
+    check_vocab(sp[1]);
+    check_vocab(m);
     char *d1 = dump(p, false), *d2 = dump(m, false);
     same_dump(d1, d2, "merged vs whole");
     /* The comparison sees a difference when there is one. */
@@ -1070,6 +1126,7 @@ START_TEST(test_real_build)
     encode_like_the_build(&r, set.block_rows);
     size_t nq = check_against_brute_force(&r.c, &set, 0, r.c.n_docs, p);
     ck_assert_uint_gt(nq, 100);
+    check_vocab(p);
 
     sae_store *s;
     ck_assert_int_eq(sae_store_open(p, &s, &err), 0);
