@@ -96,7 +96,8 @@ for t in "${targets[@]}"; do
   set -e
   # libFuzzer exits 72 (-interrupted_exitcode) after SIGINT: a clean stop.
   if ((rc == 72 || rc == 0)); then result=ok; else result="FAILED(exit $rc)"; failed=1; fi
-  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$out" | grep -o '[0-9]*$' || echo "?")
+  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$out" | grep -o '[0-9]*$' | tail -n 1 ||
+    echo "?")
   units=$(find "$corpus" -type f | wc -l)
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "$cpu" "$(($(date +%s) - t0))" \
     "$runs" "$units" "$result" | tee -a "$logf"

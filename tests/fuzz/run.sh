@@ -140,7 +140,8 @@ for t in "${targets[@]}"; do
   rc=$?
   set -e
   cpu=$(awk '{printf "%.1f", $1 + $2}' "$work/$t.time" 2>/dev/null || echo "?")
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1 ||
+    echo "?")
   if ((rc == 0)); then
     echo "fuzz: $t: ok ($((($(date +%s) - t0))) s wall, ${cpu} s CPU, $execs runs)"
     passed=$((passed + 1))
