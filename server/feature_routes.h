@@ -105,6 +105,11 @@ void index_labels_free(struct index_labels *l);
 void encode_features_json(struct saed_buf *b, const struct index_labels *l, const uint32_t *idx,
                           size_t n);
 
+/* Rendered GET /v1/features/{i} replies of one snapshot (feature_get.c). */
+struct feature_cache;
+struct feature_cache *feature_cache_new(size_t n);
+void feature_cache_free(struct feature_cache *fc);
+
 /* The web browser's folder (static_get.c): resolved and opened at start-up
  * (web_root, or the default); 0, or 1 with err set when a configured
  * web_root cannot be used. Without a configured one and none found, saed

@@ -32,6 +32,7 @@ struct saed_reaper;
 struct saed_job;
 struct sae_store;
 struct index_labels;
+struct feature_cache;
 
 /* What a request sees from its start to its end: the model and the feature
  * index opened from the same load, swapped in as one. Immutable once
@@ -51,6 +52,7 @@ struct saed_snap {
     struct sae_store *index;    /* owned; NULL when saed runs without --index */
     char index_digest[33];      /* XXH3-128 of the index file, "" without one */
     struct index_labels *labels; /* owned: every feature's label and density, or NULL */
+    struct feature_cache *feature_cache; /* owned: rendered feature replies, or NULL */
     uint64_t generation;        /* 1 for the first load, +1 per successful reload */
 };
 

@@ -16,6 +16,7 @@ void snap_release(struct saed_snap *s)
     if (!s)
         return;
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+        feature_cache_free(s->feature_cache);
         index_labels_free(s->labels);
         sae_store_close(s->index);
         sae_model_free(s->model);
@@ -79,6 +80,8 @@ int sae_reload(struct saed_sae *sae, sae_error *err)
     s->model = m;
     s->index = ix;
     s->labels = labels;
+    /* Without room for the cache, replies are rendered every time. */
+    s->feature_cache = ix ? feature_cache_new(m->d_sae) : NULL;
     memcpy(s->index_digest, ix_digest, sizeof ix_digest);
 
     pthread_mutex_lock(&sae->lock);

@@ -830,6 +830,19 @@ static void test_feature_objects(const struct daemon *d)
         check_feature(o, f, true);
         json_decref(o);
     }
+    /* Again: now from the snapshot's cache of rendered replies, byte for byte. */
+    for (uint32_t f = 0; f < D_SAE; f++) {
+        char path[64];
+        snprintf(path, sizeof path, "/v1/features/%u", f);
+        struct http_resp r1, r2;
+        http(d, "GET", path, NULL, 0, NULL, false, &r1);
+        http(d, "GET", path, NULL, 0, NULL, true, &r2);
+        CHECK(r1.status == 200 && r2.status == 200 && r1.len == r2.len &&
+                  !memcmp(r1.body, r2.body, r1.len),
+              "%s: a repeated request (and a gzip one) gives the same reply", path);
+        http_free(&r1);
+        http_free(&r2);
+    }
     static const char *bad[] = {"/v1/features/64",
                                 "/v1/features/-1",
                                 "/v1/features/abc",
@@ -1362,6 +1375,12 @@ static void test_reload(void)
     sae_digest_file(idx_b, dig_b, &err);
     model_digest_of(&d, got);
     CHECK(!strcmp(got, dig_a), "serving a.db first");
+    long st;
+    json_t *f = get_json(&d, "/v1/features/0", &st);
+    CHECK(st == 200 && json_integer_value(json_object_get(f, "n_top_examples")) ==
+                           q_int("SELECT n_top FROM features WHERE idx = 0"),
+          "feature 0 from a.db (and in its snapshot's cache)");
+    json_decref(f);
 
     /* A changed index file at the same path, renamed into place as sae index does. */
     char *staged = path_join(tmp, ".live.db.new");
@@ -1371,8 +1390,7 @@ static void test_reload(void)
     model_digest_of(&d, got);
     CHECK(!strcmp(got, dig_a2), "SIGHUP swapped the index (%s, want %s)", got, dig_a2);
     db_open(idx_a2);
-    long st;
-    json_t *f = get_json(&d, "/v1/features/0", &st);
+    f = get_json(&d, "/v1/features/0", &st);
     CHECK(json_integer_value(json_object_get(f, "n_top_examples")) ==
                   q_int("SELECT n_top FROM features WHERE idx = 0") &&
               q_int("SELECT n_top FROM features WHERE idx = 0") <= 3,
