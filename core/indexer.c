@@ -1162,6 +1162,21 @@ static void feature_row(uint32_t f, uint64_t n_active, float max, const sae_exac
     row->n_quantile = n_quant;
 }
 
+/* Stores one feature's examples: rows[i] is picks[i]'s row, and the picks
+ * come kind by kind (top, quantile, candidates), each run one table row. */
+static int put_by_kind(sae_store_writer *w, uint32_t f, const pick *picks,
+                       const sae_store_example_row *rows, size_t n, sae_error *err)
+{
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i; j < n && picks[j].kind == picks[i].kind; j++)
+            ;
+        int rc = sae_store_put_examples(w, f, picks[i].kind, rows + i, j - i, err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 int sae_indexer_write(sae_indexer *ix, const float *dec_norm, sae_store_writer *w,
                       sae_error *err)
 {
@@ -1172,11 +1187,12 @@ int sae_indexer_write(sae_indexer *ix, const float *dec_norm, sae_store_writer *
     size_t d = ix->d_sae, n_need = 0, cap_need = 0, pool_n = 0;
     cand *cbuf = malloc(((size_t)ix->n_sk * ix->m + 1) * sizeof *cbuf);
     pick *picks = malloc((max_picks + 1) * sizeof *picks);
+    sae_store_example_row *rows = malloc((max_picks + 1) * sizeof *rows);
     uint32_t *slotmap = NULL, *pool = NULL, *remap = NULL;
     need *needs = NULL;
     interner it = {0};
     sae_doc doc = {0};
-    if (!cbuf || !picks || sae_mul_size(d, ix->slots, &pool_n) ||
+    if (!cbuf || !picks || !rows || sae_mul_size(d, ix->slots, &pool_n) ||
         !(slotmap = malloc((pool_n ? pool_n : 1) * sizeof *slotmap))) {
         rc = sae_error_set(err, SAE_ENOMEM, "out of memory writing the index");
         goto out;
@@ -1278,23 +1294,23 @@ int sae_indexer_write(sae_indexer *ix, const float *dec_norm, sae_store_writer *
             uint32_t first, len, skip;
             window_of(p->pos, dl, ix->c, &first, &len, &skip);
             size_t rec = slotmap[f * ix->slots + p->src];
-            sae_store_example_row er = {
-                .feature = (uint32_t)f, .kind = p->kind, .rank = p->rank, .doc = p->doc,
-                .first = first, .focus = p->pos, .len = len, .value = p->value,
+            rows[i] = (sae_store_example_row){
+                .doc = p->doc, .first = first, .focus = p->pos, .len = len, .value = p->value,
                 .hash = p->hash, .grp = p->grp, .has_bin = p->has_bin, .bin_min = p->bin_min,
                 .bin_max = p->bin_max, .bin_contains = p->bin_contains,
                 .tokens = pool + rec * ix->win + skip,
                 .acts = slot_acts(ix, f, p->src) + skip,
             };
-            if ((rc = sae_store_put_example(w, &er, err)))
-                goto out;
         }
+        if ((rc = put_by_kind(w, (uint32_t)f, picks, rows, np, err)))
+            goto out;
     }
 out:
     sae_doc_free(&doc);
     interner_free(&it);
     free(cbuf);
     free(picks);
+    free(rows);
     free(slotmap);
     free(pool);
     free(needs);
@@ -1646,8 +1662,9 @@ typedef struct merge_ctx {
     cand *cands;                   /* (cap_ex) */
     pick *picks;                   /* (N + Q*M) */
     pick *tops;                    /* (cap_tops) every shard's top entries */
+    sae_store_example_row *rows;   /* (N + Q*M) */
     size_t cap_tops;
-    uint32_t *tokbuf;              /* (2C+1) */
+    uint32_t *tokbuf;              /* (N + Q*M, 2C+1) merged vocab ids */
 } merge_ctx;
 
 /* Appends example e of shard s to the flat list; returns its index or -1. */
@@ -1782,27 +1799,28 @@ static int merge_feature(merge_ctx *mc, uint32_t f, docset *docs, sae_store_writ
                 (uint32_t)nq, &row);
     if ((rc = sae_store_put_feature(w, &row, err)))
         goto out;
+    size_t win = 2 * (size_t)in->context + 1;
     for (size_t i = 0; i < np; i++) {
         const pick *p = &mc->picks[i];
         const sae_store_example *e = mc->ex[p->src];
         const shard_in *sh = &mc->sh[mc->ex_shard[p->src]];
-        if (e->n > 2 * (size_t)in->context + 1) {
+        if (e->n > win) {
             rc = sae_error_set(err, SAE_EFORMAT, "%s: feature %u: example window too long",
                                sh->path, f);
             goto out;
         }
+        uint32_t *toks = mc->tokbuf + i * win;
         for (size_t j = 0; j < e->n; j++)
-            mc->tokbuf[j] = sh->map[e->token_ids[j]];
-        sae_store_example_row er = {
-            .feature = f, .kind = p->kind, .rank = p->rank, .doc = e->doc_index,
-            .first = e->first, .focus = e->first + e->focus_index, .len = (uint32_t)e->n,
-            .value = e->focus_value, .hash = p->kind == SAE_EX_TOP ? 0 : p->hash, .grp = p->grp,
-            .has_bin = p->has_bin, .bin_min = p->bin_min, .bin_max = p->bin_max,
-            .bin_contains = p->bin_contains, .tokens = mc->tokbuf, .acts = e->values,
+            toks[j] = sh->map[e->token_ids[j]];
+        mc->rows[i] = (sae_store_example_row){
+            .doc = e->doc_index, .first = e->first, .focus = e->first + e->focus_index,
+            .len = (uint32_t)e->n, .value = e->focus_value,
+            .hash = p->kind == SAE_EX_TOP ? 0 : p->hash, .grp = p->grp, .has_bin = p->has_bin,
+            .bin_min = p->bin_min, .bin_max = p->bin_max, .bin_contains = p->bin_contains,
+            .tokens = toks, .acts = e->values,
         };
-        if ((rc = sae_store_put_example(w, &er, err)))
-            goto out;
     }
+    rc = put_by_kind(w, f, mc->picks, mc->rows, np, err);
 out:
     merge_release(mc);
     return rc;
@@ -1963,10 +1981,12 @@ int sae_merge_shards(const char *const *paths, size_t n, sae_store_writer *w, sa
     mc.cand = calloc(n, sizeof *mc.cand);
     mc.picks = malloc(((size_t)info.top + (size_t)info.quantiles * info.per_quantile + 1) *
                       sizeof *mc.picks);
-    mc.tokbuf = malloc((2 * (size_t)info.context + 1) * sizeof *mc.tokbuf);
+    size_t max_picks = (size_t)info.top + (size_t)info.quantiles * info.per_quantile + 1;
+    mc.rows = malloc(max_picks * sizeof *mc.rows);
+    mc.tokbuf = malloc(max_picks * (2 * (size_t)info.context + 1) * sizeof *mc.tokbuf);
     mc.cap_tops = n * (size_t)info.top;
     mc.tops = malloc((mc.cap_tops + 1) * sizeof *mc.tops);
-    if (!mc.top || !mc.cand || !mc.picks || !mc.tokbuf || !mc.tops) {
+    if (!mc.top || !mc.cand || !mc.picks || !mc.tokbuf || !mc.tops || !mc.rows) {
         rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
         goto out;
     }
@@ -2035,6 +2055,7 @@ out:
     free(mc.cand);
     free(mc.picks);
     free(mc.tops);
+    free(mc.rows);
     free(mc.tokbuf);
     free(mc.ex);
     free(mc.ex_shard);

@@ -38,9 +38,7 @@ static const char *const writer_sql[W_COUNT] = {
     [W_FEATURE] = ("INSERT INTO features (idx, n_active, density, max_activation, "
                   "mean_activation, decoder_norm, sum_exact, hist_first, hist, n_top, "
                   "n_quantile) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
-    [W_EXAMPLE] = ("INSERT INTO examples (feature, kind, rank, doc, first, focus, value, hash, "
-                  "grp, bin_min, bin_max, bin_contains, tokens, acts) VALUES (?1, ?2, ?3, ?4, "
-                  "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+    [W_EXAMPLE] = "INSERT INTO examples (id, n, data) VALUES (?1, ?2, ?3)",
     [W_NEIGHBOURS] = "INSERT INTO neighbours (feature, indices, cosines) VALUES (?1, ?2, ?3)",
     [W_VOCAB] = "INSERT INTO vocab (id, token) VALUES (?1, ?2)",
     [W_DOCUMENT] = "INSERT INTO documents (idx, name) VALUES (?1, ?2)",
@@ -48,14 +46,29 @@ static const char *const writer_sql[W_COUNT] = {
                       "type_name) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
 };
 
-/* An index being written: the SQLite connection on the temporary file and
- * its insert statements. Owns both paths and the connection. */
+/* One example's header in examples.data (schema/001_init.sql), 64 bytes,
+ * little-endian, then len u32 token ids and len f32 activations. */
+typedef struct packed_example {
+    uint32_t doc, first, focus, len;
+    float value;
+    int32_t grp;
+    uint64_t hash;
+    double bin_min, bin_max, bin_contains;
+    uint32_t flags, zero;
+} packed_example;
+_Static_assert(sizeof(packed_example) == 64, "packed_example is the 64-byte header");
+#define PACKED_HAS_BIN 1u
+
+/* An index being written: the SQLite connection on the temporary file, its
+ * insert statements and the buffer examples are packed in. Owns all. */
 struct sae_store_writer {
     char *target;           /* owned */
     char *temp;             /* owned: .<target name>.tmp-<pid> in the same folder */
     char *dir;              /* owned: the folder, fsynced after the rename */
     sqlite3 *db;
     sqlite3_stmt *st[W_COUNT];
+    unsigned char *pack;    /* owned: one row of examples being packed */
+    size_t pack_cap;
 };
 
 /* err from the connection's last error, naming the file. SQLITE_FULL (the disk
@@ -133,6 +146,7 @@ static void writer_free(sae_store_writer *w)
     free(w->target);
     free(w->temp);
     free(w->dir);
+    free(w->pack);
     free(w);
 }
 
@@ -255,29 +269,45 @@ int sae_store_put_feature(sae_store_writer *w, const sae_store_feature_row *r, s
     return step_insert(w, W_FEATURE, "writing features", err);
 }
 
-int sae_store_put_example(sae_store_writer *w, const sae_store_example_row *r, sae_error *err)
+int sae_store_put_examples(sae_store_writer *w, uint32_t feature, sae_example_kind kind,
+                           const sae_store_example_row *rows, size_t n, sae_error *err)
 {
-    if (r->len > INT_MAX / 4)
-        return sae_error_set(err, SAE_EINVAL, "%s: example window too long", w->temp);
-    sqlite3_stmt *s = w->st[W_EXAMPLE];
-    sqlite3_bind_int64(s, 1, r->feature);
-    sqlite3_bind_int(s, 2, (int)r->kind);
-    sqlite3_bind_int64(s, 3, r->rank);
-    sqlite3_bind_int64(s, 4, r->doc);
-    sqlite3_bind_int64(s, 5, r->first);
-    sqlite3_bind_int64(s, 6, r->focus);
-    sqlite3_bind_double(s, 7, r->value);
-    sqlite3_bind_int64(s, 8, (sqlite3_int64)r->hash);
-    sqlite3_bind_int(s, 9, r->grp);
-    if (r->has_bin) {
-        sqlite3_bind_double(s, 10, r->bin_min);
-        sqlite3_bind_double(s, 11, r->bin_max);
-        sqlite3_bind_double(s, 12, r->bin_contains);
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        if (sae_add_size(len, sizeof(packed_example), &len) || rows[i].len > INT_MAX / 8 ||
+            sae_add_size(len, (size_t)rows[i].len * 8, &len))
+            return sae_error_set(err, SAE_EINVAL, "%s: examples too large", w->temp);
+    if (len > INT_MAX)
+        return sae_error_set(err, SAE_EINVAL, "%s: examples too large", w->temp);
+    if (len > w->pack_cap) {
+        unsigned char *p = realloc(w->pack, len);
+        if (!p)
+            return sae_error_set(err, SAE_ENOMEM, "%s: out of memory", w->temp);
+        w->pack = p;
+        w->pack_cap = len;
     }
-    sqlite3_bind_blob(s, 13, r->len ? (const void *)r->tokens : "", (int)(r->len * 4),
-                      SQLITE_STATIC);
-    sqlite3_bind_blob(s, 14, r->len ? (const void *)r->acts : "", (int)(r->len * 4),
-                      SQLITE_STATIC);
+    unsigned char *at = w->pack;
+    for (size_t i = 0; i < n; i++) {
+        const sae_store_example_row *r = &rows[i];
+        packed_example h = {
+            .doc = r->doc, .first = r->first, .focus = r->focus, .len = r->len,
+            .value = r->value, .grp = r->grp, .hash = r->hash,
+            .bin_min = r->has_bin ? r->bin_min : 0, .bin_max = r->has_bin ? r->bin_max : 0,
+            .bin_contains = r->has_bin ? r->bin_contains : 0,
+            .flags = r->has_bin ? PACKED_HAS_BIN : 0,
+        };
+        memcpy(at, &h, sizeof h);
+        at += sizeof h;
+        if (r->len) {
+            memcpy(at, r->tokens, (size_t)r->len * 4);
+            memcpy(at + (size_t)r->len * 4, r->acts, (size_t)r->len * 4);
+        }
+        at += (size_t)r->len * 8;
+    }
+    sqlite3_stmt *s = w->st[W_EXAMPLE];
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)feature * 4 + (sqlite3_int64)kind);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)n);
+    sqlite3_bind_blob(s, 3, len ? (const void *)w->pack : "", (int)len, SQLITE_STATIC);
     return step_insert(w, W_EXAMPLE, "writing examples", err);
 }
 
@@ -460,7 +490,7 @@ struct sae_store {
 };
 
 enum {
-    R_FEATURE, R_HIST, R_RAW, R_NEIGHBOURS, R_EXPL, R_EXPL_ALL, R_EXAMPLES, R_COUNT_KIND,
+    R_FEATURE, R_HIST, R_RAW, R_NEIGHBOURS, R_EXPL, R_EXPL_ALL, R_EXAMPLES, R_DOCUMENT,
     R_LIST_FIRST, /* 6 listing statements: sort x order, without a query */
     R_SEARCH_FIRST = R_LIST_FIRST + 6, /* 6 with a full-text query */
     R_SEARCH_COUNT = R_SEARCH_FIRST + 6,
@@ -853,11 +883,8 @@ int sae_store_connect(sae_store *s, sae_store_conn **out, sae_error *err)
                    "WHERE feature = ?1 ORDER BY id",
         [R_EXPL_ALL] = "SELECT id, feature, description, score, source, type_name FROM "
                        "explanations ORDER BY id",
-        [R_EXAMPLES] = "SELECT e.rank, e.doc, d.name, e.first, e.focus, e.value, e.hash, e.grp, "
-                       "e.bin_min, e.bin_max, e.bin_contains, e.tokens, e.acts FROM examples e "
-                       "JOIN documents d ON d.idx = e.doc WHERE e.feature = ?1 AND e.kind = ?2 "
-                       "ORDER BY e.rank LIMIT ?3 OFFSET ?4",
-        [R_COUNT_KIND] = "SELECT count(*) FROM examples WHERE feature = ?1 AND kind = ?2",
+        [R_EXAMPLES] = "SELECT n, data FROM examples WHERE id = ?1",
+        [R_DOCUMENT] = "SELECT name FROM documents WHERE idx = ?1",
     };
     for (int i = 0; i < R_COUNT; i++) {
         const char *q = sql;
@@ -1364,52 +1391,73 @@ void sae_store_examples_free(sae_store_examples *e)
     memset(e, 0, sizeof *e);
 }
 
-/* Decodes the current row of an R_EXAMPLES statement into x (arrays in a). */
-static int example_from_row(sae_store_conn *c, sqlite3_stmt *q, uint64_t index,
-                            sae_example_kind kind, arena_chunk **a, sae_store_example *x,
-                            sae_error *err)
+/* Decodes the packed example at *at (within data[0..len)) into x, its arrays
+ * and document name in the arena; advances *at. With x NULL only checks and
+ * skips it. */
+static int example_decode(sae_store_conn *c, uint64_t index, sae_example_kind kind,
+                          uint32_t rank, const unsigned char *data, size_t len, size_t *at,
+                          arena_chunk **a, sae_store_example *x, sae_error *err)
 {
+    packed_example h;
+    if (len - *at < sizeof h)
+        return sae_error_set(err, SAE_EFORMAT, "%s: feature %" PRIu64 ": truncated example %u",
+                             c->s->path, index, rank);
+    memcpy(&h, data + *at, sizeof h);
+    *at += sizeof h;
+    if (h.len == 0 || h.focus < h.first || h.focus - h.first >= h.len ||
+        (len - *at) / 8 < h.len)
+        return sae_error_set(err, SAE_EFORMAT, "%s: feature %" PRIu64 ": malformed example %u",
+                             c->s->path, index, rank);
+    const unsigned char *ids_at = data + *at, *vals_at = ids_at + (size_t)h.len * 4;
+    *at += (size_t)h.len * 8;
+    if (!x)
+        return 0;
     memset(x, 0, sizeof *x);
     x->kind = kind;
-    x->rank = (uint32_t)sqlite3_column_int64(q, 0);
-    x->doc_index = (uint32_t)sqlite3_column_int64(q, 1);
-    const char *name = (const char *)sqlite3_column_text(q, 2);
+    x->rank = rank;
+    x->doc_index = h.doc;
+    x->first = h.first;
+    x->n = h.len;
+    x->focus_index = h.focus - h.first;
+    x->focus_value = h.value;
+    x->hash = h.hash;
+    x->grp = h.grp;
+    x->has_bin = h.flags & PACKED_HAS_BIN;
+    x->bin_min = h.bin_min;
+    x->bin_max = h.bin_max;
+    x->bin_contains = h.bin_contains;
+    /* The document's id. */
+    sqlite3_stmt *q = c->st[R_DOCUMENT];
+    sqlite3_bind_int64(q, 1, h.doc);
+    int r = sqlite3_step(q);
+    const char *name = r == SQLITE_ROW ? (const char *)sqlite3_column_text(q, 0) : NULL;
     size_t nl = name ? strlen(name) : 0;
-    char *doc = arena_alloc(a, nl + 1);
-    if (!doc)
-        return sae_error_set(err, SAE_ENOMEM, "out of memory");
-    memcpy(doc, name ? name : "", nl + 1);
-    x->document = doc;
-    x->first = (uint32_t)sqlite3_column_int64(q, 3);
-    uint64_t focus = (uint64_t)sqlite3_column_int64(q, 4);
-    x->focus_value = (float)sqlite3_column_double(q, 5);
-    x->hash = (uint64_t)sqlite3_column_int64(q, 6);
-    x->grp = (int32_t)sqlite3_column_int64(q, 7);
-    x->has_bin = sqlite3_column_type(q, 8) != SQLITE_NULL;
-    x->bin_min = sqlite3_column_double(q, 8);
-    x->bin_max = sqlite3_column_double(q, 9);
-    x->bin_contains = sqlite3_column_double(q, 10);
-    int bt = sqlite3_column_bytes(q, 11), ba = sqlite3_column_bytes(q, 12);
-    if (bt != ba || bt % 4 || bt == 0 || focus < x->first || focus - x->first >= (uint64_t)bt / 4)
-        return sae_error_set(err, SAE_EFORMAT, "%s: feature %" PRIu64 ": malformed example %u",
-                             c->s->path, index, x->rank);
-    x->n = (size_t)bt / 4;
-    x->focus_index = (uint32_t)(focus - x->first);
+    char *doc = name ? arena_alloc(a, nl + 1) : NULL;
+    if (doc)
+        memcpy(doc, name, nl + 1);
+    done(q);
+    if (!name)
+        return r == SQLITE_DONE ? sae_error_set(err, SAE_EFORMAT,
+                                                "%s: feature %" PRIu64 ": example %u refers to "
+                                                "unknown document %u",
+                                                c->s->path, index, rank, h.doc)
+                                : db_fail(c->db, c->s->path, "reading documents", err);
     uint32_t *ids = arena_alloc(a, x->n * 4);
     float *vals = arena_alloc(a, x->n * 4);
     const char **toks = arena_alloc(a, x->n * sizeof *toks);
     size_t *lens = arena_alloc(a, x->n * sizeof *lens);
-    if (!ids || !vals || !toks || !lens)
+    if (!doc || !ids || !vals || !toks || !lens)
         return sae_error_set(err, SAE_ENOMEM, "out of memory");
-    memcpy(ids, sqlite3_column_blob(q, 11), x->n * 4);
-    memcpy(vals, sqlite3_column_blob(q, 12), x->n * 4);
+    x->document = doc;
+    memcpy(ids, ids_at, x->n * 4);
+    memcpy(vals, vals_at, x->n * 4);
     x->max_value = x->min_value = vals[0];
     for (size_t i = 0; i < x->n; i++) {
         toks[i] = sae_store_token(c->s, ids[i], &lens[i]);
         if (!toks[i])
             return sae_error_set(err, SAE_EFORMAT,
                                  "%s: feature %" PRIu64 ": example %u has an unknown token id",
-                                 c->s->path, index, x->rank);
+                                 c->s->path, index, rank);
         if (vals[i] > x->max_value) {
             x->max_value = vals[i];
             x->max_token_index = (uint32_t)i;
@@ -1428,53 +1476,42 @@ int sae_store_get_examples(sae_store_conn *c, uint64_t index, sae_example_kind k
                            uint64_t limit, uint64_t offset, sae_store_examples *out,
                            sae_error *err)
 {
-    int rc = check_index(c, index, err), r;
+    int rc = check_index(c, index, err);
     if (rc)
         return rc;
     if (kind != SAE_EX_TOP && kind != SAE_EX_QUANTILE && kind != SAE_EX_CANDIDATE)
         return sae_error_set(err, SAE_EINVAL, "kind: unknown example kind %d", (int)kind);
     sae_store_examples e = {0};
     arena_chunk *a = NULL;
-    sae_store_feature f;
-    if (kind != SAE_EX_CANDIDATE) {
-        if ((rc = sae_store_get_feature(c, index, &f, err)))
-            return rc;
-        e.total = kind == SAE_EX_TOP ? f.n_top : f.n_quantile;
-    } else {
-        sqlite3_stmt *cq = c->st[R_COUNT_KIND];
-        sqlite3_bind_int64(cq, 1, (sqlite3_int64)index);
-        sqlite3_bind_int(cq, 2, (int)kind);
-        rc = step_row(c, cq, "examples count", index, err);
-        e.total = rc ? 0 : (uint64_t)sqlite3_column_int64(cq, 0);
-        done(cq);
-        if (rc)
-            return rc;
-    }
-    if (limit > INT64_MAX)
-        limit = INT64_MAX;
-    if (offset > INT64_MAX)
-        offset = INT64_MAX;
-    uint64_t want = offset < e.total ? e.total - offset : 0;
-    if (want > limit)
-        want = limit;
     sqlite3_stmt *q = c->st[R_EXAMPLES];
-    if (want) {
-        e.items = arena_alloc(&a, want * sizeof *e.items);
-        if (!e.items) {
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)(index * 4 + (uint64_t)kind));
+    int r = sqlite3_step(q);
+    if (r == SQLITE_ROW) {
+        sqlite3_int64 n = sqlite3_column_int64(q, 0);
+        const unsigned char *data = sqlite3_column_blob(q, 1);
+        size_t len = (size_t)sqlite3_column_bytes(q, 1);
+        if (n < 0 || (uint64_t)n > len / sizeof(packed_example)) {
+            rc = sae_error_set(err, SAE_EFORMAT, "%s: feature %" PRIu64 ": malformed examples",
+                               c->s->path, index);
+            goto out;
+        }
+        e.total = (uint64_t)n;
+        uint64_t want = offset < e.total ? e.total - offset : 0;
+        if (want > limit)
+            want = limit;
+        if (want && !(e.items = arena_alloc(&a, want * sizeof *e.items))) {
             rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
             goto out;
         }
-        sqlite3_bind_int64(q, 1, (sqlite3_int64)index);
-        sqlite3_bind_int(q, 2, (int)kind);
-        sqlite3_bind_int64(q, 3, (sqlite3_int64)limit);
-        sqlite3_bind_int64(q, 4, (sqlite3_int64)offset);
-        while ((r = sqlite3_step(q)) == SQLITE_ROW && e.n < want)
-            if ((rc = example_from_row(c, q, index, kind, &a, &e.items[e.n++], err)))
+        size_t at = 0;
+        for (uint64_t i = 0; i < offset + want; i++) {
+            sae_store_example *x = i >= offset ? &e.items[e.n++] : NULL;
+            if ((rc = example_decode(c, index, kind, (uint32_t)i, data, len, &at, &a, x, err)))
                 goto out;
-        if (r != SQLITE_ROW && r != SQLITE_DONE) {
-            rc = db_fail(c->db, c->s->path, "reading examples", err);
-            goto out;
         }
+    } else if (r != SQLITE_DONE) { /* SQLITE_DONE: no examples of that kind */
+        rc = db_fail(c->db, c->s->path, "reading examples", err);
+        goto out;
     }
     e.arena = a;
     a = NULL;

@@ -63,11 +63,8 @@ typedef enum sae_example_kind {
     SAE_EX_CANDIDATE = 2,   /* sampling candidates, shard files only */
 } sae_example_kind;
 
-/* One row of the examples table; tokens and acts are len long (borrowed). */
+/* One example to store; tokens and acts are len long (borrowed). */
 typedef struct sae_store_example_row {
-    uint32_t feature;
-    sae_example_kind kind;
-    uint32_t rank;
     uint32_t doc, first, focus, len;
     float value;
     uint64_t hash;
@@ -80,8 +77,10 @@ typedef struct sae_store_example_row {
 
 int sae_store_put_meta(sae_store_writer *w, const char *key, const char *value, sae_error *err);
 int sae_store_put_feature(sae_store_writer *w, const sae_store_feature_row *row, sae_error *err);
-int sae_store_put_example(sae_store_writer *w, const sae_store_example_row *row,
-                          sae_error *err);
+/* The examples of one feature and kind, in rank order (one row of the
+ * examples table; at most one call per feature and kind). */
+int sae_store_put_examples(sae_store_writer *w, uint32_t feature, sae_example_kind kind,
+                           const sae_store_example_row *rows, size_t n, sae_error *err);
 int sae_store_put_neighbours(sae_store_writer *w, uint32_t feature, const uint32_t *idx,
                              const float *cos, size_t k, sae_error *err);
 int sae_store_put_vocab(sae_store_writer *w, uint32_t id, const char *token, size_t len,

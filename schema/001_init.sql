@@ -56,31 +56,23 @@ CREATE TABLE documents (
     name TEXT NOT NULL
 );
 
--- Examples. kind 0 = top (rank 0 is the highest document maximum), 1 =
--- quantile sample (ranked by group descending, then value descending), 2 =
--- sampling candidate kept only in shard files for `sae merge` (grp is the
--- histogram bin, -1 the merged low-bin prefix; rank is hash order).
--- The window is tokens first .. first+len-1 of the document; focus is the
--- position in the document of the token the example is about (the document's
--- max token, or the sampled token), value its activation. tokens: len
--- little-endian uint32 vocab ids; acts: len little-endian float32.
+-- Examples, one row per feature and kind: id = 4 * feature + kind, kind 0 =
+-- top (ranked by the document maximum, best first), 1 = quantile samples
+-- (group descending, then value descending), 2 = sampling candidates kept
+-- only in shard files for `sae merge` (bin ascending, then hash). data packs
+-- the n examples in rank order, each a 64-byte little-endian header
+--   u32 doc, u32 first, u32 focus, u32 len, f32 value, i32 grp, u64 hash,
+--   f64 bin_min, f64 bin_max, f64 bin_contains, u32 flags (1: has bins), u32 0
+-- followed by len u32 vocab ids and len f32 activations. The window is tokens
+-- first .. first+len-1 of document doc; focus is the position in the document
+-- of the token the example is about (the document's max token, or the
+-- sampled token) and value its activation; grp is the quantile group, or for
+-- candidates the histogram bin (-1: the merged low-bin prefix).
 CREATE TABLE examples (
-    feature      INTEGER NOT NULL,
-    kind         INTEGER NOT NULL,
-    rank         INTEGER NOT NULL,
-    doc          INTEGER NOT NULL,
-    first        INTEGER NOT NULL,
-    focus        INTEGER NOT NULL,
-    value        REAL NOT NULL,
-    hash         INTEGER NOT NULL,
-    grp          INTEGER NOT NULL,
-    bin_min      REAL,
-    bin_max      REAL,
-    bin_contains REAL,
-    tokens       BLOB NOT NULL,
-    acts         BLOB NOT NULL,
-    PRIMARY KEY (feature, kind, rank)
-) WITHOUT ROWID;
+    id   INTEGER PRIMARY KEY,
+    n    INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
 
 -- Top-K decoder-cosine neighbours: k little-endian uint32 indices and k
 -- float32 cosines, cosine descending, ties by index ascending.

@@ -136,24 +136,35 @@ static int write_index(const char *path, const char *skip_key, uint64_t meta_d_s
     uint32_t t3[3] = {1, 3, 2}, t1[1] = {0};
     float a0[3] = {0.0f, 3.5f, 1.0f}, a1[3] = {2.0f, 0.0f, 2.0f}, a2[3] = {0.25f, 0.5f, 0.0f};
     float a3[1] = {9.0f};
-    sae_store_example_row ex[] = {
-        {.feature = 0, .kind = SAE_EX_TOP, .rank = 0, .doc = 7, .first = 4, .focus = 5, .len = 3,
-         .value = 3.5f, .tokens = t3, .acts = a0},
-        {.feature = 0, .kind = SAE_EX_TOP, .rank = 1, .doc = 0, .first = 0, .focus = 2, .len = 3,
-         .value = 2.0f, .tokens = t3, .acts = a1},
-        {.feature = 0, .kind = SAE_EX_TOP, .rank = 2, .doc = 7, .first = 1, .focus = 2, .len = 3,
-         .value = 0.5f, .tokens = t3, .acts = a2},
-        {.feature = 0, .kind = SAE_EX_QUANTILE, .rank = 0, .doc = 0, .first = 0, .focus = 0,
-         .len = 3, .value = 2.0f, .hash = 0xfedcba9876543210ull, .grp = 1, .has_bin = true,
-         .bin_min = 1.75, .bin_max = 3.5, .bin_contains = 6.0 / 7, .tokens = t3, .acts = a1},
-        {.feature = 0, .kind = SAE_EX_QUANTILE, .rank = 1, .doc = 7, .first = 1, .focus = 1,
-         .len = 3, .value = 0.25f, .hash = 12345, .grp = 0, .has_bin = true, .bin_min = 0,
-         .bin_max = 1.75, .bin_contains = 1.0 / 7, .tokens = t3, .acts = a2},
-        {.feature = 1, .kind = SAE_EX_TOP, .rank = 0, .doc = 0, .first = 3, .focus = 3, .len = 1,
-         .value = 9.0f, .tokens = t1, .acts = a3},
+    sae_store_example_row top0[] = {
+        {.doc = 7, .first = 4, .focus = 5, .len = 3, .value = 3.5f, .tokens = t3, .acts = a0},
+        {.doc = 0, .first = 0, .focus = 2, .len = 3, .value = 2.0f, .tokens = t3, .acts = a1},
+        {.doc = 7, .first = 1, .focus = 2, .len = 3, .value = 0.5f, .tokens = t3, .acts = a2},
     };
-    for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++)
-        ck_assert_int_eq(sae_store_put_example(w, &ex[i], &err), 0);
+    sae_store_example_row quant0[] = {
+        {.doc = 0, .first = 0, .focus = 0, .len = 3, .value = 2.0f, .hash = 0xfedcba9876543210ull,
+         .grp = 1, .has_bin = true, .bin_min = 1.75, .bin_max = 3.5, .bin_contains = 6.0 / 7,
+         .tokens = t3, .acts = a1},
+        {.doc = 7, .first = 1, .focus = 1, .len = 3, .value = 0.25f, .hash = 12345, .grp = 0,
+         .has_bin = true, .bin_min = 0, .bin_max = 1.75, .bin_contains = 1.0 / 7, .tokens = t3,
+         .acts = a2},
+    };
+    sae_store_example_row top1[] = {
+        {.doc = 0, .first = 3, .focus = 3, .len = 1, .value = 9.0f, .tokens = t1, .acts = a3},
+    };
+    ck_assert_int_eq(sae_store_put_examples(w, 0, SAE_EX_TOP, top0, 3, &err), 0);
+    ck_assert_int_eq(sae_store_put_examples(w, 0, SAE_EX_QUANTILE, quant0, 2, &err), 0);
+    ck_assert_int_eq(sae_store_put_examples(w, 1, SAE_EX_TOP, top1, 1, &err), 0);
+    /* Rows a reader must refuse: focus outside the window, a token id beyond
+     * the vocabulary, an unknown document (candidates of features 2..4). */
+    uint32_t bad_tok[1] = {99};
+    sae_store_example_row bad[3] = {
+        {.doc = 0, .first = 5, .focus = 2, .len = 1, .tokens = t1, .acts = a3},
+        {.doc = 0, .first = 0, .focus = 0, .len = 1, .tokens = bad_tok, .acts = a3},
+        {.doc = 3, .first = 0, .focus = 0, .len = 1, .tokens = t1, .acts = a3},
+    };
+    for (uint32_t k = 0; k < 3; k++)
+        ck_assert_int_eq(sae_store_put_examples(w, 2 + k, SAE_EX_CANDIDATE, &bad[k], 1, &err), 0);
     ck_assert_int_eq(sae_store_put_explanation(w, 1, 0, "cats and kittens", true, 0.8, "human",
                                                NULL, &err), 0);
     ck_assert_int_eq(sae_store_put_explanation(w, 2, 2, "dog barking", false, 0, NULL,
@@ -399,6 +410,17 @@ START_TEST(test_read_api)
     ck_assert_int_eq(sae_store_get_examples(c, 0, SAE_EX_CANDIDATE, 10, 0, &ex, &err), 0);
     ck_assert_uint_eq(ex.total, 0);
     sae_store_examples_free(&ex);
+    const char *why[3] = {"malformed example 0", "unknown token id", "unknown document 3"};
+    for (int k = 0; k < 3; k++) {
+        ck_assert_int_eq(sae_store_get_examples(c, 2 + (uint64_t)k, SAE_EX_CANDIDATE, 10, 0, &ex,
+                                                &err), SAE_EFORMAT);
+        ck_assert_msg(strstr(err.msg, why[k]) && strstr(err.msg, p), "%s", err.msg);
+        /* Not decoded when not asked for: the count alone is fine. */
+        ck_assert_int_eq(sae_store_get_examples(c, 2 + (uint64_t)k, SAE_EX_CANDIDATE, 0, 0, &ex,
+                                                &err), 0);
+        ck_assert_uint_eq(ex.total, 1);
+        sae_store_examples_free(&ex);
+    }
     ck_assert_int_eq(sae_store_get_examples(c, 4, SAE_EX_TOP, 10, 0, &ex, &err), 0);
     ck_assert_uint_eq(ex.total, 0);
     sae_store_examples_free(&ex);
@@ -557,9 +579,8 @@ static int write_too_big(const char *path)
     static uint32_t toks[2048];
     int rc = 0;
     for (uint32_t i = 0; i < 400 && !rc; i++) {
-        sae_store_example_row r = {.feature = 0, .kind = SAE_EX_TOP, .rank = i, .len = 2048,
-                                   .tokens = toks, .acts = acts};
-        rc = sae_store_put_example(w, &r, &err);
+        sae_store_example_row r = {.len = 2048, .tokens = toks, .acts = acts};
+        rc = sae_store_put_examples(w, i, SAE_EX_TOP, &r, 1, &err);
     }
     if (rc) {
         sae_store_writer_abort(w);
