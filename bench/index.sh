@@ -59,16 +59,27 @@ done
 
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf "%-8s %9s %11s %13s %7s %9s  %s\n" tokens wall_s tokens_per_s sgemm_rows_s ratio peak_MB phases
+# Raw sgemm rows/s on the model's shape at the index's block size, measured
+# just before and just after each index run (the ratio uses their mean; two
+# far-apart figures mean the machine's load changed during the run).
+sgemm() {
+  "$build/cli/sae" bench --model "$work/model" --batch 256 --seconds 5 --json --quiet |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["batches"][0]["raw_rows_per_s"])'
+}
+printf "%-8s %9s %11s %19s %7s %9s  %s\n" tokens wall_s tokens_per_s "sgemm_rows_s(b/a)" ratio \
+  peak_MB phases
 for n in $sizes; do
+  before=$(sgemm)
   /usr/bin/time -f "%e %M" -o "$work/time-$n" \
     "$build/cli/sae" index --model "$work/model" --activations "$work/acts-$n.safetensors" \
       --tokens "$work/tokens-$n.jsonl" --out "$work/index-$n.db" 2>"$work/log-$n"
+  after=$(sgemm)
   read -r wall rss_kb <"$work/time-$n"
   phases=$(sed -n 's/^index: wrote [^(]*(\(.*\))$/\1/p' "$work/log-$n")
-  raw=$("$build/cli/sae" bench --model "$work/model" --batch 256 --seconds 5 --json --quiet |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["batches"][0]["raw_rows_per_s"])')
-  awk -v n="$n" -v w="$wall" -v raw="$raw" -v rss="$rss_kb" -v ph="$phases" 'BEGIN {
-    printf "%-8d %9.1f %11.0f %13.0f %7.3f %9.0f  %s\n", n, w, n / w, raw, n / w / raw, rss / 1024, ph }'
+  awk -v n="$n" -v w="$wall" -v b="$before" -v a="$after" -v rss="$rss_kb" -v ph="$phases" 'BEGIN {
+    raw = (b + a) / 2
+    printf "%-8d %9.1f %11.0f %9.0f/%-9.0f %7.3f %9.0f  %s\n", n, w, n / w, b, a, n / w / raw,
+      rss / 1024, ph }'
 done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 ls -l "$work"/index-*.db | awk '{ print "index file:", $NF, $5 " bytes" }'
