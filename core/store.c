@@ -1503,8 +1503,10 @@ int sae_store_get_examples(sae_store_conn *c, uint64_t index, sae_example_kind k
             rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
             goto out;
         }
+        /* Examples before offset are skipped (and checked); none are read
+         * when the page starts past the end. */
         size_t at = 0;
-        for (uint64_t i = 0; i < offset + want; i++) {
+        for (uint64_t i = 0; want && i < offset + want; i++) {
             sae_store_example *x = i >= offset ? &e.items[e.n++] : NULL;
             if ((rc = example_decode(c, index, kind, (uint32_t)i, data, len, &at, &a, x, err)))
                 goto out;

@@ -57,10 +57,17 @@ double now_ms(void)
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
-/* A fresh temporary folder (the fixture writer's). */
+/* A fresh temporary folder (the fixture writer's); exits when it cannot be
+ * made, rather than letting a test write under "(null)/". */
 char *h_tmpdir(const char *tag)
 {
-    return sae_fixture_tmpdir(tag);
+    char *t = sae_fixture_tmpdir(tag);
+    if (!t) {
+        fprintf(stderr, "cannot make a temporary folder for %s under %s: %s\n", tag,
+                getenv("SAE_TEST_TMP") ? getenv("SAE_TEST_TMP") : "/tmp", strerror(errno));
+        exit(1);
+    }
+    return t;
 }
 
 /* At exit: kills every daemon still running. */

@@ -414,39 +414,75 @@ struct exrow {
     double bin_min, bin_max, bin_contains;
 };
 
+/* Little-endian reads from an examples blob (the layout schema/001_init.sql
+ * documents, decoded here independently of core/store.c). */
+static uint32_t le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static double le_f64(const unsigned char *p)
+{
+    uint64_t u = (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+    double d;
+    memcpy(&d, &u, sizeof d);
+    return d;
+}
+
+static float le_f32(const unsigned char *p)
+{
+    uint32_t u = le32(p);
+    float v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+/* Example rank of feature f and kind from its packed row: rank-many examples
+ * (64-byte header, len ids, len values) are skipped to reach it. */
 static bool db_example(uint32_t f, int kind, int64_t rank, struct exrow *x)
 {
-    sqlite3_stmt *s = q("SELECT e.doc, d.name, e.first, e.focus, e.tokens, e.acts, e.bin_min, "
-                        "e.bin_max, e.bin_contains FROM examples e JOIN documents d ON "
-                        "d.idx = e.doc WHERE e.feature = ? AND e.kind = ? AND e.rank = ?");
-    sqlite3_bind_int64(s, 1, f);
-    sqlite3_bind_int(s, 2, kind);
-    sqlite3_bind_int64(s, 3, rank);
-    bool found = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_stmt *s = q("SELECT n, data FROM examples WHERE id = ?");
+    sqlite3_bind_int64(s, 1, 4 * (int64_t)f + kind);
+    bool found = sqlite3_step(s) == SQLITE_ROW && rank < sqlite3_column_int64(s, 0);
     if (found) {
-        memset(x, 0, sizeof *x);
-        x->doc = sqlite3_column_int64(s, 0);
-        snprintf(x->name, sizeof x->name, "%s", (const char *)sqlite3_column_text(s, 1));
-        x->first = sqlite3_column_int64(s, 2);
-        x->focus = sqlite3_column_int64(s, 3);
-        x->n = (size_t)sqlite3_column_bytes(s, 4) / 4;
-        const unsigned char *ids = sqlite3_column_blob(s, 4);
-        memcpy(x->val, sqlite3_column_blob(s, 5), x->n * 4);
-        x->has_bin = sqlite3_column_type(s, 6) != SQLITE_NULL;
-        x->bin_min = sqlite3_column_double(s, 6);
-        x->bin_max = sqlite3_column_double(s, 7);
-        x->bin_contains = sqlite3_column_double(s, 8);
-        sqlite3_stmt *v = q("SELECT token FROM vocab WHERE id = ?");
-        for (size_t i = 0; i < x->n; i++) {
-            uint32_t id;
-            memcpy(&id, ids + 4 * i, 4);
-            sqlite3_bind_int64(v, 1, id);
-            x->tok[i] = sqlite3_step(v) == SQLITE_ROW
-                            ? strdup((const char *)sqlite3_column_text(v, 0))
-                            : strdup("?missing?");
-            sqlite3_reset(v);
+        const unsigned char *p = sqlite3_column_blob(s, 1);
+        const unsigned char *end = p + sqlite3_column_bytes(s, 1);
+        for (int64_t r = 0; r < rank && found; r++) {
+            found = end - p >= 64 && (size_t)(end - p - 64) / 8 >= le32(p + 12);
+            if (found)
+                p += 64 + 8 * (size_t)le32(p + 12);
         }
-        sqlite3_finalize(v);
+        found = found && end - p >= 64 && (size_t)(end - p - 64) / 8 >= le32(p + 12) &&
+                le32(p + 12) <= sizeof x->val / sizeof x->val[0];
+        if (found) {
+            memset(x, 0, sizeof *x);
+            x->doc = le32(p);
+            x->first = le32(p + 4);
+            x->focus = le32(p + 8);
+            x->n = le32(p + 12);
+            x->bin_min = le_f64(p + 32);
+            x->bin_max = le_f64(p + 40);
+            x->bin_contains = le_f64(p + 48);
+            x->has_bin = le32(p + 56) & 1;
+            const unsigned char *ids = p + 64, *acts = ids + 4 * x->n;
+            for (size_t i = 0; i < x->n; i++)
+                x->val[i] = le_f32(acts + 4 * i);
+            sqlite3_stmt *d = q("SELECT name FROM documents WHERE idx = ?");
+            sqlite3_bind_int64(d, 1, x->doc);
+            snprintf(x->name, sizeof x->name, "%s",
+                     sqlite3_step(d) == SQLITE_ROW ? (const char *)sqlite3_column_text(d, 0)
+                                                   : "?missing?");
+            sqlite3_finalize(d);
+            sqlite3_stmt *v = q("SELECT token FROM vocab WHERE id = ?");
+            for (size_t i = 0; i < x->n; i++) {
+                sqlite3_bind_int64(v, 1, le32(ids + 4 * i));
+                x->tok[i] = sqlite3_step(v) == SQLITE_ROW
+                                ? strdup((const char *)sqlite3_column_text(v, 0))
+                                : strdup("?missing?");
+                sqlite3_reset(v);
+            }
+            sqlite3_finalize(v);
+        }
     }
     sqlite3_finalize(s);
     return found;
