@@ -45,6 +45,10 @@ with open(path, "w") as f:
 PY
 done
 
+# The inputs just written are still being flushed to disk; writeback during a
+# measured run would be charged to it.
+sync
+
 waited=0
 while :; do
   load=$(cut -d' ' -f1 /proc/loadavg)
@@ -69,6 +73,7 @@ sgemm() {
 printf "%-8s %9s %11s %19s %7s %9s  %s\n" tokens wall_s tokens_per_s "sgemm_rows_s(b/a)" ratio \
   peak_MB phases
 for n in $sizes; do
+  sync
   before=$(sgemm)
   /usr/bin/time -f "%e %M" -o "$work/time-$n" \
     "$build/cli/sae" index --model "$work/model" --activations "$work/acts-$n.safetensors" \

@@ -6,6 +6,8 @@
 #include <cblas.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1421,6 +1423,179 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* The streaming pass, in parallel: E encoder threads (one per BLAS thread
+ * of the budget, each running single-threaded BLAS, as saed's workers do)
+ * encode blocks k = e, e + E, ... into a ring of 2E slots, while the calling
+ * thread feeds the slots to the indexer strictly in block order. The
+ * statistics (single-threaded, about an eighth of the pass) overlap the
+ * GEMMs, no BLAS thread spins waiting for them, and the result is exactly
+ * that of a serial loop. An error in a block (a non-finite value, a failed
+ * read) is reported when the feeder reaches it, so the first bad block in
+ * row order is the one named, whatever the timing. */
+typedef struct stream_slot {
+    sae_sparse sp;
+    bool full;     /* encoded, not yet fed */
+    uint64_t row;  /* its first row */
+    int rc;        /* the encoder's error for this block */
+    sae_error err;
+} stream_slot;
+
+typedef struct stream {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    const sae_model *m;
+    const sae_acts *acts;
+    uint64_t row0, row1;
+    size_t B, n_enc, n_slots;
+    stream_slot *slot; /* (n_slots) */
+    bool stop;         /* the feeder is done (or failed): encoders return */
+} stream;
+
+typedef struct encoder {
+    stream *st;
+    size_t e;          /* this encoder's number, 0 .. n_enc-1 */
+    sae_workspace *ws;
+    float *x;          /* (B * d_in) */
+} encoder;
+
+/* Reads rows [r, r + n) into x, refusing a non-finite value; drops their
+ * mapped pages once read (keeps the RSS flat in corpus length). */
+static int stream_read(const stream *st, uint64_t r, size_t n, float *x, sae_error *err)
+{
+    int rc = sae_acts_read(st->acts, (size_t)r, n, x, err);
+    if (rc)
+        return rc;
+    size_t d_in = st->m->d_in;
+    for (size_t i = 0; i < n * d_in; i++)
+        if (!isfinite(x[i]))
+            return sae_error_set(err, SAE_ERANGE,
+                                 "activations row %" PRIu64 ": value %zu is not finite",
+                                 r + i / d_in, i % d_in);
+    sae_acts_release(st->acts, (size_t)r, n);
+    return 0;
+}
+
+/* One encoder thread: its blocks, each into the slot the feeder has freed. */
+static void *encoder_main(void *arg)
+{
+    encoder *en = arg;
+    stream *st = en->st;
+    sae_encode_opts opts = {0};
+    for (uint64_t k = en->e;; k += st->n_enc) {
+        if (k > (st->row1 - st->row0) / st->B)
+            break;
+        uint64_t r = st->row0 + k * st->B;
+        if (r >= st->row1)
+            break;
+        size_t n = st->row1 - r < st->B ? (size_t)(st->row1 - r) : st->B;
+        stream_slot *sl = &st->slot[k % st->n_slots];
+        pthread_mutex_lock(&st->mu);
+        while (sl->full && !st->stop)
+            pthread_cond_wait(&st->cv, &st->mu);
+        bool stop = st->stop;
+        pthread_mutex_unlock(&st->mu);
+        if (stop)
+            break;
+        sae_error err;
+        sae_sparse_reset(&sl->sp);
+        int rc = stream_read(st, r, n, en->x, &err);
+        if (!rc)
+            rc = sae_encode(st->m, en->ws, en->x, n, &opts, &sl->sp, NULL, NULL, &err);
+        pthread_mutex_lock(&st->mu);
+        sl->row = r;
+        sl->rc = rc;
+        if (rc)
+            sl->err = err;
+        sl->full = true;
+        pthread_cond_broadcast(&st->cv);
+        pthread_mutex_unlock(&st->mu);
+        if (rc)
+            break;
+    }
+    return NULL;
+}
+
+/* The streaming pass over rows [row0, row1) of job->acts into ix. */
+static int stream_rows(const sae_index_job *job, sae_indexer *ix, uint64_t row0, uint64_t row1,
+                       size_t B, sae_error *err)
+{
+    const sae_model *m = job->model;
+    int blas = openblas_get_num_threads();
+    size_t n_enc = blas > 1 ? (size_t)blas : 1;
+    stream st = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .m = m,
+                 .acts = job->acts, .row0 = row0, .row1 = row1, .B = B, .n_enc = n_enc,
+                 .n_slots = 2 * n_enc};
+    encoder *en = calloc(n_enc, sizeof *en);
+    pthread_t *th = calloc(n_enc, sizeof *th);
+    st.slot = calloc(st.n_slots, sizeof *st.slot);
+    size_t xn, started = 0;
+    int rc = 0;
+    if (!en || !th || !st.slot || sae_mul_size(B, m->d_in, &xn)) {
+        rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the encode buffers");
+        goto out;
+    }
+    for (size_t i = 0; i < st.n_slots; i++)
+        sae_sparse_init(&st.slot[i].sp);
+    for (size_t e = 0; e < n_enc; e++) {
+        en[e] = (encoder){.st = &st, .e = e, .ws = sae_workspace_new(m, B),
+                          .x = malloc(xn * sizeof(float))};
+        if (!en[e].ws || !en[e].x) {
+            rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the encode buffers");
+            goto out;
+        }
+    }
+    if (n_enc > 1)
+        sae_set_blas_threads(1);
+    for (; started < n_enc; started++)
+        if (pthread_create(&th[started], NULL, encoder_main, &en[started])) {
+            rc = sae_error_set(err, SAE_ENOMEM, "cannot start an encoding thread");
+            goto out;
+        }
+    /* Feed the blocks in order. */
+    for (uint64_t k = 0, r = row0; r < row1; k++, r += B) {
+        stream_slot *sl = &st.slot[k % st.n_slots];
+        pthread_mutex_lock(&st.mu);
+        while (!sl->full)
+            pthread_cond_wait(&st.cv, &st.mu);
+        pthread_mutex_unlock(&st.mu);
+        if (sl->rc) {
+            *err = sl->err;
+            rc = sl->rc;
+            goto out;
+        }
+        if ((rc = sae_indexer_feed(ix, r, &sl->sp, err)))
+            goto out;
+        uint64_t fed = r + sl->sp.n_rows - row0;
+        pthread_mutex_lock(&st.mu);
+        sl->full = false;
+        pthread_cond_broadcast(&st.cv);
+        pthread_mutex_unlock(&st.mu);
+        if (job->progress)
+            job->progress(job->progress_ctx, fed, row1 - row0);
+    }
+out:
+    pthread_mutex_lock(&st.mu);
+    st.stop = true;
+    pthread_cond_broadcast(&st.cv);
+    pthread_mutex_unlock(&st.mu);
+    for (size_t e = 0; e < started; e++)
+        pthread_join(th[e], NULL);
+    if (n_enc > 1)
+        sae_set_blas_threads(blas);
+    for (size_t e = 0; en && e < n_enc; e++) {
+        sae_workspace_free(en[e].ws);
+        free(en[e].x);
+    }
+    for (size_t i = 0; st.slot && i < st.n_slots; i++)
+        sae_sparse_free(&st.slot[i].sp);
+    free(st.slot);
+    free(en);
+    free(th);
+    pthread_mutex_destroy(&st.mu);
+    pthread_cond_destroy(&st.cv);
+    return rc;
+}
+
 int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *err)
 {
     double t0 = now_s(), t1 = t0, t2 = t0;
@@ -1430,11 +1605,8 @@ int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *e
     int rc;
     sae_indexer *ix = NULL;
     sae_store_writer *w = NULL;
-    sae_workspace *ws = NULL;
-    float *x = NULL, *nb_cos = NULL;
+    float *nb_cos = NULL;
     uint32_t *nb_idx = NULL;
-    sae_sparse sp;
-    sae_sparse_init(&sp);
     if (sae_acts_dim(job->acts) != m->d_in) {
         return sae_error_set(err, SAE_EDIM, "activations have d_in %zu, the model's d_in is %zu",
                              sae_acts_dim(job->acts), m->d_in);
@@ -1473,31 +1645,8 @@ int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *e
     /* One pass over the slice, in whole blocks. */
     uint64_t row0, row1;
     sae_indexer_rows(ix, &row0, &row1);
-    size_t B = set.block_rows, xn;
-    ws = sae_workspace_new(m, B);
-    if (!ws || sae_mul_size(B, m->d_in, &xn) || !(x = malloc(xn * sizeof *x))) {
-        rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the encode buffers");
+    if ((rc = stream_rows(job, ix, row0, row1, set.block_rows, err)))
         goto out;
-    }
-    sae_encode_opts opts = {0};
-    for (uint64_t r = row0; r < row1; r += B) {
-        size_t n = row1 - r < B ? (size_t)(row1 - r) : B;
-        if ((rc = sae_acts_read(job->acts, (size_t)r, n, x, err)))
-            goto out;
-        for (size_t i = 0; i < n * m->d_in; i++)
-            if (!isfinite(x[i])) {
-                rc = sae_error_set(err, SAE_ERANGE, "activations row %" PRIu64 ": value %zu is not finite",
-                                   r + i / m->d_in, i % m->d_in);
-                goto out;
-            }
-        sae_acts_release(job->acts, (size_t)r, n); /* keeps the RSS flat in corpus length */
-        sae_sparse_reset(&sp);
-        if ((rc = sae_encode(m, ws, x, n, &opts, &sp, NULL, NULL, err)) ||
-            (rc = sae_indexer_feed(ix, r, &sp, err)))
-            goto out;
-        if (job->progress)
-            job->progress(job->progress_ctx, r + n - row0, row1 - row0);
-    }
     if ((rc = sae_indexer_finish(ix, err)))
         goto out;
     t2 = now_s();
@@ -1548,9 +1697,6 @@ out:
     if (w)
         sae_store_writer_abort(w);
     sae_indexer_free(ix);
-    sae_workspace_free(ws);
-    sae_sparse_free(&sp);
-    free(x);
     free(nb_idx);
     free(nb_cos);
     return rc;

@@ -56,6 +56,22 @@ check "explanation out of range: exit 1" '[ $rc -eq 1 ] && grep -q "expl.jsonl: 
 "$sae" index --model small --activations small.safetensors --tokens small.jsonl --out nodir/x.db 2>err; rc=$?
 check "missing output folder: exit 1" '[ $rc -eq 1 ] && grep -q "does not exist" err' "$(cat err)"
 
+# Non-finite activations in two blocks (rows 300 and 560; blocks of 256):
+# the first in row order is named, however many threads encode in parallel.
+python3 - small.safetensors nan.safetensors <<'PY'
+import struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+base = 8 + struct.unpack("<Q", b[:8])[0]
+for row, col in ((300, 5), (560, 0)):
+    b[base + (row * 16 + col) * 4:base + (row * 16 + col) * 4 + 4] = struct.pack("<f", float("nan"))
+open(sys.argv[2], "wb").write(b)
+PY
+for t in 1 2 4; do
+  "$sae" index --threads $t --model small --activations nan.safetensors --tokens small.jsonl --out x.db 2>err; rc=$?
+  check "NaN activations, --threads $t: exit 1 naming row 300" \
+    '[ $rc -eq 1 ] && grep -q "activations row 300: value 5 is not finite" err && [ ! -e x.db ]' "$(cat err)"
+done
+
 # ---- a build, and the same build again
 "$sae" index --model small --activations small.safetensors --tokens small.jsonl --out a.db 2>err; rc=$?
 check "build: exit 0 with progress and phase times" \
@@ -63,6 +79,15 @@ check "build: exit 0 with progress and phase times" \
 "$sae" index --model small --activations small.safetensors --tokens small.jsonl --out b.db --quiet 2>err; rc=$?
 check "rebuild is byte-identical, --quiet is quiet" '[ $rc -eq 0 ] && cmp -s a.db b.db && [ ! -s err ]'
 check "no temporary file left" '[ -z "$(ls -A | grep "\.tmp-")" ]'
+# Each encoding thread runs single-threaded BLAS, so the statistics and
+# examples do not depend on --threads (the neighbours' GEMMs use the BLAS
+# threads and may differ in the last bits between thread counts).
+dumpx() { sqlite3 -readonly "$1" "SELECT * FROM meta; SELECT * FROM features; SELECT id, n, hex(data) FROM examples; SELECT * FROM vocab; SELECT * FROM documents"; }
+for t in 1 3; do
+  "$sae" index --threads $t --model big --activations big.safetensors --tokens big.jsonl --out "th$t.db" --quiet 2>err
+done
+check "features, examples, vocabulary: the same with --threads 1 and 3" \
+  '[ -s th1.db ] && [ "$(dumpx th1.db | md5sum)" = "$(dumpx th3.db | md5sum)" ]'
 
 # ---- SIGKILL mid-build: once the temporary file exists, and while it grows
 "$sae" index --model big --activations big.safetensors --tokens big.jsonl --out t.db --quiet 2>err
