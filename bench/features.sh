@@ -13,13 +13,13 @@
 # so wrk does the same work per request); the ratios use the mean.
 #
 #   bench/features.sh [BUILD_DIR]     MODEL=DIR INDEX=FILE.db to reuse inputs
-#   env: SECONDS_EACH (10), COLD_SECONDS (2), CONNS (16), THREADS (saed --threads, nproc),
+#   env: SECONDS_EACH (10), COLD_SECONDS (1), CONNS (16), THREADS (saed --threads, nproc),
 #        ROWS (50000 tokens to index when no INDEX), WAIT (600 s for load < 0.5)
 # wrk runs with one thread; saed and wrk share the machine's cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-release}
-secs=${SECONDS_EACH:-10} cold_secs=${COLD_SECONDS:-2} conns=${CONNS:-16} threads=${THREADS:-$(nproc)} rows=${ROWS:-50000}
+secs=${SECONDS_EACH:-10} cold_secs=${COLD_SECONDS:-1} conns=${CONNS:-16} threads=${THREADS:-$(nproc)} rows=${ROWS:-50000}
 wait_s=${WAIT:-600}
 command -v wrk >/dev/null || { echo "features.sh: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 if [ ! -f "$build/build.ninja" ]; then
