@@ -38,7 +38,8 @@ static void usage(FILE *out)
             "  --shard I/N          index only the I-th (0-based) of N contiguous document\n"
             "                       slices, for `sae merge`\n"
             "  --seed S             quantile sampling seed (default 0)\n"
-            "  --threads N          BLAS threads\n"
+            "  --threads N          BLAS threads (default: OpenBLAS's); blocks are encoded by\n"
+            "                       min(N, 8) threads while one more computes the statistics\n"
             "  --quiet              no progress on stderr\n");
 }
 

@@ -722,3 +722,9 @@ void sae_set_blas_threads(int n)
     if (n > 0)
         openblas_set_num_threads(n);
 }
+
+int sae_get_blas_threads(void)
+{
+    int n = openblas_get_num_threads();
+    return n > 0 ? n : 1;
+}

@@ -94,7 +94,11 @@ bool sae_decode_is_normalised(const sae_model *m);
  * (< d_sae) and values (finite); error names the row and position. */
 int sae_decode(const sae_model *m, const sae_sparse *f, float *out, sae_error *err);
 
-/* Bounds OpenBLAS's threads (containers' CPU quotas are not seen by it). */
+/* Bounds OpenBLAS's threads (containers' CPU quotas are not seen by it).
+ * The setting is process-wide. */
 void sae_set_blas_threads(int n);
+
+/* OpenBLAS's current thread count (at least 1). */
+int sae_get_blas_threads(void);
 
 #endif

@@ -1423,23 +1423,31 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* The streaming pass, in parallel: E encoder threads (one per BLAS thread
- * of the budget, each running single-threaded BLAS, as saed's workers do)
- * encode blocks k = e, e + E, ... into a ring of 2E slots, while the calling
- * thread feeds the slots to the indexer strictly in block order. The
- * statistics (single-threaded, about an eighth of the pass) overlap the
- * GEMMs, no BLAS thread spins waiting for them, and the result is exactly
- * that of a serial loop. An error in a block (a non-finite value, a failed
- * read) is reported when the feeder reaches it, so the first bad block in
- * row order is the one named, whatever the timing. */
+/* The streaming pass, in parallel: E encoder threads encode blocks
+ * k = e, e + E, ... into a ring of 2E slots while the calling thread feeds
+ * the slots to the indexer strictly in block order. The statistics
+ * (single-threaded, about an eighth of the pass) so overlap the GEMMs and no
+ * BLAS thread spins waiting for them; the result is exactly that of a serial
+ * loop. E is the BLAS thread budget, at most STREAM_MAX_ENCODERS (each
+ * encoder holds a workspace of B x d_sae floats, 25 MB at d_sae 24576) and
+ * at most the number of blocks; each encoder's GEMMs run on budget / E BLAS
+ * threads, so up to STREAM_MAX_ENCODERS threads every GEMM is single-threaded
+ * and the statistics do not depend on the thread count. An error in a block
+ * (a non-finite value, a failed read) is reported when the feeder reaches
+ * it, so the first bad block in row order is the one named, whatever the
+ * timing. */
+#define STREAM_MAX_ENCODERS 8
+
+/* One slot of the ring: a block's sparse rows, or the error encoding it. */
 typedef struct stream_slot {
     sae_sparse sp;
     bool full;     /* encoded, not yet fed */
-    uint64_t row;  /* its first row */
     int rc;        /* the encoder's error for this block */
     sae_error err;
 } stream_slot;
 
+/* The pass's shared state, guarded by mu: borrows the model and the
+ * activations, owns the slot ring. */
 typedef struct stream {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -1451,11 +1459,12 @@ typedef struct stream {
     bool stop;         /* the feeder is done (or failed): encoders return */
 } stream;
 
+/* One encoder thread's own buffers (owned) and its place in the stream. */
 typedef struct encoder {
     stream *st;
     size_t e;          /* this encoder's number, 0 .. n_enc-1 */
     sae_workspace *ws;
-    float *x;          /* (B * d_in) */
+    float *x;          /* (B, d_in) */
 } encoder;
 
 /* Reads rows [r, r + n) into x, refusing a non-finite value; drops their
@@ -1502,7 +1511,6 @@ static void *encoder_main(void *arg)
         if (!rc)
             rc = sae_encode(st->m, en->ws, en->x, n, &opts, &sl->sp, NULL, NULL, &err);
         pthread_mutex_lock(&st->mu);
-        sl->row = r;
         sl->rc = rc;
         if (rc)
             sl->err = err;
@@ -1515,13 +1523,18 @@ static void *encoder_main(void *arg)
     return NULL;
 }
 
-/* The streaming pass over rows [row0, row1) of job->acts into ix. */
+/* The streaming pass over rows [row0, row1) of job->acts into ix. Starts
+ * the encoder threads and sets OpenBLAS's process-wide thread count to
+ * budget / E for the pass, restoring it on return. */
 static int stream_rows(const sae_index_job *job, sae_indexer *ix, uint64_t row0, uint64_t row1,
                        size_t B, sae_error *err)
 {
     const sae_model *m = job->model;
-    int blas = openblas_get_num_threads();
-    size_t n_enc = blas > 1 ? (size_t)blas : 1;
+    int blas = sae_get_blas_threads();
+    uint64_t n_blocks = (row1 - row0 + B - 1) / B;
+    size_t n_enc = (size_t)blas < STREAM_MAX_ENCODERS ? (size_t)blas : STREAM_MAX_ENCODERS;
+    if (n_enc > n_blocks)
+        n_enc = n_blocks ? (size_t)n_blocks : 1;
     stream st = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .m = m,
                  .acts = job->acts, .row0 = row0, .row1 = row1, .B = B, .n_enc = n_enc,
                  .n_slots = 2 * n_enc};
@@ -1545,13 +1558,17 @@ static int stream_rows(const sae_index_job *job, sae_indexer *ix, uint64_t row0,
         }
     }
     if (n_enc > 1)
-        sae_set_blas_threads(1);
-    for (; started < n_enc; started++)
-        if (pthread_create(&th[started], NULL, encoder_main, &en[started])) {
-            rc = sae_error_set(err, SAE_ENOMEM, "cannot start an encoding thread");
+        sae_set_blas_threads(blas / (int)n_enc);
+    for (; started < n_enc; started++) {
+        int e = pthread_create(&th[started], NULL, encoder_main, &en[started]);
+        if (e) {
+            rc = sae_error_set(err, SAE_ENOMEM, "cannot start encoding thread %zu of %zu: %s",
+                               started + 1, n_enc, strerror(e));
             goto out;
         }
-    /* Feed the blocks in order. */
+    }
+    /* In block order, whichever encoder finishes first: the indexer's
+     * statistics and samples are defined by row order. */
     for (uint64_t k = 0, r = row0; r < row1; k++, r += B) {
         stream_slot *sl = &st.slot[k % st.n_slots];
         pthread_mutex_lock(&st.mu);
@@ -1559,7 +1576,8 @@ static int stream_rows(const sae_index_job *job, sae_indexer *ix, uint64_t row0,
             pthread_cond_wait(&st.cv, &st.mu);
         pthread_mutex_unlock(&st.mu);
         if (sl->rc) {
-            *err = sl->err;
+            if (err)
+                *err = sl->err;
             rc = sl->rc;
             goto out;
         }

@@ -169,7 +169,10 @@ typedef struct sae_index_job {
  * the activations' d_in is the model's and that the token counts add up to
  * the rows, computes the neighbours, streams the slice's rows through
  * sae_encode and the indexer, writes everything, commits. On failure the
- * previous out_path is untouched. */
+ * previous out_path is untouched. The streaming pass runs its own encoder
+ * threads (as many as OpenBLAS's thread count, at most 8) and changes
+ * OpenBLAS's process-wide thread count while it runs; the calling thread
+ * indexes meanwhile, so the CPU used is the BLAS budget plus one thread. */
 int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *err);
 
 /* ---- merge ---- */
