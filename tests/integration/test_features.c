@@ -103,23 +103,6 @@ static int run(const char *const *argv, const char *errfile)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    size_t got = fread(b, 1, (size_t)n, f);
-    fclose(f);
-    b[got] = '\0';
-    if (len)
-        *len = got;
-    return b;
-}
-
 static int write_file(const char *path, const void *data, size_t len)
 {
     FILE *f = fopen(path, "wb");
@@ -132,7 +115,7 @@ static int write_file(const char *path, const void *data, size_t len)
 static int copy_file(const char *src, const char *dst)
 {
     size_t n;
-    char *b = read_file(src, &n);
+    char *b = sae_fixture_read_file(src, &n);
     if (!b)
         return -1;
     int rc = write_file(dst, b, n);
@@ -775,7 +758,7 @@ static void expect_refusal(const char *index, const char *why)
     const char *argv[] = {getenv("SAED_BIN"), "--model",     dir_a, "--index", index,
                           "--listen",         "127.0.0.1:0", NULL};
     int rc = run(argv, log);
-    char *text = read_file(log, NULL);
+    char *text = sae_fixture_read_file(log, NULL);
     size_t lines = 0;
     for (const char *p = text; p && *p; p++)
         lines += *p == '\n';
@@ -792,7 +775,7 @@ static void test_refusals(void)
     char *trunc = path_join(tmp, "truncated.db"), *foreign = path_join(tmp, "foreign.db"),
          *text = path_join(tmp, "text.db"), *missing = path_join(tmp, "missing.db");
     size_t n;
-    char *b = read_file(idx_a, &n);
+    char *b = sae_fixture_read_file(idx_a, &n);
     write_file(trunc, b, n / 2);
     free(b);
     expect_refusal(trunc, "truncated");
@@ -1355,7 +1338,7 @@ static void test_no_index(void)
 /* Counts lines of d's log containing s. */
 static int log_count(const struct daemon *d, const char *s)
 {
-    char *t = read_file(d->log, NULL);
+    char *t = sae_fixture_read_file(d->log, NULL);
     int n = 0;
     for (const char *p = t; p && (p = strstr(p, s)); p += strlen(s))
         n++;
@@ -1653,7 +1636,7 @@ static void test_static(void)
         if (daemon_start(&d, dir_a, a2) == 0) {
             char *idx = path_join(src, "web/index.html");
             size_t n;
-            char *want = read_file(idx, &n);
+            char *want = sae_fixture_read_file(idx, &n);
             raw_get(d.port, "GET", "/features/3", NULL, &r);
             CHECK(want && r.status == 200 && r.len == n && !memcmp(r.body, want, n),
                   "default web root serves web/index.html");
@@ -1672,7 +1655,7 @@ static void test_static(void)
     const char *argv[] = {getenv("SAED_BIN"), "--model",     dir_a, "--web-root", assets,
                           "--listen",         "127.0.0.1:0", NULL};
     int rc = run(argv, log);
-    char *text = read_file(log, NULL);
+    char *text = sae_fixture_read_file(log, NULL);
     CHECK(rc == 1 && text && strstr(text, "saed: error: web_root"), "bad web_root: %d %s", rc,
           text ?: "");
     free(text);

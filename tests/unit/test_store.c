@@ -179,15 +179,8 @@ static int write_index(const char *path, const char *skip_key, uint64_t meta_d_s
 /* Reads a whole file (caller frees); *len gets its size. */
 static char *slurp(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
+    char *b = sae_fixture_read_file(path, len);
+    ck_assert_msg(b, "cannot read %s", path);
     return b;
 }
 

@@ -188,19 +188,11 @@ static char *write_text(const char *dir, const char *name, const char *text)
     return p;
 }
 
-/* Reads a whole file (caller frees), length in *len. */
+/* Reads a whole file (caller frees); *len gets its size. */
 static char *slurp(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = 0;
-    fclose(f);
-    *len = (size_t)n;
+    char *b = sae_fixture_read_file(path, len);
+    ck_assert_msg(b, "cannot read %s", path);
     return b;
 }
 
