@@ -96,24 +96,30 @@ void buf_putc(struct saed_buf *b, char c)
 }
 
 /* Appends v in decimal. */
-void buf_u32(struct saed_buf *b, uint32_t v)
+void buf_u64(struct saed_buf *b, uint64_t v)
 {
-    char tmp[10];
+    char tmp[20];
     size_t n = 0;
     do {
-        tmp[n++] = (char)('0' + v % 10);
+        tmp[sizeof tmp - 1 - n++] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    if (!grow(b, n))
-        return;
-    for (size_t i = 0; i < n; i++)
-        b->data[b->len + i] = tmp[n - 1 - i];
-    b->len += n;
+    buf_put(b, tmp + sizeof tmp - n, n);
+}
+
+/* Appends v in decimal. */
+void buf_u32(struct saed_buf *b, uint32_t v)
+{
+    buf_u64(b, v);
 }
 
 /* Appends a float32 with 9 significant digits (reads back exactly), or null. */
 void buf_f32(struct saed_buf *b, float v)
 {
+    if (v == 0 && !signbit(v)) { /* most activations of a window: no printf */
+        buf_putc(b, '0');
+        return;
+    }
     if (!isfinite(v)) {
         buf_put(b, "null", 4);
         return;

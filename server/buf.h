@@ -30,6 +30,7 @@ void buf_puts(struct saed_buf *b, const char *s);
 void buf_putc(struct saed_buf *b, char c);
 /* Decimal u32. */
 void buf_u32(struct saed_buf *b, uint32_t v);
+void buf_u64(struct saed_buf *b, uint64_t v);
 /* A float32 as the shortest-to-9-digits decimal that reads back to the same
  * float (%.9g), or null if it is not finite. */
 void buf_f32(struct saed_buf *b, float v);

@@ -81,8 +81,6 @@ static void cache_put(struct feature_cache *fc, uint64_t i, const char *text, si
     }
 }
 
-static const char *const params[1] = {""};
-
 /* GET /v1/features/{i}. */
 enum MHD_Result feature_get(struct saed_req *rq)
 {
@@ -90,11 +88,8 @@ enum MHD_Result feature_get(struct saed_req *rq)
     uint64_t i;
     if (!rq->snap->index)
         return reply_no_index(rq);
-    if (feature_arg(rq, rq->args[0], &i, &r))
+    if (feature_arg(rq, rq->args[0], &i, &r) || query_none(rq, &r))
         return r;
-    struct query_spec qs = {.names = params, .n = 0};
-    if (query_collect(rq, &qs))
-        return reply_error(rq, 400, "invalid_query", "%s", qs.bad);
     struct feature_cache *fc = rq->snap->feature_cache;
     struct cached *hit = fc && i < fc->n ? atomic_load(&fc->slot[i]) : NULL;
     if (hit) {

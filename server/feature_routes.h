@@ -58,6 +58,9 @@ struct query_spec {
 };
 /* Collects rq's query parameters into q. Returns 0, or -1 with q->bad set. */
 int query_collect(struct saed_req *rq, struct query_spec *q);
+/* For routes that take no query parameters: 0, or -1 with 400 invalid_query
+ * (naming the parameter) queued and *r set. */
+int query_none(struct saed_req *rq, enum MHD_Result *r);
 /* A decimal integer parameter in [0, max]: 0 (absent: *out = def), or -1
  * with q->bad naming it. */
 int query_uint(struct query_spec *q, size_t which, uint64_t def, uint64_t max, uint64_t *out);
@@ -72,6 +75,9 @@ int json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature 
                  sae_error *err);
 /* One example object (quantile fields when ex->has_bin). */
 void json_example(struct saed_buf *b, const sae_store_example *ex);
+/* An example's window as the members "tokens":[...],"values":[...] (no
+ * braces), shared by saed's and Neuronpedia's example objects. */
+void json_window(struct saed_buf *b, const sae_store_example *ex);
 /* A histogram as {"edges": [...], "counts": [...]}: edges has one entry more
  * than counts, except that a last edge of +infinity (the open top bin) is
  * left out, since JSON has no infinity. */

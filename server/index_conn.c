@@ -137,6 +137,16 @@ int query_collect(struct saed_req *rq, struct query_spec *q)
     return q->bad[0] ? -1 : 0;
 }
 
+int query_none(struct saed_req *rq, enum MHD_Result *r)
+{
+    static const char *const none[1] = {""};
+    struct query_spec qs = {.names = none, .n = 0};
+    if (!query_collect(rq, &qs))
+        return 0;
+    *r = reply_error(rq, 400, "invalid_query", "%s", qs.bad);
+    return -1;
+}
+
 int query_uint(struct query_spec *q, size_t which, uint64_t def, uint64_t max, uint64_t *out)
 {
     const char *v = q->values[which];

@@ -26,27 +26,6 @@ static void edge_init(void)
     }
 }
 
-/* A count in decimal, without printf. */
-static void put_u64(struct saed_buf *b, uint64_t v)
-{
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[sizeof tmp - 1 - n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    buf_put(b, tmp + sizeof tmp - n, n);
-}
-
-/* A float32 activation: 0 (most tokens of a window) without printf. */
-static void put_f32(struct saed_buf *b, float v)
-{
-    if (v == 0 && !signbit(v))
-        buf_putc(b, '0');
-    else
-        buf_f32(b, v);
-}
-
 void json_strn(struct saed_buf *b, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
@@ -111,7 +90,7 @@ void json_histogram(struct saed_buf *b, const sae_store_histogram *h)
     for (size_t i = 0; i < h->n; i++) {
         if (i)
             buf_putc(b, ',');
-        put_u64(b, h->counts[i]);
+        buf_u64(b, h->counts[i]);
     }
     buf_puts(b, "]}");
 }
@@ -129,11 +108,9 @@ const sae_store_explanation *best_explanation(const sae_store_explanations *e)
     return best;
 }
 
-void json_example(struct saed_buf *b, const sae_store_example *ex)
+void json_window(struct saed_buf *b, const sae_store_example *ex)
 {
-    buf_puts(b, "{\"document\":");
-    json_str_or_null(b, ex->document);
-    buf_puts(b, ",\"tokens\":[");
+    buf_puts(b, "\"tokens\":[");
     for (size_t i = 0; i < ex->n; i++) {
         if (i)
             buf_putc(b, ',');
@@ -143,9 +120,18 @@ void json_example(struct saed_buf *b, const sae_store_example *ex)
     for (size_t i = 0; i < ex->n; i++) {
         if (i)
             buf_putc(b, ',');
-        put_f32(b, ex->values[i]);
+        buf_f32(b, ex->values[i]);
     }
-    buf_puts(b, "],\"max_value\":");
+    buf_putc(b, ']');
+}
+
+void json_example(struct saed_buf *b, const sae_store_example *ex)
+{
+    buf_puts(b, "{\"document\":");
+    json_str_or_null(b, ex->document);
+    buf_putc(b, ',');
+    json_window(b, ex);
+    buf_puts(b, ",\"max_value\":");
     buf_f32(b, ex->max_value);
     buf_puts(b, ",\"max_token_index\":");
     buf_u32(b, ex->max_token_index);

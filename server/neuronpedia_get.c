@@ -23,19 +23,9 @@
 /* One example as a Neuronpedia activation. */
 static void np_activation(struct saed_buf *b, const sae_store_example *ex)
 {
-    buf_puts(b, "{\"tokens\":[");
-    for (size_t i = 0; i < ex->n; i++) {
-        if (i)
-            buf_putc(b, ',');
-        json_strn(b, ex->tokens[i], ex->token_len[i]);
-    }
-    buf_puts(b, "],\"values\":[");
-    for (size_t i = 0; i < ex->n; i++) {
-        if (i)
-            buf_putc(b, ',');
-        buf_f32(b, ex->values[i]);
-    }
-    buf_puts(b, "],\"maxValue\":");
+    buf_putc(b, '{');
+    json_window(b, ex);
+    buf_puts(b, ",\"maxValue\":");
     buf_f32(b, ex->max_value);
     buf_puts(b, ",\"maxValueTokenIndex\":");
     buf_u32(b, ex->max_token_index);
@@ -157,12 +147,8 @@ enum MHD_Result neuronpedia_get(struct saed_req *rq)
     enum MHD_Result r;
     uint64_t i;
     sae_store_conn *c = index_conn(rq, &r);
-    if (!c || feature_arg(rq, rq->args[2], &i, &r))
+    if (!c || feature_arg(rq, rq->args[2], &i, &r) || query_none(rq, &r))
         return r;
-    static const char *const none[1] = {""};
-    struct query_spec qs = {.names = none, .n = 0};
-    if (query_collect(rq, &qs))
-        return reply_error(rq, 400, "invalid_query", "%s", qs.bad);
     struct saed_buf b;
     buf_init(&b, FEATURES_REPLY_LIMIT, 65536);
     buf_puts(&b, "{\"modelId\":");

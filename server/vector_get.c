@@ -12,12 +12,8 @@ enum MHD_Result vector_get(struct saed_req *rq)
     uint64_t i;
     if (!rq->snap->index)
         return reply_no_index(rq);
-    if (feature_arg(rq, rq->args[0], &i, &r))
+    if (feature_arg(rq, rq->args[0], &i, &r) || query_none(rq, &r))
         return r;
-    static const char *const none[1] = {""};
-    struct query_spec qs = {.names = none, .n = 0};
-    if (query_collect(rq, &qs))
-        return reply_error(rq, 400, "invalid_query", "%s", qs.bad);
     const sae_model *m = rq->snap->model;
     const float *row = m->w_dec + (size_t)i * m->d_in;
     struct saed_buf b;
