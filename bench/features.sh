@@ -18,9 +18,9 @@
 # wrk runs with one thread; saed and wrk share the machine's cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 build=${1:-build-release}
 secs=${SECONDS_EACH:-10} cold_secs=${COLD_SECONDS:-1} conns=${CONNS:-16} threads=${THREADS:-$(nproc)} rows=${ROWS:-50000}
-wait_s=${WAIT:-600}
 command -v wrk >/dev/null || { echo "features.sh: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" --buildtype=release >/dev/null
@@ -40,36 +40,13 @@ if [ -z "$model" ] || [ -z "$index" ]; then
   model=$work/model index=$work/index.db
   "$build/tests/mkfixture" --out "$model" --d-in 768 --d-sae 24576 --target-l0 64 --seed 1 \
     --activations "$work/acts.safetensors" --rows "$rows" --act-seed 7 >/dev/null
-  python3 - "$rows" "$work/tokens.jsonl" <<'PY'
-import json, random, sys
-n, path = int(sys.argv[1]), sys.argv[2]
-rng = random.Random(n)
-words = [" w%d" % i for i in range(50000)]
-weights = [1.0 / (i + 1) for i in range(50000)]
-with open(path, "w") as f:
-    done, d = 0, 0
-    while done < n:
-        k = min(rng.randint(128, 1024), n - done)
-        f.write(json.dumps({"id": "doc-%d" % d, "tokens": rng.choices(words, weights, k=k)}) + "\n")
-        done += k
-        d += 1
-PY
+  zipf_tokens "$rows" "$work/tokens.jsonl"
   "$build/cli/sae" index --model "$model" --activations "$work/acts.safetensors" \
     --tokens "$work/tokens.jsonl" --out "$index" 2>"$work/index.log"
 fi
 d_sae=$(sqlite3 -readonly "$index" "SELECT value FROM meta WHERE key = 'd_sae'")
 
-waited=0
-while :; do
-  load=$(cut -d' ' -f1 /proc/loadavg)
-  if awk -v l="$load" 'BEGIN { exit !(l < 0.5) }'; then break; fi
-  if [ "$waited" -ge "$wait_s" ]; then
-    echo "features.sh: load average still $load after ${wait_s}s; measuring anyway" >&2
-    break
-  fi
-  sleep 10
-  waited=$((waited + 10))
-done
+wait_quiet features.sh
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$build/server/saed" --model "$model" --index "$index" --listen "127.0.0.1:$port" \
@@ -99,8 +76,7 @@ latency() { # NAME -> "p50 p99" from wrk's --latency table
   awk '$1 == "50%" { p50 = $2 } $1 == "99%" { p99 = $2 } END { print p50 " / " p99 }' "$work/$1.txt"
 }
 
-echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_header
 echo "index: $index (d_sae $d_sae, $(stat -c %s "$index") bytes); saed --threads $threads; wrk -t1 -c$conns, ${secs} s each"
 url=http://127.0.0.1:$port
 cold=$(run cold "$cold_secs" -s bench/features.lua "$url" -- "$d_sae" cold)

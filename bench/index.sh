@@ -10,9 +10,9 @@
 #   bench/index.sh [BUILD_DIR]          SIZES="50000 200000" KEEP=1 to keep files
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 build=${1:-build-release}
 sizes=${SIZES:-"50000 200000"}
-wait_s=${WAIT:-600}
 
 if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" --buildtype=release >/dev/null
@@ -28,41 +28,16 @@ work=$(mktemp -d /tmp/saed-bench-index.XXXXXX)
 for n in $sizes; do
   "$build/tests/mkfixture" --out "$work/model" --d-in 768 --d-sae 24576 --target-l0 64 --seed 1 \
     --activations "$work/acts-$n.safetensors" --rows "$n" --act-seed "$n" >/dev/null
-  python3 - "$n" "$work/tokens-$n.jsonl" <<'PY'
-import json, random, sys
-n, path = int(sys.argv[1]), sys.argv[2]
-rng = random.Random(n)
-words = [" w%d" % i for i in range(50000)]
-weights = [1.0 / (i + 1) for i in range(50000)]
-with open(path, "w") as f:
-    done, d = 0, 0
-    while done < n:
-        k = min(rng.randint(128, 1024), n - done)
-        toks = rng.choices(words, weights, k=k)
-        f.write(json.dumps({"id": "doc-%d" % d, "tokens": toks}) + "\n")
-        done += k
-        d += 1
-PY
+  zipf_tokens "$n" "$work/tokens-$n.jsonl"
 done
 
 # The inputs just written are still being flushed to disk; writeback during a
 # measured run would be charged to it.
 sync
 
-waited=0
-while :; do
-  load=$(cut -d' ' -f1 /proc/loadavg)
-  if awk -v l="$load" 'BEGIN { exit !(l < 0.5) }'; then break; fi
-  if [ "$waited" -ge "$wait_s" ]; then
-    echo "index.sh: load average still $load after ${wait_s}s; measuring anyway" >&2
-    break
-  fi
-  sleep 10
-  waited=$((waited + 10))
-done
+wait_quiet index.sh
 
-echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_header
 # Raw sgemm rows/s on the model's shape at the index's block size, measured
 # just before and just after each index run (the ratio uses their mean; two
 # far-apart figures mean the machine's load changed during the run).

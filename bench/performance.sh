@@ -8,30 +8,17 @@
 #   bench/performance.sh [BUILD_DIR] [extra sae bench flags...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 build=${1:-build-release}
 shift || true
-wait_s=${WAIT:-600}
 
 if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" --buildtype=release >/dev/null
 fi
 ninja -C "$build" cli/sae >/dev/null
 
-waited=0
-while :; do
-  load=$(cut -d' ' -f1 /proc/loadavg)
-  if awk -v l="$load" 'BEGIN { exit !(l < 0.5) }'; then
-    break
-  fi
-  if [ "$waited" -ge "$wait_s" ]; then
-    echo "performance.sh: load average still $load after ${wait_s}s; measuring anyway" >&2
-    break
-  fi
-  sleep 10
-  waited=$((waited + 10))
-done
+wait_quiet performance.sh
 
-echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_header
 echo "command: $build/cli/sae bench --load-test --seconds 3 $*"
 "$build/cli/sae" bench --load-test --seconds 3 --quiet "$@"
