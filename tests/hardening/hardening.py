@@ -611,6 +611,23 @@ def wait_idle(c, d, limit=120):
     return False
 
 
+def not_held_up(c, d, n, send, what, figure_name):
+    """n threads run send() at once; a normal request meanwhile must be answered
+    correctly within 1 s (what names the costly requests, plural)."""
+    hs = [threading.Thread(target=send) for _ in range(n)]
+    for h in hs:
+        h.start()
+    time.sleep(0.5)
+    t0 = time.time()
+    ok = normal_ok(c, d, "(while %d such %s run)" % (n, what.split()[-1]))
+    dt = time.time() - t0
+    check("%d concurrent %s do not hold up a normal request (< 1 s)" % (n, what),
+          ok and dt < 1, "the normal request took %.2f s" % dt)
+    figure(figure_name, "%.2f" % dt)
+    for h in hs:
+        h.join()
+
+
 def test_costly(c):
     """Requests that are valid but cost far more than their size: each must
     stay cheap (or be refused), and several at once must not hold up a
@@ -644,19 +661,8 @@ def test_costly(c):
     figure("include features, 2,048 rows, %d features returned (s)" % nnz,
            "%.2f (encode alone %.2f)" % (t_feat, t_plain))
     wait_idle(c, d)
-    hs = [threading.Thread(target=lambda: hlib.post_json(port, enc, with_f, timeout=300))
-          for _ in range(3)]
-    for h in hs:
-        h.start()
-    time.sleep(0.5)
-    t0 = time.time()
-    ok = normal_ok(c, d, "(while 3 such requests run)")
-    dt = time.time() - t0
-    check("3 concurrent include-features requests do not hold up a normal request (< 1 s)",
-          ok and dt < 1, "the normal request took %.2f s" % dt)
-    figure("normal request during 3 include-features requests (s)", "%.2f" % dt)
-    for h in hs:
-        h.join()
+    not_held_up(c, d, 3, lambda: hlib.post_json(port, enc, with_f, timeout=300),
+                "include-features requests", "normal request during 3 include-features requests (s)")
     wait_idle(c, d)
 
     # A search of many words (20 KB, well inside the URL limit) must cost
@@ -688,19 +694,8 @@ def test_costly(c):
           r is not None and r.status in (200, 400) and dt < 2,
           "status %s after %.2f s" % (r.status if r else "none", dt))
     wait_idle(c, d)
-    hs = [threading.Thread(target=lambda: hlib.request(port, "GET", heavy, timeout=300))
-          for _ in range(4)]
-    for h in hs:
-        h.start()
-    time.sleep(0.5)
-    t0 = time.time()
-    ok = normal_ok(c, d, "(while 4 such searches run)")
-    dt = time.time() - t0
-    check("4 concurrent 5,000-word searches do not hold up a normal request (< 1 s)",
-          ok and dt < 1, "the normal request took %.2f s" % dt)
-    figure("normal request during 4 heavy searches (s)", "%.2f" % dt)
-    for h in hs:
-        h.join()
+    not_held_up(c, d, 4, lambda: hlib.request(port, "GET", heavy, timeout=300),
+                "5,000-word searches", "normal request during 4 heavy searches (s)")
     d.stop()
 
 
