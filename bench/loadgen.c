@@ -49,7 +49,6 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* Prints the message and exits 1. */
 /* CPU seconds (user + system) this process has used, all threads. */
 static double process_cpu_s(void)
 {
@@ -79,6 +78,7 @@ static double pid_cpu_s(int pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* Prints the message and exits 1. */
 static void die(const char *msg)
 {
     fprintf(stderr, "loadgen: error: %s\n", msg);
@@ -197,7 +197,7 @@ static void run_sgemm(const struct opts *o)
     printf("{\"mode\":\"sgemm\",\"d_in\":%zu,\"d_sae\":%zu,\"rows\":%zu,\"threads\":%d,"
            "\"calls\":%zu,\"seconds\":%.3f,\"rows_per_s\":%.1f,\"gflops\":%.1f,"
            "\"cpu_s\":%.3f,\"rows_per_cpu_s\":%.1f}\n",
-           m, k, n, o->threads, calls, el, (double)(calls * m) / el,
+           k, n, m, o->threads, calls, el, (double)(calls * m) / el,
            2.0 * (double)m * (double)k * (double)n * (double)calls / el / 1e9, cpu,
            cpu > 0 ? (double)(calls * m) / cpu : 0.0);
     free(a);

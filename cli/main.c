@@ -1,8 +1,11 @@
 /* main.c: `sae`, the offline companion. Dispatches to one file per subcommand. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "mapped.h"
 
 static const struct {
     const char *name;
@@ -25,8 +28,26 @@ static void usage(FILE *out)
         fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
 }
 
+/* SIGBUS: an input file (weights, activations) shrank while mapped, say one
+ * being rewritten by another job. Names the file and returns; SA_RESETHAND
+ * restored the default action, so the access faults again and sae ends by
+ * SIGBUS as it would have, but explained. */
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)uc;
+    char msg[768];
+    size_t n = sae_mapped_explain("sae", si->si_addr, msg, sizeof msg);
+    if (write(STDERR_FILENO, msg, n) < 0) {
+        /* Nothing left to tell it with. */
+    }
+}
+
 int main(int argc, char **argv)
 {
+    struct sigaction bus = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO | SA_RESETHAND};
+    sigemptyset(&bus.sa_mask);
+    sigaction(SIGBUS, &bus, NULL);
     if (argc < 2) {
         usage(stderr);
         return SAE_EXIT_USAGE;

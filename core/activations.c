@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "dtype.h"
+#include "mapped.h"
 #include "npy.h"
 #include "safetensors.h"
 
@@ -63,8 +64,10 @@ static int map_file(const char *path, void **map, size_t *len, sae_error *err)
         *map = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0);
         if (*map == MAP_FAILED)
             rc = sae_error_set(err, SAE_EIO, "%s: cannot map: %s", path, strerror(errno));
-        else
+        else {
             madvise(*map, *len, MADV_SEQUENTIAL);
+            sae_mapped_add(*map, *len, path);
+        }
     }
     close(fd);
     return rc;
@@ -253,8 +256,10 @@ void sae_acts_free(sae_acts *a)
     for (size_t i = 0; i < a->n_files; i++) {
         acts_file *f = &a->files[i];
         sae_st_free(f->st);
-        if (f->map && f->map != MAP_FAILED)
+        if (f->map && f->map != MAP_FAILED) {
+            sae_mapped_remove(f->map);
             munmap(f->map, f->map_len);
+        }
         free(f->path);
     }
     free(a->files);

@@ -18,6 +18,7 @@
 #include <xxhash.h>
 
 #include "autoencoder.h"
+#include "mapped.h"
 
 /* The cfg.json spelling of an architecture. */
 const char *sae_arch_name(sae_arch a)
@@ -210,7 +211,9 @@ int sae_digest_file(const char *path, char out[33], sae_error *err)
         goto out;
     }
     madvise(map, size, MADV_SEQUENTIAL);
+    sae_mapped_add(map, size, path);
     sae_digest_buffer(map, size, out);
+    sae_mapped_remove(map);
     rc = 0;
 out:
     if (map != MAP_FAILED)

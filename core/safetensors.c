@@ -23,6 +23,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mapped.h"
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "saed maps little-endian F32 tensors in place and needs a little-endian host"
 #endif
@@ -412,14 +414,17 @@ int sae_st_open(const char *path, sae_st_file **out, sae_error *err)
         rc = sae_error_set(err, SAE_EIO, "%s: cannot map: %s", path, strerror(errno));
         goto out;
     }
+    sae_mapped_add(map, size, path);
     if ((rc = sae_st_parse(path, map, size, &f, err)))
         goto out;
     f->mapped = true;
     map = MAP_FAILED; /* f owns it now */
     *out = f;
 out:
-    if (map != MAP_FAILED)
+    if (map != MAP_FAILED) {
+        sae_mapped_remove(map);
         munmap(map, size);
+    }
     if (fd >= 0)
         close(fd);
     return rc;
@@ -438,8 +443,10 @@ void sae_st_free(sae_st_file *f)
         free(f->meta[i].value);
     }
     free(f->meta);
-    if (f->mapped)
+    if (f->mapped) {
+        sae_mapped_remove(f->base);
         munmap((void *)f->base, f->size);
+    }
     free(f->path);
     free(f);
 }

@@ -33,6 +33,7 @@
 
 #include "batcher.h"
 #include "feature_routes.h"
+#include "mapped.h"
 #include "reaper.h"
 #include "saed.h"
 
@@ -83,8 +84,22 @@ static void on_signal(int sig)
     errno = saved;
 }
 
-/* Installs on_signal for SIGTERM, SIGINT and SIGHUP; returns the read end of
- * the pipe, or -1. */
+/* SIGBUS: a mapped file (weights, index) shrank under us. Names the file and
+ * returns; SA_RESETHAND has restored the default action, so the access faults
+ * again and the process ends by SIGBUS as it would have, but explained. */
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)uc;
+    char msg[768];
+    size_t n = sae_mapped_explain("saed", si->si_addr, msg, sizeof msg);
+    if (write(STDERR_FILENO, msg, n) < 0) {
+        /* Nothing left to tell it with. */
+    }
+}
+
+/* Installs on_signal for SIGTERM, SIGINT and SIGHUP and on_sigbus; returns
+ * the read end of the pipe, or -1. */
 static int signals_install(void)
 {
     int p[2];
@@ -100,6 +115,12 @@ static int signals_install(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction bus;
+    memset(&bus, 0, sizeof bus);
+    bus.sa_sigaction = on_sigbus;
+    bus.sa_flags = SA_SIGINFO | SA_RESETHAND;
+    sigemptyset(&bus.sa_mask);
+    sigaction(SIGBUS, &bus, NULL);
     return p[0];
 }
 

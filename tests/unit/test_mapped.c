@@ -1,0 +1,150 @@
+/* test_mapped.c: the registry of file mappings (core/mapped.c) that explains
+ * a SIGBUS, fed by the real mapping code: a safetensors file and an
+ * activations file are registered while open and forgotten when freed. The
+ * end-to-end case (saed dying on weights truncated in place, naming them) is
+ * in tests/hardening. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "activations.h"
+#include "fixture.h"
+#include "mapped.h"
+#include "safetensors.h"
+
+static char *tmp;
+
+static void setup(void)
+{
+    tmp = sae_fixture_tmpdir("test_mapped");
+    ck_assert_ptr_nonnull(tmp);
+}
+
+static void teardown(void)
+{
+    sae_fixture_rmtree(tmp);
+    free(tmp);
+}
+
+/* The explanation for a fault at addr. */
+static const char *explain(const void *addr)
+{
+    static char buf[768];
+    size_t n = sae_mapped_explain("saed", addr, buf, sizeof buf);
+    ck_assert_uint_eq(n, strlen(buf));
+    ck_assert_int_eq(buf[n - 1], '\n');
+    return buf;
+}
+
+START_TEST(test_weights_named_while_open)
+{
+    sae_fixture_opts o;
+    sae_fixture_defaults(&o);
+    sae_error err;
+    ck_assert_int_eq(sae_fixture_write_model(tmp, &o, &err), 0);
+    char *path;
+    ck_assert_int_ge(asprintf(&path, "%s/sae_weights.safetensors", tmp), 0);
+    sae_st_file *f;
+    ck_assert_int_eq(sae_st_open(path, &f, &err), 0);
+    const uint8_t *base = f->base;
+    size_t size = f->size;
+    char want[600];
+    snprintf(want, sizeof want, "saed: fatal: %s shrank while it was memory-mapped", path);
+    ck_assert_ptr_nonnull(strstr(explain(base), want));
+    ck_assert_ptr_nonnull(strstr(explain(base + size - 1), want));
+    ck_assert_ptr_null(strstr(explain(base + size), path));
+    sae_st_free(f);
+    /* Gone with the mapping: a later fault there is not blamed on it. */
+    const char *after = explain(base);
+    ck_assert_ptr_null(strstr(after, path));
+    ck_assert_ptr_nonnull(strstr(after, "saed: fatal: SIGBUS: a memory-mapped file"));
+    free(path);
+}
+END_TEST
+
+/* Where path is mapped in this process, from /proc/self/maps; NULL if not. */
+static void *mapping_of(const char *path)
+{
+    FILE *fp = fopen("/proc/self/maps", "r");
+    ck_assert_ptr_nonnull(fp);
+    char line[4096];
+    void *at = NULL;
+    while (!at && fgets(line, sizeof line, fp)) {
+        line[strcspn(line, "\n")] = '\0';
+        size_t n = strlen(line), m = strlen(path);
+        unsigned long lo;
+        if (n > m && !strcmp(line + n - m, path) && sscanf(line, "%lx-", &lo) == 1)
+            at = (void *)lo;
+    }
+    fclose(fp);
+    return at;
+}
+
+START_TEST(test_activations_named_while_open)
+{
+    char *path;
+    ck_assert_int_ge(asprintf(&path, "%s/acts.npy", tmp), 0);
+    sae_error err;
+    ck_assert_int_eq(sae_fixture_write_activations(path, 64, 16, SAE_DT_F32, 7, &err), 0);
+    const char *paths[] = {path};
+    sae_acts *a;
+    ck_assert_int_eq(sae_acts_open(paths, 1, &a, &err), 0);
+    const char *map = mapping_of(path);
+    ck_assert_ptr_nonnull(map);
+    ck_assert_ptr_nonnull(strstr(explain(map + 100), path));
+    sae_acts_free(a);
+    ck_assert_ptr_null(mapping_of(path));
+    ck_assert_ptr_null(strstr(explain(map + 100), path));
+    free(path);
+}
+END_TEST
+
+START_TEST(test_long_path_keeps_its_end)
+{
+    static char base[4096];
+    char path[1200];
+    memset(path, 'd', sizeof path);
+    memcpy(path, "/", 1);
+    strcpy(path + sizeof path - 20, "/the_weights.bin");
+    sae_mapped_add(base, sizeof base, path);
+    const char *e = explain(base + 100);
+    ck_assert_ptr_nonnull(strstr(e, "/the_weights.bin shrank"));
+    ck_assert_uint_lt(strlen(e), 768);
+    sae_mapped_remove(base);
+    ck_assert_ptr_null(strstr(explain(base + 100), "the_weights"));
+}
+END_TEST
+
+START_TEST(test_small_buffer_is_terminated)
+{
+    char buf[16];
+    size_t n = sae_mapped_explain("saed", NULL, buf, sizeof buf);
+    ck_assert_uint_eq(n, strlen(buf));
+    ck_assert_uint_lt(n, sizeof buf);
+    ck_assert_int_eq(buf[n - 1], '\n');
+    ck_assert_uint_eq(sae_mapped_explain("saed", NULL, buf, 1), 0);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("mapped");
+    TCase *t = tcase_create("mapped");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, test_weights_named_while_open);
+    tcase_add_test(t, test_activations_named_while_open);
+    tcase_add_test(t, test_long_path_keeps_its_end);
+    tcase_add_test(t, test_small_buffer_is_terminated);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
