@@ -33,6 +33,7 @@
 #include "fixture.h"
 #include "reference.h"
 #include "rng.h"
+#include "unit.h"
 
 /* What the current check is about, for failure messages. */
 static char ctx[256];
@@ -971,9 +972,5 @@ static Suite *encode_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(encode_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(encode_suite());
 }

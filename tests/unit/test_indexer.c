@@ -40,27 +40,7 @@
 #include "rng.h"
 #include "store.h"
 #include "tokens.h"
-
-static char *dir;
-
-static void setup(void)
-{
-    dir = sae_fixture_tmpdir("indexer");
-    ck_assert_ptr_nonnull(dir);
-}
-
-static void teardown(void)
-{
-    sae_fixture_rmtree(dir);
-    free(dir);
-}
-
-static char *path_in(const char *name)
-{
-    char *p;
-    ck_assert_int_ge(asprintf(&p, "%s/%s", dir, name), 0);
-    return p;
-}
+#include "unit.h"
 
 /* ------------------------------------------------ independent definitions */
 
@@ -285,7 +265,7 @@ static void make_docs(corpus *c, uint64_t seed, size_t n_docs, size_t max_len, c
             c->tok[t] = c->own[t];
         }
     }
-    c->tokens_path = path_in(name);
+    c->tokens_path = unit_path(name);
     FILE *f = fopen(c->tokens_path, "w");
     ck_assert_ptr_nonnull(f);
     for (size_t d = 0; d < n_docs; d++) {
@@ -823,7 +803,7 @@ START_TEST(test_stream_vs_brute_force)
     set.context = 2;
     set.block_rows = 8;
     set.seed = 99;
-    char *p = path_in("whole.db");
+    char *p = unit_path("whole.db");
     build_synthetic(&c, &set, p);
     size_t nq = check_against_brute_force(&c, &set, 0, c.n_docs, p);
     ck_assert_uint_gt(nq, 60);
@@ -835,7 +815,7 @@ START_TEST(test_stream_vs_brute_force)
     set.context = 0;
     set.top = 50;
     set.block_rows = 3;
-    char *p2 = path_in("other.db");
+    char *p2 = unit_path("other.db");
     build_synthetic(&c, &set, p2);
     check_against_brute_force(&c, &set, 0, c.n_docs, p2);
     set.quantiles = 100;
@@ -859,14 +839,14 @@ START_TEST(test_stream_vs_brute_force)
     for (uint32_t i = 0; i < 3; i++) {
         char name[32];
         snprintf(name, sizeof name, "shard-%u.db", i);
-        sp[i] = path_in(name);
+        sp[i] = unit_path(name);
         set.shard = i;
         build_synthetic(&c, &set, sp[i]);
         size_t lo, hi;
         sae_shard_docs(c.n_docs, i, 3, &lo, &hi);
         check_against_brute_force(&c, &set, lo, hi, sp[i]);
     }
-    char *m = path_in("merged.db");
+    char *m = unit_path("merged.db");
     sae_error err;
     const char *order[3] = {sp[2], sp[0], sp[1]};
     ck_assert_msg(merge(order, 3, m, &err) == 0, "%s", err.msg);
@@ -975,7 +955,7 @@ typedef struct real {
 static void make_real(real *r, size_t d_in, size_t d_sae, uint64_t seed, size_t n_docs,
                       sae_arch arch)
 {
-    r->model = path_in("model");
+    r->model = unit_path("model");
     sae_fixture_opts o;
     sae_fixture_defaults(&o);
     o.d_in = d_in;
@@ -987,10 +967,10 @@ static void make_real(real *r, size_t d_in, size_t d_sae, uint64_t seed, size_t 
     sae_error err;
     ck_assert_msg(sae_fixture_write_model(r->model, &o, &err) == 0, "%s", err.msg);
     make_docs(&r->c, seed + 1, n_docs, 30, "tokens.jsonl");
-    r->acts = path_in("acts.safetensors");
+    r->acts = unit_path("acts.safetensors");
     ck_assert_int_eq(sae_fixture_write_activations(r->acts, r->c.T, d_in, SAE_DT_F32, seed + 2,
                                                    &err), 0);
-    r->acts_other_d = path_in("acts-other.npy");
+    r->acts_other_d = unit_path("acts-other.npy");
     ck_assert_int_eq(sae_fixture_write_activations(r->acts_other_d, r->c.T, d_in + 1, SAE_DT_F32,
                                                    seed + 3, &err), 0);
 }
@@ -1109,11 +1089,11 @@ START_TEST(test_real_build)
     set.context = 3;
     set.neighbours = 6;
     set.block_rows = 64;
-    char *expl = path_in("expl.jsonl");
+    char *expl = unit_path("expl.jsonl");
     spit(expl, "{\"index\": 3, \"description\": \"three\", \"score\": 0.5}\n"
                "{\"index\": \"39\", \"description\": \"last one\", \"typeName\": \"np\", "
                "\"scoreV1\": 0.1, \"explanationModelName\": \"m\"}\n");
-    char *p = path_in("index.db");
+    char *p = unit_path("index.db");
     sae_error err;
     ck_assert_msg(build_real(&r, r.acts, r.c.tokens_path, &set, expl, p, &err) == 0, "%s", err.msg);
     encode_like_the_build(&r, set.block_rows);
@@ -1161,7 +1141,7 @@ START_TEST(test_real_build)
     sae_store_close(s);
 
     /* Deterministic: a second build is byte-identical. */
-    char *p2 = path_in("again.db");
+    char *p2 = unit_path("again.db");
     ck_assert_int_eq(build_real(&r, r.acts, r.c.tokens_path, &set, expl, p2, &err), 0);
     size_t l1, l2;
     char *b1 = slurp(p, &l1), *b2 = slurp(p2, &l2);
@@ -1177,12 +1157,12 @@ START_TEST(test_real_build)
     for (uint32_t i = 0; i < 4; i++) {
         char name[32];
         snprintf(name, sizeof name, "s%u.db", i);
-        sp[i] = path_in(name);
+        sp[i] = unit_path(name);
         set.shard = i;
         ck_assert_msg(build_real(&r, r.acts, r.c.tokens_path, &set, expl, sp[i], &err) == 0, "%s",
                       err.msg);
     }
-    char *mp = path_in("merged.db");
+    char *mp = unit_path("merged.db");
     ck_assert_msg(merge((const char *const *)sp, 4, mp, &err) == 0, "%s", err.msg);
     char *d1 = dump(p, false), *d2 = dump(mp, false);
     same_dump(d1, d2, "merged vs unsharded");
@@ -1200,7 +1180,7 @@ START_TEST(test_real_build)
     ck_assert_int_ne(merge(whole, 2, mp, &err), 0);
     ck_assert_ptr_nonnull(strstr(err.msg, "not a shard"));
     ck_assert_ptr_nonnull(strstr(err.msg, p));
-    char *other = path_in("other-settings.db");
+    char *other = unit_path("other-settings.db");
     set.top = 6;
     set.shard = 3;
     ck_assert_int_eq(build_real(&r, r.acts, r.c.tokens_path, &set, expl, other, &err), 0);
@@ -1222,7 +1202,7 @@ START_TEST(test_real_build)
     ck_assert_int_eq(build_real(&r, r.acts, r.c.tokens_path, &set, expl, other, &err), 0);
     ck_assert_int_ne(merge(mixed, 4, mp, &err), 0);
     ck_assert_msg(strstr(err.msg, "other weights_digest"), "%s", err.msg);
-    char *text = path_in("notdb.db");
+    char *text = unit_path("notdb.db");
     spit(text, "no");
     const char *bad[2] = {sp[0], text};
     ck_assert_int_ne(merge(bad, 2, mp, &err), 0);
@@ -1260,7 +1240,7 @@ START_TEST(test_topk_build)
     set.context = 4;
     set.block_rows = 16;
     set.seed = 5;
-    char *p = path_in("topk.db");
+    char *p = unit_path("topk.db");
     sae_error err;
     ck_assert_msg(build_real(&r, r.acts, r.c.tokens_path, &set, NULL, p, &err) == 0, "%s", err.msg);
     encode_like_the_build(&r, set.block_rows);
@@ -1276,19 +1256,19 @@ START_TEST(test_bad_inputs)
     make_real(&r, 8, 16, 41, 12, SAE_ARCH_STANDARD);
     sae_index_settings set;
     sae_index_settings_default(&set);
-    char *p = path_in("x.db");
+    char *p = unit_path("x.db");
     sae_error err;
     ck_assert_int_eq(build_real(&r, r.acts_other_d, r.c.tokens_path, &set, NULL, p, &err),
                      SAE_EDIM);
     ck_assert_msg(strstr(err.msg, "d_in 9") && strstr(err.msg, "d_in is 8"), "%s", err.msg);
-    char *tk = path_in("short.jsonl");
+    char *tk = unit_path("short.jsonl");
     spit(tk, "{\"tokens\": [\"a\", \"b\"]}\n");
     ck_assert_int_eq(build_real(&r, r.acts, tk, &set, NULL, p, &err), SAE_EDIM);
     ck_assert_msg(strstr(err.msg, tk) && strstr(err.msg, "2 tokens"), "%s", err.msg);
     spit(tk, "{\"tokens\": [\"a\", \"b\"]}\n{\"tokens\": [\"a\" \"b\"]}\n");
     ck_assert_int_eq(build_real(&r, r.acts, tk, &set, NULL, p, &err), SAE_EFORMAT);
     ck_assert_msg(strstr(err.msg, "line 2"), "%s", err.msg);
-    char *ex = path_in("bad-expl.jsonl");
+    char *ex = unit_path("bad-expl.jsonl");
     spit(ex, "{\"index\": 16, \"description\": \"x\"}\n");
     ck_assert_int_ne(build_real(&r, r.acts, r.c.tokens_path, &set, ex, p, &err), 0);
     ck_assert_msg(strstr(err.msg, "index 16 out of range"), "%s", err.msg);
@@ -1321,7 +1301,7 @@ START_TEST(test_killed_build)
     sae_index_settings set;
     sae_index_settings_default(&set);
     set.block_rows = 128;
-    char *p = path_in("target.db");
+    char *p = unit_path("target.db");
     sae_error err;
     ck_assert_int_eq(build_real(&r, r.acts, r.c.tokens_path, &set, NULL, p, &err), 0);
     size_t old_len;
@@ -1383,7 +1363,7 @@ START_TEST(test_killed_build)
             fclose(f);
         } else if (WIFSIGNALED(status)) {
             char *tmp;
-            ck_assert_int_ge(asprintf(&tmp, "%s/.target.db.tmp-%d", dir, (int)child), 0);
+            ck_assert_int_ge(asprintf(&tmp, "%s/.target.db.tmp-%d", unit_dir, (int)child), 0);
             struct stat st;
             killed_mid += stat(tmp, &st) == 0;
             free(tmp);
@@ -1402,7 +1382,7 @@ START_TEST(test_killed_build)
     set.seed = 7;
     ck_assert_int_eq(build_real(&r, r.acts, r.c.tokens_path, &set, NULL, p, &err), 0);
     char *cmd;
-    ck_assert_int_ge(asprintf(&cmd, "ls -A '%s' | grep -c '^.target.db.tmp-' || true", dir), 0);
+    ck_assert_int_ge(asprintf(&cmd, "ls -A '%s' | grep -c '^.target.db.tmp-' || true", unit_dir), 0);
     FILE *ls = popen(cmd, "r");
     int n = -1;
     ck_assert_int_eq(fscanf(ls, "%d", &n), 1);
@@ -1424,7 +1404,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_quantile_groups);
     suite_add_tcase(s, tc);
     tc = tcase_create("build");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, unit_setup, unit_teardown);
     tcase_add_test(tc, test_stream_vs_brute_force);
     tcase_add_test(tc, test_neighbours);
     tcase_add_test(tc, test_real_build);
@@ -1437,9 +1417,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

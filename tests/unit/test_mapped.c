@@ -12,20 +12,7 @@
 #include "fixture.h"
 #include "mapped.h"
 #include "safetensors.h"
-
-static char *tmp;
-
-static void setup(void)
-{
-    tmp = sae_fixture_tmpdir("test_mapped");
-    ck_assert_ptr_nonnull(tmp);
-}
-
-static void teardown(void)
-{
-    sae_fixture_rmtree(tmp);
-    free(tmp);
-}
+#include "unit.h"
 
 /* The explanation for a fault at addr. */
 static const char *explain(const void *addr)
@@ -42,9 +29,9 @@ START_TEST(test_weights_named_while_open)
     sae_fixture_opts o;
     sae_fixture_defaults(&o);
     sae_error err;
-    ck_assert_int_eq(sae_fixture_write_model(tmp, &o, &err), 0);
+    ck_assert_int_eq(sae_fixture_write_model(unit_dir, &o, &err), 0);
     char *path;
-    ck_assert_int_ge(asprintf(&path, "%s/sae_weights.safetensors", tmp), 0);
+    ck_assert_int_ge(asprintf(&path, "%s/sae_weights.safetensors", unit_dir), 0);
     sae_st_file *f;
     ck_assert_int_eq(sae_st_open(path, &f, &err), 0);
     const uint8_t *base = f->base;
@@ -84,7 +71,7 @@ static void *mapping_of(const char *path)
 START_TEST(test_activations_named_while_open)
 {
     char *path;
-    ck_assert_int_ge(asprintf(&path, "%s/acts.npy", tmp), 0);
+    ck_assert_int_ge(asprintf(&path, "%s/acts.npy", unit_dir), 0);
     sae_error err;
     ck_assert_int_eq(sae_fixture_write_activations(path, 64, 16, SAE_DT_F32, 7, &err), 0);
     const char *paths[] = {path};
@@ -131,7 +118,7 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("mapped");
     TCase *t = tcase_create("mapped");
-    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_checked_fixture(t, unit_setup, unit_teardown);
     tcase_add_test(t, test_weights_named_while_open);
     tcase_add_test(t, test_activations_named_while_open);
     tcase_add_test(t, test_long_path_keeps_its_end);
@@ -142,9 +129,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

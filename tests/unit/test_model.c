@@ -26,33 +26,12 @@
 #include "model.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "unit.h"
 
-static char *tmp;
-
-static void setup(void)
-{
-    tmp = sae_fixture_tmpdir("test_model");
-    ck_assert_ptr_nonnull(tmp);
-}
-
-static void teardown(void)
-{
-    sae_fixture_rmtree(tmp);
-    free(tmp);
-}
-
-/* tmp/name (caller frees). */
-static char *tpath(const char *name)
-{
-    char *p;
-    ck_assert_int_ge(asprintf(&p, "%s/%s", tmp, name), 0);
-    return p;
-}
-
-/* Writes a fixture folder tmp/name for o and returns its path. */
+/* Writes a fixture folder unit_dir/name for o and returns its path. */
 static char *make(const char *name, const sae_fixture_opts *o)
 {
-    char *dir = tpath(name);
+    char *dir = unit_path(name);
     sae_error err;
     ck_assert_msg(sae_fixture_write_model(dir, o, &err) == 0, "%s", err.msg);
     return dir;
@@ -716,7 +695,7 @@ END_TEST
 
 START_TEST(test_folder_errors)
 {
-    char *missing = tpath("nope");
+    char *missing = unit_path("nope");
     load_fails(missing, SAE_EIO, missing, NULL);
     sae_fixture_opts o;
     sae_fixture_defaults(&o);
@@ -793,7 +772,7 @@ START_TEST(test_digest)
     h = XXH3_128bits("abc", 3);
     snprintf(x, 33, "%016llx%016llx", (unsigned long long)h.high64, (unsigned long long)h.low64);
     ck_assert_str_eq(got, x);
-    char *missing = tpath("missing");
+    char *missing = unit_path("missing");
     ck_assert_int_eq(sae_digest_file(missing, got, &err), SAE_EIO);
     ck_assert_ptr_nonnull(strstr(err.msg, missing));
     free(missing);
@@ -893,7 +872,7 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("load");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, unit_setup, unit_teardown);
     tcase_add_test(tc, test_every_arch_dtype_norm);
     tcase_add_test(tc, test_gated_exp_r_mag);
     tcase_add_test(tc, test_fixture_target_l0);
@@ -903,7 +882,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_concurrent_loads);
     suite_add_tcase(s, tc);
     tc = tcase_create("errors");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, unit_setup, unit_teardown);
     tcase_add_test(tc, test_cfg_errors);
     tcase_add_test(tc, test_cfg_not_json);
     tcase_add_test(tc, test_sparsify_errors);
@@ -914,7 +893,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_folder_errors);
     suite_add_tcase(s, tc);
     tc = tcase_create("digest");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, unit_setup, unit_teardown);
     tcase_add_test(tc, test_digest);
     tcase_add_test(tc, test_digest_large_file);
     tcase_add_test(tc, test_warning_without_scaling_factor);
@@ -924,9 +903,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

@@ -16,28 +16,7 @@
 #include "fixture.h"
 #include "npy.h"
 #include "safetensors.h"
-
-static char *tmp;
-
-static void setup(void)
-{
-    tmp = sae_fixture_tmpdir("test_npy");
-    ck_assert_ptr_nonnull(tmp);
-}
-
-static void teardown(void)
-{
-    sae_fixture_rmtree(tmp);
-    free(tmp);
-}
-
-/* tmp/name (caller frees). */
-static char *tpath(const char *name)
-{
-    char *p;
-    ck_assert_int_ge(asprintf(&p, "%s/%s", tmp, name), 0);
-    return p;
-}
+#include "unit.h"
 
 /* Reads a whole file into a new buffer. */
 static uint8_t *slurp(const char *path, size_t *len)
@@ -152,7 +131,7 @@ START_TEST(test_writer_roundtrip)
     float v[6] = {1.0f, -2.0f, 0.1f, 65504.0f, 1e-8f, 3.25f};
     const sae_dtype dts[] = {SAE_DT_F32, SAE_DT_F16, SAE_DT_F64};
     for (int d = 0; d < 3; d++) {
-        char *path = tpath("w.npy");
+        char *path = unit_path("w.npy");
         sae_error err;
         if (dts[d] == SAE_DT_F32)
             ck_assert_int_eq(sae_npy_write_f32(path, v, 2, 3, &err), 0);
@@ -179,7 +158,7 @@ START_TEST(test_writer_roundtrip)
         free(path);
     }
     sae_error err;
-    char *path = tpath("bf.npy");
+    char *path = unit_path("bf.npy");
     ck_assert_int_eq(sae_npy_write(path, SAE_DT_BF16, v, 2, 3, &err), SAE_EINVAL);
     free(path);
 }
@@ -210,7 +189,7 @@ START_TEST(test_acts_span_files)
     sae_error err;
     size_t total = 0;
     for (int i = 0; i < 4; i++) {
-        paths[i] = tpath(names[i]);
+        paths[i] = unit_path(names[i]);
         ck_assert_int_eq(
             sae_fixture_write_activations(paths[i], n[i], d, dt[i], 100 + (uint64_t)i, &err), 0);
         total += n[i];
@@ -251,7 +230,7 @@ START_TEST(test_acts_errors)
 {
     sae_error err;
     sae_acts *a = NULL;
-    char *p4 = tpath("d4.safetensors"), *p5 = tpath("d5.npy");
+    char *p4 = unit_path("d4.safetensors"), *p5 = unit_path("d5.npy");
     ck_assert_int_eq(sae_fixture_write_activations(p4, 3, 4, SAE_DT_F32, 1, &err), 0);
     ck_assert_int_eq(sae_fixture_write_activations(p5, 3, 5, SAE_DT_F32, 1, &err), 0);
     const char *both[2] = {p4, p5};
@@ -261,7 +240,7 @@ START_TEST(test_acts_errors)
     ck_assert_int_eq(sae_acts_open(both, 0, &a, &err), SAE_EINVAL);
 
     /* A safetensors file without an "activations" tensor, or with a 1-D one. */
-    char *other = tpath("other.safetensors");
+    char *other = unit_path("other.safetensors");
     sae_st_writer *w = sae_st_writer_new();
     const uint64_t s1[1] = {4};
     const float v[4] = {1, 2, 3, 4};
@@ -286,20 +265,20 @@ START_TEST(test_acts_errors)
     ck_assert_ptr_nonnull(strstr(err.msg, "I32"));
 
     /* A malformed .npy and a missing file name themselves. */
-    char *bad = tpath("bad.npy");
+    char *bad = unit_path("bad.npy");
     FILE *fp = fopen(bad, "wb");
     fputs("\x93NUMPY\x01\x00garbage", fp);
     fclose(fp);
     const char *b1[1] = {bad};
     ck_assert_int_eq(sae_acts_open(b1, 1, &a, &err), SAE_EFORMAT);
     ck_assert_ptr_nonnull(strstr(err.msg, bad));
-    char *missing = tpath("missing.npy");
+    char *missing = unit_path("missing.npy");
     const char *m1[1] = {missing};
     ck_assert_int_eq(sae_acts_open(m1, 1, &a, &err), SAE_EIO);
     ck_assert_ptr_nonnull(strstr(err.msg, missing));
 
     /* No known extension: the magic decides. */
-    char *plain = tpath("rows.bin");
+    char *plain = unit_path("rows.bin");
     ck_assert_int_eq(sae_npy_write_f32(plain, v, 2, 2, &err), 0);
     const char *pl[1] = {plain};
     ck_assert_int_eq(sae_acts_open(pl, 1, &a, &err), 0);
@@ -318,14 +297,14 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("npy");
     TCase *tc = tcase_create("npy");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, unit_setup, unit_teardown);
     tcase_add_test(tc, test_every_case);
     tcase_add_test(tc, test_valid_headers);
     tcase_add_test(tc, test_messages_say_why);
     tcase_add_test(tc, test_writer_roundtrip);
     suite_add_tcase(s, tc);
     tc = tcase_create("activations");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, unit_setup, unit_teardown);
     tcase_add_test(tc, test_acts_span_files);
     tcase_add_test(tc, test_acts_errors);
     suite_add_tcase(s, tc);
@@ -334,9 +313,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

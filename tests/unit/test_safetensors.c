@@ -21,26 +21,13 @@
 #include "fixture.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "unit.h"
 
-static char *tmp; /* per-test temporary folder */
-
-static void setup(void)
-{
-    tmp = sae_fixture_tmpdir("test_st");
-    ck_assert_ptr_nonnull(tmp);
-}
-
-static void teardown(void)
-{
-    sae_fixture_rmtree(tmp);
-    free(tmp);
-}
-
-/* Writes len bytes to tmp/name and returns the path (caller frees). */
+/* Writes len bytes to unit_dir/name and returns the path (caller frees). */
 static char *write_bytes(const char *name, const void *data, size_t len)
 {
     char *path;
-    ck_assert_int_ge(asprintf(&path, "%s/%s", tmp, name), 0);
+    ck_assert_int_ge(asprintf(&path, "%s/%s", unit_dir, name), 0);
     FILE *fp = fopen(path, "wb");
     ck_assert_ptr_nonnull(fp);
     ck_assert_uint_eq(fwrite(data, 1, len, fp), len);
@@ -423,10 +410,10 @@ START_TEST(test_open_errors)
     char *empty = write_bytes("empty.safetensors", "", 0);
     ck_assert_int_eq(sae_st_open(empty, &f, &err), SAE_EIO);
     ck_assert_ptr_nonnull(strstr(err.msg, empty));
-    ck_assert_int_eq(sae_st_open(tmp, &f, &err), SAE_EIO); /* a directory */
-    ck_assert_ptr_nonnull(strstr(err.msg, tmp));
+    ck_assert_int_eq(sae_st_open(unit_dir, &f, &err), SAE_EIO); /* a directory */
+    ck_assert_ptr_nonnull(strstr(err.msg, unit_dir));
     char *missing;
-    ck_assert_int_ge(asprintf(&missing, "%s/missing.safetensors", tmp), 0);
+    ck_assert_int_ge(asprintf(&missing, "%s/missing.safetensors", unit_dir), 0);
     ck_assert_int_eq(sae_st_open(missing, &f, &err), SAE_EIO);
     ck_assert_ptr_nonnull(strstr(err.msg, missing));
     ck_assert_ptr_null(f);
@@ -504,7 +491,7 @@ START_TEST(test_writer_roundtrip)
         ck_assert_int_eq(sae_st_writer_meta(w, "format", "pt"), 0);
         ck_assert_int_eq(sae_st_writer_meta(w, "note", "héllo"), 0);
         char *path;
-        ck_assert_int_ge(asprintf(&path, "%s/rt_%s.safetensors", tmp, sae_dtype_name(dt)), 0);
+        ck_assert_int_ge(asprintf(&path, "%s/rt_%s.safetensors", unit_dir, sae_dtype_name(dt)), 0);
         sae_error err;
         ck_assert_int_eq(sae_st_writer_save(w, path, &err), 0);
         sae_st_writer_free(w);
@@ -562,20 +549,20 @@ START_TEST(test_writer_failure_leaves_nothing)
     ck_assert_int_eq(sae_st_writer_add_f32(w, "x", SAE_DT_F32, 1, s, &v), 0);
     ck_assert_int_eq(sae_st_writer_add_f32(w, "__metadata__", SAE_DT_F32, 1, s, &v), SAE_EINVAL);
     char *path;
-    ck_assert_int_ge(asprintf(&path, "%s/no/such/dir/x.safetensors", tmp), 0);
+    ck_assert_int_ge(asprintf(&path, "%s/no/such/dir/x.safetensors", unit_dir), 0);
     sae_error err;
     ck_assert_int_eq(sae_st_writer_save(w, path, &err), SAE_EIO);
     ck_assert_ptr_nonnull(strstr(err.msg, path));
     free(path);
     /* A save over an existing file replaces it whole, leaving no temporary. */
-    ck_assert_int_ge(asprintf(&path, "%s/x.safetensors", tmp), 0);
+    ck_assert_int_ge(asprintf(&path, "%s/x.safetensors", unit_dir), 0);
     char *old = write_bytes("x.safetensors", "old", 3);
     ck_assert_int_eq(sae_st_writer_save(w, path, &err), 0);
     sae_st_file *f;
     ck_assert_int_eq(sae_st_open(path, &f, &err), 0);
     sae_st_free(f);
     char *cmd;
-    ck_assert_int_ge(asprintf(&cmd, "test $(ls %s | wc -l) -eq 1", tmp), 0);
+    ck_assert_int_ge(asprintf(&cmd, "test $(ls %s | wc -l) -eq 1", unit_dir), 0);
     ck_assert_int_eq(system(cmd), 0);
     free(cmd);
     free(old);
@@ -587,7 +574,7 @@ END_TEST
 START_TEST(test_cases_corpus)
 {
     char *dir;
-    ck_assert_int_ge(asprintf(&dir, "%s/corpus", tmp), 0);
+    ck_assert_int_ge(asprintf(&dir, "%s/corpus", unit_dir), 0);
     sae_error err;
     ck_assert_int_eq(sae_fixture_write_cases(dir, &err), 0);
     char *path;
@@ -610,7 +597,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_convert_buffers);
     suite_add_tcase(s, tc);
     tc = tcase_create("reader");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, unit_setup, unit_teardown);
     tcase_add_test(tc, test_every_case);
     tcase_add_test(tc, test_valid_contents);
     tcase_add_test(tc, test_unsorted_offsets_and_zero_size);
@@ -619,7 +606,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_misaligned_f32_is_converted);
     suite_add_tcase(s, tc);
     tc = tcase_create("writer");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, unit_setup, unit_teardown);
     tcase_add_test(tc, test_writer_roundtrip);
     tcase_add_test(tc, test_writer_failure_leaves_nothing);
     tcase_add_test(tc, test_cases_corpus);
@@ -629,9 +616,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

@@ -23,27 +23,7 @@
 #include "fixture.h"
 #include "indexer.h"
 #include "store.h"
-
-static char *dir;
-
-static void setup(void)
-{
-    dir = sae_fixture_tmpdir("store");
-    ck_assert_ptr_nonnull(dir);
-}
-
-static void teardown(void)
-{
-    sae_fixture_rmtree(dir);
-    free(dir);
-}
-
-static char *path_in(const char *name)
-{
-    char *p;
-    ck_assert_int_ge(asprintf(&p, "%s/%s", dir, name), 0);
-    return p;
-}
+#include "unit.h"
 
 #define D_SAE 5
 #define DIGEST "0123456789abcdef0123456789abcdef"
@@ -192,11 +172,11 @@ static void spit(const char *path, const void *buf, size_t len)
     fclose(f);
 }
 
-/* Entries of dir whose name starts with prefix. */
+/* Entries of unit_dir whose name starts with prefix. */
 static int count_prefixed(const char *prefix)
 {
     char *cmd;
-    ck_assert_int_ge(asprintf(&cmd, "ls -A '%s' | grep -c '^%s' || true", dir, prefix), 0);
+    ck_assert_int_ge(asprintf(&cmd, "ls -A '%s' | grep -c '^%s' || true", unit_dir, prefix), 0);
     FILE *p = popen(cmd, "r");
     int n = 0;
     ck_assert_int_eq(fscanf(p, "%d", &n), 1);
@@ -226,7 +206,7 @@ static void expect_list(sae_store_conn *c, const char *q, sae_store_sort sort, b
 
 START_TEST(test_read_api)
 {
-    char *p = path_in("index.db");
+    char *p = unit_path("index.db");
     ck_assert_int_eq(write_index(p, NULL, D_SAE), 0);
     sae_store *s;
     sae_error err;
@@ -450,13 +430,13 @@ static void expect_refused(const char *path, const char *want)
 
 START_TEST(test_refusals)
 {
-    char *good = path_in("good.db");
+    char *good = unit_path("good.db");
     ck_assert_int_eq(write_index(good, NULL, D_SAE), 0);
     size_t len;
     char *bytes = slurp(good, &len);
     ck_assert_uint_gt(len, 8192);
 
-    char *p = path_in("text.db");
+    char *p = unit_path("text.db");
     spit(p, "hello, this is not a database at all, not even close to one. "
             "It has to be at least a hundred bytes long to get past the first check. ......",
          130);
@@ -465,14 +445,14 @@ START_TEST(test_refusals)
     expect_refused(p, "not a SQLite database");
     free(p);
 
-    p = path_in("truncated.db");
+    p = unit_path("truncated.db");
     spit(p, bytes, len / 2);
     expect_refused(p, "truncated");
     spit(p, bytes, len - 1);
     expect_refused(p, "truncated");
     free(p);
 
-    p = path_in("foreign.db");
+    p = unit_path("foreign.db");
     char *b = malloc(len);
     memcpy(b, bytes, len);
     b[68] = 0x12; /* application_id */
@@ -485,21 +465,21 @@ START_TEST(test_refusals)
     free(b);
     free(p);
 
-    p = path_in("nometa.db");
+    p = unit_path("nometa.db");
     ck_assert_int_eq(write_index(p, "tokens_digest", D_SAE), 0);
     expect_refused(p, "meta table lacks \"tokens_digest\"");
     free(p);
-    p = path_in("short.db");
+    p = unit_path("short.db");
     ck_assert_int_eq(write_index(p, NULL, D_SAE + 1), 0);
     expect_refused(p, "features table does not hold features 0..5");
     free(p);
 
-    p = path_in("missing.db");
+    p = unit_path("missing.db");
     sae_store *s;
     sae_error err;
     ck_assert_int_eq(sae_store_open(p, &s, &err), SAE_EIO);
     free(p);
-    ck_assert_int_eq(sae_store_open(dir, &s, &err), SAE_EIO);
+    ck_assert_int_eq(sae_store_open(unit_dir, &s, &err), SAE_EIO);
     ck_assert_ptr_nonnull(strstr(err.msg, "not a regular file"));
     free(bytes);
     free(good);
@@ -508,7 +488,7 @@ END_TEST
 
 START_TEST(test_abort_and_stale_temps)
 {
-    char *p = path_in("t.db");
+    char *p = unit_path("t.db");
     spit(p, "old content", 11);
     sae_store_writer *w;
     sae_error err;
@@ -529,11 +509,11 @@ START_TEST(test_abort_and_stale_temps)
         _exit(0);
     waitpid(child, NULL, 0);
     char *dead, *live, *mine, *other, *other2;
-    ck_assert_int_ge(asprintf(&dead, "%s/.t.db.tmp-%d", dir, (int)child), 0);
-    ck_assert_int_ge(asprintf(&live, "%s/.t.db.tmp-%d", dir, (int)getppid()), 0);
-    ck_assert_int_ge(asprintf(&mine, "%s/.t.db.tmp-%d-journal", dir, (int)child), 0);
-    ck_assert_int_ge(asprintf(&other, "%s/.u.db.tmp-%d", dir, (int)child), 0);
-    ck_assert_int_ge(asprintf(&other2, "%s/.t.db.tmp-%dx", dir, (int)child), 0);
+    ck_assert_int_ge(asprintf(&dead, "%s/.t.db.tmp-%d", unit_dir, (int)child), 0);
+    ck_assert_int_ge(asprintf(&live, "%s/.t.db.tmp-%d", unit_dir, (int)getppid()), 0);
+    ck_assert_int_ge(asprintf(&mine, "%s/.t.db.tmp-%d-journal", unit_dir, (int)child), 0);
+    ck_assert_int_ge(asprintf(&other, "%s/.u.db.tmp-%d", unit_dir, (int)child), 0);
+    ck_assert_int_ge(asprintf(&other2, "%s/.t.db.tmp-%dx", unit_dir, (int)child), 0);
     spit(dead, "x", 1);
     spit(live, "x", 1);
     spit(mine, "x", 1);
@@ -554,7 +534,7 @@ START_TEST(test_abort_and_stale_temps)
     free(other2);
 
     /* A target in a folder that does not exist is refused up front. */
-    char *nodir = path_in("no/such/folder/x.db");
+    char *nodir = unit_path("no/such/folder/x.db");
     ck_assert_int_eq(sae_store_writer_open(nodir, &w, &err), SAE_EIO);
     ck_assert_ptr_nonnull(strstr(err.msg, "does not exist"));
     free(nodir);
@@ -594,7 +574,7 @@ static int write_too_big(const char *path)
 
 START_TEST(test_disk_full)
 {
-    char *p = path_in("full.db");
+    char *p = unit_path("full.db");
     ck_assert_int_eq(write_index(p, NULL, D_SAE), 0);
     size_t len;
     char *before = slurp(p, &len);
@@ -623,7 +603,7 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("store");
     TCase *tc = tcase_create("store");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, unit_setup, unit_teardown);
     tcase_add_test(tc, test_read_api);
     tcase_add_test(tc, test_refusals);
     tcase_add_test(tc, test_abort_and_stale_temps);
@@ -634,9 +614,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

@@ -29,6 +29,7 @@
 #include "safetensors.h"
 #include "synth.h"
 #include "train.h"
+#include "unit.h"
 
 /* The index of the feature whose label starts with prefix (exactly one). */
 static size_t feat(const char *prefix)
@@ -623,9 +624,5 @@ static Suite *slow_suite(void)
 int main(int argc, char **argv)
 {
     bool slow = argc > 1 && !strcmp(argv[1], "slow");
-    SRunner *sr = srunner_create(slow ? slow_suite() : fast_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return unit_run(slow ? slow_suite() : fast_suite());
 }

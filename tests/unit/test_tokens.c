@@ -11,26 +11,13 @@
 
 #include "fixture.h"
 #include "tokens.h"
+#include "unit.h"
 
-static char *dir;
-
-static void setup(void)
-{
-    dir = sae_fixture_tmpdir("tokens");
-    ck_assert_ptr_nonnull(dir);
-}
-
-static void teardown(void)
-{
-    sae_fixture_rmtree(dir);
-    free(dir);
-}
-
-/* Writes text to dir/name and returns the path (caller frees). */
+/* Writes text to unit_dir/name and returns the path (caller frees). */
 static char *put(const char *name, const char *text)
 {
     char *p;
-    ck_assert_int_ge(asprintf(&p, "%s/%s", dir, name), 0);
+    ck_assert_int_ge(asprintf(&p, "%s/%s", unit_dir, name), 0);
     FILE *f = fopen(p, "wb");
     ck_assert_ptr_nonnull(f);
     fwrite(text, 1, strlen(text), f);
@@ -150,7 +137,7 @@ START_TEST(test_bad_tokens)
                   "case %d: message '%s'", _i, err.msg);
     free(p);
     char *missing;
-    ck_assert_int_ge(asprintf(&missing, "%s/nope.jsonl", dir), 0);
+    ck_assert_int_ge(asprintf(&missing, "%s/nope.jsonl", unit_dir), 0);
     ck_assert_int_eq(sae_tokens_open(missing, &t, &err), SAE_EIO);
     ck_assert_ptr_nonnull(strstr(err.msg, "nope.jsonl"));
     free(missing);
@@ -225,7 +212,7 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("tokens");
     TCase *tc = tcase_create("tokens");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, unit_setup, unit_teardown);
     tcase_add_test(tc, test_documents);
     tcase_add_test(tc, test_document_changed_under_us);
     tcase_add_loop_test(tc, test_bad_tokens, 0, (int)(sizeof bad_tokens / sizeof bad_tokens[0]));
@@ -238,9 +225,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

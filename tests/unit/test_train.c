@@ -26,6 +26,7 @@
 #include "rng.h"
 #include "safetensors.h"
 #include "train.h"
+#include "unit.h"
 
 void openblas_set_num_threads(int n);
 
@@ -725,9 +726,5 @@ static Suite *slow_suite(void)
 int main(int argc, char **argv)
 {
     bool slow = argc > 1 && !strcmp(argv[1], "slow");
-    SRunner *sr = srunner_create(slow ? slow_suite() : fast_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return unit_run(slow ? slow_suite() : fast_suite());
 }
