@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "encode.h"
 #include "model.h"
+#include "outfile.h"
 
 #define ENCODE_BLOCK_ROWS 256
 
@@ -149,10 +150,10 @@ static void put_codes_row(FILE *fp, const float *codes, size_t d)
     fputs("]}\n", fp);
 }
 
-/* The destination: stdout, or a temporary file beside --out. */
+/* The destination: stdout, or an outfile (a temporary renamed over --out). */
 typedef struct out_file {
-    FILE *fp;
-    char *tmp_path;   /* owned; NULL for stdout */
+    FILE *fp;         /* stdout or file.fp; NULL before out_open */
+    sae_outfile file; /* when writing --out */
     const char *path; /* borrowed: the final name, or "stdout" */
 } out_file;
 
@@ -165,29 +166,11 @@ static int out_open(out_file *o, const char *path)
         setvbuf(stdout, buf_stdout, _IOFBF, sizeof buf_stdout);
         return 0;
     }
+    sae_error err;
+    if (sae_outfile_open(&o->file, path, &err))
+        return cli_fail_err(&err);
     o->path = path;
-    size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
-    o->tmp_path = malloc(n);
-    if (!o->tmp_path)
-        return cli_fail("out of memory");
-    snprintf(o->tmp_path, n, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(o->tmp_path);
-    if (fd < 0) {
-        int e = errno;
-        free(o->tmp_path);
-        o->tmp_path = NULL;
-        return cli_fail("%s: cannot create: %s", path, strerror(e));
-    }
-    o->fp = fdopen(fd, "w");
-    if (!o->fp) {
-        int e = errno;
-        close(fd);
-        unlink(o->tmp_path);
-        free(o->tmp_path);
-        o->tmp_path = NULL;
-        return cli_fail("%s: %s", path, strerror(e));
-    }
-    setvbuf(o->fp, NULL, _IOFBF, 1 << 16);
+    o->fp = o->file.fp;
     return 0;
 }
 
@@ -198,24 +181,17 @@ static int out_close(out_file *o, int rc)
 {
     if (!o->fp)
         return rc;
-    if (!o->tmp_path) {
+    if (o->fp == stdout) {
         if (rc == SAE_EXIT_OK && (fflush(stdout) != 0 || ferror(stdout)))
             rc = cli_fail("stdout: write failed: %s", strerror(errno));
-        return rc;
+    } else if (rc == SAE_EXIT_OK) {
+        sae_error err;
+        if (sae_outfile_commit(&o->file, &err))
+            rc = cli_fail_err(&err);
+    } else {
+        sae_outfile_abort(&o->file);
     }
-    if (rc == SAE_EXIT_OK) {
-        if (fflush(o->fp) != 0 || ferror(o->fp) || fsync(fileno(o->fp)) != 0)
-            rc = cli_fail("%s: write failed: %s", o->path, strerror(errno));
-    }
-    if (fclose(o->fp) != 0 && rc == SAE_EXIT_OK)
-        rc = cli_fail("%s: write failed: %s", o->path, strerror(errno));
     o->fp = NULL;
-    if (rc == SAE_EXIT_OK && rename(o->tmp_path, o->path) != 0)
-        rc = cli_fail("%s: cannot rename into place: %s", o->path, strerror(errno));
-    if (rc != SAE_EXIT_OK)
-        unlink(o->tmp_path);
-    free(o->tmp_path);
-    o->tmp_path = NULL;
     return rc;
 }
 

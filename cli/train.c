@@ -16,6 +16,7 @@
 
 #include "cli.h"
 #include "encode.h"
+#include "outfile.h"
 #include "rng.h"
 #include "synth.h"
 #include "train.h"
@@ -274,8 +275,7 @@ static int score_truth(const sae_trainer *t, const char *truth_dir, const char *
     char **labels = NULL;
     size_t n = 0, d = 0;
     int rc = SAE_EXIT_FAILURE;
-    FILE *f = NULL;
-    char path[4096], tmp[4200];
+    char path[4096];
     sae_train_shape s;
     sae_trainer_params(t, &s);
     const float *w_dec = sae_trainer_w_dec(t);
@@ -303,9 +303,9 @@ static int score_truth(const sae_trainer *t, const char *truth_dir, const char *
     for (size_t i = 0; i < n; i++)
         found += truth_cos[i] >= 0.9f;
     path_in(path, sizeof path, out_dir, "explanations.jsonl");
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (!(f = fopen(tmp, "w"))) {
-        cli_fail("%s: %s", tmp, strerror(errno));
+    sae_outfile file;
+    if (sae_outfile_open(&file, path, &err)) {
+        cli_fail_err(&err);
         goto out;
     }
     bool ok = true;
@@ -315,14 +315,17 @@ static int score_truth(const sae_trainer *t, const char *truth_dir, const char *
         json_object_set_new(o, "description", json_string(labels[best[i]]));
         json_object_set_new(o, "score", json_real(round(best_cos[i] * 1e4) / 1e4));
         json_object_set_new(o, "source", json_string("synth truth: closest planted direction"));
-        ok = json_dumpf(o, f, JSON_COMPACT | JSON_PRESERVE_ORDER) == 0 && fputc('\n', f) != EOF;
+        ok = json_dumpf(o, file.fp, JSON_COMPACT | JSON_PRESERVE_ORDER) == 0 &&
+             fputc('\n', file.fp) != EOF;
         json_decref(o);
     }
-    ok = fclose(f) == 0 && ok;
-    f = NULL;
-    if (!ok || rename(tmp, path) != 0) {
-        cli_fail("%s: %s", path, strerror(errno));
-        remove(tmp);
+    if (!ok) {
+        cli_fail("%s: write failed: %s", path, strerror(errno));
+        sae_outfile_abort(&file);
+        goto out;
+    }
+    if (sae_outfile_commit(&file, &err)) {
+        cli_fail_err(&err);
         goto out;
     }
     /* the result goes to stdout: it is what --truth asks for */
@@ -334,8 +337,6 @@ static int score_truth(const sae_trainer *t, const char *truth_dir, const char *
                 mmcs, n, found, path);
     rc = SAE_EXIT_OK;
 out:
-    if (f)
-        fclose(f);
     for (size_t i = 0; labels && i < n; i++)
         free(labels[i]);
     free(labels);

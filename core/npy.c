@@ -9,13 +9,12 @@
 #include "npy.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "outfile.h"
 
 /* A cursor over the header text. */
 typedef struct npy_lex {
@@ -254,8 +253,8 @@ int sae_npy_parse(const char *name, const uint8_t *buf, size_t len, sae_npy_info
     return 0;
 }
 
-/* Header as numpy writes it, then the data converted in chunks, written to a
- * temporary file that is renamed into place. */
+/* Header as numpy writes it, then the data converted in chunks, through an
+ * outfile (a temporary renamed into place). */
 int sae_npy_write(const char *path, sae_dtype dtype, const float *data, size_t rows,
                   size_t cols, sae_error *err)
 {
@@ -284,25 +283,12 @@ int sae_npy_write(const char *path, sae_dtype dtype, const float *data, size_t r
     memset(header + 10 + n, ' ', total - 10 - (size_t)n - 1);
     header[total - 1] = '\n';
 
-    char *tmp = NULL;
-    FILE *fp = NULL;
+    sae_outfile out = {0};
     uint8_t *conv = NULL;
-    int fd = -1, rc;
-    if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0) {
-        tmp = NULL;
-        rc = sae_error_set(err, SAE_ENOMEM, "%s: out of memory", path);
-        goto out;
-    }
-    if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0 || fchmod(fd, 0644) || !(fp = fdopen(fd, "wb"))) {
-        rc = sae_error_set(err, SAE_EIO, "%s: cannot create a temporary file: %s", path,
-                           strerror(errno));
-        if (fd < 0) {
-            free(tmp);
-            tmp = NULL;
-        }
-        goto out;
-    }
-    fd = -1;
+    int rc;
+    if ((rc = sae_outfile_open(&out, path, err)))
+        return rc;
+    FILE *fp = out.fp;
     errno = 0;
     bool bad = fwrite(header, 1, total, fp) != total;
     if (dtype == SAE_DT_F32) {
@@ -318,28 +304,12 @@ int sae_npy_write(const char *path, sae_dtype dtype, const float *data, size_t r
             bad = fwrite(conv, es, m, fp) != m;
         }
     }
-    if (bad || fflush(fp) || fsync(fileno(fp))) {
-        rc = sae_error_set(err, SAE_EIO, "%s: write failed: %s", tmp,
+    if (bad) {
+        rc = sae_error_set(err, SAE_EIO, "%s: write failed: %s", path,
                            errno ? strerror(errno) : "out of memory");
-        goto out;
-    }
-    int closed = fclose(fp);
-    fp = NULL;
-    if (closed || rename(tmp, path)) {
-        rc = sae_error_set(err, SAE_EIO, "%s: cannot write: %s", path, strerror(errno));
-        goto out;
-    }
-    free(tmp);
-    tmp = NULL;
-    rc = 0;
-out:
-    if (fp)
-        fclose(fp);
-    if (fd >= 0)
-        close(fd);
-    if (tmp) {
-        unlink(tmp);
-        free(tmp);
+        sae_outfile_abort(&out);
+    } else {
+        rc = sae_outfile_commit(&out, err);
     }
     free(conv);
     return rc;

@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +23,7 @@
 #include <unistd.h>
 
 #include "mapped.h"
+#include "outfile.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "saed maps little-endian F32 tensors in place and needs a little-endian host"
@@ -695,28 +695,14 @@ out:
     return rc;
 }
 
-/* fsyncs the folder holding path so a rename into it survives a crash. */
-static void sync_parent_dir(const char *path)
-{
-    char *copy = strdup(path);
-    if (!copy)
-        return;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(copy);
-}
-
 /* Writes a temporary file beside path (same folder, so rename is atomic),
  * fsyncs it, renames it over path and fsyncs the folder. On failure the
  * temporary file is removed and path is untouched. */
 int sae_st_writer_save(sae_st_writer *w, const char *path, sae_error *err)
 {
-    char *header = NULL, *tmp = NULL;
-    FILE *fp = NULL;
-    int fd = -1, rc;
+    char *header = NULL;
+    sae_outfile out = {0};
+    int rc;
 
     size_t total = 0;
     for (size_t i = 0; i < w->n; i++) {
@@ -736,61 +722,23 @@ int sae_st_writer_save(sae_st_writer *w, const char *path, sae_error *err)
                            padded);
         goto out;
     }
-    if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0) {
-        tmp = NULL;
-        rc = sae_error_set(err, SAE_ENOMEM, "%s: out of memory", path);
+    if ((rc = sae_outfile_open(&out, path, err)))
         goto out;
-    }
-    if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
-        rc = sae_error_set(err, SAE_EIO, "%s: cannot create a temporary file: %s", path,
-                           strerror(errno));
-        free(tmp);
-        tmp = NULL;
-        goto out;
-    }
-    fchmod(fd, 0644);
-    if (!(fp = fdopen(fd, "wb"))) {
-        rc = sae_error_set(err, SAE_EIO, "%s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    fd = -1; /* fp owns it */
-    setvbuf(fp, NULL, _IOFBF, 1 << 20);
     uint8_t len8[8];
     errno = 0;
     for (int i = 0; i < 8; i++)
         len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
-    int bad = fwrite(len8, 1, 8, fp) != 8 || fwrite(header, 1, hlen, fp) != hlen;
+    int bad = fwrite(len8, 1, 8, out.fp) != 8 || fwrite(header, 1, hlen, out.fp) != hlen;
     for (size_t i = hlen; i < padded && !bad; i++)
-        bad = fputc(' ', fp) == EOF;
-    if (bad || writer_data(w, fp) || fflush(fp) || fsync(fileno(fp))) {
-        rc = sae_error_set(err, SAE_EIO, "%s: write failed: %s", tmp,
+        bad = fputc(' ', out.fp) == EOF;
+    if (bad || writer_data(w, out.fp)) {
+        rc = sae_error_set(err, SAE_EIO, "%s: write failed: %s", path,
                            errno ? strerror(errno) : "out of memory");
         goto out;
     }
-    int closed = fclose(fp);
-    fp = NULL;
-    if (closed) {
-        rc = sae_error_set(err, SAE_EIO, "%s: write failed: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (rename(tmp, path)) {
-        rc = sae_error_set(err, SAE_EIO, "%s: cannot rename into place: %s", path,
-                           strerror(errno));
-        goto out;
-    }
-    free(tmp);
-    tmp = NULL;
-    sync_parent_dir(path);
-    rc = 0;
+    rc = sae_outfile_commit(&out, err);
 out:
-    if (fp)
-        fclose(fp);
-    if (fd >= 0)
-        close(fd);
-    if (tmp) {
-        unlink(tmp);
-        free(tmp);
-    }
+    sae_outfile_abort(&out);
     free(header);
     return rc;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "outfile.h"
 #include "rng.h"
 #include "safetensors.h"
 
@@ -857,19 +858,8 @@ static char *join(const char *dir, const char *name)
 /* Writes tokens.jsonl. */
 static int write_tokens(const char *path, const sae_synth_corpus *c, sae_error *err)
 {
-    size_t tl = strlen(path) + 8;
-    char *tmpname = malloc(tl);
-    int rc = 0;
-    FILE *f = NULL;
-    if (!tmpname) {
-        rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
-        goto out;
-    }
-    snprintf(tmpname, tl, "%s.tmp", path);
-    if (!(f = fopen(tmpname, "w"))) {
-        rc = sae_error_set(err, SAE_EIO, "%s: %s", tmpname, strerror(errno));
-        goto out;
-    }
+    sae_outfile out;
+    int rc = sae_outfile_open(&out, path, err);
     for (size_t i = 0; i < c->n_docs && !rc; i++) {
         const sae_synth_doc *d = &c->docs[i];
         json_t *o = json_object(), *toks = json_array();
@@ -877,19 +867,13 @@ static int write_tokens(const char *path, const sae_synth_corpus *c, sae_error *
         for (size_t t = 0; t < d->n_tokens; t++)
             json_array_append_new(toks, json_string(d->tokens[t]));
         json_object_set_new(o, "tokens", toks);
-        if (json_dumpf(o, f, JSON_COMPACT | JSON_PRESERVE_ORDER) || fputc('\n', f) == EOF)
-            rc = sae_error_set(err, SAE_EIO, "%s: write failed", tmpname);
+        if (json_dumpf(o, out.fp, JSON_COMPACT | JSON_PRESERVE_ORDER) || fputc('\n', out.fp) == EOF)
+            rc = sae_error_set(err, SAE_EIO, "%s: write failed", path);
         json_decref(o);
     }
-    if (fclose(f) != 0 && !rc)
-        rc = sae_error_set(err, SAE_EIO, "%s: %s", tmpname, strerror(errno));
-    f = NULL;
-    if (!rc && rename(tmpname, path) != 0)
-        rc = sae_error_set(err, SAE_EIO, "%s: %s", path, strerror(errno));
-    if (rc)
-        remove(tmpname);
-out:
-    free(tmpname);
+    if (!rc)
+        return sae_outfile_commit(&out, err);
+    sae_outfile_abort(&out);
     return rc;
 }
 
@@ -897,35 +881,21 @@ out:
 static int write_truth_jsonl(const char *path, const size_t *counts, const float *mags,
                              sae_error *err)
 {
-    size_t tl = strlen(path) + 8;
-    char *tmpname = malloc(tl);
-    if (!tmpname)
-        return sae_error_set(err, SAE_ENOMEM, "out of memory");
-    snprintf(tmpname, tl, "%s.tmp", path);
-    int rc = 0;
-    FILE *f = fopen(tmpname, "w");
-    if (!f) {
-        rc = sae_error_set(err, SAE_EIO, "%s: %s", tmpname, strerror(errno));
-        goto out;
-    }
+    sae_outfile out;
+    int rc = sae_outfile_open(&out, path, err);
     for (size_t i = 0; i < N_FEATURES && !rc; i++) {
         json_t *o = json_object();
         json_object_set_new(o, "index", json_integer((json_int_t)i));
         json_object_set_new(o, "label", json_string(sae_synth_label(i)));
         json_object_set_new(o, "count", json_integer((json_int_t)counts[i]));
         json_object_set_new(o, "magnitude", json_real(mags[i]));
-        if (json_dumpf(o, f, JSON_COMPACT | JSON_PRESERVE_ORDER) || fputc('\n', f) == EOF)
-            rc = sae_error_set(err, SAE_EIO, "%s: write failed", tmpname);
+        if (json_dumpf(o, out.fp, JSON_COMPACT | JSON_PRESERVE_ORDER) || fputc('\n', out.fp) == EOF)
+            rc = sae_error_set(err, SAE_EIO, "%s: write failed", path);
         json_decref(o);
     }
-    if (fclose(f) != 0 && !rc)
-        rc = sae_error_set(err, SAE_EIO, "%s: %s", tmpname, strerror(errno));
-    if (!rc && rename(tmpname, path) != 0)
-        rc = sae_error_set(err, SAE_EIO, "%s: %s", path, strerror(errno));
-    if (rc)
-        remove(tmpname);
-out:
-    free(tmpname);
+    if (!rc)
+        return sae_outfile_commit(&out, err);
+    sae_outfile_abort(&out);
     return rc;
 }
 

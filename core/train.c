@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "activations.h"
+#include "outfile.h"
 #include "rng.h"
 #include "safetensors.h"
 
@@ -1047,29 +1048,15 @@ int sae_trainer_run(sae_trainer *t, sae_train_cb cb, void *ctx, sae_error *err)
 
 /* ---- saving ---- */
 
-/* Writes text to path atomically (temp file + rename). */
+/* Writes text to path through an outfile (temporary file + rename). */
 static int write_text_atomic(const char *path, const char *text, sae_error *err)
 {
-    size_t n = strlen(path) + 16;
-    char *tmp = malloc(n);
-    if (!tmp)
-        return sae_error_set(err, SAE_ENOMEM, "out of memory");
-    snprintf(tmp, n, "%s.tmp", path);
-    int rc = 0;
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        rc = sae_error_set(err, SAE_EIO, "%s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    bool ok = fputs(text, f) >= 0;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        rc = sae_error_set(err, SAE_EIO, "%s: %s", path, strerror(errno));
-        remove(tmp);
-    }
-out:
-    free(tmp);
-    return rc;
+    sae_outfile out;
+    int rc = sae_outfile_open(&out, path, err);
+    if (rc)
+        return rc;
+    fputs(text, out.fp); /* a failed write is seen by commit */
+    return sae_outfile_commit(&out, err);
 }
 
 /* The "training" section of cfg.json. */

@@ -59,16 +59,15 @@ static void utf8_clean(char *dst, size_t cap, const char *s)
     dst[n] = '\0';
 }
 
-enum MHD_Result reply_error(struct saed_req *rq, unsigned status, const char *code,
-                            const char *fmt, ...)
+/* Queues {"error":{"code":code,"message":raw}} with status; raw is cleaned to
+ * valid UTF-8 first. The headers every error of that status carries are
+ * added here: Retry-After on 503, WWW-Authenticate on 401, and on 405 the
+ * Allow list given (NULL otherwise). */
+static enum MHD_Result error_reply(struct saed_req *rq, unsigned status, const char *code,
+                                   const char *raw, const char *allow)
 {
-    char raw[512], msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(raw, sizeof raw, fmt, ap);
-    va_end(ap);
+    char msg[512];
     utf8_clean(msg, sizeof msg, raw);
-
     struct saed_buf b;
     buf_init(&b, 4096, 128 + strlen(msg) * 2);
     buf_puts(&b, "{\"error\":{\"code\":");
@@ -90,34 +89,29 @@ enum MHD_Result reply_error(struct saed_req *rq, unsigned status, const char *co
         MHD_add_response_header(resp, "Retry-After", "1");
     if (status == 401)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"saed\"");
+    if (allow)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     return reply_queue(rq, status, resp, len);
+}
+
+enum MHD_Result reply_error(struct saed_req *rq, unsigned status, const char *code,
+                            const char *fmt, ...)
+{
+    char raw[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    va_end(ap);
+    return error_reply(rq, status, code, raw, NULL);
 }
 
 /* 405 with an Allow header listing what the path takes. */
 enum MHD_Result reply_method_not_allowed(struct saed_req *rq, const char *allow)
 {
-    char raw[256];
+    char raw[512];
     snprintf(raw, sizeof raw, "%s is not allowed on %s; allowed: %s", rq->method, rq->url,
              allow);
-    char msg[256];
-    utf8_clean(msg, sizeof msg, raw);
-    struct saed_buf b;
-    buf_init(&b, 4096, 256);
-    buf_puts(&b, "{\"error\":{\"code\":\"method_not_allowed\",\"message\":");
-    buf_json_str(&b, msg);
-    buf_puts(&b, "}}\n");
-    size_t len;
-    char *body = buf_steal(&b, &len);
-    if (!body)
-        return MHD_NO;
-    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-    return reply_queue(rq, 405, resp, len);
+    return error_reply(rq, 405, "method_not_allowed", raw, allow);
 }
 
 /* gzip of in[0..n) into a new buffer (*out, *out_len); 0 or -1. Level 1: on

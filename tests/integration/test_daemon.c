@@ -1417,13 +1417,7 @@ static void test_queue_full(const struct daemon *d)
 /* A request trickling in past request_timeout_s (2 s here) is cut. */
 static void test_deadline(const struct daemon *d)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect");
-    const char *head = "POST /v1/encode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                       "Authorization: Bearer s3cret\r\nContent-Length: 1000\r\n\r\n{";
-    CHECK(write(fd, head, strlen(head)) == (ssize_t)strlen(head), "write");
+    int fd = trickle_open(d);
     double t0 = now_ms(), closed_at = -1;
     while (now_ms() - t0 < 8000) {
         /* A byte every 200 ms keeps MHD's idle timeout from firing. */
