@@ -745,7 +745,7 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **load_ch
     uint64_t v;
     double d;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *a = argv[i], *val = cli_value(argc, argv, i);
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return SAE_EXIT_OK;

@@ -59,7 +59,7 @@ static int parse_args(int argc, char **argv, encode_args *a)
     if (!a->acts)
         return cli_fail("out of memory");
     for (int i = 1; i < argc; i++) {
-        const char *f = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *f = argv[i], *val = cli_value(argc, argv, i);
         uint64_t u;
         double d;
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
@@ -75,7 +75,7 @@ static int parse_args(int argc, char **argv, encode_args *a)
             *(!strcmp(f, "--model") ? &a->model_dir : &a->out_path) = val;
             i++;
         } else if (!strcmp(f, "--activations")) {
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
+            while (i + 1 < argc && !cli_is_option(argv[i + 1]))
                 a->acts[a->n_acts++] = argv[++i];
             if (a->n_acts == 0)
                 return cli_usage("encode", "--activations needs at least one file");

@@ -80,7 +80,7 @@ static int parse_args(int argc, char **argv, index_args *a)
     if (!a->acts)
         return cli_fail("out of memory");
     for (int i = 1; i < argc; i++) {
-        const char *f = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *f = argv[i], *val = cli_value(argc, argv, i);
         uint64_t u;
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
             usage(stdout);
@@ -88,7 +88,7 @@ static int parse_args(int argc, char **argv, index_args *a)
         } else if (!strcmp(f, "--quiet")) {
             a->quiet = true;
         } else if (!strcmp(f, "--activations")) {
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
+            while (i + 1 < argc && !cli_is_option(argv[i + 1]))
                 a->acts[a->n_acts++] = argv[++i];
             if (a->n_acts == 0)
                 return cli_usage("index", "--activations needs at least one file");

@@ -36,13 +36,12 @@ int cmd_merge(int argc, char **argv)
             usage(stdout);
             code = SAE_EXIT_OK;
         } else if (!strcmp(f, "--out")) {
-            if (i + 1 >= argc)
+            if (!(out = cli_value(argc, argv, i)))
                 code = cli_usage("merge", "--out needs a value");
-            else
-                out = argv[++i];
+            i++;
         } else if (!strcmp(f, "--quiet")) {
             /* merge prints nothing but errors */
-        } else if (!strncmp(f, "--", 2)) {
+        } else if (cli_is_option(f)) {
             code = cli_usage("merge", "unknown argument '%s'", f);
         } else {
             shards[n++] = f;

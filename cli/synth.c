@@ -46,7 +46,7 @@ int cmd_synth(int argc, char **argv)
     if (!texts)
         return cli_fail("out of memory");
     for (int i = 1; i < argc; i++) {
-        const char *f = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *f = argv[i], *val = cli_value(argc, argv, i);
         uint64_t u;
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
             usage(stdout);

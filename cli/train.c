@@ -117,7 +117,7 @@ static int parse_args(int argc, char **argv, train_args *a)
     if (!a->acts)
         return cli_fail("out of memory");
     for (int i = 1; i < argc; i++) {
-        const char *f = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *f = argv[i], *val = cli_value(argc, argv, i);
         uint64_t u;
         double d;
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
@@ -133,7 +133,7 @@ static int parse_args(int argc, char **argv, train_args *a)
             o->resample = 0;
             continue;
         } else if (!strcmp(f, "--activations")) {
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
+            while (i + 1 < argc && !cli_is_option(argv[i + 1]))
                 a->acts[a->n_acts++] = argv[++i];
             if (!a->n_acts)
                 return cli_usage("train", "--activations needs at least one file");
@@ -264,29 +264,50 @@ static void path_in(char *buf, size_t n, const char *dir, const char *name)
     snprintf(buf, n, "%s/%s", dir, name);
 }
 
-/* --truth: prints the MMCS of the decoder against the planted directions and
- * writes explanations.jsonl in the model folder. */
-static int score_truth(const sae_trainer *t, const char *truth_dir, const char *out_dir,
-                       bool quiet)
+/* The planted directions of a `sae synth` folder (--truth): n of d dims. */
+typedef struct truth {
+    float *dirs;  /* (n, d) */
+    char **labels; /* n */
+    size_t n, d;
+} truth;
+
+static void truth_free(truth *tr)
+{
+    for (size_t i = 0; tr->labels && i < tr->n; i++)
+        free(tr->labels[i]);
+    free(tr->labels);
+    free(tr->dirs);
+}
+
+/* Loads --truth and checks it fits what will be trained, before any training:
+ * a run of minutes must not end in "wrong truth folder". */
+static int truth_open(const char *truth_dir, const sae_train_opts *o,
+                      const sae_train_data *data, truth *tr)
 {
     sae_error err;
-    float *dirs = NULL, *best_cos = NULL, *truth_cos = NULL;
+    if (o->arch == SAE_ARCH_AUTOENCODER)
+        return cli_usage("train", "--truth applies to SAEs, not to the autoencoder");
+    if (sae_synth_load_truth(truth_dir, &tr->dirs, &tr->n, &tr->d, &tr->labels, &err))
+        return cli_fail_err(&err);
+    if (tr->d != sae_train_data_dim(data))
+        return cli_fail("%s: truth directions have %zu dims, the activations %zu", truth_dir,
+                        tr->d, sae_train_data_dim(data));
+    return SAE_EXIT_OK;
+}
+
+/* --truth: prints the MMCS of the decoder against the planted directions and
+ * writes explanations.jsonl in the model folder. */
+static int score_truth(const sae_trainer *t, const truth *tr, const char *out_dir, bool quiet)
+{
+    sae_error err;
+    float *best_cos = NULL, *truth_cos = NULL;
     uint32_t *best = NULL;
-    char **labels = NULL;
-    size_t n = 0, d = 0;
+    size_t n = tr->n, d = tr->d;
     int rc = SAE_EXIT_FAILURE;
     char path[4096];
     sae_train_shape s;
     sae_trainer_params(t, &s);
     const float *w_dec = sae_trainer_w_dec(t);
-    if (!w_dec)
-        return cli_fail("--truth applies to SAEs, not to the autoencoder");
-    if (sae_synth_load_truth(truth_dir, &dirs, &n, &d, &labels, &err))
-        return cli_fail_err(&err);
-    if (d != s.d_in) {
-        cli_fail("%s: truth directions have %zu dims, the model %zu", truth_dir, d, s.d_in);
-        goto out;
-    }
     best = malloc(s.d_sae * sizeof *best);
     best_cos = malloc(s.d_sae * sizeof *best_cos);
     truth_cos = malloc(n * sizeof *truth_cos);
@@ -295,7 +316,7 @@ static int score_truth(const sae_trainer *t, const char *truth_dir, const char *
         cli_fail("out of memory");
         goto out;
     }
-    if (sae_synth_match(w_dec, s.d_sae, dirs, n, d, best, best_cos, truth_cos, &mmcs, &err)) {
+    if (sae_synth_match(w_dec, s.d_sae, tr->dirs, n, d, best, best_cos, truth_cos, &mmcs, &err)) {
         cli_fail_err(&err);
         goto out;
     }
@@ -312,7 +333,7 @@ static int score_truth(const sae_trainer *t, const char *truth_dir, const char *
     for (size_t i = 0; i < s.d_sae && ok; i++) {
         json_t *o = json_object();
         json_object_set_new(o, "index", json_integer((json_int_t)i));
-        json_object_set_new(o, "description", json_string(labels[best[i]]));
+        json_object_set_new(o, "description", json_string(tr->labels[best[i]]));
         json_object_set_new(o, "score", json_real(round(best_cos[i] * 1e4) / 1e4));
         json_object_set_new(o, "source", json_string("synth truth: closest planted direction"));
         ok = json_dumpf(o, file.fp, JSON_COMPACT | JSON_PRESERVE_ORDER) == 0 &&
@@ -337,10 +358,6 @@ static int score_truth(const sae_trainer *t, const char *truth_dir, const char *
                 mmcs, n, found, path);
     rc = SAE_EXIT_OK;
 out:
-    for (size_t i = 0; labels && i < n; i++)
-        free(labels[i]);
-    free(labels);
-    free(dirs);
     free(best);
     free(best_cos);
     free(truth_cos);
@@ -499,6 +516,7 @@ int cmd_train(int argc, char **argv)
     sae_train_data *data = NULL;
     sae_trainer *t = NULL;
     run_ctx ctx = {0};
+    truth tr = {0};
     if (rc >= 0)
         goto out;
     if (a.threads)
@@ -509,8 +527,18 @@ int cmd_train(int argc, char **argv)
     }
     rc = SAE_EXIT_FAILURE;
     sae_error err;
-    if (sae_train_data_open(a.acts, a.n_acts, &data, &err) ||
-        sae_trainer_new(&a.o, data, &t, &err)) {
+    if (sae_train_data_open(a.acts, a.n_acts, &data, &err)) {
+        cli_fail_err(&err);
+        goto out;
+    }
+    if (sae_train_opts_resolve(&a.o, data, &err)) {
+        rc = cli_usage("train", "%s", err.msg);
+        goto out;
+    }
+    if (a.truth && (rc = truth_open(a.truth, &a.o, data, &tr)) != SAE_EXIT_OK)
+        goto out;
+    rc = SAE_EXIT_FAILURE;
+    if (sae_trainer_new(&a.o, data, &t, &err)) {
         cli_fail_err(&err);
         goto out;
     }
@@ -560,8 +588,9 @@ int cmd_train(int argc, char **argv)
                 "dead %zu, resampled %zu -> %s\n",
                 st->step, st->seconds, st->seconds > 0 ? (double)st->rows / st->seconds : 0,
                 st->mse, st->fvu, st->l0, st->dead, st->resampled, a.out);
-    rc = a.truth ? score_truth(t, a.truth, a.out, a.quiet) : SAE_EXIT_OK;
+    rc = a.truth ? score_truth(t, &tr, a.out, a.quiet) : SAE_EXIT_OK;
 out:
+    truth_free(&tr);
     if (ctx.log)
         fclose(ctx.log);
     sae_trainer_free(t);

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,7 +49,7 @@ void cli_warn(const char *fmt, ...)
 
 int cli_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 {
-    if (!s || !*s || *s == '-' || *s == '+')
+    if (!s || !*s || strspn(s, "0123456789") != strlen(s))
         return -1;
     char *end;
     errno = 0;
@@ -61,7 +62,8 @@ int cli_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 
 int cli_parse_double(const char *s, double lo, double hi, double *out)
 {
-    if (!s || !*s)
+    /* strtod alone would take " 1", "0x10" and "infinity". */
+    if (!s || !*s || strspn(s, "0123456789+-.eE") != strlen(s))
         return -1;
     char *end;
     errno = 0;
@@ -70,6 +72,18 @@ int cli_parse_double(const char *s, double lo, double hi, double *out)
         return -1;
     *out = v;
     return 0;
+}
+
+bool cli_is_option(const char *s)
+{
+    return s[0] == '-' && s[1] != '\0';
+}
+
+const char *cli_value(int argc, char **argv, int i)
+{
+    if (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2))
+        return NULL;
+    return argv[i + 1];
 }
 
 double cli_now(void)

@@ -191,6 +191,11 @@ size_t sae_acts_dim(const sae_acts *a)
     return a->d_in;
 }
 
+const char *sae_acts_first_path(const sae_acts *a)
+{
+    return a->files[0].path;
+}
+
 /* Finds the file holding row0 by bisection, then converts whole runs of
  * rows file by file until n rows are in dst. */
 int sae_acts_read(const sae_acts *a, size_t row0, size_t n, float *dst, sae_error *err)

@@ -15,6 +15,9 @@ typedef struct sae_acts sae_acts;
 int sae_acts_open(const char *const *paths, size_t n_paths, sae_acts **out, sae_error *err);
 size_t sae_acts_rows(const sae_acts *a);
 size_t sae_acts_dim(const sae_acts *a);
+/* The path of the first file, for messages about the corpus as a whole (its
+ * d_in, which every file shares). Borrowed. */
+const char *sae_acts_first_path(const sae_acts *a);
 /* Copies rows [row0, row0+n) as float into dst (n x d_in). */
 int sae_acts_read(const sae_acts *a, size_t row0, size_t n, float *dst, sae_error *err);
 /* Tells the kernel rows [row0, row0+n) will not be read again soon: the whole

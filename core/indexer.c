@@ -1626,8 +1626,9 @@ int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *e
     float *nb_cos = NULL;
     uint32_t *nb_idx = NULL;
     if (sae_acts_dim(job->acts) != m->d_in) {
-        return sae_error_set(err, SAE_EDIM, "activations have d_in %zu, the model's d_in is %zu",
-                             sae_acts_dim(job->acts), m->d_in);
+        return sae_error_set(err, SAE_EDIM,
+                             "%s: activations have d_in %zu, the model's d_in is %zu",
+                             sae_acts_first_path(job->acts), sae_acts_dim(job->acts), m->d_in);
     }
     if (sae_acts_rows(job->acts) != tok->n_tokens)
         return sae_error_set(err, SAE_EDIM,

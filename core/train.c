@@ -505,7 +505,8 @@ static size_t default_steps(size_t n_rows, size_t batch)
     return (size_t)steps;
 }
 
-/* Fills every "default" field of o from the data's size. */
+/* Fills every "default" field of o from the data's size, and s from o.
+ * Idempotent: resolved options resolve to themselves. */
 static int resolve_opts(sae_train_opts *o, const sae_train_data *d, sae_train_shape *s,
                         sae_error *err)
 {
@@ -669,6 +670,12 @@ static void init_params(sae_trainer *t)
     /* the output starts at the data's mean, as an SAE's b_dec does */
     for (size_t j = 0; j < s->d_in; j++)
         t->p.b[n_lin - 1][j] = t->mean[j];
+}
+
+int sae_train_opts_resolve(sae_train_opts *o, const sae_train_data *data, sae_error *err)
+{
+    sae_train_shape s;
+    return resolve_opts(o, data, &s, err);
 }
 
 int sae_trainer_new(const sae_train_opts *opts, sae_train_data *data, sae_trainer **out,

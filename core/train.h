@@ -140,6 +140,12 @@ typedef void (*sae_train_cb)(void *ctx, const sae_train_stats *st);
 
 typedef struct sae_trainer sae_trainer;
 
+/* Fills every default of o from the data's width and size, as sae_trainer_new
+ * does. Fails with SAE_EINVAL when options contradict each other or the data
+ * (k without topk, k > d_sae, layers not starting at d_in, ...): a caller with
+ * flags reports that as a usage error before any work starts. */
+int sae_train_opts_resolve(sae_train_opts *o, const sae_train_data *data, sae_error *err);
+
 /* Resolves defaults, checks the data (every row finite, at least one row, a
  * nonzero mean norm), computes the scaling factor and the data mean and
  * initialises the parameters. data is borrowed and must outlive the trainer. */

@@ -72,5 +72,27 @@ for f, t in zip(full, top):
 assert 3 <= active / 300 <= 30, active / 300   # the fixture aims at 10 per row
 PY
 
+# Written files are shared like the tools' other outputs (mkstemp's 0600 was a bug).
+(umask 022 && "$sae" encode --model "$tmp/m" --activations "$tmp/a.safetensors" --quiet \
+  --out "$tmp/mode.jsonl")
+[ "$(stat -c %a "$tmp/mode.jsonl")" = 644 ] && ok || bad "--out mode $(stat -c %a "$tmp/mode.jsonl")"
+
+# Flags are never taken for files or values: a typo is a usage error (2).
+a=$tmp/a.safetensors
+expect_rc 2 "a short flag after --activations" "$sae" encode --model "$tmp/m" --activations "$a" -q
+expect_rc 2 "--model followed by a flag" "$sae" encode --model --activations "$a"
+expect_rc 2 "a hex --threshold" "$sae" encode --model "$tmp/m" --activations "$a" --threshold 0x10
+expect_rc 2 "a --top-k with a space" "$sae" encode --model "$tmp/m" --activations "$a" --top-k " 3"
+expect_rc 0 "a negative --threshold" "$sae" encode --model "$tmp/m" --activations "$a" --threshold -0.5 --quiet
+expect_rc 2 "merge with an unknown short flag" "$sae" merge --out "$tmp/x.db" "$tmp/s0.db" -v
+
+# Training options that contradict each other are usage errors, found before
+# any work; so is a --truth folder that cannot be used: no model folder appears.
+expect_rc 2 "train --k without topk" "$sae" train --activations "$a" --out "$tmp/t" --k 3 --quiet
+expect_rc 2 "train k above d_sae" "$sae" train --activations "$a" --out "$tmp/t" --arch topk --k 70 --d-sae 6 --quiet
+expect_rc 2 "train --layers without the autoencoder" "$sae" train --activations "$a" --out "$tmp/t" --layers 32,2 --quiet
+expect_rc 1 "train with a missing --truth" "$sae" train --activations "$a" --out "$tmp/t" --steps 5 --batch 8 --truth "$tmp/nope" --quiet
+grep -q "nope" "$tmp/err" && [ ! -e "$tmp/t" ] && ok || bad "missing --truth: $(cat "$tmp/err"); $(ls "$tmp/t" 2>&1)"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]

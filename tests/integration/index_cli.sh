@@ -49,7 +49,8 @@ check "token count mismatch: exit 1, one line naming the file" \
 "$sae" index --model small --activations small.safetensors --tokens bad.jsonl --out x.db 2>err; rc=$?
 check "malformed line: exit 1 naming line 3" '[ $rc -eq 1 ] && grep -q "bad.jsonl: line 3" err' "$(cat err)"
 "$sae" index --model small --activations big.safetensors --tokens big.jsonl --out x.db 2>err; rc=$?
-check "d_in mismatch: exit 1" '[ $rc -eq 1 ] && grep -q "d_in 32, the model.s d_in is 16" err' "$(cat err)"
+check "d_in mismatch: exit 1 naming the activations" \
+  '[ $rc -eq 1 ] && grep -q "big.safetensors: activations have d_in 32, the model.s d_in is 16" err' "$(cat err)"
 echo '{"index": 64, "description": "x"}' >expl.jsonl
 "$sae" index --model small --activations small.safetensors --tokens small.jsonl --out x.db --explanations expl.jsonl 2>err; rc=$?
 check "explanation out of range: exit 1" '[ $rc -eq 1 ] && grep -q "expl.jsonl: line 1: index 64 out of range" err' "$(cat err)"

@@ -1382,7 +1382,8 @@ START_TEST(test_killed_build)
     set.seed = 7;
     ck_assert_int_eq(build_real(&r, r.acts, r.c.tokens_path, &set, NULL, p, &err), 0);
     char *cmd;
-    ck_assert_int_ge(asprintf(&cmd, "ls -A '%s' | grep -c '^.target.db.tmp-' || true", unit_dir), 0);
+    ck_assert_int_ge(
+        asprintf(&cmd, "ls -A '%s' | grep -c '^.target.db.tmp-' || true", unit_dir), 0);
     FILE *ls = popen(cmd, "r");
     int n = -1;
     ck_assert_int_eq(fscanf(ls, "%d", &n), 1);
