@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -107,8 +108,21 @@ static int open_one(const char *path, acts_file *f, size_t *d_in, sae_error *err
         *d_in = (size_t)info.shape[1];
         return 0;
     }
-    if ((rc = sae_st_open(path, &f->st, err)))
+    if ((rc = sae_st_open(path, &f->st, err))) {
+        /* A file named neither .npy nor .safetensors that fails as safetensors
+         * is most likely neither (a raw float dump, say): say that first. */
+        if (err && !ends_with(path, ".safetensors")) {
+            char why[sizeof err->msg];
+            size_t n = strlen(path);
+            const char *m = err->msg;
+            if (!strncmp(m, path, n) && !strncmp(m + n, ": ", 2))
+                m += n + 2; /* the path is said once */
+            snprintf(why, sizeof why, "%s", m);
+            sae_error_set(err, rc, "%s: not an .npy file nor a readable safetensors file (%s)",
+                          path, why);
+        }
         return rc;
+    }
     const sae_st_tensor *t = sae_st_find(f->st, "activations");
     if (!t)
         return sae_error_set(err, SAE_EFORMAT, "%s: no tensor named \"activations\"", path);

@@ -168,7 +168,7 @@ static int parse_tokens_line(const char *path, uint64_t line_no, const char *lin
         goto fail;
     }
     json_t *id = json_object_get(j, "id");
-    if (id && !json_is_string(id) && !json_is_integer(id)) {
+    if (id && !json_is_string(id) && !json_is_integer(id) && !json_is_null(id)) {
         rc = sae_error_set(err, SAE_EFORMAT, "%s: line %llu: \"id\" must be a string or an integer",
                            path, (unsigned long long)line_no);
         goto fail;

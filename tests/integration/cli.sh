@@ -47,6 +47,11 @@ else bad "truncated file error line: $(cat "$tmp/err")"; fi
 expect_rc 1 "encode with d_in mismatch" "$sae" encode --model "$tmp/m" --activations "$tmp/a16.safetensors"
 grep -q "a16.safetensors" "$tmp/err" && ok || bad "d_in mismatch names the file: $(cat "$tmp/err")"
 
+# A file that is neither .npy nor safetensors (a raw float dump) is called that.
+head -c 4000 /dev/urandom >"$tmp/raw.f32"
+expect_rc 1 "encode a raw float file" "$sae" encode --model "$tmp/m" --activations "$tmp/raw.f32"
+grep -q "raw.f32: not an .npy file nor a readable safetensors file" "$tmp/err" && ok || bad "raw file: $(cat "$tmp/err")"
+
 expect_rc 0 "encode full" "$sae" encode --model "$tmp/m" --activations "$tmp/a.safetensors" --metrics --quiet
 cp "$tmp/out" "$tmp/full.jsonl"
 expect_rc 0 "encode top-k 3" "$sae" encode --model "$tmp/m" --activations "$tmp/a.safetensors" --top-k 3 --metrics --quiet

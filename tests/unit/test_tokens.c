@@ -41,7 +41,7 @@ START_TEST(test_documents)
                        "   \r\n"
                        "{\"tokens\": [], \"text\": \"ignored\"}\r\n"
                        "{\"id\": 42, \"tokens\": [\"x\\u0000y\", \"\\u00e9\", \"z\"]}\n"
-                       "{\"tokens\": [\"last\"]}";
+                       "{\"id\": null, \"tokens\": [\"last\"]}";
     char *p = put("t.jsonl", text);
     sae_tokens *t;
     sae_error err;
