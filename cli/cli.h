@@ -36,6 +36,12 @@ void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
 int cli_parse_double(const char *s, double lo, double hi, double *out);
 
+/* When out names an existing file that is also one of the n inputs (the same
+ * inode, whatever the spelling), prints a usage error for cmd and returns its
+ * exit code; otherwise -1. A tool that renames its output into place would
+ * otherwise replace its own input. */
+int cli_check_not_input(const char *cmd, const char *out, const char *const *inputs, size_t n);
+
 /* True for an argument that is an option ("-q", "--name"), not a file: it
  * starts with '-' and is not "-" alone. A list of files (--activations A B,
  * merge's shards) ends at the first option, so a mistyped flag is reported as

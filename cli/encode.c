@@ -100,7 +100,7 @@ static int parse_args(int argc, char **argv, encode_args *a)
         return cli_usage("encode", "--model is required");
     if (a->n_acts == 0)
         return cli_usage("encode", "--activations is required");
-    return -1;
+    return cli_check_not_input("encode", a->out_path, a->acts, a->n_acts);
 }
 
 /* Writes a float as JSON: %.9g reads back as the same float; a non-finite

@@ -145,6 +145,10 @@ static int parse_args(int argc, char **argv, index_args *a)
     }
     if (!a->model_dir || !a->n_acts || !a->tokens || !a->out)
         return cli_usage("index", "--model, --activations, --tokens and --out are required");
+    const char *inputs[] = {a->tokens, a->explanations};
+    int rc = cli_check_not_input("index", a->out, a->acts, a->n_acts);
+    if (rc >= 0 || (rc = cli_check_not_input("index", a->out, inputs, 2)) >= 0)
+        return rc;
     /* Blocks must hold a whole window either side of a row. */
     if (a->set.block_rows < 2 * a->set.context + 1)
         a->set.block_rows = 2 * a->set.context + 1;

@@ -49,6 +49,8 @@ int cmd_merge(int argc, char **argv)
     }
     if (code < 0 && (!out || n == 0))
         code = cli_usage("merge", "--out and at least one shard file are required");
+    if (code < 0)
+        code = cli_check_not_input("merge", out, shards, n);
     if (code < 0) {
         sae_store_writer *w = NULL;
         if (sae_store_writer_open(out, &w, &err)) {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,6 +73,19 @@ int cli_parse_double(const char *s, double lo, double hi, double *out)
         return -1;
     *out = v;
     return 0;
+}
+
+int cli_check_not_input(const char *cmd, const char *out, const char *const *inputs, size_t n)
+{
+    struct stat so, si;
+    if (!out || stat(out, &so))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (inputs[i] && !stat(inputs[i], &si) && si.st_dev == so.st_dev &&
+            si.st_ino == so.st_ino)
+            return cli_usage(cmd, "--out %s is also an input (%s); write elsewhere", out,
+                             inputs[i]);
+    return -1;
 }
 
 bool cli_is_option(const char *s)

@@ -91,6 +91,11 @@ expect_rc 2 "a --top-k with a space" "$sae" encode --model "$tmp/m" --activation
 expect_rc 0 "a negative --threshold" "$sae" encode --model "$tmp/m" --activations "$a" --threshold -0.5 --quiet
 expect_rc 2 "merge with an unknown short flag" "$sae" merge --out "$tmp/x.db" "$tmp/s0.db" -v
 
+# The output is never one of the inputs (it would be renamed over it).
+cp "$a" "$tmp/in.safetensors"
+expect_rc 2 "encode --out an input" "$sae" encode --model "$tmp/m" --activations "$tmp/in.safetensors" --out "$tmp/./in.safetensors"
+cmp -s "$a" "$tmp/in.safetensors" && ok || bad "encode --out an input changed it"
+
 # Training options that contradict each other are usage errors, found before
 # any work; so is a --truth folder that cannot be used: no model folder appears.
 expect_rc 2 "train --k without topk" "$sae" train --activations "$a" --out "$tmp/t" --k 3 --quiet

@@ -51,6 +51,9 @@ check "malformed line: exit 1 naming line 3" '[ $rc -eq 1 ] && grep -q "bad.json
 "$sae" index --model small --activations big.safetensors --tokens big.jsonl --out x.db 2>err; rc=$?
 check "d_in mismatch: exit 1 naming the activations" \
   '[ $rc -eq 1 ] && grep -q "big.safetensors: activations have d_in 32, the model.s d_in is 16" err' "$(cat err)"
+cp small.jsonl own.jsonl
+"$sae" index --model small --activations small.safetensors --tokens own.jsonl --out ./own.jsonl 2>err; rc=$?
+check "--out the tokens file: exit 2, tokens kept" '[ $rc -eq 2 ] && cmp -s small.jsonl own.jsonl' "$(cat err)"
 echo '{"index": 64, "description": "x"}' >expl.jsonl
 "$sae" index --model small --activations small.safetensors --tokens small.jsonl --out x.db --explanations expl.jsonl 2>err; rc=$?
 check "explanation out of range: exit 1" '[ $rc -eq 1 ] && grep -q "expl.jsonl: line 1: index 64 out of range" err' "$(cat err)"
