@@ -588,6 +588,13 @@ int cmd_train(int argc, char **argv)
                 "dead %zu, resampled %zu -> %s\n",
                 st->step, st->seconds, st->seconds > 0 ? (double)st->rows / st->seconds : 0,
                 st->mse, st->fvu, st->l0, st->dead, st->resampled, a.out);
+    /* Twice worse than predicting the mean (which a fresh model does, fvu
+     * about 1): the run diverged without overflowing. The model is written
+     * (it may still be wanted), but not silently. */
+    if (st->fvu > 2.0)
+        cli_warn("training ended with fvu %.3g, worse than predicting the mean of the data "
+                 "(fvu 1): the run diverged; try a lower --lr",
+                 st->fvu);
     rc = a.truth ? score_truth(t, &tr, a.out, a.quiet) : SAE_EXIT_OK;
 out:
     truth_free(&tr);

@@ -104,5 +104,11 @@ expect_rc 2 "train --layers without the autoencoder" "$sae" train --activations 
 expect_rc 1 "train with a missing --truth" "$sae" train --activations "$a" --out "$tmp/t" --steps 5 --batch 8 --truth "$tmp/nope" --quiet
 grep -q "nope" "$tmp/err" && [ ! -e "$tmp/t" ] && ok || bad "missing --truth: $(cat "$tmp/err"); $(ls "$tmp/t" 2>&1)"
 
+# A run that diverges without overflowing still writes its model, but says so.
+expect_rc 0 "train with a huge --lr" "$sae" train --activations "$a" --out "$tmp/div" --lr 1e6 --steps 40 --batch 8 --quiet
+grep -q "warning: training ended with fvu .*diverged" "$tmp/err" && ok || bad "divergence not reported: $(cat "$tmp/err")"
+expect_rc 0 "train normally" "$sae" train --activations "$a" --out "$tmp/fine" --steps 40 --batch 8 --quiet
+[ ! -s "$tmp/err" ] && ok || bad "a normal run warned: $(cat "$tmp/err")"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]
