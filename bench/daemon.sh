@@ -44,17 +44,9 @@ saed=$build/server/saed loadgen=$build/server/loadgen mkfixture=$build/tests/mkf
 for b in "$saed" "$loadgen" "$mkfixture"; do
   [ -x "$b" ] || { echo "daemon.sh: $b is not built (ninja -C $build)" >&2; exit 1; }
 done
-# Wait (up to WAIT seconds) for a quiet machine: the clients share its CPUs.
-wait_s=${WAIT:-600}
-load=$(cut -d' ' -f1 /proc/loadavg)
-while awk "BEGIN { exit !($load >= 0.5) }" && [ "$wait_s" -gt 0 ]; do
-  sleep 10
-  wait_s=$((wait_s - 10))
-  load=$(cut -d' ' -f1 /proc/loadavg)
-done
-if awk "BEGIN { exit !($load >= 0.5) }"; then
-  echo "daemon.sh: warning: load average $load >= 0.5, wall-clock figures will be low" >&2
-fi
+# A quiet machine first: the clients share its CPUs.
+. "$(dirname "$0")/lib.sh"
+wait_quiet daemon.sh
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/saed-bench-XXXXXX")
 declare -A pid port

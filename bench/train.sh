@@ -22,20 +22,16 @@ cd "$(dirname "$0")/.."
 build=${1:-build-release}
 steps=${STEPS:-4}
 threads=${THREADS:-$(nproc)}
-wait_s=${WAIT:-600}
 
 if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" --buildtype=release >/dev/null
 fi
 ninja -C "$build" cli/sae >/dev/null
 
-waited=0
-while awk '{exit !($1 >= 0.5)}' /proc/loadavg && [ "$waited" -lt "$wait_s" ]; do
-  sleep 10
-  waited=$((waited + 10))
-done
-echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (waited ${waited}s)"
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(nproc) cores, $threads BLAS threads"
+. bench/lib.sh
+wait_quiet train.sh
+machine_header
+echo "BLAS threads: $threads"
 
 echo "== sae train --bench (d_in 768, d_sae 24576, batch 4096, $steps steps)"
 "$build/cli/sae" train --bench --d-in 768 --d-sae 24576 --batch 4096 --steps "$steps" \
