@@ -5,8 +5,8 @@ const double saed_lat_bounds[SAED_N_LAT] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 
                                             0.05,   0.1,   0.25,   0.5,   1,    2.5,
                                             5,      10,    30,     60};
 
-const unsigned saed_statuses[SAED_N_STATUS - 1] = {200, 204, 400, 401, 404, 405, 408,
-                                                   413, 414, 415, 422, 431, 500, 503, 504};
+const unsigned saed_statuses[SAED_N_STATUS - 1] = {200, 204, 400, 401, 404, 405, 408, 413,
+                                                   414, 415, 422, 431, 499, 500, 503, 504};
 
 /* Counts one finished request by route and status and its latency. */
 void metrics_request(struct saed_metrics *m, int route, unsigned status, int64_t us)

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #define SAED_METRICS_MAX_ROUTES 32  /* routing-table rows + 1 for "unmatched" */
-#define SAED_N_STATUS 16            /* the statuses in metrics.c's list + "other" */
+#define SAED_N_STATUS 17            /* the statuses in metrics.c's list + "other" */
 #define SAED_N_LAT 16               /* latency buckets (+Inf implied) */
 #define SAED_N_BATCH 14             /* batch-size buckets 1, 2, 4 ... 8192 (+Inf implied) */
 
@@ -23,7 +23,7 @@ struct saed_metrics {
     _Atomic uint64_t rows_encoded, rows_decoded;
     _Atomic uint64_t batches[SAED_N_BATCH + 1];
     _Atomic uint64_t batch_rows_sum;
-    _Atomic uint64_t queue_full, deadline_closed, body_cut;
+    _Atomic uint64_t queue_full, deadline_closed, body_cut, peer_gone_closed;
     _Atomic uint64_t reload_ok, reload_failed;
     _Atomic uint64_t connections;   /* open now */
     int64_t start_unix;

@@ -143,6 +143,10 @@ enum MHD_Result metrics_get(struct saed_req *rq)
     counter(&b, "saed_deadline_closed_total", "counter",
             "Connections closed by the total request deadline (request_timeout_s).",
             LOAD(m->deadline_closed));
+    counter(&b, "saed_peer_gone_closed_total", "counter",
+            "Connections closed because their client had closed before completing a "
+            "request (an aborted upload) or while idle.",
+            LOAD(m->peer_gone_closed));
     counter(&b, "saed_body_cut_total", "counter",
             "Chunked request bodies cut off at max_body_bytes.", LOAD(m->body_cut));
 

@@ -1,6 +1,7 @@
 /* reaper.c: the total request deadline (reaper.h). */
 #include "reaper.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +17,12 @@
 #define REAPER_PERIOD_US 250000
 
 /* The list of open connections and the scanning thread. `lock` guards the
- * list and `stop`. */
+ * list, `stop` and the poll array. */
 struct saed_reaper {
     pthread_mutex_t lock;
+    struct pollfd *pfd;             /* scratch for peer_gone_scan; grows */
+    struct saed_conn **pconn;       /* (pfd_cap) the connection of each pfd */
+    size_t pfd_cap;
     pthread_cond_t cv;
     struct saed_conn *head;
     bool stop;
@@ -32,6 +36,12 @@ void reaper_mark(struct saed_conn *c)
 {
     if (c)
         atomic_store_explicit(&c->t_mark_us, saed_now_us(), memory_order_relaxed);
+}
+
+void reaper_phase(struct saed_conn *c, int phase)
+{
+    if (c)
+        atomic_store_explicit(&c->phase, phase, memory_order_relaxed);
 }
 
 void reaper_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -50,6 +60,8 @@ void reaper_notify(void *cls, struct MHD_Connection *conn, void **socket_context
         }
         c->fd = ci->connect_fd;
         atomic_init(&c->t_mark_us, saed_now_us());
+        atomic_init(&c->phase, SAED_CONN_IDLE);
+        c->hup_mark_us = -1;
         pthread_mutex_lock(&r->lock);
         c->next = r->head;
         if (r->head)
@@ -76,8 +88,58 @@ void reaper_notify(void *cls, struct MHD_Connection *conn, void **socket_context
     }
 }
 
+/* Shuts down the connections whose peer has closed, that are not answering a
+ * request and that made no progress since the previous scan (reaper.h).
+ * Called with the lock held, so no descriptor polled here can be closed and
+ * reused meanwhile. */
+static void peer_gone_scan(struct saed_reaper *r)
+{
+    size_t n = 0;
+    for (struct saed_conn *c = r->head; c; c = c->next) {
+        if (c->reaped || atomic_load_explicit(&c->phase, memory_order_relaxed) ==
+                             SAED_CONN_ANSWERING) {
+            c->hup_mark_us = -1;
+            continue;
+        }
+        if (n == r->pfd_cap) {
+            size_t cap = r->pfd_cap ? 2 * r->pfd_cap : 256;
+            struct pollfd *p = realloc(r->pfd, cap * sizeof *p);
+            if (p)
+                r->pfd = p;
+            struct saed_conn **q = p ? realloc(r->pconn, cap * sizeof *q) : NULL;
+            if (q)
+                r->pconn = q;
+            if (!p || !q)
+                break; /* this scan covers what fits; the next tries again */
+            r->pfd_cap = cap;
+        }
+        r->pfd[n] = (struct pollfd){.fd = c->fd, .events = POLLRDHUP};
+        r->pconn[n++] = c;
+    }
+    if (!n || poll(r->pfd, (nfds_t)n, 0) <= 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct saed_conn *c = r->pconn[i];
+        if (!(r->pfd[i].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+            c->hup_mark_us = -1;
+            continue;
+        }
+        int64_t mark = atomic_load_explicit(&c->t_mark_us, memory_order_relaxed);
+        int phase = atomic_load_explicit(&c->phase, memory_order_relaxed);
+        if (c->hup_mark_us != mark || c->hup_phase != phase) {
+            /* First seen, or it moved on: give libmicrohttpd a scan's time. */
+            c->hup_mark_us = mark;
+            c->hup_phase = phase;
+            continue;
+        }
+        c->reaped = true;
+        shutdown(c->fd, SHUT_RDWR);
+        atomic_fetch_add_explicit(&r->metrics->peer_gone_closed, 1, memory_order_relaxed);
+    }
+}
+
 /* The reaper thread: every REAPER_PERIOD_US, shuts down connections past
- * their deadline. */
+ * their deadline and those whose client has gone. */
 static void *reaper_main(void *arg)
 {
     struct saed_reaper *r = arg;
@@ -93,6 +155,7 @@ static void *reaper_main(void *arg)
                                           memory_order_relaxed);
             }
         }
+        peer_gone_scan(r);
         int64_t until = now + REAPER_PERIOD_US;
         struct timespec ts = {.tv_sec = (time_t)(until / 1000000),
                               .tv_nsec = (long)(until % 1000000) * 1000};
@@ -141,6 +204,8 @@ void reaper_free(struct saed_reaper *r)
         n = c->next;
         free(c);
     }
+    free(r->pfd);
+    free(r->pconn);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->lock);
     free(r);

@@ -388,6 +388,7 @@ enum MHD_Result router_access(void *cls, struct MHD_Connection *conn, const char
          * that drips its headers cannot earn a second full deadline for the
          * body. */
         rq->sconn = ci ? ci->socket_context : NULL;
+        reaper_phase(rq->sconn, SAED_CONN_RECEIVING);
         atomic_fetch_add(&srv->inflight, 1);
         *con_cls = rq;
         /* With a body coming, decide now so a refused body is never read.
@@ -422,6 +423,7 @@ enum MHD_Result router_access(void *cls, struct MHD_Connection *conn, const char
         if (rq->body)
             rq->body[rq->body_len] = '\0';
     }
+    reaper_phase(rq->sconn, SAED_CONN_ANSWERING);
     return rq->route->handler(rq);
 }
 
@@ -482,6 +484,7 @@ void router_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 status, rq->bytes_out, (long long)us);
     }
     reaper_mark(rq->sconn);
+    reaper_phase(rq->sconn, SAED_CONN_IDLE);
     if (rq->incoming)
         batcher_incoming(srv->batcher, -1);
     job_free(rq->job);
