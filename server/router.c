@@ -36,7 +36,7 @@ const struct saed_route saed_routes[] = {
     {.method = "GET", .path = "/v1/features/{i}/vector", .handler = vector_get,
      .needs_auth = true},
     {.method = "GET", .path = "/api/feature/{model}/{layer}/{i}", .handler = neuronpedia_get,
-     .needs_auth = true},
+     .needs_auth = true, .first_arg_slashes = true},
     {.method = "GET", .path = "/metrics", .handler = metrics_get, .needs_auth = true},
     {.method = "GET", .path = "/openapi.json", .handler = openapi_get},
     {.method = "GET", .path = "/", .handler = static_page_get},
@@ -55,9 +55,23 @@ _Static_assert(sizeof saed_routes / sizeof saed_routes[0] < SAED_METRICS_MAX_ROU
  * connection. */
 #define IGNORED_BODY_MAX 65536
 
-/* Matches url against pattern, filling rq's captures. */
-static bool path_match(const char *pattern, const char *url, struct saed_req *rq)
+/* How many '/'-separated segments s (starting with '/') has. */
+static size_t segments(const char *s)
 {
+    size_t n = 0;
+    for (; *s; s++)
+        n += *s == '/';
+    return n;
+}
+
+/* Matches the route's pattern against url, filling rq's captures (rq may be
+ * NULL). A "{name}" captures one non-empty segment; with first_arg_slashes
+ * the first one captures as many as leave one for each pattern segment after
+ * it, since a model_name such as "meta-llama/Llama-3.1-8B" is a Neuronpedia
+ * modelId with a slash in it. */
+static bool path_match(const struct saed_route *route, const char *url, struct saed_req *rq)
+{
+    const char *pattern = route->path;
     const char *p = pattern, *u = url;
     size_t n_args = 0;
     while (*p && *u) {
@@ -67,6 +81,16 @@ static bool path_match(const char *pattern, const char *url, struct saed_req *rq
         u++;
         const char *pe = strchr(p, '/'), *ue = strchr(u, '/');
         size_t pl = pe ? (size_t)(pe - p) : strlen(p), ul = ue ? (size_t)(ue - u) : strlen(u);
+        if (route->first_arg_slashes && n_args == 0 && pl >= 2 && p[0] == '{') {
+            /* Leave one url segment for each pattern segment after this one. */
+            size_t rest = segments(p + pl), have = segments(u - 1);
+            if (have <= rest)
+                return false;
+            const char *end = u;
+            for (size_t k = 0; k < have - rest; k++)
+                end += (k ? 1 : 0) + strcspn(end + (k ? 1 : 0), "/");
+            ul = (size_t)(end - u);
+        }
         if (pl >= 2 && p[0] == '{' && p[pl - 1] == '}') {
             if (ul == 0 || ul >= SAED_MAX_ARG_LEN || n_args >= SAED_MAX_ARGS)
                 return false;
@@ -192,7 +216,7 @@ static bool allowed_methods(const char *url, char *allow, size_t cap, int *route
     bool any = false;
     allow[0] = '\0';
     for (size_t i = 0; i < saed_n_routes; i++) {
-        if (!path_match(saed_routes[i].path, url, NULL))
+        if (!path_match(&saed_routes[i], url, NULL))
             continue;
         if (!any)
             *route_id = (int)i;
@@ -244,7 +268,7 @@ static enum MHD_Result request_start(struct saed_req *rq)
     rq->route_id = (int)saed_n_routes;
     for (size_t i = 0; i < saed_n_routes; i++) {
         if (!strcmp(saed_routes[i].method, method) &&
-            path_match(saed_routes[i].path, rq->url, rq)) {
+            path_match(&saed_routes[i], rq->url, rq)) {
             rq->route = &saed_routes[i];
             rq->route_id = (int)i;
             break;

@@ -121,6 +121,7 @@ struct saed_route {
     bool needs_auth;            /* guarded by api_key when one is set */
     bool digest;                /* replies carry X-SAE-Weights-Digest (encode, decode) */
     unsigned body_types;        /* enum saed_body bits accepted; 0: no body */
+    bool first_arg_slashes;     /* the first {capture} may span several segments */
     /* Optional: called before any body byte is read, with the Content-Length
      * (has_length false for a chunked body), to refuse what can be refused
      * early (413 too many rows, 422 wrong length). It either queues a reply or

@@ -1666,7 +1666,9 @@ static void test_static(void)
 
 /* Activations past 2^16 land in the open top bin [65536, inf): its upper
  * edge is left out of "edges" (JSON has no infinity) and Neuronpedia's bar
- * value is its lower edge. A model that scales its inputs by 10^6 gets there. */
+ * value is its lower edge. A model that scales its inputs by 10^6 gets there.
+ * Its model_name is a Hugging Face name with a slash, which the Neuronpedia
+ * route takes as its modelId, written plainly or as %2F. */
 static void test_open_top_bin(void)
 {
     char *dir_c = path_join(tmp, "model-c"), *idx_c = path_join(tmp, "c.db");
@@ -1677,6 +1679,7 @@ static void test_open_top_bin(void)
     o.target_l0 = 6;
     o.norm = SAE_NORM_EXPECTED_AVERAGE_ONLY_IN;
     o.norm_scaling_factor = 1e6f;
+    o.model_name = "meta-llama/Llama-3.1-8B";
     sae_error err;
     struct daemon d;
     const char *args[] = {"--quiet", "--threads", "1", "--index", idx_c, NULL};
@@ -1698,15 +1701,25 @@ static void test_open_top_bin(void)
         check_histogram(json_object_get(json_array_get(fs, f), "histogram"), &r, f);
         if (r.n_bins && r.hist_first + (int64_t)r.n_bins - 1 == 257) {
             char path[128];
-            snprintf(path, sizeof path, "/api/feature/fixture-model/blocks.0.hook_resid_pre/%u", f);
-            json_t *np = get_json(&d, path, &st);
-            json_t *hv = json_object_get(np, "freq_hist_data_bar_values");
-            CHECK(json_number_value(json_array_get(hv, r.n_bins - 1)) == 65536.0,
-                  "%s: the open bin's bar value is 65536", path);
-            json_decref(np);
+            for (int esc = 0; esc < 2; esc++) {
+                snprintf(path, sizeof path, "/api/feature/meta-llama%sLlama-3.1-8B/"
+                         "blocks.0.hook_resid_pre/%u", esc ? "%2F" : "/", f);
+                json_t *np = get_json(&d, path, &st);
+                json_t *hv = json_object_get(np, "freq_hist_data_bar_values");
+                CHECK(st == 200 && json_number_value(json_array_get(hv, r.n_bins - 1)) == 65536.0,
+                      "%s: %ld, the open bin's bar value is 65536", path, st);
+                CHECK(!strcmp(json_string_value(json_object_get(np, "modelId")) ?: "",
+                              "meta-llama/Llama-3.1-8B"),
+                      "%s: modelId", path);
+                json_decref(np);
+            }
         }
     }
     json_decref(j);
+    expect_get_error(&d, "/api/feature/meta-llama/blocks.0.hook_resid_pre/1", 404, "not_found",
+                     "meta-llama/Llama-3.1-8B");
+    expect_get_error(&d, "/api/feature/x/meta-llama/Llama-3.1-8B/blocks.0.hook_resid_pre/1", 404,
+                     "not_found", "meta-llama/Llama-3.1-8B");
     daemon_signal(&d, SIGTERM);
     CHECK(daemon_wait(&d, 20000) == 0, "huge daemon exit");
     db_open(idx_a);
