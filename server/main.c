@@ -145,6 +145,38 @@ static int signal_next(int fd, int timeout_ms)
     }
 }
 
+/* Value of a hex digit, or -1. */
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Percent-decodes the path and query values in place, as libmicrohttpd does,
+ * except %00: decoded, it would end the C string the routes read, so
+ * "/v1/features/3%00x" would be feature 3 and "q=cats%00zzz" a search for
+ * "cats". Left as the three characters, it is just not a number, or text. */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    char *w = s;
+    for (const char *r = s; *r; r++) {
+        int hi, lo;
+        if (r[0] == '%' && (hi = hexval(r[1])) >= 0 && (lo = hexval(r[2])) >= 0 &&
+            (hi | lo)) {
+            *w++ = (char)(hi * 16 + lo);
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
 /* libmicrohttpd's own messages, prefixed so they are recognisable. */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -223,8 +255,7 @@ static int start_http(struct saed_server *srv, sae_error *err)
         flags |= MHD_USE_IPv6;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, router_access, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(srv->http_threads > 1 ? srv->http_threads : 0),
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)(cfg->max_connections < 4096
                                                        ? cfg->max_connections
@@ -232,7 +263,11 @@ static int start_http(struct saed_server *srv, sae_error *err)
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory_limit,
         MHD_OPTION_NOTIFY_COMPLETED, router_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
-        reaper_notify, srv->reaper, MHD_OPTION_END);
+        reaper_notify, srv->reaper,
+        /* Last, so that one thread ends the list here (a pool of 0 or 1 is
+         * refused with a warning): */
+        srv->http_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
+        (unsigned)srv->http_threads, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!srv->daemon)
         return sae_error_set(err, SAE_EIO, "cannot listen on %s (in use, or not an address of "
