@@ -78,7 +78,7 @@ static const struct key keys[] = {
     {.name = "max_body_bytes", .type = K_UINT, .def = "67108864", .offset = OFF(max_body_bytes),
      .lo = 1024, .hi = (uint64_t)1 << 34, .arg = "BYTES",
      .help = "request body cap (64 MiB); larger Content-Length gets 413 before any byte is "
-             "read, a chunked body is cut off at the cap"},
+             "read; a chunked body past it gets 413, or is cut off at twice the cap"},
     {.name = "max_connections", .type = K_UINT, .def = "1024", .offset = OFF(max_connections),
      .lo = 1, .hi = 1000000, .arg = "N",
      .help = "concurrent connections (RLIMIT_NOFILE is raised to fit)"},

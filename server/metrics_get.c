@@ -148,7 +148,8 @@ enum MHD_Result metrics_get(struct saed_req *rq)
             "request (an aborted upload) or while idle.",
             LOAD(m->peer_gone_closed));
     counter(&b, "saed_body_cut_total", "counter",
-            "Chunked request bodies cut off at max_body_bytes.", LOAD(m->body_cut));
+            "Chunked request bodies that passed max_body_bytes (413, or cut off at twice it).",
+            LOAD(m->body_cut));
 
     head(&b, "saed_reloads_total", "counter", "Model reloads (SIGHUP), by result.");
     snprintf(line, sizeof line,

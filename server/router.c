@@ -316,6 +316,10 @@ static enum MHD_Result request_start(struct saed_req *rq)
     }
 
     if (!rq->route->body_types) {
+        if (has_length && length > IGNORED_BODY_MAX)
+            return reply_error(rq, 413, "body_too_large",
+                               "%s takes no body, and this one is %llu bytes", rq->route->path,
+                               (unsigned long long)length);
         rq->body_limit = IGNORED_BODY_MAX;
         rq->state = RQ_BODY;
         return MHD_YES;
@@ -360,12 +364,21 @@ static enum MHD_Result body_append(struct saed_req *rq, const char *data, size_t
 {
     size_t n = *size;
     *size = 0;
-    if (rq->body_len + n > rq->body_limit || rq->body_len + n < n) {
-        /* Only a chunked body can get here (Content-Length was checked).
-         * A response cannot be queued mid-body, so the connection is cut. */
-        atomic_fetch_add_explicit(&rq->srv->metrics.body_cut, 1, memory_order_relaxed);
+    if (rq->over_cap || rq->body_len + n > rq->body_limit || rq->body_len + n < n) {
+        /* Only a chunked body gets here (Content-Length was checked), and a
+         * reply cannot be queued mid-body: the buffer goes, the rest is read
+         * and dropped, and the 413 is sent when the body ends. A body that
+         * goes on for another body_limit is not worth reading: cut. */
+        if (!rq->over_cap) {
+            atomic_fetch_add_explicit(&rq->srv->metrics.body_cut, 1, memory_order_relaxed);
+            free(rq->body);
+            rq->body = NULL;
+            rq->body_cap = 0;
+            n -= rq->body_limit - rq->body_len; /* what this chunk brings past the cap */
+        }
+        rq->over_cap += n;
         rq->status = 413;
-        return MHD_NO;
+        return rq->over_cap > rq->body_limit ? MHD_NO : MHD_YES;
     }
     if (!rq->route->body_types) {
         rq->body_len += n;
@@ -434,6 +447,10 @@ enum MHD_Result router_access(void *cls, struct MHD_Connection *conn, const char
     }
     if (*upload_data_size)
         return body_append(rq, upload_data, upload_data_size);
+    if (rq->over_cap)
+        return reply_error(rq, 413, "body_too_large",
+                           "the body passed the limit of %zu bytes by %zu", rq->body_limit,
+                           rq->over_cap);
     if (rq->state == RQ_START) {
         enum MHD_Result r = request_start(rq);
         if (rq->state == RQ_REPLIED || r != MHD_YES)

@@ -157,6 +157,7 @@ struct saed_req {
     enum saed_body body_type;
     uint8_t *body;                      /* (body_len) owned; NUL-terminated for JSON */
     size_t body_len, body_cap, body_limit;
+    size_t over_cap;                    /* bytes dropped past body_limit (chunked only) */
     bool chunked;
 
     bool accept_binary;                 /* Accept: application/octet-stream */

@@ -732,18 +732,28 @@ static void test_oversized(const struct daemon *d)
     http_free(&r);
     free(h);
 
-    size_t big = 200000;
+    /* A chunked body over the cap (64 KiB here) is read to its end and
+     * refused with 413; one that goes on past twice the cap is cut. */
+    size_t big = 300000;
     char *junk = calloc(1, big);
     static const char *chunked[] = {"Content-Type: application/octet-stream",
                                     "Transfer-Encoding: chunked", NULL};
+    st = http(d, "POST", "/v1/encode", junk, 100000, chunked, false, &r);
+    CHECK(st == 413 && r.body && strstr(r.body, "\"body_too_large\""),
+          "chunked body over the cap: %ld %s", st, r.body ? r.body : "");
+    http_free(&r);
     st = http(d, "POST", "/v1/encode", junk, big, chunked, false, &r);
-    CHECK(st != 200, "chunked body over the cap: %ld", st);
+    CHECK(st != 200, "chunked body far over the cap: %ld", st);
     http_free(&r);
     free(junk);
     CHECK(http(d, "GET", "/v1/health", NULL, 0, NULL, false, &r) == 200, "health after");
     http_free(&r);
     CHECK(http(d, "GET", "/metrics", NULL, 0, NULL, false, &r) == 200, "metrics");
-    CHECK(strstr(r.body, "saed_body_cut_total 1"), "body cut counted");
+    /* 2, or 3: libcurl sends a request again when the reused connection it
+     * went out on was closed without a reply, as the cut one was. */
+    const char *cut = strstr(r.body, "\nsaed_body_cut_total ");
+    long n_cut = cut ? strtol(cut + 21, NULL, 10) : 0;
+    CHECK(n_cut == 2 || n_cut == 3, "bodies over the cap counted: %ld", n_cut);
     http_free(&r);
 }
 
