@@ -79,6 +79,10 @@ static const struct key keys[] = {
      .lo = 1024, .hi = (uint64_t)1 << 34, .arg = "BYTES",
      .help = "request body cap (64 MiB); larger Content-Length gets 413 before any byte is "
              "read; a chunked body past it gets 413, or is cut off at twice the cap"},
+    {.name = "max_body_total_bytes", .type = K_UINT, .def = "1073741824",
+     .offset = OFF(max_body_total_bytes), .lo = 1024, .hi = (uint64_t)1 << 40, .arg = "BYTES",
+     .help = "request bodies held at once, all connections together (1 GiB); a request "
+             "whose body would pass it gets 503 with Retry-After from its headers"},
     {.name = "max_connections", .type = K_UINT, .def = "1024", .offset = OFF(max_connections),
      .lo = 1, .hi = 1000000, .arg = "N",
      .help = "concurrent connections (RLIMIT_NOFILE is raised to fit)"},
@@ -490,6 +494,14 @@ int config_load(struct saed_config *cfg, int argc, char **argv, bool *exit_now, 
     if (!*cfg->model) {
         sae_error_set(err, SAE_EINVAL, "--model DIR is required (saed --help)");
         return 2;
+    }
+    if (cfg->max_body_bytes >= cfg->max_body_total_bytes) {
+        sae_error_set(err, SAE_EINVAL,
+                      "max_body_bytes (%llu) is not below max_body_total_bytes (%llu): a body "
+                      "of the largest size could never be held",
+                      (unsigned long long)cfg->max_body_bytes,
+                      (unsigned long long)cfg->max_body_total_bytes);
+        return 1;
     }
     if (cfg->max_request_rows > cfg->max_queue_rows) {
         sae_error_set(err, SAE_EINVAL,

@@ -28,6 +28,7 @@ struct saed_config {
     uint64_t max_queue_rows;
     uint64_t max_request_rows;
     uint64_t max_body_bytes;
+    uint64_t max_body_total_bytes;
     uint64_t max_connections;
     uint64_t connection_timeout_s;
     uint64_t request_timeout_s;

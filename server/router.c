@@ -256,6 +256,41 @@ static enum MHD_Result reply_options(struct saed_req *rq, const char *allow)
     return r;
 }
 
+/* Reserves room for a body buffer of cap bytes in max_body_total_bytes
+ * (replacing what rq held); false, holding what it held, when there is none. */
+static bool body_reserve(struct saed_req *rq, size_t cap)
+{
+    _Atomic uint64_t *held = &rq->srv->body_bytes;
+    uint64_t delta = cap > rq->body_reserved ? cap - rq->body_reserved : 0;
+    if (atomic_fetch_add(held, delta) + delta > rq->srv->cfg->max_body_total_bytes) {
+        atomic_fetch_sub(held, delta);
+        return false;
+    }
+    rq->body_reserved += (size_t)delta;
+    return true;
+}
+
+/* Frees the body buffer and gives its room back. */
+static void body_release(struct saed_req *rq)
+{
+    free(rq->body);
+    rq->body = NULL;
+    rq->body_cap = 0;
+    atomic_fetch_sub(&rq->srv->body_bytes, rq->body_reserved);
+    rq->body_reserved = 0;
+}
+
+/* From now on rq's body is read and dropped, and answered with status when
+ * it ends (a reply cannot be queued mid-body). */
+static void body_drop(struct saed_req *rq, unsigned status)
+{
+    if (status == 413)
+        atomic_fetch_add_explicit(&rq->srv->metrics.body_cut, 1, memory_order_relaxed);
+    body_release(rq);
+    rq->dropping = status;
+    rq->status = status;
+}
+
 /* First call of a request: everything decided from the headers. */
 static enum MHD_Result request_start(struct saed_req *rq)
 {
@@ -351,6 +386,11 @@ static enum MHD_Result request_start(struct saed_req *rq)
     /* One allocation of the announced size (plus a NUL for the JSON reader);
      * chunked bodies grow geometrically up to the cap. */
     size_t want = has_length ? (size_t)length + 1 : 65536;
+    if (!body_reserve(rq, want))
+        return reply_error(rq, 503, "overloaded",
+                           "the request bodies being received fill max_body_total_bytes "
+                           "(%llu); retry shortly",
+                           (unsigned long long)cfg->max_body_total_bytes);
     rq->body = malloc(want);
     if (!rq->body)
         return reply_error(rq, 503, "out_of_memory", "cannot buffer a %zu-byte body", want);
@@ -359,26 +399,21 @@ static enum MHD_Result request_start(struct saed_req *rq)
     return MHD_YES;
 }
 
-/* Appends one body chunk, enforcing the cap as bytes arrive. */
+/* Appends one body chunk, enforcing the caps as bytes arrive. Only a chunked
+ * body can pass max_body_bytes or need more room than was reserved (a
+ * Content-Length was checked and reserved whole). */
 static enum MHD_Result body_append(struct saed_req *rq, const char *data, size_t *size)
 {
     size_t n = *size;
     *size = 0;
-    if (rq->over_cap || rq->body_len + n > rq->body_limit || rq->body_len + n < n) {
-        /* Only a chunked body gets here (Content-Length was checked), and a
-         * reply cannot be queued mid-body: the buffer goes, the rest is read
-         * and dropped, and the 413 is sent when the body ends. A body that
-         * goes on for another body_limit is not worth reading: cut. */
-        if (!rq->over_cap) {
-            atomic_fetch_add_explicit(&rq->srv->metrics.body_cut, 1, memory_order_relaxed);
-            free(rq->body);
-            rq->body = NULL;
-            rq->body_cap = 0;
-            n -= rq->body_limit - rq->body_len; /* what this chunk brings past the cap */
-        }
-        rq->over_cap += n;
-        rq->status = 413;
-        return rq->over_cap > rq->body_limit ? MHD_NO : MHD_YES;
+    if (!rq->dropping && (rq->body_len + n > rq->body_limit || rq->body_len + n < n)) {
+        n -= rq->body_limit - rq->body_len; /* what this chunk brings past the cap */
+        body_drop(rq, 413);
+    }
+    if (rq->dropping) {
+        /* A body that runs on for another body_limit is not worth reading. */
+        rq->dropped += n;
+        return rq->dropped > rq->body_limit ? MHD_NO : MHD_YES;
     }
     if (!rq->route->body_types) {
         rq->body_len += n;
@@ -388,10 +423,11 @@ static enum MHD_Result body_append(struct saed_req *rq, const char *data, size_t
         size_t cap = rq->body_cap;
         while (cap < rq->body_len + n + 1)
             cap = cap > rq->body_limit / 2 ? rq->body_limit + 1 : cap * 2;
-        uint8_t *b = realloc(rq->body, cap);
+        uint8_t *b = body_reserve(rq, cap) ? realloc(rq->body, cap) : NULL;
         if (!b) {
-            rq->status = 503;
-            return MHD_NO;
+            body_drop(rq, 503);
+            rq->dropped += n;
+            return MHD_YES;
         }
         rq->body = b;
         rq->body_cap = cap;
@@ -447,10 +483,15 @@ enum MHD_Result router_access(void *cls, struct MHD_Connection *conn, const char
     }
     if (*upload_data_size)
         return body_append(rq, upload_data, upload_data_size);
-    if (rq->over_cap)
+    if (rq->dropping == 413)
         return reply_error(rq, 413, "body_too_large",
                            "the body passed the limit of %zu bytes by %zu", rq->body_limit,
-                           rq->over_cap);
+                           rq->dropped);
+    if (rq->dropping)
+        return reply_error(rq, 503, "overloaded",
+                           "the request bodies being received fill max_body_total_bytes "
+                           "(%llu); retry shortly",
+                           (unsigned long long)rq->srv->cfg->max_body_total_bytes);
     if (rq->state == RQ_START) {
         enum MHD_Result r = request_start(rq);
         if (rq->state == RQ_REPLIED || r != MHD_YES)
@@ -530,7 +571,7 @@ void router_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         batcher_incoming(srv->batcher, -1);
     job_free(rq->job);
     snap_release(rq->snap);
-    free(rq->body);
+    body_release(rq);
     free(rq);
     atomic_fetch_sub(&srv->inflight, 1);
 }

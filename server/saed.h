@@ -89,6 +89,7 @@ struct saed_server {
     struct MHD_Daemon *daemon;
     atomic_bool draining;           /* SIGTERM seen: new requests get 503 */
     atomic_long inflight;           /* live struct saed_req */
+    _Atomic uint64_t body_bytes;    /* request body buffers reserved (max_body_total_bytes) */
     char **cors;                    /* (n_cors) allowed origins, owned */
     size_t n_cors;
     int blas_threads, workers, http_threads; /* as resolved from `threads` */
@@ -157,7 +158,9 @@ struct saed_req {
     enum saed_body body_type;
     uint8_t *body;                      /* (body_len) owned; NUL-terminated for JSON */
     size_t body_len, body_cap, body_limit;
-    size_t over_cap;                    /* bytes dropped past body_limit (chunked only) */
+    size_t body_reserved;               /* of srv->body_bytes, for this body */
+    unsigned dropping;                  /* 413 or 503: the body is read and dropped */
+    size_t dropped;                     /* bytes dropped so far */
     bool chunked;
 
     bool accept_binary;                 /* Accept: application/octet-stream */

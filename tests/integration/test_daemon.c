@@ -1389,16 +1389,54 @@ static void test_auth(const struct daemon *d)
 /* Opens a connection and sends the headers and first byte of an encode
  * request whose body never completes: an encode request "on its way", which
  * makes a gathering worker wait (up to max_batch_wait_us) for its rows. */
-static int trickle_open(const struct daemon *d)
+static int trickle_open_n(const struct daemon *d, unsigned long content_length)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect");
-    const char *head = "POST /v1/encode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                       "Authorization: Bearer s3cret\r\nContent-Length: 1000\r\n\r\n{";
+    char head[256];
+    snprintf(head, sizeof head,
+             "POST /v1/encode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "Authorization: Bearer s3cret\r\nContent-Length: %lu\r\n\r\n{",
+             content_length);
     CHECK(write(fd, head, strlen(head)) == (ssize_t)strlen(head), "write");
     return fd;
+}
+
+static int trickle_open(const struct daemon *d)
+{
+    return trickle_open_n(d, 1000);
+}
+
+/* The daemon holds at most 200000 bytes of request bodies at once
+ * (max_body_total_bytes): with two 60000-byte bodies arriving, a third is
+ * refused from its headers with 503 and Retry-After; once they are gone, the
+ * same request is taken. */
+static void test_body_budget(const struct daemon *d)
+{
+    int a = trickle_open_n(d, 60000), b = trickle_open_n(d, 60000);
+    usleep(100000);
+    int c = trickle_open_n(d, 60000);
+    char reply[2048] = "";
+    struct pollfd p = {.fd = c, .events = POLLIN};
+    ssize_t n = poll(&p, 1, 2000) == 1 ? read(c, reply, sizeof reply - 1) : -1;
+    reply[n > 0 ? n : 0] = '\0';
+    CHECK(strstr(reply, " 503 ") && strstr(reply, "Retry-After") &&
+              strstr(reply, "max_body_total_bytes"),
+          "a body past max_body_total_bytes: %.200s", reply);
+    close(c);
+    close(a);
+    close(b);
+    usleep(800000); /* the reaper closes the two abandoned requests' sides */
+    float x[D_IN];
+    sae_fixture_random_rows(x, 1, D_IN, 1.0, 6);
+    char *body = rows_json(x, 1, D_IN, NULL);
+    struct http_resp r;
+    CHECK(http(d, "POST", "/v1/encode", body, strlen(body), KEY_JSON, false, &r) == 200,
+          "an encode once the bodies are gone: %ld", r.status);
+    http_free(&r);
+    free(body);
 }
 
 /* The daemon has max_queue_rows 64 and waits up to 1 s to fill a batch while
@@ -1607,7 +1645,7 @@ int main(void)
     }
     struct daemon d1;
     const char *a1[] = {"--quiet", "--threads", "2", "--max-body-bytes", "65536",
-                        "--max-request-rows", "64", NULL};
+                        "--max-body-total-bytes", "150000", "--max-request-rows", "64", NULL};
     if (daemon_start(&d1, dir_a, a1)) {
         fprintf(stderr, "saed did not start\n");
         return 1;
@@ -1617,6 +1655,7 @@ int main(void)
     test_errors(&d1);
     test_json_grammar(&d1);
     test_oversized(&d1);
+    test_body_budget(&d1);
     test_connections(&d1);
     test_formats(&d1);
     test_reference(&d1, model_a, 21);
