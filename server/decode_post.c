@@ -286,11 +286,26 @@ static int parse_binary(const struct saed_req *rq, struct row_check *c, sae_spar
     return 0;
 }
 
-/* Refuses an empty octet-stream body before it is read; marks the reply for
- * the digest header. */
+/* Any query parameter is an error: decode has no options. */
+static enum MHD_Result no_query(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value)
+{
+    (void)kind;
+    (void)value;
+    perr_set(cls, 400, "invalid_query", "unknown query parameter \"%s\" (decode has no options)",
+             key);
+    return MHD_NO;
+}
+
+/* Refuses a query (decode has no options) and an empty octet-stream body
+ * before the body is read. */
 void decode_precheck(struct saed_req *rq, uint64_t length, bool has_length)
 {
-    if (rq->body_type == SAED_BODY_OCTET && has_length && length == 0)
+    struct saed_perr e = {0};
+    MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, no_query, &e);
+    if (e.status)
+        reply_error(rq, e.status, e.code, "%s", e.msg);
+    else if (rq->body_type == SAED_BODY_OCTET && has_length && length == 0)
         reply_error(rq, 422, "empty_batch", "the body has no rows");
 }
 
@@ -338,17 +353,6 @@ static enum MHD_Result decode_reply(struct saed_req *rq)
         r = reply_json_buf(rq, 200, body, len);
     }
     return r;
-}
-
-/* Any query parameter is an error: decode has no options. */
-static enum MHD_Result no_query(void *cls, enum MHD_ValueKind kind, const char *key,
-                                const char *value)
-{
-    (void)kind;
-    (void)value;
-    perr_set(cls, 400, "invalid_query", "unknown query parameter \"%s\" (decode has no options)",
-             key);
-    return MHD_NO;
 }
 
 /* POST /v1/decode: parses and validates the body, hands the rows to a

@@ -7,6 +7,7 @@
  * suspended meanwhile and the reply is written when it is resumed. Replies:
  * JSON, or with Accept: application/octet-stream per row u32 count,
  * u32 indices[count], f32 values[count]. */
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -304,8 +305,9 @@ static enum MHD_Result query_option(void *cls, enum MHD_ValueKind kind, const ch
     char *end;
     switch (f) {
     case F_TOP_K: {
+        errno = 0;
         unsigned long long v = value[0] >= '1' && value[0] <= '9' ? strtoull(value, &end, 10) : 0;
-        if (!v || *end || v > SIZE_MAX)
+        if (!v || *end || errno || v > SIZE_MAX)
             return query_fail(q, "top_k: \"%s\" is not a positive integer",
                             value);
         q->o->top_k = (size_t)v;
@@ -324,8 +326,10 @@ static enum MHD_Result query_option(void *cls, enum MHD_ValueKind kind, const ch
         for (const char *p = value; *p;) {
             const char *c = strchr(p, ',');
             size_t n = c ? (size_t)(c - p) : strlen(p);
-            if (set_include(q->o, p, n, q->e))
+            if (set_include(q->o, p, n, q->e)) {
+                q->e->code = "invalid_query"; /* the same mistake as in a body, made in the query */
                 return MHD_NO;
+            }
             p += n + (c ? 1 : 0);
         }
         break;
@@ -349,6 +353,16 @@ static void octet_precheck(struct saed_req *rq, uint64_t length);
  * count of encode rows on their way. */
 void encode_precheck(struct saed_req *rq, uint64_t length, bool has_length)
 {
+    /* The query is all there before the body: its mistakes need not wait.
+     * encode_start reads it again into the options it uses. */
+    struct enc_opts o = {0};
+    struct saed_perr e = {0};
+    struct query_ctx q = {.o = &o, .e = &e, .json_body = rq->body_type == SAED_BODY_JSON};
+    MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, query_option, &q);
+    if (e.status) {
+        reply_error(rq, e.status, e.code, "%s", e.msg);
+        return;
+    }
     if (rq->body_type == SAED_BODY_OCTET && has_length)
         octet_precheck(rq, length);
     if (rq->state != RQ_REPLIED) {

@@ -1409,7 +1409,48 @@ static int trickle_open(const struct daemon *d)
     return trickle_open_n(d, 1000);
 }
 
-/* The daemon holds at most 200000 bytes of request bodies at once
+/* Sends the headers of a request with a 1000-byte body and one byte of it;
+ * returns what comes back within 2 s (the body never completes). */
+static void early_reply(const struct daemon *d, const char *target, const char *type, char *out,
+                        size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect");
+    char head[512];
+    snprintf(head, sizeof head,
+             "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: 1000\r\n\r\n{",
+             target, type);
+    CHECK(write(fd, head, strlen(head)) == (ssize_t)strlen(head), "write");
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    ssize_t n = poll(&p, 1, 2000) == 1 ? read(fd, out, cap - 1) : -1;
+    out[n > 0 ? n : 0] = '\0';
+    close(fd);
+}
+
+/* A mistake in the query is answered from the headers, before the body. */
+static void test_query_early(const struct daemon *d)
+{
+    static const struct {
+        const char *target, *type, *want;
+    } cases[] = {
+        {"/v1/encode?top_k=0", "application/octet-stream", "top_k"},
+        {"/v1/encode?top_k=99999999999999999999", "application/octet-stream", "top_k"},
+        {"/v1/encode?include=bogus", "application/octet-stream", "bogus"},
+        {"/v1/encode?top_k=1", "application/json", "with a JSON body"},
+        {"/v1/decode?x=1", "application/json", "decode has no options"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char reply[2048];
+        early_reply(d, cases[i].target, cases[i].type, reply, sizeof reply);
+        CHECK(strstr(reply, " 400 ") && strstr(reply, "\"invalid_query\"") &&
+                  strstr(reply, cases[i].want),
+              "%s before its body: %.200s", cases[i].target, reply);
+    }
+}
+
+/* The daemon holds at most 150000 bytes of request bodies at once
  * (max_body_total_bytes): with two 60000-byte bodies arriving, a third is
  * refused from its headers with 503 and Retry-After; once they are gone, the
  * same request is taken. */
@@ -1656,6 +1697,7 @@ int main(void)
     test_json_grammar(&d1);
     test_oversized(&d1);
     test_body_budget(&d1);
+    test_query_early(&d1);
     test_connections(&d1);
     test_formats(&d1);
     test_reference(&d1, model_a, 21);
