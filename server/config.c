@@ -321,6 +321,10 @@ static int config_file(struct saed_config *cfg, const char *path, sae_error *err
         if (vl >= 2 && value[0] == '"' && value[vl - 1] == '"') {
             value[vl - 1] = '\0';
             value++;
+        } else if (vl && (value[0] == '"' || value[vl - 1] == '"')) {
+            rc = sae_error_set(err, SAE_EINVAL, "%s: unbalanced double quote in the value of %s",
+                               where, name);
+            goto out;
         }
         const struct key *k = key_find(name, strlen(name));
         if (!k) {

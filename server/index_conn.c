@@ -122,8 +122,12 @@ static enum MHD_Result collect_one(void *cls, enum MHD_ValueKind kind, const cha
         if (i + 1 < q->n)
             strncat(allowed, ", ", sizeof allowed - strlen(allowed) - 1);
     }
-    snprintf(q->bad, sizeof q->bad, "unknown query parameter \"%.40s\" (allowed: %s)", key,
-             allowed);
+    if (q->n)
+        snprintf(q->bad, sizeof q->bad, "unknown query parameter \"%.40s\" (allowed: %s)", key,
+                 allowed);
+    else
+        snprintf(q->bad, sizeof q->bad,
+                 "unknown query parameter \"%.40s\" (this route takes no parameters)", key);
     return MHD_NO;
 }
 

@@ -21,10 +21,13 @@ static enum MHD_Result reply_queue(struct saed_req *rq, unsigned status,
     struct saed_server *srv = rq->srv;
     if (rq->origin) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", rq->origin);
-        MHD_add_response_header(resp, "Vary", "Origin");
         MHD_add_response_header(resp, "Access-Control-Expose-Headers",
                                 "X-SAE-Weights-Digest, X-SAE-Space, Retry-After");
     }
+    /* With CORS on, every reply depends on Origin (allowed ones get the
+     * header, others not), so a shared cache must key on it. */
+    if (srv->n_cors)
+        MHD_add_response_header(resp, "Vary", "Origin");
     if (rq->digest_header && rq->snap)
         MHD_add_response_header(resp, "X-SAE-Weights-Digest", rq->snap->model->weights_digest);
     if (rq->space)

@@ -153,9 +153,17 @@ static enum saed_body body_kind(const char *ct, bool *known)
     size_t n = 0;
     while (*ct == ' ')
         ct++;
-    while (*ct && *ct != ';' && *ct != ' ' && n + 1 < sizeof t)
+    while (*ct && *ct != ';' && *ct != ' ' && *ct != '\t' && n + 1 < sizeof t)
         t[n++] = (char)tolower((unsigned char)*ct++);
     t[n] = '\0';
+    /* After the type only parameters may follow: "application/json garbage"
+     * is not JSON. */
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    if (*ct && *ct != ';') {
+        *known = false;
+        return SAED_BODY_NONE;
+    }
     if (!strcmp(t, "application/json"))
         return SAED_BODY_JSON;
     if (!strcmp(t, "application/octet-stream"))
@@ -166,11 +174,13 @@ static enum saed_body body_kind(const char *ct, bool *known)
     return SAED_BODY_NONE;
 }
 
-/* True if the comma-separated header value lists `token` without q=0. */
-static bool header_lists(const char *h, const char *token)
+/* The q value the comma-separated header value gives `token` (1 when it
+ * has none), or -1 when it does not list it; *at (may be NULL) is its
+ * position in the list. */
+static double header_q(const char *h, const char *token, int *at)
 {
     size_t tl = strlen(token);
-    while (h && *h) {
+    for (int i = 0; h && *h; i++) {
         while (*h == ' ' || *h == ',')
             h++;
         const char *e = strchr(h, ',');
@@ -180,18 +190,35 @@ static bool header_lists(const char *h, const char *token)
         while (name && h[name - 1] == ' ')
             name--;
         if (name == tl && !strncasecmp(h, token, tl)) {
+            if (at)
+                *at = i;
             if (!semi)
-                return true;
+                return 1.0;
             const char *q = semi + 1;
             while (*q == ' ')
                 q++;
-            if (strncasecmp(q, "q=", 2))
-                return true;
-            return strtod(q + 2, NULL) > 0.0;
+            return strncasecmp(q, "q=", 2) ? 1.0 : strtod(q + 2, NULL);
         }
         h = e;
     }
-    return false;
+    return -1.0;
+}
+
+/* True if the header value lists `token` without q=0. */
+static bool header_lists(const char *h, const char *token)
+{
+    return header_q(h, token, NULL) > 0.0;
+}
+
+/* Whether an Accept header asks for the binary reply: it lists
+ * application/octet-stream and prefers it to application/json (a higher q,
+ * or the same q and listed first). JSON otherwise, the default. */
+static bool prefers_binary(const char *accept)
+{
+    int at_bin = 0, at_json = 0;
+    double q_bin = header_q(accept, "application/octet-stream", &at_bin),
+           q_json = header_q(accept, "application/json", &at_json);
+    return q_bin > 0.0 && (q_bin > q_json || (q_bin == q_json && at_bin < at_json));
 }
 
 /* The Origin header, when CORS allows it. */
@@ -241,9 +268,10 @@ static enum MHD_Result reply_options(struct saed_req *rq, const char *allow)
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    if (rq->srv->n_cors)
+        MHD_add_response_header(resp, "Vary", "Origin");
     if (rq->origin) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", rq->origin);
-        MHD_add_response_header(resp, "Vary", "Origin");
         MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow);
         MHD_add_response_header(resp, "Access-Control-Allow-Headers",
                                 "Authorization, Content-Type, Accept, Accept-Encoding");
@@ -332,7 +360,7 @@ static enum MHD_Result request_start(struct saed_req *rq)
 
     const char *acc = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
                                                   MHD_HTTP_HEADER_ACCEPT);
-    rq->accept_binary = header_lists(acc, "application/octet-stream");
+    rq->accept_binary = prefers_binary(acc);
     rq->accept_gzip = header_lists(MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
                                                                MHD_HTTP_HEADER_ACCEPT_ENCODING),
                                    "gzip");
@@ -560,10 +588,11 @@ void router_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     int64_t us = saed_now_us() - rq->t_start_us;
     metrics_request(&srv->metrics, rq->route_id, status, us);
     if (!srv->cfg->quiet) {
-        char path[256];
+        char method[32], path[256];
+        log_clean(method, sizeof method, rq->method ? rq->method : "-");
         log_clean(path, sizeof path, rq->url ? rq->url : "");
-        fprintf(stderr, "saed: %s %s %u %zuB %lldus\n", rq->method ? rq->method : "-", path,
-                status, rq->bytes_out, (long long)us);
+        fprintf(stderr, "saed: %s %s %u %zuB %lldus\n", method, path, status, rq->bytes_out,
+                (long long)us);
     }
     reaper_mark(rq->sconn);
     reaper_phase(rq->sconn, SAED_CONN_IDLE);

@@ -258,6 +258,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *cls)
     grab(p, k, "X-SAE-Space", r->space, sizeof r->space);
     grab(p, k, "Access-Control-Allow-Origin", r->cors, sizeof r->cors);
     grab(p, k, "Access-Control-Allow-Methods", r->cors_methods, sizeof r->cors_methods);
+    grab(p, k, "Vary", r->vary, sizeof r->vary);
     return k;
 }
 

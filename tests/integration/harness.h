@@ -62,6 +62,7 @@ struct http_resp {
     char space[32];         /* X-SAE-Space */
     char cors[128];         /* Access-Control-Allow-Origin */
     char cors_methods[128]; /* Access-Control-Allow-Methods */
+    char vary[64];
 };
 
 /* Issues method path on d's port with the given body and headers ("Name:

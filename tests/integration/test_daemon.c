@@ -1378,6 +1378,7 @@ static void test_auth(const struct daemon *d)
     http_free(&r);
     CHECK(http(d, "GET", "/v1/model", NULL, 0, bad_origin, false, &r) == 200, "cors other");
     CHECK(!r.cors[0], "Allow-Origin for another origin: '%s'", r.cors);
+    CHECK(!strcmp(r.vary, "Origin"), "Vary for another origin: '%s'", r.vary);
     http_free(&r);
     CHECK(http(d, "OPTIONS", "/v1/encode", NULL, 0, preflight, false, &r) == 204, "preflight %ld",
           r.status);
@@ -1407,6 +1408,45 @@ static int trickle_open_n(const struct daemon *d, unsigned long content_length)
 static int trickle_open(const struct daemon *d)
 {
     return trickle_open_n(d, 1000);
+}
+
+/* Content negotiation: the binary reply only when Accept prefers it to JSON;
+ * a Content-Type with junk after its media type is not that type. */
+static void test_negotiation(const struct daemon *d)
+{
+    float x[D_IN];
+    sae_fixture_random_rows(x, 1, D_IN, 1.0, 8);
+    static const struct {
+        const char *accept;
+        bool binary;
+    } cases[] = {
+        {"Accept: application/octet-stream", true},
+        {"Accept: application/json, application/octet-stream", false},
+        {"Accept: application/octet-stream, application/json", true},
+        {"Accept: application/json;q=0.5, application/octet-stream", true},
+        {"Accept: application/octet-stream;q=0.2, application/json;q=0.9", false},
+        {"Accept: application/octet-stream;q=0", false},
+        {"Accept: */*", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *hdr[] = {"Content-Type: application/octet-stream", cases[i].accept, NULL};
+        struct http_resp r;
+        long st = http(d, "POST", "/v1/encode", x, sizeof x, hdr, false, &r);
+        const char *want = cases[i].binary ? "application/octet-stream" : "application/json";
+        CHECK(st == 200 && !strncmp(r.content_type, want, strlen(want)), "%s: %ld %s",
+              cases[i].accept, st, r.content_type);
+        http_free(&r);
+    }
+    const char *junk[] = {"Content-Type: application/json garbage", NULL};
+    char *body = rows_json(x, 1, D_IN, NULL);
+    expect_error(d, "POST", "/v1/encode", body, strlen(body), junk, 415,
+                 "unsupported_media_type");
+    const char *params[] = {"Content-Type: application/json ; charset=utf-8", NULL};
+    struct http_resp r;
+    CHECK(http(d, "POST", "/v1/encode", body, strlen(body), params, false, &r) == 200,
+          "a media type with parameters: %ld", r.status);
+    http_free(&r);
+    free(body);
 }
 
 /* Sends the headers of a request with a 1000-byte body and one byte of it;
@@ -1675,6 +1715,17 @@ static void test_config(void)
     out = run(cmd, &st);
     CHECK(st == 2 && strstr(out, "--model"), "no model: %d %s", st, out);
     free(out);
+    /* A config value with one quote is a mistake, not a literal quote. */
+    char badconf[512];
+    snprintf(badconf, sizeof badconf, "%s/quote.conf", tmp);
+    FILE *qf = fopen(badconf, "w");
+    fputs("# a quote left open\nweb_root = \"/srv/web\n", qf);
+    fclose(qf);
+    snprintf(cmd, sizeof cmd, "%s --config %s --model %s 2>&1", bin, badconf, dir_a);
+    out = run(cmd, &st);
+    CHECK(st == 1 && strstr(out, "quote.conf:2") && strstr(out, "quote"), "open quote: %d %s",
+          st, out);
+    free(out);
 }
 
 /* Runs every test against real daemons; exit status 1 if any check failed. */
@@ -1698,6 +1749,7 @@ int main(void)
     test_oversized(&d1);
     test_body_budget(&d1);
     test_query_early(&d1);
+    test_negotiation(&d1);
     test_connections(&d1);
     test_formats(&d1);
     test_reference(&d1, model_a, 21);
