@@ -1387,27 +1387,37 @@ static void test_auth(const struct daemon *d)
     http_free(&r);
 }
 
-/* Opens a connection and sends the headers and first byte of an encode
- * request whose body never completes: an encode request "on its way", which
- * makes a gathering worker wait (up to max_batch_wait_us) for its rows. */
-static int trickle_open_n(const struct daemon *d, unsigned long content_length)
+/* Opens a connection and sends the headers of a request for target with a
+ * content_length-byte body, and its first byte "{". */
+static int request_open(const struct daemon *d, const char *target, const char *type,
+                        unsigned long content_length)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect");
-    char head[256];
+    char head[512];
     snprintf(head, sizeof head,
-             "POST /v1/encode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\n"
              "Authorization: Bearer s3cret\r\nContent-Length: %lu\r\n\r\n{",
-             content_length);
+             target, type, content_length);
     CHECK(write(fd, head, strlen(head)) == (ssize_t)strlen(head), "write");
     return fd;
 }
 
+/* What fd gives within ms milliseconds, NUL-terminated in out ("" if nothing). */
+static void read_within(int fd, int ms, char *out, size_t cap)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    ssize_t n = poll(&p, 1, ms) == 1 ? read(fd, out, cap - 1) : -1;
+    out[n > 0 ? n : 0] = '\0';
+}
+
+/* An encode request "on its way" whose body never completes, which makes a
+ * gathering worker wait (up to max_batch_wait_us) for its rows. */
 static int trickle_open(const struct daemon *d)
 {
-    return trickle_open_n(d, 1000);
+    return request_open(d, "/v1/encode", "application/json", 1000);
 }
 
 /* Content negotiation: the binary reply only when Accept prefers it to JSON;
@@ -1454,18 +1464,8 @@ static void test_negotiation(const struct daemon *d)
 static void early_reply(const struct daemon *d, const char *target, const char *type, char *out,
                         size_t cap)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect");
-    char head[512];
-    snprintf(head, sizeof head,
-             "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: 1000\r\n\r\n{",
-             target, type);
-    CHECK(write(fd, head, strlen(head)) == (ssize_t)strlen(head), "write");
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    ssize_t n = poll(&p, 1, 2000) == 1 ? read(fd, out, cap - 1) : -1;
-    out[n > 0 ? n : 0] = '\0';
+    int fd = request_open(d, target, type, 1000);
+    read_within(fd, 2000, out, cap);
     close(fd);
 }
 
@@ -1496,13 +1496,12 @@ static void test_query_early(const struct daemon *d)
  * same request is taken. */
 static void test_body_budget(const struct daemon *d)
 {
-    int a = trickle_open_n(d, 60000), b = trickle_open_n(d, 60000);
+    const char *enc = "/v1/encode", *json = "application/json";
+    int a = request_open(d, enc, json, 60000), b = request_open(d, enc, json, 60000);
     usleep(100000);
-    int c = trickle_open_n(d, 60000);
-    char reply[2048] = "";
-    struct pollfd p = {.fd = c, .events = POLLIN};
-    ssize_t n = poll(&p, 1, 2000) == 1 ? read(c, reply, sizeof reply - 1) : -1;
-    reply[n > 0 ? n : 0] = '\0';
+    int c = request_open(d, enc, json, 60000);
+    char reply[2048];
+    read_within(c, 2000, reply, sizeof reply);
     CHECK(strstr(reply, " 503 ") && strstr(reply, "Retry-After") &&
               strstr(reply, "max_body_total_bytes"),
           "a body past max_body_total_bytes: %.200s", reply);
