@@ -1278,7 +1278,10 @@ int sae_indexer_write(sae_indexer *ix, const float *dec_norm, sae_store_writer *
         for (uint32_t j = 0; j < needs[i].len; j++)
             p[j] = remap[p[j]];
     }
-    /* 4. Features and their examples. */
+    /* 4. Features and their examples. Each feature's picks are built again
+     * rather than kept from step 1, which would hold d_sae x max_picks of them
+     * at once; building them (a sort of a few dozen entries) is cheap next to
+     * writing the feature's rows. */
     for (size_t f = 0; f < d; f++) {
         uint32_t nt, nq;
         size_t np = build_picks(ix, f, cbuf, picks, &nt, &nq);
