@@ -145,36 +145,12 @@ static int signal_next(int fd, int timeout_ms)
     }
 }
 
-/* Value of a hex digit, or -1. */
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Percent-decodes the path and query values in place, as libmicrohttpd does,
- * except %00: decoded, it would end the C string the routes read, so
- * "/v1/features/3%00x" would be feature 3 and "q=cats%00zzz" a search for
- * "cats". Left as the three characters, it is just not a number, or text. */
+/* libmicrohttpd's unescape callback: http_unescape, which keeps %00. */
 static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
 {
     (void)cls;
     (void)conn;
-    char *w = s;
-    for (const char *r = s; *r; r++) {
-        int hi, lo;
-        if (r[0] == '%' && (hi = hexval(r[1])) >= 0 && (lo = hexval(r[2])) >= 0 &&
-            (hi | lo)) {
-            *w++ = (char)(hi * 16 + lo);
-            r += 2;
-        } else {
-            *w++ = *r;
-        }
-    }
-    *w = '\0';
-    return (size_t)(w - s);
+    return http_unescape(s);
 }
 
 /* libmicrohttpd's own messages, prefixed so they are recognisable. */

@@ -8,7 +8,6 @@
  * (401), Content-Type (415), Content-Length against max_body_bytes (413) and
  * the route's own precheck. The per-request context is freed in exactly one
  * place, router_completed. */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,63 +54,6 @@ _Static_assert(sizeof saed_routes / sizeof saed_routes[0] < SAED_METRICS_MAX_ROU
  * connection. */
 #define IGNORED_BODY_MAX 65536
 
-/* How many '/'-separated segments s (starting with '/') has. */
-static size_t segments(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += *s == '/';
-    return n;
-}
-
-/* Matches the route's pattern against url, filling rq's captures (rq may be
- * NULL). A "{name}" captures one non-empty segment; with first_arg_slashes
- * the first one captures as many as leave one for each pattern segment after
- * it, since a model_name such as "meta-llama/Llama-3.1-8B" is a Neuronpedia
- * modelId with a slash in it. */
-static bool path_match(const struct saed_route *route, const char *url, struct saed_req *rq)
-{
-    const char *pattern = route->path;
-    const char *p = pattern, *u = url;
-    size_t n_args = 0;
-    while (*p && *u) {
-        if (*p != '/' || *u != '/')
-            return false;
-        p++;
-        u++;
-        const char *pe = strchr(p, '/'), *ue = strchr(u, '/');
-        size_t pl = pe ? (size_t)(pe - p) : strlen(p), ul = ue ? (size_t)(ue - u) : strlen(u);
-        if (route->first_arg_slashes && n_args == 0 && pl >= 2 && p[0] == '{') {
-            /* Leave one url segment for each pattern segment after this one. */
-            size_t rest = segments(p + pl), have = segments(u - 1);
-            if (have <= rest)
-                return false;
-            const char *end = u;
-            for (size_t k = 0; k < have - rest; k++)
-                end += (k ? 1 : 0) + strcspn(end + (k ? 1 : 0), "/");
-            ul = (size_t)(end - u);
-        }
-        if (pl >= 2 && p[0] == '{' && p[pl - 1] == '}') {
-            if (ul == 0 || ul >= SAED_MAX_ARG_LEN || n_args >= SAED_MAX_ARGS)
-                return false;
-            if (rq) {
-                memcpy(rq->args[n_args], u, ul);
-                rq->args[n_args][ul] = '\0';
-            }
-            n_args++;
-        } else if (pl != ul || memcmp(p, u, pl)) {
-            return false;
-        }
-        p += pl;
-        u += ul;
-    }
-    if (*p || *u)
-        return false;
-    if (rq)
-        rq->n_args = n_args;
-    return true;
-}
-
 /* Compares the presented token with the key in time that depends only on the
  * key's length, so response timing does not reveal how much of a guess was
  * right. */
@@ -143,84 +85,6 @@ static bool authorized(struct saed_req *rq)
     return key_equal(h, key);
 }
 
-/* The media type of Content-Type, lowercased, without parameters. */
-static enum saed_body body_kind(const char *ct, bool *known)
-{
-    *known = true;
-    if (!ct)
-        return SAED_BODY_JSON;
-    char t[64];
-    size_t n = 0;
-    while (*ct == ' ')
-        ct++;
-    while (*ct && *ct != ';' && *ct != ' ' && *ct != '\t' && n + 1 < sizeof t)
-        t[n++] = (char)tolower((unsigned char)*ct++);
-    t[n] = '\0';
-    /* After the type only parameters may follow: "application/json garbage"
-     * is not JSON. */
-    while (*ct == ' ' || *ct == '\t')
-        ct++;
-    if (*ct && *ct != ';') {
-        *known = false;
-        return SAED_BODY_NONE;
-    }
-    if (!strcmp(t, "application/json"))
-        return SAED_BODY_JSON;
-    if (!strcmp(t, "application/octet-stream"))
-        return SAED_BODY_OCTET;
-    if (!strcmp(t, "application/x-npy"))
-        return SAED_BODY_NPY;
-    *known = false;
-    return SAED_BODY_NONE;
-}
-
-/* The q value the comma-separated header value gives `token` (1 when it
- * has none), or -1 when it does not list it; *at (may be NULL) is its
- * position in the list. */
-static double header_q(const char *h, const char *token, int *at)
-{
-    size_t tl = strlen(token);
-    for (int i = 0; h && *h; i++) {
-        while (*h == ' ' || *h == ',')
-            h++;
-        const char *e = strchr(h, ',');
-        size_t n = e ? (size_t)(e - h) : strlen(h);
-        const char *semi = memchr(h, ';', n);
-        size_t name = semi ? (size_t)(semi - h) : n;
-        while (name && h[name - 1] == ' ')
-            name--;
-        if (name == tl && !strncasecmp(h, token, tl)) {
-            if (at)
-                *at = i;
-            if (!semi)
-                return 1.0;
-            const char *q = semi + 1;
-            while (*q == ' ')
-                q++;
-            return strncasecmp(q, "q=", 2) ? 1.0 : strtod(q + 2, NULL);
-        }
-        h = e;
-    }
-    return -1.0;
-}
-
-/* True if the header value lists `token` without q=0. */
-static bool header_lists(const char *h, const char *token)
-{
-    return header_q(h, token, NULL) > 0.0;
-}
-
-/* Whether an Accept header asks for the binary reply: it lists
- * application/octet-stream and prefers it to application/json (a higher q,
- * or the same q and listed first). JSON otherwise, the default. */
-static bool prefers_binary(const char *accept)
-{
-    int at_bin = 0, at_json = 0;
-    double q_bin = header_q(accept, "application/octet-stream", &at_bin),
-           q_json = header_q(accept, "application/json", &at_json);
-    return q_bin > 0.0 && (q_bin > q_json || (q_bin == q_json && at_bin < at_json));
-}
-
 /* The Origin header, when CORS allows it. */
 static const char *cors_origin(struct saed_req *rq)
 {
@@ -243,7 +107,7 @@ static bool allowed_methods(const char *url, char *allow, size_t cap, int *route
     bool any = false;
     allow[0] = '\0';
     for (size_t i = 0; i < saed_n_routes; i++) {
-        if (!path_match(&saed_routes[i], url, NULL))
+        if (!http_path_match(saed_routes[i].path, saed_routes[i].first_arg_slashes, url, NULL, NULL))
             continue;
         if (!any)
             *route_id = (int)i;
@@ -331,7 +195,8 @@ static enum MHD_Result request_start(struct saed_req *rq)
     rq->route_id = (int)saed_n_routes;
     for (size_t i = 0; i < saed_n_routes; i++) {
         if (!strcmp(saed_routes[i].method, method) &&
-            path_match(&saed_routes[i], rq->url, rq)) {
+            http_path_match(saed_routes[i].path, saed_routes[i].first_arg_slashes, rq->url,
+                            rq->args, &rq->n_args)) {
             rq->route = &saed_routes[i];
             rq->route_id = (int)i;
             break;
@@ -360,8 +225,8 @@ static enum MHD_Result request_start(struct saed_req *rq)
 
     const char *acc = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
                                                   MHD_HTTP_HEADER_ACCEPT);
-    rq->accept_binary = prefers_binary(acc);
-    rq->accept_gzip = header_lists(MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+    rq->accept_binary = http_prefers_binary(acc);
+    rq->accept_gzip = http_header_lists(MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
                                                                MHD_HTTP_HEADER_ACCEPT_ENCODING),
                                    "gzip");
 
@@ -388,7 +253,7 @@ static enum MHD_Result request_start(struct saed_req *rq)
         return MHD_YES;
     }
     bool known;
-    rq->body_type = body_kind(MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+    rq->body_type = http_body_kind(MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
                                                           MHD_HTTP_HEADER_CONTENT_TYPE),
                               &known);
     if (!known || !(rq->body_type & rq->route->body_types))

@@ -24,6 +24,7 @@
 
 #include "config.h"
 #include "encode.h"
+#include "http_parse.h"
 #include "metrics.h"
 #include "model.h"
 
@@ -97,15 +98,6 @@ struct saed_server {
     char *web_root;                 /* owned: its path as resolved at start-up, or NULL */
 };
 
-/* Request body kinds a route accepts (bit set), decided from Content-Type
- * before the body is read. */
-enum saed_body {
-    SAED_BODY_NONE = 0,
-    SAED_BODY_JSON = 1 << 0,    /* application/json (or no Content-Type) */
-    SAED_BODY_OCTET = 1 << 1,   /* application/octet-stream */
-    SAED_BODY_NPY = 1 << 2,     /* application/x-npy */
-};
-
 struct saed_req;
 
 /* A route handler. Called once the whole body is in rq->body, and again after
@@ -130,8 +122,8 @@ struct saed_route {
     void (*precheck)(struct saed_req *rq, uint64_t content_length, bool has_length);
 };
 
-#define SAED_MAX_ARGS 4
-#define SAED_MAX_ARG_LEN 128
+#define SAED_MAX_ARGS HTTP_MAX_ARGS
+#define SAED_MAX_ARG_LEN HTTP_MAX_ARG_LEN
 
 /* Where a request is in its life. */
 enum saed_req_state {

@@ -1,0 +1,155 @@
+/* http_parse.c: the parts of a request saed reads itself (http_parse.h). */
+#include "http_parse.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* How many '/'-separated segments s (starting with '/') has. */
+static size_t segments(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += *s == '/';
+    return n;
+}
+
+bool http_path_match(const char *pattern, bool first_arg_slashes, const char *url,
+                     char (*args)[HTTP_MAX_ARG_LEN], size_t *n_out)
+{
+    const char *p = pattern, *u = url;
+    size_t n_args = 0;
+    while (*p && *u) {
+        if (*p != '/' || *u != '/')
+            return false;
+        p++;
+        u++;
+        const char *pe = strchr(p, '/'), *ue = strchr(u, '/');
+        size_t pl = pe ? (size_t)(pe - p) : strlen(p), ul = ue ? (size_t)(ue - u) : strlen(u);
+        if (first_arg_slashes && n_args == 0 && pl >= 2 && p[0] == '{') {
+            /* Leave one url segment for each pattern segment after this one. */
+            size_t rest = segments(p + pl), have = segments(u - 1);
+            if (have <= rest)
+                return false;
+            const char *end = u;
+            for (size_t k = 0; k < have - rest; k++)
+                end += (k ? 1 : 0) + strcspn(end + (k ? 1 : 0), "/");
+            ul = (size_t)(end - u);
+        }
+        if (pl >= 2 && p[0] == '{' && p[pl - 1] == '}') {
+            if (ul == 0 || ul >= HTTP_MAX_ARG_LEN || n_args >= HTTP_MAX_ARGS)
+                return false;
+            if (args) {
+                memcpy(args[n_args], u, ul);
+                args[n_args][ul] = '\0';
+            }
+            n_args++;
+        } else if (pl != ul || memcmp(p, u, pl)) {
+            return false;
+        }
+        p += pl;
+        u += ul;
+    }
+    if (*p || *u)
+        return false;
+    if (n_out)
+        *n_out = n_args;
+    return true;
+}
+
+/* Value of a hex digit, or -1. */
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+size_t http_unescape(char *s)
+{
+    char *w = s;
+    for (const char *r = s; *r; r++) {
+        int hi, lo;
+        if (r[0] == '%' && (hi = hexval(r[1])) >= 0 && (lo = hexval(r[2])) >= 0 &&
+            (hi | lo)) {
+            *w++ = (char)(hi * 16 + lo);
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
+enum saed_body http_body_kind(const char *ct, bool *known)
+{
+    *known = true;
+    if (!ct)
+        return SAED_BODY_JSON;
+    char t[64];
+    size_t n = 0;
+    while (*ct == ' ')
+        ct++;
+    while (*ct && *ct != ';' && *ct != ' ' && *ct != '\t' && n + 1 < sizeof t)
+        t[n++] = (char)tolower((unsigned char)*ct++);
+    t[n] = '\0';
+    /* After the type only parameters may follow: "application/json garbage"
+     * is not JSON. */
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    if (*ct && *ct != ';') {
+        *known = false;
+        return SAED_BODY_NONE;
+    }
+    if (!strcmp(t, "application/json"))
+        return SAED_BODY_JSON;
+    if (!strcmp(t, "application/octet-stream"))
+        return SAED_BODY_OCTET;
+    if (!strcmp(t, "application/x-npy"))
+        return SAED_BODY_NPY;
+    *known = false;
+    return SAED_BODY_NONE;
+}
+
+double http_header_q(const char *h, const char *token, int *at)
+{
+    size_t tl = strlen(token);
+    for (int i = 0; h && *h; i++) {
+        while (*h == ' ' || *h == ',')
+            h++;
+        const char *e = strchr(h, ',');
+        size_t n = e ? (size_t)(e - h) : strlen(h);
+        const char *semi = memchr(h, ';', n);
+        size_t name = semi ? (size_t)(semi - h) : n;
+        while (name && h[name - 1] == ' ')
+            name--;
+        if (name == tl && !strncasecmp(h, token, tl)) {
+            if (at)
+                *at = i;
+            if (!semi)
+                return 1.0;
+            const char *q = semi + 1;
+            while (*q == ' ')
+                q++;
+            return strncasecmp(q, "q=", 2) ? 1.0 : strtod(q + 2, NULL);
+        }
+        h = e;
+    }
+    return -1.0;
+}
+
+bool http_header_lists(const char *h, const char *token)
+{
+    return http_header_q(h, token, NULL) > 0.0;
+}
+
+bool http_prefers_binary(const char *accept)
+{
+    int at_bin = 0, at_json = 0;
+    double q_bin = http_header_q(accept, "application/octet-stream", &at_bin),
+           q_json = http_header_q(accept, "application/json", &at_json);
+    return q_bin > 0.0 && (q_bin > q_json || (q_bin == q_json && at_bin < at_json));
+}

@@ -1,0 +1,58 @@
+/* http_parse.h: the parts of a request that saed reads itself, beyond what
+ * libmicrohttpd parses: the path against a route pattern, percent-decoding,
+ * Content-Type and Accept. Pure functions of their strings (no connection,
+ * no allocation), so tests/fuzz/fuzz_http.c can drive them directly. */
+#ifndef SAED_HTTP_PARSE_H
+#define SAED_HTTP_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define HTTP_MAX_ARGS 4
+#define HTTP_MAX_ARG_LEN 128
+
+/* Request body kinds a route accepts (bit set), decided from Content-Type
+ * before the body is read. */
+enum saed_body {
+    SAED_BODY_NONE = 0,
+    SAED_BODY_JSON = 1 << 0,    /* application/json (or no Content-Type) */
+    SAED_BODY_OCTET = 1 << 1,   /* application/octet-stream */
+    SAED_BODY_NPY = 1 << 2,     /* application/x-npy */
+};
+
+/* Matches url against a route pattern such as "/v1/features/{i}", writing the
+ * captures into args (may be NULL) and their count into *n_args (may be
+ * NULL). A "{name}" captures one non-empty segment of fewer than
+ * HTTP_MAX_ARG_LEN bytes; with first_arg_slashes the first one captures as
+ * many segments as leave one for each pattern segment after it, since a
+ * model_name such as "meta-llama/Llama-3.1-8B" is a Neuronpedia modelId with
+ * a slash in it. */
+bool http_path_match(const char *pattern, bool first_arg_slashes, const char *url,
+                     char (*args)[HTTP_MAX_ARG_LEN], size_t *n_args);
+
+/* Percent-decodes s in place (path or query value), as libmicrohttpd does,
+ * except %00: decoded, it would end the C string the routes read, so
+ * "/v1/features/3%00x" would be feature 3 and "q=cats%00zzz" a search for
+ * "cats". Left as the three characters, it is just not a number, or text.
+ * Returns the new length. */
+size_t http_unescape(char *s);
+
+/* The body kind of a Content-Type value (NULL: JSON); *known is false for a
+ * media type saed does not take, or one with anything but parameters after
+ * it ("application/json garbage"). */
+enum saed_body http_body_kind(const char *ct, bool *known);
+
+/* The q value a comma-separated header value gives `token` (1 when it has
+ * none), or -1 when it does not list it; *at (may be NULL) is its position
+ * in the list. */
+double http_header_q(const char *h, const char *token, int *at);
+
+/* True if the header value lists `token` without q=0. */
+bool http_header_lists(const char *h, const char *token);
+
+/* Whether an Accept header asks for the binary reply: it lists
+ * application/octet-stream and prefers it to application/json (a higher q,
+ * or the same q and listed first). JSON otherwise, the default. */
+bool http_prefers_binary(const char *accept);
+
+#endif
