@@ -309,7 +309,7 @@ describe('the feature browser', () => {
         const shownTop = await page.$$eval('li.example[data-kind="top"]', (lis) => lis.map((li) => ({
           doc: li.querySelector('code.doc').textContent,
           toks: [...li.querySelectorAll('.tok')].map((s) => ({ text: s.textContent, value: Number(s.dataset.value),
-            label: s.getAttribute('aria-label'), max: s.classList.contains('max'), tab: s.tabIndex })),
+            label: s.getAttribute('aria-label'), max: s.classList.contains('mark'), tab: s.tabIndex })),
         })));
         assert.equal(shownTop.length, top.length, 'top examples shown');
         assert.ok(top.length > 0, 'the chosen feature has top examples');
@@ -346,6 +346,20 @@ describe('the feature browser', () => {
         for (const g of groups) assert.equal(g.n, bins.get(g.key), `examples in quantile bin ${g.key}`);
         const mins = groups.map((g) => Number(g.key.split('|')[0]));
         assert.deepEqual(mins, [...mins].sort((a, b) => b - a), 'quantile bins highest first');
+        assert.ok(quant.length > 0, 'the chosen feature has quantile examples');
+        // Each quantile example marks the token it was sampled for (focus_index),
+        // whose value lies in its bin, not the window's max.
+        const marked = await page.$$eval('li.example[data-kind="quantile"]', (lis) => lis.map((li) => {
+          const toks = [...li.querySelectorAll('.tok')];
+          const at = toks.findIndex((x) => x.classList.contains('mark'));
+          return `${li.querySelector('code.doc').textContent}@${at}`;
+        }));
+        assert.deepEqual([...marked].sort(), quant.map((e) => `${e.document}@${e.focus_index}`).sort(),
+          'the marked token of each quantile example is its focus_index');
+        for (const e of quant) {
+          assert.ok(e.values[e.focus_index] >= e.bin_min && e.values[e.focus_index] <= e.bin_max,
+            `the sampled token of document ${e.document} lies in its bin`);
+        }
 
         // Neighbours as links, in the API's order; previous and next feature.
         const nbs = await page.$$eval('ol.neighbours li a', (as) => as.map((a) => a.getAttribute('href')));
@@ -543,6 +557,31 @@ describe('the feature browser', () => {
       }
       // Navigating in place aborts the page's requests still in flight (router.js's
       // AbortController): Chromium reports those as ERR_ABORTED, by design, not as errors.
+      assertClean(page, [/^request failed: .* net::ERR_ABORTED$/]);
+      await closePage(page);
+    });
+
+    test('Back from a feature returns the list to where it was scrolled', async (t) => {
+      if (!hasIndex) return t.skip('saed has no index');
+      const page = await newPage(vp);
+      await page.goto(`${BASE}/`);
+      await settled(page, 'table.features tbody tr');
+      const rows = await page.$$('table.features tbody tr a[href^="/features/"]');
+      if (rows.length < 30) return t.skip(`only ${rows.length} rows: the list does not scroll`);
+      const link = rows[rows.length - 5];
+      await link.scrollIntoViewIfNeeded();
+      const y = await page.evaluate(() => window.scrollY);
+      assert.ok(y > 200, `the list scrolled (${y} px)`);
+      const href = await link.getAttribute('href');
+      await link.click();
+      await page.waitForURL(`${BASE}${href}`);
+      await page.waitForSelector('dl.stats');
+      await page.goBack();
+      await settled(page, 'table.features tbody tr');
+      await page.waitForFunction((want) => Math.abs(window.scrollY - want) <= 2, y, { timeout: 5000 })
+        .catch(() => {});
+      assert.ok(Math.abs(await page.evaluate(() => window.scrollY) - y) <= 2,
+        `Back restores the scroll position (${y} px)`);
       assertClean(page, [/^request failed: .* net::ERR_ABORTED$/]);
       await closePage(page);
     });

@@ -6,7 +6,7 @@ import { ApiError, api, getModel, isNoIndex, mapLimit } from './api.js';
 import { histogramPlot, histogramTable } from './charts.js';
 import { emptyState, errorState, fill, h, loadingState, pageHeading } from './dom.js';
 import { featureLabel, fmtDensity, fmtInt, fmtNum, histogramRange } from './format.js';
-import { tokenLine } from './tokens.js';
+import { exampleMarks, tokenLine } from './tokens.js';
 
 const MORE = 20; // examples fetched per "show more"
 const QUANTILE_PAGE = 100;
@@ -24,12 +24,19 @@ function stat(name, key, value, title) {
     h('dd', { 'data-stat': key, title: title ?? null }, value));
 }
 
+// One example: its document, the value of the token it was picked for (a
+// quantile example's sampled token lies in its bin; the window's max may
+// not) and, when that is not the max, the max too.
 function example(ex, scale, kind) {
-  const where = Number.isInteger(ex.max_token_index) ? ` at token ${ex.max_token_index}` : '';
+  const { markAt, maxAt } = exampleMarks(ex);
+  const picked = markAt !== maxAt && typeof ex.values?.[markAt] === 'number';
+  const value = picked
+    ? h('span', { class: 'picked' }, 'sampled ', h('strong', {}, fmtNum(ex.values[markAt])),
+      ` at token ${markAt} · max ${fmtNum(ex.max_value)} at token ${maxAt}`)
+    : h('span', {}, 'max ', h('strong', {}, fmtNum(ex.max_value)), ` at token ${maxAt}`);
   return h('li', { class: 'example', 'data-kind': kind },
     h('p', { class: 'example-meta' },
-      h('span', {}, 'document ', h('code', { class: 'doc' }, String(ex.document ?? '?'))),
-      h('span', {}, 'max ', h('strong', {}, fmtNum(ex.max_value)), where)),
+      h('span', {}, 'document ', h('code', { class: 'doc' }, String(ex.document ?? '?'))), value),
     tokenLine(ex, scale));
 }
 

@@ -179,7 +179,9 @@ export async function render(main, ctx) {
     }
   }
 
-  load(ctx.signal);
+  // Awaited, so that the router can restore a scroll position (Back) once the
+  // rows are there.
+  await load(ctx.signal);
   return {
     update(next) {
       st = stateOf(next.query);

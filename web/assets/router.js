@@ -30,7 +30,10 @@ function markNav(name) {
   }
 }
 
-async function render({ focus }) {
+// Draws the page of the current URL. `scrollY` (Back/Forward) is where the
+// page was scrolled when it was left: restored once it is drawn again, since
+// the browser's own restoration runs before the page's data has arrived.
+async function render({ focus, scrollY = null }) {
   const main = document.getElementById('main');
   const url = new URL(location.href);
   const found = match(url.pathname);
@@ -67,6 +70,7 @@ async function render({ focus }) {
     const h1 = main.querySelector('h1');
     (h1 || main).focus({ preventScroll: true });
   }
+  if (scrollY !== null && current.controller === controller) window.scrollTo(0, scrollY);
 }
 
 // Goes to `href` (same origin): a new history entry, or the current one
@@ -74,8 +78,13 @@ async function render({ focus }) {
 export function navigate(href, { replace = false } = {}) {
   const url = new URL(href, location.href);
   const samePage = url.pathname === location.pathname;
-  if (replace) history.replaceState(null, '', url);
-  else history.pushState(null, '', url);
+  if (replace) {
+    history.replaceState(history.state, '', url);
+  } else {
+    // Remember where this page was scrolled, for Back.
+    history.replaceState({ ...history.state, scrollY: window.scrollY }, '', location.href);
+    history.pushState(null, '', url);
+  }
   if (!samePage) window.scrollTo(0, 0);
   render({ focus: !samePage });
 }
@@ -93,7 +102,8 @@ function onClick(e) {
 
 // Starts routing: renders the current URL and follows links and Back/Forward.
 export function start() {
+  if ('scrollRestoration' in history) history.scrollRestoration = 'manual';
   document.addEventListener('click', onClick);
-  window.addEventListener('popstate', () => render({ focus: true }));
+  window.addEventListener('popstate', (e) => render({ focus: true, scrollY: e.state?.scrollY ?? 0 }));
   render({ focus: false });
 }
