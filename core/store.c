@@ -1228,8 +1228,9 @@ int sae_store_parse_order(const char *s, bool *desc, sae_error *err)
 
 /* Turns free text into an FTS5 query that cannot be a syntax error: every
  * white-space-separated word becomes a quoted phrase (quotes doubled), all
- * required. Words without a letter or digit are dropped (FTS5 would see no
- * token in them). Returns a new string, "" when no word is left. */
+ * required; a word ending in '*' becomes a prefix query. Words without a
+ * letter or digit are dropped (FTS5 would see no token in them). Returns a
+ * new string, "" when no word is left. */
 static char *fts_query(const char *q)
 {
     size_t n = strlen(q);
@@ -1254,15 +1255,25 @@ static char *fts_query(const char *q)
         }
         if (s == w || !alnum)
             continue;
+        /* A word ending in '*' is a prefix ("nega*" finds "negation"): FTS5
+         * reads a star after the closing quote as that. */
+        const char *e = s;
+        bool prefix = false;
+        while (e > w && e[-1] == '*') {
+            e--;
+            prefix = true;
+        }
         if (p != out)
             *p++ = ' ';
         *p++ = '"';
-        for (const char *c = w; c < s; c++) {
+        for (const char *c = w; c < e; c++) {
             if (*c == '"')
                 *p++ = '"';
             *p++ = *c;
         }
         *p++ = '"';
+        if (prefix)
+            *p++ = '*';
     }
     *p = '\0';
     return out;

@@ -316,6 +316,13 @@ START_TEST(test_read_api)
     expect_list(c, "cats dog", SAE_SORT_INDEX, false, 10, 0, 0, NULL, 0);
     expect_list(c, "\"quoted\" OR NEAR(", SAE_SORT_INDEX, false, 10, 0, 1, dog, 1);
     expect_list(c, "words*", SAE_SORT_INDEX, false, 10, 0, 1, dog, 1);
+    /* A trailing star makes a word a prefix (search as you type); a star
+     * elsewhere, or alone, is just text. */
+    expect_list(c, "cat*", SAE_SORT_INDEX, false, 10, 0, 2, cats, 2);
+    expect_list(c, "CA**", SAE_SORT_INDEX, false, 10, 0, 2, cats, 2);
+    expect_list(c, "bark* do*", SAE_SORT_INDEX, false, 10, 0, 1, dog, 1);
+    expect_list(c, "c*ts", SAE_SORT_INDEX, false, 10, 0, 0, NULL, 0);
+    expect_list(c, "*", SAE_SORT_INDEX, false, 10, 0, 0, NULL, 0);
     expect_list(c, "\"", SAE_SORT_INDEX, false, 10, 0, 0, NULL, 0);
     expect_list(c, " - ) ", SAE_SORT_INDEX, false, 10, 0, 0, NULL, 0);
     expect_list(c, "AND", SAE_SORT_INDEX, false, 10, 0, 1, cats, 1); /* the word "and" */

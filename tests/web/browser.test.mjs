@@ -491,14 +491,32 @@ describe('the feature browser', () => {
         return null;
       })();
       if (word) {
+        // Typing part of a word already finds it (its last word is a prefix),
+        // best match first, and the select says so.
+        const part = word.slice(0, 3);
+        await page.fill('#feature-search', part);
+        await page.waitForURL(new RegExp(`[?&]q=${part}(&|$)`));
+        const partial = await apiGet(`/v1/features?q=${encodeURIComponent(`${part}*`)}&sort=relevance&limit=${PAGE_SIZE}&offset=0`);
+        assert.ok(partial.total > 0, `the API finds words starting "${part}"`);
+        await waitForRows(page, partial.features);
+        expectRows(await readRows(page), partial.features, `search "${part}"`);
+        assert.equal(await page.inputValue('#feature-sort'), 'relevance:asc', 'a search is ordered by best match');
+
         await page.fill('#feature-search', word);
-        await page.waitForURL(new RegExp(`[?&]q=${word}`));
-        const found = await apiGet(`/v1/features?q=${encodeURIComponent(word)}&limit=${PAGE_SIZE}&offset=0`);
+        await page.waitForURL(new RegExp(`[?&]q=${word}(&|$)`));
+        const found = await apiGet(`/v1/features?q=${encodeURIComponent(`${word}*`)}&sort=relevance&limit=${PAGE_SIZE}&offset=0`);
         assert.ok(found.total > 0, `the API finds "${word}"`);
         await waitForRows(page, found.features);
         expectRows(await readRows(page), found.features, `search "${word}"`);
         assert.match(await page.innerText('#results-count'), new RegExp(`${fmtInt(found.total)} features? match`));
         assert.equal(await page.evaluate(() => document.activeElement?.id), 'feature-search', 'typing keeps focus');
+
+        // Index order can be asked for while searching, and is what comes back.
+        await page.selectOption('#feature-sort', 'index:asc');
+        await page.waitForURL(/[?&]sort=index/);
+        const byIndex = await apiGet(`/v1/features?q=${encodeURIComponent(`${word}*`)}&sort=index&limit=${PAGE_SIZE}&offset=0`);
+        await waitForRows(page, byIndex.features);
+        expectRows(await readRows(page), byIndex.features, `search "${word}" by index`);
       } else {
         t.diagnostic('no feature on the first page has an explanation: search not exercised');
       }

@@ -16,6 +16,7 @@ let focusAfterLoad = false;
 
 // The choices of the sort select: value -> [API sort, API order, label].
 export const SORTS = {
+  'relevance:asc': ['relevance', 'asc', 'Best match'],
   'index:asc': ['index', 'asc', 'Index'],
   'density:desc': ['density', 'desc', 'Density, highest first'],
   'density:asc': ['density', 'asc', 'Density, lowest first'],
@@ -23,13 +24,22 @@ export const SORTS = {
   'max_activation:asc': ['max_activation', 'asc', 'Max activation, lowest first'],
 };
 
-// The list state a URL query describes.
+// The order a list has when the URL names none: best match when searching
+// (as the API), index otherwise.
+const defaultSort = (q) => (q ? 'relevance:asc' : 'index:asc');
+
+// The list state a URL query describes. "Best match" needs a search: without
+// one it is index order.
 function stateOf(query) {
-  const sortKey = `${query.get('sort') || 'index'}:${query.get('order') || (query.get('sort') && query.get('sort') !== 'index' ? 'desc' : 'asc')}`;
+  const q = (query.get('q') || '').trim();
+  const sort = query.get('sort');
+  const sortKey = sort
+    ? `${sort}:${query.get('order') || (sort === 'index' || sort === 'relevance' ? 'asc' : 'desc')}`
+    : defaultSort(q);
   const offset = Number.parseInt(query.get('offset') || '0', 10);
   return {
-    q: (query.get('q') || '').trim(),
-    sortKey: SORTS[sortKey] ? sortKey : 'index:asc',
+    q,
+    sortKey: SORTS[sortKey] && (q || sortKey !== 'relevance:asc') ? sortKey : defaultSort(q),
     offset: Number.isFinite(offset) && offset > 0 ? offset : 0,
   };
 }
@@ -38,7 +48,7 @@ function stateOf(query) {
 function hrefOf(st) {
   const p = new URLSearchParams();
   if (st.q) p.set('q', st.q);
-  if (st.sortKey !== 'index:asc') {
+  if (st.sortKey !== defaultSort(st.q)) {
     const [sort, order] = SORTS[st.sortKey];
     p.set('sort', sort);
     p.set('order', order);
@@ -48,16 +58,15 @@ function hrefOf(st) {
   return qs ? `/?${qs}` : '/';
 }
 
-// The API request of a state. Searching with the default order leaves the
-// order to the server (best match first).
+// The API request of a state: its order always named, so that what the
+// select shows is what the rows are in; the last word of a search is a
+// prefix ("nega" finds "negation"), so results follow the typing.
 export function apiPathOf(st) {
   const p = new URLSearchParams();
-  if (st.q) p.set('q', st.q);
-  if (!st.q || st.sortKey !== 'index:asc') {
-    const [sort, order] = SORTS[st.sortKey];
-    p.set('sort', sort);
-    p.set('order', order);
-  }
+  if (st.q) p.set('q', /[\p{L}\p{N}]$/u.test(st.q) ? `${st.q}*` : st.q);
+  const [sort, order] = SORTS[st.sortKey];
+  p.set('sort', sort);
+  p.set('order', order);
   p.set('limit', String(PAGE_SIZE));
   p.set('offset', String(st.offset));
   return `/v1/features?${p}`;
@@ -100,11 +109,15 @@ export async function render(main, ctx) {
   });
   const sort = h('select', { id: 'feature-sort', name: 'sort' },
     Object.entries(SORTS).map(([v, [, , label]]) => h('option', { value: v, selected: v === st.sortKey }, label)));
+  // "Best match" only means something for a search.
+  const bestMatch = () => { sort.querySelector('option[value="relevance:asc"]').disabled = !st.q; };
+  bestMatch();
   const results = h('section', { class: 'results', 'aria-live': 'polite', 'aria-busy': 'true' });
   const status = h('p', { class: 'results-count', id: 'results-count', tabindex: '-1' });
   const form = h('form', { class: 'controls', role: 'search', onsubmit: (e) => { e.preventDefault(); apply(false); } },
     h('div', { class: 'field grow' }, h('label', { for: 'feature-search' }, 'Search explanations'), search,
-      h('span', { id: 'search-hint', class: 'hint' }, 'Full-text search; results update as you type.')),
+      h('span', { id: 'search-hint', class: 'hint' },
+        'Full-text search of the explanations; results update as you type.')),
     h('div', { class: 'field' }, h('label', { for: 'feature-sort' }, 'Sort by'), sort));
   fill(main, pageHeading('Features'), form, status, results);
 
@@ -112,6 +125,9 @@ export async function render(main, ctx) {
   function apply(replace) {
     clearTimeout(timer);
     const next = { q: search.value.trim(), sortKey: sort.value, offset: 0 };
+    // Starting or clearing a search takes the order that goes with it, unless
+    // another was chosen: best match while searching, index otherwise.
+    if (!st.q !== !next.q && next.sortKey === defaultSort(st.q)) next.sortKey = defaultSort(next.q);
     if (next.q === st.q && next.sortKey === st.sortKey && !replace) next.offset = st.offset;
     navigate(hrefOf(next), { replace });
   }
@@ -159,7 +175,7 @@ export async function render(main, ctx) {
       return;
     }
     status.textContent = st.q
-      ? `${fmtInt(total)} feature${total === 1 ? '' : 's'} match “${st.q}”`
+      ? `${fmtInt(total)} feature${total === 1 ? ' matches' : 's match'} “${st.q}”`
       : `${fmtInt(total)} features`;
     const table = h('table', { class: 'features' },
       h('caption', { class: 'sr-only' }, `Features ${st.offset + 1} to ${st.offset + list.length} of ${total}`),
@@ -187,6 +203,7 @@ export async function render(main, ctx) {
       st = stateOf(next.query);
       if (document.activeElement !== search) search.value = st.q;
       sort.value = st.sortKey;
+      bestMatch();
       load(next.signal);
     },
   };
