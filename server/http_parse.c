@@ -134,7 +134,12 @@ double http_header_q(const char *h, const char *token, int *at)
             const char *q = semi + 1;
             while (*q == ' ')
                 q++;
-            return strncasecmp(q, "q=", 2) ? 1.0 : strtod(q + 2, NULL);
+            if (strncasecmp(q, "q=", 2))
+                return 1.0;
+            /* A q outside [0, 1] (or not a number) is held to the range, so
+             * -1 can only mean "not listed". */
+            double v = strtod(q + 2, NULL);
+            return v > 0.0 ? (v < 1.0 ? v : 1.0) : 0.0;
         }
         h = e;
     }

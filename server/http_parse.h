@@ -42,9 +42,9 @@ size_t http_unescape(char *s);
  * it ("application/json garbage"). */
 enum saed_body http_body_kind(const char *ct, bool *known);
 
-/* The q value a comma-separated header value gives `token` (1 when it has
- * none), or -1 when it does not list it; *at (may be NULL) is its position
- * in the list. */
+/* The q value, within [0, 1], a comma-separated header value gives `token`
+ * (1 when it has none), or -1 when it does not list it; *at (may be NULL) is
+ * its position in the list. */
 double http_header_q(const char *h, const char *token, int *at);
 
 /* True if the header value lists `token` without q=0. */

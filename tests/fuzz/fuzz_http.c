@@ -86,9 +86,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int at_b = -1, at_j = -1;
     double qb = http_header_q(acc, "application/octet-stream", &at_b),
            qj = http_header_q(acc, "application/json", &at_j);
-    FUZZ_ASSERT((qb == -1.0) == (at_b == -1) && (qj == -1.0) == (at_j == -1) ||
-                    qb != qb || qj != qj,
+    FUZZ_ASSERT((qb == -1.0) == (at_b == -1) && (qj == -1.0) == (at_j == -1),
                 "found without a position, or the reverse");
+    FUZZ_ASSERT(qb == -1.0 || (qb >= 0.0 && qb <= 1.0), "q outside [0, 1]: %g", qb);
+    FUZZ_ASSERT(qj == -1.0 || (qj >= 0.0 && qj <= 1.0), "q outside [0, 1]: %g", qj);
     bool bin = http_prefers_binary(acc);
     FUZZ_ASSERT(!bin || (qb > 0.0 && http_header_lists(acc, "application/octet-stream")),
                 "binary with q %g", qb);
