@@ -649,12 +649,28 @@ describe('the feature browser', () => {
       await page.fill('#encode-input', '[1, 2');
       await page.click('form.encode-form button[type="submit"]');
       await page.waitForSelector('#encode-input-error:not([hidden])');
-      assert.match(await page.innerText('#encode-input-error'), /Not valid JSON/);
+      assert.match(await page.innerText('#encode-input-error'), /Not a JSON array nor a list of numbers/);
+      await page.fill('#encode-input', '[[1, 2], [3, 4]]');
+      await page.click('form.encode-form button[type="submit"]');
+      await page.waitForFunction(() => /rows/.test(document.querySelector('#encode-input-error').textContent));
+      assert.match(await page.innerText('#encode-input-error'), /This is 2 rows; the page encodes one/);
       await page.fill('#encode-input', '[1, 2, 3]');
       await page.click('form.encode-form button[type="submit"]');
       await page.waitForFunction(() => /expects/.test(document.querySelector('#encode-input-error').textContent));
       assert.match(await page.innerText('#encode-input-error'), new RegExp(`expects ${fmtInt(model.d_in)} numbers`));
       assert.equal(await page.getAttribute('#encode-input', 'aria-invalid'), 'true');
+
+      // numpy's printing ("[0.1 0.2 ...]", spaces) is read too; a bad input
+      // afterwards clears the result it would otherwise seem to have.
+      const row = Array.from({ length: model.d_in }, (_, j) => ((j % 7) - 3) / 4);
+      await page.fill('#encode-input', `[${row.join('  ')}]`);
+      await page.click('form.encode-form button[type="submit"]');
+      await page.waitForSelector('.encode-result dl.metrics');
+      assert.equal(await page.isHidden('#encode-input-error'), true, 'a numpy-printed row is taken');
+      await page.fill('#encode-topk', '0');
+      await page.click('form.encode-form button[type="submit"]');
+      await page.waitForFunction(() => /Top k/.test(document.querySelector('#encode-input-error').textContent));
+      assert.equal(await page.$('.encode-result dl.metrics'), null, 'no result left from the previous input');
       await closePage(page);
     });
 

@@ -4,7 +4,7 @@
 // so fixed bins of any spacing (linear or logarithmic) read the same way.
 
 import { h, s } from './dom.js';
-import { fmtInt, fmtNum, histogramRange } from './format.js';
+import { fmtCount, fmtInt, fmtNum, histogramRange } from './format.js';
 
 // Round tick values covering 0..max: about `want` steps of 1, 2 or 5 × 10^k.
 export function niceTicks(max, want = 4) {
@@ -96,8 +96,8 @@ export function histogramPlot(hist, width) {
     class: 'histogram', width, height, viewBox: `0 0 ${width} ${height}`,
     role: 'img', 'aria-labelledby': 'hist-title',
   }, s('title', { id: 'hist-title' },
-    `Histogram of activations: ${n} bins from ${label(lo).split(' – ')[0]} to ` +
-    `${label(hi).split(' – ')[1] ?? ''}, at most ${fmtInt(max)} tokens in a bin`));
+    `Histogram of activations: ${fmtCount(n, 'bin')} from ${label(lo).split(' – ')[0]} to ` +
+    `${label(hi).split(' – ')[1] ?? ''}, at most ${fmtCount(max, 'token')} in a bin`));
 
   const grid = s('g', { class: 'axis y-axis' });
   for (const t of yt) {
@@ -116,7 +116,7 @@ export function histogramPlot(hist, width) {
     bars.append(s('rect', {
       class: 'bar', x: m.left + (i - lo) * bw + gap / 2, width: Math.max(0.5, bw - gap),
       y: top, height: m.top + ph - top, 'data-count': c, 'data-bin': i,
-    }, s('title', {}, `${label(i)}: ${fmtInt(c)} tokens`)));
+    }, s('title', {}, `${label(i)}: ${fmtCount(c, 'token')}`)));
   }
   svg.append(bars);
 

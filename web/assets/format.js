@@ -35,6 +35,11 @@ export function fmtInt(n) {
   return n < 0 ? `-${s}` : s;
 }
 
+// "1 token", "2 tokens": a count with its noun, singular for one.
+export function fmtCount(n, noun) {
+  return `${fmtInt(n)} ${noun}${n === 1 ? '' : 's'}`;
+}
+
 function scoreOf(e) {
   return typeof e.score === 'number' && Number.isFinite(e.score) ? e.score : -Infinity;
 }

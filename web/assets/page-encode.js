@@ -11,15 +11,27 @@ import { featureLabel, fmtDensity, fmtInt, fmtNum } from './format.js';
 export const BARS_SHOWN = 50; // bars drawn before "show all"
 
 // Reads a vector from the textarea text: a JSON array of finite numbers (or a
-// one-row array of arrays). Returns {vector} or {error}.
+// one-row array of arrays), or numbers separated by spaces, tabs or commas
+// with or without brackets, as numpy and spreadsheets print them. Returns
+// {vector} or {error}.
 export function parseVector(text, dIn) {
   let v;
   try {
     v = JSON.parse(text);
   } catch (e) {
-    return { error: `Not valid JSON: ${e.message}` };
+    const t = text.trim();
+    const bare = /^\[[^[\]]*\]$/.test(t) ? t.slice(1, -1) : t; // "[0.1 0.2]" as numpy prints
+    const words = bare.split(/[\s,]+/).filter(Boolean);
+    const nums = words.map(Number);
+    if (!words.length || /[[\]]/.test(bare) || nums.some((x) => !Number.isFinite(x))) {
+      return { error: `Not a JSON array nor a list of numbers: ${e.message}` };
+    }
+    v = nums;
   }
   if (Array.isArray(v) && v.length === 1 && Array.isArray(v[0])) v = v[0];
+  if (Array.isArray(v) && v.length > 1 && v.every(Array.isArray)) {
+    return { error: `This is ${fmtInt(v.length)} rows; the page encodes one. (POST /v1/encode takes many.)` };
+  }
   if (!Array.isArray(v)) return { error: 'Expected a JSON array of numbers, like [0.1, -2, 3.5].' };
   if (!v.length) return { error: 'The array is empty.' };
   const bad = v.findIndex((x) => typeof x !== 'number' || !Number.isFinite(x));
@@ -165,8 +177,8 @@ export async function render(main, ctx) {
     // Labels come from the index: not asked for when saed said it has none.
     let withLabels = model ? Boolean(model.index) : true;
     const body = { input: vector, include: withLabels ? ['metrics', 'features'] : ['metrics'] };
-    const k = Number.parseInt(topK.value, 10);
-    if (k > 0) body.top_k = k;
+    const k = Number(topK.value);
+    if (topK.value !== '' && k > 0) body.top_k = k;
     result.setAttribute('aria-busy', 'true');
     fill(result, loadingState('Encoding…'));
     submit.disabled = true;
@@ -217,6 +229,8 @@ export async function render(main, ctx) {
     try {
       const v = vectorOf(await api(`/v1/features/${i}/vector`, { signal: ctx.signal }));
       if (!v) throw new ApiError(200, 'bad_reply', 'The vector reply holds no array.');
+      // The address names the feature so the result can be shared; no re-render needed.
+      history.replaceState(history.state, '', `/encode?feature=${i}`);
       area.value = JSON.stringify(v);
       if (run) await encode(v);
     } catch (e) {
@@ -229,8 +243,6 @@ export async function render(main, ctx) {
 
   loadBtn.addEventListener('click', () => {
     const i = Number(featureInput.value);
-    // The address names the feature so the result can be shared; no re-render needed.
-    if (featureInput.value !== '' && Number.isInteger(i)) history.replaceState(null, '', `/encode?feature=${i}`);
     loadDirection(featureInput.value === '' ? NaN : i, { run: true });
   });
   featureInput.addEventListener('keydown', (e) => {
@@ -242,9 +254,15 @@ export async function render(main, ctx) {
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     const { vector, error } = parseVector(area.value, dIn);
-    if (error) {
-      showError(area.value.trim() ? error : 'Paste a vector first.');
-      area.focus();
+    const k = Number(topK.value);
+    const bad = error ? (area.value.trim() ? error : 'Paste a vector first.')
+      : topK.value !== '' && !(Number.isInteger(k) && k > 0) ? 'Top k must be a whole number of at least 1.'
+        : '';
+    if (bad) {
+      showError(bad);
+      // A result left below would read as this input's.
+      fill(result, h('h2', { id: 'encode-result-h', class: 'sr-only' }, 'Result'));
+      (error ? area : topK).focus();
       return;
     }
     showError('');

@@ -5,7 +5,7 @@
 import { ApiError, api, getModel, isNoIndex, mapLimit } from './api.js';
 import { histogramPlot, histogramTable } from './charts.js';
 import { emptyState, errorState, fill, h, loadingState, pageHeading } from './dom.js';
-import { featureLabel, fmtDensity, fmtInt, fmtNum, histogramRange } from './format.js';
+import { featureLabel, fmtCount, fmtDensity, fmtInt, fmtNum, histogramRange } from './format.js';
 import { exampleMarks, tokenLine } from './tokens.js';
 
 const MORE = 20; // examples fetched per "show more"
@@ -66,7 +66,7 @@ function histogramFigure(f) {
   const shown = range[1] - range[0] + 1;
   const fig = h('figure', { class: 'hist' }, plotBox,
     h('figcaption', {}, `Activation histogram over the tokens where the feature is active` +
-      (shown < n ? ` (bins ${range[0]}–${range[1]} of ${n}; the others are empty)` : ` (${n} bins)`) + '.'),
+      (shown < n ? ` (bins ${range[0]}–${range[1]} of ${n}; the others are empty)` : ` (${fmtCount(n, 'bin')})`) + '.'),
     h('details', { class: 'bins-table' }, h('summary', {}, 'Show the bins as a table'), histogramTable(f.histogram)));
   let drawnWidth = 0;
   const draw = () => {
