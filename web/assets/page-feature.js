@@ -248,7 +248,7 @@ export async function render(main, ctx) {
         section('explanations', 'Explanations', explanations(f)),
         section('neighbours', 'Nearest by decoder cosine', neighbours(f, ctx.signal)))),
     section('top', 'Top activating examples',
-      h('p', { class: 'muted hint' }, 'Shading is relative to the feature\'s max activation; the max token is underlined. ',
+      h('p', { class: 'muted hint' }, 'Shading is relative to the feature\'s max activation; the token an example stands for (its max; in a quantile example, the token sampled into the bin) is underlined. ',
         'Hover a token, or Tab to an example and use the arrow keys, to read its value.'),
       top),
     section('quantile', 'Examples by activation quantile', qbox),
