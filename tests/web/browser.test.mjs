@@ -299,6 +299,13 @@ describe('the feature browser', () => {
         assert.equal(axisTitles[0], 'tokens', 'the y axis is titled');
         const xTicks = await page.$$eval('svg.histogram .x-axis text:not(.axis-title)', (ts) => ts.map((x) => x.textContent));
         assert.ok(xTicks.length >= 2, 'the activation axis has tick labels');
+        const boxes = await page.$$eval('svg.histogram .x-axis text:not(.axis-title)', (ts) => ts.map((x) => {
+          const b = x.getBoundingClientRect();
+          return [b.left, b.right];
+        }));
+        for (let k = 1; k < boxes.length; k++) {
+          assert.ok(boxes[k - 1][1] <= boxes[k][0], `tick labels ${xTicks[k - 1]} and ${xTicks[k]} do not overprint`);
+        }
         assert.equal(xTicks[0], fmtNum(f.histogram.edges[range[0]], 3), 'the activation axis starts at the first bin\'s lower edge');
         // The top of the last bin: the next edge, or ∞ when the edges are lower bounds and it is the open last bin.
         const axisEnd = f.histogram.edges[range[1] + 1] ?? (range[1] === counts.length - 1 ? Infinity : NaN);

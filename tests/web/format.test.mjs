@@ -69,3 +69,41 @@ test('shade: value over scale, clamped to 0..1', () => {
   assert.equal(f.shade(-1, 4), 0);
   assert.equal(f.shade(1, 0), 0);
 });
+
+// saed's 258 histogram edges (docs/INDEX.md): 0, then 2^e·(1 + k/8) for e = −16..15,
+// k = 0..7, then 2^16; the open last bin's top is left out, as the API does.
+function saedEdges() {
+  const e = [0];
+  for (let x = -16; x < 16; x++) for (let k = 0; k < 8; k++) e.push(2 ** x * (1 + k / 8));
+  e.push(2 ** 16);
+  return e;
+}
+
+test('tickPositions: both ends, and labels that never overprint at 6.5 px a character', () => {
+  const edges = saedEdges();
+  const nBins = edges.length; // 258 bins, 258 lower edges
+  let checked = 0;
+  for (let lo = 0; lo < nBins - 2; lo += 7) {
+    for (let hi = lo + 1; hi < nBins; hi += 11) {
+      const n = hi - lo + 1;
+      for (const [width, want] of [[330, 3], [700, 6], [1200, 6]]) {
+        const px = width / n;
+        const at = f.tickPositions(edges, nBins, lo, n, want, px);
+        assert.equal(at[0], 0);
+        assert.equal(at[at.length - 1], n);
+        for (let k = 1; k < at.length; k++) {
+          const wa = f.fmtNum(f.edgeAt(edges, nBins, lo + at[k - 1]), 3).length * 6.5;
+          const wb = f.fmtNum(f.edgeAt(edges, nBins, lo + at[k]), 3).length * 6.5;
+          // The two ends are always labelled, even when the range is too narrow to
+          // keep them apart; every tick between them keeps clear of its neighbours.
+          if (at.length > 2) {
+            assert.ok((at[k] - at[k - 1]) * px >= (wa + wb) / 2 + 8,
+              `bins ${lo}..${hi} at ${width} px: ticks ${at[k - 1]} and ${at[k]} overprint`);
+          }
+        }
+        checked++;
+      }
+    }
+  }
+  assert.ok(checked > 500, `${checked} layouts checked`);
+});

@@ -4,7 +4,7 @@
 // so fixed bins of any spacing (linear or logarithmic) read the same way.
 
 import { h, s } from './dom.js';
-import { fmtCount, fmtInt, fmtNum, histogramRange } from './format.js';
+import { edgeAt, fmtCount, fmtInt, fmtNum, histogramRange, tickPositions } from './format.js';
 
 // Round tick values covering 0..max: about `want` steps of 1, 2 or 5 × 10^k.
 export function niceTicks(max, want = 4) {
@@ -15,14 +15,6 @@ export function niceTicks(max, want = 4) {
   const ticks = [];
   for (let v = 0; v < max + step * 0.999; v += step) ticks.push(Number(v.toPrecision(12)));
   return ticks;
-}
-
-// Edge k of a histogram of `nBins` bins. `edges` holds nBins + 1 bounds, or
-// only the nBins lower bounds when the last bin is open (its top is ∞, which
-// JSON cannot carry).
-function edgeAt(edges, nBins, k) {
-  if (k < edges.length) return edges[k];
-  return k === nBins ? Infinity : NaN;
 }
 
 function binLabel(edges, i, nBins = edges.length - 1) {
@@ -39,36 +31,6 @@ function geometric(edges, nBins, lo, hi) {
     if (Number.isFinite(d) && d > 0) w.push(d);
   }
   return w.length > 1 && Math.max(...w) > 2.5 * Math.min(...w);
-}
-
-// How plain a number reads on the axis: its significant digits as printed
-// (0.5 and 2 have one, 0.125 three), powers of two counting a little less so a
-// log axis gets ticks at whole octaves. Ticks prefer the plainest edges.
-function digits(v) {
-  const d = fmtNum(v, 3).replace(/^-/, '').replace(/e.*$/, '').replace('.', '').replace(/^0+/, '').replace(/0+$/, '').length;
-  return Number.isInteger(Math.log2(Math.abs(v))) ? d - 0.5 : d;
-}
-
-// Which of the n + 1 edges of the shown bins get a tick label: both ends, and
-// about `want` - 1 between them, each the roundest edge within half a step of
-// its even spacing, none closer than 44 px to the previous one.
-function tickPositions(edges, nBins, lo, n, want, pxPerBin) {
-  const at = [0];
-  const step = n / want;
-  const minGap = Math.ceil(44 / pxPerBin);
-  for (let t = 1; t < want; t++) {
-    const target = t * step;
-    let best = -1;
-    for (let k = Math.max(1, Math.ceil(target - step / 2)); k <= Math.min(n - 1, Math.floor(target + step / 2)); k++) {
-      const v = edgeAt(edges, nBins, lo + k);
-      if (!Number.isFinite(v)) continue;
-      if (best < 0 || digits(v) < digits(edgeAt(edges, nBins, lo + best)) ||
-          (digits(v) === digits(edgeAt(edges, nBins, lo + best)) && Math.abs(k - target) < Math.abs(best - target))) best = k;
-    }
-    if (best > 0 && best - at[at.length - 1] >= minGap && n - best >= minGap) at.push(best);
-  }
-  at.push(n);
-  return at;
 }
 
 // The histogram of a feature's activations as an SVG figure, `width` CSS

@@ -96,3 +96,43 @@ export function shade(value, scale) {
   if (!(scale > 0) || !(value > 0)) return 0;
   return Math.min(1, value / scale);
 }
+
+// Edge k of a histogram of `nBins` bins. `edges` holds nBins + 1 bounds, or
+// only the nBins lower bounds when the last bin is open (its top is ∞, which
+// JSON cannot carry).
+export function edgeAt(edges, nBins, k) {
+  if (k < edges.length) return edges[k];
+  return k === nBins ? Infinity : NaN;
+}
+
+// How plain a number reads on the axis: its significant digits as printed
+// (0.5 and 2 have one, 0.125 three), powers of two counting a little less so a
+// log axis gets ticks at whole octaves. Ticks prefer the plainest edges.
+function digits(v) {
+  const d = fmtNum(v, 3).replace(/^-/, '').replace(/e.*$/, '').replace('.', '').replace(/^0+/, '').replace(/0+$/, '').length;
+  return Number.isInteger(Math.log2(Math.abs(v))) ? d - 0.5 : d;
+}
+
+// Which of the n + 1 edges of the shown bins get a tick label: both ends, and
+// about `want` - 1 between them, each the roundest edge within half a step of
+// its even spacing, and far enough from its neighbours that the labels (about
+// 6.5 px a character, centred on their ticks, 8 px apart) cannot overprint.
+export function tickPositions(edges, nBins, lo, n, want, pxPerBin) {
+  const at = [0];
+  const step = n / want;
+  const halfWidth = (k) => (fmtNum(edgeAt(edges, nBins, lo + k), 3).length * 6.5) / 2;
+  const clear = (a, b) => (b - a) * pxPerBin >= halfWidth(a) + halfWidth(b) + 8;
+  for (let t = 1; t < want; t++) {
+    const target = t * step;
+    let best = -1;
+    for (let k = Math.max(1, Math.ceil(target - step / 2)); k <= Math.min(n - 1, Math.floor(target + step / 2)); k++) {
+      const v = edgeAt(edges, nBins, lo + k);
+      if (!Number.isFinite(v)) continue;
+      if (best < 0 || digits(v) < digits(edgeAt(edges, nBins, lo + best)) ||
+          (digits(v) === digits(edgeAt(edges, nBins, lo + best)) && Math.abs(k - target) < Math.abs(best - target))) best = k;
+    }
+    if (best > 0 && clear(at[at.length - 1], best) && clear(best, n)) at.push(best);
+  }
+  at.push(n);
+  return at;
+}
