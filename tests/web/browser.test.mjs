@@ -694,7 +694,18 @@ describe('the feature browser', () => {
       const idx = await page.$$eval('li.bar-row', (lis) => lis.map((li) => Number(li.dataset.index)));
       assert.deepEqual(idx, r.indices.slice(0, BARS_SHOWN));
       await page.waitForLoadState('networkidle');
-      assertClean(page, allow);
+
+      // A bar's feature, then Back: the page is as it was left, input and result.
+      if (hasIndex && idx.length) {
+        await page.click('li.bar-row a');
+        await page.waitForSelector('dl.stats');
+        await page.goBack();
+        await settled(page, '.encode-result dl.metrics');
+        assert.deepEqual(JSON.parse(await page.inputValue('#encode-input')), v, 'Back keeps the input');
+        assert.deepEqual(await page.$$eval('li.bar-row', (lis) => lis.map((li) => Number(li.dataset.index))), idx,
+          'Back shows the same result');
+      }
+      assertClean(page, [...allow, /^request failed: .* net::ERR_ABORTED$/]);
       await closePage(page);
     });
   });

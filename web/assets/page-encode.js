@@ -206,6 +206,10 @@ export async function render(main, ctx) {
       fill(result, errorState(new ApiError(200, 'bad_reply', 'The reply has no result.')));
       return;
     }
+    // Kept in this history entry, so that Back from a feature opened from the
+    // bars finds the page as it was left.
+    history.replaceState({ ...history.state, encode: { input: area.value, topK: topK.value } }, '',
+      location.href);
     const n = Array.isArray(r.indices) ? r.indices.length : 0;
     fill(result,
       h('h2', { id: 'encode-result-h' }, 'Active features'),
@@ -270,6 +274,14 @@ export async function render(main, ctx) {
   });
 
   const first = ctx.query.get('feature');
-  if (first !== null && first !== '') loadDirection(Number(first), { run: true });
+  const saved = history.state?.encode;
+  if (saved && typeof saved.input === 'string') {
+    area.value = saved.input;
+    topK.value = saved.topK ?? '';
+    const { vector } = parseVector(saved.input, dIn);
+    if (vector) await encode(vector);
+  } else if (first !== null && first !== '') {
+    await loadDirection(Number(first), { run: true });
+  }
   return null;
 }
