@@ -272,8 +272,10 @@ describe('the feature browser', () => {
           if (actual) near(parseShown(shown), actual, 0.006, k);
         }
 
-        // Explanations, all of them, with score and source.
-        const ex = (f.explanations || []).filter((e) => e && e.description);
+        // Explanations, all of them, best score first, with score and source.
+        const ex = (f.explanations || []).filter((e) => e && e.description).map((e, k) => [e, k])
+          .sort(([a, i], [b, j]) => ((typeof b.score === 'number' ? b.score : -Infinity) -
+            (typeof a.score === 'number' ? a.score : -Infinity)) || i - j).map(([e]) => e);
         const shownEx = await page.$$eval('ol.explanations li', (lis) => lis.map((li) => ({
           d: li.querySelector('.desc').textContent, meta: li.querySelector('.meta').textContent })));
         assert.deepEqual(shownEx.map((e) => e.d), ex.map((e) => e.description), 'explanations');

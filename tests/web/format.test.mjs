@@ -107,3 +107,9 @@ test('tickPositions: both ends, and labels that never overprint at 6.5 px a char
   }
   assert.ok(checked > 500, `${checked} layouts checked`);
 });
+
+test('byScore: best score first, unscored last, ties in the order given', () => {
+  const e = [{ d: 'a' }, { d: 'b', score: 0.2 }, { d: 'c', score: 0.9 }, { d: 'd', score: 0.2 }, { d: 'e', score: null }];
+  assert.deepEqual(f.byScore(e).map((x) => x.d), ['c', 'b', 'd', 'a', 'e']);
+  assert.deepEqual(f.byScore([]), []);
+});

@@ -35,6 +35,14 @@ export function fmtInt(n) {
   return n < 0 ? `-${s}` : s;
 }
 
+// Explanations best first: by score descending, unscored last, the API's order
+// among equals (as featureLabel picks the first of equals).
+export function byScore(explanations) {
+  return explanations.map((e, k) => [e, k])
+    .sort(([a, i], [b, j]) => scoreOf(b) - scoreOf(a) || i - j)
+    .map(([e]) => e);
+}
+
 // "1 token", "2 tokens": a count with its noun, singular for one.
 export function fmtCount(n, noun) {
   return `${fmtInt(n)} ${noun}${n === 1 ? '' : 's'}`;

@@ -5,7 +5,7 @@
 import { ApiError, api, getModel, isNoIndex, mapLimit } from './api.js';
 import { histogramPlot, histogramTable } from './charts.js';
 import { emptyState, errorState, fill, h, loadingState, pageHeading } from './dom.js';
-import { featureLabel, fmtCount, fmtDensity, fmtInt, fmtNum, histogramRange } from './format.js';
+import { byScore, featureLabel, fmtCount, fmtDensity, fmtInt, fmtNum, histogramRange } from './format.js';
 import { exampleMarks, tokenLine } from './tokens.js';
 
 const MORE = 20; // examples fetched per "show more"
@@ -80,7 +80,7 @@ function histogramFigure(f) {
 }
 
 function explanations(f) {
-  const list = (Array.isArray(f.explanations) ? f.explanations : []).filter((e) => e && e.description);
+  const list = byScore((Array.isArray(f.explanations) ? f.explanations : []).filter((e) => e && e.description));
   if (!list.length) {
     return emptyState('No explanations yet',
       h('p', {}, 'Explanations come from ', h('code', {}, 'sae index --explanations FILE'), '.'));
