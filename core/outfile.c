@@ -24,6 +24,22 @@ static void sync_parent_dir(const char *path)
     free(copy);
 }
 
+/* The process's umask, read without changing it (umask(2) can only be read
+ * by setting it, which would race with other threads creating files); 022
+ * when /proc does not say. */
+static mode_t current_umask(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[128];
+    unsigned m = 022;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "Umask: %o", &m) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return (mode_t)(m & 0777);
+}
+
 /* Frees o's names and empties it. */
 static void release(sae_outfile *o)
 {
@@ -48,8 +64,8 @@ int sae_outfile_open(sae_outfile *o, const char *path, sae_error *err)
                            strerror(errno));
         goto fail;
     }
-    /* mkostemp makes 0600; the files written here are meant to be shared. */
-    if (fchmod(fd, 0644) || !(o->fp = fdopen(fd, "wb"))) {
+    /* mkostemp makes 0600; give the file the mode open(2) would have. */
+    if (fchmod(fd, 0666 & ~current_umask()) || !(o->fp = fdopen(fd, "wb"))) {
         rc = sae_error_set(err, SAE_EIO, "%s: %s", o->tmp, strerror(errno));
         close(fd);
         unlink(o->tmp);

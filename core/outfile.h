@@ -4,7 +4,8 @@
  * Everything saed's tools write (weights, cfg.json, activations, tokens,
  * explanations, encodings) goes through here: a temporary file beside the
  * target (same folder, so the rename is atomic; a unique name, so two writers
- * of one target do not share it), written through a stdio stream, then
+ * of one target do not share it; mode 0666 less the umask, as open(2) would
+ * make it), written through a stdio stream, then
  * flushed, fsynced, renamed over the target and the folder fsynced, so the
  * new file survives a crash once commit returns. A write that fails or is
  * abandoned removes the temporary and leaves the target as it was. */
@@ -21,7 +22,7 @@ typedef struct sae_outfile {
     char *tmp;  /* owned: the temporary file's name */
 } sae_outfile;
 
-/* Creates the temporary file for path (mode 0644, 1 MiB stdio buffer). On
+/* Creates the temporary file for path (0666 less the umask, 1 MiB stdio buffer). On
  * failure o is left empty and err names path. */
 int sae_outfile_open(sae_outfile *o, const char *path, sae_error *err);
 

@@ -278,7 +278,8 @@ static enum MHD_Result request_start(struct saed_req *rq)
     }
     /* One allocation of the announced size (plus a NUL for the JSON reader);
      * chunked bodies grow geometrically up to the cap. */
-    size_t want = has_length ? (size_t)length + 1 : 65536;
+    size_t want = has_length ? (size_t)length + 1
+                             : (rq->body_limit < 65536 ? rq->body_limit + 1 : 65536);
     if (!body_reserve(rq, want))
         return reply_error(rq, 503, "overloaded",
                            "the request bodies being received fill max_body_total_bytes "

@@ -1459,6 +1459,30 @@ static void test_negotiation(const struct daemon *d)
     free(body);
 }
 
+/* With a body budget below 64 KiB, a chunked body is reserved at most
+ * max_body_bytes + 1 to start with (not 64 KiB, which would refuse every
+ * chunked request however small). */
+static void test_small_budget(void)
+{
+    struct daemon d;
+    const char *args[] = {"--quiet", "--threads", "1", "--max-body-bytes", "4096",
+                          "--max-body-total-bytes", "10000", NULL};
+    if (daemon_start(&d, dir_a, args)) {
+        CHECK(0, "small-budget daemon did not start");
+        return;
+    }
+    float x[D_IN];
+    sae_fixture_random_rows(x, 1, D_IN, 1.0, 9);
+    static const char *chunked[] = {"Content-Type: application/octet-stream",
+                                    "Transfer-Encoding: chunked", NULL};
+    struct http_resp r;
+    CHECK(http(&d, "POST", "/v1/encode", x, sizeof x, chunked, false, &r) == 200,
+          "a small chunked body under a small budget: %ld %s", r.status, r.body ? r.body : "");
+    http_free(&r);
+    daemon_signal(&d, SIGTERM);
+    CHECK(daemon_wait(&d, 20000) == 0, "small-budget daemon exit status");
+}
+
 /* Sends the headers of a request with a 1000-byte body and one byte of it;
  * returns what comes back within 2 s (the body never completes). */
 static void early_reply(const struct daemon *d, const char *target, const char *type, char *out,
@@ -1749,6 +1773,7 @@ int main(void)
     test_body_budget(&d1);
     test_query_early(&d1);
     test_negotiation(&d1);
+    test_small_budget();
     test_connections(&d1);
     test_formats(&d1);
     test_reference(&d1, model_a, 21);

@@ -609,6 +609,18 @@ describe('the feature browser', () => {
         .catch(() => {});
       assert.ok(Math.abs(await page.evaluate(() => window.scrollY) - y) <= 2,
         `Back restores the scroll position (${y} px)`);
+      // Between two pages of the list (the same view, updated in place) too.
+      if (await page.$('button[data-pager="next"]')) {
+        await page.click('button[data-pager="next"]');
+        await page.waitForURL(/[?&]offset=50/);
+        await settled(page, 'table.features tbody tr');
+        await page.goBack();
+        await page.waitForURL((u) => !/offset=/.test(u.search));
+        await page.waitForFunction((want) => Math.abs(window.scrollY - want) <= 2, y, { timeout: 5000 })
+          .catch(() => {});
+        assert.ok(Math.abs(await page.evaluate(() => window.scrollY) - y) <= 2,
+          `Back from the next page restores the scroll position (${y} px)`);
+      }
       assertClean(page, [/^request failed: .* net::ERR_ABORTED$/]);
       await closePage(page);
     });

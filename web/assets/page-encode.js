@@ -15,23 +15,26 @@ export const BARS_SHOWN = 50; // bars drawn before "show all"
 // with or without brackets, as numpy and spreadsheets print them. Returns
 // {vector} or {error}.
 export function parseVector(text, dIn) {
+  const manyRows = (n) => ({ error: `This is ${fmtInt(n)} rows; the page encodes one. (POST /v1/encode takes many.)` });
   let v;
   try {
     v = JSON.parse(text);
   } catch (e) {
+    // As numpy prints: "[0.1 0.2]", "[[0.1 0.2]]", rows as "[[1 2]\n [3 4]]".
     const t = text.trim();
-    const bare = /^\[[^[\]]*\]$/.test(t) ? t.slice(1, -1) : t; // "[0.1 0.2]" as numpy prints
+    const rows = t.match(/\[[^[\]]*\]/g) || [];
+    if (/^\[\s*\[/.test(t) && rows.length > 1) return manyRows(rows.length);
+    const one = /^\[\s*\[[^[\]]*\]\s*\]$/.test(t) ? rows[0] : t;
+    const bare = /^\[[^[\]]*\]$/.test(one) ? one.slice(1, -1) : one;
     const words = bare.split(/[\s,]+/).filter(Boolean);
-    const nums = words.map(Number);
-    if (!words.length || /[[\]]/.test(bare) || nums.some((x) => !Number.isFinite(x))) {
+    const decimal = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i; // no hex, no "Infinity"
+    if (!words.length || !words.every((w) => decimal.test(w))) {
       return { error: `Not a JSON array nor a list of numbers: ${e.message}` };
     }
-    v = nums;
+    v = words.map(Number);
   }
   if (Array.isArray(v) && v.length === 1 && Array.isArray(v[0])) v = v[0];
-  if (Array.isArray(v) && v.length > 1 && v.every(Array.isArray)) {
-    return { error: `This is ${fmtInt(v.length)} rows; the page encodes one. (POST /v1/encode takes many.)` };
-  }
+  if (Array.isArray(v) && v.length > 1 && v.every(Array.isArray)) return manyRows(v.length);
   if (!Array.isArray(v)) return { error: 'Expected a JSON array of numbers, like [0.1, -2, 3.5].' };
   if (!v.length) return { error: 'The array is empty.' };
   const bad = v.findIndex((x) => typeof x !== 'number' || !Number.isFinite(x));
@@ -173,12 +176,24 @@ export async function render(main, ctx) {
     area.setAttribute('aria-invalid', msg ? 'true' : 'false');
   }
 
+  // An input that cannot be encoded: says why, focuses the field at fault and
+  // clears the result, which would otherwise read as this input's.
+  function refuse(msg, field) {
+    showError(msg);
+    fill(result, h('h2', { id: 'encode-result-h', class: 'sr-only' }, 'Result'));
+    field.focus();
+  }
+
   async function encode(vector) {
     // Labels come from the index: not asked for when saed said it has none.
     let withLabels = model ? Boolean(model.index) : true;
     const body = { input: vector, include: withLabels ? ['metrics', 'features'] : ['metrics'] };
     const k = Number(topK.value);
-    if (topK.value !== '' && k > 0) body.top_k = k;
+    if (topK.value !== '' && !(Number.isInteger(k) && k > 0)) {
+      refuse('Top k must be a whole number of at least 1.', topK);
+      return;
+    }
+    if (topK.value !== '') body.top_k = k;
     result.setAttribute('aria-busy', 'true');
     fill(result, loadingState('Encoding…'));
     submit.disabled = true;
@@ -258,15 +273,8 @@ export async function render(main, ctx) {
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     const { vector, error } = parseVector(area.value, dIn);
-    const k = Number(topK.value);
-    const bad = error ? (area.value.trim() ? error : 'Paste a vector first.')
-      : topK.value !== '' && !(Number.isInteger(k) && k > 0) ? 'Top k must be a whole number of at least 1.'
-        : '';
-    if (bad) {
-      showError(bad);
-      // A result left below would read as this input's.
-      fill(result, h('h2', { id: 'encode-result-h', class: 'sr-only' }, 'Result'));
-      (error ? area : topK).focus();
+    if (error) {
+      refuse(area.value.trim() ? error : 'Paste a vector first.', area);
       return;
     }
     showError('');

@@ -195,16 +195,17 @@ export async function render(main, ctx) {
     }
   }
 
-  // Awaited, so that the router can restore a scroll position (Back) once the
-  // rows are there.
-  await load(ctx.signal);
+  // The view is returned at once (typing during the first load must update
+  // it, not draw the page again); `ready` and update's promise settle when the
+  // rows are drawn, for the router to restore a scroll position (Back).
   return {
+    ready: load(ctx.signal),
     update(next) {
       st = stateOf(next.query);
       if (document.activeElement !== search) search.value = st.q;
       sort.value = st.sortKey;
       bestMatch();
-      load(next.signal);
+      return load(next.signal);
     },
   };
 }

@@ -9,7 +9,10 @@ let current = null; // { route, params, view, controller }
 
 // Registers a page: `pattern` is a RegExp over the path whose groups are the
 // params; `load` returns the page module, whose render(main, ctx) draws it and
-// may return a view with update(ctx) for query-only changes (kept focus).
+// may return a view with update(ctx) for query-only changes (kept focus). A
+// view whose data arrives after render returns carries `ready` (a promise)
+// and returns one from update, settled once drawn: Back's scroll position is
+// restored then.
 export function route(name, pattern, load) {
   routes.push({ name, pattern, load });
 }
@@ -41,9 +44,14 @@ async function render({ focus, scrollY = null }) {
   if (current && found && current.route === found.route &&
       String(current.params) === String(found.params) && current.view?.update) {
     current.controller.abort();
-    current.controller = new AbortController();
-    ctx.signal = current.controller.signal;
-    current.view.update(ctx);
+    const controller = new AbortController();
+    current.controller = controller;
+    ctx.signal = controller.signal;
+    const drawn = current.view.update(ctx);
+    if (scrollY !== null) {
+      await drawn;
+      if (current.controller === controller) window.scrollTo(0, scrollY);
+    }
     return;
   }
   if (current) current.controller.abort();
@@ -70,7 +78,10 @@ async function render({ focus, scrollY = null }) {
     const h1 = main.querySelector('h1');
     (h1 || main).focus({ preventScroll: true });
   }
-  if (scrollY !== null && current.controller === controller) window.scrollTo(0, scrollY);
+  if (scrollY !== null && current.controller === controller) {
+    await current.view?.ready;
+    if (current.controller === controller) window.scrollTo(0, scrollY);
+  }
 }
 
 // Goes to `href` (same origin): a new history entry, or the current one
