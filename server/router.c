@@ -107,7 +107,8 @@ static bool allowed_methods(const char *url, char *allow, size_t cap, int *route
     bool any = false;
     allow[0] = '\0';
     for (size_t i = 0; i < saed_n_routes; i++) {
-        if (!http_path_match(saed_routes[i].path, saed_routes[i].first_arg_slashes, url, NULL, NULL))
+        const struct saed_route *rt = &saed_routes[i];
+        if (!http_path_match(rt->path, rt->first_arg_slashes, url, NULL, NULL))
             continue;
         if (!any)
             *route_id = (int)i;
@@ -200,6 +201,22 @@ static enum MHD_Result request_start(struct saed_req *rq)
             rq->route = &saed_routes[i];
             rq->route_id = (int)i;
             break;
+        }
+    }
+    /* A browser page with a trailing slash ("/features/12/") is that page, as
+     * the browser's own router reads it; the API's paths stay exact. */
+    size_t ul = strlen(rq->url);
+    if (!rq->route && ul > 1 && ul < 256 && rq->url[ul - 1] == '/') {
+        char bare[256];
+        memcpy(bare, rq->url, ul - 1);
+        bare[ul - 1] = '\0';
+        for (size_t i = 0; i < saed_n_routes && !rq->route; i++) {
+            const struct saed_route *rt = &saed_routes[i];
+            if (rt->handler == static_page_get && !strcmp(rt->method, method) &&
+                http_path_match(rt->path, false, bare, rq->args, &rq->n_args)) {
+                rq->route = &saed_routes[i];
+                rq->route_id = (int)i;
+            }
         }
     }
     if (atomic_load(&srv->draining))

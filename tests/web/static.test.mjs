@@ -29,11 +29,16 @@ function get(path, headers = {}) {
 const TYPES = { js: /^(text|application)\/javascript\b/, css: /^text\/css\b/, svg: /^image\/svg\+xml\b/, html: /^text\/html\b/ };
 
 test('the page paths all answer web/index.html as text/html', async () => {
-  for (const path of ['/', '/features/0', '/features/12', '/encode', '/model']) {
+  for (const path of ['/', '/features/0', '/features/12', '/encode', '/model', '/features/12/', '/encode/',
+    '/model/']) {
     const r = await get(path);
     assert.equal(r.status, 200, `${path}: status`);
     assert.match(r.headers['content-type'] || '', TYPES.html, `${path}: content type`);
     assert.ok(r.body.equals(INDEX), `${path}: the body is web/index.html`);
+  }
+  // Only the pages take a trailing slash; the API's paths are exact.
+  for (const path of ['/v1/health/', '/features/12//', '/assets/app.js/']) {
+    assert.equal((await get(path)).status, 404, `${path}: status`);
   }
 });
 
