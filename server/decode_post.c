@@ -363,9 +363,6 @@ enum MHD_Result decode_post(struct saed_req *rq)
         return decode_reply(rq);
     const sae_model *m = rq->snap->model;
     struct saed_perr e = {0};
-    MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, no_query, &e);
-    if (e.status)
-        return reply_error(rq, e.status, e.code, "%s", e.msg);
     struct saed_job *job = job_new(JOB_DECODE);
     if (!job)
         return reply_error(rq, 503, "out_of_memory", "cannot start the job");
@@ -381,8 +378,7 @@ enum MHD_Result decode_post(struct saed_req *rq)
     row_check_free(&c);
     if (rc || e.status)
         return reply_error(rq, e.status, e.code, "%s", e.msg);
-    free(rq->body);
-    rq->body = NULL;
+    req_body_free(rq);
     job->n_rows = job->codes.n_rows;
     sae_error err;
     if (job_alloc_outputs(job, m->d_in, &err))

@@ -555,8 +555,7 @@ static enum MHD_Result encode_start(struct saed_req *rq)
         if (rc)
             return reply_error(rq, e.status, e.code, "%s", e.msg);
         /* The JSON text is no longer needed while the job waits. */
-        free(rq->body);
-        rq->body = NULL;
+        req_body_free(rq);
     } else if (take_binary(rq, job, &e)) {
         return reply_error(rq, e.status, e.code, "%s", e.msg);
     }

@@ -15,7 +15,7 @@ static size_t segments(const char *s)
     return n;
 }
 
-bool http_path_match(const char *pattern, bool first_arg_slashes, const char *url,
+bool http_path_match(const char *pattern, unsigned how, const char *url,
                      char (*args)[HTTP_MAX_ARG_LEN], size_t *n_out)
 {
     const char *p = pattern, *u = url;
@@ -27,14 +27,14 @@ bool http_path_match(const char *pattern, bool first_arg_slashes, const char *ur
         u++;
         const char *pe = strchr(p, '/'), *ue = strchr(u, '/');
         size_t pl = pe ? (size_t)(pe - p) : strlen(p), ul = ue ? (size_t)(ue - u) : strlen(u);
-        if (first_arg_slashes && n_args == 0 && pl >= 2 && p[0] == '{') {
-            /* Leave one url segment for each pattern segment after this one. */
-            size_t rest = segments(p + pl), have = segments(u - 1);
-            if (have <= rest)
-                return false;
-            const char *end = u;
-            for (size_t k = 0; k < have - rest; k++)
-                end += (k ? 1 : 0) + strcspn(end + (k ? 1 : 0), "/");
+        if ((how & HTTP_MATCH_FIRST_ARG_SLASHES) && n_args == 0 && pl >= 2 && p[0] == '{') {
+            /* Up to the rest-th '/' from the end: one url segment is left for
+             * each pattern segment after this one (none left: an empty capture,
+             * refused below). */
+            const char *end = u + strlen(u);
+            for (size_t k = segments(p + pl); k && end > u; k--)
+                while (--end > u && *end != '/')
+                    ;
             ul = (size_t)(end - u);
         }
         if (pl >= 2 && p[0] == '{' && p[pl - 1] == '}') {
@@ -51,7 +51,7 @@ bool http_path_match(const char *pattern, bool first_arg_slashes, const char *ur
         p += pl;
         u += ul;
     }
-    if (*p || *u)
+    if (*p || (*u && !((how & HTTP_MATCH_TRAILING_SLASH) && !strcmp(u, "/"))))
         return false;
     if (n_out)
         *n_out = n_args;

@@ -20,14 +20,22 @@ enum saed_body {
     SAED_BODY_NPY = 1 << 2,     /* application/x-npy */
 };
 
-/* Matches url against a route pattern such as "/v1/features/{i}", writing the
- * captures into args (may be NULL) and their count into *n_args (may be
- * NULL). A "{name}" captures one non-empty segment of fewer than
- * HTTP_MAX_ARG_LEN bytes; with first_arg_slashes the first one captures as
- * many segments as leave one for each pattern segment after it, since a
- * model_name such as "meta-llama/Llama-3.1-8B" is a Neuronpedia modelId with
- * a slash in it. */
-bool http_path_match(const char *pattern, bool first_arg_slashes, const char *url,
+/* How a route pattern matches a URL (bits; 0 is exact). */
+enum http_match {
+    /* The first "{capture}" takes as many segments as leave one for each
+     * pattern segment after it: a model_name such as "meta-llama/Llama-3.1-8B"
+     * is a Neuronpedia modelId with a slash in it. */
+    HTTP_MATCH_FIRST_ARG_SLASHES = 1 << 0,
+    /* The URL may end in one more '/' ("/features/12/"), as the browser's
+     * router reads its pages. */
+    HTTP_MATCH_TRAILING_SLASH = 1 << 1,
+};
+
+/* Matches url against a route pattern such as "/v1/features/{i}" the way
+ * `how` (enum http_match bits) says, writing the captures into args (may be
+ * NULL) and their count into *n_args (may be NULL). A "{name}" captures one
+ * non-empty segment of fewer than HTTP_MAX_ARG_LEN bytes. */
+bool http_path_match(const char *pattern, unsigned how, const char *url,
                      char (*args)[HTTP_MAX_ARG_LEN], size_t *n_args);
 
 /* Percent-decodes s in place (path or query value), as libmicrohttpd does,

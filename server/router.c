@@ -35,13 +35,17 @@ const struct saed_route saed_routes[] = {
     {.method = "GET", .path = "/v1/features/{i}/vector", .handler = vector_get,
      .needs_auth = true},
     {.method = "GET", .path = "/api/feature/{model}/{layer}/{i}", .handler = neuronpedia_get,
-     .needs_auth = true, .first_arg_slashes = true},
+     .needs_auth = true, .match = HTTP_MATCH_FIRST_ARG_SLASHES},
     {.method = "GET", .path = "/metrics", .handler = metrics_get, .needs_auth = true},
     {.method = "GET", .path = "/openapi.json", .handler = openapi_get},
-    {.method = "GET", .path = "/", .handler = static_page_get},
-    {.method = "GET", .path = "/features/{i}", .handler = static_page_get},
-    {.method = "GET", .path = "/encode", .handler = static_page_get},
-    {.method = "GET", .path = "/model", .handler = static_page_get},
+    {.method = "GET", .path = "/", .handler = static_page_get,
+     .match = HTTP_MATCH_TRAILING_SLASH},
+    {.method = "GET", .path = "/features/{i}", .handler = static_page_get,
+     .match = HTTP_MATCH_TRAILING_SLASH},
+    {.method = "GET", .path = "/encode", .handler = static_page_get,
+     .match = HTTP_MATCH_TRAILING_SLASH},
+    {.method = "GET", .path = "/model", .handler = static_page_get,
+     .match = HTTP_MATCH_TRAILING_SLASH},
     {.method = "GET", .path = "/assets/{name}", .handler = static_asset_get},
 };
 const size_t saed_n_routes = sizeof saed_routes / sizeof saed_routes[0];
@@ -108,7 +112,7 @@ static bool allowed_methods(const char *url, char *allow, size_t cap, int *route
     allow[0] = '\0';
     for (size_t i = 0; i < saed_n_routes; i++) {
         const struct saed_route *rt = &saed_routes[i];
-        if (!http_path_match(rt->path, rt->first_arg_slashes, url, NULL, NULL))
+        if (!http_path_match(rt->path, rt->match, url, NULL, NULL))
             continue;
         if (!any)
             *route_id = (int)i;
@@ -163,8 +167,7 @@ static bool body_reserve(struct saed_req *rq, size_t cap)
     return true;
 }
 
-/* Frees the body buffer and gives its room back. */
-static void body_release(struct saed_req *rq)
+void req_body_free(struct saed_req *rq)
 {
     free(rq->body);
     rq->body = NULL;
@@ -173,13 +176,22 @@ static void body_release(struct saed_req *rq)
     rq->body_reserved = 0;
 }
 
+/* 503: no room left in max_body_total_bytes for rq's body. */
+static enum MHD_Result reply_body_budget(struct saed_req *rq)
+{
+    return reply_error(rq, 503, "overloaded",
+                       "the request bodies being received fill max_body_total_bytes (%llu); "
+                       "retry shortly",
+                       (unsigned long long)rq->srv->cfg->max_body_total_bytes);
+}
+
 /* From now on rq's body is read and dropped, and answered with status when
  * it ends (a reply cannot be queued mid-body). */
 static void body_drop(struct saed_req *rq, unsigned status)
 {
     if (status == 413)
         atomic_fetch_add_explicit(&rq->srv->metrics.body_cut, 1, memory_order_relaxed);
-    body_release(rq);
+    req_body_free(rq);
     rq->dropping = status;
     rq->status = status;
 }
@@ -196,27 +208,11 @@ static enum MHD_Result request_start(struct saed_req *rq)
     rq->route_id = (int)saed_n_routes;
     for (size_t i = 0; i < saed_n_routes; i++) {
         if (!strcmp(saed_routes[i].method, method) &&
-            http_path_match(saed_routes[i].path, saed_routes[i].first_arg_slashes, rq->url,
-                            rq->args, &rq->n_args)) {
+            http_path_match(saed_routes[i].path, saed_routes[i].match, rq->url, rq->args,
+                            &rq->n_args)) {
             rq->route = &saed_routes[i];
             rq->route_id = (int)i;
             break;
-        }
-    }
-    /* A browser page with a trailing slash ("/features/12/") is that page, as
-     * the browser's own router reads it; the API's paths stay exact. */
-    size_t ul = strlen(rq->url);
-    if (!rq->route && ul > 1 && ul < 256 && rq->url[ul - 1] == '/') {
-        char bare[256];
-        memcpy(bare, rq->url, ul - 1);
-        bare[ul - 1] = '\0';
-        for (size_t i = 0; i < saed_n_routes && !rq->route; i++) {
-            const struct saed_route *rt = &saed_routes[i];
-            if (rt->handler == static_page_get && !strcmp(rt->method, method) &&
-                http_path_match(rt->path, false, bare, rq->args, &rq->n_args)) {
-                rq->route = &saed_routes[i];
-                rq->route_id = (int)i;
-            }
         }
     }
     if (atomic_load(&srv->draining))
@@ -298,10 +294,7 @@ static enum MHD_Result request_start(struct saed_req *rq)
     size_t want = has_length ? (size_t)length + 1
                              : (rq->body_limit < 65536 ? rq->body_limit + 1 : 65536);
     if (!body_reserve(rq, want))
-        return reply_error(rq, 503, "overloaded",
-                           "the request bodies being received fill max_body_total_bytes "
-                           "(%llu); retry shortly",
-                           (unsigned long long)cfg->max_body_total_bytes);
+        return reply_body_budget(rq);
     rq->body = malloc(want);
     if (!rq->body)
         return reply_error(rq, 503, "out_of_memory", "cannot buffer a %zu-byte body", want);
@@ -399,10 +392,7 @@ enum MHD_Result router_access(void *cls, struct MHD_Connection *conn, const char
                            "the body passed the limit of %zu bytes by %zu", rq->body_limit,
                            rq->dropped);
     if (rq->dropping)
-        return reply_error(rq, 503, "overloaded",
-                           "the request bodies being received fill max_body_total_bytes "
-                           "(%llu); retry shortly",
-                           (unsigned long long)rq->srv->cfg->max_body_total_bytes);
+        return reply_body_budget(rq);
     if (rq->state == RQ_START) {
         enum MHD_Result r = request_start(rq);
         if (rq->state == RQ_REPLIED || r != MHD_YES)
@@ -483,7 +473,7 @@ void router_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         batcher_incoming(srv->batcher, -1);
     job_free(rq->job);
     snap_release(rq->snap);
-    body_release(rq);
+    req_body_free(rq);
     free(rq);
     atomic_fetch_sub(&srv->inflight, 1);
 }

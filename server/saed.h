@@ -114,7 +114,7 @@ struct saed_route {
     bool needs_auth;            /* guarded by api_key when one is set */
     bool digest;                /* replies carry X-SAE-Weights-Digest (encode, decode) */
     unsigned body_types;        /* enum saed_body bits accepted; 0: no body */
-    bool first_arg_slashes;     /* the first {capture} may span several segments */
+    unsigned match;             /* enum http_match bits: how path matches (0: exactly) */
     /* Optional: called before any body byte is read, with the Content-Length
      * (has_length false for a chunked body), to refuse what can be refused
      * early (413 too many rows, 422 wrong length). It either queues a reply or
@@ -223,6 +223,10 @@ enum MHD_Result router_access(void *cls, struct MHD_Connection *conn, const char
                               void **con_cls);
 void router_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                       enum MHD_RequestTerminationCode toe);
+
+/* Frees rq's body once parsed and gives its room back to
+ * max_body_total_bytes, so a request waiting for a worker holds neither. */
+void req_body_free(struct saed_req *rq);
 
 /* Suspends rq's connection and hands its job to the workers. Returns 0, or -1
  * when the queue is full (nothing suspended; the caller replies 503). */
