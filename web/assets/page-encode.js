@@ -281,15 +281,18 @@ export async function render(main, ctx) {
     encode(vector);
   });
 
+  // What the page was left with (Back), else the feature the address names;
+  // `ready` settles once its result is drawn (router.js restores the scroll).
   const first = ctx.query.get('feature');
   const saved = history.state?.encode;
+  let ready = null;
   if (saved && typeof saved.input === 'string') {
     area.value = saved.input;
     topK.value = saved.topK ?? '';
     const { vector } = parseVector(saved.input, dIn);
-    if (vector) await encode(vector);
+    if (vector) ready = encode(vector);
   } else if (first !== null && first !== '') {
-    await loadDirection(Number(first), { run: true });
+    ready = loadDirection(Number(first), { run: true });
   }
-  return null;
+  return { ready };
 }

@@ -33,6 +33,14 @@ function markNav(name) {
   }
 }
 
+// Scrolls to y once `drawn` has settled, unless another navigation (a new
+// controller) came meanwhile; nothing for y null.
+async function restoreScroll(drawn, controller, y) {
+  if (y === null) return;
+  await drawn;
+  if (current.controller === controller) window.scrollTo(0, y);
+}
+
 // Draws the page of the current URL. `scrollY` (Back/Forward) is where the
 // page was scrolled when it was left: restored once it is drawn again, since
 // the browser's own restoration runs before the page's data has arrived.
@@ -47,11 +55,7 @@ async function render({ focus, scrollY = null }) {
     const controller = new AbortController();
     current.controller = controller;
     ctx.signal = controller.signal;
-    const drawn = current.view.update(ctx);
-    if (scrollY !== null) {
-      await drawn;
-      if (current.controller === controller) window.scrollTo(0, scrollY);
-    }
+    await restoreScroll(current.view.update(ctx), controller, scrollY);
     return;
   }
   if (current) current.controller.abort();
@@ -78,10 +82,7 @@ async function render({ focus, scrollY = null }) {
     const h1 = main.querySelector('h1');
     (h1 || main).focus({ preventScroll: true });
   }
-  if (scrollY !== null && current.controller === controller) {
-    await current.view?.ready;
-    if (current.controller === controller) window.scrollTo(0, scrollY);
-  }
+  if (current.controller === controller) await restoreScroll(current.view?.ready, controller, scrollY);
 }
 
 // Goes to `href` (same origin): a new history entry, or the current one
