@@ -38,8 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "model.h"
-#include "rng.h"
+#include "sae/model.h"
+#include "io/rng.h"
 
 /* Monotonic seconds. */
 static double now_s(void)

@@ -24,10 +24,10 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "encode.h"
-#include "model.h"
-#include "rng.h"
-#include "safetensors.h"
+#include "sae/encode.h"
+#include "sae/model.h"
+#include "io/rng.h"
+#include "io/safetensors.h"
 
 extern char **environ;
 
@@ -296,7 +296,7 @@ static double read_bandwidth(const float *a, size_t n, int threads, int reps, do
 /* ---- raw BLAS and encode timing ---- */
 
 /* The raw product the encoder does for `rows` rows of x into y: the same
- * cblas call and layout handling as core/encode.c's block_gemm. */
+ * cblas call and layout handling as core/sae/encode.c's block_gemm. */
 static void raw_product(const sae_model *m, const float *x, size_t rows, float *y)
 {
     int d_in = (int)m->d_in, d_sae = (int)m->d_sae;

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "error.h"
+#include "io/error.h"
 
 /* Named exit codes (CONTRACT section 1). */
 enum { SAE_EXIT_OK = 0, SAE_EXIT_FAILURE = 1, SAE_EXIT_USAGE = 2 };

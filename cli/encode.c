@@ -14,12 +14,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "activations.h"
-#include "autoencoder.h"
+#include "io/activations.h"
+#include "sae/autoencoder.h"
 #include "cli.h"
-#include "encode.h"
-#include "model.h"
-#include "outfile.h"
+#include "sae/encode.h"
+#include "sae/model.h"
+#include "io/outfile.h"
 
 #define ENCODE_BLOCK_ROWS 256
 

@@ -6,12 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "activations.h"
+#include "io/activations.h"
 #include "cli.h"
-#include "encode.h"
-#include "indexer.h"
-#include "model.h"
-#include "tokens.h"
+#include "sae/encode.h"
+#include "index/indexer.h"
+#include "sae/model.h"
+#include "index/tokens.h"
 
 static void usage(FILE *out)
 {

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "model.h"
+#include "sae/model.h"
 
 static void usage(FILE *out)
 {

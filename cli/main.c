@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "mapped.h"
+#include "io/mapped.h"
 
 static const struct {
     const char *name;

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "indexer.h"
-#include "store.h"
+#include "index/indexer.h"
+#include "index/store.h"
 
 static void usage(FILE *out)
 {

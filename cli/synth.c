@@ -1,11 +1,11 @@
 /* synth.c: `sae synth`, activations with known ground-truth features over
- * real text (core/synth.h documents the tokenizer and the features). */
+ * real text (core/train/synth.h documents the tokenizer and the features). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
-#include "synth.h"
+#include "train/synth.h"
 
 /* The --help text. */
 static void usage(FILE *out)

@@ -2,7 +2,7 @@
  * autoencoder on activation files and write a SAELens-layout folder, with
  * train_log.jsonl, progress on stderr and, given the synth truth, the MMCS
  * and an explanations file; `sae train --bench` measures training speed
- * against raw sgemm of the same shapes in the same run. core/train.h holds
+ * against raw sgemm of the same shapes in the same run. core/train/train.h holds
  * the method. */
 #include <errno.h>
 #include <jansson.h>
@@ -15,11 +15,11 @@
 #include <cblas.h>
 
 #include "cli.h"
-#include "encode.h"
-#include "outfile.h"
-#include "rng.h"
-#include "synth.h"
-#include "train.h"
+#include "sae/encode.h"
+#include "io/outfile.h"
+#include "io/rng.h"
+#include "train/synth.h"
+#include "train/train.h"
 
 /* The --help text. */
 static void usage(FILE *out)

@@ -2,7 +2,7 @@
 -- read by saed (CONTRACT section 4). docs/INDEX.md explains every column.
 -- Applied in one transaction to an empty file; the files in schema/ are
 -- applied in their numbered order and user_version is set to the number of
--- the last one by the writer (core/store.c), never here.
+-- the last one by the writer (core/index/store.c), never here.
 
 -- 0x53414549 = "SAEI"
 PRAGMA application_id = 1396786505;

@@ -22,8 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "encode.h"
-#include "error.h"
+#include "sae/encode.h"
+#include "io/error.h"
 
 struct saed_snap;
 struct saed_metrics;

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "error.h"
+#include "io/error.h"
 
 /* Every setting, after parsing and validation. Strings are owned. */
 struct saed_config {

@@ -18,7 +18,7 @@
 #include "buf.h"
 #include "feature_routes.h"
 #include "jsonin.h"
-#include "npy.h"
+#include "io/npy.h"
 #include "saed.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__

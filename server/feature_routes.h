@@ -22,7 +22,7 @@
 
 #include "buf.h"
 #include "saed.h"
-#include "store.h"
+#include "index/store.h"
 
 /* Most features (GET /v1/features) or examples (.../examples) in one reply. */
 #define FEATURES_MAX_LIMIT 500

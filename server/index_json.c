@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "feature_routes.h"
-#include "indexer.h"
+#include "index/indexer.h"
 #include "jsonin.h"
 
 /* The lower edges of the index's fixed histogram bins as text, formatted

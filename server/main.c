@@ -33,7 +33,7 @@
 
 #include "batcher.h"
 #include "feature_routes.h"
-#include "mapped.h"
+#include "io/mapped.h"
 #include "reaper.h"
 #include "saed.h"
 

@@ -31,7 +31,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "error.h"
+#include "io/error.h"
 
 struct saed_metrics;
 

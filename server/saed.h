@@ -10,7 +10,7 @@
  *   - struct saed_req is created on the first access-handler call of a request
  *     and freed in exactly one place, the MHD completion callback
  *     (router.c: request_completed).
- * The server knows HTTP; core/ does not (STYLE.md). */
+ * The server knows HTTP; core/ does not (docs/STYLE.md). */
 #ifndef SAED_H
 #define SAED_H
 
@@ -23,10 +23,10 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "encode.h"
+#include "sae/encode.h"
 #include "http_parse.h"
 #include "metrics.h"
-#include "model.h"
+#include "sae/model.h"
 
 struct saed_batcher;
 struct saed_reaper;

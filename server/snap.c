@@ -8,7 +8,7 @@
 
 #include "feature_routes.h"
 #include "saed.h"
-#include "store.h"
+#include "index/store.h"
 
 /* Drops one reference; the last one frees the model and the index. */
 void snap_release(struct saed_snap *s)

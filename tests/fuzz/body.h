@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model.h"
+#include "sae/model.h"
 
 /* How a body arrives (saed.h's enum saed_body, without including MHD). */
 enum fuzz_body { FUZZ_BODY_JSON = 1, FUZZ_BODY_OCTET = 2, FUZZ_BODY_NPY = 4 };

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "encode.h"
+#include "sae/encode.h"
 #include "fuzz_common.h"
 
 static char dirs[FUZZ_N_MODELS][600];

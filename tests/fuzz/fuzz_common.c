@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "encode.h"
+#include "sae/encode.h"
 
 static char *scratch;
 

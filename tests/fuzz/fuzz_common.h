@@ -16,9 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "error.h"
+#include "io/error.h"
 #include "fixture.h"
-#include "model.h"
+#include "sae/model.h"
 
 /* Stops the run with a message: libFuzzer records the input as a crash. */
 #define FUZZ_ASSERT(cond, ...)                                                                     \

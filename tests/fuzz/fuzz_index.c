@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "store.h"
+#include "index/store.h"
 
 static void read_feature(sae_store_conn *c, const sae_store *s, uint64_t i)
 {

@@ -6,7 +6,7 @@
  * and the data is converted to float32 as the encode route converts it, so
  * an accepted lie reads out of bounds under AddressSanitizer. */
 #include "fuzz_common.h"
-#include "npy.h"
+#include "io/npy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

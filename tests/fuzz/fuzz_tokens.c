@@ -7,7 +7,7 @@
  * each document read back has row_start[d+1] - row_start[d] tokens, and
  * sae_tokens_doc_of_row finds the document owning a row. */
 #include "fuzz_common.h"
-#include "tokens.h"
+#include "index/tokens.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

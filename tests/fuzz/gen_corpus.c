@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 
 #include "fuzz_common.h"
-#include "npy.h"
+#include "io/npy.h"
 
 static const char *out_root;
 

@@ -29,11 +29,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "dtype.h"
-#include "encode.h"
+#include "io/dtype.h"
+#include "sae/encode.h"
 #include "fixture.h"
 #include "harness.h"
-#include "model.h"
+#include "sae/model.h"
 #include "reference.h"
 
 #define D_IN 64

@@ -1,5 +1,5 @@
-/* test_encode.c: the encode/decode kernels (core/encode.c) against the naive
- * double-precision oracle (core/reference.c), for every architecture,
+/* test_encode.c: the encode/decode kernels (core/sae/encode.c) against the naive
+ * double-precision oracle (tests/oracle/reference.c), for every architecture,
  * normalisation mode, apply_b_dec_to_input, weight layout and dtype.
  *
  * Tolerances. For a row, let M = 1 + max_j |margin_j| (margin from
@@ -29,10 +29,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "encode.h"
+#include "sae/encode.h"
 #include "fixture.h"
 #include "reference.h"
-#include "rng.h"
+#include "io/rng.h"
 #include "unit.h"
 
 /* What the current check is about, for failure messages. */

@@ -1,4 +1,4 @@
-/* test_indexer.c: the feature index build (core/indexer.c) against a brute-force
+/* test_indexer.c: the feature index build (core/index/indexer.c) against a brute-force
  * recomputation written here from the definitions in docs/INDEX.md.
  *
  * - The fixed histogram bins, the exact sum and the quantile groups, checked
@@ -31,15 +31,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "activations.h"
-#include "encode.h"
+#include "io/activations.h"
+#include "sae/encode.h"
 #include "fixture.h"
-#include "indexer.h"
-#include "model.h"
+#include "index/indexer.h"
+#include "sae/model.h"
 #include "reference.h"
-#include "rng.h"
-#include "store.h"
-#include "tokens.h"
+#include "io/rng.h"
+#include "index/store.h"
+#include "index/tokens.h"
 #include "unit.h"
 
 /* ------------------------------------------------ independent definitions */

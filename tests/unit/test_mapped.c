@@ -1,4 +1,4 @@
-/* test_mapped.c: the registry of file mappings (core/mapped.c) that explains
+/* test_mapped.c: the registry of file mappings (core/io/mapped.c) that explains
  * a SIGBUS, fed by the real mapping code: a safetensors file and an
  * activations file are registered while open and forgotten when freed. The
  * end-to-end case (saed dying on weights truncated in place, naming them) is
@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "activations.h"
+#include "io/activations.h"
 #include "fixture.h"
-#include "mapped.h"
-#include "safetensors.h"
+#include "io/mapped.h"
+#include "io/safetensors.h"
 #include "unit.h"
 
 /* The explanation for a fault at addr. */

@@ -1,4 +1,4 @@
-/* test_model.c: the folder loader (core/model.c) on folders written by the
+/* test_model.c: the folder loader (core/sae/model.c) on folders written by the
  * fixture writer: every architecture x dtype x normalisation, pre-6.0 and
  * sparsify configs, each missing or mis-shaped tensor and each bad cfg value
  * (with the field named in the message), non-finite weights, and the weights
@@ -21,11 +21,11 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "dtype.h"
+#include "io/dtype.h"
 #include "fixture.h"
-#include "model.h"
-#include "rng.h"
-#include "safetensors.h"
+#include "sae/model.h"
+#include "io/rng.h"
+#include "io/safetensors.h"
 #include "unit.h"
 
 /* Writes a fixture folder unit_dir/name for o and returns its path. */

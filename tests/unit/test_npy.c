@@ -1,5 +1,5 @@
-/* test_npy.c: the .npy reader and writer (core/npy.c) and the activation
- * corpus built on it and on safetensors (core/activations.c).
+/* test_npy.c: the .npy reader and writer (core/io/npy.c) and the activation
+ * corpus built on it and on safetensors (core/io/activations.c).
  *
  * Header parsing is checked with the fixture's case table (valid 1.0/2.0/3.0
  * headers and one file per rejection); the writer by reading its files back;
@@ -11,11 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "activations.h"
-#include "dtype.h"
+#include "io/activations.h"
+#include "io/dtype.h"
 #include "fixture.h"
-#include "npy.h"
-#include "safetensors.h"
+#include "io/npy.h"
+#include "io/safetensors.h"
 #include "unit.h"
 
 /* Reads a whole file into a new buffer. */

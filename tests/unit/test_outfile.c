@@ -1,4 +1,4 @@
-/* test_outfile.c: the temporary-file-and-rename writer (core/outfile.c) that
+/* test_outfile.c: the temporary-file-and-rename writer (core/io/outfile.c) that
  * every file saed's tools write goes through: a committed file replaces the
  * target whole, an abandoned or failed one leaves the target as it was and
  * no temporary behind. */
@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
-#include "outfile.h"
+#include "io/outfile.h"
 #include "unit.h"
 
 /* How many entries unit_dir holds. */

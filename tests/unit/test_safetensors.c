@@ -1,5 +1,5 @@
-/* test_safetensors.c: the safetensors reader and writer (core/safetensors.c)
- * and the float conversions they rely on (core/dtype.c).
+/* test_safetensors.c: the safetensors reader and writer (core/io/safetensors.c)
+ * and the float conversions they rely on (core/io/dtype.c).
  *
  * Conversions are checked against hand-computed bit patterns (subnormals,
  * infinities, NaN, rounding ties) and against a reference written here in
@@ -17,10 +17,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "dtype.h"
+#include "io/dtype.h"
 #include "fixture.h"
-#include "rng.h"
-#include "safetensors.h"
+#include "io/rng.h"
+#include "io/safetensors.h"
 #include "unit.h"
 
 /* Writes len bytes to unit_dir/name and returns the path (caller frees). */

@@ -25,10 +25,10 @@
 #include <time.h>
 
 #include "fixture.h"
-#include "rng.h"
-#include "safetensors.h"
-#include "synth.h"
-#include "train.h"
+#include "io/rng.h"
+#include "io/safetensors.h"
+#include "train/synth.h"
+#include "train/train.h"
 #include "unit.h"
 
 /* The index of the feature whose label starts with prefix (exactly one). */

@@ -1,4 +1,4 @@
-/* test_tokens.c: the tokens and explanations JSON Lines readers (core/tokens.c):
+/* test_tokens.c: the tokens and explanations JSON Lines readers (core/index/tokens.c):
  * what they accept (ids of every form, blank lines, CRLF, U+0000 inside a
  * token, Neuronpedia explanation exports), the per-document layout they keep,
  * re-reading a document, and that every malformed line is refused naming the
@@ -10,7 +10,7 @@
 #include <xxhash.h>
 
 #include "fixture.h"
-#include "tokens.h"
+#include "index/tokens.h"
 #include "unit.h"
 
 /* Writes text to unit_dir/name and returns the path (caller frees). */

@@ -20,12 +20,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "autoencoder.h"
+#include "sae/autoencoder.h"
 #include "fixture.h"
-#include "model.h"
-#include "rng.h"
-#include "safetensors.h"
-#include "train.h"
+#include "sae/model.h"
+#include "io/rng.h"
+#include "io/safetensors.h"
+#include "train/train.h"
 #include "unit.h"
 
 void openblas_set_num_threads(int n);

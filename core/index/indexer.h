@@ -1,0 +1,185 @@
+/* indexer.h: the one-pass feature statistics behind `sae index` and `sae merge`
+ * (CONTRACT section 4; docs/INDEX.md explains every choice).
+ *
+ * The caller encodes the corpus block by block (sae_encode) and feeds the
+ * sparse rows here in row order. Per feature the indexer keeps state whose
+ * size does not depend on the corpus: the count, exact sum and max of the
+ * active values, a histogram over fixed bins, the top-N documents by their max
+ * activation (each with its context window), and, per fixed histogram bin, the
+ * M tokens with the smallest seeded hash of (document, position) (a bottom-M
+ * sketch, also with windows). Windows are captured while the rows are at hand,
+ * so the corpus is read once. Everything merges exactly: shards of a corpus
+ * give, merged, the same numbers as one build over all of it.
+ *
+ * Rows must be encoded in the same blocks whatever the shard (BLAS results
+ * depend on the block shape): blocks are [k*block_rows, (k+1)*block_rows) in
+ * global row numbers, and a shard encodes the whole blocks its rows touch. */
+#ifndef SAE_INDEXER_H
+#define SAE_INDEXER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sae/encode.h"
+#include "io/error.h"
+#include "index/tokens.h"
+
+/* ---- the fixed histogram ----
+ * Bin 0 holds (0, 2^-16); bins 1..256 split [2^-16, 2^16) into 8 bins per
+ * octave with edges 2^e * (1 + k/8), read straight from a float's exponent and
+ * top three mantissa bits; bin 257 holds [2^16, +inf). Quantile groups are
+ * unions of these bins, so they too are fixed independently of the data. */
+#define SAE_HIST_BINS 258
+#define SAE_HIST_PER_OCTAVE 8
+#define SAE_HIST_MIN_EXP (-16)
+#define SAE_HIST_MAX_EXP 16
+/* Written to the index's meta table as the histogram's definition. */
+#define SAE_HIST_DEFINITION "log2x8:-16:16"
+
+/* The bin of a positive finite value. */
+int sae_hist_bin(float v);
+/* Lower edge of bin b (0 for bin 0); exact. */
+double sae_hist_lo(int b);
+/* Upper edge of bin b (+inf for the last bin); exact. */
+double sae_hist_hi(int b);
+
+/* ---- an exact sum of non-negative floats ----
+ * A 384-bit fixed-point integer in units of 2^-150 (the smallest subnormal is
+ * 2^-149, the largest float below 2^128), with 64 bits of headroom for
+ * carries: every float sum is exact, so shard sums add up to the unsharded
+ * sum bit for bit. */
+#define SAE_EXACT_LIMBS 6
+typedef struct sae_exact_sum {
+    uint64_t limb[SAE_EXACT_LIMBS]; /* little-endian limbs */
+} sae_exact_sum;
+/* Adds v (>= 0, finite). */
+void sae_exact_sum_add(sae_exact_sum *s, float v);
+/* s += o. */
+void sae_exact_sum_merge(sae_exact_sum *s, const sae_exact_sum *o);
+/* The sum as a double, rounded the same way every time. */
+double sae_exact_sum_value(const sae_exact_sum *s);
+
+/* ---- settings ---- */
+typedef struct sae_index_settings {
+    uint32_t top;           /* N: top examples per feature (default 20) */
+    uint32_t quantiles;     /* Q: quantile groups over (0, max] (default 10) */
+    uint32_t per_quantile;  /* M: samples per group (default 5) */
+    uint32_t context;       /* C: tokens either side of the focus token (default 8) */
+    uint32_t neighbours;    /* K: decoder-cosine neighbours (default 10) */
+    uint64_t seed;          /* sampling seed (default 0) */
+    bool is_shard;          /* built with --shard: keeps sampling candidates */
+    uint32_t shard, n_shards; /* this is slice `shard` of `n_shards` */
+    uint32_t block_rows;    /* rows per encode block (default 256) */
+} sae_index_settings;
+
+/* Bounds on the settings: they size the per-feature state. */
+#define SAE_INDEX_MAX_TOP 1000
+#define SAE_INDEX_MAX_QUANTILES 100
+#define SAE_INDEX_MAX_PER_QUANTILE 100
+#define SAE_INDEX_MAX_CONTEXT 512
+#define SAE_INDEX_MAX_NEIGHBOURS 1000
+
+void sae_index_settings_default(sae_index_settings *s);
+/* Checks the bounds above (and shard < n_shards, block_rows >= 2*context+1);
+ * the message names the flag. */
+int sae_index_settings_check(const sae_index_settings *s, sae_error *err);
+
+/* The documents [*doc_lo, *doc_hi) of slice `shard` of `n_shards` over
+ * n_docs documents: floor(i*n_docs/n_shards) boundaries. */
+void sae_shard_docs(size_t n_docs, uint32_t shard, uint32_t n_shards, size_t *doc_lo,
+                    size_t *doc_hi);
+
+/* ---- quantile groups ----
+ * Group of bin b for a feature whose max is `max` (> 0): bin 0 is group 0;
+ * otherwise min(Q-1, floor(Q*lo(b)/max)), computed exactly. */
+uint32_t sae_quantile_group(int b, float max, uint32_t q);
+
+/* ---- the streaming indexer ---- */
+typedef struct sae_indexer sae_indexer;
+
+/* Bytes of per-feature state for d_sae features under s (for messages and
+ * docs); 0 if it overflows size_t. */
+size_t sae_indexer_state_bytes(size_t d_sae, const sae_index_settings *s);
+
+/* Makes an indexer over the documents [doc_lo, doc_hi) of tok (borrowed; must
+ * outlive the indexer). Fails with SAE_ENOMEM naming the state size. */
+int sae_indexer_new(size_t d_sae, const sae_index_settings *s, const sae_tokens *tok,
+                    size_t doc_lo, size_t doc_hi, sae_indexer **out, sae_error *err);
+void sae_indexer_free(sae_indexer *ix);
+
+/* The rows the caller must encode and feed, [*row0, *row1): the indexed rows
+ * widened to whole blocks. */
+void sae_indexer_rows(const sae_indexer *ix, uint64_t *row0, uint64_t *row1);
+
+/* Feeds the encoded rows [row0, row0 + rows->n_rows): one whole block (the
+ * last may be short), in order, starting at the first row sae_indexer_rows
+ * gives. Only active values (> 0) count. rows is copied. */
+int sae_indexer_feed(sae_indexer *ix, uint64_t row0, const sae_sparse *rows, sae_error *err);
+
+/* Processes what is left once every block was fed. */
+int sae_indexer_finish(sae_indexer *ix, sae_error *err);
+
+/* Number of rows and documents indexed (after finish). */
+uint64_t sae_indexer_tokens(const sae_indexer *ix);
+size_t sae_indexer_documents(const sae_indexer *ix);
+
+struct sae_store_writer;
+
+/* Writes every feature (statistics, histogram, examples with their tokens
+ * read again from the tokens file), the vocabulary and the documents to w.
+ * dec_norm (d_sae) gives each feature's decoder norm. */
+int sae_indexer_write(sae_indexer *ix, const float *dec_norm, struct sae_store_writer *w,
+                      sae_error *err);
+
+/* ---- neighbours ----
+ * For every feature, the k features with the largest decoder cosine (self
+ * excluded; cosine descending, ties by index ascending), from W_dec (d_sae,
+ * d_in) and its row norms (rows of norm 0 have cosine 0 with everything).
+ * Blockwise cblas_sgemm over pairs of row blocks, each pair once; never a
+ * d_sae x d_sae matrix. idx and cos are (d_sae, k); k <= d_sae - 1. */
+int sae_neighbours(const float *w_dec, const float *dec_norm, size_t d_sae, size_t d_in,
+                   size_t k, uint32_t *idx, float *cos, sae_error *err);
+
+/* ---- the whole build ---- */
+struct sae_model;
+struct sae_acts;
+
+/* Where a build's time went (seconds, wall clock). */
+typedef struct sae_index_timing {
+    double neighbours_s;    /* decoder cosines */
+    double stream_s;        /* reading, encoding and indexing the rows */
+    double write_s;         /* examples' tokens, SQLite rows, quick_check, fsync, rename */
+} sae_index_timing;
+
+/* Everything `sae index` gives a build; all borrowed. */
+typedef struct sae_index_job {
+    const struct sae_model *model;
+    const struct sae_acts *acts;        /* rows = the documents' tokens in order */
+    const sae_tokens *tok;
+    const sae_explanations *expl;       /* NULL: none */
+    sae_index_settings set;
+    /* Called after each block with rows done and rows to do (may be NULL). */
+    void (*progress)(void *ctx, uint64_t done, uint64_t total);
+    void *progress_ctx;
+    sae_index_timing *timing;           /* filled on success when not NULL */
+} sae_index_job;
+
+/* Builds the index of job into out_path atomically (store.h): checks that
+ * the activations' d_in is the model's and that the token counts add up to
+ * the rows, computes the neighbours, streams the slice's rows through
+ * sae_encode and the indexer, writes everything, commits. On failure the
+ * previous out_path is untouched. The streaming pass runs its own encoder
+ * threads (as many as OpenBLAS's thread count, at most 8) and changes
+ * OpenBLAS's process-wide thread count while it runs; the calling thread
+ * indexes meanwhile, so the CPU used is the BLAS budget plus one thread. */
+int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *err);
+
+/* ---- merge ---- */
+/* Merges the shard files paths[0..n) (every slice of one corpus, built with
+ * the same weights and settings) into w: the content equals that of one
+ * build over the whole corpus. */
+int sae_merge_shards(const char *const *paths, size_t n, struct sae_store_writer *w,
+                     sae_error *err);
+
+#endif

@@ -1,0 +1,941 @@
+/* model.c: loading an SAE folder, and building one from arrays.
+ * The folder loader (cfg.json parsing, SAELens/sparsify layouts) is below the
+ * shared helpers. */
+#include "sae/model.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "sae/autoencoder.h"
+#include "io/mapped.h"
+
+/* The cfg.json spelling of an architecture. */
+const char *sae_arch_name(sae_arch a)
+{
+    switch (a) {
+    case SAE_ARCH_STANDARD: return "standard";
+    case SAE_ARCH_JUMPRELU: return "jumprelu";
+    case SAE_ARCH_TOPK: return "topk";
+    case SAE_ARCH_GATED: return "gated";
+    case SAE_ARCH_AUTOENCODER: return "autoencoder";
+    }
+    return "?";
+}
+
+/* The cfg.json spelling of a normalisation mode. */
+const char *sae_norm_name(sae_norm n)
+{
+    switch (n) {
+    case SAE_NORM_NONE: return "none";
+    case SAE_NORM_CONSTANT_NORM_RESCALE: return "constant_norm_rescale";
+    case SAE_NORM_LAYER_NORM: return "layer_norm";
+    case SAE_NORM_EXPECTED_AVERAGE_ONLY_IN: return "expected_average_only_in";
+    }
+    return "?";
+}
+
+/* Keeps buf for freeing with the model. */
+static int model_own(sae_model *m, float *buf, sae_error *err)
+{
+    float **grown = realloc(m->owned, (m->n_owned + 1) * sizeof *grown);
+    if (!grown) {
+        free(buf);
+        return sae_error_set(err, SAE_ENOMEM, "out of memory");
+    }
+    m->owned = grown;
+    m->owned[m->n_owned++] = buf;
+    return 0;
+}
+
+/* Computes dec_norm (always) and exp_r_mag (gated) from the weights in place. */
+static int model_derive(sae_model *m, const float *r_mag, sae_error *err)
+{
+    m->dec_norm = malloc(m->d_sae * sizeof *m->dec_norm);
+    if (!m->dec_norm)
+        return sae_error_set(err, SAE_ENOMEM, "out of memory for decoder norms");
+    for (size_t i = 0; i < m->d_sae; i++) {
+        const float *row = m->w_dec + i * m->d_in;
+        /* Eight independent partial sums: the adds pipeline instead of waiting
+         * on one another, which matters for a 600 MB decoder at load. */
+        double acc[8] = {0}, s = 0;
+        size_t j = 0;
+        for (; j + 8 <= m->d_in; j += 8)
+            for (int q = 0; q < 8; q++)
+                acc[q] += (double)row[j + q] * row[j + q];
+        for (; j < m->d_in; j++)
+            s += (double)row[j] * row[j];
+        for (int q = 0; q < 8; q++)
+            s += acc[q];
+        m->dec_norm[i] = (float)sqrt(s);
+    }
+    if (m->arch == SAE_ARCH_GATED) {
+        float *e = malloc(m->d_sae * sizeof *e);
+        if (!e)
+            return sae_error_set(err, SAE_ENOMEM, "out of memory for exp(r_mag)");
+        for (size_t i = 0; i < m->d_sae; i++)
+            e[i] = expf(r_mag[i]);
+        m->exp_r_mag = e;
+        return model_own(m, e, err);
+    }
+    return 0;
+}
+
+/* A model over caller-owned arrays (borrowed), with derived norms computed. */
+int sae_model_from_spec(const sae_model_spec *s, sae_model **out, sae_error *err)
+{
+    if (!s->d_in || !s->d_sae || !s->w_enc || !s->w_dec || !s->b_dec)
+        return sae_error_set(err, SAE_EINVAL, "model spec: d_in, d_sae, W_enc, W_dec, b_dec required");
+    if (s->arch == SAE_ARCH_GATED ? !(s->b_gate && s->b_mag && s->r_mag) : !s->b_enc)
+        return sae_error_set(err, SAE_EINVAL, "model spec: biases missing for %s",
+                             sae_arch_name(s->arch));
+    if (s->arch == SAE_ARCH_JUMPRELU && !s->threshold)
+        return sae_error_set(err, SAE_EINVAL, "model spec: jumprelu needs threshold");
+    if (s->arch == SAE_ARCH_TOPK && (s->k == 0 || s->k > s->d_sae))
+        return sae_error_set(err, SAE_EINVAL, "model spec: topk needs 1 <= k <= d_sae");
+    if (s->arch == SAE_ARCH_AUTOENCODER)
+        return sae_error_set(err, SAE_EINVAL, "model spec: autoencoder is loaded from a folder");
+    sae_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return sae_error_set(err, SAE_ENOMEM, "out of memory");
+    m->dir = strdup("(in memory)");
+    m->weights_path = strdup("(in memory)");
+    m->model_name = strdup("");
+    m->hook_name = strdup("");
+    strcpy(m->dtype, "F32");
+    m->d_in = s->d_in;
+    m->d_sae = s->d_sae;
+    m->arch = s->arch;
+    m->k = s->k;
+    m->rescale_acts_by_decoder_norm = s->rescale_acts_by_decoder_norm;
+    m->apply_b_dec_to_input = s->apply_b_dec_to_input;
+    m->norm = s->norm;
+    m->norm_scaling_factor = s->norm_scaling_factor > 0 ? s->norm_scaling_factor : 1.0f;
+    m->w_enc = s->w_enc;
+    m->b_enc = s->b_enc;
+    m->w_dec = s->w_dec;
+    m->b_dec = s->b_dec;
+    m->threshold = s->threshold;
+    m->b_gate = s->b_gate;
+    m->b_mag = s->b_mag;
+    int rc = SAE_ENOMEM;
+    if (!m->dir || !m->weights_path || !m->model_name || !m->hook_name) {
+        sae_error_set(err, rc, "out of memory");
+        goto fail;
+    }
+    if ((rc = model_derive(m, s->r_mag, err)))
+        goto fail;
+    sae_digest_buffer(s->w_enc, s->d_in * s->d_sae * sizeof(float), m->weights_digest);
+    *out = m;
+    return 0;
+fail:
+    sae_model_free(m);
+    return rc;
+}
+
+/* Frees everything the model owns, the mapping last. NULL is a no-op. */
+void sae_model_free(sae_model *m)
+{
+    if (!m)
+        return;
+    if (m->ae)
+        sae_ae_free(m->ae);
+    for (size_t i = 0; i < m->n_owned; i++)
+        free(m->owned[i]);
+    free(m->owned);
+    free(m->dec_norm);
+    free(m->dir);
+    free(m->weights_path);
+    free(m->model_name);
+    free(m->hook_name);
+    sae_st_free(m->st);
+    free(m);
+}
+
+
+/* ------------------------------------------------------------------ digest */
+
+/* Formats an XXH3-128 hash in its canonical (big-endian) form as lowercase hex. */
+static void digest_hex(XXH128_hash_t h, char out[33])
+{
+    static const char hex[] = "0123456789abcdef";
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, h);
+    for (int i = 0; i < 16; i++) {
+        out[2 * i] = hex[c.digest[i] >> 4];
+        out[2 * i + 1] = hex[c.digest[i] & 15];
+    }
+    out[32] = '\0';
+}
+
+/* XXH3-128 of memory, as hex. */
+void sae_digest_buffer(const void *buf, size_t len, char out[33])
+{
+    digest_hex(XXH3_128bits(buf, len), out);
+}
+
+/* XXH3-128 of a whole file, hashed over a read-only mapping. */
+int sae_digest_file(const char *path, char out[33], sae_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+    void *map = MAP_FAILED;
+    size_t size = 0;
+    struct stat st;
+    if (fd < 0) {
+        rc = sae_error_set(err, SAE_EIO, "%s: cannot open: %s", path, strerror(errno));
+        goto out;
+    }
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        rc = sae_error_set(err, SAE_EIO, "%s: not a readable regular file", path);
+        goto out;
+    }
+    size = (size_t)st.st_size;
+    if (size == 0) {
+        sae_digest_buffer("", 0, out);
+        rc = 0;
+        goto out;
+    }
+    map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) {
+        rc = sae_error_set(err, SAE_EIO, "%s: cannot map: %s", path, strerror(errno));
+        goto out;
+    }
+    madvise(map, size, MADV_SEQUENTIAL);
+    sae_mapped_add(map, size, path);
+    sae_digest_buffer(map, size, out);
+    sae_mapped_remove(map);
+    rc = 0;
+out:
+    if (map != MAP_FAILED)
+        munmap(map, size);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* ------------------------------------------------------------ cfg.json */
+
+#define CFG_MAX_BYTES (16u << 20) /* SAELens configs are a few KB; this caps a hostile one */
+
+/* What cfg.json says, before any tensor is looked at. Strings are borrowed
+ * from the parsed JSON. */
+typedef struct model_cfg {
+    sae_arch arch;
+    size_t d_in, d_sae;             /* 0 when not given (sparsify reads them from tensors) */
+    size_t k;                       /* topk; 0 when not given */
+    size_t sparsify_latents;        /* sparsify: num_latents, or 0 */
+    size_t sparsify_expansion;      /* sparsify: expansion_factor, or 0 */
+    bool rescale, apply_b_dec;
+    sae_norm norm;
+    bool has_scale;
+    double scale;                   /* norm_scaling_factor when has_scale */
+    const char *model_name, *hook_name;
+} model_cfg;
+
+/* Reads obj[key] as an optional non-negative integer. Sets *present and *out;
+ * null counts as absent. Anything else is an error naming the field. */
+static int cfg_uint(const json_t *obj, const char *key, const char *path, size_t *out,
+                    bool *present, sae_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    *present = false;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return sae_error_set(err, SAE_EINVAL, "%s: %s must be a non-negative integer", path,
+                             key);
+    *out = (size_t)json_integer_value(v);
+    *present = true;
+    return 0;
+}
+
+/* Reads obj[key] as an optional boolean (absent or null: dflt). */
+static int cfg_bool(const json_t *obj, const char *key, const char *path, bool dflt, bool *out,
+                    sae_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) {
+        *out = dflt;
+        return 0;
+    }
+    if (!json_is_boolean(v))
+        return sae_error_set(err, SAE_EINVAL, "%s: %s must be true or false", path, key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* Reads obj[key] as an optional string (absent or null: NULL). */
+static int cfg_str(const json_t *obj, const char *key, const char *path, const char **out,
+                   sae_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return sae_error_set(err, SAE_EINVAL, "%s: %s must be a string", path, key);
+    *out = json_string_value(v);
+    return 0;
+}
+
+/* model_name / hook_name: top level first, then under "metadata" (SAELens 6),
+ * and the pre-6.0 name `hook_point` for hook_name. */
+static int cfg_names(const json_t *cfg, const char *path, model_cfg *c, sae_error *err)
+{
+    const json_t *meta = json_object_get(cfg, "metadata");
+    int rc;
+    if (meta && !json_is_null(meta) && !json_is_object(meta))
+        return sae_error_set(err, SAE_EINVAL, "%s: metadata must be an object", path);
+    if (!json_is_object(meta))
+        meta = NULL;
+    if ((rc = cfg_str(cfg, "model_name", path, &c->model_name, err)))
+        return rc;
+    if (!c->model_name && meta && (rc = cfg_str(meta, "model_name", path, &c->model_name, err)))
+        return rc;
+    const char *const hook_keys[] = {"hook_name", "hook_point"};
+    for (int i = 0; i < 2 && !c->hook_name; i++) {
+        if ((rc = cfg_str(cfg, hook_keys[i], path, &c->hook_name, err)))
+            return rc;
+        if (!c->hook_name && meta && (rc = cfg_str(meta, hook_keys[i], path, &c->hook_name, err)))
+            return rc;
+    }
+    return 0;
+}
+
+/* Appends one warning line to warn (lines separated by '\n', no final newline). */
+static void warn_add(char *warn, size_t warn_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void warn_add(char *warn, size_t warn_len, const char *fmt, ...)
+{
+    if (!warn || !warn_len)
+        return;
+    size_t used = strnlen(warn, warn_len);
+    if (used && used + 1 < warn_len)
+        warn[used++] = '\n', warn[used] = '\0';
+    if (used + 1 >= warn_len)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(warn + used, warn_len - used, fmt, ap);
+    va_end(ap);
+}
+
+/* Reads a SAELens cfg.json (6.x, and the pre-6.0 keys activation_fn(_str),
+ * activation_fn_kwargs.k, hook_point). Unknown keys are ignored: SAELens
+ * configs carry many training settings that do not matter for inference. */
+static int cfg_saelens(const json_t *cfg, const char *path, model_cfg *c, char *warn,
+                       size_t warn_len, sae_error *err)
+{
+    const char *arch = NULL, *act = NULL, *norm = NULL, *dtype = NULL;
+    bool present;
+    int rc;
+
+    if ((rc = cfg_str(cfg, "architecture", path, &arch, err)))
+        return rc;
+    c->arch = SAE_ARCH_STANDARD;
+    if (!arch || strcmp(arch, "standard") == 0)
+        c->arch = SAE_ARCH_STANDARD;
+    else if (strcmp(arch, "jumprelu") == 0)
+        c->arch = SAE_ARCH_JUMPRELU;
+    else if (strcmp(arch, "topk") == 0)
+        c->arch = SAE_ARCH_TOPK;
+    else if (strcmp(arch, "gated") == 0)
+        c->arch = SAE_ARCH_GATED;
+    else if (strcmp(arch, "autoencoder") == 0)
+        c->arch = SAE_ARCH_AUTOENCODER;
+    else
+        return sae_error_set(err, SAE_EINVAL,
+                             "%s: architecture \"%.64s\" is not one of standard, jumprelu, "
+                             "topk, gated, autoencoder",
+                             path, arch);
+
+    /* Pre-6.0: the activation function said what architecture "standard" was. */
+    const char *act_key = json_object_get(cfg, "activation_fn") ? "activation_fn"
+                                                                : "activation_fn_str";
+    if ((rc = cfg_str(cfg, act_key, path, &act, err)))
+        return rc;
+    if (act && strcmp(act, "topk") == 0) {
+        if (c->arch != SAE_ARCH_STANDARD && c->arch != SAE_ARCH_TOPK)
+            return sae_error_set(err, SAE_EINVAL,
+                                 "%s: %s \"topk\" does not go with architecture \"%s\"", path,
+                                 act_key, sae_arch_name(c->arch));
+        c->arch = SAE_ARCH_TOPK;
+    } else if (act && strcmp(act, "relu") != 0) {
+        return sae_error_set(err, SAE_EINVAL,
+                             "%s: %s \"%.64s\" is not supported (relu or topk)", path, act_key,
+                             act);
+    }
+
+    if (c->arch != SAE_ARCH_AUTOENCODER) {
+        if ((rc = cfg_uint(cfg, "d_in", path, &c->d_in, &present, err)))
+            return rc;
+        if (!present || c->d_in == 0)
+            return sae_error_set(err, SAE_EINVAL, "%s: d_in %s", path,
+                                 present ? "must be positive" : "is missing");
+        if ((rc = cfg_uint(cfg, "d_sae", path, &c->d_sae, &present, err)))
+            return rc;
+        if (!present || c->d_sae == 0)
+            return sae_error_set(err, SAE_EINVAL, "%s: d_sae %s", path,
+                                 present ? "must be positive" : "is missing");
+    }
+    if (c->arch == SAE_ARCH_TOPK) {
+        if ((rc = cfg_uint(cfg, "k", path, &c->k, &present, err)))
+            return rc;
+        const json_t *kw = json_object_get(cfg, "activation_fn_kwargs");
+        if (!present && json_is_object(kw)) {
+            if ((rc = cfg_uint(kw, "k", path, &c->k, &present, err)))
+                return rc;
+        }
+        if (!present)
+            return sae_error_set(err, SAE_EINVAL,
+                                 "%s: k is missing (topk needs k, or activation_fn_kwargs.k)",
+                                 path);
+        if (c->k < 1 || c->k > c->d_sae)
+            return sae_error_set(err, SAE_EINVAL, "%s: k = %zu is not in [1, d_sae = %zu]", path,
+                                 c->k, c->d_sae);
+    }
+    if ((rc = cfg_bool(cfg, "rescale_acts_by_decoder_norm", path, false, &c->rescale, err)) ||
+        (rc = cfg_bool(cfg, "apply_b_dec_to_input", path, true, &c->apply_b_dec, err)))
+        return rc;
+
+    if ((rc = cfg_str(cfg, "normalize_activations", path, &norm, err)))
+        return rc;
+    if (!norm || strcmp(norm, "none") == 0)
+        c->norm = SAE_NORM_NONE;
+    else if (strcmp(norm, "constant_norm_rescale") == 0)
+        c->norm = SAE_NORM_CONSTANT_NORM_RESCALE;
+    else if (strcmp(norm, "layer_norm") == 0)
+        c->norm = SAE_NORM_LAYER_NORM;
+    else if (strcmp(norm, "expected_average_only_in") == 0)
+        c->norm = SAE_NORM_EXPECTED_AVERAGE_ONLY_IN;
+    else
+        return sae_error_set(err, SAE_EINVAL,
+                             "%s: normalize_activations \"%.64s\" is not one of none, "
+                             "constant_norm_rescale, layer_norm, expected_average_only_in",
+                             path, norm);
+    json_t *s = json_object_get(cfg, "norm_scaling_factor");
+    if (s && !json_is_null(s)) {
+        c->scale = json_number_value(s);
+        float sf = (float)c->scale;
+        if (!json_is_number(s) || !(sf > 0) || !isfinite(sf))
+            return sae_error_set(err, SAE_EINVAL,
+                                 "%s: norm_scaling_factor must be a positive finite number",
+                                 path);
+        c->has_scale = true;
+    }
+    if (c->norm == SAE_NORM_EXPECTED_AVERAGE_ONLY_IN && !c->has_scale)
+        warn_add(warn, warn_len,
+                 "%s: normalize_activations is expected_average_only_in but "
+                 "norm_scaling_factor is absent; using 1",
+                 path);
+    /* The cfg dtype is what SAELens would cast to; the file's dtype is what we use. */
+    if ((rc = cfg_str(cfg, "dtype", path, &dtype, err)))
+        return rc;
+    return cfg_names(cfg, path, c, err);
+}
+
+/* Reads a sparsify cfg.json: activation topk, k, num_latents or
+ * expansion_factor, optional d_in. Features sparsify has and the encoder here
+ * does not implement (skip connection, transcoding, other activations) are
+ * refused rather than silently giving different results. */
+static int cfg_sparsify(const json_t *cfg, const char *path, model_cfg *c, sae_error *err)
+{
+    const char *act = NULL;
+    bool present, flag = false;
+    int rc;
+    if ((rc = cfg_str(cfg, "activation", path, &act, err)))
+        return rc;
+    if (act && strcmp(act, "topk") != 0)
+        return sae_error_set(err, SAE_EINVAL,
+                             "%s: activation \"%.64s\" is not supported (only topk)", path, act);
+    if ((rc = cfg_bool(cfg, "skip_connection", path, false, &flag, err)))
+        return rc;
+    if (flag)
+        return sae_error_set(err, SAE_EINVAL, "%s: skip_connection is not supported", path);
+    if ((rc = cfg_bool(cfg, "transcode", path, false, &flag, err)))
+        return rc;
+    if (flag)
+        return sae_error_set(err, SAE_EINVAL, "%s: transcode (a transcoder) is not supported",
+                             path);
+    c->arch = SAE_ARCH_TOPK;
+    c->apply_b_dec = true;
+    c->norm = SAE_NORM_NONE;
+    if ((rc = cfg_uint(cfg, "k", path, &c->k, &present, err)))
+        return rc;
+    if (!present || c->k == 0)
+        return sae_error_set(err, SAE_EINVAL, "%s: k %s", path,
+                             present ? "must be positive" : "is missing");
+    if ((rc = cfg_uint(cfg, "num_latents", path, &c->sparsify_latents, &present, err)) ||
+        (rc = cfg_uint(cfg, "expansion_factor", path, &c->sparsify_expansion, &present, err)) ||
+        (rc = cfg_uint(cfg, "d_in", path, &c->d_in, &present, err)))
+        return rc;
+    return cfg_names(cfg, path, c, err);
+}
+
+/* Parses path (cfg.json) with duplicate keys rejected, after capping its size. */
+static int cfg_read(const char *path, json_t **out, sae_error *err)
+{
+    struct stat st;
+    if (stat(path, &st))
+        return sae_error_set(err, SAE_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return sae_error_set(err, SAE_EIO, "%s: not a regular file", path);
+    if ((uint64_t)st.st_size > CFG_MAX_BYTES)
+        return sae_error_set(err, SAE_EFORMAT, "%s: %lld bytes is too large for a config", path,
+                             (long long)st.st_size);
+    json_error_t jerr;
+    json_t *cfg = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!cfg)
+        return sae_error_set(err, SAE_EFORMAT, "%s: line %d column %d: %s", path, jerr.line,
+                             jerr.column, jerr.text);
+    if (!json_is_object(cfg)) {
+        json_decref(cfg);
+        return sae_error_set(err, SAE_EFORMAT, "%s: not a JSON object", path);
+    }
+    *out = cfg;
+    return 0;
+}
+
+/* ------------------------------------------------------------ tensors */
+
+/* Looks up a tensor that must exist with shape [d0] (ndim 1) or [d0, d1]. */
+static int get_tensor(const sae_st_file *st, const char *name, int ndim, size_t d0, size_t d1,
+                      const char *n0, const char *n1, const sae_st_tensor **out,
+                      sae_error *err)
+{
+    const sae_st_tensor *t = sae_st_find(st, name);
+    if (!t)
+        return sae_error_set(err, SAE_EFORMAT, "%s: missing tensor \"%s\"", st->path, name);
+    bool ok = t->ndim == ndim && t->shape[0] == d0 && (ndim == 1 || t->shape[1] == d1);
+    if (!ok) {
+        char got[160] = "[";
+        size_t at = 1;
+        for (int i = 0; i < t->ndim && at < sizeof got; i++)
+            at += (size_t)snprintf(got + at, sizeof got - at, "%s%llu", i ? ", " : "",
+                                   (unsigned long long)t->shape[i]);
+        if (at < sizeof got - 1)
+            got[at++] = ']', got[at] = '\0';
+        if (ndim == 1)
+            return sae_error_set(err, SAE_EDIM,
+                                 "%s: tensor \"%s\" has shape %s, expected [%zu] (%s)",
+                                 st->path, name, got, d0, n0);
+        return sae_error_set(err, SAE_EDIM,
+                             "%s: tensor \"%s\" has shape %s, expected [%zu, %zu] (%s, %s)",
+                             st->path, name, got, d0, d1, n0, n1);
+    }
+    *out = t;
+    return 0;
+}
+
+/* True if any of elements [i0, i1) of t is inf or NaN, judged on the raw
+ * little-endian bits: (bits & exponent mask) + the exponent's lowest bit
+ * carries into the sign bit exactly when the exponent is all ones, and never
+ * beyond it. So eight bytes at a time hold 2 F32, 4 F16/BF16 or 1 F64 lanes
+ * that are tested at once without branches; four accumulators keep the loop
+ * from waiting on itself. This pass runs over every weight at load. */
+static bool any_nonfinite(const sae_st_tensor *t, size_t i0, size_t i1)
+{
+    uint64_t mask, low;
+    switch (t->dtype) {
+    case SAE_DT_F32: mask = 0x7f8000007f800000ull, low = 0x0080000000800000ull; break;
+    case SAE_DT_F16: mask = 0x7c007c007c007c00ull, low = 0x0400040004000400ull; break;
+    case SAE_DT_BF16: mask = 0x7f807f807f807f80ull, low = 0x0080008000800080ull; break;
+    case SAE_DT_F64: mask = 0x7ff0000000000000ull, low = 0x0010000000000000ull; break;
+    default: return false;
+    }
+    uint64_t sign = (mask + low) & ~mask; /* each lane's top bit */
+    size_t es = sae_dtype_size(t->dtype);
+    const uint8_t *p = (const uint8_t *)t->data + i0 * es, *end = (const uint8_t *)t->data + i1 * es;
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, w[4];
+    for (; end - p >= 32; p += 32) {
+        memcpy(w, p, 32);
+        a0 |= (w[0] & mask) + low;
+        a1 |= (w[1] & mask) + low;
+        a2 |= (w[2] & mask) + low;
+        a3 |= (w[3] & mask) + low;
+    }
+    uint64_t acc = a0 | a1 | a2 | a3;
+    /* The last < 32 bytes one element at a time, each in a zeroed word (a
+     * zero lane never looks non-finite). */
+    for (; p < end; p += es) {
+        uint64_t u = 0;
+        memcpy(&u, p, es);
+        acc |= ((u & mask) + low) & sign & (es == 8 ? ~0ull : (1ull << (8 * es)) - 1);
+    }
+    return acc & sign;
+}
+
+/* Index of the first non-finite element among elements [i0, i1) of t, or
+ * SIZE_MAX. */
+static size_t first_nonfinite(const sae_st_tensor *t, size_t i0, size_t i1)
+{
+    if (!any_nonfinite(t, i0, i1))
+        return SIZE_MAX;
+    for (size_t i = i0; i < i1; i++)
+        if (any_nonfinite(t, i, i + 1))
+            return i;
+    return SIZE_MAX;
+}
+
+/* Gives the kernel back the whole pages inside [p, p+len) of a file mapping:
+ * they are re-read from the page cache if touched again. Used once a non-F32
+ * tensor has been converted, so a converted model's peak memory is about its
+ * F32 size rather than F32 plus the file. */
+static void drop_pages(const void *p, size_t len)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + page - 1) / page * page;
+    uintptr_t b = ((uintptr_t)p + len) / page * page;
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* One pass over the whole weights file: its XXH3-128 digest and, for each
+ * tensor the model uses, a check that every element is finite. Reading the
+ * file once for both keeps load time at the cost of the digest alone.
+ *
+ * Why reject non-finite weights when SAELens does not: a NaN or inf weight
+ * makes every encode touching that feature NaN, which the API cannot return
+ * as JSON, so the model is refused at load with the tensor and element named. */
+static int digest_and_scan(const sae_st_file *st, const sae_st_tensor *const *used, size_t n_used,
+                           bool drop, char out[33], sae_error *err)
+{
+    const size_t chunk = (size_t)1 << 20;
+    XXH3_state_t *state = XXH3_createState();
+    if (!state)
+        return sae_error_set(err, SAE_ENOMEM, "out of memory for the digest");
+    XXH3_128bits_reset(state);
+    int rc = 0;
+    for (size_t lo = 0; lo < st->size; lo += chunk) {
+        size_t hi = st->size - lo < chunk ? st->size : lo + chunk;
+        XXH3_128bits_update(state, st->base + lo, hi - lo);
+        /* Each element is scanned in the chunk holding its first byte. */
+        for (size_t u = 0; u < n_used; u++) {
+            const sae_st_tensor *t = used[u];
+            size_t tb = (size_t)((const uint8_t *)t->data - st->base);
+            size_t es = sae_dtype_size(t->dtype);
+            size_t a = lo > tb ? (lo - tb + es - 1) / es : 0;
+            size_t b = hi > tb ? (hi - tb + es - 1) / es : 0;
+            if (b > t->n_elems)
+                b = t->n_elems;
+            if (a >= b)
+                continue;
+            size_t bad = first_nonfinite(t, a, b);
+            if (bad != SIZE_MAX) {
+                rc = sae_error_set(err, SAE_ERANGE,
+                                   "%s: tensor \"%s\" element %zu is not finite (NaN or inf)",
+                                   st->path, t->name, bad);
+                goto out;
+            }
+        }
+        if (drop)
+            drop_pages(st->base + lo, hi - lo);
+    }
+    digest_hex(XXH3_128bits_digest(state), out);
+out:
+    XXH3_freeState(state);
+    return rc;
+}
+
+/* Sets *out to t's data as F32: in place for aligned F32, otherwise converted
+ * once into a buffer the model owns, chunk by chunk, handing each converted
+ * chunk's source pages back when `drop`. */
+static int tensor_f32(sae_model *m, const sae_st_tensor *t, bool drop, const float **out,
+                      sae_error *err)
+{
+    if (t->dtype == SAE_DT_F32 && (uintptr_t)t->data % _Alignof(float) == 0) {
+        *out = t->data;
+        return 0;
+    }
+    size_t bytes;
+    if (sae_mul_size(t->n_elems ? t->n_elems : 1, sizeof(float), &bytes))
+        return sae_error_set(err, SAE_ENOMEM, "%s: tensor \"%s\" too large", m->weights_path,
+                             t->name);
+    /* A large buffer is asked for in 2 MB huge pages: first-touching hundreds
+     * of MB in 4 KB pages costs more than the conversion itself. */
+    const size_t huge = (size_t)2 << 20;
+    void *mem = NULL;
+    if (bytes < huge || posix_memalign(&mem, huge, bytes))
+        mem = malloc(bytes);
+    else
+        madvise(mem, bytes, MADV_HUGEPAGE);
+    float *buf = mem;
+    if (!buf)
+        return sae_error_set(err, SAE_ENOMEM, "%s: out of memory converting tensor \"%s\"",
+                             m->weights_path, t->name);
+    const size_t chunk = (size_t)1 << 20, es = sae_dtype_size(t->dtype);
+    for (size_t at = 0; at < t->n_elems; at += chunk) {
+        size_t n = t->n_elems - at < chunk ? t->n_elems - at : chunk;
+        const uint8_t *src = (const uint8_t *)t->data + at * es;
+        sae_convert_to_f32(t->dtype, src, n, buf + at);
+        if (drop)
+            drop_pages(src, n * es);
+    }
+    *out = buf;
+    return model_own(m, buf, err);
+}
+
+/* The tensors of one architecture, as found in the file. */
+typedef struct model_tensors {
+    const sae_st_tensor *w_enc, *b_enc, *w_dec, *b_dec, *threshold, *log_threshold;
+    const sae_st_tensor *b_gate, *b_mag, *r_mag;
+} model_tensors;
+
+/* Finds and shape-checks every tensor cfg's architecture needs. */
+static int find_tensors(const sae_st_file *st, const model_cfg *c, bool sparsify,
+                        model_tensors *t, sae_error *err)
+{
+    size_t di = c->d_in, ds = c->d_sae;
+    int rc;
+    if (sparsify) {
+        if ((rc = get_tensor(st, "encoder.weight", 2, ds, di, "d_sae", "d_in", &t->w_enc, err)) ||
+            (rc = get_tensor(st, "encoder.bias", 1, ds, 0, "d_sae", NULL, &t->b_enc, err)))
+            return rc;
+    } else {
+        if ((rc = get_tensor(st, "W_enc", 2, di, ds, "d_in", "d_sae", &t->w_enc, err)))
+            return rc;
+        if (c->arch != SAE_ARCH_GATED &&
+            (rc = get_tensor(st, "b_enc", 1, ds, 0, "d_sae", NULL, &t->b_enc, err)))
+            return rc;
+    }
+    if ((rc = get_tensor(st, "W_dec", 2, ds, di, "d_sae", "d_in", &t->w_dec, err)) ||
+        (rc = get_tensor(st, "b_dec", 1, di, 0, "d_in", NULL, &t->b_dec, err)))
+        return rc;
+    if (c->arch == SAE_ARCH_JUMPRELU) {
+        /* Some converted JumpReLU SAEs store log_threshold; threshold wins if both exist. */
+        if (!sae_st_find(st, "threshold") && sae_st_find(st, "log_threshold"))
+            rc = get_tensor(st, "log_threshold", 1, ds, 0, "d_sae", NULL, &t->log_threshold, err);
+        else
+            rc = get_tensor(st, "threshold", 1, ds, 0, "d_sae", NULL, &t->threshold, err);
+        if (rc)
+            return rc;
+    }
+    if (c->arch == SAE_ARCH_GATED &&
+        ((rc = get_tensor(st, "b_gate", 1, ds, 0, "d_sae", NULL, &t->b_gate, err)) ||
+         (rc = get_tensor(st, "b_mag", 1, ds, 0, "d_sae", NULL, &t->b_mag, err)) ||
+         (rc = get_tensor(st, "r_mag", 1, ds, 0, "d_sae", NULL, &t->r_mag, err))))
+        return rc;
+    return 0;
+}
+
+/* For sparsify, where cfg need not give them: d_in from encoder.weight, and
+ * d_sae from num_latents or expansion_factor x d_in, checked against it. */
+static int sparsify_dims(const sae_st_file *st, model_cfg *c, const char *cfg_path,
+                         sae_error *err)
+{
+    const sae_st_tensor *w = sae_st_find(st, "encoder.weight");
+    if (!w)
+        return sae_error_set(err, SAE_EFORMAT, "%s: missing tensor \"encoder.weight\"", st->path);
+    if (w->ndim != 2 || w->shape[0] == 0 || w->shape[1] == 0)
+        return sae_error_set(err, SAE_EDIM,
+                             "%s: tensor \"encoder.weight\" must be 2-D [d_sae, d_in], non-empty",
+                             st->path);
+    size_t d_in = (size_t)w->shape[1], d_sae = (size_t)w->shape[0];
+    if (c->d_in && c->d_in != d_in)
+        return sae_error_set(err, SAE_EDIM,
+                             "%s: d_in = %zu but tensor \"encoder.weight\" has d_in = %zu",
+                             cfg_path, c->d_in, d_in);
+    size_t want = c->sparsify_latents;
+    if (!want && sae_mul_size(c->sparsify_expansion, d_in, &want))
+        return sae_error_set(err, SAE_EINVAL, "%s: expansion_factor too large", cfg_path);
+    if (!want)
+        return sae_error_set(err, SAE_EINVAL,
+                             "%s: neither num_latents nor expansion_factor gives d_sae", cfg_path);
+    if (want != d_sae)
+        return sae_error_set(err, SAE_EDIM,
+                             "%s: cfg gives d_sae = %zu (num_latents or expansion_factor x d_in) "
+                             "but tensor \"encoder.weight\" has %zu rows",
+                             cfg_path, want, d_sae);
+    if (c->k > d_sae)
+        return sae_error_set(err, SAE_EINVAL, "%s: k = %zu is not in [1, d_sae = %zu]", cfg_path,
+                             c->k, d_sae);
+    c->d_in = d_in;
+    c->d_sae = d_sae;
+    return 0;
+}
+
+/* Sets dst to a copy of s (or "" for NULL). */
+static int dup_or_empty(char **dst, const char *s)
+{
+    *dst = strdup(s ? s : "");
+    return *dst ? 0 : -1;
+}
+
+/* Returns 1 if path exists (as anything). */
+static int exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* The steps: pick the layout by which weights file exists, read cfg.json
+ * for it, map and validate the weights, find and shape-check the tensors
+ * cfg's architecture needs (one float dtype for all), one pass for the digest
+ * and the finiteness check, then borrow or convert each tensor and derive
+ * the decoder norms. Every failure frees all that was built. */
+int sae_model_load(const char *dir, sae_model **out, char *warn, size_t warn_len,
+                   sae_error *err)
+{
+    sae_model *m = NULL;
+    json_t *cfg = NULL;
+    char *cfg_path = NULL;
+    model_cfg c = {0};
+    model_tensors t = {0};
+    int rc;
+    struct stat st;
+
+    if (warn && warn_len)
+        warn[0] = '\0';
+    if (stat(dir, &st)) {
+        rc = sae_error_set(err, SAE_EIO, "%s: cannot open model folder: %s", dir,
+                           strerror(errno));
+        goto out;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        rc = sae_error_set(err, SAE_EIO, "%s: not a folder (expected cfg.json + weights)", dir);
+        goto out;
+    }
+    rc = SAE_ENOMEM;
+    m = calloc(1, sizeof *m);
+    if (!m || !(m->dir = strdup(dir)) || asprintf(&cfg_path, "%s/cfg.json", dir) < 0) {
+        cfg_path = NULL;
+        sae_error_set(err, rc, "out of memory");
+        goto out;
+    }
+    if ((rc = cfg_read(cfg_path, &cfg, err)))
+        goto out;
+    char *wp = NULL;
+    if (asprintf(&wp, "%s/sae_weights.safetensors", dir) < 0) {
+        rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (!exists(wp)) {
+        free(wp);
+        if (asprintf(&wp, "%s/sae.safetensors", dir) < 0) {
+            rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
+            goto out;
+        }
+        if (!exists(wp)) {
+            free(wp);
+            rc = sae_error_set(err, SAE_EIO,
+                               "%s: no sae_weights.safetensors (SAELens) or sae.safetensors "
+                               "(sparsify) in the folder",
+                               dir);
+            goto out;
+        }
+        m->sparsify = true;
+    }
+    m->weights_path = wp;
+
+    rc = m->sparsify ? cfg_sparsify(cfg, cfg_path, &c, err)
+                     : cfg_saelens(cfg, cfg_path, &c, warn, warn_len, err);
+    if (rc)
+        goto out;
+    if ((rc = sae_st_open(m->weights_path, &m->st, err)))
+        goto out;
+    if (dup_or_empty(&m->model_name, c.model_name) || dup_or_empty(&m->hook_name, c.hook_name)) {
+        rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
+        goto out;
+    }
+    m->arch = c.arch;
+    m->apply_b_dec_to_input = c.apply_b_dec;
+    m->norm = c.norm;
+    m->norm_scaling_factor = c.has_scale ? (float)c.scale : 1.0f;
+    m->rescale_acts_by_decoder_norm = c.rescale;
+
+    if (c.arch == SAE_ARCH_AUTOENCODER) {
+        if ((rc = sae_ae_load(m->st, cfg, &m->ae, err)))
+            goto out;
+        m->d_in = sae_ae_d_in(m->ae);
+        m->d_sae = sae_ae_d_code(m->ae);
+        const sae_st_tensor *first = m->st->n_tensors ? &m->st->tensors[0] : NULL;
+        snprintf(m->dtype, sizeof m->dtype, "%s", first ? sae_dtype_name(first->dtype) : "F32");
+        if ((rc = digest_and_scan(m->st, NULL, 0, false, m->weights_digest, err)))
+            goto out;
+        goto done;
+    }
+
+    if (m->sparsify && (rc = sparsify_dims(m->st, &c, cfg_path, err)))
+        goto out;
+    m->d_in = c.d_in;
+    m->d_sae = c.d_sae;
+    m->k = c.k;
+    m->w_enc_t = m->sparsify;
+    if ((rc = find_tensors(m->st, &c, m->sparsify, &t, err)))
+        goto out;
+
+    const sae_st_tensor *used[9];
+    size_t n_used = 0;
+    const sae_st_tensor *all[] = {t.w_enc,  t.b_enc, t.w_dec, t.b_dec, t.threshold,
+                                  t.log_threshold, t.b_gate, t.b_mag, t.r_mag};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (all[i])
+            used[n_used++] = all[i];
+    for (size_t i = 0; i < n_used; i++) {
+        if (!sae_dtype_is_float(used[i]->dtype)) {
+            rc = sae_error_set(err, SAE_EFORMAT,
+                               "%s: tensor \"%s\" has dtype %s; weights must be F32, F16, BF16 "
+                               "or F64",
+                               m->weights_path, used[i]->name, sae_dtype_name(used[i]->dtype));
+            goto out;
+        }
+        if (used[i]->dtype != used[0]->dtype) {
+            rc = sae_error_set(err, SAE_EFORMAT,
+                               "%s: tensor \"%s\" is %s but \"%s\" is %s; all tensors must "
+                               "share one dtype",
+                               m->weights_path, used[i]->name, sae_dtype_name(used[i]->dtype),
+                               used[0]->name, sae_dtype_name(used[0]->dtype));
+            goto out;
+        }
+    }
+    snprintf(m->dtype, sizeof m->dtype, "%s", sae_dtype_name(used[0]->dtype));
+
+    /* Only a model converted from F16/BF16/F64 gives its file pages back. */
+    bool drop = used[0]->dtype != SAE_DT_F32;
+    if ((rc = digest_and_scan(m->st, used, n_used, drop, m->weights_digest, err)))
+        goto out;
+    const float *r_mag = NULL, *log_thr = NULL;
+    if ((rc = tensor_f32(m, t.w_enc, drop, &m->w_enc, err)) ||
+        (t.b_enc && (rc = tensor_f32(m, t.b_enc, drop, &m->b_enc, err))) ||
+        (rc = tensor_f32(m, t.w_dec, drop, &m->w_dec, err)) ||
+        (rc = tensor_f32(m, t.b_dec, drop, &m->b_dec, err)) ||
+        (t.threshold && (rc = tensor_f32(m, t.threshold, drop, &m->threshold, err))) ||
+        (t.log_threshold && (rc = tensor_f32(m, t.log_threshold, drop, &log_thr, err))) ||
+        (t.b_gate && (rc = tensor_f32(m, t.b_gate, drop, &m->b_gate, err))) ||
+        (t.b_mag && (rc = tensor_f32(m, t.b_mag, drop, &m->b_mag, err))) ||
+        (t.r_mag && (rc = tensor_f32(m, t.r_mag, drop, &r_mag, err))))
+        goto out;
+    if (log_thr) {
+        float *thr = malloc(m->d_sae * sizeof *thr);
+        if (!thr) {
+            rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the threshold");
+            goto out;
+        }
+        for (size_t i = 0; i < m->d_sae; i++)
+            thr[i] = expf(log_thr[i]);
+        m->threshold = thr;
+        if ((rc = model_own(m, thr, err)))
+            goto out;
+    }
+    if ((rc = model_derive(m, r_mag, err)))
+        goto out;
+done:
+    *out = m;
+    m = NULL;
+    rc = 0;
+out:
+    sae_model_free(m);
+    json_decref(cfg);
+    free(cfg_path);
+    return rc;
+}

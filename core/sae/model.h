@@ -1,0 +1,101 @@
+/* model.h: one SAE loaded from a SAELens or sparsify folder.
+ *
+ * The weights file is memory-mapped; aligned F32 tensors are used in place,
+ * other dtypes are converted to F32 once here. Everything the encode kernels
+ * need that can be precomputed (decoder row norms, exp(r_mag)) is computed at
+ * load. A loaded model is immutable and may be shared by any number of threads. */
+#ifndef SAE_MODEL_H
+#define SAE_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "io/error.h"
+#include "io/safetensors.h"
+
+typedef enum sae_arch {
+    SAE_ARCH_STANDARD,
+    SAE_ARCH_JUMPRELU,
+    SAE_ARCH_TOPK,
+    SAE_ARCH_GATED,
+    SAE_ARCH_AUTOENCODER, /* the plain stacked autoencoder of `sae train` */
+} sae_arch;
+
+typedef enum sae_norm {
+    SAE_NORM_NONE,
+    SAE_NORM_CONSTANT_NORM_RESCALE,
+    SAE_NORM_LAYER_NORM,
+    SAE_NORM_EXPECTED_AVERAGE_ONLY_IN,
+} sae_norm;
+
+const char *sae_arch_name(sae_arch a);
+const char *sae_norm_name(sae_norm n);
+
+struct sae_ae; /* autoencoder layers, core/sae/autoencoder.h */
+
+typedef struct sae_model {
+    char *dir;                      /* owned: the folder it came from */
+    char *weights_path;             /* owned */
+    char weights_digest[33];        /* XXH3-128 of the weights file, lowercase hex */
+    char dtype[8];                  /* dtype of the weights file: "F32", "F16", "BF16", "F64" */
+    char *model_name, *hook_name;   /* owned, "" when absent */
+    bool sparsify;                  /* loaded from a sparsify folder */
+
+    size_t d_in, d_sae;
+    sae_arch arch;
+    size_t k;                       /* topk only */
+    bool rescale_acts_by_decoder_norm;
+    bool apply_b_dec_to_input;
+    sae_norm norm;
+    float norm_scaling_factor;      /* expected_average_only_in; 1 when absent */
+
+    /* Weights as F32. Borrowed from the mapping or from `owned`. */
+    const float *w_enc;             /* (d_in, d_sae), or (d_sae, d_in) if w_enc_t */
+    bool w_enc_t;                   /* sparsify's encoder.weight layout */
+    const float *b_enc;             /* (d_sae); NULL for gated */
+    const float *w_dec;             /* (d_sae, d_in) */
+    const float *b_dec;             /* (d_in) */
+    const float *threshold;         /* (d_sae) jumprelu */
+    const float *b_gate, *b_mag;    /* (d_sae) gated */
+    const float *exp_r_mag;         /* (d_sae) gated: exp(r_mag), precomputed */
+    float *dec_norm;                /* (d_sae) owned: ||W_dec,i||_2 */
+
+    struct sae_ae *ae;              /* arch == SAE_ARCH_AUTOENCODER only */
+
+    sae_st_file *st;                /* owned: the mapped weights file */
+    float **owned;                  /* owned conversion buffers */
+    size_t n_owned;
+} sae_model;
+
+/* Loads the folder `dir` (cfg.json + sae_weights.safetensors, or cfg.json +
+ * sae.safetensors for sparsify), validating cfg, shapes and the file. Warnings
+ * (for example expected_average_only_in without norm_scaling_factor) are
+ * written to `warn` (may be NULL) as one line each: warn is set to "" first,
+ * lines are separated by '\n' with no final newline, and text beyond
+ * warn_len is cut off. Weights containing NaN or inf are refused (SAE_ERANGE).
+ * Re-entrant: no globals, so a daemon may load a new model while serving. */
+int sae_model_load(const char *dir, sae_model **out, char *warn, size_t warn_len,
+                   sae_error *err);
+
+/* Builds a model from in-memory F32 arrays (borrowed, must outlive the model);
+ * used by tests and benchmarks. Arrays not used by arch may be NULL. Computes
+ * dec_norm and exp_r_mag. r_mag is raw (not exponentiated). */
+typedef struct sae_model_spec {
+    size_t d_in, d_sae;
+    sae_arch arch;
+    size_t k;
+    bool rescale_acts_by_decoder_norm;
+    bool apply_b_dec_to_input;
+    sae_norm norm;
+    float norm_scaling_factor;
+    const float *w_enc, *b_enc, *w_dec, *b_dec, *threshold, *b_gate, *b_mag, *r_mag;
+} sae_model_spec;
+int sae_model_from_spec(const sae_model_spec *spec, sae_model **out, sae_error *err);
+
+void sae_model_free(sae_model *m);
+
+/* XXH3-128 of a whole file as 32 lowercase hex digits (+ NUL). */
+int sae_digest_file(const char *path, char out[33], sae_error *err);
+void sae_digest_buffer(const void *buf, size_t len, char out[33]);
+
+#endif
