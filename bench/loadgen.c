@@ -38,16 +38,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/clock.h"
 #include "sae/model.h"
 #include "io/rng.h"
-
-/* Monotonic seconds. */
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 /* CPU seconds (user + system) this process has used, all threads. */
 static double process_cpu_s(void)
@@ -172,9 +165,9 @@ static void run_sgemm(const struct opts *o)
     openblas_set_num_threads(o->threads);
     size_t calls = 0;
     double t0 = 0, t_end = 0, cpu0 = 0, cpu_end = 0;
-    double start = now_s();
+    double start = sae_clock_s();
     for (;;) {
-        double t = now_s();
+        double t = sae_clock_s();
         if (t0 == 0 && t - start >= o->warmup) {
             t0 = t;
             cpu0 = process_cpu_s();
@@ -347,7 +340,7 @@ static void *client_main(void *arg)
     char *buf = malloc(cap);
     int fd = -1;
     for (;;) {
-        double t = now_s();
+        double t = sae_clock_s();
         if (t >= c->t_stop)
             break;
         if (fd < 0 && (fd = dial(c->o->port)) < 0) {
@@ -358,7 +351,7 @@ static void *client_main(void *arg)
         int st = -1;
         if (!send_all(fd, c->rq->bytes, c->rq->len))
             st = read_response(fd, buf, cap);
-        double t1 = now_s();
+        double t1 = sae_clock_s();
         if (st < 0) {
             close(fd);
             fd = -1;
@@ -403,7 +396,7 @@ static void run_http(const struct opts *o)
     struct request rq = build_request(o);
     struct client *cl = calloc((size_t)o->clients, sizeof *cl);
     pthread_t *t = calloc((size_t)o->clients, sizeof *t);
-    double start = now_s();
+    double start = sae_clock_s();
     for (int i = 0; i < o->clients; i++) {
         cl[i] = (struct client){.o = o, .rq = &rq, .t_measure = start + o->warmup,
                                 .t_stop = start + o->warmup + o->seconds};
@@ -412,11 +405,11 @@ static void run_http(const struct opts *o)
     /* The server's CPU time over exactly the measured window. */
     double cpu0 = -1, cpu1 = -1;
     if (o->pid) {
-        double wait = start + o->warmup - now_s();
+        double wait = start + o->warmup - sae_clock_s();
         if (wait > 0)
             usleep((useconds_t)(wait * 1e6));
         cpu0 = pid_cpu_s(o->pid);
-        wait = start + o->warmup + o->seconds - now_s();
+        wait = start + o->warmup + o->seconds - sae_clock_s();
         if (wait > 0)
             usleep((useconds_t)(wait * 1e6));
         cpu1 = pid_cpu_s(o->pid);

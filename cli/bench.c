@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "io/clock.h"
 #include "cli.h"
 #include "sae/encode.h"
 #include "sae/model.h"
@@ -268,7 +269,7 @@ static double read_bandwidth(const float *a, size_t n, int threads, int reps, do
     if (bytes > 0 && bytes < ((size_t)64 << 20))
         passes = ((size_t)64 << 20) / bytes;
     for (int r = 0; r < reps; r++) {
-        double t0 = cli_now();
+        double t0 = sae_clock_s();
         bool started[64] = {false};
         for (int t = 0; t < threads; t++) {
             size_t lo = n * (size_t)t / (size_t)threads, hi = n * (size_t)(t + 1) / (size_t)threads;
@@ -284,7 +285,7 @@ static double read_bandwidth(const float *a, size_t n, int threads, int reps, do
             else
                 sum_run(&jobs[t]);
         }
-        double dt = cli_now() - t0;
+        double dt = sae_clock_s() - t0;
         for (int t = 0; t < threads; t++)
             *sink += jobs[t].sum;
         if (dt > 0 && (double)bytes * (double)passes / dt > best)
@@ -339,13 +340,13 @@ static int time_batch(const sae_model *m, sae_workspace *ws, const float *x, siz
     sae_sparse_reset(sp);
     if ((rc = sae_encode(m, ws, x, batch, NULL, sp, NULL, NULL, err)))
         return rc;
-    double t_end = cli_now() + seconds;
-    while (r < BENCH_MAX_ROUNDS && (r < BENCH_MIN_ROUNDS || cli_now() < t_end)) {
+    double t_end = sae_clock_s() + seconds;
+    while (r < BENCH_MAX_ROUNDS && (r < BENCH_MIN_ROUNDS || sae_clock_s() < t_end)) {
         /* Alternate which goes first: the second call of a round finds the
          * BLAS threads awake, the first may have to wake them. */
         for (int turn = 0; turn < 2; turn++) {
             bool raw_turn = (turn == 0) == (r % 2 == 0);
-            double t0 = cli_now();
+            double t0 = sae_clock_s();
             if (raw_turn) {
                 raw_product(m, x, batch, y);
             } else {
@@ -353,7 +354,7 @@ static int time_batch(const sae_model *m, sae_workspace *ws, const float *x, siz
                 if ((rc = sae_encode(m, ws, x, batch, NULL, sp, NULL, NULL, err)))
                     return rc;
             }
-            double dt = cli_now() - t0;
+            double dt = sae_clock_s() - t0;
             if (raw_turn)
                 raw[r] = dt;
             else
@@ -485,19 +486,19 @@ static int load_child(const char *dir)
     char digest[33];
     double t_digest = INFINITY, t_load = INFINITY;
     for (int rep = 0; rep < 3; rep++) {
-        double t0 = cli_now();
+        double t0 = sae_clock_s();
         if (sae_digest_file(path, digest, &err))
             return cli_fail_err(&err);
-        t_digest = fmin(t_digest, cli_now() - t0);
+        t_digest = fmin(t_digest, sae_clock_s() - t0);
     }
     sae_model *m = NULL;
     for (int rep = 0; rep < 3; rep++) {
         sae_model_free(m);
         m = NULL;
-        double t0 = cli_now();
+        double t0 = sae_clock_s();
         if (sae_model_load(dir, &m, NULL, 0, &err))
             return cli_fail_err(&err);
-        t_load = fmin(t_load, cli_now() - t0);
+        t_load = fmin(t_load, sae_clock_s() - t0);
     }
 
     sae_workspace *ws = sae_workspace_new(m, 0);

@@ -67,7 +67,5 @@ void cli_progress_start(cli_progress *p, const char *label, const char *unit, ui
 void cli_progress_update(cli_progress *p, uint64_t done);
 void cli_progress_finish(cli_progress *p, uint64_t done);
 
-/* Monotonic seconds. */
-double cli_now(void);
 
 #endif

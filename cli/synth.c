@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/clock.h"
 #include "cli.h"
 #include "train/synth.h"
 
@@ -101,7 +102,7 @@ int cmd_synth(int argc, char **argv)
     o.n_texts = n_texts;
     sae_synth_summary sum;
     sae_error err;
-    double t0 = cli_now();
+    double t0 = sae_clock_s();
     if (sae_synth_write(&o, out, &sum, &err)) {
         rc = cli_fail_err(&err);
         goto out;
@@ -111,7 +112,7 @@ int cmd_synth(int argc, char **argv)
                 "synth: %zu files, %zu documents, %zu tokens x %zu dims, %zu features "
                 "(%zu absent from this text), %.2f active per token, %.1fs -> %s\n",
                 sum.n_files, sum.n_docs, sum.n_tokens, sum.d_in, sum.n_features, sum.n_absent,
-                sum.mean_l0, cli_now() - t0, out);
+                sum.mean_l0, sae_clock_s() - t0, out);
     rc = SAE_EXIT_OK;
 out:
     free(texts);

@@ -14,6 +14,8 @@
 
 #include <cblas.h>
 
+#include "io/clock.h"
+#include "io/list.h"
 #include "cli.h"
 #include "sae/encode.h"
 #include "io/outfile.h"
@@ -89,10 +91,11 @@ typedef struct train_args {
 static int parse_layers(const char *s, sae_train_opts *o)
 {
     o->n_layers = 0;
-    const char *p = s;
-    while (*p) {
+    sae_list it = sae_list_of(s);
+    const char *p;
+    size_t n;
+    while (sae_list_next(&it, &p, &n)) {
         char buf[32];
-        size_t n = strcspn(p, ",");
         uint64_t v;
         if (n == 0 || n >= sizeof buf || o->n_layers == SAE_AE_MAX_LAYERS)
             return -1;
@@ -101,9 +104,6 @@ static int parse_layers(const char *s, sae_train_opts *o)
         if (cli_parse_u64(buf, 1, INT32_MAX, &v))
             return -1;
         o->layers[o->n_layers++] = (size_t)v;
-        p += n;
-        if (*p == ',' && !*++p)
-            return -1;
     }
     return o->n_layers >= 2 ? 0 : -1;
 }
@@ -405,17 +405,17 @@ typedef struct bench_ctx {
 static void bench_step(void *p, const sae_train_stats *st)
 {
     bench_ctx *c = p;
-    double now = cli_now();
+    double now = sae_clock_s();
     if (st->step >= 2)
         c->train_s += now - c->t_mark;
-    double g0 = cli_now();
+    double g0 = sae_clock_s();
     sgemm_round(c->B, c->d_in, c->d_sae, c->x, c->xo, c->w1, c->w2, c->h, c->g1, c->g2);
-    double g1 = cli_now();
+    double g1 = sae_clock_s();
     if (st->step >= 2) {
         c->gemm_s += g1 - g0;
         c->timed++;
     }
-    c->t_mark = cli_now();
+    c->t_mark = sae_clock_s();
     cli_progress_update(&c->prog, st->step);
 }
 
@@ -468,7 +468,7 @@ static int run_bench(train_args *a)
         goto out;
     }
     cli_progress_start(&bc.prog, "bench train", "steps", o.steps, a->quiet);
-    double t0 = cli_now();
+    double t0 = sae_clock_s();
     bc.t_mark = t0;
     if (sae_trainer_run(t, bench_step, &bc, &err)) {
         cli_fail_err(&err);

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/clock.h"
 #include "cli.h"
 
 int cli_fail(const char *fmt, ...)
@@ -100,13 +101,6 @@ const char *cli_value(int argc, char **argv, int i)
     return argv[i + 1];
 }
 
-double cli_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 void cli_progress_start(cli_progress *p, const char *label, const char *unit, uint64_t total,
                         bool quiet)
 {
@@ -115,12 +109,12 @@ void cli_progress_start(cli_progress *p, const char *label, const char *unit, ui
     p->total = total;
     p->quiet = quiet;
     p->tty = isatty(STDERR_FILENO);
-    p->t_start = p->t_last = cli_now();
+    p->t_start = p->t_last = sae_clock_s();
 }
 
 static void progress_print(cli_progress *p, uint64_t done, bool final)
 {
-    double t = cli_now() - p->t_start;
+    double t = sae_clock_s() - p->t_start;
     double rate = t > 0 ? done / t : 0;
     char eta[32] = "?";
     if (p->total && rate > 0) {
@@ -145,7 +139,7 @@ void cli_progress_update(cli_progress *p, uint64_t done)
 {
     if (p->quiet)
         return;
-    double now = cli_now();
+    double now = sae_clock_s();
     if (now - p->t_last < (p->tty ? 0.2 : 5.0))
         return;
     p->t_last = now;

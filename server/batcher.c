@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "io/clock.h"
 #include "metrics.h"
 #include "saed.h"
 
@@ -46,14 +47,6 @@ struct saed_batcher {
     size_t n_workers;
     struct worker *workers;         /* (n_workers) */
 };
-
-/* Monotonic microseconds. */
-int64_t saed_now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
-}
 
 /* A zeroed job of the given kind. */
 struct saed_job *job_new(enum saed_job_kind kind)
@@ -282,7 +275,7 @@ static struct saed_job *gather(struct saed_batcher *b, size_t *rows_out)
                 rows += j->n_rows;
             }
             if (rows >= max || b->head || b->stop || b->incoming <= 0 ||
-                saed_now_us() >= deadline)
+                sae_clock_us() >= deadline)
                 break;
             struct timespec ts;
             deadline_ts(deadline, &ts);
@@ -401,7 +394,7 @@ void batcher_push(struct saed_batcher *b, struct saed_job *job, bool was_incomin
         b->incoming--;
     atomic_store_explicit(&job->done, false, memory_order_relaxed);
     job->next = NULL;
-    job->t_queued_us = saed_now_us();
+    job->t_queued_us = sae_clock_us();
     if (b->tail)
         b->tail->next = job;
     else

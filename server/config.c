@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/list.h"
+
 enum key_type { K_STR, K_UINT, K_BOOL };
 
 /* One setting. `offset` locates its field in struct saed_config; lo/hi bound
@@ -132,25 +134,15 @@ static int check_listen(const char *v, sae_error *err)
 /* Validator of `cors_origins`: each entry * or an http(s):// origin. */
 static int check_cors(const char *v, sae_error *err)
 {
-    const char *p = v;
-    while (*p) {
-        const char *e = strchr(p, ',');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        while (n && isspace((unsigned char)*p)) {
-            p++;
-            n--;
-        }
-        while (n && isspace((unsigned char)p[n - 1]))
-            n--;
-        if (!(n == 1 && *p == '*') && !(n > 7 && !strncmp(p, "http://", 7)) &&
+    sae_list it = sae_list_of(v);
+    const char *p;
+    size_t n;
+    while (sae_list_next(&it, &p, &n))
+        if (n && !(n == 1 && *p == '*') && !(n > 7 && !strncmp(p, "http://", 7)) &&
             !(n > 8 && !strncmp(p, "https://", 8)))
             return sae_error_set(err, SAE_EINVAL,
                                  "cors_origins: '%.*s' is not * or an http(s):// origin",
                                  (int)n, p);
-        if (!e)
-            break;
-        p = e + 1;
-    }
     return 0;
 }
 

@@ -19,6 +19,7 @@
 #include "feature_routes.h"
 #include "jsonin.h"
 #include "io/npy.h"
+#include "io/list.h"
 #include "saed.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -323,15 +324,14 @@ static enum MHD_Result query_option(void *cls, enum MHD_ValueKind kind, const ch
         break;
     }
     case F_INCLUDE:
-        for (const char *p = value; *p;) {
-            const char *c = strchr(p, ',');
-            size_t n = c ? (size_t)(c - p) : strlen(p);
+        sae_list it = sae_list_of(value);
+        const char *p;
+        size_t n;
+        while (sae_list_next(&it, &p, &n))
             if (set_include(q->o, p, n, q->e)) {
                 q->e->code = "invalid_query"; /* the same mistake as in a body, made in the query */
                 return MHD_NO;
             }
-            p += n + (c ? 1 : 0);
-        }
         break;
     }
     return MHD_YES;

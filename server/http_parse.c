@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "io/list.h"
+
 /* How many '/'-separated segments s (starting with '/') has. */
 static size_t segments(const char *s)
 {
@@ -116,12 +118,11 @@ enum saed_body http_body_kind(const char *ct, bool *known)
 
 double http_header_q(const char *h, const char *token, int *at)
 {
-    size_t tl = strlen(token);
-    for (int i = 0; h && *h; i++) {
-        while (*h == ' ' || *h == ',')
-            h++;
-        const char *e = strchr(h, ',');
-        size_t n = e ? (size_t)(e - h) : strlen(h);
+    size_t tl = strlen(token), n;
+    sae_list it = sae_list_of(h);
+    for (int i = 0; sae_list_next(&it, &h, &n);) {
+        if (!n)
+            continue; /* "a,,b": empty items are not counted */
         const char *semi = memchr(h, ';', n);
         size_t name = semi ? (size_t)(semi - h) : n;
         while (name && h[name - 1] == ' ')
@@ -141,7 +142,7 @@ double http_header_q(const char *h, const char *token, int *at)
             double v = strtod(q + 2, NULL);
             return v > 0.0 ? (v < 1.0 ? v : 1.0) : 0.0;
         }
-        h = e;
+        i++;
     }
     return -1.0;
 }

@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/clock.h"
+#include "io/list.h"
 #include "batcher.h"
 #include "feature_routes.h"
 #include "io/mapped.h"
@@ -168,28 +170,19 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 /* Splits cfg->cors_origins into srv->cors. */
 static int cors_parse(struct saed_server *srv, sae_error *err)
 {
-    const char *p = srv->cfg->cors_origins;
-    while (*p) {
-        const char *e = strchr(p, ',');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        while (n && *p == ' ') {
-            p++;
-            n--;
-        }
-        while (n && p[n - 1] == ' ')
-            n--;
-        if (n) {
-            char **c = realloc(srv->cors, (srv->n_cors + 1) * sizeof *c);
-            if (!c)
-                return sae_error_set(err, SAE_ENOMEM, "out of memory");
-            srv->cors = c;
-            if (!(c[srv->n_cors] = strndup(p, n)))
-                return sae_error_set(err, SAE_ENOMEM, "out of memory");
-            srv->n_cors++;
-        }
-        if (!e)
-            break;
-        p = e + 1;
+    sae_list it = sae_list_of(srv->cfg->cors_origins);
+    const char *p;
+    size_t n;
+    while (sae_list_next(&it, &p, &n)) {
+        if (!n)
+            continue;
+        char **c = realloc(srv->cors, (srv->n_cors + 1) * sizeof *c);
+        if (!c)
+            return sae_error_set(err, SAE_ENOMEM, "out of memory");
+        srv->cors = c;
+        if (!(c[srv->n_cors] = strndup(p, n)))
+            return sae_error_set(err, SAE_ENOMEM, "out of memory");
+        srv->n_cors++;
     }
     return 0;
 }
@@ -260,7 +253,7 @@ static int start_http(struct saed_server *srv, sae_error *err)
 /* SIGHUP: load the folder again; the old snapshot keeps serving on failure. */
 static void reload(struct saed_server *srv)
 {
-    int64_t t0 = saed_now_us();
+    int64_t t0 = sae_clock_us();
     sae_error err;
     if (sae_reload(&srv->sae, &err)) {
         atomic_fetch_add(&srv->metrics.reload_failed, 1);
@@ -275,7 +268,7 @@ static void reload(struct saed_server *srv)
     batcher_kick(srv->batcher);
     struct saed_snap *s = sae_acquire(&srv->sae);
     fprintf(stderr, "saed: reloaded %s in %lld ms: weights %s (generation %llu)\n",
-            srv->sae.model_dir, (long long)((saed_now_us() - t0) / 1000),
+            srv->sae.model_dir, (long long)((sae_clock_us() - t0) / 1000),
             s->model->weights_digest, (unsigned long long)s->generation);
     features_log_index(s);
     snap_release(s);
@@ -293,8 +286,8 @@ static void drain(struct saed_server *srv, int sfd)
         close(lfd);
     fprintf(stderr, "saed: draining %ld in-flight requests (at most %llu s)\n",
             atomic_load(&srv->inflight), (unsigned long long)srv->cfg->drain_timeout_s);
-    int64_t deadline = saed_now_us() + (int64_t)srv->cfg->drain_timeout_s * 1000000;
-    while (atomic_load(&srv->inflight) > 0 && saed_now_us() < deadline) {
+    int64_t deadline = sae_clock_us() + (int64_t)srv->cfg->drain_timeout_s * 1000000;
+    while (atomic_load(&srv->inflight) > 0 && sae_clock_us() < deadline) {
         int sig = signal_next(sfd, 10);
         if (sig && sig != SIGHUP) {
             fprintf(stderr, "saed: second signal, stopping now\n");

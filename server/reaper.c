@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "io/clock.h"
 #include "metrics.h"
 #include "saed.h"
 
@@ -35,7 +36,7 @@ struct saed_reaper {
 void reaper_mark(struct saed_conn *c)
 {
     if (c)
-        atomic_store_explicit(&c->t_mark_us, saed_now_us(), memory_order_relaxed);
+        atomic_store_explicit(&c->t_mark_us, sae_clock_us(), memory_order_relaxed);
 }
 
 void reaper_phase(struct saed_conn *c, int phase)
@@ -59,7 +60,7 @@ void reaper_notify(void *cls, struct MHD_Connection *conn, void **socket_context
             return;
         }
         c->fd = ci->connect_fd;
-        atomic_init(&c->t_mark_us, saed_now_us());
+        atomic_init(&c->t_mark_us, sae_clock_us());
         atomic_init(&c->phase, SAED_CONN_IDLE);
         c->hup_mark_us = -1;
         pthread_mutex_lock(&r->lock);
@@ -145,7 +146,7 @@ static void *reaper_main(void *arg)
     struct saed_reaper *r = arg;
     pthread_mutex_lock(&r->lock);
     while (!r->stop) {
-        int64_t now = saed_now_us();
+        int64_t now = sae_clock_us();
         for (struct saed_conn *c = r->head; c; c = c->next) {
             int64_t mark = atomic_load_explicit(&c->t_mark_us, memory_order_relaxed);
             if (!c->reaped && now - mark > r->deadline_us) {

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "io/clock.h"
 #include "batcher.h"
 #include "reaper.h"
 #include "saed.h"
@@ -357,7 +358,7 @@ enum MHD_Result router_access(void *cls, struct MHD_Connection *conn, const char
         rq->conn = conn;
         rq->url = url;
         rq->method = method;
-        rq->t_start_us = saed_now_us();
+        rq->t_start_us = sae_clock_us();
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
         /* The deadline clock is not restarted here: it has run since the
@@ -458,7 +459,7 @@ void router_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                                      rq->state == RQ_REPLIED || rq->status == 413)
                           ? rq->status
                           : 499;
-    int64_t us = saed_now_us() - rq->t_start_us;
+    int64_t us = sae_clock_us() - rq->t_start_us;
     metrics_request(&srv->metrics, rq->route_id, status, us);
     if (!srv->cfg->quiet) {
         char method[32], path[256];

@@ -232,7 +232,4 @@ void req_body_free(struct saed_req *rq);
  * when the queue is full (nothing suspended; the caller replies 503). */
 int req_submit_job(struct saed_req *rq);
 
-/* Monotonic microseconds. */
-int64_t saed_now_us(void);
-
 #endif

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "feature_routes.h"
+#include "io/list.h"
 
 /* Largest file served (the browser's files are a few tens of KB). */
 #define STATIC_MAX_BYTES ((off_t)8 << 20)
@@ -147,17 +148,18 @@ void static_free(struct saed_server *srv)
  * compare by their opaque part, as RFC 9110 has it for If-None-Match. */
 static bool etag_matches(const char *inm, const char *etag)
 {
-    size_t n = strlen(etag);
-    for (const char *p = inm; p && *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        if (*p == '*')
+    size_t want = strlen(etag), n;
+    const char *p;
+    sae_list it = sae_list_of(inm);
+    while (sae_list_next(&it, &p, &n)) {
+        if (n == 1 && *p == '*')
             return true;
-        if (!strncmp(p, "W/", 2))
+        if (n >= 2 && !strncmp(p, "W/", 2)) {
             p += 2;
-        if (!strncmp(p, etag, n) && (p[n] == '\0' || p[n] == ',' || p[n] == ' '))
+            n -= 2;
+        }
+        if (n == want && !strncmp(p, etag, n))
             return true;
-        p = strchr(p, ',');
     }
     return false;
 }

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <xxhash.h>
 
+#include "io/clock.h"
 #include "io/activations.h"
 #include "sae/model.h"
 #include "io/rng.h"
@@ -1418,14 +1419,6 @@ out:
 
 /* ------------------------------------------------------------ build */
 
-/* Monotonic seconds. */
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* The streaming pass, in parallel: E encoder threads encode blocks
  * k = e, e + E, ... into a ring of 2E slots while the calling thread feeds
  * the slots to the indexer strictly in block order. The statistics
@@ -1619,7 +1612,7 @@ out:
 
 int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *err)
 {
-    double t0 = now_s(), t1 = t0, t2 = t0;
+    double t0 = sae_clock_s(), t1 = t0, t2 = t0;
     const sae_model *m = job->model;
     const sae_tokens *tok = job->tok;
     sae_index_settings set = job->set;
@@ -1662,7 +1655,7 @@ int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *e
                                            err)))
             goto out;
 
-    t1 = now_s();
+    t1 = sae_clock_s();
 
     /* One pass over the slice, in whole blocks. */
     uint64_t row0, row1;
@@ -1671,7 +1664,7 @@ int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *e
         goto out;
     if ((rc = sae_indexer_finish(ix, err)))
         goto out;
-    t2 = now_s();
+    t2 = sae_clock_s();
     if ((rc = sae_indexer_write(ix, m->dec_norm, w, err)))
         goto out;
 
@@ -1713,7 +1706,7 @@ int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *e
     if (!rc && job->timing) {
         job->timing->neighbours_s = t1 - t0;
         job->timing->stream_s = t2 - t1;
-        job->timing->write_s = now_s() - t2;
+        job->timing->write_s = sae_clock_s() - t2;
     }
 out:
     if (w)

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "io/clock.h"
 #include "io/activations.h"
 #include "io/outfile.h"
 #include "io/rng.h"
@@ -972,8 +973,7 @@ int sae_trainer_run(sae_trainer *t, sae_train_cb cb, void *ctx, sae_error *err)
     size_t last_resample = 0;
     bool is_sae = s->arch != SAE_ARCH_AUTOENCODER;
     size_t resample_until = (size_t)(0.6 * (double)o->steps);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = sae_clock_s();
     train_batch_stats win = {0};
     double win_loss = 0, win_var = 0;
     size_t win_steps = 0, win_rows = 0;
@@ -1025,7 +1025,6 @@ int sae_trainer_run(sae_trainer *t, sae_train_cb cb, void *ctx, sae_error *err)
         win_steps++;
         win_rows += B;
 
-        clock_gettime(CLOCK_MONOTONIC, &t1);
         sae_train_stats *st = &t->last;
         st->step = step + 1;
         st->steps = o->steps;
@@ -1034,7 +1033,7 @@ int sae_trainer_run(sae_trainer *t, sae_train_cb cb, void *ctx, sae_error *err)
         st->resampled = resampled;
         st->lr = lr;
         st->l1_coeff = is_sae && s->arch == SAE_ARCH_STANDARD ? lam : 0;
-        st->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        st->seconds = sae_clock_s() - t0;
         st->logged = (step + 1) % o->log_every == 0 || step + 1 == o->steps;
         if (st->logged) {
             st->loss = win_loss / (double)win_steps;

@@ -49,14 +49,6 @@ int h_failures(void)
     return atomic_load(&failures);
 }
 
-/* Monotonic milliseconds. */
-double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
 /* A fresh temporary folder (the fixture writer's); exits when it cannot be
  * made, rather than letting a test write under "(null)/". */
 char *h_tmpdir(const char *tag)
