@@ -296,22 +296,11 @@ static double read_bandwidth(const float *a, size_t n, int threads, int reps, do
 
 /* ---- raw BLAS and encode timing ---- */
 
-/* The raw product the encoder does for `rows` rows of x into y: the same
- * cblas call and layout handling as core/sae/encode.c's block_gemm. */
+/* The raw product the encoder does for `rows` rows of x into y: the very
+ * call sae_encode makes (sae_gemm_rows), without the encoder's other work. */
 static void raw_product(const sae_model *m, const float *x, size_t rows, float *y)
 {
-    int d_in = (int)m->d_in, d_sae = (int)m->d_sae;
-    if (rows == 1) {
-        if (m->w_enc_t)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, d_sae, d_in, 1.0f, m->w_enc, d_in, x, 1, 0.0f,
-                        y, 1);
-        else
-            cblas_sgemv(CblasRowMajor, CblasTrans, d_in, d_sae, 1.0f, m->w_enc, d_sae, x, 1, 0.0f,
-                        y, 1);
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, m->w_enc_t ? CblasTrans : CblasNoTrans, (int)rows,
-                d_sae, d_in, 1.0f, x, d_in, m->w_enc, m->w_enc_t ? d_in : d_sae, 0.0f, y, d_sae);
+    sae_gemm_rows(m->w_enc, m->w_enc_t, m->d_in, m->d_sae, x, rows, y);
 }
 
 static int cmp_double(const void *a, const void *b)
