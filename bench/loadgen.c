@@ -522,7 +522,7 @@ static void run_compare(const struct opts *o)
         die("compare needs --port, --port-b and --model");
     sae_model *m;
     sae_error err;
-    if (sae_model_load(o->model, &m, NULL, 0, &err))
+    if (sae_model_load(o->model, &m, NULL, &err))
         die(err.msg);
     size_t d = m->d_in, ds = m->d_sae, n = o->rows;
     float *x = malloc(n * d * sizeof *x);

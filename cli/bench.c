@@ -485,7 +485,7 @@ static int load_child(const char *dir)
         sae_model_free(m);
         m = NULL;
         double t0 = sae_clock_s();
-        if (sae_model_load(dir, &m, NULL, 0, &err))
+        if (sae_model_load(dir, &m, NULL, &err))
             return cli_fail_err(&err);
         t_load = fmin(t_load, sae_clock_s() - t0);
     }
@@ -841,13 +841,13 @@ int cmd_bench(int argc, char **argv)
     rc = SAE_EXIT_FAILURE;
 
     if (o.model_dir) {
-        char warn[2048] = "";
-        if (sae_model_load(o.model_dir, &m, warn, sizeof warn, &err)) {
+        sae_model_warnings warn;
+        if (sae_model_load(o.model_dir, &m, &warn, &err)) {
             cli_fail_err(&err);
             goto out;
         }
-        if (warn[0])
-            cli_warn("%s", warn);
+        for (size_t i = 0; i < warn.n; i++)
+            cli_warn("%s", warn.line[i]);
         if (m->arch == SAE_ARCH_AUTOENCODER) {
             cli_fail("%s: bench measures SAE encoders; this is an autoencoder", o.model_dir);
             goto out;

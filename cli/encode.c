@@ -240,16 +240,10 @@ int cmd_encode(int argc, char **argv)
         goto out;
     rc = SAE_EXIT_FAILURE;
 
-    char warn[4096] = "";
-    int load_rc = sae_model_load(a.model_dir, &m, warn, sizeof warn, &err);
-    for (char *line = warn, *next; *line; line = next) {
-        next = strchr(line, '\n');
-        if (next)
-            *next++ = '\0';
-        cli_warn("%s", line);
-        if (!next)
-            break;
-    }
+    sae_model_warnings warn;
+    int load_rc = sae_model_load(a.model_dir, &m, &warn, &err);
+    for (size_t i = 0; i < warn.n; i++)
+        cli_warn("%s", warn.line[i]);
     if (load_rc) {
         rc = cli_fail_err(&err);
         goto out;

@@ -179,19 +179,13 @@ int cmd_index(int argc, char **argv)
         goto out;
     if (a.threads)
         sae_set_blas_threads((int)a.threads);
-    char warn[1024] = "";
-    if (sae_model_load(a.model_dir, &m, warn, sizeof warn, &err)) {
+    sae_model_warnings warn;
+    if (sae_model_load(a.model_dir, &m, &warn, &err)) {
         code = cli_fail_err(&err);
         goto out;
     }
-    for (char *line = warn, *nl; *line; line = nl + 1) {
-        nl = strchr(line, '\n');
-        if (nl)
-            *nl = '\0';
-        cli_warn("%s", line);
-        if (!nl)
-            break;
-    }
+    for (size_t i = 0; i < warn.n; i++)
+        cli_warn("%s", warn.line[i]);
     if (sae_acts_open(a.acts, a.n_acts, &acts, &err) || sae_tokens_open(a.tokens, &tok, &err)) {
         code = cli_fail_err(&err);
         goto out;

@@ -40,14 +40,10 @@ static json_t *json_float(float f)
 }
 
 /* Prints each line of the loader's warnings as `sae: warning: ...`. */
-static void print_warnings(char *warn)
+static void print_warnings(const sae_model_warnings *warn)
 {
-    for (char *line = warn, *next; line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next)
-            *next++ = '\0';
-        cli_warn("%s", line);
-    }
+    for (size_t i = 0; i < warn->n; i++)
+        cli_warn("%s", warn->line[i]);
 }
 
 /* The summary object for a loaded model (new reference). */
@@ -113,9 +109,9 @@ int cmd_info(int argc, char **argv)
     sae_model *m = NULL;
     sae_error err;
     sae_error_clear(&err);
-    char warn[4096] = "";
-    int load_rc = sae_model_load(dir, &m, warn, sizeof warn, &err);
-    print_warnings(warn);
+    sae_model_warnings warn;
+    int load_rc = sae_model_load(dir, &m, &warn, &err);
+    print_warnings(&warn);
     if (load_rc)
         return cli_fail_err(&err);
 

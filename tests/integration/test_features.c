@@ -735,8 +735,8 @@ static int setup(void)
         return fprintf(stderr, "%s\n", err.msg), -1;
     if (sae_fixture_write_activations(acts, ROWS, D_IN, SAE_DT_F32, 7, &err))
         return fprintf(stderr, "%s\n", err.msg), -1;
-    if (sae_model_load(dir_a, &model_a, NULL, 0, &err) ||
-        sae_model_load(dir_b, &model_b, NULL, 0, &err))
+    if (sae_model_load(dir_a, &model_a, NULL, &err) ||
+        sae_model_load(dir_b, &model_b, NULL, &err))
         return fprintf(stderr, "%s\n", err.msg), -1;
     if (write_tokens() || write_explanations())
         return -1;

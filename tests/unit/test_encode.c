@@ -458,7 +458,7 @@ static void run_dtype(sae_dtype dt)
         sae_error err;
         ck_assert_msg(sae_fixture_write_model(dir, &fo, &err) == 0, "%s", err.msg);
         sae_model *m;
-        ck_assert_msg(sae_model_load(dir, &m, NULL, 0, &err) == 0, "%s", err.msg);
+        ck_assert_msg(sae_model_load(dir, &m, NULL, &err) == 0, "%s", err.msg);
         ck_assert_str_eq(m->dtype, sae_dtype_name(dt));
         ck_assert(m->w_enc_t == kinds[kd].sparsify);
         ck_assert(m->arch == fo.arch &&
