@@ -26,8 +26,8 @@
 
 /* The --help text around the options. */
 static const char usage[] =
-    "usage: sae encode --model DIR --activations FILE [FILE...] [--top-k K]\n"
-    "                  [--threshold X] [--out FILE] [--metrics] [--quiet]\n";
+    "usage: sae encode --model DIR --activations FILE... [--top-k K] [--threshold X]\n"
+    "                  [--metrics] [--out FILE] [--quiet]\n";
 static const char about[] =
     "Encodes every row of the activation files (.safetensors with an \"activations\"\n"
     "tensor [n, d_in], or .npy; several files are one corpus, in order) and writes one\n"

@@ -15,7 +15,7 @@
 
 /* The --help text around the options. */
 static const char usage[] =
-    "usage: sae index --model DIR --activations FILE [FILE...] --tokens FILE.jsonl\n"
+    "usage: sae index --model DIR --activations FILE... --tokens FILE.jsonl\n"
     "                 --out FILE.db [--top N] [--quantiles Q] [--per-quantile M]\n"
     "                 [--context C] [--neighbours K] [--explanations FILE]\n"
     "                 [--shard I/N] [--seed S] [--threads N] [--quiet]\n";
