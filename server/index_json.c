@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "feature_routes.h"
-#include "index/indexer.h"
+#include "index/index_hist.h"
 #include "jsonin.h"
 
 /* The lower edges of the index's fixed histogram bins as text, formatted

@@ -2,7 +2,7 @@
  * of the project that speaks SQL. */
 #include "index/store.h"
 
-#include "index/indexer.h"
+#include "index/index_hist.h"
 
 #include <dirent.h>
 #include <errno.h>
