@@ -12,7 +12,10 @@
  * it is a complete saed index (application_id, user_version, size, meta) and
  * loads what every request needs (meta, the vocabulary) once; it is then
  * shared, read-only, by all threads. Each thread makes its own
- * sae_store_conn (a SQLite connection with its prepared statements). */
+ * sae_store_conn (a SQLite connection with its prepared statements).
+ *
+ * The code is the store_*.c files, one job each (the list is in
+ * store_internal.h). */
 #ifndef SAE_STORE_H
 #define SAE_STORE_H
 
