@@ -260,8 +260,9 @@ static int build_meta(const sae_index_job *job, const sae_indexer *ix, sae_store
     int rc;
     for (size_t i = 0; e && i < e->n; i++) {
         const sae_explanation *xe = &e->items[i];
-        if ((rc = sae_store_put_explanation(w, i + 1, xe->feature, xe->description, xe->has_score,
-                                            xe->score, xe->source, xe->type_name, err)))
+        if ((rc = sae_store_put_explanation(w, xe->id, xe->feature, xe->description,
+                                            xe->has_score, xe->score, xe->source, xe->type_name,
+                                            err)))
             return rc;
     }
     sae_store_info info;

@@ -26,6 +26,7 @@
 
 #include "sae/encode.h"
 #include "io/error.h"
+#include "index/explanations.h"
 #include "index/index_hist.h"
 #include "index/tokens.h"
 

@@ -167,19 +167,6 @@ out:
     return rc;
 }
 
-void sae_store_explanations_free(sae_store_explanations *e)
-{
-    if (!e)
-        return;
-    for (size_t i = 0; i < e->n; i++) {
-        free(e->items[i].description);
-        free(e->items[i].source);
-        free(e->items[i].type_name);
-    }
-    free(e->items);
-    memset(e, 0, sizeof *e);
-}
-
 /* strdup of a text column, NULL for SQL NULL; *oom set on failure. */
 static char *col_text(sqlite3_stmt *q, int col, bool *oom)
 {
@@ -193,17 +180,17 @@ static char *col_text(sqlite3_stmt *q, int col, bool *oom)
 }
 
 /* Collects every row of an explanations statement into out. */
-static int read_explanations(sae_store_conn *c, sqlite3_stmt *q, sae_store_explanations *out,
+static int read_explanations(sae_store_conn *c, sqlite3_stmt *q, sae_explanations *out,
                              sae_error *err)
 {
-    sae_store_explanations e = {0};
+    sae_explanations e = {0};
     size_t cap = 0;
     int r, rc = 0;
     bool oom = false;
     while ((r = sqlite3_step(q)) == SQLITE_ROW) {
         if (e.n == cap) {
             size_t nc = cap ? cap * 2 : 4;
-            sae_store_explanation *p = realloc(e.items, nc * sizeof *p);
+            sae_explanation *p = realloc(e.items, nc * sizeof *p);
             if (!p) {
                 oom = true;
                 break;
@@ -211,7 +198,7 @@ static int read_explanations(sae_store_conn *c, sqlite3_stmt *q, sae_store_expla
             e.items = p;
             cap = nc;
         }
-        sae_store_explanation *x = &e.items[e.n++];
+        sae_explanation *x = &e.items[e.n++];
         memset(x, 0, sizeof *x);
         x->id = (uint64_t)sqlite3_column_int64(q, 0);
         x->feature = (uint32_t)sqlite3_column_int64(q, 1);
@@ -231,14 +218,14 @@ static int read_explanations(sae_store_conn *c, sqlite3_stmt *q, sae_store_expla
         rc = sae_store_fail(c->db, c->s->path, "reading explanations", err);
     done(q);
     if (rc) {
-        sae_store_explanations_free(&e);
+        sae_explanations_free(&e);
         return rc;
     }
     *out = e;
     return 0;
 }
 
-int sae_store_get_explanations(sae_store_conn *c, uint64_t index, sae_store_explanations *out,
+int sae_store_get_explanations(sae_store_conn *c, uint64_t index, sae_explanations *out,
                                sae_error *err)
 {
     int rc = check_index(c, index, err);
@@ -248,8 +235,7 @@ int sae_store_get_explanations(sae_store_conn *c, uint64_t index, sae_store_expl
     return read_explanations(c, c->st[R_EXPL], out, err);
 }
 
-int sae_store_get_all_explanations(sae_store_conn *c, sae_store_explanations *out,
-                                   sae_error *err)
+int sae_store_get_all_explanations(sae_store_conn *c, sae_explanations *out, sae_error *err)
 {
     return read_explanations(c, c->st[R_EXPL_ALL], out, err);
 }
