@@ -1,4 +1,4 @@
-/* test_indexer.c: the feature index build (core/index/indexer.c) against a brute-force
+/* test_indexer.c: the feature index build (core/index/index_*.c) against a brute-force
  * recomputation written here from the definitions in docs/INDEX.md.
  *
  * - The fixed histogram bins, the exact sum and the quantile groups, checked

@@ -1,4 +1,4 @@
-/* test_store.c: the index file (core/index/store.c). A small index is written row by
+/* test_store.c: the index file (core/index/store_*.c). A small index is written row by
  * row through the writer, then every read the daemon makes is checked against
  * the rows written: feature statistics, histogram edges (computed here by
  * hand), neighbours, explanations, listing with every sort and order, paging,
