@@ -9,6 +9,7 @@
 #include "io/activations.h"
 #include "cli.h"
 #include "sae/encode.h"
+#include "index/explanations.h"
 #include "index/indexer.h"
 #include "sae/model.h"
 #include "index/tokens.h"

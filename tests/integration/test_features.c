@@ -398,7 +398,7 @@ struct exrow {
 };
 
 /* Little-endian reads from an examples blob (the layout schema/001_init.sql
- * documents, decoded here independently of core/index/store.c). */
+ * documents, decoded here independently of core/index/store_examples.c). */
 static uint32_t le32(const unsigned char *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;

@@ -1,4 +1,4 @@
-/* test_indexer.c: the feature index build (core/index/indexer.c) against a brute-force
+/* test_indexer.c: the feature index build (core/index/index_*.c) against a brute-force
  * recomputation written here from the definitions in docs/INDEX.md.
  *
  * - The fixed histogram bins, the exact sum and the quantile groups, checked
@@ -689,14 +689,14 @@ static char *dump(const char *path, bool with_candidates)
             sb_printf(&b, " nb %u %a", nb.items[k].index, (double)nb.items[k].cosine);
         sb_printf(&b, "\n");
         sae_store_neighbours_free(&nb);
-        sae_store_explanations e;
+        sae_explanations e;
         ck_assert_int_eq(sae_store_get_explanations(c, f, &e, &err), 0);
         for (size_t k = 0; k < e.n; k++)
             sb_printf(&b, " expl %" PRIu64 " %s %d %a %s %s\n", e.items[k].id,
                       e.items[k].description, e.items[k].has_score, e.items[k].score,
                       e.items[k].source ? e.items[k].source : "-",
                       e.items[k].type_name ? e.items[k].type_name : "-");
-        sae_store_explanations_free(&e);
+        sae_explanations_free(&e);
         for (int kind = 0; kind < (with_candidates ? 3 : 2); kind++) {
             sae_store_examples ex;
             ck_assert_int_eq(sae_store_get_examples(c, f, (sae_example_kind)kind, UINT64_MAX, 0,
