@@ -13,13 +13,18 @@
 #include "sae/model.h"
 
 /* The --help text around the options. */
-static const char usage[] = "usage: sae info MODEL_DIR\n";
+static const char usage[] = "usage: sae info MODEL_DIR [--model-name NAME] [--hook-name HOOK]\n"
+                            "                [--hook-name-out HOOK] [--neuronpedia-id ID]\n";
 static const char about[] =
     "Loads MODEL_DIR (SAELens: cfg.json + sae_weights.safetensors; sparsify: cfg.json +\n"
     "sae.safetensors) with the same checks saed makes, and prints a JSON summary:\n"
     "d_in, d_sae, architecture, k, dtype, normalize_activations, norm_scaling_factor,\n"
     "apply_b_dec_to_input, rescale_acts_by_decoder_norm, model_name, hook_name,\n"
-    "weights_digest, weights_path, format and decoder norm min/mean/max.\n"
+    "neuronpedia_id, d_out, transcoder, hook_name_out, skip_connection, signed,\n"
+    "finetuning_scaling_factor, weights_digest, weights_path, format and decoder\n"
+    "norm min/mean/max. --model-name, --hook-name, --hook-name-out and\n"
+    "--neuronpedia-id replace the folder's names, as saed's settings of the same\n"
+    "names do.\n"
     "Exit status: 0 valid, 1 invalid (reason on stderr), 2 bad usage.\n";
 
 /* A JSON number for a float, printed as the shortest decimal that reads back
@@ -67,6 +72,14 @@ static json_t *model_summary(const sae_model *m)
                         json_boolean(m->rescale_acts_by_decoder_norm));
     json_object_set_new(o, "model_name", json_string(m->model_name ? m->model_name : ""));
     json_object_set_new(o, "hook_name", json_string(m->hook_name ? m->hook_name : ""));
+    json_object_set_new(o, "neuronpedia_id", json_string(m->neuronpedia_id));
+    json_object_set_new(o, "d_out", json_integer((json_int_t)m->d_out));
+    json_object_set_new(o, "transcoder", json_boolean(m->transcoder));
+    json_object_set_new(o, "hook_name_out",
+                        m->transcoder ? json_string(m->hook_name_out) : json_null());
+    json_object_set_new(o, "skip_connection", json_boolean(m->skip_connection));
+    json_object_set_new(o, "signed", json_boolean(m->signed_topk));
+    json_object_set_new(o, "finetuning_scaling_factor", json_boolean(m->dec_scale != NULL));
     json_object_set_new(o, "weights_digest", json_string(m->weights_digest));
     json_object_set_new(o, "weights_path", json_string(m->weights_path));
     json_object_set_new(o, "format", json_string(m->sparsify ? "sparsify" : "saelens"));
@@ -90,8 +103,17 @@ static json_t *model_summary(const sae_model *m)
 int cmd_info(int argc, char **argv)
 {
     const char *dir = NULL;
+    sae_model_names names = {0};
     const cli_opt opts[] = {
         {.type = CLI_PATH, .arg = "MODEL_DIR", CLI_TO(dir), .required = true},
+        {"--model-name", CLI_PATH, "NAME", CLI_TO(names.model_name),
+         .help = "the SAE's language model, in place of the folder's"},
+        {"--hook-name", CLI_PATH, "HOOK", CLI_TO(names.hook_name),
+         .help = "the hook the SAE reads, in place of the folder's"},
+        {"--hook-name-out", CLI_PATH, "HOOK", CLI_TO(names.hook_name_out),
+         .help = "a transcoder's output hook, in place of the folder's"},
+        {"--neuronpedia-id", CLI_PATH, "ID", CLI_TO(names.neuronpedia_id),
+         .help = "Neuronpedia's MODEL/SOURCE id, in place of the folder's"},
     };
     const cli_spec spec = {.cmd = "info", .usage = usage, .about = about, CLI_OPTS(opts)};
     int parsed = cli_parse(&spec, argc, argv);
@@ -104,8 +126,10 @@ int cmd_info(int argc, char **argv)
     sae_model_warnings warn;
     int load_rc = sae_model_load(dir, &m, &warn, &err);
     print_warnings(&warn);
-    if (load_rc)
+    if (load_rc || sae_model_set_names(m, &names, &err)) {
+        sae_model_free(m);
         return cli_fail_err(&err);
+    }
 
     int rc = SAE_EXIT_OK;
     json_t *o = model_summary(m);

@@ -198,7 +198,7 @@ static void run_batch(struct worker *w, struct saed_job *batch, size_t rows)
         batch->rc = sae_decode(m, &batch->codes, batch->dense, &batch->err);
         if (!batch->rc)
             for (size_t i = 0; i < batch->n_rows; i++)
-                if (!all_finite(batch->dense + i * m->d_in, m->d_in)) {
+                if (!all_finite(batch->dense + i * m->d_out, m->d_out)) {
                     batch->rc = sae_error_set(&batch->err, SAE_ERANGE, "row %zu", i);
                     batch->bad_row = i;
                     break;

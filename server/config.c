@@ -38,7 +38,24 @@ static const struct key keys[] = {
              "routes answer 404 no_index"},
     {.name = "source_id", .type = K_STR, .def = "", .offset = OFF(source_id), .arg = "ID",
      .help = "the `layer` of GET /api/feature/{modelId}/{layer}/{index} (Neuronpedia's source "
-             "id, e.g. 6-res-jb); empty: the model's hook_name"},
+             "id, e.g. 6-res-jb); empty: the part of neuronpedia_id after '/', else the model's "
+             "hook_name"},
+    {.name = "model_name", .type = K_STR, .def = "", .offset = OFF(model_name), .arg = "NAME",
+     .help = "the served SAE's language model (e.g. gemma-2-2b), in place of what its folder "
+             "says (cfg.json model_name, metadata.model_name, sparsify's run config); empty: "
+             "the folder's"},
+    {.name = "hook_name", .type = K_STR, .def = "", .offset = OFF(hook_name), .arg = "HOOK",
+     .help = "the hook the SAE reads (e.g. blocks.12.hook_resid_post), in place of the "
+             "folder's; empty: the folder's"},
+    {.name = "hook_name_out", .type = K_STR, .def = "", .offset = OFF(hook_name_out),
+     .arg = "HOOK",
+     .help = "a transcoder's output hook, which /v1/decode reconstructs; empty: the folder's "
+             "(metadata.hook_name_out)"},
+    {.name = "neuronpedia_id", .type = K_STR, .def = "", .offset = OFF(neuronpedia_id),
+     .arg = "MODEL/SOURCE",
+     .help = "Neuronpedia's id of the SAE (e.g. gemma-2-2b/12-gemmascope-res-16k): the modelId "
+             "and layer of GET /api/feature/...; empty: the folder's "
+             "(metadata.neuronpedia_id), else model_name and hook_name"},
     {.name = "web_root", .type = K_STR, .def = "", .offset = OFF(web_root), .arg = "DIR",
      .help = "folder of the web feature browser (index.html, assets/); empty: the source "
              "tree's web/ for a binary run from its build folder, else "

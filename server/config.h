@@ -16,7 +16,11 @@
 struct saed_config {
     char *model;                /* model folder */
     char *index;                /* feature index file ("" none) */
-    char *source_id;            /* Neuronpedia layer id ("" = the model's hook_name) */
+    char *source_id;            /* Neuronpedia layer id ("" = from neuronpedia_id/hook_name) */
+    char *model_name;           /* names replacing the folder's ("" = the folder's) */
+    char *hook_name;
+    char *hook_name_out;
+    char *neuronpedia_id;
     char *web_root;             /* web/ folder ("" = found next to the binary) */
     char *listen;               /* "host:port" */
     uint64_t threads;           /* CPU budget; 0: detect (affinity and cgroup quota) */

@@ -4,9 +4,11 @@
  * application/octet-stream body in the binary encode reply format (per row
  * u32 count, u32 indices[count], f32 values[count]). Every index must be
  * below d_sae and appear once per row, every value finite. The rows are
- * decoded by a worker; the reply is {"results": [[d_in floats], ...],
+ * decoded by a worker; the reply is {"results": [[d_out floats], ...],
  * "space": "input"|"normalised"} or, with Accept: application/octet-stream,
- * n x d_in float32. X-SAE-Space says the space in both cases. */
+ * n x d_out float32 (d_out = d_in but for a transcoder, whose reply has
+ * "space": "output" and "hook": its output hook). X-SAE-Space says the
+ * space in both cases. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 
 #include "batcher.h"
 #include "buf.h"
+#include "feature_routes.h" /* json_strn */
 #include "jsonin.h"
 #include "saed.h"
 
@@ -323,9 +326,10 @@ static enum MHD_Result decode_reply(struct saed_req *rq)
                            job->bad_row);
     if (job->rc)
         return reply_error(rq, 500, "internal", "decode failed: %s", job->err.msg);
-    size_t n = job->n_rows, d = m->d_in;
+    size_t n = job->n_rows, d = m->d_out;
     enum MHD_Result r;
-    rq->space = normalised ? "normalised" : "input";
+    /* A transcoder's decoder gives the output hook's activation. */
+    rq->space = m->transcoder ? "output" : normalised ? "normalised" : "input";
     if (rq->accept_binary) {
         float *dense = job->dense;
         job->dense = NULL;
@@ -344,7 +348,15 @@ static enum MHD_Result decode_reply(struct saed_req *rq)
             }
             buf_putc(&b, ']');
         }
-        buf_puts(&b, normalised ? "],\"space\":\"normalised\"}\n" : "],\"space\":\"input\"}\n");
+        buf_puts(&b, "],\"space\":\"");
+        buf_puts(&b, rq->space);
+        if (m->transcoder) {
+            buf_puts(&b, "\",\"hook\":");
+            json_strn(&b, m->hook_name_out, strlen(m->hook_name_out));
+            buf_puts(&b, "}\n");
+        } else {
+            buf_puts(&b, "\"}\n");
+        }
         size_t len;
         char *body = buf_steal(&b, &len);
         if (!body)
@@ -381,7 +393,7 @@ enum MHD_Result decode_post(struct saed_req *rq)
     req_body_free(rq);
     job->n_rows = job->codes.n_rows;
     sae_error err;
-    if (job_alloc_outputs(job, m->d_in, &err))
+    if (job_alloc_outputs(job, m->d_out, &err))
         return reply_error(rq, 503, "out_of_memory", "%s", err.msg);
     if (req_submit_job(rq))
         return reply_error(rq, 503, "overloaded",

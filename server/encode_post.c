@@ -563,6 +563,12 @@ static enum MHD_Result encode_start(struct saed_req *rq)
     if (o.features && !rq->snap->index)
         return reply_error(rq, 404, "no_index",
                            "include \"features\" needs a feature index (saed --index)");
+    if (m->transcoder && (o.metrics || o.recon))
+        return reply_error(rq, 400, "invalid_field",
+                           "the model is a transcoder: its decoder gives the output hook "
+                           "\"%.200s\", not the input, so include reconstruction/metrics "
+                           "(against the input) is refused; POST /v1/decode gives the output",
+                           m->hook_name_out);
     if (rq->accept_binary && (o.metrics || o.recon || o.features))
         return reply_error(rq, 400, "invalid_field",
                            "include reconstruction/metrics/features needs a JSON reply; the "

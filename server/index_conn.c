@@ -199,8 +199,10 @@ const char *features_source_id(const struct saed_req *rq)
     const char *s = rq->srv->cfg->source_id;
     if (s && *s)
         return s;
-    const char *h = rq->snap->model->hook_name;
-    return h ? h : "";
+    const char *model_id;
+    size_t model_len;
+    sae_model_neuronpedia(rq->snap->model, &model_id, &model_len, &s);
+    return s;
 }
 
 json_t *index_summary(const struct saed_snap *snap)

@@ -1,8 +1,10 @@
 /* model_get.c: GET /v1/model: what is being served. The contract's fields
  * (d_in, d_sae, architecture, dtype, model_name, hook_name, weights_digest,
  * index: a summary of the feature index or null) plus source_id (the layer
- * of the Neuronpedia route) and the settings that change what encode and
- * decode return, so a client can tell how to read the results. */
+ * of the Neuronpedia route), neuronpedia_id, and the settings that change
+ * what encode and decode return (a transcoder's d_out and output hook, a
+ * skip connection decode leaves out, signed top-k, the finetuning scaling
+ * factor), so a client can tell how to read the results. */
 #include "feature_routes.h"
 #include "saed.h"
 
@@ -29,7 +31,18 @@ enum MHD_Result model_get(struct saed_req *rq)
     json_object_set_new(o, "rescale_acts_by_decoder_norm",
                         json_boolean(m->rescale_acts_by_decoder_norm));
     json_object_set_new(o, "decode_space",
-                        json_string(sae_decode_is_normalised(m) ? "normalised" : "input"));
+                        json_string(m->transcoder                  ? "output"
+                                    : sae_decode_is_normalised(m) ? "normalised"
+                                                                  : "input"));
+    json_object_set_new(o, "neuronpedia_id", json_string(m->neuronpedia_id));
+    json_object_set_new(o, "d_out", json_integer((json_int_t)m->d_out));
+    json_object_set_new(o, "transcoder", json_boolean(m->transcoder));
+    json_object_set_new(o, "hook_name_out",
+                        m->transcoder ? json_string(m->hook_name_out) : json_null());
+    /* W_skip is in SAELens's and sparsify's forward only, never in decode */
+    json_object_set_new(o, "skip_connection", json_boolean(m->skip_connection));
+    json_object_set_new(o, "signed", json_boolean(m->signed_topk));
+    json_object_set_new(o, "finetuning_scaling_factor", json_boolean(m->dec_scale != NULL));
     json_object_set_new(o, "sparsify", json_boolean(m->sparsify));
     json_object_set_new(o, "generation", json_integer((json_int_t)rq->snap->generation));
     return reply_json(rq, 200, o);

@@ -2,8 +2,12 @@
  * one feature with Neuronpedia's field names, so scripts written against
  * neuronpedia.org read a local index unchanged.
  *
- * modelId must be the model's model_name and layer the configured source_id
- * (default: the model's hook_name); anything else is 404 not_found. As on
+ * modelId must be the part of the model's neuronpedia_id before '/' (else
+ * its model_name) and layer the configured source_id (default: the part of
+ * neuronpedia_id after '/', else the hook_name); anything else is 404
+ * not_found. Names come from the folder or saed's model_name/hook_name/
+ * neuronpedia_id settings, so folders that carry no model name (sparsify,
+ * Gemma Scope) are served once one is set. As on
  * Neuronpedia, "index" is a string. Mapping from the index:
  *   maxActApprox = max_activation, frac_nonzero = density,
  *   freq_hist_data_bar_heights = histogram counts, freq_hist_data_bar_values =
@@ -137,13 +141,18 @@ out:
 /* GET /api/feature/{modelId}/{layer}/{index}. */
 enum MHD_Result neuronpedia_get(struct saed_req *rq)
 {
-    const sae_model *m = rq->snap->model;
-    const char *model_id = m->model_name ? m->model_name : "";
+    const char *model_id, *ignored;
+    size_t model_len;
+    sae_model_neuronpedia(rq->snap->model, &model_id, &model_len, &ignored);
     const char *layer = features_source_id(rq);
-    if (strcmp(rq->args[0], model_id) || strcmp(rq->args[1], layer))
+    if (strlen(rq->args[0]) != model_len || strncmp(rq->args[0], model_id, model_len) ||
+        strcmp(rq->args[1], layer))
         return reply_error(rq, 404, "not_found",
-                           "this saed serves modelId \"%.100s\" and layer \"%.100s\" only",
-                           model_id, layer);
+                           "this saed serves modelId \"%.*s\" and layer \"%.100s\" only%s",
+                           (int)(model_len < 100 ? model_len : 100), model_id, layer,
+                           model_len ? ""
+                                     : " (the folder names no model: set model_name or "
+                                       "neuronpedia_id in saed's config)");
     enum MHD_Result r;
     uint64_t i;
     sae_store_conn *c = index_conn(rq, &r);
@@ -152,7 +161,7 @@ enum MHD_Result neuronpedia_get(struct saed_req *rq)
     struct saed_buf b;
     buf_init(&b, FEATURES_REPLY_LIMIT, 65536);
     buf_puts(&b, "{\"modelId\":");
-    json_strn(&b, model_id, strlen(model_id));
+    json_strn(&b, model_id, model_len);
     buf_puts(&b, ",\"layer\":");
     json_strn(&b, layer, strlen(layer));
     char idx[24];

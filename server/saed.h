@@ -68,6 +68,7 @@ struct saed_sae {
     const char *id;             /* "default" */
     const char *model_dir;      /* borrowed from the config */
     const char *index_path;     /* borrowed from the config; "" for no index */
+    sae_model_names names;      /* borrowed from the config; set on every (re)load */
     pthread_mutex_t lock;
     struct saed_snap *current;  /* owned reference */
     uint64_t generation;

@@ -45,6 +45,10 @@ int sae_reload(struct saed_sae *sae, sae_error *err)
     int rc = sae_model_load(sae->model_dir, &m, &warn, err);
     if (rc)
         return rc;
+    if ((rc = sae_model_set_names(m, &sae->names, err))) {
+        sae_model_free(m);
+        return rc;
+    }
     for (size_t i = 0; i < warn.n; i++)
         fprintf(stderr, "saed: warning: %s\n", warn.line[i]);
     if (m->arch == SAE_ARCH_AUTOENCODER) {

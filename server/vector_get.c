@@ -15,13 +15,13 @@ enum MHD_Result vector_get(struct saed_req *rq)
     if (feature_arg(rq, rq->args[0], &i, &r) || query_none(rq, &r))
         return r;
     const sae_model *m = rq->snap->model;
-    const float *row = m->w_dec + (size_t)i * m->d_in;
+    const float *row = m->w_dec + (size_t)i * m->d_out;
     struct saed_buf b;
-    buf_init(&b, FEATURES_REPLY_LIMIT, 64 + m->d_in * 16);
+    buf_init(&b, FEATURES_REPLY_LIMIT, 64 + m->d_out * 16);
     buf_puts(&b, "{\"index\":");
     buf_u32(&b, (uint32_t)i);
     buf_puts(&b, ",\"vector\":[");
-    for (size_t j = 0; j < m->d_in; j++) {
+    for (size_t j = 0; j < m->d_out; j++) {
         if (j)
             buf_putc(&b, ',');
         buf_f32(&b, row[j]);

@@ -239,7 +239,7 @@ static int build_neighbours(const sae_model *m, uint32_t neighbours, sae_store_w
         rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the neighbours");
         goto out;
     }
-    if ((rc = sae_neighbours(m->w_dec, m->dec_norm, m->d_sae, m->d_in, k, nb_idx, nb_cos, err)))
+    if ((rc = sae_neighbours(m->w_dec, m->dec_norm, m->d_sae, m->d_out, k, nb_idx, nb_cos, err)))
         goto out;
     for (size_t f = 0; f < m->d_sae && !rc; f++)
         rc = sae_store_put_neighbours(w, (uint32_t)f, nb_idx + f * k, nb_cos + f * k, k, err);
