@@ -1730,6 +1730,44 @@ static void test_open_top_bin(void)
     free(idx_c);
 }
 
+/* Names set in saed's settings replace the folder's (issue 13 point 8):
+ * neuronpedia_id gives the Neuronpedia route's modelId and layer, and
+ * /v1/model reports it; the folder's own names no longer answer. */
+static void test_names(void)
+{
+    struct daemon d;
+    const char *args[] = {"--quiet", "--threads", "1", "--index", idx_a, "--neuronpedia-id",
+                          "gemma-2-2b/12-gemmascope-res-16k", "--model-name", "gemma-2-2b",
+                          NULL};
+    if (daemon_start(&d, dir_a, args)) {
+        CHECK(0, "saed --neuronpedia-id did not start");
+        return;
+    }
+    long st;
+    json_t *m = get_json(&d, "/v1/model", &st);
+    CHECK(st == 200 && !strcmp(json_string_value(json_object_get(m, "neuronpedia_id")) ?: "",
+                               "gemma-2-2b/12-gemmascope-res-16k"),
+          "/v1/model neuronpedia_id");
+    CHECK(!strcmp(json_string_value(json_object_get(m, "model_name")) ?: "", "gemma-2-2b"),
+          "/v1/model model_name overridden");
+    CHECK(!strcmp(json_string_value(json_object_get(m, "source_id")) ?: "",
+                  "12-gemmascope-res-16k"),
+          "source_id from neuronpedia_id");
+    json_decref(m);
+    json_t *np = get_json(&d, "/api/feature/gemma-2-2b/12-gemmascope-res-16k/1", &st);
+    CHECK(st == 200 && !strcmp(json_string_value(json_object_get(np, "modelId")) ?: "",
+                               "gemma-2-2b"),
+          "Neuronpedia route by neuronpedia_id: %ld", st);
+    CHECK(!strcmp(json_string_value(json_object_get(np, "layer")) ?: "",
+                  "12-gemmascope-res-16k"),
+          "Neuronpedia layer");
+    json_decref(np);
+    expect_get_error(&d, "/api/feature/fixture-model/blocks.0.hook_resid_pre/1", 404, "not_found",
+                     "gemma-2-2b");
+    daemon_signal(&d, SIGTERM);
+    CHECK(daemon_wait(&d, 20000) == 0, "names daemon exit");
+}
+
 int main(void)
 {
     if (setup()) {
@@ -1757,6 +1795,7 @@ int main(void)
     CHECK(daemon_wait(&d, 20000) == 0, "exit status after SIGTERM");
 
     test_no_index();
+    test_names();
     test_open_top_bin();
     test_reload();
     test_static();
