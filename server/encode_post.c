@@ -265,7 +265,7 @@ struct query_ctx {
     struct enc_opts *o;
     struct saed_perr *e;
     unsigned seen;
-    bool json_body;
+    bool body_is_json;
 };
 
 /* Records a query error and stops the iteration. */
@@ -289,7 +289,7 @@ static enum MHD_Result query_option(void *cls, enum MHD_ValueKind kind, const ch
 {
     (void)kind;
     struct query_ctx *q = cls;
-    if (q->json_body)
+    if (q->body_is_json)
         return query_fail(q, "query parameter \"%s\": with a JSON body, options go in the body",
                           key);
     int f = F_TOP_K;
@@ -357,7 +357,7 @@ void encode_precheck(struct saed_req *rq, uint64_t length, bool has_length)
      * encode_start reads it again into the options it uses. */
     struct enc_opts o = {0};
     struct saed_perr e = {0};
-    struct query_ctx q = {.o = &o, .e = &e, .json_body = rq->body_type == SAED_BODY_JSON};
+    struct query_ctx q = {.o = &o, .e = &e, .body_is_json = rq->body_type == SAED_BODY_JSON};
     MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, query_option, &q);
     if (e.status) {
         reply_error(rq, e.status, e.code, "%s", e.msg);
@@ -537,7 +537,7 @@ static enum MHD_Result encode_start(struct saed_req *rq)
     const sae_model *m = rq->snap->model;
     struct enc_opts o = {0};
     struct saed_perr e = {0};
-    struct query_ctx q = {.o = &o, .e = &e, .json_body = rq->body_type == SAED_BODY_JSON};
+    struct query_ctx q = {.o = &o, .e = &e, .body_is_json = rq->body_type == SAED_BODY_JSON};
     MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, query_option, &q);
     if (e.status)
         return reply_error(rq, e.status, e.code, "%s", e.msg);

@@ -255,9 +255,9 @@ static void reload(struct saed_server *srv)
 {
     int64_t t0 = sae_clock_us();
     sae_error err;
-    if (sae_reload(&srv->sae, &err)) {
+    if (snap_reload(&srv->sae, &err)) {
         atomic_fetch_add(&srv->metrics.reload_failed, 1);
-        struct saed_snap *s = sae_acquire(&srv->sae);
+        struct saed_snap *s = snap_acquire(&srv->sae);
         fprintf(stderr, "saed: reload failed, still serving weights %s%s%s: %s\n",
                 s->model->weights_digest, s->index ? " with index " : "", s->index_digest,
                 err.msg);
@@ -266,7 +266,7 @@ static void reload(struct saed_server *srv)
     }
     atomic_fetch_add(&srv->metrics.reload_ok, 1);
     batcher_kick(srv->batcher);
-    struct saed_snap *s = sae_acquire(&srv->sae);
+    struct saed_snap *s = snap_acquire(&srv->sae);
     fprintf(stderr, "saed: reloaded %s in %lld ms: weights %s (generation %llu)\n",
             srv->sae.model_dir, (long long)((sae_clock_us() - t0) / 1000),
             s->model->weights_digest, (unsigned long long)s->generation);
@@ -349,7 +349,7 @@ int main(int argc, char **argv)
     srv.sae.model_dir = srv.cfg->model;
     srv.sae.index_path = srv.cfg->index;
     pthread_mutex_init(&srv.sae.lock, NULL);
-    if (sae_reload(&srv.sae, &err)) {
+    if (snap_reload(&srv.sae, &err)) {
         fprintf(stderr, "saed: error: %s\n", err.msg);
         goto out_sae;
     }

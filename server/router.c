@@ -232,7 +232,7 @@ static enum MHD_Result request_start(struct saed_req *rq)
         return reply_error(rq, 401, "unauthorized",
                            "this route needs the API key: Authorization: Bearer KEY");
 
-    rq->snap = sae_acquire(&srv->sae);
+    rq->snap = snap_acquire(&srv->sae);
     if (!rq->snap)
         return reply_error(rq, 503, "not_ready", "no model is loaded yet");
     rq->digest_header = rq->route->digest;

@@ -39,7 +39,7 @@ struct feature_cache;
  * index opened from the same load, swapped in as one. Immutable once
  * published; freed when the last reference goes.
  *
- * How the index plugs in: sae_reload opens the index next to the model
+ * How the index plugs in: snap_reload opens the index next to the model
  * (refusing one built from other weights) and stores it here, so a reload
  * swaps both at once. The feature routes (features_get.c, ...) run on the
  * libmicrohttpd polling threads; each thread keeps a store connection tagged
@@ -74,11 +74,11 @@ struct saed_sae {
 };
 
 /* A new reference to the SAE's current snapshot. */
-struct saed_snap *sae_acquire(struct saed_sae *sae);
+struct saed_snap *snap_acquire(struct saed_sae *sae);
 /* Loads the model folder (and the index, checked against that model) again; on success the new snapshot replaces the old
  * one (which lives on until its last request ends); on failure nothing
  * changes and err says why. */
-int sae_reload(struct saed_sae *sae, sae_error *err);
+int snap_reload(struct saed_sae *sae, sae_error *err);
 
 /* The process-wide server state. */
 struct saed_server {
