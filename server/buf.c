@@ -114,21 +114,27 @@ void buf_u32(struct saed_buf *b, uint32_t v)
     buf_u64(b, v);
 }
 
-/* Appends a float32 with 9 significant digits (reads back exactly), or null. */
-void buf_f32(struct saed_buf *b, float v)
+/* Writes v with 9 significant digits (reads back exactly), or null, into
+ * out (at least 32 bytes); returns the length. */
+size_t fmt_f32(char *out, float v)
 {
     if (v == 0 && !signbit(v)) { /* most activations of a window: no printf */
-        buf_putc(b, '0');
-        return;
+        out[0] = '0';
+        return 1;
     }
     if (!isfinite(v)) {
-        buf_put(b, "null", 4);
-        return;
+        memcpy(out, "null", 4);
+        return 4;
     }
+    return (size_t)snprintf(out, 32, "%.9g", (double)v);
+}
+
+/* Appends a float32 as fmt_f32 writes it. */
+void buf_f32(struct saed_buf *b, float v)
+{
     if (!grow(b, 32))
         return;
-    int n = snprintf(b->data + b->len, 32, "%.9g", (double)v);
-    b->len += (size_t)n;
+    b->len += fmt_f32(b->data + b->len, v);
 }
 
 /* Appends a double with 17 significant digits, or null. */

@@ -31,6 +31,8 @@ void buf_putc(struct saed_buf *b, char c);
 /* Decimal u32. */
 void buf_u32(struct saed_buf *b, uint32_t v);
 void buf_u64(struct saed_buf *b, uint64_t v);
+/* A float32 as buf_f32 writes it, into out (32 bytes or more); the length. */
+size_t fmt_f32(char *out, float v);
 /* A float32 as the shortest-to-9-digits decimal that reads back to the same
  * float (%.9g), or null if it is not finite. */
 void buf_f32(struct saed_buf *b, float v);

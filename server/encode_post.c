@@ -323,7 +323,7 @@ static enum MHD_Result query_option(void *cls, enum MHD_ValueKind kind, const ch
         q->o->threshold = (float)v;
         break;
     }
-    case F_INCLUDE:
+    case F_INCLUDE: {
         sae_list it = sae_list_of(value);
         const char *p;
         size_t n;
@@ -333,6 +333,7 @@ static enum MHD_Result query_option(void *cls, enum MHD_ValueKind kind, const ch
                 return MHD_NO;
             }
         break;
+    }
     }
     return MHD_YES;
 }
@@ -523,9 +524,8 @@ static enum MHD_Result encode_reply(struct saed_req *rq)
     struct saed_job *job = rq->job;
     if (job->rc == SAE_ERANGE)
         return reply_error(rq, 422, "non_finite",
-                           "row %zu: the SAE output is not finite (the input is too large for "
-                           "float32 arithmetic)",
-                           job->bad_row);
+                           "%s (the input is too large for float32 arithmetic inside the SAE)",
+                           job->err.msg);
     if (job->rc)
         return reply_error(rq, 500, "internal", "encode failed: %s", job->err.msg);
     return rq->accept_binary ? reply_binary(rq, job) : reply_json_rows(rq, job);
@@ -572,6 +572,11 @@ static enum MHD_Result encode_start(struct saed_req *rq)
     job->want_metrics = o.metrics;
     job->want_recon = o.recon;
     job->want_features = o.features;
+    /* A reconstruction is sized before it runs: its floats, and the text
+     * written from them (16 bytes a value at most: "%.9g" and a comma). */
+    enum MHD_Result r;
+    if (o.recon && reply_reserve(rq, (uint64_t)job->n_rows * m->d_in * (sizeof(float) + 16), &r))
+        return r;
     sae_error err;
     if (job_alloc_outputs(job, m->d_in, &err))
         return reply_error(rq, 503, "out_of_memory", "%s", err.msg);

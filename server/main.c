@@ -226,6 +226,7 @@ static int start_http(struct saed_server *srv, sae_error *err)
         flags, 0, NULL, NULL, router_access, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)(cfg->max_connections < 4096
                                                        ? cfg->max_connections
                                                        : 4096),
@@ -243,6 +244,10 @@ static int start_http(struct saed_server *srv, sae_error *err)
                              "this host?)", cfg->listen);
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     unsigned bound = di ? di->port : port;
+    /* Framing errors libmicrohttpd answers itself (a malformed Content-Length)
+     * get one status line only from 1.0.0 on (docs/SECURITY.md). */
+    fprintf(stderr, "saed: libmicrohttpd %s%s\n", MHD_get_version(),
+            MHD_VERSION < 0x01000000 ? " (below 1.0.0: see docs/SECURITY.md, finding 5)" : "");
     if (strchr(host, ':'))
         fprintf(stderr, "saed: listening on [%s]:%u\n", host, bound);
     else
@@ -376,7 +381,8 @@ int main(int argc, char **argv)
         .max_batch_wait_us = (int64_t)srv.cfg->max_batch_wait_us,
         .max_queue_rows = (size_t)srv.cfg->max_queue_rows,
     };
-    if (reaper_new((int64_t)srv.cfg->request_timeout_s * 1000000, &srv.metrics, &srv.reaper,
+    if (reaper_new((int64_t)srv.cfg->request_timeout_s * 1000000,
+                   (int64_t)srv.cfg->header_timeout_s * 1000000, &srv.metrics, &srv.reaper,
                    &err) ||
         batcher_new(&bo, &srv.metrics, &srv.batcher, &err) || start_http(&srv, &err)) {
         fprintf(stderr, "saed: error: %s\n", err.msg);
