@@ -73,7 +73,9 @@ void sae_workspace_free(sae_workspace *ws);
 
 /* Encodes rows x (n, d_in), appending n rows to out. metrics (n) and recon
  * (n, d_in, in the input space) are filled when not NULL. x must be finite
- * (the caller validates input). */
+ * (the caller validates input); a row that is not finite once normalised, or
+ * whose pre-activations are not, fails the call with SAE_ERANGE and a message
+ * beginning "row N:" (N counted from 0 in x), nothing appended. */
 int sae_encode(const sae_model *m, sae_workspace *ws, const float *x, size_t n,
                const sae_encode_opts *opt, sae_sparse *out, sae_row_metrics *metrics,
                float *recon, sae_error *err);
