@@ -1,5 +1,7 @@
 /* synth_match.c: scoring a trained SAE against `sae synth`'s truth: loading
- * the truth files and matching decoder rows to planted directions by cosine. */
+ * the truth files, matching decoder rows to planted directions by cosine,
+ * counting how often each latent fires, and the labels `sae train --truth`
+ * writes to explanations.jsonl. */
 #include <cblas.h>
 #include <errno.h>
 #include <jansson.h>
@@ -9,7 +11,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/activations.h"
+#include "io/outfile.h"
 #include "io/safetensors.h"
+#include "sae/encode.h"
 #include "train/synth_int.h"
 
 int sae_synth_load_truth(const char *path, float **dirs, size_t *n, size_t *d, char ***labels,
@@ -183,5 +188,149 @@ out:
     free(b);
     free(cos);
     free(tbest);
+    return rc;
+}
+
+/* ---- firing counts and labels ---- */
+
+/* Adds to fires (d_sae) one for every entry of the encoded rows f. */
+static void count_entries(const sae_sparse *f, uint64_t *fires)
+{
+    for (size_t e = 0; e < f->nnz; e++)
+        fires[f->idx[e]]++;
+}
+
+int sae_synth_fire_counts(const sae_model *m, const char *const *paths, size_t n_paths,
+                          uint64_t *fires, sae_error *err)
+{
+    const size_t block = 4096;
+    sae_acts *acts = NULL;
+    sae_workspace *ws = NULL;
+    sae_sparse f;
+    sae_sparse_init(&f);
+    float *x = NULL;
+    int rc = sae_acts_open(paths, n_paths, &acts, err);
+    if (rc)
+        return rc;
+    size_t n_rows = sae_acts_rows(acts), d_in = m->d_in;
+    if (sae_acts_dim(acts) != d_in) {
+        rc = sae_error_set(err, SAE_EDIM, "%s: rows of %zu values, the model takes %zu",
+                           paths[0], sae_acts_dim(acts), d_in);
+        goto out;
+    }
+    if (!(ws = sae_workspace_new(m, 0)) || !(x = malloc(block * d_in * sizeof *x))) {
+        rc = sae_error_set(err, SAE_ENOMEM, "out of memory encoding the activations");
+        goto out;
+    }
+    memset(fires, 0, m->d_sae * sizeof *fires);
+    sae_encode_opts all = {0};
+    for (size_t r0 = 0; r0 < n_rows; r0 += block) {
+        size_t n = n_rows - r0 < block ? n_rows - r0 : block;
+        if ((rc = sae_acts_read(acts, r0, n, x, err)))
+            goto out;
+        for (size_t i = 0; i < n * d_in; i++)
+            if (!isfinite(x[i])) {
+                rc = sae_error_set(err, SAE_ERANGE, "row %zu of the activations is not finite",
+                                   r0 + i / d_in);
+                goto out;
+            }
+        sae_sparse_reset(&f);
+        if ((rc = sae_encode(m, ws, x, n, &all, &f, NULL, NULL, err)))
+            goto out;
+        count_entries(&f, fires);
+    }
+out:
+    free(x);
+    sae_sparse_free(&f);
+    sae_workspace_free(ws);
+    sae_acts_free(acts);
+    return rc;
+}
+
+/* What a latent is, against the truth. */
+typedef enum latent_kind { LATENT_PLANTED, LATENT_UNMATCHED, LATENT_DEAD } latent_kind;
+
+/* The kind of a latent that fired `fires` times and whose decoder row has
+ * cosine best_cos with its closest planted direction: dead before unmatched,
+ * since a latent that never fires shows nothing whatever its direction. */
+static latent_kind latent_kind_of(uint64_t fires, float best_cos)
+{
+    if (!fires)
+        return LATENT_DEAD;
+    return best_cos < SAE_SYNTH_MATCH_COS ? LATENT_UNMATCHED : LATENT_PLANTED;
+}
+
+/* One line of explanations.jsonl: latent i of kind k, closest to the planted
+ * feature labelled `planted` at cosine best_cos. A new reference. */
+static json_t *explanation(size_t i, latent_kind k, float best_cos, const char *planted)
+{
+    char desc[64], why[96];
+    const char *text = planted, *source = "synth truth: closest planted direction";
+    if (k == LATENT_DEAD) {
+        text = "dead";
+        source = "synth truth: never fires on the training activations";
+    } else if (k == LATENT_UNMATCHED) {
+        snprintf(desc, sizeof desc, "unmatched (cos %.2f)", (double)best_cos);
+        snprintf(why, sizeof why, "synth truth: no planted direction at cosine %g or more",
+                 SAE_SYNTH_MATCH_COS);
+        text = desc;
+        source = why;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "index", json_integer((json_int_t)i));
+    json_object_set_new(o, "description", json_string(text));
+    json_object_set_new(o, "score", json_real(round(best_cos * 1e4) / 1e4));
+    json_object_set_new(o, "source", json_string(source));
+    return o;
+}
+
+int sae_synth_explain(const sae_model *m, const char *const *paths, size_t n_paths,
+                      const float *truth, const char *const *labels, size_t n_truth,
+                      const char *path, sae_synth_score *score, sae_error *err)
+{
+    size_t d_sae = m->d_sae;
+    uint32_t *best = malloc(d_sae * sizeof *best);
+    float *best_cos = malloc(d_sae * sizeof *best_cos);
+    float *truth_cos = malloc(n_truth * sizeof *truth_cos);
+    uint64_t *fires = malloc(d_sae * sizeof *fires);
+    sae_synth_score sc = {.n_planted = n_truth, .d_sae = d_sae};
+    int rc = 0;
+    if (!m->w_dec) {
+        rc = sae_error_set(err, SAE_EINVAL, "the truth scores SAEs, not the autoencoder");
+        goto out;
+    }
+    if (!best || !best_cos || !truth_cos || !fires) {
+        rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = sae_synth_match(m->w_dec, d_sae, truth, n_truth, m->d_in, best, best_cos,
+                              truth_cos, &sc.mmcs, err)) ||
+        (rc = sae_synth_fire_counts(m, paths, n_paths, fires, err)))
+        goto out;
+    for (size_t t = 0; t < n_truth; t++)
+        sc.recovered += truth_cos[t] >= 0.9f;
+    sae_outfile file;
+    if ((rc = sae_outfile_open(&file, path, err)))
+        goto out;
+    for (size_t i = 0; i < d_sae && !rc; i++) {
+        latent_kind k = latent_kind_of(fires[i], best_cos[i]);
+        sc.n_labelled += k == LATENT_PLANTED;
+        sc.n_unmatched += k == LATENT_UNMATCHED;
+        sc.n_dead += k == LATENT_DEAD;
+        json_t *o = explanation(i, k, best_cos[i], labels[best[i]]);
+        if (json_dumpf(o, file.fp, JSON_COMPACT | JSON_PRESERVE_ORDER) ||
+            fputc('\n', file.fp) == EOF)
+            rc = sae_error_set(err, SAE_EIO, "%s: write failed: %s", path, strerror(errno));
+        json_decref(o);
+    }
+    if (rc)
+        sae_outfile_abort(&file);
+    else if (!(rc = sae_outfile_commit(&file, err)) && score)
+        *score = sc;
+out:
+    free(best);
+    free(best_cos);
+    free(truth_cos);
+    free(fires);
     return rc;
 }

@@ -34,7 +34,7 @@ size_t train_ae_dims(const sae_train_shape *s, size_t *dims)
     return k - 1;
 }
 
-/* The per-row loops of train_layers.h are simple enough to vectorize, but
+/* The per-row loops of layers.h are simple enough to vectorize, but
  * GCC does not vectorize at -O2 (the debugoptimized build); ask for it on
  * those functions. Clang vectorizes at -O2 already. */
 #if defined(__GNUC__) && !defined(__clang__)
