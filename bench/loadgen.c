@@ -2,7 +2,8 @@
  * sgemm/sgemv baseline measured in the same run (bench/daemon.sh).
  *
  *   loadgen sgemm --d-in N --d-sae N --rows R [--threads T] [--seconds S]
- *       raw cblas_sgemm (cblas_sgemv when R is 1) rows/s on those shapes
+ *       raw cblas_sgemm (cblas_sgemv when R is 1) rows/s on those shapes, through
+ *       sae_gemm_rows: the call the encoder makes
  *   loadgen http --port P --rows R --d-in N --format json|binary
  *       [--clients C] [--seconds S] [--warmup S] [--accept-binary] [--gzip]
  *       [--api-key K] [--seed S] [--pid PID]
@@ -22,7 +23,6 @@
  * would have to embed 2 MB JSON bodies and it cannot report rows; this keeps
  * the measurement and its arithmetic in one readable file. */
 #include <arpa/inet.h>
-#include <cblas.h>
 #include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "io/clock.h"
+#include "sae/encode.h"
 #include "sae/model.h"
 #include "io/rng.h"
 
@@ -162,7 +163,7 @@ static void run_sgemm(const struct opts *o)
         a[i] = (float)sae_rng_normal(&r);
     for (size_t i = 0; i < k * n; i++)
         b[i] = (float)(sae_rng_normal(&r) / sqrt((double)k));
-    openblas_set_num_threads(o->threads);
+    sae_set_blas_threads(o->threads);
     size_t calls = 0;
     double t0 = 0, t_end = 0, cpu0 = 0, cpu_end = 0;
     double start = sae_clock_s();
@@ -177,12 +178,7 @@ static void run_sgemm(const struct opts *o)
             cpu_end = process_cpu_s();
             break;
         }
-        if (m == 1)
-            cblas_sgemv(CblasRowMajor, CblasTrans, (int)k, (int)n, 1.0f, b, (int)n, a, 1, 0.0f, c,
-                        1);
-        else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f,
-                        a, (int)k, b, (int)n, 0.0f, c, (int)n);
+        sae_gemm_rows(b, false, k, n, a, m, c);
         if (t0)
             calls++;
     }
@@ -526,7 +522,7 @@ static void run_compare(const struct opts *o)
         die("compare needs --port, --port-b and --model");
     sae_model *m;
     sae_error err;
-    if (sae_model_load(o->model, &m, NULL, 0, &err))
+    if (sae_model_load(o->model, &m, NULL, &err))
         die(err.msg);
     size_t d = m->d_in, ds = m->d_sae, n = o->rows;
     float *x = malloc(n * d * sizeof *x);

@@ -64,29 +64,14 @@ typedef struct load_result {
     bool ok;
 } load_result;
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: sae bench [--model DIR | --d-in N --d-sae N --l0 L] [--batch N ...]\n"
-            "                 [--threads N] [--block-rows N] [--seconds S] [--json]\n"
-            "                 [--load-test] [--quick] [--quiet]\n\n"
-            "Measures memory read bandwidth, raw cblas_sgemv/sgemm on the encoder's shapes and\n"
-            "sae_encode on the same shapes, and prints rows/s and their ratios.\n\n"
-            "  --model DIR    benchmark this model folder (default: random F32 weights)\n"
-            "  --d-in N       random model width (default 768)\n"
-            "  --d-sae N      random model features (default 24576)\n"
-            "  --l0 L         about L features fire per row on the random inputs (default 64)\n"
-            "  --batch N      a batch size to measure, repeatable (default 1, 64, 1024)\n"
-            "  --threads N    BLAS threads (default: OpenBLAS's, usually the core count)\n"
-            "  --block-rows N rows per GEMM inside sae_encode (default: sae_encode's, 256)\n"
-            "  --seconds S    time budget per batch size (default 1; at least %d rounds)\n"
-            "  --json         one JSON object on stdout instead of the table\n"
-            "  --load-test    also write a 2304 x 32768 F32 model (604 MB) to a temporary\n"
-            "                 folder and measure load time and peak RSS in a fresh process\n"
-            "  --quick        small shapes (d_in 256, d_sae 4096, l0 32) for a run of seconds\n"
-            "  --quiet        no progress on stderr\n",
-            BENCH_MIN_ROUNDS);
-}
+/* The --help text around the options. */
+static const char usage[] =
+    "usage: sae bench [--model DIR | --d-in N --d-sae N --l0 L] [--batch N ...]\n"
+    "                 [--threads N] [--block-rows N] [--seconds S] [--json]\n"
+    "                 [--load-test] [--quick] [--quiet]\n";
+static const char about[] =
+    "Measures memory read bandwidth, raw cblas_sgemv/sgemm on the encoder's shapes and\n"
+    "sae_encode on the same shapes, and prints rows/s and their ratios.\n";
 
 /* ---- random weights ---- */
 
@@ -296,22 +281,11 @@ static double read_bandwidth(const float *a, size_t n, int threads, int reps, do
 
 /* ---- raw BLAS and encode timing ---- */
 
-/* The raw product the encoder does for `rows` rows of x into y: the same
- * cblas call and layout handling as core/sae/encode.c's block_gemm. */
+/* The raw product the encoder does for `rows` rows of x into y: the very
+ * call sae_encode makes (sae_gemm_rows), without the encoder's other work. */
 static void raw_product(const sae_model *m, const float *x, size_t rows, float *y)
 {
-    int d_in = (int)m->d_in, d_sae = (int)m->d_sae;
-    if (rows == 1) {
-        if (m->w_enc_t)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, d_sae, d_in, 1.0f, m->w_enc, d_in, x, 1, 0.0f,
-                        y, 1);
-        else
-            cblas_sgemv(CblasRowMajor, CblasTrans, d_in, d_sae, 1.0f, m->w_enc, d_sae, x, 1, 0.0f,
-                        y, 1);
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, m->w_enc_t ? CblasTrans : CblasNoTrans, (int)rows,
-                d_sae, d_in, 1.0f, x, d_in, m->w_enc, m->w_enc_t ? d_in : d_sae, 0.0f, y, d_sae);
+    sae_gemm_rows(m->w_enc, m->w_enc_t, m->d_in, m->d_sae, x, rows, y);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -496,7 +470,7 @@ static int load_child(const char *dir)
         sae_model_free(m);
         m = NULL;
         double t0 = sae_clock_s();
-        if (sae_model_load(dir, &m, NULL, 0, &err))
+        if (sae_model_load(dir, &m, NULL, &err))
             return cli_fail_err(&err);
         t_load = fmin(t_load, sae_clock_s() - t0);
     }
@@ -743,68 +717,40 @@ static void print_json(const bench_report *r)
 static int parse_args(int argc, char **argv, bench_opts *o, const char **load_child_dir)
 {
     bool shape_given = false;
-    uint64_t v;
-    double d;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *val = cli_value(argc, argv, i);
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return SAE_EXIT_OK;
-        } else if (!strcmp(a, "--json")) {
-            o->json = true;
-        } else if (!strcmp(a, "--load-test")) {
-            o->load_test = true;
-        } else if (!strcmp(a, "--quick")) {
-            o->quick = true;
-        } else if (!strcmp(a, "--quiet")) {
-            o->quiet = true;
-        } else if (!strcmp(a, "--load-child")) { /* internal: the load test's fresh process */
-            if (!val)
-                return cli_usage("bench", "--load-child needs a folder");
-            *load_child_dir = val;
-            i++;
-        } else if (!strcmp(a, "--model")) {
-            if (!val)
-                return cli_usage("bench", "--model needs a folder");
-            o->model_dir = val;
-            i++;
-        } else if (!strcmp(a, "--d-in") || !strcmp(a, "--d-sae") || !strcmp(a, "--l0")) {
-            if (!val || cli_parse_u64(val, 1, 1u << 24, &v))
-                return cli_usage("bench", "%s needs an integer in [1, %u]", a, 1u << 24);
-            if (!strcmp(a, "--d-in"))
-                o->d_in = v;
-            else if (!strcmp(a, "--d-sae"))
-                o->d_sae = v;
-            else
-                o->l0 = v;
-            shape_given = true;
-            i++;
-        } else if (!strcmp(a, "--batch")) {
-            if (!val || cli_parse_u64(val, 1, 1u << 16, &v))
-                return cli_usage("bench", "--batch needs an integer in [1, 65536]");
-            if (o->n_batches == BENCH_MAX_BATCHES)
-                return cli_usage("bench", "at most %d --batch values", BENCH_MAX_BATCHES);
-            o->batches[o->n_batches++] = v;
-            i++;
-        } else if (!strcmp(a, "--block-rows")) {
-            if (!val || cli_parse_u64(val, 1, 1u << 16, &v))
-                return cli_usage("bench", "--block-rows needs an integer in [1, 65536]");
-            o->block_rows = v;
-            i++;
-        } else if (!strcmp(a, "--threads")) {
-            if (!val || cli_parse_u64(val, 1, 256, &v))
-                return cli_usage("bench", "--threads needs an integer in [1, 256]");
-            o->threads = (int)v;
-            i++;
-        } else if (!strcmp(a, "--seconds")) {
-            if (!val || cli_parse_double(val, 0.0, 3600.0, &d))
-                return cli_usage("bench", "--seconds needs a number in [0, 3600]");
-            o->seconds = d;
-            i++;
-        } else {
-            return cli_usage("bench", "unknown option '%s'", a);
-        }
-    }
+    const cli_opt opts[] = {
+        {"--model", CLI_PATH, "DIR", CLI_TO(o->model_dir),
+         .help = "benchmark this model folder (default: random F32 weights)"},
+        {"--d-in", CLI_U64, "N", CLI_TO(o->d_in), .lo = 1, .hi = 1u << 24, .given = &shape_given,
+         .help = "random model width (default 768)"},
+        {"--d-sae", CLI_U64, "N", CLI_TO(o->d_sae), .lo = 1, .hi = 1u << 24,
+         .given = &shape_given, .help = "random model features (default 24576)"},
+        {"--l0", CLI_U64, "L", CLI_TO(o->l0), .lo = 1, .hi = 1u << 24, .given = &shape_given,
+         .help = "about L features fire per row on the random inputs (default 64)"},
+        {"--batch", CLI_U64, "N", CLI_TO(o->batches[0]), .count = &o->n_batches,
+         .max = BENCH_MAX_BATCHES, .lo = 1, .hi = 1u << 16,
+         .help = "a batch size to measure, repeatable (default 1, 64, 1024)"},
+        {"--threads", CLI_U64, "N", CLI_TO(o->threads), .lo = 1, .hi = 256,
+         .help = "BLAS threads (default: OpenBLAS's, usually the core count)"},
+        {"--block-rows", CLI_U64, "N", CLI_TO(o->block_rows), .lo = 1, .hi = 1u << 16,
+         .help = "rows per GEMM inside sae_encode (default: sae_encode's, 256)"},
+        {"--seconds", CLI_DOUBLE, "S", CLI_TO(o->seconds), .dhi = 3600,
+         .help = "time budget per batch size (default 1; at least " CLI_XSTR(BENCH_MIN_ROUNDS)
+                 " rounds)"},
+        {"--json", CLI_FLAG, CLI_TO(o->json),
+         .help = "one JSON object on stdout instead of the table"},
+        {"--load-test", CLI_FLAG, CLI_TO(o->load_test),
+         .help = "also write a 2304 x 32768 F32 model (604 MB) to a temporary\n"
+                 "folder and measure load time and peak RSS in a fresh process"},
+        {"--quick", CLI_FLAG, CLI_TO(o->quick),
+         .help = "small shapes (d_in 256, d_sae 4096, l0 32) for a run of seconds"},
+        {"--quiet", CLI_FLAG, CLI_TO(o->quiet), .help = "no progress on stderr"},
+        /* internal, no help: the load test's fresh process */
+        {"--load-child", CLI_PATH, "DIR", CLI_TO(*load_child_dir)},
+    };
+    const cli_spec spec = {.cmd = "bench", .usage = usage, .about = about, CLI_OPTS(opts)};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc >= 0)
+        return rc;
     if (o->model_dir && shape_given)
         return cli_usage("bench", "--model and --d-in/--d-sae/--l0 exclude each other");
     if (o->quick && !shape_given) {
@@ -852,13 +798,13 @@ int cmd_bench(int argc, char **argv)
     rc = SAE_EXIT_FAILURE;
 
     if (o.model_dir) {
-        char warn[2048] = "";
-        if (sae_model_load(o.model_dir, &m, warn, sizeof warn, &err)) {
+        sae_model_warnings warn;
+        if (sae_model_load(o.model_dir, &m, &warn, &err)) {
             cli_fail_err(&err);
             goto out;
         }
-        if (warn[0])
-            cli_warn("%s", warn);
+        for (size_t i = 0; i < warn.n; i++)
+            cli_warn("%s", warn.line[i]);
         if (m->arch == SAE_ARCH_AUTOENCODER) {
             cli_fail("%s: bench measures SAE encoders; this is an autoencoder", o.model_dir);
             goto out;

@@ -1,5 +1,5 @@
 /* cli.h: what every `sae` subcommand shares: exit codes, error printing,
- * flag parsing helpers and the progress line. */
+ * the options table (options.h) and the progress line. */
 #ifndef SAE_CLI_H
 #define SAE_CLI_H
 
@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "io/error.h"
+#include "options.h"
 
 /* Named exit codes (CONTRACT section 1). */
 enum { SAE_EXIT_OK = 0, SAE_EXIT_FAILURE = 1, SAE_EXIT_USAGE = 2 };
@@ -30,28 +31,11 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
 /* Prints "sae: warning: <message>" on stderr. */
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Strict number parsing of a flag's value: the whole string must be a decimal
- * number (no spaces, no hex, no inf or nan) lying within [lo, hi]. Return 0 on
- * success, -1 otherwise (nothing written). */
-int cli_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
-int cli_parse_double(const char *s, double lo, double hi, double *out);
-
 /* When out names an existing file that is also one of the n inputs (the same
  * inode, whatever the spelling), prints a usage error for cmd and returns its
  * exit code; otherwise -1. A tool that renames its output into place would
  * otherwise replace its own input. */
 int cli_check_not_input(const char *cmd, const char *out, const char *const *inputs, size_t n);
-
-/* True for an argument that is an option ("-q", "--name"), not a file: it
- * starts with '-' and is not "-" alone. A list of files (--activations A B,
- * merge's shards) ends at the first option, so a mistyped flag is reported as
- * unknown rather than opened as a file. */
-bool cli_is_option(const char *s);
-
-/* The value of the flag at argv[i]: argv[i + 1], or NULL when there is none or
- * it starts with "--" ("--model --out x" is a missing folder, not one named
- * "--out"). A negative number such as "-0.5" is a value. */
-const char *cli_value(int argc, char **argv, int i);
 
 /* Progress on stderr for long work: a bar with rate and ETA when stderr is a
  * terminal, a plain line every few seconds otherwise; nothing when quiet. */

@@ -8,6 +8,7 @@
  * the target, renamed into place only once everything is written and synced:
  * a failure (a full disk included) leaves no partial file behind. */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,24 +24,15 @@
 
 #define ENCODE_BLOCK_ROWS 256
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: sae encode --model DIR --activations FILE [FILE...] [--top-k K]\n"
-            "                  [--threshold X] [--out FILE] [--metrics] [--quiet]\n\n"
-            "Encodes every row of the activation files (.safetensors with an \"activations\"\n"
-            "tensor [n, d_in], or .npy; several files are one corpus, in order) and writes one\n"
-            "JSON line per row: {\"indices\": [...], \"values\": [...]}, values descending, ties\n"
-            "by index ascending. An autoencoder model writes {\"codes\": [...]} instead.\n\n"
-            "  --model DIR          the model folder (SAELens or sparsify layout)\n"
-            "  --activations FILE   one or more activation files\n"
-            "  --top-k K            keep the K largest values of each row\n"
-            "  --threshold X        keep values > X\n"
-            "  --metrics            add \"l0\", \"mse\", \"fvu\", \"cosine\" (from the full SAE\n"
-            "                       output, whatever --top-k/--threshold keep)\n"
-            "  --out FILE           write there (atomically) instead of stdout\n"
-            "  --quiet              no progress on stderr\n");
-}
+/* The --help text around the options. */
+static const char usage[] =
+    "usage: sae encode --model DIR --activations FILE... [--top-k K] [--threshold X]\n"
+    "                  [--metrics] [--out FILE] [--quiet]\n";
+static const char about[] =
+    "Encodes every row of the activation files (.safetensors with an \"activations\"\n"
+    "tensor [n, d_in], or .npy; several files are one corpus, in order) and writes one\n"
+    "JSON line per row: {\"indices\": [...], \"values\": [...]}, values descending, ties\n"
+    "by index ascending. An autoencoder model writes {\"codes\": [...]} instead.\n";
 
 /* Parsed flags; paths are borrowed from argv. */
 typedef struct encode_args {
@@ -58,48 +50,27 @@ static int parse_args(int argc, char **argv, encode_args *a)
     a->acts = calloc((size_t)argc, sizeof *a->acts);
     if (!a->acts)
         return cli_fail("out of memory");
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i], *val = cli_value(argc, argv, i);
-        uint64_t u;
-        double d;
-        if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
-            usage(stdout);
-            return SAE_EXIT_OK;
-        } else if (!strcmp(f, "--metrics")) {
-            a->metrics = true;
-        } else if (!strcmp(f, "--quiet")) {
-            a->quiet = true;
-        } else if (!strcmp(f, "--model") || !strcmp(f, "--out")) {
-            if (!val)
-                return cli_usage("encode", "%s needs a value", f);
-            *(!strcmp(f, "--model") ? &a->model_dir : &a->out_path) = val;
-            i++;
-        } else if (!strcmp(f, "--activations")) {
-            while (i + 1 < argc && !cli_is_option(argv[i + 1]))
-                a->acts[a->n_acts++] = argv[++i];
-            if (a->n_acts == 0)
-                return cli_usage("encode", "--activations needs at least one file");
-        } else if (!strcmp(f, "--top-k")) {
-            if (!val || cli_parse_u64(val, 1, UINT32_MAX, &u))
-                return cli_usage("encode", "--top-k needs a positive integer");
-            a->opt.top_k = (size_t)u;
-            a->filtered = true;
-            i++;
-        } else if (!strcmp(f, "--threshold")) {
-            if (!val || cli_parse_double(val, -3.4e38, 3.4e38, &d))
-                return cli_usage("encode", "--threshold needs a finite number");
-            a->opt.has_threshold = true;
-            a->opt.threshold = (float)d;
-            a->filtered = true;
-            i++;
-        } else {
-            return cli_usage("encode", "unknown argument '%s'", f);
-        }
-    }
-    if (!a->model_dir)
-        return cli_usage("encode", "--model is required");
-    if (a->n_acts == 0)
-        return cli_usage("encode", "--activations is required");
+    const cli_opt opts[] = {
+        {"--model", CLI_PATH, "DIR", CLI_TO(a->model_dir), .required = true,
+         .help = "the model folder (SAELens or sparsify layout)"},
+        {"--activations", CLI_LIST, "FILE", CLI_TO(a->acts[0]), .count = &a->n_acts,
+         .max = (size_t)argc, .required = true, .help = "one or more activation files"},
+        {"--top-k", CLI_U64, "K", CLI_TO(a->opt.top_k), .lo = 1, .hi = UINT32_MAX,
+         .given = &a->filtered, .help = "keep the K largest values of each row"},
+        {"--threshold", CLI_DOUBLE, "X", CLI_TO(a->opt.threshold), .dlo = -FLT_MAX,
+         .dhi = FLT_MAX, .given = &a->opt.has_threshold, .help = "keep values > X"},
+        {"--metrics", CLI_FLAG, CLI_TO(a->metrics),
+         .help = "add \"l0\", \"mse\", \"fvu\", \"cosine\" (from the full SAE\n"
+                 "output, whatever --top-k/--threshold keep)"},
+        {"--out", CLI_PATH, "FILE", CLI_TO(a->out_path),
+         .help = "write there (atomically) instead of stdout"},
+        {"--quiet", CLI_FLAG, CLI_TO(a->quiet), .help = "no progress on stderr"},
+    };
+    const cli_spec spec = {.cmd = "encode", .usage = usage, .about = about, CLI_OPTS(opts)};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc >= 0)
+        return rc;
+    a->filtered = a->filtered || a->opt.has_threshold;
     return cli_check_not_input("encode", a->out_path, a->acts, a->n_acts);
 }
 
@@ -240,16 +211,10 @@ int cmd_encode(int argc, char **argv)
         goto out;
     rc = SAE_EXIT_FAILURE;
 
-    char warn[4096] = "";
-    int load_rc = sae_model_load(a.model_dir, &m, warn, sizeof warn, &err);
-    for (char *line = warn, *next; *line; line = next) {
-        next = strchr(line, '\n');
-        if (next)
-            *next++ = '\0';
-        cli_warn("%s", line);
-        if (!next)
-            break;
-    }
+    sae_model_warnings warn;
+    int load_rc = sae_model_load(a.model_dir, &m, &warn, &err);
+    for (size_t i = 0; i < warn.n; i++)
+        cli_warn("%s", warn.line[i]);
     if (load_rc) {
         rc = cli_fail_err(&err);
         goto out;

@@ -9,39 +9,22 @@
 #include "io/activations.h"
 #include "cli.h"
 #include "sae/encode.h"
+#include "index/explanations.h"
 #include "index/indexer.h"
 #include "sae/model.h"
 #include "index/tokens.h"
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: sae index --model DIR --activations FILE [FILE...] --tokens FILE.jsonl\n"
-            "                 --out FILE.db [--top N] [--quantiles Q] [--per-quantile M]\n"
-            "                 [--context C] [--neighbours K] [--explanations FILE]\n"
-            "                 [--shard I/N] [--seed S] [--threads N] [--quiet]\n\n"
-            "Builds the feature index: per feature its density, max and mean activation,\n"
-            "decoder norm, activation histogram, top-activating examples (at most one per\n"
-            "document), quantile-sampled examples, decoder-cosine neighbours and explanations.\n"
-            "The file is written beside --out and renamed into place once complete.\n\n"
-            "  --model DIR          the model folder (SAELens or sparsify layout)\n"
-            "  --activations FILE   one or more .safetensors/.npy files, one corpus in order\n"
-            "  --tokens FILE        JSON Lines, {\"id\": ..., \"tokens\": [...]} per document\n"
-            "  --out FILE           the index to write\n"
-            "  --top N              top examples per feature (default 20)\n"
-            "  --quantiles Q        quantile groups over (0, max] (default 10)\n"
-            "  --per-quantile M     samples per group (default 5)\n"
-            "  --context C          tokens either side of an example's token (default 8)\n"
-            "  --neighbours K       decoder-cosine neighbours per feature (default 10)\n"
-            "  --explanations FILE  JSON Lines of {\"index\", \"description\", \"score\", \"source\"}\n"
-            "                       (Neuronpedia exports accepted as they are)\n"
-            "  --shard I/N          index only the I-th (0-based) of N contiguous document\n"
-            "                       slices, for `sae merge`\n"
-            "  --seed S             quantile sampling seed (default 0)\n"
-            "  --threads N          BLAS threads (default: OpenBLAS's); blocks are encoded by\n"
-            "                       min(N, 8) threads while one more computes the statistics\n"
-            "  --quiet              no progress on stderr\n");
-}
+/* The --help text around the options. */
+static const char usage[] =
+    "usage: sae index --model DIR --activations FILE... --tokens FILE.jsonl\n"
+    "                 --out FILE.db [--top N] [--quantiles Q] [--per-quantile M]\n"
+    "                 [--context C] [--neighbours K] [--explanations FILE]\n"
+    "                 [--shard I/N] [--seed S] [--threads N] [--quiet]\n";
+static const char about[] =
+    "Builds the feature index: per feature its density, max and mean activation,\n"
+    "decoder norm, activation histogram, top-activating examples (at most one per\n"
+    "document), quantile-sampled examples, decoder-cosine neighbours and explanations.\n"
+    "The file is written beside --out and renamed into place once complete.\n";
 
 /* Parsed flags; strings are borrowed from argv. */
 typedef struct index_args {
@@ -53,9 +36,10 @@ typedef struct index_args {
     bool quiet;
 } index_args;
 
-/* Parses "I/N" into the settings. */
-static int parse_shard(const char *s, sae_index_settings *set)
+/* Parses "I/N" into the settings (dst). */
+static int parse_shard(const char *s, void *dst)
 {
+    sae_index_settings *set = dst;
     const char *slash = s ? strchr(s, '/') : NULL;
     uint64_t i, n;
     char head[32];
@@ -79,72 +63,45 @@ static int parse_args(int argc, char **argv, index_args *a)
     a->acts = calloc((size_t)argc, sizeof *a->acts);
     if (!a->acts)
         return cli_fail("out of memory");
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i], *val = cli_value(argc, argv, i);
-        uint64_t u;
-        if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
-            usage(stdout);
-            return SAE_EXIT_OK;
-        } else if (!strcmp(f, "--quiet")) {
-            a->quiet = true;
-        } else if (!strcmp(f, "--activations")) {
-            while (i + 1 < argc && !cli_is_option(argv[i + 1]))
-                a->acts[a->n_acts++] = argv[++i];
-            if (a->n_acts == 0)
-                return cli_usage("index", "--activations needs at least one file");
-        } else if (!strcmp(f, "--model") || !strcmp(f, "--tokens") || !strcmp(f, "--out") ||
-                   !strcmp(f, "--explanations")) {
-            if (!val)
-                return cli_usage("index", "%s needs a value", f);
-            const char **dst = !strcmp(f, "--model")    ? &a->model_dir
-                               : !strcmp(f, "--tokens") ? &a->tokens
-                               : !strcmp(f, "--out")    ? &a->out
-                                                        : &a->explanations;
-            *dst = val;
-            i++;
-        } else if (!strcmp(f, "--shard")) {
-            if (!val || parse_shard(val, &a->set))
-                return cli_usage("index", "--shard needs I/N with 0 <= I < N, e.g. 0/4");
-            i++;
-        } else if (!strcmp(f, "--seed")) {
-            if (!val || cli_parse_u64(val, 0, UINT64_MAX, &u))
-                return cli_usage("index", "--seed needs a non-negative integer");
-            a->set.seed = u;
-            i++;
-        } else if (!strcmp(f, "--threads")) {
-            if (!val || cli_parse_u64(val, 1, 1024, &u))
-                return cli_usage("index", "--threads needs an integer in 1..1024");
-            a->threads = u;
-            i++;
-        } else {
-            static const struct {
-                const char *flag;
-                uint64_t max;
-                size_t off;
-            } nums[] = {
-                {"--top", SAE_INDEX_MAX_TOP, offsetof(sae_index_settings, top)},
-                {"--quantiles", SAE_INDEX_MAX_QUANTILES, offsetof(sae_index_settings, quantiles)},
-                {"--per-quantile", SAE_INDEX_MAX_PER_QUANTILE,
-                 offsetof(sae_index_settings, per_quantile)},
-                {"--context", SAE_INDEX_MAX_CONTEXT, offsetof(sae_index_settings, context)},
-                {"--neighbours", SAE_INDEX_MAX_NEIGHBOURS,
-                 offsetof(sae_index_settings, neighbours)},
-            };
-            size_t k = 0;
-            while (k < sizeof nums / sizeof nums[0] && strcmp(f, nums[k].flag))
-                k++;
-            if (k == sizeof nums / sizeof nums[0])
-                return cli_usage("index", "unknown argument '%s'", f);
-            if (!val || cli_parse_u64(val, 0, nums[k].max, &u))
-                return cli_usage("index", "%s needs an integer in 0..%llu", f,
-                                 (unsigned long long)nums[k].max);
-            uint32_t v = (uint32_t)u;
-            memcpy((char *)&a->set + nums[k].off, &v, sizeof v);
-            i++;
-        }
-    }
-    if (!a->model_dir || !a->n_acts || !a->tokens || !a->out)
-        return cli_usage("index", "--model, --activations, --tokens and --out are required");
+    sae_index_settings *set = &a->set;
+    const cli_opt opts[] = {
+        {"--model", CLI_PATH, "DIR", CLI_TO(a->model_dir), .required = true,
+         .help = "the model folder (SAELens or sparsify layout)"},
+        {"--activations", CLI_LIST, "FILE", CLI_TO(a->acts[0]), .count = &a->n_acts,
+         .max = (size_t)argc, .required = true,
+         .help = "one or more .safetensors/.npy files, one corpus in order"},
+        {"--tokens", CLI_PATH, "FILE", CLI_TO(a->tokens), .required = true,
+         .help = "JSON Lines, {\"id\": ..., \"tokens\": [...]} per document"},
+        {"--out", CLI_PATH, "FILE", CLI_TO(a->out), .required = true,
+         .help = "the index to write"},
+        {"--top", CLI_U64, "N", CLI_TO(set->top), .hi = SAE_INDEX_MAX_TOP,
+         .help = "top examples per feature (default 20)"},
+        {"--quantiles", CLI_U64, "Q", CLI_TO(set->quantiles), .hi = SAE_INDEX_MAX_QUANTILES,
+         .help = "quantile groups over (0, max] (default 10)"},
+        {"--per-quantile", CLI_U64, "M", CLI_TO(set->per_quantile),
+         .hi = SAE_INDEX_MAX_PER_QUANTILE, .help = "samples per group (default 5)"},
+        {"--context", CLI_U64, "C", CLI_TO(set->context), .hi = SAE_INDEX_MAX_CONTEXT,
+         .help = "tokens either side of an example's token (default 8)"},
+        {"--neighbours", CLI_U64, "K", CLI_TO(set->neighbours), .hi = SAE_INDEX_MAX_NEIGHBOURS,
+         .help = "decoder-cosine neighbours per feature (default 10)"},
+        {"--explanations", CLI_PATH, "FILE", CLI_TO(a->explanations),
+         .help = "JSON Lines of {\"index\", \"description\", \"score\", \"source\"}\n"
+                 "(Neuronpedia exports accepted as they are)"},
+        {"--shard", CLI_PARSE, "I/N", .dst = set, .parse = parse_shard,
+         .want = "I/N with 0 <= I < N, e.g. 0/4",
+         .help = "index only the I-th (0-based) of N contiguous document\n"
+                 "slices, for `sae merge`"},
+        {"--seed", CLI_U64, "S", CLI_TO(set->seed), .hi = UINT64_MAX,
+         .help = "quantile sampling seed (default 0)"},
+        {"--threads", CLI_U64, "N", CLI_TO(a->threads), .lo = 1, .hi = 1024,
+         .help = "BLAS threads (default: OpenBLAS's); blocks are encoded by\n"
+                 "min(N, 8) threads while one more computes the statistics"},
+        {"--quiet", CLI_FLAG, CLI_TO(a->quiet), .help = "no progress on stderr"},
+    };
+    const cli_spec spec = {.cmd = "index", .usage = usage, .about = about, CLI_OPTS(opts)};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed >= 0)
+        return parsed;
     const char *inputs[] = {a->tokens, a->explanations};
     int rc = cli_check_not_input("index", a->out, a->acts, a->n_acts);
     if (rc >= 0 || (rc = cli_check_not_input("index", a->out, inputs, 2)) >= 0)
@@ -179,19 +136,13 @@ int cmd_index(int argc, char **argv)
         goto out;
     if (a.threads)
         sae_set_blas_threads((int)a.threads);
-    char warn[1024] = "";
-    if (sae_model_load(a.model_dir, &m, warn, sizeof warn, &err)) {
+    sae_model_warnings warn;
+    if (sae_model_load(a.model_dir, &m, &warn, &err)) {
         code = cli_fail_err(&err);
         goto out;
     }
-    for (char *line = warn, *nl; *line; line = nl + 1) {
-        nl = strchr(line, '\n');
-        if (nl)
-            *nl = '\0';
-        cli_warn("%s", line);
-        if (!nl)
-            break;
-    }
+    for (size_t i = 0; i < warn.n; i++)
+        cli_warn("%s", warn.line[i]);
     if (sae_acts_open(a.acts, a.n_acts, &acts, &err) || sae_tokens_open(a.tokens, &tok, &err)) {
         code = cli_fail_err(&err);
         goto out;

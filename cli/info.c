@@ -12,17 +12,15 @@
 #include "cli.h"
 #include "sae/model.h"
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: sae info MODEL_DIR\n\n"
-            "Loads MODEL_DIR (SAELens: cfg.json + sae_weights.safetensors; sparsify: cfg.json +\n"
-            "sae.safetensors) with the same checks saed makes, and prints a JSON summary:\n"
-            "d_in, d_sae, architecture, k, dtype, normalize_activations, norm_scaling_factor,\n"
-            "apply_b_dec_to_input, rescale_acts_by_decoder_norm, model_name, hook_name,\n"
-            "weights_digest, weights_path, format and decoder norm min/mean/max.\n"
-            "Exit status: 0 valid, 1 invalid (reason on stderr), 2 bad usage.\n");
-}
+/* The --help text around the options. */
+static const char usage[] = "usage: sae info MODEL_DIR\n";
+static const char about[] =
+    "Loads MODEL_DIR (SAELens: cfg.json + sae_weights.safetensors; sparsify: cfg.json +\n"
+    "sae.safetensors) with the same checks saed makes, and prints a JSON summary:\n"
+    "d_in, d_sae, architecture, k, dtype, normalize_activations, norm_scaling_factor,\n"
+    "apply_b_dec_to_input, rescale_acts_by_decoder_norm, model_name, hook_name,\n"
+    "weights_digest, weights_path, format and decoder norm min/mean/max.\n"
+    "Exit status: 0 valid, 1 invalid (reason on stderr), 2 bad usage.\n";
 
 /* A JSON number for a float, printed as the shortest decimal that reads back
  * as the same float (0.7f shows as 0.7, not 0.699999988). */
@@ -40,14 +38,10 @@ static json_t *json_float(float f)
 }
 
 /* Prints each line of the loader's warnings as `sae: warning: ...`. */
-static void print_warnings(char *warn)
+static void print_warnings(const sae_model_warnings *warn)
 {
-    for (char *line = warn, *next; line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next)
-            *next++ = '\0';
-        cli_warn("%s", line);
-    }
+    for (size_t i = 0; i < warn->n; i++)
+        cli_warn("%s", warn->line[i]);
 }
 
 /* The summary object for a loaded model (new reference). */
@@ -96,26 +90,20 @@ static json_t *model_summary(const sae_model *m)
 int cmd_info(int argc, char **argv)
 {
     const char *dir = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return SAE_EXIT_OK;
-        }
-        if (argv[i][0] == '-' && argv[i][1] != '\0')
-            return cli_usage("info", "unknown option '%s'", argv[i]);
-        if (dir)
-            return cli_usage("info", "one MODEL_DIR only (got '%s' and '%s')", dir, argv[i]);
-        dir = argv[i];
-    }
-    if (!dir)
-        return cli_usage("info", "MODEL_DIR is required");
+    const cli_opt opts[] = {
+        {.type = CLI_PATH, .arg = "MODEL_DIR", CLI_TO(dir), .required = true},
+    };
+    const cli_spec spec = {.cmd = "info", .usage = usage, .about = about, CLI_OPTS(opts)};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed >= 0)
+        return parsed;
 
     sae_model *m = NULL;
     sae_error err;
     sae_error_clear(&err);
-    char warn[4096] = "";
-    int load_rc = sae_model_load(dir, &m, warn, sizeof warn, &err);
-    print_warnings(warn);
+    sae_model_warnings warn;
+    int load_rc = sae_model_load(dir, &m, &warn, &err);
+    print_warnings(&warn);
     if (load_rc)
         return cli_fail_err(&err);
 

@@ -10,15 +10,13 @@
 #include "index/indexer.h"
 #include "index/store.h"
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: sae merge --out FILE.db SHARD.db...\n\n"
-            "Merges the shards of `sae index --shard I/N` (all N of them, any order) into one\n"
-            "index whose content equals one unsharded build: counts and histograms summed,\n"
-            "top examples and neighbours exact, quantile samples merged exactly. Refuses\n"
-            "shards built from other weights, settings or tokens.\n");
-}
+/* The --help text around the options. */
+static const char usage[] = "usage: sae merge --out FILE.db SHARD.db...\n";
+static const char about[] =
+    "Merges the shards of `sae index --shard I/N` (all N of them, any order) into one\n"
+    "index whose content equals one unsharded build: counts and histograms summed,\n"
+    "top examples and neighbours exact, quantile samples merged exactly. Refuses\n"
+    "shards built from other weights, settings or tokens.\n";
 
 int cmd_merge(int argc, char **argv)
 {
@@ -30,25 +28,15 @@ int cmd_merge(int argc, char **argv)
     sae_error_clear(&err);
     if (!shards)
         return cli_fail("out of memory");
-    for (int i = 1; i < argc && code < 0; i++) {
-        const char *f = argv[i];
-        if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
-            usage(stdout);
-            code = SAE_EXIT_OK;
-        } else if (!strcmp(f, "--out")) {
-            if (!(out = cli_value(argc, argv, i)))
-                code = cli_usage("merge", "--out needs a value");
-            i++;
-        } else if (!strcmp(f, "--quiet")) {
-            /* merge prints nothing but errors */
-        } else if (cli_is_option(f)) {
-            code = cli_usage("merge", "unknown argument '%s'", f);
-        } else {
-            shards[n++] = f;
-        }
-    }
-    if (code < 0 && (!out || n == 0))
-        code = cli_usage("merge", "--out and at least one shard file are required");
+    const cli_opt opts[] = {
+        {"--out", CLI_PATH, "FILE.db", CLI_TO(out), .required = true,
+         .help = "the index to write (beside it, then renamed into place)"},
+        {"--quiet", CLI_FLAG, .help = "accepted as elsewhere; merge prints only errors"},
+        {.type = CLI_PATH, .arg = "SHARD.db", CLI_TO(shards[0]), .count = &n,
+         .max = (size_t)argc, .required = true},
+    };
+    const cli_spec spec = {.cmd = "merge", .usage = usage, .about = about, CLI_OPTS(opts)};
+    code = cli_parse(&spec, argc, argv);
     if (code < 0)
         code = cli_check_not_input("merge", out, shards, n);
     if (code < 0) {

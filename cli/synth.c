@@ -8,31 +8,20 @@
 #include "cli.h"
 #include "train/synth.h"
 
-/* The --help text. */
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: sae synth --out DIR [--text FILE...] [--d-in N] [--seed S]\n"
-            "                 [--max-tokens N] [--noise X] [--quiet]\n\n"
-            "Tokenizes real English text into documents (paragraphs) and plants %zu\n"
-            "interpretable features (token classes, word lists, position and context), each\n"
-            "a random unit direction in d_in dims: a token's activation is the sum of its\n"
-            "features' directions times per-feature magnitudes (varied per token), plus\n"
-            "Gaussian noise. Writes into DIR:\n"
-            "  activations.safetensors  \"activations\" [n_tokens, d_in] float32\n"
-            "  tokens.jsonl             {\"id\": ..., \"tokens\": [...]} per document\n"
-            "  truth.safetensors        \"directions\" [n_features, d_in], \"magnitudes\"\n"
-            "  truth.jsonl              {\"index\", \"label\", \"count\", \"magnitude\"}\n\n"
-            "  --out DIR         output folder (created if missing)\n"
-            "  --text FILE       text to use, repeatable (default: the regular files of\n"
-            "                    %s, in name order)\n"
-            "  --d-in N          activation width (default 256)\n"
-            "  --seed S          seed of directions, magnitudes and noise (default 0)\n"
-            "  --max-tokens N    stop after N tokens (default 200000)\n"
-            "  --noise X         standard deviation of the noise per dimension (default 0.02)\n"
-            "  --quiet           no summary on stderr\n",
-            sae_synth_n_features(), SAE_SYNTH_DEFAULT_DIR);
-}
+/* The --help text around the options; about_fmt takes the feature count. */
+static const char usage[] =
+    "usage: sae synth --out DIR [--text FILE...] [--d-in N] [--seed S]\n"
+    "                 [--max-tokens N] [--noise X] [--quiet]\n";
+static const char about_fmt[] =
+    "Tokenizes real English text into documents (paragraphs) and plants %zu\n"
+    "interpretable features (token classes, word lists, position and context), each\n"
+    "a random unit direction in d_in dims: a token's activation is the sum of its\n"
+    "features' directions times per-feature magnitudes (varied per token), plus\n"
+    "Gaussian noise. Writes into DIR:\n"
+    "  activations.safetensors  \"activations\" [n_tokens, d_in] float32\n"
+    "  tokens.jsonl             {\"id\": ..., \"tokens\": [...]} per document\n"
+    "  truth.safetensors        \"directions\" [n_features, d_in], \"magnitudes\"\n"
+    "  truth.jsonl              {\"index\", \"label\", \"count\", \"magnitude\"}\n";
 
 /* `sae synth`: parses flags, writes the four files, prints a summary line. */
 int cmd_synth(int argc, char **argv)
@@ -46,58 +35,28 @@ int cmd_synth(int argc, char **argv)
     int rc = SAE_EXIT_USAGE;
     if (!texts)
         return cli_fail("out of memory");
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i], *val = cli_value(argc, argv, i);
-        uint64_t u;
-        if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
-            usage(stdout);
-            rc = SAE_EXIT_OK;
-            goto out;
-        } else if (!strcmp(f, "--quiet")) {
-            quiet = true;
-            continue;
-        }
-        if (!val) {
-            rc = cli_usage("synth", "unknown argument or missing value: '%s'", f);
-            goto out;
-        }
-        i++;
-        if (!strcmp(f, "--out")) {
-            out = val;
-        } else if (!strcmp(f, "--text")) {
-            texts[n_texts++] = val;
-        } else if (!strcmp(f, "--d-in")) {
-            if (cli_parse_u64(val, 1, 1u << 20, &u)) {
-                rc = cli_usage("synth", "--d-in needs an integer in [1, 1048576]");
-                goto out;
-            }
-            o.d_in = (size_t)u;
-        } else if (!strcmp(f, "--seed")) {
-            if (cli_parse_u64(val, 0, UINT64_MAX, &u)) {
-                rc = cli_usage("synth", "--seed needs a non-negative integer");
-                goto out;
-            }
-            o.seed = u;
-        } else if (!strcmp(f, "--max-tokens")) {
-            if (cli_parse_u64(val, 1, (uint64_t)1 << 32, &u)) {
-                rc = cli_usage("synth", "--max-tokens needs a positive integer");
-                goto out;
-            }
-            o.max_tokens = (size_t)u;
-        } else if (!strcmp(f, "--noise")) {
-            if (cli_parse_double(val, 0, 1e6, &o.noise)) {
-                rc = cli_usage("synth", "--noise needs a non-negative number");
-                goto out;
-            }
-        } else {
-            rc = cli_usage("synth", "unknown argument '%s'", f);
-            goto out;
-        }
-    }
-    if (!out) {
-        rc = cli_usage("synth", "--out is required");
+    const cli_opt opts[] = {
+        {"--out", CLI_PATH, "DIR", CLI_TO(out), .required = true,
+         .help = "output folder (created if missing)"},
+        {"--text", CLI_PATH, "FILE", CLI_TO(texts[0]), .count = &n_texts, .max = (size_t)argc,
+         .help = "text to use, repeatable (default: the regular files of\n" SAE_SYNTH_DEFAULT_DIR
+                 ", in name order)"},
+        {"--d-in", CLI_U64, "N", CLI_TO(o.d_in), .lo = 1, .hi = 1u << 20,
+         .help = "activation width (default 256)"},
+        {"--seed", CLI_U64, "S", CLI_TO(o.seed), .hi = UINT64_MAX,
+         .help = "seed of directions, magnitudes and noise (default 0)"},
+        {"--max-tokens", CLI_U64, "N", CLI_TO(o.max_tokens), .lo = 1, .hi = (uint64_t)1 << 32,
+         .help = "stop after N tokens (default 200000)"},
+        {"--noise", CLI_DOUBLE, "X", CLI_TO(o.noise), .dhi = 1e6,
+         .help = "standard deviation of the noise per dimension (default 0.02)"},
+        {"--quiet", CLI_FLAG, CLI_TO(quiet), .help = "no summary on stderr"},
+    };
+    char about[sizeof about_fmt + 16];
+    snprintf(about, sizeof about, about_fmt, sae_synth_n_features());
+    const cli_spec spec = {.cmd = "synth", .usage = usage, .about = about, CLI_OPTS(opts)};
+    rc = cli_parse(&spec, argc, argv);
+    if (rc >= 0)
         goto out;
-    }
     o.texts = n_texts ? texts : NULL;
     o.n_texts = n_texts;
     sae_synth_summary sum;

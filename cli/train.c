@@ -23,58 +23,17 @@
 #include "train/synth.h"
 #include "train/train.h"
 
-/* The --help text. */
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: sae train --activations FILE... --out DIR [--arch standard|topk|autoencoder]\n"
-            "                 [--d-sae N] [--l1 X] [--k K] [--layers W,W,...] [--lr X]\n"
-            "                 [--batch N] [--steps N] [--seed S] [--truth SYNTH_DIR] ...\n"
-            "       sae train --bench [--d-in N] [--d-sae N] [--batch N] [--steps N]\n\n"
-            "Trains by hand-derived gradients (Adam, learning-rate warm-up and decay) and\n"
-            "writes DIR/cfg.json + DIR/sae_weights.safetensors (loadable by saed, sae index\n"
-            "and sae encode) and DIR/train_log.jsonl. Inputs are scaled so that E|x| =\n"
-            "sqrt(d_in); the factor is saved as norm_scaling_factor.\n\n"
-            "  --activations FILE   .safetensors (\"activations\" [n, d_in]) or .npy files,\n"
-            "                       one corpus in the order given\n"
-            "  --out DIR            the model folder to write (created if missing)\n"
-            "  --arch A             standard (ReLU, L1 on f_i*|W_dec,i|; default), topk, or\n"
-            "                       autoencoder (Linear+ReLU down to a bottleneck and back)\n"
-            "  --d-sae N            latents (default 4 * d_in)\n"
-            "  --l1 X               sparsity coefficient of standard (default 1)\n"
-            "  --k K                latents kept per row by topk (default min(32, d_sae/2))\n"
-            "  --layers W,W,...     autoencoder widths from d_in to the bottleneck\n"
-            "                       (default d_in,d_in/2,d_in/4; 4,3,2 gives 4-3-2-3-4)\n"
-            "  --lr X               peak Adam learning rate (default 0.004)\n"
-            "  --batch N            rows per step (default 1024)\n"
-            "  --steps N            steps (default: 20 passes over the data, at least\n"
-            "                       2000 and at most 50000)\n"
-            "  --seed S             seed (default 0); same seed, one thread: same weights\n"
-            "  --warmup N           learning-rate warm-up steps (default 5%% of steps, <= 1000)\n"
-            "  --decay X            fraction of steps with linear decay to 0 (default 0.2)\n"
-            "  --l1-warmup X        fraction of steps over which l1 ramps up (default 0.05)\n"
-            "  --init-norm X        norm of the initial decoder rows (default 0.1)\n"
-            "  --dead-window N      rows without firing after which a latent is dead\n"
-            "                       (default min(rows, 1000000))\n"
-            "  --no-resample        count dead latents but do not re-initialise them\n"
-            "  --dup-cos X          resample a latent whose decoder row has cosine >= X with\n"
-            "                       a more used latent's (default 0.8; 1: only dead ones)\n"
-            "  --log-every N        steps between train_log.jsonl records (default steps/100)\n"
-            "  --shuffle-mib N      shuffle buffer (default 1024 MiB; smaller corpora are\n"
-            "                       held whole)\n"
-            "  --model-name S       cfg.json model_name (default \"synthetic\")\n"
-            "  --hook-name S        cfg.json hook_name (default \"hook_synth\")\n"
-            "  --truth DIR          a `sae synth` folder: print the MMCS of the decoder\n"
-            "                       against its planted directions and write\n"
-            "                       DIR_OUT/explanations.jsonl (each latent labelled with its\n"
-            "                       closest planted feature, score = cosine)\n"
-            "  --threads N          BLAS threads (default: OpenBLAS's choice)\n"
-            "  --quiet              no progress on stderr\n\n"
-            "  --bench              time training steps on random data against raw sgemm of\n"
-            "                       the same shapes (5 products per step) in the same run;\n"
-            "                       defaults --d-in 768 --d-sae 24576 --batch 4096 --steps 4.\n"
-            "                       JSON on stdout.\n");
-}
+/* The --help text around the options. */
+static const char usage[] =
+    "usage: sae train --activations FILE... --out DIR [--arch standard|topk|autoencoder]\n"
+    "                 [--d-sae N] [--l1 X] [--k K] [--layers W,W,...] [--lr X]\n"
+    "                 [--batch N] [--steps N] [--seed S] [--truth SYNTH_DIR] ...\n"
+    "       sae train --bench [--d-in N] [--d-sae N] [--batch N] [--steps N]\n";
+static const char about[] =
+    "Trains by hand-derived gradients (Adam, learning-rate warm-up and decay) and\n"
+    "writes DIR/cfg.json + DIR/sae_weights.safetensors (loadable by saed, sae index\n"
+    "and sae encode) and DIR/train_log.jsonl. Inputs are scaled so that E|x| =\n"
+    "sqrt(d_in); the factor is saved as norm_scaling_factor.\n";
 
 /* Parsed flags; strings are borrowed from argv. */
 typedef struct train_args {
@@ -82,14 +41,15 @@ typedef struct train_args {
     const char **acts;
     size_t n_acts;
     const char *out, *truth;
-    bool quiet, bench;
+    bool quiet, bench, no_resample;
     int threads;
     size_t bench_d_in;
 } train_args;
 
-/* Parses "4,3,2" into o->layers. */
-static int parse_layers(const char *s, sae_train_opts *o)
+/* Parses "4,3,2" into the layers of the sae_train_opts at dst. */
+static int parse_layers(const char *s, void *dst)
 {
+    sae_train_opts *o = dst;
     o->n_layers = 0;
     sae_list it = sae_list_of(s);
     const char *p;
@@ -108,6 +68,18 @@ static int parse_layers(const char *s, sae_train_opts *o)
     return o->n_layers >= 2 ? 0 : -1;
 }
 
+/* Reads --arch (standard, topk or autoencoder) into the sae_arch at dst. */
+static int parse_arch(const char *s, void *dst)
+{
+    static const sae_arch trainable[] = {SAE_ARCH_STANDARD, SAE_ARCH_TOPK, SAE_ARCH_AUTOENCODER};
+    for (size_t i = 0; i < sizeof trainable / sizeof trainable[0]; i++)
+        if (!strcmp(s, sae_arch_name(trainable[i]))) {
+            *(sae_arch *)dst = trainable[i];
+            return 0;
+        }
+    return -1;
+}
+
 /* Parses argv into a (a->acts allocated, caller frees). Returns -1 to go on,
  * or an exit code. */
 static int parse_args(int argc, char **argv, train_args *a)
@@ -116,112 +88,84 @@ static int parse_args(int argc, char **argv, train_args *a)
     a->acts = calloc((size_t)argc, sizeof *a->acts);
     if (!a->acts)
         return cli_fail("out of memory");
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i], *val = cli_value(argc, argv, i);
-        uint64_t u;
-        double d;
-        if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
-            usage(stdout);
-            return SAE_EXIT_OK;
-        } else if (!strcmp(f, "--quiet")) {
-            a->quiet = true;
-            continue;
-        } else if (!strcmp(f, "--bench")) {
-            a->bench = true;
-            continue;
-        } else if (!strcmp(f, "--no-resample")) {
-            o->resample = 0;
-            continue;
-        } else if (!strcmp(f, "--activations")) {
-            while (i + 1 < argc && !cli_is_option(argv[i + 1]))
-                a->acts[a->n_acts++] = argv[++i];
-            if (!a->n_acts)
-                return cli_usage("train", "--activations needs at least one file");
-            continue;
-        }
-        if (!val)
-            return cli_usage("train", "unknown argument or missing value: '%s'", f);
-        i++;
-        if (!strcmp(f, "--out")) {
-            a->out = val;
-        } else if (!strcmp(f, "--truth")) {
-            a->truth = val;
-        } else if (!strcmp(f, "--arch")) {
-            if (!strcmp(val, "standard"))
-                o->arch = SAE_ARCH_STANDARD;
-            else if (!strcmp(val, "topk"))
-                o->arch = SAE_ARCH_TOPK;
-            else if (!strcmp(val, "autoencoder"))
-                o->arch = SAE_ARCH_AUTOENCODER;
-            else
-                return cli_usage("train", "--arch is standard, topk or autoencoder, not '%s'",
-                                 val);
-        } else if (!strcmp(f, "--layers")) {
-            if (parse_layers(val, o))
-                return cli_usage("train",
-                                 "--layers needs 2 to %d positive widths separated by commas",
-                                 SAE_AE_MAX_LAYERS);
-        } else if (!strcmp(f, "--model-name") || !strcmp(f, "--hook-name")) {
-            char *dst = !strcmp(f, "--model-name") ? o->model_name : o->hook_name;
-            if (!*val || strlen(val) >= sizeof o->model_name)
-                return cli_usage("train", "%s needs 1 to %zu characters", f,
-                                 sizeof o->model_name - 1);
-            snprintf(dst, sizeof o->model_name, "%s", val);
-        } else if (!strcmp(f, "--l1") || !strcmp(f, "--lr") || !strcmp(f, "--decay") ||
-                   !strcmp(f, "--l1-warmup") || !strcmp(f, "--init-norm") ||
-                   !strcmp(f, "--dup-cos")) {
-            bool frac = !strcmp(f, "--decay") || !strcmp(f, "--l1-warmup") ||
-                        !strcmp(f, "--dup-cos");
-            double hi = frac ? 1 : 1e6;
-            double lo = !strcmp(f, "--lr") || !strcmp(f, "--init-norm") ? 1e-12
-                        : !strcmp(f, "--dup-cos")                      ? 1e-6
-                                                                        : 0;
-            if (cli_parse_double(val, lo, hi, &d))
-                return cli_usage("train", "%s needs a number in [%g, %g]", f, lo, hi);
-            if (!strcmp(f, "--l1"))
-                o->l1 = d;
-            else if (!strcmp(f, "--lr"))
-                o->lr = d;
-            else if (!strcmp(f, "--decay"))
-                o->decay_frac = d;
-            else if (!strcmp(f, "--l1-warmup"))
-                o->l1_warmup_frac = d;
-            else if (!strcmp(f, "--dup-cos"))
-                o->dup_cos = d;
-            else
-                o->init_norm = d;
-        } else if (!strcmp(f, "--seed")) {
-            if (cli_parse_u64(val, 0, UINT64_MAX, &u))
-                return cli_usage("train", "--seed needs a non-negative integer");
-            o->seed = u;
-        } else if (!strcmp(f, "--threads")) {
-            if (cli_parse_u64(val, 1, 256, &u))
-                return cli_usage("train", "--threads needs an integer in [1, 256]");
-            a->threads = (int)u;
-        } else {
-            static const struct {
-                const char *flag;
-                uint64_t lo, hi;
-            } sizes[] = {{"--d-sae", 1, INT32_MAX},     {"--k", 1, INT32_MAX},
-                         {"--batch", 1, 1u << 20},      {"--steps", 1, 1u << 30},
-                         {"--warmup", 1, 1u << 30},     {"--dead-window", 1, UINT32_MAX},
-                         {"--log-every", 1, 1u << 30},  {"--shuffle-mib", 1, 1u << 20},
-                         {"--d-in", 1, 1u << 20}};
-            size_t k = 0, n = sizeof sizes / sizeof sizes[0];
-            while (k < n && strcmp(f, sizes[k].flag))
-                k++;
-            if (k == n)
-                return cli_usage("train", "unknown argument '%s'", f);
-            if (cli_parse_u64(val, sizes[k].lo, sizes[k].hi, &u))
-                return cli_usage("train", "%s needs an integer in [%llu, %llu]", f,
-                                 (unsigned long long)sizes[k].lo,
-                                 (unsigned long long)sizes[k].hi);
-            size_t *dst[] = {&o->d_sae,    &o->k,           &o->batch,
-                             &o->steps,    &o->lr_warmup,   &o->dead_window,
-                             &o->log_every, &o->shuffle_mib, &a->bench_d_in};
-            *dst[k] = (size_t)u;
-        }
-    }
+    const cli_opt opts[] = {
+        {"--activations", CLI_LIST, "FILE", CLI_TO(a->acts[0]), .count = &a->n_acts,
+         .max = (size_t)argc,
+         .help = ".safetensors (\"activations\" [n, d_in]) or .npy files,\n"
+                 "one corpus in the order given"},
+        {"--out", CLI_PATH, "DIR", CLI_TO(a->out),
+         .help = "the model folder to write (created if missing)"},
+        {"--arch", CLI_PARSE, "A", .dst = &o->arch, .parse = parse_arch,
+         .want = "standard, topk or autoencoder",
+         .help = "standard (ReLU, L1 on f_i*|W_dec,i|; default), topk, or\n"
+                 "autoencoder (Linear+ReLU down to a bottleneck and back)"},
+        {"--d-sae", CLI_U64, "N", CLI_TO(o->d_sae), .lo = 1, .hi = INT32_MAX,
+         .help = "latents (default 4 * d_in)"},
+        {"--l1", CLI_DOUBLE, "X", CLI_TO(o->l1), .dhi = 1e6,
+         .help = "sparsity coefficient of standard (default 1)"},
+        {"--k", CLI_U64, "K", CLI_TO(o->k), .lo = 1, .hi = INT32_MAX,
+         .help = "latents kept per row by topk (default min(32, d_sae/2))"},
+        {"--layers", CLI_PARSE, "W,W,...", .dst = o, .parse = parse_layers,
+         .want = "2 to " CLI_XSTR(SAE_AE_MAX_LAYERS) " positive widths separated by commas",
+         .help = "autoencoder widths from d_in to the bottleneck\n"
+                 "(default d_in,d_in/2,d_in/4; 4,3,2 gives 4-3-2-3-4)"},
+        {"--lr", CLI_DOUBLE, "X", CLI_TO(o->lr), .dlo = 1e-12, .dhi = 1e6,
+         .help = "peak Adam learning rate (default 0.004)"},
+        {"--batch", CLI_U64, "N", CLI_TO(o->batch), .lo = 1, .hi = 1u << 20,
+         .help = "rows per step (default 1024)"},
+        {"--steps", CLI_U64, "N", CLI_TO(o->steps), .lo = 1, .hi = 1u << 30,
+         .help = "steps (default: 20 passes over the data, at least\n"
+                 "2000 and at most 50000)"},
+        {"--seed", CLI_U64, "S", CLI_TO(o->seed), .hi = UINT64_MAX,
+         .help = "seed (default 0); same seed, one thread: same weights"},
+        {"--warmup", CLI_U64, "N", CLI_TO(o->lr_warmup), .lo = 1, .hi = 1u << 30,
+         .help = "learning-rate warm-up steps (default 5% of steps, <= 1000)"},
+        {"--decay", CLI_DOUBLE, "X", CLI_TO(o->decay_frac), .dhi = 1,
+         .help = "fraction of steps with linear decay to 0 (default 0.2)"},
+        {"--l1-warmup", CLI_DOUBLE, "X", CLI_TO(o->l1_warmup_frac), .dhi = 1,
+         .help = "fraction of steps over which l1 ramps up (default 0.05)"},
+        {"--init-norm", CLI_DOUBLE, "X", CLI_TO(o->init_norm), .dlo = 1e-12, .dhi = 1e6,
+         .help = "norm of the initial decoder rows (default 0.1)"},
+        {"--dead-window", CLI_U64, "N", CLI_TO(o->dead_window), .lo = 1, .hi = UINT32_MAX,
+         .help = "rows without firing after which a latent is dead\n"
+                 "(default min(rows, 1000000))"},
+        {"--no-resample", CLI_FLAG, CLI_TO(a->no_resample),
+         .help = "count dead latents but do not re-initialise them"},
+        {"--dup-cos", CLI_DOUBLE, "X", CLI_TO(o->dup_cos), .dlo = 1e-6, .dhi = 1,
+         .help = "resample a latent whose decoder row has cosine >= X with\n"
+                 "a more used latent's (default 0.8; 1: only dead ones)"},
+        {"--log-every", CLI_U64, "N", CLI_TO(o->log_every), .lo = 1, .hi = 1u << 30,
+         .help = "steps between train_log.jsonl records (default steps/100)"},
+        {"--shuffle-mib", CLI_U64, "N", CLI_TO(o->shuffle_mib), .lo = 1, .hi = 1u << 20,
+         .help = "shuffle buffer (default 1024 MiB; smaller corpora are\n"
+                 "held whole)"},
+        {"--model-name", CLI_STRING, "S", CLI_TO(o->model_name),
+         .help = "cfg.json model_name (default \"synthetic\")"},
+        {"--hook-name", CLI_STRING, "S", CLI_TO(o->hook_name),
+         .help = "cfg.json hook_name (default \"hook_synth\")"},
+        {"--truth", CLI_PATH, "DIR", CLI_TO(a->truth),
+         .help = "a `sae synth` folder: print the MMCS of the decoder\n"
+                 "against its planted directions and write\n"
+                 "DIR_OUT/explanations.jsonl (each latent labelled with the\n"
+                 "planted feature it matches, \"dead\" or \"unmatched (cos\n"
+                 "0.41)\"; score = cosine)"},
+        {"--threads", CLI_U64, "N", CLI_TO(a->threads), .lo = 1, .hi = 256,
+         .help = "BLAS threads (default: OpenBLAS's choice)"},
+        {"--quiet", CLI_FLAG, CLI_TO(a->quiet), .help = "no progress on stderr"},
+        {"--bench", CLI_FLAG, CLI_TO(a->bench),
+         .help = "time training steps on random data against raw sgemm of\n"
+                 "the same shapes (5 products per step) in the same run;\n"
+                 "defaults --d-in 768 --d-sae 24576 --batch 4096 --steps 4.\n"
+                 "JSON on stdout."},
+        {"--d-in", CLI_U64, "N", CLI_TO(a->bench_d_in), .lo = 1, .hi = 1u << 20,
+         .help = "--bench only: the width of its random rows"},
+    };
+    const cli_spec spec = {.cmd = "train", .usage = usage, .about = about, CLI_OPTS(opts)};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (a->no_resample)
+        o->resample = 0;
     if (a->bench)
         return -1;
     if (!a->n_acts)
@@ -307,7 +251,7 @@ static int score_truth(const truth *tr, const char *out_dir, const char *const *
     sae_synth_score sc;
     char path[4096];
     path_in(path, sizeof path, out_dir, "explanations.jsonl");
-    if (sae_model_load(out_dir, &m, NULL, 0, &err) ||
+    if (sae_model_load(out_dir, &m, NULL, &err) ||
         sae_synth_explain(m, acts, n_acts, tr->dirs, (const char *const *)tr->labels, tr->n,
                           path, &sc, &err)) {
         sae_model_free(m);

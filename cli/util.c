@@ -1,4 +1,5 @@
-/* util.c: error printing, strict flag parsing and the progress line. */
+/* util.c: error printing, the output-is-not-an-input check and the progress
+ * line. */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -49,33 +50,6 @@ void cli_warn(const char *fmt, ...)
     va_end(ap);
 }
 
-int cli_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    if (!s || !*s || strspn(s, "0123456789") != strlen(s))
-        return -1;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-int cli_parse_double(const char *s, double lo, double hi, double *out)
-{
-    /* strtod alone would take " 1", "0x10" and "infinity". */
-    if (!s || !*s || strspn(s, "0123456789+-.eE") != strlen(s))
-        return -1;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || !isfinite(v) || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 int cli_check_not_input(const char *cmd, const char *out, const char *const *inputs, size_t n)
 {
     struct stat so, si;
@@ -87,18 +61,6 @@ int cli_check_not_input(const char *cmd, const char *out, const char *const *inp
             return cli_usage(cmd, "--out %s is also an input (%s); write elsewhere", out,
                              inputs[i]);
     return -1;
-}
-
-bool cli_is_option(const char *s)
-{
-    return s[0] == '-' && s[1] != '\0';
-}
-
-const char *cli_value(int argc, char **argv, int i)
-{
-    if (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2))
-        return NULL;
-    return argv[i + 1];
 }
 
 void cli_progress_start(cli_progress *p, const char *label, const char *unit, uint64_t total,

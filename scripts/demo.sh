@@ -10,6 +10,15 @@
 # usage: scripts/demo.sh [--listen HOST:PORT] [--no-serve]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
+pid=
+# Any step that fails says so (its own error is above it; logged has named
+# its command already) and stops the daemon.
+on_error() {
+  case "$2" in logged\ *|return\ *) ;; *) echo "demo: failed (exit $1): $2" >&2 ;; esac
+  [ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null
+}
+trap 'on_error $? "$BASH_COMMAND"' ERR
 listen=127.0.0.1:8080
 serve=1
 while [ $# -gt 0 ]; do
@@ -22,10 +31,13 @@ done
 scripts/deps.sh build
 
 t0=$(date +%s)
+# Quiet while the build goes well; meson's or ninja's whole output when it does not.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 if [ ! -f build/build.ninja ]; then
-  meson setup build --buildtype=release >/dev/null
+  logged "$log" meson setup build --buildtype=release
 fi
-ninja -C build >/dev/null
+logged "$log" ninja -C build
 SAE=build/cli/sae
 SAED=build/server/saed
 out=demo
@@ -69,15 +81,14 @@ printf '\nbuilt in %ss: %s/synth (data), %s/model (SAE), %s/index.db (index)\n' 
 step "saed on http://$listen"
 "$SAED" --model "$out/model" --index "$out/index.db" --listen "$listen" --quiet &
 pid=$!
-trap 'kill -TERM $pid 2>/dev/null; wait $pid' INT TERM
-for _ in $(seq 100); do
-  curl -fs "http://$listen/v1/health" >/dev/null 2>&1 && break
-  kill -0 $pid 2>/dev/null || { echo "demo: saed did not start" >&2; exit 1; }
+trap 'kill -TERM $pid 2>/dev/null; wait $pid || true; exit 0' INT TERM
+until curl -fs "http://$listen/v1/health" >/dev/null 2>&1; do
+  kill -0 $pid 2>/dev/null || { echo "demo: saed did not start (its error is above)" >&2; exit 1; }
   sleep 0.1
 done
 echo "GET /v1/features?q=pronoun&limit=3&sort=density&order=desc:"
-curl -fs "http://$listen/v1/features?q=pronoun&limit=3&sort=density&order=desc" |
-  head -c 600; echo " ..."
+body=$(curl -fsS "http://$listen/v1/features?q=pronoun&limit=3&sort=density&order=desc")
+printf '%s ...\n' "${body:0:600}"
 cat <<EOT
 
 Look at:   http://$listen/            the feature browser (search "negation", open a feature)

@@ -1,17 +1,34 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, the Debian 12 packages the build (and, with `test`,
 # every test) needs that are not there yet. Safe to run again; does nothing
-# when all are present.
-# usage: scripts/deps.sh [build|test]
-set -euo pipefail
+# when all are present. With --list it prints the packages, one a line, and
+# installs nothing (scripts/test.sh's freshbuild stage reads the build list).
+# usage: scripts/deps.sh [build|test] [--list]
+set -eEuo pipefail
+trap 'echo "deps: failed (exit $?): $BASH_COMMAND" >&2' ERR
+which=build list=0
+for a in "$@"; do
+  case "$a" in
+    build|test) which=$a ;;
+    --list) list=1 ;;
+    *) echo "usage: scripts/deps.sh [build|test] [--list]" >&2; exit 2 ;;
+  esac
+done
+# The build: compiler, meson, the libraries meson.build requires (its
+# build_pkg) and curl, which scripts/demo.sh asks the daemon with.
 want=(meson ninja-build pkg-config gcc libc6-dev libmicrohttpd-dev libjansson-dev
-      libsqlite3-dev check libopenblas-dev libxxhash-dev zlib1g-dev curl)
-if [ "${1:-build}" = test ]; then
-  # fuzzing (clang + libFuzzer runtime), integration clients, load (wrk),
-  # the deploy checks (nginx, sqlite3 CLI) and the browser tests (chromium).
-  want+=(clang libclang-rt-14-dev libcurl4-openssl-dev wrk python3 nginx sqlite3
+      libsqlite3-dev libopenblas-dev libxxhash-dev zlib1g-dev curl)
+if [ "$which" = test ]; then
+  # Unit tests (Check) and integration clients (libcurl): meson.build's
+  # test_pkg; fuzzing (clang + libFuzzer runtime), load (wrk), the deploy
+  # checks (nginx, sqlite3 CLI) and the browser tests (chromium).
+  want+=(check libcurl4-openssl-dev clang libclang-rt-14-dev wrk python3 nginx sqlite3
          chromium fonts-dejavu-core)
   command -v node >/dev/null 2>&1 || want+=(nodejs npm)
+fi
+if [ "$list" = 1 ]; then
+  printf '%s\n' "${want[@]}"
+  exit 0
 fi
 missing=()
 for p in "${want[@]}"; do

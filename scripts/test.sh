@@ -9,11 +9,18 @@
 #   5. deploy: manifests validated offline, sharded Job path == unsharded
 #      build, three replicas behind nginx with one killed mid-run
 #   6. the web browser in headless Chromium against saed on a demo index
+#   7. freshbuild: with only scripts/deps.sh build's packages visible to meson
+#      (a fresh machine that ran scripts/demo.sh), configure, build sae and
+#      saed and run them; setup must say the test suites are skipped
+# Every test package is installed here, so stages 1 and 2 fail when meson
+# setup reports a skipped test suite.
 # Prints "test.sh: N passed, M failed" (stages) and exits 1 if any failed.
-# usage: scripts/test.sh [--only STAGE[,STAGE...]]   stages: build,asan,fuzz,hardening,deploy,web
+# usage: scripts/test.sh [--only STAGE[,STAGE...]]
+#   stages: build,asan,fuzz,hardening,deploy,web,freshbuild
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+. scripts/lib.sh
 only=all
 [ "${1:-}" = --only ] && only=${2:?}
 scripts/deps.sh test || exit 1
@@ -32,10 +39,17 @@ stage() {
     failed=$((failed + 1)); failures+=("$name"); echo "=== $name: FAILED ($((SECONDS - t0)) s)"
   fi
 }
-setup() { # setup DIR ARGS...: configure once, reconfigure when it exists
-  local dir=$1; shift
-  if [ -f "$dir/build.ninja" ]; then meson setup "$dir" "$@" --reconfigure >/dev/null
-  else meson setup "$dir" "$@" >/dev/null; fi
+# setup DIR ARGS...: configures DIR once, reconfigures it when it exists; quiet
+# unless it fails. Fails too when meson skipped a test suite: every test
+# package is installed here, so every test must be defined.
+setup() {
+  local dir=$1 re=(); shift
+  [ -f "$dir/build.ninja" ] && re=(--reconfigure)
+  mkdir -p "$dir" && logged "$dir/setup.log" meson setup "$dir" "$@" "${re[@]}" || return 1
+  if grep 'test suite skipped' "$dir/setup.log" >&2; then
+    echo "test.sh: meson setup $dir skipped tests although scripts/deps.sh test ran" >&2
+    return 1
+  fi
 }
 
 build_and_test() {
@@ -75,12 +89,57 @@ web() { # a small demo (synth -> train -> index), then the browser tests against
   tests/web/run.sh --saed "$B/server/saed" --model "$d/model" --index "$d/index.db"
 }
 
+# build_pc_dir DIR: fills DIR with links to the pkg-config files a fresh machine
+# would have after scripts/deps.sh build: those of its packages and of every
+# installed package they depend on (a library's Requires come with it).
+build_pc_dir() {
+  local dir=$1 pkgs f
+  pkgs=$(apt-cache depends --recurse --installed --no-recommends --no-suggests \
+           --no-conflicts --no-breaks --no-replaces --no-enhances \
+           $(scripts/deps.sh build --list) | grep -v '^ ' | sort -u) || return 1
+  for f in $(for p in $pkgs; do dpkg -L "$p" 2>/dev/null; done | grep '\.pc$'); do
+    [ -e "$dir/${f##*/}" ] || ln -s "$f" "$dir/${f##*/}" || return 1
+  done
+}
+# The freshbuild stage: scripts/demo.sh's build on a machine without the test
+# packages, simulated here by what meson may see: pkg-config limited to the
+# build packages' files, and no cmake (meson's fallback finder; the native
+# file names one that is nowhere).
+freshbuild() {
+  local f=$root/build-fresh m
+  local d=$f/build
+  rm -rf "$f" && mkdir -p "$f/pkgconfig" || return 1
+  build_pc_dir "$f/pkgconfig" || return 1
+  for m in check libcurl; do
+    if PKG_CONFIG_LIBDIR=$f/pkgconfig pkg-config --exists "$m"; then
+      echo "freshbuild: $m is visible with the build packages only; scripts/deps.sh build lists a test package" >&2
+      return 1
+    fi
+  done
+  printf "[binaries]\ncmake = 'saed-no-cmake'\n" >"$f/no-cmake.ini"
+  PKG_CONFIG_LIBDIR=$f/pkgconfig PKG_CONFIG_PATH='' \
+    logged "$f/setup.log" meson setup "$d" --buildtype=release -Dwerror=true \
+      --native-file "$f/no-cmake.ini" || return 1
+  for m in 'unit (all but layering) and slow' 'integration daemon and features'; do
+    grep -qF "test suite skipped: $m" "$f/setup.log" || {
+      cat "$f/setup.log" >&2
+      echo "freshbuild: meson setup did not say that it skipped: $m" >&2
+      return 1
+    }
+  done
+  logged "$f/ninja.log" ninja -C "$d" cli/sae server/saed &&
+    logged "$f/synth.log" "$d/cli/sae" synth --out "$f/synth" --seed 1 --max-tokens 2000 --quiet &&
+    [ -s "$f/synth/activations.safetensors" ] &&
+    logged "$f/saed.log" "$d/server/saed" --help
+}
+
 stage build build_and_test
 stage asan asan
 stage fuzz fuzz
 stage hardening hardening
 stage deploy deploy
 stage web web
+stage freshbuild freshbuild
 
 echo "test.sh: $passed passed, $failed failed${failures[*]:+ (${failures[*]})}"
 [ "$failed" -eq 0 ]

@@ -323,7 +323,7 @@ static enum MHD_Result query_option(void *cls, enum MHD_ValueKind kind, const ch
         q->o->threshold = (float)v;
         break;
     }
-    case F_INCLUDE:
+    case F_INCLUDE: {
         sae_list it = sae_list_of(value);
         const char *p;
         size_t n;
@@ -333,6 +333,7 @@ static enum MHD_Result query_option(void *cls, enum MHD_ValueKind kind, const ch
                 return MHD_NO;
             }
         break;
+    }
     }
     return MHD_YES;
 }

@@ -85,7 +85,7 @@ void json_histogram(struct saed_buf *b, const sae_store_histogram *h);
 
 /* The label of a feature: its best-scored explanation (the first of equal
  * scores; no score counts lowest), or NULL. Borrowed from e. */
-const sae_store_explanation *best_explanation(const sae_store_explanations *e);
+const sae_explanation *best_explanation(const sae_explanations *e);
 
 /* Sends b as a 200 JSON reply (or 500 when b failed). */
 enum MHD_Result reply_buf(struct saed_req *rq, struct saed_buf *b);

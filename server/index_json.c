@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "feature_routes.h"
-#include "index/indexer.h"
+#include "index/index_hist.h"
 #include "jsonin.h"
 
 /* The lower edges of the index's fixed histogram bins as text, formatted
@@ -95,11 +95,11 @@ void json_histogram(struct saed_buf *b, const sae_store_histogram *h)
     buf_puts(b, "]}");
 }
 
-const sae_store_explanation *best_explanation(const sae_store_explanations *e)
+const sae_explanation *best_explanation(const sae_explanations *e)
 {
-    const sae_store_explanation *best = NULL;
+    const sae_explanation *best = NULL;
     for (size_t i = 0; i < e->n; i++) {
-        const sae_store_explanation *x = &e->items[i];
+        const sae_explanation *x = &e->items[i];
         if (!x->description || !*x->description)
             continue;
         if (!best || (x->has_score && (!best->has_score || x->score > best->score)))
@@ -156,7 +156,7 @@ int json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature 
                  sae_error *err)
 {
     sae_store_histogram h = {0};
-    sae_store_explanations e = {0};
+    sae_explanations e = {0};
     sae_store_neighbours nb = {0};
     sae_store_examples ex = {0};
     int rc;
@@ -180,13 +180,13 @@ int json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature 
     snprintf(num, sizeof num, ",\"n_active\":%llu", (unsigned long long)f->n_active);
     buf_puts(b, num);
     buf_puts(b, ",\"label\":");
-    const sae_store_explanation *best = best_explanation(&e);
+    const sae_explanation *best = best_explanation(&e);
     json_str_or_null(b, best ? best->description : NULL);
     buf_puts(b, ",\"histogram\":");
     json_histogram(b, &h);
     buf_puts(b, ",\"explanations\":[");
     for (size_t i = 0; i < e.n; i++) {
-        const sae_store_explanation *x = &e.items[i];
+        const sae_explanation *x = &e.items[i];
         buf_puts(b, i ? ",{\"description\":" : "{\"description\":");
         json_str_or_null(b, x->description);
         buf_puts(b, ",\"score\":");
@@ -222,7 +222,7 @@ int json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature 
     buf_putc(b, '}');
 out:
     sae_store_histogram_free(&h);
-    sae_store_explanations_free(&e);
+    sae_explanations_free(&e);
     sae_store_neighbours_free(&nb);
     sae_store_examples_free(&ex);
     return rc;

@@ -31,7 +31,7 @@ int index_labels_load(sae_store *s, struct index_labels **out, sae_error *err)
     size_t n = (size_t)info->d_sae;
     sae_store_conn *c = NULL;
     sae_store_feature_list fl = {0};
-    sae_store_explanations ex = {0};
+    sae_explanations ex = {0};
     size_t *best = NULL; /* (n) index into ex.items + 1, 0 for none */
     double *density = NULL;
     struct saed_buf b;
@@ -57,10 +57,10 @@ int index_labels_load(sae_store *s, struct index_labels **out, sae_error *err)
             density[fl.items[i].index] = fl.items[i].density;
     /* The same rule as best_explanation, over explanations in file order. */
     for (size_t i = 0; i < ex.n; i++) {
-        const sae_store_explanation *x = &ex.items[i];
+        const sae_explanation *x = &ex.items[i];
         if (x->feature >= n || !x->description || !*x->description)
             continue;
-        const sae_store_explanation *bx = best[x->feature] ? &ex.items[best[x->feature] - 1] : NULL;
+        const sae_explanation *bx = best[x->feature] ? &ex.items[best[x->feature] - 1] : NULL;
         if (!bx || (x->has_score && (!bx->has_score || x->score > bx->score)))
             best[x->feature] = i + 1;
     }
@@ -89,7 +89,7 @@ out:
     free(best);
     free(density);
     buf_free(&b);
-    sae_store_explanations_free(&ex);
+    sae_explanations_free(&ex);
     sae_store_feature_list_free(&fl);
     sae_store_disconnect(c);
     index_labels_free(l);

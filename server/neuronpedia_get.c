@@ -57,7 +57,7 @@ static int np_body(struct saed_buf *b, sae_store_conn *c, uint64_t i, sae_error 
     sae_store_feature f;
     sae_store_histogram h = {0};
     sae_store_neighbours nb = {0};
-    sae_store_explanations e = {0};
+    sae_explanations e = {0};
     sae_store_examples top = {0}, qua = {0};
     int rc;
     if ((rc = sae_store_get_feature(c, i, &f, err)) ||
@@ -104,7 +104,7 @@ static int np_body(struct saed_buf *b, sae_store_conn *c, uint64_t i, sae_error 
     }
     buf_puts(b, "],\"explanations\":[");
     for (size_t k = 0; k < e.n; k++) {
-        const sae_store_explanation *x = &e.items[k];
+        const sae_explanation *x = &e.items[k];
         buf_puts(b, k ? ",{\"description\":" : "{\"description\":");
         json_strn(b, x->description, strlen(x->description));
         buf_puts(b, ",\"typeName\":");
@@ -128,7 +128,7 @@ static int np_body(struct saed_buf *b, sae_store_conn *c, uint64_t i, sae_error 
 out:
     sae_store_histogram_free(&h);
     sae_store_neighbours_free(&nb);
-    sae_store_explanations_free(&e);
+    sae_explanations_free(&e);
     sae_store_examples_free(&top);
     sae_store_examples_free(&qua);
     return rc;

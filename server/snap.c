@@ -40,13 +40,13 @@ struct saed_snap *sae_acquire(struct saed_sae *sae)
  * its last request. */
 int sae_reload(struct saed_sae *sae, sae_error *err)
 {
-    char warn[1024] = "";
+    sae_model_warnings warn;
     sae_model *m = NULL;
-    int rc = sae_model_load(sae->model_dir, &m, warn, sizeof warn, err);
+    int rc = sae_model_load(sae->model_dir, &m, &warn, err);
     if (rc)
         return rc;
-    if (warn[0])
-        fprintf(stderr, "saed: warning: %s%s", warn, warn[strlen(warn) - 1] == '\n' ? "" : "\n");
+    for (size_t i = 0; i < warn.n; i++)
+        fprintf(stderr, "saed: warning: %s\n", warn.line[i]);
     if (m->arch == SAE_ARCH_AUTOENCODER) {
         sae_model_free(m);
         return sae_error_set(err, SAE_EINVAL,

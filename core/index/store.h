@@ -12,7 +12,10 @@
  * it is a complete saed index (application_id, user_version, size, meta) and
  * loads what every request needs (meta, the vocabulary) once; it is then
  * shared, read-only, by all threads. Each thread makes its own
- * sae_store_conn (a SQLite connection with its prepared statements). */
+ * sae_store_conn (a SQLite connection with its prepared statements).
+ *
+ * The code is the store_*.c files, one job each (the list is in
+ * store_internal.h). */
 #ifndef SAE_STORE_H
 #define SAE_STORE_H
 
@@ -20,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "index/explanations.h"
 #include "io/error.h"
 
 #define SAE_STORE_APPLICATION_ID 0x53414549u /* "SAEI" */
@@ -190,28 +194,12 @@ int sae_store_get_neighbours(sae_store_conn *c, uint64_t index, sae_store_neighb
                              sae_error *err);
 void sae_store_neighbours_free(sae_store_neighbours *n);
 
-/* Explanations, in file order. Neuronpedia's typeName / scoreV1 are
- * type_name / score. */
-typedef struct sae_store_explanation {
-    uint64_t id;
-    uint32_t feature;
-    char *description;      /* owned */
-    bool has_score;
-    double score;
-    char *source;           /* owned; NULL when absent */
-    char *type_name;        /* owned; NULL when absent */
-} sae_store_explanation;
-typedef struct sae_store_explanations {
-    size_t n;
-    sae_store_explanation *items; /* (n) owned */
-} sae_store_explanations;
-/* One feature's explanations. */
-int sae_store_get_explanations(sae_store_conn *c, uint64_t index, sae_store_explanations *out,
+/* One feature's explanations, in id order (free with sae_explanations_free;
+ * digest is ""). */
+int sae_store_get_explanations(sae_store_conn *c, uint64_t index, sae_explanations *out,
                                sae_error *err);
 /* Every explanation of the index (for `sae merge`). */
-int sae_store_get_all_explanations(sae_store_conn *c, sae_store_explanations *out,
-                                   sae_error *err);
-void sae_store_explanations_free(sae_store_explanations *e);
+int sae_store_get_all_explanations(sae_store_conn *c, sae_explanations *out, sae_error *err);
 
 /* Listing and search (GET /v1/features). */
 typedef enum sae_store_sort {

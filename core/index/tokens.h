@@ -1,6 +1,7 @@
-/* tokens.h: the two JSON Lines inputs of `sae index` (CONTRACT section 3).
+/* tokens.h: the tokens file of `sae index` (CONTRACT section 3), read with
+ * the JSON Lines reader of jsonl.h (lines are capped at SAE_JSONL_MAX_LINE).
  *
- * Tokens: one document a line, {"id": "...", "tokens": ["The", " cat", ...]}.
+ * One document a line, {"id": "...", "tokens": ["The", " cat", ...]}.
  * `id` is optional (a string, or an integer written in decimal); without it
  * the document's id is its 1-based line number. Blank lines are skipped, so a
  * document's index (0-based, used everywhere inside the index) counts only
@@ -9,12 +10,7 @@
  *
  * The reader never holds the corpus: opening validates every line and keeps
  * per document only where its line is and where its rows start (32 bytes per
- * document); a document's tokens are parsed again on demand.
- *
- * Explanations: {"index": 12, "description": "...", "score": 0.8, "source":
- * "..."}; Neuronpedia export lines are read as they are: `index` may be a
- * decimal string, `scoreV1` stands for a missing `score`, `explanationModelName`
- * for a missing `source`, and `typeName` is kept. Other keys are ignored. */
+ * document); a document's tokens are parsed again on demand. */
 #ifndef SAE_TOKENS_H
 #define SAE_TOKENS_H
 
@@ -23,9 +19,6 @@
 #include <stdint.h>
 
 #include "io/error.h"
-
-/* Lines longer than this are refused (a cap on what one line may allocate). */
-#define SAE_JSONL_MAX_LINE ((size_t)256 << 20)
 
 /* An opened, validated tokens file. Owns everything it points to. */
 typedef struct sae_tokens {
@@ -63,27 +56,5 @@ typedef struct sae_doc {
  * sae_tokens_open saw (the file changed under us). */
 int sae_tokens_read_doc(const sae_tokens *t, size_t doc, sae_doc *out, sae_error *err);
 void sae_doc_free(sae_doc *d);
-
-/* One explanation line. */
-typedef struct sae_explanation {
-    uint32_t feature;
-    char *description;      /* owned */
-    bool has_score;
-    double score;
-    char *source;           /* owned; NULL when absent */
-    char *type_name;        /* owned; NULL when absent */
-} sae_explanation;
-
-/* Every line of an explanations file, in file order. */
-typedef struct sae_explanations {
-    size_t n;
-    sae_explanation *items; /* (n) owned */
-    char digest[33];        /* XXH3-128 of the file ("" when nothing was read) */
-} sae_explanations;
-
-/* Reads path; every index must be < d_sae. Errors name the file and line. */
-int sae_explanations_read(const char *path, size_t d_sae, sae_explanations *out,
-                          sae_error *err);
-void sae_explanations_free(sae_explanations *e);
 
 #endif

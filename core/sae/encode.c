@@ -629,23 +629,19 @@ static void block_prepare(const sae_model *m, sae_workspace *ws, const float *x,
     }
 }
 
-/* dense (rows, d_sae) = xn (rows, d_in) · W_enc, where W_enc is stored either
- * (d_in, d_sae) or, for sparsify, (d_sae, d_in) and used transposed in place. */
-static void block_gemm(const sae_model *m, sae_workspace *ws, size_t rows)
+void sae_gemm_rows(const float *w, bool w_t, size_t d_in, size_t d_sae, const float *x,
+                   size_t rows, float *y)
 {
-    int d_in = (int)m->d_in, d_sae = (int)m->d_sae;
+    int di = (int)d_in, ds = (int)d_sae;
     if (rows == 1) {
-        if (m->w_enc_t)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, d_sae, d_in, 1.0f, m->w_enc, d_in, ws->xn, 1,
-                        0.0f, ws->dense, 1);
+        if (w_t)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, ds, di, 1.0f, w, di, x, 1, 0.0f, y, 1);
         else
-            cblas_sgemv(CblasRowMajor, CblasTrans, d_in, d_sae, 1.0f, m->w_enc, d_sae, ws->xn, 1,
-                        0.0f, ws->dense, 1);
+            cblas_sgemv(CblasRowMajor, CblasTrans, di, ds, 1.0f, w, ds, x, 1, 0.0f, y, 1);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, m->w_enc_t ? CblasTrans : CblasNoTrans, (int)rows,
-                d_sae, d_in, 1.0f, ws->xn, d_in, m->w_enc, m->w_enc_t ? d_in : d_sae, 0.0f,
-                ws->dense, d_sae);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, w_t ? CblasTrans : CblasNoTrans, (int)rows, ds, di,
+                1.0f, x, di, w, w_t ? di : ds, 0.0f, y, ds);
 }
 
 /* Finishes one row: its reconstruction and metrics when asked (from the full
@@ -700,7 +696,7 @@ int sae_encode(const sae_model *m, sae_workspace *ws, const float *x, size_t n,
         size_t rows = n - r0 < ws->block_rows ? n - r0 : ws->block_rows;
         const float *xb = x + r0 * m->d_in;
         block_prepare(m, ws, xb, rows);
-        block_gemm(m, ws, rows);
+        sae_gemm_rows(m->w_enc, m->w_enc_t, m->d_in, m->d_sae, ws->xn, rows, ws->dense);
         for (size_t r = 0; r < rows; r++) {
             rc = row_finish(m, ws, r, xb + r * m->d_in, opt, out, metrics ? metrics + r0 + r : NULL,
                             recon ? recon + (r0 + r) * m->d_in : NULL, err);

@@ -94,6 +94,16 @@ bool sae_decode_is_normalised(const sae_model *m);
  * (< d_sae) and values (finite); error names the row and position. */
 int sae_decode(const sae_model *m, const sae_sparse *f, float *out, sae_error *err);
 
+/* y (rows, d_sae) = x (rows, d_in) · W: the one encoder-shaped product of the
+ * house, used by sae_encode and timed raw by `sae bench` and bench/loadgen so
+ * their baselines are the very BLAS call the encoder makes. W is stored
+ * row-major (d_in, d_sae), or (d_sae, d_in) when w_t (sparsify's
+ * encoder.weight, used transposed in place). One row is one cblas_sgemv,
+ * more rows one cblas_sgemm, with alpha 1 and beta 0 (y is overwritten).
+ * Borrows everything; d_in and d_sae must fit in an int. */
+void sae_gemm_rows(const float *w, bool w_t, size_t d_in, size_t d_sae, const float *x,
+                   size_t rows, float *y);
+
 /* Bounds OpenBLAS's threads (containers' CPU quotas are not seen by it).
  * The setting is process-wide. */
 void sae_set_blas_threads(int n);

@@ -1,13 +1,13 @@
 /* model.c: loading an SAE folder, and building one from arrays.
- * The folder loader (cfg.json parsing, SAELens/sparsify layouts) is below the
- * shared helpers. */
+ * cfg.json is read by model_cfg.c; here the weights file is found, mapped,
+ * checked against what cfg asks for and bound to the model. The folder loader
+ * is below the shared helpers, its steps before sae_model_load itself. */
 #include "sae/model.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,33 +17,9 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "sae/autoencoder.h"
 #include "io/mapped.h"
-
-/* The cfg.json spelling of an architecture. */
-const char *sae_arch_name(sae_arch a)
-{
-    switch (a) {
-    case SAE_ARCH_STANDARD: return "standard";
-    case SAE_ARCH_JUMPRELU: return "jumprelu";
-    case SAE_ARCH_TOPK: return "topk";
-    case SAE_ARCH_GATED: return "gated";
-    case SAE_ARCH_AUTOENCODER: return "autoencoder";
-    }
-    return "?";
-}
-
-/* The cfg.json spelling of a normalisation mode. */
-const char *sae_norm_name(sae_norm n)
-{
-    switch (n) {
-    case SAE_NORM_NONE: return "none";
-    case SAE_NORM_CONSTANT_NORM_RESCALE: return "constant_norm_rescale";
-    case SAE_NORM_LAYER_NORM: return "layer_norm";
-    case SAE_NORM_EXPECTED_AVERAGE_ONLY_IN: return "expected_average_only_in";
-    }
-    return "?";
-}
+#include "sae/autoencoder.h"
+#include "sae/model_cfg.h"
 
 /* Keeps buf for freeing with the model. */
 static int model_own(sae_model *m, float *buf, sae_error *err)
@@ -56,6 +32,20 @@ static int model_own(sae_model *m, float *buf, sae_error *err)
     m->owned = grown;
     m->owned[m->n_owned++] = buf;
     return 0;
+}
+
+/* Sets *dst to exp(src[i]) for i < d_sae, in a buffer the model owns; `what`
+ * names it in the out-of-memory message. */
+static int model_own_exp(sae_model *m, const float *src, const float **dst, const char *what,
+                         sae_error *err)
+{
+    float *e = malloc(m->d_sae * sizeof *e);
+    if (!e)
+        return sae_error_set(err, SAE_ENOMEM, "out of memory for %s", what);
+    for (size_t i = 0; i < m->d_sae; i++)
+        e[i] = expf(src[i]);
+    *dst = e;
+    return model_own(m, e, err);
 }
 
 /* Computes dec_norm (always) and exp_r_mag (gated) from the weights in place. */
@@ -79,15 +69,8 @@ static int model_derive(sae_model *m, const float *r_mag, sae_error *err)
             s += acc[q];
         m->dec_norm[i] = (float)sqrt(s);
     }
-    if (m->arch == SAE_ARCH_GATED) {
-        float *e = malloc(m->d_sae * sizeof *e);
-        if (!e)
-            return sae_error_set(err, SAE_ENOMEM, "out of memory for exp(r_mag)");
-        for (size_t i = 0; i < m->d_sae; i++)
-            e[i] = expf(r_mag[i]);
-        m->exp_r_mag = e;
-        return model_own(m, e, err);
-    }
+    if (m->arch == SAE_ARCH_GATED)
+        return model_own_exp(m, r_mag, &m->exp_r_mag, "exp(r_mag)", err);
     return 0;
 }
 
@@ -221,289 +204,6 @@ out:
     if (fd >= 0)
         close(fd);
     return rc;
-}
-
-/* ------------------------------------------------------------ cfg.json */
-
-#define CFG_MAX_BYTES (16u << 20) /* SAELens configs are a few KB; this caps a hostile one */
-
-/* What cfg.json says, before any tensor is looked at. Strings are borrowed
- * from the parsed JSON. */
-typedef struct model_cfg {
-    sae_arch arch;
-    size_t d_in, d_sae;             /* 0 when not given (sparsify reads them from tensors) */
-    size_t k;                       /* topk; 0 when not given */
-    size_t sparsify_latents;        /* sparsify: num_latents, or 0 */
-    size_t sparsify_expansion;      /* sparsify: expansion_factor, or 0 */
-    bool rescale, apply_b_dec;
-    sae_norm norm;
-    bool has_scale;
-    double scale;                   /* norm_scaling_factor when has_scale */
-    const char *model_name, *hook_name;
-} model_cfg;
-
-/* Reads obj[key] as an optional non-negative integer. Sets *present and *out;
- * null counts as absent. Anything else is an error naming the field. */
-static int cfg_uint(const json_t *obj, const char *key, const char *path, size_t *out,
-                    bool *present, sae_error *err)
-{
-    json_t *v = json_object_get(obj, key);
-    *present = false;
-    if (!v || json_is_null(v))
-        return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
-        return sae_error_set(err, SAE_EINVAL, "%s: %s must be a non-negative integer", path,
-                             key);
-    *out = (size_t)json_integer_value(v);
-    *present = true;
-    return 0;
-}
-
-/* Reads obj[key] as an optional boolean (absent or null: dflt). */
-static int cfg_bool(const json_t *obj, const char *key, const char *path, bool dflt, bool *out,
-                    sae_error *err)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v)) {
-        *out = dflt;
-        return 0;
-    }
-    if (!json_is_boolean(v))
-        return sae_error_set(err, SAE_EINVAL, "%s: %s must be true or false", path, key);
-    *out = json_is_true(v);
-    return 0;
-}
-
-/* Reads obj[key] as an optional string (absent or null: NULL). */
-static int cfg_str(const json_t *obj, const char *key, const char *path, const char **out,
-                   sae_error *err)
-{
-    json_t *v = json_object_get(obj, key);
-    *out = NULL;
-    if (!v || json_is_null(v))
-        return 0;
-    if (!json_is_string(v))
-        return sae_error_set(err, SAE_EINVAL, "%s: %s must be a string", path, key);
-    *out = json_string_value(v);
-    return 0;
-}
-
-/* model_name / hook_name: top level first, then under "metadata" (SAELens 6),
- * and the pre-6.0 name `hook_point` for hook_name. */
-static int cfg_names(const json_t *cfg, const char *path, model_cfg *c, sae_error *err)
-{
-    const json_t *meta = json_object_get(cfg, "metadata");
-    int rc;
-    if (meta && !json_is_null(meta) && !json_is_object(meta))
-        return sae_error_set(err, SAE_EINVAL, "%s: metadata must be an object", path);
-    if (!json_is_object(meta))
-        meta = NULL;
-    if ((rc = cfg_str(cfg, "model_name", path, &c->model_name, err)))
-        return rc;
-    if (!c->model_name && meta && (rc = cfg_str(meta, "model_name", path, &c->model_name, err)))
-        return rc;
-    const char *const hook_keys[] = {"hook_name", "hook_point"};
-    for (int i = 0; i < 2 && !c->hook_name; i++) {
-        if ((rc = cfg_str(cfg, hook_keys[i], path, &c->hook_name, err)))
-            return rc;
-        if (!c->hook_name && meta && (rc = cfg_str(meta, hook_keys[i], path, &c->hook_name, err)))
-            return rc;
-    }
-    return 0;
-}
-
-/* Appends one warning line to warn (lines separated by '\n', no final newline). */
-static void warn_add(char *warn, size_t warn_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void warn_add(char *warn, size_t warn_len, const char *fmt, ...)
-{
-    if (!warn || !warn_len)
-        return;
-    size_t used = strnlen(warn, warn_len);
-    if (used && used + 1 < warn_len)
-        warn[used++] = '\n', warn[used] = '\0';
-    if (used + 1 >= warn_len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(warn + used, warn_len - used, fmt, ap);
-    va_end(ap);
-}
-
-/* Reads a SAELens cfg.json (6.x, and the pre-6.0 keys activation_fn(_str),
- * activation_fn_kwargs.k, hook_point). Unknown keys are ignored: SAELens
- * configs carry many training settings that do not matter for inference. */
-static int cfg_saelens(const json_t *cfg, const char *path, model_cfg *c, char *warn,
-                       size_t warn_len, sae_error *err)
-{
-    const char *arch = NULL, *act = NULL, *norm = NULL, *dtype = NULL;
-    bool present;
-    int rc;
-
-    if ((rc = cfg_str(cfg, "architecture", path, &arch, err)))
-        return rc;
-    c->arch = SAE_ARCH_STANDARD;
-    if (!arch || strcmp(arch, "standard") == 0)
-        c->arch = SAE_ARCH_STANDARD;
-    else if (strcmp(arch, "jumprelu") == 0)
-        c->arch = SAE_ARCH_JUMPRELU;
-    else if (strcmp(arch, "topk") == 0)
-        c->arch = SAE_ARCH_TOPK;
-    else if (strcmp(arch, "gated") == 0)
-        c->arch = SAE_ARCH_GATED;
-    else if (strcmp(arch, "autoencoder") == 0)
-        c->arch = SAE_ARCH_AUTOENCODER;
-    else
-        return sae_error_set(err, SAE_EINVAL,
-                             "%s: architecture \"%.64s\" is not one of standard, jumprelu, "
-                             "topk, gated, autoencoder",
-                             path, arch);
-
-    /* Pre-6.0: the activation function said what architecture "standard" was. */
-    const char *act_key = json_object_get(cfg, "activation_fn") ? "activation_fn"
-                                                                : "activation_fn_str";
-    if ((rc = cfg_str(cfg, act_key, path, &act, err)))
-        return rc;
-    if (act && strcmp(act, "topk") == 0) {
-        if (c->arch != SAE_ARCH_STANDARD && c->arch != SAE_ARCH_TOPK)
-            return sae_error_set(err, SAE_EINVAL,
-                                 "%s: %s \"topk\" does not go with architecture \"%s\"", path,
-                                 act_key, sae_arch_name(c->arch));
-        c->arch = SAE_ARCH_TOPK;
-    } else if (act && strcmp(act, "relu") != 0) {
-        return sae_error_set(err, SAE_EINVAL,
-                             "%s: %s \"%.64s\" is not supported (relu or topk)", path, act_key,
-                             act);
-    }
-
-    if (c->arch != SAE_ARCH_AUTOENCODER) {
-        if ((rc = cfg_uint(cfg, "d_in", path, &c->d_in, &present, err)))
-            return rc;
-        if (!present || c->d_in == 0)
-            return sae_error_set(err, SAE_EINVAL, "%s: d_in %s", path,
-                                 present ? "must be positive" : "is missing");
-        if ((rc = cfg_uint(cfg, "d_sae", path, &c->d_sae, &present, err)))
-            return rc;
-        if (!present || c->d_sae == 0)
-            return sae_error_set(err, SAE_EINVAL, "%s: d_sae %s", path,
-                                 present ? "must be positive" : "is missing");
-    }
-    if (c->arch == SAE_ARCH_TOPK) {
-        if ((rc = cfg_uint(cfg, "k", path, &c->k, &present, err)))
-            return rc;
-        const json_t *kw = json_object_get(cfg, "activation_fn_kwargs");
-        if (!present && json_is_object(kw)) {
-            if ((rc = cfg_uint(kw, "k", path, &c->k, &present, err)))
-                return rc;
-        }
-        if (!present)
-            return sae_error_set(err, SAE_EINVAL,
-                                 "%s: k is missing (topk needs k, or activation_fn_kwargs.k)",
-                                 path);
-        if (c->k < 1 || c->k > c->d_sae)
-            return sae_error_set(err, SAE_EINVAL, "%s: k = %zu is not in [1, d_sae = %zu]", path,
-                                 c->k, c->d_sae);
-    }
-    if ((rc = cfg_bool(cfg, "rescale_acts_by_decoder_norm", path, false, &c->rescale, err)) ||
-        (rc = cfg_bool(cfg, "apply_b_dec_to_input", path, true, &c->apply_b_dec, err)))
-        return rc;
-
-    if ((rc = cfg_str(cfg, "normalize_activations", path, &norm, err)))
-        return rc;
-    if (!norm || strcmp(norm, "none") == 0)
-        c->norm = SAE_NORM_NONE;
-    else if (strcmp(norm, "constant_norm_rescale") == 0)
-        c->norm = SAE_NORM_CONSTANT_NORM_RESCALE;
-    else if (strcmp(norm, "layer_norm") == 0)
-        c->norm = SAE_NORM_LAYER_NORM;
-    else if (strcmp(norm, "expected_average_only_in") == 0)
-        c->norm = SAE_NORM_EXPECTED_AVERAGE_ONLY_IN;
-    else
-        return sae_error_set(err, SAE_EINVAL,
-                             "%s: normalize_activations \"%.64s\" is not one of none, "
-                             "constant_norm_rescale, layer_norm, expected_average_only_in",
-                             path, norm);
-    json_t *s = json_object_get(cfg, "norm_scaling_factor");
-    if (s && !json_is_null(s)) {
-        c->scale = json_number_value(s);
-        float sf = (float)c->scale;
-        if (!json_is_number(s) || !(sf > 0) || !isfinite(sf))
-            return sae_error_set(err, SAE_EINVAL,
-                                 "%s: norm_scaling_factor must be a positive finite number",
-                                 path);
-        c->has_scale = true;
-    }
-    if (c->norm == SAE_NORM_EXPECTED_AVERAGE_ONLY_IN && !c->has_scale)
-        warn_add(warn, warn_len,
-                 "%s: normalize_activations is expected_average_only_in but "
-                 "norm_scaling_factor is absent; using 1",
-                 path);
-    /* The cfg dtype is what SAELens would cast to; the file's dtype is what we use. */
-    if ((rc = cfg_str(cfg, "dtype", path, &dtype, err)))
-        return rc;
-    return cfg_names(cfg, path, c, err);
-}
-
-/* Reads a sparsify cfg.json: activation topk, k, num_latents or
- * expansion_factor, optional d_in. Features sparsify has and the encoder here
- * does not implement (skip connection, transcoding, other activations) are
- * refused rather than silently giving different results. */
-static int cfg_sparsify(const json_t *cfg, const char *path, model_cfg *c, sae_error *err)
-{
-    const char *act = NULL;
-    bool present, flag = false;
-    int rc;
-    if ((rc = cfg_str(cfg, "activation", path, &act, err)))
-        return rc;
-    if (act && strcmp(act, "topk") != 0)
-        return sae_error_set(err, SAE_EINVAL,
-                             "%s: activation \"%.64s\" is not supported (only topk)", path, act);
-    if ((rc = cfg_bool(cfg, "skip_connection", path, false, &flag, err)))
-        return rc;
-    if (flag)
-        return sae_error_set(err, SAE_EINVAL, "%s: skip_connection is not supported", path);
-    if ((rc = cfg_bool(cfg, "transcode", path, false, &flag, err)))
-        return rc;
-    if (flag)
-        return sae_error_set(err, SAE_EINVAL, "%s: transcode (a transcoder) is not supported",
-                             path);
-    c->arch = SAE_ARCH_TOPK;
-    c->apply_b_dec = true;
-    c->norm = SAE_NORM_NONE;
-    if ((rc = cfg_uint(cfg, "k", path, &c->k, &present, err)))
-        return rc;
-    if (!present || c->k == 0)
-        return sae_error_set(err, SAE_EINVAL, "%s: k %s", path,
-                             present ? "must be positive" : "is missing");
-    if ((rc = cfg_uint(cfg, "num_latents", path, &c->sparsify_latents, &present, err)) ||
-        (rc = cfg_uint(cfg, "expansion_factor", path, &c->sparsify_expansion, &present, err)) ||
-        (rc = cfg_uint(cfg, "d_in", path, &c->d_in, &present, err)))
-        return rc;
-    return cfg_names(cfg, path, c, err);
-}
-
-/* Parses path (cfg.json) with duplicate keys rejected, after capping its size. */
-static int cfg_read(const char *path, json_t **out, sae_error *err)
-{
-    struct stat st;
-    if (stat(path, &st))
-        return sae_error_set(err, SAE_EIO, "%s: cannot open: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return sae_error_set(err, SAE_EIO, "%s: not a regular file", path);
-    if ((uint64_t)st.st_size > CFG_MAX_BYTES)
-        return sae_error_set(err, SAE_EFORMAT, "%s: %lld bytes is too large for a config", path,
-                             (long long)st.st_size);
-    json_error_t jerr;
-    json_t *cfg = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!cfg)
-        return sae_error_set(err, SAE_EFORMAT, "%s: line %d column %d: %s", path, jerr.line,
-                             jerr.column, jerr.text);
-    if (!json_is_object(cfg)) {
-        json_decref(cfg);
-        return sae_error_set(err, SAE_EFORMAT, "%s: not a JSON object", path);
-    }
-    *out = cfg;
-    return 0;
 }
 
 /* ------------------------------------------------------------ tensors */
@@ -692,7 +392,7 @@ typedef struct model_tensors {
 } model_tensors;
 
 /* Finds and shape-checks every tensor cfg's architecture needs. */
-static int find_tensors(const sae_st_file *st, const model_cfg *c, bool sparsify,
+static int find_tensors(const sae_st_file *st, const sae_model_cfg *c, bool sparsify,
                         model_tensors *t, sae_error *err)
 {
     size_t di = c->d_in, ds = c->d_sae;
@@ -730,7 +430,7 @@ static int find_tensors(const sae_st_file *st, const model_cfg *c, bool sparsify
 
 /* For sparsify, where cfg need not give them: d_in from encoder.weight, and
  * d_sae from num_latents or expansion_factor x d_in, checked against it. */
-static int sparsify_dims(const sae_st_file *st, model_cfg *c, const char *cfg_path,
+static int sparsify_dims(const sae_st_file *st, sae_model_cfg *c, const char *cfg_path,
                          sae_error *err)
 {
     const sae_st_tensor *w = sae_st_find(st, "encoder.weight");
@@ -778,164 +478,194 @@ static int exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-/* The steps: pick the layout by which weights file exists, read cfg.json
- * for it, map and validate the weights, find and shape-check the tensors
- * cfg's architecture needs (one float dtype for all), one pass for the digest
- * and the finiteness check, then borrow or convert each tensor and derive
- * the decoder norms. Every failure frees all that was built. */
-int sae_model_load(const char *dir, sae_model **out, char *warn, size_t warn_len,
-                   sae_error *err)
-{
-    sae_model *m = NULL;
-    json_t *cfg = NULL;
-    char *cfg_path = NULL;
-    model_cfg c = {0};
-    model_tensors t = {0};
-    int rc;
-    struct stat st;
+/* ------------------------------------------------------------ the loader */
 
-    if (warn && warn_len)
-        warn[0] = '\0';
-    if (stat(dir, &st)) {
-        rc = sae_error_set(err, SAE_EIO, "%s: cannot open model folder: %s", dir,
-                           strerror(errno));
-        goto out;
+/* Checks that dir is a folder, then starts *m on it and sets *cfg_path to
+ * dir/cfg.json (both owned by the caller, also on failure). */
+static int load_start(const char *dir, sae_model **m, char **cfg_path, sae_error *err)
+{
+    struct stat st;
+    if (stat(dir, &st))
+        return sae_error_set(err, SAE_EIO, "%s: cannot open model folder: %s", dir,
+                             strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return sae_error_set(err, SAE_EIO, "%s: not a folder (expected cfg.json + weights)", dir);
+    *m = calloc(1, sizeof **m);
+    if (!*m || !((*m)->dir = strdup(dir)) || asprintf(cfg_path, "%s/cfg.json", dir) < 0) {
+        *cfg_path = NULL;
+        return sae_error_set(err, SAE_ENOMEM, "out of memory");
     }
-    if (!S_ISDIR(st.st_mode)) {
-        rc = sae_error_set(err, SAE_EIO, "%s: not a folder (expected cfg.json + weights)", dir);
-        goto out;
-    }
-    rc = SAE_ENOMEM;
-    m = calloc(1, sizeof *m);
-    if (!m || !(m->dir = strdup(dir)) || asprintf(&cfg_path, "%s/cfg.json", dir) < 0) {
-        cfg_path = NULL;
-        sae_error_set(err, rc, "out of memory");
-        goto out;
-    }
-    if ((rc = cfg_read(cfg_path, &cfg, err)))
-        goto out;
+    return 0;
+}
+
+/* Picks the layout by which weights file the folder holds:
+ * sae_weights.safetensors (SAELens, and `sae train`) first, else
+ * sae.safetensors (sparsify). Sets m->weights_path and m->sparsify. */
+static int find_weights(sae_model *m, sae_error *err)
+{
     char *wp = NULL;
-    if (asprintf(&wp, "%s/sae_weights.safetensors", dir) < 0) {
-        rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
-        goto out;
-    }
+    if (asprintf(&wp, "%s/sae_weights.safetensors", m->dir) < 0)
+        return sae_error_set(err, SAE_ENOMEM, "out of memory");
     if (!exists(wp)) {
         free(wp);
-        if (asprintf(&wp, "%s/sae.safetensors", dir) < 0) {
-            rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
-            goto out;
-        }
+        if (asprintf(&wp, "%s/sae.safetensors", m->dir) < 0)
+            return sae_error_set(err, SAE_ENOMEM, "out of memory");
         if (!exists(wp)) {
             free(wp);
-            rc = sae_error_set(err, SAE_EIO,
-                               "%s: no sae_weights.safetensors (SAELens) or sae.safetensors "
-                               "(sparsify) in the folder",
-                               dir);
-            goto out;
+            return sae_error_set(err, SAE_EIO,
+                                 "%s: no sae_weights.safetensors (SAELens) or sae.safetensors "
+                                 "(sparsify) in the folder",
+                                 m->dir);
         }
         m->sparsify = true;
     }
     m->weights_path = wp;
+    return 0;
+}
 
-    rc = m->sparsify ? cfg_sparsify(cfg, cfg_path, &c, err)
-                     : cfg_saelens(cfg, cfg_path, &c, warn, warn_len, err);
-    if (rc)
-        goto out;
-    if ((rc = sae_st_open(m->weights_path, &m->st, err)))
-        goto out;
-    if (dup_or_empty(&m->model_name, c.model_name) || dup_or_empty(&m->hook_name, c.hook_name)) {
-        rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
-        goto out;
-    }
-    m->arch = c.arch;
-    m->apply_b_dec_to_input = c.apply_b_dec;
-    m->norm = c.norm;
-    m->norm_scaling_factor = c.has_scale ? (float)c.scale : 1.0f;
-    m->rescale_acts_by_decoder_norm = c.rescale;
+/* Copies onto m what cfg says about it beyond its sizes: the names, the
+ * architecture and how inputs are normalised. */
+static int take_cfg(sae_model *m, const sae_model_cfg *c, sae_error *err)
+{
+    if (dup_or_empty(&m->model_name, c->model_name) || dup_or_empty(&m->hook_name, c->hook_name))
+        return sae_error_set(err, SAE_ENOMEM, "out of memory");
+    m->arch = c->arch;
+    m->apply_b_dec_to_input = c->apply_b_dec;
+    m->norm = c->norm;
+    m->norm_scaling_factor = c->has_scale ? (float)c->scale : 1.0f;
+    m->rescale_acts_by_decoder_norm = c->rescale;
+    return 0;
+}
 
-    if (c.arch == SAE_ARCH_AUTOENCODER) {
-        if ((rc = sae_ae_load(m->st, cfg, &m->ae, err)))
-            goto out;
-        m->d_in = sae_ae_d_in(m->ae);
-        m->d_sae = sae_ae_d_code(m->ae);
-        const sae_st_tensor *first = m->st->n_tensors ? &m->st->tensors[0] : NULL;
-        snprintf(m->dtype, sizeof m->dtype, "%s", first ? sae_dtype_name(first->dtype) : "F32");
-        if ((rc = digest_and_scan(m->st, NULL, 0, false, m->weights_digest, err)))
-            goto out;
-        goto done;
-    }
+/* The plain autoencoder of `sae train`: its layers bind themselves
+ * (autoencoder.c) from cfg (borrowed); the model's dtype is the first
+ * tensor's, and the digest covers the whole file. */
+static int bind_autoencoder(sae_model *m, const json_t *cfg, sae_error *err)
+{
+    int rc;
+    if ((rc = sae_ae_load(m->st, cfg, &m->ae, err)))
+        return rc;
+    m->d_in = sae_ae_d_in(m->ae);
+    m->d_sae = sae_ae_d_code(m->ae);
+    const sae_st_tensor *first = m->st->n_tensors ? &m->st->tensors[0] : NULL;
+    snprintf(m->dtype, sizeof m->dtype, "%s", first ? sae_dtype_name(first->dtype) : "F32");
+    return digest_and_scan(m->st, NULL, 0, false, m->weights_digest, err);
+}
 
-    if (m->sparsify && (rc = sparsify_dims(m->st, &c, cfg_path, err)))
-        goto out;
-    m->d_in = c.d_in;
-    m->d_sae = c.d_sae;
-    m->k = c.k;
-    m->w_enc_t = m->sparsify;
-    if ((rc = find_tensors(m->st, &c, m->sparsify, &t, err)))
-        goto out;
-
-    const sae_st_tensor *used[9];
-    size_t n_used = 0;
-    const sae_st_tensor *all[] = {t.w_enc,  t.b_enc, t.w_dec, t.b_dec, t.threshold,
-                                  t.log_threshold, t.b_gate, t.b_mag, t.r_mag};
+/* The tensors t found, in one list (used has room for all nine); returns how
+ * many. */
+static size_t tensors_used(const model_tensors *t, const sae_st_tensor *used[9])
+{
+    const sae_st_tensor *all[] = {t->w_enc,  t->b_enc, t->w_dec, t->b_dec, t->threshold,
+                                  t->log_threshold, t->b_gate, t->b_mag, t->r_mag};
+    size_t n = 0;
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (all[i])
-            used[n_used++] = all[i];
-    for (size_t i = 0; i < n_used; i++) {
-        if (!sae_dtype_is_float(used[i]->dtype)) {
-            rc = sae_error_set(err, SAE_EFORMAT,
-                               "%s: tensor \"%s\" has dtype %s; weights must be F32, F16, BF16 "
-                               "or F64",
-                               m->weights_path, used[i]->name, sae_dtype_name(used[i]->dtype));
-            goto out;
-        }
-        if (used[i]->dtype != used[0]->dtype) {
-            rc = sae_error_set(err, SAE_EFORMAT,
-                               "%s: tensor \"%s\" is %s but \"%s\" is %s; all tensors must "
-                               "share one dtype",
-                               m->weights_path, used[i]->name, sae_dtype_name(used[i]->dtype),
-                               used[0]->name, sae_dtype_name(used[0]->dtype));
-            goto out;
-        }
-    }
-    snprintf(m->dtype, sizeof m->dtype, "%s", sae_dtype_name(used[0]->dtype));
+            used[n++] = all[i];
+    return n;
+}
 
+/* Every used tensor must hold floats, and all of them the same dtype, so the
+ * model has one dtype and one conversion. */
+static int check_dtypes(const char *weights_path, const sae_st_tensor *const *used, size_t n,
+                        sae_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!sae_dtype_is_float(used[i]->dtype))
+            return sae_error_set(err, SAE_EFORMAT,
+                                 "%s: tensor \"%s\" has dtype %s; weights must be F32, F16, "
+                                 "BF16 or F64",
+                                 weights_path, used[i]->name, sae_dtype_name(used[i]->dtype));
+        if (used[i]->dtype != used[0]->dtype)
+            return sae_error_set(err, SAE_EFORMAT,
+                                 "%s: tensor \"%s\" is %s but \"%s\" is %s; all tensors must "
+                                 "share one dtype",
+                                 weights_path, used[i]->name, sae_dtype_name(used[i]->dtype),
+                                 used[0]->name, sae_dtype_name(used[0]->dtype));
+    }
+    return 0;
+}
+
+/* Borrows or converts (tensor_f32) each tensor found into m's weights, turns
+ * a log_threshold into the threshold, then derives the decoder norms (and
+ * exp(r_mag) for gated). */
+static int bind_tensors(sae_model *m, const model_tensors *t, bool drop, sae_error *err)
+{
+    const float *r_mag = NULL, *log_thr = NULL;
+    int rc;
+    if ((rc = tensor_f32(m, t->w_enc, drop, &m->w_enc, err)) ||
+        (t->b_enc && (rc = tensor_f32(m, t->b_enc, drop, &m->b_enc, err))) ||
+        (rc = tensor_f32(m, t->w_dec, drop, &m->w_dec, err)) ||
+        (rc = tensor_f32(m, t->b_dec, drop, &m->b_dec, err)) ||
+        (t->threshold && (rc = tensor_f32(m, t->threshold, drop, &m->threshold, err))) ||
+        (t->log_threshold && (rc = tensor_f32(m, t->log_threshold, drop, &log_thr, err))) ||
+        (t->b_gate && (rc = tensor_f32(m, t->b_gate, drop, &m->b_gate, err))) ||
+        (t->b_mag && (rc = tensor_f32(m, t->b_mag, drop, &m->b_mag, err))) ||
+        (t->r_mag && (rc = tensor_f32(m, t->r_mag, drop, &r_mag, err))))
+        return rc;
+    if (log_thr && (rc = model_own_exp(m, log_thr, &m->threshold, "the threshold", err)))
+        return rc;
+    return model_derive(m, r_mag, err);
+}
+
+/* An SAE in SAELens or sparsify layout: its sizes (from encoder.weight for
+ * sparsify), the tensors cfg's architecture needs, shape-checked and of one
+ * float dtype, one pass over the file for the digest and the finiteness
+ * check, then the weights bound. c's sizes are filled in for sparsify. */
+static int bind_sae(sae_model *m, sae_model_cfg *c, const char *cfg_path, sae_error *err)
+{
+    model_tensors t = {0};
+    const sae_st_tensor *used[9];
+    int rc;
+    if (m->sparsify && (rc = sparsify_dims(m->st, c, cfg_path, err)))
+        return rc;
+    m->d_in = c->d_in;
+    m->d_sae = c->d_sae;
+    m->k = c->k;
+    m->w_enc_t = m->sparsify;
+    if ((rc = find_tensors(m->st, c, m->sparsify, &t, err)))
+        return rc;
+    size_t n_used = tensors_used(&t, used);
+    if ((rc = check_dtypes(m->weights_path, used, n_used, err)))
+        return rc;
+    snprintf(m->dtype, sizeof m->dtype, "%s", sae_dtype_name(used[0]->dtype));
     /* Only a model converted from F16/BF16/F64 gives its file pages back. */
     bool drop = used[0]->dtype != SAE_DT_F32;
     if ((rc = digest_and_scan(m->st, used, n_used, drop, m->weights_digest, err)))
+        return rc;
+    return bind_tensors(m, &t, drop, err);
+}
+
+/* The steps, top to bottom: check the folder, read cfg.json, find which
+ * layout's weights file is there, interpret cfg for that layout, map the
+ * weights file, take cfg's settings, then bind the weights (an autoencoder's
+ * layers, or an SAE's tensors). Every failure frees all that was built. */
+int sae_model_load(const char *dir, sae_model **out, sae_model_warnings *warn, sae_error *err)
+{
+    sae_model *m = NULL;
+    char *cfg_path = NULL;
+    json_t *cfg_json = NULL;
+    sae_model_cfg c = {0};
+    int rc;
+
+    if (warn)
+        warn->n = 0;
+    if ((rc = load_start(dir, &m, &cfg_path, err)) ||
+        (rc = sae_model_cfg_read(cfg_path, &cfg_json, err)) ||
+        (rc = find_weights(m, err)) ||
+        (rc = sae_model_cfg_parse(cfg_json, cfg_path, m->sparsify, &c, warn, err)) ||
+        (rc = sae_st_open(m->weights_path, &m->st, err)) ||
+        (rc = take_cfg(m, &c, err)))
         goto out;
-    const float *r_mag = NULL, *log_thr = NULL;
-    if ((rc = tensor_f32(m, t.w_enc, drop, &m->w_enc, err)) ||
-        (t.b_enc && (rc = tensor_f32(m, t.b_enc, drop, &m->b_enc, err))) ||
-        (rc = tensor_f32(m, t.w_dec, drop, &m->w_dec, err)) ||
-        (rc = tensor_f32(m, t.b_dec, drop, &m->b_dec, err)) ||
-        (t.threshold && (rc = tensor_f32(m, t.threshold, drop, &m->threshold, err))) ||
-        (t.log_threshold && (rc = tensor_f32(m, t.log_threshold, drop, &log_thr, err))) ||
-        (t.b_gate && (rc = tensor_f32(m, t.b_gate, drop, &m->b_gate, err))) ||
-        (t.b_mag && (rc = tensor_f32(m, t.b_mag, drop, &m->b_mag, err))) ||
-        (t.r_mag && (rc = tensor_f32(m, t.r_mag, drop, &r_mag, err))))
+    rc = c.arch == SAE_ARCH_AUTOENCODER ? bind_autoencoder(m, cfg_json, err)
+                                        : bind_sae(m, &c, cfg_path, err);
+    if (rc)
         goto out;
-    if (log_thr) {
-        float *thr = malloc(m->d_sae * sizeof *thr);
-        if (!thr) {
-            rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the threshold");
-            goto out;
-        }
-        for (size_t i = 0; i < m->d_sae; i++)
-            thr[i] = expf(log_thr[i]);
-        m->threshold = thr;
-        if ((rc = model_own(m, thr, err)))
-            goto out;
-    }
-    if ((rc = model_derive(m, r_mag, err)))
-        goto out;
-done:
     *out = m;
     m = NULL;
-    rc = 0;
 out:
     sae_model_free(m);
-    json_decref(cfg);
+    json_decref(cfg_json);
     free(cfg_path);
     return rc;
 }

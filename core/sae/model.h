@@ -12,24 +12,7 @@
 
 #include "io/error.h"
 #include "io/safetensors.h"
-
-typedef enum sae_arch {
-    SAE_ARCH_STANDARD,
-    SAE_ARCH_JUMPRELU,
-    SAE_ARCH_TOPK,
-    SAE_ARCH_GATED,
-    SAE_ARCH_AUTOENCODER, /* the plain stacked autoencoder of `sae train` */
-} sae_arch;
-
-typedef enum sae_norm {
-    SAE_NORM_NONE,
-    SAE_NORM_CONSTANT_NORM_RESCALE,
-    SAE_NORM_LAYER_NORM,
-    SAE_NORM_EXPECTED_AVERAGE_ONLY_IN,
-} sae_norm;
-
-const char *sae_arch_name(sae_arch a);
-const char *sae_norm_name(sae_norm n);
+#include "sae/model_cfg.h" /* sae_arch, sae_norm, sae_model_warnings */
 
 struct sae_ae; /* autoencoder layers, core/sae/autoencoder.h */
 
@@ -68,14 +51,13 @@ typedef struct sae_model {
 } sae_model;
 
 /* Loads the folder `dir` (cfg.json + sae_weights.safetensors, or cfg.json +
- * sae.safetensors for sparsify), validating cfg, shapes and the file. Warnings
- * (for example expected_average_only_in without norm_scaling_factor) are
- * written to `warn` (may be NULL) as one line each: warn is set to "" first,
- * lines are separated by '\n' with no final newline, and text beyond
- * warn_len is cut off. Weights containing NaN or inf are refused (SAE_ERANGE).
- * Re-entrant: no globals, so a daemon may load a new model while serving. */
-int sae_model_load(const char *dir, sae_model **out, char *warn, size_t warn_len,
-                   sae_error *err);
+ * sae.safetensors for sparsify), validating cfg, shapes and the file.
+ * Warnings (for example expected_average_only_in without
+ * norm_scaling_factor) go to `warn` (may be NULL), one line each: it is
+ * emptied first and holds what arose on failure too. Weights containing NaN
+ * or inf are refused (SAE_ERANGE). Re-entrant: no globals, so a daemon may
+ * load a new model while serving. */
+int sae_model_load(const char *dir, sae_model **out, sae_model_warnings *warn, sae_error *err);
 
 /* Builds a model from in-memory F32 arrays (borrowed, must outlive the model);
  * used by tests and benchmarks. Arrays not used by arch may be NULL. Computes

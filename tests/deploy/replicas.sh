@@ -88,9 +88,9 @@ start_replica() {
   pids[$i]=$!
   wait_health "127.0.0.1:$port" "${pids[$i]}"
 }
-wait_health() { # addr pid
+wait_health() { # addr pid: until it answers, or its process is gone (or 2 min)
   local t
-  for t in $(seq 1 200); do
+  for t in $(seq 1 2400); do
     curl -fsS -m 1 "http://$1/v1/health" 2>/dev/null | grep -q '"ok"' && return 0
     kill -0 "$2" 2>/dev/null || return 1
     sleep 0.05
@@ -179,10 +179,24 @@ field() { grep -o "$2=[0-9]*" "$work/wrk-$1.out" | head -1 | cut -d= -f2; }
 
 run_wrk before
 
-access_mark() { wc -l <"$work/nginx/logs/access.log"; }
+access_mark() { wc -l <"${1:-$work/nginx/logs/access.log}"; }
+# wait_traffic PID [LOG]: until nginx has logged 100 more requests than when
+# called (the load is flowing), while wrk PID runs; fails if wrk ended first.
+# The kills below wait for this rather than a number of seconds, so they land
+# mid-run on a slow machine and on a quiet one alike.
+wait_traffic() {
+  local log=${2:-$work/nginx/logs/access.log} from
+  from=$(access_mark "$log")
+  while kill -0 "$1" 2>/dev/null; do
+    [ "$(access_mark "$log")" -ge $((from + 100)) ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
 run_wrk during &
 wrk_pid=$!
-sleep 2
+if wait_traffic "$wrk_pid"; then pass "the kill lands while wrk's load flows through nginx"
+else fail "the kill lands while wrk's load flows through nginx" "wrk ended first: $(tail -3 "$work/wrk-during.out" | tr '\n' '|')"; fi
 kill -KILL "${pids[1]}"
 wait "${pids[1]}" 2>/dev/null
 pids[1]=""
@@ -190,7 +204,7 @@ wait "$wrk_pid"
 
 run_wrk after &
 wrk_pid=$!
-sleep 1
+wait_traffic "$wrk_pid"
 mark=$(access_mark)
 if start_replica 1; then pass "replica 1 restarted under load and healthy"
 else fail "replica 1 restarted" "$(tail -3 "$work/saed-1.log" | tr '\n' '|')"; fi
@@ -257,7 +271,8 @@ if [ "$control" = 1 ]; then
   if wait_health "127.0.0.1:$((base + 9))" "$control_pid"; then
     wrk -t1 -c12 -d4s --timeout 10s -s "$work/encode.lua" "http://127.0.0.1:$((base + 9))" >"$work/wrk-control.out" 2>&1 &
     wrk_pid=$!
-    sleep 1
+    wait_traffic "$wrk_pid" "$work/nginx-control/logs/access.log" ||
+      fail "control: the kill lands while wrk's load flows" "wrk ended first"
     kill -KILL "${pids[1]}"
     wait "${pids[1]}" 2>/dev/null
     pids[1]=""

@@ -237,7 +237,7 @@ if [ -n "$saed" ] && [ -f "$work/index/index.db" ]; then
     >"$work/saed.log" 2>&1 &
   saed_pid=$!
   ok=""
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 1200); do  # until it answers or exits (2 min: a hang guard)
     curl -fsS -m 1 "http://127.0.0.1:$port/v1/health" >/dev/null 2>&1 && { ok=1; break; }
     kill -0 "$saed_pid" 2>/dev/null || break
     sleep 0.1

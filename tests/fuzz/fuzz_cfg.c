@@ -62,8 +62,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     sae_model *m = NULL;
     sae_error err = {0};
-    char warn[512];
-    int rc = sae_model_load(dir, &m, warn, sizeof warn, &err);
+    sae_model_warnings warn;
+    int rc = sae_model_load(dir, &m, &warn, &err);
     FUZZ_CHECK_ERR(rc, err);
     if (rc)
         return 0;

@@ -143,7 +143,7 @@ const sae_model *fuzz_model(size_t i)
         return models[i];
     sae_set_blas_threads(1);
     sae_error err;
-    if (sae_model_load(fuzz_model_dir(i), &models[i], NULL, 0, &err)) {
+    if (sae_model_load(fuzz_model_dir(i), &models[i], NULL, &err)) {
         fprintf(stderr, "fuzz: fixture model %zu does not load: %s\n", i, err.msg);
         abort();
     }

@@ -4,7 +4,7 @@
  * The input is written to a scratch file. Every explanation read must name a
  * feature below d_sae and carry a description. */
 #include "fuzz_common.h"
-#include "index/tokens.h"
+#include "index/explanations.h"
 
 #define D_SAE 1024
 

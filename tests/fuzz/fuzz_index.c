@@ -41,13 +41,13 @@ static void read_feature(sae_store_conn *c, const sae_store *s, uint64_t i)
     if (!rc)
         sae_store_neighbours_free(&nb);
 
-    sae_store_explanations ex = {0};
+    sae_explanations ex = {0};
     rc = sae_store_get_explanations(c, i, &ex, &err);
     FUZZ_CHECK_ERR(rc, err);
     if (!rc) {
         for (size_t k = 0; k < ex.n; k++)
             FUZZ_ASSERT(ex.items[k].description, "explanation without a description");
-        sae_store_explanations_free(&ex);
+        sae_explanations_free(&ex);
     }
 
     for (int kind = SAE_EX_TOP; kind <= SAE_EX_QUANTILE; kind++) {

@@ -5,7 +5,7 @@
 # index ascending, --top-k/--threshold filtering only the returned list,
 # l0 from the full output). Numbers themselves are checked against the double
 # reference in tests/unit/test_encode.c; here the streaming CLI around them.
-# env: SAE_BIN, MKFIXTURE, SAE_TEST_TMP
+# env: SAE_BIN, MKFIXTURE, SAE_TEST_TMP, SAE_SOURCE_ROOT
 set -uo pipefail
 sae=${SAE_BIN:?} mk=${MKFIXTURE:?}
 tmp=$(mktemp -d "${SAE_TEST_TMP:-/tmp}/cli.XXXXXX")
@@ -109,6 +109,28 @@ expect_rc 0 "train with a huge --lr" "$sae" train --activations "$a" --out "$tmp
 grep -q "warning: training ended with fvu .*diverged" "$tmp/err" && ok || bad "divergence not reported: $(cat "$tmp/err")"
 expect_rc 0 "train normally" "$sae" train --activations "$a" --out "$tmp/fine" --steps 40 --batch 8 --quiet
 [ ! -s "$tmp/err" ] && ok || bad "a normal run warned: $(cat "$tmp/err")"
+
+# Every command's --help is generated from its option table; its synopsis is the
+# one the README's "Using sae" block shows (spacing aside), and --help exits 0.
+squeeze() { tr -s '[:space:]' ' ' | sed 's/^ //; s/ $//'; }
+readme=$(sed -n '/^## Using `sae`/,/^## The web/p' "${SAE_SOURCE_ROOT:?}/README.md" | squeeze)
+for c in info encode synth train index merge bench; do
+  expect_rc 0 "$c --help" "$sae" "$c" --help
+  syn=$(sed -n '1,/^$/p' "$tmp/out" | sed '1s/^usage: //' | squeeze)
+  case "$readme" in *"$syn"*) ok ;; *) bad "README lacks the synopsis of sae $c: $syn" ;; esac
+  grep -q -- "^  --" "$tmp/out" || [ "$c" = info ] && ok || bad "$c --help lists no option"
+done
+# Usage errors say what is wrong with which option.
+expect_rc 2 "a bad --top-k" "$sae" encode --model "$tmp/m" --activations "$a" --top-k 0
+grep -q "sae encode: --top-k needs an integer in \[1, 4294967295\], not '0'" "$tmp/err" && ok || bad "--top-k 0: $(cat "$tmp/err")"
+expect_rc 2 "encode without its required options" "$sae" encode
+grep -q "sae encode: --model and --activations are required" "$tmp/err" && ok || bad "required: $(cat "$tmp/err")"
+expect_rc 2 "--activations with no file" "$sae" encode --model "$tmp/m" --activations --quiet
+grep -q "activations needs at least one FILE" "$tmp/err" && ok || bad "empty list: $(cat "$tmp/err")"
+expect_rc 2 "info with two folders" "$sae" info "$tmp/m" "$tmp/m2"
+expect_rc 2 "bench --model with a shape" "$sae" bench --model "$tmp/m" --d-in 8
+expect_rc 2 "nine --batch values" "$sae" bench --batch 1 --batch 2 --batch 3 --batch 4 --batch 5 --batch 6 --batch 7 --batch 8 --batch 9
+grep -q "at most 8 --batch values" "$tmp/err" && ok || bad "repeat cap: $(cat "$tmp/err")"
 
 echo "cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -354,7 +354,7 @@ static sae_model *load(const char *dir)
 {
     sae_model *m = NULL;
     sae_error err;
-    if (sae_model_load(dir, &m, NULL, 0, &err)) {
+    if (sae_model_load(dir, &m, NULL, &err)) {
         fprintf(stderr, "load %s: %s\n", dir, err.msg);
         return NULL;
     }

@@ -398,7 +398,7 @@ struct exrow {
 };
 
 /* Little-endian reads from an examples blob (the layout schema/001_init.sql
- * documents, decoded here independently of core/index/store.c). */
+ * documents, decoded here independently of core/index/store_examples.c). */
 static uint32_t le32(const unsigned char *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -735,8 +735,8 @@ static int setup(void)
         return fprintf(stderr, "%s\n", err.msg), -1;
     if (sae_fixture_write_activations(acts, ROWS, D_IN, SAE_DT_F32, 7, &err))
         return fprintf(stderr, "%s\n", err.msg), -1;
-    if (sae_model_load(dir_a, &model_a, NULL, 0, &err) ||
-        sae_model_load(dir_b, &model_b, NULL, 0, &err))
+    if (sae_model_load(dir_a, &model_a, NULL, &err) ||
+        sae_model_load(dir_b, &model_b, NULL, &err))
         return fprintf(stderr, "%s\n", err.msg), -1;
     if (write_tokens() || write_explanations())
         return -1;

@@ -458,7 +458,7 @@ static void run_dtype(sae_dtype dt)
         sae_error err;
         ck_assert_msg(sae_fixture_write_model(dir, &fo, &err) == 0, "%s", err.msg);
         sae_model *m;
-        ck_assert_msg(sae_model_load(dir, &m, NULL, 0, &err) == 0, "%s", err.msg);
+        ck_assert_msg(sae_model_load(dir, &m, NULL, &err) == 0, "%s", err.msg);
         ck_assert_str_eq(m->dtype, sae_dtype_name(dt));
         ck_assert(m->w_enc_t == kinds[kd].sparsify);
         ck_assert(m->arch == fo.arch &&
@@ -944,11 +944,45 @@ START_TEST(test_workspace_mismatch)
 }
 END_TEST
 
+/* sae_gemm_rows, the product sae bench times raw, against a double-precision
+ * loop: both weight layouts ((d_in, d_sae), and (d_sae, d_in) used
+ * transposed), one row (the sgemv path) and several (sgemm), with y's old
+ * contents overwritten (beta 0). */
+START_TEST(test_gemm_rows)
+{
+    enum { D_IN = 7, D_SAE = 5, ROWS = 3 };
+    float w[D_IN * D_SAE], wt[D_SAE * D_IN], x[ROWS * D_IN], y[ROWS * D_SAE];
+    sae_rng r;
+    sae_rng_seed(&r, 11);
+    for (size_t i = 0; i < D_IN; i++)
+        for (size_t j = 0; j < D_SAE; j++)
+            wt[j * D_IN + i] = w[i * D_SAE + j] = (float)sae_rng_normal(&r);
+    for (size_t i = 0; i < ROWS * D_IN; i++)
+        x[i] = (float)sae_rng_normal(&r);
+    for (int t = 0; t < 2; t++)
+        for (size_t rows = 1; rows <= ROWS; rows += ROWS - 1) {
+            for (size_t i = 0; i < ROWS * D_SAE; i++)
+                y[i] = NAN;
+            sae_gemm_rows(t ? wt : w, t, D_IN, D_SAE, x, rows, y);
+            for (size_t q = 0; q < rows; q++)
+                for (size_t j = 0; j < D_SAE; j++) {
+                    double want = 0;
+                    for (size_t i = 0; i < D_IN; i++)
+                        want += (double)x[q * D_IN + i] * w[i * D_SAE + j];
+                    ck_assert_msg(fabs(y[q * D_SAE + j] - want) <= 1e-5 * (1 + fabs(want)),
+                                  "w_t %d rows %zu: y[%zu][%zu] = %g, want %g", t, rows, q, j,
+                                  (double)y[q * D_SAE + j], want);
+                }
+        }
+}
+END_TEST
+
 static Suite *encode_suite(void)
 {
     Suite *s = suite_create("encode");
     TCase *tc = tcase_create("kernels");
     tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_gemm_rows);
     tcase_add_test(tc, test_hand_values);
     tcase_add_test(tc, test_row_norm);
     tcase_add_test(tc, test_metrics);

@@ -1,4 +1,4 @@
-/* test_indexer.c: the feature index build (core/index/indexer.c) against a brute-force
+/* test_indexer.c: the feature index build (core/index/index_*.c) against a brute-force
  * recomputation written here from the definitions in docs/INDEX.md.
  *
  * - The fixed histogram bins, the exact sum and the quantile groups, checked
@@ -689,14 +689,14 @@ static char *dump(const char *path, bool with_candidates)
             sb_printf(&b, " nb %u %a", nb.items[k].index, (double)nb.items[k].cosine);
         sb_printf(&b, "\n");
         sae_store_neighbours_free(&nb);
-        sae_store_explanations e;
+        sae_explanations e;
         ck_assert_int_eq(sae_store_get_explanations(c, f, &e, &err), 0);
         for (size_t k = 0; k < e.n; k++)
             sb_printf(&b, " expl %" PRIu64 " %s %d %a %s %s\n", e.items[k].id,
                       e.items[k].description, e.items[k].has_score, e.items[k].score,
                       e.items[k].source ? e.items[k].source : "-",
                       e.items[k].type_name ? e.items[k].type_name : "-");
-        sae_store_explanations_free(&e);
+        sae_explanations_free(&e);
         for (int kind = 0; kind < (with_candidates ? 3 : 2); kind++) {
             sae_store_examples ex;
             ck_assert_int_eq(sae_store_get_examples(c, f, (sae_example_kind)kind, UINT64_MAX, 0,
@@ -992,8 +992,8 @@ static int build_real(const real *r, const char *acts_path, const char *tokens_p
     sae_acts *a = NULL;
     sae_tokens *t = NULL;
     sae_explanations e = {0};
-    char warn[256];
-    int rc = sae_model_load(r->model, &m, warn, sizeof warn, err);
+    sae_model_warnings warn;
+    int rc = sae_model_load(r->model, &m, &warn, err);
     if (!rc)
         rc = sae_acts_open(&acts_path, 1, &a, err);
     if (!rc)
@@ -1019,8 +1019,8 @@ static void encode_like_the_build(real *r, size_t block_rows)
     sae_model *m;
     sae_acts *a;
     sae_error err;
-    char warn[256];
-    ck_assert_int_eq(sae_model_load(r->model, &m, warn, sizeof warn, &err), 0);
+    sae_model_warnings warn;
+    ck_assert_int_eq(sae_model_load(r->model, &m, &warn, &err), 0);
     const char *ap = r->acts;
     ck_assert_int_eq(sae_acts_open(&ap, 1, &a, &err), 0);
     size_t T = r->c.T, F = m->d_sae;
@@ -1104,8 +1104,8 @@ START_TEST(test_real_build)
     sae_store *s;
     ck_assert_int_eq(sae_store_open(p, &s, &err), 0);
     sae_model *m;
-    char warn[64];
-    ck_assert_int_eq(sae_model_load(r.model, &m, warn, sizeof warn, &err), 0);
+    sae_model_warnings warn;
+    ck_assert_int_eq(sae_model_load(r.model, &m, &warn, &err), 0);
     ck_assert_int_eq(sae_store_check_model(s, m->weights_digest, m->d_in, m->d_sae, &err), 0);
     const sae_store_info *in = sae_store_get_info(s);
     ck_assert_uint_eq(in->corpus_tokens, r.c.T);
@@ -1324,9 +1324,9 @@ START_TEST(test_killed_build)
             sae_model *m;
             sae_acts *a;
             sae_tokens *t;
-            char warn[64];
+            sae_model_warnings warn;
             const char *ap = r.acts;
-            if (sae_model_load(r.model, &m, warn, sizeof warn, &err) ||
+            if (sae_model_load(r.model, &m, &warn, &err) ||
                 sae_acts_open(&ap, 1, &a, &err) || sae_tokens_open(r.c.tokens_path, &t, &err))
                 _exit(3);
             sae_index_job job = {.model = m, .acts = a, .tok = t, .set = set,

@@ -38,11 +38,11 @@ static char *make(const char *name, const sae_fixture_opts *o)
 }
 
 /* Loads dir, which must succeed. */
-static sae_model *load_ok(const char *dir, char *warn, size_t warn_len)
+static sae_model *load_ok(const char *dir, sae_model_warnings *warn)
 {
     sae_model *m = NULL;
     sae_error err;
-    ck_assert_msg(sae_model_load(dir, &m, warn, warn_len, &err) == 0, "%s: %s", dir, err.msg);
+    ck_assert_msg(sae_model_load(dir, &m, warn, &err) == 0, "%s: %s", dir, err.msg);
     return m;
 }
 
@@ -52,7 +52,7 @@ static void load_fails(const char *dir, int code, ...)
 {
     sae_model *m = NULL;
     sae_error err = {0};
-    int rc = sae_model_load(dir, &m, NULL, 0, &err);
+    int rc = sae_model_load(dir, &m, NULL, &err);
     ck_assert_msg(rc == code, "%s: got %d (%s), expected %d", dir, rc, err.msg, code);
     ck_assert_ptr_null(m);
     va_list ap;
@@ -210,10 +210,10 @@ START_TEST(test_every_arch_dtype_norm)
                 char name[64];
                 snprintf(name, sizeof name, "m_%d_%d_%d", a, nm, d);
                 char *dir = make(name, &o);
-                char warn[256];
-                sae_model *m = load_ok(dir, warn, sizeof warn);
+                sae_model_warnings warn;
+                sae_model *m = load_ok(dir, &warn);
                 loaded++;
-                ck_assert_str_eq(warn, "");
+                ck_assert_uint_eq(warn.n, 0);
                 ck_assert_int_eq(m->arch, archs[a]);
                 ck_assert_int_eq(m->norm, nm);
                 ck_assert_str_eq(m->dtype, sae_dtype_name(dts[d]));
@@ -273,7 +273,7 @@ START_TEST(test_gated_exp_r_mag)
     o.arch = SAE_ARCH_GATED;
     o.dtype = SAE_DT_BF16;
     char *dir = make("gated", &o), *wp = weights_of(dir, false);
-    sae_model *m = load_ok(dir, NULL, 0);
+    sae_model *m = load_ok(dir, NULL);
     size_t n;
     float *r = read_tensor(wp, "r_mag", &n);
     ck_assert_uint_eq(n, 64);
@@ -328,7 +328,7 @@ START_TEST(test_fixture_target_l0)
         char name[32];
         snprintf(name, sizeof name, "l0_%d", a);
         char *dir = make(name, &o);
-        sae_model *m = load_ok(dir, NULL, 0);
+        sae_model *m = load_ok(dir, NULL);
         double l0 = mean_active(m, 400, 77);
         /* 400 rows x 256 features: sampling error is well under 1. */
         ck_assert_msg(l0 > 10.5 && l0 < 13.5, "%s: mean l0 %.2f, target 12",
@@ -349,7 +349,7 @@ START_TEST(test_legacy_cfg)
     char *cur = make("cur", &o);
     o.legacy_cfg = true;
     char *leg = make("leg", &o);
-    sae_model *a = load_ok(cur, NULL, 0), *b = load_ok(leg, NULL, 0);
+    sae_model *a = load_ok(cur, NULL), *b = load_ok(leg, NULL);
     ck_assert_int_eq(b->arch, SAE_ARCH_TOPK); /* architecture "standard" + activation_fn topk */
     ck_assert_uint_eq(b->k, 7);               /* from activation_fn_kwargs */
     ck_assert_str_eq(b->hook_name, "blocks.5.hook_resid_pre"); /* from hook_point */
@@ -362,7 +362,7 @@ START_TEST(test_legacy_cfg)
     /* Legacy relu + architecture jumprelu stays jumprelu; activation_fn_str is read too. */
     o.arch = SAE_ARCH_JUMPRELU;
     char *jr = make("leg_jr", &o);
-    a = load_ok(jr, NULL, 0);
+    a = load_ok(jr, NULL);
     ck_assert_int_eq(a->arch, SAE_ARCH_JUMPRELU);
     sae_model_free(a);
     set_cfg(jr, "activation_fn", NULL);
@@ -370,7 +370,7 @@ START_TEST(test_legacy_cfg)
     load_fails(jr, SAE_EINVAL, "activation_fn_str", "jumprelu", NULL);
     set_cfg(jr, "architecture", NULL);
     set_cfg(jr, "activation_fn_str", "\"relu\"");
-    a = load_ok(jr, NULL, 0); /* no architecture at all: standard */
+    a = load_ok(jr, NULL); /* no architecture at all: standard */
     ck_assert_int_eq(a->arch, SAE_ARCH_STANDARD);
     sae_model_free(a);
     free(cur);
@@ -391,7 +391,7 @@ START_TEST(test_sparsify)
         char *sl = make(variant ? "sl1" : "sl0", &o);
         o.sparsify = true;
         char *sp = make(variant ? "sp1" : "sp0", &o);
-        sae_model *a = load_ok(sl, NULL, 0), *b = load_ok(sp, NULL, 0);
+        sae_model *a = load_ok(sl, NULL), *b = load_ok(sp, NULL);
         ck_assert(b->sparsify && b->w_enc_t);
         ck_assert_int_eq(b->arch, SAE_ARCH_TOPK);
         ck_assert_uint_eq(b->k, 6);
@@ -441,7 +441,7 @@ START_TEST(test_sparsify_errors)
     set_cfg(sp, "k", NULL);
     load_fails(sp, SAE_EINVAL, "k is missing", NULL);
     set_cfg(sp, "k", "8");
-    sae_model_free(load_ok(sp, NULL, 0));
+    sae_model_free(load_ok(sp, NULL));
     char *wp = weights_of(sp, true);
     rewrite(wp, "encoder.bias", NULL, SAE_DT_F32, 0, NULL, NULL);
     load_fails(sp, SAE_EFORMAT, "encoder.bias", "sae.safetensors", NULL);
@@ -527,7 +527,7 @@ START_TEST(test_cfg_not_json)
                         "\"normalize_activations\": null, \"norm_scaling_factor\": null, "
                         "\"lp_norm\": 1.0, \"context_size\": 128, \"metadata\": {\"model_name\": "
                         "\"m\", \"hook_point\": \"h\"}}");
-    sae_model *m = load_ok(dir, NULL, 0);
+    sae_model *m = load_ok(dir, NULL);
     ck_assert_int_eq(m->norm, SAE_NORM_NONE);
     ck_assert(m->apply_b_dec_to_input);
     ck_assert_str_eq(m->model_name, "m");
@@ -682,7 +682,7 @@ START_TEST(test_log_threshold)
         logs[i] = logf(thr[i]);
     const uint64_t s[1] = {64};
     rewrite(wp, "threshold", "log_threshold", SAE_DT_F32, 1, s, logs);
-    sae_model *m = load_ok(dir, NULL, 0);
+    sae_model *m = load_ok(dir, NULL);
     for (size_t i = 0; i < n; i++)
         ck_assert(m->threshold[i] == expf(logs[i]) &&
                   fabsf(m->threshold[i] - thr[i]) <= 1e-6f * thr[i]);
@@ -748,18 +748,18 @@ START_TEST(test_digest)
     char *dir = make("dg", &o), *wp = weights_of(dir, false);
     char want[33], got[33];
     independent_digest(wp, want);
-    sae_model *m = load_ok(dir, NULL, 0);
+    sae_model *m = load_ok(dir, NULL);
     ck_assert_str_eq(m->weights_digest, want);
     sae_error err;
     ck_assert_int_eq(sae_digest_file(wp, got, &err), 0);
     ck_assert_str_eq(got, want);
-    sae_model *m2 = load_ok(dir, NULL, 0);
+    sae_model *m2 = load_ok(dir, NULL);
     ck_assert_str_eq(m2->weights_digest, want); /* stable */
     sae_model_free(m2);
     sae_model_free(m);
     o.seed = 2;
     char *other = make("dg2", &o);
-    m = load_ok(other, NULL, 0);
+    m = load_ok(other, NULL);
     ck_assert_str_ne(m->weights_digest, want);
     sae_model_free(m);
     /* Buffer digests, including the empty one. */
@@ -794,7 +794,7 @@ START_TEST(test_digest_large_file)
     char *dir = make("big", &o), *wp = weights_of(dir, false);
     char want[33];
     independent_digest(wp, want);
-    sae_model *m = load_ok(dir, NULL, 0);
+    sae_model *m = load_ok(dir, NULL);
     ck_assert_str_eq(m->weights_digest, want);
     size_t n;
     float *w = read_tensor(wp, "W_dec", &n);
@@ -813,22 +813,29 @@ START_TEST(test_warning_without_scaling_factor)
     sae_fixture_defaults(&o);
     o.norm = SAE_NORM_EXPECTED_AVERAGE_ONLY_IN;
     char *dir = make("warn", &o);
-    char warn[256] = "junk";
-    sae_model *m = load_ok(dir, warn, sizeof warn);
-    ck_assert_ptr_nonnull(strstr(warn, "norm_scaling_factor"));
-    ck_assert_ptr_nonnull(strstr(warn, "cfg.json"));
-    ck_assert_ptr_null(strchr(warn, '\n')); /* one line */
+    sae_model_warnings warn = {.n = 5}; /* emptied by the load */
+    sae_model *m = load_ok(dir, &warn);
+    ck_assert_uint_eq(warn.n, 1);
+    ck_assert_ptr_nonnull(strstr(warn.line[0], "norm_scaling_factor"));
+    ck_assert_ptr_nonnull(strstr(warn.line[0], "cfg.json"));
+    ck_assert_ptr_null(strchr(warn.line[0], '\n')); /* one line */
     ck_assert(m->norm_scaling_factor == 1.0f);
     sae_model_free(m);
-    m = load_ok(dir, NULL, 0); /* no buffer: still loads */
+    m = load_ok(dir, NULL); /* no list: still loads */
     sae_model_free(m);
-    char tiny[8];
-    m = load_ok(dir, tiny, sizeof tiny); /* truncated, still terminated */
-    ck_assert_uint_lt(strlen(tiny), sizeof tiny);
-    sae_model_free(m);
+    /* A load that fails after cfg was read still hands back its warnings
+     * (sae info prints them before the error). */
+    set_cfg(dir, "d_in", "17");
+    sae_model *none = NULL;
+    sae_error err;
+    ck_assert_int_eq(sae_model_load(dir, &none, &warn, &err), SAE_EDIM);
+    ck_assert_ptr_null(none);
+    ck_assert_uint_eq(warn.n, 1);
+    ck_assert_ptr_nonnull(strstr(warn.line[0], "norm_scaling_factor"));
+    set_cfg(dir, "d_in", "16");
     set_cfg(dir, "norm_scaling_factor", "0.125");
-    m = load_ok(dir, warn, sizeof warn);
-    ck_assert_str_eq(warn, "");
+    m = load_ok(dir, &warn);
+    ck_assert_uint_eq(warn.n, 0);
     ck_assert(m->norm_scaling_factor == 0.125f);
     sae_model_free(m);
     free(dir);
@@ -842,7 +849,7 @@ static void *load_loop(void *arg)
     for (int i = 0; i < 5; i++) {
         sae_model *m = NULL;
         sae_error err;
-        if (sae_model_load(dir, &m, NULL, 0, &err))
+        if (sae_model_load(dir, &m, NULL, &err))
             return (void *)1;
         sae_model_free(m);
     }

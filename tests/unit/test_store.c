@@ -1,4 +1,4 @@
-/* test_store.c: the index file (core/index/store.c). A small index is written row by
+/* test_store.c: the index file (core/index/store_*.c). A small index is written row by
  * row through the writer, then every read the daemon makes is checked against
  * the rows written: feature statistics, histogram edges (computed here by
  * hand), neighbours, explanations, listing with every sort and order, paging,
@@ -268,7 +268,7 @@ START_TEST(test_read_api)
     ck_assert(nb.items[0].cosine == 0.5f && nb.items[1].cosine == -0.25f);
     sae_store_neighbours_free(&nb);
 
-    sae_store_explanations e;
+    sae_explanations e;
     ck_assert_int_eq(sae_store_get_explanations(c, 2, &e, &err), 0);
     ck_assert_uint_eq(e.n, 2);
     ck_assert_str_eq(e.items[0].description, "dog barking");
@@ -276,16 +276,16 @@ START_TEST(test_read_api)
     ck_assert_ptr_null(e.items[0].source);
     ck_assert_str_eq(e.items[0].type_name, "oai_token-act-pair");
     ck_assert(e.items[1].has_score && e.items[1].score == -1.5);
-    sae_store_explanations_free(&e);
+    sae_explanations_free(&e);
     ck_assert_int_eq(sae_store_get_explanations(c, 1, &e, &err), 0);
     ck_assert_uint_eq(e.n, 0);
-    sae_store_explanations_free(&e);
+    sae_explanations_free(&e);
     ck_assert_int_eq(sae_store_get_all_explanations(c, &e, &err), 0);
     ck_assert_uint_eq(e.n, 4);
     ck_assert_uint_eq(e.items[3].id, 4);
     ck_assert_uint_eq(e.items[3].feature, 3);
     ck_assert_str_eq(e.items[0].source, "human");
-    sae_store_explanations_free(&e);
+    sae_explanations_free(&e);
 
     /* Listing: every sort and order, ties by index ascending, paging. */
     uint32_t by_index[] = {0, 1, 2, 3, 4}, by_index_desc[] = {4, 3, 2, 1, 0};

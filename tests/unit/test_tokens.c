@@ -1,4 +1,5 @@
-/* test_tokens.c: the tokens and explanations JSON Lines readers (core/index/tokens.c):
+/* test_tokens.c: the tokens and explanations JSON Lines readers (core/index/tokens.c,
+ * explanations.c, over jsonl.c):
  * what they accept (ids of every form, blank lines, CRLF, U+0000 inside a
  * token, Neuronpedia explanation exports), the per-document layout they keep,
  * re-reading a document, and that every malformed line is refused naming the
@@ -10,6 +11,7 @@
 #include <xxhash.h>
 
 #include "fixture.h"
+#include "index/explanations.h"
 #include "index/tokens.h"
 #include "unit.h"
 

@@ -529,8 +529,8 @@ START_TEST(test_save_load)
         const char *src[1] = {"mem.safetensors"};
         ck_assert_msg(sae_trainer_save(t, out, src, 1, &err) == 0, "%s", err.msg);
         sae_model *m = NULL;
-        char warn[256] = "";
-        ck_assert_msg(sae_model_load(out, &m, warn, sizeof warn, &err) == 0, "%s", err.msg);
+        sae_model_warnings warn;
+        ck_assert_msg(sae_model_load(out, &m, &warn, &err) == 0, "%s", err.msg);
         ck_assert_int_eq(m->arch, archs[a]);
         ck_assert_uint_eq(m->d_in, d);
         ck_assert_uint_eq(m->d_sae, 24);
@@ -580,7 +580,7 @@ START_TEST(test_autoencoder_save_encode)
     sae_error err;
     ck_assert_msg(sae_trainer_save(t, dir, NULL, 0, &err) == 0, "%s", err.msg);
     sae_model *m = NULL;
-    ck_assert_msg(sae_model_load(dir, &m, NULL, 0, &err) == 0, "%s", err.msg);
+    ck_assert_msg(sae_model_load(dir, &m, NULL, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(m->arch, SAE_ARCH_AUTOENCODER);
     ck_assert_uint_eq(m->d_in, d);
     ck_assert_uint_eq(m->d_sae, 5);

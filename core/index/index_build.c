@@ -1,0 +1,332 @@
+/* index_build.c: the whole build behind `sae index` (indexer.h): the
+ * neighbours from the weights, one streaming pass over the slice's rows
+ * (encoder threads feeding the indexer in block order), then the indexer's
+ * features, the explanations and the meta table, committed atomically. */
+#include "index/indexer.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "index/store.h"
+#include "io/activations.h"
+#include "io/clock.h"
+#include "sae/model.h"
+
+/* The streaming pass, in parallel: E encoder threads encode blocks
+ * k = e, e + E, ... into a ring of 2E slots while the calling thread feeds
+ * the slots to the indexer strictly in block order. The statistics
+ * (single-threaded, about an eighth of the pass) so overlap the GEMMs and no
+ * BLAS thread spins waiting for them; the result is exactly that of a serial
+ * loop. E is the BLAS thread budget, at most STREAM_MAX_ENCODERS (each
+ * encoder holds a workspace of B x d_sae floats, 25 MB at d_sae 24576) and
+ * at most the number of blocks; each encoder's GEMMs run on budget / E BLAS
+ * threads, so up to STREAM_MAX_ENCODERS threads every GEMM is single-threaded
+ * and the statistics do not depend on the thread count. An error in a block
+ * (a non-finite value, a failed read) is reported when the feeder reaches
+ * it, so the first bad block in row order is the one named, whatever the
+ * timing. */
+#define STREAM_MAX_ENCODERS 8
+
+/* One slot of the ring: a block's sparse rows, or the error encoding it. */
+typedef struct stream_slot {
+    sae_sparse sp;
+    bool full;     /* encoded, not yet fed */
+    int rc;        /* the encoder's error for this block */
+    sae_error err;
+} stream_slot;
+
+/* The pass's shared state, guarded by mu: borrows the model and the
+ * activations, owns the slot ring. */
+typedef struct stream {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    const sae_model *m;
+    const sae_acts *acts;
+    uint64_t row0, row1;
+    size_t B, n_enc, n_slots;
+    stream_slot *slot; /* (n_slots) */
+    bool stop;         /* the feeder is done (or failed): encoders return */
+} stream;
+
+/* One encoder thread's own buffers (owned) and its place in the stream. */
+typedef struct encoder {
+    stream *st;
+    size_t e;          /* this encoder's number, 0 .. n_enc-1 */
+    sae_workspace *ws;
+    float *x;          /* (B, d_in) */
+} encoder;
+
+/* Reads rows [r, r + n) into x, refusing a non-finite value; drops their
+ * mapped pages once read (keeps the RSS flat in corpus length). */
+static int stream_read(const stream *st, uint64_t r, size_t n, float *x, sae_error *err)
+{
+    int rc = sae_acts_read(st->acts, (size_t)r, n, x, err);
+    if (rc)
+        return rc;
+    size_t d_in = st->m->d_in;
+    for (size_t i = 0; i < n * d_in; i++)
+        if (!isfinite(x[i]))
+            return sae_error_set(err, SAE_ERANGE,
+                                 "activations row %" PRIu64 ": value %zu is not finite",
+                                 r + i / d_in, i % d_in);
+    sae_acts_release(st->acts, (size_t)r, n);
+    return 0;
+}
+
+/* One encoder thread: its blocks, each into the slot the feeder has freed. */
+static void *encoder_main(void *arg)
+{
+    encoder *en = arg;
+    stream *st = en->st;
+    sae_encode_opts opts = {0};
+    for (uint64_t k = en->e;; k += st->n_enc) {
+        if (k > (st->row1 - st->row0) / st->B)
+            break;
+        uint64_t r = st->row0 + k * st->B;
+        if (r >= st->row1)
+            break;
+        size_t n = st->row1 - r < st->B ? (size_t)(st->row1 - r) : st->B;
+        stream_slot *sl = &st->slot[k % st->n_slots];
+        pthread_mutex_lock(&st->mu);
+        while (sl->full && !st->stop)
+            pthread_cond_wait(&st->cv, &st->mu);
+        bool stop = st->stop;
+        pthread_mutex_unlock(&st->mu);
+        if (stop)
+            break;
+        sae_error err;
+        sae_sparse_reset(&sl->sp);
+        int rc = stream_read(st, r, n, en->x, &err);
+        if (!rc)
+            rc = sae_encode(st->m, en->ws, en->x, n, &opts, &sl->sp, NULL, NULL, &err);
+        pthread_mutex_lock(&st->mu);
+        sl->rc = rc;
+        if (rc)
+            sl->err = err;
+        sl->full = true;
+        pthread_cond_broadcast(&st->cv);
+        pthread_mutex_unlock(&st->mu);
+        if (rc)
+            break;
+    }
+    return NULL;
+}
+
+/* The streaming pass over rows [row0, row1) of job->acts into ix. Starts
+ * the encoder threads and sets OpenBLAS's process-wide thread count to
+ * budget / E for the pass, restoring it on return. */
+static int stream_rows(const sae_index_job *job, sae_indexer *ix, uint64_t row0, uint64_t row1,
+                       size_t B, sae_error *err)
+{
+    const sae_model *m = job->model;
+    int blas = sae_get_blas_threads();
+    uint64_t n_blocks = (row1 - row0 + B - 1) / B;
+    size_t n_enc = (size_t)blas < STREAM_MAX_ENCODERS ? (size_t)blas : STREAM_MAX_ENCODERS;
+    if (n_enc > n_blocks)
+        n_enc = n_blocks ? (size_t)n_blocks : 1;
+    stream st = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .m = m,
+                 .acts = job->acts, .row0 = row0, .row1 = row1, .B = B, .n_enc = n_enc,
+                 .n_slots = 2 * n_enc};
+    encoder *en = calloc(n_enc, sizeof *en);
+    pthread_t *th = calloc(n_enc, sizeof *th);
+    st.slot = calloc(st.n_slots, sizeof *st.slot);
+    size_t xn, started = 0;
+    int rc = 0;
+    if (!en || !th || !st.slot || sae_mul_size(B, m->d_in, &xn)) {
+        rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the encode buffers");
+        goto out;
+    }
+    for (size_t i = 0; i < st.n_slots; i++)
+        sae_sparse_init(&st.slot[i].sp);
+    for (size_t e = 0; e < n_enc; e++) {
+        en[e] = (encoder){.st = &st, .e = e, .ws = sae_workspace_new(m, B),
+                          .x = malloc(xn * sizeof(float))};
+        if (!en[e].ws || !en[e].x) {
+            rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the encode buffers");
+            goto out;
+        }
+    }
+    if (n_enc > 1)
+        sae_set_blas_threads(blas / (int)n_enc);
+    for (; started < n_enc; started++) {
+        int e = pthread_create(&th[started], NULL, encoder_main, &en[started]);
+        if (e) {
+            rc = sae_error_set(err, SAE_ENOMEM, "cannot start encoding thread %zu of %zu: %s",
+                               started + 1, n_enc, strerror(e));
+            goto out;
+        }
+    }
+    /* In block order, whichever encoder finishes first: the indexer's
+     * statistics and samples are defined by row order. */
+    for (uint64_t k = 0, r = row0; r < row1; k++, r += B) {
+        stream_slot *sl = &st.slot[k % st.n_slots];
+        pthread_mutex_lock(&st.mu);
+        while (!sl->full)
+            pthread_cond_wait(&st.cv, &st.mu);
+        pthread_mutex_unlock(&st.mu);
+        if (sl->rc) {
+            if (err)
+                *err = sl->err;
+            rc = sl->rc;
+            goto out;
+        }
+        if ((rc = sae_indexer_feed(ix, r, &sl->sp, err)))
+            goto out;
+        uint64_t fed = r + sl->sp.n_rows - row0;
+        pthread_mutex_lock(&st.mu);
+        sl->full = false;
+        pthread_cond_broadcast(&st.cv);
+        pthread_mutex_unlock(&st.mu);
+        if (job->progress)
+            job->progress(job->progress_ctx, fed, row1 - row0);
+    }
+out:
+    pthread_mutex_lock(&st.mu);
+    st.stop = true;
+    pthread_cond_broadcast(&st.cv);
+    pthread_mutex_unlock(&st.mu);
+    for (size_t e = 0; e < started; e++)
+        pthread_join(th[e], NULL);
+    if (n_enc > 1)
+        sae_set_blas_threads(blas);
+    for (size_t e = 0; en && e < n_enc; e++) {
+        sae_workspace_free(en[e].ws);
+        free(en[e].x);
+    }
+    for (size_t i = 0; st.slot && i < st.n_slots; i++)
+        sae_sparse_free(&st.slot[i].sp);
+    free(st.slot);
+    free(en);
+    free(th);
+    pthread_mutex_destroy(&st.mu);
+    pthread_cond_destroy(&st.cv);
+    return rc;
+}
+
+/* Refuses activations that do not fit the model or the tokens file. */
+static int build_check_inputs(const sae_index_job *job, sae_error *err)
+{
+    const sae_model *m = job->model;
+    const sae_tokens *tok = job->tok;
+    if (sae_acts_dim(job->acts) != m->d_in)
+        return sae_error_set(err, SAE_EDIM,
+                             "%s: activations have d_in %zu, the model's d_in is %zu",
+                             sae_acts_first_path(job->acts), sae_acts_dim(job->acts), m->d_in);
+    if (sae_acts_rows(job->acts) != tok->n_tokens)
+        return sae_error_set(err, SAE_EDIM,
+                             "%s: the documents hold %" PRIu64 " tokens but the activations have "
+                             "%zu rows",
+                             tok->path, tok->n_tokens, sae_acts_rows(job->acts));
+    return sae_index_settings_check(&job->set, err);
+}
+
+/* Computes every feature's neighbours from m's decoder (they need only the
+ * weights) and writes them to w. */
+static int build_neighbours(const sae_model *m, uint32_t neighbours, sae_store_writer *w,
+                            sae_error *err)
+{
+    size_t k = neighbours < m->d_sae ? neighbours : m->d_sae - 1;
+    size_t nbn;
+    float *nb_cos = NULL;
+    uint32_t *nb_idx = NULL;
+    int rc = 0;
+    if (sae_mul_size(m->d_sae, k ? k : 1, &nbn) || !(nb_idx = malloc(nbn * sizeof *nb_idx)) ||
+        !(nb_cos = malloc(nbn * sizeof *nb_cos))) {
+        rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the neighbours");
+        goto out;
+    }
+    if ((rc = sae_neighbours(m->w_dec, m->dec_norm, m->d_sae, m->d_in, k, nb_idx, nb_cos, err)))
+        goto out;
+    for (size_t f = 0; f < m->d_sae && !rc; f++)
+        rc = sae_store_put_neighbours(w, (uint32_t)f, nb_idx + f * k, nb_cos + f * k, k, err);
+out:
+    free(nb_idx);
+    free(nb_cos);
+    return rc;
+}
+
+/* Writes the explanations, in file order, and the meta table of a build. */
+static int build_meta(const sae_index_job *job, const sae_indexer *ix, sae_store_writer *w,
+                      sae_error *err)
+{
+    const sae_model *m = job->model;
+    const sae_tokens *tok = job->tok;
+    const sae_index_settings *set = &job->set;
+    const sae_explanations *e = job->expl;
+    int rc;
+    for (size_t i = 0; e && i < e->n; i++) {
+        const sae_explanation *xe = &e->items[i];
+        if ((rc = sae_store_put_explanation(w, xe->id, xe->feature, xe->description,
+                                            xe->has_score, xe->score, xe->source, xe->type_name,
+                                            err)))
+            return rc;
+    }
+    sae_store_info info;
+    memset(&info, 0, sizeof info);
+    memcpy(info.weights_digest, m->weights_digest, sizeof info.weights_digest);
+    info.d_in = m->d_in;
+    info.d_sae = m->d_sae;
+    info.n_tokens = sae_indexer_tokens(ix);
+    info.n_documents = sae_indexer_documents(ix);
+    info.corpus_tokens = tok->n_tokens;
+    info.corpus_documents = tok->n_docs;
+    info.top = set->top;
+    info.quantiles = set->quantiles;
+    info.per_quantile = set->per_quantile;
+    info.context = set->context;
+    info.neighbours = set->neighbours;
+    info.seed = set->seed;
+    info.block_rows = set->block_rows;
+    if (set->is_shard)
+        snprintf(info.shard, sizeof info.shard, "%u/%u", set->shard, set->n_shards);
+    snprintf(info.histogram, sizeof info.histogram, "%s", SAE_HIST_DEFINITION);
+    memcpy(info.tokens_digest, tok->digest, sizeof info.tokens_digest);
+    if (e)
+        memcpy(info.explanations_digest, e->digest, sizeof info.explanations_digest);
+    info.n_explanations = e ? e->n : 0;
+    return sae_store_put_info(w, &info, err);
+}
+
+int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *err)
+{
+    double t0 = sae_clock_s(), t1 = t0, t2 = t0;
+    const sae_model *m = job->model;
+    const sae_index_settings *set = &job->set;
+    sae_indexer *ix = NULL;
+    sae_store_writer *w = NULL;
+    size_t doc_lo, doc_hi;
+    uint64_t row0, row1;
+    int rc = build_check_inputs(job, err);
+    if (rc)
+        return rc;
+    sae_shard_docs(job->tok->n_docs, set->shard, set->n_shards, &doc_lo, &doc_hi);
+    if ((rc = sae_indexer_new(m->d_sae, set, job->tok, doc_lo, doc_hi, &ix, err)) ||
+        (rc = sae_store_writer_open(out_path, &w, err)) ||
+        (rc = build_neighbours(m, set->neighbours, w, err)))
+        goto out;
+    t1 = sae_clock_s();
+    /* One pass over the slice, in whole blocks. */
+    sae_indexer_rows(ix, &row0, &row1);
+    if ((rc = stream_rows(job, ix, row0, row1, set->block_rows, err)) ||
+        (rc = sae_indexer_finish(ix, err)))
+        goto out;
+    t2 = sae_clock_s();
+    if ((rc = sae_indexer_write(ix, m->dec_norm, w, err)) || (rc = build_meta(job, ix, w, err)))
+        goto out;
+    rc = sae_store_writer_commit(w, err);
+    w = NULL;
+    if (!rc && job->timing) {
+        job->timing->neighbours_s = t1 - t0;
+        job->timing->stream_s = t2 - t1;
+        job->timing->write_s = sae_clock_s() - t2;
+    }
+out:
+    if (w)
+        sae_store_writer_abort(w);
+    sae_indexer_free(ix);
+    return rc;
+}

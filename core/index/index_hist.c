@@ -1,0 +1,102 @@
+/* index_hist.c: the fixed histogram, quantile groups and exact sums
+ * (index_hist.h). */
+#include "index/index_hist.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ histogram */
+
+/* Float exponent-and-top-3-mantissa-bits codes of the histogram's range. */
+#define HIST_CODE_LO ((127 + SAE_HIST_MIN_EXP) * SAE_HIST_PER_OCTAVE)
+#define HIST_CODE_HI ((127 + SAE_HIST_MAX_EXP) * SAE_HIST_PER_OCTAVE)
+
+int sae_hist_bin(float v)
+{
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    int code = (int)(bits >> 20); /* sign (0), 8 exponent bits, 3 mantissa bits */
+    if (code < HIST_CODE_LO)
+        return 0;
+    if (code >= HIST_CODE_HI)
+        return SAE_HIST_BINS - 1;
+    return code - HIST_CODE_LO + 1;
+}
+
+double sae_hist_lo(int b)
+{
+    if (b <= 0)
+        return 0.0;
+    if (b >= SAE_HIST_BINS - 1)
+        return ldexp(1.0, SAE_HIST_MAX_EXP);
+    int k = b - 1;
+    return ldexp(1.0 + (double)(k % SAE_HIST_PER_OCTAVE) / SAE_HIST_PER_OCTAVE,
+                 SAE_HIST_MIN_EXP + k / SAE_HIST_PER_OCTAVE);
+}
+
+double sae_hist_hi(int b)
+{
+    if (b >= SAE_HIST_BINS - 1)
+        return INFINITY;
+    return sae_hist_lo(b + 1);
+}
+
+uint32_t sae_quantile_group(int b, float max, uint32_t q)
+{
+    if (b <= 0 || q <= 1)
+        return 0;
+    /* q*lo(b) and j*max (j < q <= 100) are exact in double: lo has 4
+     * significant bits and max 24, so the floor below is exact too. */
+    double lo = (double)q * sae_hist_lo(b), m = (double)max;
+    if (lo >= (double)q * m)
+        return q - 1;
+    double j = floor(lo / m);
+    while (j > 0 && j * m > lo)
+        j--;
+    while ((j + 1) * m <= lo)
+        j++;
+    return j >= q ? q - 1 : (uint32_t)j;
+}
+
+/* ------------------------------------------------------------ exact sum */
+
+void sae_exact_sum_add(sae_exact_sum *s, float v)
+{
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    uint32_t e = (bits >> 23) & 0xff, frac = bits & 0x7fffff;
+    if ((bits >> 31) || e == 0xff || (e == 0 && frac == 0))
+        return; /* negative, zero or not finite: never an active value */
+    uint64_t m = e ? (frac | 0x800000u) : frac;
+    unsigned shift = e ? e : 1; /* v = m * 2^(shift - 150) */
+    unsigned limb = shift / 64, off = shift % 64;
+    unsigned __int128 add = (unsigned __int128)m << off;
+    uint64_t lo = (uint64_t)add, hi = (uint64_t)(add >> 64);
+    uint64_t old = s->limb[limb];
+    s->limb[limb] = old + lo;
+    uint64_t carry = hi + (s->limb[limb] < old);
+    for (unsigned i = limb + 1; carry && i < SAE_EXACT_LIMBS; i++) {
+        old = s->limb[i];
+        s->limb[i] = old + carry;
+        carry = s->limb[i] < old;
+    }
+}
+
+void sae_exact_sum_merge(sae_exact_sum *s, const sae_exact_sum *o)
+{
+    uint64_t carry = 0;
+    for (int i = 0; i < SAE_EXACT_LIMBS; i++) {
+        uint64_t a = s->limb[i], t = a + o->limb[i];
+        uint64_t c1 = t < a;
+        s->limb[i] = t + carry;
+        carry = c1 + (s->limb[i] < t);
+    }
+}
+
+double sae_exact_sum_value(const sae_exact_sum *s)
+{
+    double r = 0.0;
+    for (int i = SAE_EXACT_LIMBS - 1; i >= 0; i--)
+        r += ldexp((double)s->limb[i], 64 * i - 150);
+    return r;
+}

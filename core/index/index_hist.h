@@ -1,0 +1,51 @@
+/* index_hist.h: the fixed histogram every feature's values fall into, the
+ * quantile groups made of its bins, and the exact sum of a feature's values
+ * (docs/INDEX.md). Fixed independently of the data, so shards' histograms and
+ * sums add up to the unsharded ones bit for bit; the store reads the bins'
+ * edges from here and the daemon names them. */
+#ifndef SAE_INDEX_HIST_H
+#define SAE_INDEX_HIST_H
+
+#include <stdint.h>
+
+/* ---- the fixed histogram ----
+ * Bin 0 holds (0, 2^-16); bins 1..256 split [2^-16, 2^16) into 8 bins per
+ * octave with edges 2^e * (1 + k/8), read straight from a float's exponent and
+ * top three mantissa bits; bin 257 holds [2^16, +inf). Quantile groups are
+ * unions of these bins, so they too are fixed independently of the data. */
+#define SAE_HIST_BINS 258
+#define SAE_HIST_PER_OCTAVE 8
+#define SAE_HIST_MIN_EXP (-16)
+#define SAE_HIST_MAX_EXP 16
+/* Written to the index's meta table as the histogram's definition. */
+#define SAE_HIST_DEFINITION "log2x8:-16:16"
+
+/* The bin of a positive finite value. */
+int sae_hist_bin(float v);
+/* Lower edge of bin b (0 for bin 0); exact. */
+double sae_hist_lo(int b);
+/* Upper edge of bin b (+inf for the last bin); exact. */
+double sae_hist_hi(int b);
+
+/* ---- an exact sum of non-negative floats ----
+ * A 384-bit fixed-point integer in units of 2^-150 (the smallest subnormal is
+ * 2^-149, the largest float below 2^128), with 64 bits of headroom for
+ * carries: every float sum is exact, so shard sums add up to the unsharded
+ * sum bit for bit. */
+#define SAE_EXACT_LIMBS 6
+typedef struct sae_exact_sum {
+    uint64_t limb[SAE_EXACT_LIMBS]; /* little-endian limbs */
+} sae_exact_sum;
+/* Adds v (>= 0, finite). */
+void sae_exact_sum_add(sae_exact_sum *s, float v);
+/* s += o. */
+void sae_exact_sum_merge(sae_exact_sum *s, const sae_exact_sum *o);
+/* The sum as a double, rounded the same way every time. */
+double sae_exact_sum_value(const sae_exact_sum *s);
+
+/* ---- quantile groups ----
+ * Group of bin b for a feature whose max is `max` (> 0): bin 0 is group 0;
+ * otherwise min(Q-1, floor(Q*lo(b)/max)), computed exactly. */
+uint32_t sae_quantile_group(int b, float max, uint32_t q);
+
+#endif

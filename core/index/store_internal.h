@@ -1,0 +1,114 @@
+/* store_internal.h: what the store_*.c files share and nobody else sees:
+ * the layout of a packed example, the meta keys, the reader's structs and
+ * statements. Only store_*.c speak SQL.
+ *
+ *   store_schema.c    the schema version, the meta keys, SQLite errors as sae_error
+ *   store_write.c     the writer: temporary file, inserts, commit
+ *   store_read.c      opening and validating a file; per-thread connections
+ *   store_feature.c   one feature's statistics, histogram, neighbours; explanations
+ *   store_query.c     listing and full-text search of features
+ *   store_examples.c  a feature's examples, unpacked */
+#ifndef SAE_STORE_INTERNAL_H
+#define SAE_STORE_INTERNAL_H
+
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "index/store.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the index stores little-endian blobs by copying memory: a little-endian host is assumed"
+#endif
+
+/* One example's header in examples.data (schema/001_init.sql), 64 bytes,
+ * little-endian, then len u32 token ids and len f32 activations. */
+typedef struct packed_example {
+    uint32_t doc, first, focus, len;
+    float value;
+    int32_t grp;
+    uint64_t hash;
+    double bin_min, bin_max, bin_contains;
+    uint32_t flags, zero;
+} packed_example;
+_Static_assert(sizeof(packed_example) == 64, "packed_example is the 64-byte header");
+#define PACKED_HAS_BIN 1u
+
+/* The meta table's keys, in the order they are written and read. */
+#define SAE_STORE_META_KEYS 19
+extern const char *const sae_store_meta_keys[SAE_STORE_META_KEYS];
+
+/* Fills err from db's last error, naming the file (path) and what was being
+ * done; SQLITE_FULL (the disk is full) and I/O errors say so plainly.
+ * Returns the code. */
+int sae_store_fail(sqlite3 *db, const char *path, const char *what, sae_error *err);
+
+/* ---- reading ---- */
+
+/* The shared, immutable part of an opened index: its meta and vocabulary. */
+struct sae_store {
+    char *path;             /* owned */
+    char *uri;              /* owned: file:...?immutable=1 */
+    sae_store_info info;
+    size_t n_vocab;
+    char **vocab;           /* (n_vocab) owned strings */
+    size_t *vocab_len;      /* (n_vocab) */
+};
+
+enum {
+    R_FEATURE, R_HIST, R_RAW, R_NEIGHBOURS, R_EXPL, R_EXPL_ALL, R_EXAMPLES, R_DOCUMENT,
+    R_LIST_FIRST, /* 6 listing statements: sort x order, without a query */
+    R_SEARCH_FIRST = R_LIST_FIRST + 6, /* 6 with a full-text query */
+    R_SEARCH_COUNT = R_SEARCH_FIRST + 6,
+    R_RELEVANCE_FIRST, /* 2: full-text query by relevance, asc (best first) and desc */
+    R_COUNT = R_RELEVANCE_FIRST + 2
+};
+
+/* A connection of one thread with its statements. */
+struct sae_store_conn {
+    sae_store *s;           /* borrowed */
+    sqlite3 *db;
+    sqlite3_stmt *st[R_COUNT];
+};
+
+/* The meta of the index c reads. */
+static inline const sae_store_info *info_of(const sae_store_conn *c)
+{
+    return &c->s->info;
+}
+
+/* Resets a statement after use (keeps it prepared). */
+static inline void done(sqlite3_stmt *q)
+{
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+}
+
+/* SAE_ERANGE unless index < d_sae. */
+static inline int check_index(const sae_store_conn *c, uint64_t index, sae_error *err)
+{
+    if (index >= info_of(c)->d_sae)
+        return sae_error_set(err, SAE_ERANGE, "feature %" PRIu64 " out of range (d_sae %" PRIu64 ")",
+                             index, info_of(c)->d_sae);
+    return 0;
+}
+
+/* The features columns a sae_store_feature is read from, in its order. */
+#define FEATURE_COLS \
+    "idx, n_active, density, max_activation, mean_activation, decoder_norm, n_top, n_quantile"
+
+/* Reads the FEATURE_COLS columns of q into f. */
+static inline void feature_from_row(sqlite3_stmt *q, sae_store_feature *f)
+{
+    f->index = (uint32_t)sqlite3_column_int64(q, 0);
+    f->n_active = (uint64_t)sqlite3_column_int64(q, 1);
+    f->density = sqlite3_column_double(q, 2);
+    f->max_activation = sqlite3_column_double(q, 3);
+    f->mean_activation = sqlite3_column_double(q, 4);
+    f->decoder_norm = sqlite3_column_double(q, 5);
+    f->n_top = (uint32_t)sqlite3_column_int64(q, 6);
+    f->n_quantile = (uint32_t)sqlite3_column_int64(q, 7);
+}
+
+#endif

@@ -1,0 +1,167 @@
+/* store_query.c: the feature list behind GET /v1/features: sorting, paging
+ * and full-text search over the explanations, where no query is a syntax
+ * error (store.h). */
+#include "index/store_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int sae_store_parse_sort(const char *s, sae_store_sort *out, sae_error *err)
+{
+    if (!strcmp(s, "index"))
+        *out = SAE_SORT_INDEX;
+    else if (!strcmp(s, "density"))
+        *out = SAE_SORT_DENSITY;
+    else if (!strcmp(s, "max_activation"))
+        *out = SAE_SORT_MAX_ACTIVATION;
+    else if (!strcmp(s, "relevance"))
+        *out = SAE_SORT_RELEVANCE;
+    else
+        return sae_error_set(err, SAE_EINVAL,
+                             "sort: expected index, density, max_activation or relevance, got "
+                             "'%.64s'",
+                             s);
+    return 0;
+}
+
+int sae_store_parse_order(const char *s, bool *desc, sae_error *err)
+{
+    if (!strcmp(s, "asc"))
+        *desc = false;
+    else if (!strcmp(s, "desc"))
+        *desc = true;
+    else
+        return sae_error_set(err, SAE_EINVAL, "order: expected asc or desc, got '%.64s'", s);
+    return 0;
+}
+
+/* Turns free text into an FTS5 query that cannot be a syntax error: every
+ * white-space-separated word becomes a quoted phrase (quotes doubled), all
+ * required; a word ending in '*' becomes a prefix query. Words without a
+ * letter or digit are dropped (FTS5 would see no token in them). Returns a
+ * new string, "" when no word is left. */
+static char *fts_query(const char *q)
+{
+    size_t n = strlen(q);
+    /* A word of L bytes becomes at most 2L + 2 (quotes doubled, two added)
+     * plus a separating space: 2n + words + 2 <= 3n + 3 with the NUL. */
+    char *out = malloc(n * 3 + 3);
+    if (!out)
+        return NULL;
+    char *p = out;
+    const char *s = q;
+    while (*s) {
+        while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' || *s == '\v')
+            s++;
+        const char *w = s;
+        bool alnum = false;
+        while (*s && !(*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' ||
+                       *s == '\v')) {
+            unsigned char ch = (unsigned char)*s;
+            if ((ch >= '0' && ch <= '9') || ((ch | 32) >= 'a' && (ch | 32) <= 'z') || ch >= 0x80)
+                alnum = true;
+            s++;
+        }
+        if (s == w || !alnum)
+            continue;
+        /* A word ending in '*' is a prefix ("nega*" finds "negation"): FTS5
+         * reads a star after the closing quote as that. */
+        const char *e = s;
+        bool prefix = false;
+        while (e > w && e[-1] == '*') {
+            e--;
+            prefix = true;
+        }
+        if (p != out)
+            *p++ = ' ';
+        *p++ = '"';
+        for (const char *c = w; c < e; c++) {
+            if (*c == '"')
+                *p++ = '"';
+            *p++ = *c;
+        }
+        *p++ = '"';
+        if (prefix)
+            *p++ = '*';
+    }
+    *p = '\0';
+    return out;
+}
+
+void sae_store_feature_list_free(sae_store_feature_list *l)
+{
+    if (!l)
+        return;
+    free(l->items);
+    memset(l, 0, sizeof *l);
+}
+
+int sae_store_list_features(sae_store_conn *c, const sae_store_query *qry,
+                            sae_store_feature_list *out, sae_error *err)
+{
+    int rc = 0, r;
+    char *fts = NULL;
+    sae_store_feature_list l = {0};
+    sqlite3_stmt *q = NULL;
+    size_t which = (size_t)qry->sort * 2 + (qry->desc ? 1 : 0);
+    if (qry->sort == SAE_SORT_RELEVANCE && !(qry->q && *qry->q))
+        return sae_error_set(err, SAE_EINVAL, "sort: relevance needs a search query (q)");
+    if (qry->q && *qry->q) {
+        fts = fts_query(qry->q);
+        if (!fts)
+            return sae_error_set(err, SAE_ENOMEM, "out of memory");
+    }
+    uint64_t limit = qry->limit, offset = qry->offset;
+    if (limit > INT64_MAX)
+        limit = INT64_MAX;
+    if (offset > INT64_MAX)
+        offset = INT64_MAX;
+    if (fts && !*fts) {
+        /* Nothing searchable in q: nothing matches. */
+        *out = l;
+        goto out;
+    }
+    if (fts) {
+        sqlite3_stmt *cq = c->st[R_SEARCH_COUNT];
+        sqlite3_bind_text(cq, 1, fts, -1, SQLITE_STATIC);
+        r = sqlite3_step(cq);
+        if (r != SQLITE_ROW) {
+            rc = sae_store_fail(c->db, c->s->path, "searching explanations", err);
+            done(cq);
+            goto out;
+        }
+        l.total = (uint64_t)sqlite3_column_int64(cq, 0);
+        done(cq);
+        q = qry->sort == SAE_SORT_RELEVANCE ? c->st[R_RELEVANCE_FIRST + (qry->desc ? 1 : 0)]
+                                            : c->st[R_SEARCH_FIRST + which];
+        sqlite3_bind_text(q, 1, fts, -1, SQLITE_STATIC);
+    } else {
+        l.total = info_of(c)->d_sae;
+        q = c->st[R_LIST_FIRST + which];
+    }
+    uint64_t want = limit;
+    if (want > l.total - (offset < l.total ? offset : l.total))
+        want = l.total - (offset < l.total ? offset : l.total);
+    if (want) {
+        l.items = malloc(want * sizeof *l.items);
+        if (!l.items) {
+            rc = sae_error_set(err, SAE_ENOMEM, "out of memory listing %" PRIu64 " features", want);
+            goto out;
+        }
+    }
+    sqlite3_bind_int64(q, 2, (sqlite3_int64)limit);
+    sqlite3_bind_int64(q, 3, (sqlite3_int64)offset);
+    while ((r = sqlite3_step(q)) == SQLITE_ROW && l.n < want)
+        feature_from_row(q, &l.items[l.n++]);
+    if (r != SQLITE_ROW && r != SQLITE_DONE)
+        rc = sae_store_fail(c->db, c->s->path, "listing features", err);
+    done(q);
+    if (rc)
+        goto out;
+    *out = l;
+    l.items = NULL;
+out:
+    free(l.items);
+    free(fts);
+    return rc;
+}

@@ -1,0 +1,415 @@
+/* store_read.c: an index file opened and validated once, its meta and
+ * vocabulary shared read-only by every thread, and each thread's connection
+ * with its prepared statements (store.h). */
+#include "index/store_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FTS_MATCH                                                                       \
+    "SELECT feature FROM explanations WHERE id IN (SELECT rowid FROM explanations_fts " \
+    "WHERE explanations_fts MATCH ?1)"
+
+static const char *const sort_order[6] = {
+    "idx ASC", "idx DESC", "density ASC, idx ASC", "density DESC, idx ASC",
+    "max_activation ASC, idx ASC", "max_activation DESC, idx ASC",
+};
+
+/* Reads the 100-byte SQLite header and checks, without SQLite, that path is a
+ * whole SQLite file of ours: magic, application_id, user_version, and a page
+ * count that matches the file size (a truncated copy fails here). */
+static int check_header(const char *path, sae_error *err)
+{
+    unsigned char h[100];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return sae_error_set(err, SAE_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    ssize_t got = 0;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+        got = pread(fd, h, sizeof h, 0);
+    else
+        got = -2;
+    close(fd);
+    if (got == -2)
+        return sae_error_set(err, SAE_EIO, "%s: not a regular file", path);
+    if (got < (ssize_t)sizeof h || memcmp(h, "SQLite format 3", 16))
+        return sae_error_set(err, SAE_EFORMAT, "%s: not a SQLite database (not a saed index)",
+                             path);
+    uint32_t page = (uint32_t)h[16] << 8 | h[17];
+    if (page == 1)
+        page = 65536;
+    uint32_t pages = (uint32_t)h[28] << 24 | (uint32_t)h[29] << 16 | (uint32_t)h[30] << 8 | h[31];
+    uint32_t app = (uint32_t)h[68] << 24 | (uint32_t)h[69] << 16 | (uint32_t)h[70] << 8 | h[71];
+    int32_t user = (int32_t)((uint32_t)h[60] << 24 | (uint32_t)h[61] << 16 |
+                             (uint32_t)h[62] << 8 | h[63]);
+    if (app != SAE_STORE_APPLICATION_ID)
+        return sae_error_set(err, SAE_EFORMAT,
+                             "%s: a SQLite database but not a saed feature index "
+                             "(application_id 0x%08" PRIx32 ", expected 0x%08x)",
+                             path, app, SAE_STORE_APPLICATION_ID);
+    if (user != sae_store_schema_version())
+        return sae_error_set(err, SAE_EFORMAT,
+                             "%s: index schema version %" PRId32 ", this build reads version %d "
+                             "(rebuild it with this sae)",
+                             path, user, sae_store_schema_version());
+    if ((uint64_t)page * pages != (uint64_t)st.st_size)
+        return sae_error_set(err, SAE_EFORMAT,
+                             "%s: truncated or damaged index (%" PRIu64 " bytes, header says %" PRIu64
+                             ")",
+                             path, (uint64_t)st.st_size, (uint64_t)page * pages);
+    return 0;
+}
+
+/* file: URI for path with immutable=1 (the index never changes under saed,
+ * so SQLite need not lock or check for changes). */
+static char *make_uri(const char *path)
+{
+    size_t n = strlen(path);
+    char *u = malloc(n * 3 + 32);
+    if (!u)
+        return NULL;
+    char *p = u + sprintf(u, "file:");
+    for (const char *s = path; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '%' || ch == '?' || ch == '#' || ch < 0x20 || ch >= 0x7f)
+            p += sprintf(p, "%%%02X", ch);
+        else
+            *p++ = (char)ch;
+    }
+    strcpy(p, "?immutable=1");
+    return u;
+}
+
+/* Opens a read-only connection to s (immutable, memory-mapped reads). */
+static int open_ro(const sae_store *s, sqlite3 **db, sae_error *err)
+{
+    if (sqlite3_open_v2(s->uri, db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        int rc = sae_store_fail(*db, s->path, "cannot open", err);
+        sqlite3_close(*db);
+        *db = NULL;
+        return rc;
+    }
+    sqlite3_exec(*db, "PRAGMA mmap_size = 1073741824;", NULL, NULL, NULL);
+    return 0;
+}
+
+/* Parses a meta value as an unsigned integer; false if malformed. */
+static bool meta_u64(const char *v, uint64_t *out)
+{
+    if (!v || *v < '0' || *v > '9')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno || *end)
+        return false;
+    *out = x;
+    return true;
+}
+
+/* Copies meta table rows into info; every key is required. */
+static int read_meta(sqlite3 *db, const char *path, sae_store_info *info, sae_error *err)
+{
+    const char *const *keys = sae_store_meta_keys;
+    enum { NKEYS = SAE_STORE_META_KEYS };
+    char *vals[NKEYS] = {0};
+    sqlite3_stmt *q = NULL;
+    int rc;
+    if (sqlite3_prepare_v2(db, "SELECT key, value FROM meta", -1, &q, NULL) != SQLITE_OK) {
+        rc = sae_store_fail(db, path, "not a valid saed index", err);
+        goto out;
+    }
+    int r;
+    while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(q, 0);
+        const char *v = (const char *)sqlite3_column_text(q, 1);
+        for (size_t i = 0; k && v && i < NKEYS; i++)
+            if (!strcmp(k, keys[i]) && !vals[i] && !(vals[i] = strdup(v))) {
+                rc = sae_error_set(err, SAE_ENOMEM, "%s: out of memory", path);
+                goto out;
+            }
+    }
+    if (r != SQLITE_DONE) {
+        rc = sae_store_fail(db, path, "reading meta", err);
+        goto out;
+    }
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!vals[i]) {
+            rc = sae_error_set(err, SAE_EFORMAT, "%s: meta table lacks \"%s\"", path, keys[i]);
+            goto out;
+        }
+    uint64_t u[NKEYS];
+    for (size_t i = 1; i < NKEYS; i++) {
+        if (i == 14 || i == 15 || i == 16 || i == 17)
+            continue;
+        if (!meta_u64(vals[i], &u[i]) ||
+            (i >= 7 && i <= 13 && i != 12 && u[i] > UINT32_MAX)) {
+            rc = sae_error_set(err, SAE_EFORMAT, "%s: meta \"%s\" is not a valid number: %s",
+                               path, keys[i], vals[i]);
+            goto out;
+        }
+    }
+    if (strlen(vals[0]) != 32 || strlen(vals[14]) >= sizeof info->shard ||
+        strlen(vals[15]) >= sizeof info->histogram || strlen(vals[16]) != 32 ||
+        strlen(vals[17]) >= sizeof info->explanations_digest) {
+        rc = sae_error_set(err, SAE_EFORMAT, "%s: meta table has malformed values", path);
+        goto out;
+    }
+    if (u[2] == 0 || u[2] > UINT32_MAX || u[1] == 0) {
+        rc = sae_error_set(err, SAE_EFORMAT, "%s: meta d_in/d_sae out of range", path);
+        goto out;
+    }
+    strcpy(info->weights_digest, vals[0]);
+    info->d_in = u[1];
+    info->d_sae = u[2];
+    info->n_tokens = u[3];
+    info->n_documents = u[4];
+    info->corpus_tokens = u[5];
+    info->corpus_documents = u[6];
+    info->top = (uint32_t)u[7];
+    info->quantiles = (uint32_t)u[8];
+    info->per_quantile = (uint32_t)u[9];
+    info->context = (uint32_t)u[10];
+    info->neighbours = (uint32_t)u[11];
+    info->seed = u[12];
+    info->block_rows = (uint32_t)u[13];
+    strcpy(info->shard, vals[14]);
+    strcpy(info->histogram, vals[15]);
+    strcpy(info->tokens_digest, vals[16]);
+    strcpy(info->explanations_digest, vals[17]);
+    info->n_explanations = u[18];
+    rc = 0;
+out:
+    sqlite3_finalize(q);
+    for (size_t i = 0; i < NKEYS; i++)
+        free(vals[i]);
+    return rc;
+}
+
+/* Loads the vocabulary (ids must be 0..n-1) into s. */
+static int read_vocab(sqlite3 *db, sae_store *s, sae_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    int rc, r;
+    size_t cap = 0;
+    if (sqlite3_prepare_v2(db, "SELECT id, token FROM vocab ORDER BY id", -1, &q, NULL) !=
+        SQLITE_OK) {
+        rc = sae_store_fail(db, s->path, "reading vocab", err);
+        goto out;
+    }
+    while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+        if (sqlite3_column_int64(q, 0) != (sqlite3_int64)s->n_vocab) {
+            rc = sae_error_set(err, SAE_EFORMAT, "%s: vocab ids are not 0..n-1", s->path);
+            goto out;
+        }
+        if (s->n_vocab == cap) {
+            size_t c = cap ? cap * 2 : 1024;
+            char **v = realloc(s->vocab, c * sizeof *v);
+            if (v)
+                s->vocab = v;
+            size_t *l = v ? realloc(s->vocab_len, c * sizeof *l) : NULL;
+            if (!l) {
+                rc = sae_error_set(err, SAE_ENOMEM, "%s: out of memory for the vocab", s->path);
+                goto out;
+            }
+            s->vocab_len = l;
+            cap = c;
+        }
+        const unsigned char *t = sqlite3_column_text(q, 1);
+        size_t len = (size_t)sqlite3_column_bytes(q, 1);
+        char *copy = malloc(len + 1);
+        if (!copy) {
+            rc = sae_error_set(err, SAE_ENOMEM, "%s: out of memory for the vocab", s->path);
+            goto out;
+        }
+        if (len)
+            memcpy(copy, t, len);
+        copy[len] = '\0';
+        s->vocab[s->n_vocab] = copy;
+        s->vocab_len[s->n_vocab++] = len;
+    }
+    if (r != SQLITE_DONE) {
+        rc = sae_store_fail(db, s->path, "reading vocab", err);
+        goto out;
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(q);
+    return rc;
+}
+
+void sae_store_close(sae_store *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n_vocab; i++)
+        free(s->vocab[i]);
+    free(s->vocab);
+    free(s->vocab_len);
+    free(s->path);
+    free(s->uri);
+    free(s);
+}
+
+int sae_store_open(const char *path, sae_store **out, sae_error *err)
+{
+    int rc;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    sae_store *s = calloc(1, sizeof *s);
+    if (!s)
+        return sae_error_set(err, SAE_ENOMEM, "%s: out of memory", path);
+    s->path = strdup(path);
+    s->uri = make_uri(path);
+    if (!s->path || !s->uri) {
+        rc = sae_error_set(err, SAE_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    if ((rc = check_header(path, err)))
+        goto out;
+    if ((rc = open_ro(s, &db, err)))
+        goto out;
+    s->info.schema_version = sae_store_schema_version();
+    if ((rc = read_meta(db, path, &s->info, err)) || (rc = read_vocab(db, s, err)))
+        goto out;
+    if (sqlite3_prepare_v2(db, "SELECT count(*), coalesce(min(idx), 0), coalesce(max(idx), -1) "
+                           "FROM features", -1, &q, NULL) != SQLITE_OK ||
+        sqlite3_step(q) != SQLITE_ROW) {
+        rc = sae_store_fail(db, path, "not a valid saed index", err);
+        goto out;
+    }
+    if ((uint64_t)sqlite3_column_int64(q, 0) != s->info.d_sae || sqlite3_column_int64(q, 1) != 0 ||
+        sqlite3_column_int64(q, 2) != (sqlite3_int64)s->info.d_sae - 1) {
+        rc = sae_error_set(err, SAE_EFORMAT, "%s: features table does not hold features 0..%" PRIu64,
+                           path, s->info.d_sae - 1);
+        goto out;
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(q);
+    if (db)
+        sqlite3_close(db);
+    if (rc) {
+        sae_store_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+const sae_store_info *sae_store_get_info(const sae_store *s)
+{
+    return &s->info;
+}
+
+const char *sae_store_path(const sae_store *s)
+{
+    return s->path;
+}
+
+int sae_store_check_model(const sae_store *s, const char *weights_digest, size_t d_in,
+                          size_t d_sae, sae_error *err)
+{
+    const sae_store_info *i = &s->info;
+    if (strcmp(i->weights_digest, weights_digest))
+        return sae_error_set(err, SAE_EINVAL,
+                             "%s: index built from other weights (weights_digest %s, the model's "
+                             "is %s)",
+                             s->path, i->weights_digest, weights_digest);
+    if (i->d_in != d_in || i->d_sae != d_sae)
+        return sae_error_set(err, SAE_EDIM,
+                             "%s: index built for d_in %" PRIu64 " x d_sae %" PRIu64
+                             ", the model has %zu x %zu",
+                             s->path, i->d_in, i->d_sae, d_in, d_sae);
+    return 0;
+}
+
+const char *sae_store_token(const sae_store *s, uint32_t id, size_t *len)
+{
+    if (id >= s->n_vocab)
+        return NULL;
+    if (len)
+        *len = s->vocab_len[id];
+    return s->vocab[id];
+}
+
+size_t sae_store_vocab_size(const sae_store *s)
+{
+    return s->n_vocab;
+}
+
+void sae_store_disconnect(sae_store_conn *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < R_COUNT; i++)
+        sqlite3_finalize(c->st[i]);
+    if (c->db)
+        sqlite3_close(c->db);
+    free(c);
+}
+
+int sae_store_connect(sae_store *s, sae_store_conn **out, sae_error *err)
+{
+    int rc;
+    char sql[1024];
+    sae_store_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return sae_error_set(err, SAE_ENOMEM, "%s: out of memory", s->path);
+    c->s = s;
+    if ((rc = open_ro(s, &c->db, err)))
+        goto out;
+    const char *fixed[R_LIST_FIRST] = {
+        [R_FEATURE] = "SELECT " FEATURE_COLS " FROM features WHERE idx = ?1",
+        [R_HIST] = "SELECT hist_first, hist FROM features WHERE idx = ?1",
+        [R_RAW] = "SELECT " FEATURE_COLS ", sum_exact, hist_first, hist FROM features "
+                  "WHERE idx = ?1",
+        [R_NEIGHBOURS] = "SELECT indices, cosines FROM neighbours WHERE feature = ?1",
+        [R_EXPL] = "SELECT id, feature, description, score, source, type_name FROM explanations "
+                   "WHERE feature = ?1 ORDER BY id",
+        [R_EXPL_ALL] = "SELECT id, feature, description, score, source, type_name FROM "
+                       "explanations ORDER BY id",
+        [R_EXAMPLES] = "SELECT n, data FROM examples WHERE id = ?1",
+        [R_DOCUMENT] = "SELECT name FROM documents WHERE idx = ?1",
+    };
+    for (int i = 0; i < R_COUNT; i++) {
+        const char *q = sql;
+        if (i < R_LIST_FIRST)
+            q = fixed[i];
+        else if (i < R_SEARCH_FIRST)
+            snprintf(sql, sizeof sql, "SELECT " FEATURE_COLS " FROM features ORDER BY %s "
+                     "LIMIT ?2 OFFSET ?3", sort_order[i - R_LIST_FIRST]);
+        else if (i < R_SEARCH_COUNT)
+            snprintf(sql, sizeof sql, "SELECT " FEATURE_COLS " FROM features WHERE idx IN ("
+                     FTS_MATCH ") ORDER BY %s LIMIT ?2 OFFSET ?3", sort_order[i - R_SEARCH_FIRST]);
+        else if (i == R_SEARCH_COUNT)
+            q = "SELECT count(DISTINCT feature) FROM (" FTS_MATCH ")";
+        else
+            /* FTS5's rank is bm25 (lower is better); a feature ranks by its
+             * best explanation. rank cannot be aggregated in the FTS5 query
+             * itself, hence the inner select. */
+            snprintf(sql, sizeof sql, "SELECT " FEATURE_COLS " FROM features JOIN (SELECT "
+                     "e.feature AS feature, min(r.score) AS score FROM (SELECT rowid AS id, "
+                     "rank AS score FROM explanations_fts WHERE explanations_fts MATCH ?1) r "
+                     "JOIN explanations e ON e.id = r.id GROUP BY e.feature) m ON m.feature = "
+                     "idx ORDER BY m.score %s, idx ASC LIMIT ?2 OFFSET ?3",
+                     i == R_RELEVANCE_FIRST ? "ASC" : "DESC");
+        if (sqlite3_prepare_v3(c->db, q, -1, SQLITE_PREPARE_PERSISTENT, &c->st[i], NULL) !=
+            SQLITE_OK) {
+            rc = sae_store_fail(c->db, s->path, "not a valid saed index", err);
+            goto out;
+        }
+    }
+    *out = c;
+    return 0;
+out:
+    sae_store_disconnect(c);
+    return rc;
+}
