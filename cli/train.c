@@ -146,8 +146,9 @@ static int parse_args(int argc, char **argv, train_args *a)
         {"--truth", CLI_PATH, "DIR", CLI_TO(a->truth),
          .help = "a `sae synth` folder: print the MMCS of the decoder\n"
                  "against its planted directions and write\n"
-                 "DIR_OUT/explanations.jsonl (each latent labelled with its\n"
-                 "closest planted feature, score = cosine)"},
+                 "DIR_OUT/explanations.jsonl (each latent labelled with the\n"
+                 "planted feature it matches, \"dead\" or \"unmatched (cos\n"
+                 "0.41)\"; score = cosine)"},
         {"--threads", CLI_U64, "N", CLI_TO(a->threads), .lo = 1, .hi = 256,
          .help = "BLAS threads (default: OpenBLAS's choice)"},
         {"--quiet", CLI_FLAG, CLI_TO(a->quiet), .help = "no progress on stderr"},
@@ -238,73 +239,36 @@ static int truth_open(const char *truth_dir, const sae_train_opts *o,
     return SAE_EXIT_OK;
 }
 
-/* --truth: prints the MMCS of the decoder against the planted directions and
- * writes explanations.jsonl in the model folder. */
-static int score_truth(const sae_trainer *t, const truth *tr, const char *out_dir, bool quiet)
+/* --truth: labels every latent of the saved model against the planted
+ * directions (sae_synth_explain, which encodes the training activations to
+ * find the latents that never fire), writes explanations.jsonl in the model
+ * folder and prints the MMCS and how many latents got which label. */
+static int score_truth(const truth *tr, const char *out_dir, const char *const *acts,
+                       size_t n_acts, bool quiet)
 {
     sae_error err;
-    float *best_cos = NULL, *truth_cos = NULL;
-    uint32_t *best = NULL;
-    size_t n = tr->n, d = tr->d;
-    int rc = SAE_EXIT_FAILURE;
+    sae_model *m = NULL;
+    sae_synth_score sc;
     char path[4096];
-    sae_train_shape s;
-    sae_trainer_params(t, &s);
-    const float *w_dec = sae_trainer_w_dec(t);
-    best = malloc(s.d_sae * sizeof *best);
-    best_cos = malloc(s.d_sae * sizeof *best_cos);
-    truth_cos = malloc(n * sizeof *truth_cos);
-    double mmcs;
-    if (!best || !best_cos || !truth_cos) {
-        cli_fail("out of memory");
-        goto out;
-    }
-    if (sae_synth_match(w_dec, s.d_sae, tr->dirs, n, d, best, best_cos, truth_cos, &mmcs, &err)) {
-        cli_fail_err(&err);
-        goto out;
-    }
-    size_t found = 0;
-    for (size_t i = 0; i < n; i++)
-        found += truth_cos[i] >= 0.9f;
     path_in(path, sizeof path, out_dir, "explanations.jsonl");
-    sae_outfile file;
-    if (sae_outfile_open(&file, path, &err)) {
-        cli_fail_err(&err);
-        goto out;
+    if (sae_model_load(out_dir, &m, NULL, &err) ||
+        sae_synth_explain(m, acts, n_acts, tr->dirs, (const char *const *)tr->labels, tr->n,
+                          path, &sc, &err)) {
+        sae_model_free(m);
+        return cli_fail_err(&err);
     }
-    bool ok = true;
-    for (size_t i = 0; i < s.d_sae && ok; i++) {
-        json_t *o = json_object();
-        json_object_set_new(o, "index", json_integer((json_int_t)i));
-        json_object_set_new(o, "description", json_string(tr->labels[best[i]]));
-        json_object_set_new(o, "score", json_real(round(best_cos[i] * 1e4) / 1e4));
-        json_object_set_new(o, "source", json_string("synth truth: closest planted direction"));
-        ok = json_dumpf(o, file.fp, JSON_COMPACT | JSON_PRESERVE_ORDER) == 0 &&
-             fputc('\n', file.fp) != EOF;
-        json_decref(o);
-    }
-    if (!ok) {
-        cli_fail("%s: write failed: %s", path, strerror(errno));
-        sae_outfile_abort(&file);
-        goto out;
-    }
-    if (sae_outfile_commit(&file, &err)) {
-        cli_fail_err(&err);
-        goto out;
-    }
+    sae_model_free(m);
     /* the result goes to stdout: it is what --truth asks for */
-    printf("{\"mmcs\": %.4f, \"planted\": %zu, \"recovered_cos_0.9\": %zu, \"d_sae\": %zu}\n",
-           mmcs, n, found, s.d_sae);
+    printf("{\"mmcs\": %.4f, \"planted\": %zu, \"recovered_cos_0.9\": %zu, \"d_sae\": %zu, "
+           "\"labelled\": %zu, \"unmatched\": %zu, \"dead\": %zu}\n",
+           sc.mmcs, sc.n_planted, sc.recovered, sc.d_sae, sc.n_labelled, sc.n_unmatched,
+           sc.n_dead);
     if (!quiet)
         fprintf(stderr, "train: MMCS %.4f over %zu planted features (%zu at cosine >= 0.9); "
-                        "labels in %s\n",
-                mmcs, n, found, path);
-    rc = SAE_EXIT_OK;
-out:
-    free(best);
-    free(best_cos);
-    free(truth_cos);
-    return rc;
+                        "latents: %zu labelled, %zu unmatched, %zu dead; labels in %s\n",
+                sc.mmcs, sc.n_planted, sc.recovered, sc.n_labelled, sc.n_unmatched, sc.n_dead,
+                path);
+    return SAE_EXIT_OK;
 }
 
 /* ---- --bench ---- */
@@ -538,7 +502,7 @@ int cmd_train(int argc, char **argv)
         cli_warn("training ended with fvu %.3g, worse than predicting the mean of the data "
                  "(fvu 1): the run diverged; try a lower --lr",
                  st->fvu);
-    rc = a.truth ? score_truth(t, &tr, a.out, a.quiet) : SAE_EXIT_OK;
+    rc = a.truth ? score_truth(&tr, a.out, a.acts, a.n_acts, a.quiet) : SAE_EXIT_OK;
 out:
     truth_free(&tr);
     if (ctx.log)

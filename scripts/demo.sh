@@ -2,7 +2,8 @@
 # The README's main command. Installs what is missing, builds everything, then
 # runs the whole pipeline on synthetic data with known answers:
 #   sae synth  -> activations over real text with 68 planted, labelled features
-#   sae train  -> a standard SAE, each latent labelled by its closest planted feature
+#   sae train  -> a standard SAE, each latent labelled by the planted feature it matches
+#                 (or "dead", "unmatched (cos ...)": docs/TRAINING.md, "Labelling latents")
 #   sae index  -> the SQLite feature index, with those labels as explanations
 #   saed       -> the daemon and web browser on http://127.0.0.1:8080
 # A second run reuses what is already built (delete demo/ to start over).

@@ -164,7 +164,8 @@ static void distribute(struct worker *w, struct saed_job *batch, bool single, si
             if (j->top_k && j->top_k < keep)
                 keep = j->top_k;
             if (!all_finite(val, n)) {
-                j->rc = sae_error_set(&j->err, SAE_ERANGE, "row %zu", i);
+                j->rc = sae_error_set(&j->err, SAE_ERANGE, "row %zu: the SAE output is not finite",
+                                      i);
                 j->bad_row = i;
                 break;
             }
@@ -179,7 +180,8 @@ static void distribute(struct worker *w, struct saed_job *batch, bool single, si
         if (j->want_recon && !j->rc) {
             for (size_t i = 0; i < j->n_rows; i++)
                 if (!all_finite(j->dense + i * d_in, d_in)) {
-                    j->rc = sae_error_set(&j->err, SAE_ERANGE, "row %zu", i);
+                    j->rc = sae_error_set(&j->err, SAE_ERANGE,
+                                          "row %zu: the reconstruction is not finite", i);
                     j->bad_row = i;
                     break;
                 }
@@ -231,7 +233,20 @@ static void run_batch(struct worker *w, struct saed_job *batch, size_t rows)
         sae_sparse_reset(&w->sp);
         rc = sae_encode(m, w->ws, x, rows, NULL, &w->sp, met, recon, &err);
     }
+    if (rc == SAE_ERANGE && !single) {
+        /* One request's row overflowed inside the SAE: run each request
+         * alone, so only that one gets its 422 (rare: hostile input). */
+        for (struct saed_job *j = batch, *next; j; j = next) {
+            next = j->next;
+            j->next = NULL;
+            run_batch(w, j, j->n_rows);
+            j->next = next;
+        }
+        return;
+    }
     if (rc) {
+        /* An SAE_ERANGE message names the row (core/sae/encode.h), which a
+         * batch of one numbers as its request does. */
         for (struct saed_job *j = batch; j; j = j->next) {
             j->rc = rc;
             j->err = err;

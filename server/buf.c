@@ -1,5 +1,6 @@
 /* buf.c: the capped growable buffer and number formatting (buf.h). */
 #include "buf.h"
+#include "jsonin.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -113,21 +114,27 @@ void buf_u32(struct saed_buf *b, uint32_t v)
     buf_u64(b, v);
 }
 
-/* Appends a float32 with 9 significant digits (reads back exactly), or null. */
-void buf_f32(struct saed_buf *b, float v)
+/* Writes v with 9 significant digits (reads back exactly), or null, into
+ * out (at least 32 bytes); returns the length. */
+size_t fmt_f32(char *out, float v)
 {
     if (v == 0 && !signbit(v)) { /* most activations of a window: no printf */
-        buf_putc(b, '0');
-        return;
+        out[0] = '0';
+        return 1;
     }
     if (!isfinite(v)) {
-        buf_put(b, "null", 4);
-        return;
+        memcpy(out, "null", 4);
+        return 4;
     }
+    return (size_t)snprintf(out, 32, "%.9g", (double)v);
+}
+
+/* Appends a float32 as fmt_f32 writes it. */
+void buf_f32(struct saed_buf *b, float v)
+{
     if (!grow(b, 32))
         return;
-    int n = snprintf(b->data + b->len, 32, "%.9g", (double)v);
-    b->len += (size_t)n;
+    b->len += fmt_f32(b->data + b->len, v);
 }
 
 /* Appends a double with 17 significant digits, or null. */
@@ -143,21 +150,47 @@ void buf_f64(struct saed_buf *b, double v)
     b->len += (size_t)n;
 }
 
-/* Appends s as a JSON string, escaping quotes, backslashes and controls. */
-void buf_json_str(struct saed_buf *b, const char *s)
+/* Appends s[0..n) as a JSON string: quotes, backslashes and controls
+ * escaped, valid UTF-8 copied, each invalid byte written as U+FFFD, so the
+ * reply is valid JSON whatever the bytes. Plain runs are copied at once. */
+void buf_json_strn(struct saed_buf *b, const char *s, size_t n)
 {
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
     buf_putc(b, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
+    while (p < end) {
+        const unsigned char *run = p;
+        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+            p++;
+        if (p > run)
+            buf_put(b, run, (size_t)(p - run));
+        if (p == end)
+            break;
+        unsigned char c = *p;
+        if (c == '"' || c == '\\') {
             buf_putc(b, '\\');
-            buf_putc(b, (char)*p);
-        } else if (*p < 0x20) {
+            buf_putc(b, (char)c);
+            p++;
+        } else if (c < 0x20) {
             char esc[8];
-            snprintf(esc, sizeof esc, "\\u%04x", *p);
+            snprintf(esc, sizeof esc, "\\u%04x", c);
             buf_puts(b, esc);
+            p++;
         } else {
-            buf_putc(b, (char)*p);
+            size_t k = utf8_seq(p, end);
+            if (k) {
+                buf_put(b, p, k);
+                p += k;
+            } else {
+                buf_puts(b, "\xEF\xBF\xBD");
+                p++;
+            }
         }
     }
     buf_putc(b, '"');
+}
+
+/* Appends the C string s as a JSON string (buf_json_strn). */
+void buf_json_str(struct saed_buf *b, const char *s)
+{
+    buf_json_strn(b, s, strlen(s));
 }

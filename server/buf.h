@@ -31,12 +31,18 @@ void buf_putc(struct saed_buf *b, char c);
 /* Decimal u32. */
 void buf_u32(struct saed_buf *b, uint32_t v);
 void buf_u64(struct saed_buf *b, uint64_t v);
+/* A float32 as buf_f32 writes it, into out (32 bytes or more); the length. */
+size_t fmt_f32(char *out, float v);
 /* A float32 as the shortest-to-9-digits decimal that reads back to the same
  * float (%.9g), or null if it is not finite. */
 void buf_f32(struct saed_buf *b, float v);
 /* A double that reads back exactly (%.17g), or null if not finite. */
 void buf_f64(struct saed_buf *b, double v);
-/* A JSON string with escapes. */
+/* A JSON string of n bytes (may hold NUL): quotes, backslashes and controls
+ * escaped, invalid UTF-8 written as U+FFFD. The one JSON string escaper of
+ * saed's hand-written replies. */
+void buf_json_strn(struct saed_buf *b, const char *s, size_t n);
+/* The same for a C string. */
 void buf_json_str(struct saed_buf *b, const char *s);
 
 #endif

@@ -102,9 +102,29 @@ static const struct key keys[] = {
      .offset = OFF(max_body_total_bytes), .lo = 1024, .hi = (uint64_t)1 << 40, .arg = "BYTES",
      .help = "request bodies held at once, all connections together (1 GiB); a request "
              "whose body would pass it gets 503 with Retry-After from its headers"},
+    {.name = "max_reply_bytes", .type = K_UINT, .def = "134217728",
+     .offset = OFF(max_reply_bytes), .lo = 4096, .hi = (uint64_t)1 << 40, .arg = "BYTES",
+     .help = "most one reply may hold (128 MiB): a decode or include=reconstruction reply is "
+             "sized from the request before it runs (rows x d_in x 4 bytes) and refused with "
+             "413 beyond it; other replies are cut with 500 reply_too_large"},
+    {.name = "max_reply_bytes_total", .type = K_UINT, .def = "268435456",
+     .offset = OFF(max_reply_bytes_total), .lo = 4096, .hi = (uint64_t)1 << 42, .arg = "BYTES",
+     .help = "reply memory held at once, all connections together (256 MiB), from when a "
+             "reply is sized until its last byte is sent; a request whose reply would pass it "
+             "gets 503 with Retry-After before any work is done"},
     {.name = "max_connections", .type = K_UINT, .def = "1024", .offset = OFF(max_connections),
      .lo = 1, .hi = 1000000, .arg = "N",
      .help = "concurrent connections (RLIMIT_NOFILE is raised to fit)"},
+    {.name = "max_connections_per_ip", .type = K_UINT, .def = "512",
+     .offset = OFF(max_connections_per_ip), .lo = 0, .hi = 1000000, .arg = "N",
+     .help = "concurrent connections from one client address (libmicrohttpd's per-IP limit); "
+             "more are refused at accept, so one client cannot take every connection; "
+             "0: no per-address limit"},
+    {.name = "header_timeout_s", .type = K_UINT, .def = "10", .offset = OFF(header_timeout_s),
+     .lo = 1, .hi = 86400, .arg = "S",
+     .help = "a request's headers must be complete this long after the connection became "
+             "ready for it (accepted, or its previous reply sent), however they trickle; "
+             "an idle keep-alive connection is closed then too; at most connection_timeout_s"},
     {.name = "connection_timeout_s", .type = K_UINT, .def = "30",
      .offset = OFF(connection_timeout_s), .lo = 1, .hi = 86400, .arg = "S",
      .help = "a connection idle (no bytes either way) this long is closed"},
@@ -524,5 +544,16 @@ int config_load(struct saed_config *cfg, int argc, char **argv, bool *exit_now, 
                       (unsigned long long)cfg->max_queue_rows);
         return 1;
     }
+    if (cfg->max_reply_bytes > cfg->max_reply_bytes_total) {
+        sae_error_set(err, SAE_EINVAL,
+                      "max_reply_bytes (%llu) exceeds max_reply_bytes_total (%llu): a reply of "
+                      "the largest size could never be held",
+                      (unsigned long long)cfg->max_reply_bytes,
+                      (unsigned long long)cfg->max_reply_bytes_total);
+        return 1;
+    }
+    /* The header deadline is the shorter one (config.c's help says so). */
+    if (cfg->header_timeout_s > cfg->connection_timeout_s)
+        cfg->header_timeout_s = cfg->connection_timeout_s;
     return 0;
 }

@@ -33,7 +33,11 @@ struct saed_config {
     uint64_t max_request_rows;
     uint64_t max_body_bytes;
     uint64_t max_body_total_bytes;
+    uint64_t max_reply_bytes;
+    uint64_t max_reply_bytes_total;
     uint64_t max_connections;
+    uint64_t max_connections_per_ip;
+    uint64_t header_timeout_s;
     uint64_t connection_timeout_s;
     uint64_t request_timeout_s;
     uint64_t drain_timeout_s;

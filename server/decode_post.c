@@ -16,15 +16,12 @@
 
 #include "batcher.h"
 #include "buf.h"
-#include "feature_routes.h" /* json_strn */
 #include "jsonin.h"
 #include "saed.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "binary bodies are read as little-endian"
 #endif
-
-#define REPLY_LIMIT ((size_t)1 << 31)
 
 /* Scratch for one row: the pairs as read (a row can hold at most d_sae
  * distinct features, so d_sae slots suffice) and a stamp per feature to find
@@ -312,8 +309,108 @@ void decode_precheck(struct saed_req *rq, uint64_t length, bool has_length)
         reply_error(rq, 422, "empty_batch", "the body has no rows");
 }
 
+/* A decode reply produced while it is sent (libmicrohttpd's content reader):
+ * the rows are held once, as the worker wrote them (n x d floats), and the
+ * JSON text is written a block at a time, so a 16,384-row reply at d_in 4096
+ * costs its 256 MiB of floats (counted in max_reply_bytes_total), not a
+ * gigabyte of text, and no polling thread formats more than a block at once.
+ * Owns the floats and the reply room; freed by libmicrohttpd. */
+struct dense_stream {
+    struct saed_server *srv;    /* borrowed: outlives every response */
+    float *dense;               /* (n, d) owned */
+    size_t n, d;
+    size_t reserved;            /* of srv->reply_bytes, given back when freed */
+    bool binary;
+    char *tail;                 /* owned: the JSON after the rows, from "]," on */
+    size_t tail_len, tail_off;  /* the tail is sent in pieces of at most 40 bytes */
+    size_t row, col;            /* the next value; row == n: the tail */
+    size_t off;                 /* binary: bytes sent */
+    bool done;
+};
+
+/* The next piece of JSON text (at most 40 bytes) into out; its length, or 0
+ * at the end. Does not advance: dense_advance does once it was copied. */
+static size_t dense_piece(const struct dense_stream *s, char *out)
+{
+    if (s->done)
+        return 0;
+    if (s->row == s->n) {
+        size_t k = s->tail_len - s->tail_off < 40 ? s->tail_len - s->tail_off : 40;
+        memcpy(out, s->tail + s->tail_off, k);
+        return k;
+    }
+    size_t k = 0;
+    if (s->row == 0 && s->col == 0) {
+        memcpy(out, "{\"results\":[", 12);
+        k = 12;
+    }
+    if (s->col == s->d) {
+        out[k++] = ']';
+        return k;
+    }
+    if (s->col == 0) {
+        if (s->row)
+            out[k++] = ',';
+        out[k++] = '[';
+    } else {
+        out[k++] = ',';
+    }
+    return k + fmt_f32(out + k, s->dense[s->row * s->d + s->col]);
+}
+
+/* Moves past the piece dense_piece wrote. */
+static void dense_advance(struct dense_stream *s)
+{
+    if (s->row == s->n) {
+        s->tail_off += s->tail_len - s->tail_off < 40 ? s->tail_len - s->tail_off : 40;
+        s->done = s->tail_off == s->tail_len;
+    } else if (s->col == s->d) {
+        s->row++;
+        s->col = 0;
+    } else {
+        s->col++;
+    }
+}
+
+/* libmicrohttpd's content reader: up to max bytes of the reply. */
+static ssize_t dense_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    struct dense_stream *s = cls;
+    if (s->binary) {
+        size_t total = s->n * s->d * sizeof *s->dense;
+        if (s->off == total)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        size_t k = total - s->off < max ? total - s->off : max;
+        memcpy(buf, (const char *)s->dense + s->off, k);
+        s->off += k;
+        return (ssize_t)k;
+    }
+    size_t w = 0;
+    char piece[64];
+    size_t k;
+    while ((k = dense_piece(s, piece)) && w + k <= max) {
+        memcpy(buf + w, piece, k);
+        w += k;
+        dense_advance(s);
+    }
+    if (!w && s->done)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    return (ssize_t)w;
+}
+
+/* libmicrohttpd's free callback: the floats and the reply room go. */
+static void dense_free(void *cls)
+{
+    struct dense_stream *s = cls;
+    reply_release(s->srv, s->reserved);
+    free(s->dense);
+    free(s->tail);
+    free(s);
+}
+
 /* Second call, after the worker resumed the connection: the rows as JSON or
- * float32, with X-SAE-Space. */
+ * float32, with X-SAE-Space, streamed from the worker's floats. */
 static enum MHD_Result decode_reply(struct saed_req *rq)
 {
     struct saed_job *job = rq->job;
@@ -326,45 +423,41 @@ static enum MHD_Result decode_reply(struct saed_req *rq)
                            job->bad_row);
     if (job->rc)
         return reply_error(rq, 500, "internal", "decode failed: %s", job->err.msg);
-    size_t n = job->n_rows, d = m->d_out;
-    enum MHD_Result r;
-    /* A transcoder's decoder gives the output hook's activation. */
+    /* A transcoder's decoder gives its output hook's activation. */
     rq->space = m->transcoder ? "output" : normalised ? "normalised" : "input";
-    if (rq->accept_binary) {
-        float *dense = job->dense;
-        job->dense = NULL;
-        r = reply_bytes(rq, 200, "application/octet-stream", dense, n * d * sizeof *dense);
-    } else {
-        struct saed_buf b;
-        buf_init(&b, REPLY_LIMIT, 64 + n * d * 14);
-        buf_puts(&b, "{\"results\":[");
-        for (size_t i = 0; i < n; i++) {
-            buf_puts(&b, i ? ",[" : "[");
-            const float *x = job->dense + i * d;
-            for (size_t c = 0; c < d; c++) {
-                if (c)
-                    buf_putc(&b, ',');
-                buf_f32(&b, x[c]);
-            }
-            buf_putc(&b, ']');
-        }
-        buf_puts(&b, "],\"space\":\"");
-        buf_puts(&b, rq->space);
-        if (m->transcoder) {
-            buf_puts(&b, "\",\"hook\":");
-            json_strn(&b, m->hook_name_out, strlen(m->hook_name_out));
-            buf_puts(&b, "}\n");
-        } else {
-            buf_puts(&b, "\"}\n");
-        }
-        size_t len;
-        char *body = buf_steal(&b, &len);
-        if (!body)
-            return reply_error(rq, 500, "reply_too_large", "the reply exceeds %zu bytes",
-                               REPLY_LIMIT);
-        r = reply_json_buf(rq, 200, body, len);
+    struct saed_buf tb;
+    buf_init(&tb, 65536, 64);
+    buf_puts(&tb, "],\"space\":\"");
+    buf_puts(&tb, rq->space);
+    buf_putc(&tb, '"');
+    if (m->transcoder) {
+        buf_puts(&tb, ",\"hook\":");
+        buf_json_str(&tb, m->hook_name_out);
     }
-    return r;
+    buf_puts(&tb, "}\n");
+    size_t tail_len;
+    char *tail = buf_steal(&tb, &tail_len);
+    struct dense_stream *s = tail ? calloc(1, sizeof *s) : NULL;
+    if (!s) {
+        free(tail);
+        return reply_error(rq, 503, "out_of_memory", "cannot start the reply");
+    }
+    *s = (struct dense_stream){.srv = rq->srv, .dense = job->dense, .n = job->n_rows,
+                               .d = m->d_out, .binary = rq->accept_binary, .tail = tail,
+                               .tail_len = tail_len};
+    size_t total = s->n * s->d * sizeof *s->dense;
+    struct MHD_Response *resp = MHD_create_response_from_callback(
+        s->binary ? total : MHD_SIZE_UNKNOWN, 64 * 1024, dense_read, s, dense_free);
+    if (!resp) {
+        free(s->tail);
+        free(s);
+        return reply_error(rq, 503, "out_of_memory", "cannot start the reply");
+    }
+    job->dense = NULL;
+    s->reserved = reply_hand_over(rq);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            s->binary ? "application/octet-stream" : "application/json");
+    return reply_response(rq, 200, resp, total);
 }
 
 /* POST /v1/decode: parses and validates the body, hands the rows to a
@@ -392,6 +485,11 @@ enum MHD_Result decode_post(struct saed_req *rq)
         return reply_error(rq, e.status, e.code, "%s", e.msg);
     req_body_free(rq);
     job->n_rows = job->codes.n_rows;
+    /* The reply's floats are sized from the parsed rows before anything
+     * runs or is allocated for them. */
+    enum MHD_Result r;
+    if (reply_reserve(rq, (uint64_t)job->n_rows * m->d_out * sizeof(float), &r))
+        return r;
     sae_error err;
     if (job_alloc_outputs(job, m->d_out, &err))
         return reply_error(rq, 503, "out_of_memory", "%s", err.msg);

@@ -265,7 +265,7 @@ struct query_ctx {
     struct enc_opts *o;
     struct saed_perr *e;
     unsigned seen;
-    bool json_body;
+    bool body_is_json;
 };
 
 /* Records a query error and stops the iteration. */
@@ -289,7 +289,7 @@ static enum MHD_Result query_option(void *cls, enum MHD_ValueKind kind, const ch
 {
     (void)kind;
     struct query_ctx *q = cls;
-    if (q->json_body)
+    if (q->body_is_json)
         return query_fail(q, "query parameter \"%s\": with a JSON body, options go in the body",
                           key);
     int f = F_TOP_K;
@@ -358,7 +358,7 @@ void encode_precheck(struct saed_req *rq, uint64_t length, bool has_length)
      * encode_start reads it again into the options it uses. */
     struct enc_opts o = {0};
     struct saed_perr e = {0};
-    struct query_ctx q = {.o = &o, .e = &e, .json_body = rq->body_type == SAED_BODY_JSON};
+    struct query_ctx q = {.o = &o, .e = &e, .body_is_json = rq->body_type == SAED_BODY_JSON};
     MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, query_option, &q);
     if (e.status) {
         reply_error(rq, e.status, e.code, "%s", e.msg);
@@ -524,9 +524,8 @@ static enum MHD_Result encode_reply(struct saed_req *rq)
     struct saed_job *job = rq->job;
     if (job->rc == SAE_ERANGE)
         return reply_error(rq, 422, "non_finite",
-                           "row %zu: the SAE output is not finite (the input is too large for "
-                           "float32 arithmetic)",
-                           job->bad_row);
+                           "%s (the input is too large for float32 arithmetic inside the SAE)",
+                           job->err.msg);
     if (job->rc)
         return reply_error(rq, 500, "internal", "encode failed: %s", job->err.msg);
     return rq->accept_binary ? reply_binary(rq, job) : reply_json_rows(rq, job);
@@ -538,7 +537,7 @@ static enum MHD_Result encode_start(struct saed_req *rq)
     const sae_model *m = rq->snap->model;
     struct enc_opts o = {0};
     struct saed_perr e = {0};
-    struct query_ctx q = {.o = &o, .e = &e, .json_body = rq->body_type == SAED_BODY_JSON};
+    struct query_ctx q = {.o = &o, .e = &e, .body_is_json = rq->body_type == SAED_BODY_JSON};
     MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, query_option, &q);
     if (e.status)
         return reply_error(rq, e.status, e.code, "%s", e.msg);
@@ -579,6 +578,11 @@ static enum MHD_Result encode_start(struct saed_req *rq)
     job->want_metrics = o.metrics;
     job->want_recon = o.recon;
     job->want_features = o.features;
+    /* A reconstruction is sized before it runs: its floats, and the text
+     * written from them (16 bytes a value at most: "%.9g" and a comma). */
+    enum MHD_Result r;
+    if (o.recon && reply_reserve(rq, (uint64_t)job->n_rows * m->d_in * (sizeof(float) + 16), &r))
+        return r;
     sae_error err;
     if (job_alloc_outputs(job, m->d_in, &err))
         return reply_error(rq, 503, "out_of_memory", "%s", err.msg);

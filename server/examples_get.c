@@ -41,7 +41,7 @@ enum MHD_Result examples_get(struct saed_req *rq)
     for (size_t j = 0; j < ex.n; j++) {
         if (j)
             buf_putc(&b, ',');
-        json_example(&b, &ex.items[j]);
+        index_json_example(&b, &ex.items[j]);
     }
     char tail[48];
     snprintf(tail, sizeof tail, "],\"total\":%llu}\n", (unsigned long long)ex.total);

@@ -65,23 +65,22 @@ int query_none(struct saed_req *rq, enum MHD_Result *r);
  * with q->bad naming it. */
 int query_uint(struct query_spec *q, size_t which, uint64_t def, uint64_t max, uint64_t *out);
 
-/* JSON writers into b (sticky errors, checked by the caller with buf_steal).
- * A string of n bytes (may hold NUL; invalid UTF-8 becomes U+FFFD). */
-void json_strn(struct saed_buf *b, const char *s, size_t n);
+/* JSON writers into b (sticky errors, checked by the caller with buf_steal);
+ * strings go through buf_json_strn (buf.h). */
 /* A feature object (CONTRACT 5): statistics, histogram, explanations,
  * neighbours, and with n_top > 0 the first n_top top examples. Returns 0 or
  * a sae_status with err set (nothing useful in b then). */
-int json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature *f, size_t n_top,
-                 sae_error *err);
+int index_json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature *f,
+                       size_t n_top, sae_error *err);
 /* One example object (quantile fields when ex->has_bin). */
-void json_example(struct saed_buf *b, const sae_store_example *ex);
+void index_json_example(struct saed_buf *b, const sae_store_example *ex);
 /* An example's window as the members "tokens":[...],"values":[...] (no
  * braces), shared by saed's and Neuronpedia's example objects. */
-void json_window(struct saed_buf *b, const sae_store_example *ex);
+void index_json_window(struct saed_buf *b, const sae_store_example *ex);
 /* A histogram as {"edges": [...], "counts": [...]}: edges has one entry more
  * than counts, except that a last edge of +infinity (the open top bin) is
  * left out, since JSON has no infinity. */
-void json_histogram(struct saed_buf *b, const sae_store_histogram *h);
+void index_json_histogram(struct saed_buf *b, const sae_store_histogram *h);
 
 /* The label of a feature: its best-scored explanation (the first of equal
  * scores; no score counts lowest), or NULL. Borrowed from e. */

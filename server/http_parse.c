@@ -2,6 +2,7 @@
 #include "http_parse.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -158,4 +159,110 @@ bool http_prefers_binary(const char *accept)
     double q_bin = http_header_q(accept, "application/octet-stream", &at_bin),
            q_json = http_header_q(accept, "application/json", &at_json);
     return q_bin > 0.0 && (q_bin > q_json || (q_bin == q_json && at_bin < at_json));
+}
+
+/* Reads a Content-Length value: 1*DIGIT (RFC 9110 8.6) with optional
+ * surrounding whitespace, no sign, no list, below 2^64. */
+static bool content_length_parse(const char *v, unsigned long long *out)
+{
+    while (*v == ' ' || *v == '\t')
+        v++;
+    unsigned long long x = 0;
+    const char *d = v;
+    for (; *v >= '0' && *v <= '9'; v++) {
+        unsigned digit = (unsigned)(*v - '0');
+        if (x > (ULLONG_MAX - digit) / 10)
+            return false;
+        x = x * 10 + digit;
+    }
+    if (v == d)
+        return false;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    *out = x;
+    return *v == '\0';
+}
+
+void http_framing_add(struct http_framing *f, const char *name, const char *value)
+{
+    if (!value)
+        value = "";
+    if (!strcasecmp(name, "Content-Length")) {
+        unsigned long long v = 0;
+        if (!content_length_parse(value, &v))
+            f->length_bad = true;
+        else if (!f->n_length)
+            f->length = v;
+        f->n_length++;
+        return;
+    }
+    if (strcasecmp(name, "Transfer-Encoding"))
+        return;
+    f->n_te++;
+    /* A comma-separated list of codings, each token [;params], OWS around
+     * commas, empty elements allowed (RFC 9110 5.6.1); tokens compared
+     * exactly, case-insensitively, never by substring. */
+    unsigned tokens = 0;
+    const char *p = value;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        const char *t = p;
+        while (*p && *p != ',' && *p != ';' && *p != ' ' && *p != '\t')
+            p++;
+        size_t n = (size_t)(p - t);
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p && *p != ',' && *p != ';')
+            f->te_bad = true; /* "chunked chunked": two words in one element */
+        while (*p && *p != ',')
+            p++; /* the element's parameters */
+        tokens++;
+        if (n == 7 && !strncasecmp(t, "chunked", 7))
+            f->n_chunked++;
+        else
+            f->n_other++;
+    }
+    if (!tokens)
+        f->te_empty = true;
+}
+
+enum http_framing_verdict http_framing_verdict(const struct http_framing *f, const char **why)
+{
+    *why = "";
+    if (f->n_length && f->n_te) {
+        *why = "Content-Length and Transfer-Encoding together";
+        return HTTP_FRAMING_BAD;
+    }
+    if (f->n_length > 1) {
+        *why = "more than one Content-Length";
+        return HTTP_FRAMING_BAD;
+    }
+    if (f->length_bad) {
+        *why = "a Content-Length that is not a decimal number below 2^64";
+        return HTTP_FRAMING_BAD;
+    }
+    if (f->n_length)
+        return HTTP_FRAMING_LENGTH;
+    if (!f->n_te)
+        return HTTP_FRAMING_NONE;
+    if (f->te_bad) {
+        *why = "a Transfer-Encoding that is not a list of codings";
+        return HTTP_FRAMING_BAD;
+    }
+    if (f->te_empty) {
+        *why = "a Transfer-Encoding naming no coding";
+        return HTTP_FRAMING_BAD;
+    }
+    if (f->n_other) {
+        *why = "a transfer coding other than chunked";
+        return HTTP_FRAMING_UNSUPPORTED;
+    }
+    if (f->n_chunked > 1) {
+        *why = "chunked applied more than once";
+        return HTTP_FRAMING_BAD;
+    }
+    return HTTP_FRAMING_CHUNKED;
 }

@@ -63,4 +63,34 @@ bool http_header_lists(const char *h, const char *token);
  * or the same q and listed first). JSON otherwise, the default. */
 bool http_prefers_binary(const char *accept);
 
+/* How a request's body is framed, read from every Content-Length and
+ * Transfer-Encoding header it carries (libmicrohttpd 0.9.75 looks at the
+ * first of each only, so a second Content-Length could split one request into
+ * two; CONTRACT 3). Fed one header at a time, in order. */
+struct http_framing {
+    unsigned n_length;          /* Content-Length headers seen */
+    unsigned n_chunked;         /* "chunked" tokens in Transfer-Encoding */
+    unsigned n_other;           /* any other transfer-coding token */
+    unsigned n_te;              /* Transfer-Encoding headers seen */
+    bool length_bad;            /* a Content-Length that is not 1*DIGIT */
+    bool te_empty;              /* a Transfer-Encoding naming no coding */
+    bool te_bad;                /* an element of two words ("chunked chunked") */
+    unsigned long long length;  /* the (first) Content-Length's value */
+};
+
+/* The verdict on a request's framing. */
+enum http_framing_verdict {
+    HTTP_FRAMING_NONE,          /* no body framing: no body */
+    HTTP_FRAMING_LENGTH,        /* exactly one well-formed Content-Length */
+    HTTP_FRAMING_CHUNKED,       /* Transfer-Encoding: chunked, alone */
+    HTTP_FRAMING_BAD,           /* 400 and close: duplicate, conflicting or malformed */
+    HTTP_FRAMING_UNSUPPORTED,   /* 501 and close: a transfer coding other than chunked */
+};
+
+/* Adds one request header (name, value) to f; other headers are ignored. */
+void http_framing_add(struct http_framing *f, const char *name, const char *value);
+
+/* What f says, with a short reason for the error replies in *why. */
+enum http_framing_verdict http_framing_verdict(const struct http_framing *f, const char **why);
+
 #endif

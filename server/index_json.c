@@ -26,52 +26,16 @@ static void edge_init(void)
     }
 }
 
-void json_strn(struct saed_buf *b, const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    buf_putc(b, '"');
-    while (p < end) {
-        const unsigned char *run = p;
-        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
-            p++;
-        if (p > run)
-            buf_put(b, run, (size_t)(p - run));
-        if (p == end)
-            break;
-        unsigned char c = *p;
-        if (c == '"' || c == '\\') {
-            buf_putc(b, '\\');
-            buf_putc(b, (char)c);
-            p++;
-        } else if (c < 0x20) {
-            char esc[8];
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            buf_puts(b, esc);
-            p++;
-        } else {
-            size_t k = utf8_seq(p, end);
-            if (k) {
-                buf_put(b, p, k);
-                p += k;
-            } else {
-                buf_puts(b, "\xEF\xBF\xBD");
-                p++;
-            }
-        }
-    }
-    buf_putc(b, '"');
-}
-
 /* A C string, or null. */
-static void json_str_or_null(struct saed_buf *b, const char *s)
+static void str_or_null(struct saed_buf *b, const char *s)
 {
     if (s)
-        json_strn(b, s, strlen(s));
+        buf_json_str(b, s);
     else
         buf_puts(b, "null");
 }
 
-void json_histogram(struct saed_buf *b, const sae_store_histogram *h)
+void index_json_histogram(struct saed_buf *b, const sae_store_histogram *h)
 {
     pthread_once(&edge_once, edge_init);
     buf_puts(b, "{\"edges\":[");
@@ -108,13 +72,13 @@ const sae_explanation *best_explanation(const sae_explanations *e)
     return best;
 }
 
-void json_window(struct saed_buf *b, const sae_store_example *ex)
+void index_json_window(struct saed_buf *b, const sae_store_example *ex)
 {
     buf_puts(b, "\"tokens\":[");
     for (size_t i = 0; i < ex->n; i++) {
         if (i)
             buf_putc(b, ',');
-        json_strn(b, ex->tokens[i], ex->token_len[i]);
+        buf_json_strn(b, ex->tokens[i], ex->token_len[i]);
     }
     buf_puts(b, "],\"values\":[");
     for (size_t i = 0; i < ex->n; i++) {
@@ -125,12 +89,12 @@ void json_window(struct saed_buf *b, const sae_store_example *ex)
     buf_putc(b, ']');
 }
 
-void json_example(struct saed_buf *b, const sae_store_example *ex)
+void index_json_example(struct saed_buf *b, const sae_store_example *ex)
 {
     buf_puts(b, "{\"document\":");
-    json_str_or_null(b, ex->document);
+    str_or_null(b, ex->document);
     buf_putc(b, ',');
-    json_window(b, ex);
+    index_json_window(b, ex);
     buf_puts(b, ",\"max_value\":");
     buf_f32(b, ex->max_value);
     buf_puts(b, ",\"max_token_index\":");
@@ -152,8 +116,8 @@ void json_example(struct saed_buf *b, const sae_store_example *ex)
     buf_putc(b, '}');
 }
 
-int json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature *f, size_t n_top,
-                 sae_error *err)
+int index_json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature *f,
+                       size_t n_top, sae_error *err)
 {
     sae_store_histogram h = {0};
     sae_explanations e = {0};
@@ -181,21 +145,21 @@ int json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature 
     buf_puts(b, num);
     buf_puts(b, ",\"label\":");
     const sae_explanation *best = best_explanation(&e);
-    json_str_or_null(b, best ? best->description : NULL);
+    str_or_null(b, best ? best->description : NULL);
     buf_puts(b, ",\"histogram\":");
-    json_histogram(b, &h);
+    index_json_histogram(b, &h);
     buf_puts(b, ",\"explanations\":[");
     for (size_t i = 0; i < e.n; i++) {
         const sae_explanation *x = &e.items[i];
         buf_puts(b, i ? ",{\"description\":" : "{\"description\":");
-        json_str_or_null(b, x->description);
+        str_or_null(b, x->description);
         buf_puts(b, ",\"score\":");
         if (x->has_score)
             buf_f64(b, x->score);
         else
             buf_puts(b, "null");
         buf_puts(b, ",\"source\":");
-        json_str_or_null(b, x->source);
+        str_or_null(b, x->source);
         buf_putc(b, '}');
     }
     buf_puts(b, "],\"neighbours\":[");
@@ -212,7 +176,7 @@ int json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature 
         for (size_t i = 0; i < ex.n; i++) {
             if (i)
                 buf_putc(b, ',');
-            json_example(b, &ex.items[i]);
+            index_json_example(b, &ex.items[i]);
         }
         buf_putc(b, ']');
         snprintf(num, sizeof num, ",\"n_top_examples\":%u,\"n_quantile_examples\":%u", f->n_top,

@@ -69,7 +69,7 @@ int index_labels_load(sae_store *s, struct index_labels **out, sae_error *err)
         buf_puts(&b, ",\"label\":");
         if (best[f]) {
             const char *d = ex.items[best[f] - 1].description;
-            json_strn(&b, d, strlen(d));
+            buf_json_str(&b, d);
         } else {
             buf_puts(&b, "null");
         }

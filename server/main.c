@@ -226,6 +226,7 @@ static int start_http(struct saed_server *srv, sae_error *err)
         flags, 0, NULL, NULL, router_access, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)(cfg->max_connections < 4096
                                                        ? cfg->max_connections
                                                        : 4096),
@@ -243,6 +244,10 @@ static int start_http(struct saed_server *srv, sae_error *err)
                              "this host?)", cfg->listen);
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     unsigned bound = di ? di->port : port;
+    /* Framing errors libmicrohttpd answers itself (a malformed Content-Length)
+     * get one status line only from 1.0.0 on (docs/SECURITY.md). */
+    fprintf(stderr, "saed: libmicrohttpd %s%s\n", MHD_get_version(),
+            MHD_VERSION < 0x01000000 ? " (below 1.0.0: see docs/SECURITY.md, finding 5)" : "");
     if (strchr(host, ':'))
         fprintf(stderr, "saed: listening on [%s]:%u\n", host, bound);
     else
@@ -255,9 +260,9 @@ static void reload(struct saed_server *srv)
 {
     int64_t t0 = sae_clock_us();
     sae_error err;
-    if (sae_reload(&srv->sae, &err)) {
+    if (snap_reload(&srv->sae, &err)) {
         atomic_fetch_add(&srv->metrics.reload_failed, 1);
-        struct saed_snap *s = sae_acquire(&srv->sae);
+        struct saed_snap *s = snap_acquire(&srv->sae);
         fprintf(stderr, "saed: reload failed, still serving weights %s%s%s: %s\n",
                 s->model->weights_digest, s->index ? " with index " : "", s->index_digest,
                 err.msg);
@@ -266,7 +271,7 @@ static void reload(struct saed_server *srv)
     }
     atomic_fetch_add(&srv->metrics.reload_ok, 1);
     batcher_kick(srv->batcher);
-    struct saed_snap *s = sae_acquire(&srv->sae);
+    struct saed_snap *s = snap_acquire(&srv->sae);
     fprintf(stderr, "saed: reloaded %s in %lld ms: weights %s (generation %llu)\n",
             srv->sae.model_dir, (long long)((sae_clock_us() - t0) / 1000),
             s->model->weights_digest, (unsigned long long)s->generation);
@@ -351,7 +356,7 @@ int main(int argc, char **argv)
     srv.sae.names = (sae_model_names){srv.cfg->model_name, srv.cfg->hook_name,
                                       srv.cfg->hook_name_out, srv.cfg->neuronpedia_id};
     pthread_mutex_init(&srv.sae.lock, NULL);
-    if (sae_reload(&srv.sae, &err)) {
+    if (snap_reload(&srv.sae, &err)) {
         fprintf(stderr, "saed: error: %s\n", err.msg);
         goto out_sae;
     }
@@ -378,7 +383,8 @@ int main(int argc, char **argv)
         .max_batch_wait_us = (int64_t)srv.cfg->max_batch_wait_us,
         .max_queue_rows = (size_t)srv.cfg->max_queue_rows,
     };
-    if (reaper_new((int64_t)srv.cfg->request_timeout_s * 1000000, &srv.metrics, &srv.reaper,
+    if (reaper_new((int64_t)srv.cfg->request_timeout_s * 1000000,
+                   (int64_t)srv.cfg->header_timeout_s * 1000000, &srv.metrics, &srv.reaper,
                    &err) ||
         batcher_new(&bo, &srv.metrics, &srv.batcher, &err) || start_http(&srv, &err)) {
         fprintf(stderr, "saed: error: %s\n", err.msg);

@@ -24,6 +24,9 @@ struct saed_metrics {
     _Atomic uint64_t batches[SAED_N_BATCH + 1];
     _Atomic uint64_t batch_rows_sum;
     _Atomic uint64_t queue_full, deadline_closed, body_cut, peer_gone_closed;
+    _Atomic uint64_t header_closed;   /* closed by the header deadline (header_timeout_s) */
+    _Atomic uint64_t framing_refused; /* 400/501 from saed's own framing pass */
+    _Atomic uint64_t reply_full;      /* 503: no room in max_reply_bytes_total */
     _Atomic uint64_t reload_ok, reload_failed;
     _Atomic uint64_t connections;   /* open now */
     int64_t start_unix;

@@ -147,6 +147,18 @@ enum MHD_Result metrics_get(struct saed_req *rq)
             "Connections closed because their client had closed before completing a "
             "request (an aborted upload) or while idle.",
             LOAD(m->peer_gone_closed));
+    counter(&b, "saed_header_closed_total", "counter",
+            "Connections closed because a request's headers were not complete within "
+            "header_timeout_s of the connection becoming ready for it.",
+            LOAD(m->header_closed));
+    counter(&b, "saed_framing_refused_total", "counter",
+            "Requests refused (400 or 501, connection closed) for duplicate, conflicting or "
+            "unsupported Content-Length / Transfer-Encoding headers.",
+            LOAD(m->framing_refused));
+    counter(&b, "saed_reply_budget_full_total", "counter",
+            "Requests refused with 503 because their reply would not fit in "
+            "max_reply_bytes_total.",
+            LOAD(m->reply_full));
     counter(&b, "saed_body_cut_total", "counter",
             "Chunked request bodies that passed max_body_bytes (413, or cut off at twice it).",
             LOAD(m->body_cut));

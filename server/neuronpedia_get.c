@@ -28,7 +28,7 @@
 static void np_activation(struct saed_buf *b, const sae_store_example *ex)
 {
     buf_putc(b, '{');
-    json_window(b, ex);
+    index_json_window(b, ex);
     buf_puts(b, ",\"maxValue\":");
     buf_f32(b, ex->max_value);
     buf_puts(b, ",\"maxValueTokenIndex\":");
@@ -110,10 +110,10 @@ static int np_body(struct saed_buf *b, sae_store_conn *c, uint64_t i, sae_error 
     for (size_t k = 0; k < e.n; k++) {
         const sae_explanation *x = &e.items[k];
         buf_puts(b, k ? ",{\"description\":" : "{\"description\":");
-        json_strn(b, x->description, strlen(x->description));
+        buf_json_str(b, x->description);
         buf_puts(b, ",\"typeName\":");
         if (x->type_name)
-            json_strn(b, x->type_name, strlen(x->type_name));
+            buf_json_str(b, x->type_name);
         else
             buf_puts(b, "null");
         buf_puts(b, ",\"scoreV1\":");
@@ -123,7 +123,7 @@ static int np_body(struct saed_buf *b, sae_store_conn *c, uint64_t i, sae_error 
             buf_puts(b, "null");
         buf_puts(b, ",\"explanationModelName\":");
         if (x->source)
-            json_strn(b, x->source, strlen(x->source));
+            buf_json_str(b, x->source);
         else
             buf_puts(b, "null");
         buf_putc(b, '}');
@@ -161,9 +161,9 @@ enum MHD_Result neuronpedia_get(struct saed_req *rq)
     struct saed_buf b;
     buf_init(&b, FEATURES_REPLY_LIMIT, 65536);
     buf_puts(&b, "{\"modelId\":");
-    json_strn(&b, model_id, model_len);
+    buf_json_strn(&b, model_id, model_len);
     buf_puts(&b, ",\"layer\":");
-    json_strn(&b, layer, strlen(layer));
+    buf_json_str(&b, layer);
     char idx[24];
     snprintf(idx, sizeof idx, ",\"index\":\"%llu\"", (unsigned long long)i);
     buf_puts(&b, idx);

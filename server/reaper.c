@@ -29,6 +29,7 @@ struct saed_reaper {
     bool stop;
     pthread_t thread;
     int64_t deadline_us;
+    int64_t header_us;              /* the header deadline (header_timeout_s) */
     struct saed_metrics *metrics;   /* borrowed */
 };
 
@@ -149,11 +150,19 @@ static void *reaper_main(void *arg)
         int64_t now = sae_clock_us();
         for (struct saed_conn *c = r->head; c; c = c->next) {
             int64_t mark = atomic_load_explicit(&c->t_mark_us, memory_order_relaxed);
-            if (!c->reaped && now - mark > r->deadline_us) {
+            if (c->reaped)
+                continue;
+            if (now - mark > r->deadline_us) {
                 c->reaped = true;
                 shutdown(c->fd, SHUT_RDWR);
                 atomic_fetch_add_explicit(&r->metrics->deadline_closed, 1,
                                           memory_order_relaxed);
+            } else if (now - mark > r->header_us &&
+                       atomic_load_explicit(&c->phase, memory_order_relaxed) ==
+                           SAED_CONN_IDLE) {
+                c->reaped = true;
+                shutdown(c->fd, SHUT_RDWR);
+                atomic_fetch_add_explicit(&r->metrics->header_closed, 1, memory_order_relaxed);
             }
         }
         peer_gone_scan(r);
@@ -166,13 +175,14 @@ static void *reaper_main(void *arg)
     return NULL;
 }
 
-int reaper_new(int64_t deadline_us, struct saed_metrics *metrics, struct saed_reaper **out,
-               sae_error *err)
+int reaper_new(int64_t deadline_us, int64_t header_us, struct saed_metrics *metrics,
+               struct saed_reaper **out, sae_error *err)
 {
     struct saed_reaper *r = calloc(1, sizeof *r);
     if (!r)
         return sae_error_set(err, SAE_ENOMEM, "out of memory");
     r->deadline_us = deadline_us;
+    r->header_us = header_us;
     r->metrics = metrics;
     pthread_mutex_init(&r->lock, NULL);
     pthread_condattr_t ca;

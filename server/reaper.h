@@ -55,8 +55,14 @@ struct saed_conn {
 
 struct saed_reaper;
 
-int reaper_new(int64_t deadline_us, struct saed_metrics *metrics, struct saed_reaper **out,
-               sae_error *err);
+/* A reaper closing requests unfinished deadline_us after their connection
+ * became ready for them, and connections whose next request's headers are
+ * not complete header_us after it (both from the same mark: the header
+ * deadline is the earlier one, a phase SAED_CONN_IDLE connection past it is
+ * closed, so a client trickling header lines holds a connection for
+ * header_timeout_s, not request_timeout_s). */
+int reaper_new(int64_t deadline_us, int64_t header_us, struct saed_metrics *metrics,
+               struct saed_reaper **out, sae_error *err);
 /* Stops the thread and frees the list (after the daemon stopped). */
 void reaper_free(struct saed_reaper *r);
 /* MHD_OPTION_NOTIFY_CONNECTION callback; cls is the reaper. */

@@ -12,6 +12,12 @@
 #include "jsonin.h"
 #include "saed.h"
 
+/* Replies this small (errors, health, metrics, most feature pages) are not
+ * counted against max_reply_bytes_total, so a 503 saying it is full, and
+ * /metrics showing why, can always be sent; together they hold at most
+ * max_connections x 64 KiB. */
+#define REPLY_FREE_BYTES 65536
+
 /* Adds the shared headers, queues resp with status, and drops our reference. */
 static enum MHD_Result reply_queue(struct saed_req *rq, unsigned status,
                                    struct MHD_Response *resp, size_t bytes)
@@ -32,7 +38,7 @@ static enum MHD_Result reply_queue(struct saed_req *rq, unsigned status,
         MHD_add_response_header(resp, "X-SAE-Weights-Digest", rq->snap->model->weights_digest);
     if (rq->space)
         MHD_add_response_header(resp, "X-SAE-Space", rq->space);
-    if (atomic_load(&srv->draining))
+    if (atomic_load(&srv->draining) || rq->close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     rq->status = status;
     rq->bytes_out = bytes;
@@ -40,6 +46,42 @@ static enum MHD_Result reply_queue(struct saed_req *rq, unsigned status,
     enum MHD_Result r = MHD_queue_response(rq->conn, status, resp);
     MHD_destroy_response(resp);
     return r;
+}
+
+int reply_reserve(struct saed_req *rq, uint64_t bytes, enum MHD_Result *r)
+{
+    const struct saed_config *cfg = rq->srv->cfg;
+    if (bytes > cfg->max_reply_bytes || rq->reply_reserved + bytes > cfg->max_reply_bytes) {
+        *r = reply_error(rq, 413, "reply_too_large",
+                         "the reply would hold %llu bytes; the limit (max_reply_bytes) is %llu: "
+                         "send fewer rows per request",
+                         (unsigned long long)(rq->reply_reserved + bytes),
+                         (unsigned long long)cfg->max_reply_bytes);
+        return -1;
+    }
+    _Atomic uint64_t *held = &rq->srv->reply_bytes;
+    if (atomic_fetch_add(held, bytes) + bytes > cfg->max_reply_bytes_total) {
+        atomic_fetch_sub(held, bytes);
+        atomic_fetch_add_explicit(&rq->srv->metrics.reply_full, 1, memory_order_relaxed);
+        *r = reply_error(rq, 503, "overloaded",
+                         "the replies being sent fill max_reply_bytes_total (%llu); retry shortly",
+                         (unsigned long long)cfg->max_reply_bytes_total);
+        return -1;
+    }
+    rq->reply_reserved += (size_t)bytes;
+    return 0;
+}
+
+void reply_release(struct saed_server *srv, uint64_t bytes)
+{
+    atomic_fetch_sub(&srv->reply_bytes, bytes);
+}
+
+size_t reply_hand_over(struct saed_req *rq)
+{
+    size_t n = rq->reply_reserved;
+    rq->reply_reserved = 0;
+    return n;
 }
 
 /* Copies s into dst (cap bytes) replacing invalid UTF-8 with '?', so a message
@@ -152,6 +194,15 @@ static enum MHD_Result reply_body(struct saed_req *rq, unsigned status, const ch
                                   void *buf, size_t len, bool must_free, bool may_gzip)
 {
     const struct saed_config *cfg = rq->srv->cfg;
+    /* A built reply holds its bytes until sent: they count against
+     * max_reply_bytes_total beyond what was reserved for it up front. */
+    if (must_free && len > REPLY_FREE_BYTES && len > rq->reply_reserved) {
+        enum MHD_Result r;
+        if (reply_reserve(rq, len - rq->reply_reserved, &r)) {
+            free(buf);
+            return r;
+        }
+    }
     bool gz = false;
     if (may_gzip && cfg->gzip && rq->accept_gzip && len >= cfg->gzip_min_bytes &&
         len < (size_t)UINT32_MAX) {

@@ -197,6 +197,40 @@ static void body_drop(struct saed_req *rq, unsigned status)
     rq->status = status;
 }
 
+/* MHD iterator: feeds each request header to the framing check. */
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    http_framing_add(cls, key, value);
+    return MHD_YES;
+}
+
+/* saed's own pass over the framing headers, before anything else is decided
+ * (libmicrohttpd 0.9.75 frames the body by the first Content-Length alone and
+ * waits forever on a coding it does not know; docs/SECURITY.md). Returns 0
+ * with rq->framing and rq->length set, or -1 after queueing 400 or 501 with
+ * Connection: close, so nothing after these headers is read as a request. */
+static int framing_check(struct saed_req *rq)
+{
+    struct http_framing f = {0};
+    MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, framing_header, &f);
+    const char *why;
+    rq->framing = http_framing_verdict(&f, &why);
+    rq->length = f.length;
+    if (rq->framing != HTTP_FRAMING_BAD && rq->framing != HTTP_FRAMING_UNSUPPORTED)
+        return 0;
+    rq->route_id = (int)saed_n_routes;
+    rq->close = true;
+    atomic_fetch_add_explicit(&rq->srv->metrics.framing_refused, 1, memory_order_relaxed);
+    if (rq->framing == HTTP_FRAMING_UNSUPPORTED)
+        reply_error(rq, 501, "unsupported_transfer_coding",
+                    "%s: saed takes Content-Length or Transfer-Encoding: chunked", why);
+    else
+        reply_error(rq, 400, "bad_framing", "the request's body framing is ambiguous: %s", why);
+    return -1;
+}
+
 /* First call of a request: everything decided from the headers. */
 static enum MHD_Result request_start(struct saed_req *rq)
 {
@@ -232,7 +266,7 @@ static enum MHD_Result request_start(struct saed_req *rq)
         return reply_error(rq, 401, "unauthorized",
                            "this route needs the API key: Authorization: Bearer KEY");
 
-    rq->snap = sae_acquire(&srv->sae);
+    rq->snap = snap_acquire(&srv->sae);
     if (!rq->snap)
         return reply_error(rq, 503, "not_ready", "no model is loaded yet");
     rq->digest_header = rq->route->digest;
@@ -244,18 +278,10 @@ static enum MHD_Result request_start(struct saed_req *rq)
                                                                MHD_HTTP_HEADER_ACCEPT_ENCODING),
                                    "gzip");
 
-    const char *te = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
-    const char *cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
-    rq->chunked = te && strcasestr(te, "chunked");
-    uint64_t length = 0;
-    bool has_length = false;
-    if (cl && !rq->chunked) {
-        /* libmicrohttpd has already refused a malformed Content-Length. */
-        length = strtoull(cl, NULL, 10);
-        has_length = true;
-    }
+    /* Framing was checked on the first call (framing_check). */
+    rq->chunked = rq->framing == HTTP_FRAMING_CHUNKED;
+    bool has_length = rq->framing == HTTP_FRAMING_LENGTH;
+    uint64_t length = has_length ? rq->length : 0;
 
     if (!rq->route->body_types) {
         if (has_length && length > IGNORED_BODY_MAX)
@@ -369,15 +395,14 @@ enum MHD_Result router_access(void *cls, struct MHD_Connection *conn, const char
         reaper_phase(rq->sconn, SAED_CONN_RECEIVING);
         atomic_fetch_add(&srv->inflight, 1);
         *con_cls = rq;
+        if (framing_check(rq))
+            return MHD_YES;
         /* With a body coming, decide now so a refused body is never read.
          * Without one, wait for the final call: a reply queued on this first
          * call makes libmicrohttpd close the connection, and a 404 should not
          * cost a keep-alive connection. */
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
-        const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_TRANSFER_ENCODING);
-        if ((cl && strtoull(cl, NULL, 10) > 0) || te)
+        if ((rq->framing == HTTP_FRAMING_LENGTH && rq->length > 0) ||
+            rq->framing == HTTP_FRAMING_CHUNKED)
             return request_start(rq);
         rq->state = RQ_START;
         return MHD_YES;
@@ -475,6 +500,7 @@ void router_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     job_free(rq->job);
     snap_release(rq->snap);
     req_body_free(rq);
+    reply_release(srv, reply_hand_over(rq));
     free(rq);
     atomic_fetch_sub(&srv->inflight, 1);
 }

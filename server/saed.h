@@ -39,7 +39,7 @@ struct feature_cache;
  * index opened from the same load, swapped in as one. Immutable once
  * published; freed when the last reference goes.
  *
- * How the index plugs in: sae_reload opens the index next to the model
+ * How the index plugs in: snap_reload opens the index next to the model
  * (refusing one built from other weights) and stores it here, so a reload
  * swaps both at once. The feature routes (features_get.c, ...) run on the
  * libmicrohttpd polling threads; each thread keeps a store connection tagged
@@ -75,11 +75,11 @@ struct saed_sae {
 };
 
 /* A new reference to the SAE's current snapshot. */
-struct saed_snap *sae_acquire(struct saed_sae *sae);
+struct saed_snap *snap_acquire(struct saed_sae *sae);
 /* Loads the model folder (and the index, checked against that model) again; on success the new snapshot replaces the old
  * one (which lives on until its last request ends); on failure nothing
  * changes and err says why. */
-int sae_reload(struct saed_sae *sae, sae_error *err);
+int snap_reload(struct saed_sae *sae, sae_error *err);
 
 /* The process-wide server state. */
 struct saed_server {
@@ -92,6 +92,7 @@ struct saed_server {
     atomic_bool draining;           /* SIGTERM seen: new requests get 503 */
     atomic_long inflight;           /* live struct saed_req */
     _Atomic uint64_t body_bytes;    /* request body buffers reserved (max_body_total_bytes) */
+    _Atomic uint64_t reply_bytes;   /* reply memory reserved (max_reply_bytes_total) */
     char **cors;                    /* (n_cors) allowed origins, owned */
     size_t n_cors;
     int blas_threads, workers, http_threads; /* as resolved from `threads` */
@@ -152,9 +153,13 @@ struct saed_req {
     uint8_t *body;                      /* (body_len) owned; NUL-terminated for JSON */
     size_t body_len, body_cap, body_limit;
     size_t body_reserved;               /* of srv->body_bytes, for this body */
+    size_t reply_reserved;              /* of srv->reply_bytes, for this reply */
     unsigned dropping;                  /* 413 or 503: the body is read and dropped */
     size_t dropped;                     /* bytes dropped so far */
     bool chunked;
+    enum http_framing_verdict framing;  /* from saed's own header pass */
+    uint64_t length;                    /* Content-Length, when framing says LENGTH */
+    bool close;                         /* the reply carries Connection: close */
 
     bool accept_binary;                 /* Accept: application/octet-stream */
     bool accept_gzip;                   /* Accept-Encoding names gzip */
@@ -228,6 +233,18 @@ void router_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 /* Frees rq's body once parsed and gives its room back to
  * max_body_total_bytes, so a request waiting for a worker holds neither. */
 void req_body_free(struct saed_req *rq);
+
+/* Reserves bytes more of max_reply_bytes_total for rq's reply (held until
+ * the request completes, or handed to a streamed reply with
+ * reply_hand_over). 0, or -1 with the reply queued: 413 reply_too_large when
+ * the reply would pass max_reply_bytes, 503 overloaded with Retry-After when
+ * the total has no room. */
+int reply_reserve(struct saed_req *rq, uint64_t bytes, enum MHD_Result *r);
+/* Gives bytes of reply room back (a streamed reply's free callback). */
+void reply_release(struct saed_server *srv, uint64_t bytes);
+/* Moves rq's reply room to the caller (a streamed reply that outlives the
+ * request frees it); returns the bytes. */
+size_t reply_hand_over(struct saed_req *rq);
 
 /* Suspends rq's connection and hands its job to the workers. Returns 0, or -1
  * when the queue is full (nothing suspended; the caller replies 503). */

@@ -25,7 +25,7 @@ void snap_release(struct saed_snap *s)
 }
 
 /* A new reference to the current snapshot (NULL before the first load). */
-struct saed_snap *sae_acquire(struct saed_sae *sae)
+struct saed_snap *snap_acquire(struct saed_sae *sae)
 {
     pthread_mutex_lock(&sae->lock);
     struct saed_snap *s = sae->current;
@@ -38,7 +38,7 @@ struct saed_snap *sae_acquire(struct saed_sae *sae)
 /* Loads and validates the folder (and the index, when one is configured),
  * then publishes the new snapshot; the old one is released here and freed by
  * its last request. */
-int sae_reload(struct saed_sae *sae, sae_error *err)
+int snap_reload(struct saed_sae *sae, sae_error *err)
 {
     sae_model_warnings warn;
     sae_model *m = NULL;

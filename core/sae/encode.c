@@ -670,6 +670,33 @@ void sae_gemm_rows(const float *w, bool w_t, size_t d_in, size_t d_sae, const fl
                 1.0f, x, di, w, w_t ? di : ds, 0.0f, y, ds);
 }
 
+/* True when v[0..n) are all finite (one pass, no branch per element). */
+static bool span_finite(const float *v, size_t n)
+{
+    float acc = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        acc += v[i] * 0.0f;
+    return acc == 0.0f;
+}
+
+/* SAE_ERANGE naming the first row of the block (numbered from r0) whose
+ * normalised input or pre-activations are not finite: finite inputs can
+ * overflow there (1e38 times a scaling factor), and a NaN pre-activation
+ * would otherwise drop out of the ReLU as "no feature". */
+static int block_check_finite(const sae_model *m, const sae_workspace *ws, size_t r0,
+                              size_t rows, sae_error *err)
+{
+    for (size_t r = 0; r < rows; r++) {
+        if (!span_finite(ws->xn + r * m->d_in, m->d_in))
+            return sae_error_set(err, SAE_ERANGE,
+                                 "row %zu: not finite after normalisation", r0 + r);
+        if (!span_finite(ws->dense + r * m->d_sae, m->d_sae))
+            return sae_error_set(err, SAE_ERANGE, "row %zu: pre-activations not finite",
+                                 r0 + r);
+    }
+    return 0;
+}
+
 /* Finishes one row: its reconstruction and metrics when asked (from the full
  * active list), then the option filter, the ordering and the append. */
 static int row_finish(const sae_model *m, sae_workspace *ws, size_t r, const float *x,
@@ -729,6 +756,8 @@ int sae_encode(const sae_model *m, sae_workspace *ws, const float *x, size_t n,
         const float *xb = x + r0 * m->d_in;
         block_prepare(m, ws, xb, rows);
         sae_gemm_rows(m->w_enc, m->w_enc_t, m->d_in, m->d_sae, ws->xn, rows, ws->dense);
+        if ((rc = block_check_finite(m, ws, r0, rows, err)))
+            goto out;
         for (size_t r = 0; r < rows; r++) {
             rc = row_finish(m, ws, r, xb + r * m->d_in, opt, out, metrics ? metrics + r0 + r : NULL,
                             recon ? recon + (r0 + r) * m->d_in : NULL, err);

@@ -1,12 +1,16 @@
-/* train_layers.h: the forward and backward passes of every architecture
+/* layers.h: the forward and backward passes of every architecture
  * `sae train` knows, written once over a real type.
  *
- * This is not an ordinary header: train.c includes it twice, once with
+ * This is not an ordinary header: train_loop.c includes it twice, once with
  * TL_REAL = float (the code training runs) and once with TL_REAL = double (the
  * code the gradient checks run), so the finite-difference tests exercise the
  * very backward pass that training uses, only in a wider type. Each include
  * defines TL_REAL, TL_SFX (the name suffix), TL_GEMM and TL_GEMV (the BLAS
- * routines of that type); everything here is static to train.c.
+ * routines of that type); every function here is static to train_loop.c.
+ * With TL_TYPES_ONLY defined an include gives only the two types (tensors,
+ * acts), which train_int.h takes for float so that the other train_*.c files
+ * see the trainer's tensors; train_loop.c then includes the float functions
+ * with TL_FUNCS_ONLY.
  *
  * Layout follows llm.c: each layer's forward beside its backward, a shape
  * comment on every buffer, parameters and activations carved out of one
@@ -20,6 +24,7 @@
 #define TL_CAT(a, b) TL_CAT2(a, b)
 #define FN(name) TL_CAT(name, TL_SFX)
 
+#ifndef TL_FUNCS_ONLY
 typedef TL_REAL FN(real);
 
 /* Named views into one flat parameter (or gradient, or Adam moment) array.
@@ -33,28 +38,6 @@ typedef struct FN(tensors) {
     TL_REAL *w[SAE_AE_MAX_LINEAR]; /* autoencoder layer l: (dims[l], dims[l+1]) */
     TL_REAL *b[SAE_AE_MAX_LINEAR]; /* autoencoder layer l: (dims[l+1]) */
 } FN(tensors);
-
-/* Points t's tensors into base, which holds sae_train_n_params(s) reals. */
-static void FN(tensors_carve)(const sae_train_shape *s, TL_REAL *base, FN(tensors) *t)
-{
-    memset(t, 0, sizeof *t);
-    if (s->arch != SAE_ARCH_AUTOENCODER) {
-        t->w_enc = base;
-        t->b_enc = t->w_enc + s->d_in * s->d_sae;
-        t->w_dec = t->b_enc + s->d_sae;
-        t->b_dec = t->w_dec + s->d_sae * s->d_in;
-        return;
-    }
-    size_t dims[SAE_AE_MAX_LINEAR + 1];
-    size_t n_lin = ae_dims(s, dims);
-    TL_REAL *p = base;
-    for (size_t l = 0; l < n_lin; l++) {
-        t->w[l] = p;
-        p += dims[l] * dims[l + 1];
-        t->b[l] = p;
-        p += dims[l + 1];
-    }
-}
 
 /* Activation buffers for batches of up to max_rows rows: the forward pass's
  * saved values and the backward pass's scratch, carved from one allocation. */
@@ -71,6 +54,31 @@ typedef struct FN(acts) {
                                           input (h[0] borrows x), h[n_lin] the output */
     TL_REAL *dh[2];    /* autoencoder: (B, max width) ping-pong gradient buffers */
 } FN(acts);
+#endif
+
+#ifndef TL_TYPES_ONLY
+
+/* Points t's tensors into base, which holds sae_train_n_params(s) reals. */
+static void FN(tensors_carve)(const sae_train_shape *s, TL_REAL *base, FN(tensors) *t)
+{
+    memset(t, 0, sizeof *t);
+    if (s->arch != SAE_ARCH_AUTOENCODER) {
+        t->w_enc = base;
+        t->b_enc = t->w_enc + s->d_in * s->d_sae;
+        t->w_dec = t->b_enc + s->d_sae;
+        t->b_dec = t->w_dec + s->d_sae * s->d_in;
+        return;
+    }
+    size_t dims[SAE_AE_MAX_LINEAR + 1];
+    size_t n_lin = train_ae_dims(s, dims);
+    TL_REAL *p = base;
+    for (size_t l = 0; l < n_lin; l++) {
+        t->w[l] = p;
+        p += dims[l] * dims[l + 1];
+        t->b[l] = p;
+        p += dims[l + 1];
+    }
+}
 
 /* Number of reals FN(acts_carve) needs for max_rows rows, or 0 on overflow. */
 static size_t FN(acts_count)(const sae_train_shape *s, size_t max_rows)
@@ -83,7 +91,7 @@ static size_t FN(acts_count)(const sae_train_shape *s, size_t max_rows)
         return total;
     }
     size_t dims[SAE_AE_MAX_LINEAR + 1];
-    size_t n_lin = ae_dims(s, dims), widest = 0, per_row = 0;
+    size_t n_lin = train_ae_dims(s, dims), widest = 0, per_row = 0;
     for (size_t l = 1; l <= n_lin; l++) {
         per_row += dims[l];
         if (dims[l] > widest)
@@ -113,7 +121,7 @@ static void FN(acts_carve)(const sae_train_shape *s, size_t max_rows, TL_REAL *b
         return;
     }
     size_t dims[SAE_AE_MAX_LINEAR + 1];
-    size_t n_lin = ae_dims(s, dims), widest = 0;
+    size_t n_lin = train_ae_dims(s, dims), widest = 0;
     for (size_t l = 1; l <= n_lin; l++) {
         a->h[l] = p, p += max_rows * dims[l];
         if (dims[l] > widest)
@@ -425,7 +433,7 @@ static double FN(ae_step)(const sae_train_shape *s, const FN(tensors) *p, FN(ten
                           FN(acts) *a, const TL_REAL *x, size_t B, train_batch_stats *st)
 {
     size_t dims[SAE_AE_MAX_LINEAR + 1];
-    size_t n_lin = ae_dims(s, dims);
+    size_t n_lin = train_ae_dims(s, dims);
     a->h[0] = (TL_REAL *)x; /* read only: layer 0's input */
     for (size_t l = 0; l < n_lin; l++) {
         FN(linear_forward)(a->h[l + 1], a->h[l], p->w[l], p->b[l], B, dims[l], dims[l + 1]);
@@ -448,6 +456,8 @@ static double FN(ae_step)(const sae_train_shape *s, const FN(tensors) *p, FN(ten
     st->sse += sse;
     return sse / B;
 }
+
+#endif /* TL_TYPES_ONLY */
 
 #undef FN
 #undef TL_CAT

@@ -1,5 +1,6 @@
 /* synth.h: `sae synth`, activations with known answers over real text, and
- * matching a trained SAE's decoder against those answers.
+ * matching a trained SAE's decoder against those answers (the code is in
+ * synth_text.c, synth_rules.c, synth_write.c and synth_match.c).
  *
  * Text. By default every regular file (symbolic links skipped, as they repeat
  * other files) under /usr/share/common-licenses/, in name order; or the
@@ -34,10 +35,11 @@
 #include <stdint.h>
 
 #include "io/error.h"
+#include "sae/model.h"
 
 #define SAE_SYNTH_DEFAULT_DIR "/usr/share/common-licenses"
 
-/* Number of planted features (the rules are in synth.c). */
+/* Number of planted features (the rules are in synth_rules.c). */
 size_t sae_synth_n_features(void);
 /* The human label of feature i (< sae_synth_n_features()). */
 const char *sae_synth_label(size_t i);
@@ -110,5 +112,41 @@ int sae_synth_load_truth(const char *path, float **dirs, size_t *n, size_t *d, c
 int sae_synth_match(const float *w_dec, size_t d_sae, const float *truth, size_t n_truth,
                     size_t d_in, uint32_t *best, float *best_cos, float *truth_cos,
                     double *mmcs, sae_error *err);
+
+/* Below this cosine between a latent's decoder row and its closest planted
+ * direction the latent is "unmatched" rather than given that direction's
+ * label: chance cosines of a decoder row with its closest of 68 planted
+ * directions in 256 dims stay under 0.45 on the demo, and recovered features
+ * score above 0.9 (docs/TRAINING.md, "Labelling latents"). */
+#define SAE_SYNTH_MATCH_COS 0.5
+
+/* Counts, for every latent of the SAE m, the rows of the activation files
+ * paths[0..n_paths) on which it fires (a nonzero value when the rows are
+ * encoded as saed and sae index encode them) into fires (m->d_sae). Refuses
+ * files of another width and rows with a non-finite value. */
+int sae_synth_fire_counts(const sae_model *m, const char *const *paths, size_t n_paths,
+                          uint64_t *fires, sae_error *err);
+
+/* What sae_synth_explain found. */
+typedef struct sae_synth_score {
+    double mmcs;          /* mean over planted features of their best cosine */
+    size_t n_planted;     /* planted features */
+    size_t recovered;     /* planted features with a latent at cosine >= 0.9 */
+    size_t d_sae;
+    size_t n_labelled;    /* latents given their closest planted feature's label */
+    size_t n_unmatched;   /* latents firing, but under SAE_SYNTH_MATCH_COS */
+    size_t n_dead;        /* latents that never fire on the activations */
+} sae_synth_score;
+
+/* Scores the SAE m against the truth (directions (n_truth, m->d_in) and
+ * their labels) and writes explanations.jsonl at path, one line per latent:
+ * {"index", "description", "score" (the best cosine, 4 decimals), "source"}.
+ * The description is "dead" for a latent that never fires on the activation
+ * files (sae_synth_fire_counts), "unmatched (cos 0.41)" for one whose best
+ * cosine is under SAE_SYNTH_MATCH_COS, and otherwise the label of its
+ * closest planted direction. score (may be NULL) gets the MMCS and counts. */
+int sae_synth_explain(const sae_model *m, const char *const *paths, size_t n_paths,
+                      const float *truth, const char *const *labels, size_t n_truth,
+                      const char *path, sae_synth_score *score, sae_error *err);
 
 #endif

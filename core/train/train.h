@@ -1,7 +1,7 @@
 /* train.h: training SAEs (standard, topk) and the plain stacked autoencoder
  * by hand-derived gradients, with BLAS for the matrix products.
  *
- * The numeric code lives in train_layers.h (each layer's forward beside its
+ * The numeric code lives in layers.h (each layer's forward beside its
  * backward), written once over a real type and instantiated for float (what
  * training runs) and double (what the gradient checks run); the *_f64 entry
  * points below expose the double instance so tests can compare every gradient
@@ -99,7 +99,7 @@ typedef struct sae_train_opts {
     double l1;              /* λ of the standard SAE */
     double lr;              /* peak Adam learning rate */
     size_t batch;           /* rows per step */
-    size_t steps;           /* default from the corpus size (train.c: default_steps) */
+    size_t steps;           /* default from the corpus size (train_loop.c: default_steps) */
     size_t lr_warmup;       /* steps of linear learning-rate warm-up */
     double decay_frac;      /* fraction of the steps at the end with linear decay to 0 */
     double l1_warmup_frac;  /* fraction of the steps over which λ ramps up from 0 */

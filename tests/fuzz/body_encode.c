@@ -75,7 +75,7 @@ unsigned fuzz_encode_body(const sae_model *m, size_t max_rows, enum fuzz_body ty
 
     struct enc_opts o = {0};
     struct saed_perr e = {0};
-    struct query_ctx q = {.o = &o, .e = &e, .json_body = type == FUZZ_BODY_JSON};
+    struct query_ctx q = {.o = &o, .e = &e, .body_is_json = type == FUZZ_BODY_JSON};
     run_query(&q, query, qlen);
     unsigned status = 0;
     struct saed_job *job = job_new(JOB_ENCODE);

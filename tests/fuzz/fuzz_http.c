@@ -2,8 +2,9 @@
  * the path against every route of the table, percent-decoding, Content-Type
  * and Accept.
  *
- * Input: up to three lines, "URL\nCONTENT-TYPE\nACCEPT" (a missing line is an
- * absent header). Invariants:
+ * Input: lines, "URL\nCONTENT-TYPE\nACCEPT\nNAME: VALUE\n..." (a missing line
+ * is an absent header; the fourth line on are the request's headers, in
+ * order, for the framing pass). Invariants:
  *  - decoding never makes a string shorter than its returned length (%00
  *    stays three characters, so no NUL can cut a path) nor longer than before;
  *  - a route that matches gives one capture per "{...}" of its pattern, each
@@ -11,8 +12,15 @@
  *    back into the pattern gives the URL exactly (or less its one trailing
  *    slash, for a page route);
  *  - a known Content-Type is exactly one body kind; the Accept answers agree
- *    with the q values they come from. */
+ *    with the q values they come from;
+ *  - framing (http_framing_*): two Content-Length headers, or one with a
+ *    Transfer-Encoding, are never accepted; chunked is accepted only when
+ *    the Transfer-Encoding tokens are exactly one "chunked"; a Content-Length
+ *    accepted reads back as the digits it was sent as; the verdict does not
+ *    depend on the order of the headers. */
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "fuzz_common.h"
 #include "saed.h"
@@ -38,6 +46,83 @@ static void rebuild(const char *pattern, char (*args)[HTTP_MAX_ARG_LEN], size_t 
     FUZZ_ASSERT(k == n, "%s: %zu captures, the pattern has %zu", pattern, n, k);
 }
 
+/* Header lines of the framing part of an input. */
+#define FRAMING_MAX 8
+
+/* The verdict of headers fed in order (reverse false) or backwards. */
+static enum http_framing_verdict framing_of(char **hdr, size_t n, bool reverse,
+                                            struct http_framing *f)
+{
+    memset(f, 0, sizeof *f);
+    for (size_t i = 0; i < n; i++) {
+        char *h = hdr[reverse ? n - 1 - i : i];
+        char *colon = strchr(h, ':');
+        if (!colon)
+            continue;
+        *colon = '\0';
+        http_framing_add(f, h, colon + 1);
+        *colon = ':';
+    }
+    const char *why;
+    return http_framing_verdict(f, &why);
+}
+
+/* The framing invariants over the header lines of an input (NULL-ended). */
+static void framing_check(char **hdr)
+{
+    size_t n = 0;
+    while (n < FRAMING_MAX && hdr[n])
+        n++;
+    size_t n_cl = 0, n_te = 0;
+    char te_all[8192] = "";
+    for (size_t i = 0; i < n; i++) {
+        if (!strncasecmp(hdr[i], "Content-Length:", 15))
+            n_cl++;
+        if (!strncasecmp(hdr[i], "Transfer-Encoding:", 18)) {
+            n_te++;
+            strncat(te_all, hdr[i] + 18, sizeof te_all - strlen(te_all) - 2);
+            strcat(te_all, ",");
+        }
+    }
+    struct http_framing f, g;
+    enum http_framing_verdict v = framing_of(hdr, n, false, &f);
+    FUZZ_ASSERT(v == framing_of(hdr, n, true, &g), "the verdict depends on header order");
+    if (n_cl > 1 || (n_cl && n_te))
+        FUZZ_ASSERT(v == HTTP_FRAMING_BAD, "%zu Content-Length, %zu Transfer-Encoding: %d",
+                    n_cl, n_te, (int)v);
+    FUZZ_ASSERT((v == HTTP_FRAMING_NONE) == (!n_cl && !n_te), "NONE with framing headers");
+    if (v == HTTP_FRAMING_LENGTH) {
+        FUZZ_ASSERT(n_cl == 1 && !n_te, "LENGTH from %zu/%zu", n_cl, n_te);
+        char digits[32];
+        snprintf(digits, sizeof digits, "%llu", f.length);
+        bool found = false;
+        for (size_t i = 0; i < n; i++)
+            if (!strncasecmp(hdr[i], "Content-Length:", 15)) {
+                const char *p = hdr[i] + 15;
+                while (*p == ' ' || *p == '\t' || *p == '0')
+                    p++;
+                found = !strncmp(p, digits, strlen(digits)) || (f.length == 0 && *p != '-');
+            }
+        FUZZ_ASSERT(found, "length %llu not as sent", f.length);
+    }
+    if (v == HTTP_FRAMING_CHUNKED) {
+        /* The tokens without whitespace, commas and parameters: "chunked". */
+        char squeezed[8192];
+        size_t k = 0;
+        bool in_param = false;
+        for (const char *p = te_all; *p && k + 1 < sizeof squeezed; p++) {
+            if (*p == ',')
+                in_param = false;
+            else if (*p == ';')
+                in_param = true;
+            else if (!in_param && *p != ' ' && *p != '\t')
+                squeezed[k++] = *p;
+        }
+        squeezed[k] = '\0';
+        FUZZ_ASSERT(!strcasecmp(squeezed, "chunked"), "chunked from '%s'", te_all);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 8192)
@@ -45,8 +130,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char buf[8193];
     memcpy(buf, data, size);
     buf[size] = '\0';
-    char *line[3] = {buf, NULL, NULL};
-    for (int i = 0; i < 2 && line[i]; i++) {
+    char *line[3 + FRAMING_MAX] = {buf};
+    for (int i = 0; i < 2 + FRAMING_MAX && line[i]; i++) {
         char *nl = strchr(line[i], '\n');
         if (nl) {
             *nl = '\0';
@@ -99,5 +184,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool bin = http_prefers_binary(acc);
     FUZZ_ASSERT(!bin || (qb > 0.0 && http_header_lists(acc, "application/octet-stream")),
                 "binary with q %g", qb);
+    framing_check(line + 3);
     return 0;
 }

@@ -38,6 +38,7 @@ Tests (each prints PASS/FAIL lines and FIGURE lines with what it measured):
             on a full disk (a small tmpfs): the previous index stays
             byte-identical.
   static    `..`, `%2e%2e`, absolute paths and symlinks out of web/ refused.
+  framing, fairness, ...: issue 21's tests, in round2.py.
 
 Environment: HARDENING_SEED picks the kill moments of the index test (default
 fixed); HARDENING_NO_MOUNT=1 makes the full-disk test use its RLIMIT_FSIZE
@@ -61,6 +62,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hlib  # noqa: E402
+import round2  # noqa: E402  (issue 21's tests)
 from hlib import check, figure, log  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -1283,7 +1285,7 @@ TESTS = [("weights", test_weights), ("requests", test_requests), ("costly", test
          ("auth", test_auth),
          ("load", test_load),
          ("overload", test_overload), ("reload", test_reload), ("index", test_index),
-         ("static", test_static)]
+         ("static", test_static)] + round2.TESTS
 
 
 def main():

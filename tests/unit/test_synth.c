@@ -12,7 +12,10 @@
  *     here, in double);
  *   - same seed, same bytes; another seed, other activations;
  *   - bad input refused with the file named;
- *   - sae_synth_match against a brute-force cosine table.
+ *   - sae_synth_match against a brute-force cosine table;
+ *   - the labels of `sae train --truth`: a latent that never fires on the
+ *     activations is "dead" (even at cosine 1), one firing but far from every
+ *     planted direction "unmatched (cos 0.xx)", firing counts exact.
  * Slow suite ("synth_slow", `test_synth slow`): the default corpus, a
  * default-settings SAE at d_sae = g and 2g (g planted features): MMCS >= 0.98. */
 #include <check.h>
@@ -519,6 +522,120 @@ START_TEST(test_match)
 }
 END_TEST
 
+/* Brute-force cosine of rows a and b (d values); 0 when either is zero. */
+static double cosine(const float *a, const float *b, size_t d)
+{
+    double dot = 0, na = 0, nb = 0;
+    for (size_t j = 0; j < d; j++) {
+        dot += (double)a[j] * b[j];
+        na += (double)a[j] * a[j];
+        nb += (double)b[j] * b[j];
+    }
+    return na > 0 && nb > 0 ? dot / sqrt(na * nb) : 0;
+}
+
+/* The labels of `sae train --truth`: a model of four latents against four
+ * planted directions, on rows written to a file as training would read them.
+ * Latent 0 is planted direction 0 (labelled), latent 1 is planted direction 1
+ * but with a bias that keeps it off (dead, though its cosine is 1), latent 2
+ * a random direction (unmatched, firing on about half the rows), latent 3 all
+ * zero (dead, cosine 0). The firing counts are checked against a count made
+ * here from the encoder's definition. */
+START_TEST(test_explain)
+{
+    enum { D = 32, G = 4, M = 4, N = 500 };
+    const char *labels[G] = {"alpha", "beta", "gamma", "delta"};
+    float truth[G * D], w_enc[D * M] = {0}, b_enc[M] = {0}, w_dec[M * D] = {0}, b_dec[D] = {0};
+    static float x[N * D];
+    sae_rng r;
+    sae_rng_seed(&r, 11);
+    for (size_t i = 0; i < G * D; i++)
+        truth[i] = (float)sae_rng_normal(&r);
+    for (size_t i = 0; i < N * D; i++)
+        x[i] = (float)sae_rng_normal(&r);
+    for (size_t j = 0; j < D; j++) {
+        w_dec[0 * D + j] = 3 * truth[0 * D + j];
+        w_dec[1 * D + j] = truth[1 * D + j];
+        w_dec[2 * D + j] = (float)sae_rng_normal(&r);
+        for (size_t i = 0; i < 3; i++)
+            w_enc[j * M + i] = w_dec[i * D + j];
+    }
+    b_enc[1] = -1e6f;
+    double cos2 = -2;
+    for (size_t t = 0; t < G; t++)
+        cos2 = fmax(cos2, cosine(w_dec + 2 * D, truth + t * D, D));
+    ck_assert_msg(cos2 < SAE_SYNTH_MATCH_COS - 0.05, "the random latent's cosine %g", cos2);
+    uint64_t want[M] = {0};
+    for (size_t n = 0; n < N; n++)
+        for (size_t i = 0; i < M; i++) {
+            double pre = b_enc[i];
+            for (size_t j = 0; j < D; j++)
+                pre += (double)x[n * D + j] * w_enc[j * M + i];
+            want[i] += pre > 0;
+        }
+    ck_assert(want[0] > N / 4 && want[2] > N / 4 && !want[1] && !want[3]);
+
+    char *dir = sae_fixture_tmpdir("synth-explain");
+    char acts[600], path[600];
+    snprintf(acts, sizeof acts, "%s/acts.safetensors", dir);
+    snprintf(path, sizeof path, "%s/explanations.jsonl", dir);
+    sae_error err;
+    sae_st_writer *w = sae_st_writer_new();
+    uint64_t shape[2] = {N, D};
+    ck_assert_int_eq(sae_st_writer_add(w, "activations", SAE_DT_F32, 2, shape, x), 0);
+    ck_assert_msg(sae_st_writer_save(w, acts, &err) == 0, "%s", err.msg);
+    sae_st_writer_free(w);
+    sae_model_spec spec = {.d_in = D, .d_sae = M, .arch = SAE_ARCH_STANDARD,
+                           .norm = SAE_NORM_NONE, .norm_scaling_factor = 1,
+                           .w_enc = w_enc, .b_enc = b_enc, .w_dec = w_dec, .b_dec = b_dec};
+    sae_model *m;
+    ck_assert_msg(sae_model_from_spec(&spec, &m, &err) == 0, "%s", err.msg);
+    const char *paths[1] = {acts};
+
+    uint64_t fires[M];
+    ck_assert_msg(sae_synth_fire_counts(m, paths, 1, fires, &err) == 0, "%s", err.msg);
+    for (size_t i = 0; i < M; i++)
+        ck_assert_uint_eq(fires[i], want[i]);
+
+    sae_synth_score sc;
+    ck_assert_msg(sae_synth_explain(m, paths, 1, truth, labels, G, path, &sc, &err) == 0, "%s",
+                  err.msg);
+    ck_assert_uint_eq(sc.d_sae, M);
+    ck_assert_uint_eq(sc.n_planted, G);
+    ck_assert_uint_eq(sc.n_labelled, 1);
+    ck_assert_uint_eq(sc.n_unmatched, 1);
+    ck_assert_uint_eq(sc.n_dead, 2);
+    ck_assert_uint_eq(sc.recovered, 2); /* latents 0 and 1 at cosine 1 */
+    char unmatched[64];
+    snprintf(unmatched, sizeof unmatched, "unmatched (cos %.2f)", cos2);
+    const char *desc[M] = {"alpha", "dead", unmatched, "dead"};
+    const double score[M] = {1, 1, cos2, 0};
+    char *text = sae_fixture_read_file(path, NULL);
+    ck_assert_ptr_nonnull(text);
+    char *line = text;
+    for (size_t i = 0; i < M; i++) {
+        char *nl = strchr(line, '\n');
+        ck_assert_ptr_nonnull(nl);
+        *nl = '\0';
+        json_error_t je;
+        json_t *o = json_loads(line, JSON_REJECT_DUPLICATES, &je);
+        ck_assert_msg(o && json_object_size(o) == 4, "line %zu: %s", i, line);
+        ck_assert_int_eq(json_integer_value(json_object_get(o, "index")), (json_int_t)i);
+        ck_assert_str_eq(json_string_value(json_object_get(o, "description")), desc[i]);
+        ck_assert_msg(fabs(json_real_value(json_object_get(o, "score")) - score[i]) < 1e-4,
+                      "line %zu: %s", i, line);
+        ck_assert(json_is_string(json_object_get(o, "source")));
+        json_decref(o);
+        line = nl + 1;
+    }
+    ck_assert_str_eq(line, "");
+    free(text);
+    sae_model_free(m);
+    sae_fixture_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* ---- ground truth on the default corpus (slow suite) ---- */
 
 /* Synth output of the default corpus with seed, then a default-settings
@@ -606,6 +723,7 @@ static Suite *fast_suite(void)
     tcase_add_test(tc, test_deterministic);
     tcase_add_test(tc, test_bad_input);
     tcase_add_test(tc, test_match);
+    tcase_add_test(tc, test_explain);
     suite_add_tcase(s, tc);
     return s;
 }

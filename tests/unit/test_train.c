@@ -33,7 +33,7 @@ void openblas_set_num_threads(int n);
 /* ---- an independent forward pass (plain loops, double) ---- */
 
 /* The loss of flat params on x (n, d_in), computed directly from the
- * definitions in train.h, sharing no code with train_layers.h. */
+ * definitions in train.h, sharing no code with layers.h. */
 static double naive_loss(const sae_train_shape *s, const double *p, const double *x, size_t n,
                          double l1)
 {

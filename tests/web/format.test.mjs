@@ -79,7 +79,7 @@ function saedEdges() {
   return e;
 }
 
-test('tickPositions: both ends, and labels that never overprint at 6.5 px a character', () => {
+test('tickPositions: both ends, and labels that never overprint at TICK_CHAR_PX a character', () => {
   const edges = saedEdges();
   const nBins = edges.length; // 258 bins, 258 lower edges
   let checked = 0;
@@ -92,12 +92,15 @@ test('tickPositions: both ends, and labels that never overprint at 6.5 px a char
         assert.equal(at[0], 0);
         assert.equal(at[at.length - 1], n);
         for (let k = 1; k < at.length; k++) {
-          const wa = f.fmtNum(f.edgeAt(edges, nBins, lo + at[k - 1]), 3).length * 6.5;
-          const wb = f.fmtNum(f.edgeAt(edges, nBins, lo + at[k]), 3).length * 6.5;
+          // Written out here rather than through tickReach: the first label is
+          // anchored at its start, the last at its end, the others centred.
+          const wa = f.fmtNum(f.edgeAt(edges, nBins, lo + at[k - 1]), 3).length * f.TICK_CHAR_PX;
+          const wb = f.fmtNum(f.edgeAt(edges, nBins, lo + at[k]), 3).length * f.TICK_CHAR_PX;
+          const ra = at[k - 1] === 0 ? wa : wa / 2, lb = at[k] === n ? wb : wb / 2;
           // The two ends are always labelled, even when the range is too narrow to
           // keep them apart; every tick between them keeps clear of its neighbours.
           if (at.length > 2) {
-            assert.ok((at[k] - at[k - 1]) * px >= (wa + wb) / 2 + 8,
+            assert.ok((at[k] - at[k - 1]) * px >= ra + lb + 8,
               `bins ${lo}..${hi} at ${width} px: ticks ${at[k - 1]} and ${at[k]} overprint`);
           }
         }

@@ -121,15 +121,28 @@ function digits(v) {
   return Number.isInteger(Math.log2(Math.abs(v))) ? d - 0.5 : d;
 }
 
+// The width of one character of an axis label, an upper bound: the labels are
+// 11 px digits, and DejaVu Sans (the widest of the fonts style.css names) draws
+// a digit 0.636 em = 7.0 px wide.
+export const TICK_CHAR_PX = 7;
+
+// How far the label of tick k reaches to the right and to the left of it: the
+// first label starts at its tick and the last ends at its tick (charts.js
+// anchors them so), the others are centred.
+export function tickReach(edges, nBins, lo, n, k) {
+  const w = fmtNum(edgeAt(edges, nBins, lo + k), 3).length * TICK_CHAR_PX;
+  return { right: k === 0 ? w : k === n ? 0 : w / 2, left: k === n ? w : k === 0 ? 0 : w / 2 };
+}
+
 // Which of the n + 1 edges of the shown bins get a tick label: both ends, and
 // about `want` - 1 between them, each the roundest edge within half a step of
-// its even spacing, and far enough from its neighbours that the labels (about
-// 6.5 px a character, centred on their ticks, 8 px apart) cannot overprint.
+// its even spacing, and far enough from its neighbours that the labels (as
+// wide as tickReach says, 8 px apart) cannot overprint.
 export function tickPositions(edges, nBins, lo, n, want, pxPerBin) {
   const at = [0];
   const step = n / want;
-  const halfWidth = (k) => (fmtNum(edgeAt(edges, nBins, lo + k), 3).length * 6.5) / 2;
-  const clear = (a, b) => (b - a) * pxPerBin >= halfWidth(a) + halfWidth(b) + 8;
+  const clear = (a, b) => (b - a) * pxPerBin >=
+    tickReach(edges, nBins, lo, n, a).right + tickReach(edges, nBins, lo, n, b).left + 8;
   for (let t = 1; t < want; t++) {
     const target = t * step;
     let best = -1;
