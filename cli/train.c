@@ -33,7 +33,8 @@ static const char about[] =
     "Trains by hand-derived gradients (Adam, learning-rate warm-up and decay) and\n"
     "writes DIR/cfg.json + DIR/sae_weights.safetensors (loadable by saed, sae index\n"
     "and sae encode) and DIR/train_log.jsonl. Inputs are scaled so that E|x| =\n"
-    "sqrt(d_in); the factor is saved as norm_scaling_factor.\n";
+    "sqrt(d_in) for training; the factor is folded into the saved weights (W_enc*s,\n"
+    "W_dec/s, b_dec/s, as SAELens does), so the folder reads raw activations.\n";
 
 /* Parsed flags; strings are borrowed from argv. */
 typedef struct train_args {

@@ -100,6 +100,45 @@ static int add_ae_tensors(const sae_trainer *t, sae_st_writer *w, sae_error *err
     return 0;
 }
 
+/* Adds the SAE's tensors with the input scale s folded in as SAELens's
+ * fold_activation_norm_scaling_factor does at the end of training (SL6
+ * sae.py, SL5 sae.py l.485): W_enc·s, W_dec/s, b_dec/s; b_enc as it is. The
+ * folded SAE reads raw activations, so the folder needs no normalisation and
+ * SAELens, which never reads a norm_scaling_factor, encodes it as saed does:
+ * (x − b_dec/s)·(W_enc·s) + b_enc = (x·s − b_dec)·W_enc + b_enc, and
+ * decoding gives (f·W_dec + b_dec)/s. Products are taken in double, each
+ * rounded once to float. */
+static int add_sae_tensors(const sae_trainer *t, sae_st_writer *w, sae_error *err)
+{
+    const sae_train_shape *s = &t->shape;
+    size_t nm = s->d_in * s->d_sae;
+    float *we = malloc(nm * sizeof *we), *wd = malloc(nm * sizeof *wd);
+    float *bd = malloc(s->d_in * sizeof *bd);
+    int rc = 0;
+    if (!we || !wd || !bd) {
+        rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < nm; i++) {
+        we[i] = (float)((double)t->p.w_enc[i] * t->scale);
+        wd[i] = (float)((double)t->p.w_dec[i] / t->scale);
+    }
+    for (size_t j = 0; j < s->d_in; j++)
+        bd[j] = (float)((double)t->p.b_dec[j] / t->scale);
+    uint64_t se[2] = {s->d_in, s->d_sae}, sb[1] = {s->d_sae};
+    uint64_t sd[2] = {s->d_sae, s->d_in}, sbd[1] = {s->d_in};
+    if (sae_st_writer_add(w, "W_enc", SAE_DT_F32, 2, se, we) ||
+        sae_st_writer_add(w, "b_enc", SAE_DT_F32, 1, sb, t->p.b_enc) ||
+        sae_st_writer_add(w, "W_dec", SAE_DT_F32, 2, sd, wd) ||
+        sae_st_writer_add(w, "b_dec", SAE_DT_F32, 1, sbd, bd))
+        rc = sae_error_set(err, SAE_ENOMEM, "adding tensors to the weights file");
+out:
+    free(we);
+    free(wd);
+    free(bd);
+    return rc;
+}
+
 int sae_trainer_save(const sae_trainer *t, const char *dir, const char *const *sources,
                      size_t n_sources, sae_error *err)
 {
@@ -120,16 +159,8 @@ int sae_trainer_save(const sae_trainer *t, const char *dir, const char *const *s
     if (ae) {
         if ((rc = add_ae_tensors(t, w, err)))
             goto out;
-    } else {
-        uint64_t we[2] = {s->d_in, s->d_sae}, be[1] = {s->d_sae};
-        uint64_t wd[2] = {s->d_sae, s->d_in}, bd[1] = {s->d_in};
-        if (sae_st_writer_add(w, "W_enc", SAE_DT_F32, 2, we, t->p.w_enc) ||
-            sae_st_writer_add(w, "b_enc", SAE_DT_F32, 1, be, t->p.b_enc) ||
-            sae_st_writer_add(w, "W_dec", SAE_DT_F32, 2, wd, t->p.w_dec) ||
-            sae_st_writer_add(w, "b_dec", SAE_DT_F32, 1, bd, t->p.b_dec)) {
-            rc = sae_error_set(err, SAE_ENOMEM, "adding tensors to the weights file");
-            goto out;
-        }
+    } else if ((rc = add_sae_tensors(t, w, err))) {
+        goto out;
     }
     snprintf(path, plen, "%s/sae_weights.safetensors", dir);
     if ((rc = sae_st_writer_save(w, path, err)))
@@ -147,18 +178,20 @@ int sae_trainer_save(const sae_trainer *t, const char *dir, const char *const *s
             json_array_append_new(layers, json_integer((json_int_t)s->layers[i]));
         json_object_set_new(cfg, "layers", layers);
         json_object_set_new(cfg, "apply_b_dec_to_input", json_false());
-        json_object_set_new(cfg, "normalize_activations", json_string("none"));
     } else {
         json_object_set_new(cfg, "apply_b_dec_to_input", json_true());
-        json_object_set_new(cfg, "normalize_activations",
-                            json_string("expected_average_only_in"));
-        json_object_set_new(cfg, "norm_scaling_factor", json_real(t->scale));
     }
+    /* The scale is folded into the weights (add_sae_tensors, add_ae_tensors). */
+    json_object_set_new(cfg, "normalize_activations", json_string("none"));
     json_object_set_new(cfg, "rescale_acts_by_decoder_norm", json_false());
     json_object_set_new(cfg, "dtype", json_string("float32"));
     json_object_set_new(cfg, "device", json_string("cpu"));
-    json_object_set_new(cfg, "model_name", json_string(o->model_name));
-    json_object_set_new(cfg, "hook_name", json_string(o->hook_name));
+    /* SAELens 6's layout: the names under metadata, with a sae_lens_version
+     * of at least 6.0.0, without which SAELens takes the pre-6.0 path
+     * (handle_pre_6_0_config), which discards a nested metadata. */
+    json_object_set_new(cfg, "metadata",
+                        json_pack("{s:s, s:s, s:s}", "sae_lens_version", "6.0.0", "model_name",
+                                  o->model_name, "hook_name", o->hook_name));
     json_object_set_new(cfg, "training", training_json(t, sources, n_sources));
     text = json_dumps(cfg, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (!text) {
