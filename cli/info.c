@@ -72,14 +72,7 @@ static json_t *model_summary(const sae_model *m)
                         json_boolean(m->rescale_acts_by_decoder_norm));
     json_object_set_new(o, "model_name", json_string(m->model_name ? m->model_name : ""));
     json_object_set_new(o, "hook_name", json_string(m->hook_name ? m->hook_name : ""));
-    json_object_set_new(o, "neuronpedia_id", json_string(m->neuronpedia_id));
-    json_object_set_new(o, "d_out", json_integer((json_int_t)m->d_out));
-    json_object_set_new(o, "transcoder", json_boolean(m->transcoder));
-    json_object_set_new(o, "hook_name_out",
-                        m->transcoder ? json_string(m->hook_name_out) : json_null());
-    json_object_set_new(o, "skip_connection", json_boolean(m->skip_connection));
-    json_object_set_new(o, "signed", json_boolean(m->signed_topk));
-    json_object_set_new(o, "finetuning_scaling_factor", json_boolean(m->dec_scale != NULL));
+    sae_model_json_kind(m, o);
     json_object_set_new(o, "weights_digest", json_string(m->weights_digest));
     json_object_set_new(o, "weights_path", json_string(m->weights_path));
     json_object_set_new(o, "format", json_string(m->sparsify ? "sparsify" : "saelens"));

@@ -34,15 +34,7 @@ enum MHD_Result model_get(struct saed_req *rq)
                         json_string(m->transcoder                  ? "output"
                                     : sae_decode_is_normalised(m) ? "normalised"
                                                                   : "input"));
-    json_object_set_new(o, "neuronpedia_id", json_string(m->neuronpedia_id));
-    json_object_set_new(o, "d_out", json_integer((json_int_t)m->d_out));
-    json_object_set_new(o, "transcoder", json_boolean(m->transcoder));
-    json_object_set_new(o, "hook_name_out",
-                        m->transcoder ? json_string(m->hook_name_out) : json_null());
-    /* W_skip is in SAELens's and sparsify's forward only, never in decode */
-    json_object_set_new(o, "skip_connection", json_boolean(m->skip_connection));
-    json_object_set_new(o, "signed", json_boolean(m->signed_topk));
-    json_object_set_new(o, "finetuning_scaling_factor", json_boolean(m->dec_scale != NULL));
+    sae_model_json_kind(m, o);
     json_object_set_new(o, "sparsify", json_boolean(m->sparsify));
     json_object_set_new(o, "generation", json_integer((json_int_t)rq->snap->generation));
     return reply_json(rq, 200, o);

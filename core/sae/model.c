@@ -177,6 +177,18 @@ int sae_model_set_names(sae_model *m, const sae_model_names *over, sae_error *er
     return 0;
 }
 
+void sae_model_json_kind(const sae_model *m, json_t *o)
+{
+    json_object_set_new(o, "neuronpedia_id", json_string(m->neuronpedia_id));
+    json_object_set_new(o, "d_out", json_integer((json_int_t)m->d_out));
+    json_object_set_new(o, "transcoder", json_boolean(m->transcoder));
+    json_object_set_new(o, "hook_name_out",
+                        m->transcoder ? json_string(m->hook_name_out) : json_null());
+    json_object_set_new(o, "skip_connection", json_boolean(m->skip_connection));
+    json_object_set_new(o, "signed", json_boolean(m->signed_topk));
+    json_object_set_new(o, "finetuning_scaling_factor", json_boolean(m->dec_scale != NULL));
+}
+
 /* neuronpedia_id is "model/source" (Neuronpedia's own ids, e.g.
  * "gemma-2-2b/12-gemmascope-res-16k"); without one, model_name and
  * hook_name stand in. */

@@ -97,6 +97,13 @@ typedef struct sae_model_names {
  * a loaded model is otherwise immutable. */
 int sae_model_set_names(sae_model *m, const sae_model_names *over, sae_error *err);
 
+/* Sets on o (a JSON object) what `sae info` and GET /v1/model both report
+ * beyond the contract's fields: neuronpedia_id, d_out, transcoder,
+ * hook_name_out (null but for a transcoder), skip_connection (W_skip, which
+ * decode leaves out as SAELens and sparsify do), signed and
+ * finetuning_scaling_factor. */
+void sae_model_json_kind(const sae_model *m, json_t *o);
+
 /* The Neuronpedia route's two ids: the model id (neuronpedia_id's part before
  * its first '/', else model_name) and the source id (the part after it, else
  * hook_name). Both point into m's strings; *model_len is the model id's
