@@ -19,7 +19,9 @@
 
 #include "io/mapped.h"
 #include "sae/autoencoder.h"
+#include "sae/format.h"
 #include "sae/model_cfg.h"
+#include "sae/parts.h"
 
 /* Keeps buf for freeing with the model. */
 static int model_own(sae_model *m, float *buf, sae_error *err)
@@ -95,6 +97,7 @@ int sae_model_from_spec(const sae_model_spec *s, sae_model **out, sae_error *err
     m->weights_path = strdup("(in memory)");
     m->model_name = strdup("");
     m->hook_name = strdup("");
+    m->neuronpedia_id = strdup("");
     strcpy(m->dtype, "F32");
     m->d_in = s->d_in;
     m->d_sae = s->d_sae;
@@ -112,7 +115,7 @@ int sae_model_from_spec(const sae_model_spec *s, sae_model **out, sae_error *err
     m->b_gate = s->b_gate;
     m->b_mag = s->b_mag;
     int rc = SAE_ENOMEM;
-    if (!m->dir || !m->weights_path || !m->model_name || !m->hook_name) {
+    if (!m->dir || !m->weights_path || !m->model_name || !m->hook_name || !m->neuronpedia_id) {
         sae_error_set(err, rc, "out of memory");
         goto fail;
     }
@@ -141,6 +144,7 @@ void sae_model_free(sae_model *m)
     free(m->weights_path);
     free(m->model_name);
     free(m->hook_name);
+    free(m->neuronpedia_id);
     sae_st_free(m->st);
     free(m);
 }
@@ -527,7 +531,8 @@ static int find_weights(sae_model *m, sae_error *err)
  * architecture and how inputs are normalised. */
 static int take_cfg(sae_model *m, const sae_model_cfg *c, sae_error *err)
 {
-    if (dup_or_empty(&m->model_name, c->model_name) || dup_or_empty(&m->hook_name, c->hook_name))
+    if (dup_or_empty(&m->model_name, c->model_name) || dup_or_empty(&m->hook_name, c->hook_name) ||
+        dup_or_empty(&m->neuronpedia_id, NULL))
         return sae_error_set(err, SAE_ENOMEM, "out of memory");
     m->arch = c->arch;
     m->apply_b_dec_to_input = c->apply_b_dec;
@@ -636,22 +641,65 @@ static int bind_sae(sae_model *m, sae_model_cfg *c, const char *cfg_path, sae_er
     return bind_tensors(m, &t, drop, err);
 }
 
-/* The steps, top to bottom: check the folder, read cfg.json, find which
- * layout's weights file is there, interpret cfg for that layout, map the
- * weights file, take cfg's settings, then bind the weights (an autoencoder's
- * layers, or an SAE's tensors). Every failure frees all that was built. */
+/* A release layout (format.h): its loader composes the canonical tensors
+ * into parts, which m takes whole (the file, the buffers, the names); then
+ * the composed arrays are checked finite, the weights file digested and the
+ * decoder norms derived. Everything the parts owned is m's, also on failure. */
+static int load_parts(sae_model *m, sae_format fmt, sae_model_warnings *warn, sae_error *err)
+{
+    sae_parts p = {0};
+    int rc = sae_format_compose(m->dir, fmt, &p, warn, err);
+    if (!rc)
+        rc = sae_parts_check_finite(&p, err);
+    m->st = p.st, m->owned = p.owned, m->n_owned = p.n_owned;
+    m->weights_path = p.weights_path;
+    p.st = NULL, p.owned = NULL, p.n_owned = 0, p.weights_path = NULL;
+    if (!rc && (dup_or_empty(&m->model_name, p.model_name) ||
+                dup_or_empty(&m->hook_name, p.hook_name) ||
+                dup_or_empty(&m->neuronpedia_id, p.neuronpedia_id)))
+        rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
+    if (rc)
+        goto out;
+    snprintf(m->dtype, sizeof m->dtype, "%s", p.dtype);
+    m->d_in = p.d_in, m->d_sae = p.d_sae, m->arch = p.arch, m->k = p.k;
+    m->apply_b_dec_to_input = p.apply_b_dec_to_input;
+    m->norm = p.norm;
+    m->norm_scaling_factor = p.norm_scaling_factor > 0 ? p.norm_scaling_factor : 1.0f;
+    m->w_enc = p.w_enc, m->w_enc_t = p.w_enc_t, m->b_enc = p.b_enc;
+    m->w_dec = p.w_dec, m->b_dec = p.b_dec, m->threshold = p.threshold;
+    m->b_gate = p.b_gate, m->b_mag = p.b_mag;
+    sae_digest_buffer(m->st->base, m->st->size, m->weights_digest);
+    rc = model_derive(m, p.r_mag, err);
+out:
+    sae_parts_free(&p);
+    return rc;
+}
+
+/* The steps, top to bottom: check the folder and find its layout (format.c);
+ * a release layout is composed by its loader (load_parts); a SAELens or
+ * sparsify folder has its cfg.json read, its weights file found and
+ * interpreted for that layout, mapped, cfg's settings taken, then the
+ * weights bound (an autoencoder's layers, or an SAE's tensors). Every
+ * failure frees all that was built. */
 int sae_model_load(const char *dir, sae_model **out, sae_model_warnings *warn, sae_error *err)
 {
     sae_model *m = NULL;
     char *cfg_path = NULL;
     json_t *cfg_json = NULL;
     sae_model_cfg c = {0};
+    sae_format fmt;
     int rc;
 
     if (warn)
         warn->n = 0;
-    if ((rc = load_start(dir, &m, &cfg_path, err)) ||
-        (rc = sae_model_cfg_read(cfg_path, &cfg_json, err)) ||
+    if ((rc = load_start(dir, &m, &cfg_path, err)) || (rc = sae_format_detect(dir, &fmt, err)))
+        goto out;
+    if (fmt != SAE_FORMAT_SAELENS) {
+        if ((rc = load_parts(m, fmt, warn, err)))
+            goto out;
+        goto done;
+    }
+    if ((rc = sae_model_cfg_read(cfg_path, &cfg_json, err)) ||
         (rc = find_weights(m, err)) ||
         (rc = sae_model_cfg_parse(cfg_json, cfg_path, m->sparsify, &c, warn, err)) ||
         (rc = sae_st_open(m->weights_path, &m->st, err)) ||
@@ -661,6 +709,7 @@ int sae_model_load(const char *dir, sae_model **out, sae_model_warnings *warn, s
                                         : bind_sae(m, &c, cfg_path, err);
     if (rc)
         goto out;
+done:
     *out = m;
     m = NULL;
 out:

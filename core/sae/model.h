@@ -22,6 +22,7 @@ typedef struct sae_model {
     char weights_digest[33];        /* XXH3-128 of the weights file, lowercase hex */
     char dtype[8];                  /* dtype of the weights file: "F32", "F16", "BF16", "F64" */
     char *model_name, *hook_name;   /* owned, "" when absent */
+    char *neuronpedia_id;           /* owned, "" when absent */
     bool sparsify;                  /* loaded from a sparsify folder */
 
     size_t d_in, d_sae;
@@ -51,7 +52,8 @@ typedef struct sae_model {
 } sae_model;
 
 /* Loads the folder `dir` (cfg.json + sae_weights.safetensors, or cfg.json +
- * sae.safetensors for sparsify), validating cfg, shapes and the file.
+ * sae.safetensors for sparsify, or any release layout format.h detects),
+ * validating cfg, shapes and the file.
  * Warnings (for example expected_average_only_in without
  * norm_scaling_factor) go to `warn` (may be NULL), one line each: it is
  * emptied first and holds what arose on failure too. Weights containing NaN
