@@ -514,6 +514,25 @@ static size_t pass_topk(const float *d, const float *b, const float *scale, size
     return cnt;
 }
 
+/* Signed top-k (the 2024 EleutherAI sae, `signed: true`): no ReLU; the k
+ * features of largest |pre| are kept with their signs (ties to the lower
+ * index); an exact zero is dropped from the sparse list, where it adds
+ * nothing. out holds n pairs. */
+static size_t pass_topk_signed(const float *d, const float *b, size_t n, size_t k, sae_pair *out)
+{
+    for (size_t j = 0; j < n; j++)
+        out[j] = (sae_pair){fabsf(d[j] + b[j]), (uint32_t)j};
+    select_first_k(out, n, k);
+    size_t cnt = 0;
+    for (size_t j = 0; j < k && j < n; j++) {
+        uint32_t i = out[j].i;
+        float v = d[i] + b[i];
+        if (v != 0.0f)
+            out[cnt++] = (sae_pair){v, i};
+    }
+    return cnt;
+}
+
 /* Collects the active features of one row's pre-activations d (d_sae) into p;
  * cmax is the topk scratch. */
 static size_t row_pass(const sae_model *m, const float *d, sae_pair *p, float *cmax)
@@ -524,6 +543,8 @@ static size_t row_pass(const sae_model *m, const float *d, sae_pair *p, float *c
     case SAE_ARCH_JUMPRELU:
         return pass_jumprelu(d, m->b_enc, m->threshold, m->d_sae, p);
     case SAE_ARCH_TOPK:
+        if (m->signed_topk)
+            return pass_topk_signed(d, m->b_enc, m->d_sae, m->k, p);
         return pass_topk(d, m->b_enc, m->rescale_acts_by_decoder_norm ? m->dec_norm : NULL,
                          m->d_sae, m->k, p, cmax);
     case SAE_ARCH_GATED:
@@ -541,23 +562,25 @@ static size_t row_pass(const sae_model *m, const float *d, sae_pair *p, float *c
  * rather than v/0. */
 static inline float decode_coef(const sae_model *m, uint32_t i, float v)
 {
+    if (m->dec_scale) /* SAELens <= 5: (f ⊙ s)·W_dec */
+        v *= m->dec_scale[i];
     if (m->arch == SAE_ARCH_TOPK && m->rescale_acts_by_decoder_norm)
         return m->dec_norm[i] > 0.0f ? v / m->dec_norm[i] : 0.0f;
     return v;
 }
 
-/* out (d_in) += c · W_dec,i */
+/* out (d_out) += c · W_dec,i */
 static inline void add_dec_row(const sae_model *m, uint32_t i, float c, float *out)
 {
-    const float *w = m->w_dec + (size_t)i * m->d_in;
-    for (size_t j = 0; j < m->d_in; j++)
+    const float *w = m->w_dec + (size_t)i * m->d_out;
+    for (size_t j = 0; j < m->d_out; j++)
         out[j] += c * w[j];
 }
 
 void sae_decode_row(const sae_model *m, const uint32_t *idx, const float *val, size_t nnz,
                     float *out)
 {
-    memcpy(out, m->b_dec, m->d_in * sizeof *out);
+    memcpy(out, m->b_dec, m->d_out * sizeof *out);
     for (size_t t = 0; t < nnz; t++)
         add_dec_row(m, idx[t], decode_coef(m, idx[t], val[t]), out);
 }
@@ -565,14 +588,16 @@ void sae_decode_row(const sae_model *m, const uint32_t *idx, const float *val, s
 /* sae_decode_row over pairs. */
 static void decode_pairs(const sae_model *m, const sae_pair *p, size_t n, float *out)
 {
-    memcpy(out, m->b_dec, m->d_in * sizeof *out);
+    memcpy(out, m->b_dec, m->d_out * sizeof *out);
     for (size_t t = 0; t < n; t++)
         add_dec_row(m, p[t].i, decode_coef(m, p[t].i, p[t].v), out);
 }
 
 bool sae_decode_is_normalised(const sae_model *m)
 {
-    return m->norm == SAE_NORM_LAYER_NORM || m->norm == SAE_NORM_CONSTANT_NORM_RESCALE;
+    /* A transcoder's output is never mapped back (SAELens Transcoder.decode). */
+    return !m->transcoder &&
+           (m->norm == SAE_NORM_LAYER_NORM || m->norm == SAE_NORM_CONSTANT_NORM_RESCALE);
 }
 
 int sae_decode(const sae_model *m, const sae_sparse *f, float *out, sae_error *err)
@@ -592,15 +617,16 @@ int sae_decode(const sae_model *m, const sae_sparse *f, float *out, sae_error *e
                                      "decode: row %zu, position %zu: value is not finite", r, pos);
         }
     }
-    /* Only expected_average_only_in has a row-independent inverse (÷ s). */
+    /* Only expected_average_only_in has a row-independent inverse (÷ s);
+     * a transcoder cannot have it (the loader refuses it). */
     float inv = m->norm == SAE_NORM_EXPECTED_AVERAGE_ONLY_IN ? 1.0f / m->norm_scaling_factor : 1.0f;
     for (size_t r = 0; r < f->n_rows; r++) {
-        float *o = out + r * m->d_in;
+        float *o = out + r * m->d_out;
         size_t a = f->row_ptr[r], n = f->row_ptr[r + 1] - a;
         /* All rows empty: idx/val are NULL, and NULL + 0 is undefined. */
         sae_decode_row(m, n ? f->idx + a : NULL, n ? f->val + a : NULL, n, o);
         if (inv != 1.0f)
-            for (size_t j = 0; j < m->d_in; j++)
+            for (size_t j = 0; j < m->d_out; j++)
                 o[j] *= inv;
     }
     return 0;
@@ -688,6 +714,12 @@ int sae_encode(const sae_model *m, sae_workspace *ws, const float *x, size_t n,
                              "encode: an autoencoder model encodes with sae_ae_encode");
     if (!ws || ws->d_in != m->d_in || ws->d_sae != m->d_sae || ws->k != m->k)
         return sae_error_set(err, SAE_EDIM, "encode: workspace was made for another model");
+    if (m->transcoder && (metrics || recon))
+        return sae_error_set(err, SAE_EINVAL,
+                             "encode: this model is a transcoder: its decoder reconstructs the "
+                             "output hook%s%s, not the input, so reconstruction and its metrics "
+                             "against the input are not computed (decode gives the output)",
+                             *m->hook_name_out ? " " : "", m->hook_name_out);
     if (m->d_in > INT32_MAX || m->d_sae > INT32_MAX)
         return sae_error_set(err, SAE_EDIM, "encode: d_in/d_sae too large for BLAS");
     size_t rows0 = out->n_rows, nnz0 = out->nnz;

@@ -72,16 +72,18 @@ sae_workspace *sae_workspace_new(const sae_model *m, size_t block_rows);
 void sae_workspace_free(sae_workspace *ws);
 
 /* Encodes rows x (n, d_in), appending n rows to out. metrics (n) and recon
- * (n, d_in, in the input space) are filled when not NULL. x must be finite
- * (the caller validates input). */
+ * (n, d_in, in the input space) are filled when not NULL; a transcoder
+ * refuses them (SAE_EINVAL: its decoder does not reconstruct the input). x
+ * must be finite (the caller validates input). */
 int sae_encode(const sae_model *m, sae_workspace *ws, const float *x, size_t n,
                const sae_encode_opts *opt, sae_sparse *out, sae_row_metrics *metrics,
                float *recon, sae_error *err);
 
-/* x̂ = f'·W_dec + b_dec for one sparse row, in the normalised space; f' as the
- * contract says (divided by decoder norms for topk with rescaling; a feature
+/* x̂ = f'·W_dec + b_dec (d_out) for one sparse row, in the normalised space;
+ * f' as the contract says (times the SAELens <= 5 scaling_factor when the
+ * model has one; divided by decoder norms for topk with rescaling; a feature
  * whose decoder row is all zero contributes nothing rather than f/0). Costs
- * O(nnz * d_in). Indices must be < d_sae. */
+ * O(nnz * d_out). Indices must be < d_sae. */
 void sae_decode_row(const sae_model *m, const uint32_t *idx, const float *val, size_t nnz,
                     float *out);
 
@@ -89,9 +91,10 @@ void sae_decode_row(const sae_model *m, const uint32_t *idx, const float *val, s
  * constant_norm_rescale depend on the original row). */
 bool sae_decode_is_normalised(const sae_model *m);
 
-/* Decodes every row of f into out (n_rows, d_in) in the space the contract
- * gives (input space for none / expected_average_only_in). Validates indices
- * (< d_sae) and values (finite); error names the row and position. */
+/* Decodes every row of f into out (n_rows, d_out) in the space the contract
+ * gives (input space for none / expected_average_only_in; a transcoder's
+ * output space). Validates indices (< d_sae) and values (finite); error names
+ * the row and position. */
 int sae_decode(const sae_model *m, const sae_sparse *f, float *out, sae_error *err);
 
 /* y (rows, d_sae) = x (rows, d_in) · W: the one encoder-shaped product of the

@@ -168,7 +168,9 @@ static int unknown_folder(const char *dir, sae_error *err)
 {
     folder_view v;
     int rc;
-    if ((rc = folder_look(dir, &v, err)))
+    /* Subfolders that are SAE folders (a sparsify hub root): named by
+     * model_cfg.c's hint. */
+    if ((rc = sae_model_cfg_hub_hint(dir, err)) || (rc = folder_look(dir, &v, err)))
         return rc;
     const char *reads = "saed reads SAELens (cfg.json + sae_weights.safetensors), sparsify "
                         "(cfg.json + sae.safetensors), Gemma Scope (params.npz), Llama Scope "

@@ -57,15 +57,15 @@ static int model_derive(sae_model *m, const float *r_mag, sae_error *err)
     if (!m->dec_norm)
         return sae_error_set(err, SAE_ENOMEM, "out of memory for decoder norms");
     for (size_t i = 0; i < m->d_sae; i++) {
-        const float *row = m->w_dec + i * m->d_in;
+        const float *row = m->w_dec + i * m->d_out;
         /* Eight independent partial sums: the adds pipeline instead of waiting
          * on one another, which matters for a 600 MB decoder at load. */
         double acc[8] = {0}, s = 0;
         size_t j = 0;
-        for (; j + 8 <= m->d_in; j += 8)
+        for (; j + 8 <= m->d_out; j += 8)
             for (int q = 0; q < 8; q++)
                 acc[q] += (double)row[j + q] * row[j + q];
-        for (; j < m->d_in; j++)
+        for (; j < m->d_out; j++)
             s += (double)row[j] * row[j];
         for (int q = 0; q < 8; q++)
             s += acc[q];
@@ -90,6 +90,8 @@ int sae_model_from_spec(const sae_model_spec *s, sae_model **out, sae_error *err
         return sae_error_set(err, SAE_EINVAL, "model spec: topk needs 1 <= k <= d_sae");
     if (s->arch == SAE_ARCH_AUTOENCODER)
         return sae_error_set(err, SAE_EINVAL, "model spec: autoencoder is loaded from a folder");
+    if (s->transcoder && s->apply_b_dec_to_input && s->d_out && s->d_out != s->d_in)
+        return sae_error_set(err, SAE_EINVAL, "model spec: b_dec (d_out) cannot apply to the input");
     sae_model *m = calloc(1, sizeof *m);
     if (!m)
         return sae_error_set(err, SAE_ENOMEM, "out of memory");
@@ -97,11 +99,16 @@ int sae_model_from_spec(const sae_model_spec *s, sae_model **out, sae_error *err
     m->weights_path = strdup("(in memory)");
     m->model_name = strdup("");
     m->hook_name = strdup("");
+    m->hook_name_out = strdup("");
     m->neuronpedia_id = strdup("");
     strcpy(m->dtype, "F32");
     m->d_in = s->d_in;
     m->d_sae = s->d_sae;
+    m->d_out = s->d_out ? s->d_out : s->d_in;
     m->arch = s->arch;
+    m->transcoder = s->transcoder;
+    m->signed_topk = s->signed_topk;
+    m->dec_scale = s->dec_scale;
     m->k = s->k;
     m->rescale_acts_by_decoder_norm = s->rescale_acts_by_decoder_norm;
     m->apply_b_dec_to_input = s->apply_b_dec_to_input;
@@ -115,7 +122,8 @@ int sae_model_from_spec(const sae_model_spec *s, sae_model **out, sae_error *err
     m->b_gate = s->b_gate;
     m->b_mag = s->b_mag;
     int rc = SAE_ENOMEM;
-    if (!m->dir || !m->weights_path || !m->model_name || !m->hook_name || !m->neuronpedia_id) {
+    if (!m->dir || !m->weights_path || !m->model_name || !m->hook_name || !m->hook_name_out ||
+        !m->neuronpedia_id) {
         sae_error_set(err, rc, "out of memory");
         goto fail;
     }
@@ -144,9 +152,50 @@ void sae_model_free(sae_model *m)
     free(m->weights_path);
     free(m->model_name);
     free(m->hook_name);
+    free(m->hook_name_out);
     free(m->neuronpedia_id);
     sae_st_free(m->st);
     free(m);
+}
+
+/* Each non-empty name of over replaces m's, all or none. */
+int sae_model_set_names(sae_model *m, const sae_model_names *over, sae_error *err)
+{
+    const char *src[4] = {over->model_name, over->hook_name, over->hook_name_out,
+                          over->neuronpedia_id};
+    char **dst[4] = {&m->model_name, &m->hook_name, &m->hook_name_out, &m->neuronpedia_id};
+    char *dup[4] = {0};
+    for (int i = 0; i < 4; i++)
+        if (src[i] && *src[i] && !(dup[i] = strdup(src[i]))) {
+            for (int j = 0; j < i; j++)
+                free(dup[j]);
+            return sae_error_set(err, SAE_ENOMEM, "out of memory");
+        }
+    for (int i = 0; i < 4; i++)
+        if (dup[i]) {
+            free(*dst[i]);
+            *dst[i] = dup[i];
+        }
+    return 0;
+}
+
+/* neuronpedia_id is "model/source" (Neuronpedia's own ids, e.g.
+ * "gemma-2-2b/12-gemmascope-res-16k"); without one, model_name and
+ * hook_name stand in. */
+void sae_model_neuronpedia(const sae_model *m, const char **model_id, size_t *model_len,
+                           const char **source_id)
+{
+    const char *np = m->neuronpedia_id ? m->neuronpedia_id : "";
+    const char *slash = strchr(np, '/');
+    if (slash) {
+        *model_id = np;
+        *model_len = (size_t)(slash - np);
+        *source_id = slash + 1;
+        return;
+    }
+    *model_id = m->model_name ? m->model_name : "";
+    *model_len = strlen(*model_id);
+    *source_id = m->hook_name ? m->hook_name : "";
 }
 
 
@@ -221,6 +270,13 @@ static int get_tensor(const sae_st_file *st, const char *name, int ndim, size_t 
     if (!t)
         return sae_error_set(err, SAE_EFORMAT, "%s: missing tensor \"%s\"", st->path, name);
     bool ok = t->ndim == ndim && t->shape[0] == d0 && (ndim == 1 || t->shape[1] == d1);
+    if (!ok && ndim == 2 && t->ndim == 3)
+        return sae_error_set(err, SAE_EDIM,
+                             "%s: tensor \"%s\" is 3-D [%llu, %llu, %llu]: a crosscoder or "
+                             "cross-layer transcoder (one slice per layer), which saed does not "
+                             "serve; export one layer's SAE as a SAELens folder",
+                             st->path, name, (unsigned long long)t->shape[0],
+                             (unsigned long long)t->shape[1], (unsigned long long)t->shape[2]);
     if (!ok) {
         char got[160] = "[";
         size_t at = 1;
@@ -393,13 +449,14 @@ static int tensor_f32(sae_model *m, const sae_st_tensor *t, bool drop, const flo
 typedef struct model_tensors {
     const sae_st_tensor *w_enc, *b_enc, *w_dec, *b_dec, *threshold, *log_threshold;
     const sae_st_tensor *b_gate, *b_mag, *r_mag;
+    const sae_st_tensor *scaling_factor; /* SAELens <= 5 finetuning, or NULL */
 } model_tensors;
 
 /* Finds and shape-checks every tensor cfg's architecture needs. */
 static int find_tensors(const sae_st_file *st, const sae_model_cfg *c, bool sparsify,
                         model_tensors *t, sae_error *err)
 {
-    size_t di = c->d_in, ds = c->d_sae;
+    size_t di = c->d_in, ds = c->d_sae, dout = c->d_out ? c->d_out : c->d_in;
     int rc;
     if (sparsify) {
         if ((rc = get_tensor(st, "encoder.weight", 2, ds, di, "d_sae", "d_in", &t->w_enc, err)) ||
@@ -412,8 +469,18 @@ static int find_tensors(const sae_st_file *st, const sae_model_cfg *c, bool spar
             (rc = get_tensor(st, "b_enc", 1, ds, 0, "d_sae", NULL, &t->b_enc, err)))
             return rc;
     }
-    if ((rc = get_tensor(st, "W_dec", 2, ds, di, "d_sae", "d_in", &t->w_dec, err)) ||
-        (rc = get_tensor(st, "b_dec", 1, di, 0, "d_in", NULL, &t->b_dec, err)))
+    const char *nout = c->transcoder ? "d_out" : "d_in";
+    if ((rc = get_tensor(st, "W_dec", 2, ds, dout, "d_sae", nout, &t->w_dec, err)) ||
+        (rc = get_tensor(st, "b_dec", 1, dout, 0, nout, NULL, &t->b_dec, err)))
+        return rc;
+    /* W_skip is checked to be what cfg says, then left out: SAELens and
+     * sparsify add it in forward only, never in decode. */
+    const sae_st_tensor *skip;
+    if (c->skip && (rc = get_tensor(st, "W_skip", 2, sparsify ? di : dout, di,
+                                    sparsify ? "d_in" : "d_out", "d_in", &skip, err)))
+        return rc;
+    if (!sparsify && sae_st_find(st, "scaling_factor") &&
+        (rc = get_tensor(st, "scaling_factor", 1, ds, 0, "d_sae", NULL, &t->scaling_factor, err)))
         return rc;
     if (c->arch == SAE_ARCH_JUMPRELU) {
         /* Some converted JumpReLU SAEs store log_threshold; threshold wins if both exist. */
@@ -465,6 +532,7 @@ static int sparsify_dims(const sae_st_file *st, sae_model_cfg *c, const char *cf
                              c->k, d_sae);
     c->d_in = d_in;
     c->d_sae = d_sae;
+    c->d_out = d_in; /* a sparsify transcoder's b_dec is [d_in] too */
     return 0;
 }
 
@@ -532,9 +600,13 @@ static int find_weights(sae_model *m, sae_error *err)
 static int take_cfg(sae_model *m, const sae_model_cfg *c, sae_error *err)
 {
     if (dup_or_empty(&m->model_name, c->model_name) || dup_or_empty(&m->hook_name, c->hook_name) ||
-        dup_or_empty(&m->neuronpedia_id, NULL))
+        dup_or_empty(&m->hook_name_out, c->hook_name_out) ||
+        dup_or_empty(&m->neuronpedia_id, c->neuronpedia_id))
         return sae_error_set(err, SAE_ENOMEM, "out of memory");
     m->arch = c->arch;
+    m->transcoder = c->transcoder;
+    m->skip_connection = c->skip;
+    m->signed_topk = c->signed_topk;
     m->apply_b_dec_to_input = c->apply_b_dec;
     m->norm = c->norm;
     m->norm_scaling_factor = c->has_scale ? (float)c->scale : 1.0f;
@@ -551,18 +623,20 @@ static int bind_autoencoder(sae_model *m, const json_t *cfg, sae_error *err)
     if ((rc = sae_ae_load(m->st, cfg, &m->ae, err)))
         return rc;
     m->d_in = sae_ae_d_in(m->ae);
+    m->d_out = m->d_in;
     m->d_sae = sae_ae_d_code(m->ae);
     const sae_st_tensor *first = m->st->n_tensors ? &m->st->tensors[0] : NULL;
     snprintf(m->dtype, sizeof m->dtype, "%s", first ? sae_dtype_name(first->dtype) : "F32");
     return digest_and_scan(m->st, NULL, 0, false, m->weights_digest, err);
 }
 
-/* The tensors t found, in one list (used has room for all nine); returns how
+/* The tensors t found, in one list (used has room for all ten); returns how
  * many. */
-static size_t tensors_used(const model_tensors *t, const sae_st_tensor *used[9])
+static size_t tensors_used(const model_tensors *t, const sae_st_tensor *used[10])
 {
     const sae_st_tensor *all[] = {t->w_enc,  t->b_enc, t->w_dec, t->b_dec, t->threshold,
-                                  t->log_threshold, t->b_gate, t->b_mag, t->r_mag};
+                                  t->log_threshold, t->b_gate, t->b_mag, t->r_mag,
+                                  t->scaling_factor};
     size_t n = 0;
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (all[i])
@@ -588,6 +662,31 @@ static int check_dtypes(const char *weights_path, const sae_st_tensor *const *us
                                  weights_path, used[i]->name, sae_dtype_name(used[i]->dtype),
                                  used[0]->name, sae_dtype_name(used[0]->dtype));
     }
+    return 0;
+}
+
+/* SAELens <= 5's finetuning scaling factor, as read_sae_components_from_disk
+ * takes it: a `scaling_factor` of all ones is dropped; any other needs
+ * finetuning_scaling_factor true in cfg (SAELens raises otherwise) and then
+ * scales the activations in decode only. */
+static int bind_scaling(sae_model *m, const sae_st_tensor *t, bool flag, bool drop,
+                        const char *cfg_path, sae_error *err)
+{
+    const float *s;
+    int rc;
+    if (!t || (rc = tensor_f32(m, t, drop, &s, err)))
+        return t ? rc : 0;
+    bool ones = true;
+    for (size_t i = 0; i < m->d_sae && ones; i++)
+        ones = s[i] == 1.0f;
+    if (ones)
+        return 0;
+    if (!flag)
+        return sae_error_set(err, SAE_EINVAL,
+                             "%s: the weights hold a scaling_factor that is not all ones but "
+                             "finetuning_scaling_factor is not true (SAELens 5 refuses this too)",
+                             cfg_path);
+    m->dec_scale = s;
     return 0;
 }
 
@@ -620,12 +719,13 @@ static int bind_tensors(sae_model *m, const model_tensors *t, bool drop, sae_err
 static int bind_sae(sae_model *m, sae_model_cfg *c, const char *cfg_path, sae_error *err)
 {
     model_tensors t = {0};
-    const sae_st_tensor *used[9];
+    const sae_st_tensor *used[10];
     int rc;
     if (m->sparsify && (rc = sparsify_dims(m->st, c, cfg_path, err)))
         return rc;
     m->d_in = c->d_in;
     m->d_sae = c->d_sae;
+    m->d_out = c->d_out ? c->d_out : c->d_in;
     m->k = c->k;
     m->w_enc_t = m->sparsify;
     if ((rc = find_tensors(m->st, c, m->sparsify, &t, err)))
@@ -636,7 +736,8 @@ static int bind_sae(sae_model *m, sae_model_cfg *c, const char *cfg_path, sae_er
     snprintf(m->dtype, sizeof m->dtype, "%s", sae_dtype_name(used[0]->dtype));
     /* Only a model converted from F16/BF16/F64 gives its file pages back. */
     bool drop = used[0]->dtype != SAE_DT_F32;
-    if ((rc = digest_and_scan(m->st, used, n_used, drop, m->weights_digest, err)))
+    if ((rc = digest_and_scan(m->st, used, n_used, drop, m->weights_digest, err)) ||
+        (rc = bind_scaling(m, t.scaling_factor, c->finetuning_scaling, drop, cfg_path, err)))
         return rc;
     return bind_tensors(m, &t, drop, err);
 }
@@ -656,12 +757,13 @@ static int load_parts(sae_model *m, sae_format fmt, sae_model_warnings *warn, sa
     p.st = NULL, p.owned = NULL, p.n_owned = 0, p.weights_path = NULL;
     if (!rc && (dup_or_empty(&m->model_name, p.model_name) ||
                 dup_or_empty(&m->hook_name, p.hook_name) ||
+                dup_or_empty(&m->hook_name_out, NULL) ||
                 dup_or_empty(&m->neuronpedia_id, p.neuronpedia_id)))
         rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
     if (rc)
         goto out;
     snprintf(m->dtype, sizeof m->dtype, "%s", p.dtype);
-    m->d_in = p.d_in, m->d_sae = p.d_sae, m->arch = p.arch, m->k = p.k;
+    m->d_in = p.d_in, m->d_out = p.d_in, m->d_sae = p.d_sae, m->arch = p.arch, m->k = p.k;
     m->apply_b_dec_to_input = p.apply_b_dec_to_input;
     m->norm = p.norm;
     m->norm_scaling_factor = p.norm_scaling_factor > 0 ? p.norm_scaling_factor : 1.0f;
@@ -685,9 +787,10 @@ int sae_model_load(const char *dir, sae_model **out, sae_model_warnings *warn, s
 {
     sae_model *m = NULL;
     char *cfg_path = NULL;
-    json_t *cfg_json = NULL;
+    json_t *cfg_json = NULL, *root_json = NULL;
     sae_model_cfg c = {0};
     sae_format fmt;
+    char hook[256];
     int rc;
 
     if (warn)
@@ -702,6 +805,8 @@ int sae_model_load(const char *dir, sae_model **out, sae_model_warnings *warn, s
     if ((rc = sae_model_cfg_read(cfg_path, &cfg_json, err)) ||
         (rc = find_weights(m, err)) ||
         (rc = sae_model_cfg_parse(cfg_json, cfg_path, m->sparsify, &c, warn, err)) ||
+        (m->sparsify && (rc = sae_model_cfg_sparsify_root(dir, &c, &root_json, hook, sizeof hook,
+                                                          warn, err))) ||
         (rc = sae_st_open(m->weights_path, &m->st, err)) ||
         (rc = take_cfg(m, &c, err)))
         goto out;
@@ -715,6 +820,7 @@ done:
 out:
     sae_model_free(m);
     json_decref(cfg_json);
+    json_decref(root_json);
     free(cfg_path);
     return rc;
 }

@@ -22,11 +22,16 @@ typedef struct sae_model {
     char weights_digest[33];        /* XXH3-128 of the weights file, lowercase hex */
     char dtype[8];                  /* dtype of the weights file: "F32", "F16", "BF16", "F64" */
     char *model_name, *hook_name;   /* owned, "" when absent */
-    char *neuronpedia_id;           /* owned, "" when absent */
+    char *hook_name_out;            /* owned: a transcoder's output hook, "" when absent */
+    char *neuronpedia_id;           /* owned: "model/source" on Neuronpedia, "" when absent */
     bool sparsify;                  /* loaded from a sparsify folder */
 
     size_t d_in, d_sae;
+    size_t d_out;                   /* width of decode's output: d_in, or a transcoder's d_out */
     sae_arch arch;
+    bool transcoder;                /* decode gives the output hook's activation, not x̂ */
+    bool skip_connection;           /* the folder has a W_skip, which decode leaves out */
+    bool signed_topk;               /* topk by |pre|, no ReLU, signs kept (2024 sparsify) */
     size_t k;                       /* topk only */
     bool rescale_acts_by_decoder_norm;
     bool apply_b_dec_to_input;
@@ -37,12 +42,14 @@ typedef struct sae_model {
     const float *w_enc;             /* (d_in, d_sae), or (d_sae, d_in) if w_enc_t */
     bool w_enc_t;                   /* sparsify's encoder.weight layout */
     const float *b_enc;             /* (d_sae); NULL for gated */
-    const float *w_dec;             /* (d_sae, d_in) */
-    const float *b_dec;             /* (d_in) */
+    const float *w_dec;             /* (d_sae, d_out) */
+    const float *b_dec;             /* (d_out) */
+    const float *dec_scale;         /* (d_sae) SAELens <= 5 finetuning scaling_factor: decode
+                                       uses (f ⊙ s)·W_dec; NULL when absent or all ones */
     const float *threshold;         /* (d_sae) jumprelu */
     const float *b_gate, *b_mag;    /* (d_sae) gated */
     const float *exp_r_mag;         /* (d_sae) gated: exp(r_mag), precomputed */
-    float *dec_norm;                /* (d_sae) owned: ||W_dec,i||_2 */
+    float *dec_norm;                /* (d_sae) owned: ||W_dec,i||_2 (over d_out) */
 
     struct sae_ae *ae;              /* arch == SAE_ARCH_AUTOENCODER only */
 
@@ -66,17 +73,37 @@ int sae_model_load(const char *dir, sae_model **out, sae_model_warnings *warn, s
  * dec_norm and exp_r_mag. r_mag is raw (not exponentiated). */
 typedef struct sae_model_spec {
     size_t d_in, d_sae;
+    size_t d_out;                   /* 0: d_in; a transcoder's output width otherwise */
     sae_arch arch;
+    bool transcoder, signed_topk;
     size_t k;
     bool rescale_acts_by_decoder_norm;
     bool apply_b_dec_to_input;
     sae_norm norm;
     float norm_scaling_factor;
     const float *w_enc, *b_enc, *w_dec, *b_dec, *threshold, *b_gate, *b_mag, *r_mag;
+    const float *dec_scale;         /* may be NULL */
 } sae_model_spec;
 int sae_model_from_spec(const sae_model_spec *spec, sae_model **out, sae_error *err);
 
 void sae_model_free(sae_model *m);
+
+/* Names given by the operator (saed's config, `sae` flags) in place of what
+ * the folder says; NULL or "" keeps the folder's. */
+typedef struct sae_model_names {
+    const char *model_name, *hook_name, *hook_name_out, *neuronpedia_id;
+} sae_model_names;
+
+/* Replaces m's names by the non-empty ones of over. Only before m is shared:
+ * a loaded model is otherwise immutable. */
+int sae_model_set_names(sae_model *m, const sae_model_names *over, sae_error *err);
+
+/* The Neuronpedia route's two ids: the model id (neuronpedia_id's part before
+ * its first '/', else model_name) and the source id (the part after it, else
+ * hook_name). Both point into m's strings; *model_len is the model id's
+ * length (it is not NUL-terminated when cut from neuronpedia_id). */
+void sae_model_neuronpedia(const sae_model *m, const char **model_id, size_t *model_len,
+                           const char **source_id);
 
 /* XXH3-128 of a whole file as 32 lowercase hex digits (+ NUL). */
 int sae_digest_file(const char *path, char out[33], sae_error *err);

@@ -45,12 +45,13 @@ static ref_norm ref_norm_of(const sae_model *m, const float *x)
     return r;
 }
 
-/* ||W_dec,i||, recomputed here rather than taken from m->dec_norm. */
+/* ||W_dec,i|| (a row of d_out), recomputed here rather than taken from
+ * m->dec_norm. */
 static double ref_dec_norm(const sae_model *m, size_t i)
 {
     double s = 0.0;
-    for (size_t j = 0; j < m->d_in; j++) {
-        double w = m->w_dec[i * m->d_in + j];
+    for (size_t j = 0; j < m->d_out; j++) {
+        double w = m->w_dec[i * m->d_out + j];
         s += w * w;
     }
     return sqrt(s);
@@ -123,7 +124,36 @@ void sae_ref_encode_row(const sae_model *m, const float *x, double *f, double *m
         }
     }
 
-    if (m->arch == SAE_ARCH_TOPK) {
+    if (m->arch == SAE_ARCH_TOPK && m->signed_topk) {
+        /* The 2024 EleutherAI sae with signed: true (sae/sae.py at 9f37f17^,
+         * pre_acts and select_topk): pre = (x − b_dec)·W_encᵀ + b_enc with
+         * no ReLU; idx = topk(|pre|, k); the values pre[idx] keep their
+         * signs. Picked one at a time by |pre|, lower index first on ties. */
+        char *taken = calloc(d_sae, 1);
+        if (!taken)
+            abort();
+        double kth = 0.0, next = 0.0;
+        for (size_t j = 0; j < d_sae; j++)
+            f[j] = 0.0;
+        for (size_t r = 0; r <= m->k && r < d_sae; r++) {
+            size_t best = d_sae;
+            for (size_t j = 0; j < d_sae; j++)
+                if (!taken[j] && (best == d_sae || fabs(v[j]) > fabs(v[best])))
+                    best = j;
+            if (r == m->k) {
+                next = fabs(v[best]);
+                break;
+            }
+            taken[best] = 1;
+            kth = fabs(v[best]);
+            f[best] = v[best];
+        }
+        double t = m->k < d_sae ? (kth + next) / 2.0 : -INFINITY;
+        if (margin)
+            for (size_t j = 0; j < d_sae; j++)
+                margin[j] = fmin(fabs(v[j]) - t, fabs(v[j]));
+        free(taken);
+    } else if (m->arch == SAE_ARCH_TOPK) {
         /* Pick the k largest one at a time; among equal values the lower index
          * is taken first because the scan keeps the first maximum it sees. */
         char *taken = calloc(d_sae, 1);
@@ -155,21 +185,25 @@ void sae_ref_encode_row(const sae_model *m, const float *x, double *f, double *m
     free(v);
 }
 
-/* f'·W_dec + b_dec into y (d_in), from dense f. */
+/* f'·W_dec + b_dec into y (d_out), from dense f. SAELens <= 5 (sae.py
+ * decode) multiplied f by the finetuning scaling factor first:
+ * (f ⊙ s)·W_dec + b_dec. A transcoder's W_dec is (d_sae, d_out). */
 static void ref_decode_dense(const sae_model *m, const double *f, double *y)
 {
-    for (size_t j = 0; j < m->d_in; j++)
+    for (size_t j = 0; j < m->d_out; j++)
         y[j] = m->b_dec[j];
     for (size_t i = 0; i < m->d_sae; i++) {
         if (f[i] == 0.0)
             continue;
         double c = f[i];
+        if (m->dec_scale)
+            c *= (double)m->dec_scale[i];
         if (m->arch == SAE_ARCH_TOPK && m->rescale_acts_by_decoder_norm) {
             double nrm = ref_dec_norm(m, i);
             c = nrm > 0.0 ? c / nrm : 0.0; /* a zero decoder row adds nothing */
         }
-        for (size_t j = 0; j < m->d_in; j++)
-            y[j] += c * m->w_dec[i * m->d_in + j];
+        for (size_t j = 0; j < m->d_out; j++)
+            y[j] += c * m->w_dec[i * m->d_out + j];
     }
 }
 
@@ -191,7 +225,7 @@ void sae_ref_decode_sparse(const sae_model *m, const uint32_t *idx, const float 
         f[idx[t]] += val[t];
     ref_decode_dense(m, f, out);
     if (m->norm == SAE_NORM_EXPECTED_AVERAGE_ONLY_IN)
-        for (size_t j = 0; j < m->d_in; j++)
+        for (size_t j = 0; j < m->d_out; j++)
             out[j] /= (double)m->norm_scaling_factor;
     free(f);
 }

@@ -24,18 +24,21 @@
  *   topk      min(v − t, v), v the (rescaled) pre, t the midpoint of the k-th
  *             and (k+1)-th largest v (t = −inf when k = d_sae); exact ties
  *             between the k-th and (k+1)-th give margin 0.
+ *   signed    topk with v = |pre| and f = pre (signs kept, no ReLU).
  * Not for the autoencoder architecture (f is left untouched then). */
 void sae_ref_encode_row(const sae_model *m, const float *x, double *f, double *margin);
 
 /* The reconstruction of row x from its dense activations f (d_sae) into xhat
  * (d_in), in the input space: x̂ = f'·W_dec + b_dec, then the inverse of x's
- * normalisation. */
+ * normalisation; f' = f ⊙ scaling_factor when the model has one. Not for a
+ * transcoder (its decoder does not reconstruct x). */
 void sae_ref_reconstruct_row(const sae_model *m, const float *x, const double *f, double *xhat);
 
-/* Decodes one sparse row (nnz pairs, indices < d_sae) into out (d_in) in the
+/* Decodes one sparse row (nnz pairs, indices < d_sae) into out (d_out) in the
  * space /v1/decode answers in: input space for none and
  * expected_average_only_in, normalised space for layer_norm and
- * constant_norm_rescale. */
+ * constant_norm_rescale; a transcoder's output as SAELens' Transcoder.decode
+ * gives it (f·W_dec + b_dec, no inverse normalisation). */
 void sae_ref_decode_sparse(const sae_model *m, const uint32_t *idx, const float *val, size_t nnz,
                            double *out);
 

@@ -182,7 +182,8 @@ static bool check_row(const sae_model *m, const float *x, const uint32_t *idx, c
         CHECK(idx[t] < d_sae, "%s: index %u out of range", ctx, idx[t]);
         CHECK(!got[idx[t]], "%s: index %u twice", ctx, idx[t]);
         got[idx[t]] = 1;
-        CHECK(val[t] > 0.0f, "%s: returned value %g not positive", ctx, val[t]);
+        CHECK(m->signed_topk ? val[t] != 0.0f : val[t] > 0.0f,
+              "%s: returned value %g not positive", ctx, val[t]);
         if (t > 0)
             CHECK(val[t - 1] > val[t] || (val[t - 1] == val[t] && idx[t - 1] < idx[t]),
                   "%s: order broken at position %zu", ctx, t);
@@ -191,12 +192,12 @@ static bool check_row(const sae_model *m, const float *x, const uint32_t *idx, c
     bool fragile = false;
     size_t ref_l0 = 0;
     for (size_t j = 0; j < d_sae; j++) {
-        ref_l0 += f[j] > 0.0;
+        ref_l0 += f[j] != 0.0; /* > 0 but for a signed top-k */
         if (fabs(margin[j]) < tau) {
             fragile = true;
             continue;
         }
-        CHECK((f[j] > 0.0) == (got[j] != 0),
+        CHECK((f[j] != 0.0) == (got[j] != 0),
               "%s: feature %zu active %d in kernel, oracle f=%.9g margin=%.3g", ctx, j, got[j],
               f[j], margin[j]);
     }
@@ -216,6 +217,8 @@ static bool check_row(const sae_model *m, const float *x, const uint32_t *idx, c
         goto out;
     }
     CHECK(n == ref_l0, "%s: l0 %zu, oracle %zu", ctx, n, ref_l0);
+    if (m->transcoder) /* no reconstruction of x: decode is checked by check_decode */
+        goto out;
     sae_ref_reconstruct_row(m, x, f, xh);
     double xmax = 0, x2 = 0;
     for (size_t j = 0; j < d_in; j++) {
@@ -248,7 +251,7 @@ out:
  * sae_ref_decode_sparse: |got − ref| ≤ 1e-4·(1 + max |ref|). */
 static void check_decode(const sae_model *m, const sae_sparse *sp)
 {
-    size_t d_in = m->d_in;
+    size_t d_in = m->d_out; /* the decoder's width: d_in but for a transcoder */
     float *out = malloc(sp->n_rows * d_in * sizeof *out + 1);
     double *ref = malloc(d_in * sizeof *ref);
     ck_assert(out && ref);
@@ -283,12 +286,26 @@ static void check_batch(const sae_model *m, size_t block_rows, const float *x, s
     float *recon = malloc(n * m->d_in * sizeof *recon);
     ck_assert(met && met2 && recon);
     sae_error err;
+    if (m->transcoder) {
+        /* reconstruction and metrics against the input are refused */
+        CHECK(sae_encode(m, ws, x, n, NULL, &sp, met, NULL, &err) == SAE_EINVAL &&
+                  strstr(err.msg, "transcoder"),
+              "%s: a transcoder gave metrics", ctx);
+        CHECK(sae_encode(m, ws, x, n, NULL, &sp, NULL, recon, &err) == SAE_EINVAL,
+              "%s: a transcoder gave a reconstruction", ctx);
+        CHECK(sp.n_rows == 0, "%s: a refused encode appended rows", ctx);
+        free(met);
+        free(met2);
+        free(recon);
+        met = met2 = NULL;
+        recon = NULL;
+    }
     CHECK(sae_encode(m, ws, x, n, NULL, &sp, met, recon, &err) == 0, "%s: %s", ctx, err.msg);
     ck_assert_uint_eq(sp.n_rows, n);
     for (size_t r = 0; r < n; r++) {
         size_t a = sp.row_ptr[r];
-        check_row(m, x + r * m->d_in, sp.idx + a, sp.val + a, sp.row_ptr[r + 1] - a, &met[r],
-                  recon + r * m->d_in, st);
+        check_row(m, x + r * m->d_in, sp.idx + a, sp.val + a, sp.row_ptr[r + 1] - a,
+                  met ? &met[r] : NULL, recon ? recon + r * m->d_in : NULL, st);
     }
 
     /* options filter only the returned list */
@@ -306,6 +323,8 @@ static void check_batch(const sae_model *m, size_t block_rows, const float *x, s
             CHECK(fl.idx[b + t] == sp.idx[a + t], "%s: row %zu filtered index differs", ctx, r);
             CHECK(fl.val[b + t] == sp.val[a + t], "%s: row %zu filtered value differs", ctx, r);
         }
+        if (!met)
+            continue;
         CHECK(met2[r].l0 == met[r].l0, "%s: row %zu l0 changed by options", ctx, r);
         CHECK(met2[r].mse == met[r].mse && met2[r].fvu == met[r].fvu &&
                   met2[r].cosine == met[r].cosine,
@@ -395,6 +414,149 @@ END_TEST
 START_TEST(test_gated)
 {
     run_arch(SAE_ARCH_GATED, false);
+}
+END_TEST
+
+/* A variant of a tmodel's model (its arrays borrowed): the SAELens <= 5
+ * finetuning scaling factor, the signed top-k of the 2024 EleutherAI sae, or
+ * a transcoder of d_out outputs (W_dec read as (d_sae, d_out), b_dec as its
+ * first d_out entries). */
+typedef struct variant {
+    const float *dec_scale;
+    bool signed_topk, transcoder;
+    size_t d_out;
+    bool apply_b_dec;
+} variant;
+
+/* Rebuilds t->m as variant v of itself. */
+static void tmodel_variant(tmodel *t, const variant *v)
+{
+    sae_model *old = t->m;
+    sae_model_spec s = {
+        .d_in = old->d_in, .d_sae = old->d_sae, .d_out = v->d_out, .arch = old->arch,
+        .transcoder = v->transcoder, .signed_topk = v->signed_topk, .k = old->k,
+        .rescale_acts_by_decoder_norm = old->rescale_acts_by_decoder_norm,
+        .apply_b_dec_to_input = v->apply_b_dec, .norm = old->norm,
+        .norm_scaling_factor = old->norm_scaling_factor, .w_enc = t->w_enc, .b_enc = t->b_enc,
+        .w_dec = t->w_dec, .b_dec = t->b_dec, .threshold = t->threshold, .b_gate = t->b_gate,
+        .b_mag = t->b_mag, .r_mag = t->r_mag, .dec_scale = v->dec_scale,
+    };
+    sae_error err;
+    ck_assert_msg(sae_model_from_spec(&s, &t->m, &err) == 0, "%s", err.msg);
+    sae_model_free(old);
+}
+
+/* Runs check_batch over batches 1, 7 and 33 of variant v for arch, norms
+ * none and layer_norm, k 3 and 9, and insists the comparison was not
+ * vacuous. */
+static void run_variant(sae_arch arch, const variant *v, const char *label)
+{
+    check_stats st = {0};
+    const size_t d_in = 24, d_sae = 72;
+    const sae_norm vn[] = {SAE_NORM_NONE, SAE_NORM_LAYER_NORM};
+    for (size_t ni = 0; ni < 2; ni++)
+        for (int kk = 0; kk < 2; kk++) {
+            tmodel t;
+            uint64_t seed = 5000 + 10 * ni + (uint64_t)kk + 100 * (uint64_t)arch;
+            tmodel_make(&t, arch, vn[ni], v->apply_b_dec, false, d_in, d_sae, kk ? 9 : 3, seed);
+            tmodel_variant(&t, v);
+            float *x = make_inputs(33, d_in, seed + 7);
+            static const size_t batches[] = {1, 7, 33};
+            for (size_t b = 0; b < 3; b++) {
+                snprintf(ctx, sizeof ctx, "%s %s norm=%s k=%d batch=%zu", label,
+                         arch_label[arch], sae_norm_name(vn[ni]), kk ? 9 : 3, batches[b]);
+                check_batch(t.m, 16, batches[b] == 1 ? x + 2 * d_in : x, batches[b], &st);
+            }
+            free(x);
+            tmodel_free(&t);
+        }
+    ck_assert_uint_eq(st.rows, 4 * 41);
+    ck_assert_msg(st.fragile_rows * 20 < st.rows, "too many fragile rows: %zu of %zu",
+                  st.fragile_rows, st.rows);
+    ck_assert_msg(st.active > st.rows, "almost nothing fired: %zu actives in %zu rows", st.active,
+                  st.rows);
+}
+
+/* SAELens <= 5's finetuning scaling factor: decode is (f ⊙ s)·W_dec + b_dec,
+ * and reconstruction and metrics go through it (forward = decode(encode));
+ * encode is untouched. s spans negative, small and large values. */
+START_TEST(test_finetuning_scaling_factor)
+{
+    float s[72];
+    sae_rng r;
+    sae_rng_seed(&r, 91);
+    for (size_t i = 0; i < 72; i++)
+        s[i] = (float)(sae_rng_normal(&r) * 1.5 + 0.5);
+    const sae_arch archs[] = {SAE_ARCH_STANDARD, SAE_ARCH_JUMPRELU, SAE_ARCH_TOPK, SAE_ARCH_GATED};
+    for (size_t a = 0; a < 4; a++) {
+        variant v = {.dec_scale = s, .apply_b_dec = true};
+        run_variant(archs[a], &v, "scaling_factor");
+    }
+    /* the factor is really used: one feature's decode moves by (s − 1)·W_dec,i */
+    tmodel t;
+    tmodel_make(&t, SAE_ARCH_STANDARD, SAE_NORM_NONE, true, false, 24, 72, 0, 92);
+    float plain[24], scaled[24];
+    uint32_t idx = 5;
+    float val = 2.0f;
+    sae_decode_row(t.m, &idx, &val, 1, plain);
+    variant v = {.dec_scale = s, .apply_b_dec = true};
+    tmodel_variant(&t, &v);
+    sae_decode_row(t.m, &idx, &val, 1, scaled);
+    for (size_t j = 0; j < 24; j++)
+        ck_assert_float_eq_tol(scaled[j] - plain[j], (s[5] - 1) * 2.0f * t.w_dec[5 * 24 + j], 1e-5);
+    tmodel_free(&t);
+}
+END_TEST
+
+/* The signed top-k: k features by |pre|, signs kept, no ReLU. Negative
+ * values must come out (else the test would not tell signed from ReLU). */
+START_TEST(test_signed_topk)
+{
+    variant v = {.signed_topk = true, .apply_b_dec = true};
+    run_variant(SAE_ARCH_TOPK, &v, "signed");
+    tmodel t;
+    tmodel_make(&t, SAE_ARCH_TOPK, SAE_NORM_NONE, true, false, 24, 72, 9, 93);
+    tmodel_variant(&t, &v);
+    float *x = make_inputs(33, 24, 94);
+    sae_workspace *ws = sae_workspace_new(t.m, 0);
+    sae_sparse sp;
+    sae_sparse_init(&sp);
+    sae_error err;
+    ck_assert_int_eq(sae_encode(t.m, ws, x, 33, NULL, &sp, NULL, NULL, &err), 0);
+    size_t neg = 0;
+    for (size_t i = 0; i < sp.nnz; i++)
+        neg += sp.val[i] < 0;
+    ck_assert_msg(neg > 33, "only %zu negative values in %zu", neg, sp.nnz);
+    ck_assert_uint_eq(sp.nnz, 9 * 33); /* k per row, even the zero row: no ReLU drops any */
+    sae_sparse_free(&sp);
+    sae_workspace_free(ws);
+    free(x);
+    tmodel_free(&t);
+}
+END_TEST
+
+/* Transcoders: W_dec (d_sae, d_out), decode to d_out with no inverse
+ * normalisation, no b_dec on the input (SAELens) or with it when d_out =
+ * d_in (sparsify before 2025-02); reconstruction metrics refused. */
+START_TEST(test_transcoder)
+{
+    const sae_arch archs[] = {SAE_ARCH_STANDARD, SAE_ARCH_JUMPRELU, SAE_ARCH_TOPK};
+    for (size_t a = 0; a < 3; a++) {
+        variant v = {.transcoder = true, .d_out = 20, .apply_b_dec = false};
+        run_variant(archs[a], &v, "transcoder");
+    }
+    variant v = {.transcoder = true, .d_out = 24, .apply_b_dec = true};
+    run_variant(SAE_ARCH_TOPK, &v, "sparsify transcoder");
+    /* b_dec cannot be subtracted from an input of another width */
+    tmodel t;
+    tmodel_make(&t, SAE_ARCH_STANDARD, SAE_NORM_NONE, true, false, 24, 72, 0, 95);
+    sae_model_spec s = {.d_in = 24, .d_sae = 72, .d_out = 20, .transcoder = true,
+                        .apply_b_dec_to_input = true, .w_enc = t.w_enc, .b_enc = t.b_enc,
+                        .w_dec = t.w_dec, .b_dec = t.b_dec};
+    sae_model *m = NULL;
+    sae_error err;
+    ck_assert_int_eq(sae_model_from_spec(&s, &m, &err), SAE_EINVAL);
+    tmodel_free(&t);
 }
 END_TEST
 
@@ -996,6 +1158,9 @@ static Suite *encode_suite(void)
     tcase_add_test(tc, test_topk_rescale);
     tcase_add_test(tc, test_gated);
     tcase_add_test(tc, test_default_blocks);
+    tcase_add_test(tc, test_finetuning_scaling_factor);
+    tcase_add_test(tc, test_signed_topk);
+    tcase_add_test(tc, test_transcoder);
     tcase_add_test(tc, test_concurrent);
     tcase_add_test(tc, test_loaded_f32);
     tcase_add_test(tc, test_loaded_f16);

@@ -213,7 +213,10 @@ START_TEST(test_every_arch_dtype_norm)
                 sae_model_warnings warn;
                 sae_model *m = load_ok(dir, &warn);
                 loaded++;
-                ck_assert_uint_eq(warn.n, 0);
+                /* an old `sae train` factor: applied, with SAELens's reading named */
+                ck_assert_uint_eq(warn.n, nm == 3);
+                if (nm == 3)
+                    ck_assert_ptr_nonnull(strstr(warn.line[0], "SAELens never reads it"));
                 ck_assert_int_eq(m->arch, archs[a]);
                 ck_assert_int_eq(m->norm, nm);
                 ck_assert_str_eq(m->dtype, sae_dtype_name(dts[d]));
@@ -431,11 +434,14 @@ START_TEST(test_sparsify_errors)
     load_fails(sp, SAE_EDIM, "d_in = 17", NULL);
     set_cfg(sp, "d_in", NULL);
     set_cfg(sp, "activation", "\"groupmax\"");
-    load_fails(sp, SAE_EINVAL, "activation", "groupmax", NULL);
+    load_fails(sp, SAE_EINVAL, "activation", "groupmax", "k groups", NULL);
     set_cfg(sp, "activation", "\"topk\"");
-    set_cfg(sp, "skip_connection", "true");
-    load_fails(sp, SAE_EINVAL, "skip_connection", NULL);
+    set_cfg(sp, "skip_connection", "true"); /* served, but W_skip must be there */
+    load_fails(sp, SAE_EFORMAT, "W_skip", NULL);
     set_cfg(sp, "skip_connection", "false");
+    set_cfg(sp, "signed", "\"yes\"");
+    load_fails(sp, SAE_EINVAL, "signed", NULL);
+    set_cfg(sp, "signed", NULL);
     set_cfg(sp, "k", "65");
     load_fails(sp, SAE_EINVAL, "k = 65", NULL);
     set_cfg(sp, "k", NULL);
@@ -449,6 +455,274 @@ START_TEST(test_sparsify_errors)
     load_fails(sp, SAE_EFORMAT, "encoder.weight", NULL);
     free(wp);
     free(sp);
+}
+END_TEST
+
+/* ------------------------------------------------------------ issue 13 shapes */
+
+/* Pre-6.0 cfgs as SAELens's handle_pre_6_0_config migrates them: boolean
+ * normalize_activations, activation_fn_kwargs.k over the architecture and
+ * over a top-level k, names at the top level; with a sae_lens_version >= 6
+ * the same keys are read as 6.x reads them. */
+START_TEST(test_pre6_migration)
+{
+    sae_fixture_opts o;
+    sae_fixture_defaults(&o);
+    o.arch = SAE_ARCH_TOPK;
+    o.k = 7;
+    o.legacy_cfg = true;
+    char *dir = make("pre6", &o);
+    set_cfg(dir, "normalize_activations", "false");
+    sae_model *m = load_ok(dir, NULL);
+    ck_assert_int_eq(m->norm, SAE_NORM_NONE);
+    sae_model_free(m);
+    set_cfg(dir, "normalize_activations", "true");
+    set_cfg(dir, "norm_scaling_factor", "2.0");
+    m = load_ok(dir, NULL);
+    ck_assert_int_eq(m->norm, SAE_NORM_EXPECTED_AVERAGE_ONLY_IN);
+    sae_model_free(m);
+    set_cfg(dir, "normalize_activations", "null");
+    set_cfg(dir, "norm_scaling_factor", NULL);
+    m = load_ok(dir, NULL);
+    ck_assert_int_eq(m->norm, SAE_NORM_NONE);
+    sae_model_free(m);
+    /* kwargs.k makes it topk whatever the architecture, and wins over k */
+    set_cfg(dir, "architecture", "\"jumprelu\"");
+    set_cfg(dir, "k", "3");
+    m = load_ok(dir, NULL);
+    ck_assert_int_eq(m->arch, SAE_ARCH_TOPK);
+    ck_assert_uint_eq(m->k, 7);
+    sae_model_free(m);
+    /* pre-6 names are the top-level ones, even with a nested metadata */
+    set_cfg(dir, "metadata", "{\"model_name\": \"nested\", \"neuronpedia_id\": \"x/y\"}");
+    set_cfg(dir, "neuronpedia_id", "\"gpt2-small/0-res-jb\"");
+    m = load_ok(dir, NULL);
+    ck_assert_str_eq(m->model_name, "fixture-model");
+    ck_assert_str_eq(m->neuronpedia_id, "gpt2-small/0-res-jb");
+    sae_model_free(m);
+    /* from 6.0 on, metadata is read first and activation_fn_kwargs does not
+     * override the architecture */
+    set_cfg(dir, "sae_lens_version", "\"6.2.0\"");
+    set_cfg(dir, "architecture", "\"topk\"");
+    m = load_ok(dir, NULL);
+    ck_assert_uint_eq(m->k, 3);
+    ck_assert_str_eq(m->model_name, "nested");
+    ck_assert_str_eq(m->neuronpedia_id, "x/y");
+    sae_model_free(m);
+    set_cfg(dir, "architecture", "\"jumprelu\"");
+    load_fails(dir, SAE_EINVAL, "does not go with architecture \"jumprelu\"", NULL);
+    free(dir);
+}
+END_TEST
+
+/* SAELens <= 5's scaling_factor tensor: all ones is dropped; otherwise
+ * finetuning_scaling_factor must be true and it is bound for decode. */
+START_TEST(test_scaling_factor_folder)
+{
+    sae_fixture_opts o;
+    sae_fixture_defaults(&o);
+    o.legacy_cfg = true;
+    char *dir = make("sf", &o), *wp = weights_of(dir, false);
+    float v[64];
+    const uint64_t sh[1] = {64};
+    for (int i = 0; i < 64; i++)
+        v[i] = 1.0f;
+    rewrite(wp, NULL, "scaling_factor", SAE_DT_F32, 1, sh, v);
+    sae_model *m = load_ok(dir, NULL);
+    ck_assert_ptr_null(m->dec_scale);
+    sae_model_free(m);
+    v[3] = 0.5f;
+    rewrite(wp, "scaling_factor", "scaling_factor", SAE_DT_F32, 1, sh, v);
+    load_fails(dir, SAE_EINVAL, "scaling_factor", "finetuning_scaling_factor is not true", NULL);
+    set_cfg(dir, "finetuning_scaling_factor", "true");
+    m = load_ok(dir, NULL);
+    ck_assert_ptr_nonnull(m->dec_scale);
+    ck_assert(m->dec_scale[3] == 0.5f && m->dec_scale[4] == 1.0f);
+    sae_model_free(m);
+    const uint64_t bad[1] = {63};
+    rewrite(wp, "scaling_factor", "scaling_factor", SAE_DT_F32, 1, bad, v);
+    load_fails(dir, SAE_EDIM, "scaling_factor", NULL);
+    free(wp);
+    free(dir);
+}
+END_TEST
+
+/* Rewrites dir's SAELens weights as a transcoder's: W_dec [64, 12], b_dec
+ * [12] and, when skip, W_skip [12, 16]. */
+static void make_transcoder_weights(const char *dir, bool skip)
+{
+    char *wp = weights_of(dir, false);
+    static float z[64 * 16];
+    for (size_t i = 0; i < 64 * 16; i++)
+        z[i] = (float)((i * 37) % 11) / 11.0f - 0.5f;
+    const uint64_t wd[2] = {64, 12}, bd[1] = {12}, ws[2] = {12, 16};
+    rewrite(wp, "W_dec", "W_dec", SAE_DT_F32, 2, wd, z);
+    rewrite(wp, "b_dec", "b_dec", SAE_DT_F32, 1, bd, z);
+    if (skip)
+        rewrite(wp, NULL, "W_skip", SAE_DT_F32, 2, ws, z);
+    free(wp);
+}
+
+/* SAELens transcoder, skip_transcoder and jumprelu_transcoder folders. */
+START_TEST(test_transcoder_folders)
+{
+    static const struct {
+        const char *arch;
+        sae_arch base;
+        bool skip;
+    } kinds[] = {{"transcoder", SAE_ARCH_STANDARD, false},
+                 {"skip_transcoder", SAE_ARCH_STANDARD, true},
+                 {"jumprelu_transcoder", SAE_ARCH_JUMPRELU, false}};
+    for (size_t i = 0; i < 3; i++) {
+        sae_fixture_opts o;
+        sae_fixture_defaults(&o);
+        o.arch = kinds[i].base;
+        o.apply_b_dec_to_input = false;
+        char name[16];
+        snprintf(name, sizeof name, "tc%zu", i);
+        char *dir = make(name, &o);
+        make_transcoder_weights(dir, kinds[i].skip);
+        char arch[48];
+        snprintf(arch, sizeof arch, "\"%s\"", kinds[i].arch);
+        set_cfg(dir, "architecture", arch);
+        load_fails(dir, SAE_EINVAL, "d_out is missing", NULL);
+        set_cfg(dir, "d_out", "12");
+        set_cfg(dir, "metadata",
+                "{\"sae_lens_version\": \"6.18.0\", \"model_name\": \"gpt2\", \"hook_name\": "
+                "\"blocks.3.ln2.hook_normalized\", \"hook_name_out\": \"blocks.3.hook_mlp_out\"}");
+        sae_model *m = load_ok(dir, NULL);
+        ck_assert(m->transcoder);
+        ck_assert_int_eq(m->arch, kinds[i].base);
+        ck_assert_int_eq(m->skip_connection, kinds[i].skip);
+        ck_assert_uint_eq(m->d_in, 16);
+        ck_assert_uint_eq(m->d_out, 12);
+        ck_assert(!m->apply_b_dec_to_input);
+        ck_assert_str_eq(m->hook_name_out, "blocks.3.hook_mlp_out");
+        double s = 0;
+        for (size_t j = 0; j < 12; j++)
+            s += (double)m->w_dec[12 + j] * m->w_dec[12 + j];
+        ck_assert_float_eq_tol(m->dec_norm[1], sqrt(s), 1e-6);
+        sae_model_free(m);
+        set_cfg(dir, "apply_b_dec_to_input", "true");
+        load_fails(dir, SAE_EINVAL, "apply_b_dec_to_input", "transcoder", NULL);
+        set_cfg(dir, "apply_b_dec_to_input", NULL); /* absent: false for a transcoder */
+        sae_model_free(load_ok(dir, NULL));
+        set_cfg(dir, "normalize_activations", "\"expected_average_only_in\"");
+        load_fails(dir, SAE_EINVAL, "transcoder", NULL);
+        set_cfg(dir, "normalize_activations", "\"none\"");
+        set_cfg(dir, "d_out", "16");
+        load_fails(dir, SAE_EDIM, "W_dec", "d_out", NULL);
+        free(dir);
+    }
+}
+END_TEST
+
+/* sparsify's signed, skip_connection and transcode (cfg.json, and the run's
+ * config.json before 2025-02), the names from the folder and the hub root,
+ * and the hub root's own error. */
+START_TEST(test_sparsify_kinds)
+{
+    sae_fixture_opts o;
+    sae_fixture_defaults(&o);
+    o.arch = SAE_ARCH_TOPK;
+    o.sparsify = true;
+    char *root = unit_path("hub"), *dir = unit_path("hub/layers.3"), *wp;
+    free(make("hub/layers.10", &o));
+    free(make("hub/layers.2", &o));
+    sae_model *m;
+    sae_error err = {0};
+    ck_assert_int_eq(sae_fixture_write_model(dir, &o, &err), 0);
+    load_fails(root, SAE_EIO, "3 subfolders", "layers.2, layers.3, layers.10", NULL);
+
+    m = load_ok(dir, NULL);
+    ck_assert_str_eq(m->hook_name, "blocks.3.hook_resid_post"); /* as SAELens names it */
+    ck_assert_str_eq(m->model_name, "");
+    ck_assert(!m->signed_topk && !m->transcoder && !m->skip_connection);
+    sae_model_free(m);
+
+    char *cfg;
+    ck_assert_int_ge(asprintf(&cfg, "%s/config.json", root), 0);
+    FILE *fp = fopen(cfg, "w");
+    fputs("{\"model\": \"EleutherAI/pythia-70m\", \"transcode\": true}", fp);
+    fclose(fp);
+    set_cfg(dir, "transcode", NULL); /* a 2024 folder: transcode only in the run's config */
+    sae_model_warnings warn;
+    m = load_ok(dir, &warn);
+    ck_assert_str_eq(m->model_name, "EleutherAI/pythia-70m");
+    ck_assert(m->transcoder && m->apply_b_dec_to_input && m->d_out == m->d_in);
+    ck_assert_uint_eq(warn.n, 1);
+    ck_assert_ptr_nonnull(strstr(warn.line[0], "before 2025-02"));
+    sae_model_free(m);
+    set_cfg(dir, "transcode", "true"); /* sparsify since f02711e: no b_dec on the input */
+    m = load_ok(dir, NULL);
+    ck_assert(m->transcoder && !m->apply_b_dec_to_input);
+    sae_model_free(m);
+    set_cfg(dir, "transcode", "false");
+    set_cfg(dir, "signed", "true");
+    m = load_ok(dir, NULL);
+    ck_assert(m->signed_topk && !m->transcoder);
+    sae_model_free(m);
+    set_cfg(dir, "signed", "false");
+    set_cfg(dir, "skip_connection", "true");
+    wp = weights_of(dir, true);
+    float z[256] = {0};
+    const uint64_t sk[2] = {16, 16};
+    rewrite(wp, NULL, "W_skip", SAE_DT_F32, 2, sk, z);
+    m = load_ok(dir, NULL);
+    ck_assert(m->skip_connection);
+    sae_model_free(m);
+    set_cfg(dir, "hook_name", "\"layers.3.mlp\"");
+    m = load_ok(dir, NULL);
+    ck_assert_str_eq(m->hook_name, "layers.3.mlp");
+    sae_model_free(m);
+    free(wp);
+    free(cfg);
+    free(root);
+    free(dir);
+}
+END_TEST
+
+/* Names: overrides and the Neuronpedia ids. */
+START_TEST(test_names)
+{
+    sae_fixture_opts o;
+    sae_fixture_defaults(&o);
+    char *dir = make("names", &o);
+    sae_model *m = load_ok(dir, NULL);
+    const char *mid, *sid;
+    size_t ml;
+    sae_model_neuronpedia(m, &mid, &ml, &sid);
+    ck_assert_uint_eq(ml, strlen("fixture-model"));
+    ck_assert_int_eq(strncmp(mid, "fixture-model", ml), 0);
+    ck_assert_str_eq(sid, "blocks.0.hook_resid_pre");
+    sae_model_names over = {.model_name = "gemma-2-2b", .hook_name = "",
+                            .neuronpedia_id = "gemma-2-2b/12-gemmascope-res-16k"};
+    sae_error err;
+    ck_assert_int_eq(sae_model_set_names(m, &over, &err), 0);
+    ck_assert_str_eq(m->model_name, "gemma-2-2b");
+    ck_assert_str_eq(m->hook_name, "blocks.0.hook_resid_pre"); /* "" keeps it */
+    sae_model_neuronpedia(m, &mid, &ml, &sid);
+    ck_assert_uint_eq(ml, 10);
+    ck_assert_int_eq(strncmp(mid, "gemma-2-2b", ml), 0);
+    ck_assert_str_eq(sid, "12-gemmascope-res-16k");
+    sae_model_free(m);
+    free(dir);
+}
+END_TEST
+
+/* A 3-D encoder is a crosscoder: refused saying so. */
+START_TEST(test_crosscoder)
+{
+    sae_fixture_opts o;
+    sae_fixture_defaults(&o);
+    char *dir = make("cc", &o), *wp = weights_of(dir, false);
+    float *z = calloc(2 * 16 * 64, sizeof *z);
+    const uint64_t sh[3] = {2, 16, 64};
+    rewrite(wp, "W_enc", "W_enc", SAE_DT_F32, 3, sh, z);
+    load_fails(dir, SAE_EDIM, "W_enc", "3-D", "crosscoder", NULL);
+    free(z);
+    free(wp);
+    free(dir);
 }
 END_TEST
 
@@ -471,7 +745,15 @@ static const cfg_case cfg_cases[] = {
     {SAE_ARCH_STANDARD, "d_sae", NULL, SAE_EINVAL, "d_sae is missing"},
     {SAE_ARCH_STANDARD, "d_in", "17", SAE_EDIM, "\"W_enc\" has shape [16, 64], expected [17, 64]"},
     {SAE_ARCH_STANDARD, "d_sae", "63", SAE_EDIM, "expected [16, 63]"},
-    {SAE_ARCH_STANDARD, "architecture", "\"transcoder\"", SAE_EINVAL, "architecture"},
+    {SAE_ARCH_STANDARD, "architecture", "\"crosscoder\"", SAE_EINVAL, "architecture"},
+    {SAE_ARCH_STANDARD, "architecture", "\"transcoder\"", SAE_EINVAL, "d_out is missing"},
+    {SAE_ARCH_STANDARD, "activation_fn", "\"tanh-relu\"", SAE_EINVAL, "tanh(relu(pre))"},
+    {SAE_ARCH_STANDARD, "activation_fn_kwargs", "{\"k\": 3, \"signed\": true}", SAE_EINVAL,
+     "signed"},
+    {SAE_ARCH_STANDARD, "activation_fn_kwargs", "[]", SAE_EINVAL, "activation_fn_kwargs"},
+    {SAE_ARCH_STANDARD, "sae_lens_version", "\"six\"", SAE_EINVAL, "sae_lens_version"},
+    {SAE_ARCH_STANDARD, "finetuning_scaling_factor", "1", SAE_EINVAL,
+     "finetuning_scaling_factor"},
     {SAE_ARCH_STANDARD, "architecture", "3", SAE_EINVAL, "architecture must be a string"},
     {SAE_ARCH_TOPK, "k", "0", SAE_EINVAL, "k = 0"},
     {SAE_ARCH_TOPK, "k", "65", SAE_EINVAL, "k = 65"},
@@ -489,8 +771,10 @@ static const cfg_case cfg_cases[] = {
     {SAE_ARCH_STANDARD, "activation_fn", "\"gelu\"", SAE_EINVAL, "activation_fn"},
     {SAE_ARCH_GATED, "activation_fn", "\"topk\"", SAE_EINVAL, "gated"},
     {SAE_ARCH_STANDARD, "metadata", "5", SAE_EINVAL, "metadata"},
-    {SAE_ARCH_STANDARD, "model_name", "[1]", SAE_EINVAL, "model_name"},
-    {SAE_ARCH_STANDARD, "hook_name", "{}", SAE_EINVAL, "hook_name"},
+    {SAE_ARCH_STANDARD, "metadata", "{\"sae_lens_version\": \"6.1\", \"model_name\": [1]}",
+     SAE_EINVAL, "model_name"},
+    {SAE_ARCH_STANDARD, "metadata", "{\"hook_name\": {}}", SAE_EINVAL, "hook_name"},
+    {SAE_ARCH_STANDARD, "metadata", "{\"neuronpedia_id\": 7}", SAE_EINVAL, "neuronpedia_id"},
     {SAE_ARCH_STANDARD, "dtype", "32", SAE_EINVAL, "dtype"},
 };
 
@@ -835,8 +1119,10 @@ START_TEST(test_warning_without_scaling_factor)
     ck_assert_ptr_nonnull(strstr(warn.line[0], "norm_scaling_factor"));
     set_cfg(dir, "d_in", "16");
     set_cfg(dir, "norm_scaling_factor", "0.125");
-    m = load_ok(dir, &warn);
-    ck_assert_uint_eq(warn.n, 0);
+    m = load_ok(dir, &warn); /* point 7: the old folders still load, with a warning */
+    ck_assert_uint_eq(warn.n, 1);
+    ck_assert_ptr_nonnull(strstr(warn.line[0], "norm_scaling_factor 0.125"));
+    ck_assert_ptr_nonnull(strstr(warn.line[0], "SAELens"));
     ck_assert(m->norm_scaling_factor == 0.125f);
     sae_model_free(m);
     free(dir);
@@ -886,6 +1172,12 @@ static Suite *suite(void)
     tcase_add_test(tc, test_fixture_target_l0);
     tcase_add_test(tc, test_legacy_cfg);
     tcase_add_test(tc, test_sparsify);
+    tcase_add_test(tc, test_pre6_migration);
+    tcase_add_test(tc, test_scaling_factor_folder);
+    tcase_add_test(tc, test_transcoder_folders);
+    tcase_add_test(tc, test_sparsify_kinds);
+    tcase_add_test(tc, test_names);
+    tcase_add_test(tc, test_crosscoder);
     tcase_add_test(tc, test_log_threshold);
     tcase_add_test(tc, test_concurrent_loads);
     suite_add_tcase(s, tc);
