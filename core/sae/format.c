@@ -219,10 +219,10 @@ int sae_format_compose(const char *dir, sae_format f, sae_parts *p, sae_model_wa
                        sae_error *err)
 {
     switch (f) {
+    case SAE_FORMAT_GEMMASCOPE: return sae_format_gemmascope(dir, p, warn, err);
     case SAE_FORMAT_LLAMASCOPE: return sae_format_llamascope(dir, p, warn, err);
+    case SAE_FORMAT_DICTLEARN: return sae_format_dictlearn(dir, p, warn, err);
     case SAE_FORMAT_LLAMASCOPE_R1: return sae_format_llamascope_r1(dir, p, warn, err);
-    case SAE_FORMAT_GEMMASCOPE:
-    case SAE_FORMAT_DICTLEARN:
     case SAE_FORMAT_SAELENS: break;
     }
     return sae_error_set(err, SAE_EINVAL, "%s: %s folders are read by the SAELens loader", dir,

@@ -261,7 +261,7 @@ END_TEST
 /* dictionary_learning's mid-training backup ae.pt is not a state_dict. */
 START_TEST(test_dictlearn_backup)
 {
-    refuses("edge/dl_backup/trainer_0", SAE_EFORMAT, "backup");
+    refuses("edge/dl_backup/trainer_0", SAE_EINVAL, "a trainer backup");
 }
 END_TEST
 
