@@ -186,7 +186,8 @@ static int unknown_folder(const char *dir, sae_error *err)
     if (v.n_pt)
         return sae_error_set(err, SAE_EFORMAT,
                              "%s: holds a PyTorch checkpoint (%s) but no config.json beside an "
-                             "ae.pt, so it is no dictionary_learning folder; %s",
+                             "ae.pt, so it is no dictionary_learning folder (OpenAI "
+                             "sparse_autoencoder checkpoints are not read); %s",
                              dir, v.names, reads);
     return sae_error_set(err, SAE_EFORMAT, "%s: no SAE layout saed knows (it holds %s); %s", dir,
                          v.names, reads);

@@ -271,6 +271,7 @@ START_TEST(test_unknown_folders)
     refuses("edge", SAE_EFORMAT, "a folder of 2 folders");
     refuses("expect", SAE_EFORMAT, "saed reads SAELens");
     refuses("gemmascope_res/gemma-scope-2b-pt-res/layer_3", SAE_EFORMAT, "width_16k/");
+    refuses("../readers", SAE_EFORMAT, "OpenAI sparse_autoencoder checkpoints are not read");
 }
 END_TEST
 
