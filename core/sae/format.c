@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,16 +100,6 @@ int sae_format_str(const json_t *obj, const char *key, const char *path, const c
                              v ? "must be a string" : "is missing");
     *out = json_string_value(v);
     return 0;
-}
-
-void sae_format_warn(sae_model_warnings *warn, const char *fmt, ...)
-{
-    if (!warn || warn->n >= SAE_MODEL_WARN_MAX)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(warn->line[warn->n++], SAE_MODEL_WARN_LEN, fmt, ap);
-    va_end(ap);
 }
 
 int sae_format_open(sae_parts *p, const char *dir, const char *name,

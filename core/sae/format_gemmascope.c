@@ -141,7 +141,7 @@ static int names(sae_parts *p, const gemma_path *g, sae_model_warnings *warn, sa
                  g->width, g->l0) < 0)
         return sae_error_set(err, SAE_ENOMEM, "out of memory");
     if (!g->model || !g->hook[0])
-        sae_format_warn(warn,
+        sae_model_warn(warn,
                         "%s: the path does not say which model and hook (SAELens reads them "
                         "from .../gemma-scope-<2b|9b|27b>-pt-<res|mlp|att>/layer_N/...); "
                         "set them per SAE",

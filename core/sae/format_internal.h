@@ -44,10 +44,6 @@ int sae_format_num(const json_t *obj, const char *key, const char *path, double 
 int sae_format_str(const json_t *obj, const char *key, const char *path, const char **out,
                    sae_error *err);
 
-/* Appends one warning line to warn (NULL: dropped; past the cap: dropped). */
-void sae_format_warn(sae_model_warnings *warn, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
 /* Sets p->weights_path to dir/name and opens it with `open` (a reader of
  * core/io: safetensors, npz or torch). */
 int sae_format_open(sae_parts *p, const char *dir, const char *name,

@@ -132,7 +132,7 @@ int sae_format_llamascope(const char *dir, sae_parts *p, sae_model_warnings *war
     }
     const char *act = NULL;
     if (!sae_format_str(hp, "act_fn", path, &act, NULL) && strcmp(act, "jumprelu") != 0)
-        sae_format_warn(warn,
+        sae_model_warn(warn,
                         "%s: act_fn is \"%.32s\"; loaded as SAELens does, as jumprelu with "
                         "jump_relu_threshold",
                         path, act);
@@ -203,7 +203,7 @@ int sae_format_llamascope_r1(const char *dir, sae_parts *p, sae_model_warnings *
      * the norm it came from. Without it nothing is folded, as SAELens does
      * (with a warning) when the catalogue has no factor. */
     if (s == 0) {
-        sae_format_warn(warn,
+        sae_model_warn(warn,
                         "%s: no dataset_average_activation_norm, so no activation-norm factor "
                         "is folded in (SAELens folds its catalogue's norm_scaling_factor)",
                         path);
