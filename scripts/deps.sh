@@ -17,7 +17,7 @@ done
 # The build: compiler, meson, the libraries meson.build requires (its
 # build_pkg) and curl, which scripts/demo.sh asks the daemon with.
 want=(meson ninja-build pkg-config gcc libc6-dev libmicrohttpd-dev libjansson-dev
-      libsqlite3-dev libopenblas-dev libxxhash-dev zlib1g-dev curl)
+      libsqlite3-dev libopenblas-dev libxxhash-dev zlib1g-dev libzip-dev curl)
 if [ "$which" = test ]; then
   # Unit tests (Check) and integration clients (libcurl): meson.build's
   # test_pkg; fuzzing (clang + libFuzzer runtime), load (wrk), the deploy

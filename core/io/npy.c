@@ -92,10 +92,15 @@ static bool read_uint(npy_lex *l, uint64_t *out)
 
 /* Parses the shape tuple: (), (n,), (n, d) or longer, with an optional
  * trailing comma; a parenthesised single number without a comma is not a
- * tuple in Python and is refused. Sets *ndim (may exceed 2: the caller says
- * that is unsupported) and the first two dimensions. */
-static int read_shape(npy_lex *l, const char *name, int *ndim, uint64_t shape[2], sae_error *err)
+ * tuple in Python and is refused. Sets *ndim (may exceed what the caller
+ * allows: the caller says that is unsupported) and the first
+ * SAE_NPY_MAX_DIMS dimensions; *overflow is set when the product of every
+ * dimension does not fit in a size_t. */
+static int read_shape(npy_lex *l, const char *name, int *ndim, uint64_t shape[SAE_NPY_MAX_DIMS],
+                      size_t *n_elems, bool *overflow, sae_error *err)
 {
+    *n_elems = 1;
+    *overflow = false;
     if (!eat(l, '('))
         return sae_error_set(err, SAE_EFORMAT, "%s: .npy header: shape is not a tuple", name);
     int n = 0;
@@ -109,8 +114,10 @@ static int read_shape(npy_lex *l, const char *name, int *ndim, uint64_t shape[2]
             return sae_error_set(err, SAE_EFORMAT,
                                  "%s: .npy header: shape entry %d is not a non-negative integer",
                                  name, n);
-        if (n < 2)
+        if (n < SAE_NPY_MAX_DIMS)
             shape[n] = d;
+        if (d > SIZE_MAX || sae_mul_size(*n_elems, (size_t)d, n_elems))
+            *overflow = true;
         if (n == 64)
             return sae_error_set(err, SAE_EFORMAT, "%s: .npy header: shape is too long", name);
         n++;
@@ -132,11 +139,12 @@ static int read_shape(npy_lex *l, const char *name, int *ndim, uint64_t shape[2]
 }
 
 /* Magic, version, header length (checked against len), then the dict with
- * exactly the three keys numpy writes, then the dtype/order/shape rules and
- * the file's exact size. Malformed: SAE_EFORMAT; valid but unsupported:
- * SAE_EINVAL. */
-int sae_npy_parse(const char *name, const uint8_t *buf, size_t len, sae_npy_info *out,
-                  sae_error *err)
+ * exactly the three keys numpy writes, then the dtype/order/shape rules
+ * (min_ndim..max_ndim dimensions) and the file's exact size. Malformed:
+ * SAE_EFORMAT; valid but unsupported: SAE_EINVAL. The one header parser of
+ * both entry points below. */
+static int npy_parse(const char *name, const uint8_t *buf, size_t len, int min_ndim,
+                     int max_ndim, sae_npy_info *out, sae_error *err)
 {
     if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0)
         return sae_error_set(err, SAE_EFORMAT, "%s: not a .npy file (no \\x93NUMPY magic)", name);
@@ -162,7 +170,9 @@ int sae_npy_parse(const char *name, const uint8_t *buf, size_t len, sae_npy_info
     char key[32], descr[32] = "", word[16];
     bool have_descr = false, have_fortran = false, have_shape = false, fortran = false;
     int ndim = 0, rc;
-    uint64_t shape[2] = {0, 0};
+    uint64_t shape[SAE_NPY_MAX_DIMS] = {0};
+    size_t n_elems = 0;
+    bool overflow = false;
     if (!eat(&l, '{'))
         return sae_error_set(err, SAE_EFORMAT, "%s: .npy header is not a dict", name);
     while (!eat(&l, '}')) {
@@ -186,7 +196,7 @@ int sae_npy_parse(const char *name, const uint8_t *buf, size_t len, sae_npy_info
             fortran = word[0] == 'T';
             have_fortran = true;
         } else if (strcmp(key, "shape") == 0 && !have_shape) {
-            if ((rc = read_shape(&l, name, &ndim, shape, err)))
+            if ((rc = read_shape(&l, name, &ndim, shape, &n_elems, &overflow, err)))
                 return rc;
             have_shape = true;
         } else {
@@ -230,14 +240,13 @@ int sae_npy_parse(const char *name, const uint8_t *buf, size_t len, sae_npy_info
                              descr);
     if (fortran)
         return sae_error_set(err, SAE_EINVAL, "%s: .npy in Fortran order is not supported", name);
-    if (ndim < 1 || ndim > 2)
-        return sae_error_set(err, SAE_EINVAL, "%s: .npy array has %d dimensions (1 or 2 allowed)",
-                             name, ndim);
+    if (ndim < min_ndim || ndim > max_ndim)
+        return sae_error_set(err, SAE_EINVAL, "%s: .npy array has %d dimensions (%d %s %d allowed)",
+                             name, ndim, min_ndim, max_ndim == min_ndim + 1 ? "or" : "to",
+                             max_ndim);
 
-    size_t n_elems = 0, bytes = 0, end = 0;
-    if (shape[0] > SIZE_MAX || shape[1] > SIZE_MAX ||
-        sae_mul_size((size_t)shape[0], ndim == 2 ? (size_t)shape[1] : 1, &n_elems) ||
-        sae_mul_size(n_elems, sae_dtype_size(dt), &bytes) ||
+    size_t bytes = 0, end = 0;
+    if (overflow || sae_mul_size(n_elems, sae_dtype_size(dt), &bytes) ||
         sae_add_size(hstart + hlen, bytes, &end))
         return sae_error_set(err, SAE_EFORMAT, "%s: .npy array size overflows", name);
     if (len != end)
@@ -246,11 +255,26 @@ int sae_npy_parse(const char *name, const uint8_t *buf, size_t len, sae_npy_info
                              len, end, len < end ? "truncated" : "trailing bytes");
     out->dtype = dt;
     out->ndim = ndim;
-    out->shape[0] = shape[0];
-    out->shape[1] = ndim == 2 ? shape[1] : 0;
+    memcpy(out->shape, shape, sizeof out->shape);
     out->data_offset = hstart + hlen;
     out->data_bytes = bytes;
     return 0;
+}
+
+/* Activation files and request bodies: 1-D or 2-D. */
+int sae_npy_parse(const char *name, const uint8_t *buf, size_t len, sae_npy_info *out,
+                  sae_error *err)
+{
+    return npy_parse(name, buf, len, 1, 2, out, err);
+}
+
+/* Archive members: 0-D to max_ndim-D. */
+int sae_npy_parse_nd(const char *name, const uint8_t *buf, size_t len, int max_ndim,
+                     sae_npy_info *out, sae_error *err)
+{
+    if (max_ndim < 0 || max_ndim > SAE_NPY_MAX_DIMS)
+        max_ndim = SAE_NPY_MAX_DIMS;
+    return npy_parse(name, buf, len, 0, max_ndim, out, err);
 }
 
 /* Header as numpy writes it, then the data converted in chunks, through an

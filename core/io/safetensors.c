@@ -307,6 +307,7 @@ int sae_st_parse(const char *name, const uint8_t *buf, size_t len, sae_st_file *
         sae_error_set(err, rc, "%s: out of memory", name);
         goto out;
     }
+    f->format = "safetensors";
     f->base = buf;
     f->size = len;
     size_t cap = json_object_size(root);
@@ -377,76 +378,83 @@ out:
     return rc;
 }
 
-/* Maps the whole file privately and read-only, then validates it with
- * sae_st_parse; the descriptor is closed at once (the mapping stays). */
-int sae_st_open(const char *path, sae_st_file **out, sae_error *err)
+/* Maps the whole file privately and read-only; the descriptor is closed at
+ * once (the mapping stays). */
+int sae_st_map(const char *path, const char *what, const uint8_t **base, size_t *len,
+               sae_error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    void *map = MAP_FAILED;
-    size_t size = 0;
-    sae_st_file *f = NULL;
-    int rc;
+    int rc = 0;
     struct stat st;
 
-    if (fd < 0) {
-        rc = sae_error_set(err, SAE_EIO, "%s: cannot open: %s", path, strerror(errno));
-        goto out;
-    }
+    if (fd < 0)
+        return sae_error_set(err, SAE_EIO, "%s: cannot open: %s", path, strerror(errno));
     if (fstat(fd, &st)) {
         rc = sae_error_set(err, SAE_EIO, "%s: cannot stat: %s", path, strerror(errno));
-        goto out;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        rc = sae_error_set(err, SAE_EIO, "%s: is a directory, not a safetensors file", path);
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
+    } else if (S_ISDIR(st.st_mode)) {
+        rc = sae_error_set(err, SAE_EIO, "%s: is a directory, not a%s %s file", path,
+                           strchr("aeiou", what[0]) ? "n" : "", what);
+    } else if (!S_ISREG(st.st_mode)) {
         rc = sae_error_set(err, SAE_EIO, "%s: not a regular file", path);
-        goto out;
-    }
-    if (st.st_size == 0) {
+    } else if (st.st_size == 0) {
         rc = sae_error_set(err, SAE_EIO, "%s: empty file", path);
-        goto out;
+    } else {
+        void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED) {
+            rc = sae_error_set(err, SAE_EIO, "%s: cannot map: %s", path, strerror(errno));
+        } else {
+            sae_mapped_add(map, (size_t)st.st_size, path);
+            *base = map;
+            *len = (size_t)st.st_size;
+        }
     }
-    size = (size_t)st.st_size;
-    map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) {
-        rc = sae_error_set(err, SAE_EIO, "%s: cannot map: %s", path, strerror(errno));
-        goto out;
-    }
-    sae_mapped_add(map, size, path);
-    if ((rc = sae_st_parse(path, map, size, &f, err)))
-        goto out;
-    f->mapped = true;
-    map = MAP_FAILED; /* f owns it now */
-    *out = f;
-out:
-    if (map != MAP_FAILED) {
-        sae_mapped_remove(map);
-        munmap(map, size);
-    }
-    if (fd >= 0)
-        close(fd);
+    close(fd);
     return rc;
 }
 
-/* Frees names, metadata and, when it is ours, the mapping. NULL is a no-op. */
+/* Forgets and unmaps a mapping made by sae_st_map. */
+void sae_st_unmap(const uint8_t *base, size_t len)
+{
+    sae_mapped_remove(base);
+    munmap((void *)base, len);
+}
+
+/* Maps the file, then validates it with sae_st_parse. */
+int sae_st_open(const char *path, sae_st_file **out, sae_error *err)
+{
+    const uint8_t *map;
+    size_t size;
+    int rc = sae_st_map(path, "safetensors", &map, &size, err);
+    if (rc)
+        return rc;
+    sae_st_file *f = NULL;
+    if ((rc = sae_st_parse(path, map, size, &f, err))) {
+        sae_st_unmap(map, size);
+        return rc;
+    }
+    f->mapped = true; /* f owns the mapping now */
+    *out = f;
+    return 0;
+}
+
+/* Frees names, metadata, owned tensor bytes and, when it is ours, the
+ * mapping. NULL is a no-op. */
 void sae_st_free(sae_st_file *f)
 {
     if (!f)
         return;
-    for (size_t i = 0; i < f->n_tensors; i++)
+    for (size_t i = 0; i < f->n_tensors; i++) {
         free(f->tensors[i].name);
+        free(f->tensors[i].owned);
+    }
     free(f->tensors);
     for (size_t i = 0; i < f->n_meta; i++) {
         free(f->meta[i].key);
         free(f->meta[i].value);
     }
     free(f->meta);
-    if (f->mapped) {
-        sae_mapped_remove(f->base);
-        munmap((void *)f->base, f->size);
-    }
+    if (f->mapped)
+        sae_st_unmap(f->base, f->size);
     free(f->path);
     free(f);
 }
@@ -474,7 +482,9 @@ int sae_st_tensor_f32(const sae_st_file *f, const sae_st_tensor *t, const float 
                       float **owned, sae_error *err)
 {
     if (!sae_dtype_is_float(t->dtype))
-        return sae_error_set(err, SAE_EFORMAT, "%s: tensor \"%.100s\": dtype %s is not a float type",
+        return sae_error_set(err, SAE_EFORMAT,
+                             "%s: tensor \"%.100s\": dtype %s is not a float type (F32, F16, "
+                             "BF16 or F64 is needed here)",
                              f->path, t->name, sae_dtype_name(t->dtype));
     if (t->dtype == SAE_DT_F32 && (uintptr_t)t->data % _Alignof(float) == 0) {
         *out = t->data;

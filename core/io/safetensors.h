@@ -2,7 +2,9 @@
  *
  * The reader validates every rule of the reference implementation (CONTRACT
  * section 2) and memory-maps the file. Tensor data pointers point into the
- * mapping and live as long as the sae_st_file. Each rule has its own
+ * mapping and live as long as the sae_st_file. The other readers of named
+ * tensors (npz, torch checkpoints) fill the same sae_st_file; their tensors
+ * may own their bytes (sae_st_tensor.owned). Each rule has its own
  * SAE_EST_* code (error.h); messages name the file and the rule. */
 #ifndef SAE_SAFETENSORS_H
 #define SAE_SAFETENSORS_H
@@ -24,15 +26,20 @@ typedef struct sae_st_tensor {
     uint64_t shape[SAE_ST_MAX_DIMS];
     size_t nbytes;
     size_t n_elems;
-    const void *data;                   /* borrowed from the mapping */
+    const void *data;                   /* into the mapping, or == owned */
+    void *owned;                        /* NULL, or malloc'd bytes (a deflated archive
+                                         * member, say) freed by sae_st_free */
 } sae_st_tensor;
 
 typedef struct sae_st_meta {
     char *key, *value;                  /* owned */
 } sae_st_meta;
 
+/* A file of named tensors: a safetensors file, or an npz archive or a torch
+ * checkpoint read into the same shape (core/io/npz.h, core/io/torchpt.h). */
 typedef struct sae_st_file {
     char *path;                         /* owned copy, used in messages */
+    const char *format;                 /* static: "safetensors", "npz" or "torch" */
     const uint8_t *base;                /* whole file (mapped or borrowed) */
     size_t size;
     bool mapped;                        /* base is ours to munmap */
@@ -51,7 +58,17 @@ int sae_st_open(const char *path, sae_st_file **out, sae_error *err);
 int sae_st_parse(const char *name, const uint8_t *buf, size_t len, sae_st_file **out,
                  sae_error *err);
 
+/* Frees f: names, metadata, tensors' owned bytes and, when it is f's, the
+ * mapping. NULL is a no-op. */
 void sae_st_free(sae_st_file *f);
+
+/* Maps path read-only (a regular, non-empty file) and registers the mapping
+ * for SIGBUS messages (io/mapped.h); `what` names the expected kind in the
+ * "is a directory" message. On success *base and *len describe the mapping;
+ * release it with sae_st_unmap. The opening step of every reader here. */
+int sae_st_map(const char *path, const char *what, const uint8_t **base, size_t *len,
+               sae_error *err);
+void sae_st_unmap(const uint8_t *base, size_t len);
 
 /* The tensor with this name, or NULL. */
 const sae_st_tensor *sae_st_find(const sae_st_file *f, const char *name);

@@ -19,7 +19,9 @@
 
 #include "io/mapped.h"
 #include "sae/autoencoder.h"
+#include "sae/format.h"
 #include "sae/model_cfg.h"
+#include "sae/parts.h"
 
 /* Keeps buf for freeing with the model. */
 static int model_own(sae_model *m, float *buf, sae_error *err)
@@ -752,25 +754,66 @@ static int bind_sae(sae_model *m, sae_model_cfg *c, const char *cfg_path, sae_er
     return bind_tensors(m, &t, drop, err);
 }
 
-/* The steps, top to bottom: check the folder, read cfg.json, find which
- * layout's weights file is there, interpret cfg for that layout, map the
- * weights file, take cfg's settings, then bind the weights (an autoencoder's
- * layers, or an SAE's tensors). Every failure frees all that was built. */
+/* A release layout (format.h): its loader composes the canonical tensors
+ * into parts, which m takes whole (the file, the buffers, the names); then
+ * the composed arrays are checked finite, the weights file digested and the
+ * decoder norms derived. Everything the parts owned is m's, also on failure. */
+static int load_parts(sae_model *m, sae_format fmt, sae_model_warnings *warn, sae_error *err)
+{
+    sae_parts p = {0};
+    int rc = sae_format_compose(m->dir, fmt, &p, warn, err);
+    if (!rc)
+        rc = sae_parts_check_finite(&p, err);
+    m->st = p.st, m->owned = p.owned, m->n_owned = p.n_owned;
+    m->weights_path = p.weights_path;
+    p.st = NULL, p.owned = NULL, p.n_owned = 0, p.weights_path = NULL;
+    if (!rc && (dup_or_empty(&m->model_name, p.model_name) ||
+                dup_or_empty(&m->hook_name, p.hook_name) ||
+                dup_or_empty(&m->hook_name_out, NULL) ||
+                dup_or_empty(&m->neuronpedia_id, p.neuronpedia_id)))
+        rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
+    if (rc)
+        goto out;
+    snprintf(m->dtype, sizeof m->dtype, "%s", p.dtype);
+    m->d_in = p.d_in, m->d_out = p.d_in, m->d_sae = p.d_sae, m->arch = p.arch, m->k = p.k;
+    m->apply_b_dec_to_input = p.apply_b_dec_to_input;
+    m->norm = p.norm;
+    m->norm_scaling_factor = p.norm_scaling_factor > 0 ? p.norm_scaling_factor : 1.0f;
+    m->w_enc = p.w_enc, m->w_enc_t = p.w_enc_t, m->b_enc = p.b_enc;
+    m->w_dec = p.w_dec, m->b_dec = p.b_dec, m->threshold = p.threshold;
+    m->b_gate = p.b_gate, m->b_mag = p.b_mag;
+    sae_digest_buffer(m->st->base, m->st->size, m->weights_digest);
+    rc = model_derive(m, p.r_mag, err);
+out:
+    sae_parts_free(&p);
+    return rc;
+}
+
+/* The steps, top to bottom: check the folder and find its layout (format.c);
+ * a release layout is composed by its loader (load_parts); a SAELens or
+ * sparsify folder has its cfg.json read, its weights file found and
+ * interpreted for that layout, mapped, cfg's settings taken, then the
+ * weights bound (an autoencoder's layers, or an SAE's tensors). Every
+ * failure frees all that was built. */
 int sae_model_load(const char *dir, sae_model **out, sae_model_warnings *warn, sae_error *err)
 {
     sae_model *m = NULL;
     char *cfg_path = NULL;
     json_t *cfg_json = NULL, *root_json = NULL;
     sae_model_cfg c = {0};
+    sae_format fmt;
     char hook[256];
     int rc;
 
     if (warn)
         warn->n = 0;
-    if ((rc = load_start(dir, &m, &cfg_path, err)))
+    if ((rc = load_start(dir, &m, &cfg_path, err)) || (rc = sae_format_detect(dir, &fmt, err)))
         goto out;
-    if (!exists(cfg_path) && (rc = sae_model_cfg_hub_hint(dir, err)))
-        goto out;
+    if (fmt != SAE_FORMAT_SAELENS) {
+        if ((rc = load_parts(m, fmt, warn, err)))
+            goto out;
+        goto done;
+    }
     if ((rc = sae_model_cfg_read(cfg_path, &cfg_json, err)) ||
         (rc = find_weights(m, err)) ||
         (rc = sae_model_cfg_parse(cfg_json, cfg_path, m->sparsify, &c, warn, err)) ||
@@ -783,6 +826,7 @@ int sae_model_load(const char *dir, sae_model **out, sae_model_warnings *warn, s
                                         : bind_sae(m, &c, cfg_path, err);
     if (rc)
         goto out;
+done:
     *out = m;
     m = NULL;
 out:

@@ -59,7 +59,8 @@ typedef struct sae_model {
 } sae_model;
 
 /* Loads the folder `dir` (cfg.json + sae_weights.safetensors, or cfg.json +
- * sae.safetensors for sparsify), validating cfg, shapes and the file.
+ * sae.safetensors for sparsify, or any release layout format.h detects),
+ * validating cfg, shapes and the file.
  * Warnings (for example expected_average_only_in without
  * norm_scaling_factor) go to `warn` (may be NULL), one line each: it is
  * emptied first and holds what arose on failure too. Weights containing NaN

@@ -85,7 +85,7 @@ build_all() {
     esac
   done
   local libs
-  libs="$(pkg-config --libs jansson sqlite3 libxxhash zlib libmicrohttpd) -lopenblas -lm -lpthread"
+  libs="$(pkg-config --libs jansson sqlite3 libxxhash zlib libzip libmicrohttpd) -lopenblas -lm -lpthread"
   for t in "${targets[@]}"; do
     local extra=("$bin/obj/fuzz_common.o")
     if [[ "$body_targets" == *" $t "* ]]; then

@@ -132,5 +132,52 @@ expect_rc 2 "bench --model with a shape" "$sae" bench --model "$tmp/m" --d-in 8
 expect_rc 2 "nine --batch values" "$sae" bench --batch 1 --batch 2 --batch 3 --batch 4 --batch 5 --batch 6 --batch 7 --batch 8 --batch 9
 grep -q "at most 8 --batch values" "$tmp/err" && ok || bad "repeat cap: $(cat "$tmp/err")"
 
+# Release layouts (core/sae/format*.c): a Gemma Scope params.npz folder and a
+# dictionary_learning trainer folder from tests/fixture/formats, read by
+# `sae info` and `sae encode` as a user would. Their numbers are checked in
+# tests/unit/test_formats.c; here that the programs take them, that info
+# names what the path and config say, and that encode's active features are
+# the expected ones (no row of these two has a feature near its decision).
+formats=${SAE_SOURCE_ROOT:?}/tests/fixture/formats
+for case in gemmascope_res:gemma-2-2b:blocks.3.hook_resid_post:jumprelu \
+            dl_gated:pythia-70m-deduped:blocks.3.hook_resid_post:gated; do
+  IFS=: read -r name model hook arch <<<"$case"
+  dir=$(python3 - "$formats/expect/$name.safetensors" "$tmp/$name.npy" <<'PY'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+h = json.loads(raw[8:8 + n])
+x = h["x"]
+data = raw[8 + n + x["data_offsets"][0]:8 + n + x["data_offsets"][1]]
+hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % tuple(x["shape"])
+hdr += " " * (-(10 + len(hdr) + 1) % 64) + "\n"
+open(sys.argv[2], "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + data)
+print(h["__metadata__"]["folder"])
+PY
+  )
+  expect_rc 0 "info on $name" "$sae" info "$formats/$dir"
+  python3 - "$tmp/out" "$model" "$hook" "$arch" <<'PY' && ok || bad "info on $name: $(cat "$tmp/out")"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert (s["model_name"], s["hook_name"], s["architecture"]) == tuple(sys.argv[2:5]), s
+PY
+  expect_rc 0 "encode $name" "$sae" encode --model "$formats/$dir" --activations "$tmp/$name.npy" --quiet
+  python3 - "$tmp/out" "$formats/expect/$name.safetensors" <<'PY' && ok || bad "encode $name: $(head -c 300 "$tmp/out")"
+import json, struct, sys
+raw = open(sys.argv[2], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+h = json.loads(raw[8:8 + n])
+rows, d_sae = h["f"]["shape"]
+a, b = h["f"]["data_offsets"]
+f = struct.unpack("<%dd" % (rows * d_sae), raw[8 + n + a:8 + n + b])
+lines = open(sys.argv[1]).read().splitlines()
+assert len(lines) == rows, lines
+for r, line in enumerate(lines):
+    got = sorted(json.loads(line)["indices"])
+    want = [j for j in range(d_sae) if f[r * d_sae + j] > 0]
+    assert got == want, (r, got, want)
+PY
+done
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -1,0 +1,398 @@
+/* test_torchpt.c: the torch zip checkpoint reader (core/io/torchpt.c) and
+ * its restricted unpickler (core/io/pickle.c), on files torch 1.13 itself
+ * wrote (tests/fixture/readers/, made by gen.py there), on hand-written
+ * hostile pickles in torch-shaped archives, and on corruptions of real
+ * files.
+ *
+ * Values follow gen.py's formula value(i, seed), exact in every dtype, and
+ * are compared exactly. Every refusal must name what is wrong (the opcode,
+ * the global, the kind of file); no prefix or one-byte corruption of a real
+ * file may crash or read out of bounds (ASan in the asan build). */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/safetensors.h"
+#include "io/torchpt.h"
+#include "unit.h"
+
+/* gen.py's ivalue(i, seed) and value(i, seed). */
+static long ivalue(size_t i, int seed)
+{
+    return (long)((i * 37 + (size_t)seed * 11) % 101) - 50;
+}
+
+static double value(size_t i, int seed)
+{
+    return (double)ivalue(i, seed) * 0.0625;
+}
+
+/* tests/fixture/readers/<name> (caller frees). */
+static char *fixture(const char *name)
+{
+    const char *dir = getenv("SAE_READERS");
+    ck_assert_msg(dir != NULL, "SAE_READERS is not set (tests/unit/meson.build sets it)");
+    char *p;
+    ck_assert_int_ge(asprintf(&p, "%s/%s", dir, name), 0);
+    return p;
+}
+
+/* Reads a whole fixture into a new buffer. */
+static uint8_t *slurp(const char *name, size_t *len)
+{
+    char *path = fixture(name);
+    FILE *fp = fopen(path, "rb");
+    ck_assert_msg(fp != NULL, "%s", path);
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)n + 1);
+    ck_assert_uint_eq(fread(b, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    free(path);
+    *len = (size_t)n;
+    return b;
+}
+
+/* Opens a fixture with sae_pt_open, which must succeed. */
+static sae_st_file *open_ok(const char *name)
+{
+    char *path = fixture(name);
+    sae_st_file *f = NULL;
+    sae_error err = {0};
+    int rc = sae_pt_open(path, &f, &err);
+    ck_assert_msg(rc == 0, "%s: %s", name, err.msg);
+    ck_assert_str_eq(f->format, "torch");
+    free(path);
+    return f;
+}
+
+/* Tensor `name` of f: dtype and shape checked, then its elements from
+ * `first` on compared with value(first + i, seed) (floats, through
+ * sae_st_tensor_f32) or ivalue (integers, read raw). */
+static const sae_st_tensor *check_tensor(const sae_st_file *f, const char *name, sae_dtype dt,
+                                         int ndim, const uint64_t *shape, int seed, size_t first)
+{
+    const sae_st_tensor *t = sae_st_find(f, name);
+    ck_assert_msg(t != NULL, "%s: no tensor %s", f->path, name);
+    ck_assert_int_eq(t->dtype, dt);
+    ck_assert_int_eq(t->ndim, ndim);
+    size_t n = 1;
+    for (int d = 0; d < ndim; d++) {
+        ck_assert_uint_eq(t->shape[d], shape[d]);
+        n *= (size_t)shape[d];
+    }
+    ck_assert_uint_eq(t->n_elems, n);
+    ck_assert_uint_eq(t->nbytes, n * sae_dtype_size(dt));
+    if (dt == SAE_DT_I64 || dt == SAE_DT_I32) {
+        for (size_t i = 0; i < n; i++) {
+            long v;
+            if (dt == SAE_DT_I64) {
+                int64_t x;
+                memcpy(&x, (const uint8_t *)t->data + 8 * i, 8);
+                v = (long)x;
+            } else {
+                int32_t x;
+                memcpy(&x, (const uint8_t *)t->data + 4 * i, 4);
+                v = x;
+            }
+            ck_assert_int_eq(v, ivalue(first + i, seed));
+        }
+        return t;
+    }
+    const float *x;
+    float *owned = NULL;
+    sae_error err = {0};
+    ck_assert_msg(sae_st_tensor_f32(f, t, &x, &owned, &err) == 0, "%s", err.msg);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(x[i] == (float)value(first + i, seed), "%s[%zu] = %g, expected %g", name,
+                      i, (double)x[i], value(first + i, seed));
+    free(owned);
+    return t;
+}
+
+/* True when t's bytes lie in f's mapping (used in place). */
+static int in_place(const sae_st_file *f, const sae_st_tensor *t)
+{
+    const uint8_t *p = t->data;
+    return t->owned == NULL && p >= f->base && p + t->nbytes <= f->base + f->size;
+}
+
+/* dictionary_learning's AutoEncoderTopK state_dict: key order, dtypes, 0-D
+ * buffers, values; data in place at torch's 64-byte alignment. */
+START_TEST(test_topk_state_dict)
+{
+    sae_st_file *f = open_ok("topk_state_dict.pt");
+    static const char *order[] = {"b_dec", "k", "threshold", "decoder.weight", "encoder.weight",
+                                  "encoder.bias"};
+    ck_assert_uint_eq(f->n_tensors, 6);
+    ck_assert_uint_eq(f->n_meta, 0);
+    for (size_t i = 0; i < 6; i++) {
+        ck_assert_str_eq(f->tensors[i].name, order[i]);
+        ck_assert(in_place(f, &f->tensors[i]));
+        ck_assert_uint_eq((uintptr_t)f->tensors[i].data % 64, 0);
+    }
+    check_tensor(f, "b_dec", SAE_DT_F32, 1, (uint64_t[]){8}, 1, 0);
+    const sae_st_tensor *k = sae_st_find(f, "k");
+    ck_assert_int_eq(k->dtype, SAE_DT_I32);
+    ck_assert_int_eq(k->ndim, 0);
+    ck_assert_uint_eq(k->n_elems, 1);
+    int32_t kv;
+    memcpy(&kv, k->data, 4);
+    ck_assert_int_eq(kv, 4);
+    const sae_st_tensor *th = sae_st_find(f, "threshold");
+    ck_assert_int_eq(th->ndim, 0);
+    float thv;
+    memcpy(&thv, th->data, 4);
+    ck_assert(thv == 0.25f);
+    check_tensor(f, "decoder.weight", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 2, 0);
+    check_tensor(f, "encoder.weight", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 3, 0);
+    check_tensor(f, "encoder.bias", SAE_DT_F32, 1, (uint64_t[]){16}, 4, 0);
+    sae_st_free(f);
+}
+END_TEST
+
+START_TEST(test_plain_dict)
+{
+    sae_st_file *f = open_ok("plain_dict.pt");
+    ck_assert_uint_eq(f->n_tensors, 4);
+    ck_assert_str_eq(f->tensors[0].name, "W_enc");
+    check_tensor(f, "W_enc", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 1, 0);
+    check_tensor(f, "b_enc", SAE_DT_F32, 1, (uint64_t[]){16}, 2, 0);
+    check_tensor(f, "W_dec", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 3, 0);
+    check_tensor(f, "b_dec", SAE_DT_F32, 1, (uint64_t[]){8}, 4, 0);
+    sae_st_free(f);
+}
+END_TEST
+
+/* BF16, F16, F64 converted exactly; I64 and I32 read raw, and refused
+ * clearly when floats are asked for. */
+START_TEST(test_dtypes)
+{
+    sae_st_file *f = open_ok("dtypes.pt");
+    check_tensor(f, "bf16", SAE_DT_BF16, 2, (uint64_t[]){4, 8}, 5, 0);
+    check_tensor(f, "f16", SAE_DT_F16, 1, (uint64_t[]){8}, 6, 0);
+    check_tensor(f, "f64", SAE_DT_F64, 1, (uint64_t[]){3}, 7, 0);
+    const sae_st_tensor *i64 = check_tensor(f, "i64", SAE_DT_I64, 1, (uint64_t[]){5}, 8, 0);
+    check_tensor(f, "i32", SAE_DT_I32, 1, (uint64_t[]){6}, 9, 0);
+    const float *x;
+    float *owned = NULL;
+    sae_error err = {0};
+    ck_assert_int_ne(sae_st_tensor_f32(f, i64, &x, &owned, &err), 0);
+    ck_assert_msg(strstr(err.msg, "\"i64\": dtype I64 is not a float type"), "%s", err.msg);
+    ck_assert_ptr_null(owned);
+    sae_st_free(f);
+}
+END_TEST
+
+/* A contiguous slice at a storage offset, two keys sharing one storage, an
+ * nn.Parameter; stored (in place) and deflated (one owned copy shared). */
+START_TEST(test_views)
+{
+    const char *files[] = {"views.pt", "views_deflated.pt"};
+    for (int k = 0; k < 2; k++) {
+        sae_st_file *f = open_ok(files[k]);
+        ck_assert_uint_eq(f->n_tensors, 4);
+        const sae_st_tensor *rows = check_tensor(f, "rows", SAE_DT_F32, 2, (uint64_t[]){2, 4},
+                                                 10, 8);
+        const sae_st_tensor *a = check_tensor(f, "tied_a", SAE_DT_F32, 2, (uint64_t[]){6, 4},
+                                              10, 0);
+        const sae_st_tensor *b = check_tensor(f, "tied_b", SAE_DT_F32, 2, (uint64_t[]){6, 4},
+                                              10, 0);
+        check_tensor(f, "param", SAE_DT_F32, 1, (uint64_t[]){3}, 11, 0);
+        ck_assert_ptr_eq(a->data, b->data);
+        ck_assert_ptr_eq(rows->data, (const float *)a->data + 8);
+        /* One storage, freed once: exactly one of its three tensors owns it. */
+        int owners = (rows->owned != NULL) + (a->owned != NULL) + (b->owned != NULL);
+        ck_assert_int_eq(owners, k == 0 ? 0 : 1);
+        if (k == 0)
+            ck_assert(in_place(f, a));
+        sae_st_free(f);
+    }
+}
+END_TEST
+
+/* OpenAI sparse_autoencoder's layout: tensors, then plain values as JSON
+ * metadata with nested keys joined by '.'. */
+START_TEST(test_openai)
+{
+    sae_st_file *f = open_ok("openai.pt");
+    static const char *order[] = {"pre_bias", "latent_bias", "stats_last_nonzero",
+                                  "latents_activation_frequency", "latents_mean_square",
+                                  "encoder.weight", "decoder.weight"};
+    ck_assert_uint_eq(f->n_tensors, 7);
+    for (size_t i = 0; i < 7; i++)
+        ck_assert_str_eq(f->tensors[i].name, order[i]);
+    check_tensor(f, "pre_bias", SAE_DT_F32, 1, (uint64_t[]){8}, 12, 0);
+    check_tensor(f, "stats_last_nonzero", SAE_DT_I64, 1, (uint64_t[]){16}, 14, 0);
+    check_tensor(f, "encoder.weight", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 17, 0);
+    check_tensor(f, "decoder.weight", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 18, 0);
+    static const struct {
+        const char *key, *json;
+    } meta[] = {
+        {"activation.k", "4"},
+        {"activation.postact_fn", "\"ReLU\""},
+        {"activation", "\"TopK\""},
+        {"activation_state_dict.k", "4"},
+        {"activation_state_dict.postact_fn", "\"ReLU\""},
+        {"activation_state_dict.nested.on", "true"},
+        {"activation_state_dict.nested.off", "null"},
+        {"empty", "{}"},
+        {"ratio", "0.5"},
+        {"list", "[1,\"two\",3.0]"},
+    };
+    ck_assert_uint_eq(f->n_meta, sizeof meta / sizeof meta[0]);
+    for (size_t i = 0; i < sizeof meta / sizeof meta[0]; i++) {
+        ck_assert_str_eq(f->meta[i].key, meta[i].key);
+        ck_assert_str_eq(sae_st_meta_get(f, meta[i].key), meta[i].json);
+    }
+    sae_st_free(f);
+}
+END_TEST
+
+START_TEST(test_hand_written_ok)
+{
+    sae_st_file *f = open_ok("pk_ok.pt");
+    ck_assert_uint_eq(f->n_tensors, 1);
+    const sae_st_tensor *t = sae_st_find(f, "w");
+    ck_assert(in_place(f, t));
+    float v[4];
+    memcpy(v, t->data, sizeof v);
+    ck_assert(v[0] == 1 && v[1] == 2 && v[2] == 3 && v[3] == 4);
+    sae_st_free(f);
+}
+END_TEST
+
+/* Each hostile or foreign file and the words its refusal must contain. */
+START_TEST(test_refusals)
+{
+    static const struct {
+        const char *file, *words;
+    } cases[] = {
+        {"legacy.pt", "a legacy torch.save file"},
+        {"torchscript.pt", "a TorchScript archive"},
+        {"backup.pt", "a trainer backup (it has \"optimizer\")"},
+        {"lmsaes.pt", "an lm-saes checkpoint"},
+        {"list.pt", "holds a list, not a state_dict"},
+        {"noncontig.pt", "is not contiguous (dimension 0 has stride 30, not 2)"},
+        {"pk_os_system.pt", "global os.system is not allowed"},
+        {"pk_reduce_storage.pt", "REDUCE calls torch.FloatStorage"},
+        {"pk_bad_global.pt", "global torch.QInt8Storage is not allowed"},
+        {"pk_inst.pt", "opcode INST (0x69) is not allowed: this reader loads state_dicts only"},
+        {"pk_obj.pt", "opcode OBJ (0x6f) is not allowed"},
+        {"pk_newobj.pt", "opcode NEWOBJ (0x81) is not allowed"},
+        {"pk_stack_global.pt", "opcode STACK_GLOBAL (0x93) is not allowed"},
+        {"pk_memo.pt", "BINGET: memo index 5 was never stored"},
+        {"pk_long_memo.pt", "LONG_BINPUT: memo index 4294967295 is past the limit"},
+        {"pk_proto4.pt", "pickle protocol 4"},
+        {"pk_no_storage.pt", "storage \"7\" has no member archive/data/7"},
+        {"pk_past_storage.pt", "needs elements 2 to 6 of a storage of 4"},
+        {"pk_storage_size.pt", "declares 8 x F32 = 32 bytes but its member holds 16"},
+        {"pk_shape_overflow.pt", "the size's product overflows"},
+        {"pk_negative.pt", "a size is negative (-4)"},
+        {"pk_truncated.pt", "truncated"},
+        {"pk_no_prefix.pt", "member \"data.pkl\" is not in a folder"},
+        {"pk_bigendian.pt", "the byteorder record is not \"little\""},
+        {"pk_cycle.pt", "\"l\" is nested more than 32 deep"},
+        {"pk_storage_twice.pt", "storage \"0\" declared again as F16 x 4 (first F32 x 4)"},
+        {"gemma_stored.npz", "member \"W_enc.npy\" is not in a folder"},
+        {"gen.py", "not a zip archive"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *path = fixture(cases[i].file);
+        sae_st_file *f = NULL;
+        sae_error err = {0};
+        int rc = sae_pt_open(path, &f, &err);
+        ck_assert_msg(rc != 0, "%s was read", cases[i].file);
+        ck_assert_msg(strstr(err.msg, cases[i].words) && strstr(err.msg, cases[i].file),
+                      "%s: \"%s\" lacks \"%s\"", cases[i].file, err.msg, cases[i].words);
+        ck_assert_ptr_null(f);
+        free(path);
+    }
+}
+END_TEST
+
+/* The refusals that need no file: an old tar checkpoint and a bare pickle. */
+START_TEST(test_refusals_in_memory)
+{
+    uint8_t tar[1024] = {0};
+    memcpy(tar, "archive", 7);
+    memcpy(tar + 257, "ustar", 5);
+    sae_st_file *f = NULL;
+    sae_error err = {0};
+    ck_assert_int_ne(sae_pt_parse("old.pt", tar, sizeof tar, &f, &err), 0);
+    ck_assert_msg(strstr(err.msg, "old.pt: an old tar-format torch checkpoint"), "%s", err.msg);
+    const uint8_t bare[] = {0x80, 0x02, '}', '.'};
+    ck_assert_int_ne(sae_pt_parse("bare.pt", bare, sizeof bare, &f, &err), 0);
+    ck_assert_msg(strstr(err.msg, "a bare pickle"), "%s", err.msg);
+    ck_assert_int_ne(sae_pt_parse("empty.pt", bare, 0, &f, &err), 0);
+    ck_assert_ptr_null(f);
+}
+END_TEST
+
+/* A parse of a corrupted buffer: refused with a message, or read with every
+ * tensor inside its buffer or owned (its bytes touched so that ASan sees). */
+static void parse_any(const uint8_t *b, size_t len)
+{
+    sae_st_file *f = NULL;
+    sae_error err = {0};
+    int rc = sae_pt_parse("bad.pt", b, len, &f, &err);
+    if (rc) {
+        ck_assert_msg(err.msg[0] != '\0', "error %d without a message", rc);
+        return;
+    }
+    volatile uint8_t sink = 0;
+    for (size_t i = 0; i < f->n_tensors; i++) {
+        const sae_st_tensor *t = &f->tensors[i];
+        for (size_t k = 0; k < t->nbytes; k++)
+            sink ^= ((const uint8_t *)t->data)[k];
+    }
+    (void)sink;
+    sae_st_free(f);
+}
+
+/* Every prefix of a real checkpoint is refused; every one-byte corruption
+ * is refused or read in bounds. */
+START_TEST(test_corruptions)
+{
+    const char *files[] = {"topk_state_dict.pt", "openai.pt", "views_deflated.pt"};
+    for (int k = 0; k < 3; k++) {
+        size_t len;
+        uint8_t *b = slurp(files[k], &len);
+        for (size_t n = 0; n < len; n++) {
+            uint8_t *cut = malloc(n ? n : 1);
+            memcpy(cut, b, n);
+            sae_st_file *f = NULL;
+            sae_error err = {0};
+            ck_assert_msg(sae_pt_parse("cut.pt", cut, n, &f, &err) != 0,
+                          "%s cut at %zu was read", files[k], n);
+            ck_assert(err.msg[0] != '\0');
+            free(cut);
+        }
+        for (size_t at = 0; at < len; at++) {
+            b[at] ^= 0x21;
+            parse_any(b, len);
+            b[at] ^= 0x21;
+        }
+        free(b);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("torchpt");
+    TCase *tc = tcase_create("torchpt");
+    tcase_add_test(tc, test_topk_state_dict);
+    tcase_add_test(tc, test_plain_dict);
+    tcase_add_test(tc, test_dtypes);
+    tcase_add_test(tc, test_views);
+    tcase_add_test(tc, test_openai);
+    tcase_add_test(tc, test_hand_written_ok);
+    tcase_add_test(tc, test_refusals);
+    tcase_add_test(tc, test_refusals_in_memory);
+    tcase_add_test(tc, test_corruptions);
+    suite_add_tcase(s, tc);
+    return unit_run(s);
+}
