@@ -412,6 +412,8 @@ static enum MHD_Result decode_reply(struct saed_req *rq)
     struct saed_job *job = rq->job;
     const sae_model *m = rq->snap->model;
     bool normalised = sae_decode_is_normalised(m);
+    if (job->weights_changed)
+        return reply_weights_changed(rq);
     if (job->rc == SAE_ERANGE)
         return reply_error(rq, 422, "non_finite",
                            "row %zu: the reconstruction is not finite (values too large for "
@@ -447,6 +449,8 @@ enum MHD_Result decode_post(struct saed_req *rq)
     if (rq->job)
         return decode_reply(rq);
     const sae_model *m = rq->snap->model;
+    if (sae_model_changed(m))
+        return reply_weights_changed(rq);
     struct saed_perr e = {0};
     struct saed_job *job = job_new(JOB_DECODE);
     if (!job)

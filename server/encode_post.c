@@ -522,6 +522,8 @@ static enum MHD_Result reply_json_rows(struct saed_req *rq, const struct saed_jo
 static enum MHD_Result encode_reply(struct saed_req *rq)
 {
     struct saed_job *job = rq->job;
+    if (job->weights_changed)
+        return reply_weights_changed(rq);
     if (job->rc == SAE_ERANGE)
         return reply_error(rq, 422, "non_finite",
                            "%s (the input is too large for float32 arithmetic inside the SAE)",
@@ -593,7 +595,8 @@ enum MHD_Result encode_post(struct saed_req *rq)
 {
     if (rq->job && rq->state == RQ_WAITING)
         return encode_reply(rq);
-    enum MHD_Result r = encode_start(rq);
+    enum MHD_Result r = sae_model_changed(rq->snap->model) ? reply_weights_changed(rq)
+                                                            : encode_start(rq);
     if (rq->incoming && rq->state == RQ_REPLIED) {
         /* Refused: no rows will come from this request after all. */
         batcher_incoming(rq->srv->batcher, -1);

@@ -150,6 +150,15 @@ enum MHD_Result reply_error(struct saed_req *rq, unsigned status, const char *co
     return error_reply(rq, status, code, raw, NULL);
 }
 
+enum MHD_Result reply_weights_changed(struct saed_req *rq)
+{
+    return reply_error(rq, 503, "weights_changed",
+                       "%s was truncated or written in place after saed loaded it; nothing is "
+                       "computed from it until a SIGHUP loads a checked file (replace a served "
+                       "file by renaming a new one over it)",
+                       rq->snap->model->weights_path);
+}
+
 /* 405 with an Allow header listing what the path takes. */
 enum MHD_Result reply_method_not_allowed(struct saed_req *rq, const char *allow)
 {

@@ -377,8 +377,9 @@ out:
     return rc;
 }
 
-/* Maps the whole file privately and read-only, then validates it with
- * sae_st_parse; the descriptor is closed at once (the mapping stays). */
+/* Maps the whole file privately and read-only, registers and watches the
+ * mapping (mapped.h keeps its own descriptor), then validates it with
+ * sae_st_parse; this descriptor is closed at once (the mapping stays). */
 int sae_st_open(const char *path, sae_st_file **out, sae_error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -415,6 +416,7 @@ int sae_st_open(const char *path, sae_st_file **out, sae_error *err)
         goto out;
     }
     sae_mapped_add(map, size, path);
+    sae_mapped_watch(map, fd);
     if ((rc = sae_st_parse(path, map, size, &f, err)))
         goto out;
     f->mapped = true;
