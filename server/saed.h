@@ -61,6 +61,9 @@ struct saed_snap {
 
 /* Drops one reference; the last one frees the snapshot and its model. */
 void snap_release(struct saed_snap *s);
+/* One more reference to s, which the caller already holds one of (a reply
+ * that outlives its request keeps what it reads); returns s. */
+struct saed_snap *snap_hold(struct saed_snap *s);
 
 /* One served SAE. CONTRACT 7 reserves several per daemon (`--model ID=DIR`,
  * /v1/saes/{id}/...); today there is exactly one, the default. `current` is

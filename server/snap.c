@@ -24,6 +24,12 @@ void snap_release(struct saed_snap *s)
     }
 }
 
+struct saed_snap *snap_hold(struct saed_snap *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    return s;
+}
+
 /* A new reference to the current snapshot (NULL before the first load). */
 struct saed_snap *snap_acquire(struct saed_sae *sae)
 {

@@ -345,6 +345,7 @@ def test_replymem(c):
     for s in held:
         s.close()
     time.sleep(2.0)
+    encode_stream_checks(d, d_in)
     small = hlib.request(d.port, "POST", "/v1/decode", b"\0" * 16,
                          {"Content-Type": "application/octet-stream"})
     check("replymem: room comes back once the unread replies' connections close",
@@ -362,6 +363,39 @@ def test_replymem(c):
           "%r" % (big,))
     check("replymem: saed alive", d.alive())
     d.stop()
+
+
+def encode_stream_checks(d, d_in):
+    """Finding 1 for encode: a large reply (include=reconstruction) is written
+    while it is sent (chunked, never built whole on a polling thread), is
+    whole and right, and the binary reply of the same rows too."""
+    rows = 2048
+    body = b"".join(struct.pack("<%df" % d_in, *([0.5 * ((r * 31 + c * 17) % 13 - 6)
+                                                    for c in range(d_in)]))
+                    for r in range(rows))
+    resp = hlib.request(d.port, "POST", "/v1/encode?include=reconstruction", body,
+                        {"Content-Type": "application/octet-stream", "Accept": "application/json"},
+                        timeout=60)
+    ok = resp is not None and resp.status == 200
+    chunked = ok and resp.headers.get("transfer-encoding", "").lower() == "chunked"
+    check("replymem: a large encode reply (include=reconstruction) is sent as it is written "
+          "(chunked), not built whole", chunked, "%r %s" % (resp, resp.headers if resp else ""))
+    res = resp.json()["results"] if ok else []
+    check("replymem: ... and holds every row and its reconstruction",
+          len(res) == rows and all(len(r["reconstruction"]) == d_in for r in res),
+          "%d rows" % len(res))
+    b = hlib.request(d.port, "POST", "/v1/encode", body,
+                     {"Content-Type": "application/octet-stream",
+                      "Accept": "application/octet-stream"}, timeout=60)
+    same = b is not None and b.status == 200
+    at = 0
+    for r in res if same else []:
+        n = struct.unpack_from("<I", b.body, at)[0]
+        idx = list(struct.unpack_from("<%dI" % n, b.body, at + 4))
+        same = same and idx == r["indices"]
+        at += 4 + 8 * n
+    check("replymem: the binary reply of the same rows agrees and ends where it should",
+          same and at == len(b.body) and any(r["indices"] for r in res), "%r" % (b,))
 
 
 TESTS.append(("replymem", test_replymem))
