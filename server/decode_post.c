@@ -429,16 +429,13 @@ static enum MHD_Result decode_reply(struct saed_req *rq)
                                .d = m->d_in, .binary = rq->accept_binary,
                                .normalised = normalised};
     size_t total = s->n * s->d * sizeof *s->dense;
-    struct MHD_Response *resp = MHD_create_response_from_callback(
-        s->binary ? total : MHD_SIZE_UNKNOWN, 64 * 1024, dense_read, s, dense_free);
+    struct MHD_Response *resp =
+        reply_stream_new(rq, s->binary, total, dense_read, s, dense_free, &s->reserved);
     if (!resp) {
         free(s);
         return reply_error(rq, 503, "out_of_memory", "cannot start the reply");
     }
     job->dense = NULL;
-    s->reserved = reply_hand_over(rq);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            s->binary ? "application/octet-stream" : "application/json");
     return reply_response(rq, 200, resp, total);
 }
 

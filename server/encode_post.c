@@ -595,8 +595,8 @@ static enum MHD_Result reply_stream(struct saed_req *rq, const struct index_labe
                              .labels = labels, .binary = rq->accept_binary};
     buf_init(&s->piece, REPLY_LIMIT, 4096);
     size_t total = reply_estimate(job, false, 0, true);
-    struct MHD_Response *resp = MHD_create_response_from_callback(
-        s->binary ? total : MHD_SIZE_UNKNOWN, 64 * 1024, enc_read, s, enc_free);
+    struct MHD_Response *resp =
+        reply_stream_new(rq, s->binary, total, enc_read, s, enc_free, &s->reserved);
     if (!resp) {
         snap_release(s->snap);
         buf_free(&s->piece);
@@ -604,9 +604,6 @@ static enum MHD_Result reply_stream(struct saed_req *rq, const struct index_labe
         return reply_error(rq, 503, "out_of_memory", "cannot start the reply");
     }
     rq->job = NULL;
-    s->reserved = reply_hand_over(rq);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            s->binary ? "application/octet-stream" : "application/json");
     return reply_response(rq, 200, resp, s->binary ? total : 0);
 }
 

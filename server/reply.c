@@ -77,6 +77,20 @@ void reply_release(struct saed_server *srv, uint64_t bytes)
     atomic_fetch_sub(&srv->reply_bytes, bytes);
 }
 
+struct MHD_Response *reply_stream_new(struct saed_req *rq, bool binary, size_t total,
+                                      MHD_ContentReaderCallback reader, void *cls,
+                                      MHD_ContentReaderFreeCallback free_cb, size_t *reserved)
+{
+    struct MHD_Response *resp = MHD_create_response_from_callback(
+        binary ? total : MHD_SIZE_UNKNOWN, 64 * 1024, reader, cls, free_cb);
+    if (!resp)
+        return NULL;
+    *reserved = reply_hand_over(rq);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            binary ? "application/octet-stream" : "application/json");
+    return resp;
+}
+
 size_t reply_hand_over(struct saed_req *rq)
 {
     size_t n = rq->reply_reserved;

@@ -248,6 +248,13 @@ void req_body_free(struct saed_req *rq);
  * the reply would pass max_reply_bytes, 503 overloaded with Retry-After when
  * the total has no room. */
 int reply_reserve(struct saed_req *rq, uint64_t bytes, enum MHD_Result *r);
+/* A reply written by reader(cls) while it is sent, of content type binary
+ * (octet-stream, Content-Length total) or JSON (chunked); NULL when it cannot
+ * be made (the caller still owns cls). On success rq's reply room moves to
+ * *reserved (for the free callback to release). */
+struct MHD_Response *reply_stream_new(struct saed_req *rq, bool binary, size_t total,
+                                      MHD_ContentReaderCallback reader, void *cls,
+                                      MHD_ContentReaderFreeCallback free_cb, size_t *reserved);
 /* Gives bytes of reply room back (a streamed reply's free callback). */
 void reply_release(struct saed_server *srv, uint64_t bytes);
 /* Moves rq's reply room to the caller (a streamed reply that outlives the
