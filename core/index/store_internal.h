@@ -53,7 +53,7 @@ int sae_store_fail(sqlite3 *db, const char *path, const char *what, sae_error *e
 struct sae_store {
     char *path;             /* owned */
     char *uri;              /* owned: file:...?immutable=1 (opened by path only) */
-    unsigned char *image;   /* owned: the whole file, read once (held); NULL when
+    unsigned char *image;   /* owned mapping: the whole file, read once (held); NULL when
                                connections open the file by path */
     size_t image_len;
     char file_digest[33];   /* XXH3-128 of image; "" when not held */
@@ -80,6 +80,8 @@ int store_check_header(const char *path, const unsigned char *h, size_t got, uin
 /* Opens a read-only connection to s: to its image when held, else to its
  * file (immutable, memory-mapped reads). */
 int store_open_db(const sae_store *s, sqlite3 **db, sae_error *err);
+/* Unmaps a held index's image (none: nothing). */
+void store_image_free(sae_store *s);
 /* Reads and checks meta, vocabulary and the features table into s (whose
  * path, and uri or image, are set). */
 int store_load(sae_store *s, sae_error *err);

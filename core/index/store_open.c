@@ -12,13 +12,16 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "sae/model.h" /* sae_digest_buffer */
 
 /* Reads the whole regular file behind fd (size bytes by fstat) into a new
- * buffer; a file that shrinks or grows while being read is refused. */
+ * anonymous mapping of its own (not malloc: glibc would keep a freed copy's
+ * pages in its heap, and each reload would leave RSS behind); a file that
+ * shrinks or grows while being read is refused. */
 static int read_whole(int fd, const char *path, unsigned char **out, size_t *len,
                       sae_error *err)
 {
@@ -28,8 +31,9 @@ static int read_whole(int fd, const char *path, unsigned char **out, size_t *len
     if ((uint64_t)st.st_size > SIZE_MAX - 1)
         return sae_error_set(err, SAE_ENOMEM, "%s: too large to hold in memory", path);
     size_t n = (size_t)st.st_size, at = 0;
-    unsigned char *buf = malloc(n ? n : 1);
-    if (!buf)
+    unsigned char *buf = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (buf == MAP_FAILED)
         return sae_error_set(err, SAE_ENOMEM, "%s: out of memory for a copy of %zu bytes",
                              path, n);
     while (at < n) {
@@ -37,7 +41,7 @@ static int read_whole(int fd, const char *path, unsigned char **out, size_t *len
         if (got < 0 && errno == EINTR)
             continue;
         if (got <= 0) {
-            free(buf);
+            munmap(buf, n ? n : 1);
             if (got < 0)
                 return sae_error_set(err, SAE_EIO, "%s: read: %s", path, strerror(errno));
             return sae_error_set(err, SAE_EFORMAT, "%s: truncated while being read", path);
@@ -47,7 +51,7 @@ static int read_whole(int fd, const char *path, unsigned char **out, size_t *len
     struct stat after;
     if (fstat(fd, &after) || after.st_size != st.st_size ||
         after.st_mtim.tv_sec != st.st_mtim.tv_sec || after.st_mtim.tv_nsec != st.st_mtim.tv_nsec) {
-        free(buf);
+        munmap(buf, n ? n : 1);
         return sae_error_set(err, SAE_EFORMAT, "%s: changed while being read", path);
     }
     *out = buf;
@@ -84,6 +88,13 @@ int sae_store_open_held(const char *path, sae_store **out, sae_error *err)
     }
     *out = s;
     return 0;
+}
+
+void store_image_free(sae_store *s)
+{
+    if (s->image)
+        munmap(s->image, s->image_len ? s->image_len : 1);
+    s->image = NULL;
 }
 
 const char *sae_store_file_digest(const sae_store *s)

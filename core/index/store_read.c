@@ -245,7 +245,7 @@ void sae_store_close(sae_store *s)
     free(s->vocab_len);
     free(s->path);
     free(s->uri);
-    free(s->image);
+    store_image_free(s);
     free(s);
 }
 
