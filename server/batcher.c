@@ -258,6 +258,21 @@ static void run_batch(struct worker *w, struct saed_job *batch, size_t rows)
     distribute(w, batch, single, m->d_in);
 }
 
+/* Runs one batch (a list of jobs on the same snapshot) to completion, then
+ * fails every job of it if the weights file changed meanwhile (a rewrite in
+ * place, or a truncation whose SIGBUS was absorbed into zero pages): the
+ * numbers may come from another file or from zeros (io/mapped.h). */
+static void run_batch_checked(struct worker *w, struct saed_job *batch, size_t rows)
+{
+    run_batch(w, batch, rows);
+    if (!sae_model_changed(batch->snap->model))
+        return;
+    for (struct saed_job *j = batch; j; j = j->next) {
+        j->weights_changed = true;
+        j->rc = sae_error_set(&j->err, SAE_EIO, "the weights file changed on disk");
+    }
+}
+
 /* A CLOCK_MONOTONIC timespec for us microseconds. */
 static void deadline_ts(int64_t us, struct timespec *ts)
 {
@@ -333,7 +348,7 @@ static void *worker_main(void *arg)
         struct saed_job *batch = gather(b, &rows);
         pthread_mutex_unlock(&b->lock);
 
-        run_batch(w, batch, rows);
+        run_batch_checked(w, batch, rows);
 
         pthread_mutex_lock(&b->lock);
         b->rows -= rows;

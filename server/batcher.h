@@ -58,6 +58,8 @@ struct saed_job {
     int rc;                         /* 0, or a sae_status with err filled */
     sae_error err;
     size_t bad_row;                 /* rc == SAE_ERANGE: first row with a non-finite output */
+    bool weights_changed;           /* the weights file changed under the run: rc is set
+                                       and the outputs are not to be answered */
 
     /* plumbing */
     struct MHD_Connection *conn;    /* borrowed: resumed when done */

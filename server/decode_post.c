@@ -416,6 +416,8 @@ static enum MHD_Result decode_reply(struct saed_req *rq)
     struct saed_job *job = rq->job;
     const sae_model *m = rq->snap->model;
     bool normalised = sae_decode_is_normalised(m);
+    if (job->weights_changed)
+        return reply_weights_changed(rq);
     if (job->rc == SAE_ERANGE)
         return reply_error(rq, 422, "non_finite",
                            "row %zu: the reconstruction is not finite (values too large for "
@@ -446,17 +448,14 @@ static enum MHD_Result decode_reply(struct saed_req *rq)
                                .d = m->d_out, .binary = rq->accept_binary, .tail = tail,
                                .tail_len = tail_len};
     size_t total = s->n * s->d * sizeof *s->dense;
-    struct MHD_Response *resp = MHD_create_response_from_callback(
-        s->binary ? total : MHD_SIZE_UNKNOWN, 64 * 1024, dense_read, s, dense_free);
+    struct MHD_Response *resp =
+        reply_stream_new(rq, s->binary, total, dense_read, s, dense_free, &s->reserved);
     if (!resp) {
         free(s->tail);
         free(s);
         return reply_error(rq, 503, "out_of_memory", "cannot start the reply");
     }
     job->dense = NULL;
-    s->reserved = reply_hand_over(rq);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            s->binary ? "application/octet-stream" : "application/json");
     return reply_response(rq, 200, resp, total);
 }
 
@@ -467,6 +466,8 @@ enum MHD_Result decode_post(struct saed_req *rq)
     if (rq->job)
         return decode_reply(rq);
     const sae_model *m = rq->snap->model;
+    if (sae_model_changed(m))
+        return reply_weights_changed(rq);
     struct saed_perr e = {0};
     struct saed_job *job = job_new(JOB_DECODE);
     if (!job)

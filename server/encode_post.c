@@ -441,94 +441,212 @@ static int take_binary(struct saed_req *rq, struct saed_job *job, struct saed_pe
     return check_finite(job->x, job->n_rows, d, e);
 }
 
-/* The binary reply: per row u32 count, u32 indices[count], f32 values[count]. */
-static enum MHD_Result reply_binary(struct saed_req *rq, const struct saed_job *job)
+/* Replies whose estimated size passes this are written while they are sent
+ * (a content reader, one row at a time); smaller ones are built whole and
+ * may be gzip-compressed. */
+#define STREAM_BYTES ((size_t)64 * 1024)
+
+/* Appends row r of job's reply to b: binary (u32 count, u32 indices[count],
+ * f32 values[count]) or one JSON object, after a comma unless it is the
+ * first. labels: the snapshot's, when include "features" asked for them. */
+static void put_row(struct saed_buf *b, const struct saed_job *job,
+                    const struct index_labels *labels, size_t d, bool binary, size_t r)
 {
     const sae_sparse *s = &job->out;
-    size_t bytes = 4 * s->n_rows + 8 * s->nnz;
-    uint8_t *buf = malloc(bytes ? bytes : 1), *p = buf;
-    if (!buf)
-        return reply_error(rq, 503, "out_of_memory", "cannot build a %zu-byte reply", bytes);
-    for (size_t r = 0; r < s->n_rows; r++) {
-        uint32_t a = s->row_ptr[r], n = s->row_ptr[r + 1] - a;
-        memcpy(p, &n, 4);
-        memcpy(p + 4, s->idx + a, 4 * (size_t)n);
-        memcpy(p + 4 + 4 * (size_t)n, s->val + a, 4 * (size_t)n);
-        p += 4 + 8 * (size_t)n;
+    uint32_t a = s->row_ptr[r], e = s->row_ptr[r + 1], n = e - a;
+    if (binary) {
+        buf_put(b, &n, 4);
+        buf_put(b, s->idx + a, 4 * (size_t)n);
+        buf_put(b, s->val + a, 4 * (size_t)n);
+        return;
     }
-    return reply_bytes(rq, 200, "application/octet-stream", buf, bytes);
+    buf_puts(b, r ? ",{\"indices\":[" : "{\"indices\":[");
+    for (uint32_t t = a; t < e; t++) {
+        if (t > a)
+            buf_putc(b, ',');
+        buf_u32(b, s->idx[t]);
+    }
+    buf_puts(b, "],\"values\":[");
+    for (uint32_t t = a; t < e; t++) {
+        if (t > a)
+            buf_putc(b, ',');
+        buf_f32(b, s->val[t]);
+    }
+    buf_puts(b, "],\"l0\":");
+    buf_u32(b, job->l0[r]);
+    if (job->want_metrics) {
+        buf_puts(b, ",\"mse\":");
+        buf_f64(b, job->metrics[r].mse);
+        buf_puts(b, ",\"fvu\":");
+        buf_f64(b, job->metrics[r].fvu);
+        buf_puts(b, ",\"cosine\":");
+        buf_f64(b, job->metrics[r].cosine);
+    }
+    if (labels)
+        encode_features_json(b, labels, s->idx + a, e - a);
+    if (job->want_recon) {
+        buf_puts(b, ",\"reconstruction\":[");
+        const float *x = job->dense + r * d;
+        for (size_t c = 0; c < d; c++) {
+            if (c)
+                buf_putc(b, ',');
+            buf_f32(b, x[c]);
+        }
+        buf_putc(b, ']');
+    }
+    buf_putc(b, '}');
 }
 
-/* The JSON reply, written directly into a capped buffer (no jansson tree). */
-static enum MHD_Result reply_json_rows(struct saed_req *rq, const struct saed_job *job)
+/* The reply's size: exact for binary, an estimate (most numbers shorter than
+ * their bound) for JSON. */
+static size_t reply_estimate(const struct saed_job *job, bool labels, size_t d, bool binary)
 {
     const sae_sparse *s = &job->out;
-    size_t d = rq->snap->model->d_in;
-    size_t hint = 32 + s->n_rows * 48 + s->nnz * 22 + (job->want_recon ? s->n_rows * d * 16 : 0);
-    const struct index_labels *labels = job->want_features ? rq->snap->labels : NULL;
-    if (labels)
-        hint += s->nnz * 64;
-    struct saed_buf b;
-    buf_init(&b, REPLY_LIMIT, hint);
-    buf_puts(&b, "{\"results\":[");
-    for (size_t r = 0; r < s->n_rows; r++) {
-        uint32_t a = s->row_ptr[r], e = s->row_ptr[r + 1];
-        buf_puts(&b, r ? ",{\"indices\":[" : "{\"indices\":[");
-        for (uint32_t t = a; t < e; t++) {
-            if (t > a)
-                buf_putc(&b, ',');
-            buf_u32(&b, s->idx[t]);
-        }
-        buf_puts(&b, "],\"values\":[");
-        for (uint32_t t = a; t < e; t++) {
-            if (t > a)
-                buf_putc(&b, ',');
-            buf_f32(&b, s->val[t]);
-        }
-        buf_puts(&b, "],\"l0\":");
-        buf_u32(&b, job->l0[r]);
-        if (job->want_metrics) {
-            buf_puts(&b, ",\"mse\":");
-            buf_f64(&b, job->metrics[r].mse);
-            buf_puts(&b, ",\"fvu\":");
-            buf_f64(&b, job->metrics[r].fvu);
-            buf_puts(&b, ",\"cosine\":");
-            buf_f64(&b, job->metrics[r].cosine);
-        }
-        if (labels)
-            encode_features_json(&b, labels, s->idx + a, e - a);
-        if (job->want_recon) {
-            buf_puts(&b, ",\"reconstruction\":[");
-            const float *x = job->dense + r * d;
-            for (size_t c = 0; c < d; c++) {
-                if (c)
-                    buf_putc(&b, ',');
-                buf_f32(&b, x[c]);
-            }
-            buf_putc(&b, ']');
-        }
-        buf_putc(&b, '}');
+    if (binary)
+        return 4 * s->n_rows + 8 * s->nnz;
+    return 32 + s->n_rows * 48 + s->nnz * 22 + (job->want_recon ? s->n_rows * d * 16 : 0) +
+           (labels ? s->nnz * 64 : 0);
+}
+
+/* A streamed encode reply: the job (taken from the request) and a reference
+ * to its snapshot (labels, d_in) live until libmicrohttpd frees the reply,
+ * with the reply room they were counted in. piece holds the bytes of the
+ * current row not yet handed out, from off. */
+struct enc_stream {
+    struct saed_server *srv;
+    struct saed_snap *snap;         /* a reference of its own */
+    struct saed_job *job;           /* owned */
+    const struct index_labels *labels; /* borrowed from snap, or NULL */
+    size_t reserved;                /* of max_reply_bytes_total, released at the end */
+    bool binary;
+    size_t row;                     /* the next row to write */
+    bool ended;                     /* the tail is written */
+    struct saed_buf piece;
+    size_t off;
+};
+
+/* Writes the next piece (the head with row 0, a row, or the tail) into
+ * s->piece; false when there is none left. */
+static bool enc_next(struct enc_stream *s)
+{
+    size_t n = s->job->out.n_rows;
+    s->piece.len = 0;
+    s->off = 0;
+    if (s->ended)
+        return false;
+    if (!s->binary && s->row == 0)
+        buf_puts(&s->piece, "{\"results\":[");
+    if (s->row < n) {
+        put_row(&s->piece, s->job, s->labels, s->snap->model->d_in, s->binary, s->row++);
+        return true;
     }
-    buf_puts(&b, "]}\n");
+    if (!s->binary)
+        buf_puts(&s->piece, "]}\n");
+    s->ended = true;
+    return true;
+}
+
+/* libmicrohttpd's content reader: up to max bytes of the reply. */
+static ssize_t enc_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    (void)pos;
+    struct enc_stream *s = cls;
+    size_t w = 0;
+    while (w < max) {
+        if (s->off == s->piece.len && !enc_next(s))
+            break;
+        if (s->piece.failed)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        size_t k = s->piece.len - s->off < max - w ? s->piece.len - s->off : max - w;
+        memcpy(out + w, s->piece.data + s->off, k);
+        s->off += k;
+        w += k;
+    }
+    return w ? (ssize_t)w : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+/* libmicrohttpd's free callback: the job, the snapshot and the room go. */
+static void enc_free(void *cls)
+{
+    struct enc_stream *s = cls;
+    reply_release(s->srv, s->reserved);
+    buf_free(&s->piece);
+    job_free(s->job);
+    snap_release(s->snap);
+    free(s);
+}
+
+/* Streams the reply from the job's outputs. What the job holds until it is
+ * sent (the sparse rows, l0 and metrics; the reconstruction was counted
+ * before it ran) is counted against the reply budget first. */
+static enum MHD_Result reply_stream(struct saed_req *rq, const struct index_labels *labels)
+{
+    struct saed_job *job = rq->job;
+    const sae_sparse *sp = &job->out;
+    size_t held = 8 * sp->nnz + 8 * (sp->n_rows + 1) +
+                  (job->want_metrics ? sp->n_rows * sizeof *job->metrics : 0);
+    enum MHD_Result r;
+    if (reply_reserve(rq, held, &r))
+        return r;
+    struct enc_stream *s = calloc(1, sizeof *s);
+    if (!s)
+        return reply_error(rq, 503, "out_of_memory", "cannot start the reply");
+    *s = (struct enc_stream){.srv = rq->srv, .snap = snap_hold(rq->snap), .job = job,
+                             .labels = labels, .binary = rq->accept_binary};
+    buf_init(&s->piece, REPLY_LIMIT, 4096);
+    size_t total = reply_estimate(job, false, 0, true);
+    struct MHD_Response *resp =
+        reply_stream_new(rq, s->binary, total, enc_read, s, enc_free, &s->reserved);
+    if (!resp) {
+        snap_release(s->snap);
+        buf_free(&s->piece);
+        free(s);
+        return reply_error(rq, 503, "out_of_memory", "cannot start the reply");
+    }
+    rq->job = NULL;
+    return reply_response(rq, 200, resp, s->binary ? total : 0);
+}
+
+/* The reply, JSON or binary: built whole when small, else streamed. */
+static enum MHD_Result reply_rows(struct saed_req *rq)
+{
+    const struct saed_job *job = rq->job;
+    size_t d = rq->snap->model->d_in;
+    bool binary = rq->accept_binary;
+    const struct index_labels *labels = job->want_features ? rq->snap->labels : NULL;
+    size_t est = reply_estimate(job, labels != NULL, d, binary);
+    if (est > STREAM_BYTES)
+        return reply_stream(rq, labels);
+    struct saed_buf b;
+    buf_init(&b, REPLY_LIMIT, est);
+    if (!binary)
+        buf_puts(&b, "{\"results\":[");
+    for (size_t r = 0; r < job->out.n_rows; r++)
+        put_row(&b, job, labels, d, binary, r);
+    if (!binary)
+        buf_puts(&b, "]}\n");
     size_t len;
     char *body = buf_steal(&b, &len);
     if (!body)
         return reply_error(rq, 500, "reply_too_large", "the reply exceeds %zu bytes",
                            REPLY_LIMIT);
-    return reply_json_buf(rq, 200, body, len);
+    return binary ? reply_bytes(rq, 200, "application/octet-stream", body, len)
+                  : reply_json_buf(rq, 200, body, len);
 }
 
 /* Second call, after the worker resumed the connection. */
 static enum MHD_Result encode_reply(struct saed_req *rq)
 {
     struct saed_job *job = rq->job;
+    if (job->weights_changed)
+        return reply_weights_changed(rq);
     if (job->rc == SAE_ERANGE)
         return reply_error(rq, 422, "non_finite",
                            "%s (the input is too large for float32 arithmetic inside the SAE)",
                            job->err.msg);
     if (job->rc)
         return reply_error(rq, 500, "internal", "encode failed: %s", job->err.msg);
-    return rq->accept_binary ? reply_binary(rq, job) : reply_json_rows(rq, job);
+    return reply_rows(rq);
 }
 
 /* First call: parse, validate, queue. */
@@ -578,10 +696,11 @@ static enum MHD_Result encode_start(struct saed_req *rq)
     job->want_metrics = o.metrics;
     job->want_recon = o.recon;
     job->want_features = o.features;
-    /* A reconstruction is sized before it runs: its floats, and the text
-     * written from them (16 bytes a value at most: "%.9g" and a comma). */
+    /* A reconstruction is sized before it runs: its floats, held until the
+     * reply is sent (a large reply is written from them while it is sent,
+     * reply_rows; a small one is counted again when built, reply_body). */
     enum MHD_Result r;
-    if (o.recon && reply_reserve(rq, (uint64_t)job->n_rows * m->d_in * (sizeof(float) + 16), &r))
+    if (o.recon && reply_reserve(rq, (uint64_t)job->n_rows * m->d_in * sizeof(float), &r))
         return r;
     sae_error err;
     if (job_alloc_outputs(job, m->d_in, &err))
@@ -599,7 +718,8 @@ enum MHD_Result encode_post(struct saed_req *rq)
 {
     if (rq->job && rq->state == RQ_WAITING)
         return encode_reply(rq);
-    enum MHD_Result r = encode_start(rq);
+    enum MHD_Result r = sae_model_changed(rq->snap->model) ? reply_weights_changed(rq)
+                                                            : encode_start(rq);
     if (rq->incoming && rq->state == RQ_REPLIED) {
         /* Refused: no rows will come from this request after all. */
         batcher_incoming(rq->srv->batcher, -1);

@@ -86,18 +86,23 @@ static void on_signal(int sig)
     errno = saved;
 }
 
-/* SIGBUS: a mapped file (weights, index) shrank under us. Names the file and
- * returns; SA_RESETHAND has restored the default action, so the access faults
- * again and the process ends by SIGBUS as it would have, but explained. */
+/* SIGBUS: a mapped file shrank under us. In the weights of a snapshot (a
+ * watched mapping) the fault is absorbed: zero pages replace the lost ones,
+ * the mapping is marked damaged, the access goes on, and the request that
+ * made it answers 503 weights_changed (io/mapped.h). Anywhere else: names the
+ * file, restores the default action and returns, so the access faults again
+ * and the process ends by SIGBUS as it would have, but explained. */
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
-    (void)sig;
     (void)uc;
+    if (sae_mapped_absorb(si->si_addr))
+        return;
     char msg[768];
     size_t n = sae_mapped_explain("saed", si->si_addr, msg, sizeof msg);
     if (write(STDERR_FILENO, msg, n) < 0) {
         /* Nothing left to tell it with. */
     }
+    signal(sig, SIG_DFL);
 }
 
 /* Installs on_signal for SIGTERM, SIGINT and SIGHUP and on_sigbus; returns
@@ -120,7 +125,7 @@ static int signals_install(void)
     struct sigaction bus;
     memset(&bus, 0, sizeof bus);
     bus.sa_sigaction = on_sigbus;
-    bus.sa_flags = SA_SIGINFO | SA_RESETHAND;
+    bus.sa_flags = SA_SIGINFO;
     sigemptyset(&bus.sa_mask);
     sigaction(SIGBUS, &bus, NULL);
     return p[0];

@@ -77,6 +77,20 @@ void reply_release(struct saed_server *srv, uint64_t bytes)
     atomic_fetch_sub(&srv->reply_bytes, bytes);
 }
 
+struct MHD_Response *reply_stream_new(struct saed_req *rq, bool binary, size_t total,
+                                      MHD_ContentReaderCallback reader, void *cls,
+                                      MHD_ContentReaderFreeCallback free_cb, size_t *reserved)
+{
+    struct MHD_Response *resp = MHD_create_response_from_callback(
+        binary ? total : MHD_SIZE_UNKNOWN, 64 * 1024, reader, cls, free_cb);
+    if (!resp)
+        return NULL;
+    *reserved = reply_hand_over(rq);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            binary ? "application/octet-stream" : "application/json");
+    return resp;
+}
+
 size_t reply_hand_over(struct saed_req *rq)
 {
     size_t n = rq->reply_reserved;
@@ -148,6 +162,15 @@ enum MHD_Result reply_error(struct saed_req *rq, unsigned status, const char *co
     vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
     return error_reply(rq, status, code, raw, NULL);
+}
+
+enum MHD_Result reply_weights_changed(struct saed_req *rq)
+{
+    return reply_error(rq, 503, "weights_changed",
+                       "%s was truncated or written in place after saed loaded it; nothing is "
+                       "computed from it until a SIGHUP loads a checked file (replace a served "
+                       "file by renaming a new one over it)",
+                       rq->snap->model->weights_path);
 }
 
 /* 405 with an Allow header listing what the path takes. */

@@ -39,9 +39,11 @@ struct feature_cache;
  * index opened from the same load, swapped in as one. Immutable once
  * published; freed when the last reference goes.
  *
- * How the index plugs in: snap_reload opens the index next to the model
- * (refusing one built from other weights) and stores it here, so a reload
- * swaps both at once. The feature routes (features_get.c, ...) run on the
+ * How the index plugs in: snap_reload reads the index whole into the store it
+ * keeps here (sae_store_open_held), checks it against the model (refusing one
+ * built from other weights) and takes its digest from the same bytes, so a
+ * reload swaps both at once and nothing done to the file on disk reaches a
+ * snapshot. The feature routes (features_get.c, ...) run on the
  * libmicrohttpd polling threads; each thread keeps a store connection tagged
  * with the snapshot generation it was opened for and reopens it when a
  * request carries another snapshot (feature_routes.h). encode with include
@@ -51,7 +53,7 @@ struct saed_snap {
     atomic_uint refs;
     sae_model *model;           /* owned */
     struct sae_store *index;    /* owned; NULL when saed runs without --index */
-    char index_digest[33];      /* XXH3-128 of the index file, "" without one */
+    char index_digest[33];      /* XXH3-128 of the index as read, "" without one */
     struct index_labels *labels; /* owned: every feature's label and density, or NULL */
     struct feature_cache *feature_cache; /* owned: rendered feature replies, or NULL */
     uint64_t generation;        /* 1 for the first load, +1 per successful reload */
@@ -59,6 +61,9 @@ struct saed_snap {
 
 /* Drops one reference; the last one frees the snapshot and its model. */
 void snap_release(struct saed_snap *s);
+/* One more reference to s, which the caller already holds one of (a reply
+ * that outlives its request keeps what it reads); returns s. */
+struct saed_snap *snap_hold(struct saed_snap *s);
 
 /* One served SAE. CONTRACT 7 reserves several per daemon (`--model ID=DIR`,
  * /v1/saes/{id}/...); today there is exactly one, the default. `current` is
@@ -183,6 +188,10 @@ struct saed_req {
  * WWW-Authenticate to 401, Allow to 405 (allow may be NULL). */
 enum MHD_Result reply_error(struct saed_req *rq, unsigned status, const char *code,
                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* 503 weights_changed: the snapshot's weights file was truncated or written
+ * in place after it was loaded (sae_model_changed), so nothing computed from
+ * it is answered until a SIGHUP loads a checked file (docs/SECURITY.md). */
+enum MHD_Result reply_weights_changed(struct saed_req *rq);
 /* 405 naming the allowed methods. */
 enum MHD_Result reply_method_not_allowed(struct saed_req *rq, const char *allow);
 /* A JSON body already built; steals buf (malloc'd, len bytes). Compressed
@@ -240,6 +249,13 @@ void req_body_free(struct saed_req *rq);
  * the reply would pass max_reply_bytes, 503 overloaded with Retry-After when
  * the total has no room. */
 int reply_reserve(struct saed_req *rq, uint64_t bytes, enum MHD_Result *r);
+/* A reply written by reader(cls) while it is sent, of content type binary
+ * (octet-stream, Content-Length total) or JSON (chunked); NULL when it cannot
+ * be made (the caller still owns cls). On success rq's reply room moves to
+ * *reserved (for the free callback to release). */
+struct MHD_Response *reply_stream_new(struct saed_req *rq, bool binary, size_t total,
+                                      MHD_ContentReaderCallback reader, void *cls,
+                                      MHD_ContentReaderFreeCallback free_cb, size_t *reserved);
 /* Gives bytes of reply room back (a streamed reply's free callback). */
 void reply_release(struct saed_server *srv, uint64_t bytes);
 /* Moves rq's reply room to the caller (a streamed reply that outlives the

@@ -24,6 +24,12 @@ void snap_release(struct saed_snap *s)
     }
 }
 
+struct saed_snap *snap_hold(struct saed_snap *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    return s;
+}
+
 /* A new reference to the current snapshot (NULL before the first load). */
 struct saed_snap *snap_acquire(struct saed_sae *sae)
 {
@@ -62,11 +68,12 @@ int snap_reload(struct saed_sae *sae, sae_error *err)
      * reload that changes the weights needs the matching index beside them. */
     sae_store *ix = NULL;
     struct index_labels *labels = NULL;
-    char ix_digest[33] = "";
     if (sae->index_path && *sae->index_path) {
-        if ((rc = sae_store_open(sae->index_path, &ix, err)) ||
+        /* Held: read once into memory, so the file checked here is the one
+         * every thread serves until this snapshot is released, whatever
+         * happens to the path (docs/SECURITY.md, finding 2). */
+        if ((rc = sae_store_open_held(sae->index_path, &ix, err)) ||
             (rc = sae_store_check_model(ix, m->weights_digest, m->d_in, m->d_sae, err)) ||
-            (rc = sae_digest_file(sae->index_path, ix_digest, err)) ||
             (rc = index_labels_load(ix, &labels, err))) {
             sae_store_close(ix);
             sae_model_free(m);
@@ -86,7 +93,8 @@ int snap_reload(struct saed_sae *sae, sae_error *err)
     s->labels = labels;
     /* Without room for the cache, replies are rendered every time. */
     s->feature_cache = ix ? feature_cache_new(m->d_sae) : NULL;
-    memcpy(s->index_digest, ix_digest, sizeof ix_digest);
+    if (ix)
+        memcpy(s->index_digest, sae_store_file_digest(ix), sizeof s->index_digest);
 
     pthread_mutex_lock(&sae->lock);
     s->generation = ++sae->generation;

@@ -29,5 +29,9 @@ enum MHD_Result vector_get(struct saed_req *rq)
     buf_puts(&b, "],\"norm\":");
     buf_f32(&b, m->dec_norm[i]);
     buf_puts(&b, "}\n");
+    if (sae_model_changed(m)) { /* read before or while it changed */
+        buf_free(&b);
+        return reply_weights_changed(rq);
+    }
     return reply_buf(rq, &b);
 }

@@ -133,6 +133,14 @@ typedef struct sae_store_info {
  * truncated, application_id 0x53414549, user_version this build reads, a
  * complete meta table. One clear line in err otherwise. */
 int sae_store_open(const char *path, sae_store **out, sae_error *err);
+/* The same checks on a file read once, whole, into private memory through one
+ * descriptor: every connection reads that copy, so renaming, copying over,
+ * deleting or truncating the file afterwards changes nothing the store
+ * serves (saed's rule, docs/SECURITY.md). Costs the file's size in memory.
+ * The file's XXH3-128 is taken from the same bytes (sae_store_file_digest). */
+int sae_store_open_held(const char *path, sae_store **out, sae_error *err);
+/* XXH3-128 of a held index's bytes as lowercase hex; "" for one opened by path. */
+const char *sae_store_file_digest(const sae_store *s);
 void sae_store_close(sae_store *s);
 const sae_store_info *sae_store_get_info(const sae_store *s);
 const char *sae_store_path(const sae_store *s);

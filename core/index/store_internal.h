@@ -5,6 +5,8 @@
  *   store_schema.c    the schema version, the meta keys, SQLite errors as sae_error
  *   store_write.c     the writer: temporary file, inserts, commit
  *   store_read.c      opening and validating a file; per-thread connections
+ *   store_open.c      an index held in private memory (sae_store_open_held); the
+ *                     connection to either kind
  *   store_feature.c   one feature's statistics, histogram, neighbours; explanations
  *   store_query.c     listing and full-text search of features
  *   store_examples.c  a feature's examples, unpacked */
@@ -46,10 +48,15 @@ int sae_store_fail(sqlite3 *db, const char *path, const char *what, sae_error *e
 
 /* ---- reading ---- */
 
-/* The shared, immutable part of an opened index: its meta and vocabulary. */
+/* The shared, immutable part of an opened index: its meta and vocabulary, and
+ * for a held index the file's bytes. */
 struct sae_store {
     char *path;             /* owned */
-    char *uri;              /* owned: file:...?immutable=1 */
+    char *uri;              /* owned: file:...?immutable=1 (opened by path only) */
+    unsigned char *image;   /* owned mapping: the whole file, read once (held); NULL when
+                               connections open the file by path */
+    size_t image_len;
+    char file_digest[33];   /* XXH3-128 of image; "" when not held */
     sae_store_info info;
     size_t n_vocab;
     char **vocab;           /* (n_vocab) owned strings */
@@ -64,6 +71,20 @@ enum {
     R_RELEVANCE_FIRST, /* 2: full-text query by relevance, asc (best first) and desc */
     R_COUNT = R_RELEVANCE_FIRST + 2
 };
+
+/* Checks a SQLite header h (got bytes of it) of a file of size bytes, without
+ * SQLite: magic, application_id, user_version, and a page count that matches
+ * the size (a truncated copy fails here). path names the file in err. */
+int store_check_header(const char *path, const unsigned char *h, size_t got, uint64_t size,
+                       sae_error *err);
+/* Opens a read-only connection to s: to its image when held, else to its
+ * file (immutable, memory-mapped reads). */
+int store_open_db(const sae_store *s, sqlite3 **db, sae_error *err);
+/* Unmaps a held index's image (none: nothing). */
+void store_image_free(sae_store *s);
+/* Reads and checks meta, vocabulary and the features table into s (whose
+ * path, and uri or image, are set). */
+int store_load(sae_store *s, sae_error *err);
 
 /* A connection of one thread with its statements. */
 struct sae_store_conn {

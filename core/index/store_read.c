@@ -20,9 +20,7 @@ static const char *const sort_order[6] = {
     "max_activation ASC, idx ASC", "max_activation DESC, idx ASC",
 };
 
-/* Reads the 100-byte SQLite header and checks, without SQLite, that path is a
- * whole SQLite file of ours: magic, application_id, user_version, and a page
- * count that matches the file size (a truncated copy fails here). */
+/* Reads the 100-byte SQLite header of path and checks it (store_check_header). */
 static int check_header(const char *path, sae_error *err)
 {
     unsigned char h[100];
@@ -38,7 +36,13 @@ static int check_header(const char *path, sae_error *err)
     close(fd);
     if (got == -2)
         return sae_error_set(err, SAE_EIO, "%s: not a regular file", path);
-    if (got < (ssize_t)sizeof h || memcmp(h, "SQLite format 3", 16))
+    return store_check_header(path, h, got < 0 ? 0 : (size_t)got, (uint64_t)st.st_size, err);
+}
+
+int store_check_header(const char *path, const unsigned char *h, size_t got, uint64_t size,
+                       sae_error *err)
+{
+    if (got < 100 || memcmp(h, "SQLite format 3", 16))
         return sae_error_set(err, SAE_EFORMAT, "%s: not a SQLite database (not a saed index)",
                              path);
     uint32_t page = (uint32_t)h[16] << 8 | h[17];
@@ -58,11 +62,11 @@ static int check_header(const char *path, sae_error *err)
                              "%s: index schema version %" PRId32 ", this build reads version %d "
                              "(rebuild it with this sae)",
                              path, user, sae_store_schema_version());
-    if ((uint64_t)page * pages != (uint64_t)st.st_size)
+    if ((uint64_t)page * pages != size)
         return sae_error_set(err, SAE_EFORMAT,
                              "%s: truncated or damaged index (%" PRIu64 " bytes, header says %" PRIu64
                              ")",
-                             path, (uint64_t)st.st_size, (uint64_t)page * pages);
+                             path, size, (uint64_t)page * pages);
     return 0;
 }
 
@@ -84,20 +88,6 @@ static char *make_uri(const char *path)
     }
     strcpy(p, "?immutable=1");
     return u;
-}
-
-/* Opens a read-only connection to s (immutable, memory-mapped reads). */
-static int open_ro(const sae_store *s, sqlite3 **db, sae_error *err)
-{
-    if (sqlite3_open_v2(s->uri, db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
-        int rc = sae_store_fail(*db, s->path, "cannot open", err);
-        sqlite3_close(*db);
-        *db = NULL;
-        return rc;
-    }
-    sqlite3_exec(*db, "PRAGMA mmap_size = 1073741824;", NULL, NULL, NULL);
-    return 0;
 }
 
 /* Parses a meta value as an unsigned integer; false if malformed. */
@@ -255,26 +245,37 @@ void sae_store_close(sae_store *s)
     free(s->vocab_len);
     free(s->path);
     free(s->uri);
+    store_image_free(s);
     free(s);
 }
 
 int sae_store_open(const char *path, sae_store **out, sae_error *err)
 {
     int rc;
-    sqlite3 *db = NULL;
-    sqlite3_stmt *q = NULL;
     sae_store *s = calloc(1, sizeof *s);
     if (!s)
         return sae_error_set(err, SAE_ENOMEM, "%s: out of memory", path);
     s->path = strdup(path);
     s->uri = make_uri(path);
-    if (!s->path || !s->uri) {
+    if (!s->path || !s->uri)
         rc = sae_error_set(err, SAE_ENOMEM, "%s: out of memory", path);
-        goto out;
+    else if (!(rc = check_header(path, err)))
+        rc = store_load(s, err);
+    if (rc) {
+        sae_store_close(s);
+        return rc;
     }
-    if ((rc = check_header(path, err)))
-        goto out;
-    if ((rc = open_ro(s, &db, err)))
+    *out = s;
+    return 0;
+}
+
+int store_load(sae_store *s, sae_error *err)
+{
+    int rc;
+    const char *path = s->path;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    if ((rc = store_open_db(s, &db, err)))
         goto out;
     s->info.schema_version = sae_store_schema_version();
     if ((rc = read_meta(db, path, &s->info, err)) || (rc = read_vocab(db, s, err)))
@@ -296,12 +297,7 @@ out:
     sqlite3_finalize(q);
     if (db)
         sqlite3_close(db);
-    if (rc) {
-        sae_store_close(s);
-        return rc;
-    }
-    *out = s;
-    return 0;
+    return rc;
 }
 
 const sae_store_info *sae_store_get_info(const sae_store *s)
@@ -364,7 +360,7 @@ int sae_store_connect(sae_store *s, sae_store_conn **out, sae_error *err)
     if (!c)
         return sae_error_set(err, SAE_ENOMEM, "%s: out of memory", s->path);
     c->s = s;
-    if ((rc = open_ro(s, &c->db, err)))
+    if ((rc = store_open_db(s, &c->db, err)))
         goto out;
     const char *fixed[R_LIST_FIRST] = {
         [R_FEATURE] = "SELECT " FEATURE_COLS " FROM features WHERE idx = ?1",

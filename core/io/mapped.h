@@ -10,12 +10,25 @@
  * safely, writes it, and lets the signal take its default course. Core itself
  * never installs a handler, prints or exits (docs/STYLE.md).
  *
+ * A mapping that must stay exactly what was loaded (saed's weights) is also
+ * watched: the registry keeps a descriptor of its file and the file's
+ * identity at load. MAP_PRIVATE protects against neither a truncation
+ * (SIGBUS) nor a rewrite in place (cp: the pages read change), so the rule is
+ * catch and refuse: a server's SIGBUS handler calls sae_mapped_absorb, which
+ * puts zero pages where the lost ones were and marks the mapping damaged, so
+ * the faulting thread goes on (whatever thread it is, a BLAS worker
+ * included); and the server asks sae_mapped_changed around each use and
+ * refuses to answer from a mapping that is damaged or whose file was written
+ * since. A rename over the path or a delete changes nothing: the mapping
+ * holds the old file.
+ *
  * The registry is a fixed table of slots published with atomics, so the
  * lookup is async-signal-safe and lock-free; add and remove may be called
  * from any thread. A full table only costs the explanation, not the mapping. */
 #ifndef SAE_MAPPED_H
 #define SAE_MAPPED_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Records that [base, base + len) maps path. Quietly does nothing if every
@@ -24,6 +37,24 @@ void sae_mapped_add(const void *base, size_t len, const char *path);
 
 /* Forgets the mapping that starts at base (before it is unmapped). */
 void sae_mapped_remove(const void *base);
+
+/* Watches the mapping that starts at base: keeps a duplicate of fd (the
+ * mapped file, still open) and its size and times now. Returns 0, or -1 if
+ * base is not registered or the descriptor cannot be kept (then
+ * sae_mapped_changed cannot see a rewrite, only a lost page). */
+int sae_mapped_watch(const void *base, int fd);
+
+/* True when the watched mapping at base lost a page (a SIGBUS absorbed) or
+ * its file's size or modification times differ from when it was watched:
+ * what it maps can no longer be trusted. False for an unwatched mapping that
+ * lost nothing. Thread-safe; one fstat. */
+bool sae_mapped_changed(const void *base);
+
+/* For a SIGBUS handler: if addr lies in a watched mapping, replaces its pages
+ * from addr's page to its end with zero pages, marks it damaged and returns
+ * true (the faulting access then reads zeros and the thread goes on); false
+ * for any other address. Async-signal-safe (mmap and atomics only). */
+bool sae_mapped_absorb(const void *addr);
 
 /* Writes into buf (cap bytes, NUL-terminated, ending in a newline) a message
  * for a SIGBUS at addr: the file it maps and what to do, or, for an address

@@ -378,8 +378,9 @@ out:
     return rc;
 }
 
-/* Maps the whole file privately and read-only; the descriptor is closed at
- * once (the mapping stays). */
+/* Maps the whole file privately and read-only, registers and watches the
+ * mapping (mapped.h keeps its own descriptor, so a cp or truncate is seen);
+ * this descriptor is closed at once (the mapping stays). */
 int sae_st_map(const char *path, const char *what, const uint8_t **base, size_t *len,
                sae_error *err)
 {
@@ -404,6 +405,7 @@ int sae_st_map(const char *path, const char *what, const uint8_t **base, size_t 
             rc = sae_error_set(err, SAE_EIO, "%s: cannot map: %s", path, strerror(errno));
         } else {
             sae_mapped_add(map, (size_t)st.st_size, path);
+            sae_mapped_watch(map, fd);
             *base = map;
             *len = (size_t)st.st_size;
         }

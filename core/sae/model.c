@@ -211,6 +211,11 @@ void sae_model_neuronpedia(const sae_model *m, const char **model_id, size_t *mo
 }
 
 
+bool sae_model_changed(const sae_model *m)
+{
+    return m->st && m->st->mapped && sae_mapped_changed(m->st->base);
+}
+
 /* ------------------------------------------------------------------ digest */
 
 /* Formats an XXH3-128 hash in its canonical (big-endian) form as lowercase hex. */
@@ -827,6 +832,13 @@ int sae_model_load(const char *dir, sae_model **out, sae_model_warnings *warn, s
     if (rc)
         goto out;
 done:
+    /* Written or truncated while it was read: its digest and checks saw
+     * another file than the one mapped now. */
+    if (sae_model_changed(m)) {
+        rc = sae_error_set(err, SAE_EIO, "%s: changed while it was being loaded",
+                           m->weights_path);
+        goto out;
+    }
     *out = m;
     m = NULL;
 out:

@@ -112,6 +112,13 @@ void sae_model_json_kind(const sae_model *m, json_t *o);
 void sae_model_neuronpedia(const sae_model *m, const char **model_id, size_t *model_len,
                            const char **source_id);
 
+/* True when the model's weights file was truncated or written since it was
+ * mapped, or a page of it was lost (io/mapped.h): its numbers can no longer
+ * be trusted and nothing computed from them should be answered. A rename
+ * over the file or its deletion leaves the mapping, and the model, as
+ * loaded. One fstat; false for a model built from arrays. */
+bool sae_model_changed(const sae_model *m);
+
 /* XXH3-128 of a whole file as 32 lowercase hex digits (+ NUL). */
 int sae_digest_file(const char *path, char out[33], sae_error *err);
 void sae_digest_buffer(const void *buf, size_t len, char out[33]);

@@ -154,8 +154,9 @@ def test_fairness(c):
         check("fairness: %d descriptors for the test client" % n, False,
               "RLIMIT_NOFILE %s" % (resource.getrlimit(resource.RLIMIT_NOFILE),))
         return
-    d = hlib.Saed(c.saed, c.model, c.work, ["--quiet", "--header-timeout-s", "10"],
-                  name="fairness")
+    # header_timeout_s is left at its default (10 s), so a saed without the
+    # option starts too and fails on what it does, not on its command line.
+    d = hlib.Saed(c.saed, c.model, c.work, ["--quiet"], name="fairness")
     if not check("fairness: saed starts", d.start()):
         return
     socks, stop = [], threading.Event()
@@ -345,6 +346,7 @@ def test_replymem(c):
     for s in held:
         s.close()
     time.sleep(2.0)
+    encode_stream_checks(d, d_in)
     small = hlib.request(d.port, "POST", "/v1/decode", b"\0" * 16,
                          {"Content-Type": "application/octet-stream"})
     check("replymem: room comes back once the unread replies' connections close",
@@ -364,4 +366,219 @@ def test_replymem(c):
     d.stop()
 
 
+def encode_stream_checks(d, d_in):
+    """Finding 1 for encode: a large reply (include=reconstruction) is written
+    while it is sent (chunked, never built whole on a polling thread), is
+    whole and right, and the binary reply of the same rows too."""
+    rows = 2048
+    body = b"".join(struct.pack("<%df" % d_in, *([0.5 * ((r * 31 + c * 17) % 13 - 6)
+                                                    for c in range(d_in)]))
+                    for r in range(rows))
+    resp = hlib.request(d.port, "POST", "/v1/encode?include=reconstruction", body,
+                        {"Content-Type": "application/octet-stream", "Accept": "application/json"},
+                        timeout=60)
+    ok = resp is not None and resp.status == 200
+    chunked = ok and resp.headers.get("transfer-encoding", "").lower() == "chunked"
+    check("replymem: a large encode reply (include=reconstruction) is sent as it is written "
+          "(chunked), not built whole", chunked, "%r %s" % (resp, resp.headers if resp else ""))
+    res = resp.json()["results"] if ok else []
+    check("replymem: ... and holds every row and its reconstruction",
+          len(res) == rows and all(len(r["reconstruction"]) == d_in for r in res),
+          "%d rows" % len(res))
+    b = hlib.request(d.port, "POST", "/v1/encode", body,
+                     {"Content-Type": "application/octet-stream",
+                      "Accept": "application/octet-stream"}, timeout=60)
+    same = b is not None and b.status == 200
+    at = 0
+    for r in res if same else []:
+        n = struct.unpack_from("<I", b.body, at)[0]
+        idx = list(struct.unpack_from("<%dI" % n, b.body, at + 4))
+        same = same and idx == r["indices"]
+        at += 4 + 8 * n
+    check("replymem: the binary reply of the same rows agrees and ends where it should",
+          same and at == len(b.body) and any(r["indices"] for r in res), "%r" % (b,))
+
+
 TESTS.append(("replymem", test_replymem))
+
+
+# ---------------------------------------------------------------- index and weights swap
+
+def get_body(d, path):
+    """(status, body bytes) of a GET on a new connection; (None, b"") when
+    nothing came back."""
+    try:
+        r = hlib.request(d.port, "GET", path, timeout=10)
+    except OSError:  # saed is gone
+        r = None
+    return (r.status, r.body) if r is not None else (None, b"")
+
+
+def post_or_none(d, path, obj):
+    """post_json on a new connection; None when saed is gone."""
+    try:
+        return hlib.post_json(d.port, path, obj, timeout=10)
+    except OSError:
+        return None
+
+
+def build_index(c, model, expl, out):
+    """sae index of the shared activations and tokens for model, with the
+    explanations file expl; True when it built."""
+    r = hlib.run([c.sae, "index", "--model", model, "--activations", c.acts, "--tokens",
+                  c.tokens, "--explanations", expl, "--out", out, "--quiet"])
+    return check("indexswap: sae index %s" % os.path.basename(out), r.returncode == 0,
+                 r.stderr[-300:])
+
+
+# Compared after each change on disk: every one a feature route whose reply
+# the index decides (features 0..7 are never asked before the change, so no
+# cached reply can hide what a thread reads).
+SWAP_PATHS = ["/v1/features/%d" % i for i in range(8)] + ["/v1/features?q=river&limit=5"]
+WARM_PATHS = ["/v1/features/100"]
+HTTP = ["--http-threads", "4"]
+
+
+def replace_by_rename(src, dst):
+    """What a careful operator does: a new file renamed over the old."""
+    shutil.copyfile(src, dst + ".new")
+    os.rename(dst + ".new", dst)
+
+
+def test_indexswap(c):
+    if not c.has_index:
+        check("indexswap: this saed serves an index", False)
+        return
+    # B: the same model, other explanations (a valid reload); C: other
+    # weights (a reload must refuse it).
+    expl_b = os.path.join(c.work, "explanations_b.jsonl")
+    with open(expl_b, "w") as f:
+        for i in range(D_SAE):
+            f.write(json.dumps({"index": i, "description": "swapped river %d" % i,
+                                "source": "swap"}) + "\n")
+    index_b = os.path.join(c.work, "index_b.db")
+    other = os.path.join(c.work, "model_other")
+    index_c = os.path.join(c.work, "index_c.db")
+    r = hlib.run([c.mkfixture, "--out", other, "--arch", "standard", "--d-in", str(D_IN),
+                  "--d-sae", str(D_SAE), "--target-l0", "8", "--seed", "99"])
+    if not (check("indexswap: fixture with other weights", r.returncode == 0, r.stderr[-300:])
+            and build_index(c, c.model, expl_b, index_b) and
+            build_index(c, other, c.expl, index_c)):
+        return
+    ref = hlib.Saed(c.saed, c.model, c.work, ["--quiet", "--index", c.index], name="swap-ref")
+    if not check("indexswap: reference saed starts", ref.start()):
+        return
+    want = {p: get_body(ref, p) for p in SWAP_PATHS}
+    ref.stop()
+
+    def serves_a(d, what):
+        """Every compared route, asked five times on new connections (so on
+        several polling threads), answers as the original index does."""
+        bad = []
+        for _ in range(5):
+            for p in SWAP_PATHS:
+                got = get_body(d, p)
+                if got != want[p]:
+                    bad.append("%s: %s %r" % (p, got[0], got[1][:100]))
+        return check("indexswap: %s: replies unchanged, saed alive" % what,
+                     not bad and d.alive(), "%d differ; first %s" % (len(bad), bad[:1]))
+
+    def start_on_copy(what):
+        path = os.path.join(c.work, "served-%s.db" % what)
+        shutil.copyfile(c.index, path)
+        d = hlib.Saed(c.saed, c.model, c.work, ["--quiet", "--index", path] + HTTP,
+                      name="swap-" + what)
+        if not check("indexswap: %s: saed starts" % what, d.start()):
+            return None, path
+        # One thread has read the file before it changes; the others have
+        # not (the unfixed saed opened it lazily, by path, per thread).
+        get_body(d, WARM_PATHS[0])
+        return d, path
+
+    changes = [
+        ("index renamed over (other explanations)", lambda p: replace_by_rename(index_b, p)),
+        ("index copied over in place (cp)", lambda p: shutil.copyfile(index_b, p)),
+        ("index deleted", os.unlink),
+        ("index truncated to 8 KiB", lambda p: os.truncate(p, 8192)),
+    ]
+    for what, change in changes:
+        d, path = start_on_copy(what.split()[1])
+        if d is None:
+            continue
+        change(path)
+        serves_a(d, what)
+        d.stop()
+
+    # A SIGHUP that refuses the new file keeps the old one; one that accepts
+    # a checked file serves it.
+    d, path = start_on_copy("reload")
+    if d is None:
+        return
+    replace_by_rename(index_c, path)
+    d.signal(signal.SIGHUP)
+    check("indexswap: SIGHUP with an index of other weights is refused",
+          d.wait_log("reload failed", 1), d.log_text()[-300:])
+    serves_a(d, "after the refused reload")
+    replace_by_rename(index_b, path)
+    d.signal(signal.SIGHUP)
+    check("indexswap: SIGHUP with a checked index reloads", d.wait_log("saed: reloaded", 1),
+          d.log_text()[-300:])
+    st, body = get_body(d, "/v1/features/3")
+    check("indexswap: after the reload the new index is served",
+          st == 200 and b"swapped river 3" in body, "%s %r" % (st, body[:160]))
+    d.stop()
+
+    # The weights: a rename over or a delete changes nothing (the mapping
+    # holds the old file); a rewrite in place or a truncation is refused with
+    # 503 weights_changed until a SIGHUP loads a checked file, and never
+    # answered from other numbers or kills saed.
+    weights_name = "sae_weights.safetensors"
+    other_w = os.path.join(other, weights_name)
+    for what in ("renamed over", "deleted", "copied over in place (cp)", "truncated to 4 KiB"):
+        tag = what.split()[0]
+        folder = os.path.join(c.work, "model-" + tag)
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(c.model, folder)
+        wpath = os.path.join(folder, weights_name)
+        d = hlib.Saed(c.saed, folder, c.work, ["--quiet"] + HTTP, name="wswap-" + tag)
+        if not check("indexswap: weights %s: saed starts" % what, d.start()):
+            continue
+        before = post_or_none(d, "/v1/encode", c.encode_body)
+        if what == "renamed over":
+            replace_by_rename(other_w, wpath)
+        elif what == "deleted":
+            os.unlink(wpath)
+        elif tag == "copied":
+            shutil.copyfile(other_w, wpath)
+        else:
+            os.truncate(wpath, 4096)
+        after = [post_or_none(d, "/v1/encode", c.encode_body) for _ in range(5)]
+        same = all(a is not None and a.status == 200 and a.body == before.body for a in after)
+        refused = all(a is not None and a.status == 503 and a.error_code() == "weights_changed"
+                      for a in after)
+        if tag in ("renamed", "deleted"):
+            check("indexswap: weights %s: encode unchanged" % what, same and d.alive(),
+                  "%r" % (after[:1],))
+        else:
+            check("indexswap: weights %s: 503 weights_changed, never other numbers, alive"
+                  % what, refused and d.alive(), "%r alive=%s" % (after[:1], d.alive()))
+            dec = post_or_none(d, "/v1/decode",
+                                 {"inputs": [{"indices": [1], "values": [1.0]}]})
+            check("indexswap: weights %s: decode refused too" % what,
+                  dec is not None and dec.status == 503 and dec.error_code() == "weights_changed",
+                  "%r" % (dec,))
+            if tag == "truncated":
+                d.signal(signal.SIGHUP)
+                check("indexswap: weights truncated: SIGHUP refuses the truncated file",
+                      d.wait_log("reload failed", 1), d.log_text()[-300:])
+            replace_by_rename(os.path.join(c.model, weights_name), wpath)
+            d.signal(signal.SIGHUP)
+            ok = d.wait_log("saed: reloaded", 1)
+            again = post_or_none(d, "/v1/encode", c.encode_body)
+            check("indexswap: weights %s: after a SIGHUP with a checked file, served again"
+                  % what, ok and again is not None and again.status == 200 and
+                  again.body == before.body, "%r" % (again,))
+        d.stop()
+
+
+TESTS.append(("indexswap", test_indexswap))
