@@ -670,13 +670,19 @@ void sae_gemm_rows(const float *w, bool w_t, size_t d_in, size_t d_sae, const fl
                 1.0f, x, di, w, w_t ? di : ds, 0.0f, y, ds);
 }
 
-/* True when v[0..n) are all finite (one pass, no branch per element). */
+/* True when v[0..n) are all finite: no value has an all-ones exponent (inf
+ * or NaN). Integer bit tests with an OR, so the compiler vectorises it; a
+ * float sum would be one serial dependency chain, about 3 % of a 1024-row
+ * encode at d_sae 24576. */
 static bool span_finite(const float *v, size_t n)
 {
-    float acc = 0.0f;
-    for (size_t i = 0; i < n; i++)
-        acc += v[i] * 0.0f;
-    return acc == 0.0f;
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &v[i], sizeof bits);
+        bad |= (uint32_t)((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    return !bad;
 }
 
 /* SAE_ERANGE naming the first row of the block (numbered from r0) whose

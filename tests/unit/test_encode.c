@@ -1039,6 +1039,43 @@ START_TEST(test_metrics)
 }
 END_TEST
 
+/* Finite inputs that overflow inside the SAE (1e38 times a scaling factor,
+ * or a pre-activation past FLT_MAX) are refused naming the row, and nothing
+ * is appended: a NaN pre-activation would otherwise fall out of the ReLU as
+ * "no feature" (issue 21, finding 4). */
+START_TEST(test_encode_overflow_inside)
+{
+    tmodel t;
+    tmodel_make(&t, SAE_ARCH_STANDARD, SAE_NORM_EXPECTED_AVERAGE_ONLY_IN, true, false, 8, 16, 0,
+                31);
+    t.m->norm_scaling_factor = 10.0f;
+    float *x = make_inputs(3, 8, 32);
+    sae_workspace *ws = sae_workspace_new(t.m, 0);
+    sae_sparse sp;
+    sae_sparse_init(&sp);
+    sae_error err;
+    ck_assert_int_eq(sae_encode(t.m, ws, x, 3, NULL, &sp, NULL, NULL, &err), 0);
+    size_t nnz = sp.nnz, rows = sp.n_rows;
+    x[2 * 8 + 5] = 1e38f; /* finite, but 1e39 once scaled */
+    ck_assert_int_eq(sae_encode(t.m, ws, x, 3, NULL, &sp, NULL, NULL, &err), SAE_ERANGE);
+    ck_assert_msg(strstr(err.msg, "row 2") && strstr(err.msg, "not finite after normalisation"),
+                  "%s", err.msg);
+    ck_assert_uint_eq(sp.nnz, nnz);
+    ck_assert_uint_eq(sp.n_rows, rows);
+    t.m->norm_scaling_factor = 1.0f;
+    x[2 * 8 + 5] = 0.0f;
+    for (size_t j = 0; j < 8; j++)
+        x[1 * 8 + j] = 3e38f; /* finite and unscaled, but the dot products overflow */
+    ck_assert_int_eq(sae_encode(t.m, ws, x, 3, NULL, &sp, NULL, NULL, &err), SAE_ERANGE);
+    ck_assert_msg(strstr(err.msg, "row 1") && strstr(err.msg, "pre-activations not finite"),
+                  "%s", err.msg);
+    sae_sparse_free(&sp);
+    sae_workspace_free(ws);
+    free(x);
+    tmodel_free(&t);
+}
+END_TEST
+
 /* sae_decode validates before it writes; errors name row and position. */
 START_TEST(test_decode_errors)
 {
@@ -1161,6 +1198,7 @@ static Suite *encode_suite(void)
     tcase_add_test(tc, test_finetuning_scaling_factor);
     tcase_add_test(tc, test_signed_topk);
     tcase_add_test(tc, test_transcoder);
+    tcase_add_test(tc, test_encode_overflow_inside);
     tcase_add_test(tc, test_concurrent);
     tcase_add_test(tc, test_loaded_f32);
     tcase_add_test(tc, test_loaded_f16);
