@@ -44,9 +44,10 @@ void sae_logit_table_row(const float *logits, size_t n_vocab, sae_logit_table *t
 size_t sae_logit_block_rows(size_t n_vocab);
 
 /* The tables of every feature: out (d_sae) from W_dec (d_sae, d_in) and W_U
- * (d_in, V), block by block through sae_gemm_rows. */
+ * (d_in, V), block_rows features at a time through sae_gemm_rows (0: the
+ * default, sae_logit_block_rows). */
 int sae_logit_tables(const float *w_dec, size_t d_sae, size_t d_in, const float *w_u,
-                     size_t n_vocab, sae_logit_table *out, sae_error *err);
+                     size_t n_vocab, size_t block_rows, sae_logit_table *out, sae_error *err);
 
 /* Neuron alignment of one decoder row (d_in): the n = min(3, d_in) largest
  * entries (ties by lower index), their values and |value| / sum_j |w[j]|. */

@@ -63,11 +63,11 @@ size_t sae_logit_block_rows(size_t n_vocab)
 }
 
 int sae_logit_tables(const float *w_dec, size_t d_sae, size_t d_in, const float *w_u,
-                     size_t n_vocab, sae_logit_table *out, sae_error *err)
+                     size_t n_vocab, size_t block_rows, sae_logit_table *out, sae_error *err)
 {
     if (n_vocab > INT32_MAX || d_in > INT32_MAX)
         return sae_error_set(err, SAE_EDIM, "W_U too large (%zu x %zu)", d_in, n_vocab);
-    size_t R = sae_logit_block_rows(n_vocab);
+    size_t R = block_rows ? block_rows : sae_logit_block_rows(n_vocab);
     if (R > d_sae)
         R = d_sae;
     float *y = malloc(R * n_vocab * sizeof *y); /* (R, V) */
@@ -195,7 +195,7 @@ static int write_logits(const sae_model *m, const sae_dash_job *dj, sae_store_wr
         rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the logit tables");
         goto out;
     }
-    if ((rc = sae_logit_tables(m->w_dec, m->d_sae, m->d_out, dj->w_u, dj->n_vocab, t, err)))
+    if ((rc = sae_logit_tables(m->w_dec, m->d_sae, m->d_out, dj->w_u, dj->n_vocab, 0, t, err)))
         goto out;
     for (size_t f = 0; f < m->d_sae && !rc; f++) {
         const sae_logit_table *x = &t[f];
