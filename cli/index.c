@@ -7,10 +7,14 @@
 #include <string.h>
 
 #include "io/activations.h"
+#include "io/clock.h"
 #include "cli.h"
 #include "sae/encode.h"
+#include "index/dashboards.h"
 #include "index/explanations.h"
 #include "index/indexer.h"
+#include "lm/unembed.h"
+#include "lm/vocab.h"
 #include "sae/model.h"
 #include "index/tokens.h"
 
@@ -19,16 +23,23 @@ static const char usage[] =
     "usage: sae index --model DIR --activations FILE... --tokens FILE.jsonl\n"
     "                 --out FILE.db [--top N] [--quantiles Q] [--per-quantile M]\n"
     "                 [--context C] [--neighbours K] [--explanations FILE]\n"
-    "                 [--shard I/N] [--seed S] [--threads N] [--quiet]\n";
+    "                 [--shard I/N] [--seed S] [--threads N] [--quiet]\n"
+    "                 [--unembed SOURCE --vocab FILE] [--correlations]\n"
+    "       sae index --upgrade FILE.db --model DIR --unembed SOURCE --vocab FILE\n";
 static const char about[] =
     "Builds the feature index: per feature its density, max and mean activation,\n"
     "decoder norm, activation histogram, top-activating examples (at most one per\n"
-    "document), quantile-sampled examples, decoder-cosine neighbours and explanations.\n"
-    "The file is written beside --out and renamed into place once complete.\n";
+    "document), quantile-sampled examples, decoder-cosine neighbours and explanations;\n"
+    "with --unembed, each feature's logit tables (W_dec[i] . W_U) and neuron alignment;\n"
+    "with --correlations, its most correlated input dimensions. The file is written\n"
+    "beside --out and renamed into place once complete. --upgrade adds the logit\n"
+    "tables and neuron alignment to an existing index, without the corpus.\n";
 
 /* Parsed flags; strings are borrowed from argv. */
 typedef struct index_args {
     const char *model_dir, *tokens, *out, *explanations;
+    const char *unembed, *vocab, *upgrade;
+    bool correlations;
     const char **acts;      /* owned array of borrowed strings */
     size_t n_acts;
     sae_index_settings set;
@@ -64,15 +75,19 @@ static int parse_args(int argc, char **argv, index_args *a)
     if (!a->acts)
         return cli_fail("out of memory");
     sae_index_settings *set = &a->set;
+    /* --upgrade reads no corpus: the build's inputs are then not required. */
+    bool upgrading = false;
+    for (int i = 1; i < argc; i++)
+        upgrading = upgrading || !strcmp(argv[i], "--upgrade");
     const cli_opt opts[] = {
         {"--model", CLI_PATH, "DIR", CLI_TO(a->model_dir), .required = true,
          .help = "the model folder (SAELens or sparsify layout)"},
         {"--activations", CLI_LIST, "FILE", CLI_TO(a->acts[0]), .count = &a->n_acts,
-         .max = (size_t)argc, .required = true,
+         .max = (size_t)argc, .required = !upgrading,
          .help = "one or more .safetensors/.npy files, one corpus in order"},
-        {"--tokens", CLI_PATH, "FILE", CLI_TO(a->tokens), .required = true,
+        {"--tokens", CLI_PATH, "FILE", CLI_TO(a->tokens), .required = !upgrading,
          .help = "JSON Lines, {\"id\": ..., \"tokens\": [...]} per document"},
-        {"--out", CLI_PATH, "FILE", CLI_TO(a->out), .required = true,
+        {"--out", CLI_PATH, "FILE", CLI_TO(a->out), .required = !upgrading,
          .help = "the index to write"},
         {"--top", CLI_U64, "N", CLI_TO(set->top), .hi = SAE_INDEX_MAX_TOP,
          .help = "top examples per feature (default 20)"},
@@ -97,11 +112,32 @@ static int parse_args(int argc, char **argv, index_args *a)
          .help = "BLAS threads (default: OpenBLAS's); blocks are encoded by\n"
                  "min(N, 8) threads while one more computes the statistics"},
         {"--quiet", CLI_FLAG, CLI_TO(a->quiet), .help = "no progress on stderr"},
+        {"--unembed", CLI_PATH, "SOURCE", CLI_TO(a->unembed),
+         .help = "the language model's unembedding, for logit tables: a\n"
+                 "safetensors file with W_U (d_model, V), or a GPT-2, Llama or\n"
+                 "Gemma checkpoint folder (docs/INDEX.md)"},
+        {"--vocab", CLI_PATH, "FILE", CLI_TO(a->vocab),
+         .help = "its vocab.json or tokenizer.json (with --unembed)"},
+        {"--correlations", CLI_FLAG, CLI_TO(a->correlations),
+         .help = "also each feature's most correlated input dimensions\n"
+                 "(d_sae x d_in doubles of memory)"},
+        {"--upgrade", CLI_PATH, "FILE.db", CLI_TO(a->upgrade),
+         .help = "add --unembed's logit tables and the neuron alignment to\n"
+                 "this index (built from --model), without the corpus"},
     };
     const cli_spec spec = {.cmd = "index", .usage = usage, .about = about, CLI_OPTS(opts)};
     int parsed = cli_parse(&spec, argc, argv);
     if (parsed >= 0)
         return parsed;
+    if (!a->unembed != !a->vocab)
+        return cli_usage("index", "--unembed and --vocab go together");
+    if (a->upgrade && !a->unembed)
+        return cli_usage("index", "--upgrade needs --unembed and --vocab");
+    if (a->upgrade && (a->n_acts || a->tokens || a->out || a->explanations || a->correlations))
+        return cli_usage("index", "--upgrade reads no corpus: give only --model, --unembed, "
+                                  "--vocab (and --threads, --quiet)");
+    if (a->upgrade)
+        return -1;
     const char *inputs[] = {a->tokens, a->explanations};
     int rc = cli_check_not_input("index", a->out, a->acts, a->n_acts);
     if (rc >= 0 || (rc = cli_check_not_input("index", a->out, inputs, 2)) >= 0)
@@ -110,6 +146,39 @@ static int parse_args(int argc, char **argv, index_args *a)
     if (a->set.block_rows < 2 * a->set.context + 1)
         a->set.block_rows = 2 * a->set.context + 1;
     return -1;
+}
+
+/* The LM's logit-table inputs: W_U and the token strings. */
+typedef struct dash_inputs {
+    sae_unembed u;
+    sae_lm_vocab v;
+    sae_dash_job job;
+} dash_inputs;
+
+/* Token strings for the store (sae_dash_job.token). */
+static const char *vocab_token(void *ctx, uint32_t id, size_t *len)
+{
+    return sae_lm_vocab_token(ctx, id, len);
+}
+
+/* Loads --unembed and --vocab (if given) into d; 0 or an exit code. */
+static int load_dash(const index_args *a, dash_inputs *d, sae_error *err)
+{
+    memset(d, 0, sizeof *d);
+    d->job.correlations = a->correlations;
+    if (!a->unembed)
+        return 0;
+    if (sae_unembed_load(a->unembed, &d->u, err) || sae_lm_vocab_read(a->vocab, &d->v, err))
+        return cli_fail_err(err);
+    if (!a->quiet)
+        fprintf(stderr, "index: W_U %zu x %zu (%s), vocabulary of %zu tokens\n", d->u.d_model,
+                d->u.n_vocab, d->u.kind, d->v.n);
+    d->job.w_u = d->u.w;
+    d->job.d_model = d->u.d_model;
+    d->job.n_vocab = d->u.n_vocab;
+    d->job.token = vocab_token;
+    d->job.token_ctx = &d->v;
+    return 0;
 }
 
 /* Progress callback: rows done of total, shown as tokens. */
@@ -130,6 +199,8 @@ int cmd_index(int argc, char **argv)
     sae_tokens *tok = NULL;
     sae_explanations expl = {0};
     bool have_expl = false;
+    dash_inputs dash;
+    memset(&dash, 0, sizeof dash);
     sae_error err;
     sae_error_clear(&err);
     if (code >= 0)
@@ -143,6 +214,20 @@ int cmd_index(int argc, char **argv)
     }
     for (size_t i = 0; i < warn.n; i++)
         cli_warn("%s", warn.line[i]);
+    if ((code = load_dash(&a, &dash, &err)))
+        goto out;
+    code = -1;
+    if (a.upgrade) {
+        double t0 = sae_clock_s();
+        if (sae_index_upgrade(m, a.upgrade, &dash.job, &err)) {
+            code = cli_fail_err(&err);
+            goto out;
+        }
+        if (!a.quiet)
+            fprintf(stderr, "index: upgraded %s (%.1fs)\n", a.upgrade, sae_clock_s() - t0);
+        code = SAE_EXIT_OK;
+        goto out;
+    }
     if (sae_acts_open(a.acts, a.n_acts, &acts, &err) || sae_tokens_open(a.tokens, &tok, &err)) {
         code = cli_fail_err(&err);
         goto out;
@@ -165,7 +250,7 @@ int cmd_index(int argc, char **argv)
     cli_progress_start(&prog, "index", "tokens", 0, a.quiet);
     sae_index_job job = {
         .model = m, .acts = acts, .tok = tok, .expl = have_expl ? &expl : NULL,
-        .set = a.set, .progress = on_progress, .progress_ctx = &prog,
+        .dash = a.unembed || a.correlations ? &dash.job : NULL, .set = a.set, .progress = on_progress, .progress_ctx = &prog,
     };
     sae_index_timing timing;
     job.timing = &timing;
@@ -175,10 +260,13 @@ int cmd_index(int argc, char **argv)
     }
     cli_progress_finish(&prog, prog.total);
     if (!a.quiet)
-        fprintf(stderr, "index: wrote %s (neighbours %.1fs, encode+index %.1fs, write %.1fs)\n",
-                a.out, timing.neighbours_s, timing.stream_s, timing.write_s);
+        fprintf(stderr, "index: wrote %s (neighbours %.1fs, encode+index %.1fs, write%s %.1fs)\n",
+                a.out, timing.neighbours_s, timing.stream_s, a.unembed ? "+logits" : "",
+                timing.write_s);
     code = SAE_EXIT_OK;
 out:
+    sae_unembed_free(&dash.u);
+    sae_lm_vocab_free(&dash.v);
     if (have_expl)
         sae_explanations_free(&expl);
     sae_tokens_free(tok);

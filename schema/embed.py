@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """embed.py OUT.c FILE.sql...: writes the numbered schema files into a C
 source as string literals, so the `sae` binary carries its own schema
-(core/index/store.c applies them in order; user_version = the last file's number).
+(core/index/store_write.c applies them in order; user_version = the number of
+the last file applied). A file whose text has a line starting "-- on demand:"
+is applied only when the writer asks for it (sae_store_writer_dashboards).
 Usage from core/meson.build only."""
 import os
 import re
@@ -25,7 +27,8 @@ def main():
         if not m:
             sys.exit('embed.py: %s: schema files are named NNN_name.sql' % path)
         with open(path, encoding='utf-8') as f:
-            entries.append((int(m.group(1)), name, f.read()))
+            text = f.read()
+            entries.append((int(m.group(1)), name, text))
     entries.sort()
     for i, (num, name, _) in enumerate(entries):
         if num != i + 1:
@@ -35,7 +38,9 @@ def main():
         f.write('#include "index/store.h"\n\n')
         f.write('const sae_schema_file sae_schema_files[] = {\n')
         for num, name, text in entries:
-            f.write('  {%d, "%s",\n%s},\n' % (num, name, c_string(text)))
+            on_demand = re.search(r'^-- on demand:', text, re.M) is not None
+            f.write('  {%d, "%s", %s,\n%s},\n' % (num, name, 'true' if on_demand else 'false',
+                                                 c_string(text)))
         f.write('};\n')
         f.write('const size_t sae_schema_count = %d;\n' % len(entries))
 

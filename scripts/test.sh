@@ -86,6 +86,12 @@ web() { # a small demo (synth -> train -> index), then the browser tests against
         --tokens "$d/synth/tokens.jsonl" --explanations "$d/model/explanations.jsonl" \
         --out "$d/index.db" --quiet || return 1
   fi
+  # Logit tables for the feature pages, from a made-up W_U (tests/integration/mklm.py).
+  python3 tests/integration/mklm.py "$d/lm" \
+      "$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["d_in"])' "$d/model/cfg.json")" \
+      2000 wu &&
+    "$B/cli/sae" index --upgrade "$d/index.db" --model "$d/model" --unembed "$d/lm/W_U.safetensors" \
+      --vocab "$d/lm/vocab.json" --quiet || return 1
   tests/web/run.sh --saed "$B/server/saed" --model "$d/model" --index "$d/index.db"
 }
 

@@ -116,6 +116,78 @@ void index_json_example(struct saed_buf *b, const sae_store_example *ex)
     buf_putc(b, '}');
 }
 
+/* One logit table as [{"token", "id", "value"}, ...]. */
+static void logit_rows(struct saed_buf *b, size_t n, const uint32_t *ids, const float *vals,
+                       const char *const *str, const size_t *len)
+{
+    buf_putc(b, '[');
+    for (size_t i = 0; i < n; i++) {
+        buf_puts(b, i ? ",{\"token\":" : "{\"token\":");
+        buf_json_strn(b, str[i], len[i]);
+        buf_puts(b, ",\"id\":");
+        buf_u32(b, ids[i]);
+        buf_puts(b, ",\"value\":");
+        buf_f32(b, vals[i]);
+        buf_putc(b, '}');
+    }
+    buf_putc(b, ']');
+}
+
+/* The members "logits", "neuron_alignment" and "correlated_neurons" (each
+ * null when the index was built without them), after a comma. */
+static void dashboards(struct saed_buf *b, const sae_store_logits *l,
+                       const sae_store_neuron_table *al, const sae_store_neuron_table *co)
+{
+    buf_puts(b, ",\"logits\":");
+    if (l->computed) {
+        buf_puts(b, "{\"pos\":");
+        logit_rows(b, l->n_pos, l->pos_ids, l->pos_values, l->pos_str, l->pos_len);
+        buf_puts(b, ",\"neg\":");
+        logit_rows(b, l->n_neg, l->neg_ids, l->neg_values, l->neg_str, l->neg_len);
+        buf_puts(b, ",\"histogram\":{\"min\":");
+        buf_f64(b, l->hist_min);
+        buf_puts(b, ",\"max\":");
+        buf_f64(b, l->hist_max);
+        buf_puts(b, ",\"bar_heights\":[");
+        for (size_t i = 0; i < l->n_bins; i++) {
+            if (i)
+                buf_putc(b, ',');
+            buf_u32(b, l->hist[i]);
+        }
+        buf_puts(b, "],\"bar_values\":[");
+        for (size_t i = 0; i < l->n_bins; i++) {
+            if (i)
+                buf_putc(b, ',');
+            buf_f64(b, sae_store_logits_bar_value(l, i));
+        }
+        buf_puts(b, "]}}");
+    } else {
+        buf_puts(b, "null");
+    }
+    const sae_store_neuron_table *t[2] = {al, co};
+    const char *name[2] = {",\"neuron_alignment\":", ",\"correlated_neurons\":"};
+    const char *extra[2] = {",\"l1\":", ",\"cosine\":"};
+    const char *value[2] = {",\"value\":", ",\"pearson\":"};
+    for (int k = 0; k < 2; k++) {
+        buf_puts(b, name[k]);
+        if (!t[k]->computed) {
+            buf_puts(b, "null");
+            continue;
+        }
+        buf_putc(b, '[');
+        for (size_t i = 0; i < t[k]->n; i++) {
+            buf_puts(b, i ? ",{\"index\":" : "{\"index\":");
+            buf_u32(b, t[k]->indices[i]);
+            buf_puts(b, value[k]);
+            buf_f32(b, t[k]->values[i]);
+            buf_puts(b, extra[k]);
+            buf_f32(b, t[k]->extra[i]);
+            buf_putc(b, '}');
+        }
+        buf_putc(b, ']');
+    }
+}
+
 int index_json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature *f,
                        size_t n_top, sae_error *err)
 {
@@ -123,11 +195,17 @@ int index_json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_fe
     sae_explanations e = {0};
     sae_store_neighbours nb = {0};
     sae_store_examples ex = {0};
+    sae_store_logits lg = {0};
+    sae_store_neuron_table al = {0}, co = {0};
     int rc;
     if ((rc = sae_store_get_histogram(c, f->index, &h, err)) ||
         (rc = sae_store_get_explanations(c, f->index, &e, err)) ||
         (rc = sae_store_get_neighbours(c, f->index, &nb, err)) ||
-        (n_top && (rc = sae_store_get_examples(c, f->index, SAE_EX_TOP, n_top, 0, &ex, err))))
+        (n_top && (rc = sae_store_get_examples(c, f->index, SAE_EX_TOP, n_top, 0, &ex, err))) ||
+        (n_top && (rc = sae_store_get_logits(c, f->index, &lg, err))) ||
+        (n_top && (rc = sae_store_get_neuron_table(c, f->index, SAE_NEURON_ALIGNMENT, &al, err))) ||
+        (n_top &&
+         (rc = sae_store_get_neuron_table(c, f->index, SAE_NEURON_CORRELATED, &co, err))))
         goto out;
 
     buf_puts(b, "{\"index\":");
@@ -182,9 +260,11 @@ int index_json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_fe
         snprintf(num, sizeof num, ",\"n_top_examples\":%u,\"n_quantile_examples\":%u", f->n_top,
                  f->n_quantile);
         buf_puts(b, num);
+        dashboards(b, &lg, &al, &co);
     }
     buf_putc(b, '}');
 out:
+    sae_store_logits_free(&lg);
     sae_store_histogram_free(&h);
     sae_explanations_free(&e);
     sae_store_neighbours_free(&nb);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "index/dashboards.h"
 #include "index/store.h"
 #include "io/activations.h"
 #include "io/clock.h"
@@ -34,6 +35,7 @@
 /* One slot of the ring: a block's sparse rows, or the error encoding it. */
 typedef struct stream_slot {
     sae_sparse sp;
+    float *x;      /* (B, d_in) the block's rows, kept for --correlations; else NULL */
     bool full;     /* encoded, not yet fed */
     int rc;        /* the encoder's error for this block */
     sae_error err;
@@ -100,9 +102,10 @@ static void *encoder_main(void *arg)
             break;
         sae_error err;
         sae_sparse_reset(&sl->sp);
-        int rc = stream_read(st, r, n, en->x, &err);
+        float *x = sl->x ? sl->x : en->x;
+        int rc = stream_read(st, r, n, x, &err);
         if (!rc)
-            rc = sae_encode(st->m, en->ws, en->x, n, &opts, &sl->sp, NULL, NULL, &err);
+            rc = sae_encode(st->m, en->ws, x, n, &opts, &sl->sp, NULL, NULL, &err);
         pthread_mutex_lock(&st->mu);
         sl->rc = rc;
         if (rc)
@@ -116,11 +119,12 @@ static void *encoder_main(void *arg)
     return NULL;
 }
 
-/* The streaming pass over rows [row0, row1) of job->acts into ix. Starts
- * the encoder threads and sets OpenBLAS's process-wide thread count to
- * budget / E for the pass, restoring it on return. */
-static int stream_rows(const sae_index_job *job, sae_indexer *ix, uint64_t row0, uint64_t row1,
-                       size_t B, sae_error *err)
+/* The streaming pass over rows [row0, row1) of job->acts into ix (and into
+ * corr, when not NULL, with the rows themselves). Starts the encoder threads
+ * and sets OpenBLAS's process-wide thread count to budget / E for the pass,
+ * restoring it on return. */
+static int stream_rows(const sae_index_job *job, sae_indexer *ix, sae_corr *corr, uint64_t row0,
+                       uint64_t row1, size_t B, sae_error *err)
 {
     const sae_model *m = job->model;
     int blas = sae_get_blas_threads();
@@ -142,6 +146,11 @@ static int stream_rows(const sae_index_job *job, sae_indexer *ix, uint64_t row0,
     }
     for (size_t i = 0; i < st.n_slots; i++)
         sae_sparse_init(&st.slot[i].sp);
+    for (size_t i = 0; corr && i < st.n_slots; i++)
+        if (!(st.slot[i].x = malloc(xn * sizeof(float)))) {
+            rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the encode buffers");
+            goto out;
+        }
     for (size_t e = 0; e < n_enc; e++) {
         en[e] = (encoder){.st = &st, .e = e, .ws = sae_workspace_new(m, B),
                           .x = malloc(xn * sizeof(float))};
@@ -176,6 +185,8 @@ static int stream_rows(const sae_index_job *job, sae_indexer *ix, uint64_t row0,
         }
         if ((rc = sae_indexer_feed(ix, r, &sl->sp, err)))
             goto out;
+        if (corr)
+            sae_corr_feed(corr, sl->x, &sl->sp);
         uint64_t fed = r + sl->sp.n_rows - row0;
         pthread_mutex_lock(&st.mu);
         sl->full = false;
@@ -197,8 +208,10 @@ out:
         sae_workspace_free(en[e].ws);
         free(en[e].x);
     }
-    for (size_t i = 0; st.slot && i < st.n_slots; i++)
+    for (size_t i = 0; st.slot && i < st.n_slots; i++) {
         sae_sparse_free(&st.slot[i].sp);
+        free(st.slot[i].x);
+    }
     free(st.slot);
     free(en);
     free(th);
@@ -221,6 +234,10 @@ static int build_check_inputs(const sae_index_job *job, sae_error *err)
                              "%s: the documents hold %" PRIu64 " tokens but the activations have "
                              "%zu rows",
                              tok->path, tok->n_tokens, sae_acts_rows(job->acts));
+    if (job->dash && job->set.is_shard)
+        return sae_error_set(err, SAE_EINVAL,
+                             "--unembed and --correlations are for a whole corpus, not a --shard "
+                             "(merge the shards, then `sae index --upgrade`)");
     return sae_index_settings_check(&job->set, err);
 }
 
@@ -298,6 +315,7 @@ int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *e
     const sae_index_settings *set = &job->set;
     sae_indexer *ix = NULL;
     sae_store_writer *w = NULL;
+    sae_corr *corr = NULL;
     size_t doc_lo, doc_hi;
     uint64_t row0, row1;
     int rc = build_check_inputs(job, err);
@@ -306,16 +324,18 @@ int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *e
     sae_shard_docs(job->tok->n_docs, set->shard, set->n_shards, &doc_lo, &doc_hi);
     if ((rc = sae_indexer_new(m->d_sae, set, job->tok, doc_lo, doc_hi, &ix, err)) ||
         (rc = sae_store_writer_open(out_path, &w, err)) ||
-        (rc = build_neighbours(m, set->neighbours, w, err)))
+        (rc = build_neighbours(m, set->neighbours, w, err)) ||
+        (job->dash && job->dash->correlations && (rc = sae_corr_new(m->d_sae, m->d_in, &corr, err))))
         goto out;
     t1 = sae_clock_s();
     /* One pass over the slice, in whole blocks. */
     sae_indexer_rows(ix, &row0, &row1);
-    if ((rc = stream_rows(job, ix, row0, row1, set->block_rows, err)) ||
+    if ((rc = stream_rows(job, ix, corr, row0, row1, set->block_rows, err)) ||
         (rc = sae_indexer_finish(ix, err)))
         goto out;
     t2 = sae_clock_s();
-    if ((rc = sae_indexer_write(ix, m->dec_norm, w, err)) || (rc = build_meta(job, ix, w, err)))
+    if ((rc = sae_indexer_write(ix, m->dec_norm, w, err)) || (rc = build_meta(job, ix, w, err)) ||
+        (job->dash && (rc = sae_dash_write(m, job->dash, corr, w, err))))
         goto out;
     rc = sae_store_writer_commit(w, err);
     w = NULL;
@@ -328,5 +348,6 @@ out:
     if (w)
         sae_store_writer_abort(w);
     sae_indexer_free(ix);
+    sae_corr_free(corr);
     return rc;
 }

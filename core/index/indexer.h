@@ -123,6 +123,9 @@ typedef struct sae_index_job {
     const struct sae_acts *acts;        /* rows = the documents' tokens in order */
     const sae_tokens *tok;
     const sae_explanations *expl;       /* NULL: none */
+    /* Dashboards (dashboards.h): logit tables, neuron alignment, correlated
+     * neurons; NULL: none, and the file is what it was before them. */
+    const struct sae_dash_job *dash;
     sae_index_settings set;
     /* Called after each block with rows done and rows to do (may be NULL). */
     void (*progress)(void *ctx, uint64_t done, uint64_t total);

@@ -32,11 +32,15 @@
 typedef struct sae_schema_file {
     int number;
     const char *name;
+    bool on_demand;     /* applied only by sae_store_writer_dashboards */
     const char *sql;
 } sae_schema_file;
 extern const sae_schema_file sae_schema_files[];
 extern const size_t sae_schema_count;
-/* user_version of an index written by this build: the last file's number. */
+/* The newest schema version this build reads and writes: the last file's
+ * number. A file's user_version is the number of the last file applied to
+ * it, so an index without the on-demand tables keeps the older number; the
+ * reader opens every version from 1 to this one. */
 int sae_store_schema_version(void);
 
 /* ---- writing ---- */
@@ -47,6 +51,47 @@ typedef struct sae_store_writer sae_store_writer;
 int sae_store_writer_open(const char *target, sae_store_writer **out, sae_error *err);
 /* The temporary file's path (for messages and tests). */
 const char *sae_store_writer_temp_path(const sae_store_writer *w);
+/* As sae_store_writer_open, but the temporary file starts as a byte copy of
+ * the index src (validated by the caller) and no schema is applied: for
+ * `sae index --upgrade`, which adds tables and renames the copy over target. */
+int sae_store_writer_open_copy(const char *target, const char *src, sae_store_writer **out,
+                               sae_error *err);
+
+/* ---- dashboards (schema/002_dashboards.sql) ---- */
+#define SAE_LOGIT_ROWS 10   /* tokens per logits table (SAEDashboard's n_rows) */
+#define SAE_LOGIT_BINS 50   /* bars of the logits histogram (SAEDashboard's n_bins) */
+#define SAE_NEURON_ROWS 3   /* rows of a neuron table (Neuronpedia's runner: n_rows 3) */
+
+/* Creates the dashboards tables (the on-demand schema files) unless the file
+ * has them already. Called before any put_logits / put_neuron_table. */
+int sae_store_writer_dashboards(sae_store_writer *w, sae_error *err);
+
+/* One feature's logit tables: pos value descending, neg value ascending;
+ * hist[SAE_LOGIT_BINS] counts over SAE_LOGIT_BINS equal bins of
+ * [hist_min, hist_max]. All borrowed. */
+typedef struct sae_store_logits_row {
+    size_t n_pos, n_neg;
+    const uint32_t *pos_ids, *neg_ids;
+    const float *pos_values, *neg_values;
+    double hist_min, hist_max;
+    const uint32_t *hist;
+} sae_store_logits_row;
+/* Replaces feature's logits row. */
+int sae_store_put_logits(sae_store_writer *w, uint32_t feature, const sae_store_logits_row *row,
+                         sae_error *err);
+/* Sets the display string of language-model token id (len bytes). */
+int sae_store_put_logit_token(sae_store_writer *w, uint32_t id, const char *token, size_t len,
+                              sae_error *err);
+
+/* The neuron tables of a feature (SAEDashboard's feature tables). */
+typedef enum sae_neuron_kind {
+    SAE_NEURON_ALIGNMENT = 0,   /* W_dec[i]'s largest entries; extra = share of its L1 norm */
+    SAE_NEURON_CORRELATED = 1,  /* Pearson over the corpus; extra = cosine similarity */
+} sae_neuron_kind;
+/* Replaces feature's table of that kind: n rows (<= SAE_NEURON_ROWS). */
+int sae_store_put_neuron_table(sae_store_writer *w, uint32_t feature, sae_neuron_kind kind,
+                               const uint32_t *indices, const float *values, const float *extra,
+                               size_t n, sae_error *err);
 
 /* One row of the features table. sum_exact: 48 bytes (indexer.h's
  * sae_exact_sum, little-endian); hist: hist_n counts of bins hist_first... */
@@ -114,7 +159,8 @@ typedef struct sae_store_conn sae_store_conn;
 
 /* The meta table, parsed. */
 typedef struct sae_store_info {
-    int schema_version;
+    int schema_version;                     /* the file's user_version */
+    bool has_dashboards;                    /* holds the schema/002 tables */
     char weights_digest[33];
     uint64_t d_in, d_sae;
     uint64_t n_tokens, n_documents;         /* indexed by this file */
@@ -208,6 +254,40 @@ int sae_store_get_explanations(sae_store_conn *c, uint64_t index, sae_explanatio
                                sae_error *err);
 /* Every explanation of the index (for `sae merge`). */
 int sae_store_get_all_explanations(sae_store_conn *c, sae_explanations *out, sae_error *err);
+
+/* A feature's logit tables as stored; computed is false for an index built
+ * without --unembed (then nothing else is set). Token strings point into
+ * `strings` (owned; free with sae_store_logits_free). */
+typedef struct sae_store_logits {
+    bool computed;
+    size_t n_pos, n_neg;
+    uint32_t pos_ids[SAE_LOGIT_ROWS], neg_ids[SAE_LOGIT_ROWS];
+    float pos_values[SAE_LOGIT_ROWS], neg_values[SAE_LOGIT_ROWS];
+    const char *pos_str[SAE_LOGIT_ROWS], *neg_str[SAE_LOGIT_ROWS];
+    size_t pos_len[SAE_LOGIT_ROWS], neg_len[SAE_LOGIT_ROWS];
+    double hist_min, hist_max;
+    size_t n_bins;
+    uint32_t hist[SAE_LOGIT_BINS];  /* bar heights */
+    char *strings;                  /* owned */
+} sae_store_logits;
+int sae_store_get_logits(sae_store_conn *c, uint64_t index, sae_store_logits *out,
+                         sae_error *err);
+void sae_store_logits_free(sae_store_logits *l);
+/* Bar i's value as SAEDashboard writes it (logits_hist_data_bar_values): the
+ * bin's centre, rounded to 5 decimals. */
+double sae_store_logits_bar_value(const sae_store_logits *l, size_t i);
+
+/* One neuron table as stored; computed is false when the index lacks it. */
+typedef struct sae_store_neuron_table {
+    bool computed;
+    size_t n;
+    uint32_t indices[SAE_NEURON_ROWS];
+    float values[SAE_NEURON_ROWS];
+    float extra[SAE_NEURON_ROWS];
+} sae_store_neuron_table;
+/* neuron_alignment_* (kind SAE_NEURON_ALIGNMENT) or correlated_neurons_*. */
+int sae_store_get_neuron_table(sae_store_conn *c, uint64_t index, sae_neuron_kind kind,
+                               sae_store_neuron_table *out, sae_error *err);
 
 /* Listing and search (GET /v1/features). */
 typedef enum sae_store_sort {

@@ -9,7 +9,8 @@
  *                     connection to either kind
  *   store_feature.c   one feature's statistics, histogram, neighbours; explanations
  *   store_query.c     listing and full-text search of features
- *   store_examples.c  a feature's examples, unpacked */
+ *   store_examples.c  a feature's examples, unpacked
+ *   store_dash.c      a feature's logit and neuron tables (the dashboards tables) */
 #ifndef SAE_STORE_INTERNAL_H
 #define SAE_STORE_INTERNAL_H
 
@@ -69,7 +70,10 @@ enum {
     R_SEARCH_FIRST = R_LIST_FIRST + 6, /* 6 with a full-text query */
     R_SEARCH_COUNT = R_SEARCH_FIRST + 6,
     R_RELEVANCE_FIRST, /* 2: full-text query by relevance, asc (best first) and desc */
-    R_COUNT = R_RELEVANCE_FIRST + 2
+    R_BASE_COUNT = R_RELEVANCE_FIRST + 2,
+    /* prepared only when the index has the dashboards tables (else NULL) */
+    R_LOGITS = R_BASE_COUNT, R_LOGIT_TOKEN, R_NEURON,
+    R_COUNT
 };
 
 /* Checks a SQLite header h (got bytes of it) of a file of size bytes, without

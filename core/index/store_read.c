@@ -57,10 +57,10 @@ int store_check_header(const char *path, const unsigned char *h, size_t got, uin
                              "%s: a SQLite database but not a saed feature index "
                              "(application_id 0x%08" PRIx32 ", expected 0x%08x)",
                              path, app, SAE_STORE_APPLICATION_ID);
-    if (user != sae_store_schema_version())
+    if (user < 1 || user > sae_store_schema_version())
         return sae_error_set(err, SAE_EFORMAT,
-                             "%s: index schema version %" PRId32 ", this build reads version %d "
-                             "(rebuild it with this sae)",
+                             "%s: index schema version %" PRId32 ", this build reads versions 1 "
+                             "to %d (rebuild it with this sae)",
                              path, user, sae_store_schema_version());
     if ((uint64_t)page * pages != size)
         return sae_error_set(err, SAE_EFORMAT,
@@ -235,6 +235,33 @@ out:
     return rc;
 }
 
+/* The file's user_version, and whether it holds the dashboards tables (an
+ * index of version 1, or built without --unembed / --correlations, does not:
+ * its features read as "not computed"). */
+static int read_version(sqlite3 *db, sae_store *s, sae_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(db, "SELECT (SELECT user_version FROM pragma_user_version), "
+                           "(SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+                           "('logits', 'logit_tokens', 'neuron_tables'))", -1, &q, NULL) !=
+            SQLITE_OK ||
+        sqlite3_step(q) != SQLITE_ROW) {
+        rc = sae_store_fail(db, s->path, "reading the schema", err);
+        goto out;
+    }
+    s->info.schema_version = sqlite3_column_int(q, 0);
+    int tables = sqlite3_column_int(q, 1);
+    if (tables != 0 && tables != 3) {
+        rc = sae_error_set(err, SAE_EFORMAT, "%s: the dashboards tables are incomplete", s->path);
+        goto out;
+    }
+    s->info.has_dashboards = tables == 3;
+out:
+    sqlite3_finalize(q);
+    return rc;
+}
+
 void sae_store_close(sae_store *s)
 {
     if (!s)
@@ -277,8 +304,8 @@ int store_load(sae_store *s, sae_error *err)
     sqlite3_stmt *q = NULL;
     if ((rc = store_open_db(s, &db, err)))
         goto out;
-    s->info.schema_version = sae_store_schema_version();
-    if ((rc = read_meta(db, path, &s->info, err)) || (rc = read_vocab(db, s, err)))
+    if ((rc = read_meta(db, path, &s->info, err)) || (rc = read_vocab(db, s, err)) ||
+        (rc = read_version(db, s, err)))
         goto out;
     if (sqlite3_prepare_v2(db, "SELECT count(*), coalesce(min(idx), 0), coalesce(max(idx), -1) "
                            "FROM features", -1, &q, NULL) != SQLITE_OK ||
@@ -375,10 +402,20 @@ int sae_store_connect(sae_store *s, sae_store_conn **out, sae_error *err)
         [R_EXAMPLES] = "SELECT n, data FROM examples WHERE id = ?1",
         [R_DOCUMENT] = "SELECT name FROM documents WHERE idx = ?1",
     };
-    for (int i = 0; i < R_COUNT; i++) {
+    const char *dash[R_COUNT - R_BASE_COUNT] = {
+        [R_LOGITS - R_BASE_COUNT] = "SELECT pos_ids, pos_values, neg_ids, neg_values, hist_min, "
+                                    "hist_max, hist FROM logits WHERE feature = ?1",
+        [R_LOGIT_TOKEN - R_BASE_COUNT] = "SELECT token FROM logit_tokens WHERE id = ?1",
+        [R_NEURON - R_BASE_COUNT] = "SELECT indices, value_list, extra FROM neuron_tables "
+                                    "WHERE id = ?1",
+    };
+    int n_st = s->info.has_dashboards ? R_COUNT : R_BASE_COUNT;
+    for (int i = 0; i < n_st; i++) {
         const char *q = sql;
         if (i < R_LIST_FIRST)
             q = fixed[i];
+        else if (i >= R_BASE_COUNT)
+            q = dash[i - R_BASE_COUNT];
         else if (i < R_SEARCH_FIRST)
             snprintf(sql, sizeof sql, "SELECT " FEATURE_COLS " FROM features ORDER BY %s "
                      "LIMIT ?2 OFFSET ?3", sort_order[i - R_LIST_FIRST]);

@@ -16,7 +16,10 @@
 #include <unistd.h>
 
 enum {
-    W_META, W_FEATURE, W_EXAMPLE, W_NEIGHBOURS, W_VOCAB, W_DOCUMENT, W_EXPLANATION, W_COUNT
+    W_META, W_FEATURE, W_EXAMPLE, W_NEIGHBOURS, W_VOCAB, W_DOCUMENT, W_EXPLANATION,
+    W_BASE_COUNT, /* the statements above are prepared at open; those below by
+                     sae_store_writer_dashboards, once their tables exist */
+    W_LOGITS = W_BASE_COUNT, W_LOGIT_TOKEN, W_NEURON, W_COUNT
 };
 
 static const char *const writer_sql[W_COUNT] = {
@@ -30,6 +33,11 @@ static const char *const writer_sql[W_COUNT] = {
     [W_DOCUMENT] = "INSERT INTO documents (idx, name) VALUES (?1, ?2)",
     [W_EXPLANATION] = ("INSERT INTO explanations (id, feature, description, score, source, "
                       "type_name) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+    [W_LOGITS] = ("INSERT OR REPLACE INTO logits (feature, pos_ids, pos_values, neg_ids, "
+                 "neg_values, hist_min, hist_max, hist) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+    [W_LOGIT_TOKEN] = "INSERT OR REPLACE INTO logit_tokens (id, token) VALUES (?1, ?2)",
+    [W_NEURON] = ("INSERT OR REPLACE INTO neuron_tables (id, indices, value_list, extra) "
+                 "VALUES (?1, ?2, ?3, ?4)"),
 };
 
 
@@ -43,6 +51,7 @@ struct sae_store_writer {
     sqlite3_stmt *st[W_COUNT];
     unsigned char *pack;    /* owned: one row of examples being packed */
     size_t pack_cap;
+    int version;            /* user_version at commit: the last schema file applied */
 };
 
 
@@ -110,7 +119,77 @@ static void writer_free(sae_store_writer *w)
     free(w);
 }
 
-int sae_store_writer_open(const char *target, sae_store_writer **out, sae_error *err)
+/* Copies the file src to the new file dst (created by the caller); for
+ * sae_store_writer_open_copy. */
+static int copy_file(const char *src, const char *dst, sae_error *err)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC), out = open(dst, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    int rc = 0;
+    char buf[1 << 16];
+    if (in < 0 || out < 0) {
+        rc = sae_error_set(err, SAE_EIO, "%s: cannot open: %s", in < 0 ? src : dst,
+                           strerror(errno));
+        goto out;
+    }
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = sae_error_set(err, SAE_EIO, "%s: cannot read: %s", src, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t m = write(out, buf + off, (size_t)(n - off));
+            if (m < 0 && errno == EINTR)
+                continue;
+            if (m < 0) {
+                rc = sae_error_set(err, SAE_EIO, "%s: cannot write: %s", dst, strerror(errno));
+                goto out;
+            }
+            off += m;
+        }
+    }
+out:
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    return rc;
+}
+
+/* Applies schema file i to w's file and records its number as the version. */
+static int apply_schema(sae_store_writer *w, size_t i, sae_error *err)
+{
+    char *emsg = NULL;
+    if (sqlite3_exec(w->db, sae_schema_files[i].sql, NULL, NULL, &emsg) != SQLITE_OK) {
+        int rc = sae_error_set(err, SAE_EFORMAT, "%s: schema %s: %s", w->temp,
+                               sae_schema_files[i].name, emsg ? emsg : "failed");
+        sqlite3_free(emsg);
+        return rc;
+    }
+    if (sae_schema_files[i].number > w->version)
+        w->version = sae_schema_files[i].number;
+    return 0;
+}
+
+/* Prepares statements [from, to) of writer_sql. */
+static int prepare_range(sae_store_writer *w, int from, int to, sae_error *err)
+{
+    for (int i = from; i < to; i++)
+        if (sqlite3_prepare_v3(w->db, writer_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &w->st[i],
+                               NULL) != SQLITE_OK)
+            return sae_store_fail(w->db, w->temp, "cannot prepare", err);
+    return 0;
+}
+
+/* The writer for target: a new temporary file next to it, empty or (src not
+ * NULL) a copy of src, opened in one transaction; the base schema applied to
+ * an empty one. */
+static int writer_open(const char *target, const char *src, sae_store_writer **out,
+                       sae_error *err)
 {
     int rc;
     const char *base;
@@ -146,6 +225,8 @@ int sae_store_writer_open(const char *target, sae_store_writer **out, sae_error 
         goto out;
     }
     close(fd);
+    if (src && (rc = copy_file(src, w->temp, err)))
+        goto out_unlink;
     if (sqlite3_open_v2(w->temp, &w->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
         rc = sae_store_fail(w->db, w->temp, "cannot open", err);
@@ -163,20 +244,22 @@ int sae_store_writer_open(const char *target, sae_store_writer **out, sae_error 
         rc = sae_store_fail(w->db, w->temp, "cannot set up", err);
         goto out_unlink;
     }
-    for (size_t i = 0; i < sae_schema_count; i++)
-        if (sqlite3_exec(w->db, sae_schema_files[i].sql, NULL, NULL, &emsg) != SQLITE_OK) {
-            sae_error_set(err, SAE_EFORMAT, "%s: schema %s: %s", w->temp,
-                          sae_schema_files[i].name, emsg ? emsg : "failed");
-            sqlite3_free(emsg);
-            rc = err ? err->code : SAE_EFORMAT;
+    if (src) {
+        sqlite3_stmt *q = NULL;
+        if (sqlite3_prepare_v2(w->db, "PRAGMA user_version;", -1, &q, NULL) != SQLITE_OK ||
+            sqlite3_step(q) != SQLITE_ROW) {
+            sqlite3_finalize(q);
+            rc = sae_store_fail(w->db, w->temp, "reading user_version", err);
             goto out_unlink;
         }
-    for (int i = 0; i < W_COUNT; i++)
-        if (sqlite3_prepare_v3(w->db, writer_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &w->st[i],
-                               NULL) != SQLITE_OK) {
-            rc = sae_store_fail(w->db, w->temp, "cannot prepare", err);
+        w->version = sqlite3_column_int(q, 0);
+        sqlite3_finalize(q);
+    }
+    for (size_t i = 0; !src && i < sae_schema_count; i++)
+        if (!sae_schema_files[i].on_demand && (rc = apply_schema(w, i, err)))
             goto out_unlink;
-        }
+    if ((rc = prepare_range(w, 0, W_BASE_COUNT, err)))
+        goto out_unlink;
     *out = w;
     return 0;
 out_unlink:
@@ -184,6 +267,36 @@ out_unlink:
 out:
     writer_free(w);
     return rc;
+}
+
+int sae_store_writer_open(const char *target, sae_store_writer **out, sae_error *err)
+{
+    return writer_open(target, NULL, out, err);
+}
+
+int sae_store_writer_open_copy(const char *target, const char *src, sae_store_writer **out,
+                               sae_error *err)
+{
+    return writer_open(target, src, out, err);
+}
+
+int sae_store_writer_dashboards(sae_store_writer *w, sae_error *err)
+{
+    if (w->st[W_LOGITS])
+        return 0;
+    sqlite3_stmt *q = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(w->db, "SELECT count(*) FROM sqlite_master WHERE name = 'logits'", -1,
+                           &q, NULL) != SQLITE_OK || sqlite3_step(q) != SQLITE_ROW) {
+        sqlite3_finalize(q);
+        return sae_store_fail(w->db, w->temp, "reading the schema", err);
+    }
+    bool have = sqlite3_column_int(q, 0) > 0;
+    sqlite3_finalize(q);
+    for (size_t i = 0; !have && i < sae_schema_count && !rc; i++)
+        if (sae_schema_files[i].on_demand)
+            rc = apply_schema(w, i, err);
+    return rc ? rc : prepare_range(w, W_BASE_COUNT, W_COUNT, err);
 }
 
 const char *sae_store_writer_temp_path(const sae_store_writer *w)
@@ -319,6 +432,54 @@ int sae_store_put_explanation(sae_store_writer *w, uint64_t id, uint32_t feature
     return step_insert(w, W_EXPLANATION, "writing explanations", err);
 }
 
+/* Binds n little-endian 4-byte items (uint32 or float32) as a blob. */
+static void bind_le32(sqlite3_stmt *s, int col, const void *items, size_t n)
+{
+    sqlite3_bind_blob(s, col, n ? items : "", (int)(n * 4), SQLITE_STATIC);
+}
+
+int sae_store_put_logits(sae_store_writer *w, uint32_t feature, const sae_store_logits_row *r,
+                         sae_error *err)
+{
+    if (r->n_pos > SAE_LOGIT_ROWS || r->n_neg > SAE_LOGIT_ROWS)
+        return sae_error_set(err, SAE_EINVAL, "%s: too many logit rows", w->temp);
+    sqlite3_stmt *s = w->st[W_LOGITS];
+    sqlite3_bind_int64(s, 1, feature);
+    bind_le32(s, 2, r->pos_ids, r->n_pos);
+    bind_le32(s, 3, r->pos_values, r->n_pos);
+    bind_le32(s, 4, r->neg_ids, r->n_neg);
+    bind_le32(s, 5, r->neg_values, r->n_neg);
+    sqlite3_bind_double(s, 6, r->hist_min);
+    sqlite3_bind_double(s, 7, r->hist_max);
+    bind_le32(s, 8, r->hist, SAE_LOGIT_BINS);
+    return step_insert(w, W_LOGITS, "writing logits", err);
+}
+
+int sae_store_put_logit_token(sae_store_writer *w, uint32_t id, const char *token, size_t len,
+                              sae_error *err)
+{
+    if (len > INT_MAX)
+        return sae_error_set(err, SAE_EINVAL, "%s: token too long", w->temp);
+    sqlite3_stmt *s = w->st[W_LOGIT_TOKEN];
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_text(s, 2, len ? token : "", (int)len, SQLITE_STATIC);
+    return step_insert(w, W_LOGIT_TOKEN, "writing logit tokens", err);
+}
+
+int sae_store_put_neuron_table(sae_store_writer *w, uint32_t feature, sae_neuron_kind kind,
+                               const uint32_t *indices, const float *values, const float *extra,
+                               size_t n, sae_error *err)
+{
+    if (n > SAE_NEURON_ROWS)
+        return sae_error_set(err, SAE_EINVAL, "%s: too many neuron rows", w->temp);
+    sqlite3_stmt *s = w->st[W_NEURON];
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)feature * 2 + (sqlite3_int64)kind);
+    bind_le32(s, 2, indices, n);
+    bind_le32(s, 3, values, n);
+    bind_le32(s, 4, extra, n);
+    return step_insert(w, W_NEURON, "writing neuron tables", err);
+}
+
 int sae_store_put_info(sae_store_writer *w, const sae_store_info *i, sae_error *err)
 {
     _Static_assert(SAE_STORE_META_KEYS == 19, "one value per meta key");
@@ -364,7 +525,7 @@ int sae_store_writer_commit(sae_store_writer *w, sae_error *err)
     char sql[64];
     char *emsg = NULL;
     sqlite3_stmt *qc = NULL;
-    snprintf(sql, sizeof sql, "PRAGMA user_version = %d;", sae_store_schema_version());
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d;", w->version);
     if (sqlite3_exec(w->db, "INSERT INTO explanations_fts (explanations_fts) VALUES ('rebuild');",
                      NULL, NULL, &emsg) != SQLITE_OK ||
         sqlite3_exec(w->db, sql, NULL, NULL, &emsg) != SQLITE_OK ||

@@ -370,6 +370,25 @@ describe('the feature browser', () => {
             `the sampled token of document ${e.document} lies in its bin`);
         }
 
+        // Logit tables and their histogram as GET /v1/features/{i} gives them, or
+        // the "not computed" state for an index built without --unembed.
+        if (f.logits) {
+          for (const kind of ['pos', 'neg']) {
+            const shown = await page.$$eval(`table.logits.${kind} tbody tr`, (trs) => trs.map((tr) => ({
+              id: Number(tr.dataset.tokenId),
+              token: tr.querySelector('code.tok-str').textContent,
+              value: tr.querySelector('td.num').textContent,
+            })));
+            assert.deepEqual(shown, f.logits[kind].map((r) => ({ id: r.id, token: displayToken(r.token), value: fmtNum(r.value) })),
+              `the ${kind} logit table`);
+          }
+          const bars = await page.$$eval('svg.logit-hist rect', (rs) => rs.map((r) => r.getAttribute('class')));
+          assert.equal(bars.length, f.logits.histogram.bar_heights.length, 'one bar per logit bin');
+          assert.deepEqual(bars, f.logits.histogram.bar_values.map((v) => (v < 0 ? 'neg' : 'pos')), 'bar colours by sign');
+        } else {
+          assert.match(await page.innerText('section.logits'), /not computed/, 'the logits section says they are not computed');
+        }
+
         // Neighbours as links, in the API's order; previous and next feature.
         const nbs = await page.$$eval('ol.neighbours li a', (as) => as.map((a) => a.getAttribute('href')));
         assert.deepEqual(nbs, (f.neighbours || []).map((n) => `/features/${n.index}`), 'neighbour links');

@@ -1,11 +1,12 @@
 // One feature (/features/{i}, a deep link): label and explanations, statistics,
 // the activation histogram, top and quantile examples with shaded tokens,
-// decoder-cosine neighbours, and links to the previous and next feature.
+// decoder-cosine neighbours, the logit tables and their histogram (when the
+// index has them), and links to the previous and next feature.
 
 import { ApiError, api, getModel, isNoIndex, mapLimit } from './api.js';
 import { histogramPlot, histogramTable } from './charts.js';
-import { emptyState, errorState, fill, h, loadingState, pageHeading } from './dom.js';
-import { byScore, featureLabel, fmtCount, fmtDensity, fmtInt, fmtNum, histogramRange } from './format.js';
+import { emptyState, errorState, fill, h, loadingState, pageHeading, s } from './dom.js';
+import { byScore, displayToken, featureLabel, fmtCount, fmtDensity, fmtInt, fmtNum, histogramRange } from './format.js';
 import { exampleMarks, tokenLine } from './tokens.js';
 
 const MORE = 20; // examples fetched per "show more"
@@ -77,6 +78,51 @@ function histogramFigure(f) {
   };
   new ResizeObserver(draw).observe(plotBox);
   return fig;
+}
+
+// One logit table: the tokens the feature's decoder direction promotes
+// (pos) or suppresses (neg) through the unembedding, with W_dec[i] . W_U.
+function logitTable(rows, kind, caption) {
+  return h('table', { class: `logits ${kind}` },
+    h('caption', {}, caption),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Token'), h('th', { scope: 'col' }, 'Logit'))),
+    h('tbody', {}, (rows || []).map((r) => h('tr', { 'data-token-id': String(r.id) },
+      h('td', {}, h('code', { class: 'tok-str', title: `token ${r.id}` }, displayToken(r.token))),
+      h('td', { class: 'num' }, fmtNum(r.value))))));
+}
+
+// The histogram of all V logits: one bar per bin, bars left of 0 in the
+// negative colour.
+function logitHistogram(hist) {
+  const heights = hist?.bar_heights || [];
+  const values = hist?.bar_values || [];
+  const W = 300, H = 90, n = heights.length, top = Math.max(1, ...heights);
+  const bw = n ? W / n : W;
+  const svg = s('svg', { class: 'logit-hist', viewBox: `0 0 ${W} ${H + 14}`, role: 'img',
+    'aria-label': `Histogram of the logits over ${fmtInt(heights.reduce((a, b) => a + b, 0))} tokens, from ${fmtNum(hist?.min)} to ${fmtNum(hist?.max)}` });
+  heights.forEach((c, k) => {
+    const bh = c ? Math.max(1, (c / top) * H) : 0;
+    svg.append(s('rect', { x: k * bw, width: Math.max(0.5, bw - 0.5), y: H - bh, height: bh,
+      class: values[k] < 0 ? 'neg' : 'pos' }, s('title', {}, `${fmtNum(values[k])}: ${fmtInt(c)} tokens`)));
+  });
+  svg.append(s('text', { x: 0, y: H + 12, class: 'tick' }, fmtNum(hist?.min)));
+  svg.append(s('text', { x: W, y: H + 12, class: 'tick', 'text-anchor': 'end' }, fmtNum(hist?.max)));
+  return svg;
+}
+
+function logits(f) {
+  const l = f.logits;
+  if (!l) {
+    return emptyState('Logit tables not computed',
+      h('p', {}, 'Build the index with ', h('code', {}, 'sae index --unembed SOURCE --vocab FILE'),
+        ', or add them to this one with ', h('code', {}, 'sae index --upgrade'), '.'));
+  }
+  return h('div', { class: 'logits-box' },
+    h('div', { class: 'logit-tables' },
+      logitTable(l.neg, 'neg', 'Negative logits'),
+      logitTable(l.pos, 'pos', 'Positive logits')),
+    h('figure', { class: 'logit-figure' }, logitHistogram(l.histogram),
+      h('figcaption', {}, 'W_dec[i] · W_U over the whole vocabulary')));
 }
 
 function explanations(f) {
@@ -247,6 +293,7 @@ export async function render(main, ctx) {
       h('div', { class: 'side' },
         section('explanations', 'Explanations', explanations(f)),
         section('neighbours', 'Nearest by decoder cosine', neighbours(f, ctx.signal)))),
+    section('logits', 'Logits', logits(f)),
     section('top', 'Top activating examples',
       h('p', { class: 'muted hint' }, 'Shading is relative to the feature\'s max activation; the token an example stands for (its max; in a quantile example, the token sampled into the bin) is underlined. ',
         'Hover a token, or Tab to an example and use the arrow keys, to read its value.'),

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# dashboards.sh: `sae index --unembed/--vocab/--correlations/--upgrade` as
+# processes, checked against a brute-force double-precision oracle
+# (dashboards_oracle.py) on GPT-2, Llama (sharded) and Gemma layout
+# checkpoints and a plain W_U file (mklm.py); an index without the flags has
+# no dashboards tables and schema version 1, `--upgrade` adds them without
+# touching the rest (and leaves the file byte-identical when it fails); saed
+# serves them in the feature JSON, null when not computed.
+# Env: SAE_BIN, SAED_BIN, MKFIXTURE, SAE_TEST_TMP, SAE_SOURCE_ROOT.
+# Last line: "dashboards: P passed, F failed".
+set -uo pipefail
+sae=${SAE_BIN:?} saed=${SAED_BIN:?} mkf=${MKFIXTURE:?} here=${SAE_SOURCE_ROOT:?}/tests/integration
+work=$(mktemp -d "${SAE_TEST_TMP:-/tmp}/dashboards.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+passed=0 failed=0
+pass() { passed=$((passed + 1)); echo "ok   $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1${2:+: $2}"; }
+check() { if eval "$2"; then pass "$1"; else fail "$1" "${3:-}"; fi; }
+cd "$work"
+"$mkf" --out sae --d-in 16 --d-sae 64 --target-l0 8 --activations acts.safetensors --rows 600 >/dev/null
+python3 - <<'PY'
+import json, random
+rng, done, d = random.Random(600), 0, 0
+with open("tok.jsonl", "w") as f:
+    while done < 600:
+        k = min(rng.randint(0, 60), 600 - done)
+        f.write(json.dumps({"id": "d%d" % d, "tokens": [" t%d" % rng.randint(0, 999) for _ in range(k)]}) + "\n")
+        done, d = done + k, d + 1
+PY
+for k in gpt2 llama gemma wu; do python3 "$here/mklm.py" "$k" 16 300 "$k"; done
+build() { # out extra-flags...
+  local out=$1; shift
+  "$sae" index --model sae --activations acts.safetensors --tokens tok.jsonl --out "$out" --quiet "$@"
+}
+"$sae" encode --model sae --activations acts.safetensors --out enc.jsonl --quiet
+
+# ---- builds against the oracle
+build gpt2.db --unembed gpt2 --vocab gpt2/vocab.json --correlations 2>err; rc=$?
+check "gpt2 checkpoint with --correlations: exit 0" '[ $rc -eq 0 ]' "$(cat err)"
+python3 "$here/dashboards_oracle.py" gpt2 gpt2 sae gpt2.db acts.safetensors enc.jsonl >out 2>&1; orc=$?
+check "gpt2: logits, histogram, alignment, correlations match the oracle" '[ $orc -eq 0 ]' "$(head -5 out)"
+for k in llama gemma; do
+  build $k.db --unembed $k --vocab $k/vocab.json 2>err; rc=$?
+  python3 "$here/dashboards_oracle.py" $k $k sae $k.db >out 2>&1; orc=$?
+  check "$k checkpoint: match the oracle" '[ $rc -eq 0 ] && [ $orc -eq 0 ]' "$(cat err; head -5 out)"
+done
+build wu.db --unembed wu/W_U.safetensors --vocab wu/vocab.json 2>err; rc=$?
+python3 "$here/dashboards_oracle.py" wu wu sae wu.db >out 2>&1; orc=$?
+check "W_U file used as given: match the oracle" '[ $rc -eq 0 ] && [ $orc -eq 0 ]' "$(cat err; head -5 out)"
+check "the oracle fails on another composition" \
+  '! python3 "$here/dashboards_oracle.py" gemma gemma sae gpt2.db >/dev/null 2>&1'
+
+# ---- without the flags: schema version 1, no new tables; same file twice
+build plain.db && build plain2.db
+check "plain build: user_version 1, no dashboards tables, reproducible" \
+  '[ "$(sqlite3 plain.db "PRAGMA user_version; SELECT count(*) FROM sqlite_master WHERE name IN (\"logits\", \"logit_tokens\", \"neuron_tables\")" | tr "\n" " ")" = "1 0 " ] && cmp -s plain.db plain2.db'
+check "dashboards build: user_version 2" '[ "$(sqlite3 gpt2.db "PRAGMA user_version")" = 2 ]'
+
+# ---- usage
+"$sae" index --model sae --activations acts.safetensors --tokens tok.jsonl --out x.db --unembed gpt2 2>err; rc=$?
+check "--unembed without --vocab: exit 2" '[ $rc -eq 2 ] && grep -q -- "--vocab" err && [ ! -e x.db ]'
+"$sae" index --upgrade plain.db --model sae --unembed gpt2 --vocab gpt2/vocab.json --correlations 2>err; rc=$?
+check "--upgrade with --correlations: exit 2" '[ $rc -eq 2 ] && cmp -s plain.db plain2.db'
+build x.db --shard 0/2 --unembed gpt2 --vocab gpt2/vocab.json 2>err; rc=$?
+check "--unembed with --shard: exit 1 naming --upgrade" '[ $rc -eq 1 ] && grep -q -- "--upgrade" err' "$(cat err)"
+
+# ---- upgrade
+python3 "$here/mklm.py" narrow 8 300 gpt2
+"$sae" index --upgrade plain.db --model sae --unembed narrow --vocab narrow/vocab.json 2>err; rc=$?
+check "--upgrade with a W_U of another d_model: exit 1, file untouched" \
+  '[ $rc -eq 1 ] && grep -q "d_model 8" err && cmp -s plain.db plain2.db && [ -z "$(ls -A . | grep "^\.plain.db.tmp")" ]' "$(cat err)"
+"$sae" index --upgrade plain.db --model sae --unembed gpt2 --vocab gpt2/vocab.json --quiet 2>err; rc=$?
+python3 "$here/dashboards_oracle.py" gpt2 gpt2 sae plain.db >out 2>&1; orc=$?
+check "--upgrade: exit 0, logit tables and alignment match the oracle" '[ $rc -eq 0 ] && [ $orc -eq 0 ]' "$(cat err; head -5 out)"
+dump() { sqlite3 "$1" ".dump features vocab documents examples neighbours explanations meta"; }
+check "--upgrade keeps every other table" '[ "$(dump plain.db | md5sum)" = "$(dump plain2.db | md5sum)" ]'
+check "--upgrade: the same logits as a build with --unembed" \
+  '[ "$(sqlite3 plain.db ".dump logits logit_tokens" | md5sum)" = "$(sqlite3 gpt2.db ".dump logits logit_tokens" | md5sum)" ]'
+
+# ---- saed's feature JSON
+feature() { # index.db feature -> JSON on stdout
+  "$saed" --model sae --index "$1" --listen 127.0.0.1:0 2>saed.err &
+  local pid=$! port=
+  for _ in $(seq 50); do port=$(grep -o "127.0.0.1:[0-9]*" saed.err | head -1); [ -n "$port" ] && break; sleep 0.1; done
+  python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://$port/v1/features/$2').read().decode())"
+  kill "$pid"; wait "$pid" 2>/dev/null
+}
+feature gpt2.db 5 >f.json
+python3 - "$work" >out 2>&1 <<'PY'
+import json, sqlite3, struct, sys
+f = json.load(open("f.json"))
+row = sqlite3.connect("gpt2.db").execute("SELECT pos_ids, pos_values, hist FROM logits WHERE feature = 5").fetchone()
+ids = list(struct.unpack("<10I", row[0])); vals = list(struct.unpack("<10f", row[1]))
+assert [p["id"] for p in f["logits"]["pos"]] == ids, f["logits"]["pos"]
+assert all(abs(p["value"] - v) < 1e-6 for p, v in zip(f["logits"]["pos"], vals))
+assert f["logits"]["histogram"]["bar_heights"] == list(struct.unpack("<50I", row[2]))
+assert len(f["logits"]["histogram"]["bar_values"]) == 50
+assert len(f["neuron_alignment"]) == 3 and len(f["correlated_neurons"]) == 3
+PY
+orc=$?
+check "saed: feature JSON holds the stored tables" '[ $orc -eq 0 ]' "$(cat out)"
+feature plain2.db 5 >f.json
+check "saed: an index without them answers null" \
+  'python3 -c "import json; f = json.load(open(\"f.json\")); assert f[\"logits\"] is None and f[\"neuron_alignment\"] is None and f[\"correlated_neurons\"] is None"'
+
+echo "dashboards: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
