@@ -300,27 +300,36 @@ int sae_lm_forward(const sae_lm *lm, sae_lm_ws *ws, const sae_lm_batch *b,
     return 0;
 }
 
-/* Where sae_lm_gemm_shapes collects. */
+/* Where sae_lm_gemm_shapes collects: a list grown as needed (a ragged
+ * batch has two attention shapes per distinct length). */
 typedef struct gemm_list {
-    sae_lm_gemm *shapes;
+    sae_lm_gemm *shapes;    /* owned: (cap) */
     size_t cap, n;
+    bool oom;
 } gemm_list;
 
 /* Adds g to the list, merged into an entry of the same shape. */
 static void gemm_add(void *ctx, const sae_lm_gemm *g)
 {
     gemm_list *l = ctx;
-    size_t have = l->n < l->cap ? l->n : l->cap;
-    for (size_t i = 0; i < have; i++) {
+    for (size_t i = 0; i < l->n; i++) {
         sae_lm_gemm *e = &l->shapes[i];
         if (e->m == g->m && e->n == g->n && e->k == g->k && e->b_trans == g->b_trans) {
             e->count += g->count;
             return;
         }
     }
-    if (l->n < l->cap)
-        l->shapes[l->n] = *g;
-    l->n++;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        sae_lm_gemm *grown = realloc(l->shapes, cap * sizeof *grown);
+        if (!grown) {
+            l->oom = true;
+            return;
+        }
+        l->shapes = grown;
+        l->cap = cap;
+    }
+    l->shapes[l->n++] = *g;
 }
 
 size_t sae_lm_gemm_shapes(const sae_lm *lm, const sae_lm_batch *b, sae_lm_gemm *shapes,
@@ -329,7 +338,11 @@ size_t sae_lm_gemm_shapes(const sae_lm *lm, const sae_lm_batch *b, sae_lm_gemm *
     size_t n_tokens = 0;
     for (size_t i = 0; i < b->n_seq; i++)
         n_tokens += sae_lm_batch_len(b, i);
-    gemm_list l = {.shapes = shapes, .cap = cap};
+    gemm_list l = {0};
     lm->fam->gemm_shapes(lm, b, n_tokens, gemm_add, &l);
-    return l.n;
+    size_t n = l.oom ? 0 : l.n;
+    if (n)
+        memcpy(shapes, l.shapes, (n < cap ? n : cap) * sizeof *shapes);
+    free(l.shapes);
+    return n;
 }

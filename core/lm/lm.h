@@ -76,7 +76,8 @@ int sae_lm_forward(const sae_lm *lm, sae_lm_ws *ws, const sae_lm_batch *b,
 
 /* The matrix products a forward pass of b through every block makes, merged
  * by shape, into shapes (cap entries); returns how many there are (which may
- * exceed cap). For benchmarks: timing these alone gives the pass's BLAS bound. */
+ * exceed cap; 0 when out of memory). For benchmarks: timing these alone
+ * gives the pass's BLAS bound. */
 size_t sae_lm_gemm_shapes(const sae_lm *lm, const sae_lm_batch *b, sae_lm_gemm *shapes,
                           size_t cap);
 

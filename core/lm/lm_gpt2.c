@@ -23,6 +23,8 @@ typedef struct gpt2_block {
     const float *ln2_w, *ln2_b;     /* (C) */
     const float *fc_w, *fc_b;       /* (C, M), (M) */
     const float *out_w, *out_b;     /* (M, C), (C) */
+    const float *v_bias;            /* (C) the value bias once fold_ln has folded ln_1's
+                                     * bias in: attn_b[2C:] + ln1_b · W_V */
 } gpt2_block;
 
 /* The model's weights and the config switches its forward pass reads. */
@@ -30,6 +32,7 @@ typedef struct gpt2_weights {
     const float *wte;               /* (vocab, C) */
     const float *wpe;               /* (n_ctx, C) */
     gpt2_block *blocks;             /* owned: (n_layer) */
+    float *v_bias;                  /* owned: (n_layer, C), the blocks' v_bias */
     const float *lnf_w, *lnf_b;     /* (C) */
     bool gelu_erf;                  /* activation_function "gelu" rather than the tanh form */
     bool scale_attn;                /* scale_attn_weights: scores / sqrt(d_head) */
@@ -39,8 +42,10 @@ typedef struct gpt2_weights {
 static void gpt2_free(void *weights)
 {
     gpt2_weights *w = weights;
-    if (w)
+    if (w) {
         free(w->blocks);
+        free(w->v_bias);
+    }
     free(w);
 }
 
@@ -137,9 +142,22 @@ static int gpt2_load(sae_lm *lm, const json_t *config, const char *path, sae_err
     if ((rc = sae_lm_ckpt_f32(&lm->ck, "wte.weight", 2, wte, &w->wte, err)) ||
         (rc = sae_lm_ckpt_f32(&lm->ck, "wpe.weight", 2, wpe, &w->wpe, err)))
         return rc;
-    for (size_t l = 0; l < c->n_layer; l++)
+    if (!(w->v_bias = malloc(c->n_layer * c->d_model * sizeof *w->v_bias)))
+        return sae_error_set(err, SAE_ENOMEM, "%s: out of memory", path);
+    for (size_t l = 0; l < c->n_layer; l++) {
         if ((rc = gpt2_bind_block(&lm->ck, c, l, &w->blocks[l], err)))
             return rc;
+        gpt2_block *b = &w->blocks[l];
+        const size_t C = c->d_model;
+        float *vb = w->v_bias + l * C;
+        for (size_t j = 0; j < C; j++) {
+            double s = b->attn_b[2 * C + j];
+            for (size_t i = 0; i < C; i++)
+                s += (double)b->ln1_b[i] * b->attn_w[i * 3 * C + 2 * C + j];
+            vb[j] = (float)s;
+        }
+        b->v_bias = vb;
+    }
     if ((rc = sae_lm_ckpt_f32(&lm->ck, "ln_f.weight", 1, ln, &w->lnf_w, err)))
         return rc;
     return sae_lm_ckpt_f32(&lm->ck, "ln_f.bias", 1, ln, &w->lnf_b, err);
@@ -225,7 +243,7 @@ static void gpt2_forward(const sae_lm *lm, sae_lm_ws *ws, const sae_lm_batch *b,
         sae_lm_op_affine(k.ln, bl->ln1_w, bl->ln1_b, n, C);
         sae_lm_op_linear(k.qkv, k.ln, bl->attn_w, bl->attn_b, n, C, 3 * C);
         gpt2_attention(lm, w, b, l, &k);
-        if (sae_lm_pass_emit_z(p, l, k.z, bl->attn_b + 2 * C, C))
+        if (sae_lm_pass_emit_z(p, l, k.z, bl->attn_b + 2 * C, bl->v_bias, C))
             return;
         sae_lm_op_linear(k.a, k.z, bl->proj_w, bl->proj_b, n, C, C);
         if (sae_lm_pass_emit(p, SAE_LM_ATTN_OUT, l, k.a, C))

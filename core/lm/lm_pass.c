@@ -78,7 +78,7 @@ bool sae_lm_pass_emit_norm(sae_lm_pass *p, sae_lm_site site, size_t layer, const
 }
 
 bool sae_lm_pass_emit_z(sae_lm_pass *p, size_t layer, const float *z, const float *b_v,
-                        size_t width)
+                        const float *b_v_ln, size_t width)
 {
-    return emit(p, SAE_LM_ATTN_Z, layer, z, width, EMIT_Z, b_v, NULL);
+    return emit(p, SAE_LM_ATTN_Z, layer, z, width, EMIT_Z, p->proc.fold_ln ? b_v_ln : b_v, NULL);
 }

@@ -42,10 +42,11 @@ bool sae_lm_pass_emit(sae_lm_pass *p, sae_lm_site site, size_t layer, const floa
 bool sae_lm_pass_emit_norm(sae_lm_pass *p, sae_lm_site site, size_t layer, const float *x_hat,
                            const float *w, const float *b, size_t width);
 
-/* attn.hook_z: z (n_tokens, width) computed with the value bias b_v
- * (width, head-major as z). fold_value_biases moves b_v into b_O, so the
- * hook then reads z - b_v (softmax rows sum to 1). b_v NULL: no bias. */
+/* attn.hook_z: z (n_tokens, width) and the value bias (width, head-major
+ * as z) as the checkpoint has it (b_v) and as fold_ln leaves it (b_v_ln:
+ * plus ln1's bias times W_V). fold_value_biases moves the bias into b_O, so
+ * the hook then reads z minus it (softmax rows sum to 1). NULL: no bias. */
 bool sae_lm_pass_emit_z(sae_lm_pass *p, size_t layer, const float *z, const float *b_v,
-                        size_t width);
+                        const float *b_v_ln, size_t width);
 
 #endif
