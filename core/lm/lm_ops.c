@@ -51,12 +51,15 @@ void sae_lm_op_add(float *x, const float *a, size_t n)
         x[i] += a[i];
 }
 
+/* 0.5 (1 + tanh(u)) is the logistic function of 2u, and expf is several
+ * times cheaper than tanhf; for large negative u, expf overflows to inf and
+ * the result is -0, as it should be. */
 void sae_lm_op_gelu_tanh(float *x, size_t n)
 {
-    const float c = 0.7978845608028654f; /* sqrt(2 / pi) */
+    const float c2 = 2.0f * 0.7978845608028654f; /* 2 sqrt(2 / pi) */
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
-        x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
+        x[i] = v / (1.0f + expf(-c2 * (v + 0.044715f * v * v * v)));
     }
 }
 
