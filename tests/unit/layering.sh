@@ -2,7 +2,7 @@
 # The dependency rules of the house (README, "The house"):
 #  - core knows nothing of HTTP; neither core nor cli includes server headers;
 #  - only core/index/store* speaks SQL;
-#  - inside core the subsystems point down: io <- sae <- {train, index}, and
+#  - inside core the subsystems point down: io <- sae <- {train, index, lm}, and
 #    train and index do not include each other;
 #  - no two core units include each other (a.c includes b.h and b.c a.h).
 # Prints each violation; exits 1 if there is any.
@@ -24,7 +24,7 @@ for f in "${core_files[@]}" "$src"/cli/*.[ch] "$src"/server/*.[ch]; do
   check '#include *[<"]sqlite3\.h|sqlite3_[a-z_]+\(' "$f"
 done
 # Which folders each core folder may include from.
-declare -A may=([io]='io' [sae]='io|sae' [train]='io|sae|train' [index]='io|sae|index' [lm]='io|lm')
+declare -A may=([io]='io' [sae]='io|sae' [train]='io|sae|train' [index]='io|sae|index' [lm]='io|sae|lm')
 for dir in "${!may[@]}"; do
   for f in "$src"/core/"$dir"/*.[ch]; do
     [ -e "$f" ] || continue
