@@ -449,9 +449,10 @@ static int index_add(struct saed_config *cfg, const char *v, sae_error *err)
 static int key_set_all(struct saed_config *cfg, const struct key *k, const char *value,
                        const char *where, sae_error *err)
 {
+    /* An empty value names nothing (the example config lists every key). */
     if (!strcmp(k->name, "sae"))
-        return sae_flag_add(cfg, value, where, err);
-    if (!strcmp(k->name, "index") && index_add(cfg, value, err))
+        return *value ? sae_flag_add(cfg, value, where, err) : 0;
+    if (!strcmp(k->name, "index") && *value && index_add(cfg, value, err))
         return 1;
     return key_set(cfg, k, value, where, err);
 }

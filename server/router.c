@@ -545,6 +545,7 @@ void router_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     snap_release(rq->snap);
     free(rq->fan_ids);
     free(rq->fan_digests);
+    enc_fan_free(rq->fan);
     req_body_free(rq);
     reply_release(srv, reply_hand_over(rq));
     free(rq);

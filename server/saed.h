@@ -31,6 +31,7 @@
 struct saed_batcher;
 struct saed_reaper;
 struct saed_job;
+struct enc_fan;
 struct sae_store;
 struct index_labels;
 struct feature_cache;
@@ -220,6 +221,7 @@ struct saed_req {
     char path[512];                     /* the path routed (the prefix taken off) */
     struct saed_snap *snap;             /* owned reference, taken at request start */
     char *fan_ids, *fan_digests;        /* owned: X-SAE-Id / X-SAE-Weights-Digest of a fan-out */
+    struct enc_fan *fan;                /* owned: an encode fanned out to several SAEs */
     bool digest_header;                 /* reply carries X-SAE-Weights-Digest */
     const char *space;                  /* X-SAE-Space of a decode reply, or NULL */
     struct saed_job *job;               /* owned: the worker job, when one was made */
@@ -277,6 +279,8 @@ enum MHD_Result search_get(struct saed_req *rq);        /* GET /v1/search */
 enum MHD_Result static_page_get(struct saed_req *rq);   /* web/index.html */
 enum MHD_Result static_asset_get(struct saed_req *rq);  /* web/assets/{name} */
 void encode_precheck(struct saed_req *rq, uint64_t content_length, bool has_length);
+/* Frees an encode fan-out's state (encode_post.c); NULL is fine. */
+void enc_fan_free(struct enc_fan *f);
 void decode_precheck(struct saed_req *rq, uint64_t content_length, bool has_length);
 
 /* The routing table (router.c) and its length; metrics label by pattern. */
