@@ -16,13 +16,14 @@
  * floats (50 MB at d_sae 24576), so a larger batch runs as several GEMMs. */
 #define WS_MAX_BLOCK 512
 
-/* One worker thread and the scratch it keeps between batches, sized for the
- * snapshot it last served (it holds a reference to it while it does). */
+/* One worker thread and the scratch it keeps between batches: one
+ * workspace sized for the widest SAE it has served, used for every SAE
+ * (CONTRACT 7: no per-SAE buffers), so it holds no snapshot. */
 struct worker {
     struct saed_batcher *b;         /* borrowed */
     pthread_t thread;
-    struct saed_snap *snap;         /* owned reference; NULL when idle-dropped */
-    sae_workspace *ws;              /* owned */
+    sae_workspace *ws;              /* owned; NULL when idle-dropped */
+    size_t d_in, d_sae;             /* what ws, x and recon are sized for */
     uint64_t kick_seen;
     float *x;                       /* (max_batch_rows, d_in) gathered rows */
     float *recon;                   /* (max_batch_rows, d_in) */
@@ -97,7 +98,7 @@ void job_free(struct saed_job *job)
     free(job);
 }
 
-/* Drops the worker's workspace and snapshot reference. */
+/* Drops the worker's workspace. */
 static void worker_drop(struct worker *w)
 {
     sae_workspace_free(w->ws);
@@ -107,22 +108,24 @@ static void worker_drop(struct worker *w)
     free(w->metrics);
     w->x = w->recon = NULL;
     w->metrics = NULL;
-    snap_release(w->snap);
-    w->snap = NULL;
+    w->d_in = w->d_sae = 0;
 }
 
-/* Makes the worker's scratch fit snap's model. */
+/* Makes the worker's scratch fit snap's model: kept when it is wide
+ * enough, else made again as wide as both. */
 static int worker_prepare(struct worker *w, struct saed_snap *snap, sae_error *err)
 {
-    if (w->snap == snap && w->ws)
-        return 0;
-    worker_drop(w);
     const sae_model *m = snap->model;
+    if (sae_workspace_fits(w->ws, m) && w->d_in >= m->d_in)
+        return 0;
+    size_t d_in = m->d_in > w->d_in ? m->d_in : w->d_in;
+    size_t d_sae = m->d_sae > w->d_sae ? m->d_sae : w->d_sae;
+    worker_drop(w);
     size_t rows = w->b->o.max_batch_rows, block = rows < WS_MAX_BLOCK ? rows : WS_MAX_BLOCK;
     size_t nd;
-    if (sae_mul_size(rows, m->d_in, &nd) || nd > SIZE_MAX / sizeof(float))
+    if (sae_mul_size(rows, d_in, &nd) || nd > SIZE_MAX / sizeof(float))
         return sae_error_set(err, SAE_ENOMEM, "max_batch_rows x d_in too large");
-    w->ws = sae_workspace_new(m, block);
+    w->ws = sae_workspace_new_dims(d_in, d_sae, block);
     w->x = malloc(nd * sizeof *w->x);
     w->recon = malloc(nd * sizeof *w->recon);
     w->metrics = malloc(rows * sizeof *w->metrics);
@@ -130,8 +133,8 @@ static int worker_prepare(struct worker *w, struct saed_snap *snap, sae_error *e
         worker_drop(w);
         return sae_error_set(err, SAE_ENOMEM, "out of memory for a worker workspace");
     }
-    atomic_fetch_add_explicit(&snap->refs, 1, memory_order_relaxed);
-    w->snap = snap;
+    w->d_in = d_in;
+    w->d_sae = d_sae;
     return 0;
 }
 
@@ -255,6 +258,7 @@ static void run_batch(struct worker *w, struct saed_job *batch, size_t rows)
     }
     metrics_batch(b->metrics, rows);
     atomic_fetch_add_explicit(&b->metrics->rows_encoded, rows, memory_order_relaxed);
+    atomic_fetch_add_explicit(&batch->snap->sae->rows_encoded, rows, memory_order_relaxed);
     distribute(w, batch, single, m->d_in);
 }
 
@@ -333,9 +337,10 @@ static void *worker_main(void *arg)
                 pthread_mutex_unlock(&b->lock);
                 goto out;
             }
-            if (!b->head && w->snap && w->kick_seen != b->kick_gen) {
-                /* A reload happened: let go of the old model now rather than at
-                 * the next request. */
+            if (!b->head && w->ws && w->kick_seen != b->kick_gen) {
+                /* A reload happened (the widest SAE may be gone): let go of
+                 * the workspace now; the next batch makes one as wide as it
+                 * needs. */
                 w->kick_seen = b->kick_gen;
                 pthread_mutex_unlock(&b->lock);
                 worker_drop(w);

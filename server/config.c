@@ -31,11 +31,28 @@ static int check_cors(const char *v, sae_error *err);
 
 static const struct key keys[] = {
     {.name = "model", .type = K_STR, .def = "", .offset = OFF(model), .arg = "DIR",
-     .help = "SAE folder to serve (SAELens or sparsify layout); required"},
+     .help = "SAE folder to serve as the SAE \"default\" (any layout `sae info` reads); one of "
+             "model, sae, release or an [sae ID] section is required"},
     {.name = "index", .type = K_STR, .def = "", .offset = OFF(index), .arg = "FILE.db",
-     .help = "feature index built by `sae index` (opened read-only; refused unless built from "
-             "the served weights; reloaded with the model on SIGHUP); without one the feature "
-             "routes answer 404 no_index"},
+     .help = "feature index built by `sae index` (held in memory as read; refused unless built "
+             "from the served weights; reloaded with the model on SIGHUP); without one the "
+             "feature routes answer 404 no_index. With --model, that SAE's index; without, "
+             "ID=FILE.db for the SAE ID (repeatable)"},
+    {.name = "sae", .type = K_STR, .def = "", .offset = OFF(sae_flag), .arg = "ID=DIR",
+     .help = "serve the SAE folder DIR under the id ID ([A-Za-z0-9._-]+), as "
+             "/v1/saes/ID/...; repeatable (CONTRACT 7)"},
+    {.name = "release", .type = K_STR, .def = "", .offset = OFF(release), .arg = "DIR",
+     .help = "serve every SAE folder found under DIR (a Gemma Scope tree, a sparsify hub root, "
+             "a folder of SAELens folders); each SAE's id is its path under DIR with '/' "
+             "turned into '.' (layer_12.width_16k.average_l0_82, layers.6)"},
+    {.name = "default_sae", .type = K_STR, .def = "", .offset = OFF(default_sae), .arg = "ID",
+     .help = "the SAE the unprefixed routes (/v1/encode, /v1/features, ...) use; empty: the "
+             "first (--model, then --sae, then [sae ID] sections, then --release)"},
+    {.name = "max_mapped_bytes", .type = K_UINT, .def = "0", .offset = OFF(max_mapped_bytes),
+     .lo = 0, .hi = (uint64_t)1 << 50, .arg = "BYTES",
+     .help = "weights kept memory-mapped, all SAEs together; past it the SAEs used least "
+             "recently are unmapped and mapped again (digest checked) on their next request "
+             "(saed_sae_remaps_total); 0: no budget"},
     {.name = "source_id", .type = K_STR, .def = "", .offset = OFF(source_id), .arg = "ID",
      .help = "the `layer` of GET /api/feature/{modelId}/{layer}/{index} (Neuronpedia's source "
              "id, e.g. 6-res-jb); empty: the part of neuronpedia_id after '/', else the model's "
@@ -304,6 +321,142 @@ static int key_set(struct saed_config *cfg, const struct key *k, const char *val
     return sae_error_set(err, SAE_EINVAL, "%s: unknown key type", where);
 }
 
+/* Whether id is a valid SAE id (config.h). */
+bool config_id_ok(const char *id, size_t len)
+{
+    if (!len || len > SAED_ID_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+void config_spec_free(struct saed_sae_spec *s)
+{
+    char **f[] = {&s->id, &s->model_dir, &s->index_path, &s->source_id,
+                  &s->model_name, &s->hook_name, &s->hook_name_out, &s->neuronpedia_id};
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
+        free(*f[i]);
+        *f[i] = NULL;
+    }
+}
+
+int config_spec_copy(struct saed_sae_spec *dst, const struct saed_sae_spec *src)
+{
+    const char *in[] = {src->id, src->model_dir, src->index_path, src->source_id,
+                        src->model_name, src->hook_name, src->hook_name_out, src->neuronpedia_id};
+    char **out[] = {&dst->id, &dst->model_dir, &dst->index_path, &dst->source_id,
+                    &dst->model_name, &dst->hook_name, &dst->hook_name_out, &dst->neuronpedia_id};
+    memset(dst, 0, sizeof *dst);
+    dst->from = src->from;
+    for (size_t i = 0; i < sizeof in / sizeof *in; i++)
+        if (!(*out[i] = strdup(in[i] ? in[i] : ""))) {
+            config_spec_free(dst);
+            return -1;
+        }
+    return 0;
+}
+
+/* The keys of an [sae ID] section and where each goes in the spec. */
+static const struct {
+    const char *name;
+    size_t offset;
+} section_keys[] = {
+    {"model", offsetof(struct saed_sae_spec, model_dir)},
+    {"index", offsetof(struct saed_sae_spec, index_path)},
+    {"source_id", offsetof(struct saed_sae_spec, source_id)},
+    {"model_name", offsetof(struct saed_sae_spec, model_name)},
+    {"hook_name", offsetof(struct saed_sae_spec, hook_name)},
+    {"hook_name_out", offsetof(struct saed_sae_spec, hook_name_out)},
+    {"neuronpedia_id", offsetof(struct saed_sae_spec, neuronpedia_id)},
+};
+#define N_SECTION_KEYS (sizeof section_keys / sizeof section_keys[0])
+
+/* The spec of id (len bytes) in cfg, created empty (from `from`) when there
+ * is none; NULL out of memory. *created says which. */
+static struct saed_sae_spec *spec_get(struct saed_config *cfg, const char *id, size_t len,
+                                      int from, bool *created)
+{
+    *created = false;
+    for (size_t i = 0; i < cfg->n_specs; i++)
+        if (strlen(cfg->specs[i].id) == len && !memcmp(cfg->specs[i].id, id, len))
+            return &cfg->specs[i];
+    struct saed_sae_spec *a = realloc(cfg->specs, (cfg->n_specs + 1) * sizeof *a);
+    if (!a)
+        return NULL;
+    cfg->specs = a;
+    struct saed_sae_spec *sp = &a[cfg->n_specs];
+    struct saed_sae_spec empty = {.from = from};
+    char *idc = strndup(id, len);
+    if (!idc || config_spec_copy(sp, &empty)) {
+        free(idc);
+        return NULL;
+    }
+    free(sp->id);
+    sp->id = idc;
+    cfg->n_specs++;
+    *created = true;
+    return sp;
+}
+
+/* One --sae ID=DIR (or `sae = ID=DIR`): a new SAE; an id given twice is
+ * refused, but an [sae ID] section may give the same id its names. */
+static int sae_flag_add(struct saed_config *cfg, const char *v, const char *where, sae_error *err)
+{
+    const char *eq = strchr(v, '=');
+    if (!eq || !eq[1])
+        return sae_error_set(err, SAE_EINVAL, "%s: '%s' is not ID=DIR", where, v);
+    size_t len = (size_t)(eq - v);
+    if (!config_id_ok(v, len))
+        return sae_error_set(err, SAE_EINVAL,
+                             "%s: '%.*s' is not an SAE id ([A-Za-z0-9._-]+, at most %d bytes)",
+                             where, (int)(len > 200 ? 200 : len), v, SAED_ID_MAX);
+    bool created;
+    struct saed_sae_spec *sp = spec_get(cfg, v, len, 1, &created);
+    if (!sp)
+        return sae_error_set(err, SAE_ENOMEM, "out of memory");
+    if (*sp->model_dir && sp->from != 2)
+        return sae_error_set(err, SAE_EINVAL, "%s: the SAE id '%s' is given twice", where,
+                             sp->id);
+    char *dir = strdup(eq + 1);
+    if (!dir)
+        return sae_error_set(err, SAE_ENOMEM, "out of memory");
+    free(sp->model_dir);
+    sp->model_dir = dir;
+    sp->from = 1;
+    return 0;
+}
+
+/* Records one --index value; config_resolve decides what it means. */
+static int index_add(struct saed_config *cfg, const char *v, sae_error *err)
+{
+    struct saed_sae_spec *a = realloc(cfg->index_for, (cfg->n_index_for + 1) * sizeof *a);
+    if (!a)
+        return sae_error_set(err, SAE_ENOMEM, "out of memory");
+    cfg->index_for = a;
+    struct saed_sae_spec raw = {.index_path = (char *)v};
+    if (config_spec_copy(&a[cfg->n_index_for], &raw))
+        return sae_error_set(err, SAE_ENOMEM, "out of memory");
+    cfg->n_index_for++;
+    return 0;
+}
+
+/* key_set, plus what the repeatable keys (sae, index) record. */
+static int key_set_all(struct saed_config *cfg, const struct key *k, const char *value,
+                       const char *where, sae_error *err)
+{
+    /* An empty value names nothing (the example config lists every key). */
+    if (!strcmp(k->name, "sae"))
+        return *value ? sae_flag_add(cfg, value, where, err) : 0;
+    if (!strcmp(k->name, "index") && *value && index_add(cfg, value, err))
+        return 1;
+    return key_set(cfg, k, value, where, err);
+}
+
 /* Strips leading and trailing space in place. */
 static char *trim(char *s)
 {
@@ -325,6 +478,9 @@ static int config_file(struct saed_config *cfg, const char *path, sae_error *err
         return sae_error_set(err, SAE_EIO, "%s: %s", path, strerror(errno));
     int rc = 0;
     bool seen[N_KEYS] = {false};
+    bool seen_sec[N_SECTION_KEYS] = {false};
+    struct saed_sae_spec *sec = NULL; /* the [sae ID] section being read */
+    size_t sec_i = 0;
     char line[8192];
     unsigned lineno = 0;
     while (fgets(line, sizeof line, f)) {
@@ -339,6 +495,37 @@ static int config_file(struct saed_config *cfg, const char *path, sae_error *err
         char *s = trim(line);
         if (!*s || *s == '#')
             continue;
+        if (*s == '[') {
+            size_t sl = strlen(s);
+            char *id = s + 1;
+            if (s[sl - 1] != ']' || strncmp(id, "sae", 3) || (id[3] != ' ' && id[3] != '\t')) {
+                rc = sae_error_set(err, SAE_EINVAL, "%s: expected a section [sae ID]", where);
+                goto out;
+            }
+            s[sl - 1] = '\0';
+            id = trim(id + 3);
+            if (!config_id_ok(id, strlen(id))) {
+                rc = sae_error_set(err, SAE_EINVAL,
+                                   "%s: '%.200s' is not an SAE id ([A-Za-z0-9._-]+, at most %d "
+                                   "bytes)",
+                                   where, id, SAED_ID_MAX);
+                goto out;
+            }
+            bool created;
+            sec = spec_get(cfg, id, strlen(id), 2, &created);
+            if (!sec) {
+                rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
+                goto out;
+            }
+            if (!created) {
+                rc = sae_error_set(err, SAE_EINVAL, "%s: the SAE id '%s' is given twice", where,
+                                   id);
+                goto out;
+            }
+            sec_i = (size_t)(sec - cfg->specs);
+            memset(seen_sec, 0, sizeof seen_sec);
+            continue;
+        }
         char *eq = strchr(s, '=');
         if (!eq) {
             rc = sae_error_set(err, SAE_EINVAL, "%s: expected key = value", where);
@@ -355,18 +542,46 @@ static int config_file(struct saed_config *cfg, const char *path, sae_error *err
                                where, name);
             goto out;
         }
+        if (sec) {
+            /* specs may have moved (realloc) since the section began. */
+            sec = &cfg->specs[sec_i];
+            size_t f = 0;
+            while (f < N_SECTION_KEYS && strcmp(name, section_keys[f].name))
+                f++;
+            if (f == N_SECTION_KEYS) {
+                rc = sae_error_set(err, SAE_EINVAL,
+                                   "%s: '%s' is not a key of an [sae ID] section (model, index, "
+                                   "source_id, model_name, hook_name, hook_name_out, "
+                                   "neuronpedia_id)",
+                                   where, name);
+                goto out;
+            }
+            if (seen_sec[f]) {
+                rc = sae_error_set(err, SAE_EINVAL, "%s: '%s' is set twice", where, name);
+                goto out;
+            }
+            seen_sec[f] = true;
+            char *copy = strdup(value), **slot = (char **)((char *)sec + section_keys[f].offset);
+            if (!copy) {
+                rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
+                goto out;
+            }
+            free(*slot);
+            *slot = copy;
+            continue;
+        }
         const struct key *k = key_find(name, strlen(name));
         if (!k) {
             rc = sae_error_set(err, SAE_EINVAL, "%s: unknown key '%s' (saed --help lists them)",
                                where, name);
             goto out;
         }
-        if (seen[k - keys]) {
+        if (seen[k - keys] && strcmp(k->name, "sae") && strcmp(k->name, "index")) {
             rc = sae_error_set(err, SAE_EINVAL, "%s: '%s' is set twice", where, k->name);
             goto out;
         }
         seen[k - keys] = true;
-        rc = key_set(cfg, k, value, where, err);
+        rc = key_set_all(cfg, k, value, where, err);
         if (rc)
             goto out;
     }
@@ -402,14 +617,17 @@ void config_usage(FILE *out)
 {
     fprintf(out,
             "usage: saed --model DIR [--index FILE.db] [--listen 127.0.0.1:8080] "
-            "[--config FILE] [--threads N] ...\n\n"
+            "[--config FILE] [--threads N] ...\n"
+            "       saed --sae ID=DIR ... [--index ID=FILE.db ...] | --release DIR ...\n\n"
             "The sparse-autoencoder daemon: serves /v1/encode, /v1/decode, /v1/model,\n"
             "/v1/health, /metrics, /openapi.json, the feature routes /v1/features... and\n"
             "/api/feature/... (with --index) and the web feature browser at / (see\n"
             "docs/API.md).\n\n"
             "Every setting below can be given as a flag (--max-batch-rows 128 or\n"
             "--max-batch-rows=128) or as `max_batch_rows = 128` in the --config file;\n"
-            "flags win over the file. Booleans take on/off (a bare --quiet means on).\n\n"
+            "flags win over the file. Booleans take on/off (a bare --quiet means on).\n"
+            "In the file, a section [sae ID] sets one SAE's model, index, source_id,\n"
+            "model_name, hook_name, hook_name_out and neuronpedia_id (CONTRACT 7).\n\n"
             "  --config FILE\n"
             "        read settings from FILE (key = value lines) before the flags\n"
             "  --help, --version\n\n");
@@ -424,20 +642,98 @@ void config_usage(FILE *out)
         fprintf(out, "  %s\n", flag);
         wrap(out, text, 8, 92);
     }
-    fprintf(out, "\nSignals: SIGHUP reloads the model and the index from disk (the old pair\n"
-                 "keeps serving if the new one fails to load); SIGTERM/SIGINT stop accepting, drain and "
-                 "exit 0.\n");
+    fprintf(out, "\nSignals: SIGHUP reads the config again and reloads the SAEs whose files\n"
+                 "changed (one that fails to load keeps serving as it was); SIGTERM/SIGINT stop "
+                 "accepting, drain and exit 0.\n");
 }
 
-/* Frees every string setting. */
+/* Frees every string setting and the SAE specs. */
 void config_free(struct saed_config *cfg)
 {
+    for (size_t i = 0; i < cfg->n_specs; i++)
+        config_spec_free(&cfg->specs[i]);
+    free(cfg->specs);
+    cfg->specs = NULL;
+    cfg->n_specs = 0;
+    for (size_t i = 0; i < cfg->n_index_for; i++)
+        config_spec_free(&cfg->index_for[i]);
+    free(cfg->index_for);
+    cfg->index_for = NULL;
+    cfg->n_index_for = 0;
     for (size_t i = 0; i < N_KEYS; i++)
         if (keys[i].type == K_STR) {
             char **slot = (char **)((char *)cfg + keys[i].offset);
             free(*slot);
             *slot = NULL;
         }
+}
+
+/* What the SAE settings add up to: the --model SAE first, --sae flags
+ * before sections (CONTRACT 7's order), and each --index given its SAE. */
+static int config_resolve(struct saed_config *cfg, sae_error *err)
+{
+    if (*cfg->model) {
+        bool created;
+        struct saed_sae_spec *sp = spec_get(cfg, "default", 7, 0, &created);
+        if (!sp)
+            return sae_error_set(err, SAE_ENOMEM, "out of memory"), 1;
+        if (!created)
+            return sae_error_set(err, SAE_EINVAL,
+                                 "the SAE id 'default' is given twice (--model takes it)"), 1;
+        struct saed_sae_spec d = {.id = "default", .model_dir = cfg->model,
+                                  .index_path = cfg->index, .source_id = cfg->source_id,
+                                  .model_name = cfg->model_name, .hook_name = cfg->hook_name,
+                                  .hook_name_out = cfg->hook_name_out,
+                                  .neuronpedia_id = cfg->neuronpedia_id, .from = 0};
+        config_spec_free(sp);
+        if (config_spec_copy(sp, &d))
+            return sae_error_set(err, SAE_ENOMEM, "out of memory"), 1;
+        /* With --model every --index is its file, the last one winning. */
+        for (size_t i = 0; i < cfg->n_index_for; i++)
+            config_spec_free(&cfg->index_for[i]);
+        cfg->n_index_for = 0;
+    }
+    for (size_t i = 0; i < cfg->n_index_for; i++) {
+        struct saed_sae_spec *x = &cfg->index_for[i];
+        char *eq = strchr(x->index_path, '=');
+        if (!eq || !eq[1] || !config_id_ok(x->index_path, (size_t)(eq - x->index_path)))
+            return sae_error_set(err, SAE_EINVAL,
+                                 "--index '%.200s': without --model, an index is given as "
+                                 "ID=FILE.db for the SAE ID",
+                                 x->index_path), 1;
+        char *id = strndup(x->index_path, (size_t)(eq - x->index_path)), *path = strdup(eq + 1);
+        if (!id || !path) {
+            free(id);
+            free(path);
+            return sae_error_set(err, SAE_ENOMEM, "out of memory"), 1;
+        }
+        free(x->id);
+        free(x->index_path);
+        x->id = id;
+        x->index_path = path;
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(cfg->index_for[j].id, id))
+                return sae_error_set(err, SAE_EINVAL, "--index: the SAE '%s' is given two indexes",
+                                     id), 1;
+    }
+    /* Stable order by where each SAE was named (0 --model, 1 --sae, 2 sections). */
+    for (size_t i = 1; i < cfg->n_specs; i++)
+        for (size_t j = i; j > 0 && cfg->specs[j - 1].from > cfg->specs[j].from; j--) {
+            struct saed_sae_spec t = cfg->specs[j];
+            cfg->specs[j] = cfg->specs[j - 1];
+            cfg->specs[j - 1] = t;
+        }
+    bool any = *cfg->release != '\0';
+    for (size_t i = 0; i < cfg->n_specs; i++)
+        any |= *cfg->specs[i].model_dir != '\0';
+    if (!any)
+        return sae_error_set(err, SAE_EINVAL,
+                             "--model DIR, --sae ID=DIR or --release DIR is required (saed "
+                             "--help)"), 2;
+    if (*cfg->default_sae && !config_id_ok(cfg->default_sae, strlen(cfg->default_sae)))
+        return sae_error_set(err, SAE_EINVAL, "default_sae: '%.200s' is not an SAE id",
+                             cfg->default_sae), 1;
+    return 0;
 }
 
 /* Defaults, then the --config file, then SAED_API_KEY, then the flags;
@@ -520,14 +816,12 @@ int config_load(struct saed_config *cfg, int argc, char **argv, bool *exit_now, 
         }
         char where[80];
         snprintf(where, sizeof where, "--%.*s", (int)nl, name);
-        if (key_set(cfg, k, value, where, err))
+        if (key_set_all(cfg, k, value, where, err))
             return 1;
     }
 
-    if (!*cfg->model) {
-        sae_error_set(err, SAE_EINVAL, "--model DIR is required (saed --help)");
-        return 2;
-    }
+    if ((rc = config_resolve(cfg, err)))
+        return rc;
     if (cfg->max_body_bytes >= cfg->max_body_total_bytes) {
         sae_error_set(err, SAE_EINVAL,
                       "max_body_bytes (%llu) is not below max_body_total_bytes (%llu): a body "

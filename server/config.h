@@ -12,9 +12,26 @@
 
 #include "io/error.h"
 
+/* What the config names for one SAE (CONTRACT 7): from --model (id
+ * "default"), --sae ID=DIR, an [sae ID] section or the --release walk
+ * (saes.c). Strings owned; "" means unset. */
+struct saed_sae_spec {
+    char *id, *model_dir, *index_path, *source_id;
+    char *model_name, *hook_name, *hook_name_out, *neuronpedia_id;
+    int from;                   /* 0 --model, 1 --sae, 2 a section, 3 --release */
+};
+
+/* An SAE id: [A-Za-z0-9._-]+, at most SAED_ID_MAX bytes. */
+#define SAED_ID_MAX 128
+bool config_id_ok(const char *id, size_t len);
+
 /* Every setting, after parsing and validation. Strings are owned. */
 struct saed_config {
-    char *model;                /* model folder */
+    char *model;                /* model folder of the SAE "default" ("" none) */
+    char *release;              /* release folder walked for SAE folders ("" none) */
+    char *default_sae;          /* id of the SAE the unprefixed routes use ("" the first) */
+    uint64_t max_mapped_bytes;  /* weights kept mapped, all SAEs together; 0 no budget */
+    char *sae_flag;             /* the last --sae value (the flag parser's slot) */
     char *index;                /* feature index file ("" none) */
     char *source_id;            /* Neuronpedia layer id ("" = from neuronpedia_id/hook_name) */
     char *model_name;           /* names replacing the folder's ("" = the folder's) */
@@ -47,7 +64,17 @@ struct saed_config {
     char *cors_origins;         /* comma-separated; "" none */
     char *api_key;              /* "" none */
     bool quiet;
+
+    struct saed_sae_spec *specs; /* (n_specs) owned: --model, --sae and [sae ID] SAEs */
+    size_t n_specs;
+    struct saed_sae_spec *index_for; /* (n_index_for) owned: --index ID=FILE (id, index_path) */
+    size_t n_index_for;
 };
+
+/* Frees a spec's strings. */
+void config_spec_free(struct saed_sae_spec *s);
+/* Copies src into *dst (new strings); 0 or -1 out of memory. */
+int config_spec_copy(struct saed_sae_spec *dst, const struct saed_sae_spec *src);
 
 /* Fills cfg from defaults, the file named by --config (if any), the
  * environment and argv. Returns 0; 1 with err set for bad settings; 2 with err

@@ -21,6 +21,7 @@
 #include "io/npy.h"
 #include "io/list.h"
 #include "saed.h"
+#include "saes.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "binary bodies are read in place as little-endian float32"
@@ -195,8 +196,9 @@ static int parse_threshold(struct jp *j, struct enc_opts *o, struct saed_perr *e
     return 0;
 }
 
-enum { F_INPUTS, F_INPUT, F_TOP_K, F_THRESHOLD, F_INCLUDE, F_COUNT };
-static const char *const fields[F_COUNT] = {"inputs", "input", "top_k", "threshold", "include"};
+enum { F_INPUTS, F_INPUT, F_TOP_K, F_THRESHOLD, F_INCLUDE, F_SAES, F_COUNT };
+static const char *const fields[F_COUNT] = {"inputs", "input", "top_k", "threshold", "include",
+                                            "saes"};
 
 /* The JSON body, into rows r and options o. */
 static int parse_json(const struct saed_req *rq, struct rows *r, struct enc_opts *o,
@@ -221,7 +223,7 @@ static int parse_json(const struct saed_req *rq, struct rows *r, struct enc_opts
         if (f == F_COUNT)
             return perr_set(e, 400, "unknown_field",
                             "unknown field \"%s%s\" (allowed: inputs, input, top_k, threshold, "
-                            "include)",
+                            "include, saes)",
                             key, trunc ? "..." : "");
         if (seen & (1u << f))
             return perr_set(e, 400, "duplicate_key", "\"%s\" appears twice", key);
@@ -245,6 +247,10 @@ static int parse_json(const struct saed_req *rq, struct rows *r, struct enc_opts
             break;
         case F_INCLUDE:
             rc = parse_include(&j, o, e);
+            break;
+        case F_SAES:
+            /* Read before the rows (fan_ids): their width depends on it. */
+            rc = jp_skip(&j);
             break;
         }
         if (rc)
@@ -298,6 +304,8 @@ static enum MHD_Result query_option(void *cls, enum MHD_ValueKind kind, const ch
     if (f == F_COUNT)
         return query_fail(q, "unknown query parameter \"%s\" (allowed: top_k, threshold, include)",
                           key);
+    if (f == F_SAES)
+        return query_fail(q, "saes: a fan-out to several SAEs takes a JSON body");
     if (q->seen & (1u << f))
         return query_fail(q, "query parameter \"%s\" appears twice", key);
     q->seen |= 1u << f;
@@ -649,6 +657,243 @@ static enum MHD_Result encode_reply(struct saed_req *rq)
     return reply_rows(rq);
 }
 
+/* ---- fan-out: one request, several SAEs (CONTRACT 7) ---- */
+
+/* Most SAEs one request fans out to. */
+#define FAN_MAX 64
+
+/* An encode fanned out to several SAEs: their snapshots, the rows they all
+ * encode, and each one's finished job. The SAEs run one after another, each
+ * job queued like any encode of that SAE (so it batches with them). */
+struct enc_fan {
+    size_t n, next;                 /* SAEs, and the one whose job runs now */
+    struct saed_snap *snaps[FAN_MAX]; /* owned references */
+    struct saed_job *jobs[FAN_MAX]; /* owned: the finished ones */
+    float *x;                       /* (n_rows, d_in) owned */
+    size_t n_rows;
+    struct enc_opts o;
+};
+
+void enc_fan_free(struct enc_fan *f)
+{
+    if (!f)
+        return;
+    for (size_t i = 0; i < f->n; i++) {
+        job_free(f->jobs[i]);
+        snap_release(f->snaps[i]);
+    }
+    free(f->x);
+    free(f);
+}
+
+/* The ids of a JSON body's "saes" (read ahead of the rows); 0 with *n 0
+ * when there is none or the body is malformed (the full parse then says
+ * what is wrong), -1 with e set for a bad list. ids: (FAN_MAX) slots of
+ * SAED_ID_MAX + 1 bytes. */
+static int fan_ids(const struct saed_req *rq, char (*ids)[SAED_ID_MAX + 1], size_t *n,
+                   struct saed_perr *e)
+{
+    struct saed_perr ignored = {0};
+    struct jp j;
+    *n = 0;
+    jp_init(&j, (const char *)rq->body, rq->body_len, &ignored);
+    if (jp_peek(&j) != '{')
+        return 0;
+    j.p++;
+    bool first = true, trunc;
+    char key[48];
+    int k;
+    while ((k = jp_obj_key(&j, &first, key, sizeof key, &trunc)) == 1) {
+        if (trunc || strcmp(key, "saes")) {
+            if (jp_skip(&j))
+                return 0;
+            continue;
+        }
+        if (jp_peek(&j) != '[')
+            return perr_set(e, 400, "wrong_type", "saes: expected an array of SAE ids");
+        j.p++;
+        bool f1 = true;
+        int a;
+        while ((a = jp_arr_next(&j, &f1)) == 1) {
+            char id[SAED_ID_MAX + 2];
+            bool tr;
+            if (jp_peek(&j) != '"')
+                return perr_set(e, 400, "wrong_type", "saes: expected strings (SAE ids)");
+            if (jp_string(&j, id, sizeof id, &tr))
+                return 0;
+            if (tr || !config_id_ok(id, strlen(id)))
+                return perr_set(e, 400, "invalid_field", "saes: \"%.64s\" is not an SAE id", id);
+            if (*n == FAN_MAX)
+                return perr_set(e, 400, "invalid_field", "saes: more than %d SAEs", FAN_MAX);
+            for (size_t i = 0; i < *n; i++)
+                if (!strcmp(ids[i], id))
+                    return perr_set(e, 400, "invalid_field", "saes: \"%s\" is named twice", id);
+            snprintf(ids[(*n)++], SAED_ID_MAX + 1, "%s", id);
+        }
+        if (a < 0)
+            return 0;
+        if (!*n)
+            return perr_set(e, 400, "invalid_field", "saes: name at least one SAE");
+        return 0;
+    }
+    return 0;
+}
+
+/* Queues the job of the fan's next SAE. */
+static enum MHD_Result fan_submit(struct saed_req *rq)
+{
+    struct enc_fan *f = rq->fan;
+    struct saed_snap *snap = f->snaps[f->next];
+    const sae_model *m = snap->model;
+    struct saed_job *job = job_new(JOB_ENCODE);
+    if (!job)
+        return reply_error(rq, 503, "out_of_memory", "cannot start the job");
+    rq->job = job;
+    job->x = f->x;
+    job->n_rows = f->n_rows;
+    job->top_k = f->o.top_k;
+    job->has_threshold = f->o.has_threshold;
+    job->threshold = f->o.threshold;
+    job->want_metrics = f->o.metrics;
+    job->want_recon = f->o.recon;
+    job->want_features = f->o.features;
+    enum MHD_Result r;
+    if (f->o.recon && reply_reserve(rq, (uint64_t)job->n_rows * m->d_in * sizeof(float), &r))
+        return r;
+    sae_error err;
+    if (job_alloc_outputs(job, m->d_in, &err))
+        return reply_error(rq, 503, "out_of_memory", "%s", err.msg);
+    /* req_submit_job hands the request's snapshot to the job. */
+    snap_release(rq->snap);
+    rq->snap = snap_hold(snap);
+    if (sae_model_changed(m))
+        return reply_weights_changed(rq);
+    if (req_submit_job(rq))
+        return reply_error(rq, 503, "overloaded",
+                           "the encode queue is full (max_queue_rows %llu); retry shortly",
+                           (unsigned long long)rq->srv->cfg->max_queue_rows);
+    return MHD_YES;
+}
+
+/* Starts a fan-out over the n SAEs named in ids: checks them, parses the
+ * rows at their common width and queues the first SAE's job. */
+static enum MHD_Result fan_start(struct saed_req *rq, char (*ids)[SAED_ID_MAX + 1], size_t n)
+{
+    if (rq->sae_prefixed)
+        return reply_error(rq, 400, "invalid_field",
+                           "saes: a fan-out is POST /v1/encode; /v1/saes/%s/encode encodes with "
+                           "that SAE only",
+                           rq->sae->id);
+    if (rq->accept_binary)
+        return reply_error(rq, 400, "invalid_field",
+                           "saes: a fan-out reply is JSON; drop Accept: application/octet-stream");
+    struct enc_fan *f = calloc(1, sizeof *f);
+    if (!f)
+        return reply_error(rq, 503, "out_of_memory", "cannot start the fan-out");
+    rq->fan = f;
+    for (size_t i = 0; i < n; i++) {
+        struct saed_sae *sae = saes_find(rq->srv, ids[i], strlen(ids[i]));
+        if (!sae)
+            return reply_error(rq, 404, "sae_not_found",
+                               "saes: no SAE has the id \"%s\" (GET /v1/saes lists them)", ids[i]);
+        sae_error err;
+        if (!(f->snaps[i] = snap_acquire(rq->srv, sae, &err)))
+            return reply_error(rq, 503, err.code == SAE_EIO ? "weights_changed" : "not_ready",
+                               "%s", err.msg);
+        f->n = i + 1;
+        const sae_model *a = f->snaps[0]->model, *b = f->snaps[i]->model;
+        if (a->d_in != b->d_in || strcmp(a->hook_name, b->hook_name))
+            return reply_error(rq, 422, "sae_mismatch",
+                               "saes: \"%s\" reads %s (d_in %zu) but \"%s\" reads %s (d_in %zu); "
+                               "a fan-out needs SAEs of one hook",
+                               ids[0], *a->hook_name ? a->hook_name : "an unnamed hook", a->d_in,
+                               ids[i], *b->hook_name ? b->hook_name : "an unnamed hook", b->d_in);
+    }
+    struct saed_perr e = {0};
+    struct rows r = {.d = f->snaps[0]->model->d_in, .max = rq->srv->cfg->max_request_rows};
+    int rc = parse_json(rq, &r, &f->o, &e);
+    f->x = r.x;
+    f->n_rows = r.n;
+    if (rc)
+        return reply_error(rq, e.status, e.code, "%s", e.msg);
+    req_body_free(rq);
+    for (size_t i = 0; i < n; i++) {
+        const struct saed_snap *s = f->snaps[i];
+        if (f->o.features && !s->index)
+            return reply_error(rq, 404, "no_index",
+                               "include \"features\" needs a feature index, and the SAE \"%s\" "
+                               "has none",
+                               ids[i]);
+        if (s->model->transcoder && (f->o.metrics || f->o.recon))
+            return reply_error(rq, 400, "invalid_field",
+                               "the SAE \"%s\" is a transcoder: include reconstruction/metrics "
+                               "is refused",
+                               ids[i]);
+    }
+    return fan_submit(rq);
+}
+
+/* After each SAE's job: keeps it and queues the next, or replies with
+ * every SAE's results once the last is done. */
+static enum MHD_Result fan_step(struct saed_req *rq)
+{
+    struct enc_fan *f = rq->fan;
+    struct saed_job *job = rq->job;
+    if (job->weights_changed)
+        return reply_weights_changed(rq);
+    if (job->rc == SAE_ERANGE)
+        return reply_error(rq, 422, "non_finite",
+                           "%s: %s (the input is too large for float32 arithmetic inside the SAE)",
+                           f->snaps[f->next]->sae->id, job->err.msg);
+    if (job->rc)
+        return reply_error(rq, 500, "internal", "encode failed: %s", job->err.msg);
+    f->jobs[f->next++] = job;
+    rq->job = NULL;
+    if (f->next < f->n)
+        return fan_submit(rq);
+    size_t est = 64;
+    for (size_t i = 0; i < f->n; i++)
+        est += 128 + reply_estimate(f->jobs[i], f->o.features, f->snaps[i]->model->d_in, false);
+    enum MHD_Result r;
+    if (reply_reserve(rq, est, &r))
+        return r;
+    struct saed_buf b, ids, digests;
+    buf_init(&b, REPLY_LIMIT, est);
+    buf_init(&ids, 1 << 16, 1024);
+    buf_init(&digests, 1 << 16, 1024);
+    buf_puts(&b, "{\"saes\":{");
+    for (size_t i = 0; i < f->n; i++) {
+        const struct saed_snap *s = f->snaps[i];
+        if (i) {
+            buf_putc(&b, ',');
+            buf_putc(&ids, ',');
+            buf_putc(&digests, ',');
+        }
+        buf_puts(&ids, s->sae->id);
+        buf_puts(&digests, s->model->weights_digest);
+        buf_json_str(&b, s->sae->id);
+        buf_puts(&b, ":{\"weights_digest\":\"");
+        buf_puts(&b, s->model->weights_digest);
+        buf_puts(&b, "\",\"results\":[");
+        for (size_t row = 0; row < f->jobs[i]->out.n_rows; row++)
+            put_row(&b, f->jobs[i], f->o.features ? s->labels : NULL, s->model->d_in, false, row);
+        buf_puts(&b, "]}");
+    }
+    buf_puts(&b, "}}\n");
+    buf_putc(&ids, '\0');
+    buf_putc(&digests, '\0');
+    size_t len, l1, l2;
+    char *body = buf_steal(&b, &len);
+    rq->fan_ids = buf_steal(&ids, &l1);
+    rq->fan_digests = buf_steal(&digests, &l2);
+    if (!body || !rq->fan_ids || !rq->fan_digests) {
+        free(body);
+        return reply_error(rq, 500, "reply_too_large", "the reply exceeds %zu bytes",
+                           REPLY_LIMIT);
+    }
+    return reply_json_buf(rq, 200, body, len);
+}
+
 /* First call: parse, validate, queue. */
 static enum MHD_Result encode_start(struct saed_req *rq)
 {
@@ -660,6 +905,14 @@ static enum MHD_Result encode_start(struct saed_req *rq)
     if (e.status)
         return reply_error(rq, e.status, e.code, "%s", e.msg);
 
+    if (rq->body_type == SAED_BODY_JSON) {
+        char ids[FAN_MAX][SAED_ID_MAX + 1];
+        size_t n_ids;
+        if (fan_ids(rq, ids, &n_ids, &e))
+            return reply_error(rq, e.status, e.code, "%s", e.msg);
+        if (n_ids)
+            return fan_start(rq, ids, n_ids);
+    }
     struct saed_job *job = job_new(JOB_ENCODE);
     if (!job)
         return reply_error(rq, 503, "out_of_memory", "cannot start the job");
@@ -716,6 +969,8 @@ static enum MHD_Result encode_start(struct saed_req *rq)
  * worker resumed the connection replies. */
 enum MHD_Result encode_post(struct saed_req *rq)
 {
+    if (rq->job && rq->state == RQ_WAITING && rq->fan)
+        return fan_step(rq);
     if (rq->job && rq->state == RQ_WAITING)
         return encode_reply(rq);
     enum MHD_Result r = sae_model_changed(rq->snap->model) ? reply_weights_changed(rq)

@@ -4,15 +4,15 @@
  * query-parameter parsers, the JSON writers for features and examples, the
  * index summary of /v1/model and the labels of encode's include "features".
  *
- * Connections. Each libmicrohttpd polling thread keeps one sae_store_conn
- * (a SQLite connection and its prepared statements) in thread-local storage,
- * tagged with the snapshot generation it was opened for. A request whose
- * snapshot has another generation (a reload happened, or an encode reply is
- * written after a newer snapshot was used on this thread) closes it and
- * opens one on its own snapshot's index. The request holds its snapshot, so
- * the index outlives every use of the connection; a connection left on an
- * idle thread only keeps its file open until that thread's next feature
- * request or its exit (a pthread key destructor closes it). */
+ * Connections. Each libmicrohttpd polling thread keeps up to 16
+ * sae_store_conns (a SQLite connection and its prepared statements) in
+ * thread-local storage, each tagged with the index (saed_ix tag, unique in
+ * the process) it was opened for. A request whose index has no connection
+ * on the thread opens one in place of the one used least recently. The
+ * request holds its snapshot, so the index outlives every use of the
+ * connection; a connection left on an idle thread holds no file, and is
+ * closed when it is replaced or at the thread's exit (a pthread key
+ * destructor). */
 #ifndef SAED_FEATURE_ROUTES_H
 #define SAED_FEATURE_ROUTES_H
 
@@ -39,6 +39,10 @@
  * loaded (404 no_index queued) or the connection failed (500 queued); *r
  * then holds what the handler returns. */
 sae_store_conn *index_conn(struct saed_req *rq, enum MHD_Result *r);
+
+/* The calling thread's connection to the index ix (GET /v1/search reads
+ * every SAE's); NULL with a reply queued and *r set when it failed. */
+sae_store_conn *index_conn_ix(struct saed_req *rq, struct saed_ix *ix, enum MHD_Result *r);
 
 /* 404 no_index: the reply of every feature route without an index. */
 enum MHD_Result reply_no_index(struct saed_req *rq);

@@ -8,23 +8,33 @@
 #include <string.h>
 
 #include "feature_routes.h"
+#include "saes.h"
 
-/* One thread's connection and the snapshot generation it was opened for. */
+/* Connections one thread keeps, one per index it served lately: with many
+ * SAEs, feature requests alternate between indexes, and opening a
+ * connection prepares a dozen statements. */
+#define TL_SLOTS 16
+
+/* One thread's connections, each tagged with the index (saed_ix tag) it was
+ * opened for, and when it was last used (a counter). */
 struct tl_conn {
-    sae_store_conn *c; /* owned */
-    uint64_t generation;
+    sae_store_conn *c[TL_SLOTS]; /* owned */
+    uint64_t tag[TL_SLOTS];
+    uint64_t used[TL_SLOTS];
+    uint64_t clock;
 };
 
 static pthread_key_t tl_key;
 static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
 static int tl_key_rc;
 
-/* Thread exit: closes the thread's connection. Its index may be closed
- * already; closing the SQLite connection does not touch it. */
+/* Thread exit: closes the thread's connections. Their indexes may be closed
+ * already; closing a SQLite connection does not touch the index. */
 static void tl_free(void *p)
 {
     struct tl_conn *t = p;
-    sae_store_disconnect(t->c);
+    for (size_t i = 0; i < TL_SLOTS; i++)
+        sae_store_disconnect(t->c[i]);
     free(t);
 }
 
@@ -37,24 +47,19 @@ static void tl_init(void)
 enum MHD_Result reply_no_index(struct saed_req *rq)
 {
     return reply_error(rq, 404, "no_index",
-                       "no feature index is loaded (start saed with --index FILE.db)");
+                       "no feature index is loaded for the SAE '%s' (start saed with --index "
+                       "FILE.db, or --index ID=FILE.db)",
+                       rq->sae ? rq->sae->id : "default");
 }
 
-sae_store_conn *index_conn(struct saed_req *rq, enum MHD_Result *r)
+sae_store_conn *index_conn_ix(struct saed_req *rq, struct saed_ix *ix, enum MHD_Result *r)
 {
-    const struct saed_snap *snap = rq->snap;
-    if (!snap->index) {
-        *r = reply_no_index(rq);
-        return NULL;
-    }
     pthread_once(&tl_once, tl_init);
     if (tl_key_rc) {
         *r = reply_error(rq, 500, "internal", "cannot create thread-local storage");
         return NULL;
     }
     struct tl_conn *t = pthread_getspecific(tl_key);
-    if (t && t->c && t->generation == snap->generation)
-        return t->c;
     if (!t) {
         t = calloc(1, sizeof *t);
         if (!t || pthread_setspecific(tl_key, t)) {
@@ -63,15 +68,34 @@ sae_store_conn *index_conn(struct saed_req *rq, enum MHD_Result *r)
             return NULL;
         }
     }
-    sae_store_disconnect(t->c);
-    t->c = NULL;
+    size_t lru = 0;
+    for (size_t i = 0; i < TL_SLOTS; i++) {
+        if (t->c[i] && t->tag[i] == ix->tag) {
+            t->used[i] = ++t->clock;
+            return t->c[i];
+        }
+        if (!t->c[i] || (t->c[lru] && t->used[i] < t->used[lru]))
+            lru = i;
+    }
+    sae_store_disconnect(t->c[lru]);
+    t->c[lru] = NULL;
     sae_error err;
-    if (sae_store_connect(snap->index, &t->c, &err)) {
+    if (sae_store_connect(ix->index, &t->c[lru], &err)) {
         *r = reply_error(rq, 500, "index_error", "%s", err.msg);
         return NULL;
     }
-    t->generation = snap->generation;
-    return t->c;
+    t->tag[lru] = ix->tag;
+    t->used[lru] = ++t->clock;
+    return t->c[lru];
+}
+
+sae_store_conn *index_conn(struct saed_req *rq, enum MHD_Result *r)
+{
+    if (!rq->snap->ix) {
+        *r = reply_no_index(rq);
+        return NULL;
+    }
+    return index_conn_ix(rq, rq->snap->ix, r);
 }
 
 int feature_arg(struct saed_req *rq, const char *s, uint64_t *out, enum MHD_Result *r)
@@ -196,13 +220,7 @@ enum MHD_Result reply_store_error(struct saed_req *rq, int rc, const sae_error *
 
 const char *features_source_id(const struct saed_req *rq)
 {
-    const char *s = rq->srv->cfg->source_id;
-    if (s && *s)
-        return s;
-    const char *model_id;
-    size_t model_len;
-    sae_model_neuronpedia(rq->snap->model, &model_id, &model_len, &s);
-    return s;
+    return saes_source_id(rq->srv, rq->snap);
 }
 
 json_t *index_summary(const struct saed_snap *snap)

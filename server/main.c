@@ -38,6 +38,7 @@
 #include "io/mapped.h"
 #include "reaper.h"
 #include "saed.h"
+#include "saes.h"
 
 /* CPUs this process may use: the affinity mask, lowered by a cgroup CPU quota
  * (v2 cpu.max or v1 cfs quota), which OpenBLAS would not notice. */
@@ -260,28 +261,34 @@ static int start_http(struct saed_server *srv, sae_error *err)
     return 0;
 }
 
-/* SIGHUP: load the folder again; the old snapshot keeps serving on failure. */
-static void reload(struct saed_server *srv)
+/* SIGHUP: read the config again and reload the SAEs whose files or
+ * settings changed (saes.c); an SAE that fails keeps serving as it was, and
+ * a config that no longer parses changes nothing. One SIGHUP counts once in
+ * saed_reloads_total: failed if anything failed. */
+static void reload(struct saed_server *srv, int argc, char **argv)
 {
     int64_t t0 = sae_clock_us();
     sae_error err;
-    if (snap_reload(&srv->sae, &err)) {
+    struct saed_config next;
+    bool exit_now;
+    size_t failed = 0;
+    int rc = config_load(&next, argc, argv, &exit_now, &err);
+    if (!rc)
+        rc = saes_apply(srv, &next, false, &failed, &err);
+    config_free(&next);
+    if (rc) {
         atomic_fetch_add(&srv->metrics.reload_failed, 1);
-        struct saed_snap *s = snap_acquire(&srv->sae);
-        fprintf(stderr, "saed: reload failed, still serving weights %s%s%s: %s\n",
-                s->model->weights_digest, s->index ? " with index " : "", s->index_digest,
-                err.msg);
-        snap_release(s);
+        fprintf(stderr, "saed: reload failed, still serving every SAE as it was: %s\n", err.msg);
         return;
     }
-    atomic_fetch_add(&srv->metrics.reload_ok, 1);
+    atomic_fetch_add(failed ? &srv->metrics.reload_failed : &srv->metrics.reload_ok, 1);
     batcher_kick(srv->batcher);
-    struct saed_snap *s = snap_acquire(&srv->sae);
-    fprintf(stderr, "saed: reloaded %s in %lld ms: weights %s (generation %llu)\n",
-            srv->sae.model_dir, (long long)((sae_clock_us() - t0) / 1000),
-            s->model->weights_digest, (unsigned long long)s->generation);
-    features_log_index(s);
-    snap_release(s);
+    if (failed)
+        return;
+    size_t n;
+    free(saes_list(srv, &n));
+    fprintf(stderr, "saed: reloaded in %lld ms: %zu SAE%s served\n",
+            (long long)((sae_clock_us() - t0) / 1000), n, n == 1 ? "" : "s");
 }
 
 /* SIGTERM/SIGINT: stop accepting, let in-flight requests finish (at most
@@ -312,6 +319,28 @@ static void drain(struct saed_server *srv, int sfd)
     MHD_stop_daemon(srv->daemon);
     srv->daemon = NULL;
     fprintf(stderr, "saed: stopped (%ld requests were still open)\n", left);
+}
+
+/* The start-up lines: each SAE's folder, kind and digest, and its index. */
+static void log_saes(struct saed_server *srv, int64_t us)
+{
+    size_t n;
+    struct saed_sae **v = saes_list(srv, &n);
+    for (size_t i = 0; i < n; i++) {
+        sae_error err;
+        struct saed_snap *s = snap_acquire(srv, v[i], &err);
+        if (!s)
+            continue;
+        const sae_model *m = s->model;
+        fprintf(stderr, "saed: model %s: %s d_in %zu d_sae %zu %s, weights %s%s%s\n",
+                v[i]->spec.model_dir, sae_arch_name(m->arch), m->d_in, m->d_sae, m->dtype,
+                m->weights_digest, n > 1 ? " as " : "", n > 1 ? v[i]->id : "");
+        features_log_index(s);
+        snap_release(s);
+    }
+    if (n > 1)
+        fprintf(stderr, "saed: %zu SAEs loaded in %lld ms\n", n, (long long)(us / 1000));
+    free(v);
 }
 
 /* Loads the config and the model, starts the workers, the reaper and
@@ -355,20 +384,14 @@ int main(int argc, char **argv)
         goto out_cfg;
     }
 
-    srv.sae.id = "default";
-    srv.sae.model_dir = srv.cfg->model;
-    srv.sae.index_path = srv.cfg->index;
-    srv.sae.names = (sae_model_names){srv.cfg->model_name, srv.cfg->hook_name,
-                                      srv.cfg->hook_name_out, srv.cfg->neuronpedia_id};
-    pthread_mutex_init(&srv.sae.lock, NULL);
-    if (snap_reload(&srv.sae, &err)) {
+    size_t failed;
+    int64_t t_load = sae_clock_us();
+    if (saes_new(srv.cfg->max_mapped_bytes, &srv.saes, &err) ||
+        saes_apply(&srv, srv.cfg, true, &failed, &err)) {
         fprintf(stderr, "saed: error: %s\n", err.msg);
         goto out_sae;
     }
-    const sae_model *m = srv.sae.current->model;
-    fprintf(stderr, "saed: model %s: %s d_in %zu d_sae %zu %s, weights %s\n", srv.cfg->model,
-            sae_arch_name(m->arch), m->d_in, m->d_sae, m->dtype, m->weights_digest);
-    features_log_index(srv.sae.current);
+    log_saes(&srv, sae_clock_us() - t_load);
     if (static_init(&srv, &err)) {
         fprintf(stderr, "saed: error: %s\n", err.msg);
         goto out_sae;
@@ -399,7 +422,7 @@ int main(int argc, char **argv)
     for (;;) {
         int sig = signal_next(sfd, -1);
         if (sig == SIGHUP) {
-            reload(&srv);
+            reload(&srv, argc, argv);
             continue;
         }
         if (!sig)
@@ -416,8 +439,7 @@ out_threads:
     batcher_free(srv.batcher);
     reaper_free(srv.reaper);
 out_sae:
-    snap_release(srv.sae.current);
-    pthread_mutex_destroy(&srv.sae.lock);
+    saes_free(srv.saes);
     static_free(&srv);
     for (size_t i = 0; i < srv.n_cors; i++)
         free(srv.cors[i]);

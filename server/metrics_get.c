@@ -2,12 +2,15 @@
  * 0.0.4). Renders the counters of metrics.h plus gauges read at scrape time
  * (queue depth, in-flight requests) and an info metric carrying the model
  * and index digests as labels. */
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "batcher.h"
 #include "buf.h"
 #include "saed.h"
+#include "saes.h"
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
@@ -170,23 +173,76 @@ enum MHD_Result metrics_get(struct saed_req *rq)
              (unsigned long long)LOAD(m->reload_ok), (unsigned long long)LOAD(m->reload_failed));
     buf_puts(&b, line);
 
-    const sae_model *mod = rq->snap->model;
-    head(&b, "saed_model_info", "gauge", "The model (and index) being served; always 1.");
-    buf_puts(&b, "saed_model_info{sae=");
-    label(&b, srv->sae.id);
-    buf_puts(&b, ",weights_digest=");
-    label(&b, mod->weights_digest);
-    buf_puts(&b, ",index_digest=");
-    label(&b, rq->snap->index_digest);
-    buf_puts(&b, ",architecture=");
-    label(&b, sae_arch_name(mod->arch));
-    buf_puts(&b, ",model_name=");
-    label(&b, mod->model_name);
-    buf_puts(&b, ",hook_name=");
-    label(&b, mod->hook_name);
-    snprintf(line, sizeof line, ",d_in=\"%zu\",d_sae=\"%zu\",generation=\"%llu\"} 1\n", mod->d_in,
-             mod->d_sae, (unsigned long long)rq->snap->generation);
-    buf_puts(&b, line);
+    size_t n_saes;
+    struct saed_sae **saes = saes_list(srv, &n_saes);
+    head(&b, "saed_model_info", "gauge",
+         "Each SAE being served with its weights mapped (and its index); always 1.");
+    for (size_t i = 0; i < n_saes; i++) {
+        pthread_mutex_lock(&saes[i]->lock);
+        struct saed_snap *s = saes[i]->current ? snap_hold(saes[i]->current) : NULL;
+        pthread_mutex_unlock(&saes[i]->lock);
+        if (!s)
+            continue;
+        const sae_model *mod = s->model;
+        buf_puts(&b, "saed_model_info{sae=");
+        label(&b, saes[i]->id);
+        buf_puts(&b, ",weights_digest=");
+        label(&b, mod->weights_digest);
+        buf_puts(&b, ",index_digest=");
+        label(&b, s->index_digest);
+        buf_puts(&b, ",architecture=");
+        label(&b, sae_arch_name(mod->arch));
+        buf_puts(&b, ",model_name=");
+        label(&b, mod->model_name);
+        buf_puts(&b, ",hook_name=");
+        label(&b, mod->hook_name);
+        snprintf(line, sizeof line, ",d_in=\"%zu\",d_sae=\"%zu\",generation=\"%llu\"} 1\n",
+                 mod->d_in, mod->d_sae, (unsigned long long)s->generation);
+        buf_puts(&b, line);
+        snap_release(s);
+    }
+    /* Per-SAE series: one line per served SAE and counter. */
+    static const struct {
+        const char *name, *type, *help;
+        size_t offset;
+    } per_sae[] = {
+        {"saed_sae_requests_total", "counter", "Requests answered by each SAE.",
+         offsetof(struct saed_sae, requests)},
+        {"saed_sae_encoded_rows_total", "counter", "Rows encoded by each SAE.",
+         offsetof(struct saed_sae, rows_encoded)},
+        {"saed_sae_remaps_total", "counter",
+         "Times an SAE's weights were mapped again after max_mapped_bytes unmapped them.",
+         offsetof(struct saed_sae, remaps)},
+        {"saed_sae_mapped_bytes", "gauge",
+         "Bytes of each SAE's weights file while it is mapped, else 0.",
+         offsetof(struct saed_sae, mapped_bytes)},
+    };
+    for (size_t k = 0; k < sizeof per_sae / sizeof *per_sae; k++) {
+        head(&b, per_sae[k].name, per_sae[k].type, per_sae[k].help);
+        for (size_t i = 0; i < n_saes; i++) {
+            _Atomic uint64_t *v = (_Atomic uint64_t *)((char *)saes[i] + per_sae[k].offset);
+            buf_puts(&b, per_sae[k].name);
+            buf_puts(&b, "{sae=");
+            label(&b, saes[i]->id);
+            snprintf(line, sizeof line, "} %llu\n", (unsigned long long)LOAD(*v));
+            buf_puts(&b, line);
+        }
+    }
+    head(&b, "saed_sae_reloads_total", "counter",
+         "What SIGHUP did to each SAE: loaded again (ok), kept after a failed load (failed), "
+         "or left as it was (unchanged).");
+    for (size_t i = 0; i < n_saes; i++) {
+        const char *res[3] = {"ok", "failed", "unchanged"};
+        uint64_t v[3] = {LOAD(saes[i]->reload_ok), LOAD(saes[i]->reload_failed),
+                         LOAD(saes[i]->reload_unchanged)};
+        for (size_t k = 0; k < 3; k++) {
+            buf_puts(&b, "saed_sae_reloads_total{sae=");
+            label(&b, saes[i]->id);
+            snprintf(line, sizeof line, ",result=\"%s\"} %llu\n", res[k], (unsigned long long)v[k]);
+            buf_puts(&b, line);
+        }
+    }
+    free(saes);
 
     head(&b, "saed_build_info", "gauge", "saed version and thread layout; always 1.");
     snprintf(line, sizeof line,

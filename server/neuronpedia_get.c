@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "feature_routes.h"
+#include "saes.h"
 
 /* One example as a Neuronpedia activation. */
 static void np_activation(struct saed_buf *b, const sae_store_example *ex)
@@ -138,9 +139,40 @@ out:
     return rc;
 }
 
+/* Which SAE answers (CONTRACT 7): the one whose source id is the layer;
+ * with one SAE, that one. Swaps rq's snapshot for that SAE's; 0, or -1 with
+ * the 404 (or 503) queued and *r set. */
+static int np_resolve(struct saed_req *rq, enum MHD_Result *r)
+{
+    struct saed_sae *sae = saes_by_source(rq->srv, rq->args[1]);
+    if (!sae) {
+        *r = reply_error(rq, 404, "not_found",
+                         "no SAE has the source id (layer) \"%.100s\" (GET /v1/saes lists "
+                         "each SAE's source_id)",
+                         rq->args[1]);
+        return -1;
+    }
+    if (sae == rq->sae)
+        return 0;
+    sae_error err;
+    struct saed_snap *s = snap_acquire(rq->srv, sae, &err);
+    if (!s) {
+        *r = reply_error(rq, 503, err.code == SAE_EIO ? "weights_changed" : "not_ready", "%s",
+                         err.msg);
+        return -1;
+    }
+    snap_release(rq->snap);
+    rq->snap = s;
+    rq->sae = sae;
+    return 0;
+}
+
 /* GET /api/feature/{modelId}/{layer}/{index}. */
 enum MHD_Result neuronpedia_get(struct saed_req *rq)
 {
+    enum MHD_Result r;
+    if (np_resolve(rq, &r))
+        return r;
     const char *model_id, *ignored;
     size_t model_len;
     sae_model_neuronpedia(rq->snap->model, &model_id, &model_len, &ignored);
@@ -153,7 +185,6 @@ enum MHD_Result neuronpedia_get(struct saed_req *rq)
                            model_len ? ""
                                      : " (the folder names no model: set model_name or "
                                        "neuronpedia_id in saed's config)");
-    enum MHD_Result r;
     uint64_t i;
     sae_store_conn *c = index_conn(rq, &r);
     if (!c || feature_arg(rq, rq->args[2], &i, &r) || query_none(rq, &r))

@@ -28,14 +28,19 @@ static enum MHD_Result reply_queue(struct saed_req *rq, unsigned status,
     if (rq->origin) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", rq->origin);
         MHD_add_response_header(resp, "Access-Control-Expose-Headers",
-                                "X-SAE-Weights-Digest, X-SAE-Space, Retry-After");
+                                "X-SAE-Weights-Digest, X-SAE-Id, X-SAE-Space, Retry-After");
     }
     /* With CORS on, every reply depends on Origin (allowed ones get the
      * header, others not), so a shared cache must key on it. */
     if (srv->n_cors)
         MHD_add_response_header(resp, "Vary", "Origin");
-    if (rq->digest_header && rq->snap)
+    if (rq->digest_header && rq->fan_ids) {
+        MHD_add_response_header(resp, "X-SAE-Weights-Digest", rq->fan_digests);
+        MHD_add_response_header(resp, "X-SAE-Id", rq->fan_ids);
+    } else if (rq->digest_header && rq->snap) {
         MHD_add_response_header(resp, "X-SAE-Weights-Digest", rq->snap->model->weights_digest);
+        MHD_add_response_header(resp, "X-SAE-Id", rq->snap->sae->id);
+    }
     if (rq->space)
         MHD_add_response_header(resp, "X-SAE-Space", rq->space);
     if (atomic_load(&srv->draining) || rq->close)

@@ -17,24 +17,32 @@
 #include "batcher.h"
 #include "reaper.h"
 #include "saed.h"
+#include "saes.h"
 
 /* The routes. The feature routes answer 404 no_index without an index
  * (feature_routes.h); the web browser's rows (static_get.c) need no API key. */
 const struct saed_route saed_routes[] = {
     {.method = "GET", .path = "/v1/health", .handler = health_get},
-    {.method = "GET", .path = "/v1/model", .handler = model_get, .needs_auth = true},
+    {.method = "GET", .path = "/v1/model", .handler = model_get, .needs_auth = true,
+     .per_sae = true},
     {.method = "POST", .path = "/v1/encode", .handler = encode_post, .needs_auth = true,
-     .digest = true, .body_types = SAED_BODY_JSON | SAED_BODY_OCTET | SAED_BODY_NPY,
+     .digest = true, .per_sae = true,
+     .body_types = SAED_BODY_JSON | SAED_BODY_OCTET | SAED_BODY_NPY,
      .precheck = encode_precheck},
     {.method = "POST", .path = "/v1/decode", .handler = decode_post, .needs_auth = true,
-     .digest = true, .body_types = SAED_BODY_JSON | SAED_BODY_OCTET,
+     .digest = true, .per_sae = true, .body_types = SAED_BODY_JSON | SAED_BODY_OCTET,
      .precheck = decode_precheck},
-    {.method = "GET", .path = "/v1/features", .handler = features_get, .needs_auth = true},
-    {.method = "GET", .path = "/v1/features/{i}", .handler = feature_get, .needs_auth = true},
+    {.method = "GET", .path = "/v1/features", .handler = features_get, .needs_auth = true,
+     .per_sae = true},
+    {.method = "GET", .path = "/v1/features/{i}", .handler = feature_get, .needs_auth = true,
+     .per_sae = true},
     {.method = "GET", .path = "/v1/features/{i}/examples", .handler = examples_get,
-     .needs_auth = true},
+     .needs_auth = true, .per_sae = true},
     {.method = "GET", .path = "/v1/features/{i}/vector", .handler = vector_get,
-     .needs_auth = true},
+     .needs_auth = true, .per_sae = true},
+    {.method = "GET", .path = "/v1/saes", .handler = saes_get, .needs_auth = true},
+    {.method = "GET", .path = "/v1/saes/{id}", .handler = sae_get, .needs_auth = true},
+    {.method = "GET", .path = "/v1/search", .handler = search_get, .needs_auth = true},
     {.method = "GET", .path = "/api/feature/{model}/{layer}/{i}", .handler = neuronpedia_get,
      .needs_auth = true, .match = HTTP_MATCH_FIRST_ARG_SLASHES},
     {.method = "GET", .path = "/metrics", .handler = metrics_get, .needs_auth = true},
@@ -106,14 +114,16 @@ static const char *cors_origin(struct saed_req *rq)
 }
 
 /* The methods allowed on url, as an Allow header value; the first matching
- * route's id goes to *route_id. Returns false if no route has this path. */
-static bool allowed_methods(const char *url, char *allow, size_t cap, int *route_id)
+ * route's id goes to *route_id. Returns false if no route has this path.
+ * per_sae: only the routes also served under /v1/saes/{id}/. */
+static bool allowed_methods(const char *url, bool per_sae, char *allow, size_t cap,
+                            int *route_id)
 {
     bool any = false;
     allow[0] = '\0';
     for (size_t i = 0; i < saed_n_routes; i++) {
         const struct saed_route *rt = &saed_routes[i];
-        if (!http_path_match(rt->path, rt->match, url, NULL, NULL))
+        if ((per_sae && !rt->per_sae) || !http_path_match(rt->path, rt->match, url, NULL, NULL))
             continue;
         if (!any)
             *route_id = (int)i;
@@ -231,6 +241,27 @@ static int framing_check(struct saed_req *rq)
     return -1;
 }
 
+/* The path to route and the SAE it names: /v1/saes/{id}/REST is routed as
+ * /v1/REST on SAE id (CONTRACT 7), anything else as it is. Sets rq->path,
+ * rq->sae_prefixed and the id (*id, *id_len; NULL when not prefixed). */
+static void sae_prefix(struct saed_req *rq, const char **id, size_t *id_len)
+{
+    static const char prefix[] = "/v1/saes/";
+    const char *u = rq->url;
+    *id = NULL;
+    *id_len = 0;
+    snprintf(rq->path, sizeof rq->path, "%s", u);
+    if (strncmp(u, prefix, sizeof prefix - 1))
+        return;
+    const char *start = u + sizeof prefix - 1, *slash = strchr(start, '/');
+    if (!slash || slash == start || !slash[1])
+        return;
+    *id = start;
+    *id_len = (size_t)(slash - start);
+    rq->sae_prefixed = true;
+    snprintf(rq->path, sizeof rq->path, "/v1/%s", slash + 1);
+}
+
 /* First call of a request: everything decided from the headers. */
 static enum MHD_Result request_start(struct saed_req *rq)
 {
@@ -238,12 +269,16 @@ static enum MHD_Result request_start(struct saed_req *rq)
     const struct saed_config *cfg = srv->cfg;
     bool is_head = !strcmp(rq->method, "HEAD");
     const char *method = is_head ? "GET" : rq->method;
+    const char *sae_id;
+    size_t sae_id_len;
 
     rq->origin = cors_origin(rq);
     rq->route_id = (int)saed_n_routes;
+    sae_prefix(rq, &sae_id, &sae_id_len);
     for (size_t i = 0; i < saed_n_routes; i++) {
-        if (!strcmp(saed_routes[i].method, method) &&
-            http_path_match(saed_routes[i].path, saed_routes[i].match, rq->url, rq->args,
+        if ((!rq->sae_prefixed || saed_routes[i].per_sae) &&
+            !strcmp(saed_routes[i].method, method) &&
+            http_path_match(saed_routes[i].path, saed_routes[i].match, rq->path, rq->args,
                             &rq->n_args)) {
             rq->route = &saed_routes[i];
             rq->route_id = (int)i;
@@ -255,7 +290,7 @@ static enum MHD_Result request_start(struct saed_req *rq)
     if (!rq->route) {
         char allow[128];
         int id;
-        if (!allowed_methods(rq->url, allow, sizeof allow, &id))
+        if (!allowed_methods(rq->path, rq->sae_prefixed, allow, sizeof allow, &id))
             return reply_error(rq, 404, "not_found", "no route %s", rq->url);
         rq->route_id = id;
         if (!strcmp(rq->method, "OPTIONS"))
@@ -266,9 +301,18 @@ static enum MHD_Result request_start(struct saed_req *rq)
         return reply_error(rq, 401, "unauthorized",
                            "this route needs the API key: Authorization: Bearer KEY");
 
-    rq->snap = snap_acquire(&srv->sae);
+    rq->sae = sae_id ? saes_find(srv, sae_id, sae_id_len) : saes_default(srv);
+    if (!rq->sae)
+        return reply_error(rq, 404, "sae_not_found",
+                           "no SAE has the id \"%.*s\" (GET /v1/saes lists them)",
+                           (int)(sae_id_len > 200 ? 200 : sae_id_len), sae_id);
+    sae_error err;
+    rq->snap = snap_acquire(srv, rq->sae, &err);
+    if (!rq->snap && err.code == SAE_EIO)
+        return reply_error(rq, 503, "weights_changed", "%s", err.msg);
     if (!rq->snap)
-        return reply_error(rq, 503, "not_ready", "no model is loaded yet");
+        return reply_error(rq, 503, "not_ready", "%s", err.msg);
+    atomic_fetch_add_explicit(&rq->sae->requests, 1, memory_order_relaxed);
     rq->digest_header = rq->route->digest;
 
     const char *acc = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
@@ -499,6 +543,9 @@ void router_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         batcher_incoming(srv->batcher, -1);
     job_free(rq->job);
     snap_release(rq->snap);
+    free(rq->fan_ids);
+    free(rq->fan_digests);
+    enc_fan_free(rq->fan);
     req_body_free(rq);
     reply_release(srv, reply_hand_over(rq));
     free(rq);

@@ -31,32 +31,55 @@
 struct saed_batcher;
 struct saed_reaper;
 struct saed_job;
+struct enc_fan;
 struct sae_store;
 struct index_labels;
 struct feature_cache;
+
+/* The index half of a snapshot: the held index, its digest, labels and
+ * rendered-feature cache, loaded and checked together. Reference counted on
+ * its own so that an SAE whose weights were unmapped (max_mapped_bytes)
+ * keeps its index for /v1/search and gets it back unchanged when mapped
+ * again. `tag` is unique in the process (per-thread connections key on it). */
+struct saed_ix {
+    atomic_uint refs;
+    struct sae_store *index;    /* owned */
+    char digest[33];            /* XXH3-128 of the index as read */
+    struct index_labels *labels; /* owned: every feature's label and density, or NULL */
+    struct feature_cache *feature_cache; /* owned: rendered feature replies, or NULL */
+    uint64_t tag;
+};
+struct saed_ix *ix_hold(struct saed_ix *ix);
+void ix_release(struct saed_ix *ix);
+
+struct saed_sae;
+struct saed_server;
 
 /* What a request sees from its start to its end: the model and the feature
  * index opened from the same load, swapped in as one. Immutable once
  * published; freed when the last reference goes.
  *
  * How the index plugs in: snap_reload reads the index whole into the store it
- * keeps here (sae_store_open_held), checks it against the model (refusing one
- * built from other weights) and takes its digest from the same bytes, so a
- * reload swaps both at once and nothing done to the file on disk reaches a
+ * keeps (sae_store_open_held, in ix), checks it against the model (refusing
+ * one built from other weights) and takes its digest from the same bytes, so
+ * a reload swaps both at once and nothing done to the file on disk reaches a
  * snapshot. The feature routes (features_get.c, ...) run on the
- * libmicrohttpd polling threads; each thread keeps a store connection tagged
- * with the snapshot generation it was opened for and reopens it when a
- * request carries another snapshot (feature_routes.h). encode with include
- * "features" labels its returned indices in encode_reply, on the polling
- * thread, not in the workers. */
+ * libmicrohttpd polling threads; each thread keeps store connections tagged
+ * with the index they were opened for (feature_routes.h). encode with
+ * include "features" labels its returned indices in encode_reply, on the
+ * polling thread, not in the workers. index, index_digest, labels and
+ * feature_cache are borrowed from ix (NULL / "" without an index). */
 struct saed_snap {
     atomic_uint refs;
     sae_model *model;           /* owned */
-    struct sae_store *index;    /* owned; NULL when saed runs without --index */
-    char index_digest[33];      /* XXH3-128 of the index as read, "" without one */
-    struct index_labels *labels; /* owned: every feature's label and density, or NULL */
-    struct feature_cache *feature_cache; /* owned: rendered feature replies, or NULL */
-    uint64_t generation;        /* 1 for the first load, +1 per successful reload */
+    struct saed_ix *ix;         /* owned reference; NULL when saed runs without an index */
+    struct sae_store *index;    /* ix->index, or NULL */
+    const char *index_digest;   /* ix->digest, or "" */
+    struct index_labels *labels; /* ix->labels, or NULL */
+    struct feature_cache *feature_cache; /* ix->feature_cache, or NULL */
+    char *source_id;            /* owned: the layer of the Neuronpedia route for this SAE */
+    struct saed_sae *sae;       /* borrowed: SAEs live as long as the process */
+    uint64_t generation;        /* 1 for the SAE's first load, +1 per successful reload */
 };
 
 /* Drops one reference; the last one frees the snapshot and its model. */
@@ -65,31 +88,53 @@ void snap_release(struct saed_snap *s);
  * that outlives its request keeps what it reads); returns s. */
 struct saed_snap *snap_hold(struct saed_snap *s);
 
-/* One served SAE. CONTRACT 7 reserves several per daemon (`--model ID=DIR`,
- * /v1/saes/{id}/...); today there is exactly one, the default. `current` is
- * guarded by `lock`, held only long enough to copy the pointer and take a
- * reference, so a reload never waits for requests. */
+/* One served SAE (CONTRACT 7). The struct lives until the process exits,
+ * even when a reload stops serving it (`served` false), so requests and
+ * snapshots may borrow it without a reference; a later reload naming the
+ * same id serves it again. `current` is guarded by `lock`, held only long
+ * enough to copy the pointer and take a reference, so a reload never waits
+ * for requests. `load_lock` orders loads (reload, and the remap of an SAE
+ * whose weights max_mapped_bytes unmapped) and guards `spec` and `stamp`. */
 struct saed_sae {
-    const char *id;             /* "default" */
-    const char *model_dir;      /* borrowed from the config */
-    const char *index_path;     /* borrowed from the config; "" for no index */
-    sae_model_names names;      /* borrowed from the config; set on every (re)load */
+    char id[129];
+    struct saed_sae_spec spec;  /* owned: what the config says now */
+    pthread_mutex_t load_lock;
+    char stamp[33];             /* digest of the folder's and index's file stamps at load */
     pthread_mutex_t lock;
-    struct saed_snap *current;  /* owned reference */
+    struct saed_snap *current;  /* owned reference; NULL before the first load or while unmapped */
+    struct saed_ix *ix;         /* owned reference: the index kept while unmapped */
     uint64_t generation;
+    atomic_bool served;         /* in the current configuration */
+    atomic_bool changed;        /* a remap found other weights: 503 until a reload */
+    char weights_digest[33];    /* of the last load, checked by a remap */
+    json_t *entry;              /* owned: its GET /v1/saes entry as last loaded (guarded by lock) */
+    /* /metrics (relaxed atomics) */
+    _Atomic int64_t last_used_us;
+    _Atomic uint64_t mapped_bytes; /* weights file bytes while mapped, else 0 */
+    _Atomic uint64_t requests, rows_encoded, reload_ok, reload_failed, reload_unchanged,
+        remaps;
 };
 
-/* A new reference to the SAE's current snapshot. */
-struct saed_snap *snap_acquire(struct saed_sae *sae);
-/* Loads the model folder (and the index, checked against that model) again; on success the new snapshot replaces the old
- * one (which lives on until its last request ends); on failure nothing
- * changes and err says why. */
-int snap_reload(struct saed_sae *sae, sae_error *err);
+/* A new reference to the SAE's current snapshot, mapping its weights again
+ * first if max_mapped_bytes had them unmapped. NULL with err set when that
+ * fails (err->code SAE_EIO: the weights changed on disk). */
+struct saed_snap *snap_acquire(struct saed_server *srv, struct saed_sae *sae, sae_error *err);
+/* Loads the SAE's folder (and the index, checked against that model) again;
+ * on success the new snapshot replaces the old one (which lives on until its
+ * last request ends); on failure nothing changes and err says why. Called
+ * with sae->load_lock held. reuse_ix: keep the SAE's index as it is (a
+ * remap) instead of reading it again. */
+int snap_reload(struct saed_sae *sae, bool reuse_ix, sae_error *err);
+/* Stops serving sae's current snapshot (removed, or unmapped); its requests
+ * finish on it. */
+void snap_retire(struct saed_sae *sae);
+
+struct saed_saes;
 
 /* The process-wide server state. */
 struct saed_server {
     struct saed_config *cfg;        /* owned */
-    struct saed_sae sae;            /* the default SAE */
+    struct saed_saes *saes;         /* owned: every SAE (saes.h) */
     struct saed_metrics metrics;
     struct saed_batcher *batcher;   /* owned */
     struct saed_reaper *reaper;     /* owned */
@@ -120,6 +165,7 @@ struct saed_route {
     saed_handler handler;
     bool needs_auth;            /* guarded by api_key when one is set */
     bool digest;                /* replies carry X-SAE-Weights-Digest (encode, decode) */
+    bool per_sae;               /* also served as /v1/saes/{id}/... (CONTRACT 7) */
     unsigned body_types;        /* enum saed_body bits accepted; 0: no body */
     unsigned match;             /* enum http_match bits: how path matches (0: exactly) */
     /* Optional: called before any body byte is read, with the Content-Length
@@ -170,7 +216,12 @@ struct saed_req {
     bool accept_gzip;                   /* Accept-Encoding names gzip */
     const char *origin;                 /* borrowed: Origin when CORS allows it */
 
+    struct saed_sae *sae;               /* borrowed: the SAE the request is for */
+    bool sae_prefixed;                  /* the path was /v1/saes/{id}/... */
+    char path[512];                     /* the path routed (the prefix taken off) */
     struct saed_snap *snap;             /* owned reference, taken at request start */
+    char *fan_ids, *fan_digests;        /* owned: X-SAE-Id / X-SAE-Weights-Digest of a fan-out */
+    struct enc_fan *fan;                /* owned: an encode fanned out to several SAEs */
     bool digest_header;                 /* reply carries X-SAE-Weights-Digest */
     const char *space;                  /* X-SAE-Space of a decode reply, or NULL */
     struct saed_job *job;               /* owned: the worker job, when one was made */
@@ -222,9 +273,14 @@ enum MHD_Result feature_get(struct saed_req *rq);       /* GET /v1/features/{i} 
 enum MHD_Result examples_get(struct saed_req *rq);      /* .../{i}/examples */
 enum MHD_Result vector_get(struct saed_req *rq);        /* .../{i}/vector */
 enum MHD_Result neuronpedia_get(struct saed_req *rq);   /* GET /api/feature/... */
+enum MHD_Result saes_get(struct saed_req *rq);          /* GET /v1/saes */
+enum MHD_Result sae_get(struct saed_req *rq);           /* GET /v1/saes/{id} */
+enum MHD_Result search_get(struct saed_req *rq);        /* GET /v1/search */
 enum MHD_Result static_page_get(struct saed_req *rq);   /* web/index.html */
 enum MHD_Result static_asset_get(struct saed_req *rq);  /* web/assets/{name} */
 void encode_precheck(struct saed_req *rq, uint64_t content_length, bool has_length);
+/* Frees an encode fan-out's state (encode_post.c); NULL is fine. */
+void enc_fan_free(struct enc_fan *f);
 void decode_precheck(struct saed_req *rq, uint64_t content_length, bool has_length);
 
 /* The routing table (router.c) and its length; metrics label by pattern. */

@@ -312,6 +312,9 @@ typedef struct sae_store_feature_list {
     size_t n;
     sae_store_feature *items; /* (n) owned */
     uint64_t total;           /* matching features before limit/offset */
+    double *relevance;        /* (n) owned, SAE_SORT_RELEVANCE only (else NULL): FTS5 bm25 of
+                                 the feature's best-matching explanation, negated (higher is
+                                 better) */
 } sae_store_feature_list;
 /* Words of q are matched as FTS5 phrases, all required (a word is a run of
  * characters other than white space); FTS5 syntax in q is never interpreted,

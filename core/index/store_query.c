@@ -93,6 +93,7 @@ void sae_store_feature_list_free(sae_store_feature_list *l)
     if (!l)
         return;
     free(l->items);
+    free(l->relevance);
     memset(l, 0, sizeof *l);
 }
 
@@ -142,17 +143,21 @@ int sae_store_list_features(sae_store_conn *c, const sae_store_query *qry,
     uint64_t want = limit;
     if (want > l.total - (offset < l.total ? offset : l.total))
         want = l.total - (offset < l.total ? offset : l.total);
+    bool relevance = fts && qry->sort == SAE_SORT_RELEVANCE;
     if (want) {
         l.items = malloc(want * sizeof *l.items);
-        if (!l.items) {
+        if (!l.items || (relevance && !(l.relevance = malloc(want * sizeof *l.relevance)))) {
             rc = sae_error_set(err, SAE_ENOMEM, "out of memory listing %" PRIu64 " features", want);
             goto out;
         }
     }
     sqlite3_bind_int64(q, 2, (sqlite3_int64)limit);
     sqlite3_bind_int64(q, 3, (sqlite3_int64)offset);
-    while ((r = sqlite3_step(q)) == SQLITE_ROW && l.n < want)
+    while ((r = sqlite3_step(q)) == SQLITE_ROW && l.n < want) {
+        if (relevance)
+            l.relevance[l.n] = -sqlite3_column_double(q, 8);
         feature_from_row(q, &l.items[l.n++]);
+    }
     if (r != SQLITE_ROW && r != SQLITE_DONE)
         rc = sae_store_fail(c->db, c->s->path, "listing features", err);
     done(q);
@@ -160,8 +165,10 @@ int sae_store_list_features(sae_store_conn *c, const sae_store_query *qry,
         goto out;
     *out = l;
     l.items = NULL;
+    l.relevance = NULL;
 out:
     free(l.items);
+    free(l.relevance);
     free(fts);
     return rc;
 }

@@ -428,7 +428,7 @@ int sae_store_connect(sae_store *s, sae_store_conn **out, sae_error *err)
             /* FTS5's rank is bm25 (lower is better); a feature ranks by its
              * best explanation. rank cannot be aggregated in the FTS5 query
              * itself, hence the inner select. */
-            snprintf(sql, sizeof sql, "SELECT " FEATURE_COLS " FROM features JOIN (SELECT "
+            snprintf(sql, sizeof sql, "SELECT " FEATURE_COLS ", m.score FROM features JOIN (SELECT "
                      "e.feature AS feature, min(r.score) AS score FROM (SELECT rowid AS id, "
                      "rank AS score FROM explanations_fts WHERE explanations_fts MATCH ?1) r "
                      "JOIN explanations e ON e.id = r.id GROUP BY e.feature) m ON m.feature = "

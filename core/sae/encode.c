@@ -25,8 +25,7 @@ typedef struct sae_pair {
  * owned by the workspace. Concurrent sae_encode calls are safe as long as each
  * uses its own workspace (the model is only read). */
 struct sae_workspace {
-    size_t d_in, d_sae, block_rows;
-    size_t k;            /* the model's k (topk), to check the model matches */
+    size_t d_in, d_sae, block_rows; /* the widest model it serves; strides are the model's */
     float *xn;           /* (block_rows, d_in) normalised rows minus b_dec */
     float *dense;        /* (block_rows, d_sae) x'·W_enc, before any bias */
     sae_row_norm *norms; /* (block_rows) each row's normalisation */
@@ -196,26 +195,35 @@ void sae_metrics_row(const float *x, const float *xhat, size_t d_in, sae_row_met
 
 sae_workspace *sae_workspace_new(const sae_model *m, size_t block_rows)
 {
+    return sae_workspace_new_dims(m->d_in, m->d_sae, block_rows);
+}
+
+bool sae_workspace_fits(const sae_workspace *ws, const sae_model *m)
+{
+    return ws && ws->d_in >= m->d_in && ws->d_sae >= m->d_sae;
+}
+
+sae_workspace *sae_workspace_new_dims(size_t d_in, size_t d_sae, size_t block_rows)
+{
     if (!block_rows)
         block_rows = SAE_ENCODE_DEFAULT_BLOCK_ROWS;
     size_t n_xn, n_dense;
-    if (sae_mul_size(block_rows, m->d_in, &n_xn) || sae_mul_size(block_rows, m->d_sae, &n_dense) ||
+    if (sae_mul_size(block_rows, d_in, &n_xn) || sae_mul_size(block_rows, d_sae, &n_dense) ||
         n_dense > SIZE_MAX / sizeof(float) || n_xn > SIZE_MAX / sizeof(float) ||
-        m->d_sae > SIZE_MAX / sizeof(sae_pair) || block_rows > INT32_MAX)
+        d_sae > SIZE_MAX / sizeof(sae_pair) || block_rows > INT32_MAX)
         return NULL; /* block_rows is a BLAS int */
     sae_workspace *ws = calloc(1, sizeof *ws);
     if (!ws)
         return NULL;
-    ws->d_in = m->d_in;
-    ws->d_sae = m->d_sae;
+    ws->d_in = d_in;
+    ws->d_sae = d_sae;
     ws->block_rows = block_rows;
-    ws->k = m->k;
     ws->xn = malloc(n_xn * sizeof *ws->xn);
     ws->dense = malloc(n_dense * sizeof *ws->dense);
     ws->norms = malloc(block_rows * sizeof *ws->norms);
-    ws->pairs = malloc(m->d_sae * sizeof *ws->pairs);
-    ws->xhat = malloc(m->d_in * sizeof *ws->xhat);
-    ws->cmax = malloc(3 * ((m->d_sae + 15) / 16) * sizeof *ws->cmax);
+    ws->pairs = malloc(d_sae * sizeof *ws->pairs);
+    ws->xhat = malloc(d_in * sizeof *ws->xhat);
+    ws->cmax = malloc(3 * ((d_sae + 15) / 16) * sizeof *ws->cmax);
     if (!ws->xn || !ws->dense || !ws->norms || !ws->pairs || !ws->xhat || !ws->cmax) {
         sae_workspace_free(ws);
         return NULL;
@@ -745,8 +753,8 @@ int sae_encode(const sae_model *m, sae_workspace *ws, const float *x, size_t n,
     if (m->arch == SAE_ARCH_AUTOENCODER)
         return sae_error_set(err, SAE_EINVAL,
                              "encode: an autoencoder model encodes with sae_ae_encode");
-    if (!ws || ws->d_in != m->d_in || ws->d_sae != m->d_sae || ws->k != m->k)
-        return sae_error_set(err, SAE_EDIM, "encode: workspace was made for another model");
+    if (!sae_workspace_fits(ws, m))
+        return sae_error_set(err, SAE_EDIM, "encode: workspace was made for a smaller model");
     if (m->transcoder && (metrics || recon))
         return sae_error_set(err, SAE_EINVAL,
                              "encode: this model is a transcoder: its decoder reconstructs the "

@@ -66,9 +66,15 @@ void sae_metrics_row(const float *x, const float *xhat, size_t d_in, sae_row_met
 #define SAE_ENCODE_DEFAULT_BLOCK_ROWS 256
 
 /* Scratch buffers for one thread. block_rows 0 picks the default (256).
- * Returns NULL when out of memory (or the sizes overflow). */
+ * Returns NULL when out of memory (or the sizes overflow). A workspace
+ * serves any model no wider than the one it was made for (d_in and d_sae at
+ * most its own), so one per thread can serve several SAEs. */
 typedef struct sae_workspace sae_workspace;
 sae_workspace *sae_workspace_new(const sae_model *m, size_t block_rows);
+/* The same, for models of at most d_in inputs and d_sae features. */
+sae_workspace *sae_workspace_new_dims(size_t d_in, size_t d_sae, size_t block_rows);
+/* Whether ws can encode with m (m no wider than ws was made for). */
+bool sae_workspace_fits(const sae_workspace *ws, const sae_model *m);
 void sae_workspace_free(sae_workspace *ws);
 
 /* Encodes rows x (n, d_in), appending n rows to out. metrics (n) and recon
