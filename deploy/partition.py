@@ -27,7 +27,8 @@ SAEs are kept in release order, and the SAEs of one hook (the widths of a layer)
 land in one partition, so an encode fan-out over them is possible on that partition.
 With --partitions N the release is cut into N contiguous runs of hooks with the largest
 run as small as possible; with --max-bytes each partition holds at most SIZE of weights and
-indexes (a hook larger than that gets a partition of its own).
+indexes (a hook larger than that is cut between its SAEs; an SAE larger than that gets a
+partition of its own).
 Memory per pod follows docs/SCALING.md "Memory per replica": weights + indexes +
 3 x max_queue_rows x d_in x 4 B + workers x max_batch_rows x d_sae x 4 B + 64 MiB.
 Standard library only.
@@ -143,6 +144,9 @@ def assign(saes, partitions, max_bytes):
     """Sets every SAE's "partition" (p0, p1, ...)."""
     runs = hook_runs(saes)
     if max_bytes:
+        # A hook larger than a partition (Gemma Scope's layer 12 has ~214 GB of widths)
+        # is cut between its SAEs: a fan-out over it then needs one request per part.
+        runs = [r2 for r in runs for r2 in ([r] if cost(r) <= max_bytes else [[s] for s in r])]
         parts = cut(runs, max_bytes)
     else:
         if partitions > len(runs):
