@@ -7,7 +7,8 @@
 #   4. hardening: hostile weights and requests, load, overload, reloads,
 #      killed and disk-full index builds, static-file escapes (CI lengths)
 #   5. deploy: manifests validated offline, sharded Job path == unsharded
-#      build, three replicas behind nginx with one killed mid-run
+#      build, three replicas behind nginx with one killed mid-run, a release
+#      in two partitions (and a search Deployment) behind the generated router
 #   6. the web browser in headless Chromium against saed on a demo index
 #   7. freshbuild: with only scripts/deps.sh build's packages visible to meson
 #      (a fresh machine that ran scripts/demo.sh), configure, build sae and
@@ -73,7 +74,8 @@ hardening() {
 deploy() {
   tests/deploy/validate.sh --saed "$B/server/saed" &&
     tests/deploy/shards.sh --sae "$B/cli/sae" --saed "$B/server/saed" --mkfixture "$B/tests/mkfixture" &&
-    tests/deploy/replicas.sh --saed "$B/server/saed" --sae "$B/cli/sae" --mkfixture "$B/tests/mkfixture"
+    tests/deploy/replicas.sh --saed "$B/server/saed" --sae "$B/cli/sae" --mkfixture "$B/tests/mkfixture" &&
+    tests/deploy/partitions.sh --saed "$B/server/saed" --sae "$B/cli/sae" --mkfixture "$B/tests/mkfixture"
 }
 web() { # a small demo (synth -> train -> index), then the browser tests against saed on it
   local d=$root/build-test/web-demo

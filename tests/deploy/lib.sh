@@ -34,18 +34,29 @@ need_cmd() {
   command -v "$1" >/dev/null 2>&1
 }
 
-# render_nginx_conf SRC DST PREFIX LISTEN_PORT UPSTREAM_ADDR...: deploy/nginx.conf
-# as written, with only what differs on a test machine rewritten: the
-# upstream server addresses, the listen port, and pid/log/temp paths under
-# PREFIX (so it runs beside a system nginx, as any user).
+# render_nginx_conf SRC DST PREFIX LISTEN_PORT UPSTREAM...: deploy/nginx.conf (or
+# the router of a partitioned release) as written, with only what differs on a
+# test machine rewritten: the upstream server addresses, the listen port, and
+# pid/log/temp paths under PREFIX (so it runs beside a system nginx, as any
+# user). An UPSTREAM ADDR replaces the first "server IP:PORT" line and drops the
+# others; NAME=ADDR replaces "server NAME" (a Service's name) by ADDR;
+# root=DIR replaces the "root" directive's folder.
 render_nginx_conf() {
   local src=$1 dst=$2 prefix=$3 port=$4
   shift 4
-  local servers="" a
-  for a in "$@"; do servers="$servers$a "; done
+  local servers="" names="" docroot="" a
+  for a in "$@"; do
+    case $a in
+      root=*) docroot=${a#root=} ;;
+      *=*) names="$names$a " ;;
+      *) servers="$servers$a " ;;
+    esac
+  done
   mkdir -p "$prefix/logs" "$prefix/tmp"
-  awk -v servers="$servers" -v port="$port" -v prefix="$prefix" '
-    BEGIN { n = split(servers, addr, " "); i = 0 }
+  awk -v servers="$servers" -v names="$names" -v docroot="$docroot" -v port="$port" -v prefix="$prefix" '
+    BEGIN { n = split(servers, addr, " "); i = 0
+            m = split(names, pairs, " ")
+            for (j = 1; j <= m; j++) { eq = index(pairs[j], "="); to[substr(pairs[j], 1, eq - 1)] = substr(pairs[j], eq + 1) } }
     /^[ \t]*pid[ \t]/        { print "pid " prefix "/nginx.pid;"; next }
     /^[ \t]*error_log[ \t]/  { print "error_log " prefix "/logs/error.log warn;"; next }
     /^[ \t]*access_log[ \t]+\// { sub(/\/[^ ;]*/, prefix "/logs/access.log"); print; next }
@@ -55,6 +66,10 @@ render_nginx_conf() {
                                print "    fastcgi_temp_path " prefix "/tmp/fastcgi;";
                                print "    uwsgi_temp_path " prefix "/tmp/uwsgi;";
                                print "    scgi_temp_path " prefix "/tmp/scgi;"; next }
+    /^[ \t]*root[ \t]/ && docroot != "" { sub(/root[ \t]+[^;]*/, "root " docroot); print; next }
+    /^[ \t]*server[ \t]+[A-Za-z][A-Za-z0-9.-]*(:[0-9]+)?[ \t;]/ {
+      name = $2; sub(/;$/, "", name)
+      if (name in to) { sub(/server[ \t]+[^ \t;]+/, "server " to[name]); print; next } }
     /^[ \t]*server[ \t]+[0-9.]+:[0-9]+/ {
       # one template server line -> every test address, keeping its parameters
       if (i == 0) {

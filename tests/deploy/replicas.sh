@@ -61,7 +61,8 @@ nginx_pid=""
 control_pid=""
 cleanup() {
   local p
-  for p in "${pids[@]}" $nginx_pid $control_pid; do
+  for p in $nginx_pid $control_pid; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null; done # a SIGKILLed master leaves its workers on the port
+  for p in "${pids[@]}"; do
     [ -n "$p" ] && kill -KILL "$p" 2>/dev/null
   done
   wait 2>/dev/null

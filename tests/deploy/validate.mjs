@@ -67,7 +67,7 @@ function yamlFiles(dir) {
 }
 
 const objects = []; // { file, obj }
-let kustomization = null;
+const kustomizations = []; // { file, obj }
 const files = fs.existsSync(k8sDir) ? yamlFiles(k8sDir) : [];
 check("deploy/k8s/ holds YAML manifests", () => assert(files.length > 0, `no *.yaml under ${rel(k8sDir)}`));
 for (const file of files) {
@@ -79,7 +79,7 @@ for (const file of files) {
       const obj = d.toJS();
       if (obj === null) continue;
       if (path.basename(file) === "kustomization.yaml") {
-        kustomization = { file, obj };
+        kustomizations.push({ file, obj });
         continue;
       }
       objects.push({ file, obj });
@@ -162,7 +162,11 @@ if (withTsc) check("every manifest field is one the Kubernetes API defines (tsc 
 });
 
 // ---- 3. what this deployment needs ------------------------------------------
-const byKind = (k) => objects.filter((o) => o.obj.kind === k);
+// deploy/k8s/release/ is a partitioned release (deploy/partition.py's output), checked
+// in section 5; the checks of this section are about the single-SAE manifests.
+const releaseDir = path.join(k8sDir, "release");
+const inRelease = (o) => o.file.startsWith(releaseDir + path.sep);
+const byKind = (k) => objects.filter((o) => o.obj.kind === k && !inRelease(o));
 const one = (k, name) => {
   const found = byKind(k).filter((o) => !name || o.obj.metadata.name === name);
   assert(found.length >= 1, `no ${k}${name ? " " + name : ""} under deploy/k8s/`);
@@ -380,7 +384,7 @@ check("Jobs: every claim they mount is defined; inputs read-only", () => {
   }
 });
 
-if (kustomization) {
+for (const kustomization of kustomizations) {
   check(`${rel(kustomization.file)} lists every manifest under its folder`, () => {
     const dir = path.dirname(kustomization.file);
     const listed = new Set(kustomization.obj.resources || []);
@@ -513,6 +517,190 @@ check("saed.service: MemoryMax, Restart=on-failure, reload = SIGHUP, stop = SIGT
   const stop = Number(((d["Service.TimeoutStopSec"] || [""]).pop().match(/^(\d+)s?$/) || [])[1]);
   assert(stop > drainSeconds(), `TimeoutStopSec ${stop} must exceed the drain timeout ${drainSeconds()}s`);
 });
+
+// ---- 5. a release in partitions (deploy/k8s/release, from deploy/partition.py) ------
+// The generator's output must be what its plan.json gives, each SAE must reach the one
+// partition that serves it through the router, and each pod must hold what it serves.
+const relObjs = objects.filter(inRelease);
+const relPlanPath = path.join(releaseDir, "plan.json");
+if (fs.existsSync(relPlanPath)) {
+  const plan = JSON.parse(fs.readFileSync(relPlanPath, "utf8"));
+  const rk = (k, name) => relObjs.filter((o) => o.obj.kind === k && (!name || o.obj.metadata.name === name)).map((o) => o.obj);
+  const rone = (k, name) => {
+    const f = rk(k, name);
+    assert(f.length === 1, `${f.length} ${k} ${name || ""} under deploy/k8s/release/`);
+    return f[0];
+  };
+  const saedDeps = rk("Deployment").filter((d) => (d.spec.template.spec.containers[0].command || [])[0] === "saed");
+  // [sae ID] sections of a saed.conf: id -> { key: value }
+  const sections = (text) => {
+    const out = {};
+    let cur = null;
+    for (const line of text.split("\n")) {
+      const l = line.replace(/^\s*#.*/, "").trim();
+      const m = /^\[sae ([A-Za-z0-9._-]+)\]$/.exec(l);
+      if (m) out[(cur = m[1])] = {};
+      else if (cur && /=/.test(l)) out[cur][l.split("=")[0].trim()] = l.slice(l.indexOf("=") + 1).trim();
+    }
+    return out;
+  };
+  const confOf = (d) => {
+    const v = d.spec.template.spec.volumes.find((x) => x.configMap);
+    return rone("ConfigMap", v.configMap.name).data["saed.conf"];
+  };
+
+  check("release: deploy/partition.py --plan plan.json writes exactly the committed files", () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "saed-release-"));
+    try {
+      const r = spawnSync("python3", [path.join(deployDir, "partition.py"), "--plan", relPlanPath, "--out", tmp], { encoding: "utf8" });
+      assert(r.status === 0, `partition.py: ${r.stderr}`);
+      const want = fs.readdirSync(tmp).sort();
+      const have = fs.readdirSync(releaseDir).sort();
+      assert(JSON.stringify(want) === JSON.stringify(have), `files ${have.join(",")} != ${want.join(",")}`);
+      for (const f of want)
+        assert(fs.readFileSync(path.join(tmp, f), "utf8") === fs.readFileSync(path.join(releaseDir, f), "utf8"),
+          `${f} differs from what plan.json gives (edit plan.json and regenerate, never the output)`);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  check("release: each partition's pod is deploy/k8s/deployment.yaml's but for its SAEs, memory and labels", () => {
+    assert(deploy, "no base Deployment");
+    const strip = (d) => {
+      const t = JSON.parse(JSON.stringify(d.spec.template.spec));
+      const c = t.containers[0];
+      for (const k of ["args", "resources", "volumeMounts", "startupProbe"]) delete c[k];
+      delete t.volumes;
+      for (const tsc of t.topologySpreadConstraints || []) delete tsc.labelSelector;
+      return JSON.stringify(t);
+    };
+    const base = strip(deploy);
+    assert(saedDeps.length >= 2, `${saedDeps.length} saed Deployments`);
+    for (const d of saedDeps) {
+      assert(strip(d) === base, `${d.metadata.name}: the pod differs from the base Deployment's beyond args, mounts, resources, startup probe`);
+      assert(JSON.stringify(d.spec.strategy) === JSON.stringify(deploy.spec.strategy), `${d.metadata.name}: rollout strategy`);
+      assert(labelsMatch(d.spec.selector.matchLabels, d.spec.template.metadata.labels), `${d.metadata.name}: selector`);
+      const c = d.spec.template.spec.containers[0];
+      const confArg = c.args[c.args.indexOf("--config") + 1];
+      const m = c.volumeMounts.find((x) => x.name === "config");
+      assert(m && confArg === path.posix.join(m.mountPath, "saed.conf"), `${d.metadata.name}: --config ${confArg} is not its ConfigMap`);
+      for (const v of d.spec.template.spec.volumes)
+        if (v.persistentVolumeClaim) {
+          rone("PersistentVolumeClaim", v.persistentVolumeClaim.claimName);
+          assert(v.persistentVolumeClaim.readOnly === true, `${d.metadata.name}: claim ${v.name} not readOnly`);
+          assert(c.volumeMounts.find((x) => x.name === v.name).readOnly === true, `${d.metadata.name}: mount ${v.name} not readOnly`);
+        }
+    }
+  });
+
+  const partDeps = saedDeps.filter((d) => d.metadata.labels["app.kubernetes.io/component"] === "partition");
+  const searchDep = saedDeps.find((d) => d.metadata.labels["app.kubernetes.io/component"] === "search");
+  check("release: every SAE of plan.json has one [sae ID] section in one partition, with its folder and index", () => {
+    const where = {};
+    for (const d of partDeps)
+      for (const [id, kv] of Object.entries(sections(confOf(d)))) {
+        assert(!where[id], `${id} in ${where[id]} and ${d.metadata.name}`);
+        where[id] = d.metadata.name;
+        const s = plan.saes.find((x) => x.id === id);
+        assert(s, `${d.metadata.name} serves ${id}, which plan.json does not list`);
+        assert(kv.model === path.posix.normalize(path.posix.join(plan.release_mount, s.folder)), `${id}: model ${kv.model}`);
+        assert((kv.index || null) === (s.index ? `${plan.index_mount}/${s.index}` : null), `${id}: index ${kv.index}`);
+        assert(`saed-${s.partition}` === d.metadata.name, `${id} is in ${d.metadata.name}, plan.json says ${s.partition}`);
+      }
+    for (const s of plan.saes) assert(where[s.id], `${s.id} is served by no partition`);
+    const def = partDeps.filter((d) => /^default_sae = /m.test(confOf(d)));
+    assert(def.length === 1 && new RegExp(`^default_sae = ${plan.default_sae.replace(/\./g, "\\.")}$`, "m").test(confOf(def[0])),
+      "default_sae set other than once, on the default SAE's partition");
+    if (plan.search) {
+      assert(searchDep, "plan.json asks for search, no search Deployment");
+      const ids = Object.keys(sections(confOf(searchDep)));
+      const want = plan.saes.filter((s) => s.index).map((s) => s.id);
+      assert(JSON.stringify(ids) === JSON.stringify(want), "the search Deployment does not serve exactly the indexed SAEs, in release order");
+    }
+  });
+
+  check("release: saed.conf of every pod uses only keys saed knows", () => {
+    const example = path.join(root, "config", "saed.conf");
+    const known = new Set(confKeys(fs.readFileSync(example, "utf8"), true));
+    const sectionKeys = new Set(["model", "index", "model_name", "hook_name", "hook_name_out", "neuronpedia_id", "source_id"]);
+    for (const d of saedDeps) {
+      const text = confOf(d);
+      const top = text.split(/^\[sae /m)[0];
+      const bad = confKeys(top).filter((k) => !known.has(k));
+      for (const kv of Object.values(sections(text))) bad.push(...Object.keys(kv).filter((k) => !sectionKeys.has(k)));
+      assert(bad.length === 0, `${d.metadata.name}: unknown keys ${bad.join(", ")}`);
+    }
+  });
+
+  // the router: nginx.conf's upstreams and maps, and the catalogue it serves
+  const router = rk("Deployment").find((d) => d.metadata.labels["app.kubernetes.io/component"] === "router");
+  const nginxConf = () => {
+    const v = router.spec.template.spec.volumes.find((x) => x.name === router.spec.template.spec.containers[0].volumeMounts.find((m) => m.subPath === "nginx.conf").name);
+    return rone("ConfigMap", v.configMap.name).data["nginx.conf"];
+  };
+  const nginxBlock = (text, head) => {
+    const i = text.indexOf(head + " {");
+    assert(i >= 0, `nginx.conf has no "${head} {"`);
+    return text.slice(i + head.length + 2, text.indexOf("}", i));
+  };
+  check("release: the router's map sends every SAE id to the Service of the partition that serves it", () => {
+    assert(router, "no router Deployment");
+    const text = nginxConf();
+    const map = {};
+    for (const m of nginxBlock(text, "map $sae_id $sae_upstream").matchAll(/^\s*"([^"]+)"\s+(\S+);/gm)) map[m[1]] = m[2];
+    for (const s of plan.saes) {
+      const up = map[s.id];
+      assert(up, `${s.id} is not in the map`);
+      const server = /^\s*server\s+([^:\s;]+)/m.exec(nginxBlock(text, `upstream ${up}`))[1];
+      const svc = rone("Service", server);
+      const dep = partDeps.find((d) => labelsMatch(svc.spec.selector, d.spec.template.metadata.labels));
+      assert(dep, `${s.id}: Service ${server} selects no partition`);
+      assert(sections(confOf(dep))[s.id], `${s.id} goes to ${server}, whose pods do not serve it`);
+    }
+    assert(Object.keys(map).length === plan.saes.length, "the map names SAEs plan.json does not list");
+    const search = /location = \/v1\/search \{\s*proxy_pass http:\/\/(\S+);/.exec(text);
+    if (plan.search) {
+      const server = /^\s*server\s+([^:\s;]+)/m.exec(nginxBlock(text, `upstream ${search && search[1]}`))[1];
+      assert(labelsMatch(rone("Service", server).spec.selector, searchDep.spec.template.metadata.labels), "/v1/search does not go to the search Deployment");
+    }
+  });
+
+  check("release: the catalogue lists every SAE in release order, has_index as served, one default", () => {
+    const text = nginxConf();
+    const rootDir = /^\s*root\s+(\S+);/m.exec(text)[1];
+    const c = router.spec.template.spec.containers[0];
+    const m = c.volumeMounts.find((x) => x.mountPath === rootDir);
+    assert(m, `nginx serves ${rootDir}, which is not mounted`);
+    const cat = rone("ConfigMap", router.spec.template.spec.volumes.find((v) => v.name === m.name).configMap.name).data;
+    const list = JSON.parse(cat["saes.json"]).saes;
+    assert(JSON.stringify(list.map((e) => e.id)) === JSON.stringify(plan.saes.map((s) => s.id)), "ids or order differ from plan.json");
+    assert(list.filter((e) => e.default).length === 1 && list.find((e) => e.default).id === plan.default_sae, "default");
+    for (const e of list) {
+      const s = plan.saes.find((x) => x.id === e.id);
+      assert(e.has_index === Boolean(s.index), `${e.id}: has_index ${e.has_index}`);
+      assert(cat[`sae.${e.id}.json`] && JSON.stringify(JSON.parse(cat[`sae.${e.id}.json`])) === JSON.stringify(e), `sae.${e.id}.json`);
+    }
+    assert(Object.keys(cat).length === list.length + 1, "catalogue files for SAEs not listed");
+  });
+
+  const bytes = (q) => {
+    const m = /^([0-9]+)(Ki|Mi|Gi|Ti)?$/.exec(String(q));
+    return Number(m[1]) * { undefined: 1, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 }[m[2]];
+  };
+  check("release: each pod's memory limit holds the weights it keeps mapped and the indexes it holds", () => {
+    for (const d of saedDeps) {
+      const r = d.spec.template.spec.containers[0].resources;
+      assert(String(r.requests.memory) === String(r.limits.memory), `${d.metadata.name}: request != limit`);
+      const ids = Object.keys(sections(confOf(d)));
+      const saes = plan.saes.filter((s) => ids.includes(s.id));
+      const budget = /^max_mapped_bytes = ([0-9]+)$/m.exec(confOf(d));
+      const weights = budget ? Number(budget[1]) : saes.reduce((a, s) => a + s.weights_bytes, 0);
+      const need = weights + saes.reduce((a, s) => a + s.index_bytes, 0);
+      assert(bytes(r.limits.memory) >= need, `${d.metadata.name}: limit ${r.limits.memory} < ${need} bytes of weights and indexes`);
+    }
+  });
+}
 
 console.log(`deploy-validate-node: ${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

@@ -10,7 +10,8 @@
 #   existing binary: --saed PATH, else /bin/true, since the unit names the
 #   installed path)
 # - nginx -t on deploy/nginx.conf (ports and paths rewritten for loopback),
-#   and the directives the load balancer relies on
+#   and the directives the load balancer relies on; nginx -t on the router of
+#   the partitioned release (deploy/k8s/release, made by deploy/partition.py)
 # - negative controls: broken copies of deploy/ that each check must reject,
 #   so a check that cannot fail shows up here
 # Installs nodejs/npm, nginx and the npm packages (npm ci) when missing.
@@ -64,6 +65,15 @@ if command -v kubectl >/dev/null 2>&1; then
   else
     fail "kubectl kustomize deploy/k8s" "$(head -3 "$work/kustomize.err")"
   fi
+  if kubectl kustomize "$root/deploy/k8s/release" >"$work/kustomized-release.yaml" 2>"$work/kustomize-release.err"; then
+    n=$(grep -c '^kind:' "$work/kustomized-release.yaml")
+    want=$(cat "$root"/deploy/k8s/release/*.yaml | grep -c '^kind:')
+    want=$((want - 1))
+    if [ "$n" -eq "$want" ]; then pass "kubectl kustomize deploy/k8s/release renders all $n objects"
+    else fail "kubectl kustomize deploy/k8s/release renders all objects" "$n of $want"; fi
+  else
+    fail "kubectl kustomize deploy/k8s/release" "$(head -3 "$work/kustomize-release.err")"
+  fi
 else
   skip "kubectl kustomize deploy/k8s" "kubectl not installed"
 fi
@@ -92,6 +102,26 @@ if need_cmd nginx nginx-light || need_cmd nginx nginx; then
     pass "nginx -t accepts deploy/nginx.conf (upstreams on loopback)"
   else
     fail "nginx -t accepts deploy/nginx.conf" "$(tail -3 "$work/nginx-t.out" | tr '\n' '|')"
+  fi
+  # The router of the partitioned release (deploy/k8s/release/router.yaml's nginx.conf),
+  # each partition's Service name pointed at a loopback address.
+  if node -e 'const Y = require(process.argv[1]); const fs = require("fs");
+      for (const d of Y.parseAllDocuments(fs.readFileSync(process.argv[2], "utf8")).map((x) => x.toJS()))
+        if (d && d.kind === "ConfigMap" && d.data["nginx.conf"]) fs.writeFileSync(process.argv[3], d.data["nginx.conf"]);' \
+      "$here/node_modules/yaml" "$root/deploy/k8s/release/router.yaml" "$work/router-src.conf" 2>"$work/router-x.err" &&
+     [ -s "$work/router-src.conf" ]; then
+    names=() port=18090
+    for s in $(sed -n 's/^[[:space:]]*server[[:space:]]\{1,\}\([a-z][a-z0-9.-]*:[0-9]*\);.*/\1/p' "$work/router-src.conf"); do
+      port=$((port + 1)); names+=("$s=127.0.0.1:$port")
+    done
+    render_nginx_conf "$work/router-src.conf" "$work/router.conf" "$work/router" 18090 "${names[@]}" "root=$work"
+    if nginx -t -q -p "$work/router" -c "$work/router.conf" >"$work/router-t.out" 2>&1; then
+      pass "nginx -t accepts the release router's nginx.conf (${#names[@]} upstreams on loopback)"
+    else
+      fail "nginx -t accepts the release router's nginx.conf" "$(tail -3 "$work/router-t.out" | tr '\n' '|')"
+    fi
+  else
+    fail "the release router's nginx.conf (deploy/k8s/release/router.yaml)" "$(tail -2 "$work/router-x.err" | tr '\n' '|')"
   fi
 else
   fail "nginx available" "could not install nginx"
@@ -136,6 +166,13 @@ if [ -d "$here/node_modules/kubernetes-models" ]; then
   control "health check elsewhere" Dockerfile 's#/v1/health#/status#' "Dockerfile: HEALTHCHECK"
   control "ProtectSystem relaxed" saed.service 's/^ProtectSystem=strict/ProtectSystem=full/' "saed.service: DynamicUser"
   control "stop timeout shorter than the drain" saed.service 's/^TimeoutStopSec=.*/TimeoutStopSec=10/' "saed.service: MemoryMax"
+  control "release: hand edit of a generated file" k8s/release/saed-p1.yaml 's/maxSurge: 1/maxSurge: 2/' "release: deploy/partition.py --plan"
+  control "release: router maps layer 20 to the wrong partition" k8s/release/router.yaml \
+    's/^\([[:space:]]*"layer_20\.width_16k\.canonical"\) saed_p2;/\1 saed_p1;/' "release: the router's map"
+  control "release: an SAE dropped from its partition" k8s/release/saed-p3.yaml '/^    \[sae layer_25.width_65k.canonical\]/,+5d' "release: every SAE of plan.json"
+  control "release: memory limit below the weights served" k8s/release/saed-p0.yaml 's/memory: "12Gi"/memory: "4Gi"/' "release: each pod's memory limit"
+  control "release: catalogue marks a second default" k8s/release/router.yaml '0,/"id":"layer_3.width_16k.canonical"\(.*\)"default":false/s//"id":"layer_3.width_16k.canonical"\1"default":true/' "release: the catalogue"
+  control "release: partition pod without the base's hardening" k8s/release/saed-p2.yaml 's/readOnlyRootFilesystem: true/readOnlyRootFilesystem: false/' "release: each partition's pod"
 fi
 
 summary deploy-validate
