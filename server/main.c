@@ -358,6 +358,7 @@ int main(int argc, char **argv)
     srv.sae.id = "default";
     srv.sae.model_dir = srv.cfg->model;
     srv.sae.index_path = srv.cfg->index;
+    sae_compute_parse(srv.cfg->compute, &srv.sae.compute); /* checked by the config */
     srv.sae.names = (sae_model_names){srv.cfg->model_name, srv.cfg->hook_name,
                                       srv.cfg->hook_name_out, srv.cfg->neuronpedia_id};
     pthread_mutex_init(&srv.sae.lock, NULL);

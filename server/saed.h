@@ -74,6 +74,7 @@ struct saed_sae {
     const char *model_dir;      /* borrowed from the config */
     const char *index_path;     /* borrowed from the config; "" for no index */
     sae_model_names names;      /* borrowed from the config; set on every (re)load */
+    sae_compute compute;        /* the config's compute: how 16-bit weights are loaded */
     pthread_mutex_t lock;
     struct saed_snap *current;  /* owned reference */
     uint64_t generation;

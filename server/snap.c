@@ -48,7 +48,7 @@ int snap_reload(struct saed_sae *sae, sae_error *err)
 {
     sae_model_warnings warn;
     sae_model *m = NULL;
-    int rc = sae_model_load(sae->model_dir, &m, &warn, err);
+    int rc = sae_model_load_with(sae->model_dir, sae->compute, &m, &warn, err);
     if (rc)
         return rc;
     if ((rc = sae_model_set_names(m, &sae->names, err))) {
