@@ -27,6 +27,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define SAE_X86 1
 #endif
@@ -43,6 +44,31 @@ const char *sae_kernel_name(sae_kernel k)
     return "?";
 }
 
+#ifdef SAE_X86
+/* F16C from CPUID leaf 1, ECX bit 29 (clang 14's __builtin_cpu_supports does
+ * not know it either). */
+static bool cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+
+/* AVX512-BF16 from CPUID leaf 7, subleaf 1, EAX bit 5 (asked directly:
+ * clang 14's __builtin_cpu_supports does not know it), with the OS saving
+ * the AVX-512 state (XCR0 bits 1, 2, 5, 6, 7). */
+static bool cpu_has_avx512_bf16(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a & (1u << 5)))
+        return false;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) /* OSXSAVE */
+        return false;
+    unsigned lo, hi;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 0xe6u) == 0xe6u;
+}
+#endif
+
 sae_kernel sae_kernel_pick_capped(sae_dtype dt, bool allow_avx512, bool allow_avx2)
 {
     if (dt != SAE_DT_BF16 && dt != SAE_DT_F16)
@@ -52,11 +78,11 @@ sae_kernel sae_kernel_pick_capped(sae_dtype dt, bool allow_avx512, bool allow_av
     bool avx2 = allow_avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     if (dt == SAE_DT_BF16) {
         if (allow_avx512 && avx2 && __builtin_cpu_supports("avx512f") &&
-            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bf16"))
+            __builtin_cpu_supports("avx512bw") && cpu_has_avx512_bf16())
             return SAE_KERNEL_AVX512_BF16;
         if (avx2)
             return SAE_KERNEL_AVX2_BF16;
-    } else if (avx2 && __builtin_cpu_supports("f16c")) {
+    } else if (avx2 && cpu_has_f16c()) {
         return SAE_KERNEL_AVX2_F16;
     }
 #else
