@@ -638,8 +638,9 @@ static bool cpuinfo_has(const char *flag)
 }
 
 /* Models written by the fixture writer in one dtype and loaded with
- * sae_model_load exactly as saed loads them (F16/BF16 converted to F32 at
- * load, F32 mapped in place), for every architecture and the sparsify layout.
+ * sae_model_load exactly as saed loads them (F16/BF16 kept in 16 bits and
+ * run on every kernel this CPU has, F32 mapped in place; F32 compute checked
+ * to convert), for every architecture and the sparsify layout.
  * One folder per architecture: the normalisation and apply_b_dec_to_input
  * are then switched on the loaded model (their cfg parsing is the loader's
  * own test), so each dtype meets all 4 x 2 settings without writing (and
