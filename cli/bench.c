@@ -281,11 +281,14 @@ static double read_bandwidth(const float *a, size_t n, int threads, int reps, do
 
 /* ---- raw BLAS and encode timing ---- */
 
-/* The raw product the encoder does for `rows` rows of x into y: the very
- * call sae_encode makes (sae_gemm_rows), without the encoder's other work. */
-static void raw_product(const sae_model *m, const float *x, size_t rows, float *y)
+/* The raw F32 product on the encoder's shapes for `rows` rows of x into y:
+ * the very call sae_encode makes for F32 weights (sae_gemm_rows) over w
+ * (W_enc, or its F32 widening for 16-bit weights, so the baseline is raw
+ * sgemm/sgemv whatever the model's kernel). */
+static void raw_product(const sae_model *m, const float *w, const float *x, size_t rows,
+                        float *y)
 {
-    sae_gemm_rows(m->w_enc, m->w_enc_t, m->d_in, m->d_sae, x, rows, y);
+    sae_gemm_rows(w, m->w_enc_t, m->d_in, m->d_sae, x, rows, y);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -303,14 +306,15 @@ static double median(double *v, size_t n)
 /* Times `batch` rows: rounds of one raw call and one sae_encode call, in
  * alternating order, until the budget is spent (at least BENCH_MIN_ROUNDS);
  * medians of each. *nnz gets the features the last encode returned. */
-static int time_batch(const sae_model *m, sae_workspace *ws, const float *x, size_t batch,
+static int time_batch(const sae_model *m, const float *w_raw, sae_workspace *ws, const float *x,
+                      size_t batch,
                       double seconds, float *y, sae_sparse *sp, batch_result *res, size_t *nnz,
                       sae_error *err)
 {
     double raw[BENCH_MAX_ROUNDS], enc[BENCH_MAX_ROUNDS];
     size_t r = 0;
     int rc;
-    raw_product(m, x, batch, y); /* warm-up: page in weights, start BLAS threads */
+    raw_product(m, w_raw, x, batch, y); /* warm-up: page in weights, start BLAS threads */
     sae_sparse_reset(sp);
     if ((rc = sae_encode(m, ws, x, batch, NULL, sp, NULL, NULL, err)))
         return rc;
@@ -322,7 +326,7 @@ static int time_batch(const sae_model *m, sae_workspace *ws, const float *x, siz
             bool raw_turn = (turn == 0) == (r % 2 == 0);
             double t0 = sae_clock_s();
             if (raw_turn) {
-                raw_product(m, x, batch, y);
+                raw_product(m, w_raw, x, batch, y);
             } else {
                 sae_sparse_reset(sp);
                 if ((rc = sae_encode(m, ws, x, batch, NULL, sp, NULL, NULL, err)))
@@ -605,10 +609,10 @@ static void print_human(const bench_report *r)
 {
     const sae_model *m = r->m;
     double w_bytes = (double)m->d_in * (double)m->d_sae * sizeof(float);
-    printf("sae bench: %s, d_in %zu x d_sae %zu, %s, %d BLAS threads (%s), encode blocks of %zu "
-           "rows\n",
-           r->source, m->d_in, m->d_sae, sae_arch_name(m->arch), r->threads, openblas_get_config(),
-           r->block_rows);
+    printf("sae bench: %s, d_in %zu x d_sae %zu, %s, %s weights on kernel %s, %d BLAS threads "
+           "(%s), encode blocks of %zu rows\n",
+           r->source, m->d_in, m->d_sae, sae_arch_name(m->arch), m->dtype,
+           sae_kernel_name(m->kernel), r->threads, openblas_get_config(), r->block_rows);
     printf("memory read bandwidth: %.2f GB/s over %zu MB (1 thread %.2f GB/s); "
            "reading W_enc (%.1f MB): %.2f GB/s\n",
            r->bw_dram_all / 1e9, r->bw_bytes >> 20, r->bw_dram_1 / 1e9, w_bytes / 1e6,
@@ -661,6 +665,8 @@ static void print_json(const bench_report *r)
     json_object_set_new(o, "d_sae", json_integer((json_int_t)m->d_sae));
     json_object_set_new(o, "architecture", json_string(sae_arch_name(m->arch)));
     json_object_set_new(o, "blas_threads", json_integer(r->threads));
+    json_object_set_new(o, "dtype", json_string(r->m->dtype));
+    json_object_set_new(o, "kernel", json_string(sae_kernel_name(r->m->kernel)));
     json_object_set_new(o, "blas_config", json_string(openblas_get_config()));
     json_object_set_new(o, "block_rows", json_integer((json_int_t)r->block_rows));
     json_object_set_new(o, "target_l0",
@@ -790,7 +796,7 @@ int cmd_bench(int argc, char **argv)
     sae_model *m = NULL;
     rand_weights rw = {0};
     sae_workspace *ws = NULL;
-    float *x = NULL, *y = NULL, *bw = NULL;
+    float *x = NULL, *y = NULL, *bw = NULL, *w_wide = NULL;
     sae_sparse sp;
     sae_sparse_init(&sp);
     bench_report rep = {0};
@@ -839,7 +845,16 @@ int cmd_bench(int argc, char **argv)
     free(bw);
     bw = NULL;
     size_t w_n = m->d_in * m->d_sae;
-    rep.bw_w_enc = read_bandwidth(m->w_enc, w_n, rep.threads, 5, &sink);
+    const float *w_raw = m->w_enc;
+    if (m->w_enc_h) { /* the F32 baseline of a 16-bit model runs on its widening */
+        if (!(w_wide = malloc(w_n * sizeof *w_wide))) {
+            cli_fail("bench: out of memory widening W_enc");
+            goto out;
+        }
+        sae_half_widen(m->w_dtype, m->w_enc_h, w_wide, w_n);
+        w_raw = w_wide;
+    }
+    rep.bw_w_enc = read_bandwidth(w_raw, w_n, rep.threads, 5, &sink);
     /* The stricter (larger) bandwidth makes the smaller, harder bound. */
     rep.bw_bound = fmax(rep.bw_dram_all, fmax(rep.bw_dram_1, rep.bw_w_enc));
     cli_progress_update(&prog, 1);
@@ -861,7 +876,7 @@ int cmd_bench(int argc, char **argv)
     double l0_rows = 0, l0_sum = 0;
     for (size_t i = 0; i < o.n_batches; i++) {
         size_t nnz;
-        if (time_batch(m, ws, x, o.batches[i], o.seconds, y, &sp, &rep.batches[i], &nnz, &err)) {
+        if (time_batch(m, w_raw, ws, x, o.batches[i], o.seconds, y, &sp, &rep.batches[i], &nnz, &err)) {
             cli_fail_err(&err);
             goto out;
         }
@@ -893,6 +908,7 @@ int cmd_bench(int argc, char **argv)
         print_human(&rep);
     rc = fflush(stdout) ? cli_fail("stdout: %s", strerror(errno)) : SAE_EXIT_OK;
 out:
+    free(w_wide);
     free(bw);
     free(x);
     free(y);

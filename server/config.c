@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "io/list.h"
+#include "sae/model.h" /* sae_compute_parse */
 
 enum key_type { K_STR, K_UINT, K_BOOL };
 
@@ -26,6 +27,7 @@ struct key {
 
 static int check_listen(const char *v, sae_error *err);
 static int check_cors(const char *v, sae_error *err);
+static int check_compute(const char *v, sae_error *err);
 
 #define OFF(f) offsetof(struct saed_config, f)
 
@@ -77,6 +79,12 @@ static const struct key keys[] = {
      .help = "folder of the web feature browser (index.html, assets/); empty: the source "
              "tree's web/ for a binary run from its build folder, else "
              "PREFIX/share/saed/web (where `meson install` puts it)"},
+    {.name = "compute", .type = K_STR, .def = "native", .offset = OFF(compute),
+     .check = check_compute, .arg = "native|f32",
+     .help = "how F16/BF16 weights are encoded: native keeps W_enc and W_dec in 16 bits "
+             "(memory about the file's size) on the CPU's half-precision kernel (avx512-bf16 "
+             "rounds the input to bf16; /v1/model names the kernel); f32 converts them at "
+             "load (twice the memory) and uses OpenBLAS as for F32 weights"},
     {.name = "listen", .type = K_STR, .def = "127.0.0.1:8080", .offset = OFF(listen),
      .check = check_listen, .arg = "HOST:PORT",
      .help = "address to listen on; loopback by default so nothing is exposed by accident; "
@@ -186,6 +194,14 @@ static int check_listen(const char *v, sae_error *err)
 }
 
 /* Validator of `cors_origins`: each entry * or an http(s):// origin. */
+static int check_compute(const char *v, sae_error *err)
+{
+    sae_compute c;
+    if (sae_compute_parse(v, &c))
+        return sae_error_set(err, SAE_EINVAL, "compute: '%s' is neither native nor f32", v);
+    return 0;
+}
+
 static int check_cors(const char *v, sae_error *err)
 {
     sae_list it = sae_list_of(v);

@@ -39,6 +39,7 @@ struct saed_config {
     char *hook_name_out;
     char *neuronpedia_id;
     char *web_root;             /* web/ folder ("" = found next to the binary) */
+    char *compute;              /* "native" (F16/BF16 kept, half kernels) or "f32" */
     char *listen;               /* "host:port" */
     uint64_t threads;           /* CPU budget; 0: detect (affinity and cgroup quota) */
     uint64_t http_threads;      /* MHD polling threads; 0: = threads */

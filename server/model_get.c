@@ -4,7 +4,8 @@
  * of the Neuronpedia route), neuronpedia_id, and the settings that change
  * what encode and decode return (a transcoder's d_out and output hook, a
  * skip connection decode leaves out, signed top-k, the finetuning scaling
- * factor), so a client can tell how to read the results. */
+ * factor), so a client can tell how to read the results, and the kernel
+ * that encodes (kernel.h: openblas-f32, avx512-bf16, avx2-bf16, ...). */
 #include "feature_routes.h"
 #include "saed.h"
 
@@ -19,6 +20,7 @@ enum MHD_Result model_get(struct saed_req *rq)
     json_object_set_new(o, "d_sae", json_integer((json_int_t)m->d_sae));
     json_object_set_new(o, "architecture", json_string(sae_arch_name(m->arch)));
     json_object_set_new(o, "dtype", json_string(m->dtype));
+    json_object_set_new(o, "kernel", json_string(sae_kernel_name(m->kernel)));
     json_object_set_new(o, "model_name", json_string(m->model_name ? m->model_name : ""));
     json_object_set_new(o, "hook_name", json_string(m->hook_name ? m->hook_name : ""));
     json_object_set_new(o, "weights_digest", json_string(m->weights_digest));

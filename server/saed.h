@@ -101,6 +101,7 @@ struct saed_sae {
     struct saed_sae_spec spec;  /* owned: what the config says now */
     pthread_mutex_t load_lock;
     char stamp[33];             /* digest of the folder's and index's file stamps at load */
+    sae_compute compute;        /* the config's compute: how 16-bit weights are loaded */
     pthread_mutex_t lock;
     struct saed_snap *current;  /* owned reference; NULL before the first load or while unmapped */
     struct saed_ix *ix;         /* owned reference: the index kept while unmapped */

@@ -28,6 +28,7 @@ struct saed_saes {
     struct saed_sae **all;          /* (n_all) owned */
     size_t n_all;
     uint64_t budget;                /* max_mapped_bytes; 0 none */
+    sae_compute compute;            /* the config's compute, for every SAE (a restart changes it) */
     pthread_mutex_t budget_lock;    /* one eviction pass at a time */
     _Atomic size_t max_d_in, max_d_sae;
 };
@@ -456,6 +457,7 @@ static int sae_update(struct saed_saes *r, struct saed_sae *sae, const struct sa
         return -1;
     }
     sae->spec = next;
+    sae->compute = r->compute;
     if (snap_reload(sae, false, err)) {
         sae->spec = old;
         config_spec_free(&next);
@@ -490,6 +492,7 @@ int saes_apply(struct saed_server *srv, const struct saed_config *cfg, bool star
     struct saed_saes *r = srv->saes;
     struct specs sp = {0};
     *failed = 0;
+    sae_compute_parse(cfg->compute, &r->compute); /* checked by the config */
     int rc = specs_build(cfg, &sp, err);
     if (rc)
         return rc;

@@ -94,7 +94,7 @@ int snap_reload(struct saed_sae *sae, bool reuse_ix, sae_error *err)
     sae_model_warnings warn;
     sae_model *m = NULL;
     const struct saed_sae_spec *sp = &sae->spec;
-    int rc = sae_model_load(sp->model_dir, &m, &warn, err);
+    int rc = sae_model_load_with(sp->model_dir, sae->compute, &m, &warn, err);
     if (rc)
         return rc;
     sae_model_names names = {sp->model_name, sp->hook_name, sp->hook_name_out,

@@ -15,7 +15,10 @@ enum MHD_Result vector_get(struct saed_req *rq)
     if (feature_arg(rq, rq->args[0], &i, &r) || query_none(rq, &r))
         return r;
     const sae_model *m = rq->snap->model;
-    const float *row = m->w_dec + (size_t)i * m->d_out;
+    float *row = malloc(m->d_out * sizeof *row); /* W_dec may be 16-bit */
+    if (!row)
+        return reply_error(rq, 500, "internal", "out of memory");
+    sae_model_dec_row(m, (size_t)i, row);
     struct saed_buf b;
     buf_init(&b, FEATURES_REPLY_LIMIT, 64 + m->d_out * 16);
     buf_puts(&b, "{\"index\":");
@@ -26,6 +29,7 @@ enum MHD_Result vector_get(struct saed_req *rq)
             buf_putc(&b, ',');
         buf_f32(&b, row[j]);
     }
+    free(row);
     buf_puts(&b, "],\"norm\":");
     buf_f32(&b, m->dec_norm[i]);
     buf_puts(&b, "}\n");

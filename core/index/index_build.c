@@ -248,21 +248,25 @@ static int build_neighbours(const sae_model *m, uint32_t neighbours, sae_store_w
 {
     size_t k = neighbours < m->d_sae ? neighbours : m->d_sae - 1;
     size_t nbn;
-    float *nb_cos = NULL;
+    float *nb_cos = NULL, *wide = NULL;
     uint32_t *nb_idx = NULL;
+    const float *w_dec;
     int rc = 0;
     if (sae_mul_size(m->d_sae, k ? k : 1, &nbn) || !(nb_idx = malloc(nbn * sizeof *nb_idx)) ||
         !(nb_cos = malloc(nbn * sizeof *nb_cos))) {
         rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the neighbours");
         goto out;
     }
-    if ((rc = sae_neighbours(m->w_dec, m->dec_norm, m->d_sae, m->d_out, k, nb_idx, nb_cos, err)))
+    /* 16-bit decoders are widened for the one F32 GEMM of the neighbours. */
+    if ((rc = sae_model_w_dec_f32(m, &w_dec, &wide, err)) ||
+        (rc = sae_neighbours(w_dec, m->dec_norm, m->d_sae, m->d_out, k, nb_idx, nb_cos, err)))
         goto out;
     for (size_t f = 0; f < m->d_sae && !rc; f++)
         rc = sae_store_put_neighbours(w, (uint32_t)f, nb_idx + f * k, nb_cos + f * k, k, err);
 out:
     free(nb_idx);
     free(nb_cos);
+    free(wide);
     return rc;
 }
 

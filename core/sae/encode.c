@@ -2,7 +2,8 @@
  *
  * sae_encode works block by block. For each block of up to block_rows rows it
  * normalises the rows into the workspace's (block, d_in) buffer, runs ONE
- * cblas_sgemm (cblas_sgemv for a single row) into the (block, d_sae) dense
+ * cblas_sgemm (cblas_sgemv for a single row; for F16/BF16 weights the
+ * model's kernel, kernel.h) into the (block, d_sae) dense
  * buffer, then makes one fused pass per row: bias, activation and selection
  * together, collecting only the active (index, value) pairs. Reconstruction
  * and metrics come from that full active list; the caller's top_k/threshold
@@ -32,6 +33,7 @@ struct sae_workspace {
     sae_pair *pairs;     /* (d_sae) the current row's active features */
     float *xhat;         /* (d_in) reconstruction when the caller gave no recon */
     float *cmax;         /* (3 * ceil(d_sae / 16)) topk: chunk maxima and selection scratch */
+    void *scratch;       /* the 16-bit kernel's packed input (sae_gemm_half_scratch), or NULL */
 };
 
 /* ---- sparse rows ---- */
@@ -224,7 +226,14 @@ sae_workspace *sae_workspace_new_dims(size_t d_in, size_t d_sae, size_t block_ro
     ws->pairs = malloc(d_sae * sizeof *ws->pairs);
     ws->xhat = malloc(d_in * sizeof *ws->xhat);
     ws->cmax = malloc(3 * ((d_sae + 15) / 16) * sizeof *ws->cmax);
-    if (!ws->xn || !ws->dense || !ws->norms || !ws->pairs || !ws->xhat || !ws->cmax) {
+    /* A workspace serves any model no wider than itself (saed shares them
+     * across SAEs), so it holds the scratch of the kernel a 16-bit model
+     * would run on this CPU (only avx512-bf16 needs any). */
+    size_t scratch = sae_gemm_half_scratch(sae_kernel_pick(SAE_DT_BF16), block_rows, d_in);
+    if (scratch && posix_memalign(&ws->scratch, 64, scratch))
+        ws->scratch = NULL;
+    if (!ws->xn || !ws->dense || !ws->norms || !ws->pairs || !ws->xhat || !ws->cmax ||
+        (scratch && !ws->scratch)) {
         sae_workspace_free(ws);
         return NULL;
     }
@@ -241,6 +250,7 @@ void sae_workspace_free(sae_workspace *ws)
     free(ws->pairs);
     free(ws->xhat);
     free(ws->cmax);
+    free(ws->scratch);
     free(ws);
 }
 
@@ -580,6 +590,10 @@ static inline float decode_coef(const sae_model *m, uint32_t i, float v)
 /* out (d_out) += c · W_dec,i */
 static inline void add_dec_row(const sae_model *m, uint32_t i, float c, float *out)
 {
+    if (m->w_dec_h) {
+        sae_half_axpy(m->w_dtype, m->w_dec_h + (size_t)i * m->d_out, c, out, m->d_out);
+        return;
+    }
     const float *w = m->w_dec + (size_t)i * m->d_out;
     for (size_t j = 0; j < m->d_out; j++)
         out[j] += c * w[j];
@@ -769,7 +783,11 @@ int sae_encode(const sae_model *m, sae_workspace *ws, const float *x, size_t n,
         size_t rows = n - r0 < ws->block_rows ? n - r0 : ws->block_rows;
         const float *xb = x + r0 * m->d_in;
         block_prepare(m, ws, xb, rows);
-        sae_gemm_rows(m->w_enc, m->w_enc_t, m->d_in, m->d_sae, ws->xn, rows, ws->dense);
+        if (m->w_enc_h)
+            sae_gemm_half(m->kernel, m->w_dtype, m->w_enc_h, m->w_enc_t, m->d_in, m->d_sae,
+                          ws->xn, rows, ws->dense, ws->scratch, sae_get_blas_threads());
+        else
+            sae_gemm_rows(m->w_enc, m->w_enc_t, m->d_in, m->d_sae, ws->xn, rows, ws->dense);
         if ((rc = block_check_finite(m, ws, r0, rows, err)))
             goto out;
         for (size_t r = 0; r < rows; r++) {

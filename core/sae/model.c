@@ -24,7 +24,7 @@
 #include "sae/parts.h"
 
 /* Keeps buf for freeing with the model. */
-static int model_own(sae_model *m, float *buf, sae_error *err)
+static int model_own(sae_model *m, void *buf, sae_error *err)
 {
     float **grown = realloc(m->owned, (m->n_owned + 1) * sizeof *grown);
     if (!grown) {
@@ -56,8 +56,13 @@ static int model_derive(sae_model *m, const float *r_mag, sae_error *err)
     m->dec_norm = malloc(m->d_sae * sizeof *m->dec_norm);
     if (!m->dec_norm)
         return sae_error_set(err, SAE_ENOMEM, "out of memory for decoder norms");
+    float *wide = NULL;
+    if (m->w_dec_h && !(wide = malloc(m->d_out * sizeof *wide)))
+        return sae_error_set(err, SAE_ENOMEM, "out of memory for decoder norms");
     for (size_t i = 0; i < m->d_sae; i++) {
-        const float *row = m->w_dec + i * m->d_out;
+        const float *row = wide ? wide : m->w_dec + i * m->d_out;
+        if (wide)
+            sae_half_widen(m->w_dtype, m->w_dec_h + i * m->d_out, wide, m->d_out);
         /* Eight independent partial sums: the adds pipeline instead of waiting
          * on one another, which matters for a 600 MB decoder at load. */
         double acc[8] = {0}, s = 0;
@@ -71,6 +76,7 @@ static int model_derive(sae_model *m, const float *r_mag, sae_error *err)
             s += acc[q];
         m->dec_norm[i] = (float)sqrt(s);
     }
+    free(wide);
     if (m->arch == SAE_ARCH_GATED)
         return model_own_exp(m, r_mag, &m->exp_r_mag, "exp(r_mag)", err);
     return 0;
@@ -79,7 +85,10 @@ static int model_derive(sae_model *m, const float *r_mag, sae_error *err)
 /* A model over caller-owned arrays (borrowed), with derived norms computed. */
 int sae_model_from_spec(const sae_model_spec *s, sae_model **out, sae_error *err)
 {
-    if (!s->d_in || !s->d_sae || !s->w_enc || !s->w_dec || !s->b_dec)
+    bool half = s->w_enc_h && s->w_dec_h;
+    if (half && s->w_dtype != SAE_DT_F16 && s->w_dtype != SAE_DT_BF16)
+        return sae_error_set(err, SAE_EINVAL, "model spec: 16-bit weights must be F16 or BF16");
+    if (!s->d_in || !s->d_sae || !((s->w_enc && s->w_dec) || half) || !s->b_dec)
         return sae_error_set(err, SAE_EINVAL, "model spec: d_in, d_sae, W_enc, W_dec, b_dec required");
     if (s->arch == SAE_ARCH_GATED ? !(s->b_gate && s->b_mag && s->r_mag) : !s->b_enc)
         return sae_error_set(err, SAE_EINVAL, "model spec: biases missing for %s",
@@ -114,9 +123,15 @@ int sae_model_from_spec(const sae_model_spec *s, sae_model **out, sae_error *err
     m->apply_b_dec_to_input = s->apply_b_dec_to_input;
     m->norm = s->norm;
     m->norm_scaling_factor = s->norm_scaling_factor > 0 ? s->norm_scaling_factor : 1.0f;
-    m->w_enc = s->w_enc;
+    m->w_enc = half ? NULL : s->w_enc;
     m->b_enc = s->b_enc;
-    m->w_dec = s->w_dec;
+    m->w_dec = half ? NULL : s->w_dec;
+    m->w_enc_h = half ? s->w_enc_h : NULL;
+    m->w_dec_h = half ? s->w_dec_h : NULL;
+    m->w_dtype = half ? s->w_dtype : SAE_DT_F32;
+    m->kernel = sae_kernel_pick(m->w_dtype);
+    if (half)
+        strcpy(m->dtype, sae_dtype_name(s->w_dtype));
     m->b_dec = s->b_dec;
     m->threshold = s->threshold;
     m->b_gate = s->b_gate;
@@ -129,7 +144,10 @@ int sae_model_from_spec(const sae_model_spec *s, sae_model **out, sae_error *err
     }
     if ((rc = model_derive(m, s->r_mag, err)))
         goto fail;
-    sae_digest_buffer(s->w_enc, s->d_in * s->d_sae * sizeof(float), m->weights_digest);
+    if (half)
+        sae_digest_buffer(s->w_enc_h, s->d_in * s->d_sae * sizeof(uint16_t), m->weights_digest);
+    else
+        sae_digest_buffer(s->w_enc, s->d_in * s->d_sae * sizeof(float), m->weights_digest);
     *out = m;
     return 0;
 fail:
@@ -214,6 +232,42 @@ void sae_model_neuronpedia(const sae_model *m, const char **model_id, size_t *mo
 bool sae_model_changed(const sae_model *m)
 {
     return m->st && m->st->mapped && sae_mapped_changed(m->st->base);
+}
+
+void sae_model_dec_row(const sae_model *m, size_t i, float *out)
+{
+    if (m->w_dec_h)
+        sae_half_widen(m->w_dtype, m->w_dec_h + i * m->d_out, out, m->d_out);
+    else
+        memcpy(out, m->w_dec + i * m->d_out, m->d_out * sizeof *out);
+}
+
+int sae_model_w_dec_f32(const sae_model *m, const float **out, float **owned, sae_error *err)
+{
+    *owned = NULL;
+    if (!m->w_dec_h) {
+        *out = m->w_dec;
+        return 0;
+    }
+    size_t n;
+    float *w;
+    if (sae_mul_size(m->d_sae, m->d_out, &n) || n > SIZE_MAX / sizeof *w ||
+        !(w = malloc(n * sizeof *w)))
+        return sae_error_set(err, SAE_ENOMEM, "out of memory widening W_dec to F32");
+    sae_half_widen(m->w_dtype, m->w_dec_h, w, n);
+    *out = *owned = w;
+    return 0;
+}
+
+int sae_compute_parse(const char *s, sae_compute *out)
+{
+    if (strcmp(s, "native") == 0)
+        *out = SAE_COMPUTE_NATIVE;
+    else if (strcmp(s, "f32") == 0)
+        *out = SAE_COMPUTE_F32;
+    else
+        return -1;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ digest */
@@ -462,6 +516,26 @@ static int tensor_f32(sae_model *m, const sae_st_tensor *t, bool drop, const flo
     return model_own(m, buf, err);
 }
 
+/* Sets *out to t's 16-bit data (F16 or BF16) in place, or, when the file
+ * placed it at an odd offset, to a copy the model owns. */
+static int tensor_half(sae_model *m, const sae_st_tensor *t, const uint16_t **out,
+                       sae_error *err)
+{
+    if ((uintptr_t)t->data % _Alignof(uint16_t) == 0) {
+        *out = t->data;
+        return 0;
+    }
+    size_t bytes;
+    void *buf;
+    if (sae_mul_size(t->n_elems ? t->n_elems : 1, sizeof(uint16_t), &bytes) ||
+        !(buf = malloc(bytes)))
+        return sae_error_set(err, SAE_ENOMEM, "%s: out of memory copying tensor \"%s\"",
+                             m->weights_path, t->name);
+    memcpy(buf, t->data, t->n_elems * sizeof(uint16_t));
+    *out = buf;
+    return model_own(m, buf, err);
+}
+
 /* The tensors of one architecture, as found in the file. */
 typedef struct model_tensors {
     const sae_st_tensor *w_enc, *b_enc, *w_dec, *b_dec, *threshold, *log_threshold;
@@ -584,6 +658,8 @@ static int load_start(const char *dir, sae_model **m, char **cfg_path, sae_error
         *cfg_path = NULL;
         return sae_error_set(err, SAE_ENOMEM, "out of memory");
     }
+    (*m)->w_dtype = SAE_DT_F32; /* until bind_tensors keeps 16-bit weights */
+    (*m)->kernel = SAE_KERNEL_BLAS_F32;
     return 0;
 }
 
@@ -710,13 +786,19 @@ static int bind_scaling(sae_model *m, const sae_st_tensor *t, bool flag, bool dr
 /* Borrows or converts (tensor_f32) each tensor found into m's weights, turns
  * a log_threshold into the threshold, then derives the decoder norms (and
  * exp(r_mag) for gated). */
-static int bind_tensors(sae_model *m, const model_tensors *t, bool drop, sae_error *err)
+static int bind_tensors(sae_model *m, const model_tensors *t, bool half, bool drop,
+                        sae_error *err)
 {
     const float *r_mag = NULL, *log_thr = NULL;
     int rc;
-    if ((rc = tensor_f32(m, t->w_enc, drop, &m->w_enc, err)) ||
-        (t->b_enc && (rc = tensor_f32(m, t->b_enc, drop, &m->b_enc, err))) ||
-        (rc = tensor_f32(m, t->w_dec, drop, &m->w_dec, err)) ||
+    m->w_dtype = half ? t->w_enc->dtype : SAE_DT_F32;
+    m->kernel = sae_kernel_pick(m->w_dtype);
+    if (half ? (rc = tensor_half(m, t->w_enc, &m->w_enc_h, err)) ||
+                   (rc = tensor_half(m, t->w_dec, &m->w_dec_h, err))
+             : (rc = tensor_f32(m, t->w_enc, drop, &m->w_enc, err)) ||
+                   (rc = tensor_f32(m, t->w_dec, drop, &m->w_dec, err)))
+        return rc;
+    if ((t->b_enc && (rc = tensor_f32(m, t->b_enc, drop, &m->b_enc, err))) ||
         (rc = tensor_f32(m, t->b_dec, drop, &m->b_dec, err)) ||
         (t->threshold && (rc = tensor_f32(m, t->threshold, drop, &m->threshold, err))) ||
         (t->log_threshold && (rc = tensor_f32(m, t->log_threshold, drop, &log_thr, err))) ||
@@ -733,7 +815,8 @@ static int bind_tensors(sae_model *m, const model_tensors *t, bool drop, sae_err
  * sparsify), the tensors cfg's architecture needs, shape-checked and of one
  * float dtype, one pass over the file for the digest and the finiteness
  * check, then the weights bound. c's sizes are filled in for sparsify. */
-static int bind_sae(sae_model *m, sae_model_cfg *c, const char *cfg_path, sae_error *err)
+static int bind_sae(sae_model *m, sae_model_cfg *c, sae_compute compute, const char *cfg_path,
+                    sae_error *err)
 {
     model_tensors t = {0};
     const sae_st_tensor *used[10];
@@ -751,12 +834,15 @@ static int bind_sae(sae_model *m, sae_model_cfg *c, const char *cfg_path, sae_er
     if ((rc = check_dtypes(m->weights_path, used, n_used, err)))
         return rc;
     snprintf(m->dtype, sizeof m->dtype, "%s", sae_dtype_name(used[0]->dtype));
-    /* Only a model converted from F16/BF16/F64 gives its file pages back. */
-    bool drop = used[0]->dtype != SAE_DT_F32;
+    /* F16/BF16 weights stay as they are unless F32 compute is asked for;
+     * only a model converted whole gives its file pages back. */
+    sae_dtype dt = used[0]->dtype;
+    bool half = compute == SAE_COMPUTE_NATIVE && (dt == SAE_DT_F16 || dt == SAE_DT_BF16);
+    bool drop = dt != SAE_DT_F32 && !half;
     if ((rc = digest_and_scan(m->st, used, n_used, drop, m->weights_digest, err)) ||
         (rc = bind_scaling(m, t.scaling_factor, c->finetuning_scaling, drop, cfg_path, err)))
         return rc;
-    return bind_tensors(m, &t, drop, err);
+    return bind_tensors(m, &t, half, drop, err);
 }
 
 /* A release layout (format.h): its loader composes the canonical tensors
@@ -802,6 +888,12 @@ out:
  * failure frees all that was built. */
 int sae_model_load(const char *dir, sae_model **out, sae_model_warnings *warn, sae_error *err)
 {
+    return sae_model_load_with(dir, SAE_COMPUTE_NATIVE, out, warn, err);
+}
+
+int sae_model_load_with(const char *dir, sae_compute compute, sae_model **out,
+                        sae_model_warnings *warn, sae_error *err)
+{
     sae_model *m = NULL;
     char *cfg_path = NULL;
     json_t *cfg_json = NULL, *root_json = NULL;
@@ -828,7 +920,7 @@ int sae_model_load(const char *dir, sae_model **out, sae_model_warnings *warn, s
         (rc = take_cfg(m, &c, err)))
         goto out;
     rc = c.arch == SAE_ARCH_AUTOENCODER ? bind_autoencoder(m, cfg_json, err)
-                                        : bind_sae(m, &c, cfg_path, err);
+                                        : bind_sae(m, &c, compute, cfg_path, err);
     if (rc)
         goto out;
 done:

@@ -1,7 +1,10 @@
 /* model.h: one SAE loaded from a SAELens or sparsify folder.
  *
- * The weights file is memory-mapped; aligned F32 tensors are used in place,
- * other dtypes are converted to F32 once here. Everything the encode kernels
+ * The weights file is memory-mapped; aligned F32 tensors are used in place.
+ * F16 and BF16 W_enc and W_dec are used in place too (w_enc_h, w_dec_h) and
+ * encoded by the kernel kernel.h picks for the CPU, unless the loader is
+ * asked to compute in F32; every other tensor (biases, thresholds, F64
+ * weights) is converted to F32 once here. Everything the encode kernels
  * need that can be precomputed (decoder row norms, exp(r_mag)) is computed at
  * load. A loaded model is immutable and may be shared by any number of threads. */
 #ifndef SAE_MODEL_H
@@ -12,6 +15,7 @@
 
 #include "io/error.h"
 #include "io/safetensors.h"
+#include "sae/kernel.h"
 #include "sae/model_cfg.h" /* sae_arch, sae_norm, sae_model_warnings */
 
 struct sae_ae; /* autoencoder layers, core/sae/autoencoder.h */
@@ -38,7 +42,8 @@ typedef struct sae_model {
     sae_norm norm;
     float norm_scaling_factor;      /* expected_average_only_in; 1 when absent */
 
-    /* Weights as F32. Borrowed from the mapping or from `owned`. */
+    /* Weights as F32. Borrowed from the mapping or from `owned`. W_enc and
+     * W_dec are NULL when kept in 16 bits (w_enc_h, w_dec_h below). */
     const float *w_enc;             /* (d_in, d_sae), or (d_sae, d_in) if w_enc_t */
     bool w_enc_t;                   /* sparsify's encoder.weight layout */
     const float *b_enc;             /* (d_sae); NULL for gated */
@@ -51,10 +56,17 @@ typedef struct sae_model {
     const float *exp_r_mag;         /* (d_sae) gated: exp(r_mag), precomputed */
     float *dec_norm;                /* (d_sae) owned: ||W_dec,i||_2 (over d_out) */
 
+    /* W_enc and W_dec kept as the file holds them, F16 or BF16 (w_dtype),
+     * shaped as w_enc and w_dec; NULL for an F32 model. Borrowed from the
+     * mapping, or from `owned` when the file's tensor is misaligned. */
+    const uint16_t *w_enc_h, *w_dec_h;
+    sae_dtype w_dtype;              /* what W_enc and W_dec hold: F32, F16 or BF16 */
+    sae_kernel kernel;              /* the encoder product's kernel (kernel.h) */
+
     struct sae_ae *ae;              /* arch == SAE_ARCH_AUTOENCODER only */
 
     sae_st_file *st;                /* owned: the mapped weights file */
-    float **owned;                  /* owned conversion buffers */
+    float **owned;                  /* owned conversion buffers (16-bit copies too) */
     size_t n_owned;
 } sae_model;
 
@@ -67,6 +79,19 @@ typedef struct sae_model {
  * or inf are refused (SAE_ERANGE). Re-entrant: no globals, so a daemon may
  * load a new model while serving. */
 int sae_model_load(const char *dir, sae_model **out, sae_model_warnings *warn, sae_error *err);
+
+/* How a model is loaded. */
+typedef enum sae_compute {
+    SAE_COMPUTE_NATIVE, /* F16/BF16 weights kept in 16 bits, half-precision kernels */
+    SAE_COMPUTE_F32,    /* every tensor converted to F32 at load, OpenBLAS (saed's compute f32) */
+} sae_compute;
+
+/* sae_model_load with the compute mode given (sae_model_load is NATIVE). */
+int sae_model_load_with(const char *dir, sae_compute compute, sae_model **out,
+                        sae_model_warnings *warn, sae_error *err);
+
+/* Parses "native" or "f32"; returns 0 or -1. */
+int sae_compute_parse(const char *s, sae_compute *out);
 
 /* Builds a model from in-memory F32 arrays (borrowed, must outlive the model);
  * used by tests and benchmarks. Arrays not used by arch may be NULL. Computes
@@ -83,10 +108,21 @@ typedef struct sae_model_spec {
     float norm_scaling_factor;
     const float *w_enc, *b_enc, *w_dec, *b_dec, *threshold, *b_gate, *b_mag, *r_mag;
     const float *dec_scale;         /* may be NULL */
+    /* Instead of w_enc and w_dec (then NULL): 16-bit weights of w_dtype,
+     * F16 or BF16, run on sae_kernel_pick(w_dtype). */
+    const uint16_t *w_enc_h, *w_dec_h;
+    sae_dtype w_dtype;
 } sae_model_spec;
 int sae_model_from_spec(const sae_model_spec *spec, sae_model **out, sae_error *err);
 
 void sae_model_free(sae_model *m);
+
+/* Row i of W_dec (d_out) as F32 into out, whatever the model keeps. */
+void sae_model_dec_row(const sae_model *m, size_t i, float *out);
+
+/* W_dec (d_sae, d_out) as F32: the model's own array (*owned NULL) or,
+ * for 16-bit weights, a widened copy the caller frees (*owned). */
+int sae_model_w_dec_f32(const sae_model *m, const float **out, float **owned, sae_error *err);
 
 /* Names given by the operator (saed's config, `sae` flags) in place of what
  * the folder says; NULL or "" keeps the folder's. */

@@ -295,7 +295,9 @@ int sae_synth_explain(const sae_model *m, const char *const *paths, size_t n_pat
     uint64_t *fires = malloc(d_sae * sizeof *fires);
     sae_synth_score sc = {.n_planted = n_truth, .d_sae = d_sae};
     int rc = 0;
-    if (!m->w_dec) {
+    float *wide = NULL;
+    const float *w_dec = NULL;
+    if (m->arch == SAE_ARCH_AUTOENCODER) {
         rc = sae_error_set(err, SAE_EINVAL, "the truth scores SAEs, not the autoencoder");
         goto out;
     }
@@ -303,7 +305,8 @@ int sae_synth_explain(const sae_model *m, const char *const *paths, size_t n_pat
         rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
         goto out;
     }
-    if ((rc = sae_synth_match(m->w_dec, d_sae, truth, n_truth, m->d_in, best, best_cos,
+    if ((rc = sae_model_w_dec_f32(m, &w_dec, &wide, err)) ||
+        (rc = sae_synth_match(w_dec, d_sae, truth, n_truth, m->d_in, best, best_cos,
                               truth_cos, &sc.mmcs, err)) ||
         (rc = sae_synth_fire_counts(m, paths, n_paths, fires, err)))
         goto out;
@@ -328,6 +331,7 @@ int sae_synth_explain(const sae_model *m, const char *const *paths, size_t n_pat
     else if (!(rc = sae_outfile_commit(&file, err)) && score)
         *score = sc;
 out:
+    free(wide);
     free(best);
     free(best_cos);
     free(truth_cos);

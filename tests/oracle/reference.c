@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* One row's normalisation in double: x_n = (x − shift)·in, y ↦ y·out + shift. */
 typedef struct ref_norm {
@@ -45,13 +46,35 @@ static ref_norm ref_norm_of(const sae_model *m, const float *x)
     return r;
 }
 
+/* A 16-bit weight's value, decoded here from its bits as IEEE 754 binary16
+ * or bfloat16 define them (not through the library's converters). */
+static double ref_half(sae_dtype dt, uint16_t h)
+{
+    if (dt == SAE_DT_BF16) {
+        uint32_t u = (uint32_t)h << 16;
+        float f;
+        memcpy(&f, &u, sizeof f);
+        return f;
+    }
+    int e = (h >> 10) & 31, man = h & 1023;
+    double v = e ? ldexp(1024 + man, e - 25) : ldexp(man, -24);
+    return h & 0x8000 ? -v : v; /* finite: the loader refuses inf and NaN */
+}
+
+/* W_dec[i][j], whatever the model keeps. */
+static double ref_w_dec(const sae_model *m, size_t i, size_t j)
+{
+    size_t at = i * m->d_out + j;
+    return m->w_dec_h ? ref_half(m->w_dtype, m->w_dec_h[at]) : m->w_dec[at];
+}
+
 /* ||W_dec,i|| (a row of d_out), recomputed here rather than taken from
  * m->dec_norm. */
 static double ref_dec_norm(const sae_model *m, size_t i)
 {
     double s = 0.0;
     for (size_t j = 0; j < m->d_out; j++) {
-        double w = m->w_dec[i * m->d_out + j];
+        double w = ref_w_dec(m, i, j);
         s += w * w;
     }
     return sqrt(s);
@@ -60,7 +83,34 @@ static double ref_dec_norm(const sae_model *m, size_t i)
 /* W_enc[i][j] in the (d_in, d_sae) sense whatever the stored layout. */
 static double ref_w_enc(const sae_model *m, size_t i, size_t j)
 {
-    return m->w_enc_t ? m->w_enc[j * m->d_in + i] : m->w_enc[i * m->d_sae + j];
+    size_t at = m->w_enc_t ? j * m->d_in + i : i * m->d_sae + j;
+    return m->w_enc_h ? ref_half(m->w_dtype, m->w_enc_h[at]) : m->w_enc[at];
+}
+
+/* x' (d_in) = norm(x) − b_dec·[apply_b_dec_to_input], the encoder's input. */
+static void ref_input(const sae_model *m, const float *x, double *xp)
+{
+    ref_norm nr = ref_norm_of(m, x);
+    for (size_t i = 0; i < m->d_in; i++) {
+        xp[i] = ((double)x[i] - nr.shift) * nr.in;
+        if (m->apply_b_dec_to_input)
+            xp[i] -= (double)m->b_dec[i];
+    }
+}
+
+void sae_ref_abs_dot(const sae_model *m, const float *x, double *s)
+{
+    double *xp = malloc(m->d_in * sizeof *xp);
+    if (!xp)
+        abort();
+    ref_input(m, x, xp);
+    for (size_t j = 0; j < m->d_sae; j++) {
+        double a = 0.0;
+        for (size_t i = 0; i < m->d_in; i++)
+            a += fabs(xp[i] * ref_w_enc(m, i, j));
+        s[j] = a;
+    }
+    free(xp);
 }
 
 void sae_ref_encode_row(const sae_model *m, const float *x, double *f, double *margin)
@@ -73,13 +123,7 @@ void sae_ref_encode_row(const sae_model *m, const float *x, double *f, double *m
     if (!xp || !v)
         abort(); /* a test oracle: running out of memory here is a broken test machine */
 
-    /* x' = norm(x) − b_dec·[apply_b_dec_to_input] */
-    ref_norm nr = ref_norm_of(m, x);
-    for (size_t i = 0; i < d_in; i++) {
-        xp[i] = ((double)x[i] - nr.shift) * nr.in;
-        if (m->apply_b_dec_to_input)
-            xp[i] -= (double)m->b_dec[i];
-    }
+    ref_input(m, x, xp);
 
     for (size_t j = 0; j < d_sae; j++) {
         double dot = 0.0;
@@ -203,7 +247,7 @@ static void ref_decode_dense(const sae_model *m, const double *f, double *y)
             c = nrm > 0.0 ? c / nrm : 0.0; /* a zero decoder row adds nothing */
         }
         for (size_t j = 0; j < m->d_out; j++)
-            y[j] += c * m->w_dec[i * m->d_out + j];
+            y[j] += c * ref_w_dec(m, i, j);
     }
 }
 

@@ -28,6 +28,11 @@
  * Not for the autoencoder architecture (f is left untouched then). */
 void sae_ref_encode_row(const sae_model *m, const float *x, double *f, double *margin);
 
+/* s (d_sae) = Σ_k |x'_k·W_enc[k][j]| for row x, x' the encoder's input as
+ * sae_ref_encode_row forms it: the scale of the 16-bit kernels' error bound
+ * (kernel.h). */
+void sae_ref_abs_dot(const sae_model *m, const float *x, double *s);
+
 /* The reconstruction of row x from its dense activations f (d_sae) into xhat
  * (d_in), in the input space: x̂ = f'·W_dec + b_dec, then the inverse of x's
  * normalisation; f' = f ⊙ scaling_factor when the model has one. Not for a

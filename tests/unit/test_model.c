@@ -29,6 +29,21 @@
 #include "unit.h"
 
 /* Writes a fixture folder unit_dir/name for o and returns its path. */
+/* The model's W_enc (enc) or W_dec as F32, whatever it keeps: a copy the
+ * caller frees. */
+static float *widened(const sae_model *m, bool enc)
+{
+    size_t n = m->d_in * m->d_sae;
+    float *w = malloc(n * sizeof *w);
+    ck_assert_ptr_nonnull(w);
+    const uint16_t *h = enc ? m->w_enc_h : m->w_dec_h;
+    if (h)
+        sae_half_widen(m->w_dtype, h, w, n);
+    else
+        memcpy(w, enc ? m->w_enc : m->w_dec, n * sizeof *w);
+    return w;
+}
+
 static char *make(const char *name, const sae_fixture_opts *o)
 {
     char *dir = unit_path(name);
@@ -236,10 +251,11 @@ START_TEST(test_every_arch_dtype_norm)
                 ck_assert((m->exp_r_mag != NULL) == (archs[a] == SAE_ARCH_GATED));
                 ck_assert((m->b_gate != NULL) == (archs[a] == SAE_ARCH_GATED));
                 /* Decoder norms in double. */
+                float *wd = widened(m, false), *we = widened(m, true);
                 for (size_t i = 0; i < m->d_sae; i++) {
                     double s = 0;
                     for (size_t j = 0; j < m->d_in; j++)
-                        s += (double)m->w_dec[i * 16 + j] * m->w_dec[i * 16 + j];
+                        s += (double)wd[i * 16 + j] * wd[i * 16 + j];
                     ck_assert(fabs(m->dec_norm[i] - sqrt(s)) <= 1e-6 * sqrt(s));
                 }
                 if (dts[d] == SAE_DT_F32) {
@@ -249,10 +265,14 @@ START_TEST(test_every_arch_dtype_norm)
                     ck_assert_uint_eq(m->n_owned, archs[a] == SAE_ARCH_GATED ? 1 : 0);
                     ref = m;
                 } else {
-                    ck_assert(!in_mapping(m, m->w_enc));
+                    /* F16/BF16 W_enc and W_dec are used in place, F64 converted. */
+                    bool half = dts[d] == SAE_DT_F16 || dts[d] == SAE_DT_BF16;
+                    ck_assert(half ? in_mapping(m, m->w_enc_h) && in_mapping(m, m->w_dec_h) &&
+                                         !m->w_enc && !m->w_dec
+                                   : !in_mapping(m, m->w_enc) && !m->w_enc_h);
                     size_t n = 16 * 64;
-                    same_rounded("W_enc", dts[d], m->w_enc, ref->w_enc, n);
-                    same_rounded("W_dec", dts[d], m->w_dec, ref->w_dec, n);
+                    same_rounded("W_enc", dts[d], we, ref->w_enc, n);
+                    same_rounded("W_dec", dts[d], wd, ref->w_dec, n);
                     same_rounded("b_dec", dts[d], m->b_dec, ref->b_dec, 16);
                     same_rounded("b_enc", dts[d], m->b_enc, ref->b_enc, 64);
                     same_rounded("threshold", dts[d], m->threshold, ref->threshold, 64);
@@ -260,6 +280,8 @@ START_TEST(test_every_arch_dtype_norm)
                     same_rounded("b_mag", dts[d], m->b_mag, ref->b_mag, 64);
                     sae_model_free(m);
                 }
+                free(wd);
+                free(we);
                 free(dir);
             }
             sae_model_free(ref);
@@ -1084,7 +1106,9 @@ START_TEST(test_digest_large_file)
     size_t n;
     float *w = read_tensor(wp, "W_dec", &n);
     ck_assert_uint_eq(n, 256 * 6000);
-    ck_assert_int_eq(memcmp(w, m->w_dec, n * sizeof *w), 0);
+    float *wd = widened(m, false);
+    ck_assert_int_eq(memcmp(w, wd, n * sizeof *w), 0);
+    free(wd);
     free(w);
     sae_model_free(m);
     free(wp);
