@@ -115,8 +115,10 @@ int daemon_start(struct daemon *d, const char *model_dir, const char *const *arg
     const char *argv[64];
     size_t n = 0;
     argv[n++] = bin;
-    argv[n++] = "--model";
-    argv[n++] = model_dir;
+    if (model_dir) {
+        argv[n++] = "--model";
+        argv[n++] = model_dir;
+    }
     argv[n++] = "--listen";
     argv[n++] = "127.0.0.1:0";
     for (size_t i = 0; args && args[i] && n < 62; i++)

@@ -35,7 +35,7 @@ struct daemon {
     char log[512];          /* its stderr */
 };
 
-/* Starts $SAED_BIN --model model_dir --listen 127.0.0.1:0 plus args (NULL
+/* Starts $SAED_BIN [--model model_dir] --listen 127.0.0.1:0 plus args (NULL
  * terminated). Returns 0, or -1 (and the log is printed) if it does not come
  * up within 30 s. */
 int daemon_start(struct daemon *d, const char *model_dir, const char *const *args);
