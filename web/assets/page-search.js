@@ -7,7 +7,7 @@
 import { api, getSaes } from './api.js';
 import { emptyState, errorState, fill, h, loadingState, pageHeading, pager } from './dom.js';
 import { fmtInt, fmtNum, prefixQuery } from './format.js';
-import { defaultSae, pagePath, widthLabel } from './release.js';
+import { defaultSae, pagePath, saeSummary } from './release.js';
 import { navigate } from './router.js';
 
 export const PAGE_SIZE = 50;
@@ -39,7 +39,7 @@ function row(r, byId, dflt) {
   const href = pagePath(scope, `/features/${r.feature}`);
   return h('tr', { 'data-sae': r.sae, 'data-index': r.feature },
     h('td', { class: 'sae' }, h('a', { href: pagePath(scope, '/') }, r.sae),
-      sae ? h('span', { class: 'sae-what muted' }, [sae.hook_name, widthLabel(sae.d_sae)].filter(Boolean).join(' · ')) : null),
+      sae ? h('span', { class: 'sae-what muted' }, saeSummary(sae)) : null),
     h('td', { class: 'num idx' }, h('a', { href, tabindex: '-1', 'aria-hidden': 'true' }, String(r.feature))),
     h('td', { class: 'label' }, h('a', { href }, r.description || `Feature ${r.feature}`),
       h('span', { class: 'sr-only' }, ` (feature ${r.feature} of ${r.sae})`)),

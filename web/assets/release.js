@@ -10,11 +10,11 @@
 const collator = new Intl.Collator('en', { numeric: true, sensitivity: 'base' });
 
 // Orders names as people number layers: blocks.2 before blocks.10.
-export const naturalCompare = (a, b) => collator.compare(a, b) || (a < b ? -1 : a > b ? 1 : 0);
+const naturalCompare = (a, b) => collator.compare(a, b) || (a < b ? -1 : a > b ? 1 : 0);
 
 // What the picker shows for a missing model or hook name.
-export const NO_MODEL = '(unnamed model)';
-export const NO_HOOK = '(no hook name)';
+const NO_MODEL = '(unnamed model)';
+const NO_HOOK = '(no hook name)';
 
 // The page address of `rest` ("/", "/?q=x", "/features/3", "/encode") in
 // `scope`: unchanged for null, else under /saes/{id} (the feature list is
