@@ -21,7 +21,8 @@ const selects = {
   hook: document.getElementById('pick-hook'),
   width: document.getElementById('pick-width'),
 };
-let shown = null; // { scope, name }: what the header was last drawn for
+let shown = null; // { scope, name }: the page the header is for
+let drawnFor; // the scope the header was drawn for (undefined: not drawn yet)
 
 // The address the picker leads to in SAE `id`: the same kind of page (the
 // feature list keeps its search; a feature page goes to the new SAE's list,
@@ -49,11 +50,11 @@ function drawPicker(tree, id) {
 }
 
 async function drawHeader({ name, scope }) {
-  const was = shown;
   shown = { name, scope };
-  if (was && was.scope === scope) return;
-  const saes = await getSaes().catch(() => null);
+  if (drawnFor === scope) return;
+  const saes = await getSaes().catch(() => null); // without it (no key yet), drawn again on the next page
   if (shown.scope !== scope) return; // navigated on meanwhile
+  if (saes) drawnFor = scope;
   const many = saes && saes.length > 1;
   for (const [page, rest] of [['features', '/'], ['encode', '/encode'], ['model', '/model']]) {
     document.querySelector(`a[data-nav="${page}"]`).setAttribute('href', pagePath(scope, rest));
