@@ -649,7 +649,9 @@ describe('the feature browser', () => {
       // A bar's feature, then Back: the page is as it was left, input and result.
       if (hasIndex && idx.length) {
         await page.click('li.bar-row a');
-        await page.waitForSelector('dl.stats');
+        // The feature's statistics, not the encode page's metrics (also a dl.stats).
+        await page.waitForURL(/\/features\/\d+$/);
+        await page.waitForSelector('dl.stats:not(.metrics)');
         await page.goBack();
         await settled(page, '.encode-result dl.metrics');
         assert.deepEqual(JSON.parse(await page.inputValue('#encode-input')), v, 'Back keeps the input');

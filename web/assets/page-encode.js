@@ -136,6 +136,7 @@ function bars(result, known, ctx, withLabels) {
 export async function render(main, ctx) {
   document.title = 'Encode · saed';
   const model = await getModel(ctx.scope).catch(() => null);
+  ctx.signal.throwIfAborted(); // another page took <main> meanwhile
   const dIn = model?.d_in;
   const area = h('textarea', {
     id: 'encode-input', name: 'input', rows: 6, spellcheck: 'false', 'aria-describedby': 'encode-input-hint encode-input-error',

@@ -253,6 +253,7 @@ export async function render(main, ctx) {
     getModel(ctx.scope).catch(() => null),
     api(ctx.apiPath(`/features/${i}`), { signal: ctx.signal }).catch((e) => e),
   ]);
+  ctx.signal.throwIfAborted(); // the model may have come after another page took <main>
   if (f instanceof Error) {
     if (f.name === 'AbortError') throw f;
     if (isNoIndex(f)) {
@@ -280,6 +281,8 @@ export async function render(main, ctx) {
     return errorState(e, null, 'Could not load the top examples');
   });
   const qbox = h('div', { class: 'quantiles' });
+  // Gone to another page meanwhile (Back): that page owns <main> now.
+  ctx.signal.throwIfAborted();
 
   fill(main,
     h('div', { class: 'feature-head' },

@@ -69,6 +69,7 @@ export async function render(main, ctx) {
     return null;
   }
   const saes = await getSaes().catch(() => []);
+  ctx.signal.throwIfAborted(); // another page took <main> meanwhile
   const rest = Object.fromEntries(Object.entries(m).filter(([k]) => k !== 'index'));
   const shownId = ctx.scope ?? defaultSae(saes)?.id;
   if (saes.length > 1 && shownId) rest.id = shownId;
