@@ -21,6 +21,7 @@ struct tl_conn {
     sae_store_conn *c[TL_SLOTS]; /* owned */
     uint64_t tag[TL_SLOTS];
     uint64_t used[TL_SLOTS];
+    const struct saed_sae *owner[TL_SLOTS]; /* borrowed: whose index each is */
     uint64_t clock;
 };
 
@@ -68,14 +69,24 @@ sae_store_conn *index_conn_ix(struct saed_req *rq, struct saed_ix *ix, enum MHD_
             return NULL;
         }
     }
+    /* A hit; else the slot of an older index of the same SAE (a reload
+     * made it stale: its connection would only hold memory), else an empty
+     * slot, else the one used least recently. */
     size_t lru = 0;
+    bool stale = false;
     for (size_t i = 0; i < TL_SLOTS; i++) {
         if (t->c[i] && t->tag[i] == ix->tag) {
             t->used[i] = ++t->clock;
             return t->c[i];
         }
-        if (!t->c[i] || (t->c[lru] && t->used[i] < t->used[lru]))
+        if (stale)
+            continue;
+        if (t->c[i] && t->owner[i] == ix->owner) {
             lru = i;
+            stale = true;
+        } else if (!t->c[i] || (t->c[lru] && t->used[i] < t->used[lru])) {
+            lru = i;
+        }
     }
     sae_store_disconnect(t->c[lru]);
     t->c[lru] = NULL;
@@ -85,6 +96,7 @@ sae_store_conn *index_conn_ix(struct saed_req *rq, struct saed_ix *ix, enum MHD_
         return NULL;
     }
     t->tag[lru] = ix->tag;
+    t->owner[lru] = ix->owner;
     t->used[lru] = ++t->clock;
     return t->c[lru];
 }

@@ -48,6 +48,7 @@ struct saed_ix {
     struct index_labels *labels; /* owned: every feature's label and density, or NULL */
     struct feature_cache *feature_cache; /* owned: rendered feature replies, or NULL */
     uint64_t tag;
+    const struct saed_sae *owner; /* borrowed: the SAE it was loaded for */
 };
 struct saed_ix *ix_hold(struct saed_ix *ix);
 void ix_release(struct saed_ix *ix);

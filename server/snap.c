@@ -130,6 +130,8 @@ int snap_reload(struct saed_sae *sae, bool reuse_ix, sae_error *err)
     } else if (*sp->index_path && (rc = ix_load(sp->index_path, m, &ix, err))) {
         sae_model_free(m);
         return rc;
+    } else if (ix) {
+        ix->owner = sae;
     }
     struct saed_snap *s = calloc(1, sizeof *s);
     char *source = explicit_source_id(sae, m);
