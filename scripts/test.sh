@@ -9,7 +9,8 @@
 #   5. deploy: manifests validated offline, sharded Job path == unsharded
 #      build, three replicas behind nginx with one killed mid-run, a release
 #      in two partitions (and a search Deployment) behind the generated router
-#   6. the web browser in headless Chromium against saed on a demo index
+#   6. the web browser in headless Chromium against saed on a demo index,
+#      serving one SAE and then a release of three
 #   7. freshbuild: with only scripts/deps.sh build's packages visible to meson
 #      (a fresh machine that ran scripts/demo.sh), configure, build sae and
 #      saed and run them; setup must say the test suites are skipped
@@ -77,7 +78,7 @@ deploy() {
     tests/deploy/replicas.sh --saed "$B/server/saed" --sae "$B/cli/sae" --mkfixture "$B/tests/mkfixture" &&
     tests/deploy/partitions.sh --saed "$B/server/saed" --sae "$B/cli/sae" --mkfixture "$B/tests/mkfixture"
 }
-web() { # a small demo (synth -> train -> index), then the browser tests against saed on it
+web() { # a small demo release (synth -> train -> index), then the browser tests against saed on it
   local d=$root/build-test/web-demo
   if [ ! -f "$d/index.db" ]; then
     rm -rf "$d" && mkdir -p "$d" &&
@@ -88,13 +89,26 @@ web() { # a small demo (synth -> train -> index), then the browser tests against
         --tokens "$d/synth/tokens.jsonl" --explanations "$d/model/explanations.jsonl" \
         --out "$d/index.db" --quiet || return 1
   fi
+  # A second width on the same activations, for the many-SAE browser.
+  if [ ! -f "$d/index-256.db" ]; then
+    "$B/cli/sae" train --activations "$d/synth/activations.safetensors" --out "$d/model-256" \
+        --d-sae 256 --steps 300 --seed 2 --truth "$d/synth" --quiet >/dev/null &&
+      "$B/cli/sae" index --model "$d/model-256" --activations "$d/synth/activations.safetensors" \
+        --tokens "$d/synth/tokens.jsonl" --explanations "$d/model-256/explanations.jsonl" \
+        --out "$d/index-256.db" --quiet || return 1
+  fi
   # Logit tables for the feature pages, from a made-up W_U (tests/integration/mklm.py).
   python3 tests/integration/mklm.py "$d/lm" \
       "$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["d_in"])' "$d/model/cfg.json")" \
       2000 wu &&
     "$B/cli/sae" index --upgrade "$d/index.db" --model "$d/model" --unembed "$d/lm/W_U.safetensors" \
       --vocab "$d/lm/vocab.json" --quiet || return 1
-  tests/web/run.sh --saed "$B/server/saed" --model "$d/model" --index "$d/index.db"
+  # The release: two widths of one hook (both indexed, the 512 the default) and
+  # the 256 again as another hook, without an index.
+  printf '[sae resid.w512]\nmodel = %s\nindex = %s\n[sae resid.w256]\nmodel = %s\nindex = %s\n[sae mlp.w256]\nmodel = %s\nhook_name = hook_synth_mlp\n' \
+    "$d/model" "$d/index.db" "$d/model-256" "$d/index-256.db" "$d/model-256" >"$d/release.conf" || return 1
+  tests/web/run.sh --saed "$B/server/saed" --model "$d/model" --index "$d/index.db" &&
+    tests/web/run.sh --saed "$B/server/saed" -- --config "$d/release.conf"
 }
 
 # build_pc_dir DIR: fills DIR with links to the pkg-config files a fresh machine

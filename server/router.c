@@ -55,6 +55,16 @@ const struct saed_route saed_routes[] = {
      .match = HTTP_MATCH_TRAILING_SLASH},
     {.method = "GET", .path = "/model", .handler = static_page_get,
      .match = HTTP_MATCH_TRAILING_SLASH},
+    {.method = "GET", .path = "/search", .handler = static_page_get,
+     .match = HTTP_MATCH_TRAILING_SLASH},
+    {.method = "GET", .path = "/saes/{id}", .handler = static_page_get,
+     .match = HTTP_MATCH_TRAILING_SLASH},
+    {.method = "GET", .path = "/saes/{id}/features/{i}", .handler = static_page_get,
+     .match = HTTP_MATCH_TRAILING_SLASH},
+    {.method = "GET", .path = "/saes/{id}/encode", .handler = static_page_get,
+     .match = HTTP_MATCH_TRAILING_SLASH},
+    {.method = "GET", .path = "/saes/{id}/model", .handler = static_page_get,
+     .match = HTTP_MATCH_TRAILING_SLASH},
     {.method = "GET", .path = "/assets/{name}", .handler = static_asset_get},
 };
 const size_t saed_n_routes = sizeof saed_routes / sizeof saed_routes[0];

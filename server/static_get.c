@@ -2,6 +2,7 @@
  * the web/ folder with no API key (CONTRACT 5).
  *
  *   GET /, /features/{i}, /encode, /model   web/index.html
+ *       /search, /saes/{id}[/features/{i}|/encode|/model]
  *   GET /assets/{name}                      web/assets/{name}
  *
  * Which folder: web_root when set (start-up fails if it has no index.html);
@@ -227,7 +228,9 @@ static enum MHD_Result serve_file(struct saed_req *rq, int dir, const char *name
     return reply_response(rq, fresh ? 304 : 200, resp, len);
 }
 
-/* GET /, /features/{i}, /encode, /model: the browser's one page. Query
+/* GET /, /features/{i}, /encode, /model, /search and the pages of one SAE
+ * under /saes/{id} (any id: the page itself says when no SAE has it): the
+ * browser's one page. Query
  * parameters are the browser's own state (?q=&sort=...), read by its
  * scripts, so they are ignored here. */
 enum MHD_Result static_page_get(struct saed_req *rq)

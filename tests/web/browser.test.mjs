@@ -3,54 +3,26 @@
 // (CONTRACT section 5) fetched here: a page that drops a row, shows another
 // feature's label, loses a histogram bin or shades the wrong token fails.
 //
-// Environment (tests/web/run.sh sets it):
-//   SAED_BASE         base URL of a running saed, e.g. http://127.0.0.1:8080 (required)
-//   SAED_API_KEY      the API key, when saed has one (also tests the key prompt)
-//   SAED_SCREENSHOTS  a folder: write a PNG of each page at both widths there
-//   CHROMIUM_PATH     the browser (default /usr/bin/chromium)
+// With several SAEs these are the default SAE's pages at the unprefixed
+// addresses, which must work as with one (saes.test.mjs checks the rest).
+//
+// Environment: as harness.mjs says; with SAED_API_KEY the key prompt is
+// tested too.
 
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { chromium } from 'playwright-core';
+import {
+  BASE, KEY, SHOTS, VIEWPORTS, apiGet, apiPost, assertClean, closePage, launchBrowser, noSideways, openPage, settled,
+  shoot, vectorOf,
+} from './harness.mjs';
 import { loadWebModule } from './load-module.mjs';
-
-const BASE = (process.env.SAED_BASE || '').replace(/\/$/, '');
-const KEY = process.env.SAED_API_KEY || '';
-const SHOTS = process.env.SAED_SCREENSHOTS || '';
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-if (!BASE) throw new Error('set SAED_BASE to the base URL of a running saed (see tests/web/run.sh)');
 
 const fmt = await loadWebModule('format.js');
 const { displayToken, featureLabel, fmtDensity, fmtInt, fmtNum, histogramRange } = fmt;
 
 const PAGE_SIZE = 50; // rows per page of the feature list (web/assets/page-features.js)
 const BARS_SHOWN = 50; // encode bars drawn before "show all" (web/assets/page-encode.js)
-const VIEWPORTS = [
-  { name: '1280', width: 1280, height: 800 },
-  { name: '390', width: 390, height: 844 },
-];
-const TIMEOUT = 30000;
-
-async function apiFetch(path, init = {}) {
-  const headers = { Accept: 'application/json', ...(init.headers || {}) };
-  if (KEY) headers.Authorization = `Bearer ${KEY}`;
-  const res = await fetch(BASE + path, { ...init, headers });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${init.method || 'GET'} ${path}: HTTP ${res.status}: ${text.slice(0, 300)}`);
-  return JSON.parse(text);
-}
-const apiGet = (path) => apiFetch(path);
-const apiPost = (path, body) => apiFetch(path, {
-  method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' },
-});
-
-// The decoder direction from a /vector reply (a bare array or wrapped in an object).
-function vectorOf(reply) {
-  if (Array.isArray(reply)) return reply;
-  for (const k of ['vector', 'values', 'decoder', 'direction', 'data']) if (Array.isArray(reply?.[k])) return reply[k];
-  throw new Error(`no array in the /vector reply: ${JSON.stringify(reply).slice(0, 200)}`);
-}
 
 // A feature's decoder direction, or null when saed does not serve it (no index).
 async function tryVector(i) {
@@ -87,14 +59,12 @@ let browser;
 let model;
 let hasIndex;
 let feature; // the feature the deep-link tests open, with its full record
-const problems = new WeakMap(); // page -> console errors, page errors, failed requests
+
+// A fresh page at `vp` (harness.mjs).
+const newPage = (vp, opts) => openPage(browser, vp, opts);
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
-  });
+  browser = await launchBrowser();
   model = await apiGet('/v1/model');
   hasIndex = model.index !== null && model.index !== undefined;
   if (hasIndex) {
@@ -110,58 +80,6 @@ before(async () => {
 after(async () => {
   await browser?.close();
 });
-
-// A page in a fresh context at `vp`, with the API key (when there is one)
-// already in sessionStorage, and its console errors and failed requests kept.
-async function newPage(vp, { withKey = true, colorScheme = 'light' } = {}) {
-  const context = await browser.newContext({ viewport: { width: vp.width, height: vp.height }, colorScheme });
-  if (KEY && withKey) await context.addInitScript((k) => sessionStorage.setItem('saed.apiKey', k), KEY);
-  const page = await context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  const seen = [];
-  problems.set(page, seen);
-  // Error replies are kept with their URL below; Chromium's console line for them names none.
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/^Failed to load resource: the server responded/.test(m.text())) seen.push(`console: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => seen.push(`page error: ${e.message}`));
-  page.on('requestfailed', (r) => seen.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
-  page.on('response', (r) => { if (r.status() >= 400) seen.push(`HTTP ${r.status()} ${r.url()}`); });
-  return page;
-}
-
-// Fails on console errors, uncaught exceptions or error replies (except `allow`).
-function assertClean(page, allow = []) {
-  const bad = problems.get(page).filter((p) => !allow.some((re) => re.test(p)));
-  assert.deepEqual(bad, [], 'the page logged errors or got error replies');
-}
-
-async function closePage(page) {
-  await page.context().close();
-}
-
-// Waits until a page has drawn its content, failing at once on an error box.
-async function settled(page, selector) {
-  const which = await page.waitForSelector(`${selector}, .state-error`, { state: 'attached' });
-  if (await which.evaluate((el) => el.classList.contains('state-error'))) {
-    assert.fail(`the page shows an error: ${await which.innerText()}`);
-  }
-  await page.waitForLoadState('networkidle');
-}
-
-async function noSideways(page, vp) {
-  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
-  assert.ok(wide <= vp.width + 1, `the page scrolls sideways at ${vp.width}px (content is ${wide}px wide)`);
-}
-
-async function shoot(page, name, vp) {
-  if (!SHOTS) return;
-  const height = await page.evaluate(() => document.documentElement.scrollHeight);
-  await page.screenshot({
-    path: `${SHOTS}/${name}-${vp.name}.png`, fullPage: true,
-    clip: { x: 0, y: 0, width: vp.width, height: Math.min(height, 2600) },
-  });
-}
 
 // The list rows as the page shows them.
 function readRows(page) {
@@ -731,7 +649,9 @@ describe('the feature browser', () => {
       // A bar's feature, then Back: the page is as it was left, input and result.
       if (hasIndex && idx.length) {
         await page.click('li.bar-row a');
-        await page.waitForSelector('dl.stats');
+        // The feature's statistics, not the encode page's metrics (also a dl.stats).
+        await page.waitForURL(/\/features\/\d+$/);
+        await page.waitForSelector('dl.stats:not(.metrics)');
         await page.goBack();
         await settled(page, '.encode-result dl.metrics');
         assert.deepEqual(JSON.parse(await page.inputValue('#encode-input')), v, 'Back keeps the input');

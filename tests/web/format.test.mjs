@@ -116,3 +116,11 @@ test('byScore: best score first, unscored last, ties in the order given', () => 
   assert.deepEqual(f.byScore(e).map((x) => x.d), ['c', 'b', 'd', 'a', 'e']);
   assert.deepEqual(f.byScore([]), []);
 });
+
+test('prefixQuery: the last word of a search becomes a prefix, unless it ends in punctuation', () => {
+  assert.equal(f.prefixQuery('nega'), 'nega*');
+  assert.equal(f.prefixQuery('French quot'), 'French quot*');
+  assert.equal(f.prefixQuery('"exact phrase"'), '"exact phrase"');
+  assert.equal(f.prefixQuery('numbers*'), 'numbers*');
+  assert.equal(f.prefixQuery('café'), 'café*');
+});

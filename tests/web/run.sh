@@ -6,9 +6,11 @@
 # usage:
 #   tests/web/run.sh [OPTIONS] --base URL
 #       test the saed already listening at URL (e.g. http://127.0.0.1:8080)
-#   tests/web/run.sh [OPTIONS] --saed BIN --model DIR [--index FILE.db] [-- SAED_ARGS...]
-#       start BIN --model DIR [--index FILE.db] --listen 127.0.0.1:PORT [SAED_ARGS...],
-#       wait for /v1/health, test it, stop it
+#   tests/web/run.sh [OPTIONS] --saed BIN [--model DIR [--index FILE.db]] [-- SAED_ARGS...]
+#       start BIN [--model DIR [--index FILE.db]] --listen 127.0.0.1:PORT [SAED_ARGS...],
+#       wait for /v1/health, test it, stop it. Without --model the SAEs come
+#       from SAED_ARGS: many SAEs, e.g. -- --sae a=DIR --index a=FILE.db --sae b=DIR2
+#       or -- --config FILE with [sae ID] sections (CONTRACT section 7)
 # options:
 #   --screenshots[=DIR]  write a PNG of each page at 1280x800 and 390x844
 #                        (default DIR: docs/screenshots)
@@ -21,7 +23,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "web tests: $*" >&2; exit 2; }
 
 base='' saed='' model='' index='' port='' shots='' key=${SAED_API_KEY:-}
@@ -43,7 +45,10 @@ while [ $# -gt 0 ]; do
 done
 if [ -n "$base" ] && [ -n "$saed" ]; then die "give --base or --saed, not both"; fi
 if [ -z "$base" ] && [ -z "$saed" ]; then usage; fi
-if [ -n "$saed" ] && [ -z "$model" ]; then die "--saed needs --model DIR"; fi
+if [ -n "$saed" ] && [ -z "$model" ] && [ ${#saed_args[@]} -eq 0 ]; then
+  die "--saed needs --model DIR or the SAEs as saed arguments after --"
+fi
+if [ -n "$index" ] && [ -z "$model" ]; then die "--index FILE.db goes with --model DIR"; fi
 
 # Chromium from Debian (a browser build downloaded by a test tool cannot be used here).
 chromium_bin=${CHROMIUM_PATH:-/usr/bin/chromium}
@@ -73,7 +78,8 @@ if [ -n "$saed" ]; then
     port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
   fi
   log=$(mktemp -t saed-web.XXXXXX.log)
-  cmd=("$saed" --model "$model")
+  cmd=("$saed")
+  [ -n "$model" ] && cmd+=(--model "$model")
   [ -n "$index" ] && cmd+=(--index "$index")
   cmd+=(--listen "127.0.0.1:$port" "${saed_args[@]}")
   echo "web tests: starting ${cmd[*]} (log: $log)" >&2
@@ -94,4 +100,5 @@ fi
 echo "web tests: against $base${shots:+, screenshots to $shots}" >&2
 cd "$here"
 SAED_BASE="$base" SAED_API_KEY="$key" SAED_SCREENSHOTS="$shots" CHROMIUM_PATH="$chromium_bin" \
-  node --test --test-concurrency=1 format.test.mjs static.test.mjs browser.test.mjs || exit 1
+  node --test --test-concurrency=1 format.test.mjs release.test.mjs static.test.mjs browser.test.mjs saes.test.mjs ||
+  exit 1

@@ -1,4 +1,5 @@
-// How saed serves web/: the page paths answer index.html, every asset comes
+// How saed serves web/: the page paths (those of one SAE under /saes/{id}
+// too, whatever the id) answer index.html, every asset comes
 // back byte for byte with its content type and an ETag that revalidates to
 // 304, and no path climbs out of web/. Requests go raw (node:http), so paths
 // with ".." reach saed as written. No API key is sent: the browser's static
@@ -30,14 +31,16 @@ const TYPES = { js: /^(text|application)\/javascript\b/, css: /^text\/css\b/, sv
 
 test('the page paths all answer web/index.html as text/html', async () => {
   for (const path of ['/', '/features/0', '/features/12', '/encode', '/model', '/features/12/', '/encode/',
-    '/model/']) {
+    '/model/', '/search', '/search/', '/saes/a.b', '/saes/a.b/', '/saes/a.b/features/12', '/saes/a.b/encode',
+    '/saes/a.b/model/']) {
     const r = await get(path);
     assert.equal(r.status, 200, `${path}: status`);
     assert.match(r.headers['content-type'] || '', TYPES.html, `${path}: content type`);
     assert.ok(r.body.equals(INDEX), `${path}: the body is web/index.html`);
   }
   // Only the pages take a trailing slash; the API's paths are exact.
-  for (const path of ['/v1/health/', '/features/12//', '/assets/app.js/']) {
+  for (const path of ['/v1/health/', '/features/12//', '/assets/app.js/', '/saes', '/saes/', '/saes/a/search',
+    '/saes/a/b']) {
     assert.equal((await get(path)).status, 404, `${path}: status`);
   }
 });

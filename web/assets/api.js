@@ -1,6 +1,8 @@
 // The only way the pages talk to saed: the public JSON API of CONTRACT
-// section 5, on the same origin. Handles the API key (asked for on 401, kept in
+// sections 5 and 7, on the same origin. Handles the API key (asked for on 401, kept in
 // sessionStorage, sent as a Bearer token) and turns error bodies into ApiError.
+
+import { apiPath } from './release.js';
 
 const KEY_STORE = 'saed.apiKey';
 
@@ -99,20 +101,33 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
   }
 }
 
-let modelPromise = null;
+const models = new Map(); // scope ('' for the default SAE) -> promise of its /model
 
-// GET /v1/model, fetched once per page load (a failure is not cached).
-export function getModel() {
-  if (!modelPromise) {
-    modelPromise = api('/v1/model').then((m) => {
-      window.dispatchEvent(new CustomEvent('saed:model', { detail: m }));
-      return m;
-    }, (e) => {
-      modelPromise = null;
+// GET /v1/model of `scope` (an SAE id, or null for the default SAE), fetched
+// once per page load (a failure is not cached).
+export function getModel(scope = null) {
+  const key = scope ?? '';
+  if (!models.has(key)) {
+    models.set(key, api(apiPath(scope, '/model')).catch((e) => {
+      models.delete(key);
+      throw e;
+    }));
+  }
+  return models.get(key);
+}
+
+let saesPromise = null;
+
+// The SAEs this saed serves (GET /v1/saes, in serving order), fetched once
+// per page load (a failure is not cached).
+export function getSaes() {
+  if (!saesPromise) {
+    saesPromise = api('/v1/saes').then((r) => (Array.isArray(r.saes) ? r.saes : []), (e) => {
+      saesPromise = null;
       throw e;
     });
   }
-  return modelPromise;
+  return saesPromise;
 }
 
 // Runs `fn` over `items` with at most `limit` calls in flight; results in order.

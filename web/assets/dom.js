@@ -1,6 +1,8 @@
 // Tiny DOM builders. Text always goes in through text nodes (never innerHTML),
 // so data from the API cannot inject markup.
 
+import { fmtInt } from './format.js';
+
 function apply(node, attrs) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
@@ -63,4 +65,17 @@ export function pageHeading(text) {
 export function fill(node, ...children) {
   node.replaceChildren();
   return append(node, children);
+}
+
+// The pager under a paged list: Previous, "51–100 of 230 · page 2 of 5",
+// Next. `go(offset)` shows the list from `offset`.
+export function pager(offset, total, shown, pageSize, go) {
+  const from = total ? offset + 1 : 0;
+  const to = offset + shown;
+  const pages = Math.max(1, Math.ceil(total / pageSize));
+  const page = Math.floor(offset / pageSize) + 1;
+  return h('nav', { class: 'pager', 'aria-label': 'Pages of results' },
+    h('button', { type: 'button', 'data-pager': 'prev', disabled: offset === 0, onclick: () => go(Math.max(0, offset - pageSize)) }, '‹ Previous'),
+    h('span', { class: 'pager-pos' }, `${fmtInt(from)}–${fmtInt(to)} of ${fmtInt(total)} · page ${fmtInt(page)} of ${fmtInt(pages)}`),
+    h('button', { type: 'button', 'data-pager': 'next', disabled: to >= total, onclick: () => go(offset + pageSize) }, 'Next ›'));
 }

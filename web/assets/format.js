@@ -157,3 +157,9 @@ export function tickPositions(edges, nBins, lo, n, want, pxPerBin) {
   at.push(n);
   return at;
 }
+
+// A search as sent to the API: the last word is a prefix ("nega" finds
+// "negation"), so results follow the typing.
+export function prefixQuery(q) {
+  return /[\p{L}\p{N}]$/u.test(q) ? `${q}*` : q;
+}

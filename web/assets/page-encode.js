@@ -2,7 +2,7 @@
 // direction from /v1/features/{i}/vector, sent to POST /v1/encode. Shows the
 // active features as bars with their labels (links to their pages) and the
 // reconstruction's l0, mse, fvu and cosine. /encode?feature=i encodes feature
-// i's direction straight away.
+// i's direction straight away. Under /saes/{id}/encode all of it is SAE id's.
 
 import { ApiError, api, getModel, isNoIndex, mapLimit } from './api.js';
 import { emptyState, errorState, fill, h, loadingState, pageHeading } from './dom.js';
@@ -76,7 +76,7 @@ function metric(name, key, value, title) {
   return h('div', { class: 'stat' }, h('dt', { title }, name), h('dd', { 'data-metric': key }, value));
 }
 
-function bars(result, known, signal, withLabels) {
+function bars(result, known, ctx, withLabels) {
   const idx = Array.isArray(result.indices) ? result.indices : [];
   const vals = Array.isArray(result.values) ? result.values : [];
   if (!idx.length) {
@@ -95,7 +95,7 @@ function bars(result, known, signal, withLabels) {
     const bar = h('span', { class: 'bar-track', 'aria-hidden': 'true' }, h('span', { class: 'bar-fill' }));
     bar.firstChild.style.setProperty('--w', `${Math.max(0.5, (Math.max(0, vals[k]) / top) * 100).toFixed(2)}%`);
     list.append(h('li', { class: 'bar-row', 'data-index': i },
-      h('a', { href: `/features/${i}`, class: 'bar-name' }, h('span', { class: 'bar-idx' }, `#${i}`), ' ', label),
+      h('a', { href: ctx.href(`/features/${i}`), class: 'bar-name' }, h('span', { class: 'bar-idx' }, `#${i}`), ' ', label),
       bar,
       h('span', { class: 'num bar-value', 'data-value': vals[k] }, fmtNum(vals[k])),
       info.density !== undefined ? h('span', { class: 'num bar-density muted', title: 'density' }, fmtDensity(info.density)) : null));
@@ -106,7 +106,7 @@ function bars(result, known, signal, withLabels) {
     const todo = pending.splice(0);
     mapLimit(todo, 4, async ({ i, label }) => {
       try {
-        const f = await api(`/v1/features/${i}`, { signal });
+        const f = await api(ctx.apiPath(`/features/${i}`), { signal: ctx.signal });
         const text = featureLabel(f);
         label.textContent = text ?? '(no explanation)';
         label.title = label.textContent; // the line may be cut short with an ellipsis
@@ -135,7 +135,8 @@ function bars(result, known, signal, withLabels) {
 
 export async function render(main, ctx) {
   document.title = 'Encode · saed';
-  const model = await getModel().catch(() => null);
+  const model = await getModel(ctx.scope).catch(() => null);
+  ctx.signal.throwIfAborted(); // another page took <main> meanwhile
   const dIn = model?.d_in;
   const area = h('textarea', {
     id: 'encode-input', name: 'input', rows: 6, spellcheck: 'false', 'aria-describedby': 'encode-input-hint encode-input-error',
@@ -167,7 +168,7 @@ export async function render(main, ctx) {
       h('div', { class: 'field end' }, submit)));
 
   fill(main, pageHeading('Encode'),
-    h('p', { class: 'lede' }, 'Run the SAE encoder on one activation vector: ', h('code', {}, 'POST /v1/encode'), '.'),
+    h('p', { class: 'lede' }, 'Run the SAE encoder on one activation vector: ', h('code', {}, `POST ${ctx.apiPath('/encode')}`), '.'),
     form, result);
 
   function showError(msg) {
@@ -200,13 +201,13 @@ export async function render(main, ctx) {
     let reply;
     try {
       try {
-        reply = await api('/v1/encode', { method: 'POST', body, signal: ctx.signal });
+        reply = await api(ctx.apiPath('/encode'), { method: 'POST', body, signal: ctx.signal });
       } catch (e) {
         // Labels need an index; without one saed refuses "features", so ask again without it.
         if (!isNoIndex(e)) throw e;
         body.include = ['metrics'];
         withLabels = false;
-        reply = await api('/v1/encode', { method: 'POST', body, signal: ctx.signal });
+        reply = await api(ctx.apiPath('/encode'), { method: 'POST', body, signal: ctx.signal });
       }
     } catch (e) {
       if (e.name === 'AbortError') return;
@@ -234,7 +235,7 @@ export async function render(main, ctx) {
         metric('fvu', 'fvu', fmtNum(r.fvu), 'fraction of variance unexplained'),
         metric('cosine', 'cosine', fmtNum(r.cosine), 'cosine of input and reconstruction')),
       n < r.l0 ? h('p', { class: 'muted' }, `Showing the ${fmtInt(n)} largest of ${fmtInt(r.l0)} active features.`) : null,
-      bars(r, labelsOf(r), ctx.signal, withLabels));
+      bars(r, labelsOf(r), ctx, withLabels));
   }
 
   async function loadDirection(i, { run }) {
@@ -246,10 +247,10 @@ export async function render(main, ctx) {
     }
     loadBtn.disabled = true;
     try {
-      const v = vectorOf(await api(`/v1/features/${i}/vector`, { signal: ctx.signal }));
+      const v = vectorOf(await api(ctx.apiPath(`/features/${i}/vector`), { signal: ctx.signal }));
       if (!v) throw new ApiError(200, 'bad_reply', 'The vector reply holds no array.');
       // The address names the feature so the result can be shared; no re-render needed.
-      history.replaceState(history.state, '', `/encode?feature=${i}`);
+      history.replaceState(history.state, '', ctx.href(`/encode?feature=${i}`));
       area.value = JSON.stringify(v);
       if (run) await encode(v);
     } catch (e) {

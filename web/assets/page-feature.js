@@ -1,7 +1,9 @@
-// One feature (/features/{i}, a deep link): label and explanations, statistics,
-// the activation histogram, top and quantile examples with shaded tokens,
-// decoder-cosine neighbours, the logit tables and their histogram (when the
-// index has them), and links to the previous and next feature.
+// One feature (/features/{i}, or /saes/{id}/features/{i}: a deep link): label
+// and explanations, statistics, the activation histogram, top and quantile
+// examples with shaded tokens, decoder-cosine neighbours, the logit tables and
+// their histogram (when the index has them), and links to the previous and
+// next feature. Every link and request stays in the page's SAE (ctx.href,
+// ctx.apiPath): a feature's neighbours are features of its own SAE.
 
 import { ApiError, api, getModel, isNoIndex, mapLimit } from './api.js';
 import { histogramPlot, histogramTable } from './charts.js';
@@ -47,9 +49,9 @@ function section(id, title, ...body) {
     h('h2', { id: `${id}-h` }, title), ...body);
 }
 
-function prevNext(i, dSae) {
+function prevNext(i, dSae, ctx) {
   const link = (j, rel, text) => (j >= 0 && (dSae == null || j < dSae)
-    ? h('a', { href: `/features/${j}`, rel, class: 'button', 'data-nav-rel': rel }, text)
+    ? h('a', { href: ctx.href(`/features/${j}`), rel, class: 'button', 'data-nav-rel': rel }, text)
     : h('span', { class: 'button disabled', 'aria-disabled': 'true' }, text));
   return h('nav', { class: 'prevnext', 'aria-label': 'Neighbouring indices' },
     link(i - 1, 'prev', `‹ #${i - 1 >= 0 ? i - 1 : '–'}`),
@@ -138,21 +140,21 @@ function explanations(f) {
       e.source ? [' · ', h('span', { 'data-field': 'source' }, `source ${e.source}`)] : null))));
 }
 
-function neighbours(f, signal) {
+function neighbours(f, ctx) {
   const list = Array.isArray(f.neighbours) ? f.neighbours : [];
   if (!list.length) return emptyState('No neighbours recorded');
   const items = list.map((nb) => {
     const label = h('span', { class: 'nb-label muted' }, '');
     return {
       nb, label, li: h('li', { 'data-index': nb.index },
-        h('a', { href: `/features/${nb.index}` }, `#${nb.index}`), ' ', label,
+        h('a', { href: ctx.href(`/features/${nb.index}`) }, `#${nb.index}`), ' ', label,
         h('span', { class: 'num cos', title: 'decoder cosine similarity' }, `cos ${fmtNum(nb.cosine, 3)}`)),
     };
   });
   // Labels come from each neighbour's own record; a failure leaves the link bare.
   mapLimit(items, 4, async ({ nb, label }) => {
     try {
-      const g = await api(`/v1/features/${nb.index}`, { signal });
+      const g = await api(ctx.apiPath(`/features/${nb.index}`), { signal: ctx.signal });
       label.textContent = featureLabel(g) ?? '(no explanation)';
       label.title = label.textContent; // the line may be cut short with an ellipsis
     } catch {
@@ -162,11 +164,12 @@ function neighbours(f, signal) {
   return h('ol', { class: 'neighbours' }, items.map((x) => x.li));
 }
 
-async function topExamples(f, i, scale, signal) {
+async function topExamples(f, i, scale, ctx) {
+  const { signal } = ctx;
   let first = f.top_examples;
   if (!Array.isArray(first)) {
     // Not in the record: read the first page from the examples route instead.
-    first = (await api(`/v1/features/${i}/examples?kind=top&limit=${MORE}&offset=0`, { signal })).examples || [];
+    first = (await api(ctx.apiPath(`/features/${i}/examples?kind=top&limit=${MORE}&offset=0`), { signal })).examples || [];
   }
   if (!first.length) {
     return emptyState('No examples recorded',
@@ -180,7 +183,7 @@ async function topExamples(f, i, scale, signal) {
     note.textContent = 'Loading…';
     try {
       const shown = list.children.length;
-      const data = await api(`/v1/features/${i}/examples?kind=top&limit=${MORE}&offset=${shown}`, { signal });
+      const data = await api(ctx.apiPath(`/features/${i}/examples?kind=top&limit=${MORE}&offset=${shown}`), { signal });
       const got = Array.isArray(data.examples) ? data.examples : [];
       const firstNew = got.length ? example(got[0], scale, 'top') : null;
       if (firstNew) list.append(firstNew, ...got.slice(1).map((ex) => example(ex, scale, 'top')));
@@ -199,13 +202,14 @@ async function topExamples(f, i, scale, signal) {
 }
 
 // Quantile examples grouped by their bin, highest activations first.
-async function quantiles(box, i, scale, signal) {
+async function quantiles(box, i, scale, ctx) {
+  const { signal } = ctx;
   fill(box, loadingState('Loading quantile examples…'));
   let all = [];
   let total = 0;
   try {
     do {
-      const data = await api(`/v1/features/${i}/examples?kind=quantile&limit=${QUANTILE_PAGE}&offset=${all.length}`, { signal });
+      const data = await api(ctx.apiPath(`/features/${i}/examples?kind=quantile&limit=${QUANTILE_PAGE}&offset=${all.length}`), { signal });
       const got = Array.isArray(data.examples) ? data.examples : [];
       all = all.concat(got);
       total = typeof data.total === 'number' ? data.total : all.length;
@@ -213,7 +217,7 @@ async function quantiles(box, i, scale, signal) {
     } while (all.length < total && all.length < 1000);
   } catch (e) {
     if (e.name === 'AbortError') return;
-    fill(box, errorState(e, () => quantiles(box, i, scale, signal), 'Could not load quantile examples'));
+    fill(box, errorState(e, () => quantiles(box, i, scale, ctx), 'Could not load quantile examples'));
     return;
   }
   if (!all.length) {
@@ -242,24 +246,26 @@ async function quantiles(box, i, scale, signal) {
 export async function render(main, ctx) {
   // Beyond 2^53 a Number would print another index; such a feature cannot exist anyway.
   const i = ctx.params[0].length > 15 ? Number.MAX_SAFE_INTEGER : Number(ctx.params[0]);
-  document.title = `Feature ${i} · saed`;
+  const where = ctx.scope ? ` · ${ctx.scope}` : '';
+  document.title = `Feature ${i}${where} · saed`;
   fill(main, pageHeading(`Feature ${i}`), loadingState('Loading feature…'));
   const [model, f] = await Promise.all([
-    getModel().catch(() => null),
-    api(`/v1/features/${i}`, { signal: ctx.signal }).catch((e) => e),
+    getModel(ctx.scope).catch(() => null),
+    api(ctx.apiPath(`/features/${i}`), { signal: ctx.signal }).catch((e) => e),
   ]);
+  ctx.signal.throwIfAborted(); // the model may have come after another page took <main>
   if (f instanceof Error) {
     if (f.name === 'AbortError') throw f;
     if (isNoIndex(f)) {
       fill(main, pageHeading(`Feature ${i}`), emptyState('No feature index is loaded',
         h('p', {}, 'Start saed with ', h('code', {}, '--index FILE.db'), ' (built by ', h('code', {}, 'sae index'),
-          ') to see statistics and examples. The ', h('a', { href: `/encode?feature=${i}` }, 'encoder'),
+          ') to see statistics and examples. The ', h('a', { href: ctx.href(`/encode?feature=${i}`) }, 'encoder'),
           ' still works.')));
     } else if (f instanceof ApiError && f.status === 404) {
       const dSae = model?.d_sae;
       fill(main, pageHeading(`Feature ${i}`), emptyState('No such feature',
         h('p', {}, dSae ? `This SAE has ${fmtInt(dSae)} features, numbered 0 to ${fmtInt(dSae - 1)}. ` : '',
-          h('a', { href: '/' }, 'Browse the feature list'), '.')));
+          h('a', { href: ctx.href('/') }, 'Browse the feature list'), '.')));
     } else {
       fill(main, pageHeading(`Feature ${i}`), errorState(f, () => render(main, ctx), 'Could not load the feature'));
     }
@@ -267,22 +273,25 @@ export async function render(main, ctx) {
   }
 
   const label = featureLabel(f);
-  if (label) document.title = `#${i} ${label} · saed`;
+  if (label) document.title = `#${i} ${label}${where} · saed`;
   // Shading is relative to the feature's max, so examples compare across the page.
   const scale = f.max_activation > 0 ? f.max_activation : Math.max(0, ...(f.top_examples || []).map((e) => e.max_value || 0));
-  const top = await topExamples(f, i, scale, ctx.signal).catch((e) => {
+  const top = await topExamples(f, i, scale, ctx).catch((e) => {
     if (e.name === 'AbortError') throw e;
     return errorState(e, null, 'Could not load the top examples');
   });
   const qbox = h('div', { class: 'quantiles' });
+  // Gone to another page meanwhile (Back): that page owns <main> now.
+  ctx.signal.throwIfAborted();
 
   fill(main,
     h('div', { class: 'feature-head' },
       h('div', {},
-        h('p', { class: 'crumbs' }, h('a', { href: '/' }, 'Features'), ' / ', `#${i}`),
+        h('p', { class: 'crumbs' },
+          h('a', { href: ctx.href('/') }, ctx.scope ? `Features of ${ctx.scope}` : 'Features'), ' / ', `#${i}`),
         pageHeading(`Feature ${i}`),
         h('p', { class: `feature-label${label ? '' : ' muted'}` }, label ?? 'No explanation yet')),
-      prevNext(i, model?.d_sae)),
+      prevNext(i, model?.d_sae, ctx)),
     h('dl', { class: 'stats' },
       stat('Density', 'density', fmtDensity(f.density), `fraction of tokens: ${f.density}`),
       stat('Max activation', 'max_activation', fmtNum(f.max_activation)),
@@ -292,15 +301,15 @@ export async function render(main, ctx) {
       section('histogram', 'Activations', histogramFigure(f)),
       h('div', { class: 'side' },
         section('explanations', 'Explanations', explanations(f)),
-        section('neighbours', 'Nearest by decoder cosine', neighbours(f, ctx.signal)))),
+        section('neighbours', 'Nearest by decoder cosine', neighbours(f, ctx)))),
     section('logits', 'Logits', logits(f)),
     section('top', 'Top activating examples',
       h('p', { class: 'muted hint' }, 'Shading is relative to the feature\'s max activation; the token an example stands for (its max; in a quantile example, the token sampled into the bin) is underlined. ',
         'Hover a token, or Tab to an example and use the arrow keys, to read its value.'),
       top),
     section('quantile', 'Examples by activation quantile', qbox),
-    h('p', { class: 'muted api-links' }, 'Same data from the API: ', h('code', {}, `GET /v1/features/${i}`),
-      ' · ', h('a', { href: `/encode?feature=${i}` }, 'Encode this feature\'s decoder direction')));
-  quantiles(qbox, i, scale, ctx.signal);
+    h('p', { class: 'muted api-links' }, 'Same data from the API: ', h('code', {}, `GET ${ctx.apiPath(`/features/${i}`)}`),
+      ' · ', h('a', { href: ctx.href(`/encode?feature=${i}`) }, 'Encode this feature\'s decoder direction')));
+  quantiles(qbox, i, scale, ctx);
   return null;
 }

@@ -1,11 +1,13 @@
-// The feature list: full-text search over explanations, sorting, paging. The
-// state lives in the URL (?q=&sort=&order=&offset=) so a list can be shared
-// and Back works; typing replaces the history entry instead of adding one.
+// The feature list of one SAE (/, or /saes/{id}): full-text search over
+// explanations, sorting, paging. The state lives in the URL
+// (?q=&sort=&order=&offset=) so a list can be shared and Back works; typing
+// replaces the history entry instead of adding one. With several indexed
+// SAEs a search offers the same words across the release (/search).
 
-import { api, isNoIndex } from './api.js';
+import { api, getSaes, isNoIndex } from './api.js';
 import { sparkline } from './charts.js';
-import { emptyState, errorState, fill, h, loadingState, pageHeading } from './dom.js';
-import { featureLabel, fmtDensity, fmtInt, fmtNum } from './format.js';
+import { emptyState, errorState, fill, h, loadingState, pageHeading, pager } from './dom.js';
+import { featureLabel, fmtDensity, fmtInt, fmtNum, prefixQuery } from './format.js';
 import { navigate } from './router.js';
 
 export const PAGE_SIZE = 50;
@@ -44,7 +46,8 @@ function stateOf(query) {
   };
 }
 
-// The page URL of a state (defaults left out).
+// The page URL of a state (defaults left out), unprefixed: ctx.href puts it
+// in the page's SAE.
 function hrefOf(st) {
   const p = new URLSearchParams();
   if (st.q) p.set('q', st.q);
@@ -58,23 +61,33 @@ function hrefOf(st) {
   return qs ? `/?${qs}` : '/';
 }
 
-// The API request of a state: its order always named, so that what the
-// select shows is what the rows are in; the last word of a search is a
-// prefix ("nega" finds "negation"), so results follow the typing.
+// The API request of a state, unprefixed (ctx.apiPath puts it in the page's
+// SAE): its order always named, so that what the select shows is what the
+// rows are in.
 export function apiPathOf(st) {
   const p = new URLSearchParams();
-  if (st.q) p.set('q', /[\p{L}\p{N}]$/u.test(st.q) ? `${st.q}*` : st.q);
+  if (st.q) p.set('q', prefixQuery(st.q));
   const [sort, order] = SORTS[st.sortKey];
   p.set('sort', sort);
   p.set('order', order);
   p.set('limit', String(PAGE_SIZE));
   p.set('offset', String(st.offset));
-  return `/v1/features?${p}`;
+  return `/features?${p}`;
 }
 
-function row(f) {
+// Why there is no list and how to get one: saed started without an index, or
+// (an SAE named in the address) that SAE has none.
+function noIndexWhy(scope) {
+  return scope
+    ? [`SAE ${scope} has no index. Build one with `, h('code', {}, 'sae index'), ' and restart saed with ',
+      h('code', {}, `--index ${scope}=FILE.db`)]
+    : ['This saed was started without ', h('code', {}, '--index'), '. Build one with ', h('code', {}, 'sae index'),
+      ' and restart saed with ', h('code', {}, '--index FILE.db')];
+}
+
+function row(f, ctx) {
   const label = featureLabel(f);
-  const href = `/features/${f.index}`;
+  const href = ctx.href(`/features/${f.index}`);
   return h('tr', { 'data-index': f.index },
     h('td', { class: 'num idx' }, h('a', { href, tabindex: '-1', 'aria-hidden': 'true' }, String(f.index))),
     h('td', { class: 'label' }, h('a', { href },
@@ -83,21 +96,6 @@ function row(f) {
     h('td', { class: 'num density', title: String(f.density) }, fmtDensity(f.density)),
     h('td', { class: 'num maxact' }, fmtNum(f.max_activation)),
     h('td', { class: 'spark' }, sparkline(f.histogram)));
-}
-
-function pager(st, total, shown) {
-  const from = total ? st.offset + 1 : 0;
-  const to = st.offset + shown;
-  const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
-  const page = Math.floor(st.offset / PAGE_SIZE) + 1;
-  const go = (offset) => () => {
-    focusAfterLoad = true;
-    navigate(hrefOf({ ...st, offset }));
-  };
-  return h('nav', { class: 'pager', 'aria-label': 'Pages of results' },
-    h('button', { type: 'button', 'data-pager': 'prev', disabled: st.offset === 0, onclick: go(Math.max(0, st.offset - PAGE_SIZE)) }, '‹ Previous'),
-    h('span', { class: 'pager-pos' }, `${fmtInt(from)}–${fmtInt(to)} of ${fmtInt(total)} · page ${fmtInt(page)} of ${fmtInt(pages)}`),
-    h('button', { type: 'button', 'data-pager': 'next', disabled: to >= total, onclick: go(st.offset + PAGE_SIZE) }, 'Next ›'));
 }
 
 export async function render(main, ctx) {
@@ -114,12 +112,26 @@ export async function render(main, ctx) {
   bestMatch();
   const results = h('section', { class: 'results', 'aria-live': 'polite', 'aria-busy': 'true' });
   const status = h('p', { class: 'results-count', id: 'results-count', tabindex: '-1' });
+  const elsewhere = h('p', { class: 'release-search', hidden: true });
   const form = h('form', { class: 'controls', role: 'search', onsubmit: (e) => { e.preventDefault(); apply(false); } },
     h('div', { class: 'field grow' }, h('label', { for: 'feature-search' }, 'Search explanations'), search,
       h('span', { id: 'search-hint', class: 'hint' },
         'Full-text search of the explanations; results update as you type.')),
     h('div', { class: 'field' }, h('label', { for: 'feature-sort' }, 'Sort by'), sort));
-  fill(main, pageHeading('Features'), form, status, results);
+  fill(main, pageHeading('Features'), form, status, elsewhere, results);
+
+  // With several indexed SAEs, a search links to the same words across all of them.
+  let indexed = 0;
+  getSaes().then((l) => {
+    indexed = l.filter((x) => x.has_index !== false).length;
+    offerRelease();
+  }, () => { /* no list: no link */ });
+  function offerRelease() {
+    elsewhere.hidden = !(st.q && indexed > 1);
+    if (elsewhere.hidden) return;
+    fill(elsewhere, h('a', { href: `/search?${new URLSearchParams({ q: st.q })}` },
+      `Search all ${fmtInt(indexed)} SAEs for “${st.q}”`));
+  }
 
   let timer = null;
   function apply(replace) {
@@ -129,7 +141,7 @@ export async function render(main, ctx) {
     // another was chosen: best match while searching, index otherwise.
     if (!st.q !== !next.q && next.sortKey === defaultSort(st.q)) next.sortKey = defaultSort(next.q);
     if (next.q === st.q && next.sortKey === st.sortKey && !replace) next.offset = st.offset;
-    navigate(hrefOf(next), { replace });
+    navigate(ctx.href(hrefOf(next)), { replace });
   }
   search.addEventListener('input', () => {
     clearTimeout(timer);
@@ -140,19 +152,19 @@ export async function render(main, ctx) {
   async function load(signal) {
     results.setAttribute('aria-busy', 'true');
     status.textContent = '';
+    offerRelease();
     fill(results, loadingState(st.q ? `Searching for “${st.q}”…` : 'Loading features…'));
     let data;
     try {
-      data = await api(apiPathOf(st), { signal });
+      data = await api(ctx.apiPath(apiPathOf(st)), { signal });
     } catch (e) {
       if (e.name === 'AbortError') return;
       results.setAttribute('aria-busy', 'false');
       if (isNoIndex(e)) {
         form.hidden = true; // nothing to search or sort
         fill(results, emptyState('No feature index is loaded',
-          h('p', {}, 'This saed was started without ', h('code', {}, '--index'), '. Build one with ',
-            h('code', {}, 'sae index'), ' and restart saed with ', h('code', {}, '--index FILE.db'),
-            ' to browse features. ', h('a', { href: '/encode' }, 'Encoding'), ' works without an index.')));
+          h('p', {}, ...noIndexWhy(ctx.scope), ' to browse features. ',
+            h('a', { href: ctx.href('/encode') }, 'Encoding'), ' works without an index.')));
       } else {
         fill(results, errorState(e, () => load(signal), 'Could not load features'));
       }
@@ -165,10 +177,10 @@ export async function render(main, ctx) {
       status.textContent = '';
       if (st.offset > 0 && total > 0) {
         fill(results, emptyState('No features on this page',
-          h('p', {}, h('a', { href: hrefOf({ ...st, offset: 0 }) }, 'Back to the first page'), '.')));
+          h('p', {}, h('a', { href: ctx.href(hrefOf({ ...st, offset: 0 })) }, 'Back to the first page'), '.')));
       } else if (st.q) {
         fill(results, emptyState(`No explanation matches “${st.q}”`,
-          h('p', {}, 'Try fewer or other words, or ', h('a', { href: '/' }, 'list every feature'), '.')));
+          h('p', {}, 'Try fewer or other words, or ', h('a', { href: ctx.href('/') }, 'list every feature'), '.')));
       } else {
         fill(results, emptyState('The index holds no features'));
       }
@@ -185,9 +197,12 @@ export async function render(main, ctx) {
         h('th', { scope: 'col', class: 'num density' }, 'Density'),
         h('th', { scope: 'col', class: 'num maxact' }, 'Max act.'),
         h('th', { scope: 'col', class: 'spark' }, h('span', { 'aria-hidden': 'true' }, 'Histogram')))),
-      h('tbody', {}, list.map(row)));
+      h('tbody', {}, list.map((f) => row(f, ctx))));
     fill(results, h('div', { class: 'table-wrap' }, table),
-      total > PAGE_SIZE || st.offset > 0 ? pager(st, total, list.length) : null);
+      total > PAGE_SIZE || st.offset > 0 ? pager(st.offset, total, list.length, PAGE_SIZE, (offset) => {
+        focusAfterLoad = true;
+        navigate(ctx.href(hrefOf({ ...st, offset })));
+      }) : null);
     if (focusAfterLoad) {
       focusAfterLoad = false;
       status.focus();

@@ -1,12 +1,15 @@
 // What is loaded: the SAE (architecture, dimensions, dtype, digest, source
 // model and hook) and the feature index summary (corpus size, build settings),
-// straight from GET /v1/model.
+// straight from GET /v1/model (or /v1/saes/{id}/model); with several SAEs,
+// every SAE saed serves (GET /v1/saes), each linking to its own pages.
 
-import { api } from './api.js';
+import { api, getSaes } from './api.js';
 import { emptyState, errorState, fill, h, pageHeading } from './dom.js';
 import { fmtInt, fmtNum } from './format.js';
+import { defaultSae, pagePath } from './release.js';
 
 const MODEL_FIELDS = [
+  ['id', 'SAE id'],
   ['architecture', 'Architecture'],
   ['d_in', 'd_in (input width)'],
   ['d_sae', 'd_sae (features)'],
@@ -37,17 +40,39 @@ function kv(obj, known = []) {
     h('dd', { 'data-key': k, class: /digest/.test(k) ? 'mono' : null }, value(obj[k])))));
 }
 
+// The SAEs of this saed as a table, the one shown marked; null for one SAE.
+function saesTable(saes, shownId) {
+  if (saes.length < 2) return null;
+  const dflt = defaultSae(saes)?.id;
+  return h('section', { class: 'panel', 'aria-labelledby': 'saes-h' },
+    h('h2', { id: 'saes-h' }, `SAEs served (${fmtInt(saes.length)})`),
+    h('div', { class: 'table-wrap' }, h('table', { class: 'saes' },
+      h('thead', {}, h('tr', {}, ['Id', 'Model', 'Hook', 'd_sae', 'Architecture', 'Index']
+        .map((t, k) => h('th', { scope: 'col', class: k === 3 ? 'num' : null }, t)))),
+      h('tbody', {}, saes.map((x) => h('tr', { 'data-sae': x.id, 'aria-current': x.id === shownId ? 'true' : null },
+        h('td', {}, h('a', { href: pagePath(x.id === dflt ? null : x.id, '/model') }, x.id),
+          x.id === dflt ? h('span', { class: 'muted' }, ' (default)') : null),
+        h('td', {}, x.model_name || '—'), h('td', {}, x.hook_name || '—'),
+        h('td', { class: 'num' }, fmtInt(x.d_sae)), h('td', {}, x.architecture || '—'),
+        h('td', {}, x.has_index ? 'yes' : 'no')))))),
+    h('p', { class: 'muted api-links' }, 'Machine-readable: ', h('code', {}, 'GET /v1/saes')));
+}
+
 export async function render(main, ctx) {
-  document.title = 'Model · saed';
+  document.title = ctx.scope ? `Model · ${ctx.scope} · saed` : 'Model · saed';
   let m;
   try {
-    m = await api('/v1/model', { signal: ctx.signal });
+    m = await api(ctx.apiPath('/model'), { signal: ctx.signal });
   } catch (e) {
     if (e.name === 'AbortError') throw e;
     fill(main, pageHeading('Model'), errorState(e, () => render(main, ctx), 'Could not load the model description'));
     return null;
   }
+  const saes = await getSaes().catch(() => []);
+  ctx.signal.throwIfAborted(); // another page took <main> meanwhile
   const rest = Object.fromEntries(Object.entries(m).filter(([k]) => k !== 'index'));
+  const shownId = ctx.scope ?? defaultSae(saes)?.id;
+  if (saes.length > 1 && shownId) rest.id = shownId;
   fill(main, pageHeading('Model'),
     h('section', { class: 'panel', 'aria-labelledby': 'sae-h' }, h('h2', { id: 'sae-h' }, 'Sparse autoencoder'),
       kv(rest, MODEL_FIELDS)),
@@ -56,8 +81,9 @@ export async function render(main, ctx) {
         ? kv(m.index)
         : emptyState('No feature index is loaded',
           h('p', {}, 'Feature pages need one: build it with ', h('code', {}, 'sae index'),
-            ' and start saed with ', h('code', {}, '--index FILE.db'), '.'))),
-    h('p', { class: 'muted api-links' }, 'Machine-readable: ', h('code', {}, 'GET /v1/model'), ' · ',
+            ' and start saed with ', h('code', {}, ctx.scope ? `--index ${ctx.scope}=FILE.db` : '--index FILE.db'), '.'))),
+    saesTable(saes, shownId),
+    h('p', { class: 'muted api-links' }, 'Machine-readable: ', h('code', {}, `GET ${ctx.apiPath('/model')}`), ' · ',
       h('a', { href: '/openapi.json', 'data-external': '' }, 'OpenAPI description')));
   return null;
 }

@@ -1,28 +1,60 @@
 // Client-side routing with history.pushState. saed serves index.html for every
 // page path, so a deep link such as /features/12 lands here and is rendered
-// from location.pathname.
+// from location.pathname. A page under /saes/{id} is the same page on SAE id
+// (release.js): the router takes the prefix off before matching and hands the
+// page its scope, with which it builds its links and API paths.
 
-import { errorState, fill, h, pageHeading } from './dom.js';
+import { getSaes } from './api.js';
+import { emptyState, errorState, fill, h, pageHeading } from './dom.js';
+import { apiPath, pagePath, splitScope } from './release.js';
 
 const routes = [];
-let current = null; // { route, params, view, controller }
+const listeners = [];
+let current = null; // { route, scope, params, view, controller }
 
 // Registers a page: `pattern` is a RegExp over the path whose groups are the
 // params; `load` returns the page module, whose render(main, ctx) draws it and
 // may return a view with update(ctx) for query-only changes (kept focus). A
 // view whose data arrives after render returns carries `ready` (a promise)
 // and returns one from update, settled once drawn: Back's scroll position is
-// restored then.
-export function route(name, pattern, load) {
-  routes.push({ name, pattern, load });
+// restored then. `scoped` false: the page exists only unprefixed (it is not
+// about one SAE).
+export function route(name, pattern, load, { scoped = true } = {}) {
+  routes.push({ name, pattern, load, scoped });
+}
+
+// Calls fn({ name, scope, url }) whenever a page is drawn (name null: no page
+// matched), for the parts of the shell that follow the page (app.js).
+export function onPage(fn) {
+  listeners.push(fn);
 }
 
 function match(path) {
+  const { scope, rest } = splitScope(path);
   for (const r of routes) {
-    const m = r.pattern.exec(path);
-    if (m) return { route: r, params: m.slice(1) };
+    if (scope !== null && !r.scoped) continue;
+    const m = r.pattern.exec(rest);
+    if (m) return { route: r, scope, params: m.slice(1) };
   }
   return null;
+}
+
+// Whether `scope` names an SAE saed serves; true when the list cannot be had
+// (the page then shows the API's own error).
+async function knownScope(scope) {
+  if (scope === null) return true;
+  const saes = await getSaes().catch(() => null);
+  return !saes || saes.some((s) => s.id === scope);
+}
+
+// The page for an address under /saes/{id} whose id no SAE has.
+async function noSuchSae(main, scope) {
+  document.title = 'No such SAE · saed';
+  const saes = await getSaes().catch(() => []);
+  fill(main, pageHeading('No such SAE'), emptyState(`No SAE has the id “${scope}”`,
+    h('p', {}, 'This saed serves ', saes.length === 1 ? 'one SAE' : `${saes.length} SAEs`, ':'),
+    h('ul', { class: 'sae-links' }, saes.map((s) => h('li', {},
+      h('a', { href: pagePath(s.default ? null : s.id, '/') }, s.id))))));
 }
 
 function markNav(name) {
@@ -48,8 +80,14 @@ async function render({ focus, scrollY = null }) {
   const main = document.getElementById('main');
   const url = new URL(location.href);
   const found = match(url.pathname);
-  const ctx = { params: found ? found.params : [], query: url.searchParams, url };
-  if (current && found && current.route === found.route &&
+  const scope = found ? found.scope : null;
+  const ctx = {
+    params: found ? found.params : [], query: url.searchParams, url, scope,
+    href: (rest) => pagePath(scope, rest), // a page address in this page's SAE
+    apiPath: (rest) => apiPath(scope, rest), // an API route of this page's SAE
+  };
+  for (const fn of listeners) fn({ name: found ? found.route.name : null, scope, url });
+  if (current && found && current.route === found.route && current.scope === scope &&
       String(current.params) === String(found.params) && current.view?.update) {
     current.controller.abort();
     const controller = new AbortController();
@@ -61,9 +99,11 @@ async function render({ focus, scrollY = null }) {
   if (current) current.controller.abort();
   const controller = new AbortController();
   ctx.signal = controller.signal;
-  current = { route: found?.route, params: ctx.params, view: null, controller };
+  current = { route: found?.route, scope, params: ctx.params, view: null, controller };
   markNav(found ? found.route.name : null);
-  if (!found) {
+  if (found && !(await knownScope(scope))) {
+    if (current.controller === controller) await noSuchSae(main, scope);
+  } else if (!found) {
     document.title = 'Not found · saed';
     fill(main, pageHeading('Page not found'),
       h('p', {}, 'Nothing lives at ', h('code', {}, url.pathname), '. Try the ',

@@ -1,0 +1,124 @@
+// What the browser tests share: the saed under test and its API, a headless
+// Chromium, pages that record every console error, uncaught exception and
+// error reply, and the checks and screenshots made of a page.
+//
+// Environment (tests/web/run.sh sets it):
+//   SAED_BASE         base URL of a running saed, e.g. http://127.0.0.1:8080 (required)
+//   SAED_API_KEY      the API key, when saed has one
+//   SAED_SCREENSHOTS  a folder: write a PNG of each page at both widths there
+//   CHROMIUM_PATH     the browser (default /usr/bin/chromium)
+
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+export const BASE = (process.env.SAED_BASE || '').replace(/\/$/, '');
+export const KEY = process.env.SAED_API_KEY || '';
+export const SHOTS = process.env.SAED_SCREENSHOTS || '';
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+if (!BASE) throw new Error('set SAED_BASE to the base URL of a running saed (see tests/web/run.sh)');
+
+export const VIEWPORTS = [
+  { name: '1280', width: 1280, height: 800 },
+  { name: '390', width: 390, height: 844 },
+];
+const TIMEOUT = 30000;
+
+export async function apiFetch(path, init = {}) {
+  const headers = { Accept: 'application/json', ...(init.headers || {}) };
+  if (KEY) headers.Authorization = `Bearer ${KEY}`;
+  const res = await fetch(BASE + path, { ...init, headers });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${init.method || 'GET'} ${path}: HTTP ${res.status}: ${text.slice(0, 300)}`);
+  return JSON.parse(text);
+}
+export const apiGet = (path) => apiFetch(path);
+export const apiPost = (path, body) => apiFetch(path, {
+  method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' },
+});
+
+// The decoder direction from a /vector reply (a bare array or wrapped in an object).
+export function vectorOf(reply) {
+  if (Array.isArray(reply)) return reply;
+  for (const k of ['vector', 'values', 'decoder', 'direction', 'data']) if (Array.isArray(reply?.[k])) return reply[k];
+  throw new Error(`no array in the /vector reply: ${JSON.stringify(reply).slice(0, 200)}`);
+}
+
+// Headless Chromium as every test file launches it.
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+  });
+}
+
+const problems = new WeakMap(); // page -> console errors, page errors, failed requests
+const requests = new WeakMap(); // page -> the paths (with query) of its /v1/ requests, in order
+
+// A page in a fresh context at `vp`, with the API key (when there is one)
+// already in sessionStorage, and its console errors, failed requests and API
+// requests kept.
+export async function openPage(browser, vp, { withKey = true, colorScheme = 'light' } = {}) {
+  const context = await browser.newContext({ viewport: { width: vp.width, height: vp.height }, colorScheme });
+  if (KEY && withKey) await context.addInitScript((k) => sessionStorage.setItem('saed.apiKey', k), KEY);
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  const seen = [];
+  problems.set(page, seen);
+  // Error replies are kept with their URL below; Chromium's console line for them names none.
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/^Failed to load resource: the server responded/.test(m.text())) seen.push(`console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => seen.push(`page error: ${e.message}`));
+  page.on('requestfailed', (r) => seen.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on('response', (r) => { if (r.status() >= 400) seen.push(`HTTP ${r.status()} ${r.url()}`); });
+  const asked = [];
+  requests.set(page, asked);
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.pathname.startsWith('/v1/')) asked.push(u.pathname + u.search);
+  });
+  return page;
+}
+
+// The API requests a page made so far (paths with their query); `clear`
+// forgets them, to look at what comes next.
+export function apiRequests(page, { clear = false } = {}) {
+  const asked = requests.get(page);
+  const out = asked.slice();
+  if (clear) asked.length = 0;
+  return out;
+}
+
+// Fails on console errors, uncaught exceptions or error replies (except `allow`).
+export function assertClean(page, allow = []) {
+  const bad = problems.get(page).filter((p) => !allow.some((re) => re.test(p)));
+  assert.deepEqual(bad, [], 'the page logged errors or got error replies');
+}
+
+export async function closePage(page) {
+  await page.context().close();
+}
+
+// Waits until a page has drawn its content, failing at once on an error box.
+export async function settled(page, selector) {
+  const which = await page.waitForSelector(`${selector}, .state-error`, { state: 'attached' });
+  if (await which.evaluate((el) => el.classList.contains('state-error'))) {
+    assert.fail(`the page shows an error: ${await which.innerText()}`);
+  }
+  await page.waitForLoadState('networkidle');
+}
+
+export async function noSideways(page, vp) {
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(wide <= vp.width + 1, `the page scrolls sideways at ${vp.width}px (content is ${wide}px wide)`);
+}
+
+export async function shoot(page, name, vp) {
+  if (!SHOTS) return;
+  const height = await page.evaluate(() => document.documentElement.scrollHeight);
+  await page.screenshot({
+    path: `${SHOTS}/${name}-${vp.name}.png`, fullPage: true,
+    clip: { x: 0, y: 0, width: vp.width, height: Math.min(height, 2600) },
+  });
+}
