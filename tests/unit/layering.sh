@@ -24,7 +24,7 @@ for f in "${core_files[@]}" "$src"/cli/*.[ch] "$src"/server/*.[ch]; do
   check '#include *[<"]sqlite3\.h|sqlite3_[a-z_]+\(' "$f"
 done
 # Which folders each core folder may include from.
-declare -A may=([io]='io' [sae]='io|sae' [train]='io|sae|train' [index]='io|sae|index')
+declare -A may=([io]='io' [sae]='io|sae' [train]='io|sae|train' [index]='io|sae|index' [lm]='io|sae|lm')
 for dir in "${!may[@]}"; do
   for f in "$src"/core/"$dir"/*.[ch]; do
     [ -e "$f" ] || continue
