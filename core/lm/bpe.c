@@ -293,6 +293,7 @@ static void bpe_word(const sae_bpe *t, struct scratch *w, const uint8_t *s, size
         struct sym *b = &w->syms[a->next];
         a->id = sae_bpe_merge_find(t, c.left, c.right)->id;
         a->next = b->next;
+        b->id = -1; /* dead: no candidate starting here is valid any more */
         if (b->next >= 0)
             w->syms[b->next].prev = (int32_t)c.pos;
         consider(t, w, a->prev, current);

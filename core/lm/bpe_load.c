@@ -611,7 +611,18 @@ int sae_bpe_load_files(sae_bpe **out, const char *vocab_json, const char *merges
     if ((rc = load_vocab(L, root, err)) || (rc = index_tokens(L, err)))
         goto out;
     L->name = merges_txt;
-    if ((rc = load_merges_txt(L, mtext, mlen, err)) || (rc = finish(t, err)))
+    if ((rc = load_merges_txt(L, mtext, mlen, err)))
+        goto out;
+    /* This pair of files has no added_tokens: GPT-2's <|endoftext|> is its one. */
+    int32_t eot = sae_bpe_find(t, "<|endoftext|>", 13);
+    if (eot >= 0) {
+        if (!(t->added = malloc(sizeof *t->added))) {
+            rc = sae_error_set(err, SAE_ENOMEM, "%s: out of memory", vocab_json);
+            goto out;
+        }
+        t->added[t->n_added++] = eot;
+    }
+    if ((rc = finish(t, err)))
         goto out;
     *out = t;
     t = NULL;
