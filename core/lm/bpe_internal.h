@@ -21,8 +21,9 @@ struct bpe_merge {
 /* The whole tokenizer. Owns every array. */
 struct sae_bpe {
     size_t n_ids;               /* one more than the largest id */
-    uint32_t *tok_off;          /* (n_ids) where each token's bytes start in bytes */
-    uint32_t *tok_len;          /* (n_ids) their length; BPE_NO_TOKEN: no token has this id */
+    size_t ids_cap;             /* room in tok_off and tok_len, >= n_ids */
+    uint32_t *tok_off;          /* (ids_cap) where each token's bytes start in bytes */
+    uint32_t *tok_len;          /* (ids_cap) their length; BPE_NO_TOKEN: no token has this id */
     char *bytes;                /* every token's bytes, back to back */
     size_t bytes_len, bytes_cap;
     int32_t *by_bytes;          /* (by_bytes_cap, a power of 2) open-addressed: bytes -> id, -1 empty */

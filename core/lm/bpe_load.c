@@ -158,8 +158,8 @@ static int add_token(struct loader *L, long long id, const uint8_t *bytes, size_
     if (id < 0 || id >= SAE_BPE_MAX_IDS)
         return sae_error_set(err, SAE_ERANGE, "%s: %s: id %lld is not in [0, %d)", L->name, what,
                              id, SAE_BPE_MAX_IDS);
-    if ((size_t)id >= t->n_ids) {
-        size_t cap = t->n_ids ? t->n_ids : 256;
+    if ((size_t)id >= t->ids_cap) {
+        size_t cap = t->ids_cap ? t->ids_cap : 256;
         while (cap <= (size_t)id)
             cap *= 2;
         uint32_t *off = realloc(t->tok_off, cap * sizeof *off);
@@ -170,10 +170,12 @@ static int add_token(struct loader *L, long long id, const uint8_t *bytes, size_
         if (!len)
             goto oom;
         t->tok_len = len;
-        for (size_t i = t->n_ids; i < cap; i++)
+        for (size_t i = t->ids_cap; i < cap; i++)
             t->tok_len[i] = BPE_NO_TOKEN;
-        t->n_ids = cap;
+        t->ids_cap = cap;
     }
+    if ((size_t)id >= t->n_ids)
+        t->n_ids = (size_t)id + 1;
     if (t->tok_len[id] != BPE_NO_TOKEN) {
         if (t->tok_len[id] == n && memcmp(t->bytes + t->tok_off[id], bytes, n) == 0)
             return 0;
