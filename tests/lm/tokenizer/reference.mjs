@@ -2,6 +2,8 @@
 // implementation, for core/lm/bpe's comparison test (run.sh).
 //
 //   node reference.mjs OUT_DIR
+//   node reference.mjs --small N OUT_DIR    only tokenizer.json, with GPT-2's first N merges
+//                                           (tests/fuzz/bpe/tokenizer.json has N = 1000)
 //
 // writes into OUT_DIR:
 //   tokenizer.json, vocab.json, merges.txt   GPT-2's vocabulary (r50k_base, 50257 ids) in
@@ -27,9 +29,11 @@ import ranks from 'gpt-tokenizer/esm/bpeRanks/r50k_base';
 import { BytePairEncodingCore } from 'gpt-tokenizer/esm/BytePairEncodingCore';
 import gpt2 from 'gpt-tokenizer/esm/encoding/r50k_base';
 
-const out = process.argv[2];
-if (!out) {
-  console.error('usage: node reference.mjs OUT_DIR');
+const args = process.argv.slice(2);
+const small = args[0] === '--small' ? Number(args[1]) : 0;
+const out = small ? args[2] : args[0];
+if (!out || (args[0] === '--small' && !(small > 0))) {
+  console.error('usage: node reference.mjs [--small N] OUT_DIR');
   process.exit(2);
 }
 const here = dirname(fileURLToPath(import.meta.url));
@@ -78,12 +82,15 @@ function mergeOf(r) {
 const merges = [];
 for (let r = 256; r < tokens.length; r++) merges.push(mergeOf(r).map(show).join(' '));
 
+if (small) merges.length = small;
 const vocab = {};
-tokens.forEach((b, r) => { vocab[show(b)] = r; });
+tokens.slice(0, small ? 256 + small : tokens.length).forEach((b, r) => { vocab[show(b)] = r; });
 vocab[EOT] = EOT_ID;
 mkdirSync(join(out, 'docs'), { recursive: true });
-writeFileSync(join(out, 'vocab.json'), JSON.stringify(vocab));
-writeFileSync(join(out, 'merges.txt'), '#version: 0.2\n' + merges.join('\n') + '\n');
+if (!small) {
+  writeFileSync(join(out, 'vocab.json'), JSON.stringify(vocab));
+  writeFileSync(join(out, 'merges.txt'), '#version: 0.2\n' + merges.join('\n') + '\n');
+}
 writeFileSync(join(out, 'tokenizer.json'), JSON.stringify({
   version: '1.0',
   truncation: null,
@@ -98,6 +105,7 @@ writeFileSync(join(out, 'tokenizer.json'), JSON.stringify({
     end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, vocab,
     merges: merges.map((m, i) => (i % 2 ? m.split(' ') : m)) }, // both forms HF writes
 }));
+if (small) process.exit(0);
 
 // ---- the corpus --------------------------------------------------------------------------
 const docs = []; // [mode, what, text]
