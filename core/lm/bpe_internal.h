@@ -6,8 +6,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lm/bpe.h"
-
 #define BPE_NO_TOKEN UINT32_MAX
 
 /* One merge: the pair of ids (left << 32 | right) -> its rank and the id of
@@ -18,7 +16,7 @@ struct bpe_merge {
     int32_t id;
 };
 
-/* The whole tokenizer. Owns every array. */
+/* The whole tokenizer (bpe.h's sae_bpe). Owns every array. */
 struct sae_bpe {
     size_t n_ids;               /* one more than the largest id */
     size_t ids_cap;             /* room in tok_off and tok_len, >= n_ids */
@@ -38,7 +36,7 @@ struct sae_bpe {
 };
 
 /* The merge of the pair (left, right), or NULL when the pair has no rank. */
-const struct bpe_merge *sae_bpe_merge_find(const sae_bpe *t, int32_t left, int32_t right);
+const struct bpe_merge *sae_bpe_merge_find(const struct sae_bpe *t, int32_t left, int32_t right);
 
 /* Fills b2u with GPT-2's byte-to-unicode map (bytes_to_unicode() in
  * openai/gpt-2's encoder.py): each byte's code point in vocabulary strings. */
