@@ -3,11 +3,13 @@
 #include "fuzz_common.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/safetensors.h"
 #include "sae/encode.h"
 
 static char *scratch;
@@ -148,4 +150,42 @@ const sae_model *fuzz_model(size_t i)
         abort();
     }
     return models[i];
+}
+
+/* See fuzz_common.h. */
+void fuzz_check_st_file(const sae_st_file *f, const uint8_t *buf, size_t size)
+{
+    volatile uint8_t sink = 0;
+    for (size_t i = 0; i < f->n_tensors; i++) {
+        const sae_st_tensor *t = &f->tensors[i];
+        FUZZ_ASSERT(t->ndim >= 0 && t->ndim <= SAE_ST_MAX_DIMS, "ndim %d", t->ndim);
+        size_t n = 1;
+        for (int d = 0; d < t->ndim; d++)
+            n *= (size_t)t->shape[d];
+        FUZZ_ASSERT(n == t->n_elems, "%s: n_elems %zu, shape gives %zu", t->name, t->n_elems, n);
+        FUZZ_ASSERT(t->nbytes == t->n_elems * sae_dtype_size(t->dtype), "%s: nbytes %zu",
+                    t->name, t->nbytes);
+        /* Outside the buffer, bytes are owned by this tensor or by another of
+         * the same storage (torch); ASan checks the reads below either way. */
+        const uint8_t *p = t->data;
+        bool any_owned = false;
+        for (size_t j = 0; j < f->n_tensors; j++)
+            any_owned |= f->tensors[j].owned != NULL;
+        FUZZ_ASSERT(t->nbytes == 0 || any_owned || (p >= buf && p + t->nbytes <= buf + size),
+                    "%s: borrowed data outside the buffer", t->name);
+        for (size_t k = 0; k < t->nbytes; k++)
+            sink ^= p[k];
+        FUZZ_ASSERT(sae_st_find(f, t->name) != NULL, "%s: not found by name", t->name);
+        if (sae_dtype_is_float(t->dtype)) {
+            const float *x;
+            float *owned = NULL;
+            sae_error e2 = {0};
+            int r2 = sae_st_tensor_f32(f, t, &x, &owned, &e2);
+            FUZZ_CHECK_ERR(r2, e2);
+            free(owned);
+        }
+    }
+    for (size_t i = 0; i < f->n_meta; i++)
+        FUZZ_ASSERT(sae_st_meta_get(f, f->meta[i].key) != NULL, "meta %s lost", f->meta[i].key);
+    (void)sink;
 }

@@ -54,6 +54,14 @@ const sae_model *fuzz_model(size_t i);
 /* The fixture options model i was written with. */
 void fuzz_model_opts(size_t i, sae_fixture_opts *o);
 
+struct sae_st_file;
+/* The contract of a reader that filled a sae_st_file from buf[0..size)
+ * (npz, torch): every tensor's n_elems and nbytes agree with its shape and
+ * dtype, its bytes lie in buf or in an owned buffer (all read, so that ASan
+ * sees), every name and metadata key is found again, and float tensors
+ * convert. Aborts on a broken invariant. */
+void fuzz_check_st_file(const struct sae_st_file *f, const uint8_t *buf, size_t size);
+
 /* A failed parse must say why. */
 #define FUZZ_CHECK_ERR(rc, err)                                                                    \
     FUZZ_ASSERT((rc) == 0 || (err).msg[0] != '\0', "error %d without a message", (rc))

@@ -8,8 +8,10 @@
 # safetensors, npy, cfg and binary_body seeds. The index seed is a real index
 # built by `sae index` from a fixture model (d_in 8, d_sae 16), 12 short
 # documents and two explanations: small enough for the fuzzer to mutate.
-# The text seeds (JSON bodies, JSON Lines) are written by hand and are not
-# touched here. Output is deterministic (fixed seeds).
+# The npz and torchpt seeds are the reader fixtures (tests/fixture/readers/,
+# written by numpy and torch through gen.py there), copied. The text seeds
+# (JSON bodies, JSON Lines) are written by hand and are not touched here.
+# Output is deterministic (fixed seeds).
 set -euo pipefail
 [[ $# -eq 3 ]] || { echo "usage: gen_corpus.sh GEN_CORPUS SAE MKFIXTURE" >&2; exit 2; }
 gen=$(realpath "$1"); sae=$(realpath "$2"); mkfixture=$(realpath "$3")
@@ -41,4 +43,8 @@ mkdir -p corpus/index
   --explanations "$tmp/expl.jsonl" --out corpus/index/small_index.db --top 3 --quantiles 2 \
   --per-quantile 2 --context 2 --neighbours 2 --quiet
 mv corpus/index/small_index.db corpus/index/small_index  # *.db is git-ignored
+rm -rf corpus/npz corpus/torchpt
+mkdir -p corpus/npz corpus/torchpt
+cp ../fixture/readers/*.npz corpus/npz/
+cp ../fixture/readers/*.pt corpus/torchpt/
 echo "gen_corpus: wrote $(find corpus -type f | wc -l) seeds" >&2
