@@ -47,4 +47,27 @@ rm -rf corpus/npz corpus/torchpt
 mkdir -p corpus/npz corpus/torchpt
 cp ../fixture/readers/*.npz corpus/npz/
 cp ../fixture/readers/*.pt corpus/torchpt/
+# The members the targets wrap in a zip themselves (fuzz_npz.c,
+# fuzz_torchpt.c): each .npy of the npz fixtures, each data.pkl of the .pt.
+python3 - <<'PY'
+import glob, os, zipfile
+for kind, pattern, want in (("npz", "*.npz", ".npy"), ("torchpt", "*.pt", "/data.pkl")):
+    for path in sorted(glob.glob("../fixture/readers/" + pattern)):
+        try:
+            z = zipfile.ZipFile(path)
+        except zipfile.BadZipFile:
+            continue
+        with z:
+            for info in z.infolist():
+                if not info.filename.endswith(want):
+                    continue
+                try:
+                    data = z.read(info)
+                except Exception:  # the CRC and size fixtures
+                    continue
+                base = os.path.basename(path).rsplit(".", 1)[0]
+                member = info.filename.replace("/", "_")
+                with open("corpus/%s/%s.%s" % (kind, base, member), "wb") as f:
+                    f.write(data)
+PY
 echo "gen_corpus: wrote $(find corpus -type f | wc -l) seeds" >&2
