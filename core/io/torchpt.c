@@ -32,6 +32,7 @@ typedef struct pt_read {
     void **storage_owned;         /* the copy to hand to the first tensor using it */
     sae_st_file *f;
     size_t meta_cap;
+    size_t visits;                /* values walked for metadata, capped */
     sae_error *err;
 } pt_read;
 
@@ -164,6 +165,12 @@ static json_t *to_json(pt_read *r, const char *key, const sae_pk_value *v, int d
                       key, SAE_PT_MAX_DEPTH);
         return NULL;
     }
+    if (++r->visits > SAE_PT_MAX_VALUES) {
+        sae_error_set(r->err, SAE_EINVAL, "%s: the plain values hold more than %d values in all "
+                      "(counting shared ones once per use): not a state_dict's metadata",
+                      r->name, SAE_PT_MAX_VALUES);
+        return NULL;
+    }
     json_t *j = NULL;
     switch (v->kind) {
     case SAE_PK_NONE:
@@ -252,6 +259,11 @@ static int add_meta(pt_read *r, char *key, char *value)
 static int flatten(pt_read *r, const char *key, const sae_pk_value *v, int depth)
 {
     if (v->kind == SAE_PK_DICT && v->u.dict.n > 0) {
+        if (++r->visits > SAE_PT_MAX_VALUES)
+            return sae_error_set(r->err, SAE_EINVAL, "%s: the plain values hold more than %d "
+                                 "values in all (counting shared ones once per use): not a "
+                                 "state_dict's metadata",
+                                 r->name, SAE_PT_MAX_VALUES);
         if (depth > SAE_PT_MAX_DEPTH)
             return sae_error_set(r->err, SAE_EINVAL, "%s: \"%.200s\" is nested more than %d deep",
                                  r->name, key, SAE_PT_MAX_DEPTH);

@@ -247,6 +247,7 @@ START_TEST(test_refusals)
         {"pk_no_prefix.pt", "member \"data.pkl\" is not in a folder"},
         {"pk_bigendian.pt", "the byteorder record is not \"little\""},
         {"pk_cycle.pt", "\"l\" is nested more than 32 deep"},
+        {"pk_shared.pt", "the plain values hold more than 100000 values"},
         {"pk_storage_twice.pt", "storage \"0\" declared again as F16 x 4 (first F32 x 4)"},
         {"gemma_stored.npz", "member \"W_enc.npy\" is not in a folder"},
         {"gen.py", "not a zip archive"},
