@@ -50,6 +50,55 @@ static inline uint8_t *reader_slurp(const char *name, size_t *len)
     return b;
 }
 
+/* Tensor `name` of f: dtype and shape checked, then its elements from
+ * `first` on compared with reader_value(first + i, seed) (floats, through
+ * sae_st_tensor_f32, which must use F32 in place exactly when it is
+ * aligned) or reader_ivalue (integers, read raw). */
+static inline const sae_st_tensor *reader_check_tensor(const sae_st_file *f, const char *name,
+                                                       sae_dtype dt, int ndim,
+                                                       const uint64_t *shape, int seed,
+                                                       size_t first)
+{
+    const sae_st_tensor *t = sae_st_find(f, name);
+    ck_assert_msg(t != NULL, "%s: no tensor %s", f->path, name);
+    ck_assert_int_eq(t->dtype, dt);
+    ck_assert_int_eq(t->ndim, ndim);
+    size_t n = 1;
+    for (int d = 0; d < ndim; d++) {
+        ck_assert_uint_eq(t->shape[d], shape[d]);
+        n *= (size_t)shape[d];
+    }
+    ck_assert_uint_eq(t->n_elems, n);
+    ck_assert_uint_eq(t->nbytes, n * sae_dtype_size(dt));
+    if (dt == SAE_DT_I64 || dt == SAE_DT_I32) {
+        for (size_t i = 0; i < n; i++) {
+            long v;
+            if (dt == SAE_DT_I64) {
+                int64_t x;
+                memcpy(&x, (const uint8_t *)t->data + 8 * i, 8);
+                v = (long)x;
+            } else {
+                int32_t x;
+                memcpy(&x, (const uint8_t *)t->data + 4 * i, 4);
+                v = x;
+            }
+            ck_assert_int_eq(v, reader_ivalue(first + i, seed));
+        }
+        return t;
+    }
+    const float *x;
+    float *owned = NULL;
+    sae_error err = {0};
+    ck_assert_msg(sae_st_tensor_f32(f, t, &x, &owned, &err) == 0, "%s", err.msg);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(x[i] == (float)reader_value(first + i, seed), "%s[%zu] = %g, expected %g",
+                      name, i, (double)x[i], reader_value(first + i, seed));
+    if (dt == SAE_DT_F32)
+        ck_assert((owned == NULL) == ((uintptr_t)t->data % _Alignof(float) == 0));
+    free(owned);
+    return t;
+}
+
 /* Opens a fixture with open, which must succeed and name the format. */
 static inline sae_st_file *reader_open_ok(int (*open)(const char *, sae_st_file **, sae_error *),
                                           const char *name, const char *format)

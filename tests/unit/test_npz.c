@@ -18,34 +18,6 @@
 #include "readers.h"
 #include "unit.h"
 
-/* Checks tensor t: name, dtype, shape and every value against seed. */
-static void check_tensor(const sae_st_file *f, const char *name, sae_dtype dt, int ndim,
-                         const uint64_t *shape, int seed)
-{
-    const sae_st_tensor *t = sae_st_find(f, name);
-    ck_assert_msg(t != NULL, "%s: no tensor %s", f->path, name);
-    ck_assert_int_eq(t->dtype, dt);
-    ck_assert_int_eq(t->ndim, ndim);
-    size_t n = 1;
-    for (int d = 0; d < ndim; d++) {
-        ck_assert_uint_eq(t->shape[d], shape[d]);
-        n *= (size_t)shape[d];
-    }
-    ck_assert_uint_eq(t->n_elems, n);
-    ck_assert_uint_eq(t->nbytes, n * sae_dtype_size(dt));
-    const float *x;
-    float *owned = NULL;
-    sae_error err = {0};
-    ck_assert_msg(sae_st_tensor_f32(f, t, &x, &owned, &err) == 0, "%s", err.msg);
-    for (size_t i = 0; i < n; i++)
-        ck_assert_msg(x[i] == (float)reader_value(i, seed), "%s[%zu] = %g, expected %g", name, i,
-                      (double)x[i], reader_value(i, seed));
-    /* F32 in place exactly when aligned; a copy otherwise. */
-    if (dt == SAE_DT_F32)
-        ck_assert((owned == NULL) == ((uintptr_t)t->data % _Alignof(float) == 0));
-    free(owned);
-}
-
 /* The five Gemma Scope arrays of gen.py's gemma_arrays(), in that order. */
 static void check_gemma(const sae_st_file *f, int stored)
 {
@@ -53,11 +25,11 @@ static void check_gemma(const sae_st_file *f, int stored)
     ck_assert_uint_eq(f->n_tensors, 5);
     for (size_t i = 0; i < 5; i++)
         ck_assert_str_eq(f->tensors[i].name, names[i]);
-    check_tensor(f, "W_enc", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 1);
-    check_tensor(f, "W_dec", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 2);
-    check_tensor(f, "threshold", SAE_DT_F32, 1, (uint64_t[]){16}, 3);
-    check_tensor(f, "b_enc", SAE_DT_F32, 1, (uint64_t[]){16}, 4);
-    check_tensor(f, "b_dec", SAE_DT_F32, 1, (uint64_t[]){8}, 5);
+    reader_check_tensor(f, "W_enc", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 1, 0);
+    reader_check_tensor(f, "W_dec", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 2, 0);
+    reader_check_tensor(f, "threshold", SAE_DT_F32, 1, (uint64_t[]){16}, 3, 0);
+    reader_check_tensor(f, "b_enc", SAE_DT_F32, 1, (uint64_t[]){16}, 4, 0);
+    reader_check_tensor(f, "b_dec", SAE_DT_F32, 1, (uint64_t[]){8}, 5, 0);
     size_t unaligned = 0;
     for (size_t i = 0; i < f->n_tensors; i++) {
         const sae_st_tensor *t = &f->tensors[i];
@@ -106,11 +78,11 @@ START_TEST(test_mixed)
     for (int k = 0; k < 2; k++) {
         sae_st_file *f = reader_open_ok(sae_npz_open, files[k], "npz");
         ck_assert_uint_eq(f->n_tensors, 5);
-        check_tensor(f, "half", SAE_DT_F16, 2, (uint64_t[]){4, 3}, 6);
-        check_tensor(f, "double", SAE_DT_F64, 1, (uint64_t[]){5}, 7);
-        check_tensor(f, "cube", SAE_DT_F32, 3, (uint64_t[]){2, 3, 4}, 8);
-        check_tensor(f, "scalar", SAE_DT_F32, 0, NULL, 9);
-        check_tensor(f, "empty", SAE_DT_F32, 2, (uint64_t[]){0, 4}, 10);
+        reader_check_tensor(f, "half", SAE_DT_F16, 2, (uint64_t[]){4, 3}, 6, 0);
+        reader_check_tensor(f, "double", SAE_DT_F64, 1, (uint64_t[]){5}, 7, 0);
+        reader_check_tensor(f, "cube", SAE_DT_F32, 3, (uint64_t[]){2, 3, 4}, 8, 0);
+        reader_check_tensor(f, "scalar", SAE_DT_F32, 0, NULL, 9, 0);
+        reader_check_tensor(f, "empty", SAE_DT_F32, 2, (uint64_t[]){0, 4}, 10, 0);
         sae_st_free(f);
     }
 }

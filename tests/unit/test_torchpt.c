@@ -17,50 +17,6 @@
 #include "readers.h"
 #include "unit.h"
 
-/* Tensor `name` of f: dtype and shape checked, then its elements from
- * `first` on compared with reader_value(first + i, seed) (floats, through
- * sae_st_tensor_f32) or ivalue (integers, read raw). */
-static const sae_st_tensor *check_tensor(const sae_st_file *f, const char *name, sae_dtype dt,
-                                         int ndim, const uint64_t *shape, int seed, size_t first)
-{
-    const sae_st_tensor *t = sae_st_find(f, name);
-    ck_assert_msg(t != NULL, "%s: no tensor %s", f->path, name);
-    ck_assert_int_eq(t->dtype, dt);
-    ck_assert_int_eq(t->ndim, ndim);
-    size_t n = 1;
-    for (int d = 0; d < ndim; d++) {
-        ck_assert_uint_eq(t->shape[d], shape[d]);
-        n *= (size_t)shape[d];
-    }
-    ck_assert_uint_eq(t->n_elems, n);
-    ck_assert_uint_eq(t->nbytes, n * sae_dtype_size(dt));
-    if (dt == SAE_DT_I64 || dt == SAE_DT_I32) {
-        for (size_t i = 0; i < n; i++) {
-            long v;
-            if (dt == SAE_DT_I64) {
-                int64_t x;
-                memcpy(&x, (const uint8_t *)t->data + 8 * i, 8);
-                v = (long)x;
-            } else {
-                int32_t x;
-                memcpy(&x, (const uint8_t *)t->data + 4 * i, 4);
-                v = x;
-            }
-            ck_assert_int_eq(v, reader_ivalue(first + i, seed));
-        }
-        return t;
-    }
-    const float *x;
-    float *owned = NULL;
-    sae_error err = {0};
-    ck_assert_msg(sae_st_tensor_f32(f, t, &x, &owned, &err) == 0, "%s", err.msg);
-    for (size_t i = 0; i < n; i++)
-        ck_assert_msg(x[i] == (float)reader_value(first + i, seed), "%s[%zu] = %g, expected %g",
-                      name, i, (double)x[i], reader_value(first + i, seed));
-    free(owned);
-    return t;
-}
-
 /* True when t's bytes lie in f's mapping (used in place). */
 static int in_place(const sae_st_file *f, const sae_st_tensor *t)
 {
@@ -82,7 +38,7 @@ START_TEST(test_topk_state_dict)
         ck_assert(in_place(f, &f->tensors[i]));
         ck_assert_uint_eq((uintptr_t)f->tensors[i].data % 64, 0);
     }
-    check_tensor(f, "b_dec", SAE_DT_F32, 1, (uint64_t[]){8}, 1, 0);
+    reader_check_tensor(f, "b_dec", SAE_DT_F32, 1, (uint64_t[]){8}, 1, 0);
     const sae_st_tensor *k = sae_st_find(f, "k");
     ck_assert_int_eq(k->dtype, SAE_DT_I32);
     ck_assert_int_eq(k->ndim, 0);
@@ -95,9 +51,9 @@ START_TEST(test_topk_state_dict)
     float thv;
     memcpy(&thv, th->data, 4);
     ck_assert(thv == 0.25f);
-    check_tensor(f, "decoder.weight", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 2, 0);
-    check_tensor(f, "encoder.weight", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 3, 0);
-    check_tensor(f, "encoder.bias", SAE_DT_F32, 1, (uint64_t[]){16}, 4, 0);
+    reader_check_tensor(f, "decoder.weight", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 2, 0);
+    reader_check_tensor(f, "encoder.weight", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 3, 0);
+    reader_check_tensor(f, "encoder.bias", SAE_DT_F32, 1, (uint64_t[]){16}, 4, 0);
     sae_st_free(f);
 }
 END_TEST
@@ -107,10 +63,10 @@ START_TEST(test_plain_dict)
     sae_st_file *f = reader_open_ok(sae_pt_open, "plain_dict.pt", "torch");
     ck_assert_uint_eq(f->n_tensors, 4);
     ck_assert_str_eq(f->tensors[0].name, "W_enc");
-    check_tensor(f, "W_enc", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 1, 0);
-    check_tensor(f, "b_enc", SAE_DT_F32, 1, (uint64_t[]){16}, 2, 0);
-    check_tensor(f, "W_dec", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 3, 0);
-    check_tensor(f, "b_dec", SAE_DT_F32, 1, (uint64_t[]){8}, 4, 0);
+    reader_check_tensor(f, "W_enc", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 1, 0);
+    reader_check_tensor(f, "b_enc", SAE_DT_F32, 1, (uint64_t[]){16}, 2, 0);
+    reader_check_tensor(f, "W_dec", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 3, 0);
+    reader_check_tensor(f, "b_dec", SAE_DT_F32, 1, (uint64_t[]){8}, 4, 0);
     sae_st_free(f);
 }
 END_TEST
@@ -120,11 +76,11 @@ END_TEST
 START_TEST(test_dtypes)
 {
     sae_st_file *f = reader_open_ok(sae_pt_open, "dtypes.pt", "torch");
-    check_tensor(f, "bf16", SAE_DT_BF16, 2, (uint64_t[]){4, 8}, 5, 0);
-    check_tensor(f, "f16", SAE_DT_F16, 1, (uint64_t[]){8}, 6, 0);
-    check_tensor(f, "f64", SAE_DT_F64, 1, (uint64_t[]){3}, 7, 0);
-    const sae_st_tensor *i64 = check_tensor(f, "i64", SAE_DT_I64, 1, (uint64_t[]){5}, 8, 0);
-    check_tensor(f, "i32", SAE_DT_I32, 1, (uint64_t[]){6}, 9, 0);
+    reader_check_tensor(f, "bf16", SAE_DT_BF16, 2, (uint64_t[]){4, 8}, 5, 0);
+    reader_check_tensor(f, "f16", SAE_DT_F16, 1, (uint64_t[]){8}, 6, 0);
+    reader_check_tensor(f, "f64", SAE_DT_F64, 1, (uint64_t[]){3}, 7, 0);
+    const sae_st_tensor *i64 = reader_check_tensor(f, "i64", SAE_DT_I64, 1, (uint64_t[]){5}, 8, 0);
+    reader_check_tensor(f, "i32", SAE_DT_I32, 1, (uint64_t[]){6}, 9, 0);
     const float *x;
     float *owned = NULL;
     sae_error err = {0};
@@ -144,12 +100,12 @@ START_TEST(test_views)
         sae_st_file *f = reader_open_ok(sae_pt_open, files[k], "torch");
         ck_assert_uint_eq(f->n_tensors, 4);
         const sae_st_tensor *rows =
-            check_tensor(f, "rows", SAE_DT_F32, 2, (uint64_t[]){2, 4}, 10, 8);
+            reader_check_tensor(f, "rows", SAE_DT_F32, 2, (uint64_t[]){2, 4}, 10, 8);
         const sae_st_tensor *a =
-            check_tensor(f, "tied_a", SAE_DT_F32, 2, (uint64_t[]){6, 4}, 10, 0);
+            reader_check_tensor(f, "tied_a", SAE_DT_F32, 2, (uint64_t[]){6, 4}, 10, 0);
         const sae_st_tensor *b =
-            check_tensor(f, "tied_b", SAE_DT_F32, 2, (uint64_t[]){6, 4}, 10, 0);
-        check_tensor(f, "param", SAE_DT_F32, 1, (uint64_t[]){3}, 11, 0);
+            reader_check_tensor(f, "tied_b", SAE_DT_F32, 2, (uint64_t[]){6, 4}, 10, 0);
+        reader_check_tensor(f, "param", SAE_DT_F32, 1, (uint64_t[]){3}, 11, 0);
         ck_assert_ptr_eq(a->data, b->data);
         ck_assert_ptr_eq(rows->data, (const float *)a->data + 8);
         /* One storage, freed once: exactly one of its three tensors owns it. */
@@ -177,10 +133,10 @@ START_TEST(test_openai)
     ck_assert_uint_eq(f->n_tensors, 7);
     for (size_t i = 0; i < 7; i++)
         ck_assert_str_eq(f->tensors[i].name, order[i]);
-    check_tensor(f, "pre_bias", SAE_DT_F32, 1, (uint64_t[]){8}, 12, 0);
-    check_tensor(f, "stats_last_nonzero", SAE_DT_I64, 1, (uint64_t[]){16}, 14, 0);
-    check_tensor(f, "encoder.weight", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 17, 0);
-    check_tensor(f, "decoder.weight", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 18, 0);
+    reader_check_tensor(f, "pre_bias", SAE_DT_F32, 1, (uint64_t[]){8}, 12, 0);
+    reader_check_tensor(f, "stats_last_nonzero", SAE_DT_I64, 1, (uint64_t[]){16}, 14, 0);
+    reader_check_tensor(f, "encoder.weight", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 17, 0);
+    reader_check_tensor(f, "decoder.weight", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 18, 0);
     static const struct {
         const char *key, *json;
     } meta[] = {
