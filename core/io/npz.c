@@ -15,7 +15,8 @@ static int read_member(const char *name, sae_zip *z, const sae_zip_member *m, sa
 {
     size_t n = strlen(m->name);
     if (n <= 4 || strcmp(m->name + n - 4, ".npy") != 0)
-        return sae_error_set(err, SAE_EFORMAT, "%s: member \"%.200s\" is not an X.npy array: "
+        return sae_error_set(err, SAE_EFORMAT,
+                             "%s: member \"%.200s\" is not an X.npy array: "
                              "not an npz archive as np.savez writes",
                              name, m->name);
     if (!(t->name = strndup(m->name, n - 4)))
@@ -76,17 +77,5 @@ out:
 /* Maps the file, then reads it; the file owns the mapping on success. */
 int sae_npz_open(const char *path, sae_st_file **out, sae_error *err)
 {
-    const uint8_t *map;
-    size_t size;
-    int rc = sae_st_map(path, "npz", &map, &size, err);
-    if (rc)
-        return rc;
-    sae_st_file *f = NULL;
-    if ((rc = sae_npz_parse(path, map, size, &f, err))) {
-        sae_st_unmap(map, size);
-        return rc;
-    }
-    f->mapped = true;
-    *out = f;
-    return 0;
+    return sae_st_open_with(path, "npz", sae_npz_parse, out, err);
 }

@@ -817,6 +817,13 @@ int sae_pickle_load(const char *name, const uint8_t *buf, size_t len, sae_pickle
     /* Values take at most ~48 bytes per input byte (a 1-byte EMPTY_DICT is a
      * value; a 2-byte BINGET in a TUPLE costs a pointer), plus slack. */
     p->arena_cap = len > (SIZE_MAX - (1u << 20)) / 64 ? SIZE_MAX : len * 64 + (1u << 20);
+    /* Allocated up front: stack + from must never be NULL + 0 (a TUPLE or
+     * APPENDS above an empty stack; the fuzz finding of SECURITY.md). */
+    p->stack_cap = 64;
+    if (!(p->stack = malloc(p->stack_cap * sizeof *p->stack))) {
+        free(p);
+        return sae_error_set(err, SAE_ENOMEM, "%s: out of memory", name);
+    }
     bool stop = false;
     int rc = 0;
     while (!stop && !rc)

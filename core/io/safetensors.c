@@ -421,22 +421,29 @@ void sae_st_unmap(const uint8_t *base, size_t len)
     munmap((void *)base, len);
 }
 
-/* Maps the file, then validates it with sae_st_parse. */
-int sae_st_open(const char *path, sae_st_file **out, sae_error *err)
+/* Maps the file, then reads it; the file owns the mapping on success. */
+int sae_st_open_with(const char *path, const char *what, sae_st_parse_fn parse,
+                     sae_st_file **out, sae_error *err)
 {
     const uint8_t *map;
     size_t size;
-    int rc = sae_st_map(path, "safetensors", &map, &size, err);
+    int rc = sae_st_map(path, what, &map, &size, err);
     if (rc)
         return rc;
     sae_st_file *f = NULL;
-    if ((rc = sae_st_parse(path, map, size, &f, err))) {
+    if ((rc = parse(path, map, size, &f, err))) {
         sae_st_unmap(map, size);
         return rc;
     }
-    f->mapped = true; /* f owns the mapping now */
+    f->mapped = true;
     *out = f;
     return 0;
+}
+
+/* Maps the file, then validates it with sae_st_parse. */
+int sae_st_open(const char *path, sae_st_file **out, sae_error *err)
+{
+    return sae_st_open_with(path, "safetensors", sae_st_parse, out, err);
 }
 
 /* Frees names, metadata, owned tensor bytes and, when it is ours, the

@@ -70,6 +70,16 @@ int sae_st_map(const char *path, const char *what, const uint8_t **base, size_t 
                sae_error *err);
 void sae_st_unmap(const uint8_t *base, size_t len);
 
+/* A reader of a whole in-memory file into a sae_st_file (sae_st_parse,
+ * sae_npz_parse, sae_pt_parse). */
+typedef int (*sae_st_parse_fn)(const char *name, const uint8_t *buf, size_t len,
+                               sae_st_file **out, sae_error *err);
+
+/* Maps path (sae_st_map) and reads it with parse; on success *out owns the
+ * mapping, on failure it is unmapped. The open of every such reader. */
+int sae_st_open_with(const char *path, const char *what, sae_st_parse_fn parse,
+                     sae_st_file **out, sae_error *err);
+
 /* The tensor with this name, or NULL. */
 const sae_st_tensor *sae_st_find(const sae_st_file *f, const char *name);
 

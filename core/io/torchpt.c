@@ -27,11 +27,12 @@ typedef struct pt_read {
     const char *name;
     sae_zip *zip;
     sae_pickle *pk;
-    char *prefix;                       /* "<prefix>/" */
-    const uint8_t **storage_data;       /* per pickle storage: bytes once read, else NULL */
-    void **storage_owned;               /* the copy to hand to the first tensor using it */
+    char *prefix;                 /* "<prefix>/" */
+    const uint8_t **storage_data; /* per pickle storage: bytes once read, else NULL */
+    void **storage_owned;         /* the copy to hand to the first tensor using it */
     sae_st_file *f;
     size_t meta_cap;
+    size_t visits;                /* values walked for metadata, capped */
     sae_error *err;
 } pt_read;
 
@@ -73,11 +74,14 @@ static int check_archive(pt_read *r)
 {
     const char *name = r->name;
     if (sae_zip_count(r->zip) == 0)
-        return sae_error_set(r->err, SAE_EFORMAT, "%s: an empty zip archive, not a torch "
-                             "checkpoint", name);
+        return sae_error_set(r->err, SAE_EFORMAT,
+                             "%s: an empty zip archive, not a torch "
+                             "checkpoint",
+                             name);
     const char *first = sae_zip_member_at(r->zip, 0)->name, *slash = strchr(first, '/');
     if (!slash)
-        return sae_error_set(r->err, SAE_EFORMAT, "%s: not a torch checkpoint: member \"%.200s\" "
+        return sae_error_set(r->err, SAE_EFORMAT,
+                             "%s: not a torch checkpoint: member \"%.200s\" "
                              "is not in a folder (torch.save puts every record under one)",
                              name, first);
     if (!(r->prefix = strndup(first, (size_t)(slash - first) + 1)))
@@ -88,13 +92,15 @@ static int check_archive(pt_read *r)
         if ((strncmp(m, r->prefix, strlen(r->prefix)) == 0 &&
              strncmp(m + strlen(r->prefix), "code/", 5) == 0) ||
             (n >= 13 && strcmp(m + n - 13, "constants.pkl") == 0))
-            return sae_error_set(r->err, SAE_EINVAL, "%s: a TorchScript archive (torch.jit.save: "
+            return sae_error_set(r->err, SAE_EINVAL,
+                                 "%s: a TorchScript archive (torch.jit.save: "
                                  "it has %.200s), not a state_dict: save model.state_dict() "
                                  "with torch.save",
                                  name, m);
     }
     if (!find_member(r, "data.pkl"))
-        return sae_error_set(r->err, SAE_EFORMAT, "%s: no %sdata.pkl: a zip archive, but not a "
+        return sae_error_set(r->err, SAE_EFORMAT,
+                             "%s: no %sdata.pkl: a zip archive, but not a "
                              "torch checkpoint",
                              name, r->prefix);
     const sae_zip_member *bo = find_member(r, "byteorder");
@@ -107,7 +113,8 @@ static int check_archive(pt_read *r)
         bool little = bo->size == 6 && memcmp(d, "little", 6) == 0;
         free(owned);
         if (!little)
-            return sae_error_set(r->err, SAE_EINVAL, "%s: the byteorder record is not \"little\": "
+            return sae_error_set(r->err, SAE_EINVAL,
+                                 "%s: the byteorder record is not \"little\": "
                                  "a big-endian checkpoint is not supported",
                                  name);
     }
@@ -118,27 +125,31 @@ static int check_archive(pt_read *r)
 static int check_is_state_dict(pt_read *r, const sae_pk_value *root)
 {
     if (root->kind != SAE_PK_DICT)
-        return sae_error_set(r->err, SAE_EINVAL, "%s: the checkpoint holds %s, not a state_dict "
+        return sae_error_set(r->err, SAE_EINVAL,
+                             "%s: the checkpoint holds %s, not a state_dict "
                              "(a dict of tensors): save model.state_dict()",
                              r->name, sae_pk_kind_name(root->kind));
     bool step = false, optimizer = false;
     for (size_t i = 0; i < root->u.dict.n; i++) {
         const sae_pk_value *k = root->u.dict.keys[i], *v = root->u.dict.vals[i];
         if (k->kind != SAE_PK_STR)
-            return sae_error_set(r->err, SAE_EINVAL, "%s: a top-level key is %s, not a string: "
+            return sae_error_set(r->err, SAE_EINVAL,
+                                 "%s: a top-level key is %s, not a string: "
                                  "not a state_dict",
                                  r->name, sae_pk_kind_name(k->kind));
         const char *s = k->u.str.s;
         step |= strcmp(s, "step") == 0 && v->kind != SAE_PK_TENSOR;
         optimizer |= strcmp(s, "optimizer") == 0;
         if (strcmp(s, "sae") == 0 && v->kind == SAE_PK_DICT)
-            return sae_error_set(r->err, SAE_EINVAL, "%s: an lm-saes checkpoint ({\"sae\": "
+            return sae_error_set(r->err, SAE_EINVAL,
+                                 "%s: an lm-saes checkpoint ({\"sae\": "
                                  "state_dict, ...}), not a state_dict: save its \"sae\" entry "
                                  "alone, or use the release's safetensors files",
                                  r->name);
     }
     if (step || optimizer)
-        return sae_error_set(r->err, SAE_EINVAL, "%s: a trainer backup (it has \"%s\"), not a "
+        return sae_error_set(r->err, SAE_EINVAL,
+                             "%s: a trainer backup (it has \"%s\"), not a "
                              "state_dict: use the ae.pt saved at the end of training",
                              r->name, optimizer ? "optimizer" : "step");
     return 0;
@@ -152,6 +163,12 @@ static json_t *to_json(pt_read *r, const char *key, const sae_pk_value *v, int d
     if (depth > SAE_PT_MAX_DEPTH) {
         sae_error_set(r->err, SAE_EINVAL, "%s: \"%.200s\" is nested more than %d deep", r->name,
                       key, SAE_PT_MAX_DEPTH);
+        return NULL;
+    }
+    if (++r->visits > SAE_PT_MAX_VALUES) {
+        sae_error_set(r->err, SAE_EINVAL, "%s: the plain values hold more than %d values in all "
+                      "(counting shared ones once per use): not a state_dict's metadata",
+                      r->name, SAE_PT_MAX_VALUES);
         return NULL;
     }
     json_t *j = NULL;
@@ -207,7 +224,8 @@ static json_t *to_json(pt_read *r, const char *key, const sae_pk_value *v, int d
     case SAE_PK_GLOBAL:
     case SAE_PK_STORAGE:
     case SAE_PK_TENSOR:
-        sae_error_set(r->err, SAE_EINVAL, "%s: \"%.200s\" holds %s inside a nested value: not a "
+        sae_error_set(r->err, SAE_EINVAL,
+                      "%s: \"%.200s\" holds %s inside a nested value: not a "
                       "state_dict (tensors belong at the top level)",
                       r->name, key, sae_pk_kind_name(v->kind));
         return NULL;
@@ -241,13 +259,19 @@ static int add_meta(pt_read *r, char *key, char *value)
 static int flatten(pt_read *r, const char *key, const sae_pk_value *v, int depth)
 {
     if (v->kind == SAE_PK_DICT && v->u.dict.n > 0) {
+        if (++r->visits > SAE_PT_MAX_VALUES)
+            return sae_error_set(r->err, SAE_EINVAL, "%s: the plain values hold more than %d "
+                                 "values in all (counting shared ones once per use): not a "
+                                 "state_dict's metadata",
+                                 r->name, SAE_PT_MAX_VALUES);
         if (depth > SAE_PT_MAX_DEPTH)
             return sae_error_set(r->err, SAE_EINVAL, "%s: \"%.200s\" is nested more than %d deep",
                                  r->name, key, SAE_PT_MAX_DEPTH);
         for (size_t i = 0; i < v->u.dict.n; i++) {
             const sae_pk_value *k = v->u.dict.keys[i];
             if (k->kind != SAE_PK_STR)
-                return sae_error_set(r->err, SAE_EINVAL, "%s: \"%.200s\" holds a dict whose key "
+                return sae_error_set(r->err, SAE_EINVAL,
+                                     "%s: \"%.200s\" holds a dict whose key "
                                      "is %s",
                                      r->name, key, sae_pk_kind_name(k->kind));
             char *sub;
@@ -291,12 +315,14 @@ static int storage_bytes(pt_read *r, size_t i, const uint8_t **data)
                              r->name, st->key, r->prefix, rest);
     size_t bytes;
     if (st->numel > SIZE_MAX || sae_mul_size((size_t)st->numel, sae_dtype_size(st->dtype), &bytes))
-        return sae_error_set(r->err, SAE_EFORMAT, "%s: storage \"%.64s\": %llu elements of %s "
+        return sae_error_set(r->err, SAE_EFORMAT,
+                             "%s: storage \"%.64s\": %llu elements of %s "
                              "overflow",
                              r->name, st->key, (unsigned long long)st->numel,
                              sae_dtype_name(st->dtype));
     if (m->size != bytes)
-        return sae_error_set(r->err, SAE_EFORMAT, "%s: storage \"%.64s\" declares %llu x %s = "
+        return sae_error_set(r->err, SAE_EFORMAT,
+                             "%s: storage \"%.64s\" declares %llu x %s = "
                              "%zu bytes but its member holds %llu",
                              r->name, st->key, (unsigned long long)st->numel,
                              sae_dtype_name(st->dtype), bytes, (unsigned long long)m->size);
@@ -325,7 +351,7 @@ static int add_tensor(pt_read *r, const char *key, const sae_pk_tensor *pt)
     t->ndim = pt->ndim;
     memcpy(t->shape, pt->shape, sizeof pt->shape);
     t->n_elems = pt->n_elems;
-    t->nbytes = pt->n_elems * es;         /* <= the member's size: checked by the unpickler */
+    t->nbytes = pt->n_elems * es; /* <= the member's size: checked by the unpickler */
     t->data = data + pt->offset * es;
     t->owned = r->storage_owned[pt->storage]; /* the first tensor of a storage frees it */
     r->storage_owned[pt->storage] = NULL;
@@ -352,8 +378,8 @@ static int convert(pt_read *r, const sae_pk_value *root)
     qsort(keys, n, sizeof *keys, str_cmp);
     for (size_t i = 1; i < n; i++)
         if (strcmp(keys[i - 1], keys[i]) == 0) {
-            int rc = sae_error_set(r->err, SAE_EFORMAT, "%s: key \"%.200s\" appears twice",
-                                   r->name, keys[i]);
+            int rc = sae_error_set(r->err, SAE_EFORMAT, "%s: key \"%.200s\" appears twice", r->name,
+                                   keys[i]);
             free(keys);
             return rc;
         }
@@ -368,8 +394,8 @@ static int convert(pt_read *r, const sae_pk_value *root)
     for (size_t i = 0; i < n; i++) {
         const char *key = root->u.dict.keys[i]->u.str.s;
         const sae_pk_value *v = root->u.dict.vals[i];
-        int rc = v->kind == SAE_PK_TENSOR ? add_tensor(r, key, &v->u.tensor)
-                                          : flatten(r, key, v, 1);
+        int rc =
+            v->kind == SAE_PK_TENSOR ? add_tensor(r, key, &v->u.tensor) : flatten(r, key, v, 1);
         if (rc)
             return rc;
     }
@@ -434,17 +460,5 @@ out:
 /* Maps the file, then reads it; the file owns the mapping on success. */
 int sae_pt_open(const char *path, sae_st_file **out, sae_error *err)
 {
-    const uint8_t *map;
-    size_t size;
-    int rc = sae_st_map(path, "torch checkpoint", &map, &size, err);
-    if (rc)
-        return rc;
-    sae_st_file *f = NULL;
-    if ((rc = sae_pt_parse(path, map, size, &f, err))) {
-        sae_st_unmap(map, size);
-        return rc;
-    }
-    f->mapped = true;
-    *out = f;
-    return 0;
+    return sae_st_open_with(path, "torch checkpoint", sae_pt_parse, out, err);
 }

@@ -34,8 +34,12 @@
 #include "io/error.h"
 #include "io/safetensors.h"
 
-/* Nested dicts and lists deeper than this are refused (metadata). */
+/* Metadata: nested dicts and lists deeper than this are refused, and so is
+ * a walk of more values than SAE_PT_MAX_VALUES (values may be shared through
+ * the pickle memo: a tuple of two references to a tuple of two ... would
+ * otherwise expand exponentially). */
 #define SAE_PT_MAX_DEPTH 32
+#define SAE_PT_MAX_VALUES 100000
 
 /* Maps path and reads it with sae_pt_parse; *out owns the mapping. */
 int sae_pt_open(const char *path, sae_st_file **out, sae_error *err);

@@ -23,16 +23,16 @@ typedef struct zip_mem_src {
     const uint8_t *buf;
     size_t len;
     uint64_t pos;
-    uint64_t last_at;       /* position of the last READ, UINT64_MAX if none since reset */
-    uint64_t last_len;      /* bytes that READ returned */
+    uint64_t last_at;  /* position of the last READ, UINT64_MAX if none since reset */
+    uint64_t last_len; /* bytes that READ returned */
     zip_error_t error;
 } zip_mem_src;
 
 /* An open archive: libzip's handle over the source and the member table. */
 struct sae_zip {
-    char *name;             /* owned, for messages */
-    zip_t *za;              /* owns the zip_source, not the buffer */
-    zip_mem_src src;        /* the source's state (lives here, not in libzip) */
+    char *name;      /* owned, for messages */
+    zip_t *za;       /* owns the zip_source, not the buffer */
+    zip_mem_src src; /* the source's state (lives here, not in libzip) */
     size_t n;
     sae_zip_member *members; /* owned, central-directory order */
 };
@@ -105,8 +105,8 @@ static int64_t raw_read_at(sae_zip *z, zip_file_t *f, uint64_t skip, uint8_t *tm
     if (zip_fread(f, tmp, n) != (zip_int64_t)n)
         return -1;
     uint64_t at = z->src.last_at;
-    if (at == UINT64_MAX || z->src.last_len != n || at > z->src.len ||
-        z->src.len - at < n || memcmp(z->src.buf + at, tmp, (size_t)n) != 0)
+    if (at == UINT64_MAX || z->src.last_len != n || at > z->src.len || z->src.len - at < n ||
+        memcmp(z->src.buf + at, tmp, (size_t)n) != 0)
         return -1;
     return (int64_t)at;
 }
@@ -126,7 +126,8 @@ static int64_t locate(sae_zip *z, zip_uint64_t i, const sae_zip_member *m)
     int64_t at = raw_read_at(z, f, 0, tmp, n);
     if (at >= 0 && (uint64_t)at + m->size > z->src.len) /* at <= len and size <= len: no wrap */
         at = -1;
-    if (at >= 0 && m->size > n && raw_read_at(z, f, m->size - n, tmp, n) != at + (int64_t)(m->size - n))
+    if (at >= 0 && m->size > n &&
+        raw_read_at(z, f, m->size - n, tmp, n) != at + (int64_t)(m->size - n))
         at = -1;
     zip_fclose(f);
     return at;
@@ -156,17 +157,17 @@ int sae_zip_open_mem(const char *name, const uint8_t *buf, size_t len, sae_zip *
     zip_error_init(&zerr);
     zip_source_t *src = zip_source_function_create(mem_cb, &z->src, &zerr);
     if (!src) {
-        sae_error_set(err, rc, "%s: cannot open the zip source: %s", name, zip_error_strerror(&zerr));
+        sae_error_set(err, rc, "%s: cannot open the zip source: %s", name,
+                      zip_error_strerror(&zerr));
         zip_error_fini(&zerr);
         goto fail;
     }
     z->za = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &zerr);
     if (!z->za) {
         int ze = zip_error_code_zip(&zerr);
-        rc = sae_error_set(err, ze == ZIP_ER_MEMORY ? SAE_ENOMEM : SAE_EFORMAT,
-                           "%s: %s: %s", name,
-                           ze == ZIP_ER_NOZIP   ? "not a zip archive (no end of central "
-                                                  "directory record)"
+        rc = sae_error_set(err, ze == ZIP_ER_MEMORY ? SAE_ENOMEM : SAE_EFORMAT, "%s: %s: %s", name,
+                           ze == ZIP_ER_NOZIP    ? "not a zip archive (no end of central "
+                                                   "directory record)"
                            : ze == ZIP_ER_EXISTS ? "two members have one name"
                                                  : "not a readable zip archive",
                            zip_error_strerror(&zerr));
@@ -212,8 +213,8 @@ int sae_zip_open_mem(const char *name, const uint8_t *buf, size_t len, sae_zip *
         m->comp_size = st.comp_size;
         m->method = st.comp_method;
         m->crc = st.crc;
-        m->encrypted = (st.valid & ZIP_STAT_ENCRYPTION_METHOD) &&
-                       st.encryption_method != ZIP_EM_NONE;
+        m->encrypted =
+            (st.valid & ZIP_STAT_ENCRYPTION_METHOD) && st.encryption_method != ZIP_EM_NONE;
         m->data_offset = locate(z, i, m);
         sorted[i] = m;
     }
@@ -274,14 +275,15 @@ static int read_copy(sae_zip *z, zip_uint64_t i, const sae_zip_member *m, void *
 {
     uint8_t *b = malloc(m->size ? (size_t)m->size : 1);
     if (!b)
-        return sae_error_set(err, SAE_ENOMEM, "%s: zip member \"%.200s\": out of memory for %llu "
+        return sae_error_set(err, SAE_ENOMEM,
+                             "%s: zip member \"%.200s\": out of memory for %llu "
                              "bytes",
                              z->name, m->name, (unsigned long long)m->size);
     zip_file_t *f = zip_fopen_index(z->za, i, 0);
     int rc = 0;
     if (!f) {
-        rc = sae_error_set(err, SAE_EFORMAT, "%s: zip member \"%.200s\": cannot open: %s",
-                           z->name, m->name, zip_strerror(z->za));
+        rc = sae_error_set(err, SAE_EFORMAT, "%s: zip member \"%.200s\": cannot open: %s", z->name,
+                           m->name, zip_strerror(z->za));
         goto out;
     }
     uint64_t got = 0;
@@ -289,12 +291,13 @@ static int read_copy(sae_zip *z, zip_uint64_t i, const sae_zip_member *m, void *
         uint64_t want = m->size - got < (1u << 30) ? m->size - got : (1u << 30);
         zip_int64_t r = zip_fread(f, b + got, want);
         if (r < 0) {
-            rc = sae_error_set(err, SAE_EFORMAT, "%s: zip member \"%.200s\": %s", z->name,
-                               m->name, zip_error_strerror(zip_file_get_error(f)));
+            rc = sae_error_set(err, SAE_EFORMAT, "%s: zip member \"%.200s\": %s", z->name, m->name,
+                               zip_error_strerror(zip_file_get_error(f)));
             goto out;
         }
         if (r == 0) {
-            rc = sae_error_set(err, SAE_EFORMAT, "%s: zip member \"%.200s\": holds %llu bytes, "
+            rc = sae_error_set(err, SAE_EFORMAT,
+                               "%s: zip member \"%.200s\": holds %llu bytes, "
                                "not the %llu its header claims",
                                z->name, m->name, (unsigned long long)got,
                                (unsigned long long)m->size);
@@ -308,7 +311,8 @@ static int read_copy(sae_zip *z, zip_uint64_t i, const sae_zip_member *m, void *
         rc = sae_error_set(err, SAE_EFORMAT, "%s: zip member \"%.200s\": %s", z->name, m->name,
                            zip_error_strerror(zip_file_get_error(f)));
     else if (r > 0)
-        rc = sae_error_set(err, SAE_EFORMAT, "%s: zip member \"%.200s\": holds more than the %llu "
+        rc = sae_error_set(err, SAE_EFORMAT,
+                           "%s: zip member \"%.200s\": holds more than the %llu "
                            "bytes its header claims",
                            z->name, m->name, (unsigned long long)m->size);
 out:
@@ -335,33 +339,37 @@ int sae_zip_read(sae_zip *z, const sae_zip_member *m, const uint8_t **data, void
         return sae_error_set(err, SAE_EFORMAT, "%s: zip member \"%.200s\" is encrypted", p,
                              m->name);
     if (m->method != ZIP_CM_STORE && m->method != ZIP_CM_DEFLATE)
-        return sae_error_set(err, SAE_EFORMAT, "%s: zip member \"%.200s\": compression method "
+        return sae_error_set(err, SAE_EFORMAT,
+                             "%s: zip member \"%.200s\": compression method "
                              "%d is not supported (only stored and deflated)",
                              p, m->name, m->method);
     if (m->comp_size > z->src.len)
-        return sae_error_set(err, SAE_EFORMAT, "%s: zip member \"%.200s\" claims %llu bytes in an "
+        return sae_error_set(err, SAE_EFORMAT,
+                             "%s: zip member \"%.200s\" claims %llu bytes in an "
                              "archive of %zu",
                              p, m->name, (unsigned long long)m->comp_size, z->src.len);
     if (m->method == ZIP_CM_STORE && m->size != m->comp_size)
-        return sae_error_set(err, SAE_EFORMAT, "%s: stored zip member \"%.200s\" claims %llu "
+        return sae_error_set(err, SAE_EFORMAT,
+                             "%s: stored zip member \"%.200s\" claims %llu "
                              "bytes uncompressed but %llu stored",
                              p, m->name, (unsigned long long)m->size,
                              (unsigned long long)m->comp_size);
     if (m->method == ZIP_CM_DEFLATE &&
         (m->size > SAE_ZIP_MAX_INFLATED || m->size / SAE_ZIP_MAX_RATIO > z->src.len))
-        return sae_error_set(err, SAE_ENOMEM, "%s: zip member \"%.200s\" would inflate to %llu "
+        return sae_error_set(err, SAE_ENOMEM,
+                             "%s: zip member \"%.200s\" would inflate to %llu "
                              "bytes from an archive of %zu (more than %u times its size or "
                              "%llu bytes): refused as a zip bomb",
-                             p, m->name, (unsigned long long)m->size, z->src.len,
-                             SAE_ZIP_MAX_RATIO, (unsigned long long)SAE_ZIP_MAX_INFLATED);
+                             p, m->name, (unsigned long long)m->size, z->src.len, SAE_ZIP_MAX_RATIO,
+                             (unsigned long long)SAE_ZIP_MAX_INFLATED);
     if (m->size > SIZE_MAX)
-        return sae_error_set(err, SAE_ENOMEM, "%s: zip member \"%.200s\" is too large", p,
-                             m->name);
+        return sae_error_set(err, SAE_ENOMEM, "%s: zip member \"%.200s\" is too large", p, m->name);
     if (m->data_offset >= 0) {
         const uint8_t *at = z->src.buf + m->data_offset;
         uint32_t crc = crc_of(at, m->size);
         if (crc != m->crc)
-            return sae_error_set(err, SAE_EFORMAT, "%s: zip member \"%.200s\": CRC error (the "
+            return sae_error_set(err, SAE_EFORMAT,
+                                 "%s: zip member \"%.200s\": CRC error (the "
                                  "bytes give %08x, the header says %08x)",
                                  p, m->name, crc, m->crc);
         *data = at;

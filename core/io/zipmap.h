@@ -30,13 +30,13 @@
 
 /* One member as the central directory describes it. */
 typedef struct sae_zip_member {
-    char *name;             /* owned by the sae_zip */
-    uint64_t size;          /* uncompressed size, as claimed */
-    int method;             /* 0 stored, 8 deflated (others are refused when read) */
-    int64_t data_offset;    /* >= 0 when stored and verified in the mapping, else -1 */
-    uint64_t comp_size;     /* bytes in the archive, as claimed */
-    uint32_t crc;           /* CRC-32 of the uncompressed bytes, as claimed */
-    bool encrypted;         /* refused when read */
+    char *name;          /* owned by the sae_zip */
+    uint64_t size;       /* uncompressed size, as claimed */
+    int method;          /* 0 stored, 8 deflated (others are refused when read) */
+    int64_t data_offset; /* >= 0 when stored and verified in the mapping, else -1 */
+    uint64_t comp_size;  /* bytes in the archive, as claimed */
+    uint32_t crc;        /* CRC-32 of the uncompressed bytes, as claimed */
+    bool encrypted;      /* refused when read */
 } sae_zip_member;
 
 typedef struct sae_zip sae_zip;

@@ -37,7 +37,7 @@ while (($#)); do
   esac
 done
 targets=(safetensors cfg npy encode_json decode_json binary_body tokens explanations index http
-  saed_config)
+  saed_config npz torchpt)
 if ((summary)); then
   printf "%-13s %9s %6s %12s %7s %s\n" target cpu_min runs execs corpus failed
   awk -F'\t' '{ cpu[$2] += $3; runs[$2] += $5; n[$2]++; units[$2] = $6

@@ -4,10 +4,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zip.h>
 
+#include "io/safetensors.h"
 #include "sae/encode.h"
 
 static char *scratch;
@@ -148,4 +151,85 @@ const sae_model *fuzz_model(size_t i)
         abort();
     }
     return models[i];
+}
+
+/* See fuzz_common.h. */
+void fuzz_st_reader(sae_st_parse_fn parse, const char *name, const uint8_t *buf, size_t size)
+{
+    sae_st_file *f = NULL;
+    sae_error err = {0};
+    int rc = parse(name, buf, size, &f, &err);
+    FUZZ_CHECK_ERR(rc, err);
+    if (rc)
+        return;
+    FUZZ_ASSERT(f->size == size && f->base == buf, "the file does not describe the buffer");
+    volatile uint8_t sink = 0;
+    for (size_t i = 0; i < f->n_tensors; i++) {
+        const sae_st_tensor *t = &f->tensors[i];
+        FUZZ_ASSERT(t->ndim >= 0 && t->ndim <= SAE_ST_MAX_DIMS, "ndim %d", t->ndim);
+        size_t n = 1;
+        for (int d = 0; d < t->ndim; d++)
+            n *= (size_t)t->shape[d];
+        FUZZ_ASSERT(n == t->n_elems, "%s: n_elems %zu, shape gives %zu", t->name, t->n_elems, n);
+        FUZZ_ASSERT(t->nbytes == t->n_elems * sae_dtype_size(t->dtype), "%s: nbytes %zu",
+                    t->name, t->nbytes);
+        /* Outside the buffer, bytes are owned by this tensor or by another of
+         * the same storage (torch); ASan checks the reads below either way. */
+        const uint8_t *p = t->data;
+        bool any_owned = false;
+        for (size_t j = 0; j < f->n_tensors; j++)
+            any_owned |= f->tensors[j].owned != NULL;
+        FUZZ_ASSERT(t->nbytes == 0 || any_owned || (p >= buf && p + t->nbytes <= buf + size),
+                    "%s: borrowed data outside the buffer", t->name);
+        for (size_t k = 0; k < t->nbytes; k++)
+            sink ^= p[k];
+        FUZZ_ASSERT(sae_st_find(f, t->name) != NULL, "%s: not found by name", t->name);
+        if (sae_dtype_is_float(t->dtype)) {
+            const float *x;
+            float *owned = NULL;
+            sae_error e2 = {0};
+            int r2 = sae_st_tensor_f32(f, t, &x, &owned, &e2);
+            FUZZ_CHECK_ERR(r2, e2);
+            free(owned);
+        }
+    }
+    for (size_t i = 0; i < f->n_meta; i++)
+        FUZZ_ASSERT(sae_st_meta_get(f, f->meta[i].key) != NULL, "meta %s lost", f->meta[i].key);
+    (void)sink;
+    sae_st_free(f);
+}
+
+/* See fuzz_common.h: libzip writes into a buffer source kept past
+ * zip_close, which is then read back whole. */
+uint8_t *fuzz_zip(size_t n, const char *const *names, const void *const *data,
+                  const size_t *sizes, size_t *len)
+{
+    zip_error_t ze;
+    zip_error_init(&ze);
+    zip_source_t *buf = zip_source_buffer_create(NULL, 0, 0, &ze);
+    if (!buf)
+        abort();
+    zip_source_keep(buf);
+    zip_t *za = zip_open_from_source(buf, ZIP_TRUNCATE, &ze);
+    if (!za)
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        zip_source_t *m = zip_source_buffer(za, sizes[i] ? data[i] : "", sizes[i], 0);
+        zip_int64_t idx = m ? zip_file_add(za, names[i], m, ZIP_FL_ENC_UTF_8) : -1;
+        if (idx < 0 || zip_set_file_compression(za, (zip_uint64_t)idx, ZIP_CM_STORE, 0))
+            abort();
+    }
+    if (zip_close(za) || zip_source_open(buf))
+        abort();
+    zip_stat_t st;
+    if (zip_source_stat(buf, &st) || !(st.valid & ZIP_STAT_SIZE))
+        abort();
+    uint8_t *out = malloc(st.size ? (size_t)st.size : 1);
+    if (!out || zip_source_read(buf, out, st.size) != (zip_int64_t)st.size)
+        abort();
+    zip_source_close(buf);
+    zip_source_free(buf);
+    zip_error_fini(&ze);
+    *len = (size_t)st.size;
+    return out;
 }

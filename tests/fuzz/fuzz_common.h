@@ -17,6 +17,7 @@
 #include <stdlib.h>
 
 #include "io/error.h"
+#include "io/safetensors.h"
 #include "fixture.h"
 #include "sae/model.h"
 
@@ -53,6 +54,22 @@ const char *fuzz_model_dir(size_t i);
 const sae_model *fuzz_model(size_t i);
 /* The fixture options model i was written with. */
 void fuzz_model_opts(size_t i, sae_fixture_opts *o);
+
+/* Runs a reader of a whole file into a sae_st_file (npz, torch) on the
+ * input and checks its contract: a refusal says why; a success describes
+ * the buffer, every tensor's n_elems and nbytes agree with its shape and
+ * dtype, its bytes lie in the buffer or in an owned copy (all read, so that
+ * ASan sees), every name and metadata key is found again, and float
+ * tensors convert. Aborts on a broken invariant. */
+void fuzz_st_reader(sae_st_parse_fn parse, const char *name, const uint8_t *data, size_t size);
+
+/* A zip archive (every member stored, CRCs right) of the n members
+ * names[i] -> data[i][0..sizes[i]), written by libzip into a new buffer
+ * (*len bytes, caller frees). Lets a target mutate what is inside an
+ * archive without the CRC refusing every mutation. Aborts on failure: that
+ * is the harness, not a finding. */
+uint8_t *fuzz_zip(size_t n, const char *const *names, const void *const *data,
+                  const size_t *sizes, size_t *len);
 
 /* A failed parse must say why. */
 #define FUZZ_CHECK_ERR(rc, err)                                                                    \

@@ -2,95 +2,21 @@
  * (core/io/zipmap.c), on files numpy itself wrote (tests/fixture/readers/,
  * made by gen.py there) and on hostile ones.
  *
- * Values: every tensor of the fixtures holds value(i, seed) below (gen.py's
+ * Values: every tensor of the fixtures holds reader_value(i, seed) below (gen.py's
  * formula), exact in every float dtype, so each element is compared exactly.
  * Stored members must be used in place in the mapping, deflated ones owned;
  * the zip64 file must read as the plain one. Refusals must name what is
  * wrong; every prefix of a real file and every single-byte corruption must
  * be refused or read inside its buffer (under ASan in the asan build). */
 #include <check.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "io/npz.h"
 #include "io/safetensors.h"
 #include "io/zipmap.h"
+#include "readers.h"
 #include "unit.h"
-
-/* gen.py's value(i, seed). */
-static double value(size_t i, int seed)
-{
-    return (double)((long)((i * 37 + (size_t)seed * 11) % 101) - 50) * 0.0625;
-}
-
-/* tests/fixture/readers/<name> (caller frees). */
-static char *fixture(const char *name)
-{
-    const char *dir = getenv("SAE_READERS");
-    ck_assert_msg(dir != NULL, "SAE_READERS is not set (tests/unit/meson.build sets it)");
-    char *p;
-    ck_assert_int_ge(asprintf(&p, "%s/%s", dir, name), 0);
-    return p;
-}
-
-/* Reads a whole fixture into a new buffer. */
-static uint8_t *slurp(const char *name, size_t *len)
-{
-    char *path = fixture(name);
-    FILE *fp = fopen(path, "rb");
-    ck_assert_msg(fp != NULL, "%s", path);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)n + 1);
-    ck_assert_uint_eq(fread(b, 1, (size_t)n, fp), (size_t)n);
-    fclose(fp);
-    free(path);
-    *len = (size_t)n;
-    return b;
-}
-
-/* Opens a fixture with sae_npz_open, which must succeed. */
-static sae_st_file *open_ok(const char *name)
-{
-    char *path = fixture(name);
-    sae_st_file *f = NULL;
-    sae_error err = {0};
-    int rc = sae_npz_open(path, &f, &err);
-    ck_assert_msg(rc == 0, "%s: %s", name, err.msg);
-    ck_assert_str_eq(f->format, "npz");
-    free(path);
-    return f;
-}
-
-/* Checks tensor t: name, dtype, shape and every value against seed. */
-static void check_tensor(const sae_st_file *f, const char *name, sae_dtype dt, int ndim,
-                         const uint64_t *shape, int seed)
-{
-    const sae_st_tensor *t = sae_st_find(f, name);
-    ck_assert_msg(t != NULL, "%s: no tensor %s", f->path, name);
-    ck_assert_int_eq(t->dtype, dt);
-    ck_assert_int_eq(t->ndim, ndim);
-    size_t n = 1;
-    for (int d = 0; d < ndim; d++) {
-        ck_assert_uint_eq(t->shape[d], shape[d]);
-        n *= (size_t)shape[d];
-    }
-    ck_assert_uint_eq(t->n_elems, n);
-    ck_assert_uint_eq(t->nbytes, n * sae_dtype_size(dt));
-    const float *x;
-    float *owned = NULL;
-    sae_error err = {0};
-    ck_assert_msg(sae_st_tensor_f32(f, t, &x, &owned, &err) == 0, "%s", err.msg);
-    for (size_t i = 0; i < n; i++)
-        ck_assert_msg(x[i] == (float)value(i, seed), "%s[%zu] = %g, expected %g", name, i,
-                      (double)x[i], value(i, seed));
-    /* F32 in place exactly when aligned; a copy otherwise. */
-    if (dt == SAE_DT_F32)
-        ck_assert((owned == NULL) == ((uintptr_t)t->data % _Alignof(float) == 0));
-    free(owned);
-}
 
 /* The five Gemma Scope arrays of gen.py's gemma_arrays(), in that order. */
 static void check_gemma(const sae_st_file *f, int stored)
@@ -99,11 +25,11 @@ static void check_gemma(const sae_st_file *f, int stored)
     ck_assert_uint_eq(f->n_tensors, 5);
     for (size_t i = 0; i < 5; i++)
         ck_assert_str_eq(f->tensors[i].name, names[i]);
-    check_tensor(f, "W_enc", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 1);
-    check_tensor(f, "W_dec", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 2);
-    check_tensor(f, "threshold", SAE_DT_F32, 1, (uint64_t[]){16}, 3);
-    check_tensor(f, "b_enc", SAE_DT_F32, 1, (uint64_t[]){16}, 4);
-    check_tensor(f, "b_dec", SAE_DT_F32, 1, (uint64_t[]){8}, 5);
+    reader_check_tensor(f, "W_enc", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 1, 0);
+    reader_check_tensor(f, "W_dec", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 2, 0);
+    reader_check_tensor(f, "threshold", SAE_DT_F32, 1, (uint64_t[]){16}, 3, 0);
+    reader_check_tensor(f, "b_enc", SAE_DT_F32, 1, (uint64_t[]){16}, 4, 0);
+    reader_check_tensor(f, "b_dec", SAE_DT_F32, 1, (uint64_t[]){8}, 5, 0);
     size_t unaligned = 0;
     for (size_t i = 0; i < f->n_tensors; i++) {
         const sae_st_tensor *t = &f->tensors[i];
@@ -123,7 +49,7 @@ static void check_gemma(const sae_st_file *f, int stored)
 
 START_TEST(test_gemma_stored)
 {
-    sae_st_file *f = open_ok("gemma_stored.npz");
+    sae_st_file *f = reader_open_ok(sae_npz_open, "gemma_stored.npz", "npz");
     check_gemma(f, 1);
     sae_st_free(f);
 }
@@ -131,7 +57,7 @@ END_TEST
 
 START_TEST(test_gemma_deflated)
 {
-    sae_st_file *f = open_ok("gemma_deflated.npz");
+    sae_st_file *f = reader_open_ok(sae_npz_open, "gemma_deflated.npz", "npz");
     check_gemma(f, 0);
     sae_st_free(f);
 }
@@ -139,7 +65,7 @@ END_TEST
 
 START_TEST(test_zip64)
 {
-    sae_st_file *f = open_ok("zip64.npz");
+    sae_st_file *f = reader_open_ok(sae_npz_open, "zip64.npz", "npz");
     check_gemma(f, 1);
     sae_st_free(f);
 }
@@ -150,13 +76,13 @@ START_TEST(test_mixed)
 {
     const char *files[] = {"mixed_stored.npz", "mixed_deflated.npz"};
     for (int k = 0; k < 2; k++) {
-        sae_st_file *f = open_ok(files[k]);
+        sae_st_file *f = reader_open_ok(sae_npz_open, files[k], "npz");
         ck_assert_uint_eq(f->n_tensors, 5);
-        check_tensor(f, "half", SAE_DT_F16, 2, (uint64_t[]){4, 3}, 6);
-        check_tensor(f, "double", SAE_DT_F64, 1, (uint64_t[]){5}, 7);
-        check_tensor(f, "cube", SAE_DT_F32, 3, (uint64_t[]){2, 3, 4}, 8);
-        check_tensor(f, "scalar", SAE_DT_F32, 0, NULL, 9);
-        check_tensor(f, "empty", SAE_DT_F32, 2, (uint64_t[]){0, 4}, 10);
+        reader_check_tensor(f, "half", SAE_DT_F16, 2, (uint64_t[]){4, 3}, 6, 0);
+        reader_check_tensor(f, "double", SAE_DT_F64, 1, (uint64_t[]){5}, 7, 0);
+        reader_check_tensor(f, "cube", SAE_DT_F32, 3, (uint64_t[]){2, 3, 4}, 8, 0);
+        reader_check_tensor(f, "scalar", SAE_DT_F32, 0, NULL, 9, 0);
+        reader_check_tensor(f, "empty", SAE_DT_F32, 2, (uint64_t[]){0, 4}, 10, 0);
         sae_st_free(f);
     }
 }
@@ -165,9 +91,7 @@ END_TEST
 /* Each hostile file and the words its refusal must contain. */
 START_TEST(test_refusals)
 {
-    static const struct {
-        const char *file, *words;
-    } cases[] = {
+    static const reader_refusal cases[] = {
         {"fortran.npz", "Fortran order"},
         {"bigendian.npz", "big-endian"},
         {"int.npz", "'<i4' is not supported"},
@@ -176,70 +100,22 @@ START_TEST(test_refusals)
         {"crc_deflated.npz", "CRC error"},
         {"size_short.npz", "holds more than the 176 bytes its header claims"},
         {"size_long.npz", "holds 192 bytes, not the 208 its header claims"},
-        {"size_stored.npz", "stored zip member \"W.npy\" claims 208 bytes uncompressed but 192 stored"},
+        {"size_stored.npz",
+         "stored zip member \"W.npy\" claims 208 bytes uncompressed but 192 stored"},
         {"bomb.npz", "zip bomb"},
         {"gen.py", "not a zip archive"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *path = fixture(cases[i].file);
-        sae_st_file *f = NULL;
-        sae_error err = {0};
-        int rc = sae_npz_open(path, &f, &err);
-        ck_assert_msg(rc != 0, "%s was read", cases[i].file);
-        ck_assert_msg(strstr(err.msg, cases[i].words) && strstr(err.msg, cases[i].file),
-                      "%s: \"%s\" lacks \"%s\"", cases[i].file, err.msg, cases[i].words);
-        ck_assert_ptr_null(f);
-        free(path);
-    }
+    reader_check_refusals(sae_npz_open, cases, sizeof cases / sizeof cases[0]);
 }
 END_TEST
 
-/* A parse of a corrupted buffer: refused with a message, or read with every
- * tensor inside its buffer (the bytes are touched so that ASan sees). */
-static void parse_any(const uint8_t *b, size_t len)
-{
-    sae_st_file *f = NULL;
-    sae_error err = {0};
-    int rc = sae_npz_parse("bad.npz", b, len, &f, &err);
-    if (rc) {
-        ck_assert_msg(err.msg[0] != '\0', "error %d without a message", rc);
-        return;
-    }
-    volatile uint8_t sink = 0;
-    for (size_t i = 0; i < f->n_tensors; i++) {
-        const sae_st_tensor *t = &f->tensors[i];
-        for (size_t k = 0; k < t->nbytes; k++)
-            sink ^= ((const uint8_t *)t->data)[k];
-    }
-    (void)sink;
-    sae_st_free(f);
-}
-
-/* Every prefix of a real file is refused; so is every flipped byte that
- * the CRC or the headers can catch, and the rest read in bounds. */
+/* Every prefix of a real file is refused; every one-byte corruption is
+ * refused or read in bounds (readers.h). */
 START_TEST(test_corruptions)
 {
     const char *files[] = {"gemma_stored.npz", "gemma_deflated.npz", "zip64.npz"};
-    for (int k = 0; k < 3; k++) {
-        size_t len;
-        uint8_t *b = slurp(files[k], &len);
-        for (size_t n = 0; n < len; n++) {
-            uint8_t *cut = malloc(n ? n : 1);
-            memcpy(cut, b, n);
-            sae_st_file *f = NULL;
-            sae_error err = {0};
-            ck_assert_msg(sae_npz_parse("cut.npz", cut, n, &f, &err) != 0,
-                          "%s cut at %zu was read", files[k], n);
-            ck_assert(err.msg[0] != '\0');
-            free(cut);
-        }
-        for (size_t at = 0; at < len; at++) {
-            b[at] ^= 0x5a;
-            parse_any(b, len);
-            b[at] ^= 0x5a;
-        }
-        free(b);
-    }
+    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++)
+        reader_check_corruptions(sae_npz_parse, files[k], 0x5a);
 }
 END_TEST
 
@@ -247,7 +123,7 @@ END_TEST
 START_TEST(test_zipmap)
 {
     size_t len;
-    uint8_t *b = slurp("gemma_stored.npz", &len);
+    uint8_t *b = reader_slurp("gemma_stored.npz", &len);
     sae_zip *z = NULL;
     sae_error err = {0};
     ck_assert_msg(sae_zip_open_mem("g.npz", b, len, &z, &err) == 0, "%s", err.msg);
@@ -269,7 +145,7 @@ START_TEST(test_zipmap)
     sae_zip_free(z);
     free(b);
 
-    b = slurp("gemma_deflated.npz", &len);
+    b = reader_slurp("gemma_deflated.npz", &len);
     ck_assert_int_eq(sae_zip_open_mem("g.npz", b, len, &z, &err), 0);
     m = sae_zip_member_at(z, 1);
     ck_assert_str_eq(m->name, "W_dec.npy");
@@ -289,7 +165,7 @@ END_TEST
 START_TEST(test_duplicate_member)
 {
     size_t len;
-    uint8_t *b = slurp("gemma_stored.npz", &len);
+    uint8_t *b = reader_slurp("gemma_stored.npz", &len);
     size_t renamed = 0;
     for (size_t i = 0; i + 9 <= len; i++)
         if (memcmp(b + i, "W_dec.npy", 9) == 0) {

@@ -4,113 +4,18 @@
  * hostile pickles in torch-shaped archives, and on corruptions of real
  * files.
  *
- * Values follow gen.py's formula value(i, seed), exact in every dtype, and
+ * Values follow gen.py's formula reader_value(i, seed), exact in every dtype, and
  * are compared exactly. Every refusal must name what is wrong (the opcode,
  * the global, the kind of file); no prefix or one-byte corruption of a real
  * file may crash or read out of bounds (ASan in the asan build). */
 #include <check.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "io/safetensors.h"
 #include "io/torchpt.h"
+#include "readers.h"
 #include "unit.h"
-
-/* gen.py's ivalue(i, seed) and value(i, seed). */
-static long ivalue(size_t i, int seed)
-{
-    return (long)((i * 37 + (size_t)seed * 11) % 101) - 50;
-}
-
-static double value(size_t i, int seed)
-{
-    return (double)ivalue(i, seed) * 0.0625;
-}
-
-/* tests/fixture/readers/<name> (caller frees). */
-static char *fixture(const char *name)
-{
-    const char *dir = getenv("SAE_READERS");
-    ck_assert_msg(dir != NULL, "SAE_READERS is not set (tests/unit/meson.build sets it)");
-    char *p;
-    ck_assert_int_ge(asprintf(&p, "%s/%s", dir, name), 0);
-    return p;
-}
-
-/* Reads a whole fixture into a new buffer. */
-static uint8_t *slurp(const char *name, size_t *len)
-{
-    char *path = fixture(name);
-    FILE *fp = fopen(path, "rb");
-    ck_assert_msg(fp != NULL, "%s", path);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)n + 1);
-    ck_assert_uint_eq(fread(b, 1, (size_t)n, fp), (size_t)n);
-    fclose(fp);
-    free(path);
-    *len = (size_t)n;
-    return b;
-}
-
-/* Opens a fixture with sae_pt_open, which must succeed. */
-static sae_st_file *open_ok(const char *name)
-{
-    char *path = fixture(name);
-    sae_st_file *f = NULL;
-    sae_error err = {0};
-    int rc = sae_pt_open(path, &f, &err);
-    ck_assert_msg(rc == 0, "%s: %s", name, err.msg);
-    ck_assert_str_eq(f->format, "torch");
-    free(path);
-    return f;
-}
-
-/* Tensor `name` of f: dtype and shape checked, then its elements from
- * `first` on compared with value(first + i, seed) (floats, through
- * sae_st_tensor_f32) or ivalue (integers, read raw). */
-static const sae_st_tensor *check_tensor(const sae_st_file *f, const char *name, sae_dtype dt,
-                                         int ndim, const uint64_t *shape, int seed, size_t first)
-{
-    const sae_st_tensor *t = sae_st_find(f, name);
-    ck_assert_msg(t != NULL, "%s: no tensor %s", f->path, name);
-    ck_assert_int_eq(t->dtype, dt);
-    ck_assert_int_eq(t->ndim, ndim);
-    size_t n = 1;
-    for (int d = 0; d < ndim; d++) {
-        ck_assert_uint_eq(t->shape[d], shape[d]);
-        n *= (size_t)shape[d];
-    }
-    ck_assert_uint_eq(t->n_elems, n);
-    ck_assert_uint_eq(t->nbytes, n * sae_dtype_size(dt));
-    if (dt == SAE_DT_I64 || dt == SAE_DT_I32) {
-        for (size_t i = 0; i < n; i++) {
-            long v;
-            if (dt == SAE_DT_I64) {
-                int64_t x;
-                memcpy(&x, (const uint8_t *)t->data + 8 * i, 8);
-                v = (long)x;
-            } else {
-                int32_t x;
-                memcpy(&x, (const uint8_t *)t->data + 4 * i, 4);
-                v = x;
-            }
-            ck_assert_int_eq(v, ivalue(first + i, seed));
-        }
-        return t;
-    }
-    const float *x;
-    float *owned = NULL;
-    sae_error err = {0};
-    ck_assert_msg(sae_st_tensor_f32(f, t, &x, &owned, &err) == 0, "%s", err.msg);
-    for (size_t i = 0; i < n; i++)
-        ck_assert_msg(x[i] == (float)value(first + i, seed), "%s[%zu] = %g, expected %g", name,
-                      i, (double)x[i], value(first + i, seed));
-    free(owned);
-    return t;
-}
 
 /* True when t's bytes lie in f's mapping (used in place). */
 static int in_place(const sae_st_file *f, const sae_st_tensor *t)
@@ -123,9 +28,9 @@ static int in_place(const sae_st_file *f, const sae_st_tensor *t)
  * buffers, values; data in place at torch's 64-byte alignment. */
 START_TEST(test_topk_state_dict)
 {
-    sae_st_file *f = open_ok("topk_state_dict.pt");
-    static const char *order[] = {"b_dec", "k", "threshold", "decoder.weight", "encoder.weight",
-                                  "encoder.bias"};
+    sae_st_file *f = reader_open_ok(sae_pt_open, "topk_state_dict.pt", "torch");
+    static const char *order[] = {"b_dec",          "k",           "threshold", "decoder.weight",
+                                  "encoder.weight", "encoder.bias"};
     ck_assert_uint_eq(f->n_tensors, 6);
     ck_assert_uint_eq(f->n_meta, 0);
     for (size_t i = 0; i < 6; i++) {
@@ -133,7 +38,7 @@ START_TEST(test_topk_state_dict)
         ck_assert(in_place(f, &f->tensors[i]));
         ck_assert_uint_eq((uintptr_t)f->tensors[i].data % 64, 0);
     }
-    check_tensor(f, "b_dec", SAE_DT_F32, 1, (uint64_t[]){8}, 1, 0);
+    reader_check_tensor(f, "b_dec", SAE_DT_F32, 1, (uint64_t[]){8}, 1, 0);
     const sae_st_tensor *k = sae_st_find(f, "k");
     ck_assert_int_eq(k->dtype, SAE_DT_I32);
     ck_assert_int_eq(k->ndim, 0);
@@ -146,22 +51,22 @@ START_TEST(test_topk_state_dict)
     float thv;
     memcpy(&thv, th->data, 4);
     ck_assert(thv == 0.25f);
-    check_tensor(f, "decoder.weight", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 2, 0);
-    check_tensor(f, "encoder.weight", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 3, 0);
-    check_tensor(f, "encoder.bias", SAE_DT_F32, 1, (uint64_t[]){16}, 4, 0);
+    reader_check_tensor(f, "decoder.weight", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 2, 0);
+    reader_check_tensor(f, "encoder.weight", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 3, 0);
+    reader_check_tensor(f, "encoder.bias", SAE_DT_F32, 1, (uint64_t[]){16}, 4, 0);
     sae_st_free(f);
 }
 END_TEST
 
 START_TEST(test_plain_dict)
 {
-    sae_st_file *f = open_ok("plain_dict.pt");
+    sae_st_file *f = reader_open_ok(sae_pt_open, "plain_dict.pt", "torch");
     ck_assert_uint_eq(f->n_tensors, 4);
     ck_assert_str_eq(f->tensors[0].name, "W_enc");
-    check_tensor(f, "W_enc", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 1, 0);
-    check_tensor(f, "b_enc", SAE_DT_F32, 1, (uint64_t[]){16}, 2, 0);
-    check_tensor(f, "W_dec", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 3, 0);
-    check_tensor(f, "b_dec", SAE_DT_F32, 1, (uint64_t[]){8}, 4, 0);
+    reader_check_tensor(f, "W_enc", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 1, 0);
+    reader_check_tensor(f, "b_enc", SAE_DT_F32, 1, (uint64_t[]){16}, 2, 0);
+    reader_check_tensor(f, "W_dec", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 3, 0);
+    reader_check_tensor(f, "b_dec", SAE_DT_F32, 1, (uint64_t[]){8}, 4, 0);
     sae_st_free(f);
 }
 END_TEST
@@ -170,12 +75,12 @@ END_TEST
  * clearly when floats are asked for. */
 START_TEST(test_dtypes)
 {
-    sae_st_file *f = open_ok("dtypes.pt");
-    check_tensor(f, "bf16", SAE_DT_BF16, 2, (uint64_t[]){4, 8}, 5, 0);
-    check_tensor(f, "f16", SAE_DT_F16, 1, (uint64_t[]){8}, 6, 0);
-    check_tensor(f, "f64", SAE_DT_F64, 1, (uint64_t[]){3}, 7, 0);
-    const sae_st_tensor *i64 = check_tensor(f, "i64", SAE_DT_I64, 1, (uint64_t[]){5}, 8, 0);
-    check_tensor(f, "i32", SAE_DT_I32, 1, (uint64_t[]){6}, 9, 0);
+    sae_st_file *f = reader_open_ok(sae_pt_open, "dtypes.pt", "torch");
+    reader_check_tensor(f, "bf16", SAE_DT_BF16, 2, (uint64_t[]){4, 8}, 5, 0);
+    reader_check_tensor(f, "f16", SAE_DT_F16, 1, (uint64_t[]){8}, 6, 0);
+    reader_check_tensor(f, "f64", SAE_DT_F64, 1, (uint64_t[]){3}, 7, 0);
+    const sae_st_tensor *i64 = reader_check_tensor(f, "i64", SAE_DT_I64, 1, (uint64_t[]){5}, 8, 0);
+    reader_check_tensor(f, "i32", SAE_DT_I32, 1, (uint64_t[]){6}, 9, 0);
     const float *x;
     float *owned = NULL;
     sae_error err = {0};
@@ -192,15 +97,15 @@ START_TEST(test_views)
 {
     const char *files[] = {"views.pt", "views_deflated.pt"};
     for (int k = 0; k < 2; k++) {
-        sae_st_file *f = open_ok(files[k]);
+        sae_st_file *f = reader_open_ok(sae_pt_open, files[k], "torch");
         ck_assert_uint_eq(f->n_tensors, 4);
-        const sae_st_tensor *rows = check_tensor(f, "rows", SAE_DT_F32, 2, (uint64_t[]){2, 4},
-                                                 10, 8);
-        const sae_st_tensor *a = check_tensor(f, "tied_a", SAE_DT_F32, 2, (uint64_t[]){6, 4},
-                                              10, 0);
-        const sae_st_tensor *b = check_tensor(f, "tied_b", SAE_DT_F32, 2, (uint64_t[]){6, 4},
-                                              10, 0);
-        check_tensor(f, "param", SAE_DT_F32, 1, (uint64_t[]){3}, 11, 0);
+        const sae_st_tensor *rows =
+            reader_check_tensor(f, "rows", SAE_DT_F32, 2, (uint64_t[]){2, 4}, 10, 8);
+        const sae_st_tensor *a =
+            reader_check_tensor(f, "tied_a", SAE_DT_F32, 2, (uint64_t[]){6, 4}, 10, 0);
+        const sae_st_tensor *b =
+            reader_check_tensor(f, "tied_b", SAE_DT_F32, 2, (uint64_t[]){6, 4}, 10, 0);
+        reader_check_tensor(f, "param", SAE_DT_F32, 1, (uint64_t[]){3}, 11, 0);
         ck_assert_ptr_eq(a->data, b->data);
         ck_assert_ptr_eq(rows->data, (const float *)a->data + 8);
         /* One storage, freed once: exactly one of its three tensors owns it. */
@@ -217,17 +122,21 @@ END_TEST
  * metadata with nested keys joined by '.'. */
 START_TEST(test_openai)
 {
-    sae_st_file *f = open_ok("openai.pt");
-    static const char *order[] = {"pre_bias", "latent_bias", "stats_last_nonzero",
-                                  "latents_activation_frequency", "latents_mean_square",
-                                  "encoder.weight", "decoder.weight"};
+    sae_st_file *f = reader_open_ok(sae_pt_open, "openai.pt", "torch");
+    static const char *order[] = {"pre_bias",
+                                  "latent_bias",
+                                  "stats_last_nonzero",
+                                  "latents_activation_frequency",
+                                  "latents_mean_square",
+                                  "encoder.weight",
+                                  "decoder.weight"};
     ck_assert_uint_eq(f->n_tensors, 7);
     for (size_t i = 0; i < 7; i++)
         ck_assert_str_eq(f->tensors[i].name, order[i]);
-    check_tensor(f, "pre_bias", SAE_DT_F32, 1, (uint64_t[]){8}, 12, 0);
-    check_tensor(f, "stats_last_nonzero", SAE_DT_I64, 1, (uint64_t[]){16}, 14, 0);
-    check_tensor(f, "encoder.weight", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 17, 0);
-    check_tensor(f, "decoder.weight", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 18, 0);
+    reader_check_tensor(f, "pre_bias", SAE_DT_F32, 1, (uint64_t[]){8}, 12, 0);
+    reader_check_tensor(f, "stats_last_nonzero", SAE_DT_I64, 1, (uint64_t[]){16}, 14, 0);
+    reader_check_tensor(f, "encoder.weight", SAE_DT_F32, 2, (uint64_t[]){16, 8}, 17, 0);
+    reader_check_tensor(f, "decoder.weight", SAE_DT_F32, 2, (uint64_t[]){8, 16}, 18, 0);
     static const struct {
         const char *key, *json;
     } meta[] = {
@@ -253,7 +162,7 @@ END_TEST
 
 START_TEST(test_hand_written_ok)
 {
-    sae_st_file *f = open_ok("pk_ok.pt");
+    sae_st_file *f = reader_open_ok(sae_pt_open, "pk_ok.pt", "torch");
     ck_assert_uint_eq(f->n_tensors, 1);
     const sae_st_tensor *t = sae_st_find(f, "w");
     ck_assert(in_place(f, t));
@@ -267,9 +176,7 @@ END_TEST
 /* Each hostile or foreign file and the words its refusal must contain. */
 START_TEST(test_refusals)
 {
-    static const struct {
-        const char *file, *words;
-    } cases[] = {
+    static const reader_refusal cases[] = {
         {"legacy.pt", "a legacy torch.save file"},
         {"torchscript.pt", "a TorchScript archive"},
         {"backup.pt", "a trainer backup (it has \"optimizer\")"},
@@ -284,6 +191,7 @@ START_TEST(test_refusals)
         {"pk_newobj.pt", "opcode NEWOBJ (0x81) is not allowed"},
         {"pk_stack_global.pt", "opcode STACK_GLOBAL (0x93) is not allowed"},
         {"pk_memo.pt", "BINGET: memo index 5 was never stored"},
+        {"pk_empty_stack_tuple.pt", "holds a tuple, not a state_dict"},
         {"pk_long_memo.pt", "LONG_BINPUT: memo index 4294967295 is past the limit"},
         {"pk_proto4.pt", "pickle protocol 4"},
         {"pk_no_storage.pt", "storage \"7\" has no member archive/data/7"},
@@ -295,21 +203,12 @@ START_TEST(test_refusals)
         {"pk_no_prefix.pt", "member \"data.pkl\" is not in a folder"},
         {"pk_bigendian.pt", "the byteorder record is not \"little\""},
         {"pk_cycle.pt", "\"l\" is nested more than 32 deep"},
+        {"pk_shared.pt", "the plain values hold more than 100000 values"},
         {"pk_storage_twice.pt", "storage \"0\" declared again as F16 x 4 (first F32 x 4)"},
         {"gemma_stored.npz", "member \"W_enc.npy\" is not in a folder"},
         {"gen.py", "not a zip archive"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *path = fixture(cases[i].file);
-        sae_st_file *f = NULL;
-        sae_error err = {0};
-        int rc = sae_pt_open(path, &f, &err);
-        ck_assert_msg(rc != 0, "%s was read", cases[i].file);
-        ck_assert_msg(strstr(err.msg, cases[i].words) && strstr(err.msg, cases[i].file),
-                      "%s: \"%s\" lacks \"%s\"", cases[i].file, err.msg, cases[i].words);
-        ck_assert_ptr_null(f);
-        free(path);
-    }
+    reader_check_refusals(sae_pt_open, cases, sizeof cases / sizeof cases[0]);
 }
 END_TEST
 
@@ -331,52 +230,13 @@ START_TEST(test_refusals_in_memory)
 }
 END_TEST
 
-/* A parse of a corrupted buffer: refused with a message, or read with every
- * tensor inside its buffer or owned (its bytes touched so that ASan sees). */
-static void parse_any(const uint8_t *b, size_t len)
-{
-    sae_st_file *f = NULL;
-    sae_error err = {0};
-    int rc = sae_pt_parse("bad.pt", b, len, &f, &err);
-    if (rc) {
-        ck_assert_msg(err.msg[0] != '\0', "error %d without a message", rc);
-        return;
-    }
-    volatile uint8_t sink = 0;
-    for (size_t i = 0; i < f->n_tensors; i++) {
-        const sae_st_tensor *t = &f->tensors[i];
-        for (size_t k = 0; k < t->nbytes; k++)
-            sink ^= ((const uint8_t *)t->data)[k];
-    }
-    (void)sink;
-    sae_st_free(f);
-}
-
-/* Every prefix of a real checkpoint is refused; every one-byte corruption
- * is refused or read in bounds. */
+/* Every prefix of a real file is refused; every one-byte corruption is
+ * refused or read in bounds (readers.h). */
 START_TEST(test_corruptions)
 {
     const char *files[] = {"topk_state_dict.pt", "openai.pt", "views_deflated.pt"};
-    for (int k = 0; k < 3; k++) {
-        size_t len;
-        uint8_t *b = slurp(files[k], &len);
-        for (size_t n = 0; n < len; n++) {
-            uint8_t *cut = malloc(n ? n : 1);
-            memcpy(cut, b, n);
-            sae_st_file *f = NULL;
-            sae_error err = {0};
-            ck_assert_msg(sae_pt_parse("cut.pt", cut, n, &f, &err) != 0,
-                          "%s cut at %zu was read", files[k], n);
-            ck_assert(err.msg[0] != '\0');
-            free(cut);
-        }
-        for (size_t at = 0; at < len; at++) {
-            b[at] ^= 0x21;
-            parse_any(b, len);
-            b[at] ^= 0x21;
-        }
-        free(b);
-    }
+    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++)
+        reader_check_corruptions(sae_pt_parse, files[k], 0x21);
 }
 END_TEST
 
