@@ -11,7 +11,12 @@
  *   reload      SIGHUP loads only the SAE whose folder changed; a broken one
  *               keeps serving; a removed one stops; a config adds one
  *   budget      max_mapped_bytes unmaps and maps again, counted in /metrics
- *   refusals    bad and duplicate ids are refused at start-up, naming them */
+ *   refusals    bad and duplicate ids are refused at start-up, naming them
+ *   many        80 SAEs from one --release (more than the 64 mappings the
+ *               registry of core/io/mapped.c once held): each answers as the
+ *               reference, and the last one's weights rewritten in place are
+ *               refused (503 weights_changed) while the others serve on */
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -445,6 +450,85 @@ static void test_budget(void)
     CHECK(daemon_wait(&d, 20000) == 0, "budget daemon exit");
 }
 
+/* 80 SAEs in one release: past 64 mappings the weights are still watched. */
+enum { N_MANY = 80 };
+
+static void test_many(void)
+{
+    char root[700], dir[N_MANY][760];
+    snprintf(root, sizeof root, "%s/many", tmp);
+    sae_error err;
+    sae_fixture_opts o;
+    sae_fixture_defaults(&o);
+    o.d_in = D_IN;
+    o.d_sae = D_SAE;
+    o.target_l0 = 6;
+    sae_model *m[N_MANY] = {0};
+    for (size_t i = 0; i < N_MANY; i++) {
+        snprintf(dir[i], sizeof dir[i], "%s/sae_%02zu", root, i);
+        o.seed = 1000 + i;
+        if (sae_fixture_write_model(dir[i], &o, &err) ||
+            sae_model_load(dir[i], &m[i], NULL, &err)) {
+            CHECK(0, "many: fixture %zu: %s", i, err.msg);
+            goto out;
+        }
+    }
+    struct daemon d;
+    const char *args[] = {"--quiet", "--threads", "2", "--release", root, NULL};
+    if (daemon_start(&d, NULL, args)) {
+        CHECK(0, "many: saed --release of %d SAEs did not start", N_MANY);
+        goto out;
+    }
+    long st;
+    json_t *j = get_json(&d, "/v1/saes", &st);
+    CHECK(st == 200 && json_array_size(json_object_get(j, "saes")) == N_MANY, "many: %ld, %zu SAEs",
+          st, json_array_size(json_object_get(j, "saes")));
+    json_decref(j);
+    float x[D_IN];
+    sae_fixture_random_rows(x, 1, D_IN, 1.0, 81);
+    char path[256], what[64], dig[64];
+    for (size_t i = 0; i < N_MANY; i++) {
+        snprintf(path, sizeof path, "/v1/saes/sae_%02zu/encode", i);
+        snprintf(what, sizeof what, "many: sae_%02zu", i);
+        j = post_json(&d, path, row_body(x, ""), &st, dig, sizeof dig);
+        CHECK(st == 200 && !strcmp(dig, m[i]->weights_digest), "%s: %ld", what, st);
+        check_row(m[i], x, json_array_get(json_object_get(j, "results"), 0), what);
+        json_decref(j);
+    }
+    /* The last SAE loaded holds (at least) the 80th mapping. Its file
+     * rewritten in place (same size, other bytes) must be refused, not
+     * answered from pages that changed under it. */
+    char w[800];
+    snprintf(w, sizeof w, "%s/sae_weights.safetensors", dir[N_MANY - 1]);
+    int fd = open(w, O_WRONLY);
+    struct stat sb;
+    unsigned char junk[256];
+    memset(junk, 0x3f, sizeof junk);
+    CHECK(fd >= 0 && fstat(fd, &sb) == 0 &&
+              pwrite(fd, junk, sizeof junk, sb.st_size - (off_t)sizeof junk) == (ssize_t)sizeof junk,
+          "many: rewrite in place");
+    if (fd >= 0)
+        close(fd);
+    snprintf(path, sizeof path, "/v1/saes/sae_%02d/encode", N_MANY - 1);
+    j = post_json(&d, path, row_body(x, ""), &st, NULL, 0);
+    CHECK(st == 503 && err_code(j) && !strcmp(err_code(j), "weights_changed"),
+          "many: the SAE rewritten in place refuses: %ld %s", st, err_code(j) ? err_code(j) : "");
+    json_decref(j);
+    for (size_t i = 0; i + 1 < N_MANY; i += 13) {
+        snprintf(path, sizeof path, "/v1/saes/sae_%02zu/encode", i);
+        snprintf(what, sizeof what, "many: sae_%02zu after", i);
+        j = post_json(&d, path, row_body(x, ""), &st, NULL, 0);
+        CHECK(st == 200, "%s: %ld", what, st);
+        check_row(m[i], x, json_array_get(json_object_get(j, "results"), 0), what);
+        json_decref(j);
+    }
+    daemon_signal(&d, SIGTERM);
+    CHECK(daemon_wait(&d, 20000) == 0, "many: exit");
+out:
+    for (size_t i = 0; i < N_MANY; i++)
+        sae_model_free(m[i]);
+}
+
 int main(void)
 {
     if (!getenv("SAE_BIN") || setup()) {
@@ -470,6 +554,7 @@ int main(void)
     daemon_signal(&d, SIGTERM);
     CHECK(daemon_wait(&d, 20000) == 0, "exit after SIGTERM");
     test_budget();
+    test_many();
     http_thread_done();
     for (int i = 0; i < N_REL; i++)
         sae_model_free(models[i]);
