@@ -728,7 +728,8 @@ static int fan_ids(const struct saed_req *rq, char (*ids)[SAED_ID_MAX + 1], size
             for (size_t i = 0; i < *n; i++)
                 if (!strcmp(ids[i], id))
                     return perr_set(e, 400, "invalid_field", "saes: \"%s\" is named twice", id);
-            snprintf(ids[(*n)++], SAED_ID_MAX + 1, "%s", id);
+            /* config_id_ok held it to SAED_ID_MAX bytes. */
+            memcpy(ids[(*n)++], id, strlen(id) + 1);
         }
         if (a < 0)
             return 0;

@@ -360,6 +360,26 @@ static void test_search(const struct daemon *d)
     j = get_json(d, "/v1/search", &st);
     CHECK(st == 400, "search without q %ld", st);
     json_decref(j);
+    /* A repeated word counts once (ASCII case-insensitively): 32 distinct
+     * words, each given twice, are searched; a 33rd is refused naming 32. */
+    j = get_json(d, "/v1/search?q=cat+CAT+cat", &st);
+    CHECK(st == 200 && json_integer_value(json_object_get(j, "total")) == 4,
+          "search: repeats count once %ld", st);
+    json_decref(j);
+    char q[1024];
+    size_t n = (size_t)snprintf(q, sizeof q, "/v1/search?q=cat");
+    for (int w = 1; w < 32; w++)
+        n += (size_t)snprintf(q + n, sizeof q - n, "+w%d+W%d", w, w);
+    j = get_json(d, q, &st);
+    CHECK(st == 200 && json_integer_value(json_object_get(j, "total")) == 0,
+          "search: 32 distinct words (63 given) %ld", st);
+    json_decref(j);
+    snprintf(q + n, sizeof q - n, "+w32");
+    j = get_json(d, q, &st);
+    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    CHECK(st == 400 && !strcmp(err_code(j), "invalid_query") && msg && strstr(msg, "32"),
+          "search: 33 distinct words %ld %s", st, msg ? msg : "");
+    json_decref(j);
 }
 
 static void test_neuronpedia(const struct daemon *d)
