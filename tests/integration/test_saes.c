@@ -6,6 +6,9 @@
  *               without an index 404 no_index, X-SAE-Weights-Digest per SAE
  *   fan-out     "saes": one result set per SAE, each the reference's; SAEs of
  *               another hook refused
+ *   mixed       32 concurrent clients alternating between two SAEs: every
+ *               row the reference of its own SAE, and batches still formed
+ *               (the batcher gathers one SAE's jobs from an interleaved queue)
  *   search      /v1/search over two indexes, best first, paged
  *   neuronpedia the layer picks the SAE
  *   reload      SIGHUP loads only the SAE whose folder changed; a broken one
@@ -19,6 +22,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,7 +114,7 @@ static json_t *post_json(const struct daemon *d, const char *path, const char *b
 /* {"input": x} (plus extra members) as a JSON body. */
 static char *row_body(const float *x, const char *extra)
 {
-    static char b[8192];
+    static _Thread_local char b[8192]; /* one per thread: test_mixed sends from 32 */
     size_t n = (size_t)snprintf(b, sizeof b, "{%s\"input\":[", extra);
     for (size_t c = 0; c < D_IN; c++)
         n += (size_t)snprintf(b + n, sizeof b - n, "%s%.9g", c ? "," : "", (double)x[c]);
@@ -328,6 +332,72 @@ static void test_fanout(const struct daemon *d)
                   row_body(x, "\"saes\":[\"layer_1.width_16k\"],"), &st, NULL, 0);
     CHECK(st == 400, "saes on a prefixed route refused %ld", st);
     json_decref(j);
+}
+
+/* ---- mixed: one-row requests to two SAEs, interleaved ---- */
+
+enum { MIX_CLIENTS = 32, MIX_PER = 6 };
+
+/* One client of test_mixed: its rows, the SAE of each request, what came
+ * back. */
+struct mix_client {
+    const struct daemon *d;
+    size_t k;                          /* client number: picks SAEs and rows */
+    float x[MIX_PER][D_IN];
+    json_t *res[MIX_PER];
+    long status[MIX_PER];
+};
+
+/* The SAE (0 or 1) of client k's i-th request: alternating, so the queue
+ * holds both SAEs' jobs interleaved. */
+static size_t mix_sae(size_t k, size_t i)
+{
+    return (k + i) % 2;
+}
+
+/* Sends one client's requests, one after another. */
+static void *mix_main(void *arg)
+{
+    struct mix_client *c = arg;
+    for (size_t i = 0; i < MIX_PER; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "/v1/saes/%s/encode", rel_ids[mix_sae(c->k, i)]);
+        c->res[i] = post_json(c->d, path, row_body(c->x[i], ""), &c->status[i], NULL, 0);
+    }
+    http_thread_done();
+    return NULL;
+}
+
+static void test_mixed(const struct daemon *d)
+{
+    struct mix_client *cl = calloc(MIX_CLIENTS, sizeof *cl);
+    pthread_t t[MIX_CLIENTS];
+    double before = metric(d, "\nsaed_batch_rows_count ");
+    for (size_t k = 0; k < MIX_CLIENTS; k++) {
+        cl[k].d = d;
+        cl[k].k = k;
+        sae_fixture_random_rows(&cl[k].x[0][0], MIX_PER, D_IN, 1.0, 300 + k);
+        pthread_create(&t[k], NULL, mix_main, &cl[k]);
+    }
+    for (size_t k = 0; k < MIX_CLIENTS; k++)
+        pthread_join(t[k], NULL);
+    double gemms = metric(d, "\nsaed_batch_rows_count ") - before;
+    size_t rows = 0;
+    for (size_t k = 0; k < MIX_CLIENTS; k++)
+        for (size_t i = 0; i < MIX_PER; i++) {
+            char what[64];
+            snprintf(what, sizeof what, "mixed: client %zu request %zu", k, i);
+            CHECK(cl[k].status[i] == 200, "%s: %ld", what, cl[k].status[i]);
+            check_row(models[mix_sae(k, i)], cl[k].x[i],
+                      json_array_get(json_object_get(cl[k].res[i], "results"), 0), what);
+            json_decref(cl[k].res[i]);
+            rows++;
+        }
+    CHECK(before >= 0 && gemms > 0 && gemms < (double)rows,
+          "mixed: batching formed no batch: %g GEMMs for %zu rows", gemms, rows);
+    printf("mixed: %zu one-row requests over two SAEs in %g GEMMs (%.1f rows/GEMM)\n", rows,
+           gemms, (double)rows / gemms);
+    free(cl);
 }
 
 static void test_search(const struct daemon *d)
@@ -568,6 +638,7 @@ int main(void)
     }
     test_release(&d);
     test_fanout(&d);
+    test_mixed(&d);
     test_search(&d);
     test_neuronpedia(&d);
     test_reload(&d);
