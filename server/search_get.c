@@ -58,10 +58,7 @@ static int put_hit(struct saed_buf *b, sae_store_conn *c, const char *id, const 
     buf_puts(b, ",\"feature\":");
     buf_u32(b, h->feature);
     buf_puts(b, ",\"description\":");
-    if (best)
-        buf_json_str(b, best->description);
-    else
-        buf_puts(b, "null");
+    buf_json_str(b, best ? best->description : NULL);
     buf_puts(b, ",\"score\":");
     buf_f64(b, h->score);
     buf_putc(b, '}');
