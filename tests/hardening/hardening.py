@@ -972,19 +972,8 @@ def test_reload(c):
           "%d reloaded, %d failed" % (d.log_count("saed: reloaded") - 10,
                                       d.log_count("reload failed")))
     check("reload: both samples taken under load", still_loaded, "")
-    check("reload: file descriptors stable", files1 <= files0 and fds1 <= fds0 + 2,
-          "before the reloads %d (%d not sockets), after %d (%d not sockets)" % (
-              fds0, files0, fds1, files1))
-    # Stable: no growth from the 20th reload to the 100th, and at most 5 % or
-    # 2 MiB over all 100 (after the ten warm-up reloads).
     # A leaked snapshot would also stay mapped: checked below.
-    change = (rss1 - rss0) / rss0
-    check("reload: RSS stable (reload 20 -> 100 within 5 %, all within max(5 %, 2 MiB))",
-          rss1 <= rss20 * 1.05 and rss1 - rss0 <= max(0.05 * rss0, 2048),
-          "%d KiB before, %d after 20 reloads, %d after 100 (%+.2f %%)" % (
-              rss0, rss20, rss1, 100 * change))
-    figure("reload: fds before/after, RSS before/20/100 reloads (KiB)",
-           "%d/%d, %d/%d/%d (%+.2f %%)" % (fds0, fds1, rss0, rss20, rss1, 100 * change))
+    hlib.reload_stable("reload", (fds0, files0, rss0), rss20, (fds1, files1, rss1))
     maps = 0
     with open("/proc/%d/maps" % d.pid) as f:
         for line in f:

@@ -380,6 +380,25 @@ def load_checks(name, res):
                                                res["p99_us"] / 1e3, res["max_us"] / 1e3))
 
 
+def reload_stable(name, before, rss20, after):
+    """The checks and figure of a run of 100 reloads under load: open
+    descriptors not growing (sockets may vary with the load), and RSS stable:
+    no growth from the 20th reload to the 100th, and at most 5 % or 2 MiB
+    over all 100 (the baseline taken after warm-up reloads). before and
+    after are (fds, non-socket fds, RSS KiB)."""
+    (fds0, files0, rss0), (fds1, files1, rss1) = before, after
+    check("%s: file descriptors stable" % name, files1 <= files0 and fds1 <= fds0 + 2,
+          "before the reloads %d (%d not sockets), after %d (%d not sockets)" % (
+              fds0, files0, fds1, files1))
+    change = (rss1 - rss0) / rss0
+    check("%s: RSS stable (reload 20 -> 100 within 5 %%, all within max(5 %%, 2 MiB))" % name,
+          rss1 <= rss20 * 1.05 and rss1 - rss0 <= max(0.05 * rss0, 2048),
+          "%d KiB before, %d after 20 reloads, %d after 100 (%+.2f %%)" % (
+              rss0, rss20, rss1, 100 * change))
+    figure("%s: fds before/after, RSS before/20/100 reloads (KiB)" % name,
+           "%d/%d, %d/%d/%d (%+.2f %%)" % (fds0, fds1, rss0, rss20, rss1, 100 * change))
+
+
 # ---------------------------------------------------------------- data
 
 def write_npy_f32(path, rows):

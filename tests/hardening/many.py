@@ -163,16 +163,7 @@ def test_saes(c):
     total = n_warm + n_hup
     check("saes: the other three untouched by every reload (unchanged, ok, failed, loads)",
           all(v == (total, 0, 0, 0) for v in untouched.values()), "%s" % untouched)
-    check("saes: file descriptors stable", files1 <= files0 and fds1 <= fds0 + 2,
-          "before the reloads %d (%d not sockets), after %d (%d not sockets)" % (
-              fds0, files0, fds1, files1))
-    change = (rss1 - rss0) / rss0
-    check("saes: RSS stable (reload 20 -> 100 within 5 %, all within max(5 %, 2 MiB))",
-          rss1 <= rss20 * 1.05 and rss1 - rss0 <= max(0.05 * rss0, 2048),
-          "%d KiB before, %d after 20 reloads, %d after 100 (%+.2f %%)" % (
-              rss0, rss20, rss1, 100 * change))
-    figure("saes: fds before/after, RSS before/20/100 reloads (KiB)",
-           "%d/%d, %d/%d/%d (%+.2f %%)" % (fds0, fds1, rss0, rss20, rss1, 100 * change))
+    hlib.reload_stable("saes", (fds0, files0, rss0), rss20, (fds1, files1, rss1))
     maps = 0
     with open("/proc/%d/maps" % d.pid) as f:
         for line in f:
