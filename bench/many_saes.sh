@@ -13,8 +13,9 @@
 #            SAEs in turn (bench/loadgen.c --saes), so every GEMM in a row
 #            is likely another SAE's weights; rows/s and p50/p99 against raw
 #            sgemm of 64 rows on 768 x 16384 measured before and after in
-#            the same run, and rows per CPU-second of saed against raw
-#            sgemm's rows per CPU-second (comparable on a shared machine)
+#            the same run (cores threads), and rows per CPU-second of saed
+#            against raw sgemm's on one thread, as each worker runs it
+#            (comparable on a shared machine)
 #   one      the same load on one SAE: what mixing costs against not mixing
 #   rows1    64 clients of one-row requests over the N SAEs (each SAE's
 #            batcher sees 64/N of them) against the same on one SAE
@@ -122,6 +123,7 @@ anon_load=$(rss RssAnon)
 stop
 raw_b=$(lg sgemm --d-sae $d_sae --rows 64 --threads "$threads")
 raw1=$(lg sgemm --d-sae $d_sae --rows 1 --threads "$threads")
+raw64_1=$(lg sgemm --d-sae $d_sae --rows 64 --threads 1)
 
 index_json=null
 if [ "$index_rows" -gt 0 ]; then
@@ -143,18 +145,18 @@ if [ "$index_rows" -gt 0 ]; then
 fi
 
 python3 - "$n" "$healthy" "$anon_one" "$file_one" "$anon_load" "$raw_a" "$raw_b" "$raw1" \
-  "$mixed" "$one" "$rows1" "$rows1_one" "$index_json" <<'EOF'
+  "$mixed" "$one" "$rows1" "$rows1_one" "$index_json" "$raw64_1" <<'EOF'
 import json, sys
 n, healthy = int(sys.argv[1]), float(sys.argv[2])
 anon, file_kb, anon_load = map(int, sys.argv[3:6])
-ra, rb, r1, mixed, one, rows1, rows1_one, ix = map(json.loads, sys.argv[6:14])
+ra, rb, r1, mixed, one, rows1, rows1_one, ix, r64_1 = map(json.loads, sys.argv[6:15])
 raw = (ra["rows_per_s"] + rb["rows_per_s"]) / 2
-raw_cpu = (ra["rows_per_cpu_s"] + rb["rows_per_cpu_s"]) / 2
+raw_cpu = r64_1["rows_per_cpu_s"]
 print(f"start to healthy        {healthy:8.2f} s (every folder validated, every digest computed)")
 print(f"RssAnon after one encode on each {anon / 1024:.1f} MB, after the load {anon_load / 1024:.1f} MB;"
       f" RssFile {file_kb / 1024 / 1024:.2f} GB")
-print(f"raw sgemm 64 rows       {raw:8.0f} rows/s (before {ra['rows_per_s']:.0f}, after {rb['rows_per_s']:.0f}),"
-      f" {raw_cpu:.0f} rows/cpu-s; sgemv 1 row {r1['rows_per_s']:.0f} rows/s")
+print(f"raw sgemm 64 rows       {raw:8.0f} rows/s (before {ra['rows_per_s']:.0f}, after {rb['rows_per_s']:.0f});"
+      f" sgemv 1 row {r1['rows_per_s']:.0f} rows/s; 64 rows on 1 thread {raw_cpu:.0f} rows/cpu-s")
 for name, r, bound in ((f"64 rows over {n} SAEs", mixed, raw), ("64 rows, one SAE", one, raw),
                        (f"64 x 1 row over {n} SAEs", rows1, None), ("64 x 1 row, one SAE", rows1_one, None)):
     ratio = f"{r['rows_per_s'] / bound:5.2f} x raw" if bound else "          "
