@@ -6,10 +6,12 @@
  *       sae_gemm_rows: the call the encoder makes
  *   loadgen http --port P --rows R --d-in N --format json|binary
  *       [--clients C] [--seconds S] [--warmup S] [--accept-binary] [--gzip]
- *       [--api-key K] [--seed S] [--pid PID]
+ *       [--api-key K] [--seed S] [--pid PID] [--saes ID,ID,...]
  *       C clients, each on its own keep-alive connection, post encode
  *       requests of R random rows back to back for S seconds; with --pid,
- *       the server's CPU seconds over the same window too
+ *       the server's CPU seconds over the same window too; with --saes, to
+ *       /v1/saes/{id}/encode, each client taking the ids in turn from its
+ *       own starting point (so the SAEs are mixed at every moment)
  *   loadgen compare --port P --port-b Q --model DIR --rows R [--seed S]
  *       R one-row requests sent all at once to P (batching on) and one by
  *       one to Q (batching off); reports how many rows come back
@@ -92,6 +94,7 @@ struct opts {
     int port_b;
     const char *model;
     int pid;                /* http: the server, whose CPU time is read over the window */
+    const char *saes;       /* http: comma-separated SAE ids, or NULL (/v1/encode) */
 };
 
 /* Reads the options of every mode. */
@@ -134,6 +137,8 @@ static void parse(int argc, char **argv, struct opts *o)
             o->model = v;
         else if (TAKE("--pid"))
             o->pid = atoi(v);
+        else if (TAKE("--saes"))
+            o->saes = v;
         else if (!strcmp(a, "--accept-binary"))
             o->accept_binary = true;
         else if (!strcmp(a, "--gzip"))
@@ -202,9 +207,9 @@ struct request {
     size_t len;
 };
 
-/* The request every client sends: headers and R random rows, as JSON or
- * float32. */
-static struct request build_request(const struct opts *o)
+/* A request to path: headers and R random rows, as JSON or float32 (the
+ * same rows for every path). */
+static struct request build_request(const struct opts *o, const char *path)
 {
     size_t n = o->rows * o->d_in;
     float *x = malloc(n * sizeof *x);
@@ -235,9 +240,9 @@ static struct request build_request(const struct opts *o)
     }
     char head[1024];
     int hl = snprintf(head, sizeof head,
-                      "POST /v1/encode HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: %s\r\n"
+                      "POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: %s\r\n"
                       "%s%s%s%s%sContent-Length: %zu\r\n\r\n",
-                      o->port, o->json ? "application/json" : "application/octet-stream",
+                      path, o->port, o->json ? "application/json" : "application/octet-stream",
                       o->accept_binary ? "Accept: application/octet-stream\r\n" : "",
                       o->gzip ? "Accept-Encoding: gzip\r\n" : "",
                       o->api_key ? "Authorization: Bearer " : "", o->api_key ? o->api_key : "",
@@ -251,10 +256,38 @@ static struct request build_request(const struct opts *o)
     return rq;
 }
 
+/* The requests of a run: one per SAE of --saes, else one to /v1/encode;
+ * *n their count. */
+static struct request *build_requests(const struct opts *o, size_t *n)
+{
+    *n = 1;
+    for (const char *p = o->saes; p && *p; p++)
+        *n += *p == ',';
+    struct request *rq = calloc(*n, sizeof *rq);
+    if (!rq)
+        die("out of memory");
+    if (!o->saes) {
+        rq[0] = build_request(o, "/v1/encode");
+        return rq;
+    }
+    const char *p = o->saes;
+    for (size_t i = 0; i < *n; i++) {
+        size_t len = strcspn(p, ",");
+        char path[256];
+        if (!len || len > 128)
+            die("--saes: an empty or too long SAE id");
+        snprintf(path, sizeof path, "/v1/saes/%.*s/encode", (int)len, p);
+        rq[i] = build_request(o, path);
+        p += len + (p[len] == ',');
+    }
+    return rq;
+}
+
 /* One client: its connection, latencies (microseconds) and counts. */
 struct client {
     const struct opts *o;
-    const struct request *rq;
+    const struct request *rq;       /* (n_rq) taken in turn from rq[next] */
+    size_t n_rq, next;
     double t_measure, t_stop;       /* shared clock marks */
     uint32_t *lat;                  /* (n_lat) owned */
     size_t n_lat, cap_lat;
@@ -345,7 +378,8 @@ static void *client_main(void *arg)
             continue;
         }
         int st = -1;
-        if (!send_all(fd, c->rq->bytes, c->rq->len))
+        const struct request *rq = &c->rq[c->next++ % c->n_rq];
+        if (!send_all(fd, rq->bytes, rq->len))
             st = read_response(fd, buf, cap);
         double t1 = sae_clock_s();
         if (st < 0) {
@@ -389,12 +423,14 @@ static void run_http(const struct opts *o)
 {
     if (!o->port)
         die("--port is required");
-    struct request rq = build_request(o);
+    size_t n_rq;
+    struct request *rq = build_requests(o, &n_rq);
     struct client *cl = calloc((size_t)o->clients, sizeof *cl);
     pthread_t *t = calloc((size_t)o->clients, sizeof *t);
     double start = sae_clock_s();
     for (int i = 0; i < o->clients; i++) {
-        cl[i] = (struct client){.o = o, .rq = &rq, .t_measure = start + o->warmup,
+        cl[i] = (struct client){.o = o, .rq = rq, .n_rq = n_rq, .next = (size_t)i,
+                                .t_measure = start + o->warmup,
                                 .t_stop = start + o->warmup + o->seconds};
         pthread_create(&t[i], NULL, client_main, &cl[i]);
     }
@@ -430,21 +466,23 @@ static void run_http(const struct opts *o)
     }
     qsort(lat, n_lat, sizeof *lat, cmp_u32);
 #define PCT(p) (n_lat ? lat[(size_t)((double)(n_lat - 1) * (p))] : 0)
-    printf("{\"mode\":\"http\",\"format\":\"%s\",\"rows\":%zu,\"d_in\":%zu,\"clients\":%d,"
+    printf("{\"mode\":\"http\",\"format\":\"%s\",\"saes\":%zu,\"rows\":%zu,\"d_in\":%zu,\"clients\":%d,"
            "\"seconds\":%.3f,\"requests\":%zu,\"errors\":%zu,\"reconnects\":%zu,"
            "\"requests_per_s\":%.1f,\"rows_per_s\":%.1f,\"p50_us\":%u,\"p90_us\":%u,"
            "\"p99_us\":%u,\"max_us\":%u,\"status_2xx\":%u,\"status_4xx\":%u,"
            "\"status_5xx\":%u,\"request_bytes\":%zu,\"server_cpu_s\":%.3f,"
            "\"rows_per_server_cpu_s\":%.1f}\n",
-           o->json ? "json" : "binary", o->rows, o->d_in, o->clients, o->seconds, ok, errors,
+           o->json ? "json" : "binary", o->saes ? n_rq : 0, o->rows, o->d_in, o->clients, o->seconds, ok, errors,
            reconnects, (double)ok / o->seconds, (double)(ok * o->rows) / o->seconds, PCT(0.50),
-           PCT(0.90), PCT(0.99), n_lat ? lat[n_lat - 1] : 0, hist[2], hist[4], hist[5], rq.len,
+           PCT(0.90), PCT(0.99), n_lat ? lat[n_lat - 1] : 0, hist[2], hist[4], hist[5], rq[0].len,
            cpu1 - cpu0, cpu0 >= 0 && cpu1 > cpu0 ? (double)(ok * o->rows) / (cpu1 - cpu0) : 0.0);
 #undef PCT
     free(lat);
     free(cl);
     free(t);
-    free(rq.bytes);
+    for (size_t i = 0; i < n_rq; i++)
+        free(rq[i].bytes);
+    free(rq);
 }
 
 /* ---- batched vs alone ---- */

@@ -284,6 +284,33 @@ static void deadline_ts(int64_t us, struct timespec *ts)
     ts->tv_nsec = (long)(us % 1000000) * 1000;
 }
 
+/* Moves every queued encode job of snap that still fits under max rows
+ * from the queue to the batch ending at *tail, wherever it stands: with
+ * many SAEs the queue interleaves their jobs, and taking only a run at the
+ * head would make batches of one row. The jobs left keep their order, and
+ * the batch's first job was the head, so the oldest job is still served
+ * first. Lock held. */
+static void take_same(struct saed_batcher *b, const struct saed_snap *snap, size_t max,
+                      struct saed_job **tail, size_t *rows)
+{
+    struct saed_job **pp = &b->head, *prev = NULL;
+    while (*pp && *rows < max) {
+        struct saed_job *j = *pp;
+        if (j->kind != JOB_ENCODE || j->snap != snap || *rows + j->n_rows > max) {
+            prev = j;
+            pp = &j->next;
+            continue;
+        }
+        *pp = j->next;
+        if (b->tail == j)
+            b->tail = prev;
+        j->next = NULL;
+        (*tail)->next = j;
+        *tail = j;
+        *rows += j->n_rows;
+    }
+}
+
 /* Takes the next batch off the queue (lock held). */
 static struct saed_job *gather(struct saed_batcher *b, size_t *rows_out)
 {
@@ -297,17 +324,7 @@ static struct saed_job *gather(struct saed_batcher *b, size_t *rows_out)
         b->gathering = true;
         int64_t deadline = first->t_queued_us + b->o.max_batch_wait_us;
         for (;;) {
-            while (b->head && b->head->kind == JOB_ENCODE && b->head->snap == first->snap &&
-                   rows + b->head->n_rows <= max) {
-                struct saed_job *j = b->head;
-                b->head = j->next;
-                if (!b->head)
-                    b->tail = NULL;
-                j->next = NULL;
-                tail->next = j;
-                tail = j;
-                rows += j->n_rows;
-            }
+            take_same(b, first->snap, max, &tail, &rows);
             if (rows >= max || b->head || b->stop || b->incoming <= 0 ||
                 sae_clock_us() >= deadline)
                 break;

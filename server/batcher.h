@@ -3,7 +3,8 @@
  *
  * A request's rows go in as one job. A worker takes the oldest job and, when
  * batching is on, gathers later encode jobs on the same snapshot into the same
- * batch until max_batch_rows, waiting at most max_batch_wait_us counted from
+ * batch (from anywhere in the queue: with many SAEs their jobs interleave)
+ * until max_batch_rows, waiting at most max_batch_wait_us counted from
  * when the first job was queued, and only while more encode requests are on
  * their way (being received or parsed). Only one worker gathers at a time, so
  * concurrent requests fill one batch instead of several half-empty ones. The

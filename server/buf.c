@@ -192,5 +192,8 @@ void buf_json_strn(struct saed_buf *b, const char *s, size_t n)
 /* Appends the C string s as a JSON string (buf_json_strn). */
 void buf_json_str(struct saed_buf *b, const char *s)
 {
-    buf_json_strn(b, s, strlen(s));
+    if (s)
+        buf_json_strn(b, s, strlen(s));
+    else
+        buf_puts(b, "null");
 }

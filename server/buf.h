@@ -42,7 +42,7 @@ void buf_f64(struct saed_buf *b, double v);
  * escaped, invalid UTF-8 written as U+FFFD. The one JSON string escaper of
  * saed's hand-written replies. */
 void buf_json_strn(struct saed_buf *b, const char *s, size_t n);
-/* The same for a C string. */
+/* The same for a C string; null when s is NULL. */
 void buf_json_str(struct saed_buf *b, const char *s);
 
 #endif

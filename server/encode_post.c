@@ -642,18 +642,29 @@ static enum MHD_Result reply_rows(struct saed_req *rq)
                   : reply_json_buf(rq, 200, body, len);
 }
 
+/* Whether an encode job failed; if so, its error reply is queued and *r
+ * set: the weights changed under it (503), a value not finite inside the
+ * SAE (422, naming sae when it is not NULL: a fan-out), anything else 500. */
+static bool job_failed(struct saed_req *rq, const struct saed_job *job, const char *sae,
+                       enum MHD_Result *r)
+{
+    if (job->weights_changed)
+        *r = reply_weights_changed(rq);
+    else if (job->rc == SAE_ERANGE)
+        *r = reply_error(rq, 422, "non_finite",
+                         "%s%s%s (the input is too large for float32 arithmetic inside the SAE)",
+                         sae ? sae : "", sae ? ": " : "", job->err.msg);
+    else if (job->rc)
+        *r = reply_error(rq, 500, "internal", "encode failed: %s", job->err.msg);
+    return job->weights_changed || job->rc;
+}
+
 /* Second call, after the worker resumed the connection. */
 static enum MHD_Result encode_reply(struct saed_req *rq)
 {
-    struct saed_job *job = rq->job;
-    if (job->weights_changed)
-        return reply_weights_changed(rq);
-    if (job->rc == SAE_ERANGE)
-        return reply_error(rq, 422, "non_finite",
-                           "%s (the input is too large for float32 arithmetic inside the SAE)",
-                           job->err.msg);
-    if (job->rc)
-        return reply_error(rq, 500, "internal", "encode failed: %s", job->err.msg);
+    enum MHD_Result r;
+    if (job_failed(rq, rq->job, NULL, &r))
+        return r;
     return reply_rows(rq);
 }
 
@@ -728,7 +739,8 @@ static int fan_ids(const struct saed_req *rq, char (*ids)[SAED_ID_MAX + 1], size
             for (size_t i = 0; i < *n; i++)
                 if (!strcmp(ids[i], id))
                     return perr_set(e, 400, "invalid_field", "saes: \"%s\" is named twice", id);
-            memcpy(ids[(*n)++], id, strlen(id) + 1); /* config_id_ok: at most SAED_ID_MAX */
+            /* config_id_ok held it to SAED_ID_MAX bytes. */
+            memcpy(ids[(*n)++], id, strlen(id) + 1);
         }
         if (a < 0)
             return 0;
@@ -839,14 +851,9 @@ static enum MHD_Result fan_step(struct saed_req *rq)
 {
     struct enc_fan *f = rq->fan;
     struct saed_job *job = rq->job;
-    if (job->weights_changed)
-        return reply_weights_changed(rq);
-    if (job->rc == SAE_ERANGE)
-        return reply_error(rq, 422, "non_finite",
-                           "%s: %s (the input is too large for float32 arithmetic inside the SAE)",
-                           f->snaps[f->next]->sae->id, job->err.msg);
-    if (job->rc)
-        return reply_error(rq, 500, "internal", "encode failed: %s", job->err.msg);
+    enum MHD_Result r;
+    if (job_failed(rq, job, f->snaps[f->next]->sae->id, &r))
+        return r;
     f->jobs[f->next++] = job;
     rq->job = NULL;
     if (f->next < f->n)
@@ -854,7 +861,6 @@ static enum MHD_Result fan_step(struct saed_req *rq)
     size_t est = 64;
     for (size_t i = 0; i < f->n; i++)
         est += 128 + reply_estimate(f->jobs[i], f->o.features, f->snaps[i]->model->d_in, false);
-    enum MHD_Result r;
     if (reply_reserve(rq, est, &r))
         return r;
     struct saed_buf b, ids, digests;

@@ -69,6 +69,16 @@ int query_none(struct saed_req *rq, enum MHD_Result *r);
  * with q->bad naming it. */
 int query_uint(struct query_spec *q, size_t which, uint64_t def, uint64_t max, uint64_t *out);
 
+/* Most distinct words in a search query (q of /v1/features and /v1/search):
+ * each is an FTS5 phrase, all required, run on the threads that serve every
+ * request. */
+#define QUERY_MAX_WORDS 32
+/* A search parameter's distinct words (a repeat dropped, ASCII
+ * case-insensitively as FTS5 matches), one space apart: 0 with *out a new
+ * string ("" without words; free it) and *n their count; -1 past
+ * QUERY_MAX_WORDS with q->bad naming the limit; -2 out of memory. */
+int query_words(struct query_spec *q, size_t which, char **out, size_t *n);
+
 /* JSON writers into b (sticky errors, checked by the caller with buf_steal);
  * strings go through buf_json_strn (buf.h). */
 /* A feature object (CONTRACT 5): statistics, histogram, explanations,

@@ -10,66 +10,18 @@
  * The search runs on the threads that serve every request, and its cost
  * grows with the number of words (each an FTS5 phrase, all required): a
  * repeated word is dropped (ASCII case-insensitively, as FTS5 matches) and
- * more than Q_MAX_WORDS distinct words are a 400. */
+ * more than QUERY_MAX_WORDS distinct words are a 400 (query_words). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "feature_routes.h"
-
-/* Most distinct words in q. */
-#define Q_MAX_WORDS 32
 
 enum { P_Q, P_LIMIT, P_OFFSET, P_SORT, P_ORDER, P_COUNT };
 static const char *const params[P_COUNT] = {"q", "limit", "offset", "sort", "order"};
 
 /* Largest offset accepted: SQLite's 64-bit signed integers. */
 #define OFFSET_MAX ((uint64_t)INT64_MAX)
-
-/* Whether c separates words (the store's definition). */
-static bool is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-/* q's distinct words, one space apart, in a new string (NULL: out of
- * memory); *n counts them, stopping at Q_MAX_WORDS + 1. */
-static char *q_words(const char *q, size_t *n)
-{
-    size_t len = strlen(q);
-    char *out = malloc(len + 1);
-    const char *word[Q_MAX_WORDS];
-    size_t wlen[Q_MAX_WORDS];
-    *n = 0;
-    if (!out)
-        return NULL;
-    char *o = out;
-    for (const char *p = q; *p && *n <= Q_MAX_WORDS;) {
-        while (is_space(*p))
-            p++;
-        const char *w = p;
-        while (*p && !is_space(*p))
-            p++;
-        size_t l = (size_t)(p - w);
-        bool seen = l == 0;
-        for (size_t i = 0; i < *n && i < Q_MAX_WORDS && !seen; i++)
-            seen = wlen[i] == l && !strncasecmp(word[i], w, l);
-        if (seen)
-            continue;
-        if (*n < Q_MAX_WORDS) {
-            word[*n] = w;
-            wlen[*n] = l;
-            if (o != out)
-                *o++ = ' ';
-            memcpy(o, w, l);
-            o += l;
-        }
-        (*n)++;
-    }
-    *o = '\0';
-    return out;
-}
 
 /* GET /v1/features. */
 enum MHD_Result features_get(struct saed_req *rq)
@@ -85,13 +37,11 @@ enum MHD_Result features_get(struct saed_req *rq)
         query_uint(&qs, P_OFFSET, 0, OFFSET_MAX, &q.offset))
         return reply_error(rq, 400, "invalid_query", "%s", qs.bad);
     size_t n_words = 0;
-    char *words = q_words(qs.values[P_Q] ? qs.values[P_Q] : "", &n_words);
-    if (!words)
-        return reply_error(rq, 503, "out_of_memory", "cannot hold the query");
-    if (n_words > Q_MAX_WORDS) {
-        free(words);
-        return reply_error(rq, 400, "invalid_query", "q: more than %d distinct words", Q_MAX_WORDS);
-    }
+    char *words;
+    int w = query_words(&qs, P_Q, &words, &n_words);
+    if (w)
+        return w < -1 ? reply_error(rq, 503, "out_of_memory", "cannot hold the query")
+                      : reply_error(rq, 400, "invalid_query", "%s", qs.bad);
     bool searching = n_words > 0;
     q.q = searching ? words : NULL;
     if (searching)

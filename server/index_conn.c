@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "feature_routes.h"
 #include "saes.h"
@@ -208,6 +209,51 @@ int query_uint(struct query_spec *q, size_t which, uint64_t def, uint64_t max, u
         return -1;
     }
     *out = x;
+    return 0;
+}
+
+/* Whether c separates words (the store's definition). */
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+int query_words(struct query_spec *q, size_t which, char **out, size_t *n)
+{
+    const char *v = q->values[which] ? q->values[which] : "";
+    const char *word[QUERY_MAX_WORDS];
+    size_t wlen[QUERY_MAX_WORDS];
+    char *o = *out = malloc(strlen(v) + 1);
+    *n = 0;
+    if (!o)
+        return -2;
+    for (const char *p = v; *p;) {
+        while (is_space(*p))
+            p++;
+        const char *w = p;
+        while (*p && !is_space(*p))
+            p++;
+        size_t l = (size_t)(p - w);
+        bool seen = l == 0;
+        for (size_t i = 0; i < *n && !seen; i++)
+            seen = wlen[i] == l && !strncasecmp(word[i], w, l);
+        if (seen)
+            continue;
+        if (*n == QUERY_MAX_WORDS) {
+            free(*out);
+            *out = NULL;
+            snprintf(q->bad, sizeof q->bad, "%s: more than %d distinct words", q->names[which],
+                     QUERY_MAX_WORDS);
+            return -1;
+        }
+        word[*n] = w;
+        wlen[(*n)++] = l;
+        if (o != *out)
+            *o++ = ' ';
+        memcpy(o, w, l);
+        o += l;
+    }
+    *o = '\0';
     return 0;
 }
 

@@ -26,15 +26,6 @@ static void edge_init(void)
     }
 }
 
-/* A C string, or null. */
-static void str_or_null(struct saed_buf *b, const char *s)
-{
-    if (s)
-        buf_json_str(b, s);
-    else
-        buf_puts(b, "null");
-}
-
 void index_json_histogram(struct saed_buf *b, const sae_store_histogram *h)
 {
     pthread_once(&edge_once, edge_init);
@@ -92,7 +83,7 @@ void index_json_window(struct saed_buf *b, const sae_store_example *ex)
 void index_json_example(struct saed_buf *b, const sae_store_example *ex)
 {
     buf_puts(b, "{\"document\":");
-    str_or_null(b, ex->document);
+    buf_json_str(b, ex->document);
     buf_putc(b, ',');
     index_json_window(b, ex);
     buf_puts(b, ",\"max_value\":");
@@ -223,21 +214,21 @@ int index_json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_fe
     buf_puts(b, num);
     buf_puts(b, ",\"label\":");
     const sae_explanation *best = best_explanation(&e);
-    str_or_null(b, best ? best->description : NULL);
+    buf_json_str(b, best ? best->description : NULL);
     buf_puts(b, ",\"histogram\":");
     index_json_histogram(b, &h);
     buf_puts(b, ",\"explanations\":[");
     for (size_t i = 0; i < e.n; i++) {
         const sae_explanation *x = &e.items[i];
         buf_puts(b, i ? ",{\"description\":" : "{\"description\":");
-        str_or_null(b, x->description);
+        buf_json_str(b, x->description);
         buf_puts(b, ",\"score\":");
         if (x->has_score)
             buf_f64(b, x->score);
         else
             buf_puts(b, "null");
         buf_puts(b, ",\"source\":");
-        str_or_null(b, x->source);
+        buf_json_str(b, x->source);
         buf_putc(b, '}');
     }
     buf_puts(b, "],\"neighbours\":[");

@@ -9,7 +9,8 @@
  * the merge. bm25 weighs words by how rare they are in each index, so scores
  * compare across SAEs as far as their explanation sets are alike. An SAE
  * whose weights max_mapped_bytes unmapped is searched without mapping them:
- * the search reads only the index. */
+ * the search reads only the index. q reads as on /v1/features (query_words):
+ * a repeated word counts once, more than QUERY_MAX_WORDS distinct are a 400. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,10 +58,7 @@ static int put_hit(struct saed_buf *b, sae_store_conn *c, const char *id, const 
     buf_puts(b, ",\"feature\":");
     buf_u32(b, h->feature);
     buf_puts(b, ",\"description\":");
-    if (best)
-        buf_json_str(b, best->description);
-    else
-        buf_puts(b, "null");
+    buf_json_str(b, best ? best->description : NULL);
     buf_puts(b, ",\"score\":");
     buf_f64(b, h->score);
     buf_putc(b, '}');
@@ -77,23 +75,19 @@ enum MHD_Result search_get(struct saed_req *rq)
         query_uint(&qs, S_LIMIT, FEATURES_DEFAULT_LIMIT, FEATURES_MAX_LIMIT, &limit) ||
         query_uint(&qs, S_OFFSET, 0, SEARCH_MAX_DEPTH, &offset))
         return reply_error(rq, 400, "invalid_query", "%s", qs.bad);
-    const char *q = qs.values[S_Q];
-    if (!q || !*q)
-        return reply_error(rq, 400, "invalid_query", "q: a search query is required");
     if (!limit || offset + limit > SEARCH_MAX_DEPTH)
         return reply_error(rq, 400, "invalid_query",
                            "limit: from 1, and offset + limit at most %d", SEARCH_MAX_DEPTH);
-    size_t n_words = 0;
-    for (const char *p = q; *p;) {
-        while (*p == ' ' || (*p >= '\t' && *p <= '\r'))
-            p++;
-        if (*p)
-            n_words++;
-        while (*p && *p != ' ' && !(*p >= '\t' && *p <= '\r'))
-            p++;
+    size_t n_words;
+    char *q;
+    int w = query_words(&qs, S_Q, &q, &n_words);
+    if (w)
+        return w < -1 ? reply_error(rq, 503, "out_of_memory", "cannot hold the query")
+                      : reply_error(rq, 400, "invalid_query", "%s", qs.bad);
+    if (!n_words) {
+        free(q);
+        return reply_error(rq, 400, "invalid_query", "q: a search query is required");
     }
-    if (n_words > 64)
-        return reply_error(rq, 400, "invalid_query", "q: too many words");
 
     size_t n;
     struct saed_sae **saes = saes_list(rq->srv, &n);
@@ -172,5 +166,6 @@ out:
     free(ixs);
     free(saes);
     free(hits);
+    free(q);
     return r;
 }

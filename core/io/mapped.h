@@ -22,17 +22,22 @@
  * since. A rename over the path or a delete changes nothing: the mapping
  * holds the old file.
  *
- * The registry is a fixed table of slots published with atomics, so the
- * lookup is async-signal-safe and lock-free; add and remove may be called
- * from any thread. A full table only costs the explanation, not the mapping. */
+ * The registry is a list of chunks of 64 slots, each slot published with
+ * atomics; the list only grows (a chunk, once linked, is never freed), so the
+ * lookup is async-signal-safe and lock-free however many mappings there are
+ * (a server of a whole release maps hundreds of weights files at once); add
+ * and remove may be called from any thread. Only when a new chunk cannot be
+ * allocated is a mapping left unregistered, which costs its explanation and
+ * its watch, not the mapping. */
 #ifndef SAE_MAPPED_H
 #define SAE_MAPPED_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Records that [base, base + len) maps path. Quietly does nothing if every
- * slot is taken (64: each model holds one, each activation file one). */
+/* Records that [base, base + len) maps path (each model holds one mapping,
+ * each activation file one). Takes a free slot, or grows the registry by a
+ * chunk of 64; quietly does nothing if that allocation fails. */
 void sae_mapped_add(const void *base, size_t len, const char *path);
 
 /* Forgets the mapping that starts at base (before it is unmapped). */

@@ -3,7 +3,7 @@
 real saed on loopback (run through tests/hardening/run.sh).
 
   hardening.py [--ci | --full] --saed PATH --sae PATH --mkfixture PATH
-               [--only weights,requests,costly,auth,load,overload,reload,index,static]
+               [--only weights,requests,costly,auth,load,overload,reload,index,static,saes,...]
                [--workdir DIR] [--keep]
 
 Tests (each prints PASS/FAIL lines and FIGURE lines with what it measured):
@@ -39,6 +39,8 @@ Tests (each prints PASS/FAIL lines and FIGURE lines with what it measured):
             byte-identical.
   static    `..`, `%2e%2e`, absolute paths and symlinks out of web/ refused.
   framing, fairness, ...: issue 21's tests, in round2.py.
+  saes      100 SIGHUPs under load with one of four SAEs broken and repaired
+            in turn: 0 failed requests, fds and RSS stable (many.py).
 
 Environment: HARDENING_SEED picks the kill moments of the index test (default
 fixed); HARDENING_NO_MOUNT=1 makes the full-disk test use its RLIMIT_FSIZE
@@ -62,8 +64,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hlib  # noqa: E402
+import many  # noqa: E402  (issue 14's test)
 import round2  # noqa: E402  (issue 21's tests)
-from hlib import check, figure, log  # noqa: E402
+from hlib import check, figure, load_checks, log, wrk_result  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -810,40 +813,10 @@ def test_auth(c):
 # ---------------------------------------------------------------- load
 
 def wrk(c, port, seconds, conns, threads=2, timeout="10s"):
-    """Runs wrk with mix.lua in the background; returns the Popen. seconds None:
-    until stopped with SIGINT (wrk then reports as at the end of a run)."""
-    seconds = 24 * 3600 if seconds is None else seconds
-    d_sae = D_SAE if c.has_index else 0
-    cmd = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--timeout", timeout,
-           "-s", os.path.join(HERE, "mix.lua"), "http://127.0.0.1:%d" % port, "--",
-           c.body_file, str(d_sae), ",".join(WORDS)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wrk_result(p):
-    out, err = p.communicate()
-    for line in out.splitlines():
-        if line.startswith("HARDENING_JSON "):
-            return json.loads(line[len("HARDENING_JSON "):])
-    log("wrk gave no result:\n" + out + err)
-    return None
-
-
-def load_checks(name, res):
-    """0 socket errors and every status 200."""
-    if not check("%s: wrk ran" % name, res is not None, ""):
-        return
-    e = res["errors"]
-    socket_errors = e["connect"] + e["read"] + e["write"] + e["timeout"]
-    statuses = {int(k): v for k, v in res["statuses"].items()}
-    other = {k: v for k, v in statuses.items() if k != 200}
-    check("%s: 0 socket errors" % name, socket_errors == 0, json.dumps(e))
-    check("%s: 0 unexpected statuses" % name, not other and statuses.get(200, 0) > 0,
-          "statuses %s" % statuses)
-    rps = res["requests"] / (res["duration_us"] / 1e6)
-    figure("%s: requests, rate, p50/p99/max latency" % name,
-           "%d, %.0f/s, %.1f/%.1f/%.1f ms" % (res["requests"], rps, res["p50_us"] / 1e3,
-                                               res["p99_us"] / 1e3, res["max_us"] / 1e3))
+    """Runs wrk with mix.lua on the fixture's encode body and words in the
+    background (hlib.wrk_mix); returns the Popen."""
+    return hlib.wrk_mix(port, seconds, conns, c.body_file, D_SAE if c.has_index else 0, WORDS,
+                        threads=threads, timeout=timeout)
 
 
 def test_load(c):
@@ -959,17 +932,6 @@ def test_reload(c):
     p = wrk(c, d.port, None, 64)
     time.sleep(2)
 
-    def nonsocket_fds(pid):
-        """Descriptors other than sockets (files, pipes, epoll): the
-        connection count varies under load, these must not."""
-        n = 0
-        for fd in os.listdir("/proc/%d/fd" % pid):
-            try:
-                if not os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"):
-                    n += 1
-            except OSError:
-                pass
-        return n
     # Ten reloads first, under the same load, so the allocator's arenas
     # have settled before the baseline is taken: from a cold start they grow
     # by 1.5-2.2 MiB over the first 20 reloads and then stay (measured the
@@ -977,7 +939,7 @@ def test_reload(c):
     for i in range(10):
         d.signal(signal.SIGHUP)
         d.wait_log("saed: reloaded", i + 1, timeout=30)
-    fds0, files0, rss0 = d.n_fds(), nonsocket_fds(d.pid), d.rss_median_kb()
+    fds0, files0, rss0 = d.n_fds(), hlib.n_files(d.pid), d.rss_median_kb()
     # 100 SIGHUPs spread over the run, each after swapping the weights file
     # for an identical copy (a new inode, as a deploy would), so every
     # reload maps a new file and the old mapping must be released. Each is
@@ -1000,7 +962,7 @@ def test_reload(c):
     time.sleep(1)
     # Still under load: the same conditions as the first sample.
     still_loaded = p.poll() is None
-    fds1, files1, rss1 = d.n_fds(), nonsocket_fds(d.pid), d.rss_median_kb()
+    fds1, files1, rss1 = d.n_fds(), hlib.n_files(d.pid), d.rss_median_kb()
     if still_loaded:
         p.send_signal(signal.SIGINT)
     res = wrk_result(p)
@@ -1010,19 +972,8 @@ def test_reload(c):
           "%d reloaded, %d failed" % (d.log_count("saed: reloaded") - 10,
                                       d.log_count("reload failed")))
     check("reload: both samples taken under load", still_loaded, "")
-    check("reload: file descriptors stable", files1 <= files0 and fds1 <= fds0 + 2,
-          "before the reloads %d (%d not sockets), after %d (%d not sockets)" % (
-              fds0, files0, fds1, files1))
-    # Stable: no growth from the 20th reload to the 100th, and at most 5 % or
-    # 2 MiB over all 100 (after the ten warm-up reloads).
     # A leaked snapshot would also stay mapped: checked below.
-    change = (rss1 - rss0) / rss0
-    check("reload: RSS stable (reload 20 -> 100 within 5 %, all within max(5 %, 2 MiB))",
-          rss1 <= rss20 * 1.05 and rss1 - rss0 <= max(0.05 * rss0, 2048),
-          "%d KiB before, %d after 20 reloads, %d after 100 (%+.2f %%)" % (
-              rss0, rss20, rss1, 100 * change))
-    figure("reload: fds before/after, RSS before/20/100 reloads (KiB)",
-           "%d/%d, %d/%d/%d (%+.2f %%)" % (fds0, fds1, rss0, rss20, rss1, 100 * change))
+    hlib.reload_stable("reload", (fds0, files0, rss0), rss20, (fds1, files1, rss1))
     maps = 0
     with open("/proc/%d/maps" % d.pid) as f:
         for line in f:
@@ -1269,7 +1220,7 @@ TESTS = [("weights", test_weights), ("requests", test_requests), ("costly", test
          ("auth", test_auth),
          ("load", test_load),
          ("overload", test_overload), ("reload", test_reload), ("index", test_index),
-         ("static", test_static)] + round2.TESTS
+         ("static", test_static)] + round2.TESTS + many.TESTS
 
 
 def main():

@@ -67,6 +67,19 @@ def n_fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
+def n_files(pid):
+    """Descriptors other than sockets (files, pipes, epoll): the connection
+    count varies under load, these must not."""
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if not os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"):
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
 def n_threads(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -79,7 +92,8 @@ def n_threads(pid):
 
 class Saed:
     """One saed process on 127.0.0.1 with an ephemeral port; stderr goes to
-    a log file. stop() (or the test runner's cleanup) ends it."""
+    a log file. stop() (or the test runner's cleanup) ends it. model None:
+    no --model (the SAEs come from args: --sae, --release)."""
 
     running = []
 
@@ -97,7 +111,8 @@ class Saed:
         """Starts saed; returns True once it listens, False if it exits or
         does not come up within timeout (its log is printed then)."""
         self.logf = open(self.logpath, "wb")
-        cmd = [self.binary, "--model", self.model, "--listen", "127.0.0.1:0"] + self.args
+        model = ["--model", self.model] if self.model else []
+        cmd = [self.binary] + model + ["--listen", "127.0.0.1:0"] + self.args
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.logf,
                                      stdin=subprocess.DEVNULL, env=self.env)
         Saed.running.append(self)
@@ -318,6 +333,70 @@ def metric(port, name, headers=None):
             total += float(line.rsplit(" ", 1)[1])
             seen = True
     return total if seen else None
+
+
+# ---------------------------------------------------------------- wrk
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def wrk_mix(port, seconds, conns, body_file, d_sae, words, ids=(), threads=2, timeout="10s"):
+    """Runs wrk with mix.lua in the background; returns the Popen. seconds
+    None: until stopped with SIGINT (wrk then reports as at the end of a
+    run). d_sae 0: encodes only. ids: the SAEs to spread the requests over
+    (/v1/saes/{id}/...; searches then go to /v1/search); none: the
+    unprefixed routes."""
+    seconds = 24 * 3600 if seconds is None else seconds
+    cmd = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--timeout", timeout,
+           "-s", os.path.join(HERE, "mix.lua"), "http://127.0.0.1:%d" % port, "--",
+           body_file, str(d_sae), ",".join(words), ",".join(ids)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wrk_result(p):
+    """The HARDENING_JSON summary mix.lua prints when wrk p ends, or None."""
+    out, err = p.communicate()
+    for line in out.splitlines():
+        if line.startswith("HARDENING_JSON "):
+            return json.loads(line[len("HARDENING_JSON "):])
+    log("wrk gave no result:\n" + out + err)
+    return None
+
+
+def load_checks(name, res):
+    """0 socket errors and every status 200."""
+    if not check("%s: wrk ran" % name, res is not None, ""):
+        return
+    e = res["errors"]
+    socket_errors = e["connect"] + e["read"] + e["write"] + e["timeout"]
+    statuses = {int(k): v for k, v in res["statuses"].items()}
+    other = {k: v for k, v in statuses.items() if k != 200}
+    check("%s: 0 socket errors" % name, socket_errors == 0, json.dumps(e))
+    check("%s: 0 unexpected statuses" % name, not other and statuses.get(200, 0) > 0,
+          "statuses %s" % statuses)
+    rps = res["requests"] / (res["duration_us"] / 1e6)
+    figure("%s: requests, rate, p50/p99/max latency" % name,
+           "%d, %.0f/s, %.1f/%.1f/%.1f ms" % (res["requests"], rps, res["p50_us"] / 1e3,
+                                               res["p99_us"] / 1e3, res["max_us"] / 1e3))
+
+
+def reload_stable(name, before, rss20, after):
+    """The checks and figure of a run of 100 reloads under load: open
+    descriptors not growing (sockets may vary with the load), and RSS stable:
+    no growth from the 20th reload to the 100th, and at most 5 % or 2 MiB
+    over all 100 (the baseline taken after warm-up reloads). before and
+    after are (fds, non-socket fds, RSS KiB)."""
+    (fds0, files0, rss0), (fds1, files1, rss1) = before, after
+    check("%s: file descriptors stable" % name, files1 <= files0 and fds1 <= fds0 + 2,
+          "before the reloads %d (%d not sockets), after %d (%d not sockets)" % (
+              fds0, files0, fds1, files1))
+    change = (rss1 - rss0) / rss0
+    check("%s: RSS stable (reload 20 -> 100 within 5 %%, all within max(5 %%, 2 MiB))" % name,
+          rss1 <= rss20 * 1.05 and rss1 - rss0 <= max(0.05 * rss0, 2048),
+          "%d KiB before, %d after 20 reloads, %d after 100 (%+.2f %%)" % (
+              rss0, rss20, rss1, 100 * change))
+    figure("%s: fds before/after, RSS before/20/100 reloads (KiB)" % name,
+           "%d/%d, %d/%d/%d (%+.2f %%)" % (fds0, fds1, rss0, rss20, rss1, 100 * change))
 
 
 # ---------------------------------------------------------------- data

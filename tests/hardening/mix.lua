@@ -5,9 +5,12 @@
 --   HARDENING_JSON {"statuses": {...}, "errors": {...}, "requests": n, ...}
 -- for tests/hardening/hardening.py.
 --
---   wrk ... -s mix.lua URL -- BODY_FILE D_SAE WORDS
+--   wrk ... -s mix.lua URL -- BODY_FILE D_SAE WORDS [IDS]
 --
 -- D_SAE 0 means no index: encode requests only. WORDS is comma-separated.
+-- IDS (comma-separated SAE ids, CONTRACT 7) spreads the requests over those
+-- SAEs: /v1/saes/{id}/encode and /v1/saes/{id}/features/{i}, and the
+-- searches go to /v1/search (every indexed SAE at once).
 
 local threads = {}
 
@@ -24,18 +27,32 @@ function init(args)
   for w in string.gmatch(args[3] or "", "[^,]+") do
     table.insert(words, w)
   end
+  ids = {}
+  for id in string.gmatch(args[4] or "", "[^,]+") do
+    table.insert(ids, id)
+  end
   counts = {}
   n = 0
   enc_headers = { ["Content-Type"] = "application/json" }
+end
+
+-- The route prefix of the n-th request: its SAE's, or none.
+local function prefix(n)
+  if #ids == 0 then
+    return "/v1"
+  end
+  return "/v1/saes/" .. ids[math.floor(n / 3) % #ids + 1]
 end
 
 function request()
   n = n + 1
   local k = n % 3
   if d_sae == 0 or k == 0 or #words == 0 then
-    return wrk.format("POST", "/v1/encode", enc_headers, body)
+    return wrk.format("POST", prefix(n) .. "/encode", enc_headers, body)
   elseif k == 1 then
-    return wrk.format("GET", "/v1/features/" .. ((n * 7919) % d_sae))
+    return wrk.format("GET", prefix(n) .. "/features/" .. ((n * 7919) % d_sae))
+  elseif #ids > 0 then
+    return wrk.format("GET", "/v1/search?limit=10&q=" .. words[(n % #words) + 1])
   else
     return wrk.format("GET", "/v1/features?limit=10&q=" .. words[(n % #words) + 1])
   end

@@ -5,9 +5,9 @@
 # file escapes. See tests/hardening/hardening.py for each test.
 #
 #   tests/hardening/run.sh [--ci|--full] --saed PATH --sae PATH --mkfixture PATH
-#                          [--only weights,requests,costly,auth,load,overload,reload,index,static]
+#                          [--only weights,requests,costly,auth,load,overload,reload,index,static,saes,...]
 #
-# --ci (default): load and reload run 20 s, overload 10 s (about 3 minutes in
+# --ci (default): load, reload and saes run 20 s, overload 10 s (about 3.5 minutes in
 # all); --full: 60 s and 30 s, the corpus of the kill test is larger.
 # Needs python3, wrk, cc; the full-disk test mounts a small tmpfs (root), or
 # falls back to RLIMIT_FSIZE. Prints "hardening: N passed, M failed" and

@@ -6,14 +6,23 @@
  *               without an index 404 no_index, X-SAE-Weights-Digest per SAE
  *   fan-out     "saes": one result set per SAE, each the reference's; SAEs of
  *               another hook refused
+ *   mixed       32 concurrent clients alternating between two SAEs: every
+ *               row the reference of its own SAE, and batches still formed
+ *               (the batcher gathers one SAE's jobs from an interleaved queue)
  *   search      /v1/search over two indexes, best first, paged
  *   neuronpedia the layer picks the SAE
  *   reload      SIGHUP loads only the SAE whose folder changed; a broken one
  *               keeps serving; a removed one stops; a config adds one
  *   budget      max_mapped_bytes unmaps and maps again, counted in /metrics
- *   refusals    bad and duplicate ids are refused at start-up, naming them */
+ *   refusals    bad and duplicate ids are refused at start-up, naming them
+ *   many        80 SAEs from one --release (more than the 64 mappings the
+ *               registry of core/io/mapped.c once held): each answers as the
+ *               reference, and the last one's weights rewritten in place are
+ *               refused (503 weights_changed) while the others serve on */
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,7 +114,7 @@ static json_t *post_json(const struct daemon *d, const char *path, const char *b
 /* {"input": x} (plus extra members) as a JSON body. */
 static char *row_body(const float *x, const char *extra)
 {
-    static char b[8192];
+    static _Thread_local char b[8192]; /* one per thread: test_mixed sends from 32 */
     size_t n = (size_t)snprintf(b, sizeof b, "{%s\"input\":[", extra);
     for (size_t c = 0; c < D_IN; c++)
         n += (size_t)snprintf(b + n, sizeof b - n, "%s%.9g", c ? "," : "", (double)x[c]);
@@ -325,6 +334,72 @@ static void test_fanout(const struct daemon *d)
     json_decref(j);
 }
 
+/* ---- mixed: one-row requests to two SAEs, interleaved ---- */
+
+enum { MIX_CLIENTS = 32, MIX_PER = 6 };
+
+/* One client of test_mixed: its rows, the SAE of each request, what came
+ * back. */
+struct mix_client {
+    const struct daemon *d;
+    size_t k;                          /* client number: picks SAEs and rows */
+    float x[MIX_PER][D_IN];
+    json_t *res[MIX_PER];
+    long status[MIX_PER];
+};
+
+/* The SAE (0 or 1) of client k's i-th request: alternating, so the queue
+ * holds both SAEs' jobs interleaved. */
+static size_t mix_sae(size_t k, size_t i)
+{
+    return (k + i) % 2;
+}
+
+/* Sends one client's requests, one after another. */
+static void *mix_main(void *arg)
+{
+    struct mix_client *c = arg;
+    for (size_t i = 0; i < MIX_PER; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "/v1/saes/%s/encode", rel_ids[mix_sae(c->k, i)]);
+        c->res[i] = post_json(c->d, path, row_body(c->x[i], ""), &c->status[i], NULL, 0);
+    }
+    http_thread_done();
+    return NULL;
+}
+
+static void test_mixed(const struct daemon *d)
+{
+    struct mix_client *cl = calloc(MIX_CLIENTS, sizeof *cl);
+    pthread_t t[MIX_CLIENTS];
+    double before = metric(d, "\nsaed_batch_rows_count ");
+    for (size_t k = 0; k < MIX_CLIENTS; k++) {
+        cl[k].d = d;
+        cl[k].k = k;
+        sae_fixture_random_rows(&cl[k].x[0][0], MIX_PER, D_IN, 1.0, 300 + k);
+        pthread_create(&t[k], NULL, mix_main, &cl[k]);
+    }
+    for (size_t k = 0; k < MIX_CLIENTS; k++)
+        pthread_join(t[k], NULL);
+    double gemms = metric(d, "\nsaed_batch_rows_count ") - before;
+    size_t rows = 0;
+    for (size_t k = 0; k < MIX_CLIENTS; k++)
+        for (size_t i = 0; i < MIX_PER; i++) {
+            char what[64];
+            snprintf(what, sizeof what, "mixed: client %zu request %zu", k, i);
+            CHECK(cl[k].status[i] == 200, "%s: %ld", what, cl[k].status[i]);
+            check_row(models[mix_sae(k, i)], cl[k].x[i],
+                      json_array_get(json_object_get(cl[k].res[i], "results"), 0), what);
+            json_decref(cl[k].res[i]);
+            rows++;
+        }
+    CHECK(before >= 0 && gemms > 0 && gemms < (double)rows,
+          "mixed: batching formed no batch: %g GEMMs for %zu rows", gemms, rows);
+    printf("mixed: %zu one-row requests over two SAEs in %g GEMMs (%.1f rows/GEMM)\n", rows,
+           gemms, (double)rows / gemms);
+    free(cl);
+}
+
 static void test_search(const struct daemon *d)
 {
     long st;
@@ -354,6 +429,26 @@ static void test_search(const struct daemon *d)
     json_decref(j);
     j = get_json(d, "/v1/search", &st);
     CHECK(st == 400, "search without q %ld", st);
+    json_decref(j);
+    /* A repeated word counts once (ASCII case-insensitively): 32 distinct
+     * words, each given twice, are searched; a 33rd is refused naming 32. */
+    j = get_json(d, "/v1/search?q=cat+CAT+cat", &st);
+    CHECK(st == 200 && json_integer_value(json_object_get(j, "total")) == 4,
+          "search: repeats count once %ld", st);
+    json_decref(j);
+    char q[1024];
+    size_t n = (size_t)snprintf(q, sizeof q, "/v1/search?q=cat");
+    for (int w = 1; w < 32; w++)
+        n += (size_t)snprintf(q + n, sizeof q - n, "+w%d+W%d", w, w);
+    j = get_json(d, q, &st);
+    CHECK(st == 200 && json_integer_value(json_object_get(j, "total")) == 0,
+          "search: 32 distinct words (63 given) %ld", st);
+    json_decref(j);
+    snprintf(q + n, sizeof q - n, "+w32");
+    j = get_json(d, q, &st);
+    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    CHECK(st == 400 && !strcmp(err_code(j), "invalid_query") && msg && strstr(msg, "32"),
+          "search: 33 distinct words %ld %s", st, msg ? msg : "");
     json_decref(j);
 }
 
@@ -445,6 +540,85 @@ static void test_budget(void)
     CHECK(daemon_wait(&d, 20000) == 0, "budget daemon exit");
 }
 
+/* 80 SAEs in one release: past 64 mappings the weights are still watched. */
+enum { N_MANY = 80 };
+
+static void test_many(void)
+{
+    char root[700], dir[N_MANY][760];
+    snprintf(root, sizeof root, "%s/many", tmp);
+    sae_error err;
+    sae_fixture_opts o;
+    sae_fixture_defaults(&o);
+    o.d_in = D_IN;
+    o.d_sae = D_SAE;
+    o.target_l0 = 6;
+    sae_model *m[N_MANY] = {0};
+    for (size_t i = 0; i < N_MANY; i++) {
+        snprintf(dir[i], sizeof dir[i], "%s/sae_%02zu", root, i);
+        o.seed = 1000 + i;
+        if (sae_fixture_write_model(dir[i], &o, &err) ||
+            sae_model_load(dir[i], &m[i], NULL, &err)) {
+            CHECK(0, "many: fixture %zu: %s", i, err.msg);
+            goto out;
+        }
+    }
+    struct daemon d;
+    const char *args[] = {"--quiet", "--threads", "2", "--release", root, NULL};
+    if (daemon_start(&d, NULL, args)) {
+        CHECK(0, "many: saed --release of %d SAEs did not start", N_MANY);
+        goto out;
+    }
+    long st;
+    json_t *j = get_json(&d, "/v1/saes", &st);
+    CHECK(st == 200 && json_array_size(json_object_get(j, "saes")) == N_MANY, "many: %ld, %zu SAEs",
+          st, json_array_size(json_object_get(j, "saes")));
+    json_decref(j);
+    float x[D_IN];
+    sae_fixture_random_rows(x, 1, D_IN, 1.0, 81);
+    char path[256], what[64], dig[64];
+    for (size_t i = 0; i < N_MANY; i++) {
+        snprintf(path, sizeof path, "/v1/saes/sae_%02zu/encode", i);
+        snprintf(what, sizeof what, "many: sae_%02zu", i);
+        j = post_json(&d, path, row_body(x, ""), &st, dig, sizeof dig);
+        CHECK(st == 200 && !strcmp(dig, m[i]->weights_digest), "%s: %ld", what, st);
+        check_row(m[i], x, json_array_get(json_object_get(j, "results"), 0), what);
+        json_decref(j);
+    }
+    /* The last SAE loaded holds (at least) the 80th mapping. Its file
+     * rewritten in place (same size, other bytes) must be refused, not
+     * answered from pages that changed under it. */
+    char w[800];
+    snprintf(w, sizeof w, "%s/sae_weights.safetensors", dir[N_MANY - 1]);
+    int fd = open(w, O_WRONLY);
+    struct stat sb;
+    unsigned char junk[256];
+    memset(junk, 0x3f, sizeof junk);
+    CHECK(fd >= 0 && fstat(fd, &sb) == 0 &&
+              pwrite(fd, junk, sizeof junk, sb.st_size - (off_t)sizeof junk) == (ssize_t)sizeof junk,
+          "many: rewrite in place");
+    if (fd >= 0)
+        close(fd);
+    snprintf(path, sizeof path, "/v1/saes/sae_%02d/encode", N_MANY - 1);
+    j = post_json(&d, path, row_body(x, ""), &st, NULL, 0);
+    CHECK(st == 503 && err_code(j) && !strcmp(err_code(j), "weights_changed"),
+          "many: the SAE rewritten in place refuses: %ld %s", st, err_code(j) ? err_code(j) : "");
+    json_decref(j);
+    for (size_t i = 0; i + 1 < N_MANY; i += 13) {
+        snprintf(path, sizeof path, "/v1/saes/sae_%02zu/encode", i);
+        snprintf(what, sizeof what, "many: sae_%02zu after", i);
+        j = post_json(&d, path, row_body(x, ""), &st, NULL, 0);
+        CHECK(st == 200, "%s: %ld", what, st);
+        check_row(m[i], x, json_array_get(json_object_get(j, "results"), 0), what);
+        json_decref(j);
+    }
+    daemon_signal(&d, SIGTERM);
+    CHECK(daemon_wait(&d, 20000) == 0, "many: exit");
+out:
+    for (size_t i = 0; i < N_MANY; i++)
+        sae_model_free(m[i]);
+}
+
 int main(void)
 {
     if (!getenv("SAE_BIN") || setup()) {
@@ -464,12 +638,14 @@ int main(void)
     }
     test_release(&d);
     test_fanout(&d);
+    test_mixed(&d);
     test_search(&d);
     test_neuronpedia(&d);
     test_reload(&d);
     daemon_signal(&d, SIGTERM);
     CHECK(daemon_wait(&d, 20000) == 0, "exit after SIGTERM");
     test_budget();
+    test_many();
     http_thread_done();
     for (int i = 0; i < N_REL; i++)
         sae_model_free(models[i]);
