@@ -4,7 +4,9 @@
  * "cosine" with --metrics. An autoencoder model prints {"codes": [...]}.
  *
  * Rows are read, encoded and printed one block at a time, so memory stays flat
- * whatever the corpus size. With --out the lines go to a temporary file beside
+ * whatever the corpus size. With --server URL the rows are encoded by a saed
+ * instead (remote.c: binary protocol, retries, weights digest pinned), with
+ * the same output. With --out the lines go to a temporary file beside
  * the target, renamed into place only once everything is written and synced:
  * a failure (a full disk included) leaves no partial file behind. */
 #include <errno.h>
@@ -21,13 +23,16 @@
 #include "sae/encode.h"
 #include "sae/model.h"
 #include "io/outfile.h"
+#include "remote.h"
 
 #define ENCODE_BLOCK_ROWS 256
 
 /* The --help text around the options. */
 static const char usage[] =
     "usage: sae encode --model DIR --activations FILE... [--top-k K] [--threshold X]\n"
-    "                  [--metrics] [--out FILE] [--quiet]\n";
+    "                  [--metrics] [--out FILE] [--quiet]\n"
+    "       sae encode --server URL [--api-key KEY] [--sae ID] --activations FILE...\n"
+    "                  [--top-k K] [--threshold X] [--out FILE] [--quiet]\n";
 static const char about[] =
     "Encodes every row of the activation files (.safetensors with an \"activations\"\n"
     "tensor [n, d_in], or .npy; several files are one corpus, in order) and writes one\n"
@@ -37,6 +42,8 @@ static const char about[] =
 /* Parsed flags; paths are borrowed from argv. */
 typedef struct encode_args {
     const char *model_dir, *out_path;
+    const char *server, *api_key, *sae; /* --server: encode remotely */
+    double retry_s;
     const char **acts;
     size_t n_acts;
     sae_encode_opts opt;
@@ -47,12 +54,20 @@ typedef struct encode_args {
  * or an exit code. */
 static int parse_args(int argc, char **argv, encode_args *a)
 {
+    a->retry_s = 120;
     a->acts = calloc((size_t)argc, sizeof *a->acts);
     if (!a->acts)
         return cli_fail("out of memory");
     const cli_opt opts[] = {
-        {"--model", CLI_PATH, "DIR", CLI_TO(a->model_dir), .required = true,
+        {"--model", CLI_PATH, "DIR", CLI_TO(a->model_dir),
          .help = "the model folder (SAELens or sparsify layout)"},
+        {"--server", CLI_PATH, "URL", CLI_TO(a->server),
+         .help = "encode with the saed at URL (http://HOST:PORT) instead of --model"},
+        {"--api-key", CLI_PATH, "KEY", CLI_TO(a->api_key), .help = "saed's API key"},
+        {"--sae", CLI_PATH, "ID", CLI_TO(a->sae),
+         .help = "the SAE of a saed serving many (/v1/saes/ID/...)"},
+        {"--retry-seconds", CLI_DOUBLE, "S", CLI_TO(a->retry_s), .dlo = 0, .dhi = 86400,
+         .help = "most time spent waiting on 503s and lost connections (120)"},
         {"--activations", CLI_LIST, "FILE", CLI_TO(a->acts[0]), .count = &a->n_acts,
          .max = (size_t)argc, .required = true, .help = "one or more activation files"},
         {"--top-k", CLI_U64, "K", CLI_TO(a->opt.top_k), .lo = 1, .hi = UINT32_MAX,
@@ -71,6 +86,12 @@ static int parse_args(int argc, char **argv, encode_args *a)
     if (rc >= 0)
         return rc;
     a->filtered = a->filtered || a->opt.has_threshold;
+    if (!a->model_dir == !a->server)
+        return cli_usage("encode", "give exactly one of --model and --server");
+    if (a->server && a->metrics)
+        return cli_usage("encode", "--metrics needs --model (saed's binary replies carry none)");
+    if (!a->server && (a->api_key || a->sae))
+        return cli_usage("encode", "--api-key and --sae go with --server");
     return cli_check_not_input("encode", a->out_path, a->acts, a->n_acts);
 }
 
@@ -168,7 +189,7 @@ static int out_close(out_file *o, int rc)
 
 /* Opens every activation file on its own (so errors name the file), checks
  * each against the model's d_in. */
-static int open_all(const encode_args *a, const sae_model *m, sae_acts **acts, size_t *total)
+static int open_all(const encode_args *a, size_t d_in, sae_acts **acts, size_t *total)
 {
     sae_error err;
     *total = 0;
@@ -176,9 +197,10 @@ static int open_all(const encode_args *a, const sae_model *m, sae_acts **acts, s
         sae_error_clear(&err);
         if (sae_acts_open(&a->acts[f], 1, &acts[f], &err))
             return cli_fail_err(&err);
-        if (sae_acts_dim(acts[f]) != m->d_in)
+        if (sae_acts_dim(acts[f]) != d_in)
             return cli_fail("%s: activations have d_in %zu but the model (%s) has d_in %zu",
-                            a->acts[f], sae_acts_dim(acts[f]), a->model_dir, m->d_in);
+                            a->acts[f], sae_acts_dim(acts[f]),
+                            a->server ? a->server : a->model_dir, d_in);
         *total += sae_acts_rows(acts[f]);
     }
     return SAE_EXIT_OK;
@@ -193,11 +215,26 @@ static size_t first_nonfinite(const float *x, size_t n)
     return n;
 }
 
+/* The query string of --top-k/--threshold for saed ("" when neither). */
+static void encode_query(const encode_args *a, char *q, size_t size)
+{
+    int k = 0;
+    q[0] = 0;
+    if (a->filtered && a->opt.top_k)
+        k = snprintf(q, size, "?top_k=%llu", (unsigned long long)a->opt.top_k);
+    if (a->opt.has_threshold)
+        snprintf(q + k, size - (size_t)k, "%cthreshold=%.9g", k ? '&' : '?', a->opt.threshold);
+}
+
 int cmd_encode(int argc, char **argv)
 {
     encode_args a = {0};
     int rc = parse_args(argc, argv, &a);
     sae_model *m = NULL;
+    sae_remote remote = {.fd = -1};
+    size_t d_in = 0, d_sae = 0, bn = ENCODE_BLOCK_ROWS;
+    bool ae = false;
+    char query[96];
     sae_acts **acts = NULL;
     sae_workspace *ws = NULL;
     float *x = NULL, *codes = NULL;
@@ -211,15 +248,28 @@ int cmd_encode(int argc, char **argv)
         goto out;
     rc = SAE_EXIT_FAILURE;
 
-    sae_model_warnings warn;
-    int load_rc = sae_model_load(a.model_dir, &m, &warn, &err);
-    for (size_t i = 0; i < warn.n; i++)
-        cli_warn("%s", warn.line[i]);
-    if (load_rc) {
-        rc = cli_fail_err(&err);
-        goto out;
+    if (a.server) {
+        if ((rc = remote_open(&remote, a.server, a.api_key, a.sae, a.retry_s)) != SAE_EXIT_OK)
+            goto out;
+        rc = SAE_EXIT_FAILURE;
+        if (!strcmp(remote.arch, "autoencoder")) {
+            rc = cli_fail("%s serves an autoencoder, which --server does not encode", a.server);
+            goto out;
+        }
+        d_in = remote.d_in, d_sae = remote.d_sae, bn = remote.max_rows;
+        encode_query(&a, query, sizeof query);
+    } else {
+        sae_model_warnings warn;
+        int load_rc = sae_model_load(a.model_dir, &m, &warn, &err);
+        for (size_t i = 0; i < warn.n; i++)
+            cli_warn("%s", warn.line[i]);
+        if (load_rc) {
+            rc = cli_fail_err(&err);
+            goto out;
+        }
+        d_in = m->d_in, d_sae = m->d_sae;
+        ae = m->arch == SAE_ARCH_AUTOENCODER;
     }
-    bool ae = m->arch == SAE_ARCH_AUTOENCODER;
     if (ae && (a.filtered || a.metrics)) {
         rc = cli_usage("encode",
                        "--top-k, --threshold and --metrics apply to SAEs, and %s is "
@@ -233,18 +283,17 @@ int cmd_encode(int argc, char **argv)
         rc = cli_fail("out of memory");
         goto out;
     }
-    if ((rc = open_all(&a, m, acts, &total)) != SAE_EXIT_OK)
+    if ((rc = open_all(&a, d_in, acts, &total)) != SAE_EXIT_OK)
         goto out;
     rc = SAE_EXIT_FAILURE;
 
-    size_t bn = ENCODE_BLOCK_ROWS;
-    x = malloc(bn * m->d_in * sizeof *x);
+    x = malloc(bn * d_in * sizeof *x);
     if (ae)
-        codes = malloc(bn * m->d_sae * sizeof *codes);
-    else
+        codes = malloc(bn * d_sae * sizeof *codes);
+    else if (m)
         ws = sae_workspace_new(m, bn);
     met = a.metrics ? malloc(bn * sizeof *met) : NULL;
-    if (!x || (ae ? !codes : !ws) || (a.metrics && !met)) {
+    if (!x || (ae ? !codes : m && !ws) || (a.metrics && !met)) {
         rc = cli_fail("out of memory for a block of %zu rows", bn);
         goto out;
     }
@@ -263,10 +312,10 @@ int cmd_encode(int argc, char **argv)
                 cli_fail_err(&err);
                 goto out;
             }
-            size_t bad = first_nonfinite(x, n * m->d_in);
-            if (bad < n * m->d_in) {
+            size_t bad = first_nonfinite(x, n * d_in);
+            if (bad < n * d_in) {
                 cli_fail("%s: row %zu, element %zu: value is not finite", a.acts[f],
-                         r0 + bad / m->d_in, bad % m->d_in);
+                         r0 + bad / d_in, bad % d_in);
                 goto out;
             }
             if (ae) {
@@ -275,7 +324,13 @@ int cmd_encode(int argc, char **argv)
                     goto out;
                 }
                 for (size_t r = 0; r < n; r++)
-                    put_codes_row(out.fp, codes + r * m->d_sae, m->d_sae);
+                    put_codes_row(out.fp, codes + r * d_sae, d_sae);
+            } else if (a.server) {
+                sae_sparse_reset(&sp);
+                if (remote_encode(&remote, x, n, query, &sp) != SAE_EXIT_OK)
+                    goto out;
+                for (size_t r = 0; r < n; r++)
+                    put_sparse_row(out.fp, &sp, r, NULL);
             } else {
                 sae_sparse_reset(&sp);
                 if (sae_encode(m, ws, x, n, a.filtered ? &a.opt : NULL, &sp, met, NULL, &err)) {
@@ -309,5 +364,6 @@ out:
     sae_sparse_free(&sp);
     sae_workspace_free(ws);
     sae_model_free(m);
+    remote_close(&remote);
     return rc;
 }

@@ -5,9 +5,24 @@
  * what encode and decode return (a transcoder's d_out and output hook, a
  * skip connection decode leaves out, signed top-k, the finetuning scaling
  * factor), so a client can tell how to read the results, and the kernel
- * that encodes (kernel.h: openblas-f32, avx512-bf16, avx2-bf16, ...). */
+ * that encodes (kernel.h: openblas-f32, avx512-bf16, avx2-bf16, ...), and
+ * `limits`: the request limits a batch client sizes its chunks from. */
 #include "feature_routes.h"
 #include "saed.h"
+
+/* The limits a client splits a large job by (max_request_rows,
+ * max_body_bytes, max_queue_rows, max_batch_rows) as a new JSON object. */
+static json_t *limits_json(const struct saed_config *cfg)
+{
+    json_t *l = json_object();
+    if (!l)
+        return NULL;
+    json_object_set_new(l, "max_request_rows", json_integer((json_int_t)cfg->max_request_rows));
+    json_object_set_new(l, "max_body_bytes", json_integer((json_int_t)cfg->max_body_bytes));
+    json_object_set_new(l, "max_queue_rows", json_integer((json_int_t)cfg->max_queue_rows));
+    json_object_set_new(l, "max_batch_rows", json_integer((json_int_t)cfg->max_batch_rows));
+    return l;
+}
 
 /* GET /v1/model: the served model as a JSON object. */
 enum MHD_Result model_get(struct saed_req *rq)
@@ -39,5 +54,6 @@ enum MHD_Result model_get(struct saed_req *rq)
     sae_model_json_kind(m, o);
     json_object_set_new(o, "sparsify", json_boolean(m->sparsify));
     json_object_set_new(o, "generation", json_integer((json_int_t)rq->snap->generation));
+    json_object_set_new(o, "limits", limits_json(rq->srv->cfg));
     return reply_json(rq, 200, o);
 }

@@ -5,7 +5,7 @@
 # index ascending, --top-k/--threshold filtering only the returned list,
 # l0 from the full output). Numbers themselves are checked against the double
 # reference in tests/unit/test_encode.c; here the streaming CLI around them.
-# env: SAE_BIN, MKFIXTURE, SAE_TEST_TMP, SAE_SOURCE_ROOT
+# env: SAE_BIN, MKFIXTURE, SAE_TEST_TMP, SAE_SOURCE_ROOT, SAED_BIN (for --server)
 set -uo pipefail
 sae=${SAE_BIN:?} mk=${MKFIXTURE:?}
 tmp=$(mktemp -d "${SAE_TEST_TMP:-/tmp}/cli.XXXXXX")
@@ -110,6 +110,37 @@ grep -q "warning: training ended with fvu .*diverged" "$tmp/err" && ok || bad "d
 expect_rc 0 "train normally" "$sae" train --activations "$a" --out "$tmp/fine" --steps 40 --batch 8 --quiet
 [ ! -s "$tmp/err" ] && ok || bad "a normal run warned: $(cat "$tmp/err")"
 
+# `sae encode --server`: the same lines from a saed over the binary protocol
+# as --model gives on the same model (top-k and threshold too), the weights
+# digest pinned, and exit 1 naming the address when no saed answers.
+if [ -n "${SAED_BIN:-}" ]; then
+  "$SAED_BIN" --model "$tmp/m" --listen 127.0.0.1:0 --max-request-rows 64 2>"$tmp/saed.log" &
+  saed_pid=$!
+  port=
+  for _ in $(seq 300); do
+    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/saed.log")
+    [ -n "$port" ] && break
+    sleep 0.05
+  done
+  url=http://127.0.0.1:$port
+  for opts in "" "--top-k 3" "--threshold 0.5" "--top-k 2 --threshold 0.25"; do
+    # shellcheck disable=SC2086
+    "$sae" encode --model "$tmp/m" --activations "$tmp/a.safetensors" --quiet $opts >"$tmp/local.jsonl"
+    # shellcheck disable=SC2086
+    expect_rc 0 "encode --server $opts" "$sae" encode --server "$url" --activations "$tmp/a.safetensors" --quiet $opts
+    cmp -s "$tmp/out" "$tmp/local.jsonl" && [ -s "$tmp/out" ] && ok || bad "--server $opts differs from --model"
+  done
+  expect_rc 1 "encode --server, an SAE not served" "$sae" encode --server "$url" --sae nope --activations "$tmp/a.safetensors"
+  grep -q "404" "$tmp/err" && ok || bad "--sae nope: $(cat "$tmp/err")"
+  expect_rc 2 "encode --server with --metrics" "$sae" encode --server "$url" --activations "$tmp/a.safetensors" --metrics
+  expect_rc 1 "encode --server, d_in mismatch" "$sae" encode --server "$url" --activations "$tmp/a16.safetensors"
+  kill "$saed_pid"; wait "$saed_pid" 2>/dev/null
+  expect_rc 1 "encode --server, nothing listening" "$sae" encode --server "$url" --retry-seconds 0.3 --activations "$tmp/a.safetensors"
+  grep -q "cannot reach saed at 127.0.0.1:$port" "$tmp/err" && [ "$(wc -l <"$tmp/err")" = 1 ] && ok \
+    || bad "unreachable: $(cat "$tmp/err")"
+  [ ! -s "$tmp/out" ] && ok || bad "unreachable wrote output"
+fi
+
 # Every command's --help is generated from its option table; its synopsis is the
 # one the README's "Using sae" block shows (spacing aside), and --help exits 0.
 squeeze() { tr -s '[:space:]' ' ' | sed 's/^ //; s/ $//'; }
@@ -124,7 +155,9 @@ done
 expect_rc 2 "a bad --top-k" "$sae" encode --model "$tmp/m" --activations "$a" --top-k 0
 grep -q "sae encode: --top-k needs an integer in \[1, 4294967295\], not '0'" "$tmp/err" && ok || bad "--top-k 0: $(cat "$tmp/err")"
 expect_rc 2 "encode without its required options" "$sae" encode
-grep -q "sae encode: --model and --activations are required" "$tmp/err" && ok || bad "required: $(cat "$tmp/err")"
+grep -q "sae encode: --activations is required" "$tmp/err" && ok || bad "required: $(cat "$tmp/err")"
+expect_rc 2 "encode without --model or --server" "$sae" encode --activations "$a"
+grep -q "sae encode: give exactly one of --model and --server" "$tmp/err" && ok || bad "model or server: $(cat "$tmp/err")"
 expect_rc 2 "--activations with no file" "$sae" encode --model "$tmp/m" --activations --quiet
 grep -q "activations needs at least one FILE" "$tmp/err" && ok || bad "empty list: $(cat "$tmp/err")"
 expect_rc 2 "info with two folders" "$sae" info "$tmp/m" "$tmp/m2"
