@@ -40,6 +40,10 @@ static const struct key keys[] = {
              "from the served weights; reloaded with the model on SIGHUP); without one the "
              "feature routes answer 404 no_index. With --model, that SAE's index; without, "
              "ID=FILE.db for the SAE ID (repeatable)"},
+    {.name = "lm", .type = K_STR, .def = "", .offset = OFF(lm), .arg = "DIR",
+     .help = "language model of POST /v1/encode_text: a Hugging Face GPT-2 checkpoint folder "
+             "(config.json, model.safetensors or shards) with its tokenizer (tokenizer.json, or "
+             "vocab.json + merges.txt); empty: /v1/encode_text answers 404 no_lm"},
     {.name = "sae", .type = K_STR, .def = "", .offset = OFF(sae_flag), .arg = "ID=DIR",
      .help = "serve the SAE folder DIR under the id ID ([A-Za-z0-9._-]+), as "
              "/v1/saes/ID/...; repeatable (CONTRACT 7)"},
@@ -119,6 +123,10 @@ static const struct key keys[] = {
     {.name = "max_request_rows", .type = K_UINT, .def = "16384",
      .offset = OFF(max_request_rows), .lo = 1, .hi = 1u << 26, .arg = "N",
      .help = "rows in one request; more gets 413; must not exceed max_queue_rows"},
+    {.name = "max_request_texts", .type = K_UINT, .def = "64",
+     .offset = OFF(max_request_texts), .lo = 1, .hi = 4096, .arg = "N",
+     .help = "texts in one /v1/encode_text request (more gets 413); with --lm, scratch for this "
+             "many texts of n_positions tokens is held"},
     {.name = "max_body_bytes", .type = K_UINT, .def = "67108864", .offset = OFF(max_body_bytes),
      .lo = 1024, .hi = (uint64_t)1 << 34, .arg = "BYTES",
      .help = "request body cap (64 MiB); larger Content-Length gets 413 before any byte is "

@@ -33,6 +33,7 @@ struct saed_config {
     uint64_t max_mapped_bytes;  /* weights kept mapped, all SAEs together; 0 no budget */
     char *sae_flag;             /* the last --sae value (the flag parser's slot) */
     char *index;                /* feature index file ("" none) */
+    char *lm;                   /* language model folder of /v1/encode_text ("" none) */
     char *source_id;            /* Neuronpedia layer id ("" = from neuronpedia_id/hook_name) */
     char *model_name;           /* names replacing the folder's ("" = the folder's) */
     char *hook_name;
@@ -49,6 +50,7 @@ struct saed_config {
     uint64_t max_batch_wait_us;
     uint64_t max_queue_rows;
     uint64_t max_request_rows;
+    uint64_t max_request_texts;
     uint64_t max_body_bytes;
     uint64_t max_body_total_bytes;
     uint64_t max_reply_bytes;

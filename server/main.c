@@ -392,6 +392,10 @@ int main(int argc, char **argv)
         goto out_sae;
     }
     log_saes(&srv, sae_clock_us() - t_load);
+    if (*srv.cfg->lm && text_lm_open(&srv, &err)) {
+        fprintf(stderr, "saed: error: --lm: %s\n", err.msg);
+        goto out_sae;
+    }
     if (static_init(&srv, &err)) {
         fprintf(stderr, "saed: error: %s\n", err.msg);
         goto out_sae;
@@ -439,6 +443,7 @@ out_threads:
     batcher_free(srv.batcher);
     reaper_free(srv.reaper);
 out_sae:
+    text_lm_free(srv.lm);
     saes_free(srv.saes);
     static_free(&srv);
     for (size_t i = 0; i < srv.n_cors; i++)

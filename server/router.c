@@ -29,6 +29,8 @@ const struct saed_route saed_routes[] = {
      .digest = true, .per_sae = true,
      .body_types = SAED_BODY_JSON | SAED_BODY_OCTET | SAED_BODY_NPY,
      .precheck = encode_precheck},
+    {.method = "POST", .path = "/v1/encode_text", .handler = encode_text_post,
+     .needs_auth = true, .per_sae = true, .body_types = SAED_BODY_JSON},
     {.method = "POST", .path = "/v1/decode", .handler = decode_post, .needs_auth = true,
      .digest = true, .per_sae = true, .body_types = SAED_BODY_JSON | SAED_BODY_OCTET,
      .precheck = decode_precheck},

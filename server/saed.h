@@ -136,6 +136,7 @@ struct saed_saes;
 /* The process-wide server state. */
 struct saed_server {
     struct saed_config *cfg;        /* owned */
+    struct saed_lm *lm;             /* owned: the language model of --lm, or NULL */
     struct saed_saes *saes;         /* owned: every SAE (saes.h) */
     struct saed_metrics metrics;
     struct saed_batcher *batcher;   /* owned */
@@ -268,6 +269,7 @@ enum MHD_Result health_get(struct saed_req *rq);
 enum MHD_Result model_get(struct saed_req *rq);
 enum MHD_Result encode_post(struct saed_req *rq);
 enum MHD_Result decode_post(struct saed_req *rq);
+enum MHD_Result encode_text_post(struct saed_req *rq); /* POST /v1/encode_text */
 enum MHD_Result metrics_get(struct saed_req *rq);
 enum MHD_Result openapi_get(struct saed_req *rq);
 enum MHD_Result features_get(struct saed_req *rq);      /* GET /v1/features */
@@ -284,6 +286,14 @@ void encode_precheck(struct saed_req *rq, uint64_t content_length, bool has_leng
 /* Frees an encode fan-out's state (encode_post.c); NULL is fine. */
 void enc_fan_free(struct enc_fan *f);
 void decode_precheck(struct saed_req *rq, uint64_t content_length, bool has_length);
+
+struct saed_lm;
+/* Loads srv->cfg->lm (checkpoint and tokenizer) into srv->lm
+ * (encode_text_post.c); on failure err says why and srv->lm may hold a
+ * part, which text_lm_free frees. */
+int text_lm_open(struct saed_server *srv, sae_error *err);
+/* Frees the language model; NULL is fine. */
+void text_lm_free(struct saed_lm *t);
 
 /* The routing table (router.c) and its length; metrics label by pattern. */
 extern const struct saed_route saed_routes[];

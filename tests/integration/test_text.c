@@ -1,0 +1,293 @@
+/* test_text.c: POST /v1/encode_text against a real saed --lm (loopback).
+ *
+ * The reference is the library itself, step by step: the tokenizer
+ * (sae_bpe_encode, BOS as the SAE's cfg says), the forward pass alone
+ * (sae_lm_forward, one text at a time) and sae_encode; the route must give
+ * the same tokens and, within float tolerance, the same features, whatever
+ * the nesting (one text, several, a fan-out over SAEs of different hooks,
+ * an SAE-prefixed path). Every error path of the route is then hit once. */
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+#include "harness.h"
+#include "lm/bpe.h"
+#include "lm/lm.h"
+#include "sae/encode.h"
+
+#ifndef LM_DIR
+#error "LM_DIR names the checkpoint fixture"
+#endif
+
+/* The served SAEs: id, hook, d_in, d_sae, prepend_bos. */
+static const struct {
+    const char *id, *hook;
+    size_t d_in, d_sae;
+    bool bos;
+} saes[] = {
+    {"a", "blocks.1.hook_resid_pre", 32, 64, true},
+    {"b", "blocks.0.hook_resid_post", 32, 48, true},
+    {"mlp", "blocks.0.mlp.hook_post", 128, 40, true},
+    {"nobos", "blocks.1.hook_resid_pre", 32, 64, false},
+    {"deep", "blocks.7.hook_resid_pre", 32, 64, true},
+    {"wide", "blocks.0.hook_resid_pre", 16, 64, true},
+};
+#define N_SAES (sizeof saes / sizeof saes[0])
+
+static char *tmp;
+static char dirs[N_SAES][400];
+static sae_model *models[N_SAES];
+static sae_lm *lm;
+static sae_bpe *bpe;
+static sae_lm_ws *ws;
+
+/* Writes the SAE folders and loads the reference's model, tokenizer and SAEs. */
+static int setup(void)
+{
+    tmp = h_tmpdir("text");
+    sae_error err;
+    sae_fixture_opts o;
+    sae_fixture_defaults(&o);
+    o.target_l0 = 6;
+    for (size_t i = 0; i < N_SAES; i++) {
+        snprintf(dirs[i], sizeof dirs[i], "%.300s/%s", tmp, saes[i].id);
+        o.d_in = saes[i].d_in;
+        o.d_sae = saes[i].d_sae;
+        o.seed = 30 + i;
+        o.hook_name = saes[i].hook;
+        if (sae_fixture_write_model(dirs[i], &o, &err))
+            return fprintf(stderr, "%s\n", err.msg), -1;
+        if (!saes[i].bos) {
+            char cfg[700];
+            snprintf(cfg, sizeof cfg, "%.400s/cfg.json", dirs[i]);
+            json_t *c = json_load_file(cfg, 0, NULL);
+            if (!c || json_object_set_new(c, "prepend_bos", json_false()) ||
+                json_dump_file(c, cfg, 0))
+                return fprintf(stderr, "cannot rewrite %s\n", cfg), -1;
+            json_decref(c);
+        }
+        if (sae_model_load(dirs[i], &models[i], NULL, &err))
+            return fprintf(stderr, "%s\n", err.msg), -1;
+    }
+    if (sae_lm_load(LM_DIR, &lm, &err) || sae_bpe_load(&bpe, LM_DIR, &err))
+        return fprintf(stderr, "%s\n", err.msg), -1;
+    ws = sae_lm_ws_new(lm, sae_lm_config_of(lm)->n_ctx);
+    return ws ? 0 : -1;
+}
+
+/* The reference for one text and SAE i: tokens, then each token's features. */
+static void reference(const char *text, size_t i, size_t top_k, int32_t **ids, size_t *n,
+                      sae_sparse *out)
+{
+    sae_error err;
+    *ids = NULL;
+    *n = 0;
+    sae_sparse_init(out);
+    CHECK(!sae_bpe_encode(bpe, text, strlen(text), saes[i].bos ? SAE_BPE_BOS : 0, ids, n, &err),
+          "tokenize: %s", err.msg);
+    sae_lm_hook h;
+    CHECK(!sae_lm_hook_parse(saes[i].hook, &h, &err), "%s", err.msg);
+    uint32_t *u = malloc(*n * sizeof *u);
+    float *x = malloc(*n * saes[i].d_in * sizeof *x);
+    for (size_t k = 0; k < *n; k++)
+        u[k] = (uint32_t)(*ids)[k];
+    sae_lm_batch b = {.ids = u, .n_seq = 1, .seq_len = *n};
+    CHECK(!sae_lm_forward(lm, ws, &b, &h, 1, &x, NULL, &err), "forward: %s", err.msg);
+    sae_workspace *w = sae_workspace_new(models[i], 0);
+    sae_encode_opts o = {.top_k = top_k};
+    CHECK(!sae_encode(models[i], w, x, *n, &o, out, NULL, NULL, &err), "encode: %s", err.msg);
+    sae_workspace_free(w);
+    free(u);
+    free(x);
+}
+
+/* Checks one text's "tokens" and "results" (a JSON array) against the reference. */
+static void check_text(json_t *tokens, json_t *results, const char *text, size_t i, size_t top_k)
+{
+    int32_t *ids;
+    size_t n;
+    sae_sparse ref;
+    reference(text, i, top_k, &ids, &n, &ref);
+    CHECK(json_array_size(tokens) == n && json_array_size(results) == n,
+          "%s on \"%s\": %zu tokens, %zu results; the reference has %zu", saes[i].id, text,
+          json_array_size(tokens), json_array_size(results), n);
+    for (size_t k = 0; k < n && k < json_array_size(tokens) && k < json_array_size(results);
+         k++) {
+        json_t *t = json_array_get(tokens, k);
+        size_t len;
+        const char *s = sae_bpe_token(bpe, ids[k], &len);
+        CHECK(json_integer_value(json_object_get(t, "id")) == ids[k], "token %zu id", k);
+        /* A token that is part of a UTF-8 character reads as U+FFFD. */
+        json_t *whole = s ? json_stringn(s, len) : NULL;
+        const char *got = json_string_value(json_object_get(t, "text"));
+        CHECK(s && got && (whole ? !strcmp(got, json_string_value(whole))
+                                 : !strcmp(got, "\xEF\xBF\xBD")),
+              "token %zu text \"%s\"", k, got ? got : "(none)");
+        json_decref(whole);
+        json_t *r = json_array_get(results, k), *ix = json_object_get(r, "indices"),
+               *vx = json_object_get(r, "values");
+        size_t a = ref.row_ptr[k], e = ref.row_ptr[k + 1];
+        CHECK(json_array_size(ix) == e - a && json_array_size(vx) == e - a,
+              "%s token %zu: %zu features, reference %zu", saes[i].id, k, json_array_size(ix),
+              e - a);
+        for (size_t f = 0; f < e - a && f < json_array_size(ix); f++) {
+            double v = json_number_value(json_array_get(vx, f)), rv = ref.val[a + f];
+            CHECK(json_integer_value(json_array_get(ix, f)) == ref.idx[a + f] &&
+                      fabs(v - rv) <= 1e-4 * fabs(rv) + 1e-5,
+                  "%s token %zu feature %zu: %lld=%g, reference %u=%g", saes[i].id, k, f,
+                  (long long)json_integer_value(json_array_get(ix, f)), v, ref.idx[a + f], rv);
+        }
+    }
+    free(ids);
+    sae_sparse_free(&ref);
+}
+
+/* POSTs body as JSON to path; returns the parsed reply (NULL if not JSON). */
+static json_t *post(const struct daemon *d, const char *path, const char *body, long *status)
+{
+    const char *hdr[] = {"Content-Type: application/json", NULL};
+    struct http_resp r;
+    *status = http(d, "POST", path, body, strlen(body), hdr, false, &r);
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    http_free(&r);
+    return j;
+}
+
+/* The three nestings, each against the reference. */
+static void test_answers(const struct daemon *d)
+{
+    long st;
+    json_t *j = post(d, "/v1/encode_text", "{\"text\": \"Hello there, the cat\", \"top_k\": 4}",
+                     &st);
+    CHECK(st == 200 && j, "one text: %ld", st);
+    check_text(json_object_get(j, "tokens"), json_object_get(j, "results"),
+               "Hello there, the cat", 0, 4);
+    json_decref(j);
+
+    j = post(d, "/v1/saes/b/encode_text", "{\"text\": \"in the end\"}", &st);
+    CHECK(st == 200 && j, "prefixed: %ld", st);
+    check_text(json_object_get(j, "tokens"), json_object_get(j, "results"), "in the end", 1, 0);
+    json_decref(j);
+
+    static const char *const texts[] = {"a", "on the mat, re", "\xc3\xa9t\xc3\xa9 \xf0\x9f\x90\x88"};
+    j = post(d, "/v1/encode_text",
+             "{\"texts\": [\"a\", \"on the mat, re\", \"\\u00e9t\\u00e9 \\ud83d\\udc08\"], "
+             "\"saes\": [\"a\", \"b\", \"mlp\"], \"top_k\": 5}",
+             &st);
+    CHECK(st == 200 && j, "texts x saes: %ld", st);
+    json_t *arr = json_object_get(j, "texts");
+    CHECK(json_array_size(arr) == 3, "three texts");
+    for (size_t t = 0; t < 3 && t < json_array_size(arr); t++)
+        for (size_t i = 0; i < 3; i++) {
+            json_t *s = json_object_get(json_object_get(json_array_get(arr, t), "saes"),
+                                        saes[i].id);
+            CHECK(json_is_string(json_object_get(s, "weights_digest")) &&
+                      !strcmp(json_string_value(json_object_get(s, "weights_digest")),
+                              models[i]->weights_digest),
+                  "texts[%zu] %s weights_digest", t, saes[i].id);
+            check_text(json_object_get(json_array_get(arr, t), "tokens"),
+                       json_object_get(s, "results"), texts[t], i, 5);
+        }
+    json_decref(j);
+}
+
+/* One refused request: status and error code. */
+static void refuse(const struct daemon *d, const char *path, const char *body, long want,
+                   const char *code)
+{
+    long st;
+    json_t *j = post(d, path, body, &st);
+    const char *got = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+    CHECK(st == want && got && !strcmp(got, code), "%s: %ld %s, want %ld %s", body, st,
+          got ? got : "(no code)", want, code);
+    json_decref(j);
+}
+
+/* Every error path of the route. */
+static void test_refusals(const struct daemon *d)
+{
+    const char *p = "/v1/encode_text";
+    refuse(d, p, "{\"text\": ", 400, "invalid_json");
+    refuse(d, p, "[\"text\"]", 400, "wrong_type");
+    refuse(d, p, "{\"text\": \"a\", \"x\": 1}", 400, "unknown_field");
+    refuse(d, p, "{\"text\": \"a\", \"texts\": [\"b\"]}", 400, "conflicting_fields");
+    refuse(d, p, "{\"top_k\": 3}", 400, "missing_field");
+    refuse(d, p, "{\"text\": 3}", 400, "wrong_type");
+    refuse(d, p, "{\"texts\": \"a\"}", 400, "wrong_type");
+    refuse(d, p, "{\"texts\": [\"a\", 2]}", 400, "wrong_type");
+    refuse(d, p, "{\"texts\": []}", 422, "empty_batch");
+    refuse(d, p, "{\"texts\": [\"a\", \"b\", \"c\", \"d\", \"e\"]}", 413, "too_many_texts");
+    refuse(d, p, "{\"text\": \"a\", \"top_k\": 0}", 400, "invalid_field");
+    refuse(d, p, "{\"text\": \"a\", \"top_k\": \"3\"}", 400, "invalid_field");
+    refuse(d, p, "{\"text\": \"a\", \"saes\": \"a\"}", 400, "wrong_type");
+    refuse(d, p, "{\"text\": \"a\", \"saes\": []}", 400, "invalid_field");
+    refuse(d, p, "{\"text\": \"a\", \"saes\": [3]}", 400, "wrong_type");
+    refuse(d, p, "{\"text\": \"a\", \"saes\": [\"a/b\"]}", 400, "invalid_field");
+    refuse(d, p, "{\"text\": \"a\", \"saes\": [\"a\", \"a\"]}", 400, "invalid_field");
+    refuse(d, p, "{\"text\": \"a\", \"saes\": [\"zz\"]}", 404, "sae_not_found");
+    refuse(d, "/v1/saes/a/encode_text", "{\"text\": \"a\", \"saes\": [\"a\"]}", 400,
+           "invalid_field");
+    refuse(d, p, "{\"text\": \"a\", \"saes\": [\"a\", \"deep\"]}", 422, "unsupported_hook");
+    refuse(d, p, "{\"text\": \"a\", \"saes\": [\"wide\"]}", 422, "hook_width_mismatch");
+    refuse(d, p, "{\"text\": \"a\", \"saes\": [\"a\", \"nobos\"]}", 422, "sae_mismatch");
+    refuse(d, "/v1/saes/nobos/encode_text", "{\"text\": \"\"}", 422, "empty_text");
+    refuse(d, p, "{\"text\": \"the cat is on the mat with a hat and more\"}", 422,
+           "text_too_long");
+    char big[2100];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "{\"text\": \"", 10);
+    memcpy(big + sizeof big - 3, "\"}", 3);
+    refuse(d, p, big, 413, "body_too_large");
+}
+
+int main(void)
+{
+    if (setup()) {
+        fprintf(stderr, "setup failed\n");
+        return 1;
+    }
+    char sa[N_SAES][512];
+    const char *args[4 + 2 * N_SAES + 8];
+    size_t n = 0;
+    args[n++] = "--quiet";
+    for (size_t i = 0; i < N_SAES; i++) {
+        snprintf(sa[i], sizeof sa[i], "%.20s=%.400s", saes[i].id, dirs[i]);
+        args[n++] = "--sae";
+        args[n++] = sa[i];
+    }
+    args[n++] = "--max-request-texts";
+    args[n++] = "4";
+    args[n++] = "--max-body-bytes";
+    args[n++] = "2048";
+    args[n] = NULL;
+    struct daemon plain, d;
+    if (daemon_start(&plain, NULL, args)) /* no --lm */
+        return fprintf(stderr, "saed did not start\n"), 1;
+    refuse(&plain, "/v1/encode_text", "{\"text\": \"a\"}", 404, "no_lm");
+    daemon_signal(&plain, SIGTERM);
+    CHECK(daemon_wait(&plain, 20000) == 0, "exit after SIGTERM");
+    args[n++] = "--lm";
+    args[n++] = LM_DIR;
+    args[n] = NULL;
+    if (daemon_start(&d, NULL, args))
+        return fprintf(stderr, "saed --lm did not start\n"), 1;
+    test_answers(&d);
+    test_refusals(&d);
+    daemon_signal(&d, SIGTERM);
+    CHECK(daemon_wait(&d, 20000) == 0, "exit after SIGTERM");
+    http_thread_done();
+    for (size_t i = 0; i < N_SAES; i++)
+        sae_model_free(models[i]);
+    sae_lm_ws_free(ws);
+    sae_lm_free(lm);
+    sae_bpe_free(bpe);
+    if (!h_failures())
+        sae_fixture_rmtree(tmp);
+    free(tmp);
+    printf("text: %d failed checks\n", h_failures());
+    return h_failures() ? 1 : 0;
+}
