@@ -35,7 +35,9 @@ typedef struct gemma_path {
     char *repo;               /* owned: the repository's folder name */
     char *folder;             /* owned: the last three components */
     const char *model;        /* static: gemma-2-2b, ... */
-    const char *kind;         /* static: res, mlp, att */
+    const char *kind;         /* static: res, mlp, att, transcoder */
+    bool transcoder;          /* gemma-scope-*-transcoders: ln2's input to the MLP's output */
+    char hook_out[64];        /* a transcoder's output hook; "" otherwise */
     char hook[64];            /* "" when unknown */
     long layer;               /* -1 when unknown */
     char width[8];            /* "16k", ...; "" when unknown */
@@ -101,7 +103,10 @@ static void infer(gemma_path *g)
     } models[] = {{"2b-it", "gemma-2-2b-it"}, {"9b-it", "gemma-2-9b-it"},
                   {"27b-it", "gemma-2-27b-it"}, {"2b", "gemma-2-2b"},
                   {"9b", "gemma-2-9b"},       {"27b", "gemma-2-27b"}};
+    g->transcoder = strstr(g->repo, "transcoder") != NULL;
     g->layer = search_number(g->folder, "layer_");
+    if (g->layer < 0 && g->transcoder) /* the transcoder loader retries on the repo id */
+        g->layer = search_number(g->repo, "layer_");
     g->l0 = search_number(g->folder, "average_l0_");
     g->embedding = strstr(g->folder, "embedding") != NULL;
     if (g->layer < 0 && g->embedding)
@@ -119,7 +124,13 @@ static void infer(gemma_path *g)
             g->model = models[i].name;
     if (g->layer < 0)
         return;
-    if (strstr(g->repo, "res") && !g->embedding)
+    /* SL6 get_gemma_2_transcoder_config_from_hf: from the normalised input of
+     * the MLP (ln2.hook_normalized) to its output (hook_mlp_out). */
+    if (g->transcoder)
+        g->kind = "transcoder",
+        snprintf(g->hook, sizeof g->hook, "blocks.%ld.ln2.hook_normalized", g->layer),
+        snprintf(g->hook_out, sizeof g->hook_out, "blocks.%ld.hook_mlp_out", g->layer);
+    else if (strstr(g->repo, "res") && !g->embedding)
         g->kind = "res", snprintf(g->hook, sizeof g->hook, "blocks.%ld.hook_resid_post", g->layer);
     else if (strstr(g->repo, "res"))
         g->kind = "res", snprintf(g->hook, sizeof g->hook, "hook_embed");
@@ -148,6 +159,8 @@ static int names(sae_parts *p, const gemma_path *g, sae_model_warnings *warn, sa
                         p->weights_path);
     int rc = sae_parts_names(p, g->model, g->hook[0] ? g->hook : NULL, np_id, err);
     free(np_id);
+    if (!rc && g->hook_out[0] && !(p->hook_name_out = strdup(g->hook_out)))
+        rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
     return rc;
 }
 
@@ -241,13 +254,10 @@ int sae_format_gemmascope(const char *dir, sae_parts *p, sae_model_warnings *war
     if ((rc = split_path(dir, &g, err)))
         goto out;
     infer(&g);
-    if (strstr(g.repo, "transcoder")) {
-        rc = sae_error_set(err, SAE_EINVAL,
-                           "%s: a Gemma Scope transcoder (%s): its output is another hook's, and "
-                           "this loader reads Gemma Scope SAEs only",
-                           dir, g.repo);
-        goto out;
-    }
+    /* Transcoders (gemma-scope-2b-pt-transcoders) are read the same way, as
+     * SL6 gemma_2_transcoder_huggingface_loader does: jumprelu_transcoder, no
+     * b_dec on the input, d_out = d_in; decode gives the MLP's output. */
+    p->transcoder = g.transcoder;
     p->arch = SAE_ARCH_JUMPRELU;
     p->apply_b_dec_to_input = false;
     p->norm = SAE_NORM_NONE;

@@ -860,7 +860,7 @@ static int load_parts(sae_model *m, sae_format fmt, sae_model_warnings *warn, sa
     p.st = NULL, p.owned = NULL, p.n_owned = 0, p.weights_path = NULL;
     if (!rc && (dup_or_empty(&m->model_name, p.model_name) ||
                 dup_or_empty(&m->hook_name, p.hook_name) ||
-                dup_or_empty(&m->hook_name_out, NULL) ||
+                dup_or_empty(&m->hook_name_out, p.hook_name_out) ||
                 dup_or_empty(&m->neuronpedia_id, p.neuronpedia_id)))
         rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
     if (rc)
@@ -868,6 +868,7 @@ static int load_parts(sae_model *m, sae_format fmt, sae_model_warnings *warn, sa
     snprintf(m->dtype, sizeof m->dtype, "%s", p.dtype);
     m->d_in = p.d_in, m->d_out = p.d_in, m->d_sae = p.d_sae, m->arch = p.arch, m->k = p.k;
     m->apply_b_dec_to_input = p.apply_b_dec_to_input;
+    m->transcoder = p.transcoder;
     m->norm = p.norm;
     m->norm_scaling_factor = p.norm_scaling_factor > 0 ? p.norm_scaling_factor : 1.0f;
     m->w_enc = p.w_enc, m->w_enc_t = p.w_enc_t, m->b_enc = p.b_enc;

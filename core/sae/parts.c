@@ -17,6 +17,7 @@ void sae_parts_free(sae_parts *p)
     free(p->model_name);
     free(p->hook_name);
     free(p->neuronpedia_id);
+    free(p->hook_name_out);
     free(p->weights_path);
     sae_st_free(p->st);
     memset(p, 0, sizeof *p);

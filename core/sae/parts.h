@@ -44,6 +44,8 @@ typedef struct sae_parts {
     const float *r_mag;             /* (d_sae) gated, raw (not exponentiated) */
 
     char *model_name, *hook_name, *neuronpedia_id; /* owned; NULL when the format gives none */
+    bool transcoder;                /* the output is another hook's (hook_name_out); d_out = d_in */
+    char *hook_name_out;            /* owned; NULL unless a transcoder says which hook */
 
     float **owned;                  /* owned buffers the pointers above may point into */
     size_t n_owned;

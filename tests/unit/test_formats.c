@@ -258,6 +258,60 @@ START_TEST(test_gemmascope_scaling_factor)
 }
 END_TEST
 
+/* A Gemma Scope transcoder (gemma-scope-2b-pt-transcoders) is read as SL6's
+ * gemma_2_transcoder_huggingface_loader does: the same params.npz and
+ * jumprelu, from ln2.hook_normalized to hook_mlp_out. So the res fixture's
+ * file, put under a transcoder path, encodes bit for bit as it does under
+ * the res path; reconstruction against the input is refused. */
+START_TEST(test_gemmascope_transcoder)
+{
+    const char *res_rel = "gemmascope_res/gemma-scope-2b-pt-res/layer_3/width_16k/average_l0_12";
+    char *res = join(formats_dir(), res_rel), *src = join(res, "params.npz");
+    char *dir = unit_path("gemma-scope-2b-pt-transcoders/layer_3/width_16k/average_l0_12");
+    char *cmd;
+    ck_assert_int_ge(asprintf(&cmd, "mkdir -p '%s' && cp '%s' '%s/'", dir, src, dir), 0);
+    ck_assert_int_eq(system(cmd), 0);
+    sae_model *a = NULL, *t = NULL;
+    sae_error err;
+    ck_assert_msg(sae_model_load(res, &a, NULL, &err) == 0, "%s", err.msg);
+    ck_assert_msg(sae_model_load(dir, &t, NULL, &err) == 0, "%s", err.msg);
+    ck_assert(t->transcoder && !a->transcoder);
+    ck_assert_str_eq(sae_arch_name(t->arch), "jumprelu");
+    ck_assert_str_eq(t->hook_name, "blocks.3.ln2.hook_normalized");
+    ck_assert_str_eq(t->hook_name_out, "blocks.3.hook_mlp_out");
+    ck_assert_str_eq(t->model_name, "gemma-2-2b");
+    ck_assert_str_eq(t->neuronpedia_id, "gemma-2-2b/3-gemmascope-transcoder-16k__l0-12");
+    ck_assert_uint_eq(t->d_out, t->d_in);
+    size_t n = 5, d = t->d_in;
+    float *x = malloc(n * d * sizeof *x), *rec = malloc(n * d * sizeof *rec);
+    ck_assert(x && rec);
+    for (size_t i = 0; i < n * d; i++)
+        x[i] = (float)sin(0.37 * (double)i) * 3.0f;
+    sae_workspace *ws = sae_workspace_new(t, 0);
+    sae_sparse sa, st;
+    sae_sparse_init(&sa);
+    sae_sparse_init(&st);
+    ck_assert_msg(sae_encode(a, ws, x, n, NULL, &sa, NULL, NULL, &err) == 0, "%s", err.msg);
+    ck_assert_msg(sae_encode(t, ws, x, n, NULL, &st, NULL, NULL, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(sa.nnz, st.nnz);
+    ck_assert_uint_gt(st.nnz, 0);
+    ck_assert(!memcmp(sa.idx, st.idx, st.nnz * sizeof *st.idx));
+    ck_assert(!memcmp(sa.val, st.val, st.nnz * sizeof *st.val));
+    ck_assert_int_ne(sae_encode(t, ws, x, n, NULL, &st, NULL, rec, &err), 0);
+    sae_sparse_free(&sa);
+    sae_sparse_free(&st);
+    sae_workspace_free(ws);
+    sae_model_free(a);
+    sae_model_free(t);
+    free(x);
+    free(rec);
+    free(cmd);
+    free(dir);
+    free(src);
+    free(res);
+}
+END_TEST
+
 /* dictionary_learning's mid-training backup ae.pt is not a state_dict. */
 START_TEST(test_dictlearn_backup)
 {
@@ -282,7 +336,9 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, test_case, 0, n_cases);
     suite_add_tcase(s, tc);
     tc = tcase_create("refusals");
+    tcase_add_checked_fixture(tc, unit_setup, unit_teardown);
     tcase_add_test(tc, test_gemmascope_scaling_factor);
+    tcase_add_test(tc, test_gemmascope_transcoder);
     tcase_add_test(tc, test_dictlearn_backup);
     tcase_add_test(tc, test_unknown_folders);
     suite_add_tcase(s, tc);
