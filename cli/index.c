@@ -18,7 +18,7 @@
 static const char usage[] =
     "usage: sae index --model DIR --activations FILE... --tokens FILE.jsonl\n"
     "                 --out FILE.db [--top N] [--quantiles Q] [--per-quantile M]\n"
-    "                 [--context C] [--neighbours K] [--explanations FILE]\n"
+    "                 [--context C] [--neighbours K] [--explanations FILE...]\n"
     "                 [--shard I/N] [--seed S] [--threads N] [--quiet]\n";
 static const char about[] =
     "Builds the feature index: per feature its density, max and mean activation,\n"
@@ -28,9 +28,11 @@ static const char about[] =
 
 /* Parsed flags; strings are borrowed from argv. */
 typedef struct index_args {
-    const char *model_dir, *tokens, *out, *explanations;
+    const char *model_dir, *tokens, *out;
     const char **acts;      /* owned array of borrowed strings */
     size_t n_acts;
+    const char **expl;      /* owned array of borrowed strings */
+    size_t n_expl;
     sae_index_settings set;
     uint64_t threads;
     bool quiet;
@@ -61,7 +63,8 @@ static int parse_args(int argc, char **argv, index_args *a)
 {
     sae_index_settings_default(&a->set);
     a->acts = calloc((size_t)argc, sizeof *a->acts);
-    if (!a->acts)
+    a->expl = calloc((size_t)argc, sizeof *a->expl);
+    if (!a->acts || !a->expl)
         return cli_fail("out of memory");
     sae_index_settings *set = &a->set;
     const cli_opt opts[] = {
@@ -84,9 +87,12 @@ static int parse_args(int argc, char **argv, index_args *a)
          .help = "tokens either side of an example's token (default 8)"},
         {"--neighbours", CLI_U64, "K", CLI_TO(set->neighbours), .hi = SAE_INDEX_MAX_NEIGHBOURS,
          .help = "decoder-cosine neighbours per feature (default 10)"},
-        {"--explanations", CLI_PATH, "FILE", CLI_TO(a->explanations),
-         .help = "JSON Lines of {\"index\", \"description\", \"score\", \"source\"}\n"
-                 "(Neuronpedia exports accepted as they are)"},
+        {"--explanations", CLI_LIST, "FILE", CLI_TO(a->expl[0]), .count = &a->n_expl,
+         .max = (size_t)argc,
+         .help = "explanations, read in order (repeatable): JSON Lines of\n"
+                 "{\"index\", \"description\", \"score\", \"source\", \"scores\"},\n"
+                 "a JSON array of them (Neuronpedia's API and exports),\n"
+                 "either gzip-compressed, or a delphi run folder"},
         {"--shard", CLI_PARSE, "I/N", .dst = set, .parse = parse_shard,
          .want = "I/N with 0 <= I < N, e.g. 0/4",
          .help = "index only the I-th (0-based) of N contiguous document\n"
@@ -102,9 +108,10 @@ static int parse_args(int argc, char **argv, index_args *a)
     int parsed = cli_parse(&spec, argc, argv);
     if (parsed >= 0)
         return parsed;
-    const char *inputs[] = {a->tokens, a->explanations};
+    const char *inputs[] = {a->tokens};
     int rc = cli_check_not_input("index", a->out, a->acts, a->n_acts);
-    if (rc >= 0 || (rc = cli_check_not_input("index", a->out, inputs, 2)) >= 0)
+    if (rc >= 0 || (rc = cli_check_not_input("index", a->out, inputs, 1)) >= 0 ||
+        (rc = cli_check_not_input("index", a->out, a->expl, a->n_expl)) >= 0)
         return rc;
     /* Blocks must hold a whole window either side of a row. */
     if (a->set.block_rows < 2 * a->set.context + 1)
@@ -147,8 +154,8 @@ int cmd_index(int argc, char **argv)
         code = cli_fail_err(&err);
         goto out;
     }
-    if (a.explanations) {
-        if (sae_explanations_read(a.explanations, m->d_sae, &expl, &err)) {
+    if (a.n_expl) {
+        if (sae_explanations_read(a.expl, a.n_expl, m->d_sae, &expl, &err)) {
             code = cli_fail_err(&err);
             goto out;
         }
@@ -185,5 +192,6 @@ out:
     sae_acts_free(acts);
     sae_model_free(m);
     free(a.acts);
+    free(a.expl);
     return code;
 }

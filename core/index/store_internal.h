@@ -57,7 +57,8 @@ struct sae_store {
 };
 
 enum {
-    R_FEATURE, R_HIST, R_RAW, R_NEIGHBOURS, R_EXPL, R_EXPL_ALL, R_EXAMPLES, R_DOCUMENT,
+    R_FEATURE, R_HIST, R_RAW, R_NEIGHBOURS, R_EXPL, R_EXPL_ALL, R_SCORES, R_SCORES_ALL,
+    R_EXAMPLES, R_DOCUMENT,
     R_LIST_FIRST, /* 6 listing statements: sort x order, without a query */
     R_SEARCH_FIRST = R_LIST_FIRST + 6, /* 6 with a full-text query */
     R_SEARCH_COUNT = R_SEARCH_FIRST + 6,
@@ -65,7 +66,8 @@ enum {
     R_COUNT = R_RELEVANCE_FIRST + 2
 };
 
-/* A connection of one thread with its statements. */
+/* A connection of one thread with its statements (R_SCORES* stay NULL for
+ * an index without explanation_scores). */
 struct sae_store_conn {
     sae_store *s;           /* borrowed */
     sqlite3 *db;

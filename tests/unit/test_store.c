@@ -145,14 +145,20 @@ static int write_index(const char *path, const char *skip_key, uint64_t meta_d_s
     };
     for (uint32_t k = 0; k < 3; k++)
         ck_assert_int_eq(sae_store_put_examples(w, 2 + k, SAE_EX_CANDIDATE, &bad[k], 1, &err), 0);
-    ck_assert_int_eq(sae_store_put_explanation(w, 1, 0, "cats and kittens", true, 0.8, "human",
-                                               NULL, &err), 0);
-    ck_assert_int_eq(sae_store_put_explanation(w, 2, 2, "dog barking", false, 0, NULL,
-                                               "oai_token-act-pair", &err), 0);
-    ck_assert_int_eq(sae_store_put_explanation(w, 3, 2, "\"quoted\" OR NEAR( words*", true,
-                                               -1.5, NULL, NULL, &err), 0);
-    ck_assert_int_eq(sae_store_put_explanation(w, 4, 3, "Cats again", false, 0, NULL, NULL, &err),
-                     0);
+    sae_explanation_score cat_scores[2] = {{.value = 0.9, .type = "recall_alt",
+                                            .model = "gpt-4o-mini"},
+                                           {.value = -0.25, .type = NULL, .model = NULL}};
+    const sae_explanation ex[4] = {
+        {.id = 1, .feature = 0, .description = "cats and kittens", .has_score = true,
+         .score = 0.8, .source = "human", .has_score_v2 = true, .score_v2 = 0.7, .n_scores = 2,
+         .scores = cat_scores},
+        {.id = 2, .feature = 2, .description = "dog barking", .type_name = "oai_token-act-pair"},
+        {.id = 3, .feature = 2, .description = "\"quoted\" OR NEAR( words*", .has_score = true,
+         .score = -1.5},
+        {.id = 4, .feature = 3, .description = "Cats again"},
+    };
+    for (int k = 0; k < 4; k++)
+        ck_assert_int_eq(sae_store_put_explanation(w, &ex[k], &err), 0);
     return sae_store_writer_commit(w, &err);
 }
 
@@ -285,6 +291,19 @@ START_TEST(test_read_api)
     ck_assert_uint_eq(e.items[3].id, 4);
     ck_assert_uint_eq(e.items[3].feature, 3);
     ck_assert_str_eq(e.items[0].source, "human");
+    /* Scores and scoreV2 come back as written, in order; unscored stay so. */
+    ck_assert(e.items[0].has_score_v2 && e.items[0].score_v2 == 0.7);
+    ck_assert_uint_eq(e.items[0].n_scores, 2);
+    ck_assert(e.items[0].scores[0].value == 0.9 && e.items[0].scores[1].value == -0.25);
+    ck_assert_str_eq(e.items[0].scores[0].type, "recall_alt");
+    ck_assert_str_eq(e.items[0].scores[0].model, "gpt-4o-mini");
+    ck_assert_ptr_null(e.items[0].scores[1].type);
+    ck_assert_ptr_null(e.items[0].scores[1].model);
+    ck_assert(!e.items[1].has_score_v2 && e.items[1].n_scores == 0);
+    sae_explanations_free(&e);
+    ck_assert_int_eq(sae_store_get_explanations(c, 0, &e, &err), 0);
+    ck_assert_uint_eq(e.n, 1);
+    ck_assert_uint_eq(e.items[0].n_scores, 2);
     sae_explanations_free(&e);
 
     /* Listing: every sort and order, ties by index ascending, paging. */
