@@ -105,6 +105,30 @@ void sae_explanations_free(sae_explanations *e)
     memset(e, 0, sizeof *e);
 }
 
+/* Compares two optional scores, the present and larger first. */
+static int by_score(bool ha, double a, bool hb, double b)
+{
+    if (ha != hb)
+        return ha ? -1 : 1;
+    return ha ? (a > b ? -1 : a < b) : 0;
+}
+
+/* qsort order of sae_explanations_sort_best. */
+static int by_best(const void *pa, const void *pb)
+{
+    const sae_explanation *a = pa, *b = pb;
+    int c = by_score(a->has_score_v2, a->score_v2, b->has_score_v2, b->score_v2);
+    if (!c)
+        c = by_score(a->has_score, a->score, b->has_score, b->score);
+    return c ? c : (a->id > b->id) - (a->id < b->id);
+}
+
+void sae_explanations_sort_best(sae_explanations *e)
+{
+    if (e->n > 1)
+        qsort(e->items, e->n, sizeof *e->items, by_best);
+}
+
 int sae_explanations_push(sae_explanations *e, const char *path, sae_explanation **x,
                           sae_error *err)
 {

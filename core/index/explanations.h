@@ -69,6 +69,10 @@ typedef struct sae_explanations {
 int sae_explanations_read(const char *const *paths, size_t n, size_t d_sae,
                           sae_explanations *out, sae_error *err);
 void sae_explanations_free(sae_explanations *e);
+/* Orders e best first as Neuronpedia lists a feature's explanations:
+ * scoreV2 descending, then scoreV1 (score) descending, an absent score after
+ * every present one, ties by id. */
+void sae_explanations_sort_best(sae_explanations *e);
 
 /* ---- shared by explanations*.c ---- */
 

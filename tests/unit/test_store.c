@@ -226,7 +226,8 @@ START_TEST(test_read_api)
     ck_assert_uint_eq(in->seed, 77);
     ck_assert_str_eq(in->shard, "");
     ck_assert_str_eq(in->histogram, SAE_HIST_DEFINITION);
-    ck_assert_int_eq(in->schema_version, 1);
+    ck_assert_int_eq(in->schema_version, sae_store_schema_version());
+    ck_assert(in->has_scores);
     ck_assert_uint_eq(sae_store_vocab_size(s), 4);
 
     ck_assert_int_eq(sae_store_check_model(s, DIGEST, 16, D_SAE, &err), 0);
