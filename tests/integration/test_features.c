@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1414,6 +1415,130 @@ static void test_neuronpedia(const struct daemon *d)
                      "blocks.0.hook_resid_pre");
 }
 
+/* Reads gzip file path as JSON (a new reference, NULL when it is not). */
+static json_t *load_gz_json(const char *path)
+{
+    gzFile gz = gzopen(path, "rb");
+    if (!gz)
+        return NULL;
+    size_t len = 0, cap = 1 << 20;
+    char *buf = malloc(cap);
+    int n;
+    while (buf && (n = gzread(gz, buf + len, (unsigned)(cap - len))) > 0) {
+        len += (size_t)n;
+        if (len == cap) {
+            char *p = realloc(buf, cap *= 2);
+            if (!p) {
+                free(buf);
+                buf = NULL;
+            }
+            buf = p;
+        }
+    }
+    gzclose(gz);
+    json_t *j = buf ? json_loadb(buf, len, 0, NULL) : NULL;
+    free(buf);
+    return j;
+}
+
+/* sae export --neuronpedia: every batch file, every feature, against the
+ * index (brute force): SAEDashboard's batch and feature fields, its top
+ * group's bins, the examples' tokens and values, the 50 bars summing to
+ * n_active; the bars equal the Neuronpedia route's (one rebinning). */
+static void test_export(const struct daemon *d)
+{
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/np-export", tmp);
+    const char *argv[] = {getenv("SAE_BIN"), "export", "--neuronpedia", dir, "--model",
+                          "fixture-model", "--index", idx_a, "--layer", "6", "--sae-set",
+                          "res-test", "--features-per-batch", "7", "--quiet", NULL};
+    CHECK(run(argv, NULL) == 0, "sae export");
+    int64_t n_docs_db = q_int("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'n_documents'");
+    uint32_t next = 0;
+    for (int k = 0; k < (D_SAE + 6) / 7; k++) {
+        char path[700];
+        snprintf(path, sizeof path, "%s/batch-%d.json.gz", dir, k);
+        json_t *b = load_gz_json(path);
+        CHECK(b, "%s: gzip of JSON", path);
+        if (!b)
+            return;
+        static const char *const bnames[] = {"model_id", "layer", "sae_set", "features"};
+        check_fields(b, path, bnames, "snsa", 4);
+        CHECK(!strcmp(json_string_value(json_object_get(b, "model_id")) ?: "", "fixture-model") &&
+                  json_integer_value(json_object_get(b, "layer")) == 6 &&
+                  !strcmp(json_string_value(json_object_get(b, "sae_set")) ?: "", "res-test"),
+              "%s: model_id, layer, sae_set", path);
+        json_t *fs = json_object_get(b, "features");
+        CHECK(json_array_size(fs) == (k == (D_SAE + 6) / 7 - 1 ? D_SAE - 7 * (size_t)k : 7),
+              "%s: %zu features", path, json_array_size(fs));
+        for (size_t i = 0; i < json_array_size(fs); i++, next++) {
+            json_t *o = json_array_get(fs, i);
+            static const char *const fnames[] = {"feature_index", "frac_nonzero",
+                                                 "freq_hist_data_bar_values",
+                                                 "freq_hist_data_bar_heights", "n_prompts_total",
+                                                 "activations"};
+            check_fields(o, path, fnames, "nnaana", 6);
+            struct frow r;
+            db_feature(next, &r);
+            CHECK(json_integer_value(json_object_get(o, "feature_index")) == next &&
+                      json_number_value(json_object_get(o, "frac_nonzero")) == r.density &&
+                      json_integer_value(json_object_get(o, "n_prompts_total")) == n_docs_db,
+                  "%s: feature %u index, frac_nonzero, n_prompts_total", path, next);
+            json_t *hh = json_object_get(o, "freq_hist_data_bar_heights"),
+                   *hv = json_object_get(o, "freq_hist_data_bar_values");
+            int64_t sum = 0;
+            for (size_t t = 0; t < json_array_size(hh); t++)
+                sum += json_integer_value(json_array_get(hh, t));
+            CHECK(json_array_size(hh) == (r.n_active ? 50u : 0u) && sum == r.n_active,
+                  "%s: feature %u: bars sum to n_active", path, next);
+            char route[128];
+            snprintf(route, sizeof route,
+                     "/api/feature/fixture-model/blocks.0.hook_resid_pre/%u", next);
+            long st;
+            json_t *np = get_json(d, route, &st);
+            CHECK(json_equal(json_object_get(np, "freq_hist_data_bar_heights"), hh) &&
+                      json_equal(json_object_get(np, "freq_hist_data_bar_values"), hv),
+                  "feature %u: export and route share the bars", next);
+            json_decref(np);
+            json_t *acts_ = json_object_get(o, "activations");
+            CHECK((int64_t)json_array_size(acts_) == r.n_top + r.n_quantile,
+                  "%s: feature %u: %zu activations", path, next, json_array_size(acts_));
+            for (size_t t = 0; t < json_array_size(acts_); t++) {
+                json_t *a = json_array_get(acts_, t);
+                static const char *const anames[] = {"bin_min", "bin_max", "bin_contains",
+                                                     "tokens", "values"};
+                check_fields(a, path, anames, "nnnaa", 5);
+                bool top = (int64_t)t < r.n_top;
+                struct exrow x;
+                if (!db_example(next, top ? 0 : 1, top ? (int64_t)t : (int64_t)t - r.n_top,
+                                &x)) {
+                    CHECK(0, "feature %u activation %zu: no row", next, t);
+                    continue;
+                }
+                json_t *toks = json_object_get(a, "tokens"), *vals = json_object_get(a, "values");
+                bool same = json_array_size(toks) == x.n && json_array_size(vals) == x.n;
+                for (size_t u = 0; same && u < x.n; u++)
+                    same = !strcmp(json_string_value(json_array_get(toks, u)) ?: "", x.tok[u]) &&
+                           (float)json_number_value(json_array_get(vals, u)) == x.val[u];
+                CHECK(same, "feature %u activation %zu: tokens and values", next, t);
+                double bmin = json_number_value(json_object_get(a, "bin_min")),
+                       bmax = json_number_value(json_object_get(a, "bin_max")),
+                       bc = json_number_value(json_object_get(a, "bin_contains"));
+                CHECK(top ? json_is_integer(json_object_get(a, "bin_min")) && bmin == -1 &&
+                                bc == -1 && bmax == r.max
+                          : bmin == x.bin_min && bmax == x.bin_max && bc == x.bin_contains,
+                      "feature %u activation %zu: bins", next, t);
+                exrow_free(&x);
+            }
+        }
+        json_decref(b);
+    }
+    CHECK(next == D_SAE, "exported %u features of %d", next, D_SAE);
+    char extra[700];
+    snprintf(extra, sizeof extra, "%s/batch-%d.json.gz", dir, (D_SAE + 6) / 7);
+    CHECK(access(extra, F_OK) != 0, "no batch past the last feature");
+}
+
 /* encode with include features: labels and densities from the index. */
 static void test_encode_features(const struct daemon *d)
 {
@@ -1972,6 +2097,7 @@ int main(void)
     test_examples(&d);
     test_vector(&d);
     test_neuronpedia(&d);
+    test_export(&d);
     test_encode_features(&d);
     daemon_signal(&d, SIGTERM);
     CHECK(daemon_wait(&d, 20000) == 0, "exit status after SIGTERM");
