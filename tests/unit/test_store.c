@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -455,6 +456,42 @@ static void expect_refused(const char *path, const char *want)
                   path, err.msg, want);
 }
 
+/* An index written before schema/002_scores.sql (user_version 1, no
+ * explanation_scores, no score_v2) still opens; its explanations read
+ * unscored ("not computed"), the rest as before. */
+START_TEST(test_old_index)
+{
+    char *p = unit_path("old.db");
+    ck_assert_int_eq(write_index(p, NULL, D_SAE), 0);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(p, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "DROP TABLE explanation_scores; ALTER TABLE explanations "
+                                  "DROP COLUMN score_v2; PRAGMA user_version = 1; VACUUM;",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    sae_store *s;
+    sae_store_conn *c;
+    sae_error err;
+    ck_assert_msg(sae_store_open(p, &s, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(sae_store_get_info(s)->schema_version, 1);
+    ck_assert(!sae_store_get_info(s)->has_scores);
+    ck_assert_msg(sae_store_connect(s, &c, &err) == 0, "%s", err.msg);
+    sae_explanations e;
+    ck_assert_int_eq(sae_store_get_explanations(c, 0, &e, &err), 0);
+    ck_assert_uint_eq(e.n, 1);
+    ck_assert_str_eq(e.items[0].description, "cats and kittens");
+    ck_assert(e.items[0].has_score && e.items[0].score == 0.8);
+    ck_assert(!e.items[0].has_score_v2 && e.items[0].n_scores == 0);
+    sae_explanations_free(&e);
+    ck_assert_int_eq(sae_store_get_all_explanations(c, &e, &err), 0);
+    ck_assert_uint_eq(e.n, 4);
+    sae_explanations_free(&e);
+    sae_store_disconnect(c);
+    sae_store_close(s);
+    free(p);
+}
+END_TEST
+
 START_TEST(test_refusals)
 {
     char *good = unit_path("good.db");
@@ -632,6 +669,7 @@ static Suite *suite(void)
     TCase *tc = tcase_create("store");
     tcase_add_checked_fixture(tc, unit_setup, unit_teardown);
     tcase_add_test(tc, test_read_api);
+    tcase_add_test(tc, test_old_index);
     tcase_add_test(tc, test_refusals);
     tcase_add_test(tc, test_abort_and_stale_temps);
     tcase_add_test(tc, test_disk_full);
