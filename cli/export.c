@@ -125,18 +125,20 @@ static int feature_json(sae_store_conn *c, const sae_store_info *info, uint32_t 
     /* EXPORT_LOGIT_FIELDS: neuron_alignment_*, correlated_neurons_*, pos_str,
      * pos_values, neg_str, neg_values and logits_hist_data_bar_* go here once
      * the index stores them (issue 15 points 1 and 2). */
-    if (!o || !acts || json_object_set_new(o, "feature_index", json_integer(i)) ||
-        json_object_set_new(o, "frac_nonzero", json_real(f.density)) ||
-        json_object_set_new(o, "freq_hist_data_bar_values", real_array(values, bars)) ||
-        json_object_set_new(o, "freq_hist_data_bar_heights", count_array(heights, bars)) ||
-        json_object_set_new(o, "n_prompts_total", json_integer((json_int_t)info->n_documents)) ||
-        add_activations(acts, &top, f.max_activation) ||
-        add_activations(acts, &qua, f.max_activation) ||
-        json_object_set_new(o, "activations", acts)) {
-        if (!json_object_get(o, "activations"))
-            json_decref(acts);
+    bool ok = o && acts && !json_object_set_new(o, "feature_index", json_integer(i)) &&
+              !json_object_set_new(o, "frac_nonzero", json_real(f.density)) &&
+              !json_object_set_new(o, "freq_hist_data_bar_values", real_array(values, bars)) &&
+              !json_object_set_new(o, "freq_hist_data_bar_heights",
+                                   count_array(heights, bars)) &&
+              !json_object_set_new(o, "n_prompts_total",
+                                   json_integer((json_int_t)info->n_documents)) &&
+              !add_activations(acts, &top, f.max_activation) &&
+              !add_activations(acts, &qua, f.max_activation);
+    if (!ok)
+        json_decref(acts);
+    /* set_new takes acts whether or not it succeeds. */
+    if (!ok || json_object_set_new(o, "activations", acts))
         rc = sae_error_set(err, SAE_ENOMEM, "feature %u: out of memory building its JSON", i);
-    }
 out:
     sae_store_histogram_free(&h);
     sae_store_examples_free(&top);
