@@ -22,7 +22,7 @@
 static const char usage[] =
     "usage: sae index --model DIR --activations FILE... --tokens FILE.jsonl\n"
     "                 --out FILE.db [--top N] [--quantiles Q] [--per-quantile M]\n"
-    "                 [--context C] [--neighbours K] [--explanations FILE]\n"
+    "                 [--context C] [--neighbours K] [--explanations FILE...]\n"
     "                 [--shard I/N] [--seed S] [--threads N] [--quiet]\n"
     "                 [--unembed SOURCE --vocab FILE] [--correlations]\n"
     "       sae index --upgrade FILE.db --model DIR --unembed SOURCE --vocab FILE\n";
@@ -37,11 +37,13 @@ static const char about[] =
 
 /* Parsed flags; strings are borrowed from argv. */
 typedef struct index_args {
-    const char *model_dir, *tokens, *out, *explanations;
+    const char *model_dir, *tokens, *out;
     const char *unembed, *vocab, *upgrade;
     bool correlations;
     const char **acts;      /* owned array of borrowed strings */
     size_t n_acts;
+    const char **expl;      /* owned array of borrowed strings */
+    size_t n_expl;
     sae_index_settings set;
     uint64_t threads;
     bool quiet;
@@ -72,7 +74,8 @@ static int parse_args(int argc, char **argv, index_args *a)
 {
     sae_index_settings_default(&a->set);
     a->acts = calloc((size_t)argc, sizeof *a->acts);
-    if (!a->acts)
+    a->expl = calloc((size_t)argc, sizeof *a->expl);
+    if (!a->acts || !a->expl)
         return cli_fail("out of memory");
     sae_index_settings *set = &a->set;
     /* --upgrade reads no corpus: the build's inputs are then not required. */
@@ -99,9 +102,12 @@ static int parse_args(int argc, char **argv, index_args *a)
          .help = "tokens either side of an example's token (default 8)"},
         {"--neighbours", CLI_U64, "K", CLI_TO(set->neighbours), .hi = SAE_INDEX_MAX_NEIGHBOURS,
          .help = "decoder-cosine neighbours per feature (default 10)"},
-        {"--explanations", CLI_PATH, "FILE", CLI_TO(a->explanations),
-         .help = "JSON Lines of {\"index\", \"description\", \"score\", \"source\"}\n"
-                 "(Neuronpedia exports accepted as they are)"},
+        {"--explanations", CLI_LIST, "FILE", CLI_TO(a->expl[0]), .count = &a->n_expl,
+         .max = (size_t)argc,
+         .help = "explanations, read in order (repeatable): JSON Lines of\n"
+                 "{\"index\", \"description\", \"score\", \"source\", \"scores\"},\n"
+                 "a JSON array of them (Neuronpedia's API and exports),\n"
+                 "either gzip-compressed, or a delphi run folder"},
         {"--shard", CLI_PARSE, "I/N", .dst = set, .parse = parse_shard,
          .want = "I/N with 0 <= I < N, e.g. 0/4",
          .help = "index only the I-th (0-based) of N contiguous document\n"
@@ -133,14 +139,15 @@ static int parse_args(int argc, char **argv, index_args *a)
         return cli_usage("index", "--unembed and --vocab go together");
     if (a->upgrade && !a->unembed)
         return cli_usage("index", "--upgrade needs --unembed and --vocab");
-    if (a->upgrade && (a->n_acts || a->tokens || a->out || a->explanations || a->correlations))
+    if (a->upgrade && (a->n_acts || a->tokens || a->out || a->n_expl || a->correlations))
         return cli_usage("index", "--upgrade reads no corpus: give only --model, --unembed, "
                                   "--vocab (and --threads, --quiet)");
     if (a->upgrade)
         return -1;
-    const char *inputs[] = {a->tokens, a->explanations};
+    const char *inputs[] = {a->tokens};
     int rc = cli_check_not_input("index", a->out, a->acts, a->n_acts);
-    if (rc >= 0 || (rc = cli_check_not_input("index", a->out, inputs, 2)) >= 0)
+    if (rc >= 0 || (rc = cli_check_not_input("index", a->out, inputs, 1)) >= 0 ||
+        (rc = cli_check_not_input("index", a->out, a->expl, a->n_expl)) >= 0)
         return rc;
     /* Blocks must hold a whole window either side of a row. */
     if (a->set.block_rows < 2 * a->set.context + 1)
@@ -232,8 +239,8 @@ int cmd_index(int argc, char **argv)
         code = cli_fail_err(&err);
         goto out;
     }
-    if (a.explanations) {
-        if (sae_explanations_read(a.explanations, m->d_sae, &expl, &err)) {
+    if (a.n_expl) {
+        if (sae_explanations_read(a.expl, a.n_expl, m->d_sae, &expl, &err)) {
             code = cli_fail_err(&err);
             goto out;
         }
@@ -273,5 +280,6 @@ out:
     sae_acts_free(acts);
     sae_model_free(m);
     free(a.acts);
+    free(a.expl);
     return code;
 }

@@ -18,6 +18,7 @@ static const struct {
     {"train", cmd_train, "train an SAE (standard, topk) or a stacked autoencoder"},
     {"index", cmd_index, "build the SQLite feature index over a corpus"},
     {"merge", cmd_merge, "merge index shards into one index"},
+    {"export", cmd_export, "write an index as Neuronpedia upload batches (SAEDashboard's format)"},
     {"bench", cmd_bench, "measure encode speed against raw BLAS on the same shapes"},
 };
 

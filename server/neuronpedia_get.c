@@ -1,6 +1,7 @@
 /* neuronpedia_get.c: GET /api/feature/{modelId}/{layer}/{index} (CONTRACT 6):
- * one feature with Neuronpedia's field names, so scripts written against
- * neuronpedia.org read a local index unchanged.
+ * one feature as Neuronpedia's GET /api/feature answers it (its Neuron row
+ * with the activations and explanations getNeuronOptimized adds), so scripts
+ * written against neuronpedia.org read a local index unchanged.
  *
  * modelId must be the part of the model's neuronpedia_id before '/' (else
  * its model_name) and layer the configured source_id (default: the part of
@@ -10,24 +11,41 @@
  * Gemma Scope) are served once one is set. As on
  * Neuronpedia, "index" is a string. Mapping from the index:
  *   maxActApprox = max_activation, frac_nonzero = density,
- *   freq_hist_data_bar_heights = histogram counts, freq_hist_data_bar_values =
- *     the bins' midpoints (the open top bin [65536, inf): its lower edge),
+ *   freq_hist_data_bar_heights / _values = SAE_NP_HIST_BARS linear bars over
+ *     the non-zero activations, as SAEDashboard computes them, rebinned from
+ *     the index's fixed histogram (index_hist.h says how exact that is),
  *   topkCosSimIndices / topkCosSimValues = the decoder-cosine neighbours,
- *   activations = the top examples (binMin, binMax, binContains null) then
- *     the quantile examples, at most FEATURES_MAX_LIMIT of each kind;
- *     qualifyingTokenIndex is the token the example was picked for,
- *   explanations: description, typeName, scoreV1 (score), explanationModelName
- *     (source). */
-#include <math.h>
+ *   activations = the top examples (binMin -1, binMax = maxActApprox,
+ *     binContains -1, as SAEDashboard writes its top group) and the quantile
+ *     examples, at most FEATURES_MAX_LIMIT of each kind, ordered by maxValue
+ *     descending as Neuronpedia orders them (ties: top before quantile, then
+ *     rank); qualifyingTokenIndex is the token the example was picked for,
+ *   explanations: best first (sae_explanations_sort_best: scoreV2, then
+ *     scoreV1, unscored last), each with id (the index's explanation id as a
+ *     string), description, typeName, explanationModelName (source),
+ *     triggeredByUser (null: saed has no users), scores[] (Neuronpedia's
+ *     ExplanationScore: id "<explanation>-<seq>", value, explanationId,
+ *     explanationScoreTypeName, explanationScoreModelName, jsonDetails ""),
+ *     and saed's scoreV1 / scoreV2 (Neuronpedia sorts by them but does not
+ *     return them).
+ * Not in the index, so left out rather than invented: pos_str / pos_values /
+ * neg_str / neg_values, logits_hist_data_bar_*, neuron_alignment_* and
+ * correlated_* (issue 15 points 1 and 2 store them: NP_LOGIT_FIELDS below is
+ * where they go), and Neuronpedia's bookkeeping (creatorId, createdAt, lists,
+ * comments, umap_*, vector fields). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "feature_routes.h"
+#include "index/index_hist.h"
 #include "saes.h"
 
-/* One example as a Neuronpedia activation. */
-static void np_activation(struct saed_buf *b, const sae_store_example *ex)
+/* One example as a Neuronpedia activation; top examples get SAEDashboard's
+ * top-group bins (-1, the feature's max, -1). */
+static void np_activation(struct saed_buf *b, const sae_store_example *ex, double max)
 {
+    bool top = ex->kind == SAE_EX_TOP;
     buf_putc(b, '{');
     index_json_window(b, ex);
     buf_puts(b, ",\"maxValue\":");
@@ -39,20 +57,61 @@ static void np_activation(struct saed_buf *b, const sae_store_example *ex)
     buf_puts(b, ",\"qualifyingTokenIndex\":");
     buf_u32(b, ex->focus_index);
     buf_puts(b, ",\"binMin\":");
-    if (ex->has_bin)
-        buf_f64(b, ex->bin_min);
-    else
-        buf_puts(b, "null");
+    buf_f64(b, top ? -1 : ex->bin_min);
     buf_puts(b, ",\"binMax\":");
-    if (ex->has_bin)
-        buf_f64(b, ex->bin_max);
-    else
-        buf_puts(b, "null");
+    buf_f64(b, top ? max : ex->bin_max);
     buf_puts(b, ",\"binContains\":");
-    if (ex->has_bin)
-        buf_f64(b, ex->bin_contains);
-    else
-        buf_puts(b, "null");
+    buf_f64(b, top ? -1 : ex->bin_contains);
+    buf_putc(b, '}');
+}
+
+/* qsort order of the activations: maxValue descending, then top before
+ * quantile, then rank. */
+static int by_max_value(const void *pa, const void *pb)
+{
+    const sae_store_example *a = *(const sae_store_example *const *)pa,
+                            *b = *(const sae_store_example *const *)pb;
+    if (a->max_value != b->max_value)
+        return a->max_value > b->max_value ? -1 : 1;
+    if (a->kind != b->kind)
+        return a->kind < b->kind ? -1 : 1;
+    return (a->rank > b->rank) - (a->rank < b->rank);
+}
+
+/* One explanation as Neuronpedia returns it, with its scores. */
+static void np_explanation(struct saed_buf *b, const sae_explanation *x)
+{
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)x->id);
+    buf_puts(b, "{\"id\":");
+    buf_json_str(b, id);
+    buf_puts(b, ",\"description\":");
+    buf_json_str(b, x->description);
+    buf_puts(b, ",\"explanationModelName\":");
+    x->source ? buf_json_str(b, x->source) : buf_puts(b, "null");
+    buf_puts(b, ",\"typeName\":");
+    x->type_name ? buf_json_str(b, x->type_name) : buf_puts(b, "null");
+    buf_puts(b, ",\"scores\":[");
+    for (size_t k = 0; k < x->n_scores; k++) {
+        const sae_explanation_score *sc = &x->scores[k];
+        char sid[48];
+        snprintf(sid, sizeof sid, "%llu-%zu", (unsigned long long)x->id, k);
+        buf_puts(b, k ? ",{\"id\":" : "{\"id\":");
+        buf_json_str(b, sid);
+        buf_puts(b, ",\"value\":");
+        buf_f64(b, sc->value);
+        buf_puts(b, ",\"explanationId\":");
+        buf_json_str(b, id);
+        buf_puts(b, ",\"explanationScoreTypeName\":");
+        sc->type ? buf_json_str(b, sc->type) : buf_puts(b, "null");
+        buf_puts(b, ",\"explanationScoreModelName\":");
+        sc->model ? buf_json_str(b, sc->model) : buf_puts(b, "null");
+        buf_puts(b, ",\"jsonDetails\":\"\"}");
+    }
+    buf_puts(b, "],\"triggeredByUser\":null,\"scoreV1\":");
+    x->has_score ? buf_f64(b, x->score) : buf_puts(b, "null");
+    buf_puts(b, ",\"scoreV2\":");
+    x->has_score_v2 ? buf_f64(b, x->score_v2) : buf_puts(b, "null");
     buf_putc(b, '}');
 }
 
@@ -76,18 +135,21 @@ static int np_body(struct saed_buf *b, sae_store_conn *c, uint64_t i, sae_error 
     buf_f64(b, f.max_activation);
     buf_puts(b, ",\"frac_nonzero\":");
     buf_f64(b, f.density);
+    uint64_t heights[SAE_NP_HIST_BARS];
+    double values[SAE_NP_HIST_BARS];
+    sae_hist_linear(h.edges, h.counts, h.n, f.max_activation, SAE_NP_HIST_BARS, heights, values);
+    bool fired = h.n > 0 && f.max_activation > 0;
     buf_puts(b, ",\"freq_hist_data_bar_heights\":[");
-    for (size_t k = 0; k < h.n; k++) {
+    for (size_t k = 0; fired && k < SAE_NP_HIST_BARS; k++) {
         char num[24];
-        snprintf(num, sizeof num, k ? ",%llu" : "%llu", (unsigned long long)h.counts[k]);
+        snprintf(num, sizeof num, k ? ",%llu" : "%llu", (unsigned long long)heights[k]);
         buf_puts(b, num);
     }
     buf_puts(b, "],\"freq_hist_data_bar_values\":[");
-    for (size_t k = 0; k < h.n; k++) {
+    for (size_t k = 0; fired && k < SAE_NP_HIST_BARS; k++) {
         if (k)
             buf_putc(b, ',');
-        double lo = h.edges[k], hi = h.edges[k + 1];
-        buf_f64(b, isfinite(hi) ? (lo + hi) / 2 : lo);
+        buf_f64(b, values[k]);
     }
     buf_puts(b, "],\"topkCosSimIndices\":[");
     for (size_t k = 0; k < nb.n; k++) {
@@ -101,33 +163,31 @@ static int np_body(struct saed_buf *b, sae_store_conn *c, uint64_t i, sae_error 
             buf_putc(b, ',');
         buf_f32(b, nb.items[k].cosine);
     }
+    /* NP_LOGIT_FIELDS: pos_str, pos_values, neg_str, neg_values,
+     * logits_hist_data_bar_heights / _values and neuron_alignment_indices /
+     * _values / _l1 go here once the index stores them (issue 15 points 1-2). */
     buf_puts(b, "],\"activations\":[");
-    for (size_t k = 0; k < top.n + qua.n; k++) {
+    size_t n_act = top.n + qua.n;
+    const sae_store_example **order = n_act ? malloc(n_act * sizeof *order) : NULL;
+    if (n_act && !order) {
+        rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t k = 0; k < n_act; k++)
+        order[k] = k < top.n ? &top.items[k] : &qua.items[k - top.n];
+    qsort(order, n_act, sizeof *order, by_max_value);
+    for (size_t k = 0; k < n_act; k++) {
         if (k)
             buf_putc(b, ',');
-        np_activation(b, k < top.n ? &top.items[k] : &qua.items[k - top.n]);
+        np_activation(b, order[k], f.max_activation);
     }
+    free(order);
     buf_puts(b, "],\"explanations\":[");
+    sae_explanations_sort_best(&e);
     for (size_t k = 0; k < e.n; k++) {
-        const sae_explanation *x = &e.items[k];
-        buf_puts(b, k ? ",{\"description\":" : "{\"description\":");
-        buf_json_str(b, x->description);
-        buf_puts(b, ",\"typeName\":");
-        if (x->type_name)
-            buf_json_str(b, x->type_name);
-        else
-            buf_puts(b, "null");
-        buf_puts(b, ",\"scoreV1\":");
-        if (x->has_score)
-            buf_f64(b, x->score);
-        else
-            buf_puts(b, "null");
-        buf_puts(b, ",\"explanationModelName\":");
-        if (x->source)
-            buf_json_str(b, x->source);
-        else
-            buf_puts(b, "null");
-        buf_putc(b, '}');
+        if (k)
+            buf_putc(b, ',');
+        np_explanation(b, &e.items[k]);
     }
     buf_puts(b, "]}\n");
 out:

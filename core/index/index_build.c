@@ -279,13 +279,9 @@ static int build_meta(const sae_index_job *job, const sae_indexer *ix, sae_store
     const sae_index_settings *set = &job->set;
     const sae_explanations *e = job->expl;
     int rc;
-    for (size_t i = 0; e && i < e->n; i++) {
-        const sae_explanation *xe = &e->items[i];
-        if ((rc = sae_store_put_explanation(w, xe->id, xe->feature, xe->description,
-                                            xe->has_score, xe->score, xe->source, xe->type_name,
-                                            err)))
+    for (size_t i = 0; e && i < e->n; i++)
+        if ((rc = sae_store_put_explanation(w, &e->items[i], err)))
             return rc;
-    }
     sae_store_info info;
     memset(&info, 0, sizeof info);
     memcpy(info.weights_digest, m->weights_digest, sizeof info.weights_digest);

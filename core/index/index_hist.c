@@ -100,3 +100,67 @@ double sae_exact_sum_value(const sae_exact_sum *s)
         r += ldexp((double)s->limb[i], 64 * i - 150);
     return r;
 }
+
+void sae_hist_linear(const double *edges, const uint64_t *counts, size_t n, double max,
+                     size_t bars, uint64_t *heights, double *values)
+{
+    for (size_t j = 0; j < bars; j++)
+        heights[j] = 0, values[j] = 0;
+    if (n == 0 || !(max > 0) || bars == 0 || bars > SAE_HIST_BINS)
+        return;
+    double lo = edges[0] < max ? edges[0] : 0, w = (max - lo) / (double)bars;
+    for (size_t j = 0; j < bars; j++)
+        values[j] = lo + ((double)j + 0.5) * w;
+    /* Real-valued shares first, then whole counts by largest remainder. */
+    double share[SAE_HIST_BINS];
+    uint64_t total = 0;
+    for (size_t j = 0; j < bars; j++)
+        share[j] = 0;
+    for (size_t b = 0; b < n; b++) {
+        if (!counts[b])
+            continue;
+        total += counts[b];
+        double a = edges[b], c = edges[b + 1] < max ? edges[b + 1] : max;
+        if (a > max)
+            a = max;
+        if (c <= a) { /* a degenerate span: everything at a */
+            size_t j = (size_t)((a - lo) / w);
+            share[j < bars ? j : bars - 1] += (double)counts[b];
+            continue;
+        }
+        size_t j0 = (size_t)((a - lo) / w), j1 = (size_t)((c - lo) / w);
+        for (size_t j = j0; j <= j1 && j < bars; j++) {
+            double x0 = lo + (double)j * w, x1 = j + 1 == bars ? max : x0 + w;
+            double o = (c < x1 ? c : x1) - (a > x0 ? a : x0);
+            if (o > 0)
+                share[j] += (double)counts[b] * o / (c - a);
+        }
+    }
+    uint64_t given = 0;
+    for (size_t j = 0; j < bars; j++) {
+        heights[j] = (uint64_t)share[j];
+        given += heights[j];
+        share[j] -= (double)heights[j];
+    }
+    /* Rounding can leave the floors a count over: take it back where the
+     * remainder is smallest. */
+    while (given > total) {
+        size_t worst = bars;
+        for (size_t j = 0; j < bars; j++)
+            if (heights[j] && (worst == bars || share[j] < share[worst]))
+                worst = j;
+        heights[worst]--;
+        share[worst] += 1;
+        given--;
+    }
+    /* Hand out what floor() left, largest remainder first (ties: lower bar). */
+    while (given < total) {
+        size_t best = 0;
+        for (size_t j = 1; j < bars; j++)
+            if (share[j] > share[best])
+                best = j;
+        heights[best]++;
+        share[best] = -1;
+        given++;
+    }
+}

@@ -6,6 +6,7 @@
 #ifndef SAE_INDEX_HIST_H
 #define SAE_INDEX_HIST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* ---- the fixed histogram ----
@@ -47,5 +48,22 @@ double sae_exact_sum_value(const sae_exact_sum *s);
  * Group of bin b for a feature whose max is `max` (> 0): bin 0 is group 0;
  * otherwise min(Q-1, floor(Q*lo(b)/max)), computed exactly. */
 uint32_t sae_quantile_group(int b, float max, uint32_t q);
+
+/* ---- the linear histogram Neuronpedia stores ----
+ * SAEDashboard (and so Neuronpedia) draws `bars` equal bins from the smallest
+ * to the largest non-zero activation, each bar's value its bin's midpoint.
+ * The index keeps only the fixed bins above, so this is that histogram
+ * rebinned: each fixed bin's count is spread over the linear bars it overlaps
+ * in proportion to the overlap (uniform within a fixed bin, whose width is
+ * 1/8 octave), over [lower edge of the lowest non-empty fixed bin, max], and
+ * rounded to whole counts by largest remainder so the bars sum to the total.
+ * A count can move only between bars that one fixed bin overlaps; the total,
+ * the range's top (max) and the bars' values are exact. edges (n + 1, the last
+ * may be +inf) and counts (n) are the trimmed bins (sae_store_histogram);
+ * heights and values get `bars` (<= SAE_HIST_BINS) entries, all 0 when n is 0
+ * or max <= 0. */
+#define SAE_NP_HIST_BARS 50
+void sae_hist_linear(const double *edges, const uint64_t *counts, size_t n, double max,
+                     size_t bars, uint64_t *heights, double *values);
 
 #endif

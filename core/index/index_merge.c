@@ -553,11 +553,8 @@ static int merge_meta(merge_ctx *mc, sae_store_writer *w, sae_error *err)
 {
     sae_explanations ex = {0};
     int rc = sae_store_get_all_explanations(mc->sh[0].c, &ex, err);
-    for (size_t i = 0; !rc && i < ex.n; i++) {
-        const sae_explanation *e = &ex.items[i];
-        rc = sae_store_put_explanation(w, e->id, e->feature, e->description, e->has_score,
-                                       e->score, e->source, e->type_name, err);
-    }
+    for (size_t i = 0; !rc && i < ex.n; i++)
+        rc = sae_store_put_explanation(w, &ex.items[i], err);
     sae_explanations_free(&ex);
     if (rc)
         return rc;

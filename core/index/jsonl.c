@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define CHUNK ((size_t)1 << 20)
 
@@ -21,8 +22,39 @@ int sae_jsonl_open(sae_jsonl *r, int fd, const char *path, sae_error *err)
     return 0;
 }
 
+int sae_jsonl_open_auto(sae_jsonl *r, int fd, const char *path, bool *is_gz, sae_error *err)
+{
+    int rc = sae_jsonl_open(r, fd, path, err);
+    if (rc)
+        return rc;
+    unsigned char magic[2];
+    ssize_t got;
+    do
+        got = pread(fd, magic, sizeof magic, 0);
+    while (got < 0 && errno == EINTR);
+    if (got < 0)
+        return sae_error_set(err, SAE_EIO, "%s: read failed: %s", path, strerror(errno));
+    *is_gz = got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+    if (!*is_gz)
+        return 0;
+    /* gzclose closes the descriptor it was given: give it its own. */
+    int own = dup(fd);
+    gzFile gz = own < 0 ? NULL : gzdopen(own, "rb");
+    if (!gz) {
+        if (own >= 0)
+            close(own);
+        return sae_error_set(err, SAE_ENOMEM, "%s: cannot start gzip decompression", path);
+    }
+    gzbuffer(gz, 1u << 17);
+    r->gz = gz;
+    r->gz_limit = SAE_JSONL_MAX_GZ;
+    return 0;
+}
+
 void sae_jsonl_close(sae_jsonl *r)
 {
+    if (r->gz)
+        gzclose_r((gzFile)r->gz);
     free(r->chunk);
     free(r->line);
     if (r->xxh)
@@ -55,6 +87,43 @@ static int append(sae_jsonl *r, size_t *used, const char *src, size_t n, sae_err
     return 0;
 }
 
+/* Refills the empty chunk from the file (decompressed when gzip) and hashes
+ * what was read; at the end of the file the chunk stays empty and eof is set. */
+static int fill(sae_jsonl *r, sae_error *err)
+{
+    if (r->eof)
+        return 0;
+    ssize_t got;
+    if (r->gz) {
+        gzFile gz = r->gz;
+        int n = gzread(gz, r->chunk, (unsigned)CHUNK), zerr = Z_OK;
+        const char *msg = n <= 0 ? gzerror(gz, &zerr) : NULL;
+        /* A stream cut short reads as a clean end with Z_BUF_ERROR set. */
+        if (n < 0 || zerr != Z_OK)
+            return sae_error_set(err, SAE_EFORMAT, "%s: not a valid gzip file: %s", r->path,
+                                 zerr == Z_ERRNO ? strerror(errno) : msg);
+        got = n;
+        if ((uint64_t)got > r->gz_limit)
+            return sae_error_set(err, SAE_EFORMAT, "%s: inflates to more than %llu bytes",
+                                 r->path, (unsigned long long)SAE_JSONL_MAX_GZ);
+        r->gz_limit -= (uint64_t)got;
+    } else {
+        do
+            got = read(r->fd, r->chunk, CHUNK);
+        while (got < 0 && errno == EINTR);
+        if (got < 0)
+            return sae_error_set(err, SAE_EIO, "%s: read failed: %s", r->path, strerror(errno));
+    }
+    if (got == 0) {
+        r->eof = true;
+        return 0;
+    }
+    XXH3_128bits_update(r->xxh, r->chunk, (size_t)got);
+    r->pos = 0;
+    r->len = (size_t)got;
+    return 0;
+}
+
 /* Reads the next line, blank or not, into r; *eof when there is none. */
 static int next_line(sae_jsonl *r, bool *eof, sae_error *err)
 {
@@ -64,22 +133,10 @@ static int next_line(sae_jsonl *r, bool *eof, sae_error *err)
     r->off = r->consumed;
     for (;;) {
         if (r->pos == r->len) {
-            if (r->eof)
+            if ((rc = fill(r, err)))
+                return rc;
+            if (r->pos == r->len)
                 break;
-            ssize_t got;
-            do
-                got = read(r->fd, r->chunk, CHUNK);
-            while (got < 0 && errno == EINTR);
-            if (got < 0)
-                return sae_error_set(err, SAE_EIO, "%s: read failed: %s", r->path,
-                                     strerror(errno));
-            if (got == 0) {
-                r->eof = true;
-                break;
-            }
-            XXH3_128bits_update(r->xxh, r->chunk, (size_t)got);
-            r->pos = 0;
-            r->len = (size_t)got;
         }
         any = true;
         const char *start = r->chunk + r->pos;
@@ -121,11 +178,88 @@ int sae_jsonl_next(sae_jsonl *r, bool *eof, sae_error *err)
     return rc;
 }
 
+int sae_jsonl_peek(sae_jsonl *r, int *c, sae_error *err)
+{
+    for (;;) {
+        if (r->pos == r->len) {
+            int rc = fill(r, err);
+            if (rc)
+                return rc;
+            if (r->pos == r->len) {
+                *c = -1;
+                return 0;
+            }
+        }
+        unsigned char b = (unsigned char)r->chunk[r->pos];
+        if (b != ' ' && b != '\t' && b != '\r' && b != '\n') {
+            *c = b;
+            return 0;
+        }
+        /* Skipped white space still counts toward line numbers. */
+        if (b == '\n')
+            r->line_no++;
+        r->pos++;
+        r->consumed++;
+    }
+}
+
+int sae_jsonl_rest(sae_jsonl *r, size_t max, char **buf, size_t *len, sae_error *err)
+{
+    size_t used = 0, cap = 0;
+    char *out = NULL;
+    int rc;
+    for (;;) {
+        if (r->pos == r->len) {
+            if ((rc = fill(r, err)))
+                goto fail;
+            if (r->pos == r->len)
+                break;
+        }
+        size_t n = r->len - r->pos;
+        if (n > max - used) {
+            rc = sae_error_set(err, SAE_ENOMEM, "%s: longer than %zu bytes", r->path, max);
+            goto fail;
+        }
+        if (used + n + 1 > cap) {
+            size_t c = cap ? cap : CHUNK;
+            while (c < used + n + 1)
+                c = c > SIZE_MAX / 2 ? used + n + 1 : c * 2;
+            char *p = realloc(out, c);
+            if (!p) {
+                rc = sae_error_set(err, SAE_ENOMEM, "%s: out of memory", r->path);
+                goto fail;
+            }
+            out = p;
+            cap = c;
+        }
+        memcpy(out + used, r->chunk + r->pos, n);
+        used += n;
+        r->pos += n;
+        r->consumed += n;
+    }
+    if (!out && !(out = malloc(1))) {
+        rc = sae_error_set(err, SAE_ENOMEM, "%s: out of memory", r->path);
+        goto fail;
+    }
+    out[used] = '\0';
+    *buf = out;
+    *len = used;
+    return 0;
+fail:
+    free(out);
+    return rc;
+}
+
 void sae_jsonl_digest(sae_jsonl *r, char out[33])
+{
+    sae_digest_hex(XXH3_128bits_digest(r->xxh), out);
+}
+
+void sae_digest_hex(XXH128_hash_t h, char out[33])
 {
     static const char hex[] = "0123456789abcdef";
     XXH128_canonical_t c;
-    XXH128_canonicalFromHash(&c, XXH3_128bits_digest(r->xxh));
+    XXH128_canonicalFromHash(&c, h);
     for (int i = 0; i < 16; i++) {
         out[2 * i] = hex[c.digest[i] >> 4];
         out[2 * i + 1] = hex[c.digest[i] & 15];

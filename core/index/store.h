@@ -136,10 +136,8 @@ int sae_store_put_vocab(sae_store_writer *w, uint32_t id, const char *token, siz
                         sae_error *err);
 int sae_store_put_document(sae_store_writer *w, uint32_t idx, const char *name,
                            sae_error *err);
-/* source / type_name may be NULL. */
-int sae_store_put_explanation(sae_store_writer *w, uint64_t id, uint32_t feature,
-                              const char *description, bool has_score, double score,
-                              const char *source, const char *type_name, sae_error *err);
+/* One explanation with its scores (x is borrowed). */
+int sae_store_put_explanation(sae_store_writer *w, const sae_explanation *x, sae_error *err);
 
 struct sae_store_info;
 /* Writes the meta table from info (every key sae_store_open requires;
@@ -160,7 +158,8 @@ typedef struct sae_store_conn sae_store_conn;
 /* The meta table, parsed. */
 typedef struct sae_store_info {
     int schema_version;                     /* the file's user_version */
-    bool has_dashboards;                    /* holds the schema/002 tables */
+    bool has_dashboards;                    /* holds the schema/002 tables (logits, neurons) */
+    bool has_scores;                        /* explanation_scores and score_v2 (schema/003) */
     char weights_digest[33];
     uint64_t d_in, d_sae;
     uint64_t n_tokens, n_documents;         /* indexed by this file */
@@ -176,7 +175,8 @@ typedef struct sae_store_info {
 } sae_store_info;
 
 /* Opens path read-only (immutable) and validates it: a SQLite file, not
- * truncated, application_id 0x53414549, user_version this build reads, a
+ * truncated, application_id 0x53414549, a user_version from 1 to this
+ * build's (older files lack later tables: they read as "not computed"), a
  * complete meta table. One clear line in err otherwise. */
 int sae_store_open(const char *path, sae_store **out, sae_error *err);
 /* The same checks on a file read once, whole, into private memory through one
@@ -248,8 +248,9 @@ int sae_store_get_neighbours(sae_store_conn *c, uint64_t index, sae_store_neighb
                              sae_error *err);
 void sae_store_neighbours_free(sae_store_neighbours *n);
 
-/* One feature's explanations, in id order (free with sae_explanations_free;
- * digest is ""). */
+/* One feature's explanations, in id order, each with its scores (free with
+ * sae_explanations_free; digest is ""). An index written before scores were
+ * stored reads as explanations without score_v2 or scores. */
 int sae_store_get_explanations(sae_store_conn *c, uint64_t index, sae_explanations *out,
                                sae_error *err);
 /* Every explanation of the index (for `sae merge`). */

@@ -179,27 +179,17 @@ static char *col_text(sqlite3_stmt *q, int col, bool *oom)
     return d;
 }
 
-/* Collects every row of an explanations statement into out. */
-static int read_explanations(sae_store_conn *c, sqlite3_stmt *q, sae_explanations *out,
-                             sae_error *err)
+/* Collects every row of an explanations statement into e. */
+static int read_rows(sae_store_conn *c, sqlite3_stmt *q, sae_explanations *e, sae_error *err)
 {
-    sae_explanations e = {0};
-    size_t cap = 0;
-    int r, rc = 0;
+    int r = SQLITE_DONE;
     bool oom = false;
-    while ((r = sqlite3_step(q)) == SQLITE_ROW) {
-        if (e.n == cap) {
-            size_t nc = cap ? cap * 2 : 4;
-            sae_explanation *p = realloc(e.items, nc * sizeof *p);
-            if (!p) {
-                oom = true;
-                break;
-            }
-            e.items = p;
-            cap = nc;
+    while (!oom && (r = sqlite3_step(q)) == SQLITE_ROW) {
+        sae_explanation *x;
+        if (sae_explanations_push(e, c->s->path, &x, err)) {
+            oom = true;
+            break;
         }
-        sae_explanation *x = &e.items[e.n++];
-        memset(x, 0, sizeof *x);
         x->id = (uint64_t)sqlite3_column_int64(q, 0);
         x->feature = (uint32_t)sqlite3_column_int64(q, 1);
         x->description = col_text(q, 2, &oom);
@@ -209,14 +199,51 @@ static int read_explanations(sae_store_conn *c, sqlite3_stmt *q, sae_explanation
         x->score = sqlite3_column_double(q, 3);
         x->source = col_text(q, 4, &oom);
         x->type_name = col_text(q, 5, &oom);
-        if (oom)
-            break;
+        x->has_score_v2 = sqlite3_column_type(q, 6) != SQLITE_NULL;
+        x->score_v2 = sqlite3_column_double(q, 6);
     }
+    int rc = 0;
     if (oom)
         rc = sae_error_set(err, SAE_ENOMEM, "out of memory reading explanations");
     else if (r != SQLITE_DONE)
         rc = sae_store_fail(c->db, c->s->path, "reading explanations", err);
     done(q);
+    return rc;
+}
+
+/* Attaches the rows of a scores statement (explanation id order, as e) to
+ * e's explanations; q may be NULL (an index without scores). */
+static int read_scores(sae_store_conn *c, sqlite3_stmt *q, sae_explanations *e, sae_error *err)
+{
+    if (!q)
+        return 0;
+    int r = SQLITE_DONE, rc = 0;
+    size_t at = 0;
+    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW) {
+        uint64_t id = (uint64_t)sqlite3_column_int64(q, 0);
+        while (at < e->n && e->items[at].id < id)
+            at++;
+        if (at == e->n || e->items[at].id != id)
+            continue; /* a score of no explanation read: nothing to attach to */
+        const char *type = (const char *)sqlite3_column_text(q, 2);
+        const char *model = (const char *)sqlite3_column_text(q, 3);
+        rc = sae_explanation_add_score(&e->items[at], sqlite3_column_double(q, 1), type, model,
+                                       c->s->path, err);
+    }
+    if (!rc && r != SQLITE_DONE)
+        rc = sae_store_fail(c->db, c->s->path, "reading explanation scores", err);
+    done(q);
+    return rc;
+}
+
+/* Reads explanations (q) and their scores (sq) into out. */
+static int read_explanations(sae_store_conn *c, sqlite3_stmt *q, sqlite3_stmt *sq,
+                             sae_explanations *out, sae_error *err)
+{
+    sae_explanations e = {0};
+    int rc = read_rows(c, q, &e, err);
+    if (!rc)
+        rc = read_scores(c, sq, &e, err);
     if (rc) {
         sae_explanations_free(&e);
         return rc;
@@ -232,10 +259,12 @@ int sae_store_get_explanations(sae_store_conn *c, uint64_t index, sae_explanatio
     if (rc)
         return rc;
     sqlite3_bind_int64(c->st[R_EXPL], 1, (sqlite3_int64)index);
-    return read_explanations(c, c->st[R_EXPL], out, err);
+    if (c->st[R_SCORES])
+        sqlite3_bind_int64(c->st[R_SCORES], 1, (sqlite3_int64)index);
+    return read_explanations(c, c->st[R_EXPL], c->st[R_SCORES], out, err);
 }
 
 int sae_store_get_all_explanations(sae_store_conn *c, sae_explanations *out, sae_error *err)
 {
-    return read_explanations(c, c->st[R_EXPL_ALL], out, err);
+    return read_explanations(c, c->st[R_EXPL_ALL], c->st[R_SCORES_ALL], out, err);
 }

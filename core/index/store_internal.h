@@ -65,7 +65,8 @@ struct sae_store {
 };
 
 enum {
-    R_FEATURE, R_HIST, R_RAW, R_NEIGHBOURS, R_EXPL, R_EXPL_ALL, R_EXAMPLES, R_DOCUMENT,
+    R_FEATURE, R_HIST, R_RAW, R_NEIGHBOURS, R_EXPL, R_EXPL_ALL, R_SCORES, R_SCORES_ALL,
+    R_EXAMPLES, R_DOCUMENT,
     R_LIST_FIRST, /* 6 listing statements: sort x order, without a query */
     R_SEARCH_FIRST = R_LIST_FIRST + 6, /* 6 with a full-text query */
     R_SEARCH_COUNT = R_SEARCH_FIRST + 6,
@@ -90,7 +91,9 @@ void store_image_free(sae_store *s);
  * path, and uri or image, are set). */
 int store_load(sae_store *s, sae_error *err);
 
-/* A connection of one thread with its statements. */
+/* A connection of one thread with its statements (R_SCORES* stay NULL for
+ * an index without explanation_scores, the dashboard ones for one without
+ * those tables). */
 struct sae_store_conn {
     sae_store *s;           /* borrowed */
     sqlite3 *db;

@@ -60,14 +60,36 @@ int store_check_header(const char *path, const unsigned char *h, size_t got, uin
     if (user < 1 || user > sae_store_schema_version())
         return sae_error_set(err, SAE_EFORMAT,
                              "%s: index schema version %" PRId32 ", this build reads versions 1 "
-                             "to %d (rebuild it with this sae)",
-                             path, user, sae_store_schema_version());
+                             "to %d (%s)",
+                             path, user, sae_store_schema_version(),
+                             user < 1 ? "rebuild it with this sae" : "it is newer than this sae");
     if ((uint64_t)page * pages != size)
         return sae_error_set(err, SAE_EFORMAT,
                              "%s: truncated or damaged index (%" PRIu64 " bytes, header says %" PRIu64
                              ")",
                              path, size, (uint64_t)page * pages);
     return 0;
+}
+
+/* Reads the file's schema version and which optional tables it holds (a
+ * file written before a schema file lacks that file's tables). */
+static int read_layout(sqlite3 *db, const char *path, sae_store_info *info, sae_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(db, "SELECT (SELECT user_version FROM pragma_user_version), "
+                           "EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
+                           "'explanation_scores') AND EXISTS (SELECT 1 FROM "
+                           "pragma_table_info('explanations') WHERE name = 'score_v2')",
+                           -1, &q, NULL) != SQLITE_OK ||
+        sqlite3_step(q) != SQLITE_ROW)
+        rc = sae_store_fail(db, path, "not a valid saed index", err);
+    else {
+        info->schema_version = sqlite3_column_int(q, 0);
+        info->has_scores = sqlite3_column_int(q, 1) != 0;
+    }
+    sqlite3_finalize(q);
+    return rc;
 }
 
 /* file: URI for path with immutable=1 (the index never changes under saed,
@@ -305,7 +327,7 @@ int store_load(sae_store *s, sae_error *err)
     if ((rc = store_open_db(s, &db, err)))
         goto out;
     if ((rc = read_meta(db, path, &s->info, err)) || (rc = read_vocab(db, s, err)) ||
-        (rc = read_version(db, s, err)))
+        (rc = read_version(db, s, err)) || (rc = read_layout(db, path, &s->info, err)))
         goto out;
     if (sqlite3_prepare_v2(db, "SELECT count(*), coalesce(min(idx), 0), coalesce(max(idx), -1) "
                            "FROM features", -1, &q, NULL) != SQLITE_OK ||
@@ -379,6 +401,11 @@ void sae_store_disconnect(sae_store_conn *c)
     free(c);
 }
 
+/* The explanations columns read_explanations expects, with score_v2 from
+ * `v2` (a column, or NULL for files without one). */
+#define EXPL_SELECT(v2) \
+    "SELECT id, feature, description, score, source, type_name, " v2 " FROM explanations "
+
 int sae_store_connect(sae_store *s, sae_store_conn **out, sae_error *err)
 {
     int rc;
@@ -395,10 +422,16 @@ int sae_store_connect(sae_store *s, sae_store_conn **out, sae_error *err)
         [R_RAW] = "SELECT " FEATURE_COLS ", sum_exact, hist_first, hist FROM features "
                   "WHERE idx = ?1",
         [R_NEIGHBOURS] = "SELECT indices, cosines FROM neighbours WHERE feature = ?1",
-        [R_EXPL] = "SELECT id, feature, description, score, source, type_name FROM explanations "
-                   "WHERE feature = ?1 ORDER BY id",
-        [R_EXPL_ALL] = "SELECT id, feature, description, score, source, type_name FROM "
-                       "explanations ORDER BY id",
+        [R_EXPL] = s->info.has_scores ? EXPL_SELECT("score_v2") "WHERE feature = ?1 ORDER BY id"
+                                      : EXPL_SELECT("NULL") "WHERE feature = ?1 ORDER BY id",
+        [R_EXPL_ALL] = s->info.has_scores ? EXPL_SELECT("score_v2") "ORDER BY id"
+                                          : EXPL_SELECT("NULL") "ORDER BY id",
+        /* Scores come in the explanations' order, so they pair up in one walk. */
+        [R_SCORES] = "SELECT s.explanation, s.value, s.type, s.model FROM explanation_scores s "
+                     "JOIN explanations e ON e.id = s.explanation WHERE e.feature = ?1 "
+                     "ORDER BY s.explanation, s.seq",
+        [R_SCORES_ALL] = "SELECT explanation, value, type, model FROM explanation_scores "
+                         "ORDER BY explanation, seq",
         [R_EXAMPLES] = "SELECT n, data FROM examples WHERE id = ?1",
         [R_DOCUMENT] = "SELECT name FROM documents WHERE idx = ?1",
     };
@@ -412,6 +445,8 @@ int sae_store_connect(sae_store *s, sae_store_conn **out, sae_error *err)
     int n_st = s->info.has_dashboards ? R_COUNT : R_BASE_COUNT;
     for (int i = 0; i < n_st; i++) {
         const char *q = sql;
+        if ((i == R_SCORES || i == R_SCORES_ALL) && !s->info.has_scores)
+            continue; /* an index from before scores: none to read */
         if (i < R_LIST_FIRST)
             q = fixed[i];
         else if (i >= R_BASE_COUNT)

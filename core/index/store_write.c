@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 enum {
-    W_META, W_FEATURE, W_EXAMPLE, W_NEIGHBOURS, W_VOCAB, W_DOCUMENT, W_EXPLANATION,
+    W_META, W_FEATURE, W_EXAMPLE, W_NEIGHBOURS, W_VOCAB, W_DOCUMENT, W_EXPLANATION, W_SCORE,
     W_BASE_COUNT, /* the statements above are prepared at open; those below by
                      sae_store_writer_dashboards, once their tables exist */
     W_LOGITS = W_BASE_COUNT, W_LOGIT_TOKEN, W_NEURON, W_COUNT
@@ -32,7 +32,9 @@ static const char *const writer_sql[W_COUNT] = {
     [W_VOCAB] = "INSERT INTO vocab (id, token) VALUES (?1, ?2)",
     [W_DOCUMENT] = "INSERT INTO documents (idx, name) VALUES (?1, ?2)",
     [W_EXPLANATION] = ("INSERT INTO explanations (id, feature, description, score, source, "
-                      "type_name) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                      "type_name, score_v2) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+    [W_SCORE] = ("INSERT INTO explanation_scores (explanation, seq, value, type, model) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5)"),
     [W_LOGITS] = ("INSERT OR REPLACE INTO logits (feature, pos_ids, pos_values, neg_ids, "
                  "neg_values, hist_min, hist_max, hist) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
     [W_LOGIT_TOKEN] = "INSERT OR REPLACE INTO logit_tokens (id, token) VALUES (?1, ?2)",
@@ -255,8 +257,12 @@ static int writer_open(const char *target, const char *src, sae_store_writer **o
         w->version = sqlite3_column_int(q, 0);
         sqlite3_finalize(q);
     }
-    for (size_t i = 0; !src && i < sae_schema_count; i++)
-        if (!sae_schema_files[i].on_demand && (rc = apply_schema(w, i, err)))
+    /* A new file gets every schema file but the on-demand ones; a copy being
+     * upgraded gets those newer than it (an index from before
+     * 003_scores.sql gains its table and column). */
+    for (size_t i = 0; i < sae_schema_count; i++)
+        if (!sae_schema_files[i].on_demand && (!src || sae_schema_files[i].number > w->version) &&
+            (rc = apply_schema(w, i, err)))
             goto out_unlink;
     if ((rc = prepare_range(w, 0, W_BASE_COUNT, err)))
         goto out_unlink;
@@ -415,21 +421,34 @@ int sae_store_put_document(sae_store_writer *w, uint32_t idx, const char *name, 
     return step_insert(w, W_DOCUMENT, "writing documents", err);
 }
 
-int sae_store_put_explanation(sae_store_writer *w, uint64_t id, uint32_t feature,
-                              const char *description, bool has_score, double score,
-                              const char *source, const char *type_name, sae_error *err)
+int sae_store_put_explanation(sae_store_writer *w, const sae_explanation *x, sae_error *err)
 {
     sqlite3_stmt *s = w->st[W_EXPLANATION];
-    sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
-    sqlite3_bind_int64(s, 2, feature);
-    sqlite3_bind_text(s, 3, description, -1, SQLITE_STATIC);
-    if (has_score)
-        sqlite3_bind_double(s, 4, score);
-    if (source)
-        sqlite3_bind_text(s, 5, source, -1, SQLITE_STATIC);
-    if (type_name)
-        sqlite3_bind_text(s, 6, type_name, -1, SQLITE_STATIC);
-    return step_insert(w, W_EXPLANATION, "writing explanations", err);
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)x->id);
+    sqlite3_bind_int64(s, 2, x->feature);
+    sqlite3_bind_text(s, 3, x->description, -1, SQLITE_STATIC);
+    if (x->has_score)
+        sqlite3_bind_double(s, 4, x->score);
+    if (x->source)
+        sqlite3_bind_text(s, 5, x->source, -1, SQLITE_STATIC);
+    if (x->type_name)
+        sqlite3_bind_text(s, 6, x->type_name, -1, SQLITE_STATIC);
+    if (x->has_score_v2)
+        sqlite3_bind_double(s, 7, x->score_v2);
+    int rc = step_insert(w, W_EXPLANATION, "writing explanations", err);
+    for (size_t k = 0; k < x->n_scores && !rc; k++) {
+        const sae_explanation_score *sc = &x->scores[k];
+        s = w->st[W_SCORE];
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)x->id);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)k);
+        sqlite3_bind_double(s, 3, sc->value);
+        if (sc->type)
+            sqlite3_bind_text(s, 4, sc->type, -1, SQLITE_STATIC);
+        if (sc->model)
+            sqlite3_bind_text(s, 5, sc->model, -1, SQLITE_STATIC);
+        rc = step_insert(w, W_SCORE, "writing explanation scores", err);
+    }
+    return rc;
 }
 
 /* Binds n little-endian 4-byte items (uint32 or float32) as a blob. */

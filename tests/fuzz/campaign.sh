@@ -36,8 +36,8 @@ while (($#)); do
     *) echo "campaign: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-targets=(safetensors cfg npy encode_json decode_json binary_body tokens explanations index http
-  saed_config npz torchpt)
+targets=(safetensors cfg npy encode_json decode_json binary_body tokens explanations
+  explanations_json explanations_gz index http saed_config npz torchpt)
 if ((summary)); then
   printf "%-13s %9s %6s %12s %7s %s\n" target cpu_min runs execs corpus failed
   awk -F'\t' '{ cpu[$2] += $3; runs[$2] += $5; n[$2]++; units[$2] = $6

@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *path = fuzz_write("explanations.jsonl", data, size);
     sae_explanations e = {0};
     sae_error err = {0};
-    int rc = sae_explanations_read(path, D_SAE, &e, &err);
+    int rc = sae_explanations_read((const char *const[]){path}, 1, D_SAE, &e, &err);
     FUZZ_CHECK_ERR(rc, err);
     if (rc)
         return 0;

@@ -52,9 +52,11 @@ check "the oracle fails on another composition" \
 
 # ---- without the flags: schema version 1, no new tables; same file twice
 build plain.db && build plain2.db
-check "plain build: user_version 1, no dashboards tables, reproducible" \
-  '[ "$(sqlite3 plain.db "PRAGMA user_version; SELECT count(*) FROM sqlite_master WHERE name IN (\"logits\", \"logit_tokens\", \"neuron_tables\")" | tr "\n" " ")" = "1 0 " ] && cmp -s plain.db plain2.db'
-check "dashboards build: user_version 2" '[ "$(sqlite3 gpt2.db "PRAGMA user_version")" = 2 ]'
+# 002_dashboards.sql is applied on demand; 003_scores.sql always (user_version 3).
+check "plain build: user_version 3, no dashboards tables, reproducible" \
+  '[ "$(sqlite3 plain.db "PRAGMA user_version; SELECT count(*) FROM sqlite_master WHERE name IN (\"logits\", \"logit_tokens\", \"neuron_tables\")" | tr "\n" " ")" = "3 0 " ] && cmp -s plain.db plain2.db'
+check "dashboards build: user_version 3, with the dashboards tables" \
+  '[ "$(sqlite3 gpt2.db "PRAGMA user_version; SELECT count(*) FROM sqlite_master WHERE name IN (\"logits\", \"logit_tokens\", \"neuron_tables\")" | tr "\n" " ")" = "3 3 " ]'
 
 # ---- usage
 "$sae" index --model sae --activations acts.safetensors --tokens tok.jsonl --out x.db --unembed gpt2 2>err; rc=$?

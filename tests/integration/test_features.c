@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -292,15 +293,16 @@ static double bin_lo(int b)
 /* One explanation row. */
 struct expl {
     char desc[256], source[64], type_name[64];
-    bool has_score, has_source, has_type;
-    double score;
+    bool has_score, has_source, has_type, has_v2;
+    double score, v2;
+    int64_t id;
 };
 
 /* A feature's explanations in id order (at most cap); their count. */
 static size_t db_explanations(uint32_t f, struct expl *out, size_t cap)
 {
-    sqlite3_stmt *s = q("SELECT description, score, source, type_name FROM explanations "
-                        "WHERE feature = ? ORDER BY id");
+    sqlite3_stmt *s = q("SELECT description, score, source, type_name, score_v2, id FROM "
+                        "explanations WHERE feature = ? ORDER BY id");
     sqlite3_bind_int64(s, 1, f);
     size_t n = 0;
     while (sqlite3_step(s) == SQLITE_ROW && n < cap) {
@@ -316,6 +318,9 @@ static size_t db_explanations(uint32_t f, struct expl *out, size_t cap)
         if (e->has_type)
             snprintf(e->type_name, sizeof e->type_name, "%s",
                      (const char *)sqlite3_column_text(s, 3));
+        e->has_v2 = sqlite3_column_type(s, 4) != SQLITE_NULL;
+        e->v2 = sqlite3_column_double(s, 4);
+        e->id = sqlite3_column_int64(s, 5);
     }
     sqlite3_finalize(s);
     return n;
@@ -531,8 +536,11 @@ static void check_example(json_t *e, uint32_t f, int kind, int64_t rank, bool np
         float focus = x.val[x.focus - x.first];
         CHECK(focus >= x.bin_min && focus <= x.bin_max, "feature %u: sampled value in its bin", f);
     } else if (np) {
-        CHECK(json_is_null(json_object_get(e, k_bmin)) && json_is_null(json_object_get(e, k_bmax)),
-              "top activation: bins null");
+        /* SAEDashboard's top group: bin_min -1, bin_max the max, bin_contains -1. */
+        CHECK(json_number_value(json_object_get(e, k_bmin)) == -1 &&
+                  json_number_value(json_object_get(e, k_bc)) == -1 &&
+                  json_is_number(json_object_get(e, k_bmax)),
+              "top activation: binMin -1, binContains -1, binMax a number");
     } else {
         CHECK(!json_object_get(e, k_bmin), "top example without bin fields");
     }
@@ -674,13 +682,16 @@ static int write_explanations(void)
         if (i % 5 == 0)
             fprintf(f,
                     "{\"index\": %d, \"description\": \"dog barking %d\", \"score\": 0.9, "
-                    "\"source\": \"model-x\"}\n",
+                    "\"source\": \"model-x\", \"scores\": [{\"value\": 0.8, "
+                    "\"explanationScoreTypeName\": \"recall_alt\", "
+                    "\"explanationScoreModelName\": \"gpt-4o-mini\"}, {\"value\": 0.25, "
+                    "\"type\": \"fuzz\"}]}\n",
                     i, i);
         if (i % 7 == 0)
             fprintf(f,
                     "{\"index\": \"%d\", \"description\": \"feline cat \\\"quoted\\\" %d\", "
                     "\"typeName\": \"oai_token-act-pair\", \"explanationModelName\": \"gpt-4\", "
-                    "\"scoreV1\": 0.1}\n",
+                    "\"scoreV1\": 0.1, \"scoreV2\": 0.05}\n",
                     i, i);
         if (i == 1 || i == 4)
             fprintf(f, "{\"index\": %d, \"description\": \"unscored %d\"}\n", i, i);
@@ -1142,28 +1153,85 @@ static void test_vector(const struct daemon *d)
     }
 }
 
-/* Neuronpedia's names and the same numbers. */
+/* Whether explanation a goes before b in Neuronpedia's order (scoreV2
+ * descending, then scoreV1 descending, unscored last, then id). */
+static bool np_before(const struct expl *a, const struct expl *b)
+{
+    if (a->has_v2 != b->has_v2)
+        return a->has_v2;
+    if (a->has_v2 && a->v2 != b->v2)
+        return a->v2 > b->v2;
+    if (a->has_score != b->has_score)
+        return a->has_score;
+    if (a->has_score && a->score != b->score)
+        return a->score > b->score;
+    return a->id < b->id;
+}
+
+/* Checks that every key of o is in want (n names) with the JSON type given
+ * by want_type: 's' string, 'n' number, 'a' array, 'o' object, 'N' null,
+ * 'S' string or null, 'M' number or null; and that every name is there. */
+static void check_fields(json_t *o, const char *what, const char *const *want,
+                         const char *want_type, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_object_get(o, want[i]);
+        bool ok = false;
+        switch (want_type[i]) {
+        case 's': ok = json_is_string(v); break;
+        case 'n': ok = json_is_number(v); break;
+        case 'a': ok = json_is_array(v); break;
+        case 'o': ok = json_is_object(v); break;
+        case 'N': ok = json_is_null(v); break;
+        case 'S': ok = json_is_string(v) || json_is_null(v); break;
+        case 'M': ok = json_is_number(v) || json_is_null(v); break;
+        }
+        CHECK(ok, "%s: \"%s\" missing or not of type '%c'", what, want[i], want_type[i]);
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
+        size_t i = 0;
+        while (i < n && strcmp(want[i], k))
+            i++;
+        CHECK(i < n, "%s: unexpected field \"%s\"", what, k);
+    }
+}
+
+/* The Neuronpedia route against Neuronpedia's own reply, field by field.
+ * Derived from hijohnnylin/neuronpedia (prisma/schema.prisma: Neuron,
+ * Activation, Explanation, ExplanationScore; lib/db/neuron.ts
+ * getNeuronOptimized: activations ordered by maxValue desc, explanations
+ * selecting id, description, explanationModelName, typeName, scores,
+ * triggeredByUser, ordered by scoreV2 then scoreV1) and from SAEDashboard's
+ * NeuronpediaConverter and acceptance batches (tests/acceptance/test_simple:
+ * top-group activations carry bin_min -1, bin_max = the max, bin_contains -1;
+ * 50 freq_hist bars, the values equally spaced midpoints). Fields the index
+ * does not hold are absent, not invented; the numbers are the index's. */
 static void test_neuronpedia(const struct daemon *d)
 {
+    static const char *const top_names[] = {
+        "modelId", "layer", "index", "maxActApprox", "frac_nonzero",
+        "freq_hist_data_bar_heights", "freq_hist_data_bar_values", "topkCosSimIndices",
+        "topkCosSimValues", "activations", "explanations"};
+    static const char top_types[] = "sssnnaaaaaa"; /* "index" is a string */
+    static const char *const act_names[] = {"tokens", "values", "maxValue",
+                                            "maxValueTokenIndex", "minValue",
+                                            "qualifyingTokenIndex", "binMin", "binMax",
+                                            "binContains"};
+    static const char *const expl_names[] = {"id", "description", "explanationModelName",
+                                             "typeName", "scores", "triggeredByUser",
+                                             "scoreV1", "scoreV2"};
+    static const char *const score_names[] = {"id", "value", "explanationId",
+                                              "explanationScoreTypeName",
+                                              "explanationScoreModelName", "jsonDetails"};
     for (uint32_t f = 0; f < D_SAE; f += 5) {
         char path[128];
         snprintf(path, sizeof path, "/api/feature/fixture-model/blocks.0.hook_resid_pre/%u", f);
         long st;
         json_t *j = get_json(d, path, &st);
         CHECK(st == 200, "%s: %ld", path, st);
-        static const char *names[] = {"modelId",
-                                      "layer",
-                                      "index",
-                                      "maxActApprox",
-                                      "frac_nonzero",
-                                      "freq_hist_data_bar_heights",
-                                      "freq_hist_data_bar_values",
-                                      "topkCosSimIndices",
-                                      "topkCosSimValues",
-                                      "activations",
-                                      "explanations"};
-        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-            CHECK(json_object_get(j, names[i]), "%s lacks %s", path, names[i]);
+        check_fields(j, path, top_names, top_types, sizeof top_names / sizeof top_names[0]);
         char idx[16];
         snprintf(idx, sizeof idx, "%u", f);
         CHECK(!strcmp(json_string_value(json_object_get(j, "index")) ?: "", idx),
@@ -1177,17 +1245,39 @@ static void test_neuronpedia(const struct daemon *d)
         CHECK(json_number_value(json_object_get(j, "maxActApprox")) == r.max &&
                   json_number_value(json_object_get(j, "frac_nonzero")) == r.density,
               "%s: maxActApprox, frac_nonzero", path);
+
+        /* 50 linear bars from the smallest fixed bin's lower edge to the max:
+         * equally spaced midpoints, heights summing to n_active, each bar
+         * holding no more than the fixed bins it overlaps hold. */
         json_t *hh = json_object_get(j, "freq_hist_data_bar_heights"),
                *hv = json_object_get(j, "freq_hist_data_bar_values");
-        CHECK(json_array_size(hh) == r.n_bins && json_array_size(hv) == r.n_bins,
-              "%s: histogram bars", path);
-        for (size_t k = 0; k < r.n_bins && k < json_array_size(hh); k++) {
-            double lo = bin_lo((int)r.hist_first + (int)k),
-                   hi = bin_lo((int)r.hist_first + (int)k + 1);
-            CHECK((uint64_t)json_integer_value(json_array_get(hh, k)) == r.counts[k] &&
-                      json_number_value(json_array_get(hv, k)) == (isinf(hi) ? lo : (lo + hi) / 2),
-                  "%s: bar %zu", path, k);
+        size_t want_bars = r.n_active ? 50 : 0;
+        CHECK(json_array_size(hh) == want_bars && json_array_size(hv) == want_bars,
+              "%s: %zu bars", path, json_array_size(hh));
+        if (want_bars && json_array_size(hh) == 50 && json_array_size(hv) == 50) {
+            double lo = bin_lo((int)r.hist_first), w = (r.max - lo) / 50;
+            int64_t sum = 0;
+            for (size_t k = 0; k < 50; k++) {
+                double x0 = lo + (double)k * w, x1 = k == 49 ? r.max : x0 + w;
+                CHECK(fabs(json_number_value(json_array_get(hv, k)) - (lo + (k + 0.5) * w)) <=
+                          1e-12 * r.max,
+                      "%s: bar %zu value", path, k);
+                uint64_t may = 0;
+                for (size_t b = 0; b < r.n_bins; b++) {
+                    double a = bin_lo((int)r.hist_first + (int)b),
+                           c = bin_lo((int)r.hist_first + (int)b + 1);
+                    if (a <= x1 && c >= x0)
+                        may += r.counts[b];
+                }
+                int64_t hk = json_integer_value(json_array_get(hh, k));
+                CHECK(hk >= 0 && (uint64_t)hk <= may + 1, "%s: bar %zu holds %lld of %llu", path,
+                      k, (long long)hk, (unsigned long long)may);
+                sum += hk;
+            }
+            CHECK(sum == r.n_active, "%s: bars sum to %lld, n_active %lld", path, (long long)sum,
+                  (long long)r.n_active);
         }
+
         json_t *ci = json_object_get(j, "topkCosSimIndices"),
                *cv = json_object_get(j, "topkCosSimValues");
         sqlite3_stmt *s = q("SELECT indices, cosines FROM neighbours WHERE feature = ?");
@@ -1206,35 +1296,247 @@ static void test_neuronpedia(const struct daemon *d)
             }
         }
         sqlite3_finalize(s);
+
+        /* activations: every top and quantile example once, maxValue descending. */
         json_t *acts_ = json_object_get(j, "activations");
-        CHECK((int64_t)json_array_size(acts_) == r.n_top + r.n_quantile, "%s: %zu activations",
-              path, json_array_size(acts_));
-        for (size_t i = 0; i < json_array_size(acts_); i++) {
-            int kind = (int64_t)i < r.n_top ? 0 : 1;
-            check_example(json_array_get(acts_, i), f, kind,
-                          kind ? (int64_t)i - r.n_top : (int64_t)i, true);
+        size_t na = json_array_size(acts_);
+        CHECK((int64_t)na == r.n_top + r.n_quantile, "%s: %zu activations", path, na);
+        bool seen[128] = {false};
+        for (size_t i = 0; i < na; i++) {
+            json_t *a = json_array_get(acts_, i);
+            check_fields(a, path, act_names, "aannnnnnn", sizeof act_names / sizeof act_names[0]);
+            if (i)
+                CHECK(json_number_value(json_object_get(json_array_get(acts_, i - 1),
+                                                        "maxValue")) >=
+                          json_number_value(json_object_get(a, "maxValue")),
+                      "%s: activations %zu and %zu out of maxValue order", path, i - 1, i);
+            bool top = json_number_value(json_object_get(a, "binMin")) == -1;
+            if (top)
+                CHECK(json_number_value(json_object_get(a, "binMax")) == r.max,
+                      "%s: top activation binMax is maxActApprox", path);
+            /* Find which stored example this is: the one whose values match. */
+            int64_t n_kind = top ? r.n_top : r.n_quantile, found = -1;
+            for (int64_t k = 0; k < n_kind && found < 0; k++) {
+                struct exrow x;
+                if (!db_example(f, top ? 0 : 1, k, &x))
+                    continue;
+                json_t *vals = json_object_get(a, "values");
+                bool same = json_array_size(vals) == x.n && !seen[(top ? 0 : 64) + k];
+                for (size_t t = 0; same && t < x.n; t++)
+                    same = (float)json_number_value(json_array_get(vals, t)) == x.val[t];
+                if (same)
+                    found = k;
+                exrow_free(&x);
+            }
+            CHECK(found >= 0 && found < 64, "%s: activation %zu is no stored example", path, i);
+            if (found >= 0 && found < 64) {
+                seen[(top ? 0 : 64) + found] = true;
+                check_example(a, f, top ? 0 : 1, found, true);
+            }
         }
+
+        /* explanations: the index's, in Neuronpedia's order, with their scores. */
         struct expl ex[16];
         size_t n = db_explanations(f, ex, 16);
+        for (size_t a = 1; a < n; a++) /* insertion sort by np_before */
+            for (size_t b = a; b > 0 && np_before(&ex[b], &ex[b - 1]); b--) {
+                struct expl t = ex[b];
+                ex[b] = ex[b - 1];
+                ex[b - 1] = t;
+            }
         json_t *je = json_object_get(j, "explanations");
         CHECK(json_array_size(je) == n, "%s: explanations", path);
         for (size_t i = 0; i < n && i < json_array_size(je); i++) {
             json_t *x = json_array_get(je, i);
+            check_fields(x, path, expl_names, "sSSSaNMM",
+                         sizeof expl_names / sizeof expl_names[0]);
+            char id[24];
+            snprintf(id, sizeof id, "%lld", (long long)ex[i].id);
+            CHECK(!strcmp(json_string_value(json_object_get(x, "id")) ?: "", id),
+                  "%s: explanation %zu is id %s", path, i, id);
             CHECK(!strcmp(json_string_value(json_object_get(x, "description")) ?: "", ex[i].desc),
                   "%s: description %zu", path, i);
-            json_t *tn = json_object_get(x, "typeName"), *sv = json_object_get(x, "scoreV1");
+            json_t *tn = json_object_get(x, "typeName"), *sv = json_object_get(x, "scoreV1"),
+                   *s2 = json_object_get(x, "scoreV2"),
+                   *mn = json_object_get(x, "explanationModelName");
             CHECK(ex[i].has_type ? !strcmp(json_string_value(tn) ?: "", ex[i].type_name)
                                  : json_is_null(tn),
                   "%s: typeName %zu", path, i);
+            CHECK(ex[i].has_source ? !strcmp(json_string_value(mn) ?: "", ex[i].source)
+                                   : json_is_null(mn),
+                  "%s: explanationModelName %zu", path, i);
             CHECK(ex[i].has_score ? json_number_value(sv) == ex[i].score : json_is_null(sv),
                   "%s: scoreV1 %zu", path, i);
+            CHECK(ex[i].has_v2 ? json_number_value(s2) == ex[i].v2 : json_is_null(s2),
+                  "%s: scoreV2 %zu", path, i);
+            json_t *sc = json_object_get(x, "scores");
+            sqlite3_stmt *ss = q("SELECT value, type, model FROM explanation_scores WHERE "
+                                 "explanation = ? ORDER BY seq");
+            sqlite3_bind_int64(ss, 1, ex[i].id);
+            size_t k = 0;
+            for (; sqlite3_step(ss) == SQLITE_ROW; k++) {
+                json_t *o = json_array_get(sc, k);
+                check_fields(o, path, score_names, "snsSSs",
+                             sizeof score_names / sizeof score_names[0]);
+                const char *ty = (const char *)sqlite3_column_text(ss, 1),
+                           *mo = (const char *)sqlite3_column_text(ss, 2);
+                CHECK(json_number_value(json_object_get(o, "value")) ==
+                              sqlite3_column_double(ss, 0) &&
+                          !strcmp(json_string_value(json_object_get(o, "explanationId")) ?: "",
+                                  id) &&
+                          (ty ? !strcmp(json_string_value(json_object_get(
+                                            o, "explanationScoreTypeName")) ?: "",
+                                        ty)
+                              : json_is_null(json_object_get(o, "explanationScoreTypeName"))) &&
+                          (mo ? !strcmp(json_string_value(json_object_get(
+                                            o, "explanationScoreModelName")) ?: "",
+                                        mo)
+                              : json_is_null(json_object_get(o, "explanationScoreModelName"))),
+                      "%s: explanation %s score %zu", path, id, k);
+            }
+            sqlite3_finalize(ss);
+            CHECK(json_array_size(sc) == k, "%s: explanation %s has %zu scores, index %zu", path,
+                  id, json_array_size(sc), k);
         }
         json_decref(j);
     }
+    /* Feature 35 has every kind: scoreV2 0.05 (first), then 0.9, 0.5 scoreV1. */
+    long st;
+    json_t *j = get_json(d, "/api/feature/fixture-model/blocks.0.hook_resid_pre/35", &st);
+    json_t *je = json_object_get(j, "explanations");
+    CHECK(json_array_size(je) == 2 &&
+              json_number_value(json_object_get(json_array_get(je, 0), "scoreV2")) == 0.05 &&
+              json_array_size(json_object_get(json_array_get(je, 1), "scores")) == 2,
+          "feature 35: the scoreV2 explanation first, then the scored one with 2 scores");
+    json_decref(j);
     expect_get_error(d, "/api/feature/other-model/blocks.0.hook_resid_pre/1", 404, "not_found",
                      "fixture-model");
     expect_get_error(d, "/api/feature/fixture-model/6-res-jb/1", 404, "not_found",
                      "blocks.0.hook_resid_pre");
+}
+
+/* Reads gzip file path as JSON (a new reference, NULL when it is not). */
+static json_t *load_gz_json(const char *path)
+{
+    gzFile gz = gzopen(path, "rb");
+    if (!gz)
+        return NULL;
+    size_t len = 0, cap = 1 << 20;
+    char *buf = malloc(cap);
+    int n;
+    while (buf && (n = gzread(gz, buf + len, (unsigned)(cap - len))) > 0) {
+        len += (size_t)n;
+        if (len == cap) {
+            char *p = realloc(buf, cap *= 2);
+            if (!p) {
+                free(buf);
+                buf = NULL;
+            }
+            buf = p;
+        }
+    }
+    gzclose(gz);
+    json_t *j = buf ? json_loadb(buf, len, 0, NULL) : NULL;
+    free(buf);
+    return j;
+}
+
+/* sae export --neuronpedia: every batch file, every feature, against the
+ * index (brute force): SAEDashboard's batch and feature fields, its top
+ * group's bins, the examples' tokens and values, the 50 bars summing to
+ * n_active; the bars equal the Neuronpedia route's (one rebinning). */
+static void test_export(const struct daemon *d)
+{
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/np-export", tmp);
+    const char *argv[] = {getenv("SAE_BIN"), "export", "--neuronpedia", dir, "--model",
+                          "fixture-model", "--index", idx_a, "--layer", "6", "--sae-set",
+                          "res-test", "--features-per-batch", "7", "--quiet", NULL};
+    CHECK(run(argv, NULL) == 0, "sae export");
+    int64_t n_docs_db = q_int("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'n_documents'");
+    uint32_t next = 0;
+    for (int k = 0; k < (D_SAE + 6) / 7; k++) {
+        char path[700];
+        snprintf(path, sizeof path, "%s/batch-%d.json.gz", dir, k);
+        json_t *b = load_gz_json(path);
+        CHECK(b, "%s: gzip of JSON", path);
+        if (!b)
+            return;
+        static const char *const bnames[] = {"model_id", "layer", "sae_set", "features"};
+        check_fields(b, path, bnames, "snsa", 4);
+        CHECK(!strcmp(json_string_value(json_object_get(b, "model_id")) ?: "", "fixture-model") &&
+                  json_integer_value(json_object_get(b, "layer")) == 6 &&
+                  !strcmp(json_string_value(json_object_get(b, "sae_set")) ?: "", "res-test"),
+              "%s: model_id, layer, sae_set", path);
+        json_t *fs = json_object_get(b, "features");
+        CHECK(json_array_size(fs) == (k == (D_SAE + 6) / 7 - 1 ? D_SAE - 7 * (size_t)k : 7),
+              "%s: %zu features", path, json_array_size(fs));
+        for (size_t i = 0; i < json_array_size(fs); i++, next++) {
+            json_t *o = json_array_get(fs, i);
+            static const char *const fnames[] = {"feature_index", "frac_nonzero",
+                                                 "freq_hist_data_bar_values",
+                                                 "freq_hist_data_bar_heights", "n_prompts_total",
+                                                 "activations"};
+            check_fields(o, path, fnames, "nnaana", 6);
+            struct frow r;
+            db_feature(next, &r);
+            CHECK(json_integer_value(json_object_get(o, "feature_index")) == next &&
+                      json_number_value(json_object_get(o, "frac_nonzero")) == r.density &&
+                      json_integer_value(json_object_get(o, "n_prompts_total")) == n_docs_db,
+                  "%s: feature %u index, frac_nonzero, n_prompts_total", path, next);
+            json_t *hh = json_object_get(o, "freq_hist_data_bar_heights"),
+                   *hv = json_object_get(o, "freq_hist_data_bar_values");
+            int64_t sum = 0;
+            for (size_t t = 0; t < json_array_size(hh); t++)
+                sum += json_integer_value(json_array_get(hh, t));
+            CHECK(json_array_size(hh) == (r.n_active ? 50u : 0u) && sum == r.n_active,
+                  "%s: feature %u: bars sum to n_active", path, next);
+            char route[128];
+            snprintf(route, sizeof route,
+                     "/api/feature/fixture-model/blocks.0.hook_resid_pre/%u", next);
+            long st;
+            json_t *np = get_json(d, route, &st);
+            CHECK(json_equal(json_object_get(np, "freq_hist_data_bar_heights"), hh) &&
+                      json_equal(json_object_get(np, "freq_hist_data_bar_values"), hv),
+                  "feature %u: export and route share the bars", next);
+            json_decref(np);
+            json_t *acts_ = json_object_get(o, "activations");
+            CHECK((int64_t)json_array_size(acts_) == r.n_top + r.n_quantile,
+                  "%s: feature %u: %zu activations", path, next, json_array_size(acts_));
+            for (size_t t = 0; t < json_array_size(acts_); t++) {
+                json_t *a = json_array_get(acts_, t);
+                static const char *const anames[] = {"bin_min", "bin_max", "bin_contains",
+                                                     "tokens", "values"};
+                check_fields(a, path, anames, "nnnaa", 5);
+                bool top = (int64_t)t < r.n_top;
+                struct exrow x;
+                if (!db_example(next, top ? 0 : 1, top ? (int64_t)t : (int64_t)t - r.n_top,
+                                &x)) {
+                    CHECK(0, "feature %u activation %zu: no row", next, t);
+                    continue;
+                }
+                json_t *toks = json_object_get(a, "tokens"), *vals = json_object_get(a, "values");
+                bool same = json_array_size(toks) == x.n && json_array_size(vals) == x.n;
+                for (size_t u = 0; same && u < x.n; u++)
+                    same = !strcmp(json_string_value(json_array_get(toks, u)) ?: "", x.tok[u]) &&
+                           (float)json_number_value(json_array_get(vals, u)) == x.val[u];
+                CHECK(same, "feature %u activation %zu: tokens and values", next, t);
+                double bmin = json_number_value(json_object_get(a, "bin_min")),
+                       bmax = json_number_value(json_object_get(a, "bin_max")),
+                       bc = json_number_value(json_object_get(a, "bin_contains"));
+                CHECK(top ? json_is_integer(json_object_get(a, "bin_min")) && bmin == -1 &&
+                                bc == -1 && bmax == r.max
+                          : bmin == x.bin_min && bmax == x.bin_max && bc == x.bin_contains,
+                      "feature %u activation %zu: bins", next, t);
+                exrow_free(&x);
+            }
+        }
+        json_decref(b);
+    }
+    CHECK(next == D_SAE, "exported %u features of %d", next, D_SAE);
+    char extra[700];
+    snprintf(extra, sizeof extra, "%s/batch-%d.json.gz", dir, (D_SAE + 6) / 7);
+    CHECK(access(extra, F_OK) != 0, "no batch past the last feature");
 }
 
 /* encode with include features: labels and densities from the index. */
@@ -1709,8 +2011,13 @@ static void test_open_top_bin(void)
                          "blocks.0.hook_resid_pre/%u", esc ? "%2F" : "/", f);
                 json_t *np = get_json(&d, path, &st);
                 json_t *hv = json_object_get(np, "freq_hist_data_bar_values");
-                CHECK(st == 200 && json_number_value(json_array_get(hv, r.n_bins - 1)) == 65536.0,
-                      "%s: %ld, the open bin's bar value is 65536", path, st);
+                /* The open bin [65536, inf) ends at the feature's max: the
+                 * last linear bar's value is finite, half a bar below it. */
+                double v0 = json_number_value(json_array_get(hv, 0)),
+                       v49 = json_number_value(json_array_get(hv, 49));
+                CHECK(st == 200 && json_array_size(hv) == 50 && isfinite(v49) &&
+                          fabs(v49 + (v49 - v0) / 98 - r.max) <= 1e-9 * r.max,
+                      "%s: %ld, the last bar ends at the max %g", path, st, r.max);
                 CHECK(!strcmp(json_string_value(json_object_get(np, "modelId")) ?: "",
                               "meta-llama/Llama-3.1-8B"),
                       "%s: modelId", path);
@@ -1790,6 +2097,7 @@ int main(void)
     test_examples(&d);
     test_vector(&d);
     test_neuronpedia(&d);
+    test_export(&d);
     test_encode_features(&d);
     daemon_signal(&d, SIGTERM);
     CHECK(daemon_wait(&d, 20000) == 0, "exit status after SIGTERM");

@@ -383,7 +383,9 @@ static void build_synthetic(const corpus *c, const sae_index_settings *set, cons
         float cs = 0.5f;
         ck_assert_int_eq(sae_store_put_neighbours(w, f, &nb, &cs, 1, &err), 0);
     }
-    ck_assert_int_eq(sae_store_put_explanation(w, 1, 3, "ties", true, 0.5, "test", NULL, &err), 0);
+    sae_explanation ties = {.id = 1, .feature = 3, .description = "ties", .has_score = true,
+                            .score = 0.5, .source = "test"};
+    ck_assert_int_eq(sae_store_put_explanation(w, &ties, &err), 0);
     sae_store_info in;
     memset(&in, 0, sizeof in);
     strcpy(in.weights_digest, "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e");
@@ -999,7 +1001,7 @@ static int build_real(const real *r, const char *acts_path, const char *tokens_p
     if (!rc)
         rc = sae_tokens_open(tokens_path, &t, err);
     if (!rc && expl)
-        rc = sae_explanations_read(expl, m->d_sae, &e, err);
+        rc = sae_explanations_read((const char *const[]){expl}, 1, m->d_sae, &e, err);
     if (!rc) {
         sae_index_job job = {.model = m, .acts = a, .tok = t, .expl = expl ? &e : NULL,
                              .set = *set};

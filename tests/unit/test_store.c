@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,14 +146,20 @@ static int write_index(const char *path, const char *skip_key, uint64_t meta_d_s
     };
     for (uint32_t k = 0; k < 3; k++)
         ck_assert_int_eq(sae_store_put_examples(w, 2 + k, SAE_EX_CANDIDATE, &bad[k], 1, &err), 0);
-    ck_assert_int_eq(sae_store_put_explanation(w, 1, 0, "cats and kittens", true, 0.8, "human",
-                                               NULL, &err), 0);
-    ck_assert_int_eq(sae_store_put_explanation(w, 2, 2, "dog barking", false, 0, NULL,
-                                               "oai_token-act-pair", &err), 0);
-    ck_assert_int_eq(sae_store_put_explanation(w, 3, 2, "\"quoted\" OR NEAR( words*", true,
-                                               -1.5, NULL, NULL, &err), 0);
-    ck_assert_int_eq(sae_store_put_explanation(w, 4, 3, "Cats again", false, 0, NULL, NULL, &err),
-                     0);
+    sae_explanation_score cat_scores[2] = {{.value = 0.9, .type = "recall_alt",
+                                            .model = "gpt-4o-mini"},
+                                           {.value = -0.25, .type = NULL, .model = NULL}};
+    const sae_explanation ex[4] = {
+        {.id = 1, .feature = 0, .description = "cats and kittens", .has_score = true,
+         .score = 0.8, .source = "human", .has_score_v2 = true, .score_v2 = 0.7, .n_scores = 2,
+         .scores = cat_scores},
+        {.id = 2, .feature = 2, .description = "dog barking", .type_name = "oai_token-act-pair"},
+        {.id = 3, .feature = 2, .description = "\"quoted\" OR NEAR( words*", .has_score = true,
+         .score = -1.5},
+        {.id = 4, .feature = 3, .description = "Cats again"},
+    };
+    for (int k = 0; k < 4; k++)
+        ck_assert_int_eq(sae_store_put_explanation(w, &ex[k], &err), 0);
     return sae_store_writer_commit(w, &err);
 }
 
@@ -220,7 +227,8 @@ START_TEST(test_read_api)
     ck_assert_uint_eq(in->seed, 77);
     ck_assert_str_eq(in->shard, "");
     ck_assert_str_eq(in->histogram, SAE_HIST_DEFINITION);
-    ck_assert_int_eq(in->schema_version, 1);
+    ck_assert_int_eq(in->schema_version, sae_store_schema_version());
+    ck_assert(in->has_scores);
     ck_assert_uint_eq(sae_store_vocab_size(s), 4);
 
     ck_assert_int_eq(sae_store_check_model(s, DIGEST, 16, D_SAE, &err), 0);
@@ -285,6 +293,19 @@ START_TEST(test_read_api)
     ck_assert_uint_eq(e.items[3].id, 4);
     ck_assert_uint_eq(e.items[3].feature, 3);
     ck_assert_str_eq(e.items[0].source, "human");
+    /* Scores and scoreV2 come back as written, in order; unscored stay so. */
+    ck_assert(e.items[0].has_score_v2 && e.items[0].score_v2 == 0.7);
+    ck_assert_uint_eq(e.items[0].n_scores, 2);
+    ck_assert(e.items[0].scores[0].value == 0.9 && e.items[0].scores[1].value == -0.25);
+    ck_assert_str_eq(e.items[0].scores[0].type, "recall_alt");
+    ck_assert_str_eq(e.items[0].scores[0].model, "gpt-4o-mini");
+    ck_assert_ptr_null(e.items[0].scores[1].type);
+    ck_assert_ptr_null(e.items[0].scores[1].model);
+    ck_assert(!e.items[1].has_score_v2 && e.items[1].n_scores == 0);
+    sae_explanations_free(&e);
+    ck_assert_int_eq(sae_store_get_explanations(c, 0, &e, &err), 0);
+    ck_assert_uint_eq(e.n, 1);
+    ck_assert_uint_eq(e.items[0].n_scores, 2);
     sae_explanations_free(&e);
 
     /* Listing: every sort and order, ties by index ascending, paging. */
@@ -434,6 +455,42 @@ static void expect_refused(const char *path, const char *want)
     ck_assert_msg(strstr(err.msg, want) && strstr(err.msg, path), "%s: message '%s', want '%s'",
                   path, err.msg, want);
 }
+
+/* An index written before schema/003_scores.sql (user_version 1, no
+ * explanation_scores, no score_v2) still opens; its explanations read
+ * unscored ("not computed"), the rest as before. */
+START_TEST(test_old_index)
+{
+    char *p = unit_path("old.db");
+    ck_assert_int_eq(write_index(p, NULL, D_SAE), 0);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(p, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "DROP TABLE explanation_scores; ALTER TABLE explanations "
+                                  "DROP COLUMN score_v2; PRAGMA user_version = 1; VACUUM;",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    sae_store *s;
+    sae_store_conn *c;
+    sae_error err;
+    ck_assert_msg(sae_store_open(p, &s, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(sae_store_get_info(s)->schema_version, 1);
+    ck_assert(!sae_store_get_info(s)->has_scores);
+    ck_assert_msg(sae_store_connect(s, &c, &err) == 0, "%s", err.msg);
+    sae_explanations e;
+    ck_assert_int_eq(sae_store_get_explanations(c, 0, &e, &err), 0);
+    ck_assert_uint_eq(e.n, 1);
+    ck_assert_str_eq(e.items[0].description, "cats and kittens");
+    ck_assert(e.items[0].has_score && e.items[0].score == 0.8);
+    ck_assert(!e.items[0].has_score_v2 && e.items[0].n_scores == 0);
+    sae_explanations_free(&e);
+    ck_assert_int_eq(sae_store_get_all_explanations(c, &e, &err), 0);
+    ck_assert_uint_eq(e.n, 4);
+    sae_explanations_free(&e);
+    sae_store_disconnect(c);
+    sae_store_close(s);
+    free(p);
+}
+END_TEST
 
 START_TEST(test_refusals)
 {
@@ -612,6 +669,7 @@ static Suite *suite(void)
     TCase *tc = tcase_create("store");
     tcase_add_checked_fixture(tc, unit_setup, unit_teardown);
     tcase_add_test(tc, test_read_api);
+    tcase_add_test(tc, test_old_index);
     tcase_add_test(tc, test_refusals);
     tcase_add_test(tc, test_abort_and_stale_temps);
     tcase_add_test(tc, test_disk_full);

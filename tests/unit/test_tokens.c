@@ -158,7 +158,7 @@ START_TEST(test_explanations)
     char *p = put("e.jsonl", text);
     sae_explanations e;
     sae_error err;
-    ck_assert_int_eq(sae_explanations_read(p, 8, &e, &err), 0);
+    ck_assert_int_eq(sae_explanations_read((const char *const[]){p}, 1, 8, &e, &err), 0);
     ck_assert_uint_eq(e.n, 3);
     ck_assert_uint_eq(e.items[0].feature, 3);
     ck_assert_str_eq(e.items[0].description, "cats");
@@ -202,7 +202,7 @@ START_TEST(test_bad_explanations)
     sae_explanations e;
     sae_error err;
     char *p = put("bad.jsonl", bad_expl[_i].text);
-    ck_assert_int_ne(sae_explanations_read(p, 8, &e, &err), 0);
+    ck_assert_int_ne(sae_explanations_read((const char *const[]){p}, 1, 8, &e, &err), 0);
     ck_assert_msg(strstr(err.msg, p) && strstr(err.msg, bad_expl[_i].want1) &&
                       strstr(err.msg, bad_expl[_i].want2),
                   "case %d: message '%s'", _i, err.msg);
