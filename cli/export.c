@@ -13,10 +13,9 @@
  *   max, bin_contains -1) then the quantile examples with their bins, each
  *   {bin_min, bin_max, bin_contains, tokens, values}.
  * Numbers are written at full precision (SAEDashboard rounds to 3 decimals).
- * Not in the index and so not written: the logit tables and histogram,
- * neuron alignment and correlations (EXPORT_LOGIT_FIELDS below is where
- * they go once the index stores them), n_tokens_in_prompt, dataset,
- * decoder_weights_dist. Each file is written beside its name and renamed
+ * The logit tables and histogram, neuron alignment and correlated neurons
+ * are written when the index holds them (add_dashboards). Not in the index
+ * and so not written: n_tokens_in_prompt, dataset, decoder_weights_dist. Each file is written beside its name and renamed
  * into place (io/outfile.h). */
 #include <errno.h>
 #include <jansson.h>
@@ -102,6 +101,67 @@ static int add_activations(json_t *acts, const sae_store_examples *ex, double ma
     return 0;
 }
 
+/* A JSON array of n floats, or NULL when out of memory. */
+static json_t *float_array(const float *v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_real(v[i])))
+            return json_decref(a), NULL;
+    return a;
+}
+
+/* A JSON array of n indices. */
+static json_t *index_array(const uint32_t *v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_integer(v[i])))
+            return json_decref(a), NULL;
+    return a;
+}
+
+/* A JSON array of n token strings. */
+static json_t *string_array(const char *const *s, const size_t *len, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_stringn(s[i], len[i])))
+            return json_decref(a), NULL;
+    return a;
+}
+
+/* Sets on o the fields of the index's dashboard tables, where it has them
+ * (`sae index --unembed` / `--correlations`): the logit tables and their
+ * histogram, neuron alignment and correlated neurons, under SAEDashboard's
+ * names, as the Neuronpedia route writes them. 0, or -1 out of memory. */
+static int add_dashboards(json_t *o, const sae_store_logits *l, const sae_store_neuron_table *al,
+                          const sae_store_neuron_table *co)
+{
+    int bad = 0;
+    if (l->computed) {
+        json_t *h = json_array(), *v = json_array();
+        for (size_t i = 0; h && v && i < l->n_bins; i++)
+            bad |= json_array_append_new(h, json_integer(l->hist[i])) |
+                   json_array_append_new(v, json_real(sae_store_logits_bar_value(l, i)));
+        bad |= json_object_set_new(o, "pos_str", string_array(l->pos_str, l->pos_len, l->n_pos)) |
+               json_object_set_new(o, "pos_values", float_array(l->pos_values, l->n_pos)) |
+               json_object_set_new(o, "neg_str", string_array(l->neg_str, l->neg_len, l->n_neg)) |
+               json_object_set_new(o, "neg_values", float_array(l->neg_values, l->n_neg)) |
+               json_object_set_new(o, "logits_hist_data_bar_heights", h) |
+               json_object_set_new(o, "logits_hist_data_bar_values", v);
+    }
+    if (al->computed)
+        bad |= json_object_set_new(o, "neuron_alignment_indices", index_array(al->indices, al->n)) |
+               json_object_set_new(o, "neuron_alignment_values", float_array(al->values, al->n)) |
+               json_object_set_new(o, "neuron_alignment_l1", float_array(al->extra, al->n));
+    if (co->computed)
+        bad |= json_object_set_new(o, "correlated_neurons_indices",
+                                   index_array(co->indices, co->n)) |
+               json_object_set_new(o, "correlated_neurons_pearson", float_array(co->values, co->n));
+    return bad ? -1 : 0;
+}
+
 /* One feature as a NeuronpediaDashboardFeature (a new reference in *out). */
 static int feature_json(sae_store_conn *c, const sae_store_info *info, uint32_t i, json_t **out,
                         sae_error *err)
@@ -109,9 +169,14 @@ static int feature_json(sae_store_conn *c, const sae_store_info *info, uint32_t 
     sae_store_feature f;
     sae_store_histogram h = {0};
     sae_store_examples top = {0}, qua = {0};
+    sae_store_logits lg = {0};
+    sae_store_neuron_table al = {0}, co = {0};
     json_t *o = NULL;
     int rc;
     if ((rc = sae_store_get_feature(c, i, &f, err)) ||
+        (rc = sae_store_get_logits(c, i, &lg, err)) ||
+        (rc = sae_store_get_neuron_table(c, i, SAE_NEURON_ALIGNMENT, &al, err)) ||
+        (rc = sae_store_get_neuron_table(c, i, SAE_NEURON_CORRELATED, &co, err)) ||
         (rc = sae_store_get_histogram(c, i, &h, err)) ||
         (rc = sae_store_get_examples(c, i, SAE_EX_TOP, UINT32_MAX, 0, &top, err)) ||
         (rc = sae_store_get_examples(c, i, SAE_EX_QUANTILE, UINT32_MAX, 0, &qua, err)))
@@ -122,10 +187,8 @@ static int feature_json(sae_store_conn *c, const sae_store_info *info, uint32_t 
     size_t bars = h.n && f.max_activation > 0 ? SAE_NP_HIST_BARS : 0;
     json_t *acts = json_array();
     o = json_object();
-    /* EXPORT_LOGIT_FIELDS: neuron_alignment_*, correlated_neurons_*, pos_str,
-     * pos_values, neg_str, neg_values and logits_hist_data_bar_* go here once
-     * the index stores them (issue 15 points 1 and 2). */
-    bool ok = o && acts && !json_object_set_new(o, "feature_index", json_integer(i)) &&
+    bool ok = o && acts && !add_dashboards(o, &lg, &al, &co) &&
+              !json_object_set_new(o, "feature_index", json_integer(i)) &&
               !json_object_set_new(o, "frac_nonzero", json_real(f.density)) &&
               !json_object_set_new(o, "freq_hist_data_bar_values", real_array(values, bars)) &&
               !json_object_set_new(o, "freq_hist_data_bar_heights",
@@ -140,6 +203,7 @@ static int feature_json(sae_store_conn *c, const sae_store_info *info, uint32_t 
     if (!ok || json_object_set_new(o, "activations", acts))
         rc = sae_error_set(err, SAE_ENOMEM, "feature %u: out of memory building its JSON", i);
 out:
+    sae_store_logits_free(&lg);
     sae_store_histogram_free(&h);
     sae_store_examples_free(&top);
     sae_store_examples_free(&qua);

@@ -28,10 +28,10 @@
  *     explanationScoreTypeName, explanationScoreModelName, jsonDetails ""),
  *     and saed's scoreV1 / scoreV2 (Neuronpedia sorts by them but does not
  *     return them).
- * Not in the index, so left out rather than invented: pos_str / pos_values /
- * neg_str / neg_values, logits_hist_data_bar_*, neuron_alignment_* and
- * correlated_* (issue 15 points 1 and 2 store them: NP_LOGIT_FIELDS below is
- * where they go), and Neuronpedia's bookkeeping (creatorId, createdAt, lists,
+ * When the index holds them (sae index --unembed / --correlations): pos_str /
+ * pos_values / neg_str / neg_values, logits_hist_data_bar_*, neuron_alignment_*
+ * and correlated_neurons_* (np_dashboards); left out otherwise. Never in it,
+ * so left out rather than invented: Neuronpedia's bookkeeping (creatorId, createdAt, lists,
  * comments, umap_*, vector fields). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +40,85 @@
 #include "feature_routes.h"
 #include "index/index_hist.h"
 #include "saes.h"
+
+/* `,"name":[v0,v1,...]` of n floats. */
+static void np_floats(struct saed_buf *b, const char *name, const float *v, size_t n)
+{
+    buf_puts(b, name);
+    buf_putc(b, '[');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            buf_putc(b, ',');
+        buf_f32(b, v[i]);
+    }
+    buf_putc(b, ']');
+}
+
+/* `,"name":[i0,i1,...]` of n indices. */
+static void np_indices(struct saed_buf *b, const char *name, const uint32_t *v, size_t n)
+{
+    buf_puts(b, name);
+    buf_putc(b, '[');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            buf_putc(b, ',');
+        buf_u32(b, v[i]);
+    }
+    buf_putc(b, ']');
+}
+
+/* `,"name":["s0",...]` of n token strings. */
+static void np_strings(struct saed_buf *b, const char *name, const char *const *s,
+                       const size_t *len, size_t n)
+{
+    buf_puts(b, name);
+    buf_putc(b, '[');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            buf_putc(b, ',');
+        buf_json_strn(b, s[i], len[i]);
+    }
+    buf_putc(b, ']');
+}
+
+/* The dashboard fields SAEDashboard's NeuronpediaDashboardFeature carries,
+ * when the index holds them (`sae index --unembed`, `--correlations`): the
+ * logit tables pos_str/pos_values/neg_str/neg_values and their histogram
+ * logits_hist_data_bar_heights/_values, neuron_alignment_indices/_values/_l1
+ * and correlated_neurons_indices/_pearson. Left out, not invented, when the
+ * index was built without them. */
+static void np_dashboards(struct saed_buf *b, const sae_store_logits *l,
+                          const sae_store_neuron_table *al, const sae_store_neuron_table *co)
+{
+    if (l->computed) {
+        np_strings(b, ",\"pos_str\":", l->pos_str, l->pos_len, l->n_pos);
+        np_floats(b, ",\"pos_values\":", l->pos_values, l->n_pos);
+        np_strings(b, ",\"neg_str\":", l->neg_str, l->neg_len, l->n_neg);
+        np_floats(b, ",\"neg_values\":", l->neg_values, l->n_neg);
+        buf_puts(b, ",\"logits_hist_data_bar_heights\":[");
+        for (size_t i = 0; i < l->n_bins; i++) {
+            if (i)
+                buf_putc(b, ',');
+            buf_u32(b, l->hist[i]);
+        }
+        buf_puts(b, "],\"logits_hist_data_bar_values\":[");
+        for (size_t i = 0; i < l->n_bins; i++) {
+            if (i)
+                buf_putc(b, ',');
+            buf_f64(b, sae_store_logits_bar_value(l, i));
+        }
+        buf_putc(b, ']');
+    }
+    if (al->computed) {
+        np_indices(b, ",\"neuron_alignment_indices\":", al->indices, al->n);
+        np_floats(b, ",\"neuron_alignment_values\":", al->values, al->n);
+        np_floats(b, ",\"neuron_alignment_l1\":", al->extra, al->n);
+    }
+    if (co->computed) {
+        np_indices(b, ",\"correlated_neurons_indices\":", co->indices, co->n);
+        np_floats(b, ",\"correlated_neurons_pearson\":", co->values, co->n);
+    }
+}
 
 /* One example as a Neuronpedia activation; top examples get SAEDashboard's
  * top-group bins (-1, the feature's max, -1). */
@@ -123,8 +202,13 @@ static int np_body(struct saed_buf *b, sae_store_conn *c, uint64_t i, sae_error 
     sae_store_neighbours nb = {0};
     sae_explanations e = {0};
     sae_store_examples top = {0}, qua = {0};
+    sae_store_logits lg = {0};
+    sae_store_neuron_table al = {0}, co = {0};
     int rc;
     if ((rc = sae_store_get_feature(c, i, &f, err)) ||
+        (rc = sae_store_get_logits(c, i, &lg, err)) ||
+        (rc = sae_store_get_neuron_table(c, i, SAE_NEURON_ALIGNMENT, &al, err)) ||
+        (rc = sae_store_get_neuron_table(c, i, SAE_NEURON_CORRELATED, &co, err)) ||
         (rc = sae_store_get_histogram(c, i, &h, err)) ||
         (rc = sae_store_get_neighbours(c, i, &nb, err)) ||
         (rc = sae_store_get_explanations(c, i, &e, err)) ||
@@ -163,10 +247,9 @@ static int np_body(struct saed_buf *b, sae_store_conn *c, uint64_t i, sae_error 
             buf_putc(b, ',');
         buf_f32(b, nb.items[k].cosine);
     }
-    /* NP_LOGIT_FIELDS: pos_str, pos_values, neg_str, neg_values,
-     * logits_hist_data_bar_heights / _values and neuron_alignment_indices /
-     * _values / _l1 go here once the index stores them (issue 15 points 1-2). */
-    buf_puts(b, "],\"activations\":[");
+    buf_putc(b, ']');
+    np_dashboards(b, &lg, &al, &co);
+    buf_puts(b, ",\"activations\":[");
     size_t n_act = top.n + qua.n;
     const sae_store_example **order = n_act ? malloc(n_act * sizeof *order) : NULL;
     if (n_act && !order) {
@@ -191,6 +274,7 @@ static int np_body(struct saed_buf *b, sae_store_conn *c, uint64_t i, sae_error 
     }
     buf_puts(b, "]}\n");
 out:
+    sae_store_logits_free(&lg);
     sae_store_histogram_free(&h);
     sae_store_neighbours_free(&nb);
     sae_explanations_free(&e);

@@ -80,14 +80,15 @@ check "--upgrade: the same logits as a build with --unembed" \
   '[ "$(sqlite3 plain.db ".dump logits logit_tokens" | md5sum)" = "$(sqlite3 gpt2.db ".dump logits logit_tokens" | md5sum)" ]'
 
 # ---- saed's feature JSON
-feature() { # index.db feature -> JSON on stdout
-  "$saed" --model sae --index "$1" --listen 127.0.0.1:0 2>saed.err &
+feature() { # index.db feature [np.json] -> saed's JSON on stdout (and the Neuronpedia route's)
+  "$saed" --model sae --index "$1" --listen 127.0.0.1:0 --model-name m --hook-name h 2>saed.err &
   local pid=$! port=
   for _ in $(seq 50); do port=$(grep -o "127.0.0.1:[0-9]*" saed.err | head -1); [ -n "$port" ] && break; sleep 0.1; done
   python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://$port/v1/features/$2').read().decode())"
+  [ -z "${3:-}" ] || python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://$port/api/feature/m/h/$2').read().decode())" >"$3"
   kill "$pid"; wait "$pid" 2>/dev/null
 }
-feature gpt2.db 5 >f.json
+feature gpt2.db 5 np.json >f.json
 python3 - "$work" >out 2>&1 <<'PY'
 import json, sqlite3, struct, sys
 f = json.load(open("f.json"))
@@ -101,7 +102,45 @@ assert len(f["neuron_alignment"]) == 3 and len(f["correlated_neurons"]) == 3
 PY
 orc=$?
 check "saed: feature JSON holds the stored tables" '[ $orc -eq 0 ]' "$(cat out)"
-feature plain2.db 5 >f.json
+# The Neuronpedia route carries the same tables under SAEDashboard's names.
+python3 - >out 2>&1 <<'PY'
+import json
+f, n = json.load(open("f.json")), json.load(open("np.json"))
+lg = f["logits"]
+assert n["pos_str"] == [p["token"] for p in lg["pos"]], (n["pos_str"], lg["pos"])
+assert n["pos_values"] == [p["value"] for p in lg["pos"]]
+assert n["neg_str"] == [p["token"] for p in lg["neg"]]
+assert n["neg_values"] == [p["value"] for p in lg["neg"]]
+assert n["logits_hist_data_bar_heights"] == lg["histogram"]["bar_heights"]
+assert n["logits_hist_data_bar_values"] == lg["histogram"]["bar_values"]
+assert n["neuron_alignment_indices"] == [r["index"] for r in f["neuron_alignment"]]
+assert n["neuron_alignment_values"] == [r["value"] for r in f["neuron_alignment"]]
+assert n["neuron_alignment_l1"] == [r["l1"] for r in f["neuron_alignment"]]
+assert n["correlated_neurons_indices"] == [r["index"] for r in f["correlated_neurons"]]
+assert n["correlated_neurons_pearson"] == [r["pearson"] for r in f["correlated_neurons"]]
+PY
+orc=$?
+check "saed: the Neuronpedia route holds the same tables (pos_str, logits_hist_*, neuron_alignment_*)" \
+  '[ $orc -eq 0 ]' "$(cat out)"
+# `sae export --neuronpedia` writes the same fields into its batch files.
+rm -rf np-export
+"$sae" export --neuronpedia np-export --model m --index gpt2.db --layer 0 --sae-set s --quiet >/dev/null 2>out
+python3 - >>out 2>&1 <<'PY'
+import glob, gzip, json
+n = json.load(open("np.json"))
+feats = [x for b in sorted(glob.glob("np-export/*.json.gz")) for x in json.load(gzip.open(b))["features"]]
+e = next(x for x in feats if x["feature_index"] == 5)
+for k in ("pos_str", "neg_str", "logits_hist_data_bar_heights", "neuron_alignment_indices",
+          "correlated_neurons_indices"):
+    assert e[k] == n[k], (k, e[k], n[k])
+for k in ("pos_values", "neg_values", "neuron_alignment_values", "correlated_neurons_pearson"):
+    assert all(abs(a - b) < 1e-6 for a, b in zip(e[k], n[k])) and len(e[k]) == len(n[k]), k
+PY
+orc=$?
+check "sae export: the batch files carry the same tables" '[ $orc -eq 0 ]' "$(cat out)"
+feature plain2.db 5 np.json >f.json
+check "saed: the Neuronpedia route leaves them out when the index lacks them" \
+  'python3 -c "import json; n = json.load(open(\"np.json\")); assert not any(k.startswith((\"pos_\", \"neg_\", \"logits_hist\", \"neuron_alignment\", \"correlated_neurons\")) for k in n)"'
 check "saed: an index without them answers null" \
   'python3 -c "import json; f = json.load(open(\"f.json\")); assert f[\"logits\"] is None and f[\"neuron_alignment\"] is None and f[\"correlated_neurons\"] is None"'
 
