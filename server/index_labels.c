@@ -110,3 +110,11 @@ void encode_features_json(struct saed_buf *b, const struct index_labels *l, cons
     }
     buf_putc(b, ']');
 }
+
+const char *index_labels_fragment(const struct index_labels *l, uint32_t i, size_t *len)
+{
+    if (!l || i >= l->n)
+        return NULL;
+    *len = (size_t)(l->off[i + 1] - l->off[i]);
+    return l->text + l->off[i];
+}
