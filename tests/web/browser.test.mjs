@@ -19,7 +19,7 @@ import {
 import { loadWebModule } from './load-module.mjs';
 
 const fmt = await loadWebModule('format.js');
-const { displayToken, featureLabel, fmtDensity, fmtInt, fmtNum, histogramRange } = fmt;
+const { displayToken, featureLabel, fmtDensity, fmtInt, fmtNum, fmtScore, histogramRange, isDead } = fmt;
 
 const PAGE_SIZE = 50; // rows per page of the feature list (web/assets/page-features.js)
 const BARS_SHOWN = 50; // encode bars drawn before "show all" (web/assets/page-encode.js)
@@ -100,7 +100,7 @@ function expectRows(rows, features, what) {
     assert.equal(r.label, label ?? `Feature ${f.index} (no explanation)`, `${what}: label of #${f.index}`);
     assert.equal(r.density, fmtDensity(f.density), `${what}: density of #${f.index}`);
     if (f.density > 0) near(parseShown(r.density) / 100, f.density, 0.006, `${what}: density of #${f.index}`);
-    assert.equal(r.maxact, fmtNum(f.max_activation), `${what}: max activation of #${f.index}`);
+    assert.equal(r.maxact, isDead(f) ? '—' : fmtNum(f.max_activation), `${what}: max activation of #${f.index}`);
     const range = histogramRange(f.histogram?.counts);
     assert.equal(r.spark, range ? range[1] - range[0] + 1 : 0, `${what}: sparkline bars of #${f.index}`);
   });
@@ -198,7 +198,7 @@ describe('the feature browser', () => {
           d: li.querySelector('.desc').textContent, meta: li.querySelector('.meta').textContent })));
         assert.deepEqual(shownEx.map((e) => e.d), ex.map((e) => e.description), 'explanations');
         shownEx.forEach((e, k) => {
-          const score = typeof ex[k].score === 'number' ? `score ${fmtNum(ex[k].score, 3)}` : 'no score';
+          const score = typeof ex[k].score === 'number' ? `score ${fmtScore(ex[k].score)}` : 'no score';
           assert.ok(e.meta.startsWith(score), `score of explanation ${k}: ${e.meta}`);
           if (ex[k].source) assert.ok(e.meta.includes(ex[k].source), `source of explanation ${k}`);
         });

@@ -163,3 +163,42 @@ export function tickPositions(edges, nBins, lo, n, want, pxPerBin) {
 export function prefixQuery(q) {
   return /[\p{L}\p{N}]$/u.test(q) ? `${q}*` : q;
 }
+
+// Below this explanation score a label is shown muted: the scorer found the
+// explanation a poor predictor of where the feature fires (docs/WEB.md).
+export const WEAK_SCORE = 0.3;
+
+// The explanation a feature's label comes from (featureLabel's rule), or null.
+export function bestExplanation(feature) {
+  const list = Array.isArray(feature?.explanations) ? feature.explanations : [];
+  let best = null;
+  for (const e of list) {
+    if (!e || typeof e.description !== 'string' || !e.description.trim()) continue;
+    if (best === null || scoreOf(e) > scoreOf(best)) best = e;
+  }
+  return best;
+}
+
+// Whether a feature never fired on the indexed corpus (n_active 0, or
+// density 0 where the record has no count).
+export function isDead(f) {
+  if (typeof f?.n_active === 'number') return f.n_active === 0;
+  return f?.density === 0;
+}
+
+// An explanation score to three decimals ("0.998", never "1" for 0.9998);
+// "—" when there is none.
+export function fmtScore(x) {
+  return typeof x === 'number' && Number.isFinite(x) ? x.toFixed(3) : '—';
+}
+
+// Whether a label should be muted: its explanation scored below WEAK_SCORE.
+export function isWeak(e) {
+  return typeof e?.score === 'number' && e.score < WEAK_SCORE;
+}
+
+// Who scored an explanation, from its source ("scored by gpt-4o"), or null.
+export function scorerOf(e) {
+  const src = typeof e?.source === 'string' ? e.source.trim() : '';
+  return src ? src : null;
+}

@@ -1,0 +1,134 @@
+// The browser tells the truth (issue 20): dead and weakly explained features
+// are marked in the list, on their page and among neighbours; scores are
+// shown to three decimals; a feature page costs at most 4 API requests.
+// Every expectation is computed from the public API fetched here.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { BASE, VIEWPORTS, apiGet, apiRequests, assertClean, closePage, launchBrowser, openPage, settled } from './harness.mjs';
+import { loadWebModule } from './load-module.mjs';
+
+const { WEAK_SCORE, bestExplanation, featureLabel, fmtScore, isDead } = await loadWebModule('format.js');
+
+let browser;
+let hasIndex;
+before(async () => {
+  browser = await launchBrowser();
+  const model = await apiGet('/v1/model');
+  hasIndex = model.index !== null && model.index !== undefined;
+});
+after(async () => { await browser?.close(); });
+
+const vp = VIEWPORTS[0];
+
+describe('dead and weak features', () => {
+  test('the list marks dead features, shows scores to 3 decimals, mutes weak labels and can hide the dead', async (t) => {
+    if (!hasIndex) return t.skip('no index');
+    const { features } = await apiGet('/v1/features?sort=density&order=asc&limit=50&offset=0');
+    const page = await openPage(browser, vp);
+    await page.goto(`${BASE}/?sort=density&order=asc`);
+    await settled(page, 'table.features tbody tr');
+    const rows = await page.$$eval('table.features tbody tr', (trs) => trs.map((tr) => ({
+      index: Number(tr.dataset.index), dead: !!tr.querySelector('.badge.dead'),
+      weak: tr.querySelector('td.label').classList.contains('weak'),
+      score: tr.querySelector('td.score').textContent, scorer: tr.querySelector('td.score').title,
+      maxact: tr.querySelector('td.maxact').textContent,
+    })));
+    assert.deepEqual(rows.map((r) => r.index), features.map((f) => f.index));
+    let nDead = 0;
+    rows.forEach((r, k) => {
+      const f = features[k];
+      const best = bestExplanation(f);
+      assert.equal(r.dead, f.n_active === 0, `#${f.index}: dead badge iff n_active is 0`);
+      if (r.dead) { nDead++; assert.equal(r.maxact, '—', `#${f.index}: no max for a dead feature`); }
+      assert.equal(r.score, typeof best?.score === 'number' ? best.score.toFixed(3) : '—', `#${f.index}: score`);
+      if (best?.source) assert.equal(r.scorer, `scored by ${best.source}`, `#${f.index}: scorer named`);
+      const weak = f.n_active === 0 || (typeof best?.score === 'number' && best.score < WEAK_SCORE);
+      assert.equal(r.weak, weak, `#${f.index}: label muted iff dead or scored under ${WEAK_SCORE}`);
+    });
+    assert.ok(nDead > 0, 'the demo index has dead features, lowest density first');
+    assert.match(await page.innerText('#results-count'), new RegExp(`${nDead} dead on this page`));
+    // A muted label is visibly lighter than a normal one.
+    const colours = await page.$$eval('td.label a', (as) => [...new Set(as.map((a) => getComputedStyle(a).color))]);
+    assert.ok(colours.length >= 2 || rows.every((r) => r.weak), 'muted labels have their own colour');
+
+    await page.check('#hide-dead');
+    const visible = await page.$$eval('table.features tbody tr', (trs) => trs.filter((tr) => tr.offsetParent !== null)
+      .map((tr) => Number(tr.dataset.index)));
+    assert.deepEqual(visible, features.filter((f) => !isDead(f)).map((f) => f.index), 'hide dead hides exactly the dead');
+    assert.match(await page.innerText('#results-count'), /\(hidden\)/);
+
+    // Score sorts this page's rows, best first.
+    await page.click('th.score button');
+    const scores = await page.$$eval('table.features tbody tr td.score', (tds) => tds.map((td) => td.textContent));
+    const nums = scores.map((x) => (x === '—' ? -1 : Number(x)));
+    assert.deepEqual(nums, nums.slice().sort((a, b) => b - a), 'sorted by score');
+    assert.equal(await page.getAttribute('th.score', 'aria-sort'), 'descending');
+    // Only the result count is announced.
+    assert.deepEqual(await page.$$eval('[aria-live]', (els) => els.map((e) => e.id)), ['results-count']);
+    assertClean(page);
+    await closePage(page);
+  });
+
+  test('a dead feature page says dead and shows — for undefined statistics', async (t) => {
+    if (!hasIndex) return t.skip('no index');
+    const { features } = await apiGet('/v1/features?sort=density&order=asc&limit=5&offset=0');
+    const f = features.find(isDead);
+    if (!f) return t.skip('no dead feature');
+    const page = await openPage(browser, vp);
+    await page.goto(`${BASE}/features/${f.index}`);
+    await settled(page, 'dl.stats');
+    assert.ok(await page.$('.feature-label-line .badge.dead'), 'dead badge by the label');
+    assert.equal(await page.innerText('[data-stat="mean_activation"]'), '—');
+    assert.equal(await page.innerText('[data-stat="max_activation"]'), '—');
+    assert.ok(await page.$eval('.feature-label', (el) => el.classList.contains('weak')), 'the label is muted');
+    await closePage(page);
+  });
+
+  test('a feature page labels and marks its neighbours in at most 4 API requests', async (t) => {
+    if (!hasIndex) return t.skip('no index');
+    // A feature with a dead neighbour if there is one, else any with neighbours.
+    const { features } = await apiGet('/v1/features?sort=density&order=desc&limit=40&offset=0');
+    let f = null;
+    for (const g of features) {
+      const full = await apiGet(`/v1/features/${g.index}`);
+      if (!f && full.neighbours?.length) f = full;
+      if (full.neighbours?.some((nb) => nb.density === 0)) { f = full; break; }
+    }
+    assert.ok(f, 'a feature with neighbours');
+    const page = await openPage(browser, vp);
+    await page.goto(`${BASE}/features/${f.index}`);
+    await settled(page, 'dl.stats');
+    await page.waitForSelector('.quantiles details.qbin, .quantiles .state-empty');
+    await page.waitForLoadState('networkidle');
+    const asked = apiRequests(page);
+    assert.ok(asked.length <= 4, `at most 4 API requests, made ${asked.length}: ${asked.join(' ')}`);
+    const nbs = await page.$$eval('ol.neighbours li', (lis) => lis.map((li) => ({
+      label: li.querySelector('.nb-label').textContent, dead: !!li.querySelector('.badge.dead') })));
+    assert.equal(nbs.length, f.neighbours.length);
+    for (let k = 0; k < nbs.length; k++) {
+      const g = await apiGet(`/v1/features/${f.neighbours[k].index}`);
+      assert.equal(nbs[k].label, featureLabel(g) ?? '(no explanation)', `label of neighbour #${g.index}`);
+      assert.equal(nbs[k].dead, isDead(g), `dead badge of neighbour #${g.index}`);
+    }
+    // The best explanation's score, 3 decimals, with its scorer.
+    const best = bestExplanation(f);
+    if (typeof best?.score === 'number') {
+      const line = await page.innerText('.feature-label-line');
+      assert.ok(line.includes(`score ${fmtScore(best.score)}`), `score on the page: ${line}`);
+      if (best.source) assert.ok(line.includes(`scored by ${best.source}`), 'scorer named');
+    }
+    assertClean(page);
+    await closePage(page);
+  });
+
+  test('feature 0 has no "‹ #–"', async (t) => {
+    if (!hasIndex) return t.skip('no index');
+    const page = await openPage(browser, vp);
+    await page.goto(`${BASE}/features/0`);
+    await settled(page, 'dl.stats');
+    const text = await page.innerText('nav.prevnext');
+    assert.ok(!text.includes('#–'), `prev/next reads ${text}`);
+    await closePage(page);
+  });
+});
