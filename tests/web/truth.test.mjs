@@ -132,3 +132,45 @@ describe('dead and weak features', () => {
     await closePage(page);
   });
 });
+
+// WCAG contrast of two [r, g, b] colours (0..255).
+function contrast(a, b) {
+  const lum = (c) => {
+    const [r, g, bl] = c.map((x) => { const v = x / 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * bl;
+  };
+  const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p);
+  return (x + 0.05) / (y + 0.05);
+}
+
+describe('honest scales', () => {
+  for (const colorScheme of ['light', 'dark']) {
+    test(`token shading (${colorScheme}): every value above 0 is visibly shaded, more for more`, async (t) => {
+      if (!hasIndex) return t.skip('no index');
+      const { features } = await apiGet('/v1/features?sort=density&order=desc&limit=1&offset=0');
+      const page = await openPage(browser, vp, { colorScheme });
+      await page.goto(`${BASE}/features/${features[0].index}`);
+      await settled(page, 'ol.examples.top .tok');
+      await page.waitForSelector('.quantiles details.qbin, .quantiles .state-empty');
+      const toks = await page.evaluate(() => {
+        const rgb = (s) => s.match(/[\d.]+/g).map(Number);
+        const bg = rgb(getComputedStyle(document.body).backgroundColor);
+        return [...document.querySelectorAll('.tok')].map((el) => {
+          const c = rgb(getComputedStyle(el).backgroundColor);
+          const a = c.length > 3 ? c[3] : (getComputedStyle(el).backgroundColor.startsWith('rgba') ? 0 : 1);
+          return { v: Number(el.dataset.value), c: c.slice(0, 3).map((x, k) => x * a + bg[k] * (1 - a)), bg, a };
+        });
+      });
+      const on = toks.filter((x) => x.v > 0);
+      assert.ok(on.length > 0, 'some tokens are active');
+      const cs = on.map((x) => contrast(x.c, x.bg));
+      const least = Math.min(...cs);
+      t.diagnostic(`${colorScheme}: least shading contrast against the page ${least.toFixed(2)}:1 over ${on.length} active tokens`);
+      assert.ok(least >= 1.25, `the faintest active token has ${least.toFixed(2)}:1 against the page`);
+      for (const x of toks.filter((y) => !(y.v > 0))) assert.ok(contrast(x.c, x.bg) < 1.01, 'inactive tokens are unshaded');
+      const byV = on.slice().sort((p, q) => p.v - q.v);
+      for (let k = 1; k < byV.length; k++) assert.ok(byV[k].a >= byV[k - 1].a - 1e-6, 'shading grows with the value');
+      await closePage(page);
+    });
+  }
+});

@@ -99,10 +99,14 @@ export function histogramRange(counts) {
   return lo < 0 ? null : [lo, hi];
 }
 
-// Shading strength of a token, 0..1, relative to `scale` (the feature's max).
+// Shading strength of a token, 0..1, relative to `scale` (the feature's max):
+// the square root of value / scale, so that small values stay visible (a
+// linear ramp leaves everything under a tenth of the max near white); 0 for
+// a value of 0 or less. style.css adds a visible minimum (--tok-min) to any
+// strength above 0.
 export function shade(value, scale) {
   if (!(scale > 0) || !(value > 0)) return 0;
-  return Math.min(1, value / scale);
+  return Math.min(1, Math.sqrt(value / scale));
 }
 
 // Edge k of a histogram of `nBins` bins. `edges` holds nBins + 1 bounds, or
