@@ -601,8 +601,9 @@ static void check_feature(json_t *o, uint32_t f, bool with_top)
                 json_t *nl = json_object_get(x, "label");
                 CHECK(nw ? !strcmp(json_string_value(nl) ?: "", nw) : json_is_null(nl),
                       "feature %u: neighbour %zu label", f, i);
-                CHECK(json_number_value(json_object_get(x, "density")) == nr.density,
-                      "feature %u: neighbour %zu density", f, i);
+                CHECK(json_number_value(json_object_get(x, "density")) == nr.density &&
+                          json_number_value(json_object_get(x, "max_activation")) == nr.max,
+                      "feature %u: neighbour %zu density and max", f, i);
             } else {
                 CHECK(!json_object_get(x, "label"), "feature %u: list neighbour unlabelled", f);
             }
@@ -1292,6 +1293,8 @@ static void test_encode_features(const struct daemon *d)
                   "row %zu feature %u: label", i, f);
             CHECK(json_number_value(json_object_get(o, "density")) == fr.density,
                   "row %zu feature %u: density", i, f);
+            CHECK(json_number_value(json_object_get(o, "max_activation")) == fr.max,
+                  "row %zu feature %u: max_activation", i, f);
             labelled += want != NULL;
             seen++;
         }
