@@ -349,8 +349,17 @@ describe('the feature browser', () => {
         assert.deepEqual(rows.map((x) => x.index), r.indices.slice(0, n), 'bar indices are the reply\'s, in order');
         assert.deepEqual(rows.map((x) => x.value), r.values.slice(0, n).map((v) => fmtNum(v)), 'bar values');
         rows.forEach((x) => assert.equal(x.href, `/features/${x.index}`));
-        for (let k = 1; k < rows.length; k++) assert.ok(rows[k].width <= rows[k - 1].width, 'bars shrink with the value');
-        near(rows[0].width, 100, 1e-9, 'the largest bar is full width');
+        // A bar is its value as a share of its feature's max in the index, or
+        // without the index of the reply's largest value.
+        const maxOf = new Map((Array.isArray(r.features) ? r.features : []).map((x, k) => [x.index ?? r.indices[k], x.max_activation]));
+        rows.forEach((x, k) => {
+          const m = maxOf.get(x.index);
+          const pct = m > 0 ? (Math.max(0, r.values[k]) / m) * 100 : (Math.max(0, r.values[k]) / Math.max(...r.values)) * 100;
+          near(x.width, Math.max(0.5, Math.min(100, pct)), 1e-3, `bar width of #${x.index}`);
+        });
+        const warned = await page.$$eval('.encode-result .warn p', (ps) => ps.map((p) => p.textContent));
+        assert.equal(warned.some((w) => w.startsWith('FVU')), r.fvu > 1, 'FVU warning iff fvu > 1');
+        assert.equal(warned.some((w) => w.startsWith('Cosine')), r.cosine < 0.5, 'cosine warning iff cosine < 0.5');
 
         if (hasIndex && !allow.length) {
           // Labels: from the reply when it carries them, else from each feature's record.

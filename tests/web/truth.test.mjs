@@ -5,10 +5,10 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { BASE, VIEWPORTS, apiGet, apiRequests, assertClean, closePage, launchBrowser, openPage, settled } from './harness.mjs';
+import { BASE, VIEWPORTS, apiGet, apiPost, apiRequests, assertClean, closePage, launchBrowser, openPage, settled } from './harness.mjs';
 import { loadWebModule } from './load-module.mjs';
 
-const { WEAK_SCORE, bestExplanation, featureLabel, fmtScore, isDead } = await loadWebModule('format.js');
+const { WEAK_SCORE, bestExplanation, featureLabel, fmtNum, fmtScore, isDead } = await loadWebModule('format.js');
 
 let browser;
 let hasIndex;
@@ -174,3 +174,36 @@ describe('honest scales', () => {
     });
   }
 });
+
+describe('the encode page', () => {
+  test('scales each bar to its feature\'s max in the index and warns of a poor reconstruction', async (t) => {
+    const model = await apiGet('/v1/model');
+    const input = Array.from({ length: model.d_in }, (_, k) => 2 * Math.sin(k * 1.7));
+    let r;
+    try {
+      r = (await apiFetchEncode(input)).results[0];
+    } catch {
+      return t.skip('no index');
+    }
+    assert.ok(r.fvu > 1 || r.cosine < 0.5, `this input is reconstructed poorly (fvu ${r.fvu}, cosine ${r.cosine})`);
+    const page = await openPage(browser, vp);
+    await page.goto(`${BASE}/encode`);
+    await settled(page, '#encode-input');
+    await page.fill('#encode-input', JSON.stringify(input));
+    await page.click('form.encode-form button[type="submit"]');
+    await settled(page, '.encode-result dl.metrics');
+    const warned = await page.$$eval('.encode-result .warn p', (ps) => ps.map((p) => p.textContent));
+    assert.equal(warned.some((w) => w.startsWith('FVU')), r.fvu > 1, 'FVU warning');
+    assert.equal(warned.some((w) => w.startsWith('Cosine')), r.cosine < 0.5, 'cosine warning');
+    const pcts = await page.$$eval('li.bar-row .bar-pct', (ss) => ss.map((x) => x.textContent));
+    assert.equal(pcts.length, Math.min(50, r.indices.length), 'every bar says its share of the max');
+    const f0 = r.features[0];
+    assert.equal(pcts[0], `${fmtNum((Math.max(0, r.values[0]) / f0.max_activation) * 100, 3)}% of max`);
+    assertClean(page);
+    await closePage(page);
+  });
+});
+
+function apiFetchEncode(input) {
+  return apiPost('/v1/encode', { input, include: ['metrics', 'features'] });
+}
