@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { BASE, VIEWPORTS, apiGet, apiPost, apiRequests, assertClean, closePage, launchBrowser, openPage, settled } from './harness.mjs';
 import { loadWebModule } from './load-module.mjs';
 
-const { WEAK_SCORE, bestExplanation, featureLabel, fmtNum, fmtScore, isDead } = await loadWebModule('format.js');
+const { WEAK_SCORE, bestExplanation, featureLabel, fmtInt, fmtNum, fmtScore, isDead } = await loadWebModule('format.js');
 
 let browser;
 let hasIndex;
@@ -33,6 +33,7 @@ describe('dead and weak features', () => {
       weak: tr.querySelector('td.label').classList.contains('weak'),
       score: tr.querySelector('td.score').textContent, scorer: tr.querySelector('td.score').title,
       maxact: tr.querySelector('td.maxact').textContent,
+      n: tr.querySelector('td.spark .spark-n')?.textContent,
     })));
     assert.deepEqual(rows.map((r) => r.index), features.map((f) => f.index));
     let nDead = 0;
@@ -40,6 +41,7 @@ describe('dead and weak features', () => {
       const f = features[k];
       const best = bestExplanation(f);
       assert.equal(r.dead, f.n_active === 0, `#${f.index}: dead badge iff n_active is 0`);
+      assert.equal(r.n, fmtInt(f.n_active), `#${f.index}: token count beside the sparkline`);
       if (r.dead) { nDead++; assert.equal(r.maxact, '—', `#${f.index}: no max for a dead feature`); }
       assert.equal(r.score, typeof best?.score === 'number' ? best.score.toFixed(3) : '—', `#${f.index}: score`);
       if (best?.source) assert.equal(r.scorer, `scored by ${best.source}`, `#${f.index}: scorer named`);

@@ -206,3 +206,65 @@ export function scorerOf(e) {
   const src = typeof e?.source === 'string' ? e.source.trim() : '';
   return src ? src : null;
 }
+
+// The histogram plot shows the bins holding the CLIP_LO-th to CLIP_HI-th
+// percentile of the active tokens; the tokens outside are counted, not drawn,
+// so one outlier cannot stretch the axis until most of the plot is empty.
+export const CLIP_LO = 0.5;
+export const CLIP_HI = 99.5;
+
+// The bins a histogram plot draws: { lo, hi, below, above } with lo..hi the
+// bins of the CLIP_LO..CLIP_HI percentiles (within histogramRange) and below /
+// above the tokens left out on each side; null when every bin is empty.
+export function clippedRange(counts) {
+  const range = histogramRange(counts);
+  if (!range) return null;
+  const total = counts.reduce((a, b) => a + (b > 0 ? b : 0), 0);
+  const loRank = Math.floor((CLIP_LO / 100) * total); // 0-based rank of the lowest token kept
+  const hiRank = Math.max(loRank, Math.ceil((CLIP_HI / 100) * total) - 1);
+  let lo = range[0];
+  let hi = range[1];
+  let seen = 0;
+  for (let i = range[0]; i <= range[1]; i++) {
+    const c = counts[i] > 0 ? counts[i] : 0;
+    if (seen + c > loRank) { lo = i; break; }
+    seen += c;
+  }
+  const below = seen;
+  seen = 0;
+  for (let i = range[0]; i <= range[1]; i++) {
+    seen += counts[i] > 0 ? counts[i] : 0;
+    if (seen > hiRank) { hi = i; break; }
+  }
+  const above = total - seen;
+  return { lo, hi, below, above };
+}
+
+// Round axis values (1, 2 and 5 × 10^k, or only 10^k when those are too
+// many) between a and b (a > 0 on a log axis), at most `max` of them.
+export function roundValues(a, b, max, log) {
+  if (!(b > a)) return [];
+  for (const mults of (log ? [[1, 2, 5], [1]] : [[1, 2, 5]])) {
+    const out = [];
+    if (log) {
+      for (let e = Math.floor(Math.log10(a)) - 1; e <= Math.ceil(Math.log10(b)); e++) {
+        for (const m of mults) {
+          const v = Number((m * 10 ** e).toPrecision(12));
+          if (v >= a && v <= b) out.push(v);
+        }
+      }
+    } else {
+      const raw = (b - a) / Math.max(1, max);
+      const mag = 10 ** Math.floor(Math.log10(raw));
+      const step = [1, 2, 5, 10].map((m) => m * mag).find((st) => st >= raw);
+      for (let v = Math.ceil(a / step) * step; v <= b + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
+    }
+    if (out.length <= max || mults.length === 1) return out.length > max ? thin(out, max) : out;
+  }
+  return [];
+}
+
+function thin(list, max) {
+  const every = Math.ceil(list.length / max);
+  return list.filter((_, k) => k % every === 0);
+}

@@ -9,7 +9,7 @@ import { ApiError, api, getModel, isNoIndex, mapLimit } from './api.js';
 import { histogramPlot, histogramTable } from './charts.js';
 import { deadBadge, emptyState, errorState, fill, h, loadingState, pageHeading, s } from './dom.js';
 import {
-  bestExplanation, byScore, displayToken, featureLabel, fmtCount, fmtDensity, fmtInt, fmtNum, fmtScore, histogramRange, isDead, isWeak,
+  CLIP_HI, CLIP_LO, bestExplanation, byScore, clippedRange, displayToken, featureLabel, fmtCount, fmtDensity, fmtInt, fmtNum, fmtScore, histogramRange, isDead, isWeak,
   scorerOf,
 } from './format.js';
 import { exampleMarks, tokenLine } from './tokens.js';
@@ -69,10 +69,15 @@ function histogramFigure(f) {
   }
   const plotBox = h('div', { class: 'plot' });
   const n = f.histogram.counts.length;
-  const shown = range[1] - range[0] + 1;
+  const clip = clippedRange(f.histogram.counts);
+  const total = f.histogram.counts.reduce((a, b) => a + (b > 0 ? b : 0), 0);
+  const out = [];
+  if (clip.below) out.push(`${fmtCount(clip.below, 'token')} below ${fmtNum(f.histogram.edges?.[clip.lo], 3)}`);
+  if (clip.above) out.push(`${fmtCount(clip.above, 'token')} above ${fmtNum(f.histogram.edges?.[clip.hi + 1], 3)} (up to the max, ${fmtNum(f.max_activation)})`);
   const fig = h('figure', { class: 'hist' }, plotBox,
-    h('figcaption', {}, `Activation histogram over the tokens where the feature is active` +
-      (shown < n ? ` (bins ${range[0]}–${range[1]} of ${n}; the others are empty)` : ` (${fmtCount(n, 'bin')})`) + '.'),
+    h('figcaption', {}, `Activation histogram over the ${fmtCount(total, 'token')} where the feature is active` +
+      `: the ${CLIP_LO}th to ${CLIP_HI}th percentile, bins ${clip.lo}–${clip.hi} of ${n}` +
+      (out.length ? `; not drawn: ${out.join(', ')}` : '') + '. Bar heights are token counts.'),
     h('details', { class: 'bins-table' }, h('summary', {}, 'Show the bins as a table'), histogramTable(f.histogram)));
   let drawnWidth = 0;
   const draw = () => {

@@ -87,6 +87,12 @@ function noIndexWhy(scope) {
       ' and restart saed with ', h('code', {}, '--index FILE.db')];
 }
 
+// "3,670 of 44,635 tokens": a feature's active tokens of the corpus, or null.
+export function tokensOf(f) {
+  if (typeof f.n_active !== 'number' || !(f.density > 0)) return null;
+  return `${fmtInt(f.n_active)} of ${fmtInt(Math.round(f.n_active / f.density))} tokens`;
+}
+
 function row(f, ctx) {
   const label = featureLabel(f);
   const best = bestExplanation(f);
@@ -101,9 +107,11 @@ function row(f, ctx) {
     label ? h('span', { class: 'sr-only' }, ` (feature ${f.index})`) : null,
     dead ? [' ', deadBadge()] : null),
     h('td', { class: 'num score', title: scorer ? `scored by ${scorer}` : null }, fmtScore(best?.score)),
-    h('td', { class: 'num density', title: String(f.density) }, fmtDensity(f.density)),
+    h('td', { class: 'num density', title: tokensOf(f) ?? String(f.density) }, fmtDensity(f.density)),
     h('td', { class: 'num maxact' }, dead ? '—' : fmtNum(f.max_activation)),
-    h('td', { class: 'spark' }, sparkline(f.histogram)));
+    // Each sparkline has its own height scale, so its token count stands beside it.
+    h('td', { class: 'spark' }, sparkline(f.histogram),
+      typeof f.n_active === 'number' ? h('span', { class: 'spark-n', title: 'active tokens' }, fmtInt(f.n_active)) : null));
 }
 
 export async function render(main, ctx) {
@@ -224,7 +232,7 @@ export async function render(main, ctx) {
           h('button', { type: 'button', class: 'th-sort', 'aria-label': 'Score: sort this page by score' }, 'Score')),
         h('th', { scope: 'col', class: 'num density' }, 'Density'),
         h('th', { scope: 'col', class: 'num maxact' }, 'Max act.'),
-        h('th', { scope: 'col', class: 'spark' }, h('span', { 'aria-hidden': 'true' }, 'Histogram')))),
+        h('th', { scope: 'col', class: 'spark' }, h('span', { 'aria-hidden': 'true' }, 'Histogram · tokens')))),
       h('tbody', {}, list.map((f) => row(f, ctx))));
     // The API sorts by index, density or max activation; score orders the rows
     // of this page (best first, then back to the API's order).
