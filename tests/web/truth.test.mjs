@@ -209,3 +209,20 @@ describe('the encode page', () => {
 function apiFetchEncode(input) {
   return apiPost('/v1/encode', { input, include: ['metrics', 'features'] });
 }
+
+describe('page not found', () => {
+  test('a browser gets an HTML "page not found" for an unknown path; API paths keep JSON 404s', async () => {
+    const page = await openPage(browser, vp);
+    const res = await page.goto(`${BASE}/nope`);
+    assert.equal(res.status(), 404);
+    assert.match(res.headers()['content-type'], /^text\/html/);
+    assert.equal(await page.innerText('h1'), 'Page not found');
+    assert.equal(await page.getAttribute('main a', 'href'), '/');
+    await closePage(page);
+    for (const path of ['/v1/nope', '/nope']) {
+      const r = await fetch(BASE + path, { headers: { Accept: path === '/nope' ? 'application/json' : 'text/html' } });
+      assert.equal(r.status, 404, path);
+      assert.equal((await r.json()).error.code, 'not_found', `${path}: a JSON error`);
+    }
+  });
+});
