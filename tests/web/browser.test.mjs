@@ -404,7 +404,11 @@ describe('the feature browser', () => {
         }
         if (hasIndex) {
           const keys = await page.$$eval('main > section:nth-of-type(2) > dl.kv > .kv-row > dd', (ds) => ds.map((d) => d.dataset.key));
-          assert.deepEqual(keys, Object.keys(model.index), 'index summary keys');
+          assert.deepEqual(keys, Object.keys(model.index).filter((k) => k !== 'path'), 'index summary keys, no server path');
+          const text = await page.innerText('main');
+          if (model.index.path) assert.ok(!text.includes(model.index.path), 'the index path is not shown');
+          assert.ok(!/\b[a-z]+_[a-z_]+\b/.test(await page.$$eval('dt', (ds) => ds.map((d) => d.textContent).join(' ').replace(/d_(in|sae|out)|W_\w+/g, ''))),
+            'no snake_case labels');
         } else {
           assert.match(await page.innerText('main'), /No feature index is loaded/);
         }

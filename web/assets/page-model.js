@@ -19,6 +19,51 @@ const MODEL_FIELDS = [
   ['weights_digest', 'Weights digest (XXH3-128)'],
 ];
 
+// Human names of the index summary's keys (others: their words, spaced).
+const INDEX_FIELDS = [
+  ['n_features', 'Features'],
+  ['n_tokens', 'Tokens indexed'],
+  ['n_documents', 'Documents indexed'],
+  ['corpus_tokens', 'Corpus tokens'],
+  ['corpus_documents', 'Corpus documents'],
+  ['n_explanations', 'Explanations'],
+  ['d_in', 'd_in (input width)'],
+  ['d_sae', 'd_sae (features)'],
+  ['schema_version', 'Index schema version'],
+  ['file_digest', 'Index file digest'],
+  ['weights_digest', 'Weights digest (XXH3-128)'],
+  ['tokens_digest', 'Tokens digest'],
+  ['explanations_digest', 'Explanations digest'],
+  ['shard', 'Shard'],
+  ['build', 'Build settings'],
+  ['top', 'Top examples per feature'],
+  ['quantiles', 'Quantile bins'],
+  ['per_quantile', 'Examples per quantile bin'],
+  ['context', 'Context (tokens each side)'],
+  ['neighbours', 'Decoder-cosine neighbours'],
+  ['seed', 'Seed'],
+  ['block_rows', 'Rows per block'],
+  ['histogram', 'Histogram bins'],
+  ['kernel', 'Encode kernel'],
+  ['source_id', 'Source id'],
+  ['normalize_activations', 'Activation normalisation'],
+  ['apply_b_dec_to_input', 'Subtract b_dec from the input'],
+  ['rescale_acts_by_decoder_norm', 'Rescale activations by decoder norm'],
+  ['decode_space', 'Decode space'],
+  ['neuronpedia_id', 'Neuronpedia id'],
+  ['d_out', 'd_out (output width)'],
+  ['transcoder', 'Transcoder'],
+  ['hook_name_out', 'Output hook'],
+  ['skip_connection', 'Skip connection'],
+  ['signed', 'Signed activations'],
+  ['finetuning_scaling_factor', 'Fine-tuning scaling factor'],
+  ['sparsify', 'Sparsify format'],
+  ['generation', 'Reload generation'],
+];
+const HUMAN = new Map(INDEX_FIELDS);
+// Server-side file paths say nothing to a reader and are not shown.
+const HIDDEN = new Set(['path']);
+
 function value(v) {
   if (v === null || v === undefined || v === '') return h('span', { class: 'muted' }, '—');
   if (typeof v === 'number') return Number.isInteger(v) ? fmtInt(v) : fmtNum(v, 6);
@@ -34,9 +79,10 @@ function value(v) {
 // An object's keys and values as a description list, nested objects nested.
 function kv(obj, known = []) {
   const names = new Map(known);
-  const keys = [...known.map(([k]) => k).filter((k) => k in obj), ...Object.keys(obj).filter((k) => !names.has(k))];
+  const keys = [...known.map(([k]) => k).filter((k) => k in obj), ...Object.keys(obj).filter((k) => !names.has(k))]
+    .filter((k) => !HIDDEN.has(k));
   return h('dl', { class: 'kv' }, keys.map((k) => h('div', { class: 'kv-row' },
-    h('dt', {}, names.get(k) ?? k.replace(/_/g, ' ')),
+    h('dt', {}, names.get(k) ?? HUMAN.get(k) ?? (k.charAt(0).toUpperCase() + k.slice(1).replace(/_/g, ' '))),
     h('dd', { 'data-key': k, class: /digest/.test(k) ? 'mono' : null }, value(obj[k])))));
 }
 
