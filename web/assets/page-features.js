@@ -232,7 +232,7 @@ export async function render(main, ctx) {
           h('button', { type: 'button', class: 'th-sort', 'aria-label': 'Score: sort this page by score' }, 'Score')),
         h('th', { scope: 'col', class: 'num density' }, 'Density'),
         h('th', { scope: 'col', class: 'num maxact' }, 'Max act.'),
-        h('th', { scope: 'col', class: 'spark' }, h('span', { 'aria-hidden': 'true' }, 'Histogram · tokens')))),
+        h('th', { scope: 'col', class: 'spark' }, h('span', { 'aria-hidden': 'true' }, 'Tokens')))),
       h('tbody', {}, list.map((f) => row(f, ctx))));
     // The API sorts by index, density or max activation; score orders the rows
     // of this page (best first, then back to the API's order).
