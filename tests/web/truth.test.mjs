@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { BASE, VIEWPORTS, apiGet, apiPost, apiRequests, assertClean, closePage, launchBrowser, openPage, settled } from './harness.mjs';
 import { loadWebModule } from './load-module.mjs';
 
-const { WEAK_SCORE, bestExplanation, featureLabel, fmtInt, fmtNum, fmtScore, isDead } = await loadWebModule('format.js');
+const { WEAK_SCORE, bestExplanation, featureLabel, fmtDensity, fmtInt, fmtNum, fmtScore, isDead } = await loadWebModule('format.js');
 
 let browser;
 let hasIndex;
@@ -224,5 +224,27 @@ describe('page not found', () => {
       assert.equal(r.status, 404, path);
       assert.equal((await r.json()).error.code, 'not_found', `${path}: a JSON error`);
     }
+  });
+});
+
+describe('the model page', () => {
+  test('summarises every feature: dead count and density percentiles', async (t) => {
+    if (!hasIndex) return t.skip('no index');
+    const model = await apiGet('/v1/model');
+    const all = [];
+    while (all.length < model.d_sae) {
+      const { features } = await apiGet(`/v1/features?sort=density&order=asc&limit=500&offset=${all.length}`);
+      if (!features.length) break;
+      all.push(...features);
+    }
+    const dead = all.filter(isDead).length;
+    const page = await openPage(browser, vp);
+    await page.goto(`${BASE}/model`);
+    await settled(page, 'dd[data-key="dead"]');
+    assert.equal(await page.innerText('dd[data-key="dead"]'),
+      `${fmtInt(dead)} of ${fmtInt(model.d_sae)} (${fmtNum((dead / model.d_sae) * 100, 3)}%)`);
+    assert.equal(await page.innerText('dd[data-key="density_p50"]'), fmtDensity(all[Math.floor(0.5 * model.d_sae)].density));
+    assertClean(page);
+    await closePage(page);
   });
 });
