@@ -109,7 +109,7 @@ enum MHD_Result feature_get(struct saed_req *rq)
         return reply_store_error(rq, rc, &err);
     struct saed_buf b;
     buf_init(&b, FEATURES_REPLY_LIMIT, 8192);
-    if ((rc = index_json_feature(&b, c, &f, FEATURE_TOP_EXAMPLES, &err))) {
+    if ((rc = index_json_feature(&b, c, &f, FEATURE_TOP_EXAMPLES, rq->snap->labels, &err))) {
         buf_free(&b);
         return reply_store_error(rq, rc, &err);
     }

@@ -180,7 +180,7 @@ static void dashboards(struct saed_buf *b, const sae_store_logits *l,
 }
 
 int index_json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature *f,
-                       size_t n_top, sae_error *err)
+                       size_t n_top, const struct index_labels *labels, sae_error *err)
 {
     sae_store_histogram h = {0};
     sae_explanations e = {0};
@@ -237,7 +237,12 @@ int index_json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_fe
         buf_u32(b, nb.items[i].index);
         buf_puts(b, ",\"cosine\":");
         buf_f32(b, nb.items[i].cosine);
-        buf_putc(b, '}');
+        size_t len;
+        const char *frag = index_labels_fragment(labels, nb.items[i].index, &len);
+        if (frag)
+            buf_put(b, frag, len);
+        else
+            buf_putc(b, '}');
     }
     buf_putc(b, ']');
     if (n_top) {

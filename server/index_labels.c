@@ -1,4 +1,4 @@
-/* index_labels.c: every feature's label and density, read once when an index
+/* index_labels.c: every feature's label, density and max activation, read once when an index
  * is loaded (feature_routes.h). encode's include "features" may ask for a
  * label per returned value, hundreds of thousands in one large request; from
  * this table each costs a lookup instead of two SQL queries. */
@@ -8,7 +8,7 @@
 #include "feature_routes.h"
 
 /* The table: for each feature 0 .. n-1 the JSON text that follows its
- * index in an include "features" entry, `,"label":...,"density":...}`,
+ * index in an include "features" entry, `,"label":...,"density":...,"max_activation":...}`,
  * written once here so a reply copies it. */
 struct index_labels {
     size_t n;
@@ -33,7 +33,7 @@ int index_labels_load(sae_store *s, struct index_labels **out, sae_error *err)
     sae_store_feature_list fl = {0};
     sae_explanations ex = {0};
     size_t *best = NULL; /* (n) index into ex.items + 1, 0 for none */
-    double *density = NULL;
+    double *density = NULL, *maxact = NULL;
     struct saed_buf b;
     buf_init(&b, (size_t)1 << 34, 64 * (n ? n : 1));
     struct index_labels *l = calloc(1, sizeof *l);
@@ -48,13 +48,17 @@ int index_labels_load(sae_store *s, struct index_labels **out, sae_error *err)
     l->off = malloc((n + 1) * sizeof *l->off);
     best = calloc(n ? n : 1, sizeof *best);
     density = calloc(n ? n : 1, sizeof *density);
-    if (!l->off || !best || !density) {
+    maxact = calloc(n ? n : 1, sizeof *maxact);
+    if (!l->off || !best || !density || !maxact) {
         rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < fl.n; i++)
-        if (fl.items[i].index < n)
+    for (size_t i = 0; i < fl.n; i++) {
+        if (fl.items[i].index < n) {
             density[fl.items[i].index] = fl.items[i].density;
+            maxact[fl.items[i].index] = fl.items[i].max_activation;
+        }
+    }
     /* The same rule as best_explanation, over explanations in file order. */
     for (size_t i = 0; i < ex.n; i++) {
         const sae_explanation *x = &ex.items[i];
@@ -75,6 +79,8 @@ int index_labels_load(sae_store *s, struct index_labels **out, sae_error *err)
         }
         buf_puts(&b, ",\"density\":");
         buf_f64(&b, density[f]);
+        buf_puts(&b, ",\"max_activation\":");
+        buf_f64(&b, maxact[f]);
         buf_putc(&b, '}');
     }
     l->off[n] = b.len;
@@ -88,6 +94,7 @@ int index_labels_load(sae_store *s, struct index_labels **out, sae_error *err)
 out:
     free(best);
     free(density);
+    free(maxact);
     buf_free(&b);
     sae_explanations_free(&ex);
     sae_store_feature_list_free(&fl);
@@ -106,7 +113,15 @@ void encode_features_json(struct saed_buf *b, const struct index_labels *l, cons
         if (idx[i] < l->n)
             buf_put(b, l->text + l->off[idx[i]], (size_t)(l->off[idx[i] + 1] - l->off[idx[i]]));
         else
-            buf_puts(b, ",\"label\":null,\"density\":0}");
+            buf_puts(b, ",\"label\":null,\"density\":0,\"max_activation\":0}");
     }
     buf_putc(b, ']');
+}
+
+const char *index_labels_fragment(const struct index_labels *l, uint32_t i, size_t *len)
+{
+    if (!l || i >= l->n)
+        return NULL;
+    *len = (size_t)(l->off[i + 1] - l->off[i]);
+    return l->text + l->off[i];
 }

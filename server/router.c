@@ -303,7 +303,8 @@ static enum MHD_Result request_start(struct saed_req *rq)
         char allow[128];
         int id;
         if (!allowed_methods(rq->path, rq->sae_prefixed, allow, sizeof allow, &id))
-            return reply_error(rq, 404, "not_found", "no route %s", rq->url);
+            return static_wants_html_404(rq) ? static_html_404(rq)
+                                             : reply_error(rq, 404, "not_found", "no route %s", rq->url);
         rq->route_id = id;
         if (!strcmp(rq->method, "OPTIONS"))
             return reply_options(rq, allow);

@@ -282,6 +282,8 @@ enum MHD_Result sae_get(struct saed_req *rq);           /* GET /v1/saes/{id} */
 enum MHD_Result search_get(struct saed_req *rq);        /* GET /v1/search */
 enum MHD_Result static_page_get(struct saed_req *rq);   /* web/index.html */
 enum MHD_Result static_asset_get(struct saed_req *rq);  /* web/assets/{name} */
+bool static_wants_html_404(struct saed_req *rq);       /* a browser asking for no route */
+enum MHD_Result static_html_404(struct saed_req *rq);  /* its HTML page not found */
 void encode_precheck(struct saed_req *rq, uint64_t content_length, bool has_length);
 /* Frees an encode fan-out's state (encode_post.c); NULL is fine. */
 void enc_fan_free(struct enc_fan *f);

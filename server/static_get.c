@@ -268,3 +268,40 @@ enum MHD_Result static_asset_get(struct saed_req *rq)
     close(dir);
     return r;
 }
+
+/* A browser's request for a path no route has (GET with Accept: text/html,
+ * outside the API's /v1/, /api/, /metrics and /openapi.json): an HTML "page
+ * not found" linking to the browser, instead of the API's JSON 404. */
+bool static_wants_html_404(struct saed_req *rq)
+{
+    if (strcmp(rq->method, "GET") && strcmp(rq->method, "HEAD"))
+        return false;
+    const char *p = rq->path;
+    if (!strncmp(p, "/v1/", 4) || !strcmp(p, "/v1") || !strncmp(p, "/api/", 5) ||
+        !strcmp(p, "/metrics") || !strcmp(p, "/openapi.json"))
+        return false;
+    const char *acc = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+    return acc && strstr(acc, "text/html");
+}
+
+enum MHD_Result static_html_404(struct saed_req *rq)
+{
+    static const char page[] =
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        "<meta name=\"color-scheme\" content=\"light dark\">"
+        "<title>Page not found \xc2\xb7 saed</title>"
+        "<link rel=\"stylesheet\" href=\"/assets/style.css\"></head>\n<body><main id=\"main\">"
+        "<h1>Page not found</h1><p>saed has no page at this address.</p>"
+        "<p><a href=\"/\">Browse the features</a> \xc2\xb7 <a href=\"/model\">Model</a></p>"
+        "</main></body></html>\n";
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(sizeof page - 1, (void *)page, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Content-Security-Policy", PAGE_CSP);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    return reply_response(rq, 404, resp, sizeof page - 1);
+}

@@ -600,6 +600,21 @@ static void check_feature(json_t *o, uint32_t f, bool with_top)
             CHECK(json_integer_value(json_object_get(x, "index")) == idx &&
                       (float)json_number_value(json_object_get(x, "cosine")) == c,
                   "feature %u: neighbour %zu", f, i);
+            if (with_top) { /* the single-feature route labels its neighbours */
+                struct expl nex[16];
+                struct frow nr;
+                db_feature(idx, &nr);
+                size_t nn = db_explanations(idx, nex, 16);
+                const char *nw = label_of(nex, nn);
+                json_t *nl = json_object_get(x, "label");
+                CHECK(nw ? !strcmp(json_string_value(nl) ?: "", nw) : json_is_null(nl),
+                      "feature %u: neighbour %zu label", f, i);
+                CHECK(json_number_value(json_object_get(x, "density")) == nr.density &&
+                          json_number_value(json_object_get(x, "max_activation")) == nr.max,
+                      "feature %u: neighbour %zu density and max", f, i);
+            } else {
+                CHECK(!json_object_get(x, "label"), "feature %u: list neighbour unlabelled", f);
+            }
         }
     } else {
         CHECK(0, "feature %u: no neighbours row", f);
@@ -1580,6 +1595,8 @@ static void test_encode_features(const struct daemon *d)
                   "row %zu feature %u: label", i, f);
             CHECK(json_number_value(json_object_get(o, "density")) == fr.density,
                   "row %zu feature %u: density", i, f);
+            CHECK(json_number_value(json_object_get(o, "max_activation")) == fr.max,
+                  "row %zu feature %u: max_activation", i, f);
             labelled += want != NULL;
             seen++;
         }

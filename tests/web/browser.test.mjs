@@ -19,7 +19,7 @@ import {
 import { loadWebModule } from './load-module.mjs';
 
 const fmt = await loadWebModule('format.js');
-const { displayToken, featureLabel, fmtDensity, fmtInt, fmtNum, histogramRange } = fmt;
+const { displayToken, featureLabel, fmtDensity, fmtInt, fmtNum, fmtScore, histogramRange, isDead } = fmt;
 
 const PAGE_SIZE = 50; // rows per page of the feature list (web/assets/page-features.js)
 const BARS_SHOWN = 50; // encode bars drawn before "show all" (web/assets/page-encode.js)
@@ -100,7 +100,7 @@ function expectRows(rows, features, what) {
     assert.equal(r.label, label ?? `Feature ${f.index} (no explanation)`, `${what}: label of #${f.index}`);
     assert.equal(r.density, fmtDensity(f.density), `${what}: density of #${f.index}`);
     if (f.density > 0) near(parseShown(r.density) / 100, f.density, 0.006, `${what}: density of #${f.index}`);
-    assert.equal(r.maxact, fmtNum(f.max_activation), `${what}: max activation of #${f.index}`);
+    assert.equal(r.maxact, isDead(f) ? '—' : fmtNum(f.max_activation), `${what}: max activation of #${f.index}`);
     const range = histogramRange(f.histogram?.counts);
     assert.equal(r.spark, range ? range[1] - range[0] + 1 : 0, `${what}: sparkline bars of #${f.index}`);
   });
@@ -198,27 +198,40 @@ describe('the feature browser', () => {
           d: li.querySelector('.desc').textContent, meta: li.querySelector('.meta').textContent })));
         assert.deepEqual(shownEx.map((e) => e.d), ex.map((e) => e.description), 'explanations');
         shownEx.forEach((e, k) => {
-          const score = typeof ex[k].score === 'number' ? `score ${fmtNum(ex[k].score, 3)}` : 'no score';
+          const score = typeof ex[k].score === 'number' ? `score ${fmtScore(ex[k].score)}` : 'no score';
           assert.ok(e.meta.startsWith(score), `score of explanation ${k}: ${e.meta}`);
           if (ex[k].source) assert.ok(e.meta.includes(ex[k].source), `source of explanation ${k}`);
         });
 
-        // Histogram: one bar per bin from the first to the last non-empty one, no count lost.
+        // Histogram: one bar per bin of the 0.5th to 99.5th percentile, the
+        // tokens outside counted and named; no count lost.
         const counts = f.histogram.counts;
-        const range = histogramRange(counts);
+        const clip = fmt.clippedRange(counts);
         const bars = await page.$$eval('svg.histogram rect.bar', (rs) => rs.map((r) => ({
           count: Number(r.dataset.count), height: Number(r.getAttribute('height')) })));
-        assert.equal(bars.length, range[1] - range[0] + 1, 'histogram bars');
-        assert.equal(bars.reduce((a, b) => a + b.count, 0), counts.reduce((a, b) => a + b, 0), 'tokens in the histogram');
-        assert.deepEqual(bars.map((b) => b.count), counts.slice(range[0], range[1] + 1), 'bar counts in bin order');
+        assert.equal(bars.length, clip.hi - clip.lo + 1, 'histogram bars');
+        const [below, above] = await page.$eval('svg.histogram', (el) => [Number(el.dataset.below), Number(el.dataset.above)]);
+        assert.equal(bars.reduce((a, b) => a + b.count, 0) + below + above, counts.reduce((a, b) => a + b, 0), 'tokens in the histogram');
+        assert.deepEqual(bars.map((b) => b.count), counts.slice(clip.lo, clip.hi + 1), 'bar counts in bin order');
+        const caption = await page.innerText('figure.hist figcaption');
+        assert.match(caption, /0\.5th to 99\.5th percentile/, 'the clip is stated');
+        if (above) assert.ok(caption.includes(`${fmtInt(above)} token${above === 1 ? '' : 's'} above`), `outliers above noted: ${caption}`);
+        if (below) assert.ok(caption.includes(`${fmtInt(below)} token${below === 1 ? '' : 's'} below`), `outliers below noted: ${caption}`);
         const tallest = bars.reduce((a, b) => (b.height > a.height ? b : a));
-        assert.equal(tallest.count, Math.max(...counts), 'the tallest bar is the fullest bin');
+        assert.equal(tallest.count, Math.max(...counts.slice(clip.lo, clip.hi + 1)), 'the tallest bar is the fullest bin');
         const axisTitles = await page.$$eval('svg.histogram .axis-title', (ts) => ts.map((x) => x.textContent));
         assert.equal(axisTitles.length, 2, 'two axis titles');
         assert.match(axisTitles[1], /^activation( \(log scale\))?$/, 'the x axis is titled');
         assert.equal(axisTitles[0], 'tokens', 'the y axis is titled');
-        const xTicks = await page.$$eval('svg.histogram .x-axis text:not(.axis-title)', (ts) => ts.map((x) => x.textContent));
-        assert.ok(xTicks.length >= 2, 'the activation axis has tick labels');
+        // Round ticks: 1, 2 or 5 × 10^k; whole-number counts.
+        const xTicks = await page.$$eval('svg.histogram .x-axis text[data-tick]', (ts) => ts.map((x) => Number(x.dataset.tick)));
+        assert.ok(xTicks.length >= 2, `the activation axis has tick labels: ${xTicks}`);
+        for (const v of xTicks) {
+          const mant = Number((v / 10 ** Math.floor(Math.log10(v) + 1e-9)).toPrecision(6));
+          assert.ok([1, 2, 5].includes(mant) || Number.isInteger(v / (10 ** Math.floor(Math.log10(v)))), `round tick ${v}`);
+        }
+        const yTicks = await page.$$eval('svg.histogram .y-axis text:not(.axis-title)', (ts) => ts.map((x) => x.textContent));
+        for (const t of yTicks) assert.match(t, /^\d+$/, `whole-number count tick ${t}`);
         const boxes = await page.$$eval('svg.histogram .x-axis text:not(.axis-title)', (ts) => ts.map((x) => {
           const b = x.getBoundingClientRect();
           return [b.left, b.right];
@@ -226,10 +239,6 @@ describe('the feature browser', () => {
         for (let k = 1; k < boxes.length; k++) {
           assert.ok(boxes[k - 1][1] <= boxes[k][0], `tick labels ${xTicks[k - 1]} and ${xTicks[k]} do not overprint`);
         }
-        assert.equal(xTicks[0], fmtNum(f.histogram.edges[range[0]], 3), 'the activation axis starts at the first bin\'s lower edge');
-        // The top of the last bin: the next edge, or ∞ when the edges are lower bounds and it is the open last bin.
-        const axisEnd = f.histogram.edges[range[1] + 1] ?? (range[1] === counts.length - 1 ? Infinity : NaN);
-        assert.equal(xTicks[xTicks.length - 1], fmtNum(axisEnd, 3), 'the activation axis ends at the last bin\'s upper edge');
 
         // Top examples: the API's tokens, in order, each carrying its value; the max token marked.
         const top = f.top_examples || [];
@@ -349,8 +358,17 @@ describe('the feature browser', () => {
         assert.deepEqual(rows.map((x) => x.index), r.indices.slice(0, n), 'bar indices are the reply\'s, in order');
         assert.deepEqual(rows.map((x) => x.value), r.values.slice(0, n).map((v) => fmtNum(v)), 'bar values');
         rows.forEach((x) => assert.equal(x.href, `/features/${x.index}`));
-        for (let k = 1; k < rows.length; k++) assert.ok(rows[k].width <= rows[k - 1].width, 'bars shrink with the value');
-        near(rows[0].width, 100, 1e-9, 'the largest bar is full width');
+        // A bar is its value as a share of its feature's max in the index, or
+        // without the index of the reply's largest value.
+        const maxOf = new Map((Array.isArray(r.features) ? r.features : []).map((x, k) => [x.index ?? r.indices[k], x.max_activation]));
+        rows.forEach((x, k) => {
+          const m = maxOf.get(x.index);
+          const pct = m > 0 ? (Math.max(0, r.values[k]) / m) * 100 : (Math.max(0, r.values[k]) / Math.max(...r.values)) * 100;
+          near(x.width, Math.max(0.5, Math.min(100, pct)), 1e-3, `bar width of #${x.index}`);
+        });
+        const warned = await page.$$eval('.encode-result .warn p', (ps) => ps.map((p) => p.textContent));
+        assert.equal(warned.some((w) => w.startsWith('FVU')), r.fvu > 1, 'FVU warning iff fvu > 1');
+        assert.equal(warned.some((w) => w.startsWith('Cosine')), r.cosine < 0.5, 'cosine warning iff cosine < 0.5');
 
         if (hasIndex && !allow.length) {
           // Labels: from the reply when it carries them, else from each feature's record.
@@ -386,7 +404,11 @@ describe('the feature browser', () => {
         }
         if (hasIndex) {
           const keys = await page.$$eval('main > section:nth-of-type(2) > dl.kv > .kv-row > dd', (ds) => ds.map((d) => d.dataset.key));
-          assert.deepEqual(keys, Object.keys(model.index), 'index summary keys');
+          assert.deepEqual(keys, Object.keys(model.index).filter((k) => k !== 'path'), 'index summary keys, no server path');
+          const text = await page.innerText('main');
+          if (model.index.path) assert.ok(!text.includes(model.index.path), 'the index path is not shown');
+          assert.ok(!/\b[a-z]+_[a-z_]+\b/.test(await page.$$eval('dt', (ds) => ds.map((d) => d.textContent).join(' ').replace(/d_(in|sae|out)|[Wb]_\w+/g, ''))),
+            'no snake_case labels');
         } else {
           assert.match(await page.innerText('main'), /No feature index is loaded/);
         }

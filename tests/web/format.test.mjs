@@ -63,8 +63,9 @@ test('histogramRange: first to last non-empty bin', () => {
   assert.deepEqual(f.histogramRange([5]), [0, 0]);
 });
 
-test('shade: value over scale, clamped to 0..1', () => {
-  assert.equal(f.shade(2, 4), 0.5);
+test('shade: square root of value over scale, clamped to 0..1', () => {
+  assert.equal(f.shade(1, 4), 0.5);
+  assert.ok(f.shade(0.01, 4) > 0.04, 'a small value keeps a visible strength');
   assert.equal(f.shade(8, 4), 1);
   assert.equal(f.shade(-1, 4), 0);
   assert.equal(f.shade(1, 0), 0);

@@ -4,14 +4,16 @@
 // so fixed bins of any spacing (linear or logarithmic) read the same way.
 
 import { h, s } from './dom.js';
-import { edgeAt, fmtCount, fmtInt, fmtNum, histogramRange, tickPositions } from './format.js';
+import { clippedRange, edgeAt, fmtCount, fmtInt, fmtNum, histogramRange, roundValues } from './format.js';
 
 // Round tick values covering 0..max: about `want` steps of 1, 2 or 5 × 10^k.
-export function niceTicks(max, want = 4) {
+// With `whole`, steps are whole numbers (token counts: no "0.5 tokens").
+export function niceTicks(max, want = 4, whole = false) {
   if (!(max > 0)) return [0, 1];
   const raw = max / want;
   const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * mag).find((st) => st >= raw);
+  let step = [1, 2, 5, 10].map((m) => m * mag).find((st) => st >= raw);
+  if (whole) step = Math.max(1, Math.round(step));
   const ticks = [];
   for (let v = 0; v < max + step * 0.999; v += step) ticks.push(Number(v.toPrecision(12)));
   return ticks;
@@ -38,9 +40,9 @@ function geometric(edges, nBins, lo, hi) {
 export function histogramPlot(hist, width) {
   const counts = Array.isArray(hist?.counts) ? hist.counts : [];
   const edges = Array.isArray(hist?.edges) ? hist.edges : [];
-  const range = histogramRange(counts);
-  if (!range) return null;
-  const [lo, hi] = range;
+  const clip = clippedRange(counts);
+  if (!clip) return null;
+  const { lo, hi } = clip;
   const n = hi - lo + 1;
   const label = (i) => binLabel(edges, i, counts.length);
   const narrow = width < 480;
@@ -49,14 +51,14 @@ export function histogramPlot(hist, width) {
   const pw = Math.max(40, width - m.left - m.right);
   const ph = height - m.top - m.bottom;
   const max = Math.max(...counts.slice(lo, hi + 1));
-  const yt = niceTicks(max, 4);
+  const yt = niceTicks(max, 4, true);
   const ymax = yt[yt.length - 1];
   const bw = pw / n;
   const gap = bw > 4 ? 1 : 0;
   const y = (c) => m.top + ph - (c / ymax) * ph;
   const svg = s('svg', {
     class: 'histogram', width, height, viewBox: `0 0 ${width} ${height}`,
-    role: 'img', 'aria-labelledby': 'hist-title',
+    role: 'img', 'aria-labelledby': 'hist-title', 'data-below': clip.below, 'data-above': clip.above,
   }, s('title', { id: 'hist-title' },
     `Histogram of activations: ${fmtCount(n, 'bin')} from ${label(lo).split(' – ')[0]} to ` +
     `${label(hi).split(' – ')[1] ?? ''}, at most ${fmtCount(max, 'token')} in a bin`));
@@ -84,12 +86,34 @@ export function histogramPlot(hist, width) {
 
   const xa = s('g', { class: 'axis x-axis' },
     s('line', { x1: m.left, x2: m.left + pw, y1: m.top + ph, y2: m.top + ph, class: 'baseline' }));
+  // Ticks at round values, placed inside their bin (log or linear within it).
   if (edges.length >= counts.length) {
-    for (const k of tickPositions(edges, counts.length, lo, n, narrow ? 3 : 6, pw / n)) {
+    const log = geometric(edges, counts.length, lo, hi);
+    const a = edgeAt(edges, counts.length, lo);
+    const bTop = edgeAt(edges, counts.length, hi + 1);
+    const b = Number.isFinite(bTop) ? bTop : edgeAt(edges, counts.length, hi);
+    const posOf = (v) => {
+      for (let i = lo; i <= hi; i++) {
+        const e0 = edgeAt(edges, counts.length, i);
+        const e1 = edgeAt(edges, counts.length, i + 1);
+        if (v >= e0 && (v < e1 || (i === hi && v <= e1))) {
+          const f = !Number.isFinite(e1) ? 0 : log && e0 > 0 ? Math.log(v / e0) / Math.log(e1 / e0) : (v - e0) / (e1 - e0);
+          return i - lo + f;
+        }
+      }
+      return null;
+    };
+    let lastRight = -Infinity;
+    for (const v of roundValues(log && a <= 0 ? b / 1e6 : a, b, narrow ? 4 : 7, log && a > 0)) {
+      const k = posOf(v);
+      if (k === null) continue;
       const x = m.left + k * bw;
-      const anchor = k === 0 ? 'start' : k === n ? 'end' : 'middle';
+      const text = fmtNum(v, 3);
+      const w = text.length * 7;
+      if (x - w / 2 < lastRight + 6 || x + w / 2 > width) continue;
+      lastRight = x + w / 2;
       xa.append(s('line', { x1: x, x2: x, y1: m.top + ph, y2: m.top + ph + 4, class: 'tick' }),
-        s('text', { x, y: m.top + ph + 16, 'text-anchor': anchor }, fmtNum(edgeAt(edges, counts.length, lo + k), 3)));
+        s('text', { x, y: m.top + ph + 16, 'text-anchor': 'middle', 'data-tick': v }, text));
     }
   }
   xa.append(s('text', { class: 'axis-title', x: m.left + pw / 2, y: height - 6, 'text-anchor': 'middle' },

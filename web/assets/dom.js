@@ -79,3 +79,8 @@ export function pager(offset, total, shown, pageSize, go) {
     h('span', { class: 'pager-pos' }, `${fmtInt(from)}–${fmtInt(to)} of ${fmtInt(total)} · page ${fmtInt(page)} of ${fmtInt(pages)}`),
     h('button', { type: 'button', 'data-pager': 'next', disabled: to >= total, onclick: () => go(offset + pageSize) }, 'Next ›'));
 }
+
+// The "dead" badge of a feature that never fired on the indexed corpus.
+export function deadBadge() {
+  return h('span', { class: 'badge dead', title: 'never active on the indexed corpus' }, 'dead');
+}

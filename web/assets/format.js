@@ -99,10 +99,14 @@ export function histogramRange(counts) {
   return lo < 0 ? null : [lo, hi];
 }
 
-// Shading strength of a token, 0..1, relative to `scale` (the feature's max).
+// Shading strength of a token, 0..1, relative to `scale` (the feature's max):
+// the square root of value / scale, so that small values stay visible (a
+// linear ramp leaves everything under a tenth of the max near white); 0 for
+// a value of 0 or less. style.css adds a visible minimum (--tok-min) to any
+// strength above 0.
 export function shade(value, scale) {
   if (!(scale > 0) || !(value > 0)) return 0;
-  return Math.min(1, value / scale);
+  return Math.min(1, Math.sqrt(value / scale));
 }
 
 // Edge k of a histogram of `nBins` bins. `edges` holds nBins + 1 bounds, or
@@ -162,4 +166,105 @@ export function tickPositions(edges, nBins, lo, n, want, pxPerBin) {
 // "negation"), so results follow the typing.
 export function prefixQuery(q) {
   return /[\p{L}\p{N}]$/u.test(q) ? `${q}*` : q;
+}
+
+// Below this explanation score a label is shown muted: the scorer found the
+// explanation a poor predictor of where the feature fires (docs/WEB.md).
+export const WEAK_SCORE = 0.3;
+
+// The explanation a feature's label comes from (featureLabel's rule), or null.
+export function bestExplanation(feature) {
+  const list = Array.isArray(feature?.explanations) ? feature.explanations : [];
+  let best = null;
+  for (const e of list) {
+    if (!e || typeof e.description !== 'string' || !e.description.trim()) continue;
+    if (best === null || scoreOf(e) > scoreOf(best)) best = e;
+  }
+  return best;
+}
+
+// Whether a feature never fired on the indexed corpus (n_active 0, or
+// density 0 where the record has no count).
+export function isDead(f) {
+  if (typeof f?.n_active === 'number') return f.n_active === 0;
+  return f?.density === 0;
+}
+
+// An explanation score to three decimals ("0.998", never "1" for 0.9998);
+// "—" when there is none.
+export function fmtScore(x) {
+  return typeof x === 'number' && Number.isFinite(x) ? x.toFixed(3) : '—';
+}
+
+// Whether a label should be muted: its explanation scored below WEAK_SCORE.
+export function isWeak(e) {
+  return typeof e?.score === 'number' && e.score < WEAK_SCORE;
+}
+
+// Who scored an explanation, from its source ("scored by gpt-4o"), or null.
+export function scorerOf(e) {
+  const src = typeof e?.source === 'string' ? e.source.trim() : '';
+  return src ? src : null;
+}
+
+// The histogram plot shows the bins holding the CLIP_LO-th to CLIP_HI-th
+// percentile of the active tokens; the tokens outside are counted, not drawn,
+// so one outlier cannot stretch the axis until most of the plot is empty.
+export const CLIP_LO = 0.5;
+export const CLIP_HI = 99.5;
+
+// The bins a histogram plot draws: { lo, hi, below, above } with lo..hi the
+// bins of the CLIP_LO..CLIP_HI percentiles (within histogramRange) and below /
+// above the tokens left out on each side; null when every bin is empty.
+export function clippedRange(counts) {
+  const range = histogramRange(counts);
+  if (!range) return null;
+  const total = counts.reduce((a, b) => a + (b > 0 ? b : 0), 0);
+  const loRank = Math.floor((CLIP_LO / 100) * total); // 0-based rank of the lowest token kept
+  const hiRank = Math.max(loRank, Math.ceil((CLIP_HI / 100) * total) - 1);
+  let lo = range[0];
+  let hi = range[1];
+  let seen = 0;
+  for (let i = range[0]; i <= range[1]; i++) {
+    const c = counts[i] > 0 ? counts[i] : 0;
+    if (seen + c > loRank) { lo = i; break; }
+    seen += c;
+  }
+  const below = seen;
+  seen = 0;
+  for (let i = range[0]; i <= range[1]; i++) {
+    seen += counts[i] > 0 ? counts[i] : 0;
+    if (seen > hiRank) { hi = i; break; }
+  }
+  const above = total - seen;
+  return { lo, hi, below, above };
+}
+
+// Round axis values (1, 2 and 5 × 10^k, or only 10^k when those are too
+// many) between a and b (a > 0 on a log axis), at most `max` of them.
+export function roundValues(a, b, max, log) {
+  if (!(b > a)) return [];
+  for (const mults of (log ? [[1, 2, 5], [1]] : [[1, 2, 5]])) {
+    const out = [];
+    if (log) {
+      for (let e = Math.floor(Math.log10(a)) - 1; e <= Math.ceil(Math.log10(b)); e++) {
+        for (const m of mults) {
+          const v = Number((m * 10 ** e).toPrecision(12));
+          if (v >= a && v <= b) out.push(v);
+        }
+      }
+    } else {
+      const raw = (b - a) / Math.max(1, max);
+      const mag = 10 ** Math.floor(Math.log10(raw));
+      const step = [1, 2, 5, 10].map((m) => m * mag).find((st) => st >= raw);
+      for (let v = Math.ceil(a / step) * step; v <= b + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
+    }
+    if (out.length <= max || mults.length === 1) return out.length > max ? thin(out, max) : out;
+  }
+  return [];
+}
+
+function thin(list, max) {
+  const every = Math.ceil(list.length / max);
+  return list.filter((_, k) => k % every === 0);
 }

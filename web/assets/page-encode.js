@@ -62,11 +62,11 @@ function labelsOf(result) {
     fs.forEach((f, k) => {
       if (!f || typeof f !== 'object') return;
       const idx = Number.isInteger(f.index) ? f.index : result.indices?.[k];
-      out.set(idx, { label: typeof f.label === 'string' ? f.label : null, density: f.density });
+      out.set(idx, { label: typeof f.label === 'string' ? f.label : null, density: f.density, max: f.max_activation });
     });
   } else if (fs && typeof fs === 'object') {
     for (const [k, f] of Object.entries(fs)) {
-      out.set(Number(k), { label: typeof f?.label === 'string' ? f.label : null, density: f?.density });
+      out.set(Number(k), { label: typeof f?.label === 'string' ? f.label : null, density: f?.density, max: f?.max_activation });
     }
   }
   return out;
@@ -74,6 +74,28 @@ function labelsOf(result) {
 
 function metric(name, key, value, title) {
   return h('div', { class: 'stat' }, h('dt', { title }, name), h('dd', { 'data-metric': key }, value));
+}
+
+// A bar's length in percent: the value over the feature's max in the index
+// when known, else over the reply's largest value.
+export function barPercent(v, max, top) {
+  const x = Math.max(0, v);
+  return max > 0 ? (x / max) * 100 : (x / top) * 100;
+}
+
+// Cosine of input and reconstruction below this is called low.
+export const LOW_COSINE = 0.5;
+
+// Warnings about a reconstruction that explains the input poorly.
+function quality(r) {
+  const out = [];
+  if (typeof r.fvu === 'number' && r.fvu > 1) {
+    out.push(`FVU is ${fmtNum(r.fvu)} (above 1): the reconstruction is further from the input than the input's own mean, so these features describe it poorly.`);
+  }
+  if (typeof r.cosine === 'number' && r.cosine < LOW_COSINE) {
+    out.push(`Cosine of input and reconstruction is ${fmtNum(r.cosine)} (below ${LOW_COSINE}): the SAE reconstructs little of this input.`);
+  }
+  return out.length ? h('div', { class: 'warn', role: 'note' }, out.map((t) => h('p', {}, t))) : null;
 }
 
 function bars(result, known, ctx, withLabels) {
@@ -93,11 +115,16 @@ function bars(result, known, ctx, withLabels) {
       info.label ?? (withLabels ? '…' : ''));
     if (!info.label && withLabels) pending.push({ i, label });
     const bar = h('span', { class: 'bar-track', 'aria-hidden': 'true' }, h('span', { class: 'bar-fill' }));
-    bar.firstChild.style.setProperty('--w', `${Math.max(0.5, (Math.max(0, vals[k]) / top) * 100).toFixed(2)}%`);
+    // With the index, a bar is the value as a share of the feature's own max
+    // on the indexed corpus (over 100% is capped, and said); without it, of
+    // the reply's largest value.
+    const pct = barPercent(vals[k], info.max, top);
+    bar.firstChild.style.setProperty('--w', `${Math.max(0.5, Math.min(100, pct)).toFixed(2)}%`);
     list.append(h('li', { class: 'bar-row', 'data-index': i },
       h('a', { href: ctx.href(`/features/${i}`), class: 'bar-name' }, h('span', { class: 'bar-idx' }, `#${i}`), ' ', label),
       bar,
       h('span', { class: 'num bar-value', 'data-value': vals[k] }, fmtNum(vals[k])),
+      info.max > 0 ? h('span', { class: 'num bar-pct' }, `${fmtNum(pct, 3)}% of max`) : null,
       info.density !== undefined ? h('span', { class: 'num bar-density muted', title: 'density' }, fmtDensity(info.density)) : null));
   };
   for (let k = 0; k < Math.min(idx.length, BARS_SHOWN); k++) addRow(k);
@@ -119,6 +146,7 @@ function bars(result, known, ctx, withLabels) {
   fill();
   const out = [h('div', { class: 'bar-row bar-head', 'aria-hidden': 'true' },
     h('span', {}, 'Feature'), h('span', {}, ''), h('span', { class: 'num' }, 'Activation'),
+    [...known.values()].some((x) => x.max > 0) ? h('span', { class: 'num bar-pct' }, 'of its max') : null,
     known.size ? h('span', { class: 'num bar-density' }, 'Density') : null), list];
   if (idx.length > BARS_SHOWN) {
     const all = h('button', { type: 'button' }, `Show all ${fmtInt(idx.length)} active features`);
@@ -234,6 +262,7 @@ export async function render(main, ctx) {
         metric('mse', 'mse', fmtNum(r.mse), 'mean squared error of the reconstruction'),
         metric('fvu', 'fvu', fmtNum(r.fvu), 'fraction of variance unexplained'),
         metric('cosine', 'cosine', fmtNum(r.cosine), 'cosine of input and reconstruction')),
+      quality(r),
       n < r.l0 ? h('p', { class: 'muted' }, `Showing the ${fmtInt(n)} largest of ${fmtInt(r.l0)} active features.`) : null,
       bars(r, labelsOf(r), ctx, withLabels));
   }

@@ -7,8 +7,11 @@
 
 import { ApiError, api, getModel, isNoIndex, mapLimit } from './api.js';
 import { histogramPlot, histogramTable } from './charts.js';
-import { emptyState, errorState, fill, h, loadingState, pageHeading, s } from './dom.js';
-import { byScore, displayToken, featureLabel, fmtCount, fmtDensity, fmtInt, fmtNum, histogramRange } from './format.js';
+import { deadBadge, emptyState, errorState, fill, h, loadingState, pageHeading, s } from './dom.js';
+import {
+  CLIP_HI, CLIP_LO, bestExplanation, byScore, clippedRange, displayToken, featureLabel, fmtCount, fmtDensity, fmtInt, fmtNum, fmtScore, histogramRange, isDead, isWeak,
+  scorerOf,
+} from './format.js';
 import { exampleMarks, tokenLine } from './tokens.js';
 
 const MORE = 20; // examples fetched per "show more"
@@ -54,7 +57,7 @@ function prevNext(i, dSae, ctx) {
     ? h('a', { href: ctx.href(`/features/${j}`), rel, class: 'button', 'data-nav-rel': rel }, text)
     : h('span', { class: 'button disabled', 'aria-disabled': 'true' }, text));
   return h('nav', { class: 'prevnext', 'aria-label': 'Neighbouring indices' },
-    link(i - 1, 'prev', `‹ #${i - 1 >= 0 ? i - 1 : '–'}`),
+    link(i - 1, 'prev', i > 0 ? `‹ #${i - 1}` : '‹ Previous'),
     link(i + 1, 'next', `#${i + 1} ›`));
 }
 
@@ -66,10 +69,15 @@ function histogramFigure(f) {
   }
   const plotBox = h('div', { class: 'plot' });
   const n = f.histogram.counts.length;
-  const shown = range[1] - range[0] + 1;
+  const clip = clippedRange(f.histogram.counts);
+  const total = f.histogram.counts.reduce((a, b) => a + (b > 0 ? b : 0), 0);
+  const out = [];
+  if (clip.below) out.push(`${fmtCount(clip.below, 'token')} below ${fmtNum(f.histogram.edges?.[clip.lo], 3)}`);
+  if (clip.above) out.push(`${fmtCount(clip.above, 'token')} above ${fmtNum(f.histogram.edges?.[clip.hi + 1], 3)} (up to the max, ${fmtNum(f.max_activation)})`);
   const fig = h('figure', { class: 'hist' }, plotBox,
-    h('figcaption', {}, `Activation histogram over the tokens where the feature is active` +
-      (shown < n ? ` (bins ${range[0]}–${range[1]} of ${n}; the others are empty)` : ` (${fmtCount(n, 'bin')})`) + '.'),
+    h('figcaption', {}, `Activation histogram over the ${fmtCount(total, 'token')} where the feature is active` +
+      `: the ${CLIP_LO}th to ${CLIP_HI}th percentile, bins ${clip.lo}–${clip.hi} of ${n}` +
+      (out.length ? `; not drawn: ${out.join(', ')}` : '') + '. Bar heights are token counts.'),
     h('details', { class: 'bins-table' }, h('summary', {}, 'Show the bins as a table'), histogramTable(f.histogram)));
   let drawnWidth = 0;
   const draw = () => {
@@ -136,32 +144,41 @@ function explanations(f) {
   return h('ol', { class: 'explanations' }, list.map((e) => h('li', {},
     h('p', { class: 'desc' }, e.description),
     h('p', { class: 'muted meta' },
-      h('span', { 'data-field': 'score' }, typeof e.score === 'number' ? `score ${fmtNum(e.score, 3)}` : 'no score'),
-      e.source ? [' · ', h('span', { 'data-field': 'source' }, `source ${e.source}`)] : null))));
+      h('span', { 'data-field': 'score' }, typeof e.score === 'number' ? `score ${fmtScore(e.score)}` : 'no score'),
+      scorerOf(e) ? [' · ', h('span', { 'data-field': 'source' }, `${typeof e.score === 'number' ? 'scored by' : 'source'} ${scorerOf(e)}`)] : null,
+      isWeak(e) ? [' · ', h('span', { class: 'weak-note' }, 'weak')] : null))));
 }
 
 function neighbours(f, ctx) {
   const list = Array.isArray(f.neighbours) ? f.neighbours : [];
   if (!list.length) return emptyState('No neighbours recorded');
+  const need = [];
   const items = list.map((nb) => {
     const label = h('span', { class: 'nb-label muted' }, '');
-    return {
-      nb, label, li: h('li', { 'data-index': nb.index },
-        h('a', { href: ctx.href(`/features/${nb.index}`) }, `#${nb.index}`), ' ', label,
-        h('span', { class: 'num cos', title: 'decoder cosine similarity' }, `cos ${fmtNum(nb.cosine, 3)}`)),
+    const badge = h('span', { class: 'nb-badge' });
+    const show = (text, dead) => {
+      label.textContent = text ?? '(no explanation)';
+      label.title = label.textContent; // the line may be cut short with an ellipsis
+      label.classList.toggle('weak', dead);
+      fill(badge, dead ? [' ', deadBadge()] : null);
     };
+    // saed labels the neighbours of GET /v1/features/{i} (label, density).
+    if ('label' in nb) show(nb.label, nb.density === 0);
+    else need.push({ nb, show });
+    return h('li', { 'data-index': nb.index },
+      h('a', { href: ctx.href(`/features/${nb.index}`) }, `#${nb.index}`), ' ', label, badge,
+      h('span', { class: 'num cos', title: 'decoder cosine similarity' }, `cos ${fmtNum(nb.cosine, 3)}`));
   });
-  // Labels come from each neighbour's own record; a failure leaves the link bare.
-  mapLimit(items, 4, async ({ nb, label }) => {
+  // An older saed: labels from each neighbour's own record; a failure leaves the link bare.
+  mapLimit(need, 4, async ({ nb, show }) => {
     try {
       const g = await api(ctx.apiPath(`/features/${nb.index}`), { signal: ctx.signal });
-      label.textContent = featureLabel(g) ?? '(no explanation)';
-      label.title = label.textContent; // the line may be cut short with an ellipsis
+      show(featureLabel(g), isDead(g));
     } catch {
       /* leave it bare */
     }
   });
-  return h('ol', { class: 'neighbours' }, items.map((x) => x.li));
+  return h('ol', { class: 'neighbours' }, items);
 }
 
 async function topExamples(f, i, scale, ctx) {
@@ -273,6 +290,8 @@ export async function render(main, ctx) {
   }
 
   const label = featureLabel(f);
+  const best = bestExplanation(f);
+  const dead = isDead(f);
   if (label) document.title = `#${i} ${label}${where} · saed`;
   // Shading is relative to the feature's max, so examples compare across the page.
   const scale = f.max_activation > 0 ? f.max_activation : Math.max(0, ...(f.top_examples || []).map((e) => e.max_value || 0));
@@ -290,12 +309,17 @@ export async function render(main, ctx) {
         h('p', { class: 'crumbs' },
           h('a', { href: ctx.href('/') }, ctx.scope ? `Features of ${ctx.scope}` : 'Features'), ' / ', `#${i}`),
         pageHeading(`Feature ${i}`),
-        h('p', { class: `feature-label${label ? '' : ' muted'}` }, label ?? 'No explanation yet')),
+        h('p', { class: 'feature-label-line' },
+          h('span', { class: `feature-label${label ? '' : ' muted'}${dead || isWeak(best) ? ' weak' : ''}` }, label ?? 'No explanation yet'),
+          dead ? [' ', deadBadge()] : null,
+          best && typeof best.score === 'number'
+            ? h('span', { class: 'muted label-score' }, ` · score ${fmtScore(best.score)}${scorerOf(best) ? `, scored by ${scorerOf(best)}` : ''}`)
+            : null)),
       prevNext(i, model?.d_sae, ctx)),
     h('dl', { class: 'stats' },
       stat('Density', 'density', fmtDensity(f.density), `fraction of tokens: ${f.density}`),
-      stat('Max activation', 'max_activation', fmtNum(f.max_activation)),
-      stat('Mean activation', 'mean_activation', fmtNum(f.mean_activation), 'mean over active tokens'),
+      stat('Max activation', 'max_activation', dead ? '—' : fmtNum(f.max_activation)),
+      stat('Mean activation', 'mean_activation', dead ? '—' : fmtNum(f.mean_activation), 'mean over active tokens'),
       stat('Decoder norm', 'decoder_norm', fmtNum(f.decoder_norm))),
     h('div', { class: 'feature-grid' },
       section('histogram', 'Activations', histogramFigure(f)),

@@ -6,8 +6,10 @@
 
 import { api, getSaes, isNoIndex } from './api.js';
 import { sparkline } from './charts.js';
-import { emptyState, errorState, fill, h, loadingState, pageHeading, pager } from './dom.js';
-import { featureLabel, fmtDensity, fmtInt, fmtNum, prefixQuery } from './format.js';
+import { deadBadge, emptyState, errorState, fill, h, loadingState, pageHeading, pager } from './dom.js';
+import {
+  WEAK_SCORE, bestExplanation, featureLabel, fmtDensity, fmtInt, fmtNum, fmtScore, isDead, isWeak, prefixQuery, scorerOf,
+} from './format.js';
 import { navigate } from './router.js';
 
 export const PAGE_SIZE = 50;
@@ -85,17 +87,31 @@ function noIndexWhy(scope) {
       ' and restart saed with ', h('code', {}, '--index FILE.db')];
 }
 
+// "3,670 of 44,635 tokens": a feature's active tokens of the corpus, or null.
+export function tokensOf(f) {
+  if (typeof f.n_active !== 'number' || !(f.density > 0)) return null;
+  return `${fmtInt(f.n_active)} of ${fmtInt(Math.round(f.n_active / f.density))} tokens`;
+}
+
 function row(f, ctx) {
   const label = featureLabel(f);
+  const best = bestExplanation(f);
+  const dead = isDead(f);
   const href = ctx.href(`/features/${f.index}`);
-  return h('tr', { 'data-index': f.index },
+  const weak = dead || isWeak(best);
+  const scorer = scorerOf(best);
+  return h('tr', { 'data-index': f.index, class: dead ? 'dead' : null },
     h('td', { class: 'num idx' }, h('a', { href, tabindex: '-1', 'aria-hidden': 'true' }, String(f.index))),
-    h('td', { class: 'label' }, h('a', { href },
+    h('td', { class: `label${weak ? ' weak' : ''}` }, h('a', { href },
       label ? label : h('span', { class: 'muted' }, `Feature ${f.index} (no explanation)`)),
-    label ? h('span', { class: 'sr-only' }, ` (feature ${f.index})`) : null),
-    h('td', { class: 'num density', title: String(f.density) }, fmtDensity(f.density)),
-    h('td', { class: 'num maxact' }, fmtNum(f.max_activation)),
-    h('td', { class: 'spark' }, sparkline(f.histogram)));
+    label ? h('span', { class: 'sr-only' }, ` (feature ${f.index})`) : null,
+    dead ? [' ', deadBadge()] : null),
+    h('td', { class: 'num score', title: scorer ? `scored by ${scorer}` : null }, fmtScore(best?.score)),
+    h('td', { class: 'num density', title: tokensOf(f) ?? String(f.density) }, fmtDensity(f.density)),
+    h('td', { class: 'num maxact' }, dead ? '—' : fmtNum(f.max_activation)),
+    // Each sparkline has its own height scale, so its token count stands beside it.
+    h('td', { class: 'spark' }, sparkline(f.histogram),
+      typeof f.n_active === 'number' ? h('span', { class: 'spark-n', title: 'active tokens' }, fmtInt(f.n_active)) : null));
 }
 
 export async function render(main, ctx) {
@@ -110,14 +126,30 @@ export async function render(main, ctx) {
   // "Best match" only means something for a search.
   const bestMatch = () => { sort.querySelector('option[value="relevance:asc"]').disabled = !st.q; };
   bestMatch();
-  const results = h('section', { class: 'results', 'aria-live': 'polite', 'aria-busy': 'true' });
-  const status = h('p', { class: 'results-count', id: 'results-count', tabindex: '-1' });
+  let hideDead = false;
+  try { hideDead = sessionStorage.getItem('saed.hideDead') === '1'; } catch { /* no storage */ }
+  const hideBox = h('input', { id: 'hide-dead', type: 'checkbox', checked: hideDead });
+  const results = h('section', { class: `results${hideDead ? ' hide-dead' : ''}`, 'aria-busy': 'true' });
+  const status = h('p', { class: 'results-count', id: 'results-count', tabindex: '-1', 'aria-live': 'polite' });
+  const deadNote = h('span', { class: 'dead-note' });
   const elsewhere = h('p', { class: 'release-search', hidden: true });
   const form = h('form', { class: 'controls', role: 'search', onsubmit: (e) => { e.preventDefault(); apply(false); } },
     h('div', { class: 'field grow' }, h('label', { for: 'feature-search' }, 'Search explanations'), search,
       h('span', { id: 'search-hint', class: 'hint' },
         'Full-text search of the explanations; results update as you type.')),
-    h('div', { class: 'field' }, h('label', { for: 'feature-sort' }, 'Sort by'), sort));
+    h('div', { class: 'field' }, h('label', { for: 'feature-sort' }, 'Sort by'), sort),
+    h('div', { class: 'field check' }, h('label', { for: 'hide-dead' }, hideBox, ' Hide dead features')));
+  hideBox.addEventListener('change', () => {
+    hideDead = hideBox.checked;
+    try { sessionStorage.setItem('saed.hideDead', hideDead ? '1' : '0'); } catch { /* no storage */ }
+    results.classList.toggle('hide-dead', hideDead);
+    noteDead();
+  });
+  let deadOnPage = 0;
+  function noteDead() {
+    deadNote.textContent = deadOnPage
+      ? ` · ${fmtInt(deadOnPage)} dead on this page${hideDead ? ' (hidden)' : ''}` : '';
+  }
   fill(main, pageHeading('Features'), form, status, elsewhere, results);
 
   // With several indexed SAEs, a search links to the same words across all of them.
@@ -186,18 +218,36 @@ export async function render(main, ctx) {
       }
       return;
     }
-    status.textContent = st.q
+    fill(status, st.q
       ? `${fmtInt(total)} feature${total === 1 ? ' matches' : 's match'} “${st.q}”`
-      : `${fmtInt(total)} features`;
+      : `${fmtInt(total)} features`, deadNote);
+    deadOnPage = list.filter(isDead).length;
+    noteDead();
     const table = h('table', { class: 'features' },
       h('caption', { class: 'sr-only' }, `Features ${st.offset + 1} to ${st.offset + list.length} of ${total}`),
       h('thead', {}, h('tr', {},
         h('th', { scope: 'col', class: 'num idx' }, '#'),
         h('th', { scope: 'col' }, 'Label'),
+        h('th', { scope: 'col', class: 'num score', title: `explanation score; labels under ${WEAK_SCORE} are muted` },
+          h('button', { type: 'button', class: 'th-sort', 'aria-label': 'Score: sort this page by score' }, 'Score')),
         h('th', { scope: 'col', class: 'num density' }, 'Density'),
         h('th', { scope: 'col', class: 'num maxact' }, 'Max act.'),
-        h('th', { scope: 'col', class: 'spark' }, h('span', { 'aria-hidden': 'true' }, 'Histogram')))),
+        h('th', { scope: 'col', class: 'spark' }, h('span', { 'aria-hidden': 'true' }, 'Tokens')))),
       h('tbody', {}, list.map((f) => row(f, ctx))));
+    // The API sorts by index, density or max activation; score orders the rows
+    // of this page (best first, then back to the API's order).
+    const tbody = table.querySelector('tbody');
+    const apiOrder = [...tbody.children];
+    let byScoreNow = false;
+    const th = table.querySelector('th.score');
+    th.setAttribute('aria-sort', 'none');
+    table.querySelector('.th-sort').addEventListener('click', () => {
+      byScoreNow = !byScoreNow;
+      const key = (tr) => { const v = Number.parseFloat(tr.querySelector('td.score').textContent); return Number.isNaN(v) ? -1 : v; };
+      const rows = byScoreNow ? apiOrder.slice().sort((a, b) => key(b) - key(a)) : apiOrder;
+      tbody.append(...rows);
+      th.setAttribute('aria-sort', byScoreNow ? 'descending' : 'none');
+    });
     fill(results, h('div', { class: 'table-wrap' }, table),
       total > PAGE_SIZE || st.offset > 0 ? pager(st.offset, total, list.length, PAGE_SIZE, (offset) => {
         focusAfterLoad = true;

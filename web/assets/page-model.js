@@ -5,7 +5,7 @@
 
 import { api, getSaes } from './api.js';
 import { emptyState, errorState, fill, h, pageHeading } from './dom.js';
-import { fmtInt, fmtNum } from './format.js';
+import { fmtDensity, fmtInt, fmtNum, isDead } from './format.js';
 import { defaultSae, pagePath } from './release.js';
 
 const MODEL_FIELDS = [
@@ -18,6 +18,51 @@ const MODEL_FIELDS = [
   ['hook_name', 'Hook'],
   ['weights_digest', 'Weights digest (XXH3-128)'],
 ];
+
+// Human names of the index summary's keys (others: their words, spaced).
+const INDEX_FIELDS = [
+  ['n_features', 'Features'],
+  ['n_tokens', 'Tokens indexed'],
+  ['n_documents', 'Documents indexed'],
+  ['corpus_tokens', 'Corpus tokens'],
+  ['corpus_documents', 'Corpus documents'],
+  ['n_explanations', 'Explanations'],
+  ['d_in', 'd_in (input width)'],
+  ['d_sae', 'd_sae (features)'],
+  ['schema_version', 'Index schema version'],
+  ['file_digest', 'Index file digest'],
+  ['weights_digest', 'Weights digest (XXH3-128)'],
+  ['tokens_digest', 'Tokens digest'],
+  ['explanations_digest', 'Explanations digest'],
+  ['shard', 'Shard'],
+  ['build', 'Build settings'],
+  ['top', 'Top examples per feature'],
+  ['quantiles', 'Quantile bins'],
+  ['per_quantile', 'Examples per quantile bin'],
+  ['context', 'Context (tokens each side)'],
+  ['neighbours', 'Decoder-cosine neighbours'],
+  ['seed', 'Seed'],
+  ['block_rows', 'Rows per block'],
+  ['histogram', 'Histogram bins'],
+  ['kernel', 'Encode kernel'],
+  ['source_id', 'Source id'],
+  ['normalize_activations', 'Activation normalisation'],
+  ['apply_b_dec_to_input', 'Subtract b_dec from the input'],
+  ['rescale_acts_by_decoder_norm', 'Rescale activations by decoder norm'],
+  ['decode_space', 'Decode space'],
+  ['neuronpedia_id', 'Neuronpedia id'],
+  ['d_out', 'd_out (output width)'],
+  ['transcoder', 'Transcoder'],
+  ['hook_name_out', 'Output hook'],
+  ['skip_connection', 'Skip connection'],
+  ['signed', 'Signed activations'],
+  ['finetuning_scaling_factor', 'Fine-tuning scaling factor'],
+  ['sparsify', 'Sparsify format'],
+  ['generation', 'Reload generation'],
+];
+const HUMAN = new Map(INDEX_FIELDS);
+// Server-side file paths say nothing to a reader and are not shown.
+const HIDDEN = new Set(['path']);
 
 function value(v) {
   if (v === null || v === undefined || v === '') return h('span', { class: 'muted' }, '—');
@@ -34,9 +79,10 @@ function value(v) {
 // An object's keys and values as a description list, nested objects nested.
 function kv(obj, known = []) {
   const names = new Map(known);
-  const keys = [...known.map(([k]) => k).filter((k) => k in obj), ...Object.keys(obj).filter((k) => !names.has(k))];
+  const keys = [...known.map(([k]) => k).filter((k) => k in obj), ...Object.keys(obj).filter((k) => !names.has(k))]
+    .filter((k) => !HIDDEN.has(k));
   return h('dl', { class: 'kv' }, keys.map((k) => h('div', { class: 'kv-row' },
-    h('dt', {}, names.get(k) ?? k.replace(/_/g, ' ')),
+    h('dt', {}, names.get(k) ?? HUMAN.get(k) ?? (k.charAt(0).toUpperCase() + k.slice(1).replace(/_/g, ' '))),
     h('dd', { 'data-key': k, class: /digest/.test(k) ? 'mono' : null }, value(obj[k])))));
 }
 
@@ -58,6 +104,40 @@ function saesTable(saes, shownId) {
     h('p', { class: 'muted api-links' }, 'Machine-readable: ', h('code', {}, 'GET /v1/saes')));
 }
 
+// The feature at rank k (0-based) of the list in density order, lowest first.
+function atRank(ctx, k) {
+  return api(ctx.apiPath(`/features?sort=density&order=asc&limit=1&offset=${k}`), { signal: ctx.signal })
+    .then((r) => r.features?.[0] ?? null);
+}
+
+// The SAE-wide summary: how many features are dead (a binary search over the
+// density order, about log2(d_sae) one-row requests) and the density at the
+// 10th, 50th and 90th percentile and the max.
+async function summary(box, ctx, n) {
+  try {
+    let lo = 0;
+    let hi = n; // the first rank that is not dead lies in lo..hi
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      const f = await atRank(ctx, mid);
+      if (f && isDead(f)) lo = mid + 1;
+      else hi = mid;
+    }
+    const dead = lo;
+    const pct = [10, 50, 90];
+    const at = await Promise.all([...pct.map((p) => Math.min(n - 1, Math.floor((p / 100) * n))), n - 1].map((k) => atRank(ctx, k)));
+    fill(box, h('dl', { class: 'kv summary' },
+      h('div', { class: 'kv-row' }, h('dt', {}, 'Dead features (never active)'),
+        h('dd', { 'data-key': 'dead' }, `${fmtInt(dead)} of ${fmtInt(n)} (${fmtNum((dead / n) * 100, 3)}%)`)),
+      pct.map((p, k) => h('div', { class: 'kv-row' }, h('dt', {}, `Density, ${p}th percentile`),
+        h('dd', { 'data-key': `density_p${p}` }, fmtDensity(at[k]?.density)))),
+      h('div', { class: 'kv-row' }, h('dt', {}, 'Density, highest'), h('dd', { 'data-key': 'density_max' }, fmtDensity(at[3]?.density)))));
+  } catch (e) {
+    if (e.name === 'AbortError') return;
+    fill(box, h('p', { class: 'muted' }, `Could not summarise the features: ${e.message}`));
+  }
+}
+
 export async function render(main, ctx) {
   document.title = ctx.scope ? `Model · ${ctx.scope} · saed` : 'Model · saed';
   let m;
@@ -73,6 +153,7 @@ export async function render(main, ctx) {
   const rest = Object.fromEntries(Object.entries(m).filter(([k]) => k !== 'index'));
   const shownId = ctx.scope ?? defaultSae(saes)?.id;
   if (saes.length > 1 && shownId) rest.id = shownId;
+  const sumBox = h('div', { class: 'feature-summary' }, h('p', { class: 'muted' }, 'Counting dead features…'));
   fill(main, pageHeading('Model'),
     h('section', { class: 'panel', 'aria-labelledby': 'sae-h' }, h('h2', { id: 'sae-h' }, 'Sparse autoencoder'),
       kv(rest, MODEL_FIELDS)),
@@ -82,8 +163,12 @@ export async function render(main, ctx) {
         : emptyState('No feature index is loaded',
           h('p', {}, 'Feature pages need one: build it with ', h('code', {}, 'sae index'),
             ' and start saed with ', h('code', {}, ctx.scope ? `--index ${ctx.scope}=FILE.db` : '--index FILE.db'), '.'))),
+    m.index && typeof m.index === 'object' && m.d_sae > 0
+      ? h('section', { class: 'panel', 'aria-labelledby': 'summary-h' }, h('h2', { id: 'summary-h' }, 'All features'), sumBox)
+      : null,
     saesTable(saes, shownId),
     h('p', { class: 'muted api-links' }, 'Machine-readable: ', h('code', {}, `GET ${ctx.apiPath('/model')}`), ' · ',
       h('a', { href: '/openapi.json', 'data-external': '' }, 'OpenAPI description')));
+  if (m.index && typeof m.index === 'object' && m.d_sae > 0) await summary(sumBox, ctx, m.d_sae);
   return null;
 }

@@ -55,8 +55,8 @@ export async function render(main, ctx) {
   });
   const hint = h('span', { id: 'release-hint', class: 'hint' },
     'Full-text search of the explanations of every indexed SAE; results update as you type.');
-  const status = h('p', { class: 'results-count', id: 'results-count', tabindex: '-1' });
-  const results = h('section', { class: 'results', 'aria-live': 'polite', 'aria-busy': 'true' });
+  const status = h('p', { class: 'results-count', id: 'results-count', tabindex: '-1', 'aria-live': 'polite' });
+  const results = h('section', { class: 'results', 'aria-busy': 'true' });
   const form = h('form', { class: 'controls', role: 'search', onsubmit: (e) => { e.preventDefault(); apply(false); } },
     h('div', { class: 'field grow' }, h('label', { for: 'release-search' }, 'Search explanations in every SAE'),
       search, hint));
