@@ -71,7 +71,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_ASSERT(m->d_in == FUZZ_D_IN && m->d_sae == FUZZ_D_SAE, "loaded d_in %zu d_sae %zu",
                     m->d_in, m->d_sae);
         FUZZ_ASSERT(m->arch != SAE_ARCH_TOPK || (m->k >= 1 && m->k <= m->d_sae), "k %zu", m->k);
-        FUZZ_ASSERT(m->w_enc && m->w_dec && m->b_dec && m->dec_norm, "a weight is missing");
+        /* 16-bit weights stay native (w_enc_h / w_dec_h) unless compute is f32. */
+        FUZZ_ASSERT((m->w_enc || m->w_enc_h) && (m->w_dec || m->w_dec_h) && m->b_dec && m->dec_norm,
+                    "a weight is missing");
         float x[2 * FUZZ_D_IN];
         sae_fixture_random_rows(x, 2, FUZZ_D_IN, 1.0, 3);
         sae_workspace *ws = sae_workspace_new(m, 0);
