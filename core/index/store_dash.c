@@ -161,3 +161,46 @@ int sae_store_get_neuron_table(sae_store_conn *c, uint64_t index, sae_neuron_kin
     *out = t;
     return 0;
 }
+
+int sae_store_get_act_bars(sae_store_conn *c, uint64_t index, sae_store_act_bars *out,
+                           sae_error *err)
+{
+    int rc = check_index(c, index, err);
+    if (rc)
+        return rc;
+    sae_store_act_bars a;
+    memset(&a, 0, sizeof a);
+    if (!info_of(c)->has_act_bars) {
+        *out = a;
+        return 0;
+    }
+    sqlite3_stmt *q = c->st[R_ACT_BARS];
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)index);
+    int r = sqlite3_step(q);
+    if (r == SQLITE_DONE) { /* the table without this feature: not computed */
+        done(q);
+        *out = a;
+        return 0;
+    }
+    if (r != SQLITE_ROW) {
+        done(q);
+        return sae_store_fail(c->db, c->s->path, "reading activation bars", err);
+    }
+    a.act_min = (float)sqlite3_column_double(q, 0);
+    a.act_max = (float)sqlite3_column_double(q, 1);
+    int bytes = sqlite3_column_bytes(q, 2);
+    const unsigned char *p = sqlite3_column_blob(q, 2);
+    bool ok = bytes == 0 || (bytes == SAE_ACT_BARS * 8 && p);
+    for (int i = 0; ok && i < bytes / 8; i++)
+        for (int k = 0; k < 8; k++)
+            a.heights[i] |= (uint64_t)p[8 * i + k] << (8 * k);
+    a.n = ok ? (size_t)bytes / 8 : 0;
+    done(q);
+    if (!ok)
+        return sae_error_set(err, SAE_EFORMAT,
+                             "%s: feature %" PRIu64 ": malformed activation bars row",
+                             c->s->path, index);
+    a.computed = true;
+    *out = a;
+    return 0;
+}
