@@ -310,6 +310,20 @@ typedef struct sae_store_act_bars {
 int sae_store_get_act_bars(sae_store_conn *c, uint64_t index, sae_store_act_bars *out,
                            sae_error *err);
 
+/* A feature's freq_hist_data_bar_* as Neuronpedia stores them (saed's
+ * Neuronpedia route, `sae export --neuronpedia`): the exact bars when the
+ * index has them (exact = true), else the fixed histogram rebinned
+ * (index_hist.h, sae_hist_linear). n is SAE_ACT_BARS, or 0 for a feature
+ * that never fired. */
+typedef struct sae_store_np_hist {
+    bool exact;
+    size_t n;
+    uint64_t heights[SAE_ACT_BARS];
+    double values[SAE_ACT_BARS];
+} sae_store_np_hist;
+int sae_store_get_np_hist(sae_store_conn *c, uint64_t index, sae_store_np_hist *out,
+                          sae_error *err);
+
 /* Listing and search (GET /v1/features). */
 typedef enum sae_store_sort {
     SAE_SORT_INDEX,
