@@ -196,7 +196,7 @@ check "an index from before act_bars: the route rebins (total = n_active)" \
 "$sae" index --upgrade old.db --model sae --neuronpedia-hist --activations acts.safetensors --tokens tok.jsonl --quiet 2>err; rc=$?
 nph old.db enc.jsonl; orc=$?
 check "--upgrade --neuronpedia-hist of it: exit 0, bars match, logits kept" \
-  '[ $rc -eq 0 ] && [ $orc -eq 0 ] && [ "$(sqlite3 old.db "PRAGMA user_version; .dump logits" | md5sum)" = "$(sqlite3 wu.db "PRAGMA user_version; .dump logits" | md5sum)" ]' "$(cat err; head -5 out)"
+  '[ $rc -eq 0 ] && [ $orc -eq 0 ] && [ "$(sqlite3 old.db "PRAGMA user_version")" = 4 ] && [ "$(sqlite3 old.db ".dump logits" | md5sum)" = "$(sqlite3 wu.db ".dump logits" | md5sum)" ]' "$(cat err; head -5 out)"
 
 echo "dashboards: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
