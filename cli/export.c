@@ -7,7 +7,9 @@
  * k*N .. k*N+N-1 (N = --features-per-batch). A feature carries the fields of
  * SAEDashboard's NeuronpediaDashboardFeature that the index holds:
  *   feature_index, frac_nonzero (density), freq_hist_data_bar_values /
- *   _heights (the 50 linear bars of index_hist.h's sae_hist_linear),
+ *   _heights (SAEDashboard's 50 linear bars: exact when the index has them,
+ *   `sae index --neuronpedia-hist`, else index_hist.h's sae_hist_linear;
+ *   sae_store_get_np_hist),
  *   n_prompts_total (the documents indexed), and activations: the top
  *   examples as SAEDashboard's top group (bin_min -1, bin_max = the feature's
  *   max, bin_contains -1) then the quantile examples with their bins, each
@@ -26,7 +28,6 @@
 #include <zlib.h>
 
 #include "cli.h"
-#include "index/index_hist.h"
 #include "index/store.h"
 #include "io/outfile.h"
 
@@ -167,7 +168,7 @@ static int feature_json(sae_store_conn *c, const sae_store_info *info, uint32_t 
                         sae_error *err)
 {
     sae_store_feature f;
-    sae_store_histogram h = {0};
+    sae_store_np_hist h;
     sae_store_examples top = {0}, qua = {0};
     sae_store_logits lg = {0};
     sae_store_neuron_table al = {0}, co = {0};
@@ -177,22 +178,18 @@ static int feature_json(sae_store_conn *c, const sae_store_info *info, uint32_t 
         (rc = sae_store_get_logits(c, i, &lg, err)) ||
         (rc = sae_store_get_neuron_table(c, i, SAE_NEURON_ALIGNMENT, &al, err)) ||
         (rc = sae_store_get_neuron_table(c, i, SAE_NEURON_CORRELATED, &co, err)) ||
-        (rc = sae_store_get_histogram(c, i, &h, err)) ||
+        (rc = sae_store_get_np_hist(c, i, &h, err)) ||
         (rc = sae_store_get_examples(c, i, SAE_EX_TOP, UINT32_MAX, 0, &top, err)) ||
         (rc = sae_store_get_examples(c, i, SAE_EX_QUANTILE, UINT32_MAX, 0, &qua, err)))
         goto out;
-    uint64_t heights[SAE_NP_HIST_BARS];
-    double values[SAE_NP_HIST_BARS];
-    sae_hist_linear(h.edges, h.counts, h.n, f.max_activation, SAE_NP_HIST_BARS, heights, values);
-    size_t bars = h.n && f.max_activation > 0 ? SAE_NP_HIST_BARS : 0;
     json_t *acts = json_array();
     o = json_object();
     bool ok = o && acts && !add_dashboards(o, &lg, &al, &co) &&
               !json_object_set_new(o, "feature_index", json_integer(i)) &&
               !json_object_set_new(o, "frac_nonzero", json_real(f.density)) &&
-              !json_object_set_new(o, "freq_hist_data_bar_values", real_array(values, bars)) &&
+              !json_object_set_new(o, "freq_hist_data_bar_values", real_array(h.values, h.n)) &&
               !json_object_set_new(o, "freq_hist_data_bar_heights",
-                                   count_array(heights, bars)) &&
+                                   count_array(h.heights, h.n)) &&
               !json_object_set_new(o, "n_prompts_total",
                                    json_integer((json_int_t)info->n_documents)) &&
               !add_activations(acts, &top, f.max_activation) &&
@@ -204,7 +201,6 @@ static int feature_json(sae_store_conn *c, const sae_store_info *info, uint32_t 
         rc = sae_error_set(err, SAE_ENOMEM, "feature %u: out of memory building its JSON", i);
 out:
     sae_store_logits_free(&lg);
-    sae_store_histogram_free(&h);
     sae_store_examples_free(&top);
     sae_store_examples_free(&qua);
     if (rc) {

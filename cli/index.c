@@ -25,21 +25,26 @@ static const char usage[] =
     "                 [--context C] [--neighbours K] [--explanations FILE...]\n"
     "                 [--shard I/N] [--seed S] [--threads N] [--quiet]\n"
     "                 [--unembed SOURCE --vocab FILE] [--correlations]\n"
-    "       sae index --upgrade FILE.db --model DIR --unembed SOURCE --vocab FILE\n";
+    "                 [--neuronpedia-hist]\n"
+    "       sae index --upgrade FILE.db --model DIR [--unembed SOURCE --vocab FILE]\n"
+    "                 [--neuronpedia-hist --activations FILE... --tokens FILE.jsonl]\n";
 static const char about[] =
     "Builds the feature index: per feature its density, max and mean activation,\n"
     "decoder norm, activation histogram, top-activating examples (at most one per\n"
     "document), quantile-sampled examples, decoder-cosine neighbours and explanations;\n"
     "with --unembed, each feature's logit tables (W_dec[i] . W_U) and neuron alignment;\n"
-    "with --correlations, its most correlated input dimensions. The file is written\n"
-    "beside --out and renamed into place once complete. --upgrade adds the logit\n"
-    "tables and neuron alignment to an existing index, without the corpus.\n";
+    "with --correlations, its most correlated input dimensions; with\n"
+    "--neuronpedia-hist, SAEDashboard's 50-bar activation histogram, exact (one more\n"
+    "pass over the corpus). The file is written beside --out and renamed into place\n"
+    "once complete. --upgrade adds the logit tables and neuron alignment to an\n"
+    "existing index without the corpus, and with --neuronpedia-hist the exact\n"
+    "histogram from two passes over the corpus it was built from.\n";
 
 /* Parsed flags; strings are borrowed from argv. */
 typedef struct index_args {
     const char *model_dir, *tokens, *out;
     const char *unembed, *vocab, *upgrade;
-    bool correlations;
+    bool correlations, np_hist;
     const char **acts;      /* owned array of borrowed strings */
     size_t n_acts;
     const char **expl;      /* owned array of borrowed strings */
@@ -127,6 +132,9 @@ static int parse_args(int argc, char **argv, index_args *a)
         {"--correlations", CLI_FLAG, CLI_TO(a->correlations),
          .help = "also each feature's most correlated input dimensions\n"
                  "(d_sae x d_in doubles of memory)"},
+        {"--neuronpedia-hist", CLI_FLAG, CLI_TO(a->np_hist),
+         .help = "also SAEDashboard's 50-bar activation histogram, exact,\n"
+                 "from one more pass over the corpus (docs/INDEX.md)"},
         {"--upgrade", CLI_PATH, "FILE.db", CLI_TO(a->upgrade),
          .help = "add --unembed's logit tables and the neuron alignment to\n"
                  "this index (built from --model), without the corpus"},
@@ -137,11 +145,16 @@ static int parse_args(int argc, char **argv, index_args *a)
         return parsed;
     if (!a->unembed != !a->vocab)
         return cli_usage("index", "--unembed and --vocab go together");
-    if (a->upgrade && !a->unembed)
-        return cli_usage("index", "--upgrade needs --unembed and --vocab");
-    if (a->upgrade && (a->n_acts || a->tokens || a->out || a->n_expl || a->correlations))
-        return cli_usage("index", "--upgrade reads no corpus: give only --model, --unembed, "
-                                  "--vocab (and --threads, --quiet)");
+    if (a->upgrade && !a->unembed && !a->np_hist)
+        return cli_usage("index", "--upgrade needs --unembed and --vocab, or --neuronpedia-hist");
+    if (a->upgrade && (a->out || a->n_expl || a->correlations ||
+                       (!a->np_hist && (a->n_acts || a->tokens))))
+        return cli_usage("index", "--upgrade reads no corpus but for --neuronpedia-hist: give "
+                                  "only --model, --unembed, --vocab, --neuronpedia-hist with "
+                                  "--activations and --tokens (and --threads, --quiet)");
+    if (a->upgrade && a->np_hist && (!a->n_acts || !a->tokens))
+        return cli_usage("index", "--upgrade --neuronpedia-hist reads the corpus again: give its "
+                                  "--activations and --tokens");
     if (a->upgrade)
         return -1;
     const char *inputs[] = {a->tokens};
@@ -173,6 +186,7 @@ static int load_dash(const index_args *a, dash_inputs *d, sae_error *err)
 {
     memset(d, 0, sizeof *d);
     d->job.correlations = a->correlations;
+    d->job.act_bars = a->np_hist;
     if (!a->unembed)
         return 0;
     if (sae_unembed_load(a->unembed, &d->u, err) || sae_lm_vocab_read(a->vocab, &d->v, err))
@@ -224,19 +238,28 @@ int cmd_index(int argc, char **argv)
     if ((code = load_dash(&a, &dash, &err)))
         goto out;
     code = -1;
+    if (a.n_acts &&
+        (sae_acts_open(a.acts, a.n_acts, &acts, &err) || sae_tokens_open(a.tokens, &tok, &err))) {
+        code = cli_fail_err(&err);
+        goto out;
+    }
     if (a.upgrade) {
         double t0 = sae_clock_s();
+        cli_progress prog;
+        cli_progress_start(&prog, "index", "tokens", 0, a.quiet);
+        dash.job.acts = acts;
+        dash.job.tok = tok;
+        dash.job.progress = on_progress;
+        dash.job.progress_ctx = &prog;
         if (sae_index_upgrade(m, a.upgrade, &dash.job, &err)) {
             code = cli_fail_err(&err);
             goto out;
         }
+        if (a.np_hist)
+            cli_progress_finish(&prog, prog.total);
         if (!a.quiet)
             fprintf(stderr, "index: upgraded %s (%.1fs)\n", a.upgrade, sae_clock_s() - t0);
         code = SAE_EXIT_OK;
-        goto out;
-    }
-    if (sae_acts_open(a.acts, a.n_acts, &acts, &err) || sae_tokens_open(a.tokens, &tok, &err)) {
-        code = cli_fail_err(&err);
         goto out;
     }
     if (a.n_expl) {
@@ -257,7 +280,7 @@ int cmd_index(int argc, char **argv)
     cli_progress_start(&prog, "index", "tokens", 0, a.quiet);
     sae_index_job job = {
         .model = m, .acts = acts, .tok = tok, .expl = have_expl ? &expl : NULL,
-        .dash = a.unembed || a.correlations ? &dash.job : NULL, .set = a.set, .progress = on_progress, .progress_ctx = &prog,
+        .dash = a.unembed || a.correlations || a.np_hist ? &dash.job : NULL, .set = a.set, .progress = on_progress, .progress_ctx = &prog,
     };
     sae_index_timing timing;
     job.timing = &timing;

@@ -1,7 +1,8 @@
 -- on demand: applied only to an index built (or upgraded) with
--- `sae index --unembed` or `--correlations`, so that an index built without
--- them stays byte-identical to one of schema version 1. An index without
--- these tables reads as "not computed" (docs/INDEX.md, "Dashboards").
+-- `sae index --unembed`, `--correlations` or `--neuronpedia-hist` (with
+-- 004_act_bars.sql), so that an index built without them has none of these
+-- tables. An index without them reads as "not computed" (docs/INDEX.md,
+-- "Dashboards").
 
 -- Logit tables (SAEDashboard's logits table and histogram): for every
 -- feature the 10 tokens of largest and of smallest W_dec[i] . W_U, and a

@@ -12,8 +12,10 @@
  * Neuronpedia, "index" is a string. Mapping from the index:
  *   maxActApprox = max_activation, frac_nonzero = density,
  *   freq_hist_data_bar_heights / _values = SAE_NP_HIST_BARS linear bars over
- *     the non-zero activations, as SAEDashboard computes them, rebinned from
- *     the index's fixed histogram (index_hist.h says how exact that is),
+ *     the non-zero activations, as SAEDashboard computes them: exact when the
+ *     index has them (sae index --neuronpedia-hist), else rebinned from the
+ *     index's fixed histogram (sae_store_get_np_hist; index_hist.h says how
+ *     exact that is),
  *   topkCosSimIndices / topkCosSimValues = the decoder-cosine neighbours,
  *   activations = the top examples (binMin -1, binMax = maxActApprox,
  *     binContains -1, as SAEDashboard writes its top group) and the quantile
@@ -38,7 +40,6 @@
 #include <string.h>
 
 #include "feature_routes.h"
-#include "index/index_hist.h"
 #include "saes.h"
 
 /* `,"name":[v0,v1,...]` of n floats. */
@@ -198,7 +199,7 @@ static void np_explanation(struct saed_buf *b, const sae_explanation *x)
 static int np_body(struct saed_buf *b, sae_store_conn *c, uint64_t i, sae_error *err)
 {
     sae_store_feature f;
-    sae_store_histogram h = {0};
+    sae_store_np_hist h;
     sae_store_neighbours nb = {0};
     sae_explanations e = {0};
     sae_store_examples top = {0}, qua = {0};
@@ -209,7 +210,7 @@ static int np_body(struct saed_buf *b, sae_store_conn *c, uint64_t i, sae_error 
         (rc = sae_store_get_logits(c, i, &lg, err)) ||
         (rc = sae_store_get_neuron_table(c, i, SAE_NEURON_ALIGNMENT, &al, err)) ||
         (rc = sae_store_get_neuron_table(c, i, SAE_NEURON_CORRELATED, &co, err)) ||
-        (rc = sae_store_get_histogram(c, i, &h, err)) ||
+        (rc = sae_store_get_np_hist(c, i, &h, err)) ||
         (rc = sae_store_get_neighbours(c, i, &nb, err)) ||
         (rc = sae_store_get_explanations(c, i, &e, err)) ||
         (rc = sae_store_get_examples(c, i, SAE_EX_TOP, FEATURES_MAX_LIMIT, 0, &top, err)) ||
@@ -219,21 +220,17 @@ static int np_body(struct saed_buf *b, sae_store_conn *c, uint64_t i, sae_error 
     buf_f64(b, f.max_activation);
     buf_puts(b, ",\"frac_nonzero\":");
     buf_f64(b, f.density);
-    uint64_t heights[SAE_NP_HIST_BARS];
-    double values[SAE_NP_HIST_BARS];
-    sae_hist_linear(h.edges, h.counts, h.n, f.max_activation, SAE_NP_HIST_BARS, heights, values);
-    bool fired = h.n > 0 && f.max_activation > 0;
     buf_puts(b, ",\"freq_hist_data_bar_heights\":[");
-    for (size_t k = 0; fired && k < SAE_NP_HIST_BARS; k++) {
+    for (size_t k = 0; k < h.n; k++) {
         char num[24];
-        snprintf(num, sizeof num, k ? ",%llu" : "%llu", (unsigned long long)heights[k]);
+        snprintf(num, sizeof num, k ? ",%llu" : "%llu", (unsigned long long)h.heights[k]);
         buf_puts(b, num);
     }
     buf_puts(b, "],\"freq_hist_data_bar_values\":[");
-    for (size_t k = 0; fired && k < SAE_NP_HIST_BARS; k++) {
+    for (size_t k = 0; k < h.n; k++) {
         if (k)
             buf_putc(b, ',');
-        buf_f64(b, values[k]);
+        buf_f64(b, h.values[k]);
     }
     buf_puts(b, "],\"topkCosSimIndices\":[");
     for (size_t k = 0; k < nb.n; k++) {
@@ -275,7 +272,6 @@ static int np_body(struct saed_buf *b, sae_store_conn *c, uint64_t i, sae_error 
     buf_puts(b, "]}\n");
 out:
     sae_store_logits_free(&lg);
-    sae_store_histogram_free(&h);
     sae_store_neighbours_free(&nb);
     sae_explanations_free(&e);
     sae_store_examples_free(&top);

@@ -8,7 +8,12 @@
  *     its L1 norm;
  *   - correlated neurons (--correlations): the 3 input dimensions of largest
  *     Pearson correlation with the feature over the corpus, accumulated in
- *     the statistics' streaming pass.
+ *     the statistics' streaming pass;
+ *   - SAEDashboard's activation histogram, exact (--neuronpedia-hist): 50
+ *     linear bars over each feature's non-zero activations (index_hist.h,
+ *     sae_np_bar). Bars need the range before the first count, so they take
+ *     a pass over the corpus of their own: the range comes from the
+ *     statistics' pass in a build, from a pass of its own in an upgrade.
  * W_U and the token strings come from the caller (core/lm in `sae`). */
 #ifndef SAE_INDEX_DASHBOARDS_H
 #define SAE_INDEX_DASHBOARDS_H
@@ -69,8 +74,28 @@ void sae_corr_feed(sae_corr *c, const float *x, const sae_sparse *rows);
 void sae_corr_top(const sae_corr *c, size_t f, uint32_t *idx, float *pearson, float *cossim,
                   size_t *n);
 
+/* ---- SAEDashboard's activation histogram ---- */
+typedef struct sae_act_bars sae_act_bars;
+
+/* Per feature: the min and max of its active values, then its 50 bar
+ * counts; d_sae x 50 uint64 (the message names the size if it does not
+ * fit). */
+int sae_act_bars_new(size_t d_sae, sae_act_bars **out, sae_error *err);
+void sae_act_bars_free(sae_act_bars *b);
+/* Feeds encoded rows: before sae_act_bars_start_bins their active values
+ * (> 0) widen each feature's range, after it they are counted into its bars.
+ * Every row of the corpus must be fed once in each phase. */
+void sae_act_bars_feed(sae_act_bars *b, const sae_sparse *rows);
+/* Ends the range phase: the bars' edges are fixed from here on. */
+void sae_act_bars_start_bins(sae_act_bars *b);
+/* Writes every feature's bars (sae_store_put_act_bars) once both phases
+ * are done. */
+int sae_act_bars_write(const sae_act_bars *b, sae_store_writer *w, sae_error *err);
+
 /* ---- writing ---- */
 struct sae_model;
+struct sae_acts;
+struct sae_tokens;
 
 /* What a build or an upgrade adds to the index. */
 typedef struct sae_dash_job {
@@ -80,17 +105,29 @@ typedef struct sae_dash_job {
     const char *(*token)(void *ctx, uint32_t id, size_t *len);
     void *token_ctx;
     bool correlations;          /* correlated neurons (a build only) */
+    /* SAEDashboard's exact activation histogram (act_bars); an upgrade then
+     * reads the index's corpus again: acts and tok (borrowed) must be the
+     * ones it was built from (all its rows, the same tokens file). */
+    bool act_bars;
+    const struct sae_acts *acts;
+    const struct sae_tokens *tok;
+    /* Called after each block of an upgrade's passes (may be NULL). */
+    void (*progress)(void *ctx, uint64_t done, uint64_t total);
+    void *progress_ctx;
 } sae_dash_job;
 
 /* Writes the dashboards of m to w: logit tables (if dj->w_u), neuron
- * alignment, and the correlated neurons from corr (if not NULL). Creates
- * the tables first. */
+ * alignment, the correlated neurons from corr and the activation bars from
+ * bars (each if not NULL). Creates the tables first. */
 int sae_dash_write(const struct sae_model *m, const sae_dash_job *dj, const sae_corr *corr,
-                   sae_store_writer *w, sae_error *err);
+                   const sae_act_bars *bars, sae_store_writer *w, sae_error *err);
 
 /* `sae index --upgrade`: adds dj's logit tables and the neuron alignment to
- * the index at path, built from m's weights, without the corpus: a copy is
- * written and renamed over path (store.h), so path is untouched on failure. */
+ * the index at path, built from m's weights, without the corpus, and with
+ * dj->act_bars the activation bars from two passes over dj->acts (encoded
+ * in the index's blocks, so the values are the build's bit for bit): a copy
+ * is written and renamed over path (store.h), so path is untouched on
+ * failure. Refuses a shard, and a corpus that is not the index's. */
 int sae_index_upgrade(const struct sae_model *m, const char *path, const sae_dash_job *dj,
                       sae_error *err);
 

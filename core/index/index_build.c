@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "index/dashboards.h"
+#include "index/index_internal.h"
 #include "index/store.h"
 #include "io/activations.h"
 #include "io/clock.h"
@@ -120,11 +121,13 @@ static void *encoder_main(void *arg)
 }
 
 /* The streaming pass over rows [row0, row1) of job->acts into ix (and into
- * corr, when not NULL, with the rows themselves). Starts the encoder threads
+ * corr, when not NULL, with the rows themselves, and into bars when not
+ * NULL; ix may be NULL for the bars' own passes). Starts the encoder threads
  * and sets OpenBLAS's process-wide thread count to budget / E for the pass,
  * restoring it on return. */
-static int stream_rows(const sae_index_job *job, sae_indexer *ix, sae_corr *corr, uint64_t row0,
-                       uint64_t row1, size_t B, sae_error *err)
+static int stream_rows(const sae_index_job *job, sae_indexer *ix, sae_corr *corr,
+                       sae_act_bars *bars, uint64_t row0, uint64_t row1, size_t B,
+                       sae_error *err)
 {
     const sae_model *m = job->model;
     int blas = sae_get_blas_threads();
@@ -183,10 +186,12 @@ static int stream_rows(const sae_index_job *job, sae_indexer *ix, sae_corr *corr
             rc = sl->rc;
             goto out;
         }
-        if ((rc = sae_indexer_feed(ix, r, &sl->sp, err)))
+        if (ix && (rc = sae_indexer_feed(ix, r, &sl->sp, err)))
             goto out;
         if (corr)
             sae_corr_feed(corr, sl->x, &sl->sp);
+        if (bars)
+            sae_act_bars_feed(bars, &sl->sp);
         uint64_t fed = r + sl->sp.n_rows - row0;
         pthread_mutex_lock(&st.mu);
         sl->full = false;
@@ -236,8 +241,9 @@ static int build_check_inputs(const sae_index_job *job, sae_error *err)
                              tok->path, tok->n_tokens, sae_acts_rows(job->acts));
     if (job->dash && job->set.is_shard)
         return sae_error_set(err, SAE_EINVAL,
-                             "--unembed and --correlations are for a whole corpus, not a --shard "
-                             "(merge the shards, then `sae index --upgrade`)");
+                             "--unembed, --correlations and --neuronpedia-hist are for a whole "
+                             "corpus, not a --shard (merge the shards, then `sae index "
+                             "--upgrade`)");
     return sae_index_settings_check(&job->set, err);
 }
 
@@ -308,6 +314,16 @@ static int build_meta(const sae_index_job *job, const sae_indexer *ix, sae_store
     return sae_store_put_info(w, &info, err);
 }
 
+int sae_ix_act_bars_passes(const sae_index_job *job, sae_act_bars *bars, bool ranged,
+                           uint64_t row0, uint64_t row1, sae_error *err)
+{
+    int rc = 0;
+    if (!ranged)
+        rc = stream_rows(job, NULL, NULL, bars, row0, row1, job->set.block_rows, err);
+    sae_act_bars_start_bins(bars);
+    return rc ? rc : stream_rows(job, NULL, NULL, bars, row0, row1, job->set.block_rows, err);
+}
+
 int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *err)
 {
     double t0 = sae_clock_s(), t1 = t0, t2 = t0;
@@ -316,6 +332,7 @@ int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *e
     sae_indexer *ix = NULL;
     sae_store_writer *w = NULL;
     sae_corr *corr = NULL;
+    sae_act_bars *bars = NULL;
     size_t doc_lo, doc_hi;
     uint64_t row0, row1;
     int rc = build_check_inputs(job, err);
@@ -325,17 +342,19 @@ int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *e
     if ((rc = sae_indexer_new(m->d_sae, set, job->tok, doc_lo, doc_hi, &ix, err)) ||
         (rc = sae_store_writer_open(out_path, &w, err)) ||
         (rc = build_neighbours(m, set->neighbours, w, err)) ||
-        (job->dash && job->dash->correlations && (rc = sae_corr_new(m->d_sae, m->d_in, &corr, err))))
+        (job->dash && job->dash->correlations && (rc = sae_corr_new(m->d_sae, m->d_in, &corr, err))) ||
+        (job->dash && job->dash->act_bars && (rc = sae_act_bars_new(m->d_sae, &bars, err))))
         goto out;
     t1 = sae_clock_s();
     /* One pass over the slice, in whole blocks. */
     sae_indexer_rows(ix, &row0, &row1);
-    if ((rc = stream_rows(job, ix, corr, row0, row1, set->block_rows, err)) ||
-        (rc = sae_indexer_finish(ix, err)))
+    if ((rc = stream_rows(job, ix, corr, bars, row0, row1, set->block_rows, err)) ||
+        (rc = sae_indexer_finish(ix, err)) ||
+        (bars && (rc = sae_ix_act_bars_passes(job, bars, true, row0, row1, err))))
         goto out;
     t2 = sae_clock_s();
     if ((rc = sae_indexer_write(ix, m->dec_norm, w, err)) || (rc = build_meta(job, ix, w, err)) ||
-        (job->dash && (rc = sae_dash_write(m, job->dash, corr, w, err))))
+        (job->dash && (rc = sae_dash_write(m, job->dash, corr, bars, w, err))))
         goto out;
     rc = sae_store_writer_commit(w, err);
     w = NULL;
@@ -349,5 +368,6 @@ out:
         sae_store_writer_abort(w);
     sae_indexer_free(ix);
     sae_corr_free(corr);
+    sae_act_bars_free(bars);
     return rc;
 }

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "index/index_internal.h"
+#include "index/tokens.h"
+#include "io/activations.h"
 #include "sae/model.h"
 
 /* Inserts (id, v) into the k-best list ids/vals (n held, best first) when it
@@ -224,7 +227,7 @@ out:
 }
 
 int sae_dash_write(const sae_model *m, const sae_dash_job *dj, const sae_corr *corr,
-                   sae_store_writer *w, sae_error *err)
+                   const sae_act_bars *bars, sae_store_writer *w, sae_error *err)
 {
     if (dj->w_u && dj->d_model != m->d_out)
         return sae_error_set(err, SAE_EDIM,
@@ -233,6 +236,8 @@ int sae_dash_write(const sae_model *m, const sae_dash_job *dj, const sae_corr *c
     int rc = sae_store_writer_dashboards(w, err);
     if (!rc && dj->w_u)
         rc = write_logits(m, dj, w, err);
+    if (!rc && bars)
+        rc = sae_act_bars_write(bars, w, err);
     for (size_t f = 0; f < m->d_sae && !rc; f++) {
         uint32_t idx[SAE_NEURON_ROWS];
         float a[SAE_NEURON_ROWS], b[SAE_NEURON_ROWS];
@@ -248,11 +253,37 @@ int sae_dash_write(const sae_model *m, const sae_dash_job *dj, const sae_corr *c
     return rc;
 }
 
+/* Checks that dj's corpus is the one the index (info, at path) was built
+ * from: a whole corpus, the same tokens file, as many activation rows. */
+static int upgrade_check_corpus(const char *path, const sae_store_info *info,
+                                const sae_dash_job *dj, sae_error *err)
+{
+    if (info->shard[0])
+        return sae_error_set(err, SAE_EINVAL,
+                             "%s: a --shard index: merge the shards, then upgrade the merged "
+                             "index", path);
+    if (!info->block_rows)
+        return sae_error_set(err, SAE_EFORMAT, "%s: the index names no block_rows", path);
+    if (!dj->acts || !dj->tok)
+        return sae_error_set(err, SAE_EINVAL,
+                             "%s: --neuronpedia-hist reads the corpus: give its --activations "
+                             "and --tokens", path);
+    if (strcmp(dj->tok->digest, info->tokens_digest))
+        return sae_error_set(err, SAE_EINVAL, "%s: built from another tokens file than %s", path,
+                             dj->tok->path);
+    if (sae_acts_rows(dj->acts) != info->n_tokens || info->n_tokens != info->corpus_tokens)
+        return sae_error_set(err, SAE_EDIM,
+                             "%s: the index holds %" PRIu64 " tokens but the activations have "
+                             "%zu rows", path, info->n_tokens, sae_acts_rows(dj->acts));
+    return 0;
+}
+
 int sae_index_upgrade(const sae_model *m, const char *path, const sae_dash_job *dj,
                       sae_error *err)
 {
     sae_store *s = NULL;
     sae_store_writer *w = NULL;
+    sae_act_bars *bars = NULL;
     if (dj->correlations)
         return sae_error_set(err, SAE_EINVAL,
                              "%s: --correlations needs the corpus: rebuild the index with it",
@@ -261,12 +292,29 @@ int sae_index_upgrade(const sae_model *m, const char *path, const sae_dash_job *
     if (rc)
         return rc;
     rc = sae_store_check_model(s, m->weights_digest, m->d_in, m->d_sae, err);
-    sae_store_close(s);
-    if (rc || (rc = sae_store_writer_open_copy(path, path, &w, err)))
-        return rc;
-    if ((rc = sae_dash_write(m, dj, NULL, w, err))) {
-        sae_store_writer_abort(w);
-        return rc;
+    sae_index_job job = {.model = m, .acts = dj->acts, .tok = dj->tok,
+                         .progress = dj->progress, .progress_ctx = dj->progress_ctx};
+    if (!rc && dj->act_bars) {
+        const sae_store_info *info = sae_store_get_info(s);
+        job.set.block_rows = info->block_rows; /* the build's blocks: the same encode */
+        rc = upgrade_check_corpus(path, info, dj, err);
     }
-    return sae_store_writer_commit(w, err);
+    sae_store_close(s);
+    if (rc)
+        return rc;
+    /* The corpus passes before the copy: nothing is written until they end. */
+    if (dj->act_bars &&
+        ((rc = sae_act_bars_new(m->d_sae, &bars, err)) ||
+         (rc = sae_ix_act_bars_passes(&job, bars, false, 0, sae_acts_rows(dj->acts), err))))
+        goto out;
+    if ((rc = sae_store_writer_open_copy(path, path, &w, err)))
+        goto out;
+    if ((rc = sae_dash_write(m, dj, NULL, bars, w, err))) {
+        sae_store_writer_abort(w);
+        goto out;
+    }
+    rc = sae_store_writer_commit(w, err);
+out:
+    sae_act_bars_free(bars);
+    return rc;
 }

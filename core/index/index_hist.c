@@ -3,6 +3,8 @@
 #include "index/index_hist.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------ histogram */
@@ -162,5 +164,59 @@ void sae_hist_linear(const double *edges, const uint64_t *counts, size_t n, doub
         heights[best]++;
         share[best] = -1;
         given++;
+    }
+}
+
+/* -------------------------------------------- SAEDashboard's exact bars */
+
+/* torch.histc's range for data of min lo and max hi (lo == hi widened by 1
+ * either side, in double, then held as float32 bin edges). */
+static void np_range(float lo, float hi, float *left, float *right)
+{
+    *left = lo, *right = hi;
+    if (lo == hi) {
+        *left = (float)((double)lo - 1.0);
+        *right = (float)((double)hi + 1.0);
+    }
+}
+
+size_t sae_np_bar(float v, float lo, float hi)
+{
+    float left, right;
+    np_range(lo, hi, &left, &right);
+    if (!(right > left)) /* a range too wide for float32 to widen: all in one bar */
+        return SAE_NP_HIST_BARS / 2;
+    /* Each step rounded to float32, as histc's kernel computes it. */
+    float d = v - left;
+    float p = d * (float)SAE_NP_HIST_BARS;
+    float q = p / (right - left);
+    if (!(q > 0))
+        return 0;
+    if (q >= (float)SAE_NP_HIST_BARS)
+        return SAE_NP_HIST_BARS - 1; /* the top edge belongs to the last bar */
+    return (size_t)q;
+}
+
+void sae_np_bar_values(float lo, float hi, double *values)
+{
+    /* torch.linspace(lo, hi, 51) in float32: step = (hi - lo) / 50; entry i
+     * is lo + step * i below the halfway point 25, hi - step * (50 - i) from
+     * it; the CPU kernel fills 8-float vectors as base + k * step from each
+     * vector's first entry, and the last 51 % 16 = 3 entries one by one. */
+    const int steps = SAE_NP_HIST_BARS + 1, half = steps / 2, lanes = 8;
+    const int vectorised = steps - steps % (2 * lanes);
+    float step = (hi - lo) / (float)(steps - 1);
+    float half_bin = (float)(((double)hi - (double)lo) / SAE_NP_HIST_BARS / 2);
+    for (int i = 0; i < SAE_NP_HIST_BARS; i++) {
+        int first = i < vectorised ? i - i % lanes : i;
+        float base = first < half ? lo + step * (float)first
+                                  : hi - step * (float)(steps - 1 - first);
+        float prod = (float)(i - first) * step;
+        float edge = base + prod;
+        float v = edge + half_bin;
+        /* round(x, 5): correctly rounded through the decimal text. */
+        char text[64];
+        snprintf(text, sizeof text, "%.5f", (double)v);
+        values[i] = strtod(text, NULL);
     }
 }

@@ -63,6 +63,21 @@ uint32_t sae_quantile_group(int b, float max, uint32_t q);
  * heights and values get `bars` (<= SAE_HIST_BINS) entries, all 0 when n is 0
  * or max <= 0. */
 #define SAE_NP_HIST_BARS 50
+
+/* ---- the same histogram, exact (SAEDashboard's own definition) ----
+ * SAEDashboard's ActsHistogramData.from_data over a feature's non-zero
+ * activations, with lo and hi their float32 min and max: bar heights are
+ * torch.histc(data, bins=50) on the CPU, i.e. bar = (int)((v - lo) * 50 /
+ * (hi - lo)) in float32 arithmetic, a value at hi counted in the last bar (lo
+ * == hi: the range is widened to [lo - 1, hi + 1], so every value lands in bar
+ * 25). sae_np_bar is that bar of one value v in [lo, hi]. */
+size_t sae_np_bar(float v, float lo, float hi);
+/* The bars' values as SAEDashboard writes them: bin_edges[j] + bin_size / 2
+ * rounded to 5 decimals, where bin_edges = torch.linspace(lo, hi, 51) in
+ * float32 as PyTorch's CPU kernel computes it (8-float vectors from the
+ * nearer end, the last 3 scalar), bin_size = (hi - lo) / 50 in double, and
+ * the sum taken in float32. values gets SAE_NP_HIST_BARS entries. */
+void sae_np_bar_values(float lo, float hi, double *values);
 void sae_hist_linear(const double *edges, const uint64_t *counts, size_t n, double max,
                      size_t bars, uint64_t *heights, double *values);
 

@@ -11,7 +11,8 @@
  *   index_write.c       writing a finished indexer to the store
  *   index_neighbours.c  decoder-cosine neighbours
  *   index_build.c       the whole build: neighbours, the streaming pass, write
- *   index_merge.c       the merge of shard files */
+ *   index_merge.c       the merge of shard files
+ *   index_bars.c        SAEDashboard's activation bars, exact (dashboards.h) */
 #ifndef SAE_INDEX_INTERNAL_H
 #define SAE_INDEX_INTERNAL_H
 
@@ -213,5 +214,16 @@ void sae_ix_feature_row(uint32_t f, uint64_t n_active, float max, const sae_exac
  * come kind by kind (top, quantile, candidates), each run one table row. */
 int sae_ix_put_examples(sae_store_writer *w, uint32_t f, const pick *picks,
                         const sae_store_example_row *rows, size_t n, sae_error *err);
+
+/* ---- the corpus passes of the activation bars (index_build.c) ---- */
+struct sae_act_bars;
+
+/* Streams rows [row0, row1) of job->acts through job->model's encoder in
+ * blocks of job->set.block_rows (the build's blocks and threads, so the
+ * values are the statistics' bit for bit) into bars: a range pass first
+ * unless `ranged` (a build's statistics pass fed it already), then the bin
+ * pass. Reports progress through job->progress. */
+int sae_ix_act_bars_passes(const sae_index_job *job, struct sae_act_bars *bars, bool ranged,
+                           uint64_t row0, uint64_t row1, sae_error *err);
 
 #endif

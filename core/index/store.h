@@ -61,6 +61,7 @@ int sae_store_writer_open_copy(const char *target, const char *src, sae_store_wr
 #define SAE_LOGIT_ROWS 10   /* tokens per logits table (SAEDashboard's n_rows) */
 #define SAE_LOGIT_BINS 50   /* bars of the logits histogram (SAEDashboard's n_bins) */
 #define SAE_NEURON_ROWS 3   /* rows of a neuron table (Neuronpedia's runner: n_rows 3) */
+#define SAE_ACT_BARS 50     /* bars of the activation histogram (schema/004; n_bins) */
 
 /* Creates the dashboards tables (the on-demand schema files) unless the file
  * has them already. Called before any put_logits / put_neuron_table. */
@@ -92,6 +93,12 @@ typedef enum sae_neuron_kind {
 int sae_store_put_neuron_table(sae_store_writer *w, uint32_t feature, sae_neuron_kind kind,
                                const uint32_t *indices, const float *values, const float *extra,
                                size_t n, sae_error *err);
+
+/* Replaces feature's exact activation bars (schema/004_act_bars.sql): the
+ * float32 min and max of its non-zero activations and n (0 or SAE_ACT_BARS)
+ * bar counts; n = 0 for a feature that never fired. */
+int sae_store_put_act_bars(sae_store_writer *w, uint32_t feature, float act_min, float act_max,
+                           const uint64_t *heights, size_t n, sae_error *err);
 
 /* One row of the features table. sum_exact: 48 bytes (indexer.h's
  * sae_exact_sum, little-endian); hist: hist_n counts of bins hist_first... */
@@ -160,6 +167,7 @@ typedef struct sae_store_info {
     int schema_version;                     /* the file's user_version */
     bool has_dashboards;                    /* holds the schema/002 tables (logits, neurons) */
     bool has_scores;                        /* explanation_scores and score_v2 (schema/003) */
+    bool has_act_bars;                      /* the act_bars table (schema/004) */
     char weights_digest[33];
     uint64_t d_in, d_sae;
     uint64_t n_tokens, n_documents;         /* indexed by this file */
@@ -289,6 +297,32 @@ typedef struct sae_store_neuron_table {
 /* neuron_alignment_* (kind SAE_NEURON_ALIGNMENT) or correlated_neurons_*. */
 int sae_store_get_neuron_table(sae_store_conn *c, uint64_t index, sae_neuron_kind kind,
                                sae_store_neuron_table *out, sae_error *err);
+
+/* A feature's exact activation bars (schema/004); computed is false when
+ * the index lacks them (then nothing else is set), n is 0 when it never
+ * fired. Bar values: index_hist.h's sae_np_bar_values(act_min, act_max). */
+typedef struct sae_store_act_bars {
+    bool computed;
+    float act_min, act_max;
+    size_t n;
+    uint64_t heights[SAE_ACT_BARS];
+} sae_store_act_bars;
+int sae_store_get_act_bars(sae_store_conn *c, uint64_t index, sae_store_act_bars *out,
+                           sae_error *err);
+
+/* A feature's freq_hist_data_bar_* as Neuronpedia stores them (saed's
+ * Neuronpedia route, `sae export --neuronpedia`): the exact bars when the
+ * index has them (exact = true), else the fixed histogram rebinned
+ * (index_hist.h, sae_hist_linear). n is SAE_ACT_BARS, or 0 for a feature
+ * that never fired. */
+typedef struct sae_store_np_hist {
+    bool exact;
+    size_t n;
+    uint64_t heights[SAE_ACT_BARS];
+    double values[SAE_ACT_BARS];
+} sae_store_np_hist;
+int sae_store_get_np_hist(sae_store_conn *c, uint64_t index, sae_store_np_hist *out,
+                          sae_error *err);
 
 /* Listing and search (GET /v1/features). */
 typedef enum sae_store_sort {

@@ -1,11 +1,17 @@
 /* store_dash.c: a feature's dashboards read back (store.h): its logit
- * tables and histogram, and its neuron tables (schema/002_dashboards.sql).
- * An index without those tables answers "not computed", not an error. */
+ * tables and histogram, its neuron tables (schema/002_dashboards.sql) and its
+ * exact activation bars (schema/004_act_bars.sql), and the bars Neuronpedia
+ * stores made of those or of the fixed histogram. An index without those
+ * tables answers "not computed", not an error. */
 #include "index/store_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "index/index_hist.h"
+
+_Static_assert(SAE_ACT_BARS == SAE_NP_HIST_BARS, "one bar count for both histograms");
 
 /* Copies a blob of n little-endian 4-byte items (at most cap) from column
  * col of q into dst; false when its length is not a whole number of items
@@ -159,5 +165,78 @@ int sae_store_get_neuron_table(sae_store_conn *c, uint64_t index, sae_neuron_kin
             return sae_store_fail(c->db, c->s->path, "reading neuron tables", err);
     }
     *out = t;
+    return 0;
+}
+
+int sae_store_get_act_bars(sae_store_conn *c, uint64_t index, sae_store_act_bars *out,
+                           sae_error *err)
+{
+    int rc = check_index(c, index, err);
+    if (rc)
+        return rc;
+    sae_store_act_bars a;
+    memset(&a, 0, sizeof a);
+    if (!info_of(c)->has_act_bars) {
+        *out = a;
+        return 0;
+    }
+    sqlite3_stmt *q = c->st[R_ACT_BARS];
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)index);
+    int r = sqlite3_step(q);
+    if (r == SQLITE_DONE) { /* the table without this feature: not computed */
+        done(q);
+        *out = a;
+        return 0;
+    }
+    if (r != SQLITE_ROW) {
+        done(q);
+        return sae_store_fail(c->db, c->s->path, "reading activation bars", err);
+    }
+    a.act_min = (float)sqlite3_column_double(q, 0);
+    a.act_max = (float)sqlite3_column_double(q, 1);
+    int bytes = sqlite3_column_bytes(q, 2);
+    const unsigned char *p = sqlite3_column_blob(q, 2);
+    bool ok = bytes == 0 || (bytes == SAE_ACT_BARS * 8 && p);
+    for (int i = 0; ok && i < bytes / 8; i++)
+        for (int k = 0; k < 8; k++)
+            a.heights[i] |= (uint64_t)p[8 * i + k] << (8 * k);
+    a.n = ok ? (size_t)bytes / 8 : 0;
+    done(q);
+    if (!ok)
+        return sae_error_set(err, SAE_EFORMAT,
+                             "%s: feature %" PRIu64 ": malformed activation bars row",
+                             c->s->path, index);
+    a.computed = true;
+    *out = a;
+    return 0;
+}
+
+int sae_store_get_np_hist(sae_store_conn *c, uint64_t index, sae_store_np_hist *out,
+                          sae_error *err)
+{
+    sae_store_act_bars a;
+    sae_store_np_hist o;
+    memset(&o, 0, sizeof o);
+    int rc = sae_store_get_act_bars(c, index, &a, err);
+    if (rc)
+        return rc;
+    if (a.computed) {
+        o.exact = true;
+        o.n = a.n;
+        memcpy(o.heights, a.heights, sizeof o.heights);
+        if (a.n)
+            sae_np_bar_values(a.act_min, a.act_max, o.values);
+        *out = o;
+        return 0;
+    }
+    sae_store_feature f;
+    sae_store_histogram h = {0};
+    if ((rc = sae_store_get_feature(c, index, &f, err)) ||
+        (rc = sae_store_get_histogram(c, index, &h, err)))
+        return rc;
+    sae_hist_linear(h.edges, h.counts, h.n, f.max_activation, SAE_ACT_BARS, o.heights, o.values);
+    o.n = h.n && f.max_activation > 0 ? SAE_ACT_BARS : 0;
+    sae_store_histogram_free(&h);
+    *out = o;
     return 0;
 }

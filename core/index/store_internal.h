@@ -74,6 +74,7 @@ enum {
     R_BASE_COUNT = R_RELEVANCE_FIRST + 2,
     /* prepared only when the index has the dashboards tables (else NULL) */
     R_LOGITS = R_BASE_COUNT, R_LOGIT_TOKEN, R_NEURON,
+    R_ACT_BARS, /* prepared only when the index has the act_bars table */
     R_COUNT
 };
 

@@ -266,7 +266,9 @@ static int read_version(sqlite3 *db, sae_store *s, sae_error *err)
     int rc = 0;
     if (sqlite3_prepare_v2(db, "SELECT (SELECT user_version FROM pragma_user_version), "
                            "(SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
-                           "('logits', 'logit_tokens', 'neuron_tables'))", -1, &q, NULL) !=
+                           "('logits', 'logit_tokens', 'neuron_tables')), "
+                           "(SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+                           "name = 'act_bars')", -1, &q, NULL) !=
             SQLITE_OK ||
         sqlite3_step(q) != SQLITE_ROW) {
         rc = sae_store_fail(db, s->path, "reading the schema", err);
@@ -279,6 +281,8 @@ static int read_version(sqlite3 *db, sae_store *s, sae_error *err)
         goto out;
     }
     s->info.has_dashboards = tables == 3;
+    /* written with the dashboards tables, or added to them (schema/004) */
+    s->info.has_act_bars = tables == 3 && sqlite3_column_int(q, 2) > 0;
 out:
     sqlite3_finalize(q);
     return rc;
@@ -441,12 +445,16 @@ int sae_store_connect(sae_store *s, sae_store_conn **out, sae_error *err)
         [R_LOGIT_TOKEN - R_BASE_COUNT] = "SELECT token FROM logit_tokens WHERE id = ?1",
         [R_NEURON - R_BASE_COUNT] = "SELECT indices, value_list, extra FROM neuron_tables "
                                     "WHERE id = ?1",
+        [R_ACT_BARS - R_BASE_COUNT] = "SELECT act_min, act_max, heights FROM act_bars "
+                                      "WHERE feature = ?1",
     };
     int n_st = s->info.has_dashboards ? R_COUNT : R_BASE_COUNT;
     for (int i = 0; i < n_st; i++) {
         const char *q = sql;
         if ((i == R_SCORES || i == R_SCORES_ALL) && !s->info.has_scores)
             continue; /* an index from before scores: none to read */
+        if (i == R_ACT_BARS && !s->info.has_act_bars)
+            continue; /* dashboards from before schema/004 */
         if (i < R_LIST_FIRST)
             q = fixed[i];
         else if (i >= R_BASE_COUNT)

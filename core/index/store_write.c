@@ -19,7 +19,7 @@ enum {
     W_META, W_FEATURE, W_EXAMPLE, W_NEIGHBOURS, W_VOCAB, W_DOCUMENT, W_EXPLANATION, W_SCORE,
     W_BASE_COUNT, /* the statements above are prepared at open; those below by
                      sae_store_writer_dashboards, once their tables exist */
-    W_LOGITS = W_BASE_COUNT, W_LOGIT_TOKEN, W_NEURON, W_COUNT
+    W_LOGITS = W_BASE_COUNT, W_LOGIT_TOKEN, W_NEURON, W_ACT_BARS, W_COUNT
 };
 
 static const char *const writer_sql[W_COUNT] = {
@@ -40,6 +40,8 @@ static const char *const writer_sql[W_COUNT] = {
     [W_LOGIT_TOKEN] = "INSERT OR REPLACE INTO logit_tokens (id, token) VALUES (?1, ?2)",
     [W_NEURON] = ("INSERT OR REPLACE INTO neuron_tables (id, indices, value_list, extra) "
                  "VALUES (?1, ?2, ?3, ?4)"),
+    [W_ACT_BARS] = ("INSERT OR REPLACE INTO act_bars (feature, act_min, act_max, heights) "
+                    "VALUES (?1, ?2, ?3, ?4)"),
 };
 
 
@@ -286,22 +288,45 @@ int sae_store_writer_open_copy(const char *target, const char *src, sae_store_wr
     return writer_open(target, src, out, err);
 }
 
+/* Whether the file being written has the first table that on-demand schema
+ * file i creates (its first "CREATE TABLE name"): such a file is applied
+ * whole or not at all, so that table says whether it was. */
+static int has_first_table(sae_store_writer *w, size_t i, bool *have, sae_error *err)
+{
+    const char *p = strstr(sae_schema_files[i].sql, "CREATE TABLE ");
+    if (!p)
+        return sae_error_set(err, SAE_EFORMAT, "schema %s creates no table",
+                             sae_schema_files[i].name);
+    p += strlen("CREATE TABLE ");
+    size_t n = strcspn(p, " (\n");
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(w->db, "SELECT count(*) FROM sqlite_master WHERE name = ?1", -1, &q,
+                           NULL) != SQLITE_OK) {
+        sqlite3_finalize(q);
+        return sae_store_fail(w->db, w->temp, "reading the schema", err);
+    }
+    sqlite3_bind_text(q, 1, p, (int)n, SQLITE_STATIC);
+    if (sqlite3_step(q) != SQLITE_ROW) {
+        sqlite3_finalize(q);
+        return sae_store_fail(w->db, w->temp, "reading the schema", err);
+    }
+    *have = sqlite3_column_int(q, 0) > 0;
+    sqlite3_finalize(q);
+    return 0;
+}
+
 int sae_store_writer_dashboards(sae_store_writer *w, sae_error *err)
 {
     if (w->st[W_LOGITS])
         return 0;
-    sqlite3_stmt *q = NULL;
+    /* Every on-demand file the file lacks: all of them for a new index, the
+     * newer ones for an index upgraded from before them. */
     int rc = 0;
-    if (sqlite3_prepare_v2(w->db, "SELECT count(*) FROM sqlite_master WHERE name = 'logits'", -1,
-                           &q, NULL) != SQLITE_OK || sqlite3_step(q) != SQLITE_ROW) {
-        sqlite3_finalize(q);
-        return sae_store_fail(w->db, w->temp, "reading the schema", err);
-    }
-    bool have = sqlite3_column_int(q, 0) > 0;
-    sqlite3_finalize(q);
-    for (size_t i = 0; !have && i < sae_schema_count && !rc; i++)
-        if (sae_schema_files[i].on_demand)
+    for (size_t i = 0; i < sae_schema_count && !rc; i++) {
+        bool have = true;
+        if (sae_schema_files[i].on_demand && !(rc = has_first_table(w, i, &have, err)) && !have)
             rc = apply_schema(w, i, err);
+    }
     return rc ? rc : prepare_range(w, W_BASE_COUNT, W_COUNT, err);
 }
 
@@ -610,4 +635,21 @@ void sae_store_writer_abort(sae_store_writer *w)
     }
     unlink(w->temp);
     writer_free(w);
+}
+
+int sae_store_put_act_bars(sae_store_writer *w, uint32_t feature, float act_min, float act_max,
+                           const uint64_t *heights, size_t n, sae_error *err)
+{
+    if (n > SAE_ACT_BARS)
+        return sae_error_set(err, SAE_EINVAL, "%s: too many activation bars", w->temp);
+    unsigned char blob[SAE_ACT_BARS * 8];
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < 8; k++)
+            blob[8 * i + k] = (unsigned char)(heights[i] >> (8 * k));
+    sqlite3_stmt *s = w->st[W_ACT_BARS];
+    sqlite3_bind_int64(s, 1, feature);
+    sqlite3_bind_double(s, 2, act_min);
+    sqlite3_bind_double(s, 3, act_max);
+    sqlite3_bind_blob(s, 4, blob, (int)(n * 8), SQLITE_TRANSIENT);
+    return step_insert(w, W_ACT_BARS, "writing activation bars", err);
 }

@@ -6,6 +6,9 @@
 # no dashboards tables and schema version 1, `--upgrade` adds them without
 # touching the rest (and leaves the file byte-identical when it fails); saed
 # serves them in the feature JSON, null when not computed.
+# --neuronpedia-hist's exact activation bars are checked against SAEDashboard's
+# definition by brute force (np_hist_oracle.py), built inline and by
+# --upgrade of merged shards, and served by saed and `sae export`.
 # Env: SAE_BIN, SAED_BIN, MKFIXTURE, SAE_TEST_TMP, SAE_SOURCE_ROOT.
 # Last line: "dashboards: P passed, F failed".
 set -uo pipefail
@@ -55,8 +58,9 @@ build plain.db && build plain2.db
 # 002_dashboards.sql is applied on demand; 003_scores.sql always (user_version 3).
 check "plain build: user_version 3, no dashboards tables, reproducible" \
   '[ "$(sqlite3 plain.db "PRAGMA user_version; SELECT count(*) FROM sqlite_master WHERE name IN (\"logits\", \"logit_tokens\", \"neuron_tables\")" | tr "\n" " ")" = "3 0 " ] && cmp -s plain.db plain2.db'
-check "dashboards build: user_version 3, with the dashboards tables" \
-  '[ "$(sqlite3 gpt2.db "PRAGMA user_version; SELECT count(*) FROM sqlite_master WHERE name IN (\"logits\", \"logit_tokens\", \"neuron_tables\")" | tr "\n" " ")" = "3 3 " ]'
+# 004_act_bars.sql is on demand too, applied with 002 (user_version 4).
+check "dashboards build: user_version 4, with the dashboards tables" \
+  '[ "$(sqlite3 gpt2.db "PRAGMA user_version; SELECT count(*) FROM sqlite_master WHERE name IN (\"logits\", \"logit_tokens\", \"neuron_tables\", \"act_bars\")" | tr "\n" " ")" = "4 4 " ]'
 
 # ---- usage
 "$sae" index --model sae --activations acts.safetensors --tokens tok.jsonl --out x.db --unembed gpt2 2>err; rc=$?
@@ -143,6 +147,56 @@ check "saed: the Neuronpedia route leaves them out when the index lacks them" \
   'python3 -c "import json; n = json.load(open(\"np.json\")); assert not any(k.startswith((\"pos_\", \"neg_\", \"logits_hist\", \"neuron_alignment\", \"correlated_neurons\")) for k in n)"'
 check "saed: an index without them answers null" \
   'python3 -c "import json; f = json.load(open(\"f.json\")); assert f[\"logits\"] is None and f[\"neuron_alignment\"] is None and f[\"correlated_neurons\"] is None"'
+
+# ---- --neuronpedia-hist: SAEDashboard's activation bars, exact
+nph() { python3 "$here/np_hist_oracle.py" "$@" >out 2>&1; }
+build np.db --neuronpedia-hist 2>err; rc=$?
+nph np.db enc.jsonl; orc=$?
+check "--neuronpedia-hist: exit 0, bars match SAEDashboard's by brute force" '[ $rc -eq 0 ] && [ $orc -eq 0 ]' "$(cat err; head -5 out)"
+check "the bars oracle fails on a moved range" \
+  'cp np.db moved.db && sqlite3 moved.db "UPDATE act_bars SET act_min = act_min * 1.001 WHERE feature = 5" && ! nph moved.db enc.jsonl'
+check "an index without --neuronpedia-hist has no bars (the oracle sees none)" \
+  '[ "$(sqlite3 gpt2.db "SELECT count(*) FROM act_bars")" = 0 ] && ! nph gpt2.db enc.jsonl'
+feature np.db 5 np5.json >/dev/null
+feature np.db 0 np0.json >/dev/null
+nph np.db enc.jsonl 5 np5.json 0 np0.json; orc=$?
+check "saed: the Neuronpedia route serves the exact bars and SAEDashboard's bar values" '[ $orc -eq 0 ]' "$(head -5 out)"
+rm -rf np-export
+"$sae" export --neuronpedia np-export --model m --index np.db --layer 0 --sae-set s --quiet >/dev/null 2>out
+python3 - <<'PY'
+import glob, gzip, json
+for b in sorted(glob.glob("np-export/*.json.gz")):
+    for x in json.load(gzip.open(b))["features"]:
+        json.dump(x, open("exp%d.json" % x["feature_index"], "w"))
+PY
+nph np.db enc.jsonl 5 exp5.json 0 exp0.json 63 exp63.json; orc=$?
+check "sae export: the batch files carry the exact bars" '[ $orc -eq 0 ]' "$(head -5 out)"
+# Sharded: merge, then --upgrade reads the corpus twice (range, bars).
+build s0.db --shard 0/2 && build s1.db --shard 1/2 && "$sae" merge --out merged.db s1.db s0.db --quiet 2>err
+"$sae" index --upgrade s0.db --model sae --neuronpedia-hist --activations acts.safetensors --tokens tok.jsonl --quiet 2>err; rc=$?
+check "--upgrade --neuronpedia-hist of a shard: exit 1 naming the merge" '[ $rc -eq 1 ] && grep -q "merge" err' "$(cat err)"
+cp merged.db merged0.db
+"$sae" index --upgrade merged.db --model sae --neuronpedia-hist --quiet 2>err; rc=$?
+check "--upgrade --neuronpedia-hist without the corpus: exit 2, file untouched" '[ $rc -eq 2 ] && cmp -s merged.db merged0.db' "$(cat err)"
+head -c -1 tok.jsonl >tok2.jsonl && echo ' ' >>tok2.jsonl
+"$sae" index --upgrade merged.db --model sae --neuronpedia-hist --activations acts.safetensors --tokens tok2.jsonl --quiet 2>err; rc=$?
+check "--upgrade --neuronpedia-hist with another tokens file: exit 1, file untouched" \
+  '[ $rc -eq 1 ] && grep -q "tokens file" err && cmp -s merged.db merged0.db' "$(cat err)"
+"$sae" index --upgrade merged.db --model sae --neuronpedia-hist --activations acts.safetensors --tokens tok.jsonl --quiet 2>err; rc=$?
+nph merged.db enc.jsonl; orc=$?
+check "merged shards, then --upgrade --neuronpedia-hist: exit 0, bars match the oracle" '[ $rc -eq 0 ] && [ $orc -eq 0 ]' "$(cat err; head -5 out)"
+check "merged and upgraded: the same bars as the inline build" \
+  '[ "$(sqlite3 merged.db ".dump act_bars" | md5sum)" = "$(sqlite3 np.db ".dump act_bars" | md5sum)" ]'
+# An index with dashboards from before schema/004 still opens (rebinned
+# bars), and --upgrade adds the exact ones.
+cp wu.db old.db && sqlite3 old.db "DROP TABLE act_bars; PRAGMA user_version = 3" && cp old.db old0.db
+feature old.db 5 old5.json >/dev/null
+check "an index from before act_bars: the route rebins (total = n_active)" \
+  'python3 -c "import json, sqlite3; n = json.load(open(\"old5.json\")); a = sqlite3.connect(\"old.db\").execute(\"SELECT n_active FROM features WHERE idx = 5\").fetchone()[0]; assert len(n[\"freq_hist_data_bar_heights\"]) == 50 and sum(n[\"freq_hist_data_bar_heights\"]) == a"'
+"$sae" index --upgrade old.db --model sae --neuronpedia-hist --activations acts.safetensors --tokens tok.jsonl --quiet 2>err; rc=$?
+nph old.db enc.jsonl; orc=$?
+check "--upgrade --neuronpedia-hist of it: exit 0, bars match, logits kept" \
+  '[ $rc -eq 0 ] && [ $orc -eq 0 ] && [ "$(sqlite3 old.db "PRAGMA user_version")" = 4 ] && [ "$(sqlite3 old.db ".dump logits" | md5sum)" = "$(sqlite3 wu.db ".dump logits" | md5sum)" ]' "$(cat err; head -5 out)"
 
 echo "dashboards: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,12 +1,14 @@
 /* test_dashboards.c: core/index/index_dash.c and core/lm against brute force
  * in double precision: logit tables over several product blocks (top and
  * bottom 10, ties, the histogram), neuron alignment, correlated neurons from
- * streamed blocks, and W_U composed from a GPT-2-layout checkpoint. */
+ * streamed blocks, W_U composed from a GPT-2-layout checkpoint, and
+ * SAEDashboard's activation bars (index_hist.h). */
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "index/dashboards.h"
+#include "index/index_hist.h"
 #include "io/safetensors.h"
 #include "lm/unembed.h"
 #include "lm/vocab.h"
@@ -217,6 +219,53 @@ START_TEST(test_gpt2_checkpoint_composes_as_transformer_lens)
 }
 END_TEST
 
+/* SAEDashboard's activation bars (index_hist.h): torch.histc's bar of a value
+ * against exact arithmetic (they may differ only within float rounding of an
+ * edge), its top edge, a single-valued feature, edges that are whole numbers,
+ * and the bar values against the bins' centres. */
+START_TEST(test_np_bars_match_brute_force)
+{
+    uint64_t s = 7;
+    size_t near = 0;
+    for (int trial = 0; trial < 200; trial++) {
+        float lo = (uni(&s) + 1.0f) * 0.5f + 1e-3f, hi = lo + (uni(&s) + 1.0f) * 4.0f + 1e-3f;
+        for (int i = 0; i < 100; i++) {
+            float v = lo + (uni(&s) + 1.0f) * 0.5f * (hi - lo);
+            if (v > hi)
+                v = hi;
+            long double q = ((long double)v - lo) * 50 / ((long double)hi - lo);
+            size_t want = q >= 50 ? 49 : (size_t)q, got = sae_np_bar(v, lo, hi);
+            if (fabsl(q - roundl(q)) < 1e-4L)
+                near += got != want;
+            else
+                ck_assert_msg(got == want, "v %.9g in [%.9g, %.9g]: bar %zu, exact %zu", v, lo,
+                              hi, got, want);
+        }
+        ck_assert_uint_eq(sae_np_bar(lo, lo, hi), 0);
+        ck_assert_uint_eq(sae_np_bar(hi, lo, hi), SAE_NP_HIST_BARS - 1);
+        double val[SAE_NP_HIST_BARS];
+        sae_np_bar_values(lo, hi, val);
+        for (int j = 0; j < SAE_NP_HIST_BARS; j++) {
+            double c = lo + (j + 0.5) * ((double)hi - lo) / SAE_NP_HIST_BARS;
+            ck_assert_msg(fabs(val[j] - c) <= 1.01e-5, "bar %d value %.9g, centre %.9g", j,
+                          val[j], c);
+            ck_assert_msg(fabs(val[j] * 1e5 - round(val[j] * 1e5)) < 1e-6, "%.17g", val[j]);
+        }
+    }
+    ck_assert_uint_le(near, 5);
+    /* Whole-number edges [1, 51]: v in bar v - 1, the top edge in the last. */
+    for (int v = 1; v <= 51; v++)
+        ck_assert_uint_eq(sae_np_bar((float)v, 1.0f, 51.0f), v == 51 ? 49 : (size_t)(v - 1));
+    /* One value: histc widens the range by 1 either side, all in bar 25;
+     * every bar's value is the value. */
+    ck_assert_uint_eq(sae_np_bar(0.75f, 0.75f, 0.75f), 25);
+    double val[SAE_NP_HIST_BARS];
+    sae_np_bar_values(0.75f, 0.75f, val);
+    for (int j = 0; j < SAE_NP_HIST_BARS; j++)
+        ck_assert(val[j] == 0.75);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("dashboards");
@@ -225,6 +274,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_logit_tables_match_brute_force_over_blocks);
     tcase_add_test(tc, test_alignment_and_correlations_match_brute_force);
     tcase_add_test(tc, test_gpt2_checkpoint_composes_as_transformer_lens);
+    tcase_add_test(tc, test_np_bars_match_brute_force);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -227,8 +227,10 @@ START_TEST(test_read_api)
     ck_assert_uint_eq(in->seed, 77);
     ck_assert_str_eq(in->shard, "");
     ck_assert_str_eq(in->histogram, SAE_HIST_DEFINITION);
-    ck_assert_int_eq(in->schema_version, sae_store_schema_version());
-    ck_assert(in->has_scores);
+    /* The last schema file applied to every index (003); the on-demand
+     * ones (002, 004) only come with the dashboards. */
+    ck_assert_int_eq(in->schema_version, 3);
+    ck_assert(in->has_scores && !in->has_dashboards && !in->has_act_bars);
     ck_assert_uint_eq(sae_store_vocab_size(s), 4);
 
     ck_assert_int_eq(sae_store_check_model(s, DIGEST, 16, D_SAE, &err), 0);
@@ -492,6 +494,66 @@ START_TEST(test_old_index)
 }
 END_TEST
 
+/* Exact activation bars (schema/004): written into a copy with the
+ * dashboards tables, read back; the Neuronpedia bars are them when present,
+ * "no bars" for a feature that never fired, and the fixed histogram rebinned
+ * for a feature without a row and for dashboards from before schema/004. */
+START_TEST(test_act_bars)
+{
+    char *p = unit_path("bars.db");
+    ck_assert_int_eq(write_index(p, NULL, D_SAE), 0);
+    sae_store_writer *w;
+    sae_error err;
+    ck_assert_msg(sae_store_writer_open_copy(p, p, &w, &err) == 0, "%s", err.msg);
+    ck_assert_msg(sae_store_writer_dashboards(w, &err) == 0, "%s", err.msg);
+    uint64_t h[SAE_ACT_BARS] = {0};
+    h[0] = 1, h[49] = 5, h[7] = (uint64_t)1 << 40;
+    ck_assert_int_eq(sae_store_put_act_bars(w, 0, 0.25f, 3.5f, h, SAE_ACT_BARS, &err), 0);
+    ck_assert_int_eq(sae_store_put_act_bars(w, 4, 0, 0, h, 0, &err), 0);
+    ck_assert_msg(sae_store_writer_commit(w, &err) == 0, "%s", err.msg);
+    for (int old = 0; old < 2; old++) {
+        sae_store *s;
+        sae_store_conn *c;
+        ck_assert_msg(sae_store_open(p, &s, &err) == 0, "%s", err.msg);
+        ck_assert_int_eq(sae_store_get_info(s)->schema_version, old ? 3 : 4);
+        ck_assert(sae_store_get_info(s)->has_dashboards);
+        ck_assert(sae_store_get_info(s)->has_act_bars == !old);
+        ck_assert_msg(sae_store_connect(s, &c, &err) == 0, "%s", err.msg);
+        sae_store_act_bars a;
+        sae_store_np_hist n;
+        ck_assert_int_eq(sae_store_get_act_bars(c, 0, &a, &err), 0);
+        ck_assert(a.computed == !old);
+        ck_assert_int_eq(sae_store_get_np_hist(c, 0, &n, &err), 0);
+        ck_assert(n.exact == !old && n.n == SAE_ACT_BARS);
+        if (!old) {
+            ck_assert(a.act_min == 0.25f && a.act_max == 3.5f && a.n == SAE_ACT_BARS);
+            ck_assert(!memcmp(a.heights, h, sizeof h) && !memcmp(n.heights, h, sizeof h));
+            ck_assert(n.values[0] == 0.2825 && n.values[49] == 3.4675);
+        } else {
+            uint64_t total = 0; /* rebinned: the fixed histogram's 6 values */
+            for (int k = 0; k < SAE_ACT_BARS; k++)
+                total += n.heights[k];
+            ck_assert_uint_eq(total, 6);
+        }
+        ck_assert_int_eq(sae_store_get_np_hist(c, 4, &n, &err), 0);
+        ck_assert(n.exact == !old && n.n == 0);
+        ck_assert_int_eq(sae_store_get_np_hist(c, 1, &n, &err), 0); /* no row: rebinned */
+        ck_assert(!n.exact);
+        ck_assert_int_eq(sae_store_get_act_bars(c, D_SAE, &a, &err), SAE_ERANGE);
+        sae_store_disconnect(c);
+        sae_store_close(s);
+        if (!old) { /* as written before schema/004 */
+            sqlite3 *db;
+            ck_assert_int_eq(sqlite3_open(p, &db), SQLITE_OK);
+            ck_assert_int_eq(sqlite3_exec(db, "DROP TABLE act_bars; PRAGMA user_version = 3; "
+                                          "VACUUM;", NULL, NULL, NULL), SQLITE_OK);
+            sqlite3_close(db);
+        }
+    }
+    free(p);
+}
+END_TEST
+
 START_TEST(test_refusals)
 {
     char *good = unit_path("good.db");
@@ -670,6 +732,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, unit_setup, unit_teardown);
     tcase_add_test(tc, test_read_api);
     tcase_add_test(tc, test_old_index);
+    tcase_add_test(tc, test_act_bars);
     tcase_add_test(tc, test_refusals);
     tcase_add_test(tc, test_abort_and_stale_temps);
     tcase_add_test(tc, test_disk_full);
