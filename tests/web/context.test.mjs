@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { BASE, VIEWPORTS, apiGet, apiRequests, assertClean, closePage, launchBrowser, noSideways, openPage, settled } from './harness.mjs';
+import { BASE, VIEWPORTS, apiGet, apiRequests, assertClean, closePage, launchBrowser, noSideways, openPage, settled, shoot } from './harness.mjs';
 import { loadWebModule } from './load-module.mjs';
 
 const { displayToken, fmtInt, fmtNum } = await loadWebModule('format.js');
@@ -228,6 +228,18 @@ describe('examples in context', () => {
     assert.equal((await readLine(li)).length, to - from, 'collapses again');
     assertClean(p2);
     await closePage(p2);
+    // The example in its document, wide windows merged (docs/screenshots: example-*.png).
+    const d = await apiGet(`${wide.api}/features/${f.index}/examples/top/${k}`);
+    for (const v of VIEWPORTS) {
+      const p3 = await openPage(browser, v);
+      await p3.goto(`${BASE}${wide.page}/features/${f.index}/examples/top/${k}`);
+      await settled(p3, 'section.span');
+      await checkExamplePage(p3, d, wide.page);
+      await noSideways(p3, v);
+      await shoot(p3, 'example', v);
+      assertClean(p3);
+      await closePage(p3);
+    }
   });
 });
 

@@ -131,7 +131,7 @@ export async function render(main, ctx) {
         pageHeading(name),
         label ? h('p', { class: 'feature-label-line' }, h('span', { class: 'feature-label' }, label)) : null),
       h('nav', { class: 'prevnext', 'aria-label': `Neighbouring ${kind} examples` },
-        step(rank - 1, 'prev', `‹ ${exampleName(kind, rank - 1 < 0 ? 0 : rank - 1)}`),
+        step(rank - 1, 'prev', rank > 0 ? `‹ ${exampleName(kind, rank - 1)}` : '‹ Previous'),
         step(rank + 1, 'next', `${exampleName(kind, rank + 1)} ›`))),
     Number.isInteger(total) ? h('p', { class: 'muted' }, `${KIND_NAME[kind]} ${fmtInt(rank + 1)} of ${fmtInt(total)}.`) : null,
     h('section', { class: 'panel example-window', 'aria-labelledby': 'window-h' },
