@@ -61,11 +61,15 @@ else
 fi
 "$SAE" info "$out/model"
 
-step "sae index: statistics, examples, neighbours, planted labels as explanations"
-if [ ! -f "$out/index.db" ]; then
+# Windows of 32 tokens either side of each example's token: the browser shows
+# 8 and expands to all 32 (about twice the index of the default 8).
+context=32
+step "sae index: statistics, examples (±$context tokens), neighbours, planted labels as explanations"
+if [ ! -f "$out/index.db" ] || [ "$(cat "$out/index.context" 2>/dev/null)" != "$context" ]; then
   "$SAE" index --model "$out/model" --activations "$out/synth/activations.safetensors" \
     --tokens "$out/synth/tokens.jsonl" --explanations "$out/model/explanations.jsonl" \
-    --out "$out/index.db"
+    --context "$context" --out "$out/index.db"
+  echo "$context" >"$out/index.context"
 else
   echo "(reusing $out/index.db)"
 fi

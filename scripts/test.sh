@@ -89,13 +89,14 @@ web() { # a small demo release (synth -> train -> index), then the browser tests
         --tokens "$d/synth/tokens.jsonl" --explanations "$d/model/explanations.jsonl" \
         --out "$d/index.db" --quiet || return 1
   fi
-  # A second width on the same activations, for the many-SAE browser.
-  if [ ! -f "$d/index-256.db" ]; then
+  # A second width on the same activations, for the many-SAE browser, with
+  # windows of ±32 tokens (the first keeps the default ±8): the page's Expand.
+  if [ ! -f "$d/index-256-c32.db" ]; then
     "$B/cli/sae" train --activations "$d/synth/activations.safetensors" --out "$d/model-256" \
         --d-sae 256 --steps 300 --seed 2 --truth "$d/synth" --quiet >/dev/null &&
       "$B/cli/sae" index --model "$d/model-256" --activations "$d/synth/activations.safetensors" \
         --tokens "$d/synth/tokens.jsonl" --explanations "$d/model-256/explanations.jsonl" \
-        --out "$d/index-256.db" --quiet || return 1
+        --context 32 --out "$d/index-256-c32.db" --quiet || return 1
   fi
   # Logit tables for the feature pages, from a made-up W_U (tests/integration/mklm.py).
   python3 tests/integration/mklm.py "$d/lm" \
@@ -106,7 +107,7 @@ web() { # a small demo release (synth -> train -> index), then the browser tests
   # The release: two widths of one hook (both indexed, the 512 the default) and
   # the 256 again as another hook, without an index.
   printf '[sae resid.w512]\nmodel = %s\nindex = %s\n[sae resid.w256]\nmodel = %s\nindex = %s\n[sae mlp.w256]\nmodel = %s\nhook_name = hook_synth_mlp\n' \
-    "$d/model" "$d/index.db" "$d/model-256" "$d/index-256.db" "$d/model-256" >"$d/release.conf" || return 1
+    "$d/model" "$d/index.db" "$d/model-256" "$d/index-256-c32.db" "$d/model-256" >"$d/release.conf" || return 1
   tests/web/run.sh --saed "$B/server/saed" --model "$d/model" --index "$d/index.db" &&
     tests/web/run.sh --saed "$B/server/saed" -- --config "$d/release.conf"
 }

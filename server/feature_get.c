@@ -1,6 +1,7 @@
 /* feature_get.c: GET /v1/features/{i} (CONTRACT 5): one feature object with
- * its statistics, histogram, explanations, neighbours and its first
- * FEATURE_TOP_EXAMPLES top examples (the rest from .../examples). {i} not a
+ * its statistics, histogram, explanations, neighbours, its first
+ * FEATURE_TOP_EXAMPLES top examples (the rest from .../examples) and the
+ * index's token count n_tokens (so a page can say "n_active of n_tokens"). {i} not a
  * decimal number in [0, d_sae): 404 feature_not_found. No query parameters.
  *
  * An index never changes while a snapshot holds it, so a feature's reply is
@@ -109,7 +110,9 @@ enum MHD_Result feature_get(struct saed_req *rq)
         return reply_store_error(rq, rc, &err);
     struct saed_buf b;
     buf_init(&b, FEATURES_REPLY_LIMIT, 8192);
-    if ((rc = index_json_feature(&b, c, &f, FEATURE_TOP_EXAMPLES, rq->snap->labels, &err))) {
+    uint64_t n_tokens = sae_store_get_info(rq->snap->index)->n_tokens;
+    if ((rc = index_json_feature(&b, c, &f, FEATURE_TOP_EXAMPLES, n_tokens, rq->snap->labels,
+                                 &err))) {
         buf_free(&b);
         return reply_store_error(rq, rc, &err);
     }

@@ -82,13 +82,15 @@ int query_words(struct query_spec *q, size_t which, char **out, size_t *n);
 /* JSON writers into b (sticky errors, checked by the caller with buf_steal);
  * strings go through buf_json_strn (buf.h). */
 /* A feature object (CONTRACT 5): statistics, histogram, explanations,
- * neighbours, and with n_top > 0 the first n_top top examples. With labels
+ * neighbours, and with n_top > 0 the first n_top top examples, the example
+ * counts and n_tokens (the tokens the index covers: density's N). With labels
  * (the index's label table, or NULL) each neighbour also carries its label
  * and density, so a page needs no call per neighbour. Returns 0 or a
  * sae_status with err set (nothing useful in b then). */
 struct index_labels;
 int index_json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature *f,
-                       size_t n_top, const struct index_labels *labels, sae_error *err);
+                       size_t n_top, uint64_t n_tokens, const struct index_labels *labels,
+                       sae_error *err);
 /* labels' `,"label":...,"density":...}` fragment of feature i, or NULL. */
 const char *index_labels_fragment(const struct index_labels *l, uint32_t i, size_t *len);
 /* One example object (quantile fields when ex->has_bin). */

@@ -68,7 +68,7 @@ enum MHD_Result features_get(struct saed_req *rq)
     for (size_t i = 0; i < l.n && !rc; i++) {
         if (i)
             buf_putc(&b, ',');
-        rc = index_json_feature(&b, c, &l.items[i], 0, NULL, &err);
+        rc = index_json_feature(&b, c, &l.items[i], 0, 0, NULL, &err);
     }
     char tail[48];
     snprintf(tail, sizeof tail, "],\"total\":%llu}\n", (unsigned long long)l.total);

@@ -180,7 +180,8 @@ static void dashboards(struct saed_buf *b, const sae_store_logits *l,
 }
 
 int index_json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_feature *f,
-                       size_t n_top, const struct index_labels *labels, sae_error *err)
+                       size_t n_top, uint64_t n_tokens, const struct index_labels *labels,
+                       sae_error *err)
 {
     sae_store_histogram h = {0};
     sae_explanations e = {0};
@@ -255,6 +256,8 @@ int index_json_feature(struct saed_buf *b, sae_store_conn *c, const sae_store_fe
         buf_putc(b, ']');
         snprintf(num, sizeof num, ",\"n_top_examples\":%u,\"n_quantile_examples\":%u", f->n_top,
                  f->n_quantile);
+        buf_puts(b, num);
+        snprintf(num, sizeof num, ",\"n_tokens\":%llu", (unsigned long long)n_tokens);
         buf_puts(b, num);
         dashboards(b, &lg, &al, &co);
     }

@@ -275,6 +275,7 @@ enum MHD_Result openapi_get(struct saed_req *rq);
 enum MHD_Result features_get(struct saed_req *rq);      /* GET /v1/features */
 enum MHD_Result feature_get(struct saed_req *rq);       /* GET /v1/features/{i} */
 enum MHD_Result examples_get(struct saed_req *rq);      /* .../{i}/examples */
+enum MHD_Result example_get(struct saed_req *rq);       /* .../examples/{kind}/{rank} */
 enum MHD_Result vector_get(struct saed_req *rq);        /* .../{i}/vector */
 enum MHD_Result neuronpedia_get(struct saed_req *rq);   /* GET /api/feature/... */
 enum MHD_Result saes_get(struct saed_req *rq);          /* GET /v1/saes */

@@ -439,11 +439,16 @@ static void test_routes(const struct daemon *d)
     json_t *paths = json_object_get(j, "paths");
     static const char *documented[] = {"/v1/health", "/v1/model", "/v1/encode", "/v1/decode",
                                        "/v1/features", "/v1/features/{i}",
-                                       "/v1/features/{i}/examples", "/v1/features/{i}/vector",
+                                       "/v1/features/{i}/examples",
+                                       "/v1/features/{i}/examples/{kind}/{rank}",
+                                       "/v1/features/{i}/vector",
                                        "/api/feature/{model}/{layer}/{i}", "/metrics",
-                                       "/openapi.json", "/", "/features/{i}", "/encode",
+                                       "/openapi.json", "/", "/features/{i}",
+                                       "/features/{i}/examples/{kind}/{rank}", "/encode",
                                        "/model", "/search", "/saes/{id}",
-                                       "/saes/{id}/features/{i}", "/saes/{id}/encode",
+                                       "/saes/{id}/features/{i}",
+                                       "/saes/{id}/features/{i}/examples/{kind}/{rank}",
+                                       "/saes/{id}/encode",
                                        "/saes/{id}/model", "/assets/{name}"};
     for (size_t i = 0; i < sizeof documented / sizeof documented[0]; i++)
         CHECK(json_object_get(paths, documented[i]), "openapi lacks %s", documented[i]);

@@ -626,6 +626,9 @@ static void check_feature(json_t *o, uint32_t f, bool with_top)
         CHECK(!top, "feature %u: list items carry no top_examples", f);
         return;
     }
+    CHECK(json_integer_value(json_object_get(o, "n_tokens")) ==
+              q_int("SELECT value FROM meta WHERE key = 'n_tokens'"),
+          "feature %u: n_tokens is the index's", f);
     size_t want_top = r.n_top < 5 ? (size_t)r.n_top : 5;
     CHECK(json_array_size(top) == want_top, "feature %u: %zu top examples, want %zu", f,
           json_array_size(top), want_top);
@@ -1146,6 +1149,108 @@ static void test_examples(const struct daemon *d)
                                         : 20),
           "examples default: kind top, limit 20");
     json_decref(j);
+}
+
+/* Whether the spans of an example-in-its-document reply are in document
+ * order, apart (a gap between any two), each of the document's own tokens,
+ * and cover the windows of x with their values; *n_windows gets how many
+ * examples they name. */
+static void check_spans(json_t *spans, const struct exrow *x, const char *path,
+                        size_t *n_windows)
+{
+    const struct doc *dd = (size_t)x->doc < n_docs ? &docs[x->doc] : NULL;
+    int64_t prev_end = -1;
+    size_t covered = 0;
+    *n_windows = 0;
+    for (size_t k = 0; k < json_array_size(spans); k++) {
+        json_t *sp = json_array_get(spans, k);
+        int64_t off = json_integer_value(json_object_get(sp, "token_offset"));
+        json_t *toks = json_object_get(sp, "tokens"), *vals = json_object_get(sp, "values");
+        size_t n = json_array_size(toks);
+        CHECK(n && json_array_size(vals) == n && off > prev_end, "%s: span %zu at %lld after %lld",
+              path, k, (long long)off, (long long)prev_end);
+        prev_end = off + (int64_t)n;
+        for (size_t i = 0; dd && i < n; i++) {
+            const char *t = json_string_value(json_array_get(toks, i));
+            CHECK((size_t)off + i < dd->n && t && !strcmp(t, dd->tok[off + i]),
+                  "%s: span %zu token %zu is not the document's", path, k, i);
+        }
+        for (size_t i = 0; i < x->n; i++)
+            if (x->first + (int64_t)i >= off && x->first + (int64_t)i < prev_end) {
+                covered++;
+                CHECK((float)json_number_value(json_array_get(vals, x->first + i - off)) ==
+                          x->val[i],
+                      "%s: span %zu value at document token %lld", path, k,
+                      (long long)(x->first + (int64_t)i));
+            }
+        *n_windows += json_array_size(json_object_get(sp, "examples"));
+    }
+    CHECK(covered == x->n, "%s: the spans cover %zu of the example's %zu tokens", path, covered,
+          x->n);
+}
+
+/* GET /v1/features/{i}/examples/{kind}/{rank}: the example as the list
+ * route gives it, its document, and every window of the feature stored from
+ * that document, merged; the errors of a bad kind, rank or feature. */
+static void test_example_in_document(const struct daemon *d)
+{
+    int64_t context = q_int("SELECT value FROM meta WHERE key = 'context'");
+    for (uint32_t f = 0; f < D_SAE; f += 5) {
+        struct frow r;
+        db_feature(f, &r);
+        for (int kind = 0; kind < 2; kind++) {
+            int64_t total = kind ? r.n_quantile : r.n_top;
+            const char *ks = kind ? "quantile" : "top";
+            for (int64_t rank = 0; rank < total && rank < 4; rank++) {
+                char path[128];
+                snprintf(path, sizeof path, "/v1/features/%u/examples/%s/%lld", f, ks,
+                         (long long)rank);
+                long st;
+                json_t *j = get_json(d, path, &st);
+                struct exrow x;
+                CHECK(st == 200 && db_example(f, kind, rank, &x), "%s: status %ld", path, st);
+                if (st != 200) {
+                    json_decref(j);
+                    continue;
+                }
+                check_example(json_object_get(j, "example"), f, kind, rank, false);
+                json_t *doc = json_object_get(j, "document");
+                CHECK(json_integer_value(json_object_get(j, "feature")) == f &&
+                          !strcmp(json_string_value(json_object_get(j, "kind")) ?: "", ks) &&
+                          json_integer_value(json_object_get(j, "rank")) == rank &&
+                          json_integer_value(json_object_get(j, "context")) == context,
+                      "%s: feature, kind, rank, context", path);
+                CHECK(json_integer_value(json_object_get(doc, "index")) == x.doc &&
+                          !strcmp(json_string_value(json_object_get(doc, "name")) ?: "", x.name),
+                      "%s: document", path);
+                /* The feature's windows in this document, both kinds. */
+                size_t in_doc = 0;
+                for (int k2 = 0; k2 < 2; k2++)
+                    for (int64_t r2 = 0; r2 < (k2 ? r.n_quantile : r.n_top); r2++) {
+                        struct exrow y;
+                        if (db_example(f, k2, r2, &y)) {
+                            in_doc += y.doc == x.doc;
+                            exrow_free(&y);
+                        }
+                    }
+                size_t named;
+                check_spans(json_object_get(j, "spans"), &x, path, &named);
+                CHECK(named == in_doc, "%s: spans name %zu windows, the document has %zu", path,
+                      named, in_doc);
+                exrow_free(&x);
+                json_decref(j);
+            }
+            char path[128];
+            snprintf(path, sizeof path, "/v1/features/%u/examples/%s/%lld", f, ks,
+                     (long long)total);
+            expect_get_error(d, path, 404, "example_not_found", ks);
+        }
+    }
+    expect_get_error(d, "/v1/features/0/examples/best/0", 404, "example_not_found", "best");
+    expect_get_error(d, "/v1/features/0/examples/top/x", 404, "example_not_found", "rank");
+    expect_get_error(d, "/v1/features/0/examples/top/-1", 404, "example_not_found", "rank");
+    expect_get_error(d, "/v1/features/64/examples/top/0", 404, "feature_not_found", NULL);
+    expect_get_error(d, "/v1/features/0/examples/top/0?limit=1", 400, "invalid_query", "limit");
 }
 
 /* W_dec rows against the loaded weights. */
@@ -2112,6 +2217,7 @@ int main(void)
     test_list(&d);
     test_search(&d);
     test_examples(&d);
+    test_example_in_document(&d);
     test_vector(&d);
     test_neuronpedia(&d);
     test_export(&d);

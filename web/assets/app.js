@@ -11,6 +11,7 @@ import { navigate, onPage, route, start } from './router.js';
 
 route('features', /^\/$/, () => import('./page-features.js'));
 route('feature', /^\/features\/(\d+)\/?$/, () => import('./page-feature.js'));
+route('example', /^\/features\/(\d+)\/examples\/(top|quantile)\/(\d+)\/?$/, () => import('./page-example.js'));
 route('encode', /^\/encode\/?$/, () => import('./page-encode.js'));
 route('model', /^\/model\/?$/, () => import('./page-model.js'));
 route('search', /^\/search\/?$/, () => import('./page-search.js'), { scoped: false });

@@ -12,7 +12,7 @@ import {
   CLIP_HI, CLIP_LO, bestExplanation, byScore, clippedRange, displayToken, featureLabel, fmtCount, fmtDensity, fmtInt, fmtNum, fmtScore, histogramRange, isDead, isWeak,
   scorerOf,
 } from './format.js';
-import { exampleMarks, tokenLine } from './tokens.js';
+import { SHOWN_CONTEXT, exampleMarks, exampleTokens, posLabel } from './tokens.js';
 
 const MORE = 20; // examples fetched per "show more"
 const QUANTILE_PAGE = 100;
@@ -25,25 +25,60 @@ export function fmtBinContains(x) {
   return `${fmtNum(x * 100, 3)}% of activations`;
 }
 
-function stat(name, key, value, title) {
+// One statistic: its name, its value, and a visible note saying what the
+// number is over (no meaning kept in a hover title: touch users cannot hover).
+function stat(name, key, value, note) {
   return h('div', { class: 'stat' }, h('dt', {}, name),
-    h('dd', { 'data-stat': key, title: title ?? null }, value));
+    h('dd', { 'data-stat': key }, value),
+    note ? h('dd', { class: 'stat-note', 'data-stat-note': key }, note) : null);
+}
+
+// "3,670 of 44,635 tokens": where the feature is active, out of the tokens
+// the index covers (n_tokens of the feature reply, else the model's index
+// summary); null when neither count is known.
+export function activeOf(f, model) {
+  const N = Number.isInteger(f.n_tokens) && f.n_tokens > 0 ? f.n_tokens : model?.index?.n_tokens;
+  if (!Number.isInteger(f.n_active)) return null;
+  return Number.isInteger(N) && N > 0 ? `${fmtInt(f.n_active)} of ${fmtInt(N)} tokens` : fmtCount(f.n_active, 'active token');
+}
+
+// The browser path of example `rank` (0-based, as the API numbers it) of
+// kind top or quantile: the example in its document.
+export function examplePath(i, kind, rank) {
+  return `/features/${i}/examples/${kind}/${rank}`;
 }
 
 // One example: its document, the value of the token it was picked for (a
 // quantile example's sampled token lies in its bin; the window's max may
-// not) and, when that is not the max, the max too.
-function example(ex, scale, kind) {
+// not) and, when that is not the max, the max too, each at its document
+// position; its tokens (±SHOWN_CONTEXT, expandable to the stored window);
+// and a link to the example in its document.
+function example(ex, scale, kind, rank, ref) {
   const { markAt, maxAt } = exampleMarks(ex);
   const picked = markAt !== maxAt && typeof ex.values?.[markAt] === 'number';
   const value = picked
     ? h('span', { class: 'picked' }, 'sampled ', h('strong', {}, fmtNum(ex.values[markAt])),
-      ` at token ${markAt} · max ${fmtNum(ex.max_value)} at token ${maxAt}`)
-    : h('span', {}, 'max ', h('strong', {}, fmtNum(ex.max_value)), ` at token ${maxAt}`);
-  return h('li', { class: 'example', 'data-kind': kind },
+      ` at ${posLabel(ex, markAt)} · max ${fmtNum(ex.max_value)} at ${posLabel(ex, maxAt)}`)
+    : h('span', {}, 'max ', h('strong', {}, fmtNum(ex.max_value)), ` at ${posLabel(ex, maxAt)}`);
+  return h('li', { class: 'example', 'data-kind': kind, 'data-rank': rank },
     h('p', { class: 'example-meta' },
-      h('span', {}, 'document ', h('code', { class: 'doc' }, String(ex.document ?? '?'))), value),
-    tokenLine(ex, scale));
+      h('span', {}, 'document ', h('code', { class: 'doc' }, String(ex.document ?? '?'))), value,
+      Number.isInteger(rank)
+        ? h('a', { class: 'in-document', href: ref.href(examplePath(ref.i, kind, rank)) }, 'Open in document')
+        : null),
+    exampleTokens(ex, scale));
+}
+
+// What the examples show, above the top examples: the shading, the marks,
+// how to read a value, and how much of each window is shown and stored.
+function examplesHint(model) {
+  const stored = model?.index?.build?.context;
+  return h('p', { class: 'muted hint' },
+    'Shading is relative to the feature\'s max activation; the token an example stands for (its max; in a quantile example, the token sampled into the bin) is underlined. ',
+    'Hover or tap a token, or Tab to an example and use the arrow keys, to read its value. ',
+    `Each example shows ${SHOWN_CONTEXT} tokens either side of that token`,
+    Number.isInteger(stored) && stored > SHOWN_CONTEXT ? `; Expand shows all the index stored (${stored} either side). ` : '. ',
+    'Positions are document positions (token 0 is the document\'s first).');
 }
 
 // Section with a heading; `id` makes it a skip target.
@@ -97,7 +132,7 @@ function logitTable(rows, kind, caption) {
     h('caption', {}, caption),
     h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Token'), h('th', { scope: 'col' }, 'Logit'))),
     h('tbody', {}, (rows || []).map((r) => h('tr', { 'data-token-id': String(r.id) },
-      h('td', {}, h('code', { class: 'tok-str', title: `token ${r.id}` }, displayToken(r.token))),
+      h('td', {}, h('code', { class: 'tok-str' }, displayToken(r.token)), h('span', { class: 'tok-id muted' }, ` id ${r.id}`)),
       h('td', { class: 'num' }, fmtNum(r.value))))));
 }
 
@@ -120,6 +155,18 @@ function logitHistogram(hist) {
   return svg;
 }
 
+// The bars of the logit histogram as a table (what each bar's hover title
+// says, reachable without hovering).
+function logitBarsTable(hist) {
+  const heights = hist?.bar_heights || [];
+  const values = hist?.bar_values || [];
+  if (!heights.length) return null;
+  return h('details', { class: 'bins-table' }, h('summary', {}, 'Show the bars as a table'),
+    h('table', { class: 'bins' },
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'logit (bar centre)'), h('th', { scope: 'col', class: 'num' }, 'tokens'))),
+      h('tbody', {}, heights.map((c, k) => h('tr', {}, h('td', {}, fmtNum(values[k])), h('td', { class: 'num' }, fmtInt(c)))))));
+}
+
 function logits(f) {
   const l = f.logits;
   if (!l) {
@@ -132,7 +179,8 @@ function logits(f) {
       logitTable(l.neg, 'neg', 'Negative logits'),
       logitTable(l.pos, 'pos', 'Positive logits')),
     h('figure', { class: 'logit-figure' }, logitHistogram(l.histogram),
-      h('figcaption', {}, 'W_dec[i] · W_U over the whole vocabulary')));
+      h('figcaption', {}, 'W_dec[i] · W_U over the whole vocabulary: bars count tokens, negative ones in the negative colour'),
+      logitBarsTable(l.histogram)));
 }
 
 function explanations(f) {
@@ -158,7 +206,6 @@ function neighbours(f, ctx) {
     const badge = h('span', { class: 'nb-badge' });
     const show = (text, dead) => {
       label.textContent = text ?? '(no explanation)';
-      label.title = label.textContent; // the line may be cut short with an ellipsis
       label.classList.toggle('weak', dead);
       fill(badge, dead ? [' ', deadBadge()] : null);
     };
@@ -167,7 +214,7 @@ function neighbours(f, ctx) {
     else need.push({ nb, show });
     return h('li', { 'data-index': nb.index },
       h('a', { href: ctx.href(`/features/${nb.index}`) }, `#${nb.index}`), ' ', label, badge,
-      h('span', { class: 'num cos', title: 'decoder cosine similarity' }, `cos ${fmtNum(nb.cosine, 3)}`));
+      h('span', { class: 'num cos' }, `cos ${fmtNum(nb.cosine, 3)}`));
   });
   // An older saed: labels from each neighbour's own record; a failure leaves the link bare.
   mapLimit(need, 4, async ({ nb, show }) => {
@@ -178,7 +225,10 @@ function neighbours(f, ctx) {
       /* leave it bare */
     }
   });
-  return h('ol', { class: 'neighbours' }, items);
+  const anyDead = list.some((nb) => nb.density === 0);
+  return h('div', {}, h('p', { class: 'muted caption' }, 'cos: the cosine of the two features\' decoder directions.',
+    anyDead ? ' dead: never active on the indexed corpus.' : ''),
+  h('ol', { class: 'neighbours' }, items));
 }
 
 async function topExamples(f, i, scale, ctx) {
@@ -192,7 +242,8 @@ async function topExamples(f, i, scale, ctx) {
     return emptyState('No examples recorded',
       h('p', {}, 'The feature never fired on the indexed corpus.'));
   }
-  const list = h('ol', { class: 'examples top' }, first.map((ex) => example(ex, scale, 'top')));
+  const ref = { i, href: ctx.href };
+  const list = h('ol', { class: 'examples top' }, first.map((ex, r) => example(ex, scale, 'top', r, ref)));
   const note = h('p', { class: 'muted', role: 'status' });
   const more = h('button', { type: 'button', class: 'more' }, 'Show more top examples');
   more.addEventListener('click', async () => {
@@ -202,8 +253,8 @@ async function topExamples(f, i, scale, ctx) {
       const shown = list.children.length;
       const data = await api(ctx.apiPath(`/features/${i}/examples?kind=top&limit=${MORE}&offset=${shown}`), { signal });
       const got = Array.isArray(data.examples) ? data.examples : [];
-      const firstNew = got.length ? example(got[0], scale, 'top') : null;
-      if (firstNew) list.append(firstNew, ...got.slice(1).map((ex) => example(ex, scale, 'top')));
+      const firstNew = got.length ? example(got[0], scale, 'top', shown, ref) : null;
+      if (firstNew) list.append(firstNew, ...got.slice(1).map((ex, k) => example(ex, scale, 'top', shown + 1 + k, ref)));
       const now = list.children.length;
       note.textContent = typeof data.total === 'number' ? `Showing ${now} of ${fmtInt(data.total)}.` : '';
       if (got.length < MORE || (typeof data.total === 'number' && now >= data.total)) more.remove();
@@ -241,22 +292,24 @@ async function quantiles(box, i, scale, ctx) {
     fill(box, emptyState('No quantile examples recorded'));
     return;
   }
+  // Each example keeps its rank (its place in the API's order) for its link.
   const groups = new Map();
-  for (const ex of all) {
+  all.forEach((ex, rank) => {
     const key = `${ex.bin_min}|${ex.bin_max}`;
     if (!groups.has(key)) groups.set(key, []);
-    groups.get(key).push(ex);
-  }
-  const ordered = [...groups.values()].sort((a, b) => (b[0].bin_min ?? 0) - (a[0].bin_min ?? 0));
+    groups.get(key).push({ ex, rank });
+  });
+  const ordered = [...groups.values()].sort((a, b) => (b[0].ex.bin_min ?? 0) - (a[0].ex.bin_min ?? 0));
+  const ref = { i, href: ctx.href };
   fill(box, ...ordered.map((exs, k) => {
-    const b = exs[0];
+    const b = exs[0].ex;
     const contains = fmtBinContains(b.bin_contains);
     return h('details', { class: 'qbin', open: k < 3, 'data-bin-min': b.bin_min, 'data-bin-max': b.bin_max },
       h('summary', {},
         h('span', { class: 'qbin-range' }, `Activation ${fmtNum(b.bin_min, 3)} – ${fmtNum(b.bin_max, 3)}`),
         h('span', { class: 'muted' }, ` · ${exs.length} example${exs.length === 1 ? '' : 's'}`,
           contains ? ` · bin holds ${contains}` : '')),
-      h('ol', { class: 'examples' }, exs.map((ex) => example(ex, scale, 'quantile'))));
+      h('ol', { class: 'examples' }, exs.map(({ ex, rank }) => example(ex, scale, 'quantile', rank, ref))));
   }));
 }
 
@@ -311,16 +364,16 @@ export async function render(main, ctx) {
         pageHeading(`Feature ${i}`),
         h('p', { class: 'feature-label-line' },
           h('span', { class: `feature-label${label ? '' : ' muted'}${dead || isWeak(best) ? ' weak' : ''}` }, label ?? 'No explanation yet'),
-          dead ? [' ', deadBadge()] : null,
+          dead ? [' ', deadBadge(), h('span', { class: 'muted dead-note' }, ' never active on the indexed corpus')] : null,
           best && typeof best.score === 'number'
             ? h('span', { class: 'muted label-score' }, ` · score ${fmtScore(best.score)}${scorerOf(best) ? `, scored by ${scorerOf(best)}` : ''}`)
             : null)),
       prevNext(i, model?.d_sae, ctx)),
     h('dl', { class: 'stats' },
-      stat('Density', 'density', fmtDensity(f.density), `fraction of tokens: ${f.density}`),
-      stat('Max activation', 'max_activation', dead ? '—' : fmtNum(f.max_activation)),
-      stat('Mean activation', 'mean_activation', dead ? '—' : fmtNum(f.mean_activation), 'mean over active tokens'),
-      stat('Decoder norm', 'decoder_norm', fmtNum(f.decoder_norm))),
+      stat('Density', 'density', fmtDensity(f.density), activeOf(f, model) ?? 'fraction of the indexed tokens'),
+      stat('Max activation', 'max_activation', dead ? '—' : fmtNum(f.max_activation), 'over the indexed tokens'),
+      stat('Mean activation', 'mean_activation', dead ? '—' : fmtNum(f.mean_activation), 'over the active tokens'),
+      stat('Decoder norm', 'decoder_norm', fmtNum(f.decoder_norm), 'length of W_dec[i]')),
     h('div', { class: 'feature-grid' },
       section('histogram', 'Activations', histogramFigure(f)),
       h('div', { class: 'side' },
@@ -328,8 +381,7 @@ export async function render(main, ctx) {
         section('neighbours', 'Nearest by decoder cosine', neighbours(f, ctx)))),
     section('logits', 'Logits', logits(f)),
     section('top', 'Top activating examples',
-      h('p', { class: 'muted hint' }, 'Shading is relative to the feature\'s max activation; the token an example stands for (its max; in a quantile example, the token sampled into the bin) is underlined. ',
-        'Hover a token, or Tab to an example and use the arrow keys, to read its value.'),
+      examplesHint(model),
       top),
     section('quantile', 'Examples by activation quantile', qbox),
     h('p', { class: 'muted api-links' }, 'Same data from the API: ', h('code', {}, `GET ${ctx.apiPath(`/features/${i}`)}`),

@@ -59,7 +59,7 @@ async function noSuchSae(main, scope) {
 
 function markNav(name) {
   for (const a of document.querySelectorAll('[data-nav]')) {
-    const on = a.dataset.nav === name || (name === 'feature' && a.dataset.nav === 'features');
+    const on = a.dataset.nav === name || ((name === 'feature' || name === 'example') && a.dataset.nav === 'features');
     if (on) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
