@@ -170,6 +170,17 @@ out:
     return rc;
 }
 
+int lm_window_opts_of_sae(const char *sae_dir, lm_feed_opts *o, sae_error *err)
+{
+    sae_window_opts_default(&o->win);
+    o->sep_is_bos = true;
+    if (!sae_dir)
+        return 0;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/cfg.json", sae_dir);
+    return sae_window_opts_read_cfg(path, &o->win, &o->sep_is_bos, err);
+}
+
 int lm_feed_rewind(lm_feed *f, sae_error *err)
 {
     sae_text_close(f->rd);
@@ -567,14 +578,8 @@ static int harvest_parse(int argc, char **argv, harvest_args *a)
 static int harvest_windows(const harvest_args *a, const sae_model *m, lm_feed_opts *o,
                            sae_error *err)
 {
-    sae_window_opts_default(&o->win);
-    o->sep_is_bos = true;
-    if (m) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/cfg.json", m->dir);
-        if (sae_window_opts_read_cfg(path, &o->win, &o->sep_is_bos, err))
-            return -1;
-    }
+    if (lm_window_opts_of_sae(m ? m->dir : NULL, o, err))
+        return -1;
     if (a->context)
         o->win.context = (size_t)a->context;
     if (a->bos >= 0)

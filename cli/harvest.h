@@ -68,6 +68,10 @@ int lm_feed_write_tokens(lm_feed *f, const char *path, bool quiet, sae_error *er
 /* sae_index_job.read_rows over a feed of one hook: rows in order from 0. */
 int lm_feed_read_rows(void *ctx, uint64_t row0, size_t n, float *dst, sae_error *err);
 
+/* Sets o->win and o->sep_is_bos to SAELens' defaults, then to what the SAE
+ * folder sae_dir's cfg.json says (NULL: defaults only). */
+int lm_window_opts_of_sae(const char *sae_dir, lm_feed_opts *o, sae_error *err);
+
 /* Parses "NAME[,NAME...]" into hooks (cap entries); returns how many, or -1
  * with err naming the hook. */
 long lm_parse_hooks(const char *list, sae_lm_hook *hooks, size_t cap, sae_error *err);
