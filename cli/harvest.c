@@ -52,18 +52,23 @@ long lm_parse_hooks(const char *list, sae_lm_hook *hooks, size_t cap, sae_error 
         const char *comma = strchr(s, ',');
         size_t len = comma ? (size_t)(comma - s) : strlen(s);
         char name[256];
-        if (!len || len >= sizeof name)
-            return sae_error_set(err, SAE_EINVAL, "--hook: \"%s\": an empty or too long name",
-                                 list);
-        if (n == cap)
-            return sae_error_set(err, SAE_EINVAL, "--hook: more than %zu hooks", cap);
+        if (!len || len >= sizeof name) {
+            sae_error_set(err, SAE_EINVAL, "--hook: \"%s\": an empty or too long name", list);
+            return -1;
+        }
+        if (n == cap) {
+            sae_error_set(err, SAE_EINVAL, "--hook: more than %zu hooks", cap);
+            return -1;
+        }
         memcpy(name, s, len);
         name[len] = '\0';
         if (sae_lm_hook_parse(name, &hooks[n], err))
             return -1;
         for (size_t k = 0; k < n; k++)
-            if (hooks[k].site == hooks[n].site && hooks[k].layer == hooks[n].layer)
-                return sae_error_set(err, SAE_EINVAL, "--hook: %s is named twice", name);
+            if (hooks[k].site == hooks[n].site && hooks[k].layer == hooks[n].layer) {
+                sae_error_set(err, SAE_EINVAL, "--hook: %s is named twice", name);
+                return -1;
+            }
         n++;
         if (!comma)
             return (long)n;
@@ -409,8 +414,10 @@ int lm_feed_write_tokens(lm_feed *f, const char *path, bool quiet, sae_error *er
         lm_feed_put_tokens(f, out.fp);
         cli_progress_update(&prog, f->tokens);
     }
-    if (!n && !f->first_win)
-        n = no_window(f, err);
+    if (!n && !f->first_win) {
+        no_window(f, err);
+        n = -1;
+    }
     if (n < 0) {
         sae_outfile_abort(&out);
         return -1;

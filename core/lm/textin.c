@@ -66,21 +66,24 @@ int sae_text_parse_json_line(const char *line, size_t n, const char *name, uint6
         return 0;
     json_error_t je;
     json_t *o = json_loadb(line, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
-    if (!o)
-        return sae_error_set(err, SAE_EFORMAT, "%s: line %llu: not JSON: %s", name,
-                             (unsigned long long)line_no, je.text);
+    if (!o) {
+        sae_error_set(err, SAE_EFORMAT, "%s: line %llu: not JSON: %s", name,
+                      (unsigned long long)line_no, je.text);
+        return -1;
+    }
     json_t *t = json_object_get(o, "text");
     int rc = 1;
     if (!json_is_object(o) || !json_is_string(t)) {
-        rc = sae_error_set(err, SAE_EFORMAT, "%s: line %llu: expected an object with a \"text\" "
-                           "string",
-                           name, (unsigned long long)line_no);
+        sae_error_set(err, SAE_EFORMAT, "%s: line %llu: expected an object with a \"text\" string",
+                      name, (unsigned long long)line_no);
+        rc = -1;
     } else {
         *len = json_string_length(t);
-        if (!(*doc = malloc(*len + 1)))
-            rc = sae_error_set(err, SAE_ENOMEM, "%s: line %llu: out of memory", name,
-                               (unsigned long long)line_no);
-        else {
+        if (!(*doc = malloc(*len + 1))) {
+            sae_error_set(err, SAE_ENOMEM, "%s: line %llu: out of memory", name,
+                          (unsigned long long)line_no);
+            rc = -1;
+        } else {
             memcpy(*doc, json_string_value(t), *len);
             (*doc)[*len] = '\0';
         }
@@ -96,21 +99,26 @@ static int read_line(sae_text_reader *r, size_t *n, sae_error *err)
     int c = 0;
     while ((c = getc(r->f)) != EOF && c != '\n') {
         if (k + 1 >= r->cap) {
-            if (r->cap >= SAE_TEXT_MAX_LINE)
-                return sae_error_set(err, SAE_EINVAL, "%s: line %llu: longer than %zu bytes",
-                                     r->path, (unsigned long long)r->line_no + 1,
-                                     SAE_TEXT_MAX_LINE);
+            if (r->cap >= SAE_TEXT_MAX_LINE) {
+                sae_error_set(err, SAE_EINVAL, "%s: line %llu: longer than %zu bytes", r->path,
+                              (unsigned long long)r->line_no + 1, SAE_TEXT_MAX_LINE);
+                return -1;
+            }
             size_t cap = r->cap ? 2 * r->cap : 4096;
             char *p = realloc(r->line, cap);
-            if (!p)
-                return sae_error_set(err, SAE_ENOMEM, "%s: out of memory", r->path);
+            if (!p) {
+                sae_error_set(err, SAE_ENOMEM, "%s: out of memory", r->path);
+                return -1;
+            }
             r->line = p;
             r->cap = cap;
         }
         r->line[k++] = (char)c;
     }
-    if (ferror(r->f))
-        return sae_error_set(err, SAE_EIO, "%s: read error", r->path);
+    if (ferror(r->f)) {
+        sae_error_set(err, SAE_EIO, "%s: read error", r->path);
+        return -1;
+    }
     if (c == EOF && !k)
         return 0;
     r->line_no++;

@@ -184,6 +184,7 @@ void sae_windower_free(sae_windower *w)
 void sae_windower_doc(sae_windower *w, const int32_t *ids, size_t n)
 {
     w->t = ids;
+    w->open = true;
     w->n = n;
     w->off = 0;
 }
@@ -202,6 +203,7 @@ static int give(sae_windower *w, const uint32_t **win, uint64_t *doc)
 static int doc_done(sae_windower *w)
 {
     w->t = NULL;
+    w->open = false;
     w->n = w->off = 0;
     w->doc++;
     return 0;
@@ -229,7 +231,7 @@ static int next_alone(sae_windower *w, const uint32_t **win, uint64_t *doc)
 
 int sae_windower_next(sae_windower *w, const uint32_t **win, uint64_t *doc)
 {
-    if (!w->t)
+    if (!w->open)
         return 0;
     if (w->o.no_concat)
         return next_alone(w, win, doc);

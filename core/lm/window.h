@@ -78,7 +78,8 @@ typedef struct sae_windower {
     sae_window_opts o;
     uint32_t *buf;          /* (o.context) the window being filled */
     size_t len;             /* tokens in buf so far */
-    const int32_t *t;       /* the current document's ids (borrowed), or NULL */
+    const int32_t *t;       /* the current document's ids (borrowed) */
+    bool open;              /* a document is being cut */
     size_t n, off;          /* its length and the ids used so far */
     uint64_t doc;           /* documents finished so far */
     uint64_t win_doc;       /* the document buf's first document token is from */
