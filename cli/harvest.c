@@ -690,6 +690,10 @@ int cmd_harvest(int argc, char **argv)
         if (sae_model_load(a.sae, &m, &warn, &err))
             goto fail;
     }
+    if (!a.hooks && !*m->hook_name) {
+        sae_error_set(&err, SAE_EINVAL, "%s: cfg.json names no hook_name; give --hook", a.sae);
+        goto fail;
+    }
     long nh = lm_parse_hooks(a.hooks ? a.hooks : m->hook_name, hooks, HARVEST_MAX_HOOKS, &err);
     lm_feed_opts o = {.lm_dir = a.lm, .texts = a.texts, .n_texts = a.n_texts, .hooks = hooks,
                       .n_hooks = nh > 0 ? (size_t)nh : 0};
