@@ -22,6 +22,7 @@ int cmd_train(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_harvest(int argc, char **argv);
 
 /* Prints "sae: error: <message>" on stderr and returns SAE_EXIT_FAILURE. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -9,6 +9,7 @@
 #include "io/activations.h"
 #include "io/clock.h"
 #include "cli.h"
+#include "harvest.h"
 #include "sae/encode.h"
 #include "index/dashboards.h"
 #include "index/explanations.h"
@@ -26,6 +27,7 @@ static const char usage[] =
     "                 [--shard I/N] [--seed S] [--threads N] [--quiet]\n"
     "                 [--unembed SOURCE --vocab FILE] [--correlations]\n"
     "                 [--neuronpedia-hist]\n"
+    "       sae index --lm DIR --text FILE... --model DIR --out FILE.db [...]\n"
     "       sae index --upgrade FILE.db --model DIR [--unembed SOURCE --vocab FILE]\n"
     "                 [--neuronpedia-hist --activations FILE... --tokens FILE.jsonl]\n";
 static const char about[] =
@@ -38,7 +40,10 @@ static const char about[] =
     "pass over the corpus). The file is written beside --out and renamed into place\n"
     "once complete. --upgrade adds the logit tables and neuron alignment to an\n"
     "existing index without the corpus, and with --neuronpedia-hist the exact\n"
-    "histogram from two passes over the corpus it was built from.\n";
+    "histogram from two passes over the corpus it was built from.\n"
+    "--lm runs the text through the language model instead of reading activations\n"
+    "(windows as `sae harvest` cuts them, from the --model's cfg.json), writing\n"
+    "only the tokens, to FILE.db.tokens.jsonl.\n";
 
 /* Parsed flags; strings are borrowed from argv. */
 typedef struct index_args {
@@ -49,6 +54,9 @@ typedef struct index_args {
     size_t n_acts;
     const char **expl;      /* owned array of borrowed strings */
     size_t n_expl;
+    const char *lm;         /* --lm: harvest the text instead of --activations */
+    const char **texts;     /* owned array of borrowed strings */
+    size_t n_texts;
     sae_index_settings set;
     uint64_t threads;
     bool quiet;
@@ -80,13 +88,15 @@ static int parse_args(int argc, char **argv, index_args *a)
     sae_index_settings_default(&a->set);
     a->acts = calloc((size_t)argc, sizeof *a->acts);
     a->expl = calloc((size_t)argc, sizeof *a->expl);
-    if (!a->acts || !a->expl)
+    a->texts = calloc((size_t)argc, sizeof *a->texts);
+    if (!a->acts || !a->expl || !a->texts)
         return cli_fail("out of memory");
     sae_index_settings *set = &a->set;
-    /* --upgrade reads no corpus: the build's inputs are then not required. */
+    /* --upgrade reads no corpus, --lm reads text: the build's inputs are then
+     * not required (the checks after parsing say what is). */
     bool upgrading = false;
     for (int i = 1; i < argc; i++)
-        upgrading = upgrading || !strcmp(argv[i], "--upgrade");
+        upgrading = upgrading || !strcmp(argv[i], "--upgrade") || !strcmp(argv[i], "--lm");
     const cli_opt opts[] = {
         {"--model", CLI_PATH, "DIR", CLI_TO(a->model_dir), .required = true,
          .help = "the model folder (SAELens or sparsify layout)"},
@@ -135,6 +145,11 @@ static int parse_args(int argc, char **argv, index_args *a)
         {"--neuronpedia-hist", CLI_FLAG, CLI_TO(a->np_hist),
          .help = "also SAEDashboard's 50-bar activation histogram, exact,\n"
                  "from one more pass over the corpus (docs/INDEX.md)"},
+        {"--lm", CLI_PATH, "DIR", CLI_TO(a->lm),
+         .help = "a GPT-2 checkpoint folder: harvest --text through it\n"
+                 "(at the --model's hook) instead of reading --activations"},
+        {"--text", CLI_LIST, "FILE", CLI_TO(a->texts[0]), .count = &a->n_texts,
+         .max = (size_t)argc, .help = "with --lm: the text files, as `sae harvest --text`"},
         {"--upgrade", CLI_PATH, "FILE.db", CLI_TO(a->upgrade),
          .help = "add --unembed's logit tables and the neuron alignment to\n"
                  "this index (built from --model), without the corpus"},
@@ -147,7 +162,7 @@ static int parse_args(int argc, char **argv, index_args *a)
         return cli_usage("index", "--unembed and --vocab go together");
     if (a->upgrade && !a->unembed && !a->np_hist)
         return cli_usage("index", "--upgrade needs --unembed and --vocab, or --neuronpedia-hist");
-    if (a->upgrade && (a->out || a->n_expl || a->correlations ||
+    if (a->upgrade && (a->out || a->n_expl || a->correlations || a->lm || a->n_texts ||
                        (!a->np_hist && (a->n_acts || a->tokens))))
         return cli_usage("index", "--upgrade reads no corpus but for --neuronpedia-hist: give "
                                   "only --model, --unembed, --vocab, --neuronpedia-hist with "
@@ -157,10 +172,16 @@ static int parse_args(int argc, char **argv, index_args *a)
                                   "--activations and --tokens");
     if (a->upgrade)
         return -1;
+    if (a->lm && (a->n_acts || a->tokens || !a->n_texts || !a->out))
+        return cli_usage("index", "--lm takes --text and --out, not --activations or --tokens");
+    if (!a->lm && (a->n_texts || !a->n_acts || !a->tokens || !a->out))
+        return cli_usage("index", a->n_texts ? "--text goes with --lm"
+                                             : "--activations, --tokens and --out are required");
     const char *inputs[] = {a->tokens};
     int rc = cli_check_not_input("index", a->out, a->acts, a->n_acts);
     if (rc >= 0 || (rc = cli_check_not_input("index", a->out, inputs, 1)) >= 0 ||
-        (rc = cli_check_not_input("index", a->out, a->expl, a->n_expl)) >= 0)
+        (rc = cli_check_not_input("index", a->out, a->expl, a->n_expl)) >= 0 ||
+        (rc = cli_check_not_input("index", a->out, a->texts, a->n_texts)) >= 0)
         return rc;
     /* Blocks must hold a whole window either side of a row. */
     if (a->set.block_rows < 2 * a->set.context + 1)
@@ -202,6 +223,30 @@ static int load_dash(const index_args *a, dash_inputs *d, sae_error *err)
     return 0;
 }
 
+/* --lm: the text's windows at the model's hook, as `sae harvest --sae` cuts
+ * them; writes their tokens file beside the index (tokens, path_cap bytes)
+ * and opens it. */
+static int open_lm_corpus(const index_args *a, const sae_model *m, lm_feed **f, sae_tokens **tok,
+                          char *tokens, size_t path_cap, sae_error *err)
+{
+    sae_lm_hook hook;
+    lm_feed_opts o = {.lm_dir = a->lm, .texts = a->texts, .n_texts = a->n_texts, .hooks = &hook,
+                      .n_hooks = 1};
+    if (!*m->hook_name)
+        return sae_error_set(err, SAE_EINVAL, "%s: the model names no hook_name to harvest",
+                             a->model_dir);
+    if (lm_parse_hooks(m->hook_name, &hook, 1, err) < 0 ||
+        lm_window_opts_of_sae(m->dir, &o, err) || lm_feed_open(&o, f, err))
+        return -1;
+    if (lm_feed_width(*f, 0) != m->d_in)
+        return sae_error_set(err, SAE_EDIM, "%s: d_in %zu, but %s is %zu wide", a->model_dir,
+                             m->d_in, m->hook_name, lm_feed_width(*f, 0));
+    snprintf(tokens, path_cap, "%s.tokens.jsonl", a->out);
+    if (lm_feed_write_tokens(*f, tokens, a->quiet, err) || lm_feed_rewind(*f, err))
+        return -1;
+    return sae_tokens_open(tokens, tok, err);
+}
+
 /* Progress callback: rows done of total, shown as tokens. */
 static void on_progress(void *ctx, uint64_t done, uint64_t total)
 {
@@ -218,6 +263,8 @@ int cmd_index(int argc, char **argv)
     sae_model *m = NULL;
     sae_acts *acts = NULL;
     sae_tokens *tok = NULL;
+    lm_feed *feed = NULL;
+    char lm_tokens[4096];
     sae_explanations expl = {0};
     bool have_expl = false;
     dash_inputs dash;
@@ -262,6 +309,10 @@ int cmd_index(int argc, char **argv)
         code = SAE_EXIT_OK;
         goto out;
     }
+    if (a.lm && open_lm_corpus(&a, m, &feed, &tok, lm_tokens, sizeof lm_tokens, &err)) {
+        code = cli_fail_err(&err);
+        goto out;
+    }
     if (a.n_expl) {
         if (sae_explanations_read(a.expl, a.n_expl, m->d_sae, &expl, &err)) {
             code = cli_fail_err(&err);
@@ -282,6 +333,11 @@ int cmd_index(int argc, char **argv)
         .model = m, .acts = acts, .tok = tok, .expl = have_expl ? &expl : NULL,
         .dash = a.unembed || a.correlations || a.np_hist ? &dash.job : NULL, .set = a.set, .progress = on_progress, .progress_ctx = &prog,
     };
+    if (feed) {
+        job.read_rows = lm_feed_read_rows;
+        job.rows_ctx = feed;
+        job.rows_d_in = lm_feed_width(feed, 0);
+    }
     sae_index_timing timing;
     job.timing = &timing;
     if (sae_index_build(&job, a.out, &err)) {
@@ -300,9 +356,11 @@ out:
     if (have_expl)
         sae_explanations_free(&expl);
     sae_tokens_free(tok);
+    lm_feed_free(feed);
     sae_acts_free(acts);
     sae_model_free(m);
     free(a.acts);
     free(a.expl);
+    free(a.texts);
     return code;
 }

@@ -16,6 +16,7 @@ static const struct {
     {"encode", cmd_encode, "encode activation files into sparse features (JSON Lines)"},
     {"synth", cmd_synth, "make activations with known ground-truth features over real text"},
     {"train", cmd_train, "train an SAE (standard, topk) or a stacked autoencoder"},
+    {"harvest", cmd_harvest, "run text through a language model into activation and tokens files"},
     {"index", cmd_index, "build the SQLite feature index over a corpus"},
     {"merge", cmd_merge, "merge index shards into one index"},
     {"export", cmd_export, "write an index as Neuronpedia upload batches (SAEDashboard's format)"},

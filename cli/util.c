@@ -83,6 +83,12 @@ static void progress_print(cli_progress *p, uint64_t done, bool final)
         double left = (p->total > done ? p->total - done : 0) / rate;
         snprintf(eta, sizeof eta, "%dm%02ds", (int)(left / 60), (int)fmod(left, 60));
     }
+    if (!p->total) { /* the total is not known: the count and the rate only */
+        fprintf(stderr, p->tty ? "\r%s: %llu %s, %.0f %s/s, %.1fs%s" : "%s: %llu %s, %.0f %s/s, %.1fs%s\n",
+                p->label, (unsigned long long)done, p->unit, rate, p->unit, t,
+                p->tty && final ? "\n" : "");
+        return;
+    }
     if (p->tty) {
         int width = 30, fill = p->total ? (int)((double)done / p->total * width) : 0;
         if (fill > width)

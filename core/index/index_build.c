@@ -48,7 +48,9 @@ typedef struct stream {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     const sae_model *m;
-    const sae_acts *acts;
+    const sae_acts *acts; /* or NULL: read_rows */
+    int (*read_rows)(void *ctx, uint64_t row0, size_t n, float *dst, sae_error *err);
+    void *rows_ctx;
     uint64_t row0, row1;
     size_t B, n_enc, n_slots;
     stream_slot *slot; /* (n_slots) */
@@ -67,7 +69,8 @@ typedef struct encoder {
  * mapped pages once read (keeps the RSS flat in corpus length). */
 static int stream_read(const stream *st, uint64_t r, size_t n, float *x, sae_error *err)
 {
-    int rc = sae_acts_read(st->acts, (size_t)r, n, x, err);
+    int rc = st->acts ? sae_acts_read(st->acts, (size_t)r, n, x, err)
+                      : st->read_rows(st->rows_ctx, r, n, x, err);
     if (rc)
         return rc;
     size_t d_in = st->m->d_in;
@@ -76,7 +79,8 @@ static int stream_read(const stream *st, uint64_t r, size_t n, float *x, sae_err
             return sae_error_set(err, SAE_ERANGE,
                                  "activations row %" PRIu64 ": value %zu is not finite",
                                  r + i / d_in, i % d_in);
-    sae_acts_release(st->acts, (size_t)r, n);
+    if (st->acts)
+        sae_acts_release(st->acts, (size_t)r, n);
     return 0;
 }
 
@@ -133,10 +137,11 @@ static int stream_rows(const sae_index_job *job, sae_indexer *ix, sae_corr *corr
     int blas = sae_get_blas_threads();
     uint64_t n_blocks = (row1 - row0 + B - 1) / B;
     size_t n_enc = (size_t)blas < STREAM_MAX_ENCODERS ? (size_t)blas : STREAM_MAX_ENCODERS;
-    if (n_enc > n_blocks)
-        n_enc = n_blocks ? (size_t)n_blocks : 1;
+    if (n_enc > n_blocks || !job->acts) /* read_rows: one reader, in row order */
+        n_enc = n_blocks && job->acts ? (size_t)n_blocks : 1;
     stream st = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .m = m,
-                 .acts = job->acts, .row0 = row0, .row1 = row1, .B = B, .n_enc = n_enc,
+                 .acts = job->acts, .read_rows = job->read_rows, .rows_ctx = job->rows_ctx,
+                 .row0 = row0, .row1 = row1, .B = B, .n_enc = n_enc,
                  .n_slots = 2 * n_enc};
     encoder *en = calloc(n_enc, sizeof *en);
     pthread_t *th = calloc(n_enc, sizeof *th);
@@ -230,11 +235,15 @@ static int build_check_inputs(const sae_index_job *job, sae_error *err)
 {
     const sae_model *m = job->model;
     const sae_tokens *tok = job->tok;
-    if (sae_acts_dim(job->acts) != m->d_in)
+    if (!job->acts) {
+        if (job->rows_d_in != m->d_in)
+            return sae_error_set(err, SAE_EDIM, "rows have d_in %zu, the model's d_in is %zu",
+                                 job->rows_d_in, m->d_in);
+    } else if (sae_acts_dim(job->acts) != m->d_in)
         return sae_error_set(err, SAE_EDIM,
                              "%s: activations have d_in %zu, the model's d_in is %zu",
                              sae_acts_first_path(job->acts), sae_acts_dim(job->acts), m->d_in);
-    if (sae_acts_rows(job->acts) != tok->n_tokens)
+    else if (sae_acts_rows(job->acts) != tok->n_tokens)
         return sae_error_set(err, SAE_EDIM,
                              "%s: the documents hold %" PRIu64 " tokens but the activations have "
                              "%zu rows",

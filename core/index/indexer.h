@@ -121,6 +121,12 @@ typedef struct sae_index_timing {
 typedef struct sae_index_job {
     const struct sae_model *model;
     const struct sae_acts *acts;        /* rows = the documents' tokens in order */
+    /* Instead of acts (NULL): rows read by read_rows into dst (n x d_in
+     * floats), asked for in row order, one block after another, from one
+     * encoder thread (`sae index --lm` runs the language model there). */
+    int (*read_rows)(void *ctx, uint64_t row0, size_t n, float *dst, sae_error *err);
+    void *rows_ctx;
+    size_t rows_d_in;
     const sae_tokens *tok;
     const sae_explanations *expl;       /* NULL: none */
     /* Dashboards (dashboards.h): logit tables, neuron alignment, correlated

@@ -45,7 +45,7 @@ done
 [[ "$seconds" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: --seconds needs a positive whole number" >&2; exit 2; }
 
 targets=(safetensors cfg npy encode_json decode_json binary_body tokens explanations
-  explanations_json explanations_gz index http saed_config bpe npz torchpt)
+  explanations_json explanations_gz index http saed_config bpe npz torchpt text)
 # Targets linked with saed's own objects (the route table, the config loader).
 body_targets=" encode_json decode_json binary_body http saed_config "
 if [[ -n "$only" ]]; then

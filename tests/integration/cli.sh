@@ -145,7 +145,7 @@ fi
 # one the README's "Using sae" block shows (spacing aside), and --help exits 0.
 squeeze() { tr -s '[:space:]' ' ' | sed 's/^ //; s/ $//'; }
 readme=$(sed -n '/^## Using `sae`/,/^## The web/p' "${SAE_SOURCE_ROOT:?}/README.md" | squeeze)
-for c in info encode synth train index merge bench; do
+for c in info encode synth train index merge bench harvest; do
   expect_rc 0 "$c --help" "$sae" "$c" --help
   syn=$(sed -n '1,/^$/p' "$tmp/out" | sed '1s/^usage: //' | squeeze)
   case "$readme" in *"$syn"*) ok ;; *) bad "README lacks the synopsis of sae $c: $syn" ;; esac
