@@ -177,7 +177,7 @@ void static_free(struct saed_server *srv)
 /* The folders' tags in the cache. */
 enum { FOLDER_ROOT, FOLDER_ASSETS };
 
-/* How long a versioned file may be kept: a year, the most RFC 9111 advises. */
+/* How long a versioned file may be kept: a year, the customary ceiling. */
 #define CACHE_IMMUTABLE "public, max-age=31536000, immutable"
 
 /* The page marker replaced by the early fetches' <link> elements. */
