@@ -9,27 +9,14 @@
 
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
-import http from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
-import { BASE, KEY, VIEWPORTS, apiGet, assertClean, closePage, launchBrowser, openPage, settled } from './harness.mjs';
+import {
+  BASE, KEY, VIEWPORTS, apiGet, assertClean, closePage, launchBrowser, openPage, rawGet as get, settled,
+} from './harness.mjs';
 import { WEB_ASSETS } from './load-module.mjs';
 
 const IMMUTABLE = 'public, max-age=31536000, immutable';
-
-// A raw GET (node:http, so no decoding is done for us).
-function get(path, headers = {}) {
-  const u = new URL(BASE);
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: u.hostname, port: u.port, path, method: 'GET', headers }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 // The decoded body of a reply.
 const bodyOf = (r) => (r.headers['content-encoding'] === 'gzip' ? gunzipSync(r.body) : r.body);

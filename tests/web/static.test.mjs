@@ -6,27 +6,14 @@
 // with ".." reach saed as written. No API key is sent: the browser's static
 // files stay open when one is configured (CONTRACT section 5).
 //
-// Environment: SAED_BASE, the base URL of a running saed.
+// Environment: as harness.mjs says.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
-import http from 'node:http';
 import { test } from 'node:test';
+import { rawGet as get } from './harness.mjs';
 import { WEB_ASSETS } from './load-module.mjs';
 
-const BASE = new URL(process.env.SAED_BASE || 'http://127.0.0.1:8080');
 const INDEX = readFileSync(new URL('../../web/index.html', import.meta.url));
-
-function get(path, headers = {}) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: BASE.hostname, port: BASE.port, path, method: 'GET', headers }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 // A page as web/index.html has it: saed versions its asset addresses and puts
 // the early fetches at <!--saed:preload--> (loading.test.mjs checks both).
