@@ -5,13 +5,16 @@
 // on a cold cache (a fresh browser context per load) and a warm one (the
 // same context, loaded once untimed before).
 //
-// usage: SAED_BASE=URL node timing.mjs [FEATURE] [RUNS]
+// usage: SAED_BASE=URL [RTTS=0,40] node timing.mjs [FEATURE] [RUNS]
+// (RTTS: the round-trip times to add, ms, comma-separated)
 //
 // Prints, per page, round-trip time and cache, the median ms from navigation
 // start to the first rows of the list / the first bar of the feature's
 // histogram (recorded in the page by a MutationObserver, so no polling delay
-// is counted), the page's requests that reached saed (all, and API ones) and
-// the transferred bytes. For docs/WEB.md ("Loading").
+// is counted), the median ms at which the page's data (its first
+// /v1/features request, from Resource Timing) was asked for, the page's
+// requests that reached saed (all, and API ones) and the transferred bytes.
+// For docs/WEB.md ("Loading").
 import { chromium } from 'playwright-core';
 
 const BASE = process.env.SAED_BASE;
@@ -32,7 +35,8 @@ function watch(sel) {
 }
 
 // One timed load of `path` in context `ctx` at `rtt` ms: first render (ms),
-// requests that reached the server, API requests among them, bytes received.
+// when the data was asked for (ms), requests that reached the server, API
+// requests among them, bytes received.
 async function load(ctx, path, sel, rtt) {
   const page = await ctx.newPage();
   await page.addInitScript(watch, sel);
@@ -57,12 +61,14 @@ async function load(ctx, path, sel, rtt) {
   await page.waitForFunction(() => window.__firstRender !== undefined);
   const t = await page.evaluate(() => window.__firstRender);
   await page.waitForLoadState('networkidle');
+  const asked = await page.evaluate(() => Math.min(...performance.getEntriesByType('resource')
+    .filter((e) => new URL(e.name).pathname.startsWith('/v1/features')).map((e) => e.startTime)));
   await page.close();
-  return { t, net, api, bytes };
+  return { t, asked, net, api, bytes };
 }
 
-console.log('page\tRTT\tcache\tfirst render (median ms)\trequests to saed (API)\tKB received');
-for (const rtt of [0, 40]) {
+console.log('page\tRTT\tcache\tfirst render (median ms)\tdata asked at (median ms)\trequests to saed (API)\tKB received');
+for (const rtt of (process.env.RTTS || '0,40').split(',').map(Number)) {
   for (const [name, path, sel] of [['list', '/', 'table.features tbody tr'],
     ['feature', `/features/${feature}`, 'svg.histogram rect.bar']]) {
     for (const cache of ['cold', 'warm']) {
@@ -76,7 +82,8 @@ for (const rtt of [0, 40]) {
       }
       if (cache === 'warm') await ctx.close();
       const last = out[out.length - 1];
-      console.log(`${name}\t${rtt} ms\t${cache}\t${median(out.map((o) => o.t)).toFixed(0)}\t${last.net} (${last.api})\t${(last.bytes / 1024).toFixed(1)}`);
+      const ms = (key) => median(out.map((o) => o[key])).toFixed(0);
+      console.log(`${name}\t${rtt} ms\t${cache}\t${ms('t')}\t${ms('asked')}\t${last.net} (${last.api})\t${(last.bytes / 1024).toFixed(1)}`);
     }
   }
 }
