@@ -1,9 +1,13 @@
-/* features_get.c: GET /v1/features?q=&limit=&offset=&sort=&order= (CONTRACT
- * 5): the feature list, or a full-text search over explanations.
+/* features_get.c: GET /v1/features?q=&limit=&offset=&sort=&order=&alive=
+ * (CONTRACT 5): the feature list, or a full-text search over explanations.
  *
  * Defaults: limit 50 (at most 500), offset 0, order asc; sort index, or with
  * a non-empty q, relevance (the bm25 rank of a feature's best-matching
  * explanation, best first; ties by index). sort=relevance without q is a 400.
+ * sort=score orders by the score of a feature's best-scored explanation (its
+ * label; none scored sorts lowest). alive=1 lists only features active at
+ * least once (n_active > 0), and total counts only those, so a filtered list
+ * pages as one.
  * Items are feature objects without top_examples. Unknown or repeated
  * parameters and bad values are 400 invalid_query naming the parameter.
  *
@@ -17,8 +21,8 @@
 
 #include "feature_routes.h"
 
-enum { P_Q, P_LIMIT, P_OFFSET, P_SORT, P_ORDER, P_COUNT };
-static const char *const params[P_COUNT] = {"q", "limit", "offset", "sort", "order"};
+enum { P_Q, P_LIMIT, P_OFFSET, P_SORT, P_ORDER, P_ALIVE, P_COUNT };
+static const char *const params[P_COUNT] = {"q", "limit", "offset", "sort", "order", "alive"};
 
 /* Largest offset accepted: SQLite's 64-bit signed integers. */
 #define OFFSET_MAX ((uint64_t)INT64_MAX)
@@ -32,10 +36,13 @@ enum MHD_Result features_get(struct saed_req *rq)
         return r;
     struct query_spec qs = {.names = params, .n = P_COUNT};
     sae_store_query q = {.sort = SAE_SORT_INDEX};
+    uint64_t alive = 0;
     if (query_collect(rq, &qs) ||
         query_uint(&qs, P_LIMIT, FEATURES_DEFAULT_LIMIT, FEATURES_MAX_LIMIT, &q.limit) ||
-        query_uint(&qs, P_OFFSET, 0, OFFSET_MAX, &q.offset))
+        query_uint(&qs, P_OFFSET, 0, OFFSET_MAX, &q.offset) ||
+        query_uint(&qs, P_ALIVE, 0, 1, &alive))
         return reply_error(rq, 400, "invalid_query", "%s", qs.bad);
+    q.alive = alive == 1;
     size_t n_words = 0;
     char *words;
     int w = query_words(&qs, P_Q, &words, &n_words);

@@ -198,7 +198,8 @@ int query_uint(struct query_spec *q, size_t which, uint64_t def, uint64_t max, u
     uint64_t x = 0;
     bool ok = *v != '\0';
     for (const char *p = v; ok && *p; p++) {
-        if (*p < '0' || *p > '9' || x > (max - (uint64_t)(*p - '0')) / 10)
+        if (*p < '0' || *p > '9' || (uint64_t)(*p - '0') > max ||
+            x > (max - (uint64_t)(*p - '0')) / 10)
             ok = false;
         else
             x = x * 10 + (uint64_t)(*p - '0');

@@ -187,13 +187,11 @@ enum MHD_Result reply_method_not_allowed(struct saed_req *rq, const char *allow)
     return error_reply(rq, 405, "method_not_allowed", raw, allow);
 }
 
-/* gzip of in[0..n) into a new buffer (*out, *out_len); 0 or -1. Level 1: on
- * float-heavy JSON it already saves about half and costs a few ms per MB. */
-static int gzip_buf(const void *in, size_t n, char **out, size_t *out_len)
+int reply_gzip(const void *in, size_t n, int level, char **out, size_t *out_len)
 {
     z_stream z;
     memset(&z, 0, sizeof z);
-    if (deflateInit2(&z, 1, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    if (deflateInit2(&z, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         return -1;
     int rc = -1;
     uLong bound = deflateBound(&z, (uLong)n);
@@ -236,7 +234,9 @@ static enum MHD_Result reply_body(struct saed_req *rq, unsigned status, const ch
         len < (size_t)UINT32_MAX) {
         char *z;
         size_t zl;
-        if (!gzip_buf(buf, len, &z, &zl)) {
+        /* Level 1: on float-heavy JSON it already saves about half and costs
+         * a few ms per MB. */
+        if (!reply_gzip(buf, len, 1, &z, &zl)) {
             if (must_free)
                 free(buf);
             buf = z;

@@ -74,6 +74,7 @@ const struct saed_route saed_routes[] = {
     {.method = "GET", .path = "/saes/{id}/model", .handler = static_page_get,
      .match = HTTP_MATCH_TRAILING_SLASH},
     {.method = "GET", .path = "/assets/{name}", .handler = static_asset_get},
+    {.method = "GET", .path = "/assets/{version}/{name}", .handler = static_asset_get},
 };
 const size_t saed_n_routes = sizeof saed_routes / sizeof saed_routes[0];
 

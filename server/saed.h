@@ -35,6 +35,7 @@ struct enc_fan;
 struct sae_store;
 struct index_labels;
 struct feature_cache;
+struct web_cache;
 
 /* The index half of a snapshot: the held index, its digest, labels and
  * rendered-feature cache, loaded and checked together. Reference counted on
@@ -151,6 +152,7 @@ struct saed_server {
     int blas_threads, workers, http_threads; /* as resolved from `threads` */
     int web_fd;                     /* the web/ folder (O_PATH), or -1: not served */
     char *web_root;                 /* owned: its path as resolved at start-up, or NULL */
+    struct web_cache *web_cache;    /* owned: its files in memory (web_cache.h), or NULL */
 };
 
 struct saed_req;
@@ -256,6 +258,8 @@ enum MHD_Result reply_json(struct saed_req *rq, unsigned status, json_t *obj);
 /* Raw bytes of content_type; steals buf (malloc'd). */
 enum MHD_Result reply_bytes(struct saed_req *rq, unsigned status, const char *content_type,
                             void *buf, size_t len);
+/* gzip of in[0..n) at zlib level 1..9 into a new buffer (*out, *out_len); 0 or -1. */
+int reply_gzip(const void *in, size_t n, int level, char **out, size_t *out_len);
 /* Static bytes (not freed), e.g. the embedded OpenAPI document. */
 enum MHD_Result reply_static(struct saed_req *rq, unsigned status, const char *content_type,
                              const void *buf, size_t len, bool may_gzip);

@@ -331,15 +331,18 @@ typedef enum sae_store_sort {
     SAE_SORT_MAX_ACTIVATION,
     SAE_SORT_RELEVANCE,     /* with a query only: a feature's best explanation by
                                FTS5 bm25, best first in ascending order */
+    SAE_SORT_SCORE,         /* the score of the feature's best-scored explanation
+                               (its label); none scored sorts lowest */
 } sae_store_sort;
 typedef struct sae_store_query {
     const char *q;          /* full-text query over explanations; NULL/"" = all */
     sae_store_sort sort;
     bool desc;              /* order=desc; ties always by index ascending */
+    bool alive;             /* only features active at least once (n_active > 0) */
     uint64_t limit, offset;
 } sae_store_query;
 /* Parses the query parameters' words ("index", "density", "max_activation",
- * "relevance"; "asc", "desc"): 0 or SAE_EINVAL naming the parameter. */
+ * "score", "relevance"; "asc", "desc"): 0 or SAE_EINVAL naming the parameter. */
 int sae_store_parse_sort(const char *s, sae_store_sort *out, sae_error *err);
 int sae_store_parse_order(const char *s, bool *desc, sae_error *err);
 

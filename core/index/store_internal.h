@@ -78,6 +78,15 @@ enum {
     R_COUNT
 };
 
+/* The SQL listing features (store_query.c): FEATURE_COLS (and the bm25 rank
+ * for SAE_SORT_RELEVANCE) in `sort` order, desc or not, ties by index; fts:
+ * only those matching the FTS5 query ?1; alive: only those ever active;
+ * ?2 LIMIT, ?3 OFFSET. Into sql (cap bytes; 1024 is enough). */
+void store_list_sql(char *sql, size_t cap, sae_store_sort sort, bool desc, bool fts, bool alive);
+/* The SQL counting what store_list_sql(fts, alive) lists, or NULL when that
+ * is every feature (d_sae). */
+const char *store_count_sql(bool fts, bool alive);
+
 /* Checks a SQLite header h (got bytes of it) of a file of size bytes, without
  * SQLite: magic, application_id, user_version, and a page count that matches
  * the size (a truncated copy fails here). path names the file in err. */

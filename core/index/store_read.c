@@ -11,15 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define FTS_MATCH                                                                       \
-    "SELECT feature FROM explanations WHERE id IN (SELECT rowid FROM explanations_fts " \
-    "WHERE explanations_fts MATCH ?1)"
-
-static const char *const sort_order[6] = {
-    "idx ASC", "idx DESC", "density ASC, idx ASC", "density DESC, idx ASC",
-    "max_activation ASC, idx ASC", "max_activation DESC, idx ASC",
-};
-
 /* Reads the 100-byte SQLite header of path and checks it (store_check_header). */
 static int check_header(const char *path, sae_error *err)
 {
@@ -459,24 +450,14 @@ int sae_store_connect(sae_store *s, sae_store_conn **out, sae_error *err)
             q = fixed[i];
         else if (i >= R_BASE_COUNT)
             q = dash[i - R_BASE_COUNT];
-        else if (i < R_SEARCH_FIRST)
-            snprintf(sql, sizeof sql, "SELECT " FEATURE_COLS " FROM features ORDER BY %s "
-                     "LIMIT ?2 OFFSET ?3", sort_order[i - R_LIST_FIRST]);
-        else if (i < R_SEARCH_COUNT)
-            snprintf(sql, sizeof sql, "SELECT " FEATURE_COLS " FROM features WHERE idx IN ("
-                     FTS_MATCH ") ORDER BY %s LIMIT ?2 OFFSET ?3", sort_order[i - R_SEARCH_FIRST]);
+        else if (i < R_SEARCH_COUNT) /* sort x order, without and with a query */
+            store_list_sql(sql, sizeof sql, (sae_store_sort)((i - R_LIST_FIRST) % 6 / 2),
+                           (i - R_LIST_FIRST) % 2, i >= R_SEARCH_FIRST, false);
         else if (i == R_SEARCH_COUNT)
-            q = "SELECT count(DISTINCT feature) FROM (" FTS_MATCH ")";
+            q = store_count_sql(true, false);
         else
-            /* FTS5's rank is bm25 (lower is better); a feature ranks by its
-             * best explanation. rank cannot be aggregated in the FTS5 query
-             * itself, hence the inner select. */
-            snprintf(sql, sizeof sql, "SELECT " FEATURE_COLS ", m.score FROM features JOIN (SELECT "
-                     "e.feature AS feature, min(r.score) AS score FROM (SELECT rowid AS id, "
-                     "rank AS score FROM explanations_fts WHERE explanations_fts MATCH ?1) r "
-                     "JOIN explanations e ON e.id = r.id GROUP BY e.feature) m ON m.feature = "
-                     "idx ORDER BY m.score %s, idx ASC LIMIT ?2 OFFSET ?3",
-                     i == R_RELEVANCE_FIRST ? "ASC" : "DESC");
+            store_list_sql(sql, sizeof sql, SAE_SORT_RELEVANCE, i != R_RELEVANCE_FIRST, true,
+                           false);
         if (sqlite3_prepare_v3(c->db, q, -1, SQLITE_PREPARE_PERSISTENT, &c->st[i], NULL) !=
             SQLITE_OK) {
             rc = sae_store_fail(c->db, s->path, "not a valid saed index", err);

@@ -2065,7 +2065,12 @@ static void test_static(void)
             size_t n;
             char *want = sae_fixture_read_file(idx, &n);
             raw_get(d.port, "GET", "/features/3", NULL, &r);
-            CHECK(want && r.status == 200 && r.len == n && !memcmp(r.body, want, n),
+            /* As written up to its first asset address, which saed versions
+             * (static_get.c). */
+            const char *first = want ? strstr(want, "\"/assets/") : NULL;
+            size_t head = first ? (size_t)(first - want) : n;
+            CHECK(want && r.status == 200 && r.len > head && !memcmp(r.body, want, head) &&
+                      strstr(r.body, "\"/assets/v-"),
                   "default web root serves web/index.html");
             free(r.body);
             free(want);

@@ -193,22 +193,32 @@ static int count_prefixed(const char *prefix)
 }
 
 /* The ranks of a listing, for compact comparisons. */
+/* Lists qry and checks the total and the indices listed. */
+static void expect_query(sae_store_conn *c, const sae_store_query *qry, uint64_t total,
+                         const uint32_t *want, size_t n_want)
+{
+    const char *q = qry->q;
+    sae_store_feature_list l;
+    sae_error err;
+    ck_assert_msg(sae_store_list_features(c, qry, &l, &err) == 0, "q=%s: %s", q ? q : "",
+                  err.msg);
+    ck_assert_msg(l.total == total, "q=%s sort=%d alive=%d: total %llu, want %llu", q ? q : "",
+                  (int)qry->sort, qry->alive, (unsigned long long)l.total,
+                  (unsigned long long)total);
+    ck_assert_uint_eq(l.n, n_want);
+    for (size_t i = 0; i < n_want; i++)
+        ck_assert_msg(l.items[i].index == want[i],
+                      "q=%s sort=%d desc=%d alive=%d: item %zu is %u, want %u", q ? q : "",
+                      (int)qry->sort, qry->desc, qry->alive, i, l.items[i].index, want[i]);
+    sae_store_feature_list_free(&l);
+}
+
 static void expect_list(sae_store_conn *c, const char *q, sae_store_sort sort, bool desc,
                         uint64_t limit, uint64_t offset, uint64_t total, const uint32_t *want,
                         size_t n_want)
 {
     sae_store_query qry = {.q = q, .sort = sort, .desc = desc, .limit = limit, .offset = offset};
-    sae_store_feature_list l;
-    sae_error err;
-    ck_assert_msg(sae_store_list_features(c, &qry, &l, &err) == 0, "q=%s: %s", q ? q : "",
-                  err.msg);
-    ck_assert_msg(l.total == total, "q=%s sort=%d: total %llu, want %llu", q ? q : "", (int)sort,
-                  (unsigned long long)l.total, (unsigned long long)total);
-    ck_assert_uint_eq(l.n, n_want);
-    for (size_t i = 0; i < n_want; i++)
-        ck_assert_msg(l.items[i].index == want[i], "q=%s sort=%d desc=%d: item %zu is %u, want %u",
-                      q ? q : "", (int)sort, desc, i, l.items[i].index, want[i]);
-    sae_store_feature_list_free(&l);
+    expect_query(c, &qry, total, want, n_want);
 }
 
 START_TEST(test_read_api)
@@ -325,6 +335,32 @@ START_TEST(test_read_api)
     expect_list(c, NULL, SAE_SORT_INDEX, false, 10, 5, 5, NULL, 0);
     expect_list(c, NULL, SAE_SORT_INDEX, false, 0, 0, 5, NULL, 0);
     expect_list(c, NULL, SAE_SORT_INDEX, false, UINT64_MAX, UINT64_MAX, 5, NULL, 0);
+    /* By the best explanation's score (0: 0.8, 2: -1.5; 1, 3 and 4 have
+     * none and sort lowest, by index). */
+    uint32_t score_desc[] = {0, 2, 1, 3, 4}, score_asc[] = {1, 3, 4, 2, 0};
+    expect_list(c, NULL, SAE_SORT_SCORE, true, 100, 0, 5, score_desc, 5);
+    expect_list(c, NULL, SAE_SORT_SCORE, false, 100, 0, 5, score_asc, 5);
+    expect_list(c, NULL, SAE_SORT_SCORE, true, 2, 1, 5, score_desc + 1, 2);
+    /* Live only: feature 4 never fired, so it is neither listed nor counted,
+     * in any order, with or without a search, and paging counts past it. */
+    uint32_t alive_idx[] = {0, 1, 2, 3}, alive_dens[] = {1, 3, 0, 2}, alive_score[] = {0, 2, 1, 3};
+    uint32_t alive_cats[] = {0, 3}, alive_rel[] = {3, 0};
+    sae_store_query aq = {.sort = SAE_SORT_INDEX, .alive = true, .limit = 100};
+    expect_query(c, &aq, 4, alive_idx, 4);
+    aq.sort = SAE_SORT_DENSITY;
+    expect_query(c, &aq, 4, alive_dens, 4);
+    aq.limit = 2;
+    aq.offset = 2;
+    expect_query(c, &aq, 4, alive_dens + 2, 2);
+    aq = (sae_store_query){.sort = SAE_SORT_SCORE, .desc = true, .alive = true, .limit = 100};
+    expect_query(c, &aq, 4, alive_score, 4);
+    aq = (sae_store_query){.q = "cats", .sort = SAE_SORT_INDEX, .alive = true, .limit = 100};
+    expect_query(c, &aq, 2, alive_cats, 2);
+    aq.sort = SAE_SORT_RELEVANCE;
+    expect_query(c, &aq, 2, alive_rel, 2);
+    aq = (sae_store_query){.q = "barking", .sort = SAE_SORT_SCORE, .alive = true, .limit = 100};
+    uint32_t dog2[] = {2};
+    expect_query(c, &aq, 1, dog2, 1);
 
     /* Search: words are ANDed phrases, case-insensitive, no stemming, and
      * FTS5 syntax in the query is just text. */

@@ -9,6 +9,7 @@
 //   CHROMIUM_PATH     the browser (default /usr/bin/chromium)
 
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { chromium } from 'playwright-core';
 
 export const BASE = (process.env.SAED_BASE || '').replace(/\/$/, '');
@@ -32,6 +33,21 @@ export async function apiFetch(path, init = {}) {
   return JSON.parse(text);
 }
 export const apiGet = (path) => apiFetch(path);
+
+// A GET sent raw (node:http): the path reaches saed as written (".." and
+// escapes kept), nothing is decoded for us, and only `headers` are sent.
+export function rawGet(path, headers = {}) {
+  const base = new URL(BASE);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: base.hostname, port: base.port, path, method: 'GET', headers }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
 export const apiPost = (path, body) => apiFetch(path, {
   method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' },
 });

@@ -100,5 +100,6 @@ fi
 echo "web tests: against $base${shots:+, screenshots to $shots}" >&2
 cd "$here"
 SAED_BASE="$base" SAED_API_KEY="$key" SAED_SCREENSHOTS="$shots" CHROMIUM_PATH="$chromium_bin" \
-  node --test --test-concurrency=1 format.test.mjs release.test.mjs static.test.mjs browser.test.mjs saes.test.mjs truth.test.mjs context.test.mjs ||
+  node --test --test-concurrency=1 format.test.mjs release.test.mjs static.test.mjs browser.test.mjs saes.test.mjs truth.test.mjs \
+    context.test.mjs loading.test.mjs ||
   exit 1

@@ -54,18 +54,26 @@ describe('dead and weak features', () => {
     const colours = await page.$$eval('td.label a', (as) => [...new Set(as.map((a) => getComputedStyle(a).color))]);
     assert.ok(colours.length >= 2 || rows.every((r) => r.weak), 'muted labels have their own colour');
 
+    // Hide dead and sort by score act on the whole list (the API filters and
+    // sorts), not on the rows of one page.
     await page.check('#hide-dead');
-    const visible = await page.$$eval('table.features tbody tr', (trs) => trs.filter((tr) => tr.offsetParent !== null)
-      .map((tr) => Number(tr.dataset.index)));
-    assert.deepEqual(visible, features.filter((f) => !isDead(f)).map((f) => f.index), 'hide dead hides exactly the dead');
-    assert.match(await page.innerText('#results-count'), /\(hidden\)/);
+    await listDrawn(page, /alive=1/);
+    const live = await apiGet('/v1/features?sort=density&order=asc&limit=50&offset=0&alive=1');
+    assert.deepEqual(await rowIndices(page), live.features.map((f) => f.index), 'hide dead lists the live features');
+    assert.ok(live.features.every((f) => !isDead(f)) && live.total < (await apiGet('/v1/model')).d_sae);
+    assert.match(await page.innerText('#results-count'), new RegExp(`^${fmtInt(live.total)} features · dead features hidden`));
+    assert.equal(await page.$$eval('table.features tbody tr.dead', (trs) => trs.length), 0);
 
-    // Score sorts this page's rows, best first.
     await page.click('th.score button');
+    await listDrawn(page, /sort=score&order=desc/);
+    const byScore = await apiGet('/v1/features?sort=score&order=desc&limit=50&offset=0&alive=1');
+    assert.deepEqual(await rowIndices(page), byScore.features.map((f) => f.index), 'sorted by score over the whole list');
     const scores = await page.$$eval('table.features tbody tr td.score', (tds) => tds.map((td) => td.textContent));
     const nums = scores.map((x) => (x === '—' ? -1 : Number(x)));
-    assert.deepEqual(nums, nums.slice().sort((a, b) => b - a), 'sorted by score');
+    assert.deepEqual(nums, nums.slice().sort((a, b) => b - a), 'scores descend');
+    assert.equal(nums[0], Number(fmtScore(bestExplanation(byScore.features[0]).score)));
     assert.equal(await page.getAttribute('th.score', 'aria-sort'), 'descending');
+    assert.equal(await page.inputValue('#feature-sort'), 'score:desc');
     // Only the result count is announced.
     assert.deepEqual(await page.$$eval('[aria-live]', (els) => els.map((e) => e.id)), ['results-count']);
     assertClean(page);
@@ -131,6 +139,50 @@ describe('dead and weak features', () => {
     await settled(page, 'dl.stats');
     const text = await page.innerText('nav.prevnext');
     assert.ok(!text.includes('#–'), `prev/next reads ${text}`);
+    await closePage(page);
+  });
+});
+
+// Waits until the list has been drawn again at an address matching `url`.
+async function listDrawn(page, url) {
+  await page.waitForURL(url);
+  await page.waitForFunction(() => document.querySelector('section.results')?.getAttribute('aria-busy') === 'false');
+  await page.waitForSelector('table.features tbody tr');
+}
+
+// The feature indices of the list's rows, in order.
+function rowIndices(page) {
+  return page.$$eval('table.features tbody tr', (trs) => trs.map((tr) => Number(tr.dataset.index)));
+}
+
+describe('whole-list filters', () => {
+  test('hide dead pages through live features only, across pages and Back', async (t) => {
+    if (!hasIndex) return t.skip('no index');
+    const live = await apiGet('/v1/features?sort=index&order=asc&limit=50&offset=0&alive=1');
+    const all = await apiGet('/v1/features?sort=index&order=asc&limit=50&offset=0');
+    if (live.total === all.total) return t.skip('no dead feature');
+    if (live.total <= 50) return t.skip('one page of live features');
+    const page = await openPage(browser, vp);
+    await page.goto(`${BASE}/`);
+    await settled(page, 'table.features tbody tr');
+    await page.check('#hide-dead');
+    await listDrawn(page, /alive=1/);
+    assert.deepEqual(await rowIndices(page), live.features.map((f) => f.index));
+    await page.click('[data-pager="next"]');
+    await listDrawn(page, /offset=50/);
+    const second = await apiGet('/v1/features?sort=index&order=asc&limit=50&offset=50&alive=1');
+    assert.deepEqual(await rowIndices(page), second.features.map((f) => f.index), 'page 2 holds the next live features');
+    assert.equal(await page.$$eval('table.features tbody tr.dead', (trs) => trs.length), 0, 'no dead row on page 2');
+    assert.ok(await page.isChecked('#hide-dead'), 'the filter stays on across pages');
+    // The pager counts live features only.
+    assert.match(await page.innerText('#results-count'), new RegExp(`^${fmtInt(live.total)} features`));
+    await page.goBack();
+    await listDrawn(page, /alive=1(?!.*offset)/);
+    assert.deepEqual(await rowIndices(page), live.features.map((f) => f.index), 'Back: the first live page');
+    await page.uncheck('#hide-dead');
+    await listDrawn(page, (u) => !u.search.includes('alive'));
+    assert.deepEqual(await rowIndices(page), all.features.map((f) => f.index), 'unchecked: every feature again');
+    assertClean(page);
     await closePage(page);
   });
 });

@@ -1,7 +1,8 @@
 // The feature list of one SAE (/, or /saes/{id}): full-text search over
-// explanations, sorting, paging. The state lives in the URL
-// (?q=&sort=&order=&offset=) so a list can be shared and Back works; typing
-// replaces the history entry instead of adding one. With several indexed
+// explanations, sorting, hiding dead features, paging, all done by the API
+// over the whole list. The state lives in the URL
+// (?q=&sort=&order=&alive=&offset=) so a list can be shared and Back works;
+// typing replaces the history entry instead of adding one. With several indexed
 // SAEs a search offers the same words across the release (/search).
 
 import { api, getSaes, isNoIndex } from './api.js';
@@ -26,6 +27,8 @@ export const SORTS = {
   'density:asc': ['density', 'asc', 'Density, lowest first'],
   'max_activation:desc': ['max_activation', 'desc', 'Max activation, highest first'],
   'max_activation:asc': ['max_activation', 'asc', 'Max activation, lowest first'],
+  'score:desc': ['score', 'desc', 'Score, highest first'],
+  'score:asc': ['score', 'asc', 'Score, lowest first'],
 };
 
 // The order a list has when the URL names none: best match when searching
@@ -33,7 +36,7 @@ export const SORTS = {
 const defaultSort = (q) => (q ? 'relevance:asc' : 'index:asc');
 
 // The list state a URL query describes. "Best match" needs a search: without
-// one it is index order.
+// one it is index order. alive: dead features hidden (alive=1).
 function stateOf(query) {
   const q = (query.get('q') || '').trim();
   const sort = query.get('sort');
@@ -45,6 +48,7 @@ function stateOf(query) {
     q,
     sortKey: SORTS[sortKey] && (q || sortKey !== 'relevance:asc') ? sortKey : defaultSort(q),
     offset: Number.isFinite(offset) && offset > 0 ? offset : 0,
+    alive: query.get('alive') === '1',
   };
 }
 
@@ -58,6 +62,7 @@ function hrefOf(st) {
     p.set('sort', sort);
     p.set('order', order);
   }
+  if (st.alive) p.set('alive', '1');
   if (st.offset) p.set('offset', String(st.offset));
   const qs = p.toString();
   return qs ? `/?${qs}` : '/';
@@ -65,7 +70,8 @@ function hrefOf(st) {
 
 // The API request of a state, unprefixed (ctx.apiPath puts it in the page's
 // SAE): its order always named, so that what the select shows is what the
-// rows are in.
+// rows are in. Without a query string, this is the request saed preloads
+// with the page (server/static_get.c: preload_links).
 export function apiPathOf(st) {
   const p = new URLSearchParams();
   if (st.q) p.set('q', prefixQuery(st.q));
@@ -74,6 +80,7 @@ export function apiPathOf(st) {
   p.set('order', order);
   p.set('limit', String(PAGE_SIZE));
   p.set('offset', String(st.offset));
+  if (st.alive) p.set('alive', '1');
   return `/features?${p}`;
 }
 
@@ -126,10 +133,8 @@ export async function render(main, ctx) {
   // "Best match" only means something for a search.
   const bestMatch = () => { sort.querySelector('option[value="relevance:asc"]').disabled = !st.q; };
   bestMatch();
-  let hideDead = false;
-  try { hideDead = sessionStorage.getItem('saed.hideDead') === '1'; } catch { /* no storage */ }
-  const hideBox = h('input', { id: 'hide-dead', type: 'checkbox', checked: hideDead });
-  const results = h('section', { class: `results${hideDead ? ' hide-dead' : ''}`, 'aria-busy': 'true' });
+  const hideBox = h('input', { id: 'hide-dead', type: 'checkbox', checked: st.alive });
+  const results = h('section', { class: 'results', 'aria-busy': 'true' });
   const status = h('p', { class: 'results-count', id: 'results-count', tabindex: '-1', 'aria-live': 'polite' });
   const deadNote = h('span', { class: 'dead-note' });
   const elsewhere = h('p', { class: 'release-search', hidden: true });
@@ -139,17 +144,8 @@ export async function render(main, ctx) {
         'Full-text search of the explanations; results update as you type.')),
     h('div', { class: 'field' }, h('label', { for: 'feature-sort' }, 'Sort by'), sort),
     h('div', { class: 'field check' }, h('label', { for: 'hide-dead' }, hideBox, ' Hide dead features')));
-  hideBox.addEventListener('change', () => {
-    hideDead = hideBox.checked;
-    try { sessionStorage.setItem('saed.hideDead', hideDead ? '1' : '0'); } catch { /* no storage */ }
-    results.classList.toggle('hide-dead', hideDead);
-    noteDead();
-  });
-  let deadOnPage = 0;
-  function noteDead() {
-    deadNote.textContent = deadOnPage
-      ? ` · ${fmtInt(deadOnPage)} dead on this page${hideDead ? ' (hidden)' : ''}` : '';
-  }
+  // Hiding the dead asks the API for live features only: a new list, from its first page.
+  hideBox.addEventListener('change', () => apply(false));
   fill(main, pageHeading('Features'), form, status, elsewhere, results);
 
   // With several indexed SAEs, a search links to the same words across all of them.
@@ -168,11 +164,11 @@ export async function render(main, ctx) {
   let timer = null;
   function apply(replace) {
     clearTimeout(timer);
-    const next = { q: search.value.trim(), sortKey: sort.value, offset: 0 };
+    const next = { q: search.value.trim(), sortKey: sort.value, offset: 0, alive: hideBox.checked };
     // Starting or clearing a search takes the order that goes with it, unless
     // another was chosen: best match while searching, index otherwise.
     if (!st.q !== !next.q && next.sortKey === defaultSort(st.q)) next.sortKey = defaultSort(next.q);
-    if (next.q === st.q && next.sortKey === st.sortKey && !replace) next.offset = st.offset;
+    if (next.q === st.q && next.sortKey === st.sortKey && next.alive === st.alive && !replace) next.offset = st.offset;
     navigate(ctx.href(hrefOf(next)), { replace });
   }
   search.addEventListener('input', () => {
@@ -221,32 +217,26 @@ export async function render(main, ctx) {
     fill(status, st.q
       ? `${fmtInt(total)} feature${total === 1 ? ' matches' : 's match'} “${st.q}”`
       : `${fmtInt(total)} features`, deadNote);
-    deadOnPage = list.filter(isDead).length;
-    noteDead();
+    const deadOnPage = list.filter(isDead).length;
+    deadNote.textContent = st.alive ? ' · dead features hidden'
+      : deadOnPage ? ` · ${fmtInt(deadOnPage)} dead on this page` : '';
+    const byScore = st.sortKey.startsWith('score:') ? st.sortKey : null;
     const table = h('table', { class: 'features' },
       h('caption', { class: 'sr-only' }, `Features ${st.offset + 1} to ${st.offset + list.length} of ${total}`),
       h('thead', {}, h('tr', {},
         h('th', { scope: 'col', class: 'num idx' }, '#'),
         h('th', { scope: 'col' }, 'Label'),
-        h('th', { scope: 'col', class: 'num score', title: `explanation score; labels under ${WEAK_SCORE} are muted` },
-          h('button', { type: 'button', class: 'th-sort', 'aria-label': 'Score: sort this page by score' }, 'Score')),
+        h('th', { scope: 'col', class: 'num score', title: `explanation score; labels under ${WEAK_SCORE} are muted`,
+          'aria-sort': byScore ? (byScore === 'score:desc' ? 'descending' : 'ascending') : 'none' },
+        h('button', { type: 'button', class: 'th-sort', 'aria-label': 'Score: sort the whole list by score' }, 'Score')),
         h('th', { scope: 'col', class: 'num density' }, 'Density'),
         h('th', { scope: 'col', class: 'num maxact' }, 'Max act.'),
         h('th', { scope: 'col', class: 'spark' }, h('span', { 'aria-hidden': 'true' }, 'Tokens')))),
       h('tbody', {}, list.map((f) => row(f, ctx))));
-    // The API sorts by index, density or max activation; score orders the rows
-    // of this page (best first, then back to the API's order).
-    const tbody = table.querySelector('tbody');
-    const apiOrder = [...tbody.children];
-    let byScoreNow = false;
-    const th = table.querySelector('th.score');
-    th.setAttribute('aria-sort', 'none');
+    // The Score header sorts the whole list by score, best first; again, worst first.
     table.querySelector('.th-sort').addEventListener('click', () => {
-      byScoreNow = !byScoreNow;
-      const key = (tr) => { const v = Number.parseFloat(tr.querySelector('td.score').textContent); return Number.isNaN(v) ? -1 : v; };
-      const rows = byScoreNow ? apiOrder.slice().sort((a, b) => key(b) - key(a)) : apiOrder;
-      tbody.append(...rows);
-      th.setAttribute('aria-sort', byScoreNow ? 'descending' : 'none');
+      sort.value = byScore === 'score:desc' ? 'score:asc' : 'score:desc';
+      apply(false);
     });
     fill(results, h('div', { class: 'table-wrap' }, table),
       total > PAGE_SIZE || st.offset > 0 ? pager(st.offset, total, list.length, PAGE_SIZE, (offset) => {
@@ -269,6 +259,7 @@ export async function render(main, ctx) {
       st = stateOf(next.query);
       if (document.activeElement !== search) search.value = st.q;
       sort.value = st.sortKey;
+      hideBox.checked = st.alive;
       bestMatch();
       return load(next.signal);
     },
