@@ -64,6 +64,7 @@ struct saed_job {
 
     /* plumbing */
     struct MHD_Connection *conn;    /* borrowed: resumed when done */
+    int64_t t_arrived_us;           /* the request's headers in (0: when queued) */
     int64_t t_queued_us;
     struct saed_job *next;
     atomic_bool done;
