@@ -38,11 +38,7 @@ trap cleanup EXIT
 model=${MODEL:-} index=${INDEX:-}
 if [ -z "$model" ] || [ -z "$index" ]; then
   model=$work/model index=$work/index.db
-  "$build/tests/mkfixture" --out "$model" --d-in 768 --d-sae 24576 --target-l0 64 --seed 1 \
-    --activations "$work/acts.safetensors" --rows "$rows" --act-seed 7 >/dev/null
-  zipf_tokens "$rows" "$work/tokens.jsonl"
-  "$build/cli/sae" index --model "$model" --activations "$work/acts.safetensors" \
-    --tokens "$work/tokens.jsonl" --out "$index" 2>"$work/index.log"
+  feature_index "$build" "$work" "$rows"
 fi
 d_sae=$(sqlite3 -readonly "$index" "SELECT value FROM meta WHERE key = 'd_sae'")
 

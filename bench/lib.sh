@@ -42,3 +42,15 @@ with open(path, "w") as f:
         d += 1
 PY
 }
+
+# feature_index BUILD WORK ROWS: writes the benchmark's model and index, a
+# 768 x 24576 fixture and `sae index` over ROWS Zipf tokens, as WORK/model
+# and WORK/index.db (bench/features.sh, bench/coldstart.sh).
+feature_index() {
+  local build=$1 work=$2 rows=$3
+  "$build/tests/mkfixture" --out "$work/model" --d-in 768 --d-sae 24576 --target-l0 64 --seed 1 \
+    --activations "$work/acts.safetensors" --rows "$rows" --act-seed 7 >/dev/null
+  zipf_tokens "$rows" "$work/tokens.jsonl"
+  "$build/cli/sae" index --model "$work/model" --activations "$work/acts.safetensors" \
+    --tokens "$work/tokens.jsonl" --out "$work/index.db" 2>"$work/index.log"
+}

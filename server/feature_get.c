@@ -7,15 +7,30 @@
  * rendered once per snapshot and kept (feature_cache below), up to
  * FEATURE_CACHE_BYTES; the browser's feature pages and scripts ask for the
  * same features again and again. Later replies copy the text: no SQL, no
- * number formatting. */
+ * number formatting. The budget is feature_cache_mib; with
+ * prerender_features on, the cache is filled when the index loads
+ * (feature_cache_prerender), so a fresh daemon does not render on its first
+ * requests (issue 17: rendering, not reading the index, is what a cold
+ * request pays; the index is already held in memory by then). */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "feature_routes.h"
+#include "io/clock.h"
 
-/* Most bytes of rendered replies kept per snapshot. */
-#define FEATURE_CACHE_BYTES ((size_t)64 << 20)
+/* Most bytes of rendered replies kept per index, and whether they are
+ * rendered at load: set once by feature_cache_configure before any index
+ * loads, read-only afterwards. */
+static size_t cache_budget = (size_t)64 << 20;
+static bool cache_prerender = true;
+
+void feature_cache_configure(uint64_t mib, bool prerender)
+{
+    cache_budget = mib > SIZE_MAX >> 20 ? SIZE_MAX : (size_t)mib << 20;
+    cache_prerender = prerender;
+}
 
 /* One rendered reply: len bytes and a NUL. */
 struct cached {
@@ -59,17 +74,18 @@ void feature_cache_free(struct feature_cache *fc)
     free(fc);
 }
 
-/* Keeps a copy of a rendered reply unless the budget is spent. */
-static void cache_put(struct feature_cache *fc, uint64_t i, const char *text, size_t len)
+/* Keeps a copy of a rendered reply unless the budget is spent; false when
+ * it was not kept for lack of room. */
+static bool cache_put(struct feature_cache *fc, uint64_t i, const char *text, size_t len)
 {
-    if (atomic_fetch_add(&fc->bytes, len) + len > FEATURE_CACHE_BYTES) {
+    if (atomic_fetch_add(&fc->bytes, len) + len > cache_budget) {
         atomic_fetch_sub(&fc->bytes, len);
-        return;
+        return false;
     }
     struct cached *c = malloc(sizeof *c + len + 1);
     if (!c) {
         atomic_fetch_sub(&fc->bytes, len);
-        return;
+        return false;
     }
     c->len = len;
     memcpy(c->text, text, len);
@@ -79,6 +95,56 @@ static void cache_put(struct feature_cache *fc, uint64_t i, const char *text, si
         atomic_fetch_sub(&fc->bytes, len);
         free(c);
     }
+    return true;
+}
+
+/* Renders feature i's reply (the feature object and a newline) into b,
+ * which it initialises; 0, or a sae_status with err set and b freed. */
+static int render_feature(sae_store_conn *c, uint64_t i, const struct index_labels *labels,
+                          struct saed_buf *b, sae_error *err)
+{
+    sae_store_feature f;
+    int rc = sae_store_get_feature(c, i, &f, err);
+    buf_init(b, FEATURES_REPLY_LIMIT, 8192);
+    if (!rc)
+        rc = index_json_feature(b, c, &f, FEATURE_TOP_EXAMPLES, labels, err);
+    if (rc) {
+        buf_free(b);
+        return rc;
+    }
+    buf_putc(b, '\n');
+    return 0;
+}
+
+void feature_cache_prerender(struct feature_cache *fc, sae_store *index,
+                             const struct index_labels *labels, const char *path)
+{
+    if (!fc || !cache_prerender || !cache_budget)
+        return;
+    int64_t t0 = sae_clock_us();
+    sae_store_conn *c;
+    sae_error err;
+    if (sae_store_connect(index, &c, &err)) {
+        fprintf(stderr, "saed: %s: no replies rendered at load: %s\n", path, err.msg);
+        return;
+    }
+    size_t i = 0;
+    for (; i < fc->n; i++) {
+        struct saed_buf b;
+        if (render_feature(c, i, labels, &b, &err)) {
+            fprintf(stderr, "saed: %s: feature %zu not rendered at load: %s\n", path, i,
+                    err.msg);
+            break;
+        }
+        bool kept = !b.failed && cache_put(fc, i, b.data, b.len);
+        buf_free(&b);
+        if (!kept)
+            break;
+    }
+    sae_store_disconnect(c);
+    fprintf(stderr, "saed: %s: %zu of %zu feature replies rendered at load (%.1f MiB) in %.0f ms\n",
+            path, i, fc->n, (double)atomic_load(&fc->bytes) / (1 << 20),
+            (double)(sae_clock_us() - t0) / 1e3);
 }
 
 /* GET /v1/features/{i}. */
@@ -102,18 +168,11 @@ enum MHD_Result feature_get(struct saed_req *rq)
     sae_store_conn *c = index_conn(rq, &r);
     if (!c)
         return r;
-    sae_store_feature f;
     sae_error err;
-    int rc = sae_store_get_feature(c, i, &f, &err);
+    struct saed_buf b;
+    int rc = render_feature(c, i, rq->snap->labels, &b, &err);
     if (rc)
         return reply_store_error(rq, rc, &err);
-    struct saed_buf b;
-    buf_init(&b, FEATURES_REPLY_LIMIT, 8192);
-    if ((rc = index_json_feature(&b, c, &f, FEATURE_TOP_EXAMPLES, rq->snap->labels, &err))) {
-        buf_free(&b);
-        return reply_store_error(rq, rc, &err);
-    }
-    buf_putc(&b, '\n');
     if (fc && i < fc->n && !b.failed)
         cache_put(fc, i, b.data, b.len);
     return reply_buf(rq, &b);
