@@ -12,6 +12,7 @@
  * (feature_cache_prerender), so a fresh daemon does not render on its first
  * requests (issue 17: rendering, not reading the index, is what a cold
  * request pays; the index is already held in memory by then). */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,11 +26,17 @@
  * loads, read-only afterwards. */
 static size_t cache_budget = (size_t)64 << 20;
 static bool cache_prerender = true;
+static size_t cache_threads = 1;
 
-void feature_cache_configure(uint64_t mib, bool prerender)
+/* Most threads rendering at load. */
+#define PRERENDER_MAX_THREADS 64
+
+void feature_cache_configure(uint64_t mib, bool prerender, int threads)
 {
     cache_budget = mib > SIZE_MAX >> 20 ? SIZE_MAX : (size_t)mib << 20;
     cache_prerender = prerender;
+    cache_threads = threads < 1 ? 1 : threads > PRERENDER_MAX_THREADS ? PRERENDER_MAX_THREADS
+                                                                      : (size_t)threads;
 }
 
 /* One rendered reply: len bytes and a NUL. */
@@ -116,35 +123,84 @@ static int render_feature(sae_store_conn *c, uint64_t i, const struct index_labe
     return 0;
 }
 
+/* The state the prerendering threads share: the next feature to render, and
+ * whether to stop (the budget is spent, or one failed: its message in err). */
+struct prerender {
+    struct feature_cache *fc;           /* borrowed */
+    sae_store *index;                   /* borrowed */
+    const struct index_labels *labels;  /* borrowed */
+    atomic_size_t next, rendered;
+    atomic_bool stop;
+    pthread_mutex_t lock;               /* guards err */
+    sae_error err;
+    bool failed;
+};
+
+/* One prerendering thread: its own index connection, features taken one at
+ * a time from the shared counter until the cache is full or all are in. */
+static void *prerender_main(void *arg)
+{
+    struct prerender *p = arg;
+    sae_store_conn *c;
+    sae_error err;
+    int rc = sae_store_connect(p->index, &c, &err);
+    while (!rc && !atomic_load(&p->stop)) {
+        size_t i = atomic_fetch_add(&p->next, 1);
+        if (i >= p->fc->n)
+            break;
+        struct saed_buf b;
+        if ((rc = render_feature(c, i, p->labels, &b, &err)))
+            break;
+        /* A reply past FEATURES_REPLY_LIMIT is answered with its error
+         * on request, never cached; a full cache ends the prerendering. */
+        bool kept = b.failed || cache_put(p->fc, i, b.data, b.len);
+        if (!kept)
+            atomic_store(&p->stop, true);
+        else if (!b.failed)
+            atomic_fetch_add(&p->rendered, 1);
+        buf_free(&b);
+    }
+    if (!rc)
+        sae_store_disconnect(c);
+    else {
+        atomic_store(&p->stop, true);
+        pthread_mutex_lock(&p->lock);
+        if (!p->failed)
+            p->err = err;
+        p->failed = true;
+        pthread_mutex_unlock(&p->lock);
+    }
+    return NULL;
+}
+
 void feature_cache_prerender(struct feature_cache *fc, sae_store *index,
                              const struct index_labels *labels, const char *path)
 {
     if (!fc || !cache_prerender || !cache_budget)
         return;
     int64_t t0 = sae_clock_us();
-    sae_store_conn *c;
-    sae_error err;
-    if (sae_store_connect(index, &c, &err)) {
-        fprintf(stderr, "saed: %s: no replies rendered at load: %s\n", path, err.msg);
-        return;
-    }
-    size_t i = 0;
-    for (; i < fc->n; i++) {
-        struct saed_buf b;
-        if (render_feature(c, i, labels, &b, &err)) {
-            fprintf(stderr, "saed: %s: feature %zu not rendered at load: %s\n", path, i,
-                    err.msg);
-            break;
-        }
-        bool kept = !b.failed && cache_put(fc, i, b.data, b.len);
-        buf_free(&b);
-        if (!kept)
-            break;
-    }
-    sae_store_disconnect(c);
-    fprintf(stderr, "saed: %s: %zu of %zu feature replies rendered at load (%.1f MiB) in %.0f ms\n",
-            path, i, fc->n, (double)atomic_load(&fc->bytes) / (1 << 20),
-            (double)(sae_clock_us() - t0) / 1e3);
+    struct prerender p = {.fc = fc, .index = index, .labels = labels};
+    atomic_init(&p.next, 0);
+    atomic_init(&p.rendered, 0);
+    atomic_init(&p.stop, false);
+    pthread_mutex_init(&p.lock, NULL);
+    pthread_t tid[PRERENDER_MAX_THREADS];
+    size_t started = 0;
+    while (started + 1 < cache_threads &&
+           pthread_create(&tid[started], NULL, prerender_main, &p) == 0)
+        started++;
+    prerender_main(&p); /* this thread is one of them */
+    for (size_t t = 0; t < started; t++)
+        pthread_join(tid[t], NULL);
+    pthread_mutex_destroy(&p.lock);
+    if (p.failed)
+        fprintf(stderr, "saed: %s: rendering feature replies at load stopped: %s\n", path,
+                p.err.msg);
+    fprintf(stderr,
+            "saed: %s: %zu of %zu feature replies rendered at load (%.1f MiB) in %.0f ms, "
+            "%zu threads\n",
+            path, atomic_load(&p.rendered), fc->n, (double)atomic_load(&fc->bytes) / (1 << 20),
+            (double)(sae_clock_us() - t0) / 1e3, started + 1);
 }
 
 /* GET /v1/features/{i}. */

@@ -134,12 +134,13 @@ struct feature_cache;
 struct feature_cache *feature_cache_new(size_t n);
 void feature_cache_free(struct feature_cache *fc);
 /* Sets, before any index loads, the bytes of rendered replies kept per
- * index (mib MiB; 0: none kept) and whether they are rendered at load. */
-void feature_cache_configure(uint64_t mib, bool prerender);
-/* With prerendering on: renders features 0, 1, ... of index into fc until
- * its budget is spent or every feature is in, and logs how many and how
- * long it took (path names the index). A feature that fails to render
- * stops it; its request will report the error. */
+ * index (mib MiB; 0: none kept), whether they are rendered at load, and on
+ * how many threads. */
+void feature_cache_configure(uint64_t mib, bool prerender, int threads);
+/* With prerendering on: renders features 0, 1, ... of index into fc on the
+ * configured threads until its budget is spent or every feature is in, and
+ * logs how many and how long it took (path names the index). A feature that
+ * fails to render stops it; its request will report the error. */
 void feature_cache_prerender(struct feature_cache *fc, sae_store *index,
                              const struct index_labels *labels, const char *path);
 

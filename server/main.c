@@ -376,7 +376,7 @@ int main(int argc, char **argv)
     srv.workers = srv.cfg->workers ? (int)srv.cfg->workers : 1;
     srv.blas_threads = threads / srv.workers > 1 ? threads / srv.workers : 1;
     sae_set_blas_threads(srv.blas_threads);
-    feature_cache_configure(srv.cfg->feature_cache_mib, srv.cfg->prerender_features);
+    feature_cache_configure(srv.cfg->feature_cache_mib, srv.cfg->prerender_features, threads);
     srv.web_fd = -1;
     srv.metrics.start_unix = (int64_t)time(NULL);
     atomic_init(&srv.draining, false);
