@@ -94,7 +94,7 @@ fresh() {
   wait "$pid" || true
   pid=""
   echo "$(((t1 - t0) / 1000000)) $first $warm" \
-    "$(sed -n 's/.*rendered at load .* in \([0-9]*\) ms$/\1/p' "$work/$name.log" | head -1)"
+    "$(sed -n 's/.*rendered at load .* in \([0-9]*\) ms.*/\1/p' "$work/$name.log" | head -1)"
 }
 
 machine_header
