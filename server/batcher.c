@@ -33,7 +33,7 @@ struct worker {
 
 /* The queue (FIFO of jobs linked by job->next) and its workers. `lock`
  * guards the queue, `rows`, `gathering`, `stop`, `incoming`, `returning`,
- * `returning_until_us` and `kick_gen`. */
+ * `returning_until_us`, `gemm_us` and `kick_gen`. */
 struct saed_batcher {
     struct saed_batcher_opts o;
     struct saed_metrics *metrics;   /* borrowed */
@@ -47,6 +47,7 @@ struct saed_batcher {
     long incoming;                  /* see batcher_incoming */
     long returning;                 /* encode clients answered lately, not back yet */
     int64_t returning_until_us;     /* after this, `returning` no longer holds a gatherer */
+    int64_t gemm_us;                /* how long the last encode batch ran (0: none yet) */
     uint64_t kick_gen;
     size_t n_workers;
     struct worker *workers;         /* (n_workers) */
@@ -317,14 +318,27 @@ static void take_same(struct saed_batcher *b, const struct saed_snap *snap, size
     }
 }
 
+/* How long a gatherer may wait for clients expected back (lock held):
+ * max_batch_wait_us, and at most half as long as the last encode batch ran.
+ * Rows that miss a batch wait for it to end, so waiting longer than about
+ * half a GEMM would cost the rows gathered more than it spares the late
+ * ones; it also keeps cheap GEMMs (a few rows) from waiting long for a
+ * guess. (Requests whose headers are in are no guess: for them the gatherer
+ * waits up to max_batch_wait_us.) */
+static int64_t return_wait_us(const struct saed_batcher *b)
+{
+    int64_t w = b->o.max_batch_wait_us;
+    return b->gemm_us > 0 && b->gemm_us / 2 < w ? b->gemm_us / 2 : w;
+}
+
 /* Whether more encode rows are on their way (lock held): requests being
- * received, or clients answered within the last max_batch_wait_us that
- * have not posted again. The latter is what keeps a closed loop of
+ * received, or clients answered within the last return_wait_us that have
+ * not posted again. The latter is what keeps a closed loop of
  * one-row clients in one batch: the moment a GEMM's clients are answered
  * none of them is "incoming" yet, and a gatherer that saw only `incoming`
  * took the first one or two back and ran (issue 17: 23 rows per GEMM from
  * 64 clients). They post again within a round trip, so waiting for them,
- * bounded by max_batch_wait_us, costs a fraction of the GEMM it fills. */
+ * bounded by return_wait_us, costs a fraction of the GEMM it fills. */
 static bool rows_coming(const struct saed_batcher *b, int64_t now)
 {
     return b->incoming > 0 || (b->returning > 0 && now < b->returning_until_us);
@@ -401,11 +415,13 @@ static void *worker_main(void *arg)
         struct saed_job *batch = gather(b, &rows);
         pthread_mutex_unlock(&b->lock);
 
+        int64_t t0 = sae_clock_us();
         run_batch_checked(w, batch, rows);
 
         pthread_mutex_lock(&b->lock);
         b->rows -= rows;
         if (b->o.batching && batch->kind == JOB_ENCODE) {
+            b->gemm_us = sae_clock_us() - t0;
             /* These clients are about to be answered; expect them back
              * (those expected earlier and not back in time are not). */
             int64_t now = sae_clock_us();
@@ -413,7 +429,7 @@ static void *worker_main(void *arg)
                 b->returning = 0;
             for (struct saed_job *j = batch; j; j = j->next)
                 b->returning++;
-            b->returning_until_us = now + b->o.max_batch_wait_us;
+            b->returning_until_us = now + return_wait_us(b);
         }
         pthread_mutex_unlock(&b->lock);
         for (struct saed_job *j = batch, *next; j; j = next) {

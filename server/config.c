@@ -126,8 +126,8 @@ static const struct key keys[] = {
      .offset = OFF(max_batch_wait_us), .lo = 0, .hi = 1000000, .arg = "US",
      .help = "longest a row waits for others to join its batch, counted from when it was "
              "queued, and only while more rows are on their way (requests arriving, or "
-             "clients just answered that have not posted again); bounds the latency "
-             "batching adds"},
+             "clients just answered that have not posted again, for at most half the last "
+             "GEMM's time); bounds the latency batching adds"},
     {.name = "max_queue_rows", .type = K_UINT, .def = "16384", .offset = OFF(max_queue_rows),
      .lo = 1, .hi = 1u << 26, .arg = "N",
      .help = "rows queued or being encoded at once; past it requests get 503 with Retry-After "
