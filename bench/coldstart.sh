@@ -23,26 +23,7 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 build=${1:-build-release}
 secs=${SECONDS_EACH:-10} conns=${CONNS:-16} threads=${THREADS:-$(nproc)} rows=${ROWS:-50000}
-command -v wrk >/dev/null || { echo "coldstart.sh: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
-if [ ! -f "$build/build.ninja" ]; then
-  meson setup "$build" --buildtype=release >/dev/null
-fi
-ninja -C "$build" cli/sae server/saed tests/mkfixture >/dev/null
-
-work=$(mktemp -d /tmp/saed-bench-coldstart.XXXXXX)
-pid=""
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  [ -n "${KEEP:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
-
-model=${MODEL:-} index=${INDEX:-}
-if [ -z "$model" ] || [ -z "$index" ]; then
-  model=$work/model index=$work/index.db
-  feature_index "$build" "$work" "$rows"
-fi
-d_sae=$(sqlite3 -readonly "$index" "SELECT value FROM meta WHERE key = 'd_sae'")
+feature_bench_inputs coldstart "$build" "$rows"
 cat "$index" "$model"/* >/dev/null
 
 wait_quiet coldstart.sh
