@@ -124,10 +124,15 @@ batch_metrics() {
     grep -E '^saed_batch_(rows|wait_seconds)_(sum|count) ' | tr '\n' ' '
 }
 one_row() {
-  local m0 r m1
+  local m0 r m1 lpid
+  lg http --port "${port[$1]}" --pid "${pid[$1]}" --rows 1 --format binary --accept-binary \
+    --clients 64 >"$work/one_row.json" &
+  lpid=$!
+  sleep 2 # loadgen's warm-up: the window starts where its latencies do
   m0=$(batch_metrics "$1")
-  r=$(lg http --port "${port[$1]}" --pid "${pid[$1]}" --rows 1 --format binary --accept-binary --clients 64)
+  wait "$lpid"
   m1=$(batch_metrics "$1")
+  r=$(cat "$work/one_row.json")
   python3 - "$r" "$m0" "$m1" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])
@@ -198,6 +203,8 @@ res = {
     "one_row_worker_per_core": {k: core[k] for k in ("rows_per_s", "rows_per_server_cpu_s", "p50_us", "p99_us", "rows_per_gemm", "wait_mean_us")},
     "compare": cmp,
     "errors": b["errors"] + j["errors"] + on["errors"] + off["errors"] + core["errors"],
+    "errors_by_scenario": {"binary256": b["errors"], "json256": j["errors"], "one_on": on["errors"],
+                           "one_off": off["errors"], "one_core": core["errors"]},
     "load_average": open("/proc/loadavg").read().split()[0],
 }
 # CPU time: what each row costs the server against what it costs raw sgemm,
@@ -231,7 +238,7 @@ for name, r in (("64 x 1 row, batching on", on), ("  same, a worker per core", c
 print(f"64 x 1 row, batching off{off['rows_per_s']:10.0f} rows/s  p50 {off['p50_us']/1e3:.1f} ms  p99 {off['p99_us']/1e3:.1f} ms")
 print(f"batching on / off       {res['batching_speedup']:10.2f} x (target >= 15)")
 print(f"batched vs alone        {cmp['identical_rows']}/{cmp['rows']} rows bit-identical; worst |diff| {cmp['worst_diff_over_dot_scale']:.2g} of sum|x'w|, {cmp['worst_diff_over_row_max']:.2g} of the row max; {cmp['features_in_one_only']} features in one answer only")
-print(f"errors                  {res['errors']}")
+print(f"errors                  {res['errors']} {res['errors_by_scenario']}")
 print("per CPU-second of saed (robust to other load) against raw sgemm per CPU-second:")
 print(f"  raw sgemm 256 rows      {raw_cpu:10.0f} rows/cpu-s")
 print(f"  binary, 256 rows        {b['rows_per_server_cpu_s']:10.0f} rows/cpu-s  {res['binary256_cpu_ratio']:.2f} x raw")

@@ -501,7 +501,7 @@ void batcher_push(struct saed_batcher *b, struct saed_job *job, bool was_incomin
     pthread_mutex_lock(&b->lock);
     if (was_incoming)
         b->incoming--;
-    else
+    else if (job->kind == JOB_ENCODE)
         client_back(b);
     atomic_store_explicit(&job->done, false, memory_order_relaxed);
     job->next = NULL;
