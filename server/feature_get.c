@@ -5,13 +5,12 @@
  *
  * An index never changes while a snapshot holds it, so a feature's reply is
  * rendered once per snapshot and kept (feature_cache below), up to
- * FEATURE_CACHE_BYTES; the browser's feature pages and scripts ask for the
+ * feature_cache_mib; the browser's feature pages and scripts ask for the
  * same features again and again. Later replies copy the text: no SQL, no
- * number formatting. The budget is feature_cache_mib; with
- * prerender_features on, the cache is filled when the index loads
- * (feature_cache_prerender), so a fresh daemon does not render on its first
- * requests (issue 17: rendering, not reading the index, is what a cold
- * request pays; the index is already held in memory by then). */
+ * number formatting. With prerender_features on, the cache is filled when
+ * the index loads (feature_cache_prerender), so a fresh daemon does not
+ * render on its first requests (issue 17: rendering, not reading the index,
+ * is what a cold request pays; the index is already held in memory then). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
