@@ -140,9 +140,11 @@ struct prerender {
 static void *prerender_main(void *arg)
 {
     struct prerender *p = arg;
-    sae_store_conn *c;
+    sae_store_conn *c = NULL;
     sae_error err;
     int rc = sae_store_connect(p->index, &c, &err);
+    if (rc)
+        c = NULL;
     while (!rc && !atomic_load(&p->stop)) {
         size_t i = atomic_fetch_add(&p->next, 1);
         if (i >= p->fc->n)
@@ -159,9 +161,8 @@ static void *prerender_main(void *arg)
             atomic_fetch_add(&p->rendered, 1);
         buf_free(&b);
     }
-    if (!rc)
-        sae_store_disconnect(c);
-    else {
+    sae_store_disconnect(c);
+    if (rc) {
         atomic_store(&p->stop, true);
         pthread_mutex_lock(&p->lock);
         if (!p->failed)
