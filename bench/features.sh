@@ -5,7 +5,8 @@
 #   cold    a fresh daemon asked for each feature once (a permutation, for
 #           COLD_SECONDS, fewer requests than d_sae): every reply is read
 #           from the SQLite index and rendered; nothing comes from saed's
-#           reply cache
+#           reply cache (saed runs with --prerender-features off; a fresh
+#           daemon's default is bench/coldstart.sh)
 #   random  features drawn uniformly at random for SECONDS_EACH; replies
 #           are kept per snapshot up to 64 MiB, so this is the steady state
 #           once the cache holds what it can
@@ -21,36 +22,13 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 build=${1:-build-release}
 secs=${SECONDS_EACH:-10} cold_secs=${COLD_SECONDS:-1} conns=${CONNS:-16} threads=${THREADS:-$(nproc)} rows=${ROWS:-50000}
-command -v wrk >/dev/null || { echo "features.sh: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
-if [ ! -f "$build/build.ninja" ]; then
-  meson setup "$build" --buildtype=release >/dev/null
-fi
-ninja -C "$build" cli/sae server/saed tests/mkfixture >/dev/null
-
-work=$(mktemp -d /tmp/saed-bench-features.XXXXXX)
-pid=""
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  [ -n "${KEEP:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
-
-model=${MODEL:-} index=${INDEX:-}
-if [ -z "$model" ] || [ -z "$index" ]; then
-  model=$work/model index=$work/index.db
-  "$build/tests/mkfixture" --out "$model" --d-in 768 --d-sae 24576 --target-l0 64 --seed 1 \
-    --activations "$work/acts.safetensors" --rows "$rows" --act-seed 7 >/dev/null
-  zipf_tokens "$rows" "$work/tokens.jsonl"
-  "$build/cli/sae" index --model "$model" --activations "$work/acts.safetensors" \
-    --tokens "$work/tokens.jsonl" --out "$index" 2>"$work/index.log"
-fi
-d_sae=$(sqlite3 -readonly "$index" "SELECT value FROM meta WHERE key = 'd_sae'")
+feature_bench_inputs features "$build" "$rows"
 
 wait_quiet features.sh
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$build/server/saed" --model "$model" --index "$index" --listen "127.0.0.1:$port" \
-  --threads "$threads" --quiet on 2>"$work/saed.log" &
+  --threads "$threads" --quiet on --prerender-features off 2>"$work/saed.log" &
 pid=$!
 for _ in $(seq 100); do
   curl -fs "http://127.0.0.1:$port/v1/health" >/dev/null 2>&1 && break

@@ -42,3 +42,45 @@ with open(path, "w") as f:
         d += 1
 PY
 }
+
+# feature_index BUILD WORK ROWS: writes the benchmark's model and index, a
+# 768 x 24576 fixture and `sae index` over ROWS Zipf tokens, as WORK/model
+# and WORK/index.db (bench/features.sh, bench/coldstart.sh).
+feature_index() {
+  local build=$1 work=$2 rows=$3
+  "$build/tests/mkfixture" --out "$work/model" --d-in 768 --d-sae 24576 --target-l0 64 --seed 1 \
+    --activations "$work/acts.safetensors" --rows "$rows" --act-seed 7 >/dev/null
+  zipf_tokens "$rows" "$work/tokens.jsonl"
+  "$build/cli/sae" index --model "$work/model" --activations "$work/acts.safetensors" \
+    --tokens "$work/tokens.jsonl" --out "$work/index.db" 2>"$work/index.log"
+}
+
+# feature_bench_inputs NAME BUILD ROWS: what bench/features.sh and
+# bench/coldstart.sh (NAME) start from: wrk installed, BUILD built (set up as
+# a release build when new), a scratch folder $work removed on exit unless
+# KEEP is set (the daemon $pid, when set, is killed first), and $model,
+# $index and $d_sae: MODEL and INDEX from the environment, else a fixture
+# index of ROWS tokens written by feature_index.
+feature_bench_inputs() {
+  local name=$1 rows=$3
+  build=$2
+  command -v wrk >/dev/null || { echo "$name.sh: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+  if [ ! -f "$build/build.ninja" ]; then
+    meson setup "$build" --buildtype=release >/dev/null
+  fi
+  ninja -C "$build" cli/sae server/saed tests/mkfixture >/dev/null
+  work=$(mktemp -d "/tmp/saed-bench-$name.XXXXXX")
+  pid=""
+  trap feature_bench_cleanup EXIT
+  model=${MODEL:-} index=${INDEX:-}
+  if [ -z "$model" ] || [ -z "$index" ]; then
+    model=$work/model index=$work/index.db
+    feature_index "$build" "$work" "$rows"
+  fi
+  d_sae=$(sqlite3 -readonly "$index" "SELECT value FROM meta WHERE key = 'd_sae'")
+}
+# feature_bench_cleanup: the exit trap feature_bench_inputs sets.
+feature_bench_cleanup() {
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; fi
+  [ -n "${KEEP:-}" ] || rm -rf "$work"
+}

@@ -32,7 +32,8 @@ struct worker {
 };
 
 /* The queue (FIFO of jobs linked by job->next) and its workers. `lock`
- * guards the queue, `rows`, `gathering`, `stop`, `incoming` and `kick_gen`. */
+ * guards the queue, `rows`, `gathering`, `stop`, `incoming`, `returning`,
+ * `returning_until_us`, `gemm_us` and `kick_gen`. */
 struct saed_batcher {
     struct saed_batcher_opts o;
     struct saed_metrics *metrics;   /* borrowed */
@@ -44,6 +45,9 @@ struct saed_batcher {
     bool gathering;
     bool stop;
     long incoming;                  /* see batcher_incoming */
+    long returning;                 /* encode clients answered lately, not back yet */
+    int64_t returning_until_us;     /* after this, `returning` no longer holds a gatherer */
+    int64_t gemm_us;                /* how long the last encode batch ran (0: none yet) */
     uint64_t kick_gen;
     size_t n_workers;
     struct worker *workers;         /* (n_workers) */
@@ -233,6 +237,9 @@ static void run_batch(struct worker *w, struct saed_job *batch, size_t rows)
         recon = any_recon ? w->recon : NULL;
     }
     if (!rc) {
+        int64_t now = sae_clock_us();
+        for (struct saed_job *j = batch; j; j = j->next)
+            metrics_batch_wait(b->metrics, j->n_rows, now - j->t_arrived_us);
         sae_sparse_reset(&w->sp);
         rc = sae_encode(m, w->ws, x, rows, NULL, &w->sp, met, recon, &err);
     }
@@ -311,6 +318,40 @@ static void take_same(struct saed_batcher *b, const struct saed_snap *snap, size
     }
 }
 
+/* How long a gatherer may wait for clients expected back (lock held):
+ * max_batch_wait_us, and at most half as long as the last encode batch ran.
+ * Rows that miss a batch wait for it to end, so waiting longer than about
+ * half a GEMM would cost the rows gathered more than it spares the late
+ * ones; it also keeps cheap GEMMs (a few rows) from waiting long for a
+ * guess. (Requests whose headers are in are no guess: for them the gatherer
+ * waits up to max_batch_wait_us.) */
+static int64_t return_wait_us(const struct saed_batcher *b)
+{
+    int64_t w = b->o.max_batch_wait_us;
+    return b->gemm_us > 0 && b->gemm_us / 2 < w ? b->gemm_us / 2 : w;
+}
+
+/* Whether more encode rows are on their way (lock held): requests being
+ * received, or clients answered within the last return_wait_us that have
+ * not posted again. The latter is what keeps a closed loop of
+ * one-row clients in one batch: the moment a GEMM's clients are answered
+ * none of them is "incoming" yet, and a gatherer that saw only `incoming`
+ * took the first one or two back and ran (issue 17: 23 rows per GEMM from
+ * 64 clients). They post again within a round trip, so waiting for them,
+ * bounded by return_wait_us, costs a fraction of the GEMM it fills. */
+static bool rows_coming(const struct saed_batcher *b, int64_t now)
+{
+    return b->incoming > 0 || (b->returning > 0 && now < b->returning_until_us);
+}
+
+/* One client came back (its next request is in): it is no longer expected
+ * (lock held). */
+static void client_back(struct saed_batcher *b)
+{
+    if (b->returning > 0)
+        b->returning--;
+}
+
 /* Takes the next batch off the queue (lock held). */
 static struct saed_job *gather(struct saed_batcher *b, size_t *rows_out)
 {
@@ -325,11 +366,15 @@ static struct saed_job *gather(struct saed_batcher *b, size_t *rows_out)
         int64_t deadline = first->t_queued_us + b->o.max_batch_wait_us;
         for (;;) {
             take_same(b, first->snap, max, &tail, &rows);
-            if (rows >= max || b->head || b->stop || b->incoming <= 0 ||
-                sae_clock_us() >= deadline)
+            int64_t now = sae_clock_us();
+            if (rows >= max || b->head || b->stop || now >= deadline || !rows_coming(b, now))
                 break;
+            /* Waiting only for clients expected back: no longer than that. */
+            int64_t until = b->incoming <= 0 && b->returning_until_us < deadline
+                                ? b->returning_until_us
+                                : deadline;
             struct timespec ts;
-            deadline_ts(deadline, &ts);
+            deadline_ts(until, &ts);
             pthread_cond_timedwait(&b->cv, &b->lock, &ts);
         }
         b->gathering = false;
@@ -370,10 +415,22 @@ static void *worker_main(void *arg)
         struct saed_job *batch = gather(b, &rows);
         pthread_mutex_unlock(&b->lock);
 
+        int64_t t0 = sae_clock_us();
         run_batch_checked(w, batch, rows);
 
         pthread_mutex_lock(&b->lock);
         b->rows -= rows;
+        if (b->o.batching && batch->kind == JOB_ENCODE) {
+            b->gemm_us = sae_clock_us() - t0;
+            /* These clients are about to be answered; expect them back
+             * (those expected earlier and not back in time are not). */
+            int64_t now = sae_clock_us();
+            if (now >= b->returning_until_us)
+                b->returning = 0;
+            for (struct saed_job *j = batch; j; j = j->next)
+                b->returning++;
+            b->returning_until_us = now + return_wait_us(b);
+        }
         pthread_mutex_unlock(&b->lock);
         for (struct saed_job *j = batch, *next; j; j = next) {
             struct MHD_Connection *conn = j->conn;
@@ -444,9 +501,13 @@ void batcher_push(struct saed_batcher *b, struct saed_job *job, bool was_incomin
     pthread_mutex_lock(&b->lock);
     if (was_incoming)
         b->incoming--;
+    else if (job->kind == JOB_ENCODE)
+        client_back(b);
     atomic_store_explicit(&job->done, false, memory_order_relaxed);
     job->next = NULL;
     job->t_queued_us = sae_clock_us();
+    if (!job->t_arrived_us)
+        job->t_arrived_us = job->t_queued_us;
     if (b->tail)
         b->tail->next = job;
     else
@@ -463,6 +524,8 @@ void batcher_incoming(struct saed_batcher *b, int delta)
 {
     pthread_mutex_lock(&b->lock);
     b->incoming += delta;
+    if (delta > 0)
+        client_back(b);
     if (b->incoming <= 0)
         pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->lock);

@@ -6,7 +6,12 @@
  * batch (from anywhere in the queue: with many SAEs their jobs interleave)
  * until max_batch_rows, waiting at most max_batch_wait_us counted from
  * when the first job was queued, and only while more encode requests are on
- * their way (being received or parsed). Only one worker gathers at a time, so
+ * their way: being received or parsed, or expected back (clients answered
+ * lately that have not posted again, for at most half the last GEMM's time:
+ * a closed loop of clients returns within a round trip, and counting them
+ * is what fills one GEMM from many one-row clients, issue 17). Each row's
+ * time from arrival to its GEMM goes to /metrics (saed_batch_wait_seconds).
+ * Only one worker gathers at a time, so
  * concurrent requests fill one batch instead of several half-empty ones. The
  * batch runs as ONE sae_encode over the gathered rows with no filter; each job
  * then gets its own rows back, filtered by its own top_k/threshold, which is
@@ -64,6 +69,7 @@ struct saed_job {
 
     /* plumbing */
     struct MHD_Connection *conn;    /* borrowed: resumed when done */
+    int64_t t_arrived_us;           /* the request's headers in (0: when queued) */
     int64_t t_queued_us;
     struct saed_job *next;
     atomic_bool done;
@@ -101,9 +107,10 @@ int batcher_reserve(struct saed_batcher *b, size_t rows);
  * the same step. */
 void batcher_push(struct saed_batcher *b, struct saed_job *job, bool was_incoming);
 /* Counts encode requests whose headers are in but whose rows are not queued
- * yet (delta +1 or -1). A gathering worker waits for more rows only while
- * this is above zero: with nothing on its way, waiting would only add
- * latency, so a lone request is encoded at once. */
+ * yet (delta +1 or -1); +1 also counts one client expected back as come. A
+ * gathering worker waits for more rows only while this is above zero or
+ * clients are expected back: with nothing on its way, waiting would only
+ * add latency, so a lone request is encoded at once. */
 void batcher_incoming(struct saed_batcher *b, int delta);
 /* Rows queued or running now. */
 size_t batcher_rows(struct saed_batcher *b);

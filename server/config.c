@@ -40,6 +40,15 @@ static const struct key keys[] = {
              "from the served weights; reloaded with the model on SIGHUP); without one the "
              "feature routes answer 404 no_index. With --model, that SAE's index; without, "
              "ID=FILE.db for the SAE ID (repeatable)"},
+    {.name = "feature_cache_mib", .type = K_UINT, .def = "64", .offset = OFF(feature_cache_mib),
+     .lo = 0, .hi = 1u << 20, .arg = "MIB",
+     .help = "rendered GET /v1/features/{i} replies kept per index, in MiB (a hit copies the "
+             "text: no SQL, no formatting); 0: every reply is rendered"},
+    {.name = "prerender_features", .type = K_BOOL, .def = "on",
+     .offset = OFF(prerender_features), .arg = "on|off",
+     .help = "render feature replies when an index loads, features 0, 1, ... until "
+             "feature_cache_mib is full, so a fresh daemon serves them at its warm rate; costs "
+             "start-up (and reload) time, logged"},
     {.name = "lm", .type = K_STR, .def = "", .offset = OFF(lm), .arg = "DIR",
      .help = "language model of POST /v1/encode_text: a Hugging Face GPT-2 checkpoint folder "
              "(config.json, model.safetensors or shards) with its tokenizer (tokenizer.json, or "
@@ -104,7 +113,8 @@ static const struct key keys[] = {
     {.name = "workers", .type = K_UINT, .def = "0", .offset = OFF(workers), .lo = 0,
      .hi = 1024, .arg = "N",
      .help = "encode/decode worker threads; each runs BLAS with threads/workers threads; "
-             "0: = threads (single-threaded BLAS per worker)"},
+             "0: one worker with BLAS on all threads, so concurrent one-row requests fill "
+             "one GEMM"},
     {.name = "batching", .type = K_BOOL, .def = "on", .offset = OFF(batching), .arg = "on|off",
      .help = "gather rows of concurrent encode requests into one GEMM; off encodes each "
              "request alone"},
@@ -112,10 +122,12 @@ static const struct key keys[] = {
      .lo = 1, .hi = 65536, .arg = "N",
      .help = "most rows gathered into one GEMM (a larger request runs alone); 256 is where "
              "sgemm reaches its full speed on d_in 768"},
-    {.name = "max_batch_wait_us", .type = K_UINT, .def = "2000",
+    {.name = "max_batch_wait_us", .type = K_UINT, .def = "10000",
      .offset = OFF(max_batch_wait_us), .lo = 0, .hi = 1000000, .arg = "US",
      .help = "longest a row waits for others to join its batch, counted from when it was "
-             "queued; bounds the latency batching adds"},
+             "queued, and only while more rows are on their way (requests arriving, or "
+             "clients just answered that have not posted again, for at most half the last "
+             "GEMM's time); bounds the latency batching adds"},
     {.name = "max_queue_rows", .type = K_UINT, .def = "16384", .offset = OFF(max_queue_rows),
      .lo = 1, .hi = 1u << 26, .arg = "N",
      .help = "rows queued or being encoded at once; past it requests get 503 with Retry-After "

@@ -44,7 +44,7 @@ struct saed_config {
     char *listen;               /* "host:port" */
     uint64_t threads;           /* CPU budget; 0: detect (affinity and cgroup quota) */
     uint64_t http_threads;      /* MHD polling threads; 0: = threads */
-    uint64_t workers;           /* encode workers; 0: = threads */
+    uint64_t workers;           /* encode workers; 0: one, with BLAS on every thread */
     bool batching;
     uint64_t max_batch_rows;
     uint64_t max_batch_wait_us;
@@ -64,6 +64,8 @@ struct saed_config {
     uint64_t connection_memory_limit;
     bool gzip;
     uint64_t gzip_min_bytes;
+    uint64_t feature_cache_mib; /* rendered feature replies kept per index */
+    bool prerender_features;    /* render them when the index loads */
     char *cors_origins;         /* comma-separated; "" none */
     char *api_key;              /* "" none */
     bool quiet;

@@ -964,6 +964,7 @@ static enum MHD_Result encode_start(struct saed_req *rq)
     sae_error err;
     if (job_alloc_outputs(job, m->d_in, &err))
         return reply_error(rq, 503, "out_of_memory", "%s", err.msg);
+    job->t_arrived_us = rq->t_start_us; /* for saed_batch_wait_seconds */
     if (req_submit_job(rq))
         return reply_error(rq, 503, "overloaded",
                            "the encode queue is full (max_queue_rows %llu); retry shortly",

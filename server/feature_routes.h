@@ -135,6 +135,16 @@ void encode_features_json(struct saed_buf *b, const struct index_labels *l, cons
 struct feature_cache;
 struct feature_cache *feature_cache_new(size_t n);
 void feature_cache_free(struct feature_cache *fc);
+/* Sets, before any index loads, the bytes of rendered replies kept per
+ * index (mib MiB; 0: none kept), whether they are rendered at load, and on
+ * how many threads. */
+void feature_cache_configure(uint64_t mib, bool prerender, int threads);
+/* With prerendering on: renders features 0, 1, ... of index into fc on the
+ * configured threads until its budget is spent or every feature is in, and
+ * logs how many and how long it took (path names the index). A feature that
+ * fails to render stops it; its request will report the error. */
+void feature_cache_prerender(struct feature_cache *fc, sae_store *index,
+                             const struct index_labels *labels, const char *path);
 
 /* The web browser's folder (static_get.c): resolved and opened at start-up
  * (web_root, or the default); 0, or 1 with err set when a configured

@@ -370,9 +370,13 @@ int main(int argc, char **argv)
     }
     int threads = srv.cfg->threads ? (int)srv.cfg->threads : detect_cpus();
     srv.http_threads = srv.cfg->http_threads ? (int)srv.cfg->http_threads : threads;
-    srv.workers = srv.cfg->workers ? (int)srv.cfg->workers : threads;
+    /* One worker by default, running BLAS on every thread: one-row clients
+     * then fill one GEMM instead of splitting into a cohort per worker
+     * (issue 17, docs/PERFORMANCE.md "Daemon"). */
+    srv.workers = srv.cfg->workers ? (int)srv.cfg->workers : 1;
     srv.blas_threads = threads / srv.workers > 1 ? threads / srv.workers : 1;
     sae_set_blas_threads(srv.blas_threads);
+    feature_cache_configure(srv.cfg->feature_cache_mib, srv.cfg->prerender_features, threads);
     srv.web_fd = -1;
     srv.metrics.start_unix = (int64_t)time(NULL);
     atomic_init(&srv.draining, false);

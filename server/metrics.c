@@ -8,6 +8,16 @@ const double saed_lat_bounds[SAED_N_LAT] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 
 const unsigned saed_statuses[SAED_N_STATUS - 1] = {200, 204, 400, 401, 404, 405, 408, 413,
                                                    414, 415, 422, 431, 499, 500, 503, 504};
 
+/* The latency bucket of us microseconds (SAED_N_LAT: past the last bound). */
+static size_t lat_bucket(int64_t us)
+{
+    double sec = (double)(us < 0 ? 0 : us) / 1e6;
+    size_t b = 0;
+    while (b < SAED_N_LAT && sec > saed_lat_bounds[b])
+        b++;
+    return b;
+}
+
 /* Counts one finished request by route and status and its latency. */
 void metrics_request(struct saed_metrics *m, int route, unsigned status, int64_t us)
 {
@@ -20,11 +30,7 @@ void metrics_request(struct saed_metrics *m, int route, unsigned status, int64_t
             break;
         }
     atomic_fetch_add_explicit(&m->requests[route][s], 1, memory_order_relaxed);
-    double sec = (double)(us < 0 ? 0 : us) / 1e6;
-    size_t b = 0;
-    while (b < SAED_N_LAT && sec > saed_lat_bounds[b])
-        b++;
-    atomic_fetch_add_explicit(&m->latency[route][b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->latency[route][lat_bucket(us)], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&m->latency_sum_us[route], (uint64_t)(us < 0 ? 0 : us),
                               memory_order_relaxed);
 }
@@ -37,4 +43,12 @@ void metrics_batch(struct saed_metrics *m, size_t rows)
         b++;
     atomic_fetch_add_explicit(&m->batches[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&m->batch_rows_sum, rows, memory_order_relaxed);
+}
+
+/* Counts rows that waited us microseconds between arrival and their GEMM. */
+void metrics_batch_wait(struct saed_metrics *m, size_t rows, int64_t us)
+{
+    atomic_fetch_add_explicit(&m->batch_wait[lat_bucket(us)], rows, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->batch_wait_sum_us, (uint64_t)(us < 0 ? 0 : us) * rows,
+                              memory_order_relaxed);
 }

@@ -23,6 +23,8 @@ struct saed_metrics {
     _Atomic uint64_t rows_encoded, rows_decoded;
     _Atomic uint64_t batches[SAED_N_BATCH + 1];
     _Atomic uint64_t batch_rows_sum;
+    _Atomic uint64_t batch_wait[SAED_N_LAT + 1]; /* rows, by arrival-to-GEMM time */
+    _Atomic uint64_t batch_wait_sum_us;          /* summed over rows */
     _Atomic uint64_t queue_full, deadline_closed, body_cut, peer_gone_closed;
     _Atomic uint64_t header_closed;   /* closed by the header deadline (header_timeout_s) */
     _Atomic uint64_t framing_refused; /* 400/501 from saed's own framing pass */
@@ -40,5 +42,8 @@ extern const unsigned saed_statuses[SAED_N_STATUS - 1];
 void metrics_request(struct saed_metrics *m, int route, unsigned status, int64_t us);
 /* Counts one GEMM over `rows` rows. */
 void metrics_batch(struct saed_metrics *m, size_t rows);
+/* Counts `rows` rows that waited `us` microseconds from their request's
+ * arrival (headers in) to the start of their GEMM. */
+void metrics_batch_wait(struct saed_metrics *m, size_t rows, int64_t us);
 
 #endif

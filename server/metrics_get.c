@@ -134,6 +134,24 @@ enum MHD_Result metrics_get(struct saed_req *rq)
              (unsigned long long)LOAD(m->batch_rows_sum), (unsigned long long)cum);
     buf_puts(&b, line);
 
+    head(&b, "saed_batch_wait_seconds", "histogram",
+         "Per encoded row: time from its request's headers to the start of its GEMM "
+         "(body, parse, queue and the batching wait).");
+    cum = 0;
+    for (size_t k = 0; k <= SAED_N_LAT; k++) {
+        cum += LOAD(m->batch_wait[k]);
+        if (k < SAED_N_LAT)
+            snprintf(line, sizeof line, "saed_batch_wait_seconds_bucket{le=\"%g\"} %llu\n",
+                     saed_lat_bounds[k], (unsigned long long)cum);
+        else
+            snprintf(line, sizeof line, "saed_batch_wait_seconds_bucket{le=\"+Inf\"} %llu\n",
+                     (unsigned long long)cum);
+        buf_puts(&b, line);
+    }
+    snprintf(line, sizeof line, "saed_batch_wait_seconds_sum %.6f\nsaed_batch_wait_seconds_count %llu\n",
+             (double)LOAD(m->batch_wait_sum_us) / 1e6, (unsigned long long)cum);
+    buf_puts(&b, line);
+
     counter(&b, "saed_queue_rows", "gauge", "Rows queued or being encoded/decoded now.",
             batcher_rows(srv->batcher));
     counter(&b, "saed_inflight_requests", "gauge", "Requests begun and not yet completed.",

@@ -70,6 +70,7 @@ static int ix_load(const char *path, const sae_model *m, struct saed_ix **out, s
     memcpy(ix->digest, sae_store_file_digest(ix->index), sizeof ix->digest);
     /* Without room for the cache, replies are rendered every time. */
     ix->feature_cache = feature_cache_new(m->d_sae);
+    feature_cache_prerender(ix->feature_cache, ix->index, ix->labels, path);
     ix->tag = atomic_fetch_add(&ix_tags, 1) + 1;
     *out = ix;
     return 0;

@@ -1151,9 +1151,13 @@ static void test_batching(const struct daemon *on, const struct daemon *off)
         }
     }
     double before = metric(on, "saed_batch_rows_count", NULL);
+    double waited_before = metric(on, "saed_batch_wait_seconds_count", NULL);
+    double wait_sum_before = metric(on, "saed_batch_wait_seconds_sum", NULL);
     run_clients(off, woff);
     run_clients(on, won);
     double gemms = metric(on, "saed_batch_rows_count", NULL) - before;
+    double waited = metric(on, "saed_batch_wait_seconds_count", NULL) - waited_before;
+    double wait_sum = metric(on, "saed_batch_wait_seconds_sum", NULL) - wait_sum_before;
 
     size_t rows = 0, exact = 0;
     double worst = 0, worst_row = 0;
@@ -1188,6 +1192,10 @@ static void test_batching(const struct daemon *on, const struct daemon *off)
     CHECK(gemms > 0 && gemms < (double)rows, "batching formed no batch: %g GEMMs for %zu rows",
           gemms, rows);
     CHECK(worst <= 1e-6, "batched vs alone differ by %.3g of sum |x'w|", worst);
+    /* Every row's arrival-to-GEMM time is counted, once. */
+    CHECK(waited == (double)rows && wait_sum > 0,
+          "saed_batch_wait_seconds counted %g rows (sum %g s) for %zu rows encoded", waited,
+          wait_sum, rows);
     printf("batching: %zu rows from %d clients in %g GEMMs (%.1f rows/GEMM); %zu rows "
            "bit-identical to batching off, all within the float32 dot-product bound; worst "
            "|difference| %.3g of sum_k |x'_k w_kj|, %.3g of the row's largest value\n",

@@ -908,6 +908,41 @@ static void test_feature_objects(const struct daemon *d)
     expect_get_error(d, "/v1/features/3?x=1", 400, "invalid_query", "x");
 }
 
+/* prerender_features and feature_cache_mib: d (the defaults) rendered every
+ * feature at load and says so; a daemon with neither renders each reply on
+ * request and logs nothing of the kind, and its replies are byte for byte
+ * those d serves from its cache. */
+static void test_prerender(const struct daemon *d)
+{
+    char want[64];
+    snprintf(want, sizeof want, "%d of %d feature replies rendered at load", D_SAE, D_SAE);
+    CHECK(daemon_log_has(d, want), "the default daemon logs '%s'", want);
+    struct daemon plain;
+    const char *args[] = {"--threads", "1", "--index", idx_a, "--prerender-features", "off",
+                          "--feature-cache-mib", "0", NULL};
+    if (daemon_start(&plain, dir_a, args)) {
+        CHECK(0, "saed --prerender-features off --feature-cache-mib 0 did not start");
+        return;
+    }
+    for (int round = 0; round < 2; round++)
+        for (uint32_t f = 0; f < D_SAE; f++) {
+            char path[64];
+            snprintf(path, sizeof path, "/v1/features/%u", f);
+            struct http_resp a, b;
+            http(d, "GET", path, NULL, 0, NULL, false, &a);
+            http(&plain, "GET", path, NULL, 0, NULL, false, &b);
+            CHECK(a.status == 200 && b.status == 200 && a.len == b.len &&
+                      !memcmp(a.body, b.body, a.len),
+                  "%s: the prerendered reply equals one rendered on request (round %d)", path,
+                  round);
+            http_free(&a);
+            http_free(&b);
+        }
+    CHECK(!daemon_log_has(&plain, "rendered at load"), "prerender_features off renders nothing");
+    daemon_signal(&plain, SIGTERM);
+    CHECK(daemon_wait(&plain, 20000) == 0, "exit status after SIGTERM");
+}
+
 /* The list by every sort and order, paged, against ORDER BY on the file. */
 static void test_list(const struct daemon *d)
 {
@@ -2219,6 +2254,7 @@ int main(void)
     }
     test_model(&d, idx_a);
     test_feature_objects(&d);
+    test_prerender(&d);
     test_list(&d);
     test_search(&d);
     test_examples(&d);
