@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -159,9 +160,20 @@ class ClientTest(unittest.TestCase):
     def test_forced_503(self) -> None:
         # One chunk fills the queue and waits 0.3 s for a batch that never
         # fills: the other seven requests in flight get 503 + Retry-After.
+        # The worker waits only while more rows are on their way, so a
+        # request is held open mid-body for the whole test: its headers are
+        # in, its rows never come, and every batch waits out its 0.3 s (on a
+        # loaded machine the client's threads could otherwise arrive one
+        # after the other, each finding the queue empty).
         d = self.start(["--max-queue-rows", "128", "--max-request-rows", "128",
                         "--max-batch-rows", "1024", "--max-batch-wait-us", "300000",
                         "--workers", "1"])
+        held = socket.create_connection(("127.0.0.1", d.port))
+        self.addCleanup(held.close)
+        held.sendall(b"POST /v1/encode HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/octet-stream\r\n"
+                     b"Accept: application/octet-stream\r\n"
+                     b"Content-Length: %d\r\n\r\n" % (4 * D_IN) + b"\0" * 4)
         pick = np.random.default_rng(2).integers(0, BASE, 2048)
         c = Client(d.url, concurrency=8, progress=False)
         self.assertEqual(c.limits()["max_request_rows"], 128)
