@@ -482,7 +482,8 @@ enum MHD_Result router_access(void *cls, struct MHD_Connection *conn, const char
             return r;
     }
     if (rq->state == RQ_WAITING &&
-        !atomic_load_explicit(&rq->job->done, memory_order_acquire))
+        !(rq->text_job ? text_job_done(rq->text_job)
+                       : atomic_load_explicit(&rq->job->done, memory_order_acquire)))
         return MHD_YES;
     if (rq->state == RQ_BODY) {
         rq->state = RQ_READY;
@@ -555,6 +556,7 @@ void router_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (rq->incoming)
         batcher_incoming(srv->batcher, -1);
     job_free(rq->job);
+    text_job_free(rq->text_job);
     snap_release(rq->snap);
     free(rq->fan_ids);
     free(rq->fan_digests);
