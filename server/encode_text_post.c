@@ -74,10 +74,19 @@ int text_lm_open(struct saed_server *srv, sae_error *err)
     return 0;
 }
 
+/* Frees the language model (the queue first: it finishes what it holds),
+ * saying how many requests its forward passes served. */
 void text_lm_free(struct saed_lm *t)
 {
     if (!t)
         return;
+    if (t->batcher) {
+        uint64_t passes, jobs;
+        lm_batcher_counts(t->batcher, &passes, &jobs);
+        if (jobs)
+            fprintf(stderr, "saed: language model: %llu encode_text requests in %llu forward "
+                    "passes\n", (unsigned long long)jobs, (unsigned long long)passes);
+    }
     lm_batcher_free(t->batcher);
     sae_bpe_free(t->bpe);
     sae_lm_free(t->lm);

@@ -5,9 +5,12 @@
  * (sae_lm_forward, one text at a time) and sae_encode; the route must give
  * the same tokens and, within float tolerance, the same features, whatever
  * the nesting (one text, several, a fan-out over SAEs of different hooks,
- * an SAE-prefixed path). Every error path of the route is then hit once. */
+ * an SAE-prefixed path), and whether the requests come one by one or many at
+ * once (their texts then share forward passes, lm_batcher.h). Every error
+ * path of the route is then hit once. */
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,6 +198,119 @@ static void test_answers(const struct daemon *d)
     json_decref(j);
 }
 
+/* The concurrent clients: each sends its text to its SAE's route ROUNDS
+ * times, all at once, so that their texts share forward passes; two of them
+ * send two texts a request. */
+#define CLIENTS 8
+#define ROUNDS 4
+static const struct {
+    size_t sae;                       /* index in saes[] */
+    const char *texts[2];             /* the second NULL: a "text" request */
+} clients[CLIENTS] = {
+    {0, {"Hello there, the cat", NULL}},
+    {1, {"in the end", NULL}},
+    {2, {"on the mat, re", NULL}},
+    {0, {"a", "the cat is on"}},
+    {1, {"Hello", NULL}},
+    {2, {"there, the end", "re"}},
+    {0, {"on the mat", NULL}},
+    {1, {"\xc3\xa9t\xc3\xa9 \xf0\x9f\x90\x88", "the"}},
+};
+
+/* One client's path, body and replies (parsed on the main thread, as the
+ * reference is not thread-safe). */
+struct client {
+    const struct daemon *d;
+    size_t k;
+    char path[64];
+    char body[256];
+    long status[ROUNDS];
+    json_t *reply[ROUNDS];
+};
+
+/* Writes client k's path and body. */
+static void client_request(struct client *c, size_t k)
+{
+    c->k = k;
+    snprintf(c->path, sizeof c->path, "/v1/saes/%s/encode_text", saes[clients[k].sae].id);
+    json_t *b = clients[k].texts[1]
+                    ? json_pack("{s:[s,s], s:i}", "texts", clients[k].texts[0],
+                                clients[k].texts[1], "top_k", 6)
+                    : json_pack("{s:s, s:i}", "text", clients[k].texts[0], "top_k", 6);
+    char *j = json_dumps(b, JSON_COMPACT);
+    snprintf(c->body, sizeof c->body, "%s", j);
+    free(j);
+    json_decref(b);
+}
+
+/* A client thread: its ROUNDS requests, back to back. */
+static void *client_main(void *arg)
+{
+    struct client *c = arg;
+    for (size_t r = 0; r < ROUNDS; r++)
+        c->reply[r] = post(c->d, c->path, c->body, &c->status[r]);
+    http_thread_done();
+    return NULL;
+}
+
+/* Checks one reply of client k against the reference. */
+static void check_client(const struct client *c, long status, json_t *j, const char *when)
+{
+    size_t k = c->k, i = clients[k].sae;
+    CHECK(status == 200 && j, "%s client %zu: %ld", when, k, status);
+    if (!clients[k].texts[1]) {
+        check_text(json_object_get(j, "tokens"), json_object_get(j, "results"),
+                   clients[k].texts[0], i, 6);
+        return;
+    }
+    json_t *arr = json_object_get(j, "texts");
+    CHECK(json_array_size(arr) == 2, "%s client %zu: two texts", when, k);
+    for (size_t t = 0; t < 2 && t < json_array_size(arr); t++)
+        check_text(json_object_get(json_array_get(arr, t), "tokens"),
+                   json_object_get(json_array_get(arr, t), "results"), clients[k].texts[t], i,
+                   6);
+}
+
+/* The clients one by one, then all at once: every reply is the reference's
+ * (what the forward pass of that text alone gives), and the concurrent ones
+ * equal the one-by-one ones token for token. */
+static void test_concurrent(const struct daemon *d)
+{
+    static struct client c[CLIENTS];
+    json_t *alone[CLIENTS];
+    for (size_t k = 0; k < CLIENTS; k++) {
+        client_request(&c[k], k);
+        c[k].d = d;
+        long st;
+        alone[k] = post(d, c[k].path, c[k].body, &st);
+        check_client(&c[k], st, alone[k], "alone");
+    }
+    pthread_t th[CLIENTS];
+    for (size_t k = 0; k < CLIENTS; k++)
+        CHECK(!pthread_create(&th[k], NULL, client_main, &c[k]), "thread %zu", k);
+    for (size_t k = 0; k < CLIENTS; k++)
+        pthread_join(th[k], NULL);
+    for (size_t k = 0; k < CLIENTS; k++) {
+        for (size_t r = 0; r < ROUNDS; r++) {
+            check_client(&c[k], c[k].status[r], c[k].reply[r], "concurrent");
+            /* The tokens are exact; the values were checked within float
+             * tolerance above (BLAS may sum a larger product in another order). */
+            json_t *ta = json_object_get(alone[k], clients[k].texts[1] ? "texts" : "tokens"),
+                   *tc = json_object_get(c[k].reply[r], clients[k].texts[1] ? "texts" : "tokens");
+            if (clients[k].texts[1]) {
+                for (size_t t = 0; t < 2; t++)
+                    CHECK(json_equal(json_object_get(json_array_get(ta, t), "tokens"),
+                                     json_object_get(json_array_get(tc, t), "tokens")),
+                          "client %zu round %zu text %zu: other tokens", k, r, t);
+            } else {
+                CHECK(json_equal(ta, tc), "client %zu round %zu: other tokens", k, r);
+            }
+            json_decref(c[k].reply[r]);
+        }
+        json_decref(alone[k]);
+    }
+}
+
 /* One refused request: status and error code. */
 static void refuse(const struct daemon *d, const char *path, const char *body, long want,
                    const char *code)
@@ -276,9 +392,18 @@ int main(void)
     if (daemon_start(&d, NULL, args))
         return fprintf(stderr, "saed --lm did not start\n"), 1;
     test_answers(&d);
+    test_concurrent(&d);
     test_refusals(&d);
     daemon_signal(&d, SIGTERM);
     CHECK(daemon_wait(&d, 20000) == 0, "exit after SIGTERM");
+    /* How many passes the requests shared (informative: it depends on timing). */
+    FILE *log = fopen(d.log, "r");
+    char line[512];
+    while (log && fgets(line, sizeof line, log))
+        if (strstr(line, "forward passes"))
+            printf("%s", line);
+    if (log)
+        fclose(log);
     http_thread_done();
     for (size_t i = 0; i < N_SAES; i++)
         sae_model_free(models[i]);
