@@ -316,6 +316,23 @@ static int check_hooks(const struct saed_lm *t, struct text_job *q, bool *bos,
     return 0;
 }
 
+json_t *text_lm_json(const struct saed_server *srv, const sae_model *m)
+{
+    const struct saed_lm *t = srv->lm;
+    if (!t)
+        return json_null();
+    const sae_lm_config *c = sae_lm_config_of(t->lm);
+    sae_lm_hook h;
+    sae_error err;
+    bool reads = *m->hook_name && !sae_lm_hook_parse(m->hook_name, &h, &err) &&
+                 !sae_lm_hook_check(t->lm, &h, &err) && sae_lm_hook_width(t->lm, &h) == m->d_in;
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:b, s:I}", "model_type", c->family,
+                     "n_layer", (json_int_t)c->n_layer, "d_model", (json_int_t)c->d_model,
+                     "n_ctx", (json_int_t)c->n_ctx, "vocab_size", (json_int_t)c->vocab,
+                     "reads_hook", reads, "prepend_bos", sae_prepend_bos(m),
+                     "max_request_texts", (json_int_t)srv->cfg->max_request_texts);
+}
+
 /* Tokenizes every text into q->ids / q->lens, each at most n_ctx tokens. */
 static int tokenize(const struct saed_lm *t, struct text_job *q, bool bos, struct saed_perr *e)
 {

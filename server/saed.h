@@ -297,6 +297,11 @@ struct saed_lm;
 int text_lm_open(struct saed_server *srv, sae_error *err);
 /* Frees the language model; NULL is fine. */
 void text_lm_free(struct saed_lm *t);
+/* /v1/model's "lm" for the SAE model m: null without --lm, else the
+ * language model's shape, whether m's hook is one it exposes at m's width
+ * (reads_hook: /v1/encode_text serves this SAE), m's prepend_bos and the
+ * texts a request may hold. */
+json_t *text_lm_json(const struct saed_server *srv, const sae_model *m);
 /* encode_text requests on the language model's queue, not yet resumed
  * (the drain waits for 0); 0 for NULL. */
 size_t text_lm_pending(const struct saed_lm *t);

@@ -311,6 +311,47 @@ static void test_concurrent(const struct daemon *d)
     }
 }
 
+/* GET path's "lm" object (NULL when it is null); the reply is kept in *keep. */
+static json_t *model_lm(const struct daemon *d, const char *path, json_t **keep)
+{
+    struct http_resp r;
+    long st = http(d, "GET", path, NULL, 0, NULL, false, &r);
+    *keep = json_loadb(r.body, r.len, 0, NULL);
+    http_free(&r);
+    CHECK(st == 200 && *keep, "GET %s: %ld", path, st);
+    json_t *lm = json_object_get(*keep, "lm");
+    CHECK(lm != NULL, "GET %s has no \"lm\"", path);
+    return json_is_object(lm) ? lm : NULL;
+}
+
+/* /v1/model's "lm": the model's shape, and whether each SAE's hook is read. */
+static void test_model_lm(const struct daemon *d)
+{
+    json_t *keep;
+    json_t *lm = model_lm(d, "/v1/model", &keep);
+    CHECK(lm && json_integer_value(json_object_get(lm, "n_ctx")) == 16 &&
+              json_integer_value(json_object_get(lm, "n_layer")) == 2 &&
+              json_integer_value(json_object_get(lm, "max_request_texts")) == 4 &&
+              json_is_true(json_object_get(lm, "reads_hook")) &&
+              json_is_true(json_object_get(lm, "prepend_bos")),
+          "/v1/model lm of SAE a");
+    json_decref(keep);
+    static const struct {
+        const char *id;
+        bool reads, bos;
+    } want[] = {{"mlp", true, true}, {"nobos", true, false}, {"deep", false, true},
+                {"wide", false, true}};
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+        char path[64];
+        snprintf(path, sizeof path, "/v1/saes/%s/model", want[k].id);
+        lm = model_lm(d, path, &keep);
+        CHECK(lm && json_is_true(json_object_get(lm, "reads_hook")) == want[k].reads &&
+                  json_is_true(json_object_get(lm, "prepend_bos")) == want[k].bos,
+              "%s: lm reads_hook / prepend_bos", path);
+        json_decref(keep);
+    }
+}
+
 /* One refused request: status and error code. */
 static void refuse(const struct daemon *d, const char *path, const char *body, long want,
                    const char *code)
@@ -384,6 +425,9 @@ int main(void)
     if (daemon_start(&plain, NULL, args)) /* no --lm */
         return fprintf(stderr, "saed did not start\n"), 1;
     refuse(&plain, "/v1/encode_text", "{\"text\": \"a\"}", 404, "no_lm");
+    json_t *keep;
+    CHECK(!model_lm(&plain, "/v1/model", &keep), "without --lm, /v1/model's lm is null");
+    json_decref(keep);
     daemon_signal(&plain, SIGTERM);
     CHECK(daemon_wait(&plain, 20000) == 0, "exit after SIGTERM");
     args[n++] = "--lm";
@@ -392,6 +436,7 @@ int main(void)
     if (daemon_start(&d, NULL, args))
         return fprintf(stderr, "saed --lm did not start\n"), 1;
     test_answers(&d);
+    test_model_lm(&d);
     test_concurrent(&d);
     test_refusals(&d);
     daemon_signal(&d, SIGTERM);
