@@ -57,6 +57,8 @@ const struct saed_route saed_routes[] = {
      .match = HTTP_MATCH_TRAILING_SLASH},
     {.method = "GET", .path = "/model", .handler = static_page_get,
      .match = HTTP_MATCH_TRAILING_SLASH},
+    {.method = "GET", .path = "/text", .handler = static_page_get,
+     .match = HTTP_MATCH_TRAILING_SLASH},
     {.method = "GET", .path = "/search", .handler = static_page_get,
      .match = HTTP_MATCH_TRAILING_SLASH},
     {.method = "GET", .path = "/saes/{id}", .handler = static_page_get,
@@ -66,6 +68,8 @@ const struct saed_route saed_routes[] = {
     {.method = "GET", .path = "/saes/{id}/encode", .handler = static_page_get,
      .match = HTTP_MATCH_TRAILING_SLASH},
     {.method = "GET", .path = "/saes/{id}/model", .handler = static_page_get,
+     .match = HTTP_MATCH_TRAILING_SLASH},
+    {.method = "GET", .path = "/saes/{id}/text", .handler = static_page_get,
      .match = HTTP_MATCH_TRAILING_SLASH},
     {.method = "GET", .path = "/assets/{name}", .handler = static_asset_get},
 };

@@ -2,7 +2,7 @@
  * the web/ folder with no API key (CONTRACT 5).
  *
  *   GET /, /features/{i}, /encode, /model   web/index.html
- *       /search, /saes/{id}[/features/{i}|/encode|/model]
+ *       /search, /text, /saes/{id}[/features/{i}|/encode|/model|/text]
  *   GET /assets/{name}                      web/assets/{name}
  *
  * Which folder: web_root when set (start-up fails if it has no index.html);
@@ -228,7 +228,7 @@ static enum MHD_Result serve_file(struct saed_req *rq, int dir, const char *name
     return reply_response(rq, fresh ? 304 : 200, resp, len);
 }
 
-/* GET /, /features/{i}, /encode, /model, /search and the pages of one SAE
+/* GET /, /features/{i}, /encode, /model, /text, /search and the pages of one SAE
  * under /saes/{id} (any id: the page itself says when no SAE has it): the
  * browser's one page. Query
  * parameters are the browser's own state (?q=&sort=...), read by its

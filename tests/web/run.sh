@@ -100,5 +100,7 @@ fi
 echo "web tests: against $base${shots:+, screenshots to $shots}" >&2
 cd "$here"
 SAED_BASE="$base" SAED_API_KEY="$key" SAED_SCREENSHOTS="$shots" CHROMIUM_PATH="$chromium_bin" \
-  node --test --test-concurrency=1 format.test.mjs release.test.mjs static.test.mjs browser.test.mjs saes.test.mjs truth.test.mjs ||
+  SAED_BIN="${saed:+$(cd "$(dirname "$saed")" && pwd)/$(basename "$saed")}" \
+  node --test --test-concurrency=1 format.test.mjs release.test.mjs static.test.mjs browser.test.mjs saes.test.mjs truth.test.mjs \
+    text.test.mjs ||
   exit 1

@@ -13,6 +13,7 @@ route('features', /^\/$/, () => import('./page-features.js'));
 route('feature', /^\/features\/(\d+)\/?$/, () => import('./page-feature.js'));
 route('encode', /^\/encode\/?$/, () => import('./page-encode.js'));
 route('model', /^\/model\/?$/, () => import('./page-model.js'));
+route('text', /^\/text\/?$/, () => import('./page-text.js'));
 route('search', /^\/search\/?$/, () => import('./page-search.js'), { scoped: false });
 
 const picker = document.getElementById('sae-picker');
@@ -29,7 +30,7 @@ let drawnFor; // the scope the header was drawn for (undefined: not drawn yet)
 // since feature i of another SAE is another feature).
 function sameKindOfPage(id, saes) {
   const scope = id === defaultSae(saes)?.id ? null : id;
-  const rest = { encode: '/encode', model: '/model' }[shown?.name];
+  const rest = { encode: '/encode', text: '/text', model: '/model' }[shown?.name];
   if (rest) return pagePath(scope, rest);
   return pagePath(scope, shown?.name === 'features' ? `/${location.search}` : '/');
 }
@@ -56,7 +57,7 @@ async function drawHeader({ name, scope }) {
   if (shown.scope !== scope) return; // navigated on meanwhile
   if (saes) drawnFor = scope;
   const many = saes && saes.length > 1;
-  for (const [page, rest] of [['features', '/'], ['encode', '/encode'], ['model', '/model']]) {
+  for (const [page, rest] of [['features', '/'], ['encode', '/encode'], ['text', '/text'], ['model', '/model']]) {
     document.querySelector(`a[data-nav="${page}"]`).setAttribute('href', pagePath(scope, rest));
   }
   document.querySelector('a[data-nav="search"]').parentElement.hidden = !many;
@@ -89,5 +90,12 @@ picker.addEventListener('change', async (e) => {
 });
 picker.addEventListener('submit', (e) => e.preventDefault());
 
+// "Try text" is shown when the page's SAE can read text (/v1/model's lm).
+async function drawTextLink({ scope }) {
+  const m = await getModel(scope).catch(() => null);
+  document.querySelector('a[data-nav="text"]').parentElement.hidden = !m?.lm?.reads_hook;
+}
+
 onPage(drawHeader);
+onPage(drawTextLink);
 start();
