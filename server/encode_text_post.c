@@ -38,14 +38,11 @@
 #define TEXT_REPLY_LIMIT ((size_t)1 << 31)
 
 /* The language model saed serves text with: the model, its tokenizer and
- * the queue whose worker runs its forward passes, batches of at most
- * max_request_texts texts of n_ctx tokens (the largest request). Owned by
- * the server. */
+ * the queue whose worker runs its forward passes. Owned by the server. */
 struct saed_lm {
     sae_lm *lm;
     sae_bpe *bpe;
     struct lm_batcher *batcher;
-    size_t max_tokens;
 };
 
 int text_lm_open(struct saed_server *srv, sae_error *err)
@@ -65,11 +62,14 @@ int text_lm_open(struct saed_server *srv, sae_error *err)
                              "--lm %s: the tokenizer has ids up to %zu but the model's vocabulary "
                              "is %zu",
                              dir, sae_bpe_vocab_size(t->bpe) - 1, c->vocab);
-    /* A token is a row for the SAEs: the queue holds max_queue_rows of them
-     * (or one largest request, when that is more). */
-    t->max_tokens = (size_t)srv->cfg->max_request_texts * c->n_ctx;
+    /* A token is a row for the SAEs: a forward pass takes max_batch_rows of
+     * them (at least one whole text of n_ctx), and the queue holds
+     * max_queue_rows (or one largest request, when that is more). */
+    size_t batch = srv->cfg->max_batch_rows > c->n_ctx ? (size_t)srv->cfg->max_batch_rows : c->n_ctx;
+    size_t largest = (size_t)srv->cfg->max_request_texts * c->n_ctx;
+    size_t queue = srv->cfg->max_queue_rows > largest ? (size_t)srv->cfg->max_queue_rows : largest;
     sae_error e;
-    if (lm_batcher_new(t->lm, t->max_tokens, (size_t)srv->cfg->max_queue_rows, &t->batcher, &e))
+    if (lm_batcher_new(t->lm, batch, queue, &t->batcher, &e))
         return sae_error_set(err, e.code, "--lm %s: %s", dir, e.msg);
     return 0;
 }

@@ -147,21 +147,42 @@ static int run_many(struct lm_batcher *b, struct lm_job *batch, const sae_lm_hoo
     return 0;
 }
 
-/* Runs one batch to completion: the forward pass (straight into the job's
- * buffers when it is alone), then each job's finish. */
+/* Runs one job alone, straight into its buffers: as one forward pass when
+ * it fits under max_batch tokens, else as several, each of whole sequences
+ * (every sequence fits: it is at most n_ctx, which max_batch is not under). */
+static int run_one(struct lm_batcher *b, struct lm_job *job, sae_error *err)
+{
+    size_t t = 0, q = 0;
+    while (q < job->n_seq) {
+        size_t q1 = q, t1 = t;
+        while (q1 < job->n_seq && (q1 == q || t1 + job->lens[q1] - t <= b->max_batch))
+            t1 += job->lens[q1++];
+        float *out[LM_BATCH_HOOKS];
+        for (size_t k = 0; k < job->n_hooks; k++)
+            out[k] = job->out[k] + t * sae_lm_hook_width(b->lm, &job->hooks[k]);
+        sae_lm_batch lb = {.ids = job->ids + t, .n_seq = q1 - q, .lens = job->lens + q};
+        if (sae_lm_forward(b->lm, b->ws, &lb, job->hooks, job->n_hooks, out, NULL, err))
+            return -1;
+        atomic_fetch_add_explicit(&b->passes, 1, memory_order_relaxed);
+        t = t1;
+        q = q1;
+    }
+    return 0;
+}
+
+/* Runs one batch to completion: the forward pass (a lone job straight into
+ * its buffers), then each job's finish. */
 static void run_batch(struct lm_batcher *b, struct lm_job *batch, const sae_lm_hook *u,
                       size_t n_u, size_t tokens)
 {
     sae_error err;
     int rc;
     if (!batch->next) {
-        sae_lm_batch lb = {.ids = batch->ids, .n_seq = batch->n_seq, .lens = batch->lens};
-        rc = sae_lm_forward(b->lm, b->ws, &lb, batch->hooks, batch->n_hooks, batch->out, NULL,
-                            &err);
+        rc = run_one(b, batch, &err);
     } else {
         rc = run_many(b, batch, u, n_u, tokens, &err);
+        atomic_fetch_add_explicit(&b->passes, 1, memory_order_relaxed);
     }
-    atomic_fetch_add_explicit(&b->passes, 1, memory_order_relaxed);
     for (struct lm_job *j = batch; j; j = j->next) {
         atomic_fetch_add_explicit(&b->jobs, 1, memory_order_relaxed);
         j->rc = rc;
@@ -214,7 +235,7 @@ int lm_batcher_new(const sae_lm *lm, size_t max_batch_tokens, size_t max_queue_t
         return sae_error_set(err, SAE_ENOMEM, "out of memory");
     b->lm = lm;
     b->max_batch = max_batch_tokens;
-    b->max_queue = max_queue_tokens > max_batch_tokens ? max_queue_tokens : max_batch_tokens;
+    b->max_queue = max_queue_tokens;
     atomic_init(&b->pending, 0);
     atomic_init(&b->passes, 0);
     atomic_init(&b->jobs, 0);
@@ -237,7 +258,7 @@ int lm_batcher_new(const sae_lm *lm, size_t max_batch_tokens, size_t max_queue_t
 int lm_batcher_submit(struct lm_batcher *b, struct lm_job *job)
 {
     pthread_mutex_lock(&b->lock);
-    bool ok = !b->stop && job->n_tokens <= b->max_batch && b->tokens + job->n_tokens <= b->max_queue;
+    bool ok = !b->stop && b->tokens + job->n_tokens <= b->max_queue;
     if (ok)
         b->tokens += job->n_tokens;
     pthread_mutex_unlock(&b->lock);

@@ -9,10 +9,13 @@
  * hooks between them), in queue order, and runs them as ONE ragged forward
  * pass as deep as the deepest hook any of them asked for. Sequences do not
  * see each other (attention is within a sequence), so each job's rows are
- * what a pass of that job alone gives. It never waits for more jobs: a lone
- * request runs at once, and requests arriving while a pass runs queue up and
- * go together in the next one. Each job's `finish` then runs on the worker
- * (the SAE encodes), and its connection is resumed.
+ * what a pass of that job alone gives. A job of more tokens than
+ * max_batch_tokens runs alone, as several passes of whole sequences (so
+ * max_batch_tokens must be at least the model's n_ctx). The worker never
+ * waits for more jobs: a lone request runs at once, and requests arriving
+ * while a pass runs queue up and go together in the next one. Each job's
+ * `finish` then runs on the worker (the SAE encodes), and its connection is
+ * resumed.
  *
  * The queue is bounded in tokens (queued + running): a submit that would
  * pass max_queue_tokens is refused at once and the request answers 503. */
@@ -59,12 +62,11 @@ struct lm_job {
 struct lm_batcher;
 
 /* Starts the worker over lm (borrowed for the batcher's life), with scratch
- * for max_batch_tokens tokens a pass. */
+ * for max_batch_tokens tokens a pass (at least lm's n_ctx). */
 int lm_batcher_new(const sae_lm *lm, size_t max_batch_tokens, size_t max_queue_tokens,
                    struct lm_batcher **out, sae_error *err);
 /* Suspends job->conn and queues the job: 0, or -1 when its tokens do not
- * fit in the queue or pass max_batch_tokens (nothing suspended; the caller
- * replies). */
+ * fit in the queue (nothing suspended; the caller replies). */
 int lm_batcher_submit(struct lm_batcher *b, struct lm_job *job);
 /* Jobs submitted and not yet resumed (the drain waits for 0). */
 size_t lm_batcher_pending(const struct lm_batcher *b);

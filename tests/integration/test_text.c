@@ -401,6 +401,21 @@ static void test_refusals(const struct daemon *d)
     refuse(d, p, big, 413, "body_too_large");
 }
 
+/* Stops d and prints how many forward passes its requests took
+ * (informative: how many shared a pass depends on timing). */
+static void stop(struct daemon *d)
+{
+    daemon_signal(d, SIGTERM);
+    CHECK(daemon_wait(d, 20000) == 0, "exit after SIGTERM");
+    FILE *log = fopen(d->log, "r");
+    char line[512];
+    while (log && fgets(line, sizeof line, log))
+        if (strstr(line, "forward passes"))
+            printf("%s", line);
+    if (log)
+        fclose(log);
+}
+
 int main(void)
 {
     if (setup()) {
@@ -408,7 +423,7 @@ int main(void)
         return 1;
     }
     char sa[N_SAES][512];
-    const char *args[4 + 2 * N_SAES + 8];
+    const char *args[4 + 2 * N_SAES + 12];
     size_t n = 0;
     args[n++] = "--quiet";
     for (size_t i = 0; i < N_SAES; i++) {
@@ -439,16 +454,17 @@ int main(void)
     test_model_lm(&d);
     test_concurrent(&d);
     test_refusals(&d);
-    daemon_signal(&d, SIGTERM);
-    CHECK(daemon_wait(&d, 20000) == 0, "exit after SIGTERM");
-    /* How many passes the requests shared (informative: it depends on timing). */
-    FILE *log = fopen(d.log, "r");
-    char line[512];
-    while (log && fgets(line, sizeof line, log))
-        if (strstr(line, "forward passes"))
-            printf("%s", line);
-    if (log)
-        fclose(log);
+    stop(&d);
+    /* Forward passes of at most 16 tokens (the model's n_ctx): a request of
+     * several texts runs as several passes, and concurrent ones rarely share. */
+    args[n++] = "--max-batch-rows";
+    args[n++] = "16";
+    args[n] = NULL;
+    if (daemon_start(&d, NULL, args))
+        return fprintf(stderr, "saed --lm --max-batch-rows 16 did not start\n"), 1;
+    test_answers(&d);
+    test_concurrent(&d);
+    stop(&d);
     http_thread_done();
     for (size_t i = 0; i < N_SAES; i++)
         sae_model_free(models[i]);
