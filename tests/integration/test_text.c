@@ -443,8 +443,7 @@ int main(void)
     json_t *keep;
     CHECK(!model_lm(&plain, "/v1/model", &keep), "without --lm, /v1/model's lm is null");
     json_decref(keep);
-    daemon_signal(&plain, SIGTERM);
-    CHECK(daemon_wait(&plain, 20000) == 0, "exit after SIGTERM");
+    stop(&plain);
     args[n++] = "--lm";
     args[n++] = LM_DIR;
     args[n] = NULL;
@@ -460,11 +459,12 @@ int main(void)
     args[n++] = "--max-batch-rows";
     args[n++] = "16";
     args[n] = NULL;
-    if (daemon_start(&d, NULL, args))
+    struct daemon small;
+    if (daemon_start(&small, NULL, args))
         return fprintf(stderr, "saed --lm --max-batch-rows 16 did not start\n"), 1;
-    test_answers(&d);
-    test_concurrent(&d);
-    stop(&d);
+    test_answers(&small);
+    test_concurrent(&small);
+    stop(&small);
     http_thread_done();
     for (size_t i = 0; i < N_SAES; i++)
         sae_model_free(models[i]);
