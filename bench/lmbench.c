@@ -1,7 +1,8 @@
 /* lmbench.c: core/lm's forward pass against the BLAS bound of its matrix
  * products (bench/lm.sh runs it for docs/PERFORMANCE.md).
  *
- *   lmbench [--lm DIR | --keep DIR] [--batch N_SEQxSEQ_LEN ...] [--seconds S] [--threads N]
+ *   lmbench [--lm DIR | --keep DIR] [--batch N_SEQxSEQ_LEN ...] [--seconds S]
+ *           [--threads N]
  *
  * Without --lm it writes a GPT-2-small-shaped checkpoint of random F32
  * weights (12 layers, d_model 768, 12 heads, vocab 50257, 1024 positions:

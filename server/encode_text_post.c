@@ -65,7 +65,8 @@ int text_lm_open(struct saed_server *srv, sae_error *err)
     /* A token is a row for the SAEs: a forward pass takes max_batch_rows of
      * them (at least one whole text of n_ctx), and the queue holds
      * max_queue_rows (or one largest request, when that is more). */
-    size_t batch = srv->cfg->max_batch_rows > c->n_ctx ? (size_t)srv->cfg->max_batch_rows : c->n_ctx;
+    size_t batch =
+        srv->cfg->max_batch_rows > c->n_ctx ? (size_t)srv->cfg->max_batch_rows : c->n_ctx;
     size_t largest = (size_t)srv->cfg->max_request_texts * c->n_ctx;
     size_t queue = srv->cfg->max_queue_rows > largest ? (size_t)srv->cfg->max_queue_rows : largest;
     sae_error e;
