@@ -10,12 +10,13 @@
 # checkpoint, with the small fixture's tokenizer (tests/fixture/lm/
 # gpt2_text_v300: byte-level, 300 ids) and a random 768 x 24576 SAE on
 # blocks.11.hook_resid_post (so every block runs, as in lmbench), served by
-# saed --lm (--workers 1: its BLAS gets every core, as lmbench's does), and
-# POST /v1/encode_text of one 128-token text (the BOS included) timed over
-# keep-alive: the median of 15 requests one at a time, next to lmbench's
-# forward pass alone at 1x128 in the same run; then 4 clients at once
-# (16 requests), whose texts share forward passes (saed's exit line says how
-# many passes they took).
+# saed --lm (--workers 1: its BLAS gets every core, as lmbench's does). One
+# 128-token text (the BOS included) is POSTed to /v1/encode_text over
+# keep-alive, alternately with lmbench's forward pass alone at 1x128 (the
+# median of 3 passes), 10 rounds, so both see the same machine: medians and
+# the median of the rounds' ratios. Then 4 clients at once (16 requests),
+# whose texts share forward passes (saed's exit line says how many passes
+# its requests took), against one client's rate.
 #
 #   bench/lm.sh [BUILD_DIR] [lmbench flags: --lm DIR --batch 4x128 --seconds S --threads N]
 set -euo pipefail
@@ -51,8 +52,6 @@ trap cleanup EXIT
 
 echo "command: $build/cli/lmbench --keep \$tmp/gpt2 $*"
 "$build/cli/lmbench" --keep "$tmp/gpt2" "$@"
-echo "command: $build/cli/lmbench --lm \$tmp/gpt2 --batch 1x128 --seconds 10"
-"$build/cli/lmbench" --lm "$tmp/gpt2" --batch 1x128 --seconds 10 | tail -1
 
 echo
 echo "encode_text latency: saed --lm (the same checkpoint) --workers 1, an SAE 768 x 24576 on blocks.11.hook_resid_post"
@@ -63,9 +62,15 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 "$build/server/saed" --model "$tmp/sae" --lm "$tmp/gpt2" --workers 1 --quiet \
   --listen "127.0.0.1:$port" 2>"$tmp/saed.log" &
 pid=$!
-python3 - "$port" <<'PY'
-import http.client, json, statistics, sys, threading, time
-port = int(sys.argv[1])
+python3 - "$port" "$build/cli/lmbench" "$tmp/gpt2" <<'PY'
+import http.client, json, statistics, subprocess, sys, threading, time
+port, lmbench, ck = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+
+def forward_alone():
+    """lmbench's median forward pass at 1x128 (3 passes), in seconds."""
+    out = subprocess.run([lmbench, "--lm", ck, "--batch", "1x128", "--seconds", "0.01"],
+                         check=True, capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1].split()[2]) / 1e3
 
 def post(conn, body):
     conn.request("POST", "/v1/encode_text", body, {"Content-Type": "application/json"})
@@ -95,14 +100,19 @@ body = json.dumps({"text": base[:lo], "top_k": 32})
 n = len(post(c, body)["tokens"])
 for _ in range(2):
     post(c, body)
-one = []
-for _ in range(15):
+one, fwd = [], []
+for _ in range(10):
     t0 = time.perf_counter()
     post(c, body)
     one.append(time.perf_counter() - t0)
-med = statistics.median(one)
-print("one client:  %d tokens, median %.1f ms (min %.1f, max %.1f) over %d requests" %
+    fwd.append(forward_alone())
+med, fmed = statistics.median(one), statistics.median(fwd)
+print("forward pass alone (lmbench 1x128, BLAS threads 2): median %.1f ms over %d rounds" %
+      (fmed * 1e3, len(fwd)))
+print("encode_text, one client: %d tokens, median %.1f ms (min %.1f, max %.1f) over %d requests" %
       (n, med * 1e3, min(one) * 1e3, max(one) * 1e3, len(one)))
+print("encode_text / forward alone: %.2f (median of the rounds' ratios; ratio of medians %.2f)" %
+      (statistics.median(a / b for a, b in zip(one, fwd)), med / fmed))
 
 def client(k, out):
     cc = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
@@ -119,7 +129,7 @@ for t in th:
 for t in th:
     t.join()
 wall = time.perf_counter() - t0
-print("4 clients:   %d requests in %.1f s: %.2f texts/s (one client: %.2f texts/s), median latency %.1f ms" %
+print("encode_text, 4 clients: %d requests in %.1f s: %.2f texts/s (one client: %.2f texts/s), median latency %.1f ms" %
       (len(lat), wall, len(lat) / wall, 1 / med, statistics.median(lat) * 1e3))
 PY
 kill -TERM "$pid"
