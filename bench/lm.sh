@@ -62,7 +62,8 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 "$build/server/saed" --model "$tmp/sae" --lm "$tmp/gpt2" --workers 1 --quiet \
   --listen "127.0.0.1:$port" 2>"$tmp/saed.log" &
 pid=$!
-python3 - "$port" "$build/cli/lmbench" "$tmp/gpt2" <<'PY'
+status=0
+python3 - "$port" "$build/cli/lmbench" "$tmp/gpt2" <<'PY' || status=$?
 import http.client, json, statistics, subprocess, sys, threading, time
 port, lmbench, ck = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 
@@ -80,7 +81,7 @@ def post(conn, body):
         sys.exit("encode_text: %d %s" % (r.status, data[:200]))
     return json.loads(data)
 
-for _ in range(300):
+for _ in range(600):
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
         c.request("GET", "/v1/health")
@@ -88,6 +89,8 @@ for _ in range(300):
             break
     except OSError:
         time.sleep(0.2)
+else:
+    sys.exit("saed did not answer /v1/health in 2 minutes")
 c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
 # A text of exactly 128 tokens with the BOS: the longest prefix of a long one.
 base = ("The quick brown fox jumps over the lazy dog; then it rests by the river. " * 8)
@@ -102,6 +105,11 @@ for _ in range(2):
     post(c, body)
 one, fwd = [], []
 for _ in range(10):
+    # saed closes a connection left idle while lmbench runs: a fresh one,
+    # opened by an untimed GET, for each timed request.
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    c.request("GET", "/v1/health")
+    c.getresponse().read()
     t0 = time.perf_counter()
     post(c, body)
     one.append(time.perf_counter() - t0)
@@ -132,8 +140,9 @@ wall = time.perf_counter() - t0
 print("encode_text, 4 clients: %d requests in %.1f s: %.2f texts/s (one client: %.2f texts/s), median latency %.1f ms" %
       (len(lat), wall, len(lat) / wall, 1 / med, statistics.median(lat) * 1e3))
 PY
-kill -TERM "$pid"
+kill -TERM "$pid" 2>/dev/null || true
 wait "$pid" || true
 pid=''
+if [ "$status" -ne 0 ]; then cat "$tmp/saed.log" >&2; exit "$status"; fi
 grep 'forward passes' "$tmp/saed.log" || true
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
