@@ -90,10 +90,15 @@ picker.addEventListener('change', async (e) => {
 });
 picker.addEventListener('submit', (e) => e.preventDefault());
 
-// "Try text" is shown when the page's SAE can read text (/v1/model's lm).
+// "Try text" is shown when the page's SAE can read text (/v1/model's lm);
+// nothing is asked about an SAE that saed does not serve.
+let textLinkFor = 0; // the latest page's turn: an older answer arriving late gives way
 async function drawTextLink({ scope }) {
-  const m = await getModel(scope).catch(() => null);
-  document.querySelector('a[data-nav="text"]').parentElement.hidden = !m?.lm?.reads_hook;
+  const me = ++textLinkFor;
+  const saes = scope === null ? null : await getSaes().catch(() => null);
+  const known = !saes || saes.some((x) => x.id === scope);
+  const m = known ? await getModel(scope).catch(() => null) : null;
+  if (me === textLinkFor) document.querySelector('a[data-nav="text"]').parentElement.hidden = !m?.lm?.reads_hook;
 }
 
 onPage(drawHeader);
