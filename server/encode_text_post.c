@@ -5,12 +5,12 @@
  * as /v1/encode's fan-out) and "top_k". Each text is tokenized by the
  * language model's tokenizer (saed --lm DIR), with the BOS first when the
  * SAEs' cfg.json says prepend_bos (SAELens' default, true, when it says
- * nothing). All texts of the request go through the model as one ragged
- * batch, run only as deep as the deepest hook the SAEs read, and each SAE
- * encodes its hook's activations of every token. Texts of concurrent
- * requests are not batched together: the forward pass runs on the polling
- * thread that parsed the request, one request at a time (the model's
- * scratch is one, guarded by a lock).
+ * nothing), on the polling thread. The request's texts then go to the
+ * language model's worker as one job (lm_batcher.h) with the connection
+ * suspended: the worker runs them, with the texts of every other request
+ * queued meanwhile, as one ragged forward pass only as deep as the deepest
+ * hook any of them reads, then encodes each request's tokens with its SAEs,
+ * and resumes the connection; the reply is written on the polling thread.
  *
  * Replies: one text ("text") without "saes":
  *   {"tokens": [{"id", "text"}, ...], "results": [{"indices", "values"}, ...]}
@@ -19,13 +19,14 @@
  * "results"}}. A token's "text" is its bytes as UTF-8, a byte sequence that
  * is not whole UTF-8 (part of a character) shown as U+FFFD; "id" is exact. */
 #include <jansson.h>
-#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
 #include "jsonin.h"
+#include "lm_batcher.h"
 #include "lm/bpe.h"
 #include "lm/lm.h"
 #include "saed.h"
@@ -37,14 +38,11 @@
 #define TEXT_REPLY_LIMIT ((size_t)1 << 31)
 
 /* The language model saed serves text with: the model, its tokenizer and
- * the one scratch its forward passes share (guarded by lock), sized for
- * max_request_texts texts of n_ctx tokens. Owned by the server. */
+ * the queue whose worker runs its forward passes. Owned by the server. */
 struct saed_lm {
     sae_lm *lm;
     sae_bpe *bpe;
-    pthread_mutex_t lock;
-    sae_lm_ws *ws;
-    size_t max_tokens;
+    struct lm_batcher *batcher;
 };
 
 int text_lm_open(struct saed_server *srv, sae_error *err)
@@ -53,7 +51,6 @@ int text_lm_open(struct saed_server *srv, sae_error *err)
     struct saed_lm *t = calloc(1, sizeof *t);
     if (!t)
         return sae_error_set(err, SAE_ENOMEM, "--lm: out of memory");
-    pthread_mutex_init(&t->lock, NULL);
     srv->lm = t;
     if (sae_lm_load(dir, &t->lm, err))
         return -1;
@@ -65,27 +62,48 @@ int text_lm_open(struct saed_server *srv, sae_error *err)
                              "--lm %s: the tokenizer has ids up to %zu but the model's vocabulary "
                              "is %zu",
                              dir, sae_bpe_vocab_size(t->bpe) - 1, c->vocab);
-    t->max_tokens = (size_t)srv->cfg->max_request_texts * c->n_ctx;
-    if (!(t->ws = sae_lm_ws_new(t->lm, t->max_tokens)))
-        return sae_error_set(err, SAE_ENOMEM, "--lm %s: no memory for %zu tokens of scratch", dir,
-                             t->max_tokens);
+    /* A token is a row for the SAEs: a forward pass takes max_batch_rows of
+     * them (at least one whole text of n_ctx), and the queue holds
+     * max_queue_rows (or one largest request, when that is more). */
+    size_t batch =
+        srv->cfg->max_batch_rows > c->n_ctx ? (size_t)srv->cfg->max_batch_rows : c->n_ctx;
+    size_t largest = (size_t)srv->cfg->max_request_texts * c->n_ctx;
+    size_t queue = srv->cfg->max_queue_rows > largest ? (size_t)srv->cfg->max_queue_rows : largest;
+    sae_error e;
+    if (lm_batcher_new(t->lm, batch, queue, &t->batcher, &e))
+        return sae_error_set(err, e.code, "--lm %s: %s", dir, e.msg);
     return 0;
 }
 
+/* Frees the language model (the queue first: it finishes what it holds),
+ * saying how many requests its forward passes served. */
 void text_lm_free(struct saed_lm *t)
 {
     if (!t)
         return;
-    sae_lm_ws_free(t->ws);
+    if (t->batcher) {
+        uint64_t passes, jobs;
+        lm_batcher_counts(t->batcher, &passes, &jobs);
+        if (jobs)
+            fprintf(stderr, "saed: language model: %llu encode_text requests in %llu forward "
+                    "passes\n", (unsigned long long)jobs, (unsigned long long)passes);
+    }
+    lm_batcher_free(t->batcher);
     sae_bpe_free(t->bpe);
     sae_lm_free(t->lm);
-    pthread_mutex_destroy(&t->lock);
     free(t);
 }
 
-/* One request's state: what it parsed, the snapshots it holds, the tokens
- * and the activations. Freed by req_clear. */
-struct text_req {
+size_t text_lm_pending(const struct saed_lm *t)
+{
+    return t ? lm_batcher_pending(t->batcher) : 0;
+}
+
+/* One request's state: what it parsed, the snapshots it holds, the tokens,
+ * the activations, its job on the language model's queue and what the
+ * worker's encode answered. Owned by the request (rq->text_job) from its
+ * first call to its completion; freed by text_job_free. */
+struct text_job {
     json_t *body;                       /* owned */
     bool many_texts, fan;               /* "texts" given; "saes" given */
     size_t n_texts;
@@ -103,11 +121,20 @@ struct text_req {
     size_t *lens;                       /* owned: (n_texts) */
     size_t n_tokens;
     sae_sparse out[TEXT_FAN_MAX];       /* each SAE's features per token */
+    struct lm_job job;                  /* the forward pass, on the queue while suspended */
+    struct saed_perr e;                 /* the worker's encode failure, status 0 if none */
 };
 
-/* Frees what q owns. */
-static void req_clear(struct text_req *q)
+bool text_job_done(const struct text_job *q)
 {
+    return atomic_load_explicit(&q->job.done, memory_order_acquire);
+}
+
+/* Frees what q owns, and q. */
+void text_job_free(struct text_job *q)
+{
+    if (!q)
+        return;
     json_decref(q->body);
     free(q->text);
     free(q->text_len);
@@ -119,10 +146,11 @@ static void req_clear(struct text_req *q)
         free(q->acts[i]);
     free(q->ids);
     free(q->lens);
+    free(q);
 }
 
 /* The texts: a string under "text", or an array of them under "texts". */
-static int parse_texts(struct text_req *q, json_t *one, json_t *many, size_t max,
+static int parse_texts(struct text_job *q, json_t *one, json_t *many, size_t max,
                        struct saed_perr *e)
 {
     if (one && many)
@@ -158,7 +186,7 @@ static int parse_texts(struct text_req *q, json_t *one, json_t *many, size_t max
 
 /* "saes": SAE ids, each served, named once, at most TEXT_FAN_MAX; their
  * snapshots are taken. */
-static int parse_saes(struct saed_req *rq, struct text_req *q, json_t *a, struct saed_perr *e)
+static int parse_saes(struct saed_req *rq, struct text_job *q, json_t *a, struct saed_perr *e)
 {
     if (!json_is_array(a))
         return perr_set(e, 400, "wrong_type", "saes: expected an array of SAE ids");
@@ -198,7 +226,7 @@ static int parse_saes(struct saed_req *rq, struct text_req *q, json_t *a, struct
 }
 
 /* The body: texts, saes and top_k, each checked. */
-static int parse_body(struct saed_req *rq, struct text_req *q, struct saed_perr *e)
+static int parse_body(struct saed_req *rq, struct text_job *q, struct saed_perr *e)
 {
     json_error_t je;
     q->body = json_loadb((const char *)rq->body, rq->body_len,
@@ -250,7 +278,7 @@ static bool sae_prepend_bos(const sae_model *m)
 
 /* Each SAE's hook, checked against the model; the distinct ones in uniq.
  * *bos: whether the SAEs want the BOS (they must agree). */
-static int check_hooks(const struct saed_lm *t, struct text_req *q, bool *bos,
+static int check_hooks(const struct saed_lm *t, struct text_job *q, bool *bos,
                        struct saed_perr *e)
 {
     for (size_t i = 0; i < q->n_saes; i++) {
@@ -289,8 +317,25 @@ static int check_hooks(const struct saed_lm *t, struct text_req *q, bool *bos,
     return 0;
 }
 
+json_t *text_lm_json(const struct saed_server *srv, const sae_model *m)
+{
+    const struct saed_lm *t = srv->lm;
+    if (!t)
+        return json_null();
+    const sae_lm_config *c = sae_lm_config_of(t->lm);
+    sae_lm_hook h;
+    sae_error err;
+    bool reads = *m->hook_name && !sae_lm_hook_parse(m->hook_name, &h, &err) &&
+                 !sae_lm_hook_check(t->lm, &h, &err) && sae_lm_hook_width(t->lm, &h) == m->d_in;
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:b, s:I}", "model_type", c->family,
+                     "n_layer", (json_int_t)c->n_layer, "d_model", (json_int_t)c->d_model,
+                     "n_ctx", (json_int_t)c->n_ctx, "vocab_size", (json_int_t)c->vocab,
+                     "reads_hook", reads, "prepend_bos", sae_prepend_bos(m),
+                     "max_request_texts", (json_int_t)srv->cfg->max_request_texts);
+}
+
 /* Tokenizes every text into q->ids / q->lens, each at most n_ctx tokens. */
-static int tokenize(const struct saed_lm *t, struct text_req *q, bool bos, struct saed_perr *e)
+static int tokenize(const struct saed_lm *t, struct text_job *q, bool bos, struct saed_perr *e)
 {
     size_t n_ctx = sae_lm_config_of(t->lm)->n_ctx;
     if (!(q->lens = calloc(q->n_texts, sizeof *q->lens)) ||
@@ -322,37 +367,55 @@ static int tokenize(const struct saed_lm *t, struct text_req *q, bool bos, struc
     return 0;
 }
 
-/* The forward pass, as deep as the deepest hook, then each SAE's encode. */
-static int run(struct saed_lm *t, struct text_req *q, struct saed_perr *e)
+/* The worker's step after the forward pass (lm_job.finish): each SAE
+ * encodes its hook's activations of every token. A failure goes in q->e. */
+static void encode_saes(struct lm_job *job, void *ctx)
 {
-    float *out[TEXT_FAN_MAX];
+    (void)job;
+    struct text_job *q = ctx;
+    sae_encode_opts o = {.top_k = q->top_k};
+    for (size_t i = 0; i < q->n_saes; i++) {
+        const sae_model *m = q->snaps[i]->model;
+        sae_workspace *ws = sae_workspace_new(m, 0);
+        if (!ws) {
+            perr_set(&q->e, 503, "out_of_memory", "no memory for the SAE's workspace");
+            return;
+        }
+        sae_error err;
+        int rc = sae_encode(m, ws, q->acts[q->hook_of[i]], q->n_tokens, &o, &q->out[i], NULL,
+                            NULL, &err);
+        sae_workspace_free(ws);
+        if (rc == SAE_ERANGE) {
+            perr_set(&q->e, 422, "non_finite", "%s: %s", q->snaps[i]->sae->id, err.msg);
+            return;
+        }
+        if (rc) {
+            perr_set(&q->e, 500, "internal", "encode failed: %s", err.msg);
+            return;
+        }
+    }
+}
+
+/* Makes the activation buffers and the job, and queues it with the
+ * connection suspended. */
+static int submit(struct saed_req *rq, struct saed_lm *t, struct text_job *q,
+                  struct saed_perr *e)
+{
     for (size_t u = 0; u < q->n_uniq; u++) {
         size_t w = sae_lm_hook_width(t->lm, &q->uniq[u]);
         if (!(q->acts[u] = malloc(q->n_tokens * w * sizeof(float))))
             return perr_set(e, 503, "out_of_memory", "cannot hold the activations");
-        out[u] = q->acts[u];
     }
-    sae_lm_batch b = {.ids = q->ids, .n_seq = q->n_texts, .lens = q->lens};
-    sae_error err;
-    pthread_mutex_lock(&t->lock);
-    int rc = sae_lm_forward(t->lm, t->ws, &b, q->uniq, q->n_uniq, out, NULL, &err);
-    pthread_mutex_unlock(&t->lock);
-    if (rc)
-        return perr_set(e, 500, "internal", "the forward pass failed: %s", err.msg);
-    sae_encode_opts o = {.top_k = q->top_k};
-    for (size_t i = 0; i < q->n_saes; i++) {
-        const sae_model *m = q->snaps[i]->model;
-        sae_sparse_init(&q->out[i]);
-        sae_workspace *ws = sae_workspace_new(m, 0);
-        if (!ws)
-            return perr_set(e, 503, "out_of_memory", "no memory for the SAE's workspace");
-        rc = sae_encode(m, ws, q->acts[q->hook_of[i]], q->n_tokens, &o, &q->out[i], NULL, NULL,
-                        &err);
-        sae_workspace_free(ws);
-        if (rc == SAE_ERANGE)
-            return perr_set(e, 422, "non_finite", "%s: %s", q->snaps[i]->sae->id, err.msg);
-        if (rc)
-            return perr_set(e, 500, "internal", "encode failed: %s", err.msg);
+    q->job = (struct lm_job){.ids = q->ids, .lens = q->lens, .n_seq = q->n_texts,
+                             .n_tokens = q->n_tokens, .hooks = q->uniq, .n_hooks = q->n_uniq,
+                             .out = q->acts, .finish = encode_saes, .ctx = q, .conn = rq->conn};
+    rq->state = RQ_WAITING;
+    if (lm_batcher_submit(t->batcher, &q->job)) {
+        rq->state = RQ_READY;
+        return perr_set(e, 503, "overloaded",
+                        "the language model's queue is full (max_queue_rows %llu tokens); "
+                        "retry shortly",
+                        (unsigned long long)rq->srv->cfg->max_queue_rows);
     }
     return 0;
 }
@@ -381,7 +444,7 @@ static void put_results(struct saed_buf *b, const sae_sparse *s, size_t a, size_
 }
 
 /* Appends one text's object: its tokens and every SAE's results. */
-static void put_text(struct saed_buf *b, const struct saed_lm *t, const struct text_req *q,
+static void put_text(struct saed_buf *b, const struct saed_lm *t, const struct text_job *q,
                      size_t a, size_t n)
 {
     buf_puts(b, "{\"tokens\":[");
@@ -416,7 +479,7 @@ static void put_text(struct saed_buf *b, const struct saed_lm *t, const struct t
 
 /* The reply's size, within a few bytes per value: reserved before it is
  * built (max_reply_bytes). */
-static uint64_t reply_size(const struct text_req *q)
+static uint64_t reply_size(const struct text_job *q)
 {
     uint64_t est = 64 + (uint64_t)q->n_tokens * 48;
     for (size_t i = 0; i < q->n_saes; i++)
@@ -426,7 +489,7 @@ static uint64_t reply_size(const struct text_req *q)
 
 /* Builds and queues the reply. */
 static enum MHD_Result reply_text(struct saed_req *rq, const struct saed_lm *t,
-                                  const struct text_req *q)
+                                  const struct text_job *q)
 {
     uint64_t est = reply_size(q);
     enum MHD_Result r;
@@ -450,27 +513,49 @@ static enum MHD_Result reply_text(struct saed_req *rq, const struct saed_lm *t,
     return reply_json_buf(rq, 200, body, len);
 }
 
+/* Second call, after the worker resumed the connection: the reply, or the
+ * error the forward pass or an encode met. */
+static enum MHD_Result text_reply(struct saed_req *rq)
+{
+    const struct text_job *q = rq->text_job;
+    if (q->job.rc)
+        return reply_error(rq, 500, "internal", "the forward pass failed: %s", q->job.err.msg);
+    if (q->e.status)
+        return reply_error(rq, q->e.status, q->e.code, "%s", q->e.msg);
+    for (size_t i = 0; i < q->n_saes; i++)
+        if (sae_model_changed(q->snaps[i]->model))
+            return reply_error(rq, 503, "weights_changed",
+                               "the SAE \"%s\"'s weights file changed on disk; SIGHUP reloads "
+                               "it",
+                               q->snaps[i]->sae->id);
+    return reply_text(rq, rq->srv->lm, q);
+}
+
 enum MHD_Result encode_text_post(struct saed_req *rq)
 {
     struct saed_lm *t = rq->srv->lm;
+    if (rq->text_job && rq->state == RQ_WAITING)
+        return text_reply(rq);
     if (!t)
         return reply_error(rq, 404, "no_lm",
                            "saed runs without a language model: start it with --lm DIR (a GPT-2 "
                            "checkpoint folder with its tokenizer)");
-    struct text_req q = {0};
+    struct text_job *q = calloc(1, sizeof *q);
+    if (!q)
+        return reply_error(rq, 503, "out_of_memory", "cannot start the request");
+    rq->text_job = q;
+    for (size_t i = 0; i < TEXT_FAN_MAX; i++)
+        sae_sparse_init(&q->out[i]);
     struct saed_perr e = {0};
     bool bos = true;
-    int rc = parse_body(rq, &q, &e);
+    int rc = parse_body(rq, q, &e);
     if (!rc)
         req_body_free(rq);
     if (!rc)
-        rc = check_hooks(t, &q, &bos, &e);
+        rc = check_hooks(t, q, &bos, &e);
     if (!rc)
-        rc = tokenize(t, &q, bos, &e);
+        rc = tokenize(t, q, bos, &e);
     if (!rc)
-        rc = run(t, &q, &e);
-    enum MHD_Result r = rc ? reply_error(rq, e.status, e.code, "%s", e.msg)
-                           : reply_text(rq, t, &q);
-    req_clear(&q);
-    return r;
+        rc = submit(rq, t, q, &e);
+    return rc ? reply_error(rq, e.status, e.code, "%s", e.msg) : MHD_YES;
 }

@@ -311,7 +311,7 @@ static void drain(struct saed_server *srv, int sfd)
             break;
         }
     }
-    while (batcher_pending(srv->batcher) > 0) {
+    while (batcher_pending(srv->batcher) > 0 || text_lm_pending(srv->lm) > 0) {
         struct timespec ts = {0, 2000000};
         nanosleep(&ts, NULL);
     }

@@ -6,7 +6,8 @@
  * skip connection decode leaves out, signed top-k, the finetuning scaling
  * factor), so a client can tell how to read the results, and the kernel
  * that encodes (kernel.h: openblas-f32, avx512-bf16, avx2-bf16, ...), and
- * `limits`: the request limits a batch client sizes its chunks from. */
+ * `limits`: the request limits a batch client sizes its chunks from, and
+ * `lm`: the language model of /v1/encode_text (null without --lm). */
 #include "feature_routes.h"
 #include "saed.h"
 
@@ -55,5 +56,6 @@ enum MHD_Result model_get(struct saed_req *rq)
     json_object_set_new(o, "sparsify", json_boolean(m->sparsify));
     json_object_set_new(o, "generation", json_integer((json_int_t)rq->snap->generation));
     json_object_set_new(o, "limits", limits_json(rq->srv->cfg));
+    json_object_set_new(o, "lm", text_lm_json(rq->srv, m));
     return reply_json(rq, 200, o);
 }

@@ -61,6 +61,8 @@ const struct saed_route saed_routes[] = {
      .match = HTTP_MATCH_TRAILING_SLASH},
     {.method = "GET", .path = "/model", .handler = static_page_get,
      .match = HTTP_MATCH_TRAILING_SLASH},
+    {.method = "GET", .path = "/text", .handler = static_page_get,
+     .match = HTTP_MATCH_TRAILING_SLASH},
     {.method = "GET", .path = "/search", .handler = static_page_get,
      .match = HTTP_MATCH_TRAILING_SLASH},
     {.method = "GET", .path = "/saes/{id}", .handler = static_page_get,
@@ -72,6 +74,8 @@ const struct saed_route saed_routes[] = {
     {.method = "GET", .path = "/saes/{id}/encode", .handler = static_page_get,
      .match = HTTP_MATCH_TRAILING_SLASH},
     {.method = "GET", .path = "/saes/{id}/model", .handler = static_page_get,
+     .match = HTTP_MATCH_TRAILING_SLASH},
+    {.method = "GET", .path = "/saes/{id}/text", .handler = static_page_get,
      .match = HTTP_MATCH_TRAILING_SLASH},
     {.method = "GET", .path = "/assets/{name}", .handler = static_asset_get},
     {.method = "GET", .path = "/assets/{version}/{name}", .handler = static_asset_get},
@@ -489,7 +493,8 @@ enum MHD_Result router_access(void *cls, struct MHD_Connection *conn, const char
             return r;
     }
     if (rq->state == RQ_WAITING &&
-        !atomic_load_explicit(&rq->job->done, memory_order_acquire))
+        !(rq->text_job ? text_job_done(rq->text_job)
+                       : atomic_load_explicit(&rq->job->done, memory_order_acquire)))
         return MHD_YES;
     if (rq->state == RQ_BODY) {
         rq->state = RQ_READY;
@@ -562,6 +567,7 @@ void router_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (rq->incoming)
         batcher_incoming(srv->batcher, -1);
     job_free(rq->job);
+    text_job_free(rq->text_job);
     snap_release(rq->snap);
     free(rq->fan_ids);
     free(rq->fan_digests);

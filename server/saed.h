@@ -230,6 +230,7 @@ struct saed_req {
     bool digest_header;                 /* reply carries X-SAE-Weights-Digest */
     const char *space;                  /* X-SAE-Space of a decode reply, or NULL */
     struct saed_job *job;               /* owned: the worker job, when one was made */
+    struct text_job *text_job;          /* owned: an encode_text's state (encode_text_post.c) */
     bool incoming;                      /* counted in batcher_incoming, not yet queued */
 
     unsigned status;                    /* the status queued, for logs and metrics */
@@ -301,6 +302,19 @@ struct saed_lm;
 int text_lm_open(struct saed_server *srv, sae_error *err);
 /* Frees the language model; NULL is fine. */
 void text_lm_free(struct saed_lm *t);
+/* /v1/model's "lm" for the SAE model m: null without --lm, else the
+ * language model's shape, whether m's hook is one it exposes at m's width
+ * (reads_hook: /v1/encode_text serves this SAE), m's prepend_bos and the
+ * texts a request may hold. */
+json_t *text_lm_json(const struct saed_server *srv, const sae_model *m);
+/* encode_text requests on the language model's queue, not yet resumed
+ * (the drain waits for 0); 0 for NULL. */
+size_t text_lm_pending(const struct saed_lm *t);
+struct text_job;
+/* Whether the language model's worker is done with q (the request may go on). */
+bool text_job_done(const struct text_job *q);
+/* Frees an encode_text's state; NULL is fine. */
+void text_job_free(struct text_job *q);
 
 /* The routing table (router.c) and its length; metrics label by pattern. */
 extern const struct saed_route saed_routes[];

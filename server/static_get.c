@@ -2,7 +2,8 @@
  * the web/ folder with no API key (CONTRACT 5).
  *
  *   GET /, /features/{i}, /encode, /model   web/index.html, its asset
- *       /search, /saes/{id}[/features/{i}|/encode|/model]   addresses versioned
+ *       /search, /text, /saes/{id}[/features/{i}|/encode|/model|/text]
+ *                                           addresses versioned
  *   GET /assets/{name}                      web/assets/{name}
  *   GET /assets/v-{version}/{name}          the same file, cached for a year
  *
@@ -374,7 +375,7 @@ static void render_page(struct saed_req *rq, const char *src, size_t len, const 
     }
 }
 
-/* GET /, /features/{i}, /encode, /model, /search and the pages of one SAE
+/* GET /, /features/{i}, /encode, /model, /text, /search and the pages of one SAE
  * under /saes/{id} (any id: the page itself says when no SAE has it): the
  * browser's one page, rendered for this address (render_page). Query
  * parameters are the browser's own state (?q=&sort=...), read by its

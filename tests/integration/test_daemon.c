@@ -445,11 +445,11 @@ static void test_routes(const struct daemon *d)
                                        "/api/feature/{model}/{layer}/{i}", "/metrics",
                                        "/openapi.json", "/", "/features/{i}",
                                        "/features/{i}/examples/{kind}/{rank}", "/encode",
-                                       "/model", "/search", "/saes/{id}",
+                                       "/model", "/text", "/search", "/saes/{id}",
                                        "/saes/{id}/features/{i}",
                                        "/saes/{id}/features/{i}/examples/{kind}/{rank}",
-                                       "/saes/{id}/encode",
-                                       "/saes/{id}/model", "/assets/{name}"};
+                                       "/saes/{id}/encode", "/saes/{id}/model",
+                                       "/saes/{id}/text", "/assets/{name}"};
     for (size_t i = 0; i < sizeof documented / sizeof documented[0]; i++)
         CHECK(json_object_get(paths, documented[i]), "openapi lacks %s", documented[i]);
     json_decref(j);

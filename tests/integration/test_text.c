@@ -5,9 +5,12 @@
  * (sae_lm_forward, one text at a time) and sae_encode; the route must give
  * the same tokens and, within float tolerance, the same features, whatever
  * the nesting (one text, several, a fan-out over SAEs of different hooks,
- * an SAE-prefixed path). Every error path of the route is then hit once. */
+ * an SAE-prefixed path), and whether the requests come one by one or many at
+ * once (their texts then share forward passes, lm_batcher.h). Every error
+ * path of the route is then hit once. */
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,6 +198,160 @@ static void test_answers(const struct daemon *d)
     json_decref(j);
 }
 
+/* The concurrent clients: each sends its text to its SAE's route ROUNDS
+ * times, all at once, so that their texts share forward passes; two of them
+ * send two texts a request. */
+#define CLIENTS 8
+#define ROUNDS 4
+static const struct {
+    size_t sae;                       /* index in saes[] */
+    const char *texts[2];             /* the second NULL: a "text" request */
+} clients[CLIENTS] = {
+    {0, {"Hello there, the cat", NULL}},
+    {1, {"in the end", NULL}},
+    {2, {"on the mat, re", NULL}},
+    {0, {"a", "the cat is on"}},
+    {1, {"Hello", NULL}},
+    {2, {"there, the end", "re"}},
+    {0, {"on the mat", NULL}},
+    {1, {"\xc3\xa9t\xc3\xa9 \xf0\x9f\x90\x88", "the"}},
+};
+
+/* One client's path, body and replies (parsed on the main thread, as the
+ * reference is not thread-safe). */
+struct client {
+    const struct daemon *d;
+    size_t k;
+    char path[64];
+    char body[256];
+    long status[ROUNDS];
+    json_t *reply[ROUNDS];
+};
+
+/* Writes client k's path and body. */
+static void client_request(struct client *c, size_t k)
+{
+    c->k = k;
+    snprintf(c->path, sizeof c->path, "/v1/saes/%s/encode_text", saes[clients[k].sae].id);
+    json_t *b = clients[k].texts[1]
+                    ? json_pack("{s:[s,s], s:i}", "texts", clients[k].texts[0],
+                                clients[k].texts[1], "top_k", 6)
+                    : json_pack("{s:s, s:i}", "text", clients[k].texts[0], "top_k", 6);
+    char *j = json_dumps(b, JSON_COMPACT);
+    snprintf(c->body, sizeof c->body, "%s", j);
+    free(j);
+    json_decref(b);
+}
+
+/* A client thread: its ROUNDS requests, back to back. */
+static void *client_main(void *arg)
+{
+    struct client *c = arg;
+    for (size_t r = 0; r < ROUNDS; r++)
+        c->reply[r] = post(c->d, c->path, c->body, &c->status[r]);
+    http_thread_done();
+    return NULL;
+}
+
+/* Checks one reply of client k against the reference. */
+static void check_client(const struct client *c, long status, json_t *j, const char *when)
+{
+    size_t k = c->k, i = clients[k].sae;
+    CHECK(status == 200 && j, "%s client %zu: %ld", when, k, status);
+    if (!clients[k].texts[1]) {
+        check_text(json_object_get(j, "tokens"), json_object_get(j, "results"),
+                   clients[k].texts[0], i, 6);
+        return;
+    }
+    json_t *arr = json_object_get(j, "texts");
+    CHECK(json_array_size(arr) == 2, "%s client %zu: two texts", when, k);
+    for (size_t t = 0; t < 2 && t < json_array_size(arr); t++)
+        check_text(json_object_get(json_array_get(arr, t), "tokens"),
+                   json_object_get(json_array_get(arr, t), "results"), clients[k].texts[t], i,
+                   6);
+}
+
+/* The clients one by one, then all at once: every reply is the reference's
+ * (what the forward pass of that text alone gives), and the concurrent ones
+ * equal the one-by-one ones token for token. */
+static void test_concurrent(const struct daemon *d)
+{
+    static struct client c[CLIENTS];
+    json_t *alone[CLIENTS];
+    for (size_t k = 0; k < CLIENTS; k++) {
+        client_request(&c[k], k);
+        c[k].d = d;
+        long st;
+        alone[k] = post(d, c[k].path, c[k].body, &st);
+        check_client(&c[k], st, alone[k], "alone");
+    }
+    pthread_t th[CLIENTS];
+    for (size_t k = 0; k < CLIENTS; k++)
+        CHECK(!pthread_create(&th[k], NULL, client_main, &c[k]), "thread %zu", k);
+    for (size_t k = 0; k < CLIENTS; k++)
+        pthread_join(th[k], NULL);
+    for (size_t k = 0; k < CLIENTS; k++) {
+        for (size_t r = 0; r < ROUNDS; r++) {
+            check_client(&c[k], c[k].status[r], c[k].reply[r], "concurrent");
+            /* The tokens are exact; the values were checked within float
+             * tolerance above (BLAS may sum a larger product in another order). */
+            json_t *ta = json_object_get(alone[k], clients[k].texts[1] ? "texts" : "tokens"),
+                   *tc = json_object_get(c[k].reply[r], clients[k].texts[1] ? "texts" : "tokens");
+            if (clients[k].texts[1]) {
+                for (size_t t = 0; t < 2; t++)
+                    CHECK(json_equal(json_object_get(json_array_get(ta, t), "tokens"),
+                                     json_object_get(json_array_get(tc, t), "tokens")),
+                          "client %zu round %zu text %zu: other tokens", k, r, t);
+            } else {
+                CHECK(json_equal(ta, tc), "client %zu round %zu: other tokens", k, r);
+            }
+            json_decref(c[k].reply[r]);
+        }
+        json_decref(alone[k]);
+    }
+}
+
+/* GET path's "lm" object (NULL when it is null); the reply is kept in *keep. */
+static json_t *model_lm(const struct daemon *d, const char *path, json_t **keep)
+{
+    struct http_resp r;
+    long st = http(d, "GET", path, NULL, 0, NULL, false, &r);
+    *keep = json_loadb(r.body, r.len, 0, NULL);
+    http_free(&r);
+    CHECK(st == 200 && *keep, "GET %s: %ld", path, st);
+    json_t *lm = json_object_get(*keep, "lm");
+    CHECK(lm != NULL, "GET %s has no \"lm\"", path);
+    return json_is_object(lm) ? lm : NULL;
+}
+
+/* /v1/model's "lm": the model's shape, and whether each SAE's hook is read. */
+static void test_model_lm(const struct daemon *d)
+{
+    json_t *keep;
+    json_t *lm = model_lm(d, "/v1/model", &keep);
+    CHECK(lm && json_integer_value(json_object_get(lm, "n_ctx")) == 16 &&
+              json_integer_value(json_object_get(lm, "n_layer")) == 2 &&
+              json_integer_value(json_object_get(lm, "max_request_texts")) == 4 &&
+              json_is_true(json_object_get(lm, "reads_hook")) &&
+              json_is_true(json_object_get(lm, "prepend_bos")),
+          "/v1/model lm of SAE a");
+    json_decref(keep);
+    static const struct {
+        const char *id;
+        bool reads, bos;
+    } want[] = {{"mlp", true, true}, {"nobos", true, false}, {"deep", false, true},
+                {"wide", false, true}};
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+        char path[64];
+        snprintf(path, sizeof path, "/v1/saes/%s/model", want[k].id);
+        lm = model_lm(d, path, &keep);
+        CHECK(lm && json_is_true(json_object_get(lm, "reads_hook")) == want[k].reads &&
+                  json_is_true(json_object_get(lm, "prepend_bos")) == want[k].bos,
+              "%s: lm reads_hook / prepend_bos", path);
+        json_decref(keep);
+    }
+}
+
 /* One refused request: status and error code. */
 static void refuse(const struct daemon *d, const char *path, const char *body, long want,
                    const char *code)
@@ -244,6 +401,21 @@ static void test_refusals(const struct daemon *d)
     refuse(d, p, big, 413, "body_too_large");
 }
 
+/* Stops d and prints how many forward passes its requests took
+ * (informative: how many shared a pass depends on timing). */
+static void stop(struct daemon *d)
+{
+    daemon_signal(d, SIGTERM);
+    CHECK(daemon_wait(d, 20000) == 0, "exit after SIGTERM");
+    FILE *log = fopen(d->log, "r");
+    char line[512];
+    while (log && fgets(line, sizeof line, log))
+        if (strstr(line, "forward passes"))
+            printf("%s", line);
+    if (log)
+        fclose(log);
+}
+
 int main(void)
 {
     if (setup()) {
@@ -251,7 +423,7 @@ int main(void)
         return 1;
     }
     char sa[N_SAES][512];
-    const char *args[4 + 2 * N_SAES + 8];
+    const char *args[4 + 2 * N_SAES + 12];
     size_t n = 0;
     args[n++] = "--quiet";
     for (size_t i = 0; i < N_SAES; i++) {
@@ -268,17 +440,31 @@ int main(void)
     if (daemon_start(&plain, NULL, args)) /* no --lm */
         return fprintf(stderr, "saed did not start\n"), 1;
     refuse(&plain, "/v1/encode_text", "{\"text\": \"a\"}", 404, "no_lm");
-    daemon_signal(&plain, SIGTERM);
-    CHECK(daemon_wait(&plain, 20000) == 0, "exit after SIGTERM");
+    json_t *keep;
+    CHECK(!model_lm(&plain, "/v1/model", &keep), "without --lm, /v1/model's lm is null");
+    json_decref(keep);
+    stop(&plain);
     args[n++] = "--lm";
     args[n++] = LM_DIR;
     args[n] = NULL;
     if (daemon_start(&d, NULL, args))
         return fprintf(stderr, "saed --lm did not start\n"), 1;
     test_answers(&d);
+    test_model_lm(&d);
+    test_concurrent(&d);
     test_refusals(&d);
-    daemon_signal(&d, SIGTERM);
-    CHECK(daemon_wait(&d, 20000) == 0, "exit after SIGTERM");
+    stop(&d);
+    /* Forward passes of at most 16 tokens (the model's n_ctx): a request of
+     * several texts runs as several passes, and concurrent ones rarely share. */
+    args[n++] = "--max-batch-rows";
+    args[n++] = "16";
+    args[n] = NULL;
+    struct daemon small;
+    if (daemon_start(&small, NULL, args))
+        return fprintf(stderr, "saed --lm --max-batch-rows 16 did not start\n"), 1;
+    test_answers(&small);
+    test_concurrent(&small);
+    stop(&small);
     http_thread_done();
     for (size_t i = 0; i < N_SAES; i++)
         sae_model_free(models[i]);

@@ -10,7 +10,9 @@
 #       start BIN [--model DIR [--index FILE.db]] --listen 127.0.0.1:PORT [SAED_ARGS...],
 #       wait for /v1/health, test it, stop it. Without --model the SAEs come
 #       from SAED_ARGS: many SAEs, e.g. -- --sae a=DIR --index a=FILE.db --sae b=DIR2
-#       or -- --config FILE with [sae ID] sections (CONTRACT section 7)
+#       or -- --config FILE with [sae ID] sections (CONTRACT section 7).
+#       text.test.mjs then also starts BIN on its own, with the GPT-2 fixture as
+#       its language model (skipped with --base)
 # options:
 #   --screenshots[=DIR]  write a PNG of each page at 1280x800 and 390x844
 #                        (default DIR: docs/screenshots)
@@ -23,7 +25,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "web tests: $*" >&2; exit 2; }
 
 base='' saed='' model='' index='' port='' shots='' key=${SAED_API_KEY:-}
@@ -98,8 +100,12 @@ if [ -n "$saed" ]; then
 fi
 
 echo "web tests: against $base${shots:+, screenshots to $shots}" >&2
+# text.test.mjs starts a saed of its own (with a language model) from the same build.
+saed_abs=''
+if [ -n "$saed" ]; then saed_abs="$(cd "$(dirname "$saed")" && pwd)/$(basename "$saed")"; fi
 cd "$here"
 SAED_BASE="$base" SAED_API_KEY="$key" SAED_SCREENSHOTS="$shots" CHROMIUM_PATH="$chromium_bin" \
+  SAED_BIN="$saed_abs" \
   node --test --test-concurrency=1 format.test.mjs release.test.mjs static.test.mjs browser.test.mjs saes.test.mjs truth.test.mjs \
-    context.test.mjs loading.test.mjs ||
+    context.test.mjs loading.test.mjs text.test.mjs ||
   exit 1

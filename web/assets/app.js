@@ -14,6 +14,7 @@ route('feature', /^\/features\/(\d+)\/?$/, () => import('./page-feature.js'));
 route('example', /^\/features\/(\d+)\/examples\/(top|quantile)\/(\d+)\/?$/, () => import('./page-example.js'));
 route('encode', /^\/encode\/?$/, () => import('./page-encode.js'));
 route('model', /^\/model\/?$/, () => import('./page-model.js'));
+route('text', /^\/text\/?$/, () => import('./page-text.js'));
 route('search', /^\/search\/?$/, () => import('./page-search.js'), { scoped: false });
 
 const picker = document.getElementById('sae-picker');
@@ -30,7 +31,7 @@ let drawnFor; // the scope the header was drawn for (undefined: not drawn yet)
 // since feature i of another SAE is another feature).
 function sameKindOfPage(id, saes) {
   const scope = id === defaultSae(saes)?.id ? null : id;
-  const rest = { encode: '/encode', model: '/model' }[shown?.name];
+  const rest = { encode: '/encode', text: '/text', model: '/model' }[shown?.name];
   if (rest) return pagePath(scope, rest);
   return pagePath(scope, shown?.name === 'features' ? `/${location.search}` : '/');
 }
@@ -57,7 +58,7 @@ async function drawHeader({ name, scope }) {
   if (shown.scope !== scope) return; // navigated on meanwhile
   if (saes) drawnFor = scope;
   const many = saes && saes.length > 1;
-  for (const [page, rest] of [['features', '/'], ['encode', '/encode'], ['model', '/model']]) {
+  for (const [page, rest] of [['features', '/'], ['encode', '/encode'], ['text', '/text'], ['model', '/model']]) {
     document.querySelector(`a[data-nav="${page}"]`).setAttribute('href', pagePath(scope, rest));
   }
   document.querySelector('a[data-nav="search"]').parentElement.hidden = !many;
@@ -90,5 +91,17 @@ picker.addEventListener('change', async (e) => {
 });
 picker.addEventListener('submit', (e) => e.preventDefault());
 
+// "Try text" is shown when the page's SAE can read text (/v1/model's lm);
+// nothing is asked about an SAE that saed does not serve.
+let textLinkFor = 0; // the latest page's turn: an older answer arriving late gives way
+async function drawTextLink({ scope }) {
+  const me = ++textLinkFor;
+  const saes = scope === null ? null : await getSaes().catch(() => null);
+  const known = !saes || saes.some((x) => x.id === scope);
+  const m = known ? await getModel(scope).catch(() => null) : null;
+  if (me === textLinkFor) document.querySelector('a[data-nav="text"]').parentElement.hidden = !m?.lm?.reads_hook;
+}
+
 onPage(drawHeader);
+onPage(drawTextLink);
 start();

@@ -13,6 +13,7 @@ import {
   scorerOf,
 } from './format.js';
 import { SHOWN_CONTEXT, exampleMarks, exampleTokens, posLabel } from './tokens.js';
+import { encodeText, shadedTokens, textError, valuesOf } from './page-text.js';
 
 const MORE = 20; // examples fetched per "show more"
 const QUANTILE_PAGE = 100;
@@ -313,6 +314,54 @@ async function quantiles(box, i, scale, ctx) {
   }));
 }
 
+// The box to test feature i on your own text (with saed --lm): the text
+// goes to POST .../encode_text and comes back tokenized, shaded by feature i
+// relative to `scale` as the examples are, with its largest value here.
+function textBox(i, scale, ctx, lm) {
+  const area = h('textarea', { id: 'try-text-input', rows: 3, 'aria-describedby': 'try-text-error',
+    placeholder: 'Type or paste some text' });
+  const error = h('p', { class: 'field-error', id: 'try-text-error', role: 'alert', hidden: true });
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Run');
+  const out = h('div', { class: 'try-text-result', 'aria-live': 'polite' });
+  const showError = (msg) => {
+    error.textContent = msg;
+    error.hidden = !msg;
+  };
+  const form = h('form', { class: 'encode-form try-text-form', novalidate: true },
+    h('div', { class: 'field' }, h('label', { for: 'try-text-input' }, `Text to run feature ${i} on`), area, error),
+    h('div', { class: 'row' }, h('div', { class: 'field end' }, submit),
+      h('p', { class: 'muted' }, h('a', { href: ctx.href(`/text?feature=${i}`) }, 'All features on a text'))));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    showError('');
+    if (!area.value) {
+      showError('Type some text first.');
+      area.focus();
+      return;
+    }
+    submit.disabled = true;
+    fill(out, loadingState('Running…'));
+    try {
+      const reply = await encodeText(ctx, area.value);
+      const values = valuesOf(reply, i);
+      const top = Math.max(0, ...values);
+      const at = values.indexOf(top);
+      fill(out, shadedTokens(reply, i, scale),
+        h('p', { class: 'muted try-text-max' }, top > 0
+          ? `Largest value here: ${fmtNum(top)}, on ${JSON.stringify(reply.tokens[at].text)}${scale > 0 ? ` (${fmtNum((top / scale) * 100, 3)}% of its max)` : ''}.`
+          : `Feature ${i} is not active on any of these ${fmtInt(values.length)} tokens.`));
+    } catch (err) {
+      if (err.name === 'AbortError') return;
+      fill(out);
+      showError(textError(err, lm));
+      area.focus();
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return h('div', {}, form, out);
+}
+
 export async function render(main, ctx) {
   // Beyond 2^53 a Number would print another index; such a feature cannot exist anyway.
   const i = ctx.params[0].length > 15 ? Number.MAX_SAFE_INTEGER : Number(ctx.params[0]);
@@ -384,6 +433,7 @@ export async function render(main, ctx) {
       examplesHint(model),
       top),
     section('quantile', 'Examples by activation quantile', qbox),
+    model?.lm?.reads_hook ? section('try-text', 'Test on your own text', textBox(i, scale, ctx, model.lm)) : null,
     h('p', { class: 'muted api-links' }, 'Same data from the API: ', h('code', {}, `GET ${ctx.apiPath(`/features/${i}`)}`),
       ' · ', h('a', { href: ctx.href(`/encode?feature=${i}`) }, 'Encode this feature\'s decoder direction')));
   quantiles(qbox, i, scale, ctx);
