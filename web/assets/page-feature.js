@@ -13,7 +13,6 @@ import {
   scorerOf,
 } from './format.js';
 import { SHOWN_CONTEXT, exampleMarks, exampleTokens, posLabel } from './tokens.js';
-import { encodeText, shadedTokens, textError, valuesOf } from './page-text.js';
 
 const MORE = 20; // examples fetched per "show more"
 const QUANTILE_PAGE = 100;
@@ -341,7 +340,14 @@ function textBox(i, scale, ctx, lm) {
     }
     submit.disabled = true;
     fill(out, loadingState('Running…'));
+    // page-text.js loads when the box is first used: most visits never use
+    // it, and every module the page imports statically is one more file on
+    // its first load (index.html preloads the ones it needs).
+    let textError = (err) => `The text could not be run: ${err.message}`;
     try {
+      const text = await import('./page-text.js');
+      textError = text.textError;
+      const { encodeText, shadedTokens, valuesOf } = text;
       const reply = await encodeText(ctx, area.value);
       const values = valuesOf(reply, i);
       const top = Math.max(0, ...values);
