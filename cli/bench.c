@@ -46,7 +46,8 @@ typedef struct bench_opts {
     size_t block_rows; /* sae_encode's workspace block (0: its default, 256) */
     double seconds;    /* time budget per batch size */
     size_t bw_bytes;   /* size of the bandwidth buffer */
-    bool json, load_test, quick, quiet;
+    sae_compute compute; /* how --model is loaded (--compute) */
+    bool json, load_test, quick, quiet, compute_given;
 } bench_opts;
 
 /* One batch size's figures: median seconds per call over `rounds`. */
@@ -67,8 +68,8 @@ typedef struct load_result {
 /* The --help text around the options. */
 static const char usage[] =
     "usage: sae bench [--model DIR | --d-in N --d-sae N --l0 L] [--batch N ...]\n"
-    "                 [--threads N] [--block-rows N] [--seconds S] [--json]\n"
-    "                 [--load-test] [--quick] [--quiet]\n";
+    "                 [--compute native|f32] [--threads N] [--block-rows N]\n"
+    "                 [--seconds S] [--json] [--load-test] [--quick] [--quiet]\n";
 static const char about[] =
     "Measures memory read bandwidth, raw cblas_sgemv/sgemm on the encoder's shapes and\n"
     "sae_encode on the same shapes, and prints rows/s and their ratios.\n";
@@ -742,6 +743,7 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **load_ch
         {"--seconds", CLI_DOUBLE, "S", CLI_TO(o->seconds), .dhi = 3600,
          .help = "time budget per batch size (default 1; at least " CLI_XSTR(BENCH_MIN_ROUNDS)
                  " rounds)"},
+        CLI_COMPUTE_OPT(o->compute, &o->compute_given),
         {"--json", CLI_FLAG, CLI_TO(o->json),
          .help = "one JSON object on stdout instead of the table"},
         {"--load-test", CLI_FLAG, CLI_TO(o->load_test),
@@ -759,6 +761,8 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **load_ch
         return rc;
     if (o->model_dir && shape_given)
         return cli_usage("bench", "--model and --d-in/--d-sae/--l0 exclude each other");
+    if (!o->model_dir && o->compute_given)
+        return cli_usage("bench", "--compute goes with --model (random weights are F32)");
     if (o->quick && !shape_given) {
         o->d_in = 256;
         o->d_sae = 4096;
@@ -805,7 +809,7 @@ int cmd_bench(int argc, char **argv)
 
     if (o.model_dir) {
         sae_model_warnings warn;
-        if (sae_model_load(o.model_dir, &m, &warn, &err)) {
+        if (sae_model_load_with(o.model_dir, o.compute, &m, &warn, &err)) {
             cli_fail_err(&err);
             goto out;
         }
