@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "io/clock.h"
+#include "io/dtype.h"
 #include "io/rng.h"
 #include "sae/encode.h"
 #include "sae/kernel.h"
@@ -59,15 +60,6 @@ static const char *const cont_name[N_CONT] = {"openblas-f32", "onednn-f32", "one
             exit(1);                                                                             \
         }                                                                                        \
     } while (0)
-
-/* x rounded to bf16, nearest even (x finite). */
-static uint16_t to_bf16(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
 
 /* Process CPU seconds (all threads, oneDNN's OpenMP ones included). */
 static double cpu_s(void)
@@ -153,6 +145,7 @@ static void dn_mm_run(const dn_mm *m, dnnl_stream_t st)
     DN(dnnl_stream_wait(st));
 }
 
+/* Frees what m owns (the caller's buffers stay). */
 static void dn_mm_free(dn_mm *m)
 {
     dnnl_primitive_destroy(m->mm);
@@ -190,6 +183,7 @@ static double check(const float *y, const float *x, const float *w, size_t rows,
     return worst;
 }
 
+/* qsort's order of doubles, ascending. */
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -211,6 +205,8 @@ static void pin_omp(int threads, char **argv)
     exit(1);
 }
 
+/* Reads the flags, makes W and x, then per batch size builds the oneDNN
+ * primitives, runs the rounds and prints one line per contender. */
 int main(int argc, char **argv)
 {
     size_t d_in = 768, d_sae = 24576, batches[MAX_BATCHES], n_batches = 0;
@@ -270,7 +266,7 @@ int main(int argc, char **argv)
     double amp = sqrt(3.0 / (double)d_in), max_w = 0;
     for (size_t i = 0; i < wn; i++) {
         w[i] = (float)(((double)(sae_rng_next(&r) >> 11) * 0x1.0p-53 * 2.0 - 1.0) * amp);
-        w16[i] = to_bf16(w[i]);
+        w16[i] = sae_f32_to_bf16(w[i]);
         max_w = fmax(max_w, fabs(w[i]));
     }
     sae_half_widen(SAE_DT_BF16, w16, w16f, wn);
@@ -323,7 +319,7 @@ int main(int argc, char **argv)
                 case C_DNNL_BF16:
                 case C_DNNL_BF16_P:
                     for (size_t i = 0; i < rows * d_in; i++)
-                        x16[i] = to_bf16(x[i]);
+                        x16[i] = sae_f32_to_bf16(x[i]);
                     dn_mm_run(&mm[c], st);
                     break;
                 default:
