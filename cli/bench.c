@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "io/clock.h"
@@ -46,7 +47,8 @@ typedef struct bench_opts {
     size_t block_rows; /* sae_encode's workspace block (0: its default, 256) */
     double seconds;    /* time budget per batch size */
     size_t bw_bytes;   /* size of the bandwidth buffer */
-    bool json, load_test, quick, quiet;
+    sae_compute compute; /* how --model is loaded (--compute) */
+    bool json, load_test, quick, quiet, compute_given;
 } bench_opts;
 
 /* One batch size's figures: median seconds per call over `rounds`. */
@@ -54,6 +56,10 @@ typedef struct batch_result {
     size_t batch;
     const char *raw_kind; /* "sgemv" or "sgemm" */
     double raw_s, enc_s;
+    double ker_s;         /* a 16-bit model's kernel alone (sae_gemm_half); 0 for F32 */
+    /* rows per CPU-second of the process over all rounds of each, which the
+     * other work on a shared machine does not bend as it bends wall time */
+    double raw_cpu, enc_cpu, ker_cpu;
     size_t rounds;
 } batch_result;
 
@@ -67,8 +73,8 @@ typedef struct load_result {
 /* The --help text around the options. */
 static const char usage[] =
     "usage: sae bench [--model DIR | --d-in N --d-sae N --l0 L] [--batch N ...]\n"
-    "                 [--threads N] [--block-rows N] [--seconds S] [--json]\n"
-    "                 [--load-test] [--quick] [--quiet]\n";
+    "                 [--compute native|f32] [--threads N] [--block-rows N]\n"
+    "                 [--seconds S] [--json] [--load-test] [--quick] [--quiet]\n";
 static const char about[] =
     "Measures memory read bandwidth, raw cblas_sgemv/sgemm on the encoder's shapes and\n"
     "sae_encode on the same shapes, and prints rows/s and their ratios.\n";
@@ -303,15 +309,27 @@ static double median(double *v, size_t n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* Times `batch` rows: rounds of one raw call and one sae_encode call, in
- * alternating order, until the budget is spent (at least BENCH_MIN_ROUNDS);
- * medians of each. *nnz gets the features the last encode returned. */
-static int time_batch(const sae_model *m, const float *w_raw, sae_workspace *ws, const float *x,
-                      size_t batch,
-                      double seconds, float *y, sae_sparse *sp, batch_result *res, size_t *nnz,
-                      sae_error *err)
+/* Process CPU seconds, every thread's. */
+static double cpu_now(void)
 {
-    double raw[BENCH_MAX_ROUNDS], enc[BENCH_MAX_ROUNDS];
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Times `batch` rows: rounds of one raw call, one sae_encode call and, for a
+ * 16-bit model, one call of its kernel alone (sae_gemm_half, the bound of
+ * its encode as raw sgemm is of an F32 one; scratch holds its
+ * sae_gemm_half_scratch), in rotating order, until the budget is spent (at
+ * least BENCH_MIN_ROUNDS); medians of each, and rows per CPU-second. *nnz
+ * gets the features the last encode returned. */
+static int time_batch(const sae_model *m, const float *w_raw, sae_workspace *ws, const float *x,
+                      size_t batch, double seconds, float *y, void *scratch, sae_sparse *sp,
+                      batch_result *res, size_t *nnz, sae_error *err)
+{
+    static double t[3][BENCH_MAX_ROUNDS];
+    double cpu[3] = {0};
+    int kinds = m->w_enc_h ? 3 : 2;
     size_t r = 0;
     int rc;
     raw_product(m, w_raw, x, batch, y); /* warm-up: page in weights, start BLAS threads */
@@ -320,30 +338,34 @@ static int time_batch(const sae_model *m, const float *w_raw, sae_workspace *ws,
         return rc;
     double t_end = sae_clock_s() + seconds;
     while (r < BENCH_MAX_ROUNDS && (r < BENCH_MIN_ROUNDS || sae_clock_s() < t_end)) {
-        /* Alternate which goes first: the second call of a round finds the
-         * BLAS threads awake, the first may have to wake them. */
-        for (int turn = 0; turn < 2; turn++) {
-            bool raw_turn = (turn == 0) == (r % 2 == 0);
-            double t0 = sae_clock_s();
-            if (raw_turn) {
+        /* Rotate which goes first: the first call of a round may have to
+         * wake the BLAS threads the others find awake. */
+        for (int turn = 0; turn < kinds; turn++) {
+            int kind = (turn + (int)(r % (size_t)kinds)) % kinds;
+            double c0 = cpu_now(), t0 = sae_clock_s();
+            if (kind == 0) {
                 raw_product(m, w_raw, x, batch, y);
-            } else {
+            } else if (kind == 1) {
                 sae_sparse_reset(sp);
                 if ((rc = sae_encode(m, ws, x, batch, NULL, sp, NULL, NULL, err)))
                     return rc;
+            } else {
+                sae_gemm_half(m->kernel, m->w_dtype, m->w_enc_h, m->w_enc_t, m->d_in, m->d_sae,
+                              x, batch, y, scratch, sae_get_blas_threads());
             }
-            double dt = sae_clock_s() - t0;
-            if (raw_turn)
-                raw[r] = dt;
-            else
-                enc[r] = dt;
+            t[kind][r] = sae_clock_s() - t0;
+            cpu[kind] += cpu_now() - c0;
         }
         r++;
     }
     res->batch = batch;
     res->raw_kind = batch == 1 ? "sgemv" : "sgemm";
-    res->raw_s = median(raw, r);
-    res->enc_s = median(enc, r);
+    res->raw_s = median(t[0], r);
+    res->enc_s = median(t[1], r);
+    res->ker_s = kinds == 3 ? median(t[2], r) : 0;
+    res->raw_cpu = (double)(batch * r) / cpu[0];
+    res->enc_cpu = (double)(batch * r) / cpu[1];
+    res->ker_cpu = kinds == 3 ? (double)(batch * r) / cpu[2] : 0;
     res->rounds = r;
     *nnz = sp->nnz;
     return 0;
@@ -632,6 +654,18 @@ static void print_human(const bench_report *r)
             printf("  (target >= 0.90: %s)", verdict(enc / raw, 0.90));
         printf("\n");
     }
+    printf("per CPU-second of this process (robust to other load):\n");
+    for (size_t i = 0; i < r->n_batches; i++) {
+        const batch_result *b = &r->batches[i];
+        printf("%7zu  raw %.1f, encode %.1f rows/CPU-s (%.3f)", b->batch, b->raw_cpu, b->enc_cpu,
+               b->enc_cpu / b->raw_cpu);
+        if (b->ker_s > 0)
+            printf("; kernel %s alone %.1f rows/s, %.1f rows/CPU-s (%.3f of raw; encode %.3f "
+                   "of it)",
+                   sae_kernel_name(m->kernel), b->batch / b->ker_s, b->ker_cpu,
+                   b->ker_cpu / b->raw_cpu, b->enc_cpu / b->ker_cpu);
+        printf("\n");
+    }
     for (size_t i = 0; i < r->n_batches; i++) {
         const batch_result *b = &r->batches[i];
         if (b->batch != 1)
@@ -688,6 +722,12 @@ static void print_json(const bench_report *r)
         json_object_set_new(e, "raw_rows_per_s", json_real(b->batch / b->raw_s));
         json_object_set_new(e, "encode_rows_per_s", json_real(b->batch / b->enc_s));
         json_object_set_new(e, "ratio", json_real(b->raw_s / b->enc_s));
+        json_object_set_new(e, "raw_rows_per_cpu_s", json_real(b->raw_cpu));
+        json_object_set_new(e, "encode_rows_per_cpu_s", json_real(b->enc_cpu));
+        json_object_set_new(e, "kernel_rows_per_s",
+                            b->ker_s > 0 ? json_real(b->batch / b->ker_s) : json_null());
+        json_object_set_new(e, "kernel_rows_per_cpu_s",
+                            b->ker_s > 0 ? json_real(b->ker_cpu) : json_null());
         json_object_set_new(e, "rounds", json_integer((json_int_t)b->rounds));
         if (b->batch == 1) {
             double bound = r->bw_bound / w_bytes;
@@ -742,6 +782,7 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **load_ch
         {"--seconds", CLI_DOUBLE, "S", CLI_TO(o->seconds), .dhi = 3600,
          .help = "time budget per batch size (default 1; at least " CLI_XSTR(BENCH_MIN_ROUNDS)
                  " rounds)"},
+        CLI_COMPUTE_OPT(o->compute, &o->compute_given),
         {"--json", CLI_FLAG, CLI_TO(o->json),
          .help = "one JSON object on stdout instead of the table"},
         {"--load-test", CLI_FLAG, CLI_TO(o->load_test),
@@ -759,6 +800,8 @@ static int parse_args(int argc, char **argv, bench_opts *o, const char **load_ch
         return rc;
     if (o->model_dir && shape_given)
         return cli_usage("bench", "--model and --d-in/--d-sae/--l0 exclude each other");
+    if (!o->model_dir && o->compute_given)
+        return cli_usage("bench", "--compute goes with --model (random weights are F32)");
     if (o->quick && !shape_given) {
         o->d_in = 256;
         o->d_sae = 4096;
@@ -797,6 +840,7 @@ int cmd_bench(int argc, char **argv)
     rand_weights rw = {0};
     sae_workspace *ws = NULL;
     float *x = NULL, *y = NULL, *bw = NULL, *w_wide = NULL;
+    void *scratch = NULL; /* the 16-bit kernel's, for timing it alone */
     sae_sparse sp;
     sae_sparse_init(&sp);
     bench_report rep = {0};
@@ -805,7 +849,7 @@ int cmd_bench(int argc, char **argv)
 
     if (o.model_dir) {
         sae_model_warnings warn;
-        if (sae_model_load(o.model_dir, &m, &warn, &err)) {
+        if (sae_model_load_with(o.model_dir, o.compute, &m, &warn, &err)) {
             cli_fail_err(&err);
             goto out;
         }
@@ -865,7 +909,9 @@ int cmd_bench(int argc, char **argv)
     x = malloc(max_b * m->d_in * sizeof *x);
     y = malloc(max_b * m->d_sae * sizeof *y);
     ws = sae_workspace_new(m, o.block_rows);
-    if (!x || !y || !ws) {
+    size_t scratch_n = m->w_enc_h ? sae_gemm_half_scratch(m->kernel, max_b, m->d_in) : 0;
+    scratch = scratch_n ? aligned_alloc(64, (scratch_n + 63) / 64 * 64) : NULL;
+    if (!x || !y || !ws || (scratch_n && !scratch)) {
         cli_fail("bench: out of memory for batch %zu", max_b);
         goto out;
     }
@@ -876,7 +922,8 @@ int cmd_bench(int argc, char **argv)
     double l0_rows = 0, l0_sum = 0;
     for (size_t i = 0; i < o.n_batches; i++) {
         size_t nnz;
-        if (time_batch(m, w_raw, ws, x, o.batches[i], o.seconds, y, &sp, &rep.batches[i], &nnz, &err)) {
+        if (time_batch(m, w_raw, ws, x, o.batches[i], o.seconds, y, scratch, &sp, &rep.batches[i],
+                       &nnz, &err)) {
             cli_fail_err(&err);
             goto out;
         }
@@ -908,6 +955,7 @@ int cmd_bench(int argc, char **argv)
         print_human(&rep);
     rc = fflush(stdout) ? cli_fail("stdout: %s", strerror(errno)) : SAE_EXIT_OK;
 out:
+    free(scratch);
     free(w_wide);
     free(bw);
     free(x);

@@ -30,7 +30,7 @@
 /* The --help text around the options. */
 static const char usage[] =
     "usage: sae encode --model DIR --activations FILE... [--top-k K] [--threshold X]\n"
-    "                  [--metrics] [--out FILE] [--quiet]\n"
+    "                  [--metrics] [--compute native|f32] [--out FILE] [--quiet]\n"
     "       sae encode --server URL [--api-key KEY] [--sae ID] --activations FILE...\n"
     "                  [--top-k K] [--threshold X] [--out FILE] [--quiet]\n";
 static const char about[] =
@@ -47,7 +47,8 @@ typedef struct encode_args {
     const char **acts;
     size_t n_acts;
     sae_encode_opts opt;
-    bool metrics, quiet, filtered;
+    sae_compute compute;
+    bool metrics, quiet, filtered, compute_given;
 } encode_args;
 
 /* Parses argv into a (a->acts allocated, caller frees). Returns -1 to go on,
@@ -79,6 +80,7 @@ static int parse_args(int argc, char **argv, encode_args *a)
                  "output, whatever --top-k/--threshold keep)"},
         {"--out", CLI_PATH, "FILE", CLI_TO(a->out_path),
          .help = "write there (atomically) instead of stdout"},
+        CLI_COMPUTE_OPT(a->compute, &a->compute_given),
         {"--quiet", CLI_FLAG, CLI_TO(a->quiet), .help = "no progress on stderr"},
     };
     const cli_spec spec = {.cmd = "encode", .usage = usage, .about = about, CLI_OPTS(opts)};
@@ -92,6 +94,8 @@ static int parse_args(int argc, char **argv, encode_args *a)
         return cli_usage("encode", "--metrics needs --model (saed's binary replies carry none)");
     if (!a->server && (a->api_key || a->sae))
         return cli_usage("encode", "--api-key and --sae go with --server");
+    if (a->server && a->compute_given)
+        return cli_usage("encode", "--compute goes with --model (saed's key compute sets it there)");
     return cli_check_not_input("encode", a->out_path, a->acts, a->n_acts);
 }
 
@@ -260,7 +264,7 @@ int cmd_encode(int argc, char **argv)
         encode_query(&a, query, sizeof query);
     } else {
         sae_model_warnings warn;
-        int load_rc = sae_model_load(a.model_dir, &m, &warn, &err);
+        int load_rc = sae_model_load_with(a.model_dir, a.compute, &m, &warn, &err);
         for (size_t i = 0; i < warn.n; i++)
             cli_warn("%s", warn.line[i]);
         if (load_rc) {

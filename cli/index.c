@@ -24,7 +24,8 @@ static const char usage[] =
     "usage: sae index --model DIR --activations FILE... --tokens FILE.jsonl\n"
     "                 --out FILE.db [--top N] [--quantiles Q] [--per-quantile M]\n"
     "                 [--context C] [--neighbours K] [--explanations FILE...]\n"
-    "                 [--shard I/N] [--seed S] [--threads N] [--quiet]\n"
+    "                 [--shard I/N] [--seed S] [--threads N] [--compute native|f32]\n"
+    "                 [--quiet]\n"
     "                 [--unembed SOURCE --vocab FILE] [--correlations]\n"
     "                 [--neuronpedia-hist]\n"
     "       sae index --lm DIR --text FILE... --model DIR --out FILE.db [...]\n"
@@ -59,6 +60,7 @@ typedef struct index_args {
     size_t n_texts;
     sae_index_settings set;
     uint64_t threads;
+    sae_compute compute; /* how the model is loaded (--compute) */
     bool quiet;
 } index_args;
 
@@ -132,6 +134,7 @@ static int parse_args(int argc, char **argv, index_args *a)
         {"--threads", CLI_U64, "N", CLI_TO(a->threads), .lo = 1, .hi = 1024,
          .help = "BLAS threads (default: OpenBLAS's); blocks are encoded by\n"
                  "min(N, 8) threads while one more computes the statistics"},
+        CLI_COMPUTE_OPT(a->compute, NULL),
         {"--quiet", CLI_FLAG, CLI_TO(a->quiet), .help = "no progress on stderr"},
         {"--unembed", CLI_PATH, "SOURCE", CLI_TO(a->unembed),
          .help = "the language model's unembedding, for logit tables: a\n"
@@ -276,7 +279,7 @@ int cmd_index(int argc, char **argv)
     if (a.threads)
         sae_set_blas_threads((int)a.threads);
     sae_model_warnings warn;
-    if (sae_model_load(a.model_dir, &m, &warn, &err)) {
+    if (sae_model_load_with(a.model_dir, a.compute, &m, &warn, &err)) {
         code = cli_fail_err(&err);
         goto out;
     }

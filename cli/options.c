@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "sae/model.h"
 
 /* The most options one subcommand declares (train has about thirty). */
 #define CLI_MAX_OPTS 64
@@ -36,6 +37,16 @@ int cli_parse_double(const char *s, double lo, double hi, double *out)
     if (errno || *end || !isfinite(v) || v < lo || v > hi)
         return -1;
     *out = v;
+    return 0;
+}
+
+int cli_parse_compute(const char *value, void *dst)
+{
+    sae_compute c;
+    if (sae_compute_parse(value, &c))
+        return -1;
+    if (dst)
+        *(sae_compute *)dst = c;
     return 0;
 }
 

@@ -89,4 +89,19 @@ void cli_help(const cli_spec *spec, FILE *out);
 int cli_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
 int cli_parse_double(const char *s, double lo, double hi, double *out);
 
+/* --compute native|f32, one meaning for every command that loads an SAE
+ * (saed's key `compute`): native keeps F16/BF16 weights in 16 bits on the
+ * half-precision kernels (core/sae/kernel.h), f32 converts them at load and
+ * runs OpenBLAS, today's F32 path. An F32 model is the same either way.
+ * cli_parse_compute reads the value into the sae_compute at dst; the field
+ * starts at SAE_COMPUTE_NATIVE (0). CLI_COMPUTE_OPT(field, given) is the
+ * table entry (given: a bool * set when the flag appears, or NULL). */
+int cli_parse_compute(const char *value, void *dst);
+#define CLI_COMPUTE_HELP                                                                         \
+    "native (default: F16/BF16 weights kept in 16 bits, half-precision\n"                    \
+    "kernels) or f32 (converted to F32 at load, OpenBLAS)"
+#define CLI_COMPUTE_OPT(field, given_flag)                                                       \
+    {"--compute", CLI_PARSE, "native|f32", CLI_TO(field), .parse = cli_parse_compute,                \
+     .want = "native or f32", .given = (given_flag), .help = CLI_COMPUTE_HELP}
+
 #endif

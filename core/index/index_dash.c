@@ -187,9 +187,9 @@ void sae_corr_top(const sae_corr *c, size_t f, uint32_t *idx, float *pearson, fl
 }
 
 /* The logit tables of m's features under dj, and the token strings they
- * name, written to w. */
-static int write_logits(const sae_model *m, const sae_dash_job *dj, sae_store_writer *w,
-                        sae_error *err)
+ * name, written to w; w_dec is m's W_dec as F32 (borrowed). */
+static int write_logits(const sae_model *m, const float *w_dec, const sae_dash_job *dj,
+                        sae_store_writer *w, sae_error *err)
 {
     sae_logit_table *t = malloc(m->d_sae * sizeof *t);
     uint8_t *seen = calloc(dj->n_vocab, 1);
@@ -198,7 +198,7 @@ static int write_logits(const sae_model *m, const sae_dash_job *dj, sae_store_wr
         rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the logit tables");
         goto out;
     }
-    if ((rc = sae_logit_tables(m->w_dec, m->d_sae, m->d_out, dj->w_u, dj->n_vocab, 0, t, err)))
+    if ((rc = sae_logit_tables(w_dec, m->d_sae, m->d_out, dj->w_u, dj->n_vocab, 0, t, err)))
         goto out;
     for (size_t f = 0; f < m->d_sae && !rc; f++) {
         const sae_logit_table *x = &t[f];
@@ -233,16 +233,21 @@ int sae_dash_write(const sae_model *m, const sae_dash_job *dj, const sae_corr *c
         return sae_error_set(err, SAE_EDIM,
                              "--unembed: W_U has d_model %zu, the SAE's decoder writes %zu",
                              dj->d_model, m->d_out);
-    int rc = sae_store_writer_dashboards(w, err);
+    /* W_dec as F32: the model's own, or a widening of 16-bit weights */
+    const float *w_dec;
+    float *wide = NULL;
+    int rc = sae_model_w_dec_f32(m, &w_dec, &wide, err);
+    if (!rc)
+        rc = sae_store_writer_dashboards(w, err);
     if (!rc && dj->w_u)
-        rc = write_logits(m, dj, w, err);
+        rc = write_logits(m, w_dec, dj, w, err);
     if (!rc && bars)
         rc = sae_act_bars_write(bars, w, err);
     for (size_t f = 0; f < m->d_sae && !rc; f++) {
         uint32_t idx[SAE_NEURON_ROWS];
         float a[SAE_NEURON_ROWS], b[SAE_NEURON_ROWS];
         size_t n;
-        sae_neuron_alignment(m->w_dec + f * m->d_out, m->d_out, idx, a, b, &n);
+        sae_neuron_alignment(w_dec + f * m->d_out, m->d_out, idx, a, b, &n);
         rc = sae_store_put_neuron_table(w, (uint32_t)f, SAE_NEURON_ALIGNMENT, idx, a, b, n, err);
         if (!rc && corr) {
             sae_corr_top(corr, f, idx, a, b, &n);
@@ -250,6 +255,7 @@ int sae_dash_write(const sae_model *m, const sae_dash_job *dj, const sae_corr *c
                                             err);
         }
     }
+    free(wide);
     return rc;
 }
 

@@ -227,9 +227,12 @@ sae_workspace *sae_workspace_new_dims(size_t d_in, size_t d_sae, size_t block_ro
     ws->xhat = malloc(d_in * sizeof *ws->xhat);
     ws->cmax = malloc(3 * ((d_sae + 15) / 16) * sizeof *ws->cmax);
     /* A workspace serves any model no wider than itself (saed shares them
-     * across SAEs), so it holds the scratch of the kernel a 16-bit model
-     * would run on this CPU (only avx512-bf16 needs any). */
-    size_t scratch = sae_gemm_half_scratch(sae_kernel_pick(SAE_DT_BF16), block_rows, d_in);
+     * across SAEs), so it holds the scratch of the best kernel a 16-bit
+     * model could run on this CPU, SAE_KERNEL's cap aside (a model may be
+     * given another kernel than the capped pick; only avx512-bf16 needs
+     * any). */
+    size_t scratch = sae_gemm_half_scratch(sae_kernel_pick_capped(SAE_DT_BF16, true, true),
+                                           block_rows, d_in);
     if (scratch && posix_memalign(&ws->scratch, 64, scratch))
         ws->scratch = NULL;
     if (!ws->xn || !ws->dense || !ws->norms || !ws->pairs || !ws->xhat || !ws->cmax ||

@@ -11,9 +11,9 @@
  * rows k and k+1 is interleaved in registers (vpunpcklwd/vpunpckhwd), which
  * permutes the columns within the tile; the permutation is undone once per
  * tile at the store (vpermt2ps). The input is rounded to bf16 and paired once
- * per call (pack_pairs), so a row's pair is one 32-bit broadcast. A tile of 8
- * rows × 32 columns holds 16 accumulators; the shuffles are shared by the 8
- * rows. One row (batch 1) reads W once and is bound by memory bandwidth: it
+ * per call (pack_pairs), so a row's pair is one 32-bit broadcast. A tile of 6
+ * rows × 64 columns holds 24 accumulators; the interleaved panel is shared by
+ * every row tile. One row (batch 1) reads W once and is bound by memory bandwidth: it
  * takes 4 tiles (256 contiguous bytes of each weight row) at a time and
  * prefetches 16 rows ahead, since consecutive weight rows are a page apart.
  *
@@ -225,28 +225,37 @@ INLINE512 void bf16_store(__m512 lo, __m512 hi, __mmask32 cm, float *o)
     _mm512_mask_storeu_ps(o + 16, (__mmask16)(cm >> 16), _mm512_permutex2var_ps(lo, i1, hi));
 }
 
-/* R rows of one 32-column tile from its packed panel (np pairs of lo, hi:
- * 64 bf16 each, contiguous): 2R accumulators, the pair vectors shared by
- * the R rows. R is a constant at every call, so they stay in registers. */
+/* R rows of one 64-column tile (two 32-column halves) from its packed panel
+ * (np pairs of lo0, hi0, lo1, hi1: 64 bf16 each, contiguous): 4R
+ * accumulators, the four pair vectors shared by the R rows, so a pair step
+ * is 4 vector loads and R broadcasts for 4R vdpbf16ps. R is a constant at
+ * every call, so they stay in registers. cm[h] masks the columns of half h
+ * that exist. */
 INLINE512 void bf16_tile(const __m512bh *panel, size_t np, const uint32_t *xp, size_t ldx,
-                         const int R, __mmask32 cm, float *y, size_t ldy)
+                         const int R, const __mmask32 *cm, float *y, size_t ldy)
 {
-    __m512 acc[12][2];
-    _Pragma("GCC unroll 12")
+    __m512 acc[6][4];
+    _Pragma("GCC unroll 6")
     for (int r = 0; r < R; r++)
-        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+        acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm512_setzero_ps();
     for (size_t p = 0; p < np; p++) {
-        __m512bh lo = panel[2 * p], hi = panel[2 * p + 1];
-        _Pragma("GCC unroll 12")
+        __m512bh w0 = panel[4 * p], w1 = panel[4 * p + 1], w2 = panel[4 * p + 2],
+                 w3 = panel[4 * p + 3];
+        _Pragma("GCC unroll 6")
         for (int r = 0; r < R; r++) {
             __m512bh xb = (__m512bh)_mm512_set1_epi32((int)xp[r * ldx + p]);
-            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], lo, xb);
-            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], hi, xb);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], w0, xb);
+            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], w1, xb);
+            acc[r][2] = _mm512_dpbf16_ps(acc[r][2], w2, xb);
+            acc[r][3] = _mm512_dpbf16_ps(acc[r][3], w3, xb);
         }
     }
-    _Pragma("GCC unroll 12")
-    for (int r = 0; r < R; r++)
-        bf16_store(acc[r][0], acc[r][1], cm, y + r * ldy);
+    _Pragma("GCC unroll 6")
+    for (int r = 0; r < R; r++) {
+        bf16_store(acc[r][0], acc[r][1], cm[0], y + r * ldy);
+        if (cm[1])
+            bf16_store(acc[r][2], acc[r][3], cm[1], y + r * ldy + 32);
+    }
 }
 
 /* The mask of the first n (<= 32) of 32 lanes. */
@@ -311,10 +320,12 @@ T512 static void bf16_gemv(const half_job *jb)
 }
 
 /* Columns [j0, j1) of every row, W (d_in, d_sae). One row: bf16_gemv. More:
- * per 32-column tile, its pairs are interleaved once into a contiguous
+ * per 64-column tile, its pairs are interleaved once into a contiguous
  * panel (the rows of W are a page apart, the panel is read sequentially
- * from L1/L2 by every row tile), then rows go 12 at a time, the tail rows in
- * one smaller tile. Without memory for the panel, the rows go one by one
+ * from L1/L2 by every row tile), then rows go 6 at a time (24 accumulators),
+ * the tail rows in one smaller tile. Six rows by 64 columns rather than
+ * twelve by 32: 10 loads per 24 vdpbf16ps instead of 14 (bench/gemmlibs
+ * measured it). Without memory for the panel, the rows go one by one
  * through bf16_gemv. */
 T512 static void bf16_columns(const half_job *jb)
 {
@@ -323,7 +334,7 @@ T512 static void bf16_columns(const half_job *jb)
         return;
     }
     size_t ld = jb->d_sae, np = pairs_of(jb->d_in);
-    __m512bh *panel = aligned_alloc(64, np * 2 * sizeof *panel);
+    __m512bh *panel = aligned_alloc(64, np * 4 * sizeof *panel);
     if (!panel) {
         half_job one = *jb;
         one.rows = 1;
@@ -331,23 +342,25 @@ T512 static void bf16_columns(const half_job *jb)
             bf16_gemv(&one);
         return;
     }
-    for (size_t j = jb->j0; j < jb->j1; j += 32) {
-        __mmask32 cm = first_lanes(jb->j1 - j);
-        for (size_t p = 0; p < np; p++)
-            bf16_pair_rows(jb->w + 2 * p * ld + j, ld, 2 * p + 1 < jb->d_in, cm, &panel[2 * p],
-                           &panel[2 * p + 1]);
+    for (size_t j = jb->j0; j < jb->j1; j += 64) {
+        /* the second half may be partial or absent (then all zeros) */
+        __mmask32 cm[2] = {first_lanes(jb->j1 - j),
+                           jb->j1 - j > 32 ? first_lanes(jb->j1 - j - 32) : 0};
+        for (size_t p = 0; p < np; p++) {
+            const uint16_t *w0 = jb->w + 2 * p * ld + j;
+            bool pair = 2 * p + 1 < jb->d_in;
+            bf16_pair_rows(w0, ld, pair, cm[0], &panel[4 * p], &panel[4 * p + 1]);
+            if (cm[1])
+                bf16_pair_rows(w0 + 32, ld, pair, cm[1], &panel[4 * p + 2], &panel[4 * p + 3]);
+            else
+                panel[4 * p + 2] = panel[4 * p + 3] = (__m512bh)_mm512_setzero_si512();
+        }
         size_t r = 0;
-        for (; r + 12 <= jb->rows; r += 12)
-            bf16_tile(panel, np, jb->xp + r * np, np, 12, cm, jb->y + r * ld + j, ld);
+        for (; r + 6 <= jb->rows; r += 6)
+            bf16_tile(panel, np, jb->xp + r * np, np, 6, cm, jb->y + r * ld + j, ld);
         const uint32_t *xr = jb->xp + r * np;
         float *yr = jb->y + r * ld + j;
         switch (jb->rows - r) {
-        case 11: bf16_tile(panel, np, xr, np, 11, cm, yr, ld); break;
-        case 10: bf16_tile(panel, np, xr, np, 10, cm, yr, ld); break;
-        case 9: bf16_tile(panel, np, xr, np, 9, cm, yr, ld); break;
-        case 8: bf16_tile(panel, np, xr, np, 8, cm, yr, ld); break;
-        case 7: bf16_tile(panel, np, xr, np, 7, cm, yr, ld); break;
-        case 6: bf16_tile(panel, np, xr, np, 6, cm, yr, ld); break;
         case 5: bf16_tile(panel, np, xr, np, 5, cm, yr, ld); break;
         case 4: bf16_tile(panel, np, xr, np, 4, cm, yr, ld); break;
         case 3: bf16_tile(panel, np, xr, np, 3, cm, yr, ld); break;

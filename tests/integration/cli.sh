@@ -164,6 +164,9 @@ expect_rc 2 "info with two folders" "$sae" info "$tmp/m" "$tmp/m2"
 expect_rc 2 "bench --model with a shape" "$sae" bench --model "$tmp/m" --d-in 8
 expect_rc 2 "nine --batch values" "$sae" bench --batch 1 --batch 2 --batch 3 --batch 4 --batch 5 --batch 6 --batch 7 --batch 8 --batch 9
 grep -q "at most 8 --batch values" "$tmp/err" && ok || bad "repeat cap: $(cat "$tmp/err")"
+expect_rc 2 "bench --compute without --model" "$sae" bench --compute f32
+expect_rc 2 "encode --compute other than native|f32" "$sae" encode --model "$tmp/m" --activations "$a" --compute bf16
+expect_rc 2 "encode --server with --compute" "$sae" encode --server http://127.0.0.1:9 --activations "$a" --compute f32
 
 # Release layouts (core/sae/format*.c): a Gemma Scope params.npz folder and a
 # dictionary_learning trainer folder from tests/fixture/formats, read by

@@ -151,5 +151,15 @@ check "merge of a non-shard: exit 1 naming it" '[ $rc -eq 1 ] && grep -q "a.db: 
 "$sae" merge s0.db 2>err; rc=$?
 check "merge without --out: exit 2" '[ $rc -eq 2 ]'
 
+# ---- a BF16 model: encoded on its 16-bit kernel (--compute native) or converted (f32)
+"$mkf" --out half --d-in 16 --d-sae 64 --target-l0 8 --dtype BF16 >/dev/null
+for c in native f32; do
+  "$sae" index --model half --activations small.safetensors --tokens small.jsonl \
+    --out half-$c.db --correlations --compute $c --quiet 2>err; rc=$?
+  check "BF16 model, --compute $c, with the dashboards' W_dec: exit 0" '[ $rc -eq 0 ] && [ -s half-$c.db ]' "$(cat err)"
+done
+"$sae" index --model half --activations small.safetensors --tokens small.jsonl --out x.db --compute bf16 2>err; rc=$?
+check "--compute bf16: exit 2 naming the choices" '[ $rc -eq 2 ] && grep -q "native or f32" err' "$(cat err)"
+
 echo "index-cli: $passed passed, $failed failed"
 [ $failed -eq 0 ]
