@@ -175,7 +175,10 @@ typedef struct sae_store_info {
     uint32_t top, quantiles, per_quantile, context, neighbours;
     uint64_t seed;
     uint32_t block_rows;
-    char shard[32];                         /* "I/N", "" for a whole corpus */
+    char shard[64];                         /* "I/N", "" for a whole corpus; a feature-range
+                                             * shard adds " features A:B" (--features) */
+    uint64_t feat_lo, feat_hi;              /* the features [feat_lo, feat_hi) this file
+                                             * holds: [0, d_sae) but in a range shard */
     char histogram[32];                     /* the histogram's definition */
     char tokens_digest[33];
     char explanations_digest[33];           /* "" when built without */
