@@ -276,7 +276,7 @@ static int build_check_inputs(const sae_index_job *job, sae_error *err)
                              "%s: the documents hold %" PRIu64 " tokens but the activations have "
                              "%zu rows",
                              tok->path, tok->n_tokens, sae_acts_rows(job->acts));
-    if (job->dash && job->set.is_shard)
+    if (job->dash && (job->set.is_shard || job->set.feat_hi))
         return sae_error_set(err, SAE_EINVAL,
                              "--unembed, --correlations and --neuronpedia-hist are for a whole "
                              "corpus and every feature, not a --shard or --features range "

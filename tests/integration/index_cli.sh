@@ -4,10 +4,12 @@
 # naming the file, 2 for usage), progress on stderr, a byte-identical rebuild,
 # SIGKILL while the temporary file exists and while it is being written (the
 # old target stays byte-identical; the next run removes the stale file),
-# shards merged, merge refusals.
-# Env: SAE_BIN, MKFIXTURE, SAE_TEST_TMP. Last line: "index-cli: P passed, F failed".
+# shards merged, merge refusals; feature-range shards, a grid of ranges x
+# document shards and --max-state-bytes passes equal to the unsharded index
+# (every table, and every feature route saed serves from it).
+# Env: SAE_BIN, SAED_BIN, MKFIXTURE, SAE_TEST_TMP. Last line: "index-cli: P passed, F failed".
 set -uo pipefail
-sae=${SAE_BIN:?} mkf=${MKFIXTURE:?}
+sae=${SAE_BIN:?} mkf=${MKFIXTURE:?} saed=${SAED_BIN:?}
 work=$(mktemp -d "${SAE_TEST_TMP:-/tmp}/index-cli.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 passed=0 failed=0
@@ -150,6 +152,99 @@ check "merge with a shard missing: exit 1" '[ $rc -eq 1 ] && grep -q "shard 1/3 
 check "merge of a non-shard: exit 1 naming it" '[ $rc -eq 1 ] && grep -q "a.db: not a shard" err' "$(cat err)"
 "$sae" merge s0.db 2>err; rc=$?
 check "merge without --out: exit 2" '[ $rc -eq 2 ]'
+
+# ---- feature-range shards, a grid of ranges x document shards, passes
+# dump DB: every table (FTS shadow tables excepted) with its rows sorted by
+# every column, as SQL literals; application_id and user_version first (as
+# tests/deploy/shards.sh compares the Kubernetes build).
+dump() {
+  local db=$1 t cols
+  echo "application_id $(sqlite3 -readonly "$db" 'PRAGMA application_id') user_version $(sqlite3 -readonly "$db" 'PRAGMA user_version')"
+  sqlite3 -readonly "$db" "SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master
+                           WHERE name NOT LIKE 'explanations_fts_%' ORDER BY type, name"
+  for t in $(sqlite3 -readonly "$db" "SELECT name FROM sqlite_master WHERE type = 'table'
+             AND name NOT LIKE 'explanations_fts%' AND name NOT LIKE 'sqlite_%' ORDER BY name"); do
+    cols=$(sqlite3 -readonly "$db" "SELECT group_concat(name, ',') FROM pragma_table_info('$t')")
+    echo "== $t ($cols)"
+    sqlite3 -readonly -cmd '.mode quote' "$db" "SELECT * FROM \"$t\" ORDER BY $cols"
+  done
+}
+same_dump() { dump "$1" >dump-a; dump "$2" >dump-b; cmp -s dump-a dump-b; }
+# routes DB...: saed over each index; every feature route of every feature
+# (the feature, its examples, the first example of each kind, its vector,
+# the Neuronpedia route) and the feature list, the same from all of them.
+routes() {
+  local pids="" ports="" db pid port
+  for db in "$@"; do
+    "$saed" --model small --index "$db" --listen 127.0.0.1:0 --model-name m --hook-name h 2>"saed-$db.err" &
+    pid=$!; pids="$pids $pid"; port=
+    for _ in $(seq 100); do port=$(grep -o "127.0.0.1:[0-9]*" "saed-$db.err" | head -1); [ -n "$port" ] && break; sleep 0.1; done
+    ports="$ports $port"
+  done
+  python3 - $ports <<'PY'
+import sys, urllib.request, urllib.error
+ports = sys.argv[1:]
+def get(port, path):
+    try:
+        with urllib.request.urlopen("http://%s%s" % (port, path)) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+paths = ["/v1/features?limit=1000", "/v1/features?sort=density&limit=1000"]
+for i in range(64):
+    paths += ["/v1/features/%d" % i, "/v1/features/%d/examples" % i,
+              "/v1/features/%d/examples/top/0" % i, "/v1/features/%d/examples/quantile/0" % i,
+              "/v1/features/%d/vector" % i, "/api/feature/m/h/%d" % i]
+ok = 0
+for p in paths:
+    replies = [get(port, p) for port in ports]
+    if any(r != replies[0] for r in replies):
+        print("differs: %s: %s" % (p, " vs ".join(repr(r)[:100] for r in replies)))
+        sys.exit(1)
+    ok += replies[0][0] == 200
+print("%d routes, %d answered 200" % (len(paths), ok))
+PY
+  local rc=$?
+  for pid in $pids; do kill "$pid"; wait "$pid" 2>/dev/null; done
+  return $rc
+}
+build() { "$sae" index --model small --activations small.safetensors --tokens small.jsonl --quiet "$@"; }
+build --out ref.db || fail "unsharded build"
+build --out f0.db --features 0:20 && build --out f1.db --features 20:64 || fail "range shards"
+"$sae" merge --out fm.db f1.db f0.db 2>err; rc=$?
+check "merge of 2 feature-range shards: exit 0" '[ $rc -eq 0 ]' "$(cat err)"
+check "range shards merged = the unsharded index, every table row for row" 'same_dump ref.db fm.db' "$(diff dump-a dump-b 2>&1 | head -5)"
+check "control: the comparison tells a range shard from the whole index" '! same_dump ref.db f0.db'
+for r in 0:33 33:64; do for i in 0 1; do
+  build --out "g${r%%:*}-$i.db" --features "$r" --shard "$i/2" || fail "grid shard $r $i/2"
+done; done
+"$sae" merge --out gm.db g33-1.db g0-0.db g33-0.db g0-1.db 2>err; rc=$?
+check "merge of 2 ranges x 2 document shards: exit 0" '[ $rc -eq 0 ]' "$(cat err)"
+check "grid merged = the unsharded index, every table row for row" 'same_dump ref.db gm.db' "$(diff dump-a dump-b 2>&1 | head -5)"
+"$sae" index --model small --activations small.safetensors --tokens small.jsonl --out pm.db --max-state-bytes 100000 2>err; rc=$?
+npass=$(grep -c "^index: pass [0-9]*/" err)
+check "a tiny --max-state-bytes: several passes, shown in progress ($npass)" '[ $rc -eq 0 ] && [ "$npass" -gt 2 ] && grep -q "pass 1/$npass: features 0:" err' "$(head -3 err)"
+check "passes = the unsharded index, every table row for row" 'same_dump ref.db pm.db' "$(diff dump-a dump-b 2>&1 | head -5)"
+check "passes leave no pass files" '[ -z "$(ls -A | grep "pm.db.pass-")" ]' "$(ls -A)"
+check "saed: every feature route the same over the unsharded, range, grid and passes indexes" 'routes ref.db fm.db gm.db pm.db >out 2>&1' "$(tail -2 out)"
+build --out seed.db --seed 7 || fail "build with --seed 7"
+check "control: saed's routes tell a rebuilt index with another --seed" '! routes ref.db seed.db >out 2>&1' "$(tail -1 out)"
+"$sae" merge --out bad.db f0.db g0-0.db g0-1.db f1.db 2>err; rc=$?
+check "merge refuses overlapping ranges, naming both files" '[ $rc -eq 1 ] && grep -q "g0-0.db (features 0:33) overlaps f0.db (features 0:20)" err && [ ! -e bad.db ]' "$(cat err)"
+"$sae" merge --out bad.db g0-0.db g0-1.db 2>err; rc=$?
+check "merge refuses a missing range, naming the file before it" '[ $rc -eq 1 ] && grep -q "features 33:64 are in no file (g0-0.db ends at 33)" err && [ ! -e bad.db ]' "$(cat err)"
+"$sae" merge --out bad.db g0-0.db g33-0.db g33-1.db 2>err; rc=$?
+check "merge refuses a range missing a document shard" '[ $rc -eq 1 ] && grep -q "shard 1/2 of features 0:33 is missing" err && [ ! -e bad.db ]' "$(cat err)"
+build --out h.db --features 40:64 && "$sae" merge --out bad.db f0.db h.db 2>err; rc=$?
+check "merge refuses a gap between ranges, naming the files on either side" '[ $rc -eq 1 ] && grep -q "features 20:40 are in no file (between f0.db and h.db)" err' "$(cat err)"
+build --out x.db --features 0:65 2>err; rc=$?
+check "--features beyond d_sae: exit 1 naming it" '[ $rc -eq 1 ] && grep -q -- "--features 0:65" err' "$(cat err)"
+build --out x.db --features 5:5 2>err; rc=$?
+check "--features A:A: exit 2" '[ $rc -eq 2 ] && grep -q -- "--features" err' "$(cat err)"
+build --out x.db --features 0:20 --correlations 2>err; rc=$?
+check "--features with a dashboard table: refused" '[ $rc -eq 1 ] && grep -q -- "--features range" err' "$(cat err)"
+build --out x.db --max-state-bytes 100000 --correlations 2>err; rc=$?
+check "passes with a dashboard table: refused naming --max-state-bytes" '[ $rc -eq 1 ] && grep -q -- "--max-state-bytes" err' "$(cat err)"
 
 echo "index-cli: $passed passed, $failed failed"
 [ $failed -eq 0 ]
