@@ -88,24 +88,6 @@ static int stream_read(const stream *st, uint64_t r, size_t n, float *x, sae_err
     return 0;
 }
 
-/* Keeps only the entries of sp for features [lo, hi), renumbered from 0, in
- * place (a --features range: the rest of the row is not tracked). */
-static void sparse_keep(sae_sparse *sp, uint32_t lo, uint32_t hi)
-{
-    size_t out = 0;
-    for (size_t r = 0; r < sp->n_rows; r++) {
-        uint32_t a = sp->row_ptr[r], b = sp->row_ptr[r + 1];
-        sp->row_ptr[r] = (uint32_t)out;
-        for (uint32_t e = a; e < b; e++)
-            if (sp->idx[e] >= lo && sp->idx[e] < hi) {
-                sp->idx[out] = sp->idx[e] - lo;
-                sp->val[out++] = sp->val[e];
-            }
-    }
-    sp->row_ptr[sp->n_rows] = (uint32_t)out;
-    sp->nnz = out;
-}
-
 /* One encoder thread: its blocks, each into the slot the feeder has freed. */
 static void *encoder_main(void *arg)
 {
@@ -132,9 +114,9 @@ static void *encoder_main(void *arg)
         float *x = sl->x ? sl->x : en->x;
         int rc = stream_read(st, r, n, x, &err);
         if (!rc)
-            rc = sae_encode(st->m, en->ws, x, n, &opts, &sl->sp, NULL, NULL, &err);
-        if (!rc && st->keep_hi)
-            sparse_keep(&sl->sp, st->keep_lo, st->keep_hi);
+            rc = st->keep_hi ? sae_encode_cols(st->m, en->ws, x, n, st->keep_lo, st->keep_hi,
+                                               &sl->sp, &err)
+                             : sae_encode(st->m, en->ws, x, n, &opts, &sl->sp, NULL, NULL, &err);
         pthread_mutex_lock(&st->mu);
         sl->rc = rc;
         if (rc)

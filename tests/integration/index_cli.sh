@@ -229,6 +229,19 @@ check "passes leave no pass files" '[ -z "$(ls -A | grep "pm.db.pass-")" ]' "$(l
 check "saed: every feature route the same over the unsharded, range, grid and passes indexes" 'routes ref.db fm.db gm.db pm.db >out 2>&1' "$(tail -2 out)"
 build --out seed.db --seed 7 || fail "build with --seed 7"
 check "control: saed's routes tell a rebuilt index with another --seed" '! routes ref.db seed.db >out 2>&1' "$(tail -1 out)"
+# Every architecture's range encode: the column sub-GEMM (standard, JumpReLU,
+# gated, F32; a transposed W_enc in the sparsify layout), the full encode
+# keeping the range (TopK, BF16 weights).
+for arch in "jumprelu" "gated" "topk --k 8" "standard --sparsify" "standard --dtype BF16"; do
+  a=${arch%% *}; a=$a${arch#"$a"}; a=$(echo "$a" | tr -cd 'a-zA-Z0-9')
+  "$mkf" --out "m-$a" --arch $arch --d-in 16 --d-sae 64 --target-l0 8 --activations "m-$a.safetensors" --rows 600 >/dev/null
+  for r in "" 0:21 21:50 50:64; do
+    "$sae" index --model "m-$a" --activations "m-$a.safetensors" --tokens small.jsonl --quiet \
+      --out "m-$a${r:+-${r%%:*}}.db" ${r:+--features $r} || fail "build $a ${r:-whole}"
+  done
+  "$sae" merge --out "m-$a-m.db" "m-$a-50.db" "m-$a-0.db" "m-$a-21.db" 2>err
+  check "$arch: 3 range shards merged = the unsharded index" "same_dump m-$a.db m-$a-m.db" "$(cat err; diff dump-a dump-b 2>&1 | head -5)"
+done
 "$sae" merge --out bad.db f0.db g0-0.db g0-1.db f1.db 2>err; rc=$?
 check "merge refuses overlapping ranges, naming both files" '[ $rc -eq 1 ] && grep -q "g0-0.db (features 0:33) overlaps f0.db (features 0:20)" err && [ ! -e bad.db ]' "$(cat err)"
 "$sae" merge --out bad.db g0-0.db g0-1.db 2>err; rc=$?
