@@ -812,6 +812,11 @@ bool sae_encode_cols_independent(const sae_model *m)
            m->arch == SAE_ARCH_GATED;
 }
 
+/* Column alignment of sae_encode_cols's GEMM block: a multiple of every
+ * sgemm/sgemv column unroll of OpenBLAS's x86-64 kernels (4, 6, 8, 12, 16,
+ * 24, 32). */
+#define SAE_ENCODE_COL_ALIGN 96
+
 /* Keeps, of the rows of out from row r0 on, only the entries of features
  * [lo, hi), renumbered from 0, in place. */
 static void sparse_keep_cols(sae_sparse *out, size_t r0, uint32_t lo, uint32_t hi)
@@ -865,10 +870,20 @@ int sae_encode_cols(const sae_model *m, sae_workspace *ws, const float *x, size_
         return sae_error_set(err, SAE_EDIM, "encode: workspace was made for a smaller model");
     if (m->d_in > INT32_MAX || m->d_sae > INT32_MAX)
         return sae_error_set(err, SAE_EDIM, "encode: d_in/d_sae too large for BLAS");
-    /* W_enc's columns [lo, hi): a strided block of the row-major (d_in,
-     * d_sae) matrix (leading dimension d_sae), or rows of its transpose. */
-    const float *w = m->w_enc_t ? m->w_enc + (size_t)lo * m->d_in : m->w_enc + lo;
-    int di = (int)m->d_in, dn = (int)nc, ld = m->w_enc_t ? di : (int)m->d_sae;
+    /* W_enc's columns [a, b) ⊇ [lo, hi): a strided block of the row-major
+     * (d_in, d_sae) matrix (leading dimension d_sae), or rows of its
+     * transpose. The block is widened to multiples of SAE_ENCODE_COL_ALIGN
+     * (or to d_sae): the GEMM kernels cut the columns into panels of their
+     * unroll width from the first column and finish with a narrower tail
+     * kernel whose sums round differently (OpenBLAS's Haswell sgemm does), so
+     * only a block whose panels are the full product's gives its bits. */
+    size_t a = lo - lo % SAE_ENCODE_COL_ALIGN;
+    size_t b = hi + (SAE_ENCODE_COL_ALIGN - hi % SAE_ENCODE_COL_ALIGN) % SAE_ENCODE_COL_ALIGN;
+    if (b > m->d_sae)
+        b = m->d_sae;
+    size_t nb = b - a, skip = lo - a;
+    const float *w = m->w_enc_t ? m->w_enc + a * m->d_in : m->w_enc + a;
+    int di = (int)m->d_in, dn = (int)nb, ld = m->w_enc_t ? di : (int)m->d_sae;
     for (size_t r0 = 0; r0 < n && !rc; r0 += ws->block_rows) {
         size_t rows = n - r0 < ws->block_rows ? n - r0 : ws->block_rows;
         block_prepare(m, ws, x + r0 * m->d_in, rows);
@@ -880,7 +895,7 @@ int sae_encode_cols(const sae_model *m, sae_workspace *ws, const float *x, size_
             cblas_sgemm(CblasRowMajor, CblasNoTrans, m->w_enc_t ? CblasTrans : CblasNoTrans,
                         (int)rows, dn, di, 1.0f, ws->xn, di, w, ld, 0.0f, ws->dense, dn);
         for (size_t r = 0; r < rows && !rc; r++) {
-            const float *d = ws->dense + r * nc;
+            const float *d = ws->dense + r * nb + skip;
             if (!span_finite(ws->xn + r * m->d_in, m->d_in) || !span_finite(d, nc)) {
                 rc = sae_error_set(err, SAE_ERANGE, "row %zu: pre-activations not finite",
                                    r0 + r);

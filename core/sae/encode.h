@@ -96,8 +96,9 @@ bool sae_encode_cols_independent(const sae_model *m);
  * reconstruction), appending n rows that hold only the features [lo, hi),
  * renumbered from 0, in the same order and with the same values as in
  * sae_encode's rows. When m's features are independent and its weights are
- * F32, the GEMM covers only those columns of W_enc ((hi - lo) / d_sae of
- * the work; only their pre-activations are checked finite); otherwise (TopK,
+ * F32, the GEMM covers only those columns of W_enc, widened to 96-column
+ * boundaries so each value has the full product's bits (about (hi - lo) /
+ * d_sae of the work; only their pre-activations are checked finite); otherwise (TopK,
  * 16-bit weights) the whole row is encoded and the range kept. */
 int sae_encode_cols(const sae_model *m, sae_workspace *ws, const float *x, size_t n,
                     uint32_t lo, uint32_t hi, sae_sparse *out, sae_error *err);

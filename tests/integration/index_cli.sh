@@ -242,6 +242,19 @@ for arch in "jumprelu" "gated" "topk --k 8" "standard --sparsify" "standard --dt
   "$sae" merge --out "m-$a-m.db" "m-$a-50.db" "m-$a-0.db" "m-$a-21.db" 2>err
   check "$arch: 3 range shards merged = the unsharded index" "same_dump m-$a.db m-$a-m.db" "$(cat err; diff dump-a dump-b 2>&1 | head -5)"
 done
+# The column sub-GEMM against each BLAS kernel family: OpenBLAS cuts columns
+# into panels of its unroll width and finishes with a tail kernel that
+# rounds differently (Haswell's did, for a range ending mid-panel), so the
+# range's block is widened to 96-column boundaries. Uneven ranges, d_sae 256.
+"$mkf" --out wide --d-in 64 --d-sae 256 --target-l0 16 --activations wide.safetensors --rows 3000 >/dev/null
+tokens 3000 wide.jsonl
+for ct in Haswell Sandybridge SkylakeX; do
+  w() { OPENBLAS_CORETYPE=$ct "$sae" index --model wide --activations wide.safetensors --tokens wide.jsonl --threads 1 --quiet "$@"; }
+  w --out "w-$ct.db" || fail "build $ct"
+  for r in 0:37 37:128 128:201 201:256; do w --out "w-$ct-${r%%:*}.db" --features "$r" || fail "build $ct $r"; done
+  "$sae" merge --out "w-$ct-m.db" "w-$ct-0.db" "w-$ct-37.db" "w-$ct-128.db" "w-$ct-201.db" 2>err
+  check "OPENBLAS_CORETYPE=$ct: ranges 0:37 37:128 128:201 201:256 merged = the unsharded index" "same_dump w-$ct.db w-$ct-m.db" "$(cat err; diff dump-a dump-b 2>&1 | head -3)"
+done
 "$sae" merge --out bad.db f0.db g0-0.db g0-1.db f1.db 2>err; rc=$?
 check "merge refuses overlapping ranges, naming both files" '[ $rc -eq 1 ] && grep -q "g0-0.db (features 0:33) overlaps f0.db (features 0:20)" err && [ ! -e bad.db ]' "$(cat err)"
 "$sae" merge --out bad.db g0-0.db g0-1.db 2>err; rc=$?
