@@ -546,6 +546,7 @@ static int merge_connect(merge_ctx *mc, sae_error *err)
         sh[i].map = calloc(nv ? nv : 1, sizeof *sh[i].map);
         if (!sh[i].used || !sh[i].map)
             return sae_error_set(err, SAE_ENOMEM, "out of memory");
+        sae_store_read_once(sh[i].s); /* RSS bounded by the caches, not the files */
         if ((rc = sae_store_connect(sh[i].s, &sh[i].c, err)))
             return rc;
     }

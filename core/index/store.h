@@ -210,6 +210,11 @@ size_t sae_store_vocab_size(const sae_store *s);
 
 /* A connection for one thread; s must outlive it. */
 int sae_store_connect(sae_store *s, sae_store_conn **out, sae_error *err);
+/* Connections made after this (to a store opened by path) read through
+ * SQLite's small page cache instead of mapping the file: for a reader that
+ * reads each page about once (sae merge), whose resident set then does not
+ * grow with the files' size. */
+void sae_store_read_once(sae_store *s);
 void sae_store_disconnect(sae_store_conn *c);
 
 /* A feature's statistics. */
