@@ -103,10 +103,11 @@ static int parse_features(const char *s, void *dst)
     return 0;
 }
 
-/* The default --max-state-bytes: a quarter of MemAvailable (/proc/meminfo),
- * leaving the rest to the weights, the encoder's buffers and the page
- * cache; 0 (no bound) where it cannot be read. */
-static uint64_t default_state_bound(void)
+/* The default --max-state-bytes: a quarter of what MemAvailable
+ * (/proc/meminfo) leaves once m's W_enc and W_dec are resident, leaving the
+ * rest to the encoders' buffers and the page cache; at least 64 MB, and 0
+ * (no bound) where MemAvailable cannot be read. */
+static uint64_t default_state_bound(const sae_model *m)
 {
     FILE *f = fopen("/proc/meminfo", "r");
     char line[256];
@@ -116,7 +117,12 @@ static uint64_t default_state_bound(void)
             break;
     if (f)
         fclose(f);
-    return (uint64_t)kb * 1024 / 4;
+    if (!kb)
+        return 0;
+    uint64_t avail = (uint64_t)kb * 1024,
+             weights = 2 * (uint64_t)m->d_in * m->d_sae * (m->w_enc_h ? 2 : 4);
+    uint64_t bound = avail > weights ? (avail - weights) / 4 : 0;
+    return bound < 64000000 ? 64000000 : bound;
 }
 
 /* Parses argv into a. Returns -1 to go on, or an exit code. */
@@ -172,7 +178,8 @@ static int parse_args(int argc, char **argv, index_args *a)
         {"--max-state-bytes", CLI_U64, "N", CLI_TO(a->max_state), .hi = UINT64_MAX - 1,
          .help = "bound on the per-feature state: more features take more\n"
                  "passes over the corpus, merged into the same index (default\n"
-                 "a quarter of MemAvailable; 0: no bound)"},
+                 "a quarter of MemAvailable less the weights, at least 64 MB;\n"
+                 "0: no bound)"},
         {"--seed", CLI_U64, "S", CLI_TO(set->seed), .hi = UINT64_MAX,
          .help = "quantile sampling seed (default 0)"},
         {"--threads", CLI_U64, "N", CLI_TO(a->threads), .lo = 1, .hi = 1024,
@@ -208,9 +215,7 @@ static int parse_args(int argc, char **argv, index_args *a)
         return cli_usage("index", "--unembed and --vocab go together");
     if (a->upgrade && !a->unembed && !a->np_hist)
         return cli_usage("index", "--upgrade needs --unembed and --vocab, or --neuronpedia-hist");
-    if (a->max_state == UINT64_MAX)
-        a->max_state = default_state_bound();
-    else if (a->upgrade)
+    if (a->upgrade && a->max_state != UINT64_MAX)
         return cli_usage("index", "--max-state-bytes is for a build, not --upgrade");
     if (a->upgrade && set->feat_hi)
         return cli_usage("index", "--features is for a build, not --upgrade");
@@ -384,6 +389,8 @@ int cmd_index(int argc, char **argv)
         }
         have_expl = true;
     }
+    if (a.max_state == UINT64_MAX)
+        a.max_state = default_state_bound(m);
     size_t n_feat = a.set.feat_hi ? a.set.feat_hi - a.set.feat_lo : m->d_sae;
     size_t state = sae_indexer_state_bytes(n_feat, &a.set);
     uint32_t passes = sae_index_passes(n_feat, &a.set, a.max_state);
