@@ -64,19 +64,26 @@ typedef struct index_args {
     bool quiet;
 } index_args;
 
+/* Parses "A<sep>B" into *a (a_lo..a_hi) and *b (b_lo..b_hi); -1 if
+ * malformed or out of range. */
+static int parse_pair(const char *s, char sep, uint64_t a_lo, uint64_t a_hi, uint64_t b_lo,
+                      uint64_t b_hi, uint64_t *a, uint64_t *b)
+{
+    const char *at = s ? strchr(s, sep) : NULL;
+    char head[32];
+    if (!at || (size_t)(at - s) >= sizeof head)
+        return -1;
+    memcpy(head, s, (size_t)(at - s));
+    head[at - s] = '\0';
+    return cli_parse_u64(head, a_lo, a_hi, a) || cli_parse_u64(at + 1, b_lo, b_hi, b) ? -1 : 0;
+}
+
 /* Parses "I/N" into the settings (dst). */
 static int parse_shard(const char *s, void *dst)
 {
     sae_index_settings *set = dst;
-    const char *slash = s ? strchr(s, '/') : NULL;
     uint64_t i, n;
-    char head[32];
-    if (!slash || (size_t)(slash - s) >= sizeof head)
-        return -1;
-    memcpy(head, s, (size_t)(slash - s));
-    head[slash - s] = '\0';
-    if (cli_parse_u64(head, 0, UINT32_MAX, &i) || cli_parse_u64(slash + 1, 1, UINT32_MAX, &n) ||
-        i >= n)
+    if (parse_pair(s, '/', 0, UINT32_MAX, 1, UINT32_MAX, &i, &n) || i >= n)
         return -1;
     set->is_shard = true;
     set->shard = (uint32_t)i;
@@ -88,15 +95,8 @@ static int parse_shard(const char *s, void *dst)
 static int parse_features(const char *s, void *dst)
 {
     sae_index_settings *set = dst;
-    const char *colon = s ? strchr(s, ':') : NULL;
     uint64_t lo, hi;
-    char head[32];
-    if (!colon || (size_t)(colon - s) >= sizeof head)
-        return -1;
-    memcpy(head, s, (size_t)(colon - s));
-    head[colon - s] = '\0';
-    if (cli_parse_u64(head, 0, UINT32_MAX - 1, &lo) ||
-        cli_parse_u64(colon + 1, 1, UINT32_MAX, &hi) || lo >= hi)
+    if (parse_pair(s, ':', 0, UINT32_MAX - 1, 1, UINT32_MAX, &lo, &hi) || lo >= hi)
         return -1;
     set->feat_lo = (uint32_t)lo;
     set->feat_hi = (uint32_t)hi;

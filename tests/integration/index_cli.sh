@@ -7,9 +7,9 @@
 # shards merged, merge refusals; feature-range shards, a grid of ranges x
 # document shards and --max-state-bytes passes equal to the unsharded index
 # (every table, and every feature route saed serves from it).
-# Env: SAE_BIN, SAED_BIN, MKFIXTURE, SAE_TEST_TMP. Last line: "index-cli: P passed, F failed".
+# Env: SAE_BIN, SAED_BIN, MKFIXTURE, SAE_TEST_TMP, SAE_SOURCE_ROOT. Last line: "index-cli: P passed, F failed".
 set -uo pipefail
-sae=${SAE_BIN:?} mkf=${MKFIXTURE:?} saed=${SAED_BIN:?}
+sae=${SAE_BIN:?} mkf=${MKFIXTURE:?} saed=${SAED_BIN:?} root=${SAE_SOURCE_ROOT:?}
 work=$(mktemp -d "${SAE_TEST_TMP:-/tmp}/index-cli.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 passed=0 failed=0
@@ -154,21 +154,9 @@ check "merge of a non-shard: exit 1 naming it" '[ $rc -eq 1 ] && grep -q "a.db: 
 check "merge without --out: exit 2" '[ $rc -eq 2 ]'
 
 # ---- feature-range shards, a grid of ranges x document shards, passes
-# dump DB: every table (FTS shadow tables excepted) with its rows sorted by
-# every column, as SQL literals; application_id and user_version first (as
-# tests/deploy/shards.sh compares the Kubernetes build).
-dump() {
-  local db=$1 t cols
-  echo "application_id $(sqlite3 -readonly "$db" 'PRAGMA application_id') user_version $(sqlite3 -readonly "$db" 'PRAGMA user_version')"
-  sqlite3 -readonly "$db" "SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master
-                           WHERE name NOT LIKE 'explanations_fts_%' ORDER BY type, name"
-  for t in $(sqlite3 -readonly "$db" "SELECT name FROM sqlite_master WHERE type = 'table'
-             AND name NOT LIKE 'explanations_fts%' AND name NOT LIKE 'sqlite_%' ORDER BY name"); do
-    cols=$(sqlite3 -readonly "$db" "SELECT group_concat(name, ',') FROM pragma_table_info('$t')")
-    echo "== $t ($cols)"
-    sqlite3 -readonly -cmd '.mode quote' "$db" "SELECT * FROM \"$t\" ORDER BY $cols"
-  done
-}
+# dump DB: every table with its rows sorted by every column, as the
+# Kubernetes build's test compares them (tests/deploy/dump-index.sh).
+dump() { "$root/tests/deploy/dump-index.sh" "$1"; }
 same_dump() { dump "$1" >dump-a; dump "$2" >dump-b; cmp -s dump-a dump-b; }
 # routes DB...: saed over each index; every feature route of every feature
 # (the feature, its examples, the first example of each kind, its vector,
