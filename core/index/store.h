@@ -201,7 +201,8 @@ const char *sae_store_file_digest(const sae_store *s);
 void sae_store_close(sae_store *s);
 const sae_store_info *sae_store_get_info(const sae_store *s);
 const char *sae_store_path(const sae_store *s);
-/* Refuses (SAE_EINVAL) an index built from other weights or shapes. */
+/* Refuses (SAE_EINVAL) an index built from other weights or shapes, and a
+ * feature-range shard (it holds only some features: merge it first). */
 int sae_store_check_model(const sae_store *s, const char *weights_digest, size_t d_in,
                           size_t d_sae, sae_error *err);
 /* Token id -> string (len bytes, may hold NUL); NULL if out of range. */

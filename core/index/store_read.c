@@ -391,6 +391,11 @@ int sae_store_check_model(const sae_store *s, const char *weights_digest, size_t
                              "%s: index built for d_in %" PRIu64 " x d_sae %" PRIu64
                              ", the model has %zu x %zu",
                              s->path, i->d_in, i->d_sae, d_in, d_sae);
+    if (i->feat_lo != 0 || i->feat_hi != i->d_sae)
+        return sae_error_set(err, SAE_EINVAL,
+                             "%s: a feature-range shard (features %" PRIu64 ":%" PRIu64 " of %" PRIu64
+                             "): merge the ranges with `sae merge` to serve them",
+                             s->path, i->feat_lo, i->feat_hi, i->d_sae);
     return 0;
 }
 

@@ -243,6 +243,8 @@ for ct in Haswell Sandybridge SkylakeX; do
   "$sae" merge --out "w-$ct-m.db" "w-$ct-0.db" "w-$ct-37.db" "w-$ct-128.db" "w-$ct-201.db" 2>err
   check "OPENBLAS_CORETYPE=$ct: ranges 0:37 37:128 128:201 201:256 merged = the unsharded index" "same_dump w-$ct.db w-$ct-m.db" "$(cat err; diff dump-a dump-b 2>&1 | head -3)"
 done
+"$saed" --model small --index f1.db --listen 127.0.0.1:0 2>err; rc=$?
+check "saed refuses to serve a feature-range shard, saying to merge it" '[ $rc -ne 0 ] && grep -q "f1.db: a feature-range shard (features 20:64 of 64)" err' "$(cat err)"
 "$sae" merge --out bad.db f0.db g0-0.db g0-1.db f1.db 2>err; rc=$?
 check "merge refuses overlapping ranges, naming both files" '[ $rc -eq 1 ] && grep -q "g0-0.db (features 0:33) overlaps f0.db (features 0:20)" err && [ ! -e bad.db ]' "$(cat err)"
 "$sae" merge --out bad.db g0-0.db g0-1.db 2>err; rc=$?
