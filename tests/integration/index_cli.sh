@@ -233,9 +233,10 @@ done
 # The column sub-GEMM against each BLAS kernel family: OpenBLAS cuts columns
 # into panels of its unroll width and finishes with a tail kernel that
 # rounds differently (Haswell's did, for a range ending mid-panel), so the
-# range's block is widened to 96-column boundaries. Uneven ranges, d_sae 256.
-"$mkf" --out wide --d-in 64 --d-sae 256 --target-l0 16 --activations wide.safetensors --rows 3000 >/dev/null
-tokens 3000 wide.jsonl
+# range's block is widened to 96-column boundaries. Uneven ranges, d_sae 256;
+# 2817 rows = 11 blocks of 256 and one of 1 row (the sgemv path).
+"$mkf" --out wide --d-in 64 --d-sae 256 --target-l0 16 --activations wide.safetensors --rows 2817 >/dev/null
+tokens 2817 wide.jsonl
 for ct in Haswell Sandybridge SkylakeX; do
   w() { OPENBLAS_CORETYPE=$ct "$sae" index --model wide --activations wide.safetensors --tokens wide.jsonl --threads 1 --quiet "$@"; }
   w --out "w-$ct.db" || fail "build $ct"
