@@ -24,8 +24,8 @@ static const char usage[] =
     "usage: sae index --model DIR --activations FILE... --tokens FILE.jsonl\n"
     "                 --out FILE.db [--top N] [--quantiles Q] [--per-quantile M]\n"
     "                 [--context C] [--neighbours K] [--explanations FILE...]\n"
-    "                 [--shard I/N] [--seed S] [--threads N] [--compute native|f32]\n"
-    "                 [--quiet]\n"
+    "                 [--shard I/N] [--features A:B] [--max-state-bytes N]\n"
+    "                 [--seed S] [--threads N] [--compute native|f32] [--quiet]\n"
     "                 [--unembed SOURCE --vocab FILE] [--correlations]\n"
     "                 [--neuronpedia-hist]\n"
     "       sae index --lm DIR --text FILE... --model DIR --out FILE.db [...]\n"
@@ -59,29 +59,71 @@ typedef struct index_args {
     const char **texts;     /* owned array of borrowed strings */
     size_t n_texts;
     sae_index_settings set;
+    uint64_t max_state;     /* --max-state-bytes; UINT64_MAX until given */
     uint64_t threads;
     sae_compute compute; /* how the model is loaded (--compute) */
     bool quiet;
 } index_args;
 
+/* Parses "A<sep>B" into *a (a_lo..a_hi) and *b (b_lo..b_hi); -1 if
+ * malformed or out of range. */
+static int parse_pair(const char *s, char sep, uint64_t a_lo, uint64_t a_hi, uint64_t b_lo,
+                      uint64_t b_hi, uint64_t *a, uint64_t *b)
+{
+    const char *at = s ? strchr(s, sep) : NULL;
+    char head[32];
+    if (!at || (size_t)(at - s) >= sizeof head)
+        return -1;
+    memcpy(head, s, (size_t)(at - s));
+    head[at - s] = '\0';
+    return cli_parse_u64(head, a_lo, a_hi, a) || cli_parse_u64(at + 1, b_lo, b_hi, b) ? -1 : 0;
+}
+
 /* Parses "I/N" into the settings (dst). */
 static int parse_shard(const char *s, void *dst)
 {
     sae_index_settings *set = dst;
-    const char *slash = s ? strchr(s, '/') : NULL;
     uint64_t i, n;
-    char head[32];
-    if (!slash || (size_t)(slash - s) >= sizeof head)
-        return -1;
-    memcpy(head, s, (size_t)(slash - s));
-    head[slash - s] = '\0';
-    if (cli_parse_u64(head, 0, UINT32_MAX, &i) || cli_parse_u64(slash + 1, 1, UINT32_MAX, &n) ||
-        i >= n)
+    if (parse_pair(s, '/', 0, UINT32_MAX, 1, UINT32_MAX, &i, &n) || i >= n)
         return -1;
     set->is_shard = true;
     set->shard = (uint32_t)i;
     set->n_shards = (uint32_t)n;
     return 0;
+}
+
+/* Parses "A:B" into the settings' feature range (dst); A < B. */
+static int parse_features(const char *s, void *dst)
+{
+    sae_index_settings *set = dst;
+    uint64_t lo, hi;
+    if (parse_pair(s, ':', 0, UINT32_MAX - 1, 1, UINT32_MAX, &lo, &hi) || lo >= hi)
+        return -1;
+    set->feat_lo = (uint32_t)lo;
+    set->feat_hi = (uint32_t)hi;
+    return 0;
+}
+
+/* The default --max-state-bytes: a quarter of what MemAvailable
+ * (/proc/meminfo) leaves once m's W_enc and W_dec are resident, leaving the
+ * rest to the encoders' buffers and the page cache; at least 64 MB, and 0
+ * (no bound) where MemAvailable cannot be read. */
+static uint64_t default_state_bound(const sae_model *m)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    if (!kb)
+        return 0;
+    uint64_t avail = (uint64_t)kb * 1024,
+             weights = 2 * (uint64_t)m->d_in * m->d_sae * (m->w_enc_h ? 2 : 4);
+    uint64_t bound = avail > weights ? (avail - weights) / 4 : 0;
+    return bound < 64000000 ? 64000000 : bound;
 }
 
 /* Parses argv into a. Returns -1 to go on, or an exit code. */
@@ -94,6 +136,7 @@ static int parse_args(int argc, char **argv, index_args *a)
     if (!a->acts || !a->expl || !a->texts)
         return cli_fail("out of memory");
     sae_index_settings *set = &a->set;
+    a->max_state = UINT64_MAX;
     /* --upgrade reads no corpus, --lm reads text: the build's inputs are then
      * not required (the checks after parsing say what is). */
     bool upgrading = false;
@@ -129,6 +172,15 @@ static int parse_args(int argc, char **argv, index_args *a)
          .want = "I/N with 0 <= I < N, e.g. 0/4",
          .help = "index only the I-th (0-based) of N contiguous document\n"
                  "slices, for `sae merge`"},
+        {"--features", CLI_PARSE, "A:B", .dst = set, .parse = parse_features,
+         .want = "A:B with 0 <= A < B, e.g. 0:16384",
+         .help = "index only the features [A, B) (a range shard for `sae\n"
+                 "merge`; combines with --shard)"},
+        {"--max-state-bytes", CLI_U64, "N", CLI_TO(a->max_state), .hi = UINT64_MAX - 1,
+         .help = "bound on the per-feature state: more features take more\n"
+                 "passes over the corpus, merged into the same index (default\n"
+                 "a quarter of MemAvailable less the weights, at least 64 MB;\n"
+                 "0: no bound)"},
         {"--seed", CLI_U64, "S", CLI_TO(set->seed), .hi = UINT64_MAX,
          .help = "quantile sampling seed (default 0)"},
         {"--threads", CLI_U64, "N", CLI_TO(a->threads), .lo = 1, .hi = 1024,
@@ -165,6 +217,10 @@ static int parse_args(int argc, char **argv, index_args *a)
         return cli_usage("index", "--unembed and --vocab go together");
     if (a->upgrade && !a->unembed && !a->np_hist)
         return cli_usage("index", "--upgrade needs --unembed and --vocab, or --neuronpedia-hist");
+    if (a->upgrade && a->max_state != UINT64_MAX)
+        return cli_usage("index", "--max-state-bytes is for a build, not --upgrade");
+    if (a->upgrade && set->feat_hi)
+        return cli_usage("index", "--features is for a build, not --upgrade");
     if (a->upgrade && (a->out || a->n_expl || a->correlations || a->lm || a->n_texts ||
                        (!a->np_hist && (a->n_acts || a->tokens))))
         return cli_usage("index", "--upgrade reads no corpus but for --neuronpedia-hist: give "
@@ -250,6 +306,18 @@ static int open_lm_corpus(const index_args *a, const sae_model *m, lm_feed **f, 
     return sae_tokens_open(tokens, tok, err);
 }
 
+/* Pass callback: names the pass and restarts the meter when there are
+ * several. */
+static void on_pass(void *ctx, uint32_t pass, uint32_t n_passes, uint64_t lo, uint64_t hi)
+{
+    cli_progress *p = ctx;
+    if (n_passes < 2 || p->quiet)
+        return;
+    fprintf(stderr, "index: pass %u/%u: features %llu:%llu\n", pass + 1, n_passes,
+            (unsigned long long)lo, (unsigned long long)hi);
+    cli_progress_start(p, p->label, p->unit, 0, p->quiet);
+}
+
 /* Progress callback: rows done of total, shown as tokens. */
 static void on_progress(void *ctx, uint64_t done, uint64_t total)
 {
@@ -323,18 +391,33 @@ int cmd_index(int argc, char **argv)
         }
         have_expl = true;
     }
-    size_t state = sae_indexer_state_bytes(m->d_sae, &a.set);
+    if (a.max_state == UINT64_MAX)
+        a.max_state = default_state_bound(m);
+    size_t n_feat = a.set.feat_hi ? a.set.feat_hi - a.set.feat_lo : m->d_sae;
+    size_t state = sae_indexer_state_bytes(n_feat, &a.set);
+    uint32_t passes = sae_index_passes(n_feat, &a.set, a.max_state);
     if (!a.quiet)
         fprintf(stderr,
                 "index: %zu documents, %llu tokens, d_in %zu x d_sae %zu; shard %u/%u; "
-                "per-feature state %.0f MB\n",
+                "features %u:%zu; per-feature state %.0f MB, bound %.0f MB: %u pass%s\n",
                 tok->n_docs, (unsigned long long)tok->n_tokens, m->d_in, m->d_sae, a.set.shard,
-                a.set.n_shards, state / 1e6);
+                a.set.n_shards, a.set.feat_hi ? a.set.feat_lo : 0,
+                a.set.feat_hi ? a.set.feat_hi : m->d_sae, state / 1e6, a.max_state / 1e6,
+                passes, passes == 1 ? "" : "es");
+    if (feed && (passes > 1 || a.np_hist)) {
+        /* The text goes through the model once, in order: a second read of
+         * the corpus (another pass, the exact bars) would need it again. */
+        code = cli_fail("--lm streams the text through the model once; %s needs the corpus "
+                        "again: run `sae harvest` first and index its activations",
+                        a.np_hist ? "--neuronpedia-hist" : "more than one pass (--max-state-bytes)");
+        goto out;
+    }
     cli_progress prog;
     cli_progress_start(&prog, "index", "tokens", 0, a.quiet);
     sae_index_job job = {
         .model = m, .acts = acts, .tok = tok, .expl = have_expl ? &expl : NULL,
-        .dash = a.unembed || a.correlations || a.np_hist ? &dash.job : NULL, .set = a.set, .progress = on_progress, .progress_ctx = &prog,
+        .dash = a.unembed || a.correlations || a.np_hist ? &dash.job : NULL, .set = a.set, .progress = on_progress, .on_pass = on_pass, .progress_ctx = &prog,
+        .max_state_bytes = a.max_state,
     };
     if (feed) {
         job.read_rows = lm_feed_read_rows;

@@ -1,6 +1,7 @@
 /* merge.c: `sae merge --out FILE.db SHARD.db...`: combines the shard files of
- * one corpus (built with `sae index --shard I/N`, every I once, same weights
- * and settings) into one index equal to the unsharded build (docs/INDEX.md).
+ * one corpus (built with `sae index --shard I/N` and/or `--features A:B`:
+ * ranges tiling every feature, each with every I once, same weights and
+ * settings) into one index equal to the unsharded build (docs/INDEX.md).
  * The output is written beside --out and renamed into place when complete. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,8 +16,11 @@ static const char usage[] = "usage: sae merge --out FILE.db SHARD.db...\n";
 static const char about[] =
     "Merges the shards of `sae index --shard I/N` (all N of them, any order) into one\n"
     "index whose content equals one unsharded build: counts and histograms summed,\n"
-    "top examples and neighbours exact, quantile samples merged exactly. Refuses\n"
-    "shards built from other weights, settings or tokens.\n";
+    "top examples and neighbours exact, quantile samples merged exactly. Feature-range\n"
+    "shards (`--features A:B`) are concatenated, alone or in a grid with --shard:\n"
+    "the ranges must cover every feature once, each with all its document slices.\n"
+    "Refuses shards built from other weights, settings or tokens, and overlapping or\n"
+    "missing ranges or slices, naming the files.\n";
 
 int cmd_merge(int argc, char **argv)
 {

@@ -75,6 +75,7 @@ hardening() {
 deploy() {
   tests/deploy/validate.sh --saed "$B/server/saed" &&
     tests/deploy/shards.sh --sae "$B/cli/sae" --saed "$B/server/saed" --mkfixture "$B/tests/mkfixture" &&
+    tests/deploy/shards.sh --sae "$B/cli/sae" --mkfixture "$B/tests/mkfixture" --shards 2 --ranges 2 &&
     tests/deploy/replicas.sh --saed "$B/server/saed" --sae "$B/cli/sae" --mkfixture "$B/tests/mkfixture" &&
     tests/deploy/partitions.sh --saed "$B/server/saed" --sae "$B/cli/sae" --mkfixture "$B/tests/mkfixture"
 }

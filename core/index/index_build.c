@@ -1,7 +1,9 @@
 /* index_build.c: the whole build behind `sae index` (indexer.h): the
  * neighbours from the weights, one streaming pass over the slice's rows
  * (encoder threads feeding the indexer in block order), then the indexer's
- * features, the explanations and the meta table, committed atomically. */
+ * features, the explanations and the meta table, committed atomically. A
+ * build over more features than --max-state-bytes holds runs one such pass
+ * per feature range into files beside the target and merges them. */
 #include "index/indexer.h"
 
 #include <inttypes.h>
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "index/dashboards.h"
 #include "index/index_internal.h"
@@ -52,6 +55,7 @@ typedef struct stream {
     int (*read_rows)(void *ctx, uint64_t row0, size_t n, float *dst, sae_error *err);
     void *rows_ctx;
     uint64_t row0, row1;
+    uint32_t keep_lo, keep_hi; /* keep_hi > 0: only features [keep_lo, keep_hi), from 0 */
     size_t B, n_enc, n_slots;
     stream_slot *slot; /* (n_slots) */
     bool stop;         /* the feeder is done (or failed): encoders return */
@@ -110,7 +114,9 @@ static void *encoder_main(void *arg)
         float *x = sl->x ? sl->x : en->x;
         int rc = stream_read(st, r, n, x, &err);
         if (!rc)
-            rc = sae_encode(st->m, en->ws, x, n, &opts, &sl->sp, NULL, NULL, &err);
+            rc = st->keep_hi ? sae_encode_cols(st->m, en->ws, x, n, st->keep_lo, st->keep_hi,
+                                               &sl->sp, &err)
+                             : sae_encode(st->m, en->ws, x, n, &opts, &sl->sp, NULL, NULL, &err);
         pthread_mutex_lock(&st->mu);
         sl->rc = rc;
         if (rc)
@@ -143,6 +149,10 @@ static int stream_rows(const sae_index_job *job, sae_indexer *ix, sae_corr *corr
                  .acts = job->acts, .read_rows = job->read_rows, .rows_ctx = job->rows_ctx,
                  .row0 = row0, .row1 = row1, .B = B, .n_enc = n_enc,
                  .n_slots = 2 * n_enc};
+    if (ix && ix->d_sae != m->d_sae) { /* a --features range */
+        st.keep_lo = ix->set.feat_lo;
+        st.keep_hi = ix->set.feat_lo + (uint32_t)ix->d_sae;
+    }
     encoder *en = calloc(n_enc, sizeof *en);
     pthread_t *th = calloc(n_enc, sizeof *th);
     st.slot = calloc(st.n_slots, sizeof *st.slot);
@@ -248,11 +258,14 @@ static int build_check_inputs(const sae_index_job *job, sae_error *err)
                              "%s: the documents hold %" PRIu64 " tokens but the activations have "
                              "%zu rows",
                              tok->path, tok->n_tokens, sae_acts_rows(job->acts));
-    if (job->dash && job->set.is_shard)
+    if (job->dash && (job->set.is_shard || job->set.feat_hi))
         return sae_error_set(err, SAE_EINVAL,
                              "--unembed, --correlations and --neuronpedia-hist are for a whole "
-                             "corpus, not a --shard (merge the shards, then `sae index "
-                             "--upgrade`)");
+                             "corpus and every feature, not a --shard or --features range "
+                             "(merge the shards, then `sae index --upgrade`)");
+    if (job->set.feat_hi > m->d_sae)
+        return sae_error_set(err, SAE_EINVAL, "--features %u:%u: the model has %zu features",
+                             job->set.feat_lo, job->set.feat_hi, m->d_sae);
     return sae_index_settings_check(&job->set, err);
 }
 
@@ -313,7 +326,10 @@ static int build_meta(const sae_index_job *job, const sae_indexer *ix, sae_store
     info.neighbours = set->neighbours;
     info.seed = set->seed;
     info.block_rows = set->block_rows;
-    if (set->is_shard)
+    if (set->is_shard && set->feat_hi)
+        snprintf(info.shard, sizeof info.shard, "%u/%u features %u:%u", set->shard,
+                 set->n_shards, set->feat_lo, set->feat_hi);
+    else if (set->is_shard)
         snprintf(info.shard, sizeof info.shard, "%u/%u", set->shard, set->n_shards);
     snprintf(info.histogram, sizeof info.histogram, "%s", SAE_HIST_DEFINITION);
     memcpy(info.tokens_digest, tok->digest, sizeof info.tokens_digest);
@@ -333,24 +349,27 @@ int sae_ix_act_bars_passes(const sae_index_job *job, sae_act_bars *bars, bool ra
     return rc ? rc : stream_rows(job, NULL, NULL, bars, row0, row1, job->set.block_rows, err);
 }
 
-int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *err)
+/* One pass: the build of job (checked) over its --features range, or every
+ * feature, into out_path. Neighbours are computed (for every feature) by
+ * the build whose range starts at 0 only: they need the whole decoder, not
+ * the corpus, and merge copies them from that file. */
+static int build_one(const sae_index_job *job, const char *out_path, sae_error *err)
 {
     double t0 = sae_clock_s(), t1 = t0, t2 = t0;
     const sae_model *m = job->model;
     const sae_index_settings *set = &job->set;
+    size_t n_feat = set->feat_hi ? set->feat_hi - set->feat_lo : m->d_sae;
     sae_indexer *ix = NULL;
     sae_store_writer *w = NULL;
     sae_corr *corr = NULL;
     sae_act_bars *bars = NULL;
     size_t doc_lo, doc_hi;
     uint64_t row0, row1;
-    int rc = build_check_inputs(job, err);
-    if (rc)
-        return rc;
+    int rc;
     sae_shard_docs(job->tok->n_docs, set->shard, set->n_shards, &doc_lo, &doc_hi);
-    if ((rc = sae_indexer_new(m->d_sae, set, job->tok, doc_lo, doc_hi, &ix, err)) ||
+    if ((rc = sae_indexer_new(n_feat, set, job->tok, doc_lo, doc_hi, &ix, err)) ||
         (rc = sae_store_writer_open(out_path, &w, err)) ||
-        (rc = build_neighbours(m, set->neighbours, w, err)) ||
+        (set->feat_lo == 0 && (rc = build_neighbours(m, set->neighbours, w, err))) ||
         (job->dash && job->dash->correlations && (rc = sae_corr_new(m->d_sae, m->d_in, &corr, err))) ||
         (job->dash && job->dash->act_bars && (rc = sae_act_bars_new(m->d_sae, &bars, err))))
         goto out;
@@ -379,4 +398,101 @@ out:
     sae_corr_free(corr);
     sae_act_bars_free(bars);
     return rc;
+}
+
+/* The file of pass p of n beside out_path (path_cap bytes). */
+static void pass_path(const char *out_path, uint32_t p, uint32_t n, char *path, size_t path_cap)
+{
+    snprintf(path, path_cap, "%s.pass-%u-of-%u", out_path, p + 1, n);
+}
+
+/* --max-state-bytes: n_passes builds of job, each over a feature range as
+ * --features (a range shard of the whole corpus) into a file beside
+ * out_path, then their merge into out_path; the pass files are removed
+ * whatever happens. The merge equals one pass byte for byte, as merging
+ * range shards does. */
+static int build_passes(const sae_index_job *job, const char *out_path, uint32_t n_passes,
+                        sae_error *err)
+{
+    size_t d = job->model->d_sae, cap = strlen(out_path) + 64;
+    char *names = calloc(n_passes, cap);
+    const char **paths = calloc(n_passes, sizeof *paths);
+    sae_index_timing sum = {0}, t;
+    sae_store_writer *w = NULL;
+    uint32_t built = 0;
+    int rc = 0;
+    if (!names || !paths) {
+        rc = sae_error_set(err, SAE_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (uint32_t p = 0; p < n_passes && !rc; p++) {
+        sae_index_job j = *job;
+        j.set.is_shard = true;
+        j.set.feat_lo = (uint32_t)((unsigned __int128)d * p / n_passes);
+        j.set.feat_hi = (uint32_t)((unsigned __int128)d * (p + 1) / n_passes);
+        j.timing = &t;
+        paths[p] = names + p * cap;
+        pass_path(out_path, p, n_passes, names + p * cap, cap);
+        if (job->on_pass)
+            job->on_pass(job->progress_ctx, p, n_passes, j.set.feat_lo, j.set.feat_hi);
+        if (!(rc = build_one(&j, paths[p], err))) {
+            built++;
+            sum.neighbours_s += t.neighbours_s;
+            sum.stream_s += t.stream_s;
+            sum.write_s += t.write_s;
+        }
+    }
+    double t0 = sae_clock_s();
+    if (!rc && !(rc = sae_store_writer_open(out_path, &w, err)) &&
+        !(rc = sae_merge_shards(paths, n_passes, w, err))) {
+        rc = sae_store_writer_commit(w, err);
+        w = NULL;
+    }
+    if (w)
+        sae_store_writer_abort(w);
+    sum.write_s += sae_clock_s() - t0;
+    if (!rc && job->timing)
+        *job->timing = sum;
+out:
+    for (uint32_t p = 0; p < built; p++)
+        unlink(paths[p]);
+    free(names);
+    free(paths);
+    return rc;
+}
+
+int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *err)
+{
+    int rc = build_check_inputs(job, err);
+    if (rc)
+        return rc;
+    const sae_index_settings *set = &job->set;
+    size_t n_feat = set->feat_hi ? set->feat_hi - set->feat_lo : job->model->d_sae;
+    uint32_t passes = sae_index_passes(n_feat, set, job->max_state_bytes);
+    if (passes > 1 && (set->is_shard || set->feat_hi))
+        return sae_error_set(err, SAE_EINVAL,
+                             "--max-state-bytes %" PRIu64 ": the state of these %zu features "
+                             "(%.1f MB) needs %u passes, and passes are for a whole build, not "
+                             "a --shard or --features range: give narrower --features ranges "
+                             "or raise the bound",
+                             job->max_state_bytes, n_feat,
+                             sae_indexer_state_bytes(n_feat, set) / 1e6, passes);
+    if (passes > 1 && job->dash)
+        return sae_error_set(err, SAE_EINVAL,
+                             "--max-state-bytes %" PRIu64 ": the state (%.1f MB) needs %u "
+                             "passes, and --unembed, --correlations and --neuronpedia-hist need "
+                             "one: raise the bound, or build without them and add --unembed and "
+                             "--neuronpedia-hist with `sae index --upgrade`",
+                             job->max_state_bytes, sae_indexer_state_bytes(n_feat, set) / 1e6,
+                             passes);
+    if (passes > 1)
+        return build_passes(job, out_path, passes, err);
+    if (job->on_pass)
+        job->on_pass(job->progress_ctx, 0, 1, set->feat_hi ? set->feat_lo : 0,
+                     set->feat_hi ? set->feat_hi : job->model->d_sae);
+    if (!set->feat_hi || set->is_shard)
+        return build_one(job, out_path, err);
+    sae_index_job j = *job; /* a --features range is a shard: it keeps its candidates */
+    j.set.is_shard = true;
+    return build_one(&j, out_path, err);
 }

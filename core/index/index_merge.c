@@ -1,5 +1,8 @@
 /* index_merge.c: the merge of shard files behind `sae merge` (indexer.h).
- * Statistics, histograms and exact sums add up; top lists and quantile
+ * The files form a grid: feature ranges (--features A:B, or every feature)
+ * that tile [0, d_sae), each split into document slices (--shard I/N, or
+ * 0/1); a feature is merged from the files of its range. Statistics,
+ * histograms and exact sums add up; top lists and quantile
  * samples are chosen again from the shards' top entries and sampling
  * candidates with the build's own functions (index_picks.c), so the merged
  * file holds what one build over the whole corpus would. Two passes over the
@@ -20,7 +23,8 @@ typedef struct shard_in {
     const char *path;
     sae_store *s;
     sae_store_conn *c;
-    uint32_t index;         /* I of I/N */
+    uint32_t index, n_index; /* I/N */
+    uint64_t feat_lo, feat_hi; /* the features it holds */
     uint8_t *used;          /* (vocab size) */
     uint32_t *map;          /* (vocab size) merged vocab id */
 } shard_in;
@@ -112,8 +116,9 @@ typedef struct merge_ctx {
     shard_in *sh;                  /* (n) */
     size_t n;
     const sae_store_info *info;    /* shard 0's */
-    uint32_t n_shards;             /* N of the shards' I/N */
-    uint64_t n_tokens, n_docs;     /* summed over the shards */
+    size_t *grp;                   /* (n_grp + 1) sh[grp[g] .. grp[g+1]) is range g's files */
+    size_t n_grp;
+    uint64_t n_tokens, n_docs;     /* summed over the document slices of a range */
     docset docs;
     interner vocab;
     sae_store_examples *top, *cand; /* (n) */
@@ -169,20 +174,24 @@ typedef struct merged_stats {
     uint64_t hist[SAE_HIST_BINS];
 } merged_stats;
 
-/* Sums feature f's statistics over the shards into *ms and reads each
- * shard's top examples and sampling candidates of f into mc->top, mc->cand. */
+/* Sums feature f's statistics over the shards of its range into *ms and
+ * reads each one's top examples and sampling candidates of f into mc->top,
+ * mc->cand (the other shards' stay empty). */
 static int merge_read(merge_ctx *mc, uint32_t f, merged_stats *ms, sae_error *err)
 {
     int rc;
     memset(ms, 0, sizeof *ms);
-    for (size_t s = 0; s < mc->n; s++) {
+    size_t g = 0;
+    while (g + 1 < mc->n_grp && f >= mc->sh[mc->grp[g]].feat_hi)
+        g++;
+    for (size_t s = mc->grp[g]; s < mc->grp[g + 1]; s++) {
         sae_store_feature_raw raw;
         if ((rc = sae_store_get_feature_raw(mc->sh[s].c, f, &raw, err)))
             return rc;
         ms->n_active += raw.f.n_active;
         if (raw.f.max_activation > ms->max)
             ms->max = (float)raw.f.max_activation;
-        if (s == 0)
+        if (s == mc->grp[g])
             ms->decoder_norm = raw.f.decoder_norm;
         sae_exact_sum part;
         memcpy(part.limb, raw.sum_exact, sizeof part.limb);
@@ -351,13 +360,14 @@ static const char *settings_differ(const sae_store_info *a, const sae_store_info
     return NULL;
 }
 
-/* Parses "I/N" strictly; false unless 0 <= I < N. */
+/* Parses "I/N" strictly (a feature range after it is the store's, checked
+ * when opened); false unless 0 <= I < N. */
 static bool parse_shard(const char *s, uint32_t *i, uint32_t *n)
 {
     unsigned a, b;
     int used = 0;
-    if (sscanf(s, "%u/%u%n", &a, &b, &used) != 2 || s[used] || b == 0 || a >= b ||
-        *s < '0' || *s > '9')
+    if (sscanf(s, "%u/%u%n", &a, &b, &used) != 2 || (s[used] && s[used] != ' ') || b == 0 ||
+        a >= b || *s < '0' || *s > '9')
         return false;
     *i = a;
     *n = b;
@@ -365,7 +375,7 @@ static bool parse_shard(const char *s, uint32_t *i, uint32_t *n)
 }
 
 /* Opens shard file i and checks it: a shard, settings in range, built like
- * shard file 0, of the same split, and not one given before it. */
+ * shard file 0. */
 static int merge_open_shard(merge_ctx *mc, const char *const *paths, size_t i, sae_error *err)
 {
     shard_in *sh = mc->sh;
@@ -388,24 +398,113 @@ static int merge_open_shard(merge_ctx *mc, const char *const *paths, size_t i, s
     if (sae_index_settings_check(&chk, &why))
         return sae_error_set(err, SAE_EFORMAT, "%s: build settings out of range (%s)", paths[i],
                              why.msg);
-    if (i == 0)
-        mc->n_shards = sn;
     const char *what = i ? settings_differ(sae_store_get_info(sh[0].s), in) : NULL;
     if (what)
         return sae_error_set(err, SAE_EINVAL, "%s: built with other %s than %s", paths[i], what,
                              paths[0]);
-    if (sn != mc->n_shards)
-        return sae_error_set(err, SAE_EINVAL, "%s: shard %s of a %u-way split, %s is of %u",
-                             paths[i], in->shard, sn, paths[0], mc->n_shards);
     sh[i].index = si;
-    for (size_t j = 0; j < i; j++)
-        if (sh[j].index == si)
-            return sae_error_set(err, SAE_EINVAL, "%s: shard %s given twice (also %s)", paths[i],
-                                 in->shard, paths[j]);
+    sh[i].n_index = sn;
+    sh[i].feat_lo = in->feat_lo;
+    sh[i].feat_hi = in->feat_hi;
     return 0;
 }
 
-/* Opens and checks the n shard files; refuses an incomplete set. */
+/* Grid order: by feature range, then document slice. */
+static bool shard_before(const shard_in *a, const shard_in *b)
+{
+    if (a->feat_lo != b->feat_lo)
+        return a->feat_lo < b->feat_lo;
+    if (a->feat_hi != b->feat_hi)
+        return a->feat_hi < b->feat_hi;
+    return a->index < b->index;
+}
+
+/* " features A:B" of shard s, or "" when it holds every feature (buf:
+ * 64 bytes). */
+static const char *range_name(const merge_ctx *mc, const shard_in *s, char *buf)
+{
+    if (s->feat_lo == 0 && s->feat_hi == mc->info->d_sae)
+        return "";
+    snprintf(buf, 64, " of features %" PRIu64 ":%" PRIu64, s->feat_lo, s->feat_hi);
+    return buf;
+}
+
+/* Checks one range's files sh[b..e) (sorted): one document split, each
+ * slice once, none missing. */
+static int merge_check_group(merge_ctx *mc, size_t b, size_t e, sae_error *err)
+{
+    shard_in *sh = mc->sh;
+    char rn[64];
+    for (size_t i = b + 1; i < e; i++) {
+        if (sh[i].n_index != sh[b].n_index)
+            return sae_error_set(err, SAE_EINVAL, "%s: shard %u/%u%s, %s is of a %u-way split",
+                                 sh[i].path, sh[i].index, sh[i].n_index,
+                                 range_name(mc, &sh[i], rn), sh[b].path, sh[b].n_index);
+        if (sh[i].index == sh[i - 1].index)
+            return sae_error_set(err, SAE_EINVAL, "%s: shard %u/%u%s given twice (also %s)",
+                                 sh[i].path, sh[i].index, sh[i].n_index,
+                                 range_name(mc, &sh[i], rn), sh[i - 1].path);
+    }
+    for (uint32_t s = 0, i = (uint32_t)b; s < sh[b].n_index; s++, i++)
+        if (i >= e || sh[i].index != s)
+            return sae_error_set(err, SAE_EINVAL, "merge: shard %u/%u%s is missing", s,
+                                 sh[b].n_index, range_name(mc, &sh[b], rn));
+    return 0;
+}
+
+/* Sorts the files into the grid and checks it: the ranges tile [0, d_sae)
+ * (an overlap or a gap is refused naming the files on either side), and
+ * each range's document slices are complete. */
+static int merge_grid(merge_ctx *mc, sae_error *err)
+{
+    shard_in *sh = mc->sh;
+    for (size_t i = 1; i < mc->n; i++)
+        for (size_t j = i; j > 0 && shard_before(&sh[j], &sh[j - 1]); j--) {
+            shard_in t = sh[j];
+            sh[j] = sh[j - 1];
+            sh[j - 1] = t;
+        }
+    mc->info = sae_store_get_info(sh[0].s);
+    if (!(mc->grp = calloc(mc->n + 1, sizeof *mc->grp)))
+        return sae_error_set(err, SAE_ENOMEM, "out of memory");
+    uint64_t d = mc->info->d_sae;
+    if (sh[0].feat_lo != 0)
+        return sae_error_set(err, SAE_EINVAL,
+                             "merge: features 0:%" PRIu64 " are in no file (%s starts at %" PRIu64
+                             ")", sh[0].feat_lo, sh[0].path, sh[0].feat_lo);
+    int rc;
+    size_t b = 0;
+    for (size_t i = 1; i <= mc->n; i++) {
+        if (i < mc->n && sh[i].feat_lo == sh[b].feat_lo && sh[i].feat_hi == sh[b].feat_hi)
+            continue;
+        if ((rc = merge_check_group(mc, b, i, err)))
+            return rc;
+        mc->grp[mc->n_grp++] = b;
+        if (i == mc->n)
+            break;
+        if (sh[i].feat_lo < sh[b].feat_hi)
+            return sae_error_set(err, SAE_EINVAL,
+                                 "merge: %s (features %" PRIu64 ":%" PRIu64 ") overlaps %s "
+                                 "(features %" PRIu64 ":%" PRIu64 ")",
+                                 sh[i].path, sh[i].feat_lo, sh[i].feat_hi, sh[b].path,
+                                 sh[b].feat_lo, sh[b].feat_hi);
+        if (sh[i].feat_lo > sh[b].feat_hi)
+            return sae_error_set(err, SAE_EINVAL,
+                                 "merge: features %" PRIu64 ":%" PRIu64 " are in no file "
+                                 "(between %s and %s)",
+                                 sh[b].feat_hi, sh[i].feat_lo, sh[b].path, sh[i].path);
+        b = i;
+    }
+    mc->grp[mc->n_grp] = mc->n;
+    if (sh[b].feat_hi != d)
+        return sae_error_set(err, SAE_EINVAL,
+                             "merge: features %" PRIu64 ":%" PRIu64 " are in no file (%s ends "
+                             "at %" PRIu64 ")", sh[b].feat_hi, d, sh[b].path, sh[b].feat_hi);
+    return 0;
+}
+
+/* Opens and checks the n shard files; refuses an incomplete or
+ * overlapping set. */
 static int merge_open(merge_ctx *mc, const char *const *paths, size_t n, sae_error *err)
 {
     if (!(mc->sh = calloc(n ? n : 1, sizeof *mc->sh)))
@@ -417,51 +516,40 @@ static int merge_open(merge_ctx *mc, const char *const *paths, size_t n, sae_err
     for (size_t i = 0; i < n; i++)
         if ((rc = merge_open_shard(mc, paths, i, err)))
             return rc;
-    if (n == mc->n_shards)
-        return 0; /* all there: none is given twice */
-    for (uint32_t s = 0; s < mc->n_shards; s++) {
-        bool found = false;
-        for (size_t i = 0; i < n; i++)
-            found |= mc->sh[i].index == s;
-        if (!found)
-            return sae_error_set(err, SAE_EINVAL, "merge: shard %u/%u is missing", s,
-                                 mc->n_shards);
-    }
-    return 0;
+    return merge_grid(mc, err);
 }
 
-/* Puts the shards in shard order (so shard 0's neighbours and explanations
- * are copied), connects to each, sizes its vocabulary marks and checks that
- * together they hold the whole corpus. */
+/* Connects to each shard (in grid order, so the first range's shard 0
+ * gives the neighbours and explanations), sizes its vocabulary marks and
+ * checks that each range's slices together hold the whole corpus. */
 static int merge_connect(merge_ctx *mc, sae_error *err)
 {
     shard_in *sh = mc->sh;
     int rc;
-    for (size_t i = 1; i < mc->n; i++)
-        for (size_t j = i; j > 0 && sh[j].index < sh[j - 1].index; j--) {
-            shard_in t = sh[j];
-            sh[j] = sh[j - 1];
-            sh[j - 1] = t;
+    for (size_t g = 0; g < mc->n_grp; g++) {
+        uint64_t nt = 0, nd = 0;
+        for (size_t i = mc->grp[g]; i < mc->grp[g + 1]; i++) {
+            nt += sae_store_get_info(sh[i].s)->n_tokens;
+            nd += sae_store_get_info(sh[i].s)->n_documents;
         }
-    mc->info = sae_store_get_info(sh[0].s);
+        if (nt != mc->info->corpus_tokens || nd != mc->info->corpus_documents)
+            return sae_error_set(err, SAE_EINVAL,
+                                 "merge: the shards hold %" PRIu64 " tokens in %" PRIu64
+                                 " documents, the corpus %" PRIu64 " in %" PRIu64,
+                                 nt, nd, mc->info->corpus_tokens, mc->info->corpus_documents);
+        mc->n_tokens = nt;
+        mc->n_docs = nd;
+    }
     for (size_t i = 0; i < mc->n; i++) {
-        const sae_store_info *in = sae_store_get_info(sh[i].s);
-        mc->n_tokens += in->n_tokens;
-        mc->n_docs += in->n_documents;
         size_t nv = sae_store_vocab_size(sh[i].s);
         sh[i].used = calloc(nv ? nv : 1, 1);
         sh[i].map = calloc(nv ? nv : 1, sizeof *sh[i].map);
         if (!sh[i].used || !sh[i].map)
             return sae_error_set(err, SAE_ENOMEM, "out of memory");
+        sae_store_read_once(sh[i].s); /* RSS bounded by the caches, not the files */
         if ((rc = sae_store_connect(sh[i].s, &sh[i].c, err)))
             return rc;
     }
-    if (mc->n_tokens != mc->info->corpus_tokens || mc->n_docs != mc->info->corpus_documents)
-        return sae_error_set(err, SAE_EINVAL,
-                             "merge: the shards hold %" PRIu64 " tokens in %" PRIu64
-                             " documents, the corpus %" PRIu64 " in %" PRIu64,
-                             mc->n_tokens, mc->n_docs, mc->info->corpus_tokens,
-                             mc->info->corpus_documents);
     return 0;
 }
 
@@ -522,7 +610,8 @@ static int merge_features(merge_ctx *mc, sae_store_writer *w, sae_error *err)
     return rc;
 }
 
-/* Copies shard 0's neighbours (they depend only on the weights). */
+/* Copies shard 0's neighbours (they depend only on the weights; of range
+ * shards, those of the range from 0 hold every feature's). */
 static int merge_neighbours(merge_ctx *mc, sae_store_writer *w, sae_error *err)
 {
     sae_store_neighbours nb = {0};
@@ -586,6 +675,7 @@ static void merge_free(merge_ctx *mc)
         free(mc->sh[i].map);
     }
     free(mc->sh);
+    free(mc->grp);
 }
 
 int sae_merge_shards(const char *const *paths, size_t n, sae_store_writer *w, sae_error *err)

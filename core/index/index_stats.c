@@ -42,10 +42,24 @@ int sae_index_settings_check(const sae_index_settings *s, sae_error *err)
                              SAE_INDEX_MAX_NEIGHBOURS);
     if (s->n_shards == 0 || s->shard >= s->n_shards)
         return sae_error_set(err, SAE_EINVAL, "--shard: I/N needs 0 <= I < N");
+    if ((s->feat_lo || s->feat_hi) && s->feat_lo >= s->feat_hi)
+        return sae_error_set(err, SAE_EINVAL, "--features: A:B needs A < B");
     if (s->block_rows < 2 * s->context + 1)
         return sae_error_set(err, SAE_EINVAL, "block_rows %u is below 2*context+1",
                              s->block_rows);
     return 0;
+}
+
+uint32_t sae_index_passes(size_t d_sae, const sae_index_settings *s, uint64_t max_state_bytes)
+{
+    size_t per = sae_indexer_state_bytes(1, s);
+    if (!max_state_bytes || !per || d_sae == 0)
+        return 1;
+    uint64_t fit = max_state_bytes / per; /* features a pass may hold */
+    if (fit == 0)
+        fit = 1;
+    uint64_t p = (d_sae + fit - 1) / fit;
+    return p > UINT32_MAX ? UINT32_MAX : (uint32_t)p;
 }
 
 void sae_shard_docs(size_t n_docs, uint32_t shard, uint32_t n_shards, size_t *doc_lo,

@@ -241,14 +241,14 @@ static int write_feature(write_ctx *wc, size_t f, const float *dec_norm, sae_sto
                          sae_error *err)
 {
     const sae_indexer *ix = wc->ix;
-    uint32_t nt, nq;
+    uint32_t nt, nq, gf = ix->set.feat_lo + (uint32_t)f; /* f of a --features range */
     size_t np = sae_ix_build_picks(ix, f, wc->cbuf, wc->picks, &nt, &nq);
     uint64_t hist[SAE_HIST_BINS];
     for (int b = 0; b < SAE_HIST_BINS; b++)
         hist[b] = ix->hist[f * SAE_HIST_BINS + (size_t)b];
     sae_store_feature_row row;
-    sae_ix_feature_row((uint32_t)f, ix->st[f].n_active, ix->st[f].max, &ix->sum[f],
-                       dec_norm ? dec_norm[f] : 0.0, ix->row_hi - ix->row_lo, hist, nt, nq, &row);
+    sae_ix_feature_row(gf, ix->st[f].n_active, ix->st[f].max, &ix->sum[f],
+                       dec_norm ? dec_norm[gf] : 0.0, ix->row_hi - ix->row_lo, hist, nt, nq, &row);
     int rc = sae_store_put_feature(w, &row, err);
     if (rc)
         return rc;
@@ -266,7 +266,7 @@ static int write_feature(write_ctx *wc, size_t f, const float *dec_norm, sae_sto
             .acts = slot_acts(ix, f, p->src) + skip,
         };
     }
-    return sae_ix_put_examples(w, (uint32_t)f, wc->picks, wc->rows, np, err);
+    return sae_ix_put_examples(w, gf, wc->picks, wc->rows, np, err);
 }
 
 int sae_indexer_write(sae_indexer *ix, const float *dec_norm, sae_store_writer *w,

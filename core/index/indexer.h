@@ -38,8 +38,9 @@ typedef struct sae_index_settings {
     uint32_t context;       /* C: tokens either side of the focus token (default 8) */
     uint32_t neighbours;    /* K: decoder-cosine neighbours (default 10) */
     uint64_t seed;          /* sampling seed (default 0) */
-    bool is_shard;          /* built with --shard: keeps sampling candidates */
+    bool is_shard;          /* built with --shard or --features: keeps sampling candidates */
     uint32_t shard, n_shards; /* this is slice `shard` of `n_shards` */
+    uint32_t feat_lo, feat_hi; /* --features A:B: only features [A, B); 0, 0: all */
     uint32_t block_rows;    /* rows per encode block (default 256) */
 } sae_index_settings;
 
@@ -51,8 +52,8 @@ typedef struct sae_index_settings {
 #define SAE_INDEX_MAX_NEIGHBOURS 1000
 
 void sae_index_settings_default(sae_index_settings *s);
-/* Checks the bounds above (and shard < n_shards, block_rows >= 2*context+1);
- * the message names the flag. */
+/* Checks the bounds above (and shard < n_shards, feat_lo < feat_hi unless
+ * both are 0, block_rows >= 2*context+1); the message names the flag. */
 int sae_index_settings_check(const sae_index_settings *s, sae_error *err);
 
 /* The documents [*doc_lo, *doc_hi) of slice `shard` of `n_shards` over
@@ -67,8 +68,9 @@ typedef struct sae_indexer sae_indexer;
  * docs); 0 if it overflows size_t. */
 size_t sae_indexer_state_bytes(size_t d_sae, const sae_index_settings *s);
 
-/* Makes an indexer over the documents [doc_lo, doc_hi) of tok (borrowed; must
- * outlive the indexer). Fails with SAE_ENOMEM naming the state size. */
+/* Makes an indexer of d_sae features (B - A of a --features range, whose rows
+ * are fed renumbered from 0) over the documents [doc_lo, doc_hi) of tok
+ * (borrowed; must outlive the indexer). Fails with SAE_ENOMEM naming the state size. */
 int sae_indexer_new(size_t d_sae, const sae_index_settings *s, const sae_tokens *tok,
                     size_t doc_lo, size_t doc_hi, sae_indexer **out, sae_error *err);
 void sae_indexer_free(sae_indexer *ix);
@@ -93,7 +95,8 @@ struct sae_store_writer;
 
 /* Writes every feature (statistics, histogram, examples with their tokens
  * read again from the tokens file), the vocabulary and the documents to w.
- * dec_norm (d_sae) gives each feature's decoder norm. */
+ * dec_norm (the model's d_sae) gives each feature's decoder norm. An indexer
+ * of a --features range [A, B) holds B - A features, written as A.. */
 int sae_indexer_write(sae_indexer *ix, const float *dec_norm, struct sae_store_writer *w,
                       sae_error *err);
 
@@ -135,7 +138,15 @@ typedef struct sae_index_job {
     sae_index_settings set;
     /* Called after each block with rows done and rows to do (may be NULL). */
     void (*progress)(void *ctx, uint64_t done, uint64_t total);
+    /* Called as pass `pass` (0-based) of n_passes over the corpus starts,
+     * for features [lo, hi) (may be NULL). */
+    void (*on_pass)(void *ctx, uint32_t pass, uint32_t n_passes, uint64_t lo, uint64_t hi);
     void *progress_ctx;
+    /* --max-state-bytes: the per-feature state of one pass stays within
+     * this; more features take more passes over the corpus, each a feature
+     * range (as --features) into a file beside out_path, merged at the end
+     * (sae_merge_shards). 0: one pass. */
+    uint64_t max_state_bytes;
     sae_index_timing *timing;           /* filled on success when not NULL */
 } sae_index_job;
 
@@ -149,10 +160,18 @@ typedef struct sae_index_job {
  * indexes meanwhile, so the CPU used is the BLAS budget plus one thread. */
 int sae_index_build(const sae_index_job *job, const char *out_path, sae_error *err);
 
+/* The number of passes a build of d_sae features under s needs to keep its
+ * per-feature state within max_state_bytes (0: no bound, 1 pass); pass p
+ * holds the features [floor(p*d/P), floor((p+1)*d/P)). */
+uint32_t sae_index_passes(size_t d_sae, const sae_index_settings *s, uint64_t max_state_bytes);
+
 /* ---- merge ---- */
-/* Merges the shard files paths[0..n) (every slice of one corpus, built with
- * the same weights and settings) into w: the content equals that of one
- * build over the whole corpus. */
+/* Merges the shard files paths[0..n) into w: document shards (--shard I/N)
+ * and feature-range shards (--features A:B) in any grid, every range with
+ * every document slice once, all built with the same weights and settings.
+ * The ranges must cover [0, d_sae) without overlap (refused otherwise,
+ * naming the files). The content equals that of one build over the whole
+ * corpus. */
 int sae_merge_shards(const char *const *paths, size_t n, struct sae_store_writer *w,
                      sae_error *err);
 

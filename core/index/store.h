@@ -175,7 +175,10 @@ typedef struct sae_store_info {
     uint32_t top, quantiles, per_quantile, context, neighbours;
     uint64_t seed;
     uint32_t block_rows;
-    char shard[32];                         /* "I/N", "" for a whole corpus */
+    char shard[64];                         /* "I/N", "" for a whole corpus; a feature-range
+                                             * shard adds " features A:B" (--features) */
+    uint64_t feat_lo, feat_hi;              /* the features [feat_lo, feat_hi) this file
+                                             * holds: [0, d_sae) but in a range shard */
     char histogram[32];                     /* the histogram's definition */
     char tokens_digest[33];
     char explanations_digest[33];           /* "" when built without */
@@ -198,7 +201,8 @@ const char *sae_store_file_digest(const sae_store *s);
 void sae_store_close(sae_store *s);
 const sae_store_info *sae_store_get_info(const sae_store *s);
 const char *sae_store_path(const sae_store *s);
-/* Refuses (SAE_EINVAL) an index built from other weights or shapes. */
+/* Refuses (SAE_EINVAL) an index built from other weights or shapes, and a
+ * feature-range shard (it holds only some features: merge it first). */
 int sae_store_check_model(const sae_store *s, const char *weights_digest, size_t d_in,
                           size_t d_sae, sae_error *err);
 /* Token id -> string (len bytes, may hold NUL); NULL if out of range. */
@@ -207,6 +211,11 @@ size_t sae_store_vocab_size(const sae_store *s);
 
 /* A connection for one thread; s must outlive it. */
 int sae_store_connect(sae_store *s, sae_store_conn **out, sae_error *err);
+/* Connections made after this (to a store opened by path) read through
+ * SQLite's small page cache instead of mapping the file: for a reader that
+ * reads each page about once (sae merge), whose resident set then does not
+ * grow with the files' size. */
+void sae_store_read_once(sae_store *s);
 void sae_store_disconnect(sae_store_conn *c);
 
 /* A feature's statistics. */

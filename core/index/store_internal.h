@@ -58,6 +58,7 @@ struct sae_store {
                                connections open the file by path */
     size_t image_len;
     char file_digest[33];   /* XXH3-128 of image; "" when not held */
+    bool no_mmap;           /* connections read through SQLite's page cache, not mmap */
     sae_store_info info;
     size_t n_vocab;
     char **vocab;           /* (n_vocab) owned strings */

@@ -135,6 +135,12 @@ int store_open_db(const sae_store *s, sqlite3 **db, sae_error *err)
         *db = NULL;
         return rc;
     }
-    sqlite3_exec(*db, "PRAGMA mmap_size = 1073741824;", NULL, NULL, NULL);
+    if (!s->no_mmap)
+        sqlite3_exec(*db, "PRAGMA mmap_size = 1073741824;", NULL, NULL, NULL);
     return 0;
+}
+
+void sae_store_read_once(sae_store *s)
+{
+    s->no_mmap = true;
 }

@@ -117,6 +117,20 @@ static bool meta_u64(const char *v, uint64_t *out)
     return true;
 }
 
+/* Parses the "A:B" of a range shard's meta shard value into info's feature
+ * range; false unless 0 <= A < B <= d_sae. */
+static bool meta_range(const char *s, sae_store_info *info)
+{
+    unsigned long long a, b;
+    int used = 0;
+    if (*s < '0' || *s > '9' || sscanf(s, "%llu:%llu%n", &a, &b, &used) != 2 || s[used] ||
+        a >= b || b > info->d_sae)
+        return false;
+    info->feat_lo = a;
+    info->feat_hi = b;
+    return true;
+}
+
 /* Copies meta table rows into info; every key is required. */
 static int read_meta(sqlite3 *db, const char *path, sae_store_info *info, sae_error *err)
 {
@@ -184,6 +198,14 @@ static int read_meta(sqlite3 *db, const char *path, sae_store_info *info, sae_er
     info->seed = u[12];
     info->block_rows = (uint32_t)u[13];
     strcpy(info->shard, vals[14]);
+    info->feat_lo = 0;
+    info->feat_hi = info->d_sae;
+    const char *range = strstr(info->shard, " features ");
+    if (range && !meta_range(range + strlen(" features "), info)) {
+        rc = sae_error_set(err, SAE_EFORMAT, "%s: meta shard has a malformed feature range: %s",
+                           path, info->shard);
+        goto out;
+    }
     strcpy(info->histogram, vals[15]);
     strcpy(info->tokens_digest, vals[16]);
     strcpy(info->explanations_digest, vals[17]);
@@ -330,10 +352,11 @@ int store_load(sae_store *s, sae_error *err)
         rc = sae_store_fail(db, path, "not a valid saed index", err);
         goto out;
     }
-    if ((uint64_t)sqlite3_column_int64(q, 0) != s->info.d_sae || sqlite3_column_int64(q, 1) != 0 ||
-        sqlite3_column_int64(q, 2) != (sqlite3_int64)s->info.d_sae - 1) {
-        rc = sae_error_set(err, SAE_EFORMAT, "%s: features table does not hold features 0..%" PRIu64,
-                           path, s->info.d_sae - 1);
+    if ((uint64_t)sqlite3_column_int64(q, 0) != s->info.feat_hi - s->info.feat_lo ||
+        sqlite3_column_int64(q, 1) != (sqlite3_int64)s->info.feat_lo ||
+        sqlite3_column_int64(q, 2) != (sqlite3_int64)s->info.feat_hi - 1) {
+        rc = sae_error_set(err, SAE_EFORMAT, "%s: features table does not hold features %" PRIu64
+                           "..%" PRIu64, path, s->info.feat_lo, s->info.feat_hi - 1);
         goto out;
     }
     rc = 0;
@@ -368,6 +391,11 @@ int sae_store_check_model(const sae_store *s, const char *weights_digest, size_t
                              "%s: index built for d_in %" PRIu64 " x d_sae %" PRIu64
                              ", the model has %zu x %zu",
                              s->path, i->d_in, i->d_sae, d_in, d_sae);
+    if (i->feat_lo != 0 || i->feat_hi != i->d_sae)
+        return sae_error_set(err, SAE_EINVAL,
+                             "%s: a feature-range shard (features %" PRIu64 ":%" PRIu64 " of %" PRIu64
+                             "): merge the ranges with `sae merge` to serve them",
+                             s->path, i->feat_lo, i->feat_hi, i->d_sae);
     return 0;
 }
 

@@ -809,6 +809,113 @@ out:
     return rc;
 }
 
+bool sae_encode_cols_independent(const sae_model *m)
+{
+    return m->arch == SAE_ARCH_STANDARD || m->arch == SAE_ARCH_JUMPRELU ||
+           m->arch == SAE_ARCH_GATED;
+}
+
+/* Column alignment of sae_encode_cols's GEMM block: a multiple of every
+ * sgemm/sgemv column unroll of OpenBLAS's x86-64 kernels (4, 6, 8, 12, 16,
+ * 24, 32). */
+#define SAE_ENCODE_COL_ALIGN 96
+
+/* Keeps, of the rows of out from row r0 on, only the entries of features
+ * [lo, hi), renumbered from 0, in place. */
+static void sparse_keep_cols(sae_sparse *out, size_t r0, uint32_t lo, uint32_t hi)
+{
+    size_t w = out->row_ptr[r0];
+    for (size_t r = r0; r < out->n_rows; r++) {
+        uint32_t a = out->row_ptr[r], b = out->row_ptr[r + 1];
+        out->row_ptr[r] = (uint32_t)w;
+        for (uint32_t e = a; e < b; e++)
+            if (out->idx[e] >= lo && out->idx[e] < hi) {
+                out->idx[w] = out->idx[e] - lo;
+                out->val[w++] = out->val[e];
+            }
+    }
+    out->row_ptr[out->n_rows] = (uint32_t)w;
+    out->nnz = w;
+}
+
+/* The active features among pre-activations d of features [lo, lo + n)
+ * (their x'.W_enc), numbered from 0, into p. */
+static size_t row_pass_cols(const sae_model *m, const float *d, size_t lo, size_t n, sae_pair *p)
+{
+    switch (m->arch) {
+    case SAE_ARCH_STANDARD:
+        return pass_standard(d, m->b_enc + lo, n, p);
+    case SAE_ARCH_JUMPRELU:
+        return pass_jumprelu(d, m->b_enc + lo, m->threshold + lo, n, p);
+    case SAE_ARCH_GATED:
+        return pass_gated(d, m->b_gate + lo, m->exp_r_mag + lo, m->b_mag + lo, n, p);
+    default:
+        return 0;
+    }
+}
+
+int sae_encode_cols(const sae_model *m, sae_workspace *ws, const float *x, size_t n,
+                    uint32_t lo, uint32_t hi, sae_sparse *out, sae_error *err)
+{
+    if (lo >= hi || hi > m->d_sae)
+        return sae_error_set(err, SAE_EINVAL, "encode: features %u:%u out of 0:%zu", lo, hi,
+                             m->d_sae);
+    size_t rows0 = out->n_rows, nnz0 = out->nnz, nc = hi - lo;
+    int rc = 0;
+    if (!sae_encode_cols_independent(m) || m->w_enc_h) {
+        sae_encode_opts opts = {0};
+        if ((rc = sae_encode(m, ws, x, n, &opts, out, NULL, NULL, err)))
+            return rc;
+        sparse_keep_cols(out, rows0, lo, hi);
+        return 0;
+    }
+    if (!sae_workspace_fits(ws, m))
+        return sae_error_set(err, SAE_EDIM, "encode: workspace was made for a smaller model");
+    if (m->d_in > INT32_MAX || m->d_sae > INT32_MAX)
+        return sae_error_set(err, SAE_EDIM, "encode: d_in/d_sae too large for BLAS");
+    /* W_enc's columns [a, b) ⊇ [lo, hi): a strided block of the row-major
+     * (d_in, d_sae) matrix (leading dimension d_sae), or rows of its
+     * transpose. The block is widened to multiples of SAE_ENCODE_COL_ALIGN
+     * (or to d_sae): the GEMM kernels cut the columns into panels of their
+     * unroll width from the first column and finish with a narrower tail
+     * kernel whose sums round differently (OpenBLAS's Haswell sgemm does), so
+     * only a block whose panels are the full product's gives its bits. */
+    size_t a = lo - lo % SAE_ENCODE_COL_ALIGN;
+    size_t b = hi + (SAE_ENCODE_COL_ALIGN - hi % SAE_ENCODE_COL_ALIGN) % SAE_ENCODE_COL_ALIGN;
+    if (b > m->d_sae)
+        b = m->d_sae;
+    size_t nb = b - a, skip = lo - a;
+    const float *w = m->w_enc_t ? m->w_enc + a * m->d_in : m->w_enc + a;
+    int di = (int)m->d_in, dn = (int)nb, ld = m->w_enc_t ? di : (int)m->d_sae;
+    for (size_t r0 = 0; r0 < n && !rc; r0 += ws->block_rows) {
+        size_t rows = n - r0 < ws->block_rows ? n - r0 : ws->block_rows;
+        block_prepare(m, ws, x + r0 * m->d_in, rows);
+        if (rows == 1)
+            cblas_sgemv(CblasRowMajor, m->w_enc_t ? CblasNoTrans : CblasTrans,
+                        m->w_enc_t ? dn : di, m->w_enc_t ? di : dn, 1.0f, w, ld, ws->xn, 1,
+                        0.0f, ws->dense, 1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, m->w_enc_t ? CblasTrans : CblasNoTrans,
+                        (int)rows, dn, di, 1.0f, ws->xn, di, w, ld, 0.0f, ws->dense, dn);
+        for (size_t r = 0; r < rows && !rc; r++) {
+            const float *d = ws->dense + r * nb + skip;
+            if (!span_finite(ws->xn + r * m->d_in, m->d_in) || !span_finite(d, nc)) {
+                rc = sae_error_set(err, SAE_ERANGE, "row %zu: pre-activations not finite",
+                                   r0 + r);
+                break;
+            }
+            size_t k = row_pass_cols(m, d, lo, nc, ws->pairs);
+            qsort(ws->pairs, k, sizeof *ws->pairs, pair_cmp);
+            rc = sparse_push_pairs(out, ws->pairs, k, err);
+        }
+    }
+    if (rc) {
+        out->n_rows = rows0;
+        out->nnz = nnz0;
+    }
+    return rc;
+}
+
 void sae_set_blas_threads(int n)
 {
     if (n > 0)

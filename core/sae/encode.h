@@ -87,6 +87,22 @@ int sae_encode(const sae_model *m, sae_workspace *ws, const float *x, size_t n,
                const sae_encode_opts *opt, sae_sparse *out, sae_row_metrics *metrics,
                float *recon, sae_error *err);
 
+/* Whether m's features are independent of one another (standard, JumpReLU,
+ * gated): each one's activation needs only its own column of W_enc. TopK
+ * ranks every pre-activation; an autoencoder does not use sae_encode. */
+bool sae_encode_cols_independent(const sae_model *m);
+
+/* Encodes rows x (n, d_in) as sae_encode does (no options, metrics or
+ * reconstruction), appending n rows that hold only the features [lo, hi),
+ * renumbered from 0, in the same order and with the same values as in
+ * sae_encode's rows. When m's features are independent and its weights are
+ * F32, the GEMM covers only those columns of W_enc, widened to 96-column
+ * boundaries so each value has the full product's bits (about (hi - lo) /
+ * d_sae of the work; only their pre-activations are checked finite); otherwise (TopK,
+ * 16-bit weights) the whole row is encoded and the range kept. */
+int sae_encode_cols(const sae_model *m, sae_workspace *ws, const float *x, size_t n,
+                    uint32_t lo, uint32_t hi, sae_sparse *out, sae_error *err);
+
 /* x̂ = f'·W_dec + b_dec for one sparse row, in the normalised space; f' as the
  * contract says (divided by decoder norms for topk with rescaling; a feature
  * whose decoder row is all zero contributes nothing rather than f/0). Costs

@@ -4,7 +4,7 @@
 #
 #   tests/deploy/shards.sh --sae PATH (--model DIR --activations FILE --tokens FILE
 #                          | --mkfixture PATH) [--shards N] [--parallel P]
-#                          [--options "..."] [--saed PATH]
+#                          [--ranges R] [--options "..."] [--saed PATH]
 #
 # With --mkfixture, a d_in 64 x d_sae 256 model, 20,000 rows of activations
 # and ~180 documents of tokens are made here.
@@ -12,8 +12,9 @@
 #    environment (its OPENBLAS_CORETYPE and --threads: the float arithmetic
 #    must be the same for the two builds to be equal)
 # 2. the script of deploy/k8s/indexing/index-shards-job.yaml, with that
-#    manifest's environment (paths pointed at the given files, SHARDS=N), run
-#    once per JOB_COMPLETION_INDEX 0..N-1, P at a time, into one folder
+#    manifest's environment (paths pointed at the given files, SHARDS=N,
+#    FEATURE_RANGES=R), run once per JOB_COMPLETION_INDEX 0..N*R-1, P at a
+#    time, into one folder
 # 3. the script of merge-job.yaml over that folder -> merged.db
 # 4. every table of merged.db equals ref.db's, row for row (sqlite3 CLI), as
 #    do application_id and user_version
@@ -27,7 +28,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
 
-sae="" model="" acts="" tokens="" shards=4 parallel=2 options="" saed="" mkfixture=""
+sae="" model="" acts="" tokens="" shards=4 ranges=1 parallel=2 options="" saed="" mkfixture=""
 while [ $# -gt 0 ]; do
   case $1 in
     --sae) sae=$2; shift 2 ;;
@@ -35,6 +36,7 @@ while [ $# -gt 0 ]; do
     --activations) acts=$2; shift 2 ;;
     --tokens) tokens=$2; shift 2 ;;
     --shards) shards=$2; shift 2 ;;
+    --ranges) ranges=$2; shift 2 ;;
     --parallel) parallel=$2; shift 2 ;;
     --options) options=$2; shift 2 ;;
     --saed) saed=$2; shift 2 ;;
@@ -94,12 +96,12 @@ info=$(node "$here/jobscript.mjs" "$root/deploy/k8s/indexing/index-shards-job.ya
   { fail "read the Indexed Job" "jobscript.mjs failed"; summary deploy-shards; exit 1; }
 node "$here/jobscript.mjs" "$root/deploy/k8s/indexing/merge-job.yaml" "$work/merge-job" >/dev/null ||
   { fail "read the merge Job" "jobscript.mjs failed"; summary deploy-shards; exit 1; }
-echo "index Job as written: $info; run here with SHARDS=$shards, $parallel at a time"
+echo "index Job as written: $info; run here with SHARDS=$shards FEATURE_RANGES=$ranges, $parallel at a time"
 mapfile -t index_env <"$work/index-job.env"
 mapfile -t merge_env <"$work/merge-job.env"
 # The manifests' values, then what differs outside the cluster: where the
 # volumes are, how many shards, and PATH to the sae under test.
-overrides=(PATH="$work/bin:/usr/bin:/bin" HOME="$work" SHARDS="$shards" INDEX_RUN=test-run
+overrides=(PATH="$work/bin:/usr/bin:/bin" HOME="$work" SHARDS="$shards" FEATURE_RANGES="$ranges" INDEX_RUN=test-run
   SAE_MODEL="$model" SAE_ACTIVATIONS="$acts" SAE_TOKENS="$tokens" SAE_INDEX_OPTIONS="$options"
   SHARD_DIR="$work/index/shards" INDEX_OUT="$work/index/index.db" WAIT_SECONDS=0)
 
@@ -125,7 +127,8 @@ fi
 t0=$(date +%s.%N)
 running=()
 shard_fail=0
-for ((i = 0; i < shards; i++)); do
+cells=$((shards * ranges))
+for ((i = 0; i < cells; i++)); do
   env -i "${index_env[@]}" "${overrides[@]}" JOB_COMPLETION_INDEX="$i" \
     /bin/sh -c "$(cat "$work/index-job.sh")" >"$work/shard-$i.log" 2>&1 &
   running+=($!)
@@ -136,11 +139,11 @@ for ((i = 0; i < shards; i++)); do
 done
 for p in "${running[@]}"; do wait "$p" || shard_fail=$((shard_fail + 1)); done
 shard_time=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
-if [ "$shard_fail" -eq 0 ]; then pass "$shards shard processes (the Indexed Job's script) exit 0 (${shard_time} s)"
+if [ "$shard_fail" -eq 0 ]; then pass "$cells shard processes ($ranges feature ranges x $shards slices) (the Indexed Job's script) exit 0 (${shard_time} s)"
 else fail "shard processes exit 0" "$shard_fail of $shards failed: $(tail -2 "$work"/shard-*.log | tr '\n' '|')"; fi
 n=$(find "$work/index/shards/test-run" -name 'shard-*.db' | wc -l)
-if [ "$n" -eq "$shards" ]; then pass "one shard file per completion index in one folder ($n)"
-else fail "one shard file per completion index" "$n files for $shards shards"; fi
+if [ "$n" -eq "$cells" ]; then pass "one shard file per completion index in one folder ($n)"
+else fail "one shard file per completion index" "$n files for $cells shards"; fi
 
 # ---- 3. the merge Job -----------------------------------------------------------
 t0=$(date +%s.%N)
@@ -152,27 +155,8 @@ else
 fi
 
 # ---- 4. compare --------------------------------------------------------------------
-# dump DB: application_id, user_version, then every table (FTS shadow tables
-# excepted: their b-tree layout depends on insertion batches; the FTS content
-# is checked through a query instead), rows sorted by every column, as SQL
-# literals (blobs in hex).
-dump() {
-  local db=$1 t cols
-  echo "application_id $(sqlite3 -readonly "$db" 'PRAGMA application_id')"
-  echo "user_version $(sqlite3 -readonly "$db" 'PRAGMA user_version')"
-  sqlite3 -readonly "$db" "SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master
-                           WHERE name NOT LIKE 'explanations_fts_%' ORDER BY type, name"
-  for t in $(sqlite3 -readonly "$db" "SELECT name FROM sqlite_master WHERE type = 'table'
-             AND name NOT LIKE 'explanations_fts%' AND name NOT LIKE 'sqlite_%' ORDER BY name"); do
-    cols=$(sqlite3 -readonly "$db" "SELECT group_concat(name, ',') FROM pragma_table_info('$t')")
-    echo "== $t ($cols)"
-    sqlite3 -readonly -cmd '.mode quote' "$db" "SELECT * FROM \"$t\" ORDER BY $cols"
-  done
-  if sqlite3 -readonly "$db" "SELECT 1 FROM sqlite_master WHERE name = 'explanations_fts'" | grep -q 1; then
-    echo "== explanations_fts rows"
-    sqlite3 -readonly -cmd '.mode quote' "$db" "SELECT rowid, description FROM explanations_fts ORDER BY rowid"
-  fi
-}
+# dump DB: the index's content in a deterministic order (dump-index.sh).
+dump() { "$here/dump-index.sh" "$1"; }
 same_index() { # a b label -> 0 if equal; the first differences in $work/diff-LABEL
   dump "$1" >"$work/dump-a" 2>&1
   dump "$2" >"$work/dump-b" 2>&1
@@ -199,7 +183,7 @@ if [ -f "$work/index/shards/test-run/shard-0.db" ]; then
     fail "control: the comparison tells the full index from shard 0" "reported equal"
   else pass "control: the comparison tells the full index from shard 0"; fi
   mkdir -p "$work/partial/test-run"
-  for ((i = 1; i < shards; i++)); do cp "$work/index/shards/test-run/shard-$i.db" "$work/partial/test-run/"; done
+  for ((i = 1; i < cells; i++)); do cp "$work/index/shards/test-run/shard-$i.db" "$work/partial/test-run/"; done
   if env -i "${merge_env[@]}" "${overrides[@]}" SHARD_DIR="$work/partial" INDEX_OUT="$work/partial/index.db" \
        /bin/sh -c "$(cat "$work/merge-job.sh")" >"$work/partial.log" 2>&1; then
     fail "control: the merge Job refuses a missing shard" "it merged $((shards - 1)) of $shards"
@@ -215,7 +199,7 @@ fi
 # makes the merge differ from the unsharded index in the last bits.
 if grep -q -m1 avx512f /proc/cpuinfo && [ -f "$work/index/shards/test-run/shard-0.db" ]; then
   mkdir -p "$work/mixed/test-run"
-  for ((i = 1; i < shards; i++)); do cp "$work/index/shards/test-run/shard-$i.db" "$work/mixed/test-run/"; done
+  for ((i = 1; i < cells; i++)); do cp "$work/index/shards/test-run/shard-$i.db" "$work/mixed/test-run/"; done
   env -i "${index_env[@]}" "${overrides[@]}" OPENBLAS_CORETYPE=SkylakeX SHARD_DIR="$work/mixed" JOB_COMPLETION_INDEX=0 \
     /bin/sh -c "$(cat "$work/index-job.sh")" >"$work/mixed.log" 2>&1 &&
   env -i "${merge_env[@]}" "${overrides[@]}" SHARD_DIR="$work/mixed" INDEX_OUT="$work/mixed/index.db" \

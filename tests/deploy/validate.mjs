@@ -332,15 +332,18 @@ function script(job) {
   assert(cmd[0] === "/bin/sh" && cmd[1] === "-c" && cmd.length === 3, "expected command [/bin/sh, -c] and one script");
   return cmd[2];
 }
-check("Indexed Job: shards with sae index --shard $JOB_COMPLETION_INDEX/$SHARDS, SHARDS = completions", () => {
+check("Indexed Job: shards with sae index --shard $slice/$SHARDS (slice = index % SHARDS) and --features ranges, SHARDS x FEATURE_RANGES = completions", () => {
   assert(indexed, "no Job with completionMode: Indexed");
   const spec = indexed.obj.spec;
   const c = spec.template.spec.containers[0];
   const env = envOf(c);
-  assert(Number(env.SHARDS) === spec.completions, `SHARDS ${env.SHARDS} != completions ${spec.completions}`);
+  assert(Number(env.SHARDS) * Number(env.FEATURE_RANGES) === spec.completions,
+    `SHARDS ${env.SHARDS} x FEATURE_RANGES ${env.FEATURE_RANGES} != completions ${spec.completions}`);
   const s = script(indexed);
   assert(/\bsae index\b/.test(s), "script does not run sae index");
-  assert(/--shard "\$JOB_COMPLETION_INDEX\/\$SHARDS"/.test(s), "no --shard \"$JOB_COMPLETION_INDEX/$SHARDS\"");
+  assert(/slice=\$\(\(JOB_COMPLETION_INDEX % SHARDS\)\)/.test(s), "no slice=$((JOB_COMPLETION_INDEX % SHARDS))");
+  assert(/--shard "\$slice\/\$SHARDS" \$range/.test(s), "no --shard \"$slice/$SHARDS\" $range");
+  assert(/r=\$\(\(JOB_COMPLETION_INDEX \/ SHARDS\)\)/.test(s) && /--features /.test(s), "no feature range of JOB_COMPLETION_INDEX / SHARDS");
   assert(/--out "[^"]*\$JOB_COMPLETION_INDEX[^"]*"/.test(s), "--out does not depend on the completion index");
   assert(spec.template.spec.restartPolicy === "Never" || spec.template.spec.restartPolicy === "OnFailure", "restartPolicy");
 });
@@ -352,13 +355,13 @@ check("Indexed Job: BLAS kernels and threads pinned alike on every node (OPENBLA
   assert(env.SAE_THREADS !== undefined && String(c.resources.limits.cpu) === env.SAE_THREADS,
     `SAE_THREADS ${env.SAE_THREADS} != limits.cpu ${c.resources.limits.cpu}`);
 });
-check("merge Job: runs sae merge over the same SHARDS, INDEX_RUN and SHARD_DIR as the Indexed Job", () => {
+check("merge Job: runs sae merge over the same SHARDS, FEATURE_RANGES, INDEX_RUN and SHARD_DIR as the Indexed Job", () => {
   assert(merge, "no second Job (the merge)");
   const s = script(merge);
   assert(/\bsae merge --out\b/.test(s), "script does not run sae merge --out");
   const a = envOf(indexed.obj.spec.template.spec.containers[0]);
   const b = envOf(merge.obj.spec.template.spec.containers[0]);
-  for (const k of ["SHARDS", "INDEX_RUN", "SHARD_DIR"]) assert(a[k] !== undefined && a[k] === b[k], `${k}: ${a[k]} vs ${b[k]}`);
+  for (const k of ["SHARDS", "FEATURE_RANGES", "INDEX_RUN", "SHARD_DIR"]) assert(a[k] !== undefined && a[k] === b[k], `${k}: ${a[k]} vs ${b[k]}`);
   const claim = (j) => j.obj.spec.template.spec.volumes.find((v) => v.name === "index").persistentVolumeClaim.claimName;
   assert(claim(indexed) === claim(merge), "the Jobs write to different volumes");
   const deployIndex = pod.volumes.find((v) => v.name === "index");

@@ -4,10 +4,12 @@
 # naming the file, 2 for usage), progress on stderr, a byte-identical rebuild,
 # SIGKILL while the temporary file exists and while it is being written (the
 # old target stays byte-identical; the next run removes the stale file),
-# shards merged, merge refusals.
-# Env: SAE_BIN, MKFIXTURE, SAE_TEST_TMP. Last line: "index-cli: P passed, F failed".
+# shards merged, merge refusals; feature-range shards, a grid of ranges x
+# document shards and --max-state-bytes passes equal to the unsharded index
+# (every table, and every feature route saed serves from it).
+# Env: SAE_BIN, SAED_BIN, MKFIXTURE, SAE_TEST_TMP, SAE_SOURCE_ROOT. Last line: "index-cli: P passed, F failed".
 set -uo pipefail
-sae=${SAE_BIN:?} mkf=${MKFIXTURE:?}
+sae=${SAE_BIN:?} mkf=${MKFIXTURE:?} saed=${SAED_BIN:?} root=${SAE_SOURCE_ROOT:?}
 work=$(mktemp -d "${SAE_TEST_TMP:-/tmp}/index-cli.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 passed=0 failed=0
@@ -160,6 +162,116 @@ for c in native f32; do
 done
 "$sae" index --model half --activations small.safetensors --tokens small.jsonl --out x.db --compute bf16 2>err; rc=$?
 check "--compute bf16: exit 2 naming the choices" '[ $rc -eq 2 ] && grep -q "native or f32" err' "$(cat err)"
+
+# ---- feature-range shards, a grid of ranges x document shards, passes
+# dump DB: every table with its rows sorted by every column, as the
+# Kubernetes build's test compares them (tests/deploy/dump-index.sh).
+dump() { "$root/tests/deploy/dump-index.sh" "$1"; }
+same_dump() { dump "$1" >dump-a; dump "$2" >dump-b; cmp -s dump-a dump-b; }
+# routes DB...: saed over each index; every feature route of every feature
+# (the feature, its examples, the first example of each kind, its vector,
+# the Neuronpedia route) and the feature list, the same from all of them.
+routes() {
+  local pids="" ports="" db pid port
+  for db in "$@"; do
+    "$saed" --model small --index "$db" --listen 127.0.0.1:0 --model-name m --hook-name h 2>"saed-$db.err" &
+    pid=$!; pids="$pids $pid"; port=
+    for _ in $(seq 100); do port=$(grep -o "127.0.0.1:[0-9]*" "saed-$db.err" | head -1); [ -n "$port" ] && break; sleep 0.1; done
+    ports="$ports $port"
+  done
+  python3 - $ports <<'PY'
+import sys, urllib.request, urllib.error
+ports = sys.argv[1:]
+def get(port, path):
+    try:
+        with urllib.request.urlopen("http://%s%s" % (port, path)) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+paths = ["/v1/features?limit=1000", "/v1/features?sort=density&limit=1000"]
+for i in range(64):
+    paths += ["/v1/features/%d" % i, "/v1/features/%d/examples" % i,
+              "/v1/features/%d/examples/top/0" % i, "/v1/features/%d/examples/quantile/0" % i,
+              "/v1/features/%d/vector" % i, "/api/feature/m/h/%d" % i]
+ok = 0
+for p in paths:
+    replies = [get(port, p) for port in ports]
+    if any(r != replies[0] for r in replies):
+        print("differs: %s: %s" % (p, " vs ".join(repr(r)[:100] for r in replies)))
+        sys.exit(1)
+    ok += replies[0][0] == 200
+print("%d routes, %d answered 200" % (len(paths), ok))
+PY
+  local rc=$?
+  for pid in $pids; do kill "$pid"; wait "$pid" 2>/dev/null; done
+  return $rc
+}
+build() { "$sae" index --model small --activations small.safetensors --tokens small.jsonl --quiet "$@"; }
+build --out ref.db || fail "unsharded build"
+build --out f0.db --features 0:20 && build --out f1.db --features 20:64 || fail "range shards"
+"$sae" merge --out fm.db f1.db f0.db 2>err; rc=$?
+check "merge of 2 feature-range shards: exit 0" '[ $rc -eq 0 ]' "$(cat err)"
+check "range shards merged = the unsharded index, every table row for row" 'same_dump ref.db fm.db' "$(diff dump-a dump-b 2>&1 | head -5)"
+check "control: the comparison tells a range shard from the whole index" '! same_dump ref.db f0.db'
+for r in 0:33 33:64; do for i in 0 1; do
+  build --out "g${r%%:*}-$i.db" --features "$r" --shard "$i/2" || fail "grid shard $r $i/2"
+done; done
+"$sae" merge --out gm.db g33-1.db g0-0.db g33-0.db g0-1.db 2>err; rc=$?
+check "merge of 2 ranges x 2 document shards: exit 0" '[ $rc -eq 0 ]' "$(cat err)"
+check "grid merged = the unsharded index, every table row for row" 'same_dump ref.db gm.db' "$(diff dump-a dump-b 2>&1 | head -5)"
+"$sae" index --model small --activations small.safetensors --tokens small.jsonl --out pm.db --max-state-bytes 100000 2>err; rc=$?
+npass=$(grep -c "^index: pass [0-9]*/" err)
+check "a tiny --max-state-bytes: several passes, shown in progress ($npass)" '[ $rc -eq 0 ] && [ "$npass" -gt 2 ] && grep -q "pass 1/$npass: features 0:" err' "$(head -3 err)"
+check "passes = the unsharded index, every table row for row" 'same_dump ref.db pm.db' "$(diff dump-a dump-b 2>&1 | head -5)"
+check "passes leave no pass files" '[ -z "$(ls -A | grep "pm.db.pass-")" ]' "$(ls -A)"
+check "saed: every feature route the same over the unsharded, range, grid and passes indexes" 'routes ref.db fm.db gm.db pm.db >out 2>&1' "$(tail -2 out)"
+build --out seed.db --seed 7 || fail "build with --seed 7"
+check "control: saed's routes tell a rebuilt index with another --seed" '! routes ref.db seed.db >out 2>&1' "$(tail -1 out)"
+# Every architecture's range encode: the column sub-GEMM (standard, JumpReLU,
+# gated, F32; a transposed W_enc in the sparsify layout), the full encode
+# keeping the range (TopK, BF16 weights).
+for arch in "jumprelu" "gated" "topk --k 8" "standard --sparsify" "standard --dtype BF16"; do
+  a=${arch%% *}; a=$a${arch#"$a"}; a=$(echo "$a" | tr -cd 'a-zA-Z0-9')
+  "$mkf" --out "m-$a" --arch $arch --d-in 16 --d-sae 64 --target-l0 8 --activations "m-$a.safetensors" --rows 600 >/dev/null
+  for r in "" 0:21 21:50 50:64; do
+    "$sae" index --model "m-$a" --activations "m-$a.safetensors" --tokens small.jsonl --quiet \
+      --out "m-$a${r:+-${r%%:*}}.db" ${r:+--features $r} || fail "build $a ${r:-whole}"
+  done
+  "$sae" merge --out "m-$a-m.db" "m-$a-50.db" "m-$a-0.db" "m-$a-21.db" 2>err
+  check "$arch: 3 range shards merged = the unsharded index" "same_dump m-$a.db m-$a-m.db" "$(cat err; diff dump-a dump-b 2>&1 | head -5)"
+done
+# The column sub-GEMM against each BLAS kernel family: OpenBLAS cuts columns
+# into panels of its unroll width and finishes with a tail kernel that
+# rounds differently (Haswell's did, for a range ending mid-panel), so the
+# range's block is widened to 96-column boundaries. Uneven ranges, d_sae 256;
+# 2817 rows = 11 blocks of 256 and one of 1 row (the sgemv path).
+"$mkf" --out wide --d-in 64 --d-sae 256 --target-l0 16 --activations wide.safetensors --rows 2817 >/dev/null
+tokens 2817 wide.jsonl
+for ct in Haswell Sandybridge SkylakeX; do
+  w() { OPENBLAS_CORETYPE=$ct "$sae" index --model wide --activations wide.safetensors --tokens wide.jsonl --threads 1 --quiet "$@"; }
+  w --out "w-$ct.db" || fail "build $ct"
+  for r in 0:37 37:128 128:201 201:256; do w --out "w-$ct-${r%%:*}.db" --features "$r" || fail "build $ct $r"; done
+  "$sae" merge --out "w-$ct-m.db" "w-$ct-0.db" "w-$ct-37.db" "w-$ct-128.db" "w-$ct-201.db" 2>err
+  check "OPENBLAS_CORETYPE=$ct: ranges 0:37 37:128 128:201 201:256 merged = the unsharded index" "same_dump w-$ct.db w-$ct-m.db" "$(cat err; diff dump-a dump-b 2>&1 | head -3)"
+done
+"$saed" --model small --index f1.db --listen 127.0.0.1:0 2>err; rc=$?
+check "saed refuses to serve a feature-range shard, saying to merge it" '[ $rc -ne 0 ] && grep -q "f1.db: a feature-range shard (features 20:64 of 64)" err' "$(cat err)"
+"$sae" merge --out bad.db f0.db g0-0.db g0-1.db f1.db 2>err; rc=$?
+check "merge refuses overlapping ranges, naming both files" '[ $rc -eq 1 ] && grep -q "g0-0.db (features 0:33) overlaps f0.db (features 0:20)" err && [ ! -e bad.db ]' "$(cat err)"
+"$sae" merge --out bad.db g0-0.db g0-1.db 2>err; rc=$?
+check "merge refuses a missing range, naming the file before it" '[ $rc -eq 1 ] && grep -q "features 33:64 are in no file (g0-0.db ends at 33)" err && [ ! -e bad.db ]' "$(cat err)"
+"$sae" merge --out bad.db g0-0.db g33-0.db g33-1.db 2>err; rc=$?
+check "merge refuses a range missing a document shard" '[ $rc -eq 1 ] && grep -q "shard 1/2 of features 0:33 is missing" err && [ ! -e bad.db ]' "$(cat err)"
+build --out h.db --features 40:64 && "$sae" merge --out bad.db f0.db h.db 2>err; rc=$?
+check "merge refuses a gap between ranges, naming the files on either side" '[ $rc -eq 1 ] && grep -q "features 20:40 are in no file (between f0.db and h.db)" err' "$(cat err)"
+build --out x.db --features 0:65 2>err; rc=$?
+check "--features beyond d_sae: exit 1 naming it" '[ $rc -eq 1 ] && grep -q -- "--features 0:65" err' "$(cat err)"
+build --out x.db --features 5:5 2>err; rc=$?
+check "--features A:A: exit 2" '[ $rc -eq 2 ] && grep -q -- "--features" err' "$(cat err)"
+build --out x.db --features 0:20 --correlations 2>err; rc=$?
+check "--features with a dashboard table: refused" '[ $rc -eq 1 ] && grep -q -- "--features range" err' "$(cat err)"
+build --out x.db --max-state-bytes 100000 --correlations 2>err; rc=$?
+check "passes with a dashboard table: refused naming --max-state-bytes" '[ $rc -eq 1 ] && grep -q -- "--max-state-bytes" err' "$(cat err)"
 
 echo "index-cli: $passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -56,6 +56,20 @@ static int run(const char *fmt, ...)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
+/* Whether dir/name holds the text needle. */
+static bool file_has(const char *name, const char *needle)
+{
+    char path[4096], buf[8192];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, needle) != NULL;
+}
+
 /* dir/name into buf. */
 static const char *at(const char *name, char *buf, size_t cap)
 {
@@ -316,6 +330,18 @@ int main(void)
               sae_bin, sae_bin, LM_DIR) == 0,
           "shards failed");
     CHECK(same_file("a1.db", "b1.db"), "index --lm --shard 1/3 differs");
+    /* The text streams through the model once: what reads the corpus again
+     * is refused up front, naming itself, rather than failing mid-build. */
+    CHECK(run("'%s' index --model s --lm '%s' --text a.jsonl b.txt --out c.db --quiet "
+              "--max-state-bytes 1000 2>err.txt",
+              sae_bin, LM_DIR) == 1 &&
+              file_has("err.txt", "more than one pass (--max-state-bytes)"),
+          "index --lm with several passes: not refused as it should be");
+    CHECK(run("'%s' index --model s --lm '%s' --text a.jsonl b.txt --out c.db --quiet "
+              "--neuronpedia-hist 2>err.txt",
+              sae_bin, LM_DIR) == 1 &&
+              file_has("err.txt", "--neuronpedia-hist needs the corpus again"),
+          "index --lm --neuronpedia-hist: not refused as it should be");
 
     /* --sae: the hook, the context and seqpos_slice from cfg.json. */
     set_cfg("s", "blocks.1.hook_resid_post", CTX, json_pack("[i, n]", 1));
