@@ -174,6 +174,7 @@ export async function auditPage(page) {
       if (len > 300) out.push(`live: ${what} holds ${len} characters`);
     }
     for (const el of document.querySelectorAll('[title]')) {
+      if (!el.getClientRects().length) continue; // not drawn (display: none): nobody can hover it either
       const t = el.getAttribute('title').replace(/\s+/g, ' ').trim();
       if (t && !lower.includes(t.toLowerCase())) out.push(`title only on hover: ${el.tagName.toLowerCase()}.${[...el.classList].join('.')} "${t}"`);
     }
