@@ -70,7 +70,7 @@ function featureTable(reply, ctx) {
       h('th', { scope: 'col' }, 'Token'), h('th', { scope: 'col', class: 'num' }, 'Id'),
       h('th', { scope: 'col' }, `Top ${TOP_SHOWN} features`))),
     h('tbody', {}, reply.tokens.map((t, k) => h('tr', { 'data-token': k },
-      h('td', {}, h('code', { class: 'tok-str', title: JSON.stringify(t.text) }, displayToken(t.text))),
+      h('td', {}, h('code', { class: 'tok-str' }, displayToken(t.text))),
       h('td', { class: 'num' }, String(t.id)),
       h('td', { class: 'top-features' }, reply.results[k].slice(0, TOP_SHOWN).map((f, j) => [
         j ? ' · ' : null,
