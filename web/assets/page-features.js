@@ -109,10 +109,10 @@ function tableNote(list) {
   return h('p', { class: 'table-note muted' },
     'Score: the label\'s explanation score',
     scorers.size ? ` (${[...scorers].map(([s, k]) => `${fmtInt(k)} scored by ${s}`).join('; ')})` : '',
-    `; labels under ${WEAK_SCORE} are muted. `,
-    `Density: the share of ${n ? `the index's ${fmtInt(n)} tokens` : 'the indexed tokens'} on which the feature is active. `,
+    `; labels under ${WEAK_SCORE} are muted.`, h('br'),
+    `Density: the share of ${n ? `the index's ${fmtInt(n)} tokens` : 'the indexed tokens'} on which the feature is active.`, h('br'),
     'Tokens: the activation histogram, each on its own scale, over its number of active tokens.',
-    list.some(isDead) ? ` Dead: ${DEAD_NOTE}.` : '');
+    list.some(isDead) ? [h('br'), `Dead: ${DEAD_NOTE}.`] : null);
 }
 
 function row(f, ctx) {
