@@ -138,3 +138,48 @@ export async function shoot(page, name, vp) {
     clip: { x: 0, y: 0, width: vp.width, height: Math.min(height, 2600) },
   });
 }
+
+// What issue 20 asks of every page, read from its DOM once it has drawn:
+//   live:   each live region (aria-live, role status or alert) is a short
+//           line of status, not a container of results (no table, list,
+//           term list, figure or tokens; at most 300 characters);
+//   titles: each title attribute's text is also visible on the page
+//           (innerText outside .sr-only), so touch users can read it;
+//   words:  the visible text has no NaN, undefined, null, Infinity,
+//           [object Object] or a fractional count of tokens ("0.5 tokens").
+// Returns the problems found, as strings, for assert.deepEqual(…, []).
+export async function auditPage(page) {
+  return page.evaluate(() => {
+    const out = [];
+    const visible = (root) => {
+      const c = root.cloneNode(true);
+      for (const x of c.querySelectorAll('.sr-only, script, style, template, [hidden]')) x.remove();
+      return c;
+    };
+    // innerText needs layout: measure the clone where the original sits.
+    const holder = document.createElement('div');
+    holder.style.cssText = 'position:absolute;left:-99999px;top:0;width:1200px';
+    const shown = visible(document.body);
+    holder.append(...shown.childNodes);
+    document.body.append(holder);
+    // Closed <details> stay closed in the clone, so their text is not counted.
+    const text = holder.innerText;
+    holder.remove();
+    const lower = text.replace(/\s+/g, ' ').toLowerCase();
+    for (const el of document.querySelectorAll('[aria-live]:not([aria-live="off"]), [role="status"], [role="alert"], [role="log"]')) {
+      const what = `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ''}.${[...el.classList].join('.')}`;
+      const inner = el.querySelector('table, ul, ol, li, dl, svg, section, article, .tok, textarea, input');
+      const len = el.textContent.trim().length;
+      if (inner) out.push(`live: ${what} holds a ${inner.tagName.toLowerCase()}`);
+      if (len > 300) out.push(`live: ${what} holds ${len} characters`);
+    }
+    for (const el of document.querySelectorAll('[title]')) {
+      if (!el.getClientRects().length) continue; // not drawn (display: none): nobody can hover it either
+      const t = el.getAttribute('title').replace(/\s+/g, ' ').trim();
+      if (t && !lower.includes(t.toLowerCase())) out.push(`title only on hover: ${el.tagName.toLowerCase()}.${[...el.classList].join('.')} "${t}"`);
+    }
+    const bad = text.match(/\b(?:NaN|undefined|null|-?Infinity)\b|\[object \w+\]|(?<![\d.])\d+\.\d+ tokens?\b/g);
+    if (bad) out.push(...new Set(bad.map((b) => `words: "${b}" in the visible text`)));
+    return out;
+  });
+}

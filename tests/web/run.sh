@@ -106,6 +106,6 @@ if [ -n "$saed" ]; then saed_abs="$(cd "$(dirname "$saed")" && pwd)/$(basename "
 cd "$here"
 SAED_BASE="$base" SAED_API_KEY="$key" SAED_SCREENSHOTS="$shots" CHROMIUM_PATH="$chromium_bin" \
   SAED_BIN="$saed_abs" \
-  node --test --test-concurrency=1 format.test.mjs release.test.mjs static.test.mjs browser.test.mjs saes.test.mjs truth.test.mjs \
+  node --test --test-concurrency=1 format.test.mjs release.test.mjs static.test.mjs browser.test.mjs saes.test.mjs truth.test.mjs audit.test.mjs \
     context.test.mjs loading.test.mjs text.test.mjs ||
   exit 1

@@ -21,7 +21,7 @@ import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
-  BASE, KEY, SHOTS, VIEWPORTS, assertClean, closePage, launchBrowser, noSideways, openPage, settled, shoot,
+  BASE, KEY, SHOTS, VIEWPORTS, assertClean, auditPage, closePage, launchBrowser, noSideways, openPage, settled, shoot,
 } from './harness.mjs';
 
 const BIN = process.env.SAED_BIN || '';
@@ -172,6 +172,8 @@ describe('Try text', { skip: BIN ? false : 'SAED_BIN not set (tests/web/run.sh -
       assert.deepEqual(links[k], want, `token ${k}'s top features`);
     });
     assert.equal(await page.textContent('.shade-feature'), `#${feature}`);
+    assert.match(await page.textContent('#text-status'), new RegExp(`^${reply.tokens.length} tokens, shaded by feature ${feature}\\.$`));
+    assert.deepEqual(await auditPage(page), [], 'issue 20: only a status line is live, no hover-only title, no undefined value');
     await noSideways(page, vp);
     if (SHOTS) await shoot(page, 'text', vp);
 
@@ -231,6 +233,7 @@ describe('Try text', { skip: BIN ? false : 'SAED_BIN not set (tests/web/run.sh -
     checkShading(got, reply, feature);
     const top = Math.max(...valuesOf(reply, feature));
     assert.match(await page.textContent('.try-text-max'), new RegExp(`Largest value here: .*${JSON.stringify(reply.tokens[valuesOf(reply, feature).indexOf(top)].text).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    assert.deepEqual(await auditPage(page), [], 'issue 20: only a status line is live, no hover-only title, no undefined value');
     await runText(page, '#try-text-input', LONG, '#try-text-error');
     assert.match(await page.textContent('#try-text-error'), /too long/);
     assertClean(page, [/HTTP 422 .*\/encode_text/]);

@@ -80,7 +80,11 @@ export function pager(offset, total, shown, pageSize, go) {
     h('button', { type: 'button', 'data-pager': 'next', disabled: to >= total, onclick: () => go(offset + pageSize) }, 'Next ›'));
 }
 
-// The "dead" badge of a feature that never fired on the indexed corpus.
+// What the "dead" badge means, said beside it or in a caption of the page.
+export const DEAD_NOTE = 'never active on the indexed corpus';
+
+// The "dead" badge of a feature that never fired on the indexed corpus; its
+// title repeats DEAD_NOTE, which every page with a badge also shows as text.
 export function deadBadge() {
-  return h('span', { class: 'badge dead', title: 'never active on the indexed corpus' }, 'dead');
+  return h('span', { class: 'badge dead', title: DEAD_NOTE }, 'dead');
 }

@@ -72,8 +72,11 @@ function labelsOf(result) {
   return out;
 }
 
-function metric(name, key, value, title) {
-  return h('div', { class: 'stat' }, h('dt', { title }, name), h('dd', { 'data-metric': key }, value));
+// One metric of the reconstruction: its name, value and, visible under
+// them, what it is (not a hover title: touch screens cannot hover).
+function metric(name, key, value, note) {
+  return h('div', { class: 'stat' }, h('dt', {}, name), h('dd', { 'data-metric': key }, value),
+    h('dd', { class: 'stat-note', 'data-stat-note': key }, note));
 }
 
 // A bar's length in percent: the value over the feature's max in the index
@@ -111,7 +114,7 @@ function bars(result, known, ctx, withLabels) {
   const addRow = (k) => {
     const i = idx[k];
     const info = known.get(i) || {};
-    const label = h('span', { class: `bar-label${info.label ? '' : ' muted'}`, title: info.label ?? null },
+    const label = h('span', { class: `bar-label${info.label ? '' : ' muted'}` },
       info.label ?? (withLabels ? '…' : ''));
     if (!info.label && withLabels) pending.push({ i, label });
     const bar = h('span', { class: 'bar-track', 'aria-hidden': 'true' }, h('span', { class: 'bar-fill' }));
@@ -125,7 +128,7 @@ function bars(result, known, ctx, withLabels) {
       bar,
       h('span', { class: 'num bar-value', 'data-value': vals[k] }, fmtNum(vals[k])),
       info.max > 0 ? h('span', { class: 'num bar-pct' }, `${fmtNum(pct, 3)}% of max`) : null,
-      info.density !== undefined ? h('span', { class: 'num bar-density muted', title: 'density' }, fmtDensity(info.density)) : null));
+      info.density !== undefined ? h('span', { class: 'num bar-density muted' }, fmtDensity(info.density)) : null));
   };
   for (let k = 0; k < Math.min(idx.length, BARS_SHOWN); k++) addRow(k);
   const fill = () => {
@@ -136,7 +139,6 @@ function bars(result, known, ctx, withLabels) {
         const f = await api(ctx.apiPath(`/features/${i}`), { signal: ctx.signal });
         const text = featureLabel(f);
         label.textContent = text ?? '(no explanation)';
-        label.title = label.textContent; // the line may be cut short with an ellipsis
         if (text) label.classList.remove('muted');
       } catch {
         label.textContent = '(no label)';
@@ -176,7 +178,9 @@ export async function render(main, ctx) {
     value: ctx.query.get('feature') ?? '',
   });
   const topK = h('input', { id: 'encode-topk', type: 'number', min: 1, step: 1, inputmode: 'numeric', value: ctx.query.get('top_k') ?? '' });
-  const result = h('section', { class: 'encode-result', 'aria-live': 'polite', 'aria-labelledby': 'encode-result-h' },
+  // Only this line is announced (aria-live), not the result under it.
+  const status = h('p', { class: 'results-count', id: 'encode-status', 'aria-live': 'polite' });
+  const result = h('section', { class: 'encode-result', 'aria-labelledby': 'encode-result-h' },
     h('h2', { id: 'encode-result-h', class: 'sr-only' }, 'Result'),
     emptyState('Nothing encoded yet', h('p', {}, 'Paste a vector and press Encode, or load a feature\'s decoder direction.')));
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Encode');
@@ -197,7 +201,7 @@ export async function render(main, ctx) {
 
   fill(main, pageHeading('Encode'),
     h('p', { class: 'lede' }, 'Run the SAE encoder on one activation vector: ', h('code', {}, `POST ${ctx.apiPath('/encode')}`), '.'),
-    form, result);
+    form, status, result);
 
   function showError(msg) {
     areaError.textContent = msg;
@@ -209,6 +213,7 @@ export async function render(main, ctx) {
   // clears the result, which would otherwise read as this input's.
   function refuse(msg, field) {
     showError(msg);
+    status.textContent = '';
     fill(result, h('h2', { id: 'encode-result-h', class: 'sr-only' }, 'Result'));
     field.focus();
   }
@@ -224,6 +229,7 @@ export async function render(main, ctx) {
     }
     if (topK.value !== '') body.top_k = k;
     result.setAttribute('aria-busy', 'true');
+    status.textContent = '';
     fill(result, loadingState('Encoding…'));
     submit.disabled = true;
     let reply;
@@ -239,6 +245,7 @@ export async function render(main, ctx) {
       }
     } catch (e) {
       if (e.name === 'AbortError') return;
+      status.textContent = 'Could not encode.';
       fill(result, errorState(e, () => encode(vector), 'Could not encode'));
       return;
     } finally {
@@ -255,6 +262,8 @@ export async function render(main, ctx) {
     history.replaceState({ ...history.state, encode: { input: area.value, topK: topK.value } }, '',
       location.href);
     const n = Array.isArray(r.indices) ? r.indices.length : 0;
+    const warned = quality(r);
+    status.textContent = `Encoded: ${fmtInt(r.l0)} active feature${r.l0 === 1 ? '' : 's'}${warned ? '; the reconstruction is poor (see the warning)' : ''}.`;
     fill(result,
       h('h2', { id: 'encode-result-h' }, 'Active features'),
       h('dl', { class: 'stats metrics' },
@@ -262,7 +271,7 @@ export async function render(main, ctx) {
         metric('mse', 'mse', fmtNum(r.mse), 'mean squared error of the reconstruction'),
         metric('fvu', 'fvu', fmtNum(r.fvu), 'fraction of variance unexplained'),
         metric('cosine', 'cosine', fmtNum(r.cosine), 'cosine of input and reconstruction')),
-      quality(r),
+      warned,
       n < r.l0 ? h('p', { class: 'muted' }, `Showing the ${fmtInt(n)} largest of ${fmtInt(r.l0)} active features.`) : null,
       bars(r, labelsOf(r), ctx, withLabels));
   }

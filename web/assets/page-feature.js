@@ -7,7 +7,7 @@
 
 import { ApiError, api, getModel, isNoIndex, mapLimit } from './api.js';
 import { histogramPlot, histogramTable } from './charts.js';
-import { deadBadge, emptyState, errorState, fill, h, loadingState, pageHeading, s } from './dom.js';
+import { DEAD_NOTE, deadBadge, emptyState, errorState, fill, h, loadingState, pageHeading, s } from './dom.js';
 import {
   CLIP_HI, CLIP_LO, bestExplanation, byScore, clippedRange, displayToken, featureLabel, fmtCount, fmtDensity, fmtInt, fmtNum, fmtScore, histogramRange, isDead, isWeak,
   scorerOf,
@@ -227,7 +227,7 @@ function neighbours(f, ctx) {
   });
   const anyDead = list.some((nb) => nb.density === 0);
   return h('div', {}, h('p', { class: 'muted caption' }, 'cos: the cosine of the two features\' decoder directions.',
-    anyDead ? ' dead: never active on the indexed corpus.' : ''),
+    anyDead ? ` dead: ${DEAD_NOTE}.` : ''),
   h('ol', { class: 'neighbours' }, items));
 }
 
@@ -321,7 +321,9 @@ function textBox(i, scale, ctx, lm) {
     placeholder: 'Type or paste some text' });
   const error = h('p', { class: 'field-error', id: 'try-text-error', role: 'alert', hidden: true });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Run');
-  const out = h('div', { class: 'try-text-result', 'aria-live': 'polite' });
+  const out = h('div', { class: 'try-text-result' });
+  // Only this line is announced (aria-live), not the tokens above it.
+  const status = h('p', { class: 'muted try-text-max', 'aria-live': 'polite' });
   const showError = (msg) => {
     error.textContent = msg;
     error.hidden = !msg;
@@ -339,6 +341,7 @@ function textBox(i, scale, ctx, lm) {
       return;
     }
     submit.disabled = true;
+    status.textContent = '';
     fill(out, loadingState('Running…'));
     // page-text.js loads when the box is first used: most visits never use
     // it, and every module the page imports statically is one more file on
@@ -352,10 +355,10 @@ function textBox(i, scale, ctx, lm) {
       const values = valuesOf(reply, i);
       const top = Math.max(0, ...values);
       const at = values.indexOf(top);
-      fill(out, shadedTokens(reply, i, scale),
-        h('p', { class: 'muted try-text-max' }, top > 0
-          ? `Largest value here: ${fmtNum(top)}, on ${JSON.stringify(reply.tokens[at].text)}${scale > 0 ? ` (${fmtNum((top / scale) * 100, 3)}% of its max)` : ''}.`
-          : `Feature ${i} is not active on any of these ${fmtInt(values.length)} tokens.`));
+      fill(out, shadedTokens(reply, i, scale));
+      status.textContent = top > 0
+        ? `Largest value here: ${fmtNum(top)}, on ${JSON.stringify(reply.tokens[at].text)}${scale > 0 ? ` (${fmtNum((top / scale) * 100, 3)}% of its max)` : ''}.`
+        : `Feature ${i} is not active on any of these ${fmtInt(values.length)} tokens.`;
     } catch (err) {
       if (err.name === 'AbortError') return;
       fill(out);
@@ -365,7 +368,7 @@ function textBox(i, scale, ctx, lm) {
       submit.disabled = false;
     }
   });
-  return h('div', {}, form, out);
+  return h('div', {}, form, out, status);
 }
 
 export async function render(main, ctx) {
@@ -419,7 +422,7 @@ export async function render(main, ctx) {
         pageHeading(`Feature ${i}`),
         h('p', { class: 'feature-label-line' },
           h('span', { class: `feature-label${label ? '' : ' muted'}${dead || isWeak(best) ? ' weak' : ''}` }, label ?? 'No explanation yet'),
-          dead ? [' ', deadBadge(), h('span', { class: 'muted dead-note' }, ' never active on the indexed corpus')] : null,
+          dead ? [' ', deadBadge(), h('span', { class: 'muted dead-note' }, ` ${DEAD_NOTE}`)] : null,
           best && typeof best.score === 'number'
             ? h('span', { class: 'muted label-score' }, ` · score ${fmtScore(best.score)}${scorerOf(best) ? `, scored by ${scorerOf(best)}` : ''}`)
             : null)),

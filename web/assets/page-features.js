@@ -7,7 +7,7 @@
 
 import { api, getSaes, isNoIndex } from './api.js';
 import { sparkline } from './charts.js';
-import { deadBadge, emptyState, errorState, fill, h, loadingState, pageHeading, pager } from './dom.js';
+import { DEAD_NOTE, deadBadge, emptyState, errorState, fill, h, loadingState, pageHeading, pager } from './dom.js';
 import {
   WEAK_SCORE, bestExplanation, featureLabel, fmtDensity, fmtInt, fmtNum, fmtScore, isDead, isWeak, prefixQuery, scorerOf,
 } from './format.js';
@@ -94,10 +94,25 @@ function noIndexWhy(scope) {
       ' and restart saed with ', h('code', {}, '--index FILE.db')];
 }
 
-// "3,670 of 44,635 tokens": a feature's active tokens of the corpus, or null.
-export function tokensOf(f) {
-  if (typeof f.n_active !== 'number' || !(f.density > 0)) return null;
-  return `${fmtInt(f.n_active)} of ${fmtInt(Math.round(f.n_active / f.density))} tokens`;
+// What the columns mean, said in words under the table (touch screens cannot
+// hover a title): who scored the labels on this page, the weak-score
+// threshold, what "dead" means, how many tokens the densities are of, and what the number
+// beside each sparkline counts.
+function tableNote(list) {
+  const scorers = new Map(); // source -> rows on this page scored by it
+  for (const f of list) {
+    const s = scorerOf(bestExplanation(f));
+    if (s) scorers.set(s, (scorers.get(s) || 0) + 1);
+  }
+  const live = list.find((f) => typeof f.n_active === 'number' && f.density > 0);
+  const n = live ? Math.round(live.n_active / live.density) : null;
+  return h('p', { class: 'table-note muted' },
+    'Score: the label\'s explanation score',
+    scorers.size ? ` (${[...scorers].map(([s, k]) => `${fmtInt(k)} scored by ${s}`).join('; ')})` : '',
+    `; labels under ${WEAK_SCORE} are muted.`, h('br'),
+    `Density: the share of ${n ? `the index's ${fmtInt(n)} tokens` : 'the indexed tokens'} on which the feature is active.`, h('br'),
+    'Tokens: the activation histogram, each on its own scale, over its number of active tokens.',
+    list.some(isDead) ? [h('br'), `Dead: ${DEAD_NOTE}.`] : null);
 }
 
 function row(f, ctx) {
@@ -114,11 +129,11 @@ function row(f, ctx) {
     label ? h('span', { class: 'sr-only' }, ` (feature ${f.index})`) : null,
     dead ? [' ', deadBadge()] : null),
     h('td', { class: 'num score', title: scorer ? `scored by ${scorer}` : null }, fmtScore(best?.score)),
-    h('td', { class: 'num density', title: tokensOf(f) ?? String(f.density) }, fmtDensity(f.density)),
+    h('td', { class: 'num density' }, fmtDensity(f.density)),
     h('td', { class: 'num maxact' }, dead ? '—' : fmtNum(f.max_activation)),
     // Each sparkline has its own height scale, so its token count stands beside it.
     h('td', { class: 'spark' }, sparkline(f.histogram),
-      typeof f.n_active === 'number' ? h('span', { class: 'spark-n', title: 'active tokens' }, fmtInt(f.n_active)) : null));
+      typeof f.n_active === 'number' ? h('span', { class: 'spark-n' }, fmtInt(f.n_active)) : null));
 }
 
 export async function render(main, ctx) {
@@ -226,7 +241,7 @@ export async function render(main, ctx) {
       h('thead', {}, h('tr', {},
         h('th', { scope: 'col', class: 'num idx' }, '#'),
         h('th', { scope: 'col' }, 'Label'),
-        h('th', { scope: 'col', class: 'num score', title: `explanation score; labels under ${WEAK_SCORE} are muted`,
+        h('th', { scope: 'col', class: 'num score',
           'aria-sort': byScore ? (byScore === 'score:desc' ? 'descending' : 'ascending') : 'none' },
         h('button', { type: 'button', class: 'th-sort', 'aria-label': 'Score: sort the whole list by score' }, 'Score')),
         h('th', { scope: 'col', class: 'num density' }, 'Density'),
@@ -238,7 +253,7 @@ export async function render(main, ctx) {
       sort.value = byScore === 'score:desc' ? 'score:asc' : 'score:desc';
       apply(false);
     });
-    fill(results, h('div', { class: 'table-wrap' }, table),
+    fill(results, h('div', { class: 'table-wrap' }, table), tableNote(list),
       total > PAGE_SIZE || st.offset > 0 ? pager(st.offset, total, list.length, PAGE_SIZE, (offset) => {
         focusAfterLoad = true;
         navigate(ctx.href(hrefOf({ ...st, offset })));

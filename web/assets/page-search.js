@@ -43,7 +43,7 @@ function row(r, byId, dflt) {
     h('td', { class: 'num idx' }, h('a', { href, tabindex: '-1', 'aria-hidden': 'true' }, String(r.feature))),
     h('td', { class: 'label' }, h('a', { href }, r.description || `Feature ${r.feature}`),
       h('span', { class: 'sr-only' }, ` (feature ${r.feature} of ${r.sae})`)),
-    h('td', { class: 'num score', title: String(r.score) }, fmtNum(r.score, 3)));
+    h('td', { class: 'num score' }, fmtNum(r.score, 3)));
 }
 
 export async function render(main, ctx) {
@@ -114,9 +114,11 @@ export async function render(main, ctx) {
         h('th', { scope: 'col', class: 'sae' }, 'SAE'),
         h('th', { scope: 'col', class: 'num idx' }, '#'),
         h('th', { scope: 'col' }, 'Description'),
-        h('th', { scope: 'col', class: 'num score' }, h('abbr', { title: 'FTS5 bm25 relevance, higher is better' }, 'Score')))),
+        h('th', { scope: 'col', class: 'num score' }, 'Relevance'))),
       h('tbody', {}, list.map((r) => row(r, byId, dflt))));
+    // Said in words, not in a hover title (touch screens cannot hover).
     fill(results, h('div', { class: 'table-wrap' }, table),
+      h('p', { class: 'table-note muted' }, 'Relevance: how well a description matches the words (FTS5 bm25), higher is better; it is not the explanation\'s score.'),
       total > PAGE_SIZE || st.offset > 0 ? pager(st.offset, total, list.length, PAGE_SIZE, (offset) => {
         focusAfterLoad = true;
         navigate(hrefOf({ ...st, offset }));

@@ -70,7 +70,7 @@ function featureTable(reply, ctx) {
       h('th', { scope: 'col' }, 'Token'), h('th', { scope: 'col', class: 'num' }, 'Id'),
       h('th', { scope: 'col' }, `Top ${TOP_SHOWN} features`))),
     h('tbody', {}, reply.tokens.map((t, k) => h('tr', { 'data-token': k },
-      h('td', {}, h('code', { class: 'tok-str', title: JSON.stringify(t.text) }, displayToken(t.text))),
+      h('td', {}, h('code', { class: 'tok-str' }, displayToken(t.text))),
       h('td', { class: 'num' }, String(t.id)),
       h('td', { class: 'top-features' }, reply.results[k].slice(0, TOP_SHOWN).map((f, j) => [
         j ? ' · ' : null,
@@ -97,7 +97,9 @@ export async function render(main, ctx) {
     max: model?.d_sae ? model.d_sae - 1 : null, value: ctx.query.get('feature') ?? '' });
   const error = h('p', { class: 'field-error', id: 'text-error', role: 'alert', hidden: true });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Run');
-  const result = h('section', { class: 'text-result', 'aria-live': 'polite', 'aria-labelledby': 'text-result-h' },
+  // Only this line is announced (aria-live), not the tokens and table under it.
+  const status = h('p', { class: 'results-count', id: 'text-status', 'aria-live': 'polite' });
+  const result = h('section', { class: 'text-result', 'aria-labelledby': 'text-result-h' },
     h('h2', { id: 'text-result-h', class: 'sr-only' }, 'Result'),
     emptyState('Nothing run yet', h('p', {}, 'Type some text and press Run to see its tokens and their features.')));
   const form = h('form', { class: 'encode-form text-form', novalidate: true },
@@ -110,7 +112,7 @@ export async function render(main, ctx) {
       h('div', { class: 'field end' }, submit)));
   fill(main, pageHeading('Try text'),
     h('p', { class: 'lede' }, 'Run the language model and the SAE on your own text: ', h('code', {}, `POST ${ctx.apiPath('/encode_text')}`), '.'),
-    form, result);
+    form, status, result);
 
   let reply = null;
   const showError = (msg) => {
@@ -126,6 +128,7 @@ export async function render(main, ctx) {
     const by = i ?? strongest(reply);
     const head = h('h2', { id: 'text-result-h' }, `${fmtInt(reply.tokens.length)} tokens`);
     if (by === null) {
+      status.textContent = `${fmtInt(reply.tokens.length)} tokens; no feature is active.`;
       fill(result, head, emptyState('No feature is active on this text'), featureTable(reply, ctx));
       return;
     }
@@ -134,6 +137,7 @@ export async function render(main, ctx) {
     const f = model?.index ? await api(ctx.apiPath(`/features/${by}`), { signal: ctx.signal }).catch(() => null) : null;
     const label = f ? featureLabel(f) : null;
     if (me !== drawing) return;
+    status.textContent = `${fmtInt(reply.tokens.length)} tokens, shaded by feature ${by}.`;
     fill(result, head,
       h('p', { class: 'shade-note' }, 'Shaded by ', h('a', { href: ctx.href(`/features/${by}`), class: 'shade-feature' }, `#${by}`),
         label ? ` ${label}` : '',
@@ -154,6 +158,7 @@ export async function render(main, ctx) {
     }
     submit.disabled = true;
     result.setAttribute('aria-busy', 'true');
+    status.textContent = '';
     fill(result, loadingState('Running…'));
     try {
       reply = await encodeText(ctx, text);
