@@ -1,12 +1,14 @@
 /* lmbench.c: core/lm's forward pass against the BLAS bound of its matrix
  * products (bench/lm.sh runs it for docs/PERFORMANCE.md).
  *
- *   lmbench [--lm DIR] [--batch N_SEQxSEQ_LEN ...] [--seconds S] [--threads N]
+ *   lmbench [--lm DIR | --write DIR] [--batch N_SEQxSEQ_LEN ...] [--seconds S]
+ *           [--threads N]
  *
  * Without --lm it writes a GPT-2-small-shaped checkpoint of random F32
  * weights (12 layers, d_model 768, 12 heads, vocab 50257, 1024 positions:
  * 498 MB) into a temporary folder with core/io's safetensors writer, and
- * removes it at the end. For each batch shape it times, alternately so both
+ * removes it at the end; --write DIR writes it into DIR (made if missing)
+ * and keeps it there, for --lm DIR in later runs. For each batch shape it times, alternately so both
  * see the same machine, the forward pass through every block
  * (ln_final.hook_normalized) and the same cblas_sgemm calls alone
  * (sae_lm_gemm_shapes: every shape, as many times, with a distinct B matrix
@@ -199,7 +201,7 @@ static int parse_shape(const char *v, shape *s)
 
 int main(int argc, char **argv)
 {
-    const char *dir = NULL;
+    const char *dir = NULL, *write_dir = NULL;
     shape shapes[MAX_BATCHES];
     size_t n_shapes = 0;
     double seconds = 10;
@@ -208,6 +210,8 @@ int main(int argc, char **argv)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(argv[i], "--lm") == 0 && v)
             dir = v;
+        else if (strcmp(argv[i], "--write") == 0 && v)
+            write_dir = v;
         else if (strcmp(argv[i], "--batch") == 0 && v && n_shapes < MAX_BATCHES &&
                  parse_shape(v, &shapes[n_shapes]) == 0)
             n_shapes++;
@@ -216,8 +220,8 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--threads") == 0 && v && (threads = atol(v)) > 0)
             ;
         else {
-            fprintf(stderr, "usage: lmbench [--lm DIR] [--batch N_SEQxSEQ_LEN ...] "
-                            "[--seconds S] [--threads N]\n");
+            fprintf(stderr, "usage: lmbench [--lm DIR | --write DIR] "
+                            "[--batch N_SEQxSEQ_LEN ...] [--seconds S] [--threads N]\n");
             return 2;
         }
         i++;
@@ -235,6 +239,16 @@ int main(int argc, char **argv)
     bool made = false;
     int rc = 1;
     sae_lm *lm = NULL;
+    if (write_dir && !dir) {
+        if (mkdir(write_dir, 0777) && errno != EEXIST) {
+            perror("lmbench: mkdir");
+            return 1;
+        }
+        dir = write_dir;
+        fprintf(stderr, "lmbench: writing a random GPT-2-small checkpoint to %s\n", dir);
+        if (write_gpt2_small(dir, &err))
+            goto fail;
+    }
     if (!dir) {
         if (!mkdtemp(tmp)) {
             perror("lmbench: mkdtemp");

@@ -37,10 +37,12 @@ struct sae_lm_team {
     bool quit;
 };
 
-/* A worker's start: its index (1..) in the team and the team. */
+/* A worker's start: the team, its index (1..) in it, and the last job it
+ * is not part of (the one posted before it was started). */
 typedef struct team_arg {
     sae_lm_team *t;
     size_t index;
+    unsigned long gen;
 } team_arg;
 
 /* Range i of parts over n items. */
@@ -56,8 +58,8 @@ static void *team_main(void *arg)
     team_arg a = *(team_arg *)arg;
     free(arg);
     sae_lm_team *t = a.t;
+    unsigned long seen = a.gen;
     pthread_mutex_lock(&t->mu);
-    unsigned long seen = t->gen;
     for (;;) {
         while (t->gen == seen && !t->quit)
             pthread_cond_wait(&t->go, &t->mu);
@@ -128,7 +130,7 @@ size_t sae_lm_team_resize(sae_lm_team *t, size_t n)
         team_arg *a = malloc(sizeof *a);
         if (!a)
             break;
-        *a = (team_arg){.t = t, .index = t->n_workers + 1};
+        *a = (team_arg){.t = t, .index = t->n_workers + 1, .gen = t->gen};
         if (pthread_create(&t->tid[t->n_workers], NULL, team_main, a)) {
             free(a);
             break;
