@@ -3,8 +3,9 @@
 # release build, then lmbench (bench/lmbench.c) on a random GPT-2-small
 # checkpoint it writes to a temporary folder (or on --lm DIR; --write DIR
 # keeps the one it writes there), at batches of 512, 512 and 2048 tokens: the
-# forward pass through every block against the same cblas_sgemm calls alone. Waits (up to WAIT seconds, default 600) for the
-# 1-minute load average to drop under 0.5, and says so if it never does.
+# forward pass through every block against the same cblas_sgemm calls alone.
+# Waits (up to WAIT seconds, default 600) for the 1-minute load average to
+# drop under 0.5, and says so if it never does.
 #
 #   bench/lm.sh [BUILD_DIR] [lmbench flags: --lm DIR | --write DIR, --batch 4x128,
 #                            --seconds S, --threads N]
