@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,20 +21,23 @@
  * waking a worker costs about as much. */
 #define TEAM_MIN_WORK ((size_t)1 << 15)
 
-/* Owns its workers; the job fields are written by the caller under mu and
- * read by the workers under mu. */
+/* Owns its workers. The job fields are written by the caller under mu
+ * before it posts the job and left alone until the job is closed and no
+ * worker is active in it; the chunks are claimed through next. */
 struct sae_lm_team {
     pthread_mutex_t mu;
     pthread_cond_t go;      /* a new job, or quit */
-    pthread_cond_t done;    /* pending reached 0 */
+    pthread_cond_t done;    /* active reached 0 */
     pthread_t tid[TEAM_MAX];
     size_t n_workers;       /* started */
     size_t size;            /* threads a job uses: 1 .. n_workers + 1 */
     unsigned long gen;      /* the job's number */
     sae_lm_team_fn fn;
     void *ctx;
-    size_t n, parts;        /* items, and the ranges they are cut into */
-    size_t pending;         /* ranges of workers not finished */
+    size_t n, chunks;       /* items, and the ranges they are cut into */
+    atomic_size_t next;     /* the next chunk to claim */
+    size_t active;          /* workers inside the job */
+    bool open;              /* workers may still join the job */
     bool quit;
 };
 
@@ -45,14 +49,21 @@ typedef struct team_arg {
     unsigned long gen;
 } team_arg;
 
-/* Range i of parts over n items. */
-static void team_range(size_t n, size_t parts, size_t i, size_t *lo, size_t *hi)
+/* Claims and runs chunks of the current job until none is left. Whoever
+ * claims a chunk runs it, so a worker the scheduler wakes late costs
+ * nothing: the caller takes its share. */
+static void team_work(sae_lm_team *t)
 {
-    *lo = n * i / parts;
-    *hi = n * (i + 1) / parts;
+    for (;;) {
+        size_t c = atomic_fetch_add(&t->next, 1);
+        if (c >= t->chunks)
+            return;
+        t->fn(t->ctx, t->n * c / t->chunks, t->n * (c + 1) / t->chunks);
+    }
 }
 
-/* Worker index: runs range index of each job that has that many parts. */
+/* Worker index: joins each job posted while it is open and the team's size
+ * counts the worker in. */
 static void *team_main(void *arg)
 {
     team_arg a = *(team_arg *)arg;
@@ -66,16 +77,13 @@ static void *team_main(void *arg)
         if (t->quit)
             break;
         seen = t->gen;
-        if (a.index >= t->parts)
+        if (!t->open || a.index >= t->size)
             continue;
-        sae_lm_team_fn fn = t->fn;
-        void *ctx = t->ctx;
-        size_t lo, hi;
-        team_range(t->n, t->parts, a.index, &lo, &hi);
+        t->active++;
         pthread_mutex_unlock(&t->mu);
-        fn(ctx, lo, hi);
+        team_work(t);
         pthread_mutex_lock(&t->mu);
-        if (--t->pending == 0)
+        if (--t->active == 0)
             pthread_cond_signal(&t->done);
     }
     pthread_mutex_unlock(&t->mu);
@@ -137,17 +145,22 @@ size_t sae_lm_team_resize(sae_lm_team *t, size_t n)
         }
         t->n_workers++;
     }
-    /* a smaller n only means fewer ranges: the extra workers sleep */
+    /* a smaller n only means fewer threads join: the extra workers sleep */
+    pthread_mutex_lock(&t->mu);
     t->size = n < 1 ? 1 : n < t->n_workers + 1 ? n : t->n_workers + 1;
-    return t->size;
+    size_t size = t->size;
+    pthread_mutex_unlock(&t->mu);
+    return size;
 }
+
+/* Chunks per thread of a job: finer than one range each, so that rows of
+ * uneven cost (the causal softmax's) and a late worker even out. */
+#define TEAM_CHUNKS 8
 
 void sae_lm_team_run(sae_lm_team *t, size_t n, size_t work, sae_lm_team_fn fn, void *ctx)
 {
     size_t parts = t ? t->size : 1;
-    if (parts > n)
-        parts = n;
-    if (parts < 2 || work < TEAM_MIN_WORK) {
+    if (parts < 2 || n < 2 || work < TEAM_MIN_WORK) {
         if (n)
             fn(ctx, 0, n);
         return;
@@ -156,16 +169,16 @@ void sae_lm_team_run(sae_lm_team *t, size_t n, size_t work, sae_lm_team_fn fn, v
     t->fn = fn;
     t->ctx = ctx;
     t->n = n;
-    t->parts = parts;
-    t->pending = parts - 1;
+    t->chunks = n < parts * TEAM_CHUNKS ? n : parts * TEAM_CHUNKS;
+    atomic_store(&t->next, 0);
+    t->open = true;
     t->gen++;
     pthread_cond_broadcast(&t->go);
     pthread_mutex_unlock(&t->mu);
-    size_t lo, hi;
-    team_range(n, parts, 0, &lo, &hi);
-    fn(ctx, lo, hi);
+    team_work(t);
     pthread_mutex_lock(&t->mu);
-    while (t->pending)
+    t->open = false;
+    while (t->active)
         pthread_cond_wait(&t->done, &t->mu);
     pthread_mutex_unlock(&t->mu);
 }

@@ -32,10 +32,11 @@ size_t sae_lm_team_resize(sae_lm_team *t, size_t n);
 /* A share of a kernel: items [lo, hi) of its ctx. */
 typedef void (*sae_lm_team_fn)(void *ctx, size_t lo, size_t hi);
 
-/* Runs fn over items [0, n) in one contiguous range per thread, the first
- * on the caller, and returns when all are done. work is the kernel's cost
- * in element operations: below a threshold, or with t NULL, the caller
- * runs everything. */
+/* Runs fn over items [0, n), cut into a few contiguous ranges per thread
+ * that the caller and the workers claim in turn (whoever is free takes the
+ * next), and returns when all are done. work is the kernel's cost in
+ * element operations: below a threshold, or with t NULL, the caller runs
+ * everything. */
 void sae_lm_team_run(sae_lm_team *t, size_t n, size_t work, sae_lm_team_fn fn, void *ctx);
 
 /* y (n, m) = x (n, k) · w (k, m) + b (m); b may be NULL. */
