@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The run behind docs/PERFORMANCE.md's "Language model forward pass": a
 # release build, then lmbench (bench/lmbench.c) on a random GPT-2-small
-# checkpoint it writes to a temporary folder (or on DIR), at batches of 512,
-# 512 and 2048 tokens: the forward pass through every block against the same
-# cblas_sgemm calls alone. Waits (up to WAIT seconds, default 600) for the
-# 1-minute load average to drop under 0.5, and says so if it never does.
+# checkpoint it writes to a temporary folder (or on --lm DIR; --keep DIR
+# keeps the one it writes there), at batches of 512, 512 and 2048 tokens: the
+# forward pass through every block against the same cblas_sgemm calls alone.
+# Waits (up to WAIT seconds, default 600) for the 1-minute load average to
+# drop under 0.5, and says so if it never does.
 #
 # Then, unless --lm DIR was given, "encode_text latency": the same
 # checkpoint, with the small fixture's tokenizer (tests/fixture/lm/

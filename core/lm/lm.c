@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "lm/lm_family.h"
+#include "sae/encode.h" /* sae_get_blas_threads */
 #include "sae/model_cfg.h" /* sae_model_cfg_read: the capped, duplicate-rejecting JSON reader */
 
 /* Every family, by config.json's model_type. */
@@ -226,7 +227,10 @@ sae_lm_ws *sae_lm_ws_new(const sae_lm *lm, size_t max_tokens)
     size_t max_seq = max_tokens < lm->cfg.n_ctx ? max_tokens : lm->cfg.n_ctx;
     size_t n = lm->fam->ws_floats(&lm->cfg, max_tokens, max_seq), bytes;
     sae_lm_ws *ws = calloc(1, sizeof *ws);
-    if (!ws || n == 0 || sae_mul_size(n, sizeof(float), &bytes) || !(ws->buf = malloc(bytes))) {
+    if (!ws || n == 0 || sae_mul_size(n, sizeof(float), &bytes) || !(ws->buf = malloc(bytes)) ||
+        !(ws->team = sae_lm_team_new())) {
+        if (ws)
+            free(ws->buf);
         free(ws);
         return NULL;
     }
@@ -240,6 +244,7 @@ void sae_lm_ws_free(sae_lm_ws *ws)
 {
     if (!ws)
         return;
+    sae_lm_team_free(ws->team);
     free(ws->buf);
     free(ws);
 }
@@ -296,6 +301,8 @@ int sae_lm_forward(const sae_lm *lm, sae_lm_ws *ws, const sae_lm_batch *b,
                      .remaining = n_hooks,
                      .proc = proc ? *proc : sae_lm_processing_default(),
                      .centers = lm->fam->centers};
+    /* the non-BLAS kernels use as many threads as the products */
+    sae_lm_team_resize(ws->team, (size_t)sae_get_blas_threads());
     lm->fam->forward(lm, ws, b, n_tokens, &p);
     return 0;
 }

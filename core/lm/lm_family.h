@@ -17,6 +17,7 @@
 #include "io/error.h"
 #include "lm/lm_types.h"
 #include "lm/lm_ckpt.h"
+#include "lm/lm_ops.h"
 #include "lm/lm_pass.h"
 
 typedef struct sae_lm_family sae_lm_family;
@@ -30,13 +31,15 @@ struct sae_lm {
     void *weights;
 };
 
-/* Scratch for one thread: one allocation the family carves into its
- * buffers on each call. */
+/* Scratch for one caller's passes: one allocation the family carves into
+ * its buffers on each call, and the team its kernels split their non-BLAS
+ * work across (sized to OpenBLAS's thread count at each call). */
 struct sae_lm_ws {
     size_t max_tokens;      /* tokens per call */
     size_t max_seq;         /* longest sequence: min(max_tokens, n_ctx) */
     float *buf;             /* owned: (n_floats) */
     size_t n_floats;
+    sae_lm_team *team;      /* owned */
 };
 
 struct sae_lm_family {

@@ -163,11 +163,12 @@ static int gpt2_load(sae_lm *lm, const json_t *config, const char *path, sae_err
     return sae_lm_ckpt_f32(&lm->ck, "ln_f.bias", 1, ln, &w->lnf_b, err);
 }
 
-/* The scratch: x, ln, z, a (N, C); qkv (N, 3C); h (N, M); att (S, S). */
+/* The scratch: x, ln, z, a (N, C); qkv (N, 3C); h (N, M); att for
+ * sae_lm_op_attend over sequences of up to S tokens. */
 static size_t gpt2_ws_floats(const sae_lm_config *c, size_t n, size_t s)
 {
-    size_t row = 7 * c->d_model + c->d_mlp, a, b, total;
-    if (sae_mul_size(n, row, &a) || sae_mul_size(s, s, &b) || sae_add_size(a, b, &total))
+    size_t row = 7 * c->d_model + c->d_mlp, a, b = sae_lm_op_attend_floats(c->n_head, s), total;
+    if (b == 0 || sae_mul_size(n, row, &a) || sae_add_size(a, b, &total))
         return 0;
     return total;
 }
@@ -180,10 +181,11 @@ typedef struct gpt2_bufs {
     float *z;       /* (N, C) attention's weighted values, head-major */
     float *a;       /* (N, C) an attention or MLP output */
     float *h;       /* (N, M) the MLP's hidden layer */
-    float *att;     /* (S, S) one head's scores */
+    float *att;     /* sae_lm_op_attend's scratch */
+    sae_lm_team *team; /* borrowed from the workspace */
 } gpt2_bufs;
 
-/* Causal self-attention of block l: qkv -> z, sequence by sequence, head by head. */
+/* Causal self-attention of block l: qkv -> z, sequence by sequence. */
 static void gpt2_attention(const sae_lm *lm, const gpt2_weights *w, const sae_lm_batch *b,
                            size_t l, gpt2_bufs *k)
 {
@@ -195,9 +197,8 @@ static void gpt2_attention(const sae_lm *lm, const gpt2_weights *w, const sae_lm
     for (size_t s = 0; s < b->n_seq; s++) {
         size_t len = sae_lm_batch_len(b, s);
         const float *base = k->qkv + start * 3 * C;
-        for (size_t h = 0; h < H; h++)
-            sae_lm_op_attend(k->z + start * C + h * D, C, base + h * D, base + C + h * D,
-                             base + 2 * C + h * D, 3 * C, len, D, scale, k->att);
+        sae_lm_op_attend(k->team, k->z + start * C, C, base, base + C, base + 2 * C, 3 * C, len,
+                         H, D, scale, SAE_LM_ATT_PANEL, k->att);
         start += len;
     }
 }
@@ -215,6 +216,8 @@ static void gpt2_forward(const sae_lm *lm, sae_lm_ws *ws, const sae_lm_batch *b,
     k.a = k.z + n * C;
     k.h = k.a + n * C;
     k.att = k.h + n * M;
+    k.team = ws->team;
+    sae_lm_team *tm = ws->team;
 
     /* embeddings: x = W_E[id] + W_pos[position] */
     for (int pass = 0; pass < 2; pass++) {
@@ -237,38 +240,38 @@ static void gpt2_forward(const sae_lm *lm, sae_lm_ws *ws, const sae_lm_batch *b,
         const gpt2_block *bl = &w->blocks[l];
         if (sae_lm_pass_emit(p, SAE_LM_RESID_PRE, l, k.x, C))
             return;
-        sae_lm_op_layernorm(k.ln, k.x, n, C, lm->cfg.eps);
+        sae_lm_op_layernorm(tm, k.ln, k.x, n, C, lm->cfg.eps);
         if (sae_lm_pass_emit_norm(p, SAE_LM_LN1, l, k.ln, bl->ln1_w, bl->ln1_b, C))
             return;
-        sae_lm_op_affine(k.ln, bl->ln1_w, bl->ln1_b, n, C);
-        sae_lm_op_linear(k.qkv, k.ln, bl->attn_w, bl->attn_b, n, C, 3 * C);
+        sae_lm_op_affine(tm, k.ln, bl->ln1_w, bl->ln1_b, n, C);
+        sae_lm_op_linear(tm, k.qkv, k.ln, bl->attn_w, bl->attn_b, n, C, 3 * C);
         gpt2_attention(lm, w, b, l, &k);
         if (sae_lm_pass_emit_z(p, l, k.z, bl->attn_b + 2 * C, bl->v_bias, C))
             return;
-        sae_lm_op_linear(k.a, k.z, bl->proj_w, bl->proj_b, n, C, C);
+        sae_lm_op_linear(tm, k.a, k.z, bl->proj_w, bl->proj_b, n, C, C);
         if (sae_lm_pass_emit(p, SAE_LM_ATTN_OUT, l, k.a, C))
             return;
-        sae_lm_op_add(k.x, k.a, n * C);
+        sae_lm_op_add(tm, k.x, k.a, n * C);
         if (sae_lm_pass_emit(p, SAE_LM_RESID_MID, l, k.x, C))
             return;
-        sae_lm_op_layernorm(k.ln, k.x, n, C, lm->cfg.eps);
+        sae_lm_op_layernorm(tm, k.ln, k.x, n, C, lm->cfg.eps);
         if (sae_lm_pass_emit_norm(p, SAE_LM_LN2, l, k.ln, bl->ln2_w, bl->ln2_b, C))
             return;
-        sae_lm_op_affine(k.ln, bl->ln2_w, bl->ln2_b, n, C);
-        sae_lm_op_linear(k.h, k.ln, bl->fc_w, bl->fc_b, n, C, M);
+        sae_lm_op_affine(tm, k.ln, bl->ln2_w, bl->ln2_b, n, C);
+        sae_lm_op_linear(tm, k.h, k.ln, bl->fc_w, bl->fc_b, n, C, M);
         if (sae_lm_pass_emit(p, SAE_LM_MLP_PRE, l, k.h, M))
             return;
-        (w->gelu_erf ? sae_lm_op_gelu_erf : sae_lm_op_gelu_tanh)(k.h, n * M);
+        (w->gelu_erf ? sae_lm_op_gelu_erf : sae_lm_op_gelu_tanh)(tm, k.h, n * M);
         if (sae_lm_pass_emit(p, SAE_LM_MLP_POST, l, k.h, M))
             return;
-        sae_lm_op_linear(k.a, k.h, bl->out_w, bl->out_b, n, M, C);
+        sae_lm_op_linear(tm, k.a, k.h, bl->out_w, bl->out_b, n, M, C);
         if (sae_lm_pass_emit(p, SAE_LM_MLP_OUT, l, k.a, C))
             return;
-        sae_lm_op_add(k.x, k.a, n * C);
+        sae_lm_op_add(tm, k.x, k.a, n * C);
         if (sae_lm_pass_emit(p, SAE_LM_RESID_POST, l, k.x, C))
             return;
     }
-    sae_lm_op_layernorm(k.ln, k.x, n, C, lm->cfg.eps);
+    sae_lm_op_layernorm(tm, k.ln, k.x, n, C, lm->cfg.eps);
     sae_lm_pass_emit_norm(p, SAE_LM_LN_FINAL, 0, k.ln, w->lnf_w, w->lnf_b, C);
 }
 
@@ -281,12 +284,8 @@ static void gpt2_gemm_shapes(const sae_lm *lm, const sae_lm_batch *b, size_t n,
     add(ctx, &(sae_lm_gemm){.m = n, .n = C, .k = C, .count = L});
     add(ctx, &(sae_lm_gemm){.m = n, .n = M, .k = C, .count = L});
     add(ctx, &(sae_lm_gemm){.m = n, .n = C, .k = M, .count = L});
-    for (size_t s = 0; s < b->n_seq; s++) {
-        size_t t = sae_lm_batch_len(b, s);
-        add(ctx, &(sae_lm_gemm){.m = t, .n = t, .k = c->d_head, .count = L * c->n_head,
-                                .b_trans = true});
-        add(ctx, &(sae_lm_gemm){.m = t, .n = c->d_head, .k = t, .count = L * c->n_head});
-    }
+    for (size_t s = 0; s < b->n_seq; s++)
+        sae_lm_op_attend_shapes(sae_lm_batch_len(b, s), c->d_head, L * c->n_head, add, ctx);
 }
 
 const sae_lm_family sae_lm_gpt2 = {

@@ -18,8 +18,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/rng.h"
 #include "io/safetensors.h"
 #include "lm/lm.h"
+#include "lm/lm_ops.h"
+#include "sae/encode.h"
 #include "unit.h"
 
 #define TOL 1e-4
@@ -513,6 +516,180 @@ START_TEST(test_gemm_shapes)
 }
 END_TEST
 
+/* n values uniform in [-amp, amp] from r. */
+static void fill_uniform(sae_rng *r, float *a, size_t n, double amp)
+{
+    for (size_t i = 0; i < n; i++)
+        a[i] = (float)(((double)(sae_rng_next(r) >> 11) * 0x1.0p-53 * 2.0 - 1.0) * amp);
+}
+
+/* Attention of n_head heads over t tokens of qkv (t, 3 · n_head · d_head:
+ * q, k, v) in double, as sae_lm_op_attend defines it, into z (t, n_head · d_head). */
+static void attend_ref(double *z, const float *qkv, size_t t, size_t n_head, size_t d_head,
+                       double scale)
+{
+    const size_t C = n_head * d_head, ld = 3 * C;
+    double *p = malloc(t * sizeof *p);
+    for (size_t h = 0; h < n_head; h++)
+        for (size_t i = 0; i < t; i++) {
+            double mx = -INFINITY, s = 0;
+            for (size_t j = 0; j <= i; j++) {
+                double d = 0;
+                for (size_t c = 0; c < d_head; c++)
+                    d += (double)qkv[i * ld + h * d_head + c] * qkv[j * ld + C + h * d_head + c];
+                p[j] = d * scale;
+                mx = fmax(mx, p[j]);
+            }
+            for (size_t j = 0; j <= i; j++)
+                s += (p[j] = exp(p[j] - mx));
+            for (size_t c = 0; c < d_head; c++) {
+                double a = 0;
+                for (size_t j = 0; j <= i; j++)
+                    a += p[j] / s * qkv[j * ld + 2 * C + h * d_head + c];
+                z[i * C + h * d_head + c] = a;
+            }
+        }
+    free(p);
+}
+
+/* Runs sae_lm_op_attend over qkv (t tokens) into z in panels of panel rows. */
+static void attend_op(sae_lm_team *tm, float *z, const float *qkv, size_t t, size_t n_head,
+                      size_t d_head, float scale, size_t panel)
+{
+    const size_t C = n_head * d_head;
+    float *att = malloc(n_head * panel * t * sizeof *att);
+    ck_assert_ptr_nonnull(att);
+    sae_lm_op_attend(tm, z, C, qkv, qkv + C, qkv + 2 * C, 3 * C, t, n_head, d_head, scale, panel,
+                     att);
+    free(att);
+}
+
+/* Causal attention in row panels (each scoring only the keys up to its
+ * last row) against the whole-triangle definition in double, for panels
+ * that divide the sequence, do not, and hold all of it. */
+START_TEST(test_attend_panels)
+{
+    const size_t t = 37, H = 3, D = 8, C = H * D;
+    sae_rng r;
+    sae_rng_seed(&r, 11);
+    float *qkv = malloc(t * 3 * C * sizeof *qkv), *z = malloc(t * C * sizeof *z);
+    double *ref = malloc(t * C * sizeof *ref);
+    fill_uniform(&r, qkv, t * 3 * C, 2.0);
+    attend_ref(ref, qkv, t, H, D, 0.35);
+    const size_t panels[] = {1, 5, 16, 37, 64};
+    for (size_t p = 0; p < sizeof panels / sizeof panels[0]; p++) {
+        memset(z, 0xff, t * C * sizeof *z);
+        attend_op(NULL, z, qkv, t, H, D, 0.35f, panels[p]);
+        double num = 0, den = 0;
+        for (size_t i = 0; i < t * C; i++) {
+            num = fmax(num, fabs(z[i] - ref[i]));
+            den = fmax(den, fabs(ref[i]));
+        }
+        ck_assert_msg(num <= 1e-5 * den, "panel %zu: relative error %.3g", panels[p],
+                      num / den);
+    }
+    free(qkv);
+    free(z);
+    free(ref);
+}
+END_TEST
+
+/* Every kernel gives the same bits on a team of one, two and three
+ * threads: each row is computed whole by one thread. Sizes are above the
+ * team's threshold, and uneven so the ranges are too. */
+START_TEST(test_team_bits)
+{
+    const size_t n = 301, d = 263, t = 300, H = 4, D = 16, C = H * D;
+    sae_rng r;
+    sae_rng_seed(&r, 5);
+    float *x = malloc(n * d * sizeof *x), *w = malloc(d * sizeof *w), *b = malloc(d * sizeof *b);
+    float *qkv = malloc(t * 3 * C * sizeof *qkv);
+    fill_uniform(&r, x, n * d, 3.0);
+    fill_uniform(&r, w, d, 1.0);
+    fill_uniform(&r, b, d, 1.0);
+    fill_uniform(&r, qkv, t * 3 * C, 2.0);
+    /* per team size: layernorm, affine, add, gelu tanh, gelu erf, attention */
+    float *out[3][6];
+    for (size_t s = 0; s < 3; s++) {
+        sae_lm_team *tm = sae_lm_team_new();
+        ck_assert_ptr_nonnull(tm);
+        ck_assert_uint_eq(sae_lm_team_resize(tm, s + 1), s + 1);
+        for (size_t k = 0; k < 5; k++) {
+            out[s][k] = malloc(n * d * sizeof(float));
+            memcpy(out[s][k], x, n * d * sizeof(float));
+        }
+        sae_lm_op_layernorm(tm, out[s][0], x, n, d, 1e-5);
+        sae_lm_op_affine(tm, out[s][1], w, b, n, d);
+        sae_lm_op_add(tm, out[s][2], x + 7, n * d - 7);
+        sae_lm_op_gelu_tanh(tm, out[s][3], n * d);
+        sae_lm_op_gelu_erf(tm, out[s][4], n * d);
+        out[s][5] = malloc(t * C * sizeof(float));
+        attend_op(tm, out[s][5], qkv, t, H, D, 0.25f, SAE_LM_ATT_PANEL);
+        sae_lm_team_free(tm);
+    }
+    for (size_t s = 1; s < 3; s++)
+        for (size_t k = 0; k < 6; k++)
+            ck_assert_msg(memcmp(out[0][k], out[s][k], (k == 5 ? t * C : n * d) * sizeof(float)) ==
+                              0,
+                          "kernel %zu differs on a team of %zu", k, s + 1);
+    /* and the kernels did something */
+    ck_assert(out[0][0][0] != x[0] && out[0][3][1] != x[1]);
+    for (size_t s = 0; s < 3; s++)
+        for (size_t k = 0; k < 6; k++)
+            free(out[s][k]);
+    free(x);
+    free(w);
+    free(b);
+    free(qkv);
+}
+END_TEST
+
+/* A whole pass gives the same bits with one BLAS thread (a team of one) and
+ * with two, over a batch big enough for the team to split its kernels. */
+START_TEST(test_forward_threads)
+{
+    char *dir = fixture("gpt2_l2_d64"); /* vocab 97, 16 positions, d_model 64, d_mlp 256 */
+    sae_lm *lm = load_ok(dir);
+    const size_t n_seq = 64, len = 16, n = n_seq * len;
+    sae_lm_ws *ws = sae_lm_ws_new(lm, n);
+    ck_assert_ptr_nonnull(ws);
+    uint32_t *ids = malloc(n * sizeof *ids);
+    sae_rng r;
+    sae_rng_seed(&r, 9);
+    for (size_t i = 0; i < n; i++)
+        ids[i] = (uint32_t)(sae_rng_next(&r) % 97);
+    sae_lm_batch b = {.ids = ids, .n_seq = n_seq, .seq_len = len};
+    const char *names[] = {"blocks.1.mlp.hook_post", "blocks.1.attn.hook_z",
+                           "ln_final.hook_normalized"};
+    sae_lm_hook h[3];
+    sae_error err;
+    float *out[2][3];
+    size_t width[3];
+    int saved = sae_get_blas_threads();
+    for (size_t k = 0; k < 3; k++) {
+        ck_assert_int_eq(sae_lm_hook_parse(names[k], &h[k], &err), 0);
+        width[k] = sae_lm_hook_width(lm, &h[k]);
+    }
+    for (int th = 1; th <= 2; th++) {
+        sae_set_blas_threads(th);
+        for (size_t k = 0; k < 3; k++)
+            out[th - 1][k] = malloc(n * width[k] * sizeof(float));
+        ck_assert_int_eq(sae_lm_forward(lm, ws, &b, h, 3, out[th - 1], NULL, &err), 0);
+    }
+    sae_set_blas_threads(saved);
+    for (size_t k = 0; k < 3; k++) {
+        ck_assert_msg(memcmp(out[0][k], out[1][k], n * width[k] * sizeof(float)) == 0,
+                      "%s differs between 1 and 2 threads", names[k]);
+        free(out[0][k]);
+        free(out[1][k]);
+    }
+    free(ids);
+    sae_lm_ws_free(ws);
+    sae_lm_free(lm);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("lm");
@@ -527,6 +704,11 @@ int main(void)
     tcase_add_test(tc, test_hostile);
     tcase_add_test(tc, test_missing_files);
     tcase_add_test(tc, test_gemm_shapes);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("threads");
+    tcase_add_test(tc, test_attend_panels);
+    tcase_add_test(tc, test_team_bits);
+    tcase_add_test(tc, test_forward_threads);
     suite_add_tcase(s, tc);
     return unit_run(s);
 }
