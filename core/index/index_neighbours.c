@@ -216,43 +216,116 @@ static double nb_recall(const uint32_t *idx, const uint32_t *rows, size_t n, siz
 }
 
 #ifdef SAE_HAVE_FAISS
-/* The graph's parameters: M 32 and ef 128 reach recall@10 >= 0.95 on the
- * decoders measured (docs/PERFORMANCE.md, "The widest SAEs"). */
-static const sae_ann_params nb_ann = {.m = 32, .ef_construction = 128, .ef_search = 128};
+/* The inverted lists: nlist about 2 sqrt(d_sae) clusters (1024 at 262k,
+ * 2048 at 1M), each row probing its NB_NPROBE nearest; measured recall@10 in
+ * docs/PERFORMANCE.md ("The widest SAEs"). */
+#define NB_NPROBE 12
+
+/* Rows grouped by key: off (n_keys + 1) and rows, a counting sort of the
+ * (row, key) pairs keys[i * per + p] (a key repeated within a row counted
+ * once). NULL fields when out of memory. */
+typedef struct nb_groups {
+    size_t *off;
+    uint32_t *rows;
+} nb_groups;
+
+/* Groups rows 0..n-1 by their first `use` of `per` keys each (see nb_groups). */
+static int nb_group(const uint32_t *keys, size_t n, size_t per, size_t use, size_t n_keys,
+                    nb_groups *g)
+{
+    g->off = calloc(n_keys + 1, sizeof *g->off);
+    g->rows = malloc((n * use > 0 ? n * use : 1) * sizeof *g->rows);
+    if (!g->off || !g->rows)
+        return -1;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < n; i++)
+            for (size_t p = 0; p < use; p++) {
+                uint32_t c = keys[i * per + p];
+                bool seen = false;
+                for (size_t q = 0; q < p; q++)
+                    seen |= keys[i * per + q] == c;
+                if (seen)
+                    continue;
+                if (pass == 0)
+                    g->off[c + 1]++;
+                else
+                    g->rows[g->off[c]++] = (uint32_t)i;
+            }
+        if (pass == 0)
+            for (size_t c = 0; c < n_keys; c++)
+                g->off[c + 1] += g->off[c];
+        else
+            for (size_t c = n_keys; c > 0; c--)
+                g->off[c] = g->off[c - 1];
+    }
+    g->off[0] = 0;
+    return 0;
+}
+
+/* Copies rows[0..n) of w (d_in wide) into out, contiguous. */
+static void nb_gather(const float *w, size_t d_in, const uint32_t *rows, size_t n, float *out)
+{
+    for (size_t i = 0; i < n; i++)
+        memcpy(out + i * d_in, w + (size_t)rows[i] * d_in, d_in * sizeof *out);
+}
 
 /* Approximate neighbours into idx and cos (d_sae, k), in the exact path's
- * order; the rows the search left short of k are computed exactly. */
+ * order: each row against the members (rows whose nearest centroid it is) of
+ * the clusters it probes, by cblas_sgemm; every pair is offered at most once
+ * (a member belongs to one cluster). Rows left short of k are computed exactly. */
 static int nb_approx(const float *w_dec, const float *inv, size_t d_sae, size_t d_in, size_t k,
-                     uint32_t *idx, float *cos, sae_error *err)
+                     uint64_t seed, uint32_t *idx, float *cos, sae_error *err)
 {
-    size_t k1 = k + 1, n_short = 0;
-    int64_t *ai = malloc(d_sae * k1 * sizeof *ai);
-    float *ac = malloc(d_sae * k1 * sizeof *ac);
-    uint32_t *short_rows = NULL;
+    const size_t bq = 256, bm = 1024;
+    size_t nlist = (size_t)(2 * sqrt((double)d_sae)), n_short = 0;
+    nlist = nlist < 1 ? 1 : nlist > d_sae / 8 ? (d_sae / 8 ? d_sae / 8 : 1) : nlist;
+    size_t nprobe = NB_NPROBE < nlist ? NB_NPROBE : nlist;
+    uint32_t *probe = malloc(d_sae * nprobe * sizeof *probe), *short_rows = NULL;
+    float *q = malloc(bq * d_in * sizeof *q), *m = malloc(bm * d_in * sizeof *m);
+    float *c = malloc(bq * bm * sizeof *c);
+    nb_groups mem = {0}, qry = {0};
     nlists l = {.k = k, .idx = idx, .cos = cos};
     char msg[256];
     int rc = nl_init(&l, d_sae, err);
-    if (!rc && (!ai || !ac))
+    if (!rc && (!probe || !q || !m || !c))
         rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the neighbours");
-    if (!rc && sae_ann_neighbours(w_dec, d_sae, d_in, k, &nb_ann, ai, ac, msg, sizeof msg))
+    if (!rc && sae_ann_probe(w_dec, d_sae, d_in, nlist, nprobe, seed, probe, msg, sizeof msg))
         rc = sae_error_set(err, SAE_ENOMEM, "%s", msg);
-    for (size_t i = 0; i < d_sae && !rc; i++) {
-        for (size_t j = 0; j < k1; j++) {
-            int64_t g = ai[i * k1 + j];
-            if (g >= 0 && (size_t)g != i && (size_t)g < d_sae)
-                nl_offer(&l, i, (uint32_t)g, nb_clamp(ac[i * k1 + j]));
+    if (!rc && (nb_group(probe, d_sae, nprobe, 1, nlist, &mem) ||
+                nb_group(probe, d_sae, nprobe, nprobe, nlist, &qry)))
+        rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the neighbours");
+    for (size_t cl = 0; cl < nlist && !rc; cl++) {
+        const uint32_t *mr = mem.rows + mem.off[cl], *qr = qry.rows + qry.off[cl];
+        size_t n_m = mem.off[cl + 1] - mem.off[cl], n_q = qry.off[cl + 1] - qry.off[cl];
+        for (size_t m0 = 0; m0 < n_m; m0 += bm) {
+            size_t nm = n_m - m0 < bm ? n_m - m0 : bm;
+            nb_gather(w_dec, d_in, mr + m0, nm, m);
+            for (size_t q0 = 0; q0 < n_q; q0 += bq) {
+                size_t nq = n_q - q0 < bq ? n_q - q0 : bq;
+                nb_gather(w_dec, d_in, qr + q0, nq, q);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nm, (int)d_in,
+                            1.0f, q, (int)d_in, m, (int)d_in, 0.0f, c, (int)nm);
+                for (size_t i = 0; i < nq; i++) {
+                    uint32_t gi = qr[q0 + i];
+                    for (size_t j = 0; j < nm; j++) {
+                        uint32_t gj = mr[m0 + j];
+                        float v = nb_clamp(c[i * nm + j] * inv[gi] * inv[gj]);
+                        if (gj != gi && v >= l.thr[gi])
+                            nl_offer(&l, gi, gj, v);
+                    }
+                }
+            }
         }
-        if (l.n[i] < k) /* ai's front is read already: it lists the short rows */
-            ai[n_short++] = (int64_t)i;
     }
+    for (size_t i = 0; i < d_sae && !rc; i++)
+        if (l.n[i] < k) /* probe's front is read already: it lists the short rows */
+            probe[n_short++] = (uint32_t)i;
     if (!rc && n_short) {
-        short_rows = malloc(n_short * sizeof *short_rows);
+        short_rows = probe;
         uint32_t *si = malloc(n_short * k * sizeof *si);
         float *sc = malloc(n_short * k * sizeof *sc);
-        if (!short_rows || !si || !sc)
+        if (!si || !sc)
             rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the neighbours");
-        for (size_t s = 0; !rc && s < n_short; s++)
-            short_rows[s] = (uint32_t)ai[s];
         if (!rc)
             rc = nb_exact_rows(w_dec, inv, d_sae, d_in, k, short_rows, n_short, si, sc, err);
         for (size_t s = 0; !rc && s < n_short; s++) {
@@ -262,9 +335,14 @@ static int nb_approx(const float *w_dec, const float *inv, size_t d_sae, size_t 
         free(si);
         free(sc);
     }
-    free(short_rows);
-    free(ai);
-    free(ac);
+    free(probe);
+    free(q);
+    free(m);
+    free(c);
+    free(mem.off);
+    free(mem.rows);
+    free(qry.off);
+    free(qry.rows);
     nl_free(&l);
     return rc;
 }
@@ -300,7 +378,7 @@ int sae_neighbours_by(const float *w_dec, const float *dec_norm, size_t d_sae, s
     if (!inv)
         rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the neighbours");
     if (!rc)
-        rc = nb_approx(w_dec, inv, d_sae, d_in, k, idx, cos, err);
+        rc = nb_approx(w_dec, inv, d_sae, d_in, k, seed, idx, cos, err);
     double t1 = sae_clock_s();
     if (!rc && (!(rows = nb_sample(d_sae, seed, &n)) || !(ei = malloc(n * k * sizeof *ei)) ||
                 !(ec = malloc(n * k * sizeof *ec))))
