@@ -133,7 +133,7 @@ static int parse_args(int argc, char **argv, index_args *a)
          .help = "decoder-cosine neighbours per feature (default 10)"},
         {"--neighbours-method", CLI_PARSE, "M", .dst = &set->neighbours_method,
          .parse = parse_nb_method, .want = "exact, approx or auto",
-         .help = "exact (blockwise GEMM), approx (FAISS HNSW; recall@K on\n"
+         .help = "exact (blockwise GEMM), approx (FAISS k-means lists; recall@K on\n"
                  "a 1000-feature sample goes in the log and the meta table)\n"
                  "or auto (default: exact up to " CLI_XSTR(SAE_NB_EXACT_MAX) " features)"},
         {"--explanations", CLI_LIST, "FILE", CLI_TO(a->expl[0]), .count = &a->n_expl,

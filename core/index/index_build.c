@@ -284,7 +284,7 @@ static int build_neighbours(const sae_model *m, const sae_index_settings *set,
     if (!rc && rep->method == SAE_NB_APPROX) {
         char v[64];
         snprintf(v, sizeof v, "%.4f (%zu features sampled, k %zu)", rep->recall, rep->sampled, k);
-        if (!(rc = sae_store_put_meta(w, "neighbours_method", "approx (FAISS HNSW)", err)))
+        if (!(rc = sae_store_put_meta(w, "neighbours_method", "approx (FAISS k-means lists)", err)))
             rc = sae_store_put_meta(w, "neighbours_recall", v, err);
     }
 out:

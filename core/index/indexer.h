@@ -108,7 +108,7 @@ int sae_neighbours(const float *w_dec, const float *dec_norm, size_t d_sae, size
                    size_t k, uint32_t *idx, float *cos, sae_error *err);
 
 /* How the neighbours are found: exact (blockwise GEMM, d_sae^2 d_in), approx
- * (FAISS's HNSW graph, index_ann.h; refused when the build has no FAISS) or
+ * (FAISS k-means lists scanned by BLAS, index_ann.h; refused without FAISS) or
  * auto: exact up to SAE_NB_EXACT_MAX features, approx above when FAISS is
  * linked, exact otherwise. */
 enum { SAE_NB_AUTO = 0, SAE_NB_EXACT, SAE_NB_APPROX };
