@@ -23,8 +23,7 @@
 static const char usage[] =
     "usage: sae index --model DIR --activations FILE... --tokens FILE.jsonl\n"
     "                 --out FILE.db [--top N] [--quantiles Q] [--per-quantile M]\n"
-    "                 [--context C] [--neighbours K] [--neighbours-method M]\n"
-    "                 [--explanations FILE...]\n"
+    "                 [--context C] [--neighbours K] [--explanations FILE...]\n"
     "                 [--shard I/N] [--seed S] [--threads N] [--quiet]\n"
     "                 [--unembed SOURCE --vocab FILE] [--correlations]\n"
     "                 [--neuronpedia-hist]\n"

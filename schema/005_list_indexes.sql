@@ -7,5 +7,5 @@
 -- order, not from the table). Applied to new indexes, and to existing ones by
 -- `sae index --upgrade` (store_write.c applies the files newer than a file's
 -- user_version); an index without them answers as before, only slower.
-CREATE INDEX features_alive ON features (n_active);
-CREATE INDEX explanations_best ON explanations (feature, score) WHERE trim(description) <> '';
+CREATE INDEX IF NOT EXISTS features_alive ON features (n_active);
+CREATE INDEX IF NOT EXISTS explanations_best ON explanations (feature, score) WHERE trim(description) <> '';
