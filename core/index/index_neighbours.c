@@ -88,6 +88,7 @@ static float *nb_inv_norms(const float *dec_norm, size_t d_sae)
     return inv;
 }
 
+#ifdef SAE_HAVE_FAISS
 /* Exact neighbours of the n features rows[] only (self excluded), into idx
  * and cos (n, k): the rows' block against every block of W_dec. Serves the
  * recall sample and the rows an approximate search left short. */
@@ -126,6 +127,8 @@ static int nb_exact_rows(const float *w_dec, const float *inv, size_t d_sae, siz
     nl_free(&l);
     return rc;
 }
+
+#endif
 
 int sae_neighbours(const float *w_dec, const float *dec_norm, size_t d_sae, size_t d_in,
                    size_t k, uint32_t *idx, float *cos, sae_error *err)
@@ -173,6 +176,7 @@ out:
 }
 
 
+#ifdef SAE_HAVE_FAISS
 /* A seeded sample of min(SAE_NB_RECALL_SAMPLE, d_sae) distinct features,
  * ascending (a partial Fisher-Yates over a virtual 0..d_sae-1 would need
  * d_sae words; rejection on a sorted set of at most 1000 is cheap). */
@@ -215,7 +219,6 @@ static double nb_recall(const uint32_t *idx, const uint32_t *rows, size_t n, siz
     return n && k ? (double)hit / (double)(n * k) : 1.0;
 }
 
-#ifdef SAE_HAVE_FAISS
 /* The inverted lists: nlist about 2 sqrt(d_sae) clusters (1024 at 262k,
  * 2048 at 1M), each row probing its NB_NPROBE nearest; measured recall@10 in
  * docs/PERFORMANCE.md ("The widest SAEs"). */
@@ -346,28 +349,12 @@ static int nb_approx(const float *w_dec, const float *inv, size_t d_sae, size_t 
     nl_free(&l);
     return rc;
 }
-#endif
-
-int sae_neighbours_by(const float *w_dec, const float *dec_norm, size_t d_sae, size_t d_in,
-                      size_t k, int method, uint64_t seed, uint32_t *idx, float *cos,
-                      sae_nb_report *rep, sae_error *err)
+/* The approximate neighbours (nb_approx) and their recall@k on a seeded
+ * sample of features against nb_exact_rows, into rep. */
+static int nb_approx_measured(const float *w_dec, const float *dec_norm, size_t d_sae,
+                              size_t d_in, size_t k, uint64_t seed, uint32_t *idx, float *cos,
+                              sae_nb_report *rep, sae_error *err)
 {
-    memset(rep, 0, sizeof *rep);
-    rep->recall = -1;
-#ifdef SAE_HAVE_FAISS
-    if (method == SAE_NB_AUTO)
-        method = d_sae > SAE_NB_EXACT_MAX ? SAE_NB_APPROX : SAE_NB_EXACT;
-#else
-    if (method == SAE_NB_APPROX)
-        return sae_error_set(err, SAE_EINVAL,
-                             "--neighbours-method approx: this build has no FAISS (install "
-                             "libfaiss-dev and g++, then meson setup --reconfigure)");
-    method = SAE_NB_EXACT;
-#endif
-    rep->method = method;
-    if (method == SAE_NB_EXACT || k == 0)
-        return sae_neighbours(w_dec, dec_norm, d_sae, d_in, k, idx, cos, err);
-#ifdef SAE_HAVE_FAISS
     if (k >= d_sae || d_in > INT32_MAX || d_sae > INT32_MAX)
         return sae_error_set(err, SAE_EINVAL, "neighbours: k %zu needs d_sae > k", k);
     double t0 = sae_clock_s();
@@ -394,5 +381,31 @@ int sae_neighbours_by(const float *w_dec, const float *dec_norm, size_t d_sae, s
     free(ei);
     free(ec);
     return rc;
+}
+#endif
+
+int sae_neighbours_by(const float *w_dec, const float *dec_norm, size_t d_sae, size_t d_in,
+                      size_t k, int method, uint64_t seed, uint32_t *idx, float *cos,
+                      sae_nb_report *rep, sae_error *err)
+{
+    memset(rep, 0, sizeof *rep);
+    rep->recall = -1;
+    if (method == SAE_NB_AUTO) {
+#ifdef SAE_HAVE_FAISS
+        method = d_sae > SAE_NB_EXACT_MAX ? SAE_NB_APPROX : SAE_NB_EXACT;
+#else
+        method = SAE_NB_EXACT;
+#endif
+    }
+    rep->method = method;
+    if (method == SAE_NB_EXACT || k == 0)
+        return sae_neighbours(w_dec, dec_norm, d_sae, d_in, k, idx, cos, err);
+#ifdef SAE_HAVE_FAISS
+    return nb_approx_measured(w_dec, dec_norm, d_sae, d_in, k, seed, idx, cos, rep, err);
+#else
+    (void)seed;
+    return sae_error_set(err, SAE_EINVAL,
+                         "--neighbours-method approx: this build has no FAISS (install "
+                         "libfaiss-dev and g++, then meson setup --reconfigure)");
 #endif
 }

@@ -1,9 +1,9 @@
 /* wide.c: the figures of docs/PERFORMANCE.md's "The widest SAEs", for SAEs
  * too wide for `sae bench`'s random F32 model (it holds W_enc and W_dec in
  * F32: 19 GB at 1M features).
- *   wide encode D_IN D_SAE   BF16 weights (one buffer serves as W_enc and
+ *   wide encode D_IN D_SAE [BATCH]   BF16 weights (one buffer serves as W_enc and
  *       W_dec), topk (k 64) and jumprelu (about 64 firing): sae_encode at
- *       batch 1 and 256 against cblas_sgemv/sgemm of a column slice of the
+ *       batch 1 and BATCH (256) against cblas_sgemv/sgemm of a column slice of the
  *       same shape in F32, scaled to d_sae (GEMM time is linear in columns).
  *   wide neighbours D_IN D_SAE   clustered rows (decoder-like: each row a
  *       random centre of D_SAE/32 plus noise of the same norm): approximate
@@ -72,9 +72,9 @@ static double time_gemm(const float *w, const float *x, float *y, size_t d_in, s
 }
 
 /* The encode figures (see the top of the file). */
-static int bench_encode(size_t d_in, size_t d_sae)
+static int bench_encode(size_t d_in, size_t d_sae, size_t batch)
 {
-    const size_t batch = 256, slice = d_sae < 131072 ? d_sae : 131072;
+    const size_t slice = d_sae < 131072 ? d_sae : 131072;
     sae_rng r;
     sae_rng_seed(&r, 19);
     uint16_t *wh = malloc(d_in * d_sae * sizeof *wh);
@@ -164,10 +164,11 @@ static int bench_neighbours(size_t d_in, size_t d_sae)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4)
-        return fprintf(stderr, "usage: wide encode|neighbours D_IN D_SAE\n"), 2;
+    if (argc != 4 && argc != 5)
+        return fprintf(stderr, "usage: wide encode|neighbours D_IN D_SAE [BATCH]\n"), 2;
     size_t d_in = strtoull(argv[2], NULL, 10), d_sae = strtoull(argv[3], NULL, 10);
+    size_t batch = argc == 5 ? strtoull(argv[4], NULL, 10) : 256;
     if (strcmp(argv[1], "encode") == 0)
-        return bench_encode(d_in, d_sae);
+        return bench_encode(d_in, d_sae, batch ? batch : 1);
     return bench_neighbours(d_in, d_sae);
 }
