@@ -80,6 +80,19 @@ static int parse_pair(const char *s, char sep, uint64_t a_lo, uint64_t a_hi, uin
 }
 
 /* Parses "I/N" into the settings (dst). */
+/* --neighbours-method exact|approx|auto into an int (SAE_NB_*). */
+static int parse_nb_method(const char *s, void *dst)
+{
+    static const char *const names[] = {[SAE_NB_AUTO] = "auto", [SAE_NB_EXACT] = "exact",
+                                        [SAE_NB_APPROX] = "approx"};
+    for (int i = 0; i < 3; i++)
+        if (s && strcmp(s, names[i]) == 0) {
+            *(int *)dst = i;
+            return 0;
+        }
+    return -1;
+}
+
 static int parse_shard(const char *s, void *dst)
 {
     sae_index_settings *set = dst;
@@ -162,6 +175,11 @@ static int parse_args(int argc, char **argv, index_args *a)
          .help = "tokens either side of an example's token (default 8)"},
         {"--neighbours", CLI_U64, "K", CLI_TO(set->neighbours), .hi = SAE_INDEX_MAX_NEIGHBOURS,
          .help = "decoder-cosine neighbours per feature (default 10)"},
+        {"--neighbours-method", CLI_PARSE, "M", .dst = &set->neighbours_method,
+         .parse = parse_nb_method, .want = "exact, approx or auto",
+         .help = "exact (blockwise GEMM), approx (FAISS k-means lists; recall@K on\n"
+                 "a 1000-feature sample goes in the log and the meta table)\n"
+                 "or auto (default: exact up to " CLI_XSTR(SAE_NB_EXACT_MAX) " features)"},
         {"--explanations", CLI_LIST, "FILE", CLI_TO(a->expl[0]), .count = &a->n_expl,
          .max = (size_t)argc,
          .help = "explanations, read in order (repeatable): JSON Lines of\n"
@@ -431,6 +449,10 @@ int cmd_index(int argc, char **argv)
         goto out;
     }
     cli_progress_finish(&prog, prog.total);
+    if (!a.quiet && timing.nb.method == SAE_NB_APPROX)
+        fprintf(stderr, "index: approximate neighbours in %.1fs, recall@%u %.4f against exact "
+                "on %zu sampled features (%.1fs)\n", timing.nb.approx_s, a.set.neighbours,
+                timing.nb.recall, timing.nb.sampled, timing.nb.recall_s);
     if (!a.quiet)
         fprintf(stderr, "index: wrote %s (neighbours %.1fs, encode+index %.1fs, write%s %.1fs)\n",
                 a.out, timing.neighbours_s, timing.stream_s, a.unembed ? "+logits" : "",

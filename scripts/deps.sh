@@ -21,11 +21,13 @@ want=(meson ninja-build pkg-config gcc libc6-dev libmicrohttpd-dev libjansson-de
 if [ "$which" = test ]; then
   # Unit tests (Check) and integration clients (libcurl): meson.build's
   # test_pkg; fuzzing (clang + libFuzzer runtime), load (wrk), the deploy
-  # checks (nginx, sqlite3 CLI), the Python client (a venv over Debian's numpy)
-  # and the browser tests (chromium).
+  # checks (nginx, sqlite3 CLI), the Python client (a venv over Debian's numpy),
+  # the browser tests (chromium) and the approximate neighbours (FAISS and the
+  # C++ compiler of its one unit: optional for the build, which refuses
+  # --neighbours-method approx without them).
   want+=(check libcurl4-openssl-dev clang libclang-rt-14-dev wrk python3 nginx sqlite3
          python3-venv python3-numpy python3-setuptools python3-wheel
-         chromium fonts-dejavu-core)
+         chromium fonts-dejavu-core libfaiss-dev g++)
   command -v node >/dev/null 2>&1 || want+=(nodejs npm)
 fi
 if [ "$list" = 1 ]; then

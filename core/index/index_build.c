@@ -270,11 +270,12 @@ static int build_check_inputs(const sae_index_job *job, sae_error *err)
 }
 
 /* Computes every feature's neighbours from m's decoder (they need only the
- * weights) and writes them to w. */
-static int build_neighbours(const sae_model *m, uint32_t neighbours, sae_store_writer *w,
-                            sae_error *err)
+ * weights) by set's method and writes them to w; rep says how (an approximate
+ * build's method and recall also go in the meta table). */
+static int build_neighbours(const sae_model *m, const sae_index_settings *set,
+                            sae_store_writer *w, sae_nb_report *rep, sae_error *err)
 {
-    size_t k = neighbours < m->d_sae ? neighbours : m->d_sae - 1;
+    size_t k = set->neighbours < m->d_sae ? set->neighbours : m->d_sae - 1;
     size_t nbn;
     float *nb_cos = NULL, *wide = NULL;
     uint32_t *nb_idx = NULL;
@@ -287,10 +288,18 @@ static int build_neighbours(const sae_model *m, uint32_t neighbours, sae_store_w
     }
     /* 16-bit decoders are widened for the one F32 GEMM of the neighbours. */
     if ((rc = sae_model_w_dec_f32(m, &w_dec, &wide, err)) ||
-        (rc = sae_neighbours(w_dec, m->dec_norm, m->d_sae, m->d_out, k, nb_idx, nb_cos, err)))
+        (rc = sae_neighbours_by(w_dec, m->dec_norm, m->d_sae, m->d_out, k,
+                                set->neighbours_method, set->seed, nb_idx, nb_cos, rep, err)))
         goto out;
     for (size_t f = 0; f < m->d_sae && !rc; f++)
         rc = sae_store_put_neighbours(w, (uint32_t)f, nb_idx + f * k, nb_cos + f * k, k, err);
+    /* Exact builds write no keys, so their files are as before. */
+    if (!rc && rep->method == SAE_NB_APPROX) {
+        char v[64];
+        snprintf(v, sizeof v, "%.4f (%zu features sampled, k %zu)", rep->recall, rep->sampled, k);
+        if (!(rc = sae_store_put_meta(w, "neighbours_method", "approx (FAISS k-means lists)", err)))
+            rc = sae_store_put_meta(w, "neighbours_recall", v, err);
+    }
 out:
     free(nb_idx);
     free(nb_cos);
@@ -361,6 +370,7 @@ static int build_one(const sae_index_job *job, const char *out_path, sae_error *
     size_t n_feat = set->feat_hi ? set->feat_hi - set->feat_lo : m->d_sae;
     sae_indexer *ix = NULL;
     sae_store_writer *w = NULL;
+    sae_nb_report nb = {0}; /* stays zero in a range that does not start at 0 */
     sae_corr *corr = NULL;
     sae_act_bars *bars = NULL;
     size_t doc_lo, doc_hi;
@@ -369,7 +379,7 @@ static int build_one(const sae_index_job *job, const char *out_path, sae_error *
     sae_shard_docs(job->tok->n_docs, set->shard, set->n_shards, &doc_lo, &doc_hi);
     if ((rc = sae_indexer_new(n_feat, set, job->tok, doc_lo, doc_hi, &ix, err)) ||
         (rc = sae_store_writer_open(out_path, &w, err)) ||
-        (set->feat_lo == 0 && (rc = build_neighbours(m, set->neighbours, w, err))) ||
+        (set->feat_lo == 0 && (rc = build_neighbours(m, set, w, &nb, err))) ||
         (job->dash && job->dash->correlations && (rc = sae_corr_new(m->d_sae, m->d_in, &corr, err))) ||
         (job->dash && job->dash->act_bars && (rc = sae_act_bars_new(m->d_sae, &bars, err))))
         goto out;
@@ -388,6 +398,7 @@ static int build_one(const sae_index_job *job, const char *out_path, sae_error *
     w = NULL;
     if (!rc && job->timing) {
         job->timing->neighbours_s = t1 - t0;
+        job->timing->nb = nb;
         job->timing->stream_s = t2 - t1;
         job->timing->write_s = sae_clock_s() - t2;
     }

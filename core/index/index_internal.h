@@ -9,7 +9,8 @@
  *   index_picks.c       choosing a feature's top and quantile examples
  *   index_vocab.c       the vocabulary interner
  *   index_write.c       writing a finished indexer to the store
- *   index_neighbours.c  decoder-cosine neighbours
+ *   index_neighbours.c  decoder-cosine neighbours, exact or approximate
+ *   index_ann.cc        FAISS k-means for the approximate ones (index_ann.h)
  *   index_build.c       the whole build: neighbours, the streaming pass, write
  *   index_merge.c       the merge of shard files
  *   index_bars.c        SAEDashboard's activation bars, exact (dashboards.h) */

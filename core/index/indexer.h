@@ -37,6 +37,7 @@ typedef struct sae_index_settings {
     uint32_t per_quantile;  /* M: samples per group (default 5) */
     uint32_t context;       /* C: tokens either side of the focus token (default 8) */
     uint32_t neighbours;    /* K: decoder-cosine neighbours (default 10) */
+    int neighbours_method;  /* SAE_NB_AUTO (default), SAE_NB_EXACT or SAE_NB_APPROX */
     uint64_t seed;          /* sampling seed (default 0) */
     bool is_shard;          /* built with --shard or --features: keeps sampling candidates */
     uint32_t shard, n_shards; /* this is slice `shard` of `n_shards` */
@@ -109,6 +110,30 @@ int sae_indexer_write(sae_indexer *ix, const float *dec_norm, struct sae_store_w
 int sae_neighbours(const float *w_dec, const float *dec_norm, size_t d_sae, size_t d_in,
                    size_t k, uint32_t *idx, float *cos, sae_error *err);
 
+/* How the neighbours are found: exact (blockwise GEMM, d_sae^2 d_in), approx
+ * (FAISS k-means lists scanned by BLAS, index_ann.h; refused without FAISS) or
+ * auto: exact up to SAE_NB_EXACT_MAX features, approx above when FAISS is
+ * linked, exact otherwise. */
+enum { SAE_NB_AUTO = 0, SAE_NB_EXACT, SAE_NB_APPROX };
+#define SAE_NB_EXACT_MAX 65536
+/* Features whose exact neighbours measure an approximate build's recall@k. */
+#define SAE_NB_RECALL_SAMPLE 1000
+
+/* What a neighbours build did: the method used and, for approx, recall@k
+ * against exact over `sampled` seeded random features (recall < 0 for exact). */
+typedef struct sae_nb_report {
+    int method;             /* SAE_NB_EXACT or SAE_NB_APPROX */
+    double recall;
+    size_t sampled;
+    double approx_s, recall_s; /* graph build + search; the exact sample */
+} sae_nb_report;
+
+/* The neighbours by `method` (above) into idx and cos as sae_neighbours
+ * does; seed picks the recall sample. */
+int sae_neighbours_by(const float *w_dec, const float *dec_norm, size_t d_sae, size_t d_in,
+                      size_t k, int method, uint64_t seed, uint32_t *idx, float *cos,
+                      sae_nb_report *rep, sae_error *err);
+
 /* ---- the whole build ---- */
 struct sae_model;
 struct sae_acts;
@@ -116,6 +141,7 @@ struct sae_acts;
 /* Where a build's time went (seconds, wall clock). */
 typedef struct sae_index_timing {
     double neighbours_s;    /* decoder cosines */
+    sae_nb_report nb;       /* how the neighbours were found */
     double stream_s;        /* reading, encoding and indexing the rows */
     double write_s;         /* examples' tokens, SQLite rows, quick_check, fsync, rename */
 } sae_index_timing;

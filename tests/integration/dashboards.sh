@@ -55,12 +55,13 @@ check "the oracle fails on another composition" \
 
 # ---- without the flags: schema version 1, no new tables; same file twice
 build plain.db && build plain2.db
-# 002_dashboards.sql is applied on demand; 003_scores.sql always (user_version 3).
-check "plain build: user_version 3, no dashboards tables, reproducible" \
-  '[ "$(sqlite3 plain.db "PRAGMA user_version; SELECT count(*) FROM sqlite_master WHERE name IN (\"logits\", \"logit_tokens\", \"neuron_tables\")" | tr "\n" " ")" = "3 0 " ] && cmp -s plain.db plain2.db'
-# 004_act_bars.sql is on demand too, applied with 002 (user_version 4).
-check "dashboards build: user_version 4, with the dashboards tables" \
-  '[ "$(sqlite3 gpt2.db "PRAGMA user_version; SELECT count(*) FROM sqlite_master WHERE name IN (\"logits\", \"logit_tokens\", \"neuron_tables\", \"act_bars\")" | tr "\n" " ")" = "4 4 " ]'
+# 002_dashboards.sql is applied on demand; 003_scores.sql and 005_list_indexes.sql always
+# (user_version 5).
+check "plain build: user_version 5, no dashboards tables, reproducible" \
+  '[ "$(sqlite3 plain.db "PRAGMA user_version; SELECT count(*) FROM sqlite_master WHERE name IN (\"logits\", \"logit_tokens\", \"neuron_tables\")" | tr "\n" " ")" = "5 0 " ] && cmp -s plain.db plain2.db'
+# 004_act_bars.sql is on demand too, applied with 002 (user_version still 5).
+check "dashboards build: user_version 5, with the dashboards tables" \
+  '[ "$(sqlite3 gpt2.db "PRAGMA user_version; SELECT count(*) FROM sqlite_master WHERE name IN (\"logits\", \"logit_tokens\", \"neuron_tables\", \"act_bars\")" | tr "\n" " ")" = "5 4 " ]'
 
 # ---- usage
 "$sae" index --model sae --activations acts.safetensors --tokens tok.jsonl --out x.db --unembed gpt2 2>err; rc=$?
@@ -196,7 +197,7 @@ check "an index from before act_bars: the route rebins (total = n_active)" \
 "$sae" index --upgrade old.db --model sae --neuronpedia-hist --activations acts.safetensors --tokens tok.jsonl --quiet 2>err; rc=$?
 nph old.db enc.jsonl; orc=$?
 check "--upgrade --neuronpedia-hist of it: exit 0, bars match, logits kept" \
-  '[ $rc -eq 0 ] && [ $orc -eq 0 ] && [ "$(sqlite3 old.db "PRAGMA user_version")" = 4 ] && [ "$(sqlite3 old.db ".dump logits" | md5sum)" = "$(sqlite3 wu.db ".dump logits" | md5sum)" ]' "$(cat err; head -5 out)"
+  '[ $rc -eq 0 ] && [ $orc -eq 0 ] && [ "$(sqlite3 old.db "PRAGMA user_version")" = 5 ] && [ "$(sqlite3 old.db ".dump logits" | md5sum)" = "$(sqlite3 wu.db ".dump logits" | md5sum)" ]' "$(cat err; head -5 out)"
 
 echo "dashboards: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

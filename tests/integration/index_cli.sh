@@ -273,5 +273,22 @@ check "--features with a dashboard table: refused" '[ $rc -eq 1 ] && grep -q -- 
 build --out x.db --max-state-bytes 100000 --correlations 2>err; rc=$?
 check "passes with a dashboard table: refused naming --max-state-bytes" '[ $rc -eq 1 ] && grep -q -- "--max-state-bytes" err' "$(cat err)"
 
+# ---- --neighbours-method: exact and auto write the default build; approx
+# (when built with FAISS) reports recall@K on stderr and in the meta table,
+# and otherwise is refused, saying why
+"$sae" index --model small --activations small.safetensors --tokens small.jsonl --out n.db --quiet --neighbours-method nearest 2>err; rc=$?
+check "--neighbours-method nearest: exit 2" '[ $rc -eq 2 ] && grep -q -- "--neighbours-method" err' "$(cat err)"
+for m in exact auto; do
+  "$sae" index --model small --activations small.safetensors --tokens small.jsonl --out n-$m.db --quiet --neighbours-method $m 2>err; rc=$?
+  check "--neighbours-method $m: the default build, byte for byte" '[ $rc -eq 0 ] && cmp -s a.db n-$m.db' "$(cat err)"
+done
+"$sae" index --model big --activations big.safetensors --tokens big.jsonl --out n-approx.db --neighbours-method approx 2>err; rc=$?
+if grep -q "no FAISS" err; then
+  check "--neighbours-method approx without FAISS: exit 1, saying what to install" '[ $rc -eq 1 ] && grep -q "libfaiss-dev" err' "$(cat err)"
+else
+  check "--neighbours-method approx: recall@10 on stderr and in the meta table" \
+    '[ $rc -eq 0 ] && grep -q "recall@10 [01]\.[0-9]* against exact on 512 sampled" err && python3 -c "import sqlite3, sys; m = dict(sqlite3.connect(\"n-approx.db\").execute(\"SELECT key, value FROM meta\")); r = float(m[\"neighbours_recall\"].split()[0]); sys.exit(not (m[\"neighbours_method\"].startswith(\"approx\") and 0.5 <= r <= 1))"' "$(cat err)"
+fi
+
 echo "index-cli: $passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -946,6 +946,77 @@ START_TEST(test_neighbours)
 }
 END_TEST
 
+/* The methods: exact and auto (below SAE_NB_EXACT_MAX) are the exact path bit
+ * for bit; approx (when the build has FAISS) finds, on clustered rows like a
+ * decoder's, nearly every exact neighbour at its true cosine and reports the
+ * recall of its sample; without FAISS approx is refused by name. */
+START_TEST(test_neighbours_methods)
+{
+    enum { D = 3000, DIN = 32, K = 10, CENTRES = 150 };
+    float *w = malloc(sizeof(float) * D * DIN), *norm = malloc(sizeof(float) * D);
+    float *centre = malloc(sizeof(float) * CENTRES * DIN);
+    sae_rng r;
+    sae_rng_seed(&r, 19);
+    for (size_t i = 0; i < CENTRES * DIN; i++)
+        centre[i] = (float)sae_rng_normal(&r);
+    for (size_t i = 0; i < D; i++) {
+        size_t c = sae_rng_below(&r, CENTRES);
+        double s = 0;
+        for (int j = 0; j < DIN; j++) {
+            w[i * DIN + j] = centre[c * DIN + j] + 0.4f * (float)sae_rng_normal(&r);
+            s += (double)w[i * DIN + j] * w[i * DIN + j];
+        }
+        norm[i] = (float)sqrt(s);
+    }
+    uint32_t *ei = malloc(sizeof(uint32_t) * D * K), *ai = malloc(sizeof(uint32_t) * D * K);
+    float *ec = malloc(sizeof(float) * D * K), *ac = malloc(sizeof(float) * D * K);
+    sae_nb_report rep;
+    sae_error err;
+    ck_assert_int_eq(sae_neighbours(w, norm, D, DIN, K, ei, ec, &err), 0);
+    for (int method = SAE_NB_AUTO; method <= SAE_NB_EXACT; method++) {
+        ck_assert_int_eq(sae_neighbours_by(w, norm, D, DIN, K, method, 0, ai, ac, &rep, &err), 0);
+        ck_assert_int_eq(rep.method, SAE_NB_EXACT);
+        ck_assert(rep.recall < 0);
+        ck_assert_mem_eq(ai, ei, sizeof(uint32_t) * D * K);
+        ck_assert_mem_eq(ac, ec, sizeof(float) * D * K);
+    }
+    int rc = sae_neighbours_by(w, norm, D, DIN, K, SAE_NB_APPROX, 7, ai, ac, &rep, &err);
+#ifdef SAE_HAVE_FAISS
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(rep.method, SAE_NB_APPROX);
+    ck_assert_uint_eq(rep.sampled, SAE_NB_RECALL_SAMPLE);
+    size_t hit = 0;
+    int bad = 0;
+    for (size_t i = 0; i < D; i++)
+        for (int k = 0; k < K; k++) {
+            uint32_t j = ai[i * K + k];
+            double dot = 0;
+            for (int t = 0; t < DIN; t++)
+                dot += (double)w[i * DIN + t] * w[j * DIN + t];
+            bad += j == i || !(fabs(ac[i * K + k] - dot / ((double)norm[i] * norm[j])) < 1e-4);
+            if (k)
+                bad += !(ac[i * K + k] <= ac[i * K + k - 1]);
+            for (int e = 0; e < K; e++)
+                hit += ei[i * K + e] == j;
+        }
+    ck_assert_int_eq(bad, 0);
+    double recall = (double)hit / (D * K);
+    ck_assert_msg(recall >= 0.95, "recall@10 %.4f over every feature", recall);
+    ck_assert_msg(rep.recall >= 0.9 && rep.recall <= 1.0, "sampled recall %.4f", rep.recall);
+#else
+    ck_assert_int_eq(rc, SAE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "FAISS"));
+#endif
+    free(w);
+    free(norm);
+    free(centre);
+    free(ei);
+    free(ai);
+    free(ec);
+    free(ac);
+}
+END_TEST
+
 /* ------------------------------------------------ real builds */
 
 /* A fixture model, an activations file and a tokens file of ~n_rows rows. */
@@ -1410,6 +1481,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, unit_setup, unit_teardown);
     tcase_add_test(tc, test_stream_vs_brute_force);
     tcase_add_test(tc, test_neighbours);
+    tcase_add_test(tc, test_neighbours_methods);
     tcase_add_test(tc, test_real_build);
     tcase_add_test(tc, test_topk_build);
     tcase_add_test(tc, test_bad_inputs);

@@ -24,6 +24,7 @@
 #include "fixture.h"
 #include "index/indexer.h"
 #include "index/store.h"
+#include "index/store_internal.h"
 #include "unit.h"
 
 #define D_SAE 5
@@ -237,9 +238,9 @@ START_TEST(test_read_api)
     ck_assert_uint_eq(in->seed, 77);
     ck_assert_str_eq(in->shard, "");
     ck_assert_str_eq(in->histogram, SAE_HIST_DEFINITION);
-    /* The last schema file applied to every index (003); the on-demand
+    /* The last schema file applied to every index (005); the on-demand
      * ones (002, 004) only come with the dashboards. */
-    ck_assert_int_eq(in->schema_version, 3);
+    ck_assert_int_eq(in->schema_version, 5);
     ck_assert(in->has_scores && !in->has_dashboards && !in->has_act_bars);
     ck_assert_uint_eq(sae_store_vocab_size(s), 4);
 
@@ -494,6 +495,64 @@ static void expect_refused(const char *path, const char *want)
                   path, err.msg, want);
 }
 
+/* The EXPLAIN QUERY PLAN of sql on db: its steps' details, "; "-separated,
+ * into plan (cap bytes, truncated). */
+static void query_plan(sqlite3 *db, const char *sql, char *plan, size_t cap)
+{
+    char eqp[2100];
+    sqlite3_stmt *q;
+    snprintf(eqp, sizeof eqp, "EXPLAIN QUERY PLAN %s", sql);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, eqp, -1, &q, NULL), SQLITE_OK);
+    size_t len = 0;
+    plan[0] = '\0';
+    while (sqlite3_step(q) == SQLITE_ROW && len < cap)
+        len += (size_t)snprintf(plan + len, cap - len, "%s; ",
+                                (const char *)sqlite3_column_text(q, 3));
+    sqlite3_finalize(q);
+}
+
+/* Every listing of GET /v1/features without a text query (each sort key,
+ * both orders, live only or not) pages through an index: the query plan
+ * (EXPLAIN QUERY PLAN, read on a table of 20,000 rows so the planner's
+ * choices are the ones it makes at scale) never sorts the features in a temp
+ * B-tree and never scans the features table for the live-only count. The one
+ * exception is sort=score, whose key is an aggregate over the explanations
+ * (store_query.c computes it per query): its plan is checked to read the
+ * explanations through schema/005's explanations_best, not the table. */
+START_TEST(test_list_plans)
+{
+    char *p = unit_path("plans.db");
+    ck_assert_int_eq(write_index(p, NULL, D_SAE), 0);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(p, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 "
+                                  "FROM n WHERE i < 21000) INSERT INTO features SELECT i, i % 3, "
+                                  "(i % 97) / 97.0, (i % 89) * 1.5, 0, 1, x'', 0, x'', 0, 0 FROM n; "
+                                  "ANALYZE;", NULL, NULL, NULL), SQLITE_OK);
+    static const sae_store_sort sorts[] = {SAE_SORT_INDEX, SAE_SORT_DENSITY,
+                                           SAE_SORT_MAX_ACTIVATION, SAE_SORT_SCORE};
+    char sql[2048], plan[4096];
+    for (size_t si = 0; si < sizeof sorts / sizeof *sorts; si++)
+        for (int desc = 0; desc < 2; desc++)
+            for (int alive = 0; alive < 2; alive++) {
+                store_list_sql(sql, sizeof sql, sorts[si], desc, false, alive);
+                query_plan(db, sql, plan, sizeof plan);
+                if (sorts[si] == SAE_SORT_SCORE) {
+                    ck_assert_msg(strstr(plan, "explanations_best"), "%s: %s", sql, plan);
+                    continue;
+                }
+                ck_assert_msg(!strstr(plan, "TEMP B-TREE"), "%s: %s", sql, plan);
+                ck_assert_msg(sorts[si] == SAE_SORT_INDEX || strstr(plan, "USING INDEX features_"),
+                              "%s: %s", sql, plan);
+            }
+    const char *count = store_count_sql(false, true);
+    query_plan(db, count, plan, sizeof plan);
+    ck_assert_msg(strstr(plan, "features_alive"), "%s: %s", count, plan);
+    sqlite3_close(db);
+    free(p);
+}
+END_TEST
+
 /* An index written before schema/003_scores.sql (user_version 1, no
  * explanation_scores, no score_v2) still opens; its explanations read
  * unscored ("not computed"), the rest as before. */
@@ -551,7 +610,7 @@ START_TEST(test_act_bars)
         sae_store *s;
         sae_store_conn *c;
         ck_assert_msg(sae_store_open(p, &s, &err) == 0, "%s", err.msg);
-        ck_assert_int_eq(sae_store_get_info(s)->schema_version, old ? 3 : 4);
+        ck_assert_int_eq(sae_store_get_info(s)->schema_version, old ? 3 : 5);
         ck_assert(sae_store_get_info(s)->has_dashboards);
         ck_assert(sae_store_get_info(s)->has_act_bars == !old);
         ck_assert_msg(sae_store_connect(s, &c, &err) == 0, "%s", err.msg);
@@ -768,6 +827,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, unit_setup, unit_teardown);
     tcase_add_test(tc, test_read_api);
     tcase_add_test(tc, test_old_index);
+    tcase_add_test(tc, test_list_plans);
     tcase_add_test(tc, test_act_bars);
     tcase_add_test(tc, test_refusals);
     tcase_add_test(tc, test_abort_and_stale_temps);
