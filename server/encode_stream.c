@@ -574,6 +574,11 @@ void encode_stream_end(struct saed_req *rq)
     if (!s->ended && s->stop == STOP_NONE)
         s->stop = STOP_CLIENT_ABORT; /* the client went before its reply */
     pthread_mutex_lock(&s->lock);
+    /* libmicrohttpd may end a request whose connection this very call
+     * suspended (the client's close read in the same pass): resume it, or
+     * nothing would, and MHD_stop_daemon refuses suspended connections. */
+    if (s->suspended)
+        MHD_resume_connection(s->conn);
     s->conn = NULL;
     s->suspended = false;
     pthread_mutex_unlock(&s->lock);
