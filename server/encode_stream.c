@@ -6,8 +6,10 @@
  * buffered: rows are gathered into chunks of max_batch_rows and each chunk
  * goes to the workers as one ordinary encode job (batcher.h), so it shares
  * GEMMs with other traffic. At most STREAM_WINDOW chunks are in flight; with
- * the window full the connection is suspended and the upload waits in the
- * kernel's socket buffers (TCP backpressure) until the oldest chunk is done.
+ * the window full the HTTP thread waits for the oldest chunk (stream_block,
+ * at most one GEMM) and the upload waits in the kernel's socket buffers (TCP
+ * backpressure). Once the body has ended the connection is suspended, as for
+ * /v1/encode, until the last chunks are done.
  *
  * libmicrohttpd is half-duplex: a reply can only be sent once the body is
  * read. So finished chunks are written, in order, as frames to an unlinked
@@ -78,6 +80,7 @@ const char *encode_stream_stop_name(size_t k)
  * notify touches); the rest belongs to the HTTP thread serving the request. */
 struct enc_stream {
     pthread_mutex_t lock;
+    pthread_cond_t cv;              /* a chunk finished (stream_block waits on it) */
     int refs;                       /* the request's + one per job in flight */
     struct MHD_Connection *conn;    /* borrowed; NULL once the request ended */
     bool suspended;                 /* conn is suspended waiting for a job */
@@ -118,6 +121,7 @@ static void stream_unref(struct enc_stream *s)
     atomic_fetch_add_explicit(&s->srv->metrics.stream_stops[s->stop], 1, memory_order_relaxed);
     atomic_fetch_sub(&s->srv->streams, 1);
     snap_release(s->snap);
+    pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -132,6 +136,7 @@ static void stream_notify(void *cls)
         s->suspended = false;
         MHD_resume_connection(s->conn);
     }
+    pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->lock);
     stream_unref(s);
 }
@@ -163,6 +168,20 @@ static bool stream_wait(struct enc_stream *s, struct saed_req *rq)
     }
     pthread_mutex_unlock(&s->lock);
     return wait;
+}
+
+/* Blocks the HTTP thread until the oldest chunk is done. Used while the
+ * body is still arriving: libmicrohttpd 0.9.75 can lose a connection
+ * suspended mid-upload whose client then closes (it stays on the
+ * suspended list and MHD_stop_daemon aborts), so the upload waits here
+ * instead, for at most one chunk's GEMM. */
+static void stream_block(struct enc_stream *s)
+{
+    struct saed_job *j = s->jobs[s->head];
+    pthread_mutex_lock(&s->lock);
+    while (!atomic_load_explicit(&j->done, memory_order_acquire))
+        pthread_cond_wait(&s->cv, &s->lock);
+    pthread_mutex_unlock(&s->lock);
 }
 
 /* Writes len bytes at p to the spool; false (stream stopped) on failure. */
@@ -435,6 +454,7 @@ void encode_stream_precheck(struct saed_req *rq, uint64_t length, bool has_lengt
         return;
     }
     pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cv, NULL);
     s->refs = 1;
     s->conn = rq->conn;
     s->srv = srv;
@@ -525,8 +545,8 @@ enum MHD_Result encode_stream_upload(struct saed_req *rq, const char *data, size
                 break;
             if (s->count == STREAM_WINDOW) {
                 stream_drain(s);
-                if (s->count == STREAM_WINDOW && stream_wait(s, rq))
-                    return MHD_YES; /* resumed by the chunk's worker; *size is the rest */
+                if (s->count == STREAM_WINDOW)
+                    stream_block(s);
                 stream_drain(s);
             }
             stream_check(s);
