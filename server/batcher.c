@@ -434,10 +434,15 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&b->lock);
         for (struct saed_job *j = batch, *next; j; j = next) {
             struct MHD_Connection *conn = j->conn;
+            void (*notify)(void *) = j->notify;
+            void *cls = j->notify_cls;
             next = j->next;
             atomic_store_explicit(&j->done, true, memory_order_release);
             /* The job belongs to the request again from here on. */
-            MHD_resume_connection(conn);
+            if (notify)
+                notify(cls);
+            else
+                MHD_resume_connection(conn);
             atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel);
         }
     }

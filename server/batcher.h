@@ -68,7 +68,10 @@ struct saed_job {
                                        and the outputs are not to be answered */
 
     /* plumbing */
-    struct MHD_Connection *conn;    /* borrowed: resumed when done */
+    struct MHD_Connection *conn;    /* borrowed: resumed when done (unless notify) */
+    void (*notify)(void *cls);      /* optional: called instead of resuming conn, after
+                                       `done` is set (a stream's job, encode_stream.c) */
+    void *notify_cls;
     int64_t t_arrived_us;           /* the request's headers in (0: when queued) */
     int64_t t_queued_us;
     struct saed_job *next;

@@ -177,6 +177,15 @@ static const struct key keys[] = {
      .offset = OFF(request_timeout_s), .lo = 1, .hi = 86400, .arg = "S",
      .help = "total deadline of a request, however slowly its bytes trickle in; counted from "
              "the connection becoming ready for it; past it the connection is closed"},
+    {.name = "max_streams", .type = K_UINT, .def = "4", .offset = OFF(max_streams), .lo = 0,
+     .hi = 1024, .arg = "N",
+     .help = "concurrent POST /v1/encode/stream requests (more get 503 with Retry-After); "
+             "each holds a few chunks of max_batch_rows rows; 0 turns the route off"},
+    {.name = "stream_timeout_s", .type = K_UINT, .def = "3600", .offset = OFF(stream_timeout_s),
+     .lo = 1, .hi = 604800, .arg = "S",
+     .help = "total deadline of one POST /v1/encode/stream, counted from its headers; past it "
+             "the stream stops at a chunk boundary and its reply says so (request_timeout_s "
+             "then bounds only a stall between chunks)"},
     {.name = "drain_timeout_s", .type = K_UINT, .def = "10", .offset = OFF(drain_timeout_s),
      .lo = 0, .hi = 3600, .arg = "S",
      .help = "on SIGTERM/SIGINT, how long in-flight requests get to finish before exit"},

@@ -61,6 +61,8 @@ struct saed_config {
     uint64_t connection_timeout_s;
     uint64_t request_timeout_s;
     uint64_t drain_timeout_s;
+    uint64_t max_streams;       /* concurrent POST /v1/encode/stream; 0: route off */
+    uint64_t stream_timeout_s;  /* a stream's total deadline */
     uint64_t connection_memory_limit;
     bool gzip;
     uint64_t gzip_min_bytes;

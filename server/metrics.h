@@ -12,6 +12,7 @@
 #define SAED_METRICS_MAX_ROUTES 40  /* routing-table rows + 1 for "unmatched" */
 #define SAED_N_STATUS 17            /* the statuses in metrics.c's list + "other" */
 #define SAED_N_LAT 16               /* latency buckets (+Inf implied) */
+#define SAED_N_STREAM_STOP 9      /* enum stream_stop (encode_stream.c) */
 #define SAED_N_BATCH 14             /* batch-size buckets 1, 2, 4 ... 8192 (+Inf implied) */
 
 /* All counters. Latency and batch size are cumulative-free histograms here
@@ -31,6 +32,8 @@ struct saed_metrics {
     _Atomic uint64_t reply_full;      /* 503: no room in max_reply_bytes_total */
     _Atomic uint64_t reload_ok, reload_failed;
     _Atomic uint64_t connections;   /* open now */
+    _Atomic uint64_t stream_rows;     /* rows answered by POST /v1/encode/stream */
+    _Atomic uint64_t stream_stops[SAED_N_STREAM_STOP]; /* streams ended, by why */
     int64_t start_unix;
 };
 

@@ -152,6 +152,19 @@ enum MHD_Result metrics_get(struct saed_req *rq)
              (double)LOAD(m->batch_wait_sum_us) / 1e6, (unsigned long long)cum);
     buf_puts(&b, line);
 
+    counter(&b, "saed_stream_rows_total", "counter",
+            "Rows answered by POST /v1/encode/stream (also in saed_encoded_rows_total).",
+            LOAD(m->stream_rows));
+    counter(&b, "saed_streams", "gauge", "POST /v1/encode/stream requests live now.",
+            (uint64_t)atomic_load(&srv->streams));
+    head(&b, "saed_streams_ended_total", "counter",
+         "POST /v1/encode/stream requests ended, by why they stopped.");
+    for (size_t k = 0; k < SAED_N_STREAM_STOP; k++) {
+        snprintf(line, sizeof line, "saed_streams_ended_total{stopped=\"%s\"} %llu\n",
+                 encode_stream_stop_name(k), (unsigned long long)LOAD(m->stream_stops[k]));
+        buf_puts(&b, line);
+    }
+
     counter(&b, "saed_queue_rows", "gauge", "Rows queued or being encoded/decoded now.",
             batcher_rows(srv->batcher));
     counter(&b, "saed_inflight_requests", "gauge", "Requests begun and not yet completed.",

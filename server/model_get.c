@@ -12,7 +12,8 @@
 #include "saed.h"
 
 /* The limits a client splits a large job by (max_request_rows,
- * max_body_bytes, max_queue_rows, max_batch_rows) as a new JSON object. */
+ * max_body_bytes, max_queue_rows, max_batch_rows; max_streams > 0: POST
+ * /v1/encode/stream is offered) as a new JSON object. */
 static json_t *limits_json(const struct saed_config *cfg)
 {
     json_t *l = json_object();
@@ -22,6 +23,7 @@ static json_t *limits_json(const struct saed_config *cfg)
     json_object_set_new(l, "max_body_bytes", json_integer((json_int_t)cfg->max_body_bytes));
     json_object_set_new(l, "max_queue_rows", json_integer((json_int_t)cfg->max_queue_rows));
     json_object_set_new(l, "max_batch_rows", json_integer((json_int_t)cfg->max_batch_rows));
+    json_object_set_new(l, "max_streams", json_integer((json_int_t)cfg->max_streams));
     return l;
 }
 

@@ -29,6 +29,9 @@ const struct saed_route saed_routes[] = {
      .digest = true, .per_sae = true,
      .body_types = SAED_BODY_JSON | SAED_BODY_OCTET | SAED_BODY_NPY,
      .precheck = encode_precheck},
+    {.method = "POST", .path = "/v1/encode/stream", .handler = encode_stream_post,
+     .needs_auth = true, .digest = true, .per_sae = true, .body_types = SAED_BODY_OCTET,
+     .precheck = encode_stream_precheck, .upload = encode_stream_upload},
     {.method = "POST", .path = "/v1/encode_text", .handler = encode_text_post,
      .needs_auth = true, .per_sae = true, .body_types = SAED_BODY_JSON},
     {.method = "POST", .path = "/v1/decode", .handler = decode_post, .needs_auth = true,
@@ -375,7 +378,7 @@ static enum MHD_Result request_start(struct saed_req *rq)
                                  "application/x-npy"
                                : "application/json or application/octet-stream");
     rq->body_limit = cfg->max_body_bytes;
-    if (has_length && length > cfg->max_body_bytes)
+    if (has_length && length > cfg->max_body_bytes && !rq->route->upload)
         return reply_error(rq, 413, "body_too_large",
                            "the body is %llu bytes; the limit (max_body_bytes) is %llu",
                            (unsigned long long)length, (unsigned long long)cfg->max_body_bytes);
@@ -383,6 +386,11 @@ static enum MHD_Result request_start(struct saed_req *rq)
         rq->route->precheck(rq, length, has_length);
         if (rq->state == RQ_REPLIED)
             return MHD_YES;
+    }
+    if (rq->route->upload) {
+        /* The route reads its body as it comes (router_access). */
+        rq->state = RQ_BODY;
+        return MHD_YES;
     }
     /* One allocation of the announced size (plus a NUL for the JSON reader);
      * chunked bodies grow geometrically up to the cap. */
@@ -479,6 +487,8 @@ enum MHD_Result router_access(void *cls, struct MHD_Connection *conn, const char
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (rq->route && rq->route->upload && rq->state != RQ_START)
+        return rq->route->upload(rq, upload_data, upload_data_size);
     if (*upload_data_size)
         return body_append(rq, upload_data, upload_data_size);
     if (rq->dropping == 413)
@@ -566,6 +576,8 @@ void router_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     reaper_phase(rq->sconn, SAED_CONN_IDLE);
     if (rq->incoming)
         batcher_incoming(srv->batcher, -1);
+    if (rq->stream)
+        encode_stream_end(rq);
     job_free(rq->job);
     text_job_free(rq->text_job);
     snap_release(rq->snap);

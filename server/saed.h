@@ -32,6 +32,7 @@ struct saed_batcher;
 struct saed_reaper;
 struct saed_job;
 struct enc_fan;
+struct enc_stream;
 struct sae_store;
 struct index_labels;
 struct feature_cache;
@@ -145,6 +146,7 @@ struct saed_server {
     struct MHD_Daemon *daemon;
     atomic_bool draining;           /* SIGTERM seen: new requests get 503 */
     atomic_long inflight;           /* live struct saed_req */
+    atomic_long streams;            /* live POST /v1/encode/stream (max_streams) */
     _Atomic uint64_t body_bytes;    /* request body buffers reserved (max_body_total_bytes) */
     _Atomic uint64_t reply_bytes;   /* reply memory reserved (max_reply_bytes_total) */
     char **cors;                    /* (n_cors) allowed origins, owned */
@@ -178,6 +180,13 @@ struct saed_route {
      * early (413 too many rows, 422 wrong length). It either queues a reply or
      * leaves rq->state as it is. */
     void (*precheck)(struct saed_req *rq, uint64_t content_length, bool has_length);
+    /* Optional: the route reads its body itself, chunk by chunk, instead of
+     * having it buffered (POST /v1/encode/stream). Called for every access
+     * call after the headers: with the bytes as they arrive (it sets *size to
+     * what it consumed; less suspends or re-offers the rest), and with *size
+     * 0 once the body is complete or the connection was resumed. max_body_bytes
+     * does not apply. */
+    enum MHD_Result (*upload)(struct saed_req *rq, const char *data, size_t *size);
 };
 
 #define SAED_MAX_ARGS HTTP_MAX_ARGS
@@ -232,6 +241,7 @@ struct saed_req {
     struct saed_job *job;               /* owned: the worker job, when one was made */
     struct text_job *text_job;          /* owned: an encode_text's state (encode_text_post.c) */
     bool incoming;                      /* counted in batcher_incoming, not yet queued */
+    struct enc_stream *stream;          /* owned reference: a POST /v1/encode/stream */
 
     unsigned status;                    /* the status queued, for logs and metrics */
     size_t bytes_out;
@@ -294,6 +304,17 @@ void encode_precheck(struct saed_req *rq, uint64_t content_length, bool has_leng
 /* Frees an encode fan-out's state (encode_post.c); NULL is fine. */
 void enc_fan_free(struct enc_fan *f);
 void decode_precheck(struct saed_req *rq, uint64_t content_length, bool has_length);
+/* POST /v1/encode/stream (encode_stream.c): the headers' check, which takes
+ * a stream slot (max_streams) and makes rq->stream; the body reader; and the
+ * request's end, which drops the request's reference (jobs still running
+ * keep the stream until they finish). */
+void encode_stream_precheck(struct saed_req *rq, uint64_t content_length, bool has_length);
+enum MHD_Result encode_stream_upload(struct saed_req *rq, const char *data, size_t *size);
+enum MHD_Result encode_stream_post(struct saed_req *rq);
+void encode_stream_end(struct saed_req *rq);
+/* The name of stop reason k (< SAED_N_STREAM_STOP), as the reply and
+ * /metrics give it. */
+const char *encode_stream_stop_name(size_t k);
 
 struct saed_lm;
 /* Loads srv->cfg->lm (checkpoint and tokenizer) into srv->lm

@@ -99,13 +99,17 @@ class Client:
         concurrency: requests in flight at once, each on its own connection.
         retry_seconds: the most a job waits in total, over all its retries
             (503 ``Retry-After`` and lost connections), before it raises.
+        stream_min_rows: arrays of more rows than this go through ``POST
+            /v1/encode/stream`` (one connection, constant server memory) when
+            the server offers it (``limits.max_streams`` > 0); 0 turns that off.
         progress: None draws a bar when stderr is a terminal; False never;
             True always; a callable gets ``(rows_done, rows_total)``.
     """
 
     def __init__(self, url: str, api_key: Optional[str] = None, sae: Optional[str] = None,
                  timeout: float = 300.0, concurrency: int = 4, retry_seconds: float = 120.0,
-                 progress: Union[None, bool, ProgressFn] = None) -> None:
+                 progress: Union[None, bool, ProgressFn] = None,
+                 stream_min_rows: int = 65536) -> None:
         u = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ValueError("url must be http://HOST[:PORT] or https://...: %r" % url)
@@ -117,6 +121,7 @@ class Client:
         self.concurrency = max(1, int(concurrency))
         self.retry_seconds = retry_seconds
         self.progress = progress
+        self.stream_min_rows = stream_min_rows
         self.stats: Dict[str, int] = {"requests": 0, "retries_503": 0, "reconnects": 0}
         self._stats_lock = threading.Lock()
         self._model: Optional[Dict[str, Any]] = None
@@ -296,6 +301,10 @@ class Client:
         if threshold is not None:
             q["threshold"] = repr(float(threshold))
         path = self.prefix + "/encode" + ("?" + urllib.parse.urlencode(q) if q else "")
+        if self.stream_min_rows and n > self.stream_min_rows and int(lim.get("max_streams", 0)) > 0:
+            parts = self._encode_stream(X, q, digest)
+            if parts is not None:
+                return as_result(concat(parts, d_sae, n))
         rows = max(1, min(int(lim["max_request_rows"]), int(lim["max_body_bytes"]) // (4 * d_in)))
         chunks = [(a, min(a + rows, n)) for a in range(0, n, rows)]
         parts = self._run("encode", path, chunks, lambda a, b: X[a:b].tobytes(),
@@ -303,6 +312,67 @@ class Client:
                            "Accept": "application/octet-stream"},
                           parse_encode_reply, digest, n)
         return as_result(concat(parts, d_sae, n))
+
+    def _encode_stream(self, X: np.ndarray, q: Dict[str, str], digest: str) -> Optional[List[Any]]:
+        """Encodes X through ``POST /v1/encode/stream``: the rows go as a
+        chunked body, the reply's frames come back in order. A clean stop
+        (``deadline``, ``error``) resumes from the row the status record
+        names; ``reload`` raises WeightsChangedError; a 503 (no stream slot)
+        returns None, so the caller uses the chunked requests instead."""
+        path = self.prefix + "/encode/stream" + ("?" + urllib.parse.urlencode(q) if q else "")
+        n = X.shape[0]
+        parts: List[Any] = []
+        start, resumes = 0, 0
+        prog = _Progress("encode", n, self.progress)
+
+        def body(a: int) -> Any:
+            for i in range(a, n, 4096):
+                yield X[i:min(i + 4096, n)].tobytes()
+
+        while start < n:
+            c = self._connect()
+            try:
+                c.request("POST", path, body=body(start), encode_chunked=True,
+                          headers=self._headers({"Content-Type": "application/octet-stream"}))
+                r = c.getresponse()
+                self._count("requests")
+                if r.status == 503:
+                    r.read()
+                    return None
+                if r.status != 200:
+                    raise _error(r.status, r.read(), "POST " + path)
+                got = r.getheader("X-SAE-Weights-Digest", "")
+                if got != digest:
+                    raise WeightsChangedError(digest, got)
+                status = None
+                while status is None:
+                    head = r.read(16)
+                    if len(head) < 16:
+                        raise SaedError("the stream reply ended without its status record", 0,
+                                        "truncated")
+                    kind, rows, nbytes = np.frombuffer(head, "<u4", 2).tolist() + \
+                        [int(np.frombuffer(head[8:], "<u8", 1)[0])]
+                    data = r.read(nbytes)
+                    if kind == 1:
+                        parts.append(parse_encode_reply(data, rows))
+                        prog.add(rows)
+                    elif kind == 2:
+                        status = json.loads(data)
+            finally:
+                c.close()
+            done = int(status["rows"])
+            start += done
+            why = status.get("stopped", "")
+            if why == "end" and start == n:
+                break
+            if why == "reload":
+                raise WeightsChangedError(digest, status.get("new_weights_digest", ""))
+            if why in ("deadline", "error") and done > 0 and resumes < 100:
+                resumes += 1
+                continue
+            raise SaedError("the stream stopped at row %d (%s): %s"
+                            % (start, why, status.get("message", "")), 0, why)
+        return parts
 
     def decode(self, csr: Any) -> np.ndarray:
         """Decodes CSR feature rows (what :meth:`encode` returned, any scipy

@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import urllib.request
 
 import numpy as np
 
@@ -151,11 +152,33 @@ class ClientTest(unittest.TestCase):
         d = self.start()
         pick = np.random.default_rng(1).integers(0, BASE, 1_000_000)
         seen = []
-        c = Client(d.url, concurrency=4, progress=lambda done, total: seen.append((done, total)))
+        c = Client(d.url, concurrency=4, progress=lambda done, total: seen.append((done, total)),
+                   stream_min_rows=0)  # the chunked requests; test_stream has the stream
         r = c.encode(self.base[pick])
         self.check_rows(r, pick)
         self.assertEqual(seen[-1], (1_000_000, 1_000_000))
         self.assertGreaterEqual(c.stats["requests"], 1_000_000 // 16384)
+
+    def metric(self, d: Daemon, name: str) -> float:
+        with urllib.request.urlopen(d.url + "/metrics") as r:
+            m = re.search(r"^%s (\S+)$" % re.escape(name), r.read().decode(), re.M)
+        return float(m.group(1)) if m else -1.0
+
+    def test_stream(self) -> None:
+        """Above stream_min_rows the client uses POST /v1/encode/stream when
+        /v1/model's limits offer it: one request, every row in order;
+        without the route (max_streams 0) the chunked requests serve them."""
+        d = self.start(["--max-batch-rows", "256"])
+        pick = np.random.default_rng(5).integers(0, BASE, 200_000)
+        c = Client(d.url, progress=False, stream_min_rows=1000)
+        r = c.encode(self.base[pick], top_k=64)
+        self.check_rows(r, pick)
+        self.assertEqual(self.metric(d, "saed_stream_rows_total"), 200_000)
+        self.assertEqual(c.stats["requests"], 2)  # GET /v1/model and the stream
+        off = self.start(["--max-streams", "0"])
+        c2 = Client(off.url, progress=False, stream_min_rows=1000)
+        self.check_rows(c2.encode(self.base[pick[:5000]]), pick[:5000])
+        self.assertEqual(self.metric(off, "saed_stream_rows_total"), 0)
 
     def test_forced_503(self) -> None:
         # One chunk fills the queue and waits 0.3 s for a batch that never
@@ -199,7 +222,7 @@ class ClientTest(unittest.TestCase):
                 self.start(["--max-request-rows", "2048"], port=d.port, model=model)
 
         pick = np.random.default_rng(3).integers(0, BASE, 300_000)
-        c = Client(d.url, concurrency=4, progress=on_progress)
+        c = Client(d.url, concurrency=4, progress=on_progress, stream_min_rows=0)
         try:
             return c, pick, c.encode(self.base[pick])
         except SaedError as e:
