@@ -406,7 +406,7 @@ static enum MHD_Result query_one(void *cls, enum MHD_ValueKind kind, const char 
         return MHD_YES;
     }
 fail:
-    snprintf(bad, 200, "query parameter \"%.64s\"=\"%.64s\" (a stream takes top_k, a positive "
+    snprintf(bad, 256, "query parameter \"%.64s\"=\"%.64s\" (a stream takes top_k, a positive "
              "integer, and threshold, a finite number)", key, value);
     return MHD_NO;
 }
@@ -465,7 +465,7 @@ void encode_stream_precheck(struct saed_req *rq, uint64_t length, bool has_lengt
     s->deadline_us = rq->t_start_us + (int64_t)srv->cfg->stream_timeout_s * 1000000;
     s->fd = -1;
     rq->stream = s;
-    char bad[200] = "";
+    char bad[256] = ""; /* two 64-byte quotes and the sentence */
     void *q[2] = {s, bad};
     MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, query_one, q);
     if (*bad) {
