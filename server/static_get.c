@@ -329,7 +329,7 @@ static void preload_links(struct saed_req *rq, struct saed_buf *b)
     const char *i = feature ? rq->args[scoped ? 1 : 0] : NULL;
     if (feature && !canonical_index(i, strlen(i)))
         return;
-    char path[sizeof api + 96];
+    char path[sizeof api + SAED_MAX_ARG_LEN + 96]; /* api, a feature index (an argument), a query */
     preload_link(b, "/v1/saes");
     if (list) {
         snprintf(path, sizeof path, "%s/features?sort=index&order=asc&limit=%d&offset=0", api,
