@@ -437,6 +437,7 @@ static void test_deadline(const struct daemon *d)
     CHECK(!strcmp(end_str(&r, "stopped"), "deadline"), "stopped: %s", end_str(&r, "stopped"));
     CHECK(end_rows(&r) >= 0 && end_rows(&r) < 200 && (size_t)end_rows(&r) == r.n_rows,
           "rows before the deadline: %lld", end_rows(&r));
+    sreply_free(&r);
 }
 
 /* Copies src to dst by a rename (so a reader sees one file or the other). */
