@@ -43,6 +43,7 @@ struct saed_lm {
     sae_lm *lm;
     sae_bpe *bpe;
     struct lm_batcher *batcher;
+    size_t max_queue;               /* the queue's bound in tokens */
 };
 
 int text_lm_open(struct saed_server *srv, sae_error *err)
@@ -69,6 +70,7 @@ int text_lm_open(struct saed_server *srv, sae_error *err)
         srv->cfg->max_batch_rows > c->n_ctx ? (size_t)srv->cfg->max_batch_rows : c->n_ctx;
     size_t largest = (size_t)srv->cfg->max_request_texts * c->n_ctx;
     size_t queue = srv->cfg->max_queue_rows > largest ? (size_t)srv->cfg->max_queue_rows : largest;
+    t->max_queue = queue;
     sae_error e;
     if (lm_batcher_new(t->lm, batch, queue, &t->batcher, &e))
         return sae_error_set(err, e.code, "--lm %s: %s", dir, e.msg);
@@ -97,6 +99,11 @@ void text_lm_free(struct saed_lm *t)
 size_t text_lm_pending(const struct saed_lm *t)
 {
     return t ? lm_batcher_pending(t->batcher) : 0;
+}
+
+size_t text_lm_tokens(const struct saed_lm *t)
+{
+    return t ? lm_batcher_tokens(t->batcher) : 0;
 }
 
 /* One request's state: what it parsed, the snapshots it holds, the tokens,
@@ -412,10 +419,12 @@ static int submit(struct saed_req *rq, struct saed_lm *t, struct text_job *q,
     rq->state = RQ_WAITING;
     if (lm_batcher_submit(t->batcher, &q->job)) {
         rq->state = RQ_READY;
+        atomic_fetch_add_explicit(&rq->srv->metrics.queue_full, 1, memory_order_relaxed);
         return perr_set(e, 503, "overloaded",
-                        "the language model's queue is full (max_queue_rows %llu tokens); "
-                        "retry shortly",
-                        (unsigned long long)rq->srv->cfg->max_queue_rows);
+                        "the language model's queue is full (%zu tokens: max_queue_rows, or "
+                        "max_request_texts texts of n_positions when that is more); retry "
+                        "shortly",
+                        t->max_queue);
     }
     return 0;
 }

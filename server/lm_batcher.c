@@ -250,6 +250,9 @@ int lm_batcher_new(const sae_lm *lm, size_t max_batch_tokens, size_t max_queue_t
         return sae_error_set(err, SAE_EIO, "cannot start the language model's thread: %s",
                              strerror(e));
     b->started = true;
+    /* Named for top -H, gdb and /proc/PID/task/TID/comm (test_text.c finds
+     * the worker by this name to hold it still); a failure only loses it. */
+    pthread_setname_np(b->thread, "saed-lm");
     return 0;
 }
 
@@ -282,6 +285,16 @@ int lm_batcher_submit(struct lm_batcher *b, struct lm_job *job)
 size_t lm_batcher_pending(const struct lm_batcher *b)
 {
     return b ? atomic_load_explicit(&b->pending, memory_order_acquire) : 0;
+}
+
+size_t lm_batcher_tokens(struct lm_batcher *b)
+{
+    if (!b)
+        return 0;
+    pthread_mutex_lock(&b->lock);
+    size_t n = b->tokens;
+    pthread_mutex_unlock(&b->lock);
+    return n;
 }
 
 void lm_batcher_counts(struct lm_batcher *b, uint64_t *passes, uint64_t *jobs)

@@ -61,8 +61,9 @@ struct lm_job {
 
 struct lm_batcher;
 
-/* Starts the worker over lm (borrowed for the batcher's life), with scratch
- * for max_batch_tokens tokens a pass (at least lm's n_ctx). */
+/* Starts the worker (a thread named "saed-lm") over lm (borrowed for the
+ * batcher's life), with scratch for max_batch_tokens tokens a pass (at least
+ * lm's n_ctx). */
 int lm_batcher_new(const sae_lm *lm, size_t max_batch_tokens, size_t max_queue_tokens,
                    struct lm_batcher **out, sae_error *err);
 /* Suspends job->conn and queues the job: 0, or -1 when its tokens do not
@@ -70,6 +71,9 @@ int lm_batcher_new(const sae_lm *lm, size_t max_batch_tokens, size_t max_queue_t
 int lm_batcher_submit(struct lm_batcher *b, struct lm_job *job);
 /* Jobs submitted and not yet resumed (the drain waits for 0). */
 size_t lm_batcher_pending(const struct lm_batcher *b);
+/* Tokens queued or in a forward pass now (what max_queue_tokens bounds);
+ * 0 for NULL. */
+size_t lm_batcher_tokens(struct lm_batcher *b);
 /* Forward passes run and jobs served so far (jobs / passes is the mean batch). */
 void lm_batcher_counts(struct lm_batcher *b, uint64_t *passes, uint64_t *jobs);
 /* Lets the worker finish every queued job, then joins it and frees b. NULL

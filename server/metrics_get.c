@@ -167,12 +167,17 @@ enum MHD_Result metrics_get(struct saed_req *rq)
 
     counter(&b, "saed_queue_rows", "gauge", "Rows queued or being encoded/decoded now.",
             batcher_rows(srv->batcher));
+    counter(&b, "saed_lm_queue_tokens", "gauge",
+            "Tokens of POST /v1/encode_text requests queued or in a forward pass now "
+            "(0 without --lm).",
+            text_lm_tokens(srv->lm));
     counter(&b, "saed_inflight_requests", "gauge", "Requests begun and not yet completed.",
             (uint64_t)atomic_load(&srv->inflight));
     counter(&b, "saed_open_connections", "gauge", "Open client connections.",
             LOAD(m->connections));
     counter(&b, "saed_queue_full_total", "counter",
-            "Requests refused with 503 because the queue was full (max_queue_rows).",
+            "Requests refused with 503 because the queue was full (max_queue_rows; for "
+            "POST /v1/encode_text, the language model's queue).",
             LOAD(m->queue_full));
     counter(&b, "saed_deadline_closed_total", "counter",
             "Connections closed by the total request deadline (request_timeout_s).",

@@ -331,6 +331,9 @@ json_t *text_lm_json(const struct saed_server *srv, const sae_model *m);
 /* encode_text requests on the language model's queue, not yet resumed
  * (the drain waits for 0); 0 for NULL. */
 size_t text_lm_pending(const struct saed_lm *t);
+/* Tokens on the language model's queue or in its forward pass now (the
+ * saed_lm_queue_tokens gauge); 0 for NULL. */
+size_t text_lm_tokens(const struct saed_lm *t);
 struct text_job;
 /* Whether the language model's worker is done with q (the request may go on). */
 bool text_job_done(const struct text_job *q);

@@ -3,6 +3,7 @@
 #include "harness.h"
 
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -13,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -313,4 +316,104 @@ void http_free(struct http_resp *r)
 {
     free(r->body);
     r->body = NULL;
+}
+
+/* The id of d's thread whose comm is name, or -1. */
+static pid_t thread_named(const struct daemon *d, const char *name)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)d->pid);
+    DIR *dir = opendir(path);
+    pid_t tid = -1;
+    struct dirent *e;
+    while (dir && tid < 0 && (e = readdir(dir))) {
+        char comm[64] = "";
+        snprintf(path, sizeof path, "/proc/%d/task/%.20s/comm", (int)d->pid, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f && fgets(comm, sizeof comm, f)) {
+            comm[strcspn(comm, "\n")] = '\0';
+            if (!strcmp(comm, name))
+                tid = (pid_t)atoi(e->d_name);
+        }
+        if (f)
+            fclose(f);
+    }
+    if (dir)
+        closedir(dir);
+    return tid;
+}
+
+/* Whether the stopped thread tid of pid was stopped inside a futex call:
+ * /proc's syscall file names the call it is in ("-1" in user space). */
+static bool in_futex(pid_t pid, pid_t tid)
+{
+    char path[96], line[256] = "";
+    snprintf(path, sizeof path, "/proc/%d/task/%d/syscall", (int)pid, (int)tid);
+    FILE *f = fopen(path, "r");
+    long nr = f && fgets(line, sizeof line, f) ? atol(line) : -1;
+    bool yes = nr == SYS_futex;
+#ifdef SYS_futex_time64
+    yes = yes || nr == SYS_futex_time64;
+#endif
+    if (f)
+        fclose(f);
+    return yes;
+}
+
+pid_t daemon_thread_hold(const struct daemon *d, const char *name)
+{
+    pid_t tid = thread_named(d, name);
+    if (tid < 0) {
+        fprintf(stderr, "saed %d has no thread named %s\n", (int)d->pid, name);
+        return -1;
+    }
+    for (int tries = 0; tries < 3000; tries++) {
+        if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) || ptrace(PTRACE_INTERRUPT, tid, NULL, NULL)) {
+            fprintf(stderr, "ptrace thread %d (%s): %s\n", (int)tid, name, strerror(errno));
+            return -1;
+        }
+        int st;
+        if (waitpid(tid, &st, __WALL) != tid || !WIFSTOPPED(st)) {
+            fprintf(stderr, "waitpid thread %d (%s): %s\n", (int)tid, name, strerror(errno));
+            return -1;
+        }
+        /* An interrupt stop inside the futex: hold it. Anything else (a
+         * signal's stop is handed back with the detach) is let go. */
+        bool event = (st >> 16) == PTRACE_EVENT_STOP;
+        if (event && in_futex(d->pid, tid))
+            return tid;
+        ptrace(PTRACE_DETACH, tid, NULL, (void *)(intptr_t)(event ? 0 : WSTOPSIG(st)));
+        usleep(10000);
+    }
+    fprintf(stderr, "thread %d (%s) was never idle in a futex wait\n", (int)tid, name);
+    return -1;
+}
+
+void daemon_thread_release(pid_t tid)
+{
+    if (tid > 0)
+        ptrace(PTRACE_DETACH, tid, NULL, NULL);
+}
+
+double daemon_metric(const struct daemon *d, const char *sample)
+{
+    struct http_resp r;
+    double v = -1;
+    size_t n = strlen(sample);
+    if (http(d, "GET", "/metrics", NULL, 0, NULL, false, &r) == 200)
+        for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+            if (!strncmp(p, sample, n) && p[n] == ' ') {
+                v = atof(p + n + 1);
+                break;
+            }
+    http_free(&r);
+    return v;
+}
+
+double daemon_metric_wait(const struct daemon *d, const char *sample, double want)
+{
+    double v = -1;
+    for (int t = 0; t < 6000 && (v = daemon_metric(d, sample)) != want; t++)
+        usleep(10000);
+    return v;
 }

@@ -49,6 +49,23 @@ void daemon_kill(struct daemon *d);
 /* Whether the log contains s. */
 bool daemon_log_has(const struct daemon *d, const char *s);
 
+/* Stops d's thread named name (its /proc comm, e.g. "saed-lm") with ptrace,
+ * only while it is blocked in a futex wait (the idle worker's condition
+ * wait: it then holds no lock, so the rest of the daemon goes on); other
+ * states are let go and tried again, for up to 30 s. The calling thread is
+ * the tracer: it alone may release. Returns the thread's id, or -1 (printed
+ * why). */
+pid_t daemon_thread_hold(const struct daemon *d, const char *name);
+/* Lets a held thread run again (its wait resumes where it was). */
+void daemon_thread_release(pid_t tid);
+
+/* One /metrics sample: the value on the line that starts with `sample` (a
+ * name, with its labels if any) and a space, or -1. */
+double daemon_metric(const struct daemon *d, const char *sample);
+/* Polls daemon_metric until it equals want, for up to 60 s (a guard against
+ * a hang, not a timing assertion); returns the last value. */
+double daemon_metric_wait(const struct daemon *d, const char *sample, double want);
+
 /* One HTTP exchange. Bodies and headers are owned by the struct. */
 struct http_resp {
     long status;            /* 0 when the transfer failed (connection refused/cut) */

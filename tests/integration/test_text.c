@@ -7,11 +7,13 @@
  * the nesting (one text, several, a fan-out over SAEs of different hooks,
  * an SAE-prefixed path), and whether the requests come one by one or many at
  * once (their texts then share forward passes, lm_batcher.h). Every error
- * path of the route is then hit once. */
+ * path of the route is then hit once, the full queue's 503 with the
+ * language model's worker held still. */
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -401,6 +403,115 @@ static void test_refusals(const struct daemon *d)
     refuse(d, p, big, 413, "body_too_large");
 }
 
+/* A text of as many short words as fit in the model's n_ctx tokens with the
+ * BOS (the SAE a's tokenization); *n: its tokens. */
+static void full_text(char *buf, size_t cap, size_t *n)
+{
+    static const char *const words[] = {"the", "cat", "on", "a", "mat", "re"};
+    size_t n_ctx = sae_lm_config_of(lm)->n_ctx, len = 0;
+    *n = 0;
+    buf[0] = '\0';
+    for (size_t w = 0;; w++) {
+        char next[256];
+        int l = snprintf(next, sizeof next, "%s%s%s", buf, len ? " " : "", words[w % 6]);
+        int32_t *ids;
+        size_t m;
+        sae_error err;
+        if (l < 0 || (size_t)l >= cap || (size_t)l >= sizeof next ||
+            sae_bpe_encode(bpe, next, (size_t)l, SAE_BPE_BOS, &ids, &m, &err))
+            return;
+        free(ids);
+        if (m > n_ctx)
+            return;
+        memcpy(buf, next, (size_t)l + 1);
+        len = (size_t)l;
+        *n = m;
+    }
+}
+
+/* A request sent from its own thread, answered whenever the daemon can. */
+struct holder {
+    const struct daemon *d;
+    const char *body;
+    long status;
+    json_t *reply;
+    atomic_bool done;
+};
+
+/* The holder's thread: one POST /v1/encode_text. */
+static void *holder_main(void *arg)
+{
+    struct holder *h = arg;
+    h->reply = post(h->d, "/v1/encode_text", h->body, &h->status);
+    atomic_store(&h->done, true);
+    http_thread_done();
+    return NULL;
+}
+
+/* The language model's queue full, with no clock: d's queue holds 64 tokens
+ * (max_queue_rows 64, and max_request_texts 4 x n_ctx 16 is no more). Its
+ * worker is held still while idle (ptrace, harness.h), so a request of four
+ * n-token texts stays on the queue (saed_lm_queue_tokens reads 4n, polled)
+ * until the test lets the worker go; a request of n more tokens (4n + n >
+ * 64) is refused meanwhile, at once: 503 overloaded with Retry-After, counted
+ * in saed_queue_full_total. Then the held request is answered 200, its
+ * tokens leave the gauge, and the refused request is taken. */
+static void test_lm_queue_full(const struct daemon *d)
+{
+    char text[200], many[1000], one[300];
+    size_t n;
+    full_text(text, sizeof text, &n);
+    CHECK(4 * n <= 64 && 5 * n > 64, "\"%s\" is %zu tokens: four fill 64 but five do not",
+          text, n);
+    snprintf(many, sizeof many, "{\"texts\": [\"%s\", \"%s\", \"%s\", \"%s\"]}", text, text,
+             text, text);
+    snprintf(one, sizeof one, "{\"text\": \"%s\"}", text);
+    CHECK(daemon_metric_wait(d, "saed_lm_queue_tokens", 0) == 0, "the queue is empty at first");
+    double full0 = daemon_metric(d, "saed_queue_full_total");
+    pid_t tid = daemon_thread_hold(d, "saed-lm");
+    CHECK(tid > 0, "the language model's worker (thread saed-lm) held still");
+    if (tid <= 0)
+        return;
+    struct holder h = {.d = d, .body = many};
+    atomic_init(&h.done, false);
+    pthread_t th;
+    CHECK(!pthread_create(&th, NULL, holder_main, &h), "holder thread");
+    double queued = daemon_metric_wait(d, "saed_lm_queue_tokens", 4.0 * n);
+    CHECK(queued == 4.0 * n, "saed_lm_queue_tokens %g with the held request queued, want %zu",
+          queued, 4 * n);
+
+    const char *hdr[] = {"Content-Type: application/json", NULL};
+    struct http_resp r;
+    long st = http(d, "POST", "/v1/encode_text", one, strlen(one), hdr, false, &r);
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    const char *code = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+    CHECK(st == 503 && code && !strcmp(code, "overloaded") && *r.retry_after,
+          "a text past the full queue: %ld %s, Retry-After \"%s\"", st, code ? code : "(none)",
+          r.retry_after);
+    json_decref(j);
+    http_free(&r);
+    CHECK(!atomic_load(&h.done), "the held request was answered while its worker was held");
+    CHECK(daemon_metric(d, "saed_queue_full_total") == full0 + 1,
+          "the refusal counted in saed_queue_full_total");
+
+    daemon_thread_release(tid);
+    pthread_join(th, NULL);
+    json_t *texts = json_object_get(h.reply, "texts");
+    CHECK(h.status == 200 && json_array_size(texts) == 4, "the request holding the queue: %ld",
+          h.status);
+    for (size_t t = 0; t < json_array_size(texts); t++)
+        check_text(json_object_get(json_array_get(texts, t), "tokens"),
+                   json_object_get(json_array_get(texts, t), "results"), text, 0, 0);
+    json_decref(h.reply);
+    /* Its tokens leave the queue before its connection is resumed. */
+    CHECK(daemon_metric(d, "saed_lm_queue_tokens") == 0, "the queue's room came back");
+    j = post(d, "/v1/encode_text", one, &st);
+    CHECK(st == 200 && j, "the refused request, sent again: %ld", st);
+    if (j)
+        check_text(json_object_get(j, "tokens"), json_object_get(j, "results"), text, 0, 0);
+    json_decref(j);
+}
+
 /* Stops d and prints how many forward passes its requests took
  * (informative: how many shared a pass depends on timing). */
 static void stop(struct daemon *d)
@@ -465,6 +576,17 @@ int main(void)
     test_answers(&small);
     test_concurrent(&small);
     stop(&small);
+    /* A queue of 64 tokens (four whole texts), for the 503. */
+    args[n++] = "--max-queue-rows";
+    args[n++] = "64";
+    args[n++] = "--max-request-rows";
+    args[n++] = "64";
+    args[n] = NULL;
+    struct daemon queue;
+    if (daemon_start(&queue, NULL, args))
+        return fprintf(stderr, "saed --lm --max-queue-rows 64 did not start\n"), 1;
+    test_lm_queue_full(&queue);
+    stop(&queue);
     http_thread_done();
     for (size_t i = 0; i < N_SAES; i++)
         sae_model_free(models[i]);
