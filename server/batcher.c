@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,17 +32,16 @@ struct worker {
     sae_sparse sp;                  /* the unfiltered batch output */
 };
 
-/* The queue (FIFO of jobs linked by job->next) and its workers. `lock`
- * guards the queue, `rows`, `gathering`, `stop`, `incoming`, `returning`,
+/* The queue (FIFO of jobs' nodes) and its workers. `lock` guards the
+ * queue's head and tail, `rows`, `gathering`, `stop`, `incoming`, `returning`,
  * `returning_until_us`, `gemm_us` and `kick_gen`. */
 struct saed_batcher {
     struct saed_batcher_opts o;
     struct saed_metrics *metrics;   /* borrowed */
     pthread_mutex_t lock;
     pthread_cond_t cv;              /* queue changed / gatherer done / stop */
-    struct saed_job *head, *tail;
+    struct jobq q;
     size_t rows;                    /* queued + running */
-    atomic_size_t pending;          /* submitted, not yet resumed */
     bool gathering;
     bool stop;
     long incoming;                  /* see batcher_incoming */
@@ -53,6 +53,18 @@ struct saed_batcher {
     struct worker *workers;         /* (n_workers) */
 };
 
+/* The job whose node n is (NULL for NULL). */
+static struct saed_job *job_of(struct jobq_node *n)
+{
+    return n ? (struct saed_job *)((char *)n - offsetof(struct saed_job, node)) : NULL;
+}
+
+/* The job after j in its queue or batch, or NULL. */
+static struct saed_job *job_next(const struct saed_job *j)
+{
+    return job_of(j->node.next);
+}
+
 /* A zeroed job of the given kind. */
 struct saed_job *job_new(enum saed_job_kind kind)
 {
@@ -62,7 +74,7 @@ struct saed_job *job_new(enum saed_job_kind kind)
     job->kind = kind;
     sae_sparse_init(&job->out);
     sae_sparse_init(&job->codes);
-    atomic_init(&job->done, false);
+    atomic_init(&job->node.done, false);
     return job;
 }
 
@@ -156,7 +168,7 @@ static bool all_finite(const float *v, size_t n)
 static void distribute(struct worker *w, struct saed_job *batch, bool single, size_t d_in)
 {
     size_t r0 = 0;
-    for (struct saed_job *j = batch; j; j = j->next) {
+    for (struct saed_job *j = batch; j; j = job_next(j)) {
         for (size_t i = 0; i < j->n_rows && !j->rc; i++) {
             size_t r = r0 + i;
             size_t a = w->sp.row_ptr[r], n = w->sp.row_ptr[r + 1] - a;
@@ -216,7 +228,7 @@ static void run_batch(struct worker *w, struct saed_job *batch, size_t rows)
         return;
     }
     int rc = worker_prepare(w, batch->snap, &err);
-    bool single = batch->next == NULL;
+    bool single = batch->node.next == NULL;
     const float *x = batch->x;
     sae_row_metrics *met = NULL;
     float *recon = NULL;
@@ -226,7 +238,7 @@ static void run_batch(struct worker *w, struct saed_job *batch, size_t rows)
     } else if (!rc) {
         size_t off = 0;
         bool any_met = false, any_recon = false;
-        for (struct saed_job *j = batch; j; j = j->next) {
+        for (struct saed_job *j = batch; j; j = job_next(j)) {
             memcpy(w->x + off * m->d_in, j->x, j->n_rows * m->d_in * sizeof *w->x);
             off += j->n_rows;
             any_met |= j->want_metrics;
@@ -238,7 +250,7 @@ static void run_batch(struct worker *w, struct saed_job *batch, size_t rows)
     }
     if (!rc) {
         int64_t now = sae_clock_us();
-        for (struct saed_job *j = batch; j; j = j->next)
+        for (struct saed_job *j = batch; j; j = job_next(j))
             metrics_batch_wait(b->metrics, j->n_rows, now - j->t_arrived_us);
         sae_sparse_reset(&w->sp);
         rc = sae_encode(m, w->ws, x, rows, NULL, &w->sp, met, recon, &err);
@@ -246,18 +258,18 @@ static void run_batch(struct worker *w, struct saed_job *batch, size_t rows)
     if (rc == SAE_ERANGE && !single) {
         /* One request's row overflowed inside the SAE: run each request
          * alone, so only that one gets its 422 (rare: hostile input). */
-        for (struct saed_job *j = batch, *next; j; j = next) {
-            next = j->next;
-            j->next = NULL;
+        for (struct saed_job *j = batch; j; j = job_next(j)) {
+            struct jobq_node *link = j->node.next;
+            j->node.next = NULL;
             run_batch(w, j, j->n_rows);
-            j->next = next;
+            j->node.next = link;
         }
         return;
     }
     if (rc) {
         /* An SAE_ERANGE message names the row (core/sae/encode.h), which a
          * batch of one numbers as its request does. */
-        for (struct saed_job *j = batch; j; j = j->next) {
+        for (struct saed_job *j = batch; j; j = job_next(j)) {
             j->rc = rc;
             j->err = err;
         }
@@ -278,7 +290,7 @@ static void run_batch_checked(struct worker *w, struct saed_job *batch, size_t r
     run_batch(w, batch, rows);
     if (!sae_model_changed(batch->snap->model))
         return;
-    for (struct saed_job *j = batch; j; j = j->next) {
+    for (struct saed_job *j = batch; j; j = job_next(j)) {
         j->weights_changed = true;
         j->rc = sae_error_set(&j->err, SAE_EIO, "the weights file changed on disk");
     }
@@ -300,19 +312,15 @@ static void deadline_ts(int64_t us, struct timespec *ts)
 static void take_same(struct saed_batcher *b, const struct saed_snap *snap, size_t max,
                       struct saed_job **tail, size_t *rows)
 {
-    struct saed_job **pp = &b->head, *prev = NULL;
+    struct jobq_node **pp = &b->q.head, *prev = NULL;
     while (*pp && *rows < max) {
-        struct saed_job *j = *pp;
+        struct saed_job *j = job_of(*pp);
         if (j->kind != JOB_ENCODE || j->snap != snap || *rows + j->n_rows > max) {
-            prev = j;
-            pp = &j->next;
+            prev = *pp;
+            pp = &prev->next;
             continue;
         }
-        *pp = j->next;
-        if (b->tail == j)
-            b->tail = prev;
-        j->next = NULL;
-        (*tail)->next = j;
+        (*tail)->node.next = jobq_unlink(&b->q, pp, prev);
         *tail = j;
         *rows += j->n_rows;
     }
@@ -355,11 +363,7 @@ static void client_back(struct saed_batcher *b)
 /* Takes the next batch off the queue (lock held). */
 static struct saed_job *gather(struct saed_batcher *b, size_t *rows_out)
 {
-    struct saed_job *first = b->head, *tail = first;
-    b->head = first->next;
-    if (!b->head)
-        b->tail = NULL;
-    first->next = NULL;
+    struct saed_job *first = job_of(jobq_unlink(&b->q, &b->q.head, NULL)), *tail = first;
     size_t rows = first->n_rows, max = b->o.max_batch_rows;
     if (b->o.batching && first->kind == JOB_ENCODE && rows < max) {
         b->gathering = true;
@@ -367,7 +371,7 @@ static struct saed_job *gather(struct saed_batcher *b, size_t *rows_out)
         for (;;) {
             take_same(b, first->snap, max, &tail, &rows);
             int64_t now = sae_clock_us();
-            if (rows >= max || b->head || b->stop || now >= deadline || !rows_coming(b, now))
+            if (rows >= max || b->q.head || b->stop || now >= deadline || !rows_coming(b, now))
                 break;
             /* Waiting only for clients expected back: no longer than that. */
             int64_t until = b->incoming <= 0 && b->returning_until_us < deadline
@@ -393,13 +397,13 @@ static void *worker_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&b->lock);
         for (;;) {
-            if (b->head && !b->gathering)
+            if (b->q.head && !b->gathering)
                 break;
-            if (!b->head && b->stop) {
+            if (!b->q.head && b->stop) {
                 pthread_mutex_unlock(&b->lock);
                 goto out;
             }
-            if (!b->head && w->ws && w->kick_seen != b->kick_gen) {
+            if (!b->q.head && w->ws && w->kick_seen != b->kick_gen) {
                 /* A reload happened (the widest SAE may be gone): let go of
                  * the workspace now; the next batch makes one as wide as it
                  * needs. */
@@ -427,24 +431,12 @@ static void *worker_main(void *arg)
             int64_t now = sae_clock_us();
             if (now >= b->returning_until_us)
                 b->returning = 0;
-            for (struct saed_job *j = batch; j; j = j->next)
+            for (struct saed_job *j = batch; j; j = job_next(j))
                 b->returning++;
             b->returning_until_us = now + return_wait_us(b);
         }
         pthread_mutex_unlock(&b->lock);
-        for (struct saed_job *j = batch, *next; j; j = next) {
-            struct MHD_Connection *conn = j->conn;
-            void (*notify)(void *) = j->notify;
-            void *cls = j->notify_cls;
-            next = j->next;
-            atomic_store_explicit(&j->done, true, memory_order_release);
-            /* The job belongs to the request again from here on. */
-            if (notify)
-                notify(cls);
-            else
-                MHD_resume_connection(conn);
-            atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel);
-        }
+        jobq_hand_back(&b->q, &batch->node);
     }
 out:
     worker_drop(w);
@@ -460,7 +452,7 @@ int batcher_new(const struct saed_batcher_opts *o, struct saed_metrics *metrics,
         return sae_error_set(err, SAE_ENOMEM, "out of memory");
     b->o = *o;
     b->metrics = metrics;
-    atomic_init(&b->pending, 0);
+    jobq_init(&b->q);
     pthread_mutex_init(&b->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -508,17 +500,10 @@ void batcher_push(struct saed_batcher *b, struct saed_job *job, bool was_incomin
         b->incoming--;
     else if (job->kind == JOB_ENCODE)
         client_back(b);
-    atomic_store_explicit(&job->done, false, memory_order_relaxed);
-    job->next = NULL;
     job->t_queued_us = sae_clock_us();
     if (!job->t_arrived_us)
         job->t_arrived_us = job->t_queued_us;
-    if (b->tail)
-        b->tail->next = job;
-    else
-        b->head = job;
-    b->tail = job;
-    atomic_fetch_add_explicit(&b->pending, 1, memory_order_acq_rel);
+    jobq_push(&b->q, &job->node);
     pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->lock);
 }
@@ -548,7 +533,7 @@ size_t batcher_rows(struct saed_batcher *b)
 /* Jobs not yet handed back, for the drain. */
 size_t batcher_pending(struct saed_batcher *b)
 {
-    return atomic_load_explicit(&b->pending, memory_order_acquire);
+    return jobq_pending(&b->q);
 }
 
 /* Tells idle workers a reload happened. */

@@ -30,6 +30,7 @@
 
 #include "sae/encode.h"
 #include "io/error.h"
+#include "jobq.h"
 
 struct saed_snap;
 struct saed_metrics;
@@ -38,7 +39,7 @@ enum saed_job_kind { JOB_ENCODE, JOB_DECODE };
 
 /* One request's work. The request owns the job and everything in it (inputs
  * and outputs, freed by job_clear); the worker writes the outputs, sets
- * `done`, then resumes the connection and never touches the job again. */
+ * node.done, then resumes the connection and never touches the job again. */
 struct saed_job {
     enum saed_job_kind kind;
     struct saed_snap *snap;         /* borrowed: the request holds the reference */
@@ -67,15 +68,11 @@ struct saed_job {
     bool weights_changed;           /* the weights file changed under the run: rc is set
                                        and the outputs are not to be answered */
 
-    /* plumbing */
-    struct MHD_Connection *conn;    /* borrowed: resumed when done (unless notify) */
-    void (*notify)(void *cls);      /* optional: called instead of resuming conn, after
-                                       `done` is set (a stream's job, encode_stream.c) */
-    void *notify_cls;
+    /* plumbing: node.conn (borrowed) is resumed when done, unless
+     * node.notify (a stream's job, encode_stream.c) is set */
+    struct jobq_node node;
     int64_t t_arrived_us;           /* the request's headers in (0: when queued) */
     int64_t t_queued_us;
-    struct saed_job *next;
-    atomic_bool done;
 };
 
 /* A new job of `kind` with empty inputs and outputs, or NULL. */

@@ -24,7 +24,7 @@
  * saying how many rows were answered and why the stream ended.
  *
  * Lifetime: the request and each job in flight hold a reference to the
- * stream; a job's worker drops its reference through job->notify (which
+ * stream; a job's worker drops its reference through job->node.notify (which
  * also resumes the connection if it waits). So a client that goes away
  * mid-stream frees the request at once, and the stream (its jobs, spool
  * file and snapshot) when its last chunk is done. */
@@ -126,7 +126,7 @@ static void stream_unref(struct enc_stream *s)
     free(s);
 }
 
-/* job->notify: a chunk is done. Resumes the connection if it waits, and
+/* job->node.notify: a chunk is done. Resumes the connection if it waits, and
  * drops the job's reference (called on a worker thread). */
 static void stream_notify(void *cls)
 {
@@ -161,7 +161,7 @@ static bool stream_wait(struct enc_stream *s, struct saed_req *rq)
 {
     struct saed_job *j = s->jobs[s->head];
     pthread_mutex_lock(&s->lock);
-    bool wait = !atomic_load_explicit(&j->done, memory_order_acquire);
+    bool wait = !atomic_load_explicit(&j->node.done, memory_order_acquire);
     if (wait) {
         s->suspended = true;
         MHD_suspend_connection(rq->conn);
@@ -179,7 +179,7 @@ static void stream_block(struct enc_stream *s)
 {
     struct saed_job *j = s->jobs[s->head];
     pthread_mutex_lock(&s->lock);
-    while (!atomic_load_explicit(&j->done, memory_order_acquire))
+    while (!atomic_load_explicit(&j->node.done, memory_order_acquire))
         pthread_cond_wait(&s->cv, &s->lock);
     pthread_mutex_unlock(&s->lock);
 }
@@ -271,7 +271,7 @@ static void stream_drain(struct enc_stream *s)
 {
     while (s->count) {
         struct saed_job *j = s->jobs[s->head];
-        if (!atomic_load_explicit(&j->done, memory_order_acquire))
+        if (!atomic_load_explicit(&j->node.done, memory_order_acquire))
             return;
         write_chunk(s, j);
         job_free(j);
@@ -356,8 +356,8 @@ static void stream_push(struct enc_stream *s)
         return;
     }
     j->snap = s->snap;
-    j->notify = stream_notify;
-    j->notify_cls = s;
+    j->node.notify = stream_notify;
+    j->node.notify_cls = s;
     pthread_mutex_lock(&s->lock);
     s->refs++;
     pthread_mutex_unlock(&s->lock);

@@ -2,6 +2,7 @@
 #include "lm_batcher.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,23 +18,34 @@ struct lm_scratch {
     size_t acts_cap[LM_BATCH_HOOKS];
 };
 
-/* The queue (FIFO of jobs linked by job->next) and its worker. `lock` guards
- * the queue, `tokens` and `stop`. */
+/* The queue (FIFO of jobs' nodes) and its worker. `lock` guards the queue,
+ * `tokens` and `stop`. */
 struct lm_batcher {
     const sae_lm *lm;               /* borrowed */
     sae_lm_ws *ws;                  /* owned: max_batch tokens */
     size_t max_batch, max_queue;
     pthread_mutex_t lock;
     pthread_cond_t cv;
-    struct lm_job *head, *tail;
+    struct jobq q;
     size_t tokens;                  /* queued + running */
     bool stop;
     bool started;
     pthread_t thread;
-    atomic_size_t pending;
     _Atomic uint64_t passes, jobs;
     struct lm_scratch s;
 };
+
+/* The job whose node n is (NULL for NULL). */
+static struct lm_job *job_of(struct jobq_node *n)
+{
+    return n ? (struct lm_job *)((char *)n - offsetof(struct lm_job, node)) : NULL;
+}
+
+/* The job after j in its queue or batch, or NULL. */
+static struct lm_job *job_next(const struct lm_job *j)
+{
+    return job_of(j->node.next);
+}
 
 /* Whether hooks a and b are the same site and block. */
 static bool same_hook(const sae_lm_hook *a, const sae_lm_hook *b)
@@ -71,28 +83,23 @@ static bool union_hooks(sae_lm_hook *u, size_t *n, const struct lm_job *job)
 static struct lm_job *gather(struct lm_batcher *b, sae_lm_hook *u, size_t *n_u,
                              size_t *tokens)
 {
-    struct lm_job *first = b->head, *tail = first;
-    b->head = first->next;
-    first->next = NULL;
+    struct lm_job *first = job_of(jobq_unlink(&b->q, &b->q.head, NULL));
+    struct jobq_node *tail = &first->node;
     *n_u = 0;
     union_hooks(u, n_u, first);
     *tokens = first->n_tokens;
-    struct lm_job **pp = &b->head;
+    struct jobq_node **pp = &b->q.head, *prev = NULL;
     while (*pp && *tokens < b->max_batch) {
-        struct lm_job *j = *pp;
+        struct lm_job *j = job_of(*pp);
         if (*tokens + j->n_tokens > b->max_batch || !union_hooks(u, n_u, j)) {
-            pp = &j->next;
+            prev = *pp;
+            pp = &prev->next;
             continue;
         }
-        *pp = j->next;
-        j->next = NULL;
-        tail->next = j;
-        tail = j;
+        tail->next = jobq_unlink(&b->q, pp, prev);
+        tail = tail->next;
         *tokens += j->n_tokens;
     }
-    b->tail = b->head;
-    while (b->tail && b->tail->next)
-        b->tail = b->tail->next;
     return first;
 }
 
@@ -116,7 +123,7 @@ static int run_many(struct lm_batcher *b, struct lm_job *batch, const sae_lm_hoo
 {
     struct lm_scratch *s = &b->s;
     size_t n_seq = 0;
-    for (struct lm_job *j = batch; j; j = j->next)
+    for (struct lm_job *j = batch; j; j = job_next(j))
         n_seq += j->n_seq;
     if (grow((void **)&s->ids, &s->ids_cap, tokens, sizeof *s->ids) ||
         grow((void **)&s->lens, &s->lens_cap, n_seq, sizeof *s->lens))
@@ -127,7 +134,7 @@ static int run_many(struct lm_batcher *b, struct lm_job *batch, const sae_lm_hoo
             return sae_error_set(err, SAE_ENOMEM, "no memory for %zu tokens of activations",
                                  tokens);
     size_t t = 0, q = 0;
-    for (struct lm_job *j = batch; j; j = j->next) {
+    for (struct lm_job *j = batch; j; j = job_next(j)) {
         memcpy(s->ids + t, j->ids, j->n_tokens * sizeof *s->ids);
         memcpy(s->lens + q, j->lens, j->n_seq * sizeof *s->lens);
         t += j->n_tokens;
@@ -137,7 +144,7 @@ static int run_many(struct lm_batcher *b, struct lm_job *batch, const sae_lm_hoo
     if (sae_lm_forward(b->lm, b->ws, &lb, u, n_u, s->acts, NULL, err))
         return -1;
     t = 0;
-    for (struct lm_job *j = batch; j; j = j->next) {
+    for (struct lm_job *j = batch; j; j = job_next(j)) {
         for (size_t k = 0; k < j->n_hooks; k++) {
             size_t i = hook_at(u, n_u, &j->hooks[k]), w = sae_lm_hook_width(b->lm, &u[i]);
             memcpy(j->out[k], s->acts[i] + t * w, j->n_tokens * w * sizeof(float));
@@ -177,13 +184,13 @@ static void run_batch(struct lm_batcher *b, struct lm_job *batch, const sae_lm_h
 {
     sae_error err;
     int rc;
-    if (!batch->next) {
+    if (!batch->node.next) {
         rc = run_one(b, batch, &err);
     } else {
         rc = run_many(b, batch, u, n_u, tokens, &err);
         atomic_fetch_add_explicit(&b->passes, 1, memory_order_relaxed);
     }
-    for (struct lm_job *j = batch; j; j = j->next) {
+    for (struct lm_job *j = batch; j; j = job_next(j)) {
         atomic_fetch_add_explicit(&b->jobs, 1, memory_order_relaxed);
         j->rc = rc;
         if (rc)
@@ -201,9 +208,9 @@ static void *worker_main(void *arg)
     sae_lm_hook u[LM_BATCH_HOOKS];
     for (;;) {
         pthread_mutex_lock(&b->lock);
-        while (!b->head && !b->stop)
+        while (!b->q.head && !b->stop)
             pthread_cond_wait(&b->cv, &b->lock);
-        if (!b->head) {
+        if (!b->q.head) {
             pthread_mutex_unlock(&b->lock);
             return NULL;
         }
@@ -216,14 +223,7 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&b->lock);
         b->tokens -= tokens;
         pthread_mutex_unlock(&b->lock);
-        for (struct lm_job *j = batch, *next; j; j = next) {
-            struct MHD_Connection *conn = j->conn;
-            next = j->next;
-            atomic_store_explicit(&j->done, true, memory_order_release);
-            /* The job belongs to the request again from here on. */
-            MHD_resume_connection(conn);
-            atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel);
-        }
+        jobq_hand_back(&b->q, &batch->node);
     }
 }
 
@@ -236,7 +236,7 @@ int lm_batcher_new(const sae_lm *lm, size_t max_batch_tokens, size_t max_queue_t
     b->lm = lm;
     b->max_batch = max_batch_tokens;
     b->max_queue = max_queue_tokens;
-    atomic_init(&b->pending, 0);
+    jobq_init(&b->q);
     atomic_init(&b->passes, 0);
     atomic_init(&b->jobs, 0);
     pthread_mutex_init(&b->lock, NULL);
@@ -267,16 +267,10 @@ int lm_batcher_submit(struct lm_batcher *b, struct lm_job *job)
     pthread_mutex_unlock(&b->lock);
     if (!ok)
         return -1;
-    atomic_store_explicit(&job->done, false, memory_order_relaxed);
-    job->next = NULL;
-    MHD_suspend_connection(job->conn);
+    job->node.notify = NULL;
+    MHD_suspend_connection(job->node.conn);
     pthread_mutex_lock(&b->lock);
-    if (b->tail)
-        b->tail->next = job;
-    else
-        b->head = job;
-    b->tail = job;
-    atomic_fetch_add_explicit(&b->pending, 1, memory_order_acq_rel);
+    jobq_push(&b->q, &job->node);
     pthread_cond_signal(&b->cv);
     pthread_mutex_unlock(&b->lock);
     return 0;
@@ -284,7 +278,7 @@ int lm_batcher_submit(struct lm_batcher *b, struct lm_job *job)
 
 size_t lm_batcher_pending(const struct lm_batcher *b)
 {
-    return b ? atomic_load_explicit(&b->pending, memory_order_acquire) : 0;
+    return b ? jobq_pending(&b->q) : 0;
 }
 
 size_t lm_batcher_tokens(struct lm_batcher *b)

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "io/error.h"
+#include "jobq.h"
 #include "lm/lm.h"
 
 /* Most distinct hooks one batch reads (jobs beyond wait for the next one). */
@@ -36,7 +37,7 @@
 
 /* One request's forward pass. The request owns the job and everything it
  * points to; the worker reads the inputs, writes the outputs, calls finish,
- * sets `done`, resumes the connection and never touches the job again. */
+ * sets node.done, resumes the connection and never touches the job again. */
 struct lm_job {
     /* input */
     const uint32_t *ids;            /* (n_tokens) every sequence's ids in turn */
@@ -53,10 +54,9 @@ struct lm_job {
     void (*finish)(struct lm_job *job, void *ctx);
     void *ctx;                      /* borrowed: finish's argument */
 
-    /* plumbing */
-    struct MHD_Connection *conn;    /* borrowed: suspended by submit, resumed when done */
-    struct lm_job *next;
-    atomic_bool done;
+    /* plumbing: node.conn (borrowed) is suspended by submit and resumed when
+     * done; node.done says the worker is done with the job */
+    struct jobq_node node;
 };
 
 struct lm_batcher;

@@ -504,7 +504,7 @@ enum MHD_Result router_access(void *cls, struct MHD_Connection *conn, const char
     }
     if (rq->state == RQ_WAITING &&
         !(rq->text_job ? text_job_done(rq->text_job)
-                       : atomic_load_explicit(&rq->job->done, memory_order_acquire)))
+                       : atomic_load_explicit(&rq->job->node.done, memory_order_acquire)))
         return MHD_YES;
     if (rq->state == RQ_BODY) {
         rq->state = RQ_READY;
@@ -522,7 +522,7 @@ int req_submit_job(struct saed_req *rq)
     struct saed_batcher *b = rq->srv->batcher;
     if (batcher_reserve(b, rq->job->n_rows))
         return -1;
-    rq->job->conn = rq->conn;
+    rq->job->node.conn = rq->conn;
     rq->job->snap = rq->snap;
     rq->state = RQ_WAITING;
     /* Suspend before the job is visible to a worker, so its resume can never
