@@ -368,13 +368,15 @@ pid_t daemon_thread_hold(const struct daemon *d, const char *name)
         return -1;
     }
     for (int tries = 0; tries < 3000; tries++) {
-        if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) || ptrace(PTRACE_INTERRUPT, tid, NULL, NULL)) {
+        if (ptrace(PTRACE_SEIZE, tid, NULL, NULL)) {
             fprintf(stderr, "ptrace thread %d (%s): %s\n", (int)tid, name, strerror(errno));
             return -1;
         }
         int st;
-        if (waitpid(tid, &st, __WALL) != tid || !WIFSTOPPED(st)) {
-            fprintf(stderr, "waitpid thread %d (%s): %s\n", (int)tid, name, strerror(errno));
+        if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) || waitpid(tid, &st, __WALL) != tid ||
+            !WIFSTOPPED(st)) {
+            fprintf(stderr, "stopping thread %d (%s): %s\n", (int)tid, name, strerror(errno));
+            ptrace(PTRACE_DETACH, tid, NULL, NULL);
             return -1;
         }
         /* An interrupt stop inside the futex: hold it. Anything else (a
