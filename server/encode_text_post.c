@@ -415,7 +415,8 @@ static int submit(struct saed_req *rq, struct saed_lm *t, struct text_job *q,
     }
     q->job = (struct lm_job){.ids = q->ids, .lens = q->lens, .n_seq = q->n_texts,
                              .n_tokens = q->n_tokens, .hooks = q->uniq, .n_hooks = q->n_uniq,
-                             .out = q->acts, .finish = encode_saes, .ctx = q, .node.conn = rq->conn};
+                             .out = q->acts, .finish = encode_saes, .ctx = q,
+                             .node.conn = rq->conn};
     rq->state = RQ_WAITING;
     if (lm_batcher_submit(t->batcher, &q->job)) {
         rq->state = RQ_READY;

@@ -122,19 +122,6 @@ static char *row_body(const float *x, const char *extra)
     return b;
 }
 
-static double metric(const struct daemon *d, const char *series)
-{
-    struct http_resp r;
-    double v = -1;
-    if (http(d, "GET", "/metrics", NULL, 0, NULL, false, &r) == 200) {
-        const char *p = strstr(r.body, series);
-        if (p)
-            v = atof(p + strlen(series));
-    }
-    http_free(&r);
-    return v;
-}
-
 /* Waits (at most 20 s) for the n-th log line containing s. */
 static bool wait_log(const struct daemon *d, const char *s, int n)
 {
@@ -372,7 +359,7 @@ static void test_mixed(const struct daemon *d)
 {
     struct mix_client *cl = calloc(MIX_CLIENTS, sizeof *cl);
     pthread_t t[MIX_CLIENTS];
-    double before = metric(d, "\nsaed_batch_rows_count ");
+    double before = daemon_metric(d, "saed_batch_rows_count");
     for (size_t k = 0; k < MIX_CLIENTS; k++) {
         cl[k].d = d;
         cl[k].k = k;
@@ -381,7 +368,7 @@ static void test_mixed(const struct daemon *d)
     }
     for (size_t k = 0; k < MIX_CLIENTS; k++)
         pthread_join(t[k], NULL);
-    double gemms = metric(d, "\nsaed_batch_rows_count ") - before;
+    double gemms = daemon_metric(d, "saed_batch_rows_count") - before;
     size_t rows = 0;
     for (size_t k = 0; k < MIX_CLIENTS; k++)
         for (size_t i = 0; i < MIX_PER; i++) {
@@ -471,7 +458,8 @@ static void test_reload(struct daemon *d)
     /* Nothing changed: nothing loads again. */
     daemon_signal(d, SIGHUP);
     CHECK(wait_log(d, "saed: reloaded", 1), "reload 1");
-    CHECK(metric(d, "saed_sae_reloads_total{sae=\"layer_1.width_16k\",result=\"unchanged\"}") == 1,
+    CHECK(daemon_metric(d, "saed_sae_reloads_total{sae=\"layer_1.width_16k\","
+                           "result=\"unchanged\"}") == 1,
           "unchanged counted");
     /* Break one SAE: it keeps serving, the others are untouched. */
     char w[700];
@@ -485,8 +473,10 @@ static void test_reload(struct daemon *d)
     json_t *j = get_json(d, "/v1/saes/layer_1.width_16k/model", &st);
     CHECK(st == 200, "broken SAE still serves %ld", st);
     json_decref(j);
-    CHECK(metric(d, "saed_sae_reloads_total{sae=\"layer_1.width_16k\",result=\"failed\"}") == 1 &&
-              metric(d, "saed_sae_reloads_total{sae=\"blocks.0.hook_resid_pre.w16k\",result=\"unchanged\"}") == 2,
+    const char *failed = "saed_sae_reloads_total{sae=\"layer_1.width_16k\",result=\"failed\"}",
+               *other = "saed_sae_reloads_total{sae=\"blocks.0.hook_resid_pre.w16k\","
+                        "result=\"unchanged\"}";
+    CHECK(daemon_metric(d, failed) == 1 && daemon_metric(d, other) == 2,
           "per-SAE reload results");
     /* Repaired by a new file (a deploy writes one): the folder changed. */
     FILE *in = fopen(moved, "rb"), *out = fopen(w, "wb");
@@ -499,7 +489,7 @@ static void test_reload(struct daemon *d)
         fclose(in);
     daemon_signal(d, SIGHUP);
     CHECK(wait_log(d, "saed: reloaded", 2), "reload 3");
-    CHECK(metric(d, "saed_sae_reloads_total{sae=\"layer_1.width_16k\",result=\"ok\"}") == 1,
+    CHECK(daemon_metric(d, "saed_sae_reloads_total{sae=\"layer_1.width_16k\",result=\"ok\"}") == 1,
           "repaired SAE loaded again");
 }
 
@@ -533,7 +523,7 @@ static void test_budget(void)
     for (size_t i = 0; i < N_REL; i++) {
         char series[200];
         snprintf(series, sizeof series, "saed_sae_remaps_total{sae=\"%s\"}", rel_ids[i]);
-        remaps += metric(&d, series);
+        remaps += daemon_metric(&d, series);
     }
     CHECK(remaps >= 3, "remaps counted: %g", remaps);
     daemon_signal(&d, SIGTERM);

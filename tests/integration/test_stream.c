@@ -232,25 +232,11 @@ static size_t rows_prefix(const char *b, size_t len, size_t rows)
     return p;
 }
 
-/* A metric's value (the first series starting with `series`), or -1. */
-static double metric(const struct daemon *d, const char *series)
-{
-    struct http_resp r;
-    double v = -1;
-    if (http(d, "GET", "/metrics", NULL, 0, NULL, false, &r) == 200) {
-        const char *p = strstr(r.body, series);
-        if (p)
-            v = atof(p + strlen(series));
-    }
-    http_free(&r);
-    return v;
-}
-
 /* Waits (at most 30 s) for a metric to reach want; returns its last value. */
 static double wait_metric(const struct daemon *d, const char *series, double want)
 {
     double v = -1;
-    for (int t = 0; t < 3000 && (v = metric(d, series)) < want; t++)
+    for (int t = 0; t < 3000 && (v = daemon_metric(d, series)) < want; t++)
         usleep(10000);
     return v;
 }
@@ -375,14 +361,14 @@ static void test_abort(const struct daemon *d)
     enum { N = 20000 };
     float *x = malloc((size_t)N * D_IN * sizeof *x);
     sae_fixture_random_rows(x, N, D_IN, 1.0, 14);
-    double before = metric(d, "\nsaed_streams_ended_total{stopped=\"client_abort\"} ");
+    double before = daemon_metric(d, "saed_streams_ended_total{stopped=\"client_abort\"}");
     int fd = stream_open(d, "");
     CHECK(fd >= 0 && send_pieces(fd, x, (size_t)N * D_IN * 4, 65536) == 0, "rows sent");
     close(fd);
-    CHECK(wait_metric(d, "\nsaed_streams_ended_total{stopped=\"client_abort\"} ", before + 1) ==
+    CHECK(wait_metric(d, "saed_streams_ended_total{stopped=\"client_abort\"}", before + 1) ==
               before + 1,
           "the abort is counted");
-    CHECK(metric(d, "\nsaed_streams ") == 0, "no stream left");
+    CHECK(daemon_metric(d, "saed_streams") == 0, "no stream left");
     struct http_resp hr;
     CHECK(http(d, "GET", "/v1/health", NULL, 0, NULL, false, &hr) == 200, "healthy");
     http_free(&hr);
@@ -403,7 +389,7 @@ static void test_limit(const struct daemon *d)
     sae_fixture_random_rows(x, 10, D_IN, 1.0, 15);
     int fd = stream_open(d, "");
     CHECK(fd >= 0 && send_chunk(fd, x, sizeof x) == 0, "first stream open");
-    CHECK(wait_metric(d, "\nsaed_streams ", 1) == 1, "one stream live");
+    CHECK(wait_metric(d, "saed_streams", 1) == 1, "one stream live");
     const char *h[] = {"Content-Type: application/octet-stream", NULL};
     struct http_resp hr;
     CHECK(http(d, "POST", "/v1/encode/stream", x, sizeof x, h, false, &hr) == 503,
@@ -425,7 +411,7 @@ static void test_deadline(const struct daemon *d)
     sae_fixture_random_rows(x, 200, D_IN, 1.0, 16);
     /* The previous stream's slot is given back when its request completes,
      * just after its last byte was sent. */
-    for (int t = 0; t < 3000 && metric(d, "\nsaed_streams ") != 0; t++)
+    for (int t = 0; t < 3000 && daemon_metric(d, "saed_streams") != 0; t++)
         usleep(10000);
     int fd = stream_open(d, "");
     CHECK(fd >= 0 && send_chunk(fd, x, 100 * D_IN * 4) == 0, "rows before the deadline");
@@ -478,18 +464,18 @@ static void test_reload(void)
     snprintf(old, sizeof old, "%s", hr.digest);
     http_free(&hr);
 
-    double rows0 = metric(&d, "\nsaed_encoded_rows_total ");
+    double rows0 = daemon_metric(&d, "saed_encoded_rows_total");
     int fd = stream_open(&d, "");
     CHECK(fd >= 0 && send_chunk(fd, x, 500 * D_IN * 4) == 0, "first half sent");
     /* Seven whole chunks of 64 are queued at once; let them be encoded. */
-    CHECK(wait_metric(&d, "\nsaed_encoded_rows_total ", rows0 + 448) >= rows0 + 448,
+    CHECK(wait_metric(&d, "saed_encoded_rows_total", rows0 + 448) >= rows0 + 448,
           "first chunks encoded");
     char live_w[600], b_w[600];
     snprintf(live_w, sizeof live_w, "%s/sae_weights.safetensors", dir_live);
     snprintf(b_w, sizeof b_w, "%s/sae_weights.safetensors", dir_b);
     CHECK(copy_file(b_w, live_w) == 0, "swap weights");
     daemon_signal(&d, SIGHUP);
-    CHECK(wait_metric(&d, "\nsaed_reloads_total{result=\"ok\"} ", 1) == 1, "reloaded");
+    CHECK(wait_metric(&d, "saed_reloads_total{result=\"ok\"}", 1) == 1, "reloaded");
     CHECK(send_chunk(fd, x + 500 * D_IN, 500 * D_IN * 4) == 0, "second half sent");
     struct sreply r;
     stream_close(fd, true, &r);
