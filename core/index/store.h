@@ -168,6 +168,7 @@ typedef struct sae_store_info {
     bool has_dashboards;                    /* holds the schema/002 tables (logits, neurons) */
     bool has_scores;                        /* explanation_scores and score_v2 (schema/003) */
     bool has_act_bars;                      /* the act_bars table (schema/004) */
+    bool has_best_score;                    /* features.best_score (schema/006) */
     char weights_digest[33];
     uint64_t d_in, d_sae;
     uint64_t n_tokens, n_documents;         /* indexed by this file */
