@@ -132,6 +132,12 @@ typedef struct sae_store_example_row {
 } sae_store_example_row;
 
 int sae_store_put_meta(sae_store_writer *w, const char *key, const char *value, sae_error *err);
+struct sae_store_conn;
+/* Copies the meta rows of the index from reads whose key starts with
+ * "neighbours_" (an approximate build's method and recall) into w: what
+ * `sae merge` keeps of the file whose neighbours it copies. */
+int sae_store_copy_neighbours_meta(struct sae_store_conn *from, sae_store_writer *w,
+                                   sae_error *err);
 int sae_store_put_feature(sae_store_writer *w, const sae_store_feature_row *row, sae_error *err);
 /* The examples of one feature and kind, in rank order (one row of the
  * examples table; at most one call per feature and kind). */

@@ -355,6 +355,22 @@ int sae_store_put_meta(sae_store_writer *w, const char *key, const char *value, 
     return step_insert(w, W_META, "writing meta", err);
 }
 
+int sae_store_copy_neighbours_meta(sae_store_conn *from, sae_store_writer *w, sae_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    int rc = 0, r = SQLITE_DONE;
+    if (sqlite3_prepare_v2(from->db, "SELECT key, value FROM meta WHERE key GLOB 'neighbours_*' "
+                           "ORDER BY key", -1, &q, NULL) != SQLITE_OK)
+        return sae_store_fail(from->db, from->s->path, "reading meta", err);
+    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW)
+        rc = sae_store_put_meta(w, (const char *)sqlite3_column_text(q, 0),
+                                (const char *)sqlite3_column_text(q, 1), err);
+    if (!rc && r != SQLITE_DONE)
+        rc = sae_store_fail(from->db, from->s->path, "reading meta", err);
+    sqlite3_finalize(q);
+    return rc;
+}
+
 int sae_store_put_feature(sae_store_writer *w, const sae_store_feature_row *r, sae_error *err)
 {
     sqlite3_stmt *s = w->st[W_FEATURE];
