@@ -45,6 +45,15 @@ void store_list_sql(char *sql, size_t cap, sae_store_sort sort, bool desc, bool 
         [SAE_SORT_SCORE] = "s.best"};
     const char *k = sort == SAE_SORT_SCORE && stored_score ? "best_score" : key[sort];
     char order[64];
+    /* Every feature in index order: the indices are consecutive (store_load
+     * checks), so the page starts at a key, not after walking `offset` rows. */
+    if (sort == SAE_SORT_INDEX && !fts && !alive) {
+        snprintf(sql, cap, "%s WHERE idx %s ORDER BY idx %s LIMIT ?2", cols,
+                 desc ? "<= (SELECT max(idx) FROM features) - ?3"
+                      : ">= (SELECT min(idx) FROM features) + ?3",
+                 dir);
+        return;
+    }
     if (sort == SAE_SORT_INDEX)
         snprintf(order, sizeof order, "idx %s", dir);
     else

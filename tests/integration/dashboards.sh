@@ -191,7 +191,7 @@ check "merged and upgraded: the same bars as the inline build" \
   '[ "$(sqlite3 merged.db ".dump act_bars" | md5sum)" = "$(sqlite3 np.db ".dump act_bars" | md5sum)" ]'
 # An index with dashboards from before schema/004 still opens (rebinned
 # bars), and --upgrade adds the exact ones (and schema/006's best_score).
-cp wu.db old.db && sqlite3 old.db "DROP TABLE act_bars; DROP INDEX features_score_asc; DROP INDEX features_score_desc; ALTER TABLE features DROP COLUMN best_score; PRAGMA user_version = 3" && cp old.db old0.db
+cp wu.db old.db && sqlite3 old.db "DROP TABLE act_bars; DROP INDEX features_score_asc; DROP INDEX features_score_desc; DROP INDEX features_live_density_asc; DROP INDEX features_live_max_asc; DROP INDEX features_live_score_asc; ALTER TABLE features DROP COLUMN best_score; PRAGMA user_version = 3" && cp old.db old0.db
 feature old.db 5 old5.json >/dev/null
 check "an index from before act_bars: the route rebins (total = n_active)" \
   'python3 -c "import json, sqlite3; n = json.load(open(\"old5.json\")); a = sqlite3.connect(\"old.db\").execute(\"SELECT n_active FROM features WHERE idx = 5\").fetchone()[0]; assert len(n[\"freq_hist_data_bar_heights\"]) == 50 and sum(n[\"freq_hist_data_bar_heights\"]) == a"'

@@ -516,7 +516,9 @@ static void query_plan(sqlite3 *db, const char *sql, char *plan, size_t cap)
  * (EXPLAIN QUERY PLAN, read on a table of 20,000 rows so the planner's
  * choices are the ones it makes at scale) never sorts the features in a temp
  * B-tree and never scans the features table for the live-only count;
- * sort=score reads schema/006's features_score_*. A file from before 006
+ * sort=score reads schema/006's features_score_*, and a live-only list in
+ * ascending order one of 006's partial features_live_* (not every dead
+ * feature first). A file from before 006
  * aggregates the score per query (store_query.c): that plan is checked to
  * read the explanations through schema/005's explanations_best. */
 START_TEST(test_list_plans)
@@ -541,8 +543,12 @@ START_TEST(test_list_plans)
                 ck_assert_msg(!strstr(plan, "TEMP B-TREE"), "%s: %s", sql, plan);
                 ck_assert_msg(sorts[si] == SAE_SORT_INDEX || strstr(plan, "USING INDEX features_"),
                               "%s: %s", sql, plan);
-                ck_assert_msg(sorts[si] != SAE_SORT_SCORE ||
+                ck_assert_msg(sorts[si] != SAE_SORT_SCORE || alive ||
                                   strstr(plan, desc ? "features_score_desc" : "features_score_asc"),
+                              "%s: %s", sql, plan);
+                /* live only, ascending: from the first live row, not through the dead */
+                ck_assert_msg(!alive || desc || sorts[si] == SAE_SORT_INDEX ||
+                                  strstr(plan, "USING INDEX features_live_"),
                               "%s: %s", sql, plan);
                 /* the control: the aggregate a file from before 006 sorts by */
                 store_list_sql(sql, sizeof sql, sorts[si], desc, false, alive, false);
@@ -616,9 +622,11 @@ static void list_all(sae_store_conn *c, const sae_store_query *q, uint32_t *out,
 
 /* sort=score from the stored best_score (schema/006) answers exactly as the
  * aggregate per query did: an index written now and the same index taken
- * back to before 006 (column and indexes dropped, user_version 5) list the
+ * back to before 006 (its column and indexes dropped, user_version 5) list the
  * same features in the same order for every sort, order, live-only and
- * text query, whole and a page. `sae index --upgrade`'s copy of the old file
+ * text query, whole and a page (and the page of every feature in index
+ * order, which starts at a key, is the one OFFSET gives). `sae index
+ * --upgrade`'s copy of the old file
  * (sae_store_writer_open_copy) gains the column with the same values. */
 START_TEST(test_stored_score)
 {
@@ -628,7 +636,9 @@ START_TEST(test_stored_score)
     sqlite3 *db;
     ck_assert_int_eq(sqlite3_open(old, &db), SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(db, "DROP INDEX features_score_asc; DROP INDEX "
-                                  "features_score_desc; ALTER TABLE features DROP COLUMN "
+                                  "features_score_desc; DROP INDEX features_live_density_asc; "
+                                  "DROP INDEX features_live_max_asc; DROP INDEX "
+                                  "features_live_score_asc; ALTER TABLE features DROP COLUMN "
                                   "best_score; PRAGMA user_version = 5; VACUUM;",
                                   NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
@@ -667,6 +677,11 @@ START_TEST(test_stored_score)
                                       (int)sorts[si], desc, alive, qs[qi] ? qs[qi] : "", page,
                                       na, nb);
                         ck_assert_uint_gt(na, 0);
+                        /* index order pages by key: the page that OFFSET gives */
+                        for (size_t i = 0; sorts[si] == SAE_SORT_INDEX && !qs[qi] && !alive &&
+                                           i < na; i++)
+                            ck_assert_uint_eq(a[i], desc ? SCORE_N - 1 - q.offset - i
+                                                         : q.offset + i);
                     }
     for (int k = 0; k < 2; k++) {
         sae_store_disconnect(c[k]);
