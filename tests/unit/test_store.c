@@ -626,8 +626,8 @@ static void list_all(sae_store_conn *c, const sae_store_query *q, uint32_t *out,
  * same features in the same order for every sort, order, live-only and
  * text query, whole and a page (and the page of every feature in index
  * order, which starts at a key, is the one OFFSET gives). `sae index
- * --upgrade`'s copy of the old file
- * (sae_store_writer_open_copy) gains the column with the same values. */
+ * --upgrade`'s copy of the old file (sae_store_writer_open_copy) gains the
+ * column with the same values. */
 START_TEST(test_stored_score)
 {
     char *p = unit_path("scores.db"), *old = unit_path("scores-old.db");
