@@ -17,9 +17,11 @@
 #   bench/features_wide.sh [BUILD_DIR]
 #   env: DIR (the inputs and the index, kept for reuse; default
 #        BUILD_DIR/features-wide), D (1048576), ROWS (4000 tokens), REPEAT (5),
-#        THREADS (saed --threads, nproc); DIR is kept (delete it when done)
-# The index build holds ~5 GB (default --max-state-bytes, several passes): run
-# it under the machine's big-memory lock where there is one.
+#        THREADS (saed --threads, nproc), MAX_STATE (sae index --max-state-bytes,
+#        default sae's); DIR is kept (delete it when done)
+# The index build holds ~5 GB with sae's default bound here (4 passes), ~2.5 GB
+# with MAX_STATE=2000000000 (more passes): run it under the machine's
+# big-memory lock where there is one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -59,7 +61,8 @@ with open(path, "w") as f:
 PY
   /usr/bin/time -f "index: %e s wall, %M KB peak RSS" "$build/cli/sae" index --model "$model" \
     --activations "$dir/acts.safetensors" --tokens "$dir/tokens.jsonl" \
-    --explanations "$dir/explanations.jsonl" --out "$index" --quiet
+    --explanations "$dir/explanations.jsonl" --out "$index" --quiet \
+    ${MAX_STATE:+--max-state-bytes "$MAX_STATE"}
   echo "inputs and index written in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }') s"
 fi
 
