@@ -165,10 +165,12 @@ describe('a 1,048,576-feature index in the browser', { skip: !(BIN && WIDE && ex
 
   test('the model page and a feature page with its histogram', async () => {
     const page = await openPage(browser, vp);
-    await timed(page, 'model page, density percentiles', () => page.goto(`${base}/model`),
+    await timed(page, 'model page, dead count and density percentiles', () => page.goto(`${base}/model`),
       () => page.waitForFunction(() => /\d/.test(document.querySelector('[data-key="density_max"]')?.textContent || '')));
-    // A live feature from the middle of the index, by density.
-    const f = (await wideApi(`/v1/features?sort=density&order=desc&limit=1&offset=${Math.floor(d / 8)}`)).features[0];
+    const { total: alive } = await wideApi('/v1/features?alive=1&limit=1');
+    assert.match(await page.innerText('dd[data-key="dead"]'), new RegExp(`^${(d - alive).toLocaleString('en-US')} of `));
+    // A live feature from the middle of the live ones, by density.
+    const f = (await wideApi(`/v1/features?alive=1&sort=density&order=desc&limit=1&offset=${Math.floor(alive / 2)}`)).features[0];
     assert.ok(f.n_active > 0, 'a live feature');
     await timed(page, `feature ${f.index} page with its histogram`, () => page.goto(`${base}/features/${f.index}`),
       () => settled(page, 'svg.histogram rect.bar'));
