@@ -611,7 +611,8 @@ static int merge_features(merge_ctx *mc, sae_store_writer *w, sae_error *err)
 }
 
 /* Copies shard 0's neighbours (they depend only on the weights; of range
- * shards, those of the range from 0 hold every feature's). */
+ * shards, those of the range from 0 hold every feature's) and the meta keys
+ * an approximate build reports them with, as an unsharded build writes. */
 static int merge_neighbours(merge_ctx *mc, sae_store_writer *w, sae_error *err)
 {
     sae_store_neighbours nb = {0};
@@ -633,7 +634,7 @@ static int merge_neighbours(merge_ctx *mc, sae_store_writer *w, sae_error *err)
         free(nc);
         sae_store_neighbours_free(&nb);
     }
-    return rc;
+    return rc ? rc : sae_store_copy_neighbours_meta(mc->sh[0].c, w, err);
 }
 
 /* Copies shard 0's explanations (every shard has the same) and writes the

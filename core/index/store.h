@@ -132,6 +132,12 @@ typedef struct sae_store_example_row {
 } sae_store_example_row;
 
 int sae_store_put_meta(sae_store_writer *w, const char *key, const char *value, sae_error *err);
+struct sae_store_conn;
+/* Copies the meta rows of the index from reads whose key starts with
+ * "neighbours_" (an approximate build's method and recall) into w: what
+ * `sae merge` keeps of the file whose neighbours it copies. */
+int sae_store_copy_neighbours_meta(struct sae_store_conn *from, sae_store_writer *w,
+                                   sae_error *err);
 int sae_store_put_feature(sae_store_writer *w, const sae_store_feature_row *row, sae_error *err);
 /* The examples of one feature and kind, in rank order (one row of the
  * examples table; at most one call per feature and kind). */
@@ -168,6 +174,7 @@ typedef struct sae_store_info {
     bool has_dashboards;                    /* holds the schema/002 tables (logits, neurons) */
     bool has_scores;                        /* explanation_scores and score_v2 (schema/003) */
     bool has_act_bars;                      /* the act_bars table (schema/004) */
+    bool has_best_score;                    /* features.best_score (schema/006) */
     char weights_digest[33];
     uint64_t d_in, d_sae;
     uint64_t n_tokens, n_documents;         /* indexed by this file */

@@ -82,8 +82,11 @@ enum {
 /* The SQL listing features (store_query.c): FEATURE_COLS (and the bm25 rank
  * for SAE_SORT_RELEVANCE) in `sort` order, desc or not, ties by index; fts:
  * only those matching the FTS5 query ?1; alive: only those ever active;
- * ?2 LIMIT, ?3 OFFSET. Into sql (cap bytes; 1024 is enough). */
-void store_list_sql(char *sql, size_t cap, sae_store_sort sort, bool desc, bool fts, bool alive);
+ * stored_score: sort=score reads features.best_score (schema/006), else it
+ * aggregates the explanations; ?2 LIMIT, ?3 OFFSET. Into sql (cap bytes;
+ * 1024 is enough). */
+void store_list_sql(char *sql, size_t cap, sae_store_sort sort, bool desc, bool fts, bool alive,
+                    bool stored_score);
 /* The SQL counting what store_list_sql(fts, alive) lists, or NULL when that
  * is every feature (d_sae). */
 const char *store_count_sql(bool fts, bool alive);

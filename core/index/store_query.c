@@ -14,7 +14,8 @@
     "SELECT feature FROM explanations WHERE id IN (SELECT rowid FROM explanations_fts " \
     "WHERE explanations_fts MATCH ?1)"
 
-void store_list_sql(char *sql, size_t cap, sae_store_sort sort, bool desc, bool fts, bool alive)
+void store_list_sql(char *sql, size_t cap, sae_store_sort sort, bool desc, bool fts, bool alive,
+                    bool stored_score)
 {
     const char *dir = desc ? "DESC" : "ASC";
     const char *cols = sort == SAE_SORT_RELEVANCE ? "SELECT " FEATURE_COLS ", m.score FROM features"
@@ -23,13 +24,14 @@ void store_list_sql(char *sql, size_t cap, sae_store_sort sort, bool desc, bool 
      * explanation. rank cannot be aggregated in the FTS5 query itself, hence
      * the inner select. A feature's score is that of its best-scored
      * explanation with a description (the browser's label), NULL (lowest)
-     * when none is scored. */
+     * when none is scored: stored in features.best_score and indexed
+     * (schema/006), or in a file from before that aggregated here. */
     const char *join =
         sort == SAE_SORT_RELEVANCE
             ? " JOIN (SELECT e.feature AS feature, min(r.score) AS score FROM (SELECT rowid AS id, "
               "rank AS score FROM explanations_fts WHERE explanations_fts MATCH ?1) r "
               "JOIN explanations e ON e.id = r.id GROUP BY e.feature) m ON m.feature = idx"
-        : sort == SAE_SORT_SCORE
+        : sort == SAE_SORT_SCORE && !stored_score
             ? " LEFT JOIN (SELECT feature AS sf, max(score) AS best FROM explanations "
               "WHERE trim(description) <> '' GROUP BY feature) s ON s.sf = idx"
             : "";
@@ -41,11 +43,21 @@ void store_list_sql(char *sql, size_t cap, sae_store_sort sort, bool desc, bool 
         [SAE_SORT_INDEX] = "idx", [SAE_SORT_DENSITY] = "density",
         [SAE_SORT_MAX_ACTIVATION] = "max_activation", [SAE_SORT_RELEVANCE] = "m.score",
         [SAE_SORT_SCORE] = "s.best"};
+    const char *k = sort == SAE_SORT_SCORE && stored_score ? "best_score" : key[sort];
     char order[64];
+    /* Every feature in index order: the indices are consecutive (store_load
+     * checks), so the page starts at a key, not after walking `offset` rows. */
+    if (sort == SAE_SORT_INDEX && !fts && !alive) {
+        snprintf(sql, cap, "%s WHERE idx %s ORDER BY idx %s LIMIT ?2", cols,
+                 desc ? "<= (SELECT max(idx) FROM features) - ?3"
+                      : ">= (SELECT min(idx) FROM features) + ?3",
+                 dir);
+        return;
+    }
     if (sort == SAE_SORT_INDEX)
         snprintf(order, sizeof order, "idx %s", dir);
     else
-        snprintf(order, sizeof order, "%s %s, idx ASC", key[sort], dir);
+        snprintf(order, sizeof order, "%s %s, idx ASC", k, dir);
     snprintf(sql, cap, "%s%s%s ORDER BY %s LIMIT ?2 OFFSET ?3", cols, join, where, order);
 }
 
@@ -208,7 +220,8 @@ int sae_store_list_features(sae_store_conn *c, const sae_store_query *qry,
     }
     if (once) {
         char sql[1024];
-        store_list_sql(sql, sizeof sql, qry->sort, qry->desc, fts != NULL, qry->alive);
+        store_list_sql(sql, sizeof sql, qry->sort, qry->desc, fts != NULL, qry->alive,
+                       info_of(c)->has_best_score);
         if ((rc = prepare_once(c, sql, &q, err)))
             goto out;
     } else if (fts) {

@@ -71,13 +71,16 @@ static int read_layout(sqlite3 *db, const char *path, sae_store_info *info, sae_
     if (sqlite3_prepare_v2(db, "SELECT (SELECT user_version FROM pragma_user_version), "
                            "EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
                            "'explanation_scores') AND EXISTS (SELECT 1 FROM "
-                           "pragma_table_info('explanations') WHERE name = 'score_v2')",
+                           "pragma_table_info('explanations') WHERE name = 'score_v2'), "
+                           "EXISTS (SELECT 1 FROM pragma_table_info('features') WHERE name = "
+                           "'best_score')",
                            -1, &q, NULL) != SQLITE_OK ||
         sqlite3_step(q) != SQLITE_ROW)
         rc = sae_store_fail(db, path, "not a valid saed index", err);
     else {
         info->schema_version = sqlite3_column_int(q, 0);
         info->has_scores = sqlite3_column_int(q, 1) != 0;
+        info->has_best_score = sqlite3_column_int(q, 2) != 0;
     }
     sqlite3_finalize(q);
     return rc;
@@ -480,12 +483,12 @@ int sae_store_connect(sae_store *s, sae_store_conn **out, sae_error *err)
             q = dash[i - R_BASE_COUNT];
         else if (i < R_SEARCH_COUNT) /* sort x order, without and with a query */
             store_list_sql(sql, sizeof sql, (sae_store_sort)((i - R_LIST_FIRST) % 6 / 2),
-                           (i - R_LIST_FIRST) % 2, i >= R_SEARCH_FIRST, false);
+                           (i - R_LIST_FIRST) % 2, i >= R_SEARCH_FIRST, false, false);
         else if (i == R_SEARCH_COUNT)
             q = store_count_sql(true, false);
         else
             store_list_sql(sql, sizeof sql, SAE_SORT_RELEVANCE, i != R_RELEVANCE_FIRST, true,
-                           false);
+                           false, false);
         if (sqlite3_prepare_v3(c->db, q, -1, SQLITE_PREPARE_PERSISTENT, &c->st[i], NULL) !=
             SQLITE_OK) {
             rc = sae_store_fail(c->db, s->path, "not a valid saed index", err);

@@ -355,6 +355,22 @@ int sae_store_put_meta(sae_store_writer *w, const char *key, const char *value, 
     return step_insert(w, W_META, "writing meta", err);
 }
 
+int sae_store_copy_neighbours_meta(sae_store_conn *from, sae_store_writer *w, sae_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    int rc = 0, r = SQLITE_DONE;
+    if (sqlite3_prepare_v2(from->db, "SELECT key, value FROM meta WHERE key GLOB 'neighbours_*' "
+                           "ORDER BY key", -1, &q, NULL) != SQLITE_OK)
+        return sae_store_fail(from->db, from->s->path, "reading meta", err);
+    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW)
+        rc = sae_store_put_meta(w, (const char *)sqlite3_column_text(q, 0),
+                                (const char *)sqlite3_column_text(q, 1), err);
+    if (!rc && r != SQLITE_DONE)
+        rc = sae_store_fail(from->db, from->s->path, "reading meta", err);
+    sqlite3_finalize(q);
+    return rc;
+}
+
 int sae_store_put_feature(sae_store_writer *w, const sae_store_feature_row *r, sae_error *err)
 {
     sqlite3_stmt *s = w->st[W_FEATURE];
@@ -563,6 +579,18 @@ static int fsync_path(const char *path, bool is_dir, sae_error *err)
     return 0;
 }
 
+/* Each feature's best_score (schema/006) from the explanations as they now
+ * stand: the best score of an explanation with a description, NULL when none
+ * is scored. Only rows whose value changes are written: the features a build
+ * or merge gave explanations, none again on an --upgrade copy. */
+#define FILL_BEST_SCORES                                                                \
+    "UPDATE features SET best_score = b.best FROM (SELECT feature, max(score) AS best " \
+    "FROM explanations WHERE trim(description) <> '' GROUP BY feature) AS b "           \
+    "WHERE features.idx = b.feature AND features.best_score IS NOT b.best; "            \
+    "UPDATE features SET best_score = NULL WHERE best_score IS NOT NULL AND NOT EXISTS " \
+    "(SELECT 1 FROM explanations e WHERE e.feature = features.idx AND "                 \
+    "trim(e.description) <> '' AND e.score IS NOT NULL);"
+
 int sae_store_writer_commit(sae_store_writer *w, sae_error *err)
 {
     int rc;
@@ -570,7 +598,8 @@ int sae_store_writer_commit(sae_store_writer *w, sae_error *err)
     char *emsg = NULL;
     sqlite3_stmt *qc = NULL;
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d;", w->version);
-    if (sqlite3_exec(w->db, "INSERT INTO explanations_fts (explanations_fts) VALUES ('rebuild');",
+    if (sqlite3_exec(w->db, FILL_BEST_SCORES, NULL, NULL, &emsg) != SQLITE_OK ||
+        sqlite3_exec(w->db, "INSERT INTO explanations_fts (explanations_fts) VALUES ('rebuild');",
                      NULL, NULL, &emsg) != SQLITE_OK ||
         sqlite3_exec(w->db, sql, NULL, NULL, &emsg) != SQLITE_OK ||
         sqlite3_exec(w->db, "COMMIT;", NULL, NULL, &emsg) != SQLITE_OK) {

@@ -55,13 +55,14 @@ check "the oracle fails on another composition" \
 
 # ---- without the flags: schema version 1, no new tables; same file twice
 build plain.db && build plain2.db
-# 002_dashboards.sql is applied on demand; 003_scores.sql and 005_list_indexes.sql always
-# (user_version 5).
-check "plain build: user_version 5, no dashboards tables, reproducible" \
-  '[ "$(sqlite3 plain.db "PRAGMA user_version; SELECT count(*) FROM sqlite_master WHERE name IN (\"logits\", \"logit_tokens\", \"neuron_tables\")" | tr "\n" " ")" = "5 0 " ] && cmp -s plain.db plain2.db'
-# 004_act_bars.sql is on demand too, applied with 002 (user_version still 5).
-check "dashboards build: user_version 5, with the dashboards tables" \
-  '[ "$(sqlite3 gpt2.db "PRAGMA user_version; SELECT count(*) FROM sqlite_master WHERE name IN (\"logits\", \"logit_tokens\", \"neuron_tables\", \"act_bars\")" | tr "\n" " ")" = "5 4 " ]'
+# 002_dashboards.sql is applied on demand; 003_scores.sql, 005_list_indexes.sql and
+# 006_best_score.sql always
+# (user_version 6).
+check "plain build: user_version 6, no dashboards tables, reproducible" \
+  '[ "$(sqlite3 plain.db "PRAGMA user_version; SELECT count(*) FROM sqlite_master WHERE name IN (\"logits\", \"logit_tokens\", \"neuron_tables\")" | tr "\n" " ")" = "6 0 " ] && cmp -s plain.db plain2.db'
+# 004_act_bars.sql is on demand too, applied with 002 (user_version still 6).
+check "dashboards build: user_version 6, with the dashboards tables" \
+  '[ "$(sqlite3 gpt2.db "PRAGMA user_version; SELECT count(*) FROM sqlite_master WHERE name IN (\"logits\", \"logit_tokens\", \"neuron_tables\", \"act_bars\")" | tr "\n" " ")" = "6 4 " ]'
 
 # ---- usage
 "$sae" index --model sae --activations acts.safetensors --tokens tok.jsonl --out x.db --unembed gpt2 2>err; rc=$?
@@ -189,15 +190,15 @@ check "merged shards, then --upgrade --neuronpedia-hist: exit 0, bars match the 
 check "merged and upgraded: the same bars as the inline build" \
   '[ "$(sqlite3 merged.db ".dump act_bars" | md5sum)" = "$(sqlite3 np.db ".dump act_bars" | md5sum)" ]'
 # An index with dashboards from before schema/004 still opens (rebinned
-# bars), and --upgrade adds the exact ones.
-cp wu.db old.db && sqlite3 old.db "DROP TABLE act_bars; PRAGMA user_version = 3" && cp old.db old0.db
+# bars), and --upgrade adds the exact ones (and schema/006's best_score).
+cp wu.db old.db && sqlite3 old.db "DROP TABLE act_bars; DROP INDEX features_score_asc; DROP INDEX features_score_desc; DROP INDEX features_live_density_asc; DROP INDEX features_live_max_asc; DROP INDEX features_live_score_asc; ALTER TABLE features DROP COLUMN best_score; PRAGMA user_version = 3" && cp old.db old0.db
 feature old.db 5 old5.json >/dev/null
 check "an index from before act_bars: the route rebins (total = n_active)" \
   'python3 -c "import json, sqlite3; n = json.load(open(\"old5.json\")); a = sqlite3.connect(\"old.db\").execute(\"SELECT n_active FROM features WHERE idx = 5\").fetchone()[0]; assert len(n[\"freq_hist_data_bar_heights\"]) == 50 and sum(n[\"freq_hist_data_bar_heights\"]) == a"'
 "$sae" index --upgrade old.db --model sae --neuronpedia-hist --activations acts.safetensors --tokens tok.jsonl --quiet 2>err; rc=$?
 nph old.db enc.jsonl; orc=$?
-check "--upgrade --neuronpedia-hist of it: exit 0, bars match, logits kept" \
-  '[ $rc -eq 0 ] && [ $orc -eq 0 ] && [ "$(sqlite3 old.db "PRAGMA user_version")" = 5 ] && [ "$(sqlite3 old.db ".dump logits" | md5sum)" = "$(sqlite3 wu.db ".dump logits" | md5sum)" ]' "$(cat err; head -5 out)"
+check "--upgrade --neuronpedia-hist of it: exit 0, bars match, logits kept, best_score added" \
+  '[ $rc -eq 0 ] && [ $orc -eq 0 ] && [ "$(sqlite3 old.db "PRAGMA user_version; SELECT count(*) FROM pragma_index_list(\"features\") WHERE name LIKE \"features_score_%\"" | tr "\n" " ")" = "6 2 " ] && [ "$(sqlite3 old.db ".dump logits" | md5sum)" = "$(sqlite3 wu.db ".dump logits" | md5sum)" ]' "$(cat err; head -5 out)"
 
 echo "dashboards: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -288,6 +288,12 @@ if grep -q "no FAISS" err; then
 else
   check "--neighbours-method approx: recall@10 on stderr and in the meta table" \
     '[ $rc -eq 0 ] && grep -q "recall@10 [01]\.[0-9]* against exact on 512 sampled" err && python3 -c "import sqlite3, sys; m = dict(sqlite3.connect(\"n-approx.db\").execute(\"SELECT key, value FROM meta\")); r = float(m[\"neighbours_recall\"].split()[0]); sys.exit(not (m[\"neighbours_method\"].startswith(\"approx\") and 0.5 <= r <= 1))"' "$(cat err)"
+  # merge keeps the range from 0's neighbours and the meta keys reporting them
+  for r in 0:200 200:512; do
+    "$sae" index --model big --activations big.safetensors --tokens big.jsonl --out "na-${r%%:*}.db" --features "$r" --neighbours-method approx --quiet || fail "approx range $r"
+  done
+  "$sae" merge --out na-m.db na-200.db na-0.db 2>err; rc=$?
+  check "approx range shards merged = the unsharded approx build, neighbours_* meta too" '[ $rc -eq 0 ] && same_dump n-approx.db na-m.db && grep -q "neighbours_recall" dump-b' "$(cat err; diff dump-a dump-b 2>&1 | head -5)"
 fi
 
 echo "index-cli: $passed passed, $failed failed"

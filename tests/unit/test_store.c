@@ -240,7 +240,7 @@ START_TEST(test_read_api)
     ck_assert_str_eq(in->histogram, SAE_HIST_DEFINITION);
     /* The last schema file applied to every index (005); the on-demand
      * ones (002, 004) only come with the dashboards. */
-    ck_assert_int_eq(in->schema_version, 5);
+    ck_assert_int_eq(in->schema_version, 6);
     ck_assert(in->has_scores && !in->has_dashboards && !in->has_act_bars);
     ck_assert_uint_eq(sae_store_vocab_size(s), 4);
 
@@ -515,10 +515,12 @@ static void query_plan(sqlite3 *db, const char *sql, char *plan, size_t cap)
  * both orders, live only or not) pages through an index: the query plan
  * (EXPLAIN QUERY PLAN, read on a table of 20,000 rows so the planner's
  * choices are the ones it makes at scale) never sorts the features in a temp
- * B-tree and never scans the features table for the live-only count. The one
- * exception is sort=score, whose key is an aggregate over the explanations
- * (store_query.c computes it per query): its plan is checked to read the
- * explanations through schema/005's explanations_best, not the table. */
+ * B-tree and never scans the features table for the live-only count;
+ * sort=score reads schema/006's features_score_*, and a live-only list in
+ * ascending order one of 006's partial features_live_* (not every dead
+ * feature first). A file from before 006
+ * aggregates the score per query (store_query.c): that plan is checked to
+ * read the explanations through schema/005's explanations_best. */
 START_TEST(test_list_plans)
 {
     char *p = unit_path("plans.db");
@@ -527,7 +529,8 @@ START_TEST(test_list_plans)
     ck_assert_int_eq(sqlite3_open(p, &db), SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(db, "WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 "
                                   "FROM n WHERE i < 21000) INSERT INTO features SELECT i, i % 3, "
-                                  "(i % 97) / 97.0, (i % 89) * 1.5, 0, 1, x'', 0, x'', 0, 0 FROM n; "
+                                  "(i % 97) / 97.0, (i % 89) * 1.5, 0, 1, x'', 0, x'', 0, 0, "
+                                  "CASE WHEN i % 5 = 0 THEN (i % 11) / 11.0 END FROM n; "
                                   "ANALYZE;", NULL, NULL, NULL), SQLITE_OK);
     static const sae_store_sort sorts[] = {SAE_SORT_INDEX, SAE_SORT_DENSITY,
                                            SAE_SORT_MAX_ACTIVATION, SAE_SORT_SCORE};
@@ -535,21 +538,177 @@ START_TEST(test_list_plans)
     for (size_t si = 0; si < sizeof sorts / sizeof *sorts; si++)
         for (int desc = 0; desc < 2; desc++)
             for (int alive = 0; alive < 2; alive++) {
-                store_list_sql(sql, sizeof sql, sorts[si], desc, false, alive);
+                store_list_sql(sql, sizeof sql, sorts[si], desc, false, alive, true);
                 query_plan(db, sql, plan, sizeof plan);
-                if (sorts[si] == SAE_SORT_SCORE) {
-                    ck_assert_msg(strstr(plan, "explanations_best"), "%s: %s", sql, plan);
-                    continue;
-                }
                 ck_assert_msg(!strstr(plan, "TEMP B-TREE"), "%s: %s", sql, plan);
                 ck_assert_msg(sorts[si] == SAE_SORT_INDEX || strstr(plan, "USING INDEX features_"),
                               "%s: %s", sql, plan);
+                ck_assert_msg(sorts[si] != SAE_SORT_SCORE || alive ||
+                                  strstr(plan, desc ? "features_score_desc" : "features_score_asc"),
+                              "%s: %s", sql, plan);
+                /* live only, ascending: from the first live row, not through the dead */
+                ck_assert_msg(!alive || desc || sorts[si] == SAE_SORT_INDEX ||
+                                  strstr(plan, "USING INDEX features_live_"),
+                              "%s: %s", sql, plan);
+                /* the control: the aggregate a file from before 006 sorts by */
+                store_list_sql(sql, sizeof sql, sorts[si], desc, false, alive, false);
+                query_plan(db, sql, plan, sizeof plan);
+                if (sorts[si] == SAE_SORT_SCORE)
+                    ck_assert_msg(strstr(plan, "explanations_best") && strstr(plan, "TEMP B-TREE"),
+                                  "%s: %s", sql, plan);
             }
     const char *count = store_count_sql(false, true);
     query_plan(db, count, plan, sizeof plan);
     ck_assert_msg(strstr(plan, "features_alive"), "%s: %s", count, plan);
     sqlite3_close(db);
     free(p);
+}
+END_TEST
+
+/* A writer's index of SCORE_N features with explanations drawn from a fixed
+ * generator: ties in density, max_activation and score, dead features, some
+ * features without explanations, unscored ones and blank descriptions (which
+ * never give a feature its score). */
+#define SCORE_N 3000
+static void write_score_index(const char *path)
+{
+    sae_store_writer *w;
+    sae_error err;
+    ck_assert_int_eq(sae_store_writer_open(path, &w, &err), 0);
+    put_info(w, NULL, SCORE_N);
+    uint8_t sum[48] = {0};
+    uint64_t hist[1] = {1};
+    uint32_t r = 12345;
+    static const char *const words[] = {"cats and kittens", "dog barking", "   ", "Cats again",
+                                        "dogma", "", "kittens"};
+    uint64_t id = 1;
+    for (uint32_t f = 0; f < SCORE_N; f++) {
+        r = r * 1103515245u + 12345u;
+        sae_store_feature_row row = {
+            .index = f, .n_active = (r >> 8) % 4, .density = ((r >> 12) % 50) / 50.0,
+            .max_activation = ((r >> 18) % 30) * 0.5, .decoder_norm = 1, .sum_exact = sum,
+            .hist = hist, .hist_n = 1,
+        };
+        ck_assert_int_eq(sae_store_put_feature(w, &row, &err), 0);
+    }
+    for (uint32_t f = 0; f < SCORE_N; f++) {
+        r = r * 1103515245u + 12345u;
+        for (uint32_t k = 0; k < (r >> 10) % 4; k++) {
+            r = r * 1103515245u + 12345u;
+            sae_explanation x = {.id = id++, .feature = f,
+                                 .description = (char *)words[(r >> 8) % 7],
+                                 .has_score = (r >> 16) % 4 != 0,
+                                 .score = ((r >> 20) % 20) / 10.0 - 1};
+            ck_assert_int_eq(sae_store_put_explanation(w, &x, &err), 0);
+        }
+    }
+    ck_assert_int_eq(sae_store_writer_commit(w, &err), 0);
+}
+
+/* Every listing of a (the feature indices, at most 4,000) into out; *n. */
+static void list_all(sae_store_conn *c, const sae_store_query *q, uint32_t *out, size_t *n,
+                     uint64_t *total)
+{
+    sae_store_feature_list l;
+    sae_error err;
+    ck_assert_msg(sae_store_list_features(c, q, &l, &err) == 0, "%s", err.msg);
+    ck_assert_uint_le(l.n, 4000);
+    for (size_t i = 0; i < l.n; i++)
+        out[i] = l.items[i].index;
+    *n = l.n;
+    *total = l.total;
+    sae_store_feature_list_free(&l);
+}
+
+/* sort=score from the stored best_score (schema/006) answers exactly as the
+ * aggregate per query did: an index written now and the same index taken
+ * back to before 006 (its column and indexes dropped, user_version 5) list the
+ * same features in the same order for every sort, order, live-only and
+ * text query, whole and a page (and the page of every feature in index
+ * order, which starts at a key, is the one OFFSET gives). `sae index
+ * --upgrade`'s copy of the old file (sae_store_writer_open_copy) gains the
+ * column with the same values. */
+START_TEST(test_stored_score)
+{
+    char *p = unit_path("scores.db"), *old = unit_path("scores-old.db");
+    write_score_index(p);
+    write_score_index(old);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(old, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "DROP INDEX features_score_asc; DROP INDEX "
+                                  "features_score_desc; DROP INDEX features_live_density_asc; "
+                                  "DROP INDEX features_live_max_asc; DROP INDEX "
+                                  "features_live_score_asc; ALTER TABLE features DROP COLUMN "
+                                  "best_score; PRAGMA user_version = 5; VACUUM;",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    sae_store *s[2];
+    sae_store_conn *c[2];
+    sae_error err;
+    const char *paths[2] = {p, old};
+    for (int k = 0; k < 2; k++) {
+        ck_assert_msg(sae_store_open(paths[k], &s[k], &err) == 0, "%s", err.msg);
+        ck_assert_msg(sae_store_connect(s[k], &c[k], &err) == 0, "%s", err.msg);
+    }
+    ck_assert(sae_store_get_info(s[0])->has_best_score);
+    ck_assert(!sae_store_get_info(s[1])->has_best_score);
+    static const sae_store_sort sorts[] = {SAE_SORT_INDEX, SAE_SORT_DENSITY,
+                                           SAE_SORT_MAX_ACTIVATION, SAE_SORT_SCORE,
+                                           SAE_SORT_RELEVANCE};
+    static const char *const qs[] = {NULL, "cats", "dog*", "kittens cats"};
+    static uint32_t a[4000], b[4000];
+    for (size_t si = 0; si < 5; si++)
+        for (int desc = 0; desc < 2; desc++)
+            for (int alive = 0; alive < 2; alive++)
+                for (size_t qi = 0; qi < 4; qi++)
+                    for (int page = 0; page < 2; page++) {
+                        if (sorts[si] == SAE_SORT_RELEVANCE && !qs[qi])
+                            continue;
+                        sae_store_query q = {.q = qs[qi], .sort = sorts[si], .desc = desc,
+                                             .alive = alive, .limit = page ? 37 : 4000,
+                                             .offset = page ? 101 : 0};
+                        size_t na, nb;
+                        uint64_t ta, tb;
+                        list_all(c[0], &q, a, &na, &ta);
+                        list_all(c[1], &q, b, &nb, &tb);
+                        ck_assert_msg(na == nb && ta == tb && !memcmp(a, b, na * sizeof *a),
+                                      "sort %d desc %d alive %d q %s page %d: %zu/%zu items "
+                                      "differ",
+                                      (int)sorts[si], desc, alive, qs[qi] ? qs[qi] : "", page,
+                                      na, nb);
+                        ck_assert_uint_gt(na, 0);
+                        /* index order pages by key: the page that OFFSET gives */
+                        for (size_t i = 0; sorts[si] == SAE_SORT_INDEX && !qs[qi] && !alive &&
+                                           i < na; i++)
+                            ck_assert_uint_eq(a[i], desc ? SCORE_N - 1 - q.offset - i
+                                                         : q.offset + i);
+                    }
+    for (int k = 0; k < 2; k++) {
+        sae_store_disconnect(c[k]);
+        sae_store_close(s[k]);
+    }
+    /* The upgrade: the old file copied through the writer gains best_score. */
+    sae_store_writer *w;
+    ck_assert_int_eq(sae_store_writer_open_copy(old, old, &w, &err), 0);
+    ck_assert_msg(sae_store_writer_commit(w, &err) == 0, "%s", err.msg);
+    char *dump[2];
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(sqlite3_open(paths[k], &db), SQLITE_OK);
+        sqlite3_stmt *q;
+        ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(best_score), group_concat(idx || "
+                                            "':' || quote(best_score), ',') FROM features",
+                                            -1, &q, NULL), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+        ck_assert_int_gt(sqlite3_column_int(q, 0), 100);
+        dump[k] = sqlite3_mprintf("%s", (const char *)sqlite3_column_text(q, 1));
+        sqlite3_finalize(q);
+        sqlite3_close(db);
+    }
+    ck_assert_str_eq(dump[0], dump[1]);
+    sqlite3_free(dump[0]);
+    sqlite3_free(dump[1]);
+    free(p);
+    free(old);
 }
 END_TEST
 
@@ -610,7 +769,7 @@ START_TEST(test_act_bars)
         sae_store *s;
         sae_store_conn *c;
         ck_assert_msg(sae_store_open(p, &s, &err) == 0, "%s", err.msg);
-        ck_assert_int_eq(sae_store_get_info(s)->schema_version, old ? 3 : 5);
+        ck_assert_int_eq(sae_store_get_info(s)->schema_version, old ? 3 : 6);
         ck_assert(sae_store_get_info(s)->has_dashboards);
         ck_assert(sae_store_get_info(s)->has_act_bars == !old);
         ck_assert_msg(sae_store_connect(s, &c, &err) == 0, "%s", err.msg);
@@ -828,6 +987,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_read_api);
     tcase_add_test(tc, test_old_index);
     tcase_add_test(tc, test_list_plans);
+    tcase_add_test(tc, test_stored_score);
     tcase_add_test(tc, test_act_bars);
     tcase_add_test(tc, test_refusals);
     tcase_add_test(tc, test_abort_and_stale_temps);

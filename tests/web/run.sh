@@ -20,12 +20,14 @@
 #                        default: $SAED_API_KEY. With --saed, saed gets it too
 #                        (through $SAED_API_KEY, off its command line)
 #   --port N             port for --saed (default: a free one)
+# env: SAED_WIDE=DIR     also wide.test.mjs, with --saed: the browser on the
+#                        1,048,576-feature index bench/features_wide.sh leaves in DIR
 # exit status: 0 all passed, 1 a test failed, 2 bad usage or saed did not start.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "web tests: $*" >&2; exit 2; }
 
 base='' saed='' model='' index='' port='' shots='' key=${SAED_API_KEY:-}
@@ -107,5 +109,5 @@ cd "$here"
 SAED_BASE="$base" SAED_API_KEY="$key" SAED_SCREENSHOTS="$shots" CHROMIUM_PATH="$chromium_bin" \
   SAED_BIN="$saed_abs" \
   node --test --test-concurrency=1 format.test.mjs release.test.mjs static.test.mjs browser.test.mjs saes.test.mjs truth.test.mjs audit.test.mjs \
-    context.test.mjs loading.test.mjs text.test.mjs ||
+    context.test.mjs loading.test.mjs text.test.mjs wide.test.mjs ||
   exit 1

@@ -104,34 +104,32 @@ function saesTable(saes, shownId) {
     h('p', { class: 'muted api-links' }, 'Machine-readable: ', h('code', {}, 'GET /v1/saes')));
 }
 
-// The feature at rank k (0-based) of the list in density order, lowest first.
-function atRank(ctx, k) {
-  return api(ctx.apiPath(`/features?sort=density&order=asc&limit=1&offset=${k}`), { signal: ctx.signal })
-    .then((r) => r.features?.[0] ?? null);
+// The density at rank k (0-based) of the n features in density order,
+// lowest first, read from the nearer end: the API walks `offset` rows, and
+// ties change which feature sits at a rank, never its density.
+function densityAtRank(ctx, n, k) {
+  const desc = k >= n / 2;
+  const path = `/features?sort=density&order=${desc ? 'desc' : 'asc'}&limit=1&offset=${desc ? n - 1 - k : k}`;
+  return api(ctx.apiPath(path), { signal: ctx.signal }).then((r) => r.features?.[0]?.density);
 }
 
-// The SAE-wide summary: how many features are dead (a binary search over the
-// density order, about log2(d_sae) one-row requests) and the density at the
-// 10th, 50th and 90th percentile and the max.
+// The SAE-wide summary: how many features are dead (n less the live-only
+// list's total: one request, an index count) and the density at the 10th,
+// 50th and 90th percentile and the max.
 async function summary(box, ctx, n) {
   try {
-    let lo = 0;
-    let hi = n; // the first rank that is not dead lies in lo..hi
-    while (lo < hi) {
-      const mid = Math.floor((lo + hi) / 2);
-      const f = await atRank(ctx, mid);
-      if (f && isDead(f)) lo = mid + 1;
-      else hi = mid;
-    }
-    const dead = lo;
     const pct = [10, 50, 90];
-    const at = await Promise.all([...pct.map((p) => Math.min(n - 1, Math.floor((p / 100) * n))), n - 1].map((k) => atRank(ctx, k)));
+    const [live, ...at] = await Promise.all([
+      api(ctx.apiPath('/features?alive=1&limit=1'), { signal: ctx.signal }),
+      ...[...pct.map((p) => Math.min(n - 1, Math.floor((p / 100) * n))), n - 1].map((k) => densityAtRank(ctx, n, k)),
+    ]);
+    const dead = n - live.total;
     fill(box, h('dl', { class: 'kv summary' },
       h('div', { class: 'kv-row' }, h('dt', {}, 'Dead features (never active)'),
         h('dd', { 'data-key': 'dead' }, `${fmtInt(dead)} of ${fmtInt(n)} (${fmtNum((dead / n) * 100, 3)}%)`)),
       pct.map((p, k) => h('div', { class: 'kv-row' }, h('dt', {}, `Density, ${p}th percentile`),
-        h('dd', { 'data-key': `density_p${p}` }, fmtDensity(at[k]?.density)))),
-      h('div', { class: 'kv-row' }, h('dt', {}, 'Density, highest'), h('dd', { 'data-key': 'density_max' }, fmtDensity(at[3]?.density)))));
+        h('dd', { 'data-key': `density_p${p}` }, fmtDensity(at[k])))),
+      h('div', { class: 'kv-row' }, h('dt', {}, 'Density, highest'), h('dd', { 'data-key': 'density_max' }, fmtDensity(at[3])))));
   } catch (e) {
     if (e.name === 'AbortError') return;
     fill(box, h('p', { class: 'muted' }, `Could not summarise the features: ${e.message}`));
