@@ -89,7 +89,9 @@ check "--upgrade: the same logits as a build with --unembed" \
 feature() { # index.db feature [np.json] -> saed's JSON on stdout (and the Neuronpedia route's)
   "$saed" --model sae --index "$1" --listen 127.0.0.1:0 --model-name m --hook-name h 2>saed.err &
   local pid=$! port=
-  for _ in $(seq 50); do port=$(grep -o "127.0.0.1:[0-9]*" saed.err | head -1); [ -n "$port" ] && break; sleep 0.1; done
+  # Polled up to 60 s: a loaded machine can take more than a few seconds to
+  # open the index and pre-render before saed prints where it listens.
+  for _ in $(seq 600); do port=$(grep -o "127.0.0.1:[0-9]*" saed.err | head -1); [ -n "$port" ] && break; sleep 0.1; done
   python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://$port/v1/features/$2').read().decode())"
   [ -z "${3:-}" ] || python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://$port/api/feature/m/h/$2').read().decode())" >"$3"
   kill "$pid"; wait "$pid" 2>/dev/null
