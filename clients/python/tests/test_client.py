@@ -274,6 +274,19 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(self.metric(d, "saed_stream_rows_total"), 100_000)
         self.assertEqual(c.stats["requests"], 5)  # /v1/model and four streams
 
+    def test_stream_spool_cap(self) -> None:
+        """saed's max_stream_spool_bytes stops a stream whose reply would
+        pass it ("spool_full"); the client resumes from the row the status
+        names in a new stream until every row is answered, each once."""
+        d = self.start(["--max-batch-rows", "256", "--max-stream-spool-bytes", "1000000"])
+        pick = np.random.default_rng(13).integers(0, BASE, 60_000)
+        c = Client(d.url, progress=False, stream_min_rows=1000)
+        self.check_rows(c.encode(self.base[pick]), pick)
+        self.assertGreater(c.stats["stream_resumes"], 0)
+        self.assertEqual(self.metric(d, "saed_stream_rows_total"), 60_000)
+        self.assertEqual(self.metric(d, 'saed_streams_ended_total{stopped="spool_full"}'),
+                         c.stats["stream_resumes"])
+
     def test_forced_503(self) -> None:
         # One chunk fills the queue and waits 0.3 s for a batch that never
         # fills: the other seven requests in flight get 503 + Retry-After.
