@@ -720,8 +720,22 @@ void sae_gemm_rows(const float *w, bool w_t, size_t d_in, size_t d_sae, const fl
  * encode at d_sae 24576. */
 static bool span_finite(const float *v, size_t n)
 {
-    uint32_t bad = 0;
-    for (size_t i = 0; i < n; i++) {
+    /* 16 floats a step with the vector extension (pass_standard's v4i): the
+     * scalar loop alone was ~4 % of a streamed encode's CPU at d_sae 2048. */
+    const v4i expo = {0x7f800000, 0x7f800000, 0x7f800000, 0x7f800000};
+    v4i acc = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        v4i a, b, c, d;
+        memcpy(&a, v + i, sizeof a);
+        memcpy(&b, v + i + 4, sizeof b);
+        memcpy(&c, v + i + 8, sizeof c);
+        memcpy(&d, v + i + 12, sizeof d);
+        acc |= ((a & expo) == expo) | ((b & expo) == expo) | ((c & expo) == expo) |
+               ((d & expo) == expo);
+    }
+    uint32_t bad = any4(acc);
+    for (; i < n; i++) {
         uint32_t bits;
         memcpy(&bits, &v[i], sizeof bits);
         bad |= (uint32_t)((bits & 0x7f800000u) == 0x7f800000u);
