@@ -247,6 +247,38 @@ class ClientTest(unittest.TestCase):
             self.assertIn(first, str(r))
             self.assertIn(second, str(r))
 
+    def test_stream_reload_midway(self) -> None:
+        """A SIGHUP reload of other weights while a stream's body is going up:
+        saed stops the stream at a chunk boundary ("reload", naming the new
+        digest) and the job raises WeightsChangedError with both digests."""
+        live = os.path.join(self.tmp, "live")
+        shutil.copytree(self.model, live)
+        d = self.start(["--max-batch-rows", "256"], model=live)
+        first = Client(d.url, progress=False).model()["weights_digest"]
+        test = self
+
+        class Reload(Client):
+            def _stream_body(self, X, start, stop):
+                for i, piece in enumerate(super()._stream_body(X, start, stop)):
+                    if i == 8:  # swap the weights file, reload, wait till it served
+                        tmp = os.path.join(live, "w.tmp")
+                        shutil.copy(os.path.join(test.model2, "sae_weights.safetensors"), tmp)
+                        os.rename(tmp, os.path.join(live, "sae_weights.safetensors"))
+                        d.p.send_signal(signal.SIGHUP)
+                        until = time.monotonic() + 30
+                        while (test.metric(d, 'saed_reloads_total{result="ok"}') < 1
+                               and time.monotonic() < until):
+                            time.sleep(0.02)
+                    yield piece
+
+        pick = np.random.default_rng(14).integers(0, BASE, 100_000)
+        with self.assertRaises(WeightsChangedError) as e:
+            Reload(d.url, progress=False, stream_min_rows=1000).encode(self.base[pick])
+        second = Client(d.url, progress=False).model()["weights_digest"]
+        self.assertNotEqual(first, second)
+        self.assertEqual((e.exception.expected, e.exception.got), (first, second))
+        self.assertEqual(self.metric(d, 'saed_streams_ended_total{stopped="reload"}'), 1)
+
     def test_stream_503_and_row_cap(self) -> None:
         """With saed's one stream slot taken (a stream held open mid-body),
         the stream route answers 503 and the client sends the rows as
