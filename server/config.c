@@ -186,6 +186,11 @@ static const struct key keys[] = {
      .help = "total deadline of one POST /v1/encode/stream, counted from its headers; past it "
              "the stream stops at a chunk boundary and its reply says so (request_timeout_s "
              "then bounds only a stall between chunks)"},
+    {.name = "max_stream_spool_bytes", .type = K_UINT, .def = "0",
+     .offset = OFF(max_stream_spool_bytes), .lo = 0, .hi = (uint64_t)1 << 50, .arg = "BYTES",
+     .help = "disk one POST /v1/encode/stream's reply may take in its spool file (the reply "
+             "is sent once the body ends); a chunk that would pass it stops the stream "
+             "there (\"spool_full\": the client resumes in a new stream); 0: no cap"},
     {.name = "drain_timeout_s", .type = K_UINT, .def = "10", .offset = OFF(drain_timeout_s),
      .lo = 0, .hi = 3600, .arg = "S",
      .help = "on SIGTERM/SIGINT, how long in-flight requests get to finish before exit"},

@@ -63,6 +63,7 @@ struct saed_config {
     uint64_t drain_timeout_s;
     uint64_t max_streams;       /* concurrent POST /v1/encode/stream; 0: route off */
     uint64_t stream_timeout_s;  /* a stream's total deadline */
+    uint64_t max_stream_spool_bytes; /* a stream's reply spool on disk; 0: no cap */
     uint64_t connection_memory_limit;
     bool gzip;
     uint64_t gzip_min_bytes;

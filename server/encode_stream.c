@@ -21,7 +21,10 @@
  * Kind 1 (rows): `rows` rows in /v1/encode's binary format (u32 count,
  * u32 indices[count], f32 values[count]). Kind 2 (status, always last):
  * JSON {"rows", "stopped", "message", "weights_digest"[, "new_weights_digest"]}
- * saying how many rows were answered and why the stream ended.
+ * saying how many rows were answered and why the stream ended. With
+ * max_stream_spool_bytes set, a chunk whose frame would pass it is not
+ * written and the stream stops there (spool_full), so the disk a stream
+ * takes is bounded (the status frame aside).
  *
  * Lifetime: the request and each job in flight hold a reference to the
  * stream; a job's worker drops its reference through job->node.notify (which
@@ -64,12 +67,13 @@ enum stream_stop {
     STOP_WEIGHTS,       /* the weights file changed on disk (weights_changed) */
     STOP_BAD_LENGTH,    /* the body ended inside a row */
     STOP_NON_FINITE,    /* a value not finite, in the input or inside the SAE */
+    STOP_SPOOL_FULL,    /* the reply spool reached max_stream_spool_bytes */
     STOP_ERROR,         /* out of memory, spool write failed, queue full, ... */
 };
 
 static const char *const stop_names[SAED_N_STREAM_STOP] = {
     "running",   "end",         "client_abort", "deadline", "reload",
-    "weights_changed", "bad_length", "non_finite", "error"};
+    "weights_changed", "bad_length", "non_finite", "spool_full", "error"};
 
 const char *encode_stream_stop_name(size_t k)
 {
@@ -235,7 +239,19 @@ static void write_chunk(struct enc_stream *s, struct saed_job *j)
     }
     const sae_sparse *sp = &j->out;
     uint64_t nnz = sp->row_ptr[j->n_rows] - sp->row_ptr[0];
-    if (!frame_head(s, FRAME_ROWS, (uint32_t)j->n_rows, 4 * (uint64_t)j->n_rows + 8 * nnz))
+    uint64_t bytes = 4 * (uint64_t)j->n_rows + 8 * nnz;
+    uint64_t cap = s->srv->cfg->max_stream_spool_bytes;
+    if (cap && s->spool_bytes + 16 + bytes > cap) {
+        /* Not written: the stream ends after the rows before this chunk. */
+        s->broken = true;
+        s->stop = STOP_NONE;
+        stream_stop(s, STOP_SPOOL_FULL,
+                    "the reply spool would pass max_stream_spool_bytes (%llu) after row %llu; "
+                    "send the rows from there as a new stream",
+                    (unsigned long long)cap, (unsigned long long)s->rows_out);
+        return;
+    }
+    if (!frame_head(s, FRAME_ROWS, (uint32_t)j->n_rows, bytes))
         return;
     /* Rows are written as the binary encode format, a row at a time
      * through a small buffer. */

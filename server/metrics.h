@@ -12,7 +12,7 @@
 #define SAED_METRICS_MAX_ROUTES 40  /* routing-table rows + 1 for "unmatched" */
 #define SAED_N_STATUS 17            /* the statuses in metrics.c's list + "other" */
 #define SAED_N_LAT 16               /* latency buckets (+Inf implied) */
-#define SAED_N_STREAM_STOP 9      /* enum stream_stop (encode_stream.c) */
+#define SAED_N_STREAM_STOP 10     /* enum stream_stop (encode_stream.c) */
 #define SAED_N_BATCH 14             /* batch-size buckets 1, 2, 4 ... 8192 (+Inf implied) */
 
 /* All counters. Latency and batch size are cumulative-free histograms here

@@ -498,6 +498,41 @@ static void test_reload(void)
     CHECK(daemon_wait(&d, 20000) == 0, "reload daemon exit status");
 }
 
+/* max_stream_spool_bytes: cap is set so that three chunks' frames fit and
+ * a fourth does not. The stream stops after 3 chunks with "spool_full",
+ * the rows it answered are /v1/encode's, the reply is within the cap
+ * (its status frame aside), and the rest of the body is read and dropped. */
+static void test_spool_cap(const char *ref, size_t ref_len, const float *x, size_t n_rows)
+{
+    uint64_t cap = 4 * 16 + rows_prefix(ref, ref_len, 4 * CHUNK) - 1;
+    char capv[32];
+    snprintf(capv, sizeof capv, "%llu", (unsigned long long)cap);
+    const char *args[] = {"--quiet", "--threads", "2", "--max-batch-rows", "64",
+                          "--max-stream-spool-bytes", capv, NULL};
+    struct daemon d;
+    if (daemon_start(&d, dir_a, args)) {
+        CHECK(0, "spool cap daemon did not start");
+        return;
+    }
+    int fd = stream_open(&d, "");
+    CHECK(fd >= 0 && send_chunk(fd, x, n_rows * D_IN * 4) == 0, "rows sent");
+    struct sreply r;
+    stream_close(fd, true, &r);
+    long long n = end_rows(&r);
+    CHECK(r.status == 200 && !strcmp(end_str(&r, "stopped"), "spool_full"), "stopped: %s",
+          end_str(&r, "stopped"));
+    CHECK(n == 3 * CHUNK && (size_t)n == r.n_rows, "three chunks answered: %lld", n);
+    CHECK(r.rows_len == rows_prefix(ref, ref_len, 3 * CHUNK) && !memcmp(r.rows, ref, r.rows_len),
+          "the rows answered are /v1/encode's");
+    CHECK(strstr(end_str(&r, "message"), "max_stream_spool_bytes") != NULL, "message: %s",
+          end_str(&r, "message"));
+    sreply_free(&r);
+    CHECK(wait_metric(&d, "\nsaed_streams_ended_total{stopped=\"spool_full\"} ", 1) == 1,
+          "counted in /metrics");
+    daemon_signal(&d, SIGTERM);
+    CHECK(daemon_wait(&d, 20000) == 0, "spool cap daemon exit status");
+}
+
 /* Writes a fixture model folder. */
 static int write_model(const char *dir, uint64_t seed)
 {
@@ -535,8 +570,18 @@ int main(void)
     test_many_rows(&d);
     test_malformed(&d);
     test_abort(&d);
+    enum { N_CAP = 1000 };
+    float *xc = malloc(N_CAP * D_IN * sizeof *xc);
+    sae_fixture_random_rows(xc, N_CAP, D_IN, 1.0, 18);
+    size_t ref_len = 0;
+    char *ref = encode_ref(&d, xc, N_CAP, "", &ref_len);
     daemon_signal(&d, SIGTERM);
     CHECK(daemon_wait(&d, 20000) == 0, "daemon exit status");
+    if (ref)
+        test_spool_cap(ref, ref_len, xc, N_CAP);
+    CHECK(ref != NULL, "the spool cap's reference rows");
+    free(ref);
+    free(xc);
 
     struct daemon dl;
     const char *al[] = {"--quiet", "--threads", "2", "--max-batch-rows", "64",

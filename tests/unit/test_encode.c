@@ -849,11 +849,13 @@ START_TEST(test_concurrent)
 END_TEST
 
 /* Exact ties: every feature identical, so every value is equal. topk must keep
- * the k lowest indices, and every list must be in index order. */
+ * the k lowest indices, and every list must be in index order (100 active
+ * features: longer than the insertion sort takes, so the heap sort too). */
 START_TEST(test_ties)
 {
-    const size_t d_in = 8, d_sae = 40, k = 5;
-    float w_enc[8 * 40], w_dec[40 * 8], b_enc[40], b_dec[8] = {0};
+    enum { D_SAE = 100 };
+    const size_t d_in = 8, d_sae = D_SAE, k = 5;
+    float w_enc[8 * D_SAE], w_dec[D_SAE * 8], b_enc[D_SAE], b_dec[8] = {0};
     for (size_t i = 0; i < d_in; i++)
         for (size_t j = 0; j < d_sae; j++)
             w_enc[i * d_sae + j] = (float)(i + 1) * 0.125f;

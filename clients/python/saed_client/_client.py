@@ -13,11 +13,12 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import struct
 import sys
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -102,6 +103,11 @@ class Client:
         stream_min_rows: arrays of more rows than this go through ``POST
             /v1/encode/stream`` (one connection, constant server memory) when
             the server offers it (``limits.max_streams`` > 0); 0 turns that off.
+        stream_max_rows: the most rows one stream request carries (0: no
+            limit); a longer array goes as several streams, one after the
+            other. saed spools a stream's reply on disk until its body ends
+            (4 + 8·k bytes a row for k features), so this bounds that disk
+            and what a lost connection sends again.
         progress: None draws a bar when stderr is a terminal; False never;
             True always; a callable gets ``(rows_done, rows_total)``.
     """
@@ -109,7 +115,7 @@ class Client:
     def __init__(self, url: str, api_key: Optional[str] = None, sae: Optional[str] = None,
                  timeout: float = 300.0, concurrency: int = 4, retry_seconds: float = 120.0,
                  progress: Union[None, bool, ProgressFn] = None,
-                 stream_min_rows: int = 65536) -> None:
+                 stream_min_rows: int = 65536, stream_max_rows: int = 4 << 20) -> None:
         u = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ValueError("url must be http://HOST[:PORT] or https://...: %r" % url)
@@ -122,7 +128,9 @@ class Client:
         self.retry_seconds = retry_seconds
         self.progress = progress
         self.stream_min_rows = stream_min_rows
-        self.stats: Dict[str, int] = {"requests": 0, "retries_503": 0, "reconnects": 0}
+        self.stream_max_rows = max(0, int(stream_max_rows))
+        self.stats: Dict[str, int] = {"requests": 0, "retries_503": 0, "reconnects": 0,
+                                      "stream_resumes": 0}
         self._stats_lock = threading.Lock()
         self._model: Optional[Dict[str, Any]] = None
 
@@ -301,78 +309,126 @@ class Client:
         if threshold is not None:
             q["threshold"] = repr(float(threshold))
         path = self.prefix + "/encode" + ("?" + urllib.parse.urlencode(q) if q else "")
+        parts: List[Any] = []
+        done = 0
         if self.stream_min_rows and n > self.stream_min_rows and int(lim.get("max_streams", 0)) > 0:
-            parts = self._encode_stream(X, q, digest)
-            if parts is not None:
-                return as_result(concat(parts, d_sae, n))
-        rows = max(1, min(int(lim["max_request_rows"]), int(lim["max_body_bytes"]) // (4 * d_in)))
-        chunks = [(a, min(a + rows, n)) for a in range(0, n, rows)]
-        parts = self._run("encode", path, chunks, lambda a, b: X[a:b].tobytes(),
-                          {"Content-Type": "application/octet-stream",
-                           "Accept": "application/octet-stream"},
-                          parse_encode_reply, digest, n)
+            done = self._encode_stream(X, q, digest, parts)
+        if done < n:
+            rows = max(1, min(int(lim["max_request_rows"]),
+                              int(lim["max_body_bytes"]) // (4 * d_in)))
+            chunks = [(a, min(a + rows, n)) for a in range(done, n, rows)]
+            parts += self._run("encode", path, chunks, lambda a, b: X[a:b].tobytes(),
+                               {"Content-Type": "application/octet-stream",
+                                "Accept": "application/octet-stream"},
+                               parse_encode_reply, digest, n - done)
         return as_result(concat(parts, d_sae, n))
 
-    def _encode_stream(self, X: np.ndarray, q: Dict[str, str], digest: str) -> Optional[List[Any]]:
-        """Encodes X through ``POST /v1/encode/stream``: the rows go as a
-        chunked body, the reply's frames come back in order. A clean stop
-        (``deadline``, ``error``) resumes from the row the status record
-        names; ``reload`` raises WeightsChangedError; a 503 (no stream slot)
-        returns None, so the caller uses the chunked requests instead."""
+    def _stream_body(self, X: np.ndarray, start: int, stop: int) -> Iterator[Any]:
+        """The chunked body of one stream request: rows start..stop of X in
+        pieces of 4096 rows (a generator, so a body is never copied whole)."""
+        for i in range(start, stop, 4096):
+            yield memoryview(X[i:min(i + 4096, stop)]).cast("B")
+
+    def _encode_stream(self, X: np.ndarray, q: Dict[str, str], digest: str,
+                       parts: List[Any]) -> int:
+        """Encodes X through ``POST /v1/encode/stream``, appending each reply
+        frame's rows to ``parts`` in order, and returns how many rows of X
+        were answered (the first ones): all of them, or fewer after a 503
+        (no stream slot), when the caller sends the rest as chunked requests.
+
+        Each request carries at most ``stream_max_rows`` rows. A request
+        resumes from the row after the last one any reply carried: after a
+        clean stop other than ``reload`` (the status record names the row)
+        and after a lost connection or a cut reply (a restarted daemon:
+        whole frames received are kept, the rest is sent again). Waits share
+        ``retry_seconds``. ``reload`` or another digest on a resumed request
+        raises WeightsChangedError."""
         path = self.prefix + "/encode/stream" + ("?" + urllib.parse.urlencode(q) if q else "")
         n = X.shape[0]
-        parts: List[Any] = []
-        start, resumes = 0, 0
+        start, backoff = 0, 0.05
+        budget = float(self.retry_seconds)
         prog = _Progress("encode", n, self.progress)
-
-        def body(a: int) -> Any:
-            for i in range(a, n, 4096):
-                yield X[i:min(i + 4096, n)].tobytes()
-
         while start < n:
+            stop = min(n, start + self.stream_max_rows) if self.stream_max_rows else n
+            got_rows, status, why = 0, None, ""
             c = self._connect()
             try:
-                c.request("POST", path, body=body(start), encode_chunked=True,
-                          headers=self._headers({"Content-Type": "application/octet-stream"}))
-                r = c.getresponse()
+                try:
+                    c.request("POST", path, body=self._stream_body(X, start, stop),
+                              encode_chunked=True,
+                              headers=self._headers({"Content-Type": "application/octet-stream"}))
+                except (OSError, http.client.HTTPException) as e:
+                    # saed answers a refusal (503 no stream slot, 401, 415)
+                    # before reading the body, then closes: the reply may be
+                    # waiting although sending the rest of the body failed.
+                    try:
+                        r = c.getresponse()
+                    except (OSError, http.client.HTTPException):
+                        raise e from None
+                else:
+                    r = c.getresponse()
                 self._count("requests")
                 if r.status == 503:
                     r.read()
-                    return None
+                    return start
                 if r.status != 200:
                     raise _error(r.status, r.read(), "POST " + path)
                 got = r.getheader("X-SAE-Weights-Digest", "")
                 if got != digest:
                     raise WeightsChangedError(digest, got)
-                status = None
                 while status is None:
                     head = r.read(16)
                     if len(head) < 16:
-                        raise SaedError("the stream reply ended without its status record", 0,
-                                        "truncated")
-                    kind, rows, nbytes = np.frombuffer(head, "<u4", 2).tolist() + \
-                        [int(np.frombuffer(head[8:], "<u8", 1)[0])]
+                        raise http.client.IncompleteRead(head, 16 - len(head))
+                    kind, rows = struct.unpack_from("<II", head)
+                    nbytes = struct.unpack_from("<Q", head, 8)[0]
                     data = r.read(nbytes)
+                    if len(data) < nbytes:
+                        raise http.client.IncompleteRead(data, nbytes - len(data))
                     if kind == 1:
                         parts.append(parse_encode_reply(data, rows))
+                        got_rows += rows
                         prog.add(rows)
                     elif kind == 2:
                         status = json.loads(data)
+            except (OSError, http.client.HTTPException) as e:
+                self._count("reconnects")
+                why = "connection to %s:%d lost (%s: %s)" % (self.host, self.port,
+                                                             e.__class__.__name__, e)
             finally:
                 c.close()
-            done = int(status["rows"])
-            start += done
-            why = status.get("stopped", "")
-            if why == "end" and start == n:
-                break
-            if why == "reload":
-                raise WeightsChangedError(digest, status.get("new_weights_digest", ""))
-            if why in ("deadline", "error") and done > 0 and resumes < 100:
-                resumes += 1
-                continue
-            raise SaedError("the stream stopped at row %d (%s): %s"
-                            % (start, why, status.get("message", "")), 0, why)
-        return parts
+            start += got_rows
+            wait = 0.0
+            if status is not None:
+                stopped = status.get("stopped", "")
+                if int(status["rows"]) != got_rows:
+                    raise SaedError("the stream's status record says %s rows, its frames carried "
+                                    "%d" % (status["rows"], got_rows), 0, "bad_reply")
+                if stopped == "end" and start == stop:
+                    backoff = 0.05
+                    continue
+                if stopped == "reload":
+                    raise WeightsChangedError(digest, status.get("new_weights_digest", ""))
+                if stopped not in ("deadline", "error", "spool_full"):
+                    raise SaedError("the stream stopped at row %d (%s): %s"
+                                    % (start, stopped, status.get("message", "")), 0, stopped)
+                why = "the stream stopped at row %d (%s): %s" % (start, stopped,
+                                                                 status.get("message", ""))
+                self._count("stream_resumes")
+                if got_rows:
+                    continue  # progress: resume at once
+                wait, backoff = backoff, min(backoff * 2, 2.0)
+            else:
+                self._count("stream_resumes")
+                if not got_rows:
+                    wait, backoff = backoff, min(backoff * 2, 2.0)
+            if budget <= 0 and wait > 0:
+                raise SaedError("gave up after %.0f s of retries: %s" % (self.retry_seconds, why),
+                                503, "retry_budget_spent")
+            wait = min(wait, budget)
+            budget -= wait
+            time.sleep(wait)
+        return start
 
     def decode(self, csr: Any) -> np.ndarray:
         """Decodes CSR feature rows (what :meth:`encode` returned, any scipy

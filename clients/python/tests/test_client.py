@@ -180,6 +180,145 @@ class ClientTest(unittest.TestCase):
         self.check_rows(c2.encode(self.base[pick[:5000]]), pick[:5000])
         self.assertEqual(self.metric(off, "saed_stream_rows_total"), 0)
 
+    def stream_restart(self, model: str, during: str):
+        """Streams 400k rows (stream_min_rows 1000, top_k off: ~70 bytes a
+        row of reply, more than loopback's socket buffers hold) and kills
+        saed mid-job, starting it again on its port with `model`: `during`
+        "upload" after the client has sent 8 of the body's pieces (no reply
+        yet: saed answers once the body ends), "reply" at the first reply
+        frame (the rest of the reply is cut). Returns (client, pick, first
+        daemon, second daemon, result or the exception)."""
+        d = self.start(["--max-batch-rows", "256"])
+        state = {"killed": None}
+
+        def restart() -> None:
+            if state["killed"] is None:
+                d.kill()
+                state["killed"] = self.start(["--max-batch-rows", "256"], port=d.port, model=model)
+
+        class Cut(Client):
+            def _stream_body(self, X, start, stop):
+                for i, piece in enumerate(super()._stream_body(X, start, stop)):
+                    if during == "upload" and i == 8:
+                        restart()
+                    yield piece
+
+        pick = np.random.default_rng(11).integers(0, BASE, 400_000)
+        c = Cut(d.url, stream_min_rows=1000,
+                progress=lambda done, total: restart() if during == "reply" else None)
+        try:
+            r = c.encode(self.base[pick])
+        except SaedError as e:
+            r = e
+        self.assertIsNotNone(state["killed"], "saed was not restarted")
+        return c, pick, d, state["killed"], r
+
+    def test_stream_restarted_during_upload(self) -> None:
+        """saed dies while the body is going up: nothing was answered, so the
+        client reconnects and sends every row again, in one stream."""
+        c, pick, _, d2, r = self.stream_restart(self.model, "upload")
+        self.assertNotIsInstance(r, Exception, str(r))
+        self.check_rows(r, pick)
+        self.assertGreater(c.stats["reconnects"], 0)
+        self.assertEqual(self.metric(d2, "saed_stream_rows_total"), len(pick))
+
+    def test_stream_restarted_during_reply(self) -> None:
+        """saed dies while its reply is being read: the whole frames read are
+        kept and the stream resumes after the last row they carried, so the
+        new saed answers only the rest, and no row is lost or twice."""
+        c, pick, _, d2, r = self.stream_restart(self.model, "reply")
+        self.assertNotIsInstance(r, Exception, str(r))
+        self.check_rows(r, pick)
+        self.assertGreater(c.stats["stream_resumes"], 0)
+        again = self.metric(d2, "saed_stream_rows_total")
+        self.assertGreater(again, 0)
+        self.assertLess(again, len(pick))
+
+    def test_stream_weights_changed_midway(self) -> None:
+        """The restarted saed serves other weights: the resumed stream's
+        reply carries another digest, and the job raises naming both."""
+        first = Client(self.start().url, progress=False).model()["weights_digest"]
+        for during in ("upload", "reply"):
+            _, _, _, d2, r = self.stream_restart(self.model2, during)
+            self.assertIsInstance(r, WeightsChangedError, during)
+            second = Client(d2.url, progress=False).model()["weights_digest"]
+            self.assertNotEqual(first, second)
+            self.assertEqual((r.expected, r.got), (first, second))
+            self.assertIn(first, str(r))
+            self.assertIn(second, str(r))
+
+    def test_stream_reload_midway(self) -> None:
+        """A SIGHUP reload of other weights while a stream's body is going up:
+        saed stops the stream at a chunk boundary ("reload", naming the new
+        digest) and the job raises WeightsChangedError with both digests."""
+        live = os.path.join(self.tmp, "live")
+        shutil.copytree(self.model, live)
+        d = self.start(["--max-batch-rows", "256"], model=live)
+        first = Client(d.url, progress=False).model()["weights_digest"]
+        test = self
+
+        class Reload(Client):
+            def _stream_body(self, X, start, stop):
+                for i, piece in enumerate(super()._stream_body(X, start, stop)):
+                    if i == 8:  # swap the weights file, reload, wait till it served
+                        tmp = os.path.join(live, "w.tmp")
+                        shutil.copy(os.path.join(test.model2, "sae_weights.safetensors"), tmp)
+                        os.rename(tmp, os.path.join(live, "sae_weights.safetensors"))
+                        d.p.send_signal(signal.SIGHUP)
+                        until = time.monotonic() + 30
+                        while (test.metric(d, 'saed_reloads_total{result="ok"}') < 1
+                               and time.monotonic() < until):
+                            time.sleep(0.02)
+                    yield piece
+
+        pick = np.random.default_rng(14).integers(0, BASE, 100_000)
+        with self.assertRaises(WeightsChangedError) as e:
+            Reload(d.url, progress=False, stream_min_rows=1000).encode(self.base[pick])
+        second = Client(d.url, progress=False).model()["weights_digest"]
+        self.assertNotEqual(first, second)
+        self.assertEqual((e.exception.expected, e.exception.got), (first, second))
+        self.assertEqual(self.metric(d, 'saed_streams_ended_total{stopped="reload"}'), 1)
+
+    def test_stream_503_and_row_cap(self) -> None:
+        """With saed's one stream slot taken (a stream held open mid-body),
+        the stream route answers 503 and the client sends the rows as
+        chunked requests instead; with the slot free again and
+        stream_max_rows 30k, 100k rows go as four streams in turn."""
+        d = self.start(["--max-streams", "1"])
+        held = socket.create_connection(("127.0.0.1", d.port))
+        held.sendall(b"POST /v1/encode/stream HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/octet-stream\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n" b"40\r\n" + b"\0" * 64 + b"\r\n")
+        until = time.monotonic() + 30
+        while self.metric(d, "saed_streams") != 1 and time.monotonic() < until:
+            time.sleep(0.02)
+        self.assertEqual(self.metric(d, "saed_streams"), 1)
+        pick = np.random.default_rng(12).integers(0, BASE, 100_000)
+        c = Client(d.url, progress=False, stream_min_rows=1000, stream_max_rows=30_000)
+        self.check_rows(c.encode(self.base[pick]), pick)
+        self.assertEqual(self.metric(d, "saed_stream_rows_total"), 0)
+        self.assertGreater(c.stats["requests"], 2)  # /v1/model, the 503, the chunks
+        held.close()
+        while self.metric(d, "saed_streams") != 0 and time.monotonic() < until:
+            time.sleep(0.02)
+        c = Client(d.url, progress=False, stream_min_rows=1000, stream_max_rows=30_000)
+        self.check_rows(c.encode(self.base[pick]), pick)
+        self.assertEqual(self.metric(d, "saed_stream_rows_total"), 100_000)
+        self.assertEqual(c.stats["requests"], 5)  # /v1/model and four streams
+
+    def test_stream_spool_cap(self) -> None:
+        """saed's max_stream_spool_bytes stops a stream whose reply would
+        pass it ("spool_full"); the client resumes from the row the status
+        names in a new stream until every row is answered, each once."""
+        d = self.start(["--max-batch-rows", "256", "--max-stream-spool-bytes", "1000000"])
+        pick = np.random.default_rng(13).integers(0, BASE, 60_000)
+        c = Client(d.url, progress=False, stream_min_rows=1000)
+        self.check_rows(c.encode(self.base[pick]), pick)
+        self.assertGreater(c.stats["stream_resumes"], 0)
+        self.assertEqual(self.metric(d, "saed_stream_rows_total"), 60_000)
+        self.assertEqual(self.metric(d, 'saed_streams_ended_total{stopped="spool_full"}'),
+                         c.stats["stream_resumes"])
+
     def test_forced_503(self) -> None:
         # One chunk fills the queue and waits 0.3 s for a batch that never
         # fills: the other seven requests in flight get 503 + Retry-After.
