@@ -527,7 +527,7 @@ static void test_spool_cap(const char *ref, size_t ref_len, const float *x, size
     CHECK(strstr(end_str(&r, "message"), "max_stream_spool_bytes") != NULL, "message: %s",
           end_str(&r, "message"));
     sreply_free(&r);
-    CHECK(wait_metric(&d, "\nsaed_streams_ended_total{stopped=\"spool_full\"} ", 1) == 1,
+    CHECK(wait_metric(&d, "saed_streams_ended_total{stopped=\"spool_full\"}", 1) == 1,
           "counted in /metrics");
     daemon_signal(&d, SIGTERM);
     CHECK(daemon_wait(&d, 20000) == 0, "spool cap daemon exit status");
