@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fixture.h"
 #include "index/indexer.h"
 #include "io/clock.h"
 #include "io/rng.h"
@@ -134,20 +135,6 @@ static int bench_encode(size_t d_in, size_t d_sae, size_t batch)
     return 0;
 }
 
-/* z with P(Z > z) = p for a standard normal Z, by bisection on erfc. */
-static double upper_quantile(double p)
-{
-    double lo = -40, hi = 40;
-    for (int i = 0; i < 60; i++) {
-        double mid = (lo + hi) / 2;
-        if (0.5 * erfc(mid / M_SQRT2) > p)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return (lo + hi) / 2;
-}
-
 /* Writes n BF16 values to f: uniform in (-amp, amp) from r, or all v when
  * amp is 0. Returns 0 or -1. */
 static int write_bf16(FILE *f, sae_rng *r, size_t n, double amp, float v)
@@ -218,7 +205,7 @@ static int write_model(size_t d_in, size_t d_sae, const char *dir, double l0)
     sae_rng r;
     sae_rng_seed(&r, 19);
     double amp = sqrt(3.0 / (double)d_in);
-    float thr = (float)upper_quantile(l0 / (double)d_sae);
+    float thr = (float)sae_fixture_normal_upper_quantile(l0 / (double)d_sae);
     int bad = fwrite(&hl, 8, 1, f) != 1 || fwrite(head, 1, len, f) != len ||
               write_bf16(f, &r, d_sae * d_in, amp, 0) || write_bf16(f, &r, d_in * d_sae, amp, 0) ||
               write_bf16(f, &r, d_in, 0, 0) || write_bf16(f, &r, d_sae, 0, 0) ||

@@ -637,6 +637,21 @@ static bool cpuinfo_has(const char *flag)
     return has;
 }
 
+/* Every kernel this machine can run for dt into out (3), the best first:
+ * BF16 on avx512-bf16 (where the CPU has it), avx2-bf16 and plain C; F16 on
+ * avx2-f16c and plain C; F32 on OpenBLAS. Returns how many. */
+static size_t kernels_of(sae_dtype dt, sae_kernel *out)
+{
+    size_t n = 0;
+    bool caps[3][2] = {{true, true}, {false, true}, {false, false}};
+    for (int c = 0; c < 3; c++) {
+        sae_kernel k = sae_kernel_pick_capped(dt, caps[c][0], caps[c][1]);
+        if (!n || out[n - 1] != k)
+            out[n++] = k;
+    }
+    return n;
+}
+
 /* Models written by the fixture writer in one dtype and loaded with
  * sae_model_load exactly as saed loads them (F16/BF16 kept in 16 bits and
  * run on every kernel this CPU has, F32 mapped in place; F32 compute checked
@@ -655,17 +670,8 @@ static void run_dtype(sae_dtype dt)
         {SAE_ARCH_TOPK, false, false},     {SAE_ARCH_TOPK, true, false},
         {SAE_ARCH_GATED, false, false},    {SAE_ARCH_TOPK, false, true},
     };
-    /* Every kernel this machine can run for dt, the best first: BF16 on
-     * avx512-bf16 (where the CPU has it), avx2-bf16 and plain C; F16 on
-     * avx2-f16c and plain C. */
     sae_kernel kernels[3];
-    size_t n_kernels = 0;
-    bool caps[3][2] = {{true, true}, {false, true}, {false, false}};
-    for (int c = 0; c < 3; c++) {
-        sae_kernel k = sae_kernel_pick_capped(dt, caps[c][0], caps[c][1]);
-        if (!n_kernels || kernels[n_kernels - 1] != k)
-            kernels[n_kernels++] = k;
-    }
+    size_t n_kernels = kernels_of(dt, kernels);
 #if defined(__x86_64__)
     /* This test runs where the build runs; on a CPU with AVX512-BF16 the
      * pick must be that kernel (/proc/cpuinfo's flag, read apart from the
@@ -1374,13 +1380,7 @@ START_TEST(test_encode_cols)
                 ck_assert_msg(sae_model_from_spec(&s, &m, &err) == 0, "%s", err.msg);
             }
             sae_kernel kernels[3];
-            size_t n_kernels = 0;
-            bool caps[3][2] = {{true, true}, {false, true}, {false, false}};
-            for (int c = 0; c < 3; c++) {
-                sae_kernel k = sae_kernel_pick_capped(dt, caps[c][0], caps[c][1]);
-                if (!n_kernels || kernels[n_kernels - 1] != k)
-                    kernels[n_kernels++] = k;
-            }
+            size_t n_kernels = kernels_of(dt, kernels);
             for (size_t kn = 0; kn < n_kernels; kn++)
                 for (int tr = 0; tr < 2; tr++)
                     for (int th = 1; th <= (dt == SAE_DT_F32 ? 1 : 2); th++) {
