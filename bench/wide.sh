@@ -9,8 +9,8 @@
 #     against cblas_sgemv/sgemm of the same shapes in F32 (scaled from a
 #     131,072-column slice above that width);
 #   - index: `sae index --neighbours 0 --threads 2` over TOKENS tokens with
-#     the default --max-state-bytes: wall time, peak RSS (/usr/bin/time),
-#     passes, index size, its phases;
+#     the default --max-state-bytes: wall time, peak RSS (/usr/bin/time;
+#     and the anonymous part, sampled), passes, index size, its phases;
 #   - serve: saed on the model and index, start-up time and RSS, then
 #     /v1/features/{i} of the feature with the most activations, cold (its
 #     first request, the index file dropped from the page cache before
@@ -50,6 +50,19 @@ load() { cut -d' ' -f1 /proc/loadavg; }
 # Drops a file's pages from the page cache (only that file's, clean pages).
 evict() { python3 -c 'import os, sys
 fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$1"; }
+# The peak anonymous RSS in MB of the child of process $1 (/usr/bin/time's
+# command), sampled every 0.2 s until it exits: the peak RSS /usr/bin/time
+# reports also counts the mapped weights' pages, which the kernel can drop.
+peak_anon() {
+  local child="" max=0 a
+  while kill -0 "$1" 2>/dev/null; do
+    [ -n "$child" ] || child=$(pgrep -P "$1" | head -1)
+    a=$(awk '/^RssAnon/ { print $2 }' "/proc/$child/status" 2>/dev/null || true)
+    [ "${a:-0}" -le "$max" ] || max=$a
+    sleep 0.2
+  done
+  echo $((max / 1024))
+}
 # "wall_s peak_MB" of a /usr/bin/time -f "%e %M" file
 timed() { awk '{ printf "%s %.0f", $1, $2 / 1024 }' "$1"; }
 
@@ -84,11 +97,13 @@ for spec in $sizes; do
   # index
   l=$(load)
   /usr/bin/time -f "%e %M" -o "$work/time" "$build/cli/sae" index --model "$m" \
-    --activations "$acts" --tokens "$tok" --out "$db" --neighbours 0 --threads 2 2>"$work/index.log"
+    --activations "$acts" --tokens "$tok" --out "$db" --neighbours 0 --threads 2 2>"$work/index.log" &
+  anon=$(peak_anon $!)
+  wait $!
   read -r w r <<<"$(timed "$work/time")"
   passes=$(grep -c "^index: pass [0-9]*/" "$work/index.log" || true)
   echo "index: $w s wall, $(awk -v w="$w" -v n="$N" 'BEGIN { printf "%.1f", n / w }') tokens/s," \
-    "peak RSS $r MB, passes ${passes:-0} (1 when none shown), index $(stat -c %s "$db") bytes" \
+    "peak RSS $r MB ($anon MB anonymous), passes ${passes:-0} (1 when none shown), index $(stat -c %s "$db") bytes" \
     "  [load avg $l -> $(load)]"
   grep -E "^index: (.*per-feature state|wrote)" "$work/index.log" | sed 's/^/  /'
 
@@ -109,11 +124,12 @@ print(sqlite3.connect(sys.argv[1]).execute(
     sleep 0.05
   done
   t1=$(date +%s%N)
-  rss=$(awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status")
+  rss=$(awk '/^RssAnon/ { a = $2 } /^RssFile/ { f = $2 }
+    END { printf "%.0f MB anonymous + %.0f MB file-backed", a / 1024, f / 1024 }' "/proc/$pid/status")
   url=http://127.0.0.1:$port/v1/features/$feat
   cold=$(curl -fs -o "$work/f.json" -w '%{time_total}' "$url")
   warm=$(for i in 1 2 3 4 5; do curl -fs -o /dev/null -w '%{time_total}\n' "$url"; done | sort -n | head -1)
-  echo "saed: ready in $(((t1 - t0) / 1000000)) ms, RSS $rss MB; /v1/features/$feat" \
+  echo "saed: ready in $(((t1 - t0) / 1000000)) ms, RSS $rss; /v1/features/$feat" \
     "($(stat -c %s "$work/f.json") bytes) cold $(awk -v s="$cold" 'BEGIN { printf "%.1f", s * 1000 }') ms," \
     "warm $(awk -v s="$warm" 'BEGIN { printf "%.1f", s * 1000 }') ms   [load avg $l]"
   kill "$pid"
