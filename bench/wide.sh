@@ -128,7 +128,7 @@ print(sqlite3.connect(sys.argv[1]).execute(
     END { printf "%.0f MB anonymous + %.0f MB file-backed", a / 1024, f / 1024 }' "/proc/$pid/status")
   url=http://127.0.0.1:$port/v1/features/$feat
   cold=$(curl -fs -o "$work/f.json" -w '%{time_total}' "$url")
-  warm=$(for i in 1 2 3 4 5; do curl -fs -o /dev/null -w '%{time_total}\n' "$url"; done | sort -n | head -1)
+  warm=$(for _ in 1 2 3 4 5; do curl -fs -o /dev/null -w '%{time_total}\n' "$url"; done | sort -n | head -1)
   echo "saed: ready in $(((t1 - t0) / 1000000)) ms, RSS $rss; /v1/features/$feat" \
     "($(stat -c %s "$work/f.json") bytes) cold $(awk -v s="$cold" 'BEGIN { printf "%.1f", s * 1000 }') ms," \
     "warm $(awk -v s="$warm" 'BEGIN { printf "%.1f", s * 1000 }') ms   [load avg $l]"
