@@ -294,6 +294,10 @@ static int build_neighbours(const sae_model *m, const sae_index_settings *set,
         (rc = sae_neighbours_by(w_dec, m->dec_norm, m->d_sae, m->d_out, k,
                                 set->neighbours_method, set->seed, nb_idx, nb_cos, rep, err)))
         goto out;
+    /* No neighbours were found by any method: no approximate method to
+     * report or store (a build of many passes, merged, has none either). */
+    if (k == 0)
+        rep->method = SAE_NB_EXACT;
     for (size_t f = 0; f < m->d_sae && !rc; f++)
         rc = sae_store_put_neighbours(w, (uint32_t)f, nb_idx + f * k, nb_cos + f * k, k, err);
     /* Exact builds write no keys, so their files are as before. */
