@@ -286,11 +286,18 @@ static int build_neighbours(const sae_model *m, const sae_index_settings *set,
         rc = sae_error_set(err, SAE_ENOMEM, "out of memory for the neighbours");
         goto out;
     }
-    /* 16-bit decoders are widened for the one F32 GEMM of the neighbours. */
-    if ((rc = sae_model_w_dec_f32(m, &w_dec, &wide, err)) ||
+    /* 16-bit decoders are widened for the one F32 GEMM of the neighbours;
+     * with none asked for (k 0) they are not read (the copy is 9.7 GB at
+     * d_in 2304 x 1M features). */
+    w_dec = m->w_dec;
+    if ((k && (rc = sae_model_w_dec_f32(m, &w_dec, &wide, err))) ||
         (rc = sae_neighbours_by(w_dec, m->dec_norm, m->d_sae, m->d_out, k,
                                 set->neighbours_method, set->seed, nb_idx, nb_cos, rep, err)))
         goto out;
+    /* No neighbours were found by any method: no approximate method to
+     * report or store (a build of many passes, merged, has none either). */
+    if (k == 0)
+        rep->method = SAE_NB_EXACT;
     for (size_t f = 0; f < m->d_sae && !rc; f++)
         rc = sae_store_put_neighbours(w, (uint32_t)f, nb_idx + f * k, nb_cos + f * k, k, err);
     /* Exact builds write no keys, so their files are as before. */

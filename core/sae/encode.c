@@ -887,6 +887,49 @@ static size_t row_pass_cols(const sae_model *m, const float *d, size_t lo, size_
     }
 }
 
+/* OpenBLAS 0.3.21's small-matrix sgemm kernels (SkylakeX and later take
+ * products of up to 10^6 multiply-adds) sum in another order than its
+ * blocked ones, so a range block below that size, of a product above it,
+ * would get other bits: a block is widened to at least this many
+ * multiply-adds (or to the whole product). */
+#define SAE_ENCODE_COL_MIN_MACS ((size_t)1 << 21)
+
+/* The F32 product of the workspace's `rows` prepared rows with W_enc's
+ * columns [a, b) ⊇ [lo, hi) into ws->dense as a dense (rows, b − a) block:
+ * a strided block of the row-major (d_in, d_sae) matrix (leading dimension
+ * d_sae), or rows of its transpose. The block is widened to multiples of
+ * SAE_ENCODE_COL_ALIGN (or to d_sae): the GEMM kernels cut the columns into
+ * panels of their unroll width from the first column and finish with a
+ * narrower tail kernel whose sums round differently (OpenBLAS's Haswell
+ * sgemm does), so only a block whose panels are the full product's gives
+ * its bits; and to SAE_ENCODE_COL_MIN_MACS. Sets *ld_y to b − a and *skip to
+ * lo − a, where row r's pre-activation of feature lo lands. */
+static void f32_cols_block(const sae_model *m, sae_workspace *ws, size_t rows, uint32_t lo,
+                           uint32_t hi, size_t *ld_y, size_t *skip)
+{
+    const size_t al = SAE_ENCODE_COL_ALIGN, ds = m->d_sae;
+    size_t a = lo - lo % al, b = hi + (al - hi % al) % al;
+    size_t min_cols = SAE_ENCODE_COL_MIN_MACS / (rows * m->d_in) + 1;
+    if (b - a < min_cols)
+        b = a + (min_cols + al - 1) / al * al;
+    if (b > ds) {
+        b = ds;
+        if (b - a < min_cols)
+            a = b > min_cols ? (b - min_cols) / al * al : 0;
+    }
+    size_t nb = b - a;
+    const float *w = m->w_enc_t ? m->w_enc + a * m->d_in : m->w_enc + a;
+    int di = (int)m->d_in, dn = (int)nb, ld = m->w_enc_t ? di : (int)ds;
+    if (rows == 1)
+        cblas_sgemv(CblasRowMajor, m->w_enc_t ? CblasNoTrans : CblasTrans, m->w_enc_t ? dn : di,
+                    m->w_enc_t ? di : dn, 1.0f, w, ld, ws->xn, 1, 0.0f, ws->dense, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, m->w_enc_t ? CblasTrans : CblasNoTrans,
+                    (int)rows, dn, di, 1.0f, ws->xn, di, w, ld, 0.0f, ws->dense, dn);
+    *ld_y = nb;
+    *skip = lo - a;
+}
+
 int sae_encode_cols(const sae_model *m, sae_workspace *ws, const float *x, size_t n,
                     uint32_t lo, uint32_t hi, sae_sparse *out, sae_error *err)
 {
@@ -895,7 +938,7 @@ int sae_encode_cols(const sae_model *m, sae_workspace *ws, const float *x, size_
                              m->d_sae);
     size_t rows0 = out->n_rows, nnz0 = out->nnz, nc = hi - lo;
     int rc = 0;
-    if (!sae_encode_cols_independent(m) || m->w_enc_h) {
+    if (!sae_encode_cols_independent(m)) {
         sae_encode_opts opts = {0};
         if ((rc = sae_encode(m, ws, x, n, &opts, out, NULL, NULL, err)))
             return rc;
@@ -906,32 +949,19 @@ int sae_encode_cols(const sae_model *m, sae_workspace *ws, const float *x, size_
         return sae_error_set(err, SAE_EDIM, "encode: workspace was made for a smaller model");
     if (m->d_in > INT32_MAX || m->d_sae > INT32_MAX)
         return sae_error_set(err, SAE_EDIM, "encode: d_in/d_sae too large for BLAS");
-    /* W_enc's columns [a, b) ⊇ [lo, hi): a strided block of the row-major
-     * (d_in, d_sae) matrix (leading dimension d_sae), or rows of its
-     * transpose. The block is widened to multiples of SAE_ENCODE_COL_ALIGN
-     * (or to d_sae): the GEMM kernels cut the columns into panels of their
-     * unroll width from the first column and finish with a narrower tail
-     * kernel whose sums round differently (OpenBLAS's Haswell sgemm does), so
-     * only a block whose panels are the full product's gives its bits. */
-    size_t a = lo - lo % SAE_ENCODE_COL_ALIGN;
-    size_t b = hi + (SAE_ENCODE_COL_ALIGN - hi % SAE_ENCODE_COL_ALIGN) % SAE_ENCODE_COL_ALIGN;
-    if (b > m->d_sae)
-        b = m->d_sae;
-    size_t nb = b - a, skip = lo - a;
-    const float *w = m->w_enc_t ? m->w_enc + a * m->d_in : m->w_enc + a;
-    int di = (int)m->d_in, dn = (int)nb, ld = m->w_enc_t ? di : (int)m->d_sae;
     for (size_t r0 = 0; r0 < n && !rc; r0 += ws->block_rows) {
         size_t rows = n - r0 < ws->block_rows ? n - r0 : ws->block_rows;
         block_prepare(m, ws, x + r0 * m->d_in, rows);
-        if (rows == 1)
-            cblas_sgemv(CblasRowMajor, m->w_enc_t ? CblasNoTrans : CblasTrans,
-                        m->w_enc_t ? dn : di, m->w_enc_t ? di : dn, 1.0f, w, ld, ws->xn, 1,
-                        0.0f, ws->dense, 1);
+        /* where row r's pre-activation of feature lo is: dense + r * ld_y + skip */
+        size_t ld_y = m->d_sae, skip = lo;
+        if (m->w_enc_h)
+            sae_gemm_half_cols(m->kernel, m->w_dtype, m->w_enc_h, m->w_enc_t, m->d_in, m->d_sae,
+                               ws->xn, rows, ws->dense, ws->scratch, sae_get_blas_threads(), lo,
+                               hi);
         else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, m->w_enc_t ? CblasTrans : CblasNoTrans,
-                        (int)rows, dn, di, 1.0f, ws->xn, di, w, ld, 0.0f, ws->dense, dn);
+            f32_cols_block(m, ws, rows, lo, hi, &ld_y, &skip);
         for (size_t r = 0; r < rows && !rc; r++) {
-            const float *d = ws->dense + r * nb + skip;
+            const float *d = ws->dense + r * ld_y + skip;
             if (!span_finite(ws->xn + r * m->d_in, m->d_in) || !span_finite(d, nc)) {
                 rc = sae_error_set(err, SAE_ERANGE, "row %zu: pre-activations not finite",
                                    r0 + r);

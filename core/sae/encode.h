@@ -95,11 +95,14 @@ bool sae_encode_cols_independent(const sae_model *m);
 /* Encodes rows x (n, d_in) as sae_encode does (no options, metrics or
  * reconstruction), appending n rows that hold only the features [lo, hi),
  * renumbered from 0, in the same order and with the same values as in
- * sae_encode's rows. When m's features are independent and its weights are
- * F32, the GEMM covers only those columns of W_enc, widened to 96-column
- * boundaries so each value has the full product's bits (about (hi - lo) /
- * d_sae of the work; only their pre-activations are checked finite); otherwise (TopK,
- * 16-bit weights) the whole row is encoded and the range kept. */
+ * sae_encode's rows. When m's features are independent the product covers
+ * only those columns of W_enc (about (hi - lo) / d_sae of the work; only
+ * their pre-activations are checked finite), each value with the full
+ * product's bits: F32 through OpenBLAS on a block widened to 96-column
+ * boundaries and to at least 2^21 multiply-adds (bit-identical with
+ * single-threaded BLAS, as the indexer runs it), F16/BF16 through
+ * sae_gemm_half_cols (kernel.h) at any thread count. TopK encodes the whole
+ * row and keeps the range. */
 int sae_encode_cols(const sae_model *m, sae_workspace *ws, const float *x, size_t n,
                     uint32_t lo, uint32_t hi, sae_sparse *out, sae_error *err);
 

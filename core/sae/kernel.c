@@ -602,8 +602,32 @@ void sae_gemm_half(sae_kernel k, sae_dtype dt, const uint16_t *w, bool w_t, size
                    size_t d_sae, const float *x, size_t rows, float *y, void *scratch,
                    int threads)
 {
+    sae_gemm_half_cols(k, dt, w, w_t, d_in, d_sae, x, rows, y, scratch, threads, 0, d_sae);
+}
+
+/* Why a column range has the full product's bits. Every kernel computes each
+ * output column on its own, in an order that depends only on d_in: the
+ * avx512-bf16 tiles and its one-row chunks sum the pairs of one column in
+ * one lane (which lane, and which tile or chunk, does not change the sum);
+ * the dot-product kernels (w_t) reduce each feature alone; plain C sums k in
+ * order. The one exception is avx2's layout (d_in, d_sae): whole 16-column
+ * tiles use FMA, the columns after the last whole tile plain C (a multiply
+ * and an add, rounded twice). A range starting on a 16-column boundary, ending
+ * on one or at d_sae, split over threads on 32-column boundaries from its
+ * start, puts every column on the path the whole product takes: the range is
+ * widened to SAE_HALF_COL_ALIGN (64, the avx512-bf16 panel, so its tiles are
+ * the full product's too). Thread count and split only choose which thread
+ * computes a column, never how. */
+void sae_gemm_half_cols(sae_kernel k, sae_dtype dt, const uint16_t *w, bool w_t, size_t d_in,
+                        size_t d_sae, const float *x, size_t rows, float *y, void *scratch,
+                        int threads, size_t j0, size_t j1)
+{
+    size_t a = j0 - j0 % SAE_HALF_COL_ALIGN;
+    size_t b = j1 + (SAE_HALF_COL_ALIGN - j1 % SAE_HALF_COL_ALIGN) % SAE_HALF_COL_ALIGN;
+    if (b > d_sae)
+        b = d_sae;
     half_job base = {.k = k, .w = w, .w_t = w_t, .d_in = d_in, .d_sae = d_sae, .x = x,
-                     .rows = rows, .y = y, .j0 = 0, .j1 = d_sae};
+                     .rows = rows, .y = y, .j0 = a, .j1 = b};
     dt = kernel_dtype(k, dt);
 #ifdef SAE_X86
     if (k == SAE_KERNEL_AVX512_BF16) {
@@ -613,23 +637,26 @@ void sae_gemm_half(sae_kernel k, sae_dtype dt, const uint16_t *w, bool w_t, size
 #else
     (void)scratch;
 #endif
+    if (a >= b)
+        return;
     if (threads > HALF_MAX_THREADS)
         threads = HALF_MAX_THREADS;
-    size_t tiles = (d_sae + 31) / 32;
+    size_t tiles = (b - a + 31) / 32;
     if ((size_t)threads > tiles)
         threads = (int)tiles;
-    if (threads < 2 || rows * d_in * d_sae < HALF_THREAD_MIN_MACS) {
+    if (threads < 2 || rows * d_in * (b - a) < HALF_THREAD_MIN_MACS) {
         job_run(&base, dt);
         return;
     }
-    /* Column ranges in whole 32-column tiles; the first is this thread's. */
+    /* Column ranges in whole 32-column tiles from a; the first is this
+     * thread's. */
     half_thread t[HALF_MAX_THREADS];
     for (int i = 0; i < threads; i++) {
         t[i].job = base;
         t[i].dt = dt;
-        t[i].job.j0 = tiles * (size_t)i / (size_t)threads * 32;
-        size_t e = tiles * (size_t)(i + 1) / (size_t)threads * 32;
-        t[i].job.j1 = e < d_sae ? e : d_sae;
+        t[i].job.j0 = a + tiles * (size_t)i / (size_t)threads * 32;
+        size_t e = a + tiles * (size_t)(i + 1) / (size_t)threads * 32;
+        t[i].job.j1 = e < b ? e : b;
     }
     int started = 1; /* threads running a range, this one included */
     while (started < threads &&

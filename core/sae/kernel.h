@@ -68,6 +68,19 @@ void sae_gemm_half(sae_kernel k, sae_dtype dt, const uint16_t *w, bool w_t, size
                    size_t d_sae, const float *x, size_t rows, float *y, void *scratch,
                    int threads);
 
+/* The column alignment of sae_gemm_half_cols: a multiple of every kernel's
+ * column tile (16 for avx2, 64 for avx512-bf16). */
+#define SAE_HALF_COL_ALIGN 64
+
+/* Columns [j0, j1) of sae_gemm_half's product, each with the very bits
+ * sae_gemm_half gives it: the range is widened to SAE_HALF_COL_ALIGN
+ * boundaries (or to d_sae), and the columns of that widened range are
+ * written into y, still (rows, d_sae); the others are left as they were.
+ * Costs about (j1 - j0) / d_sae of the whole product. j0 <= j1 <= d_sae. */
+void sae_gemm_half_cols(sae_kernel k, sae_dtype dt, const uint16_t *w, bool w_t, size_t d_in,
+                        size_t d_sae, const float *x, size_t rows, float *y, void *scratch,
+                        int threads, size_t j0, size_t j1);
+
 /* out (n) += c · w (n 16-bit values of dtype dt): one decoder row. */
 void sae_half_axpy(sae_dtype dt, const uint16_t *w, float c, float *out, size_t n);
 

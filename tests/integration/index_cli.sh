@@ -227,9 +227,9 @@ check "passes leave no pass files" '[ -z "$(ls -A | grep "pm.db.pass-")" ]' "$(l
 check "saed: every feature route the same over the unsharded, range, grid and passes indexes" 'routes ref.db fm.db gm.db pm.db >out 2>&1' "$(tail -2 out)"
 build --out seed.db --seed 7 || fail "build with --seed 7"
 check "control: saed's routes tell a rebuilt index with another --seed" '! routes ref.db seed.db >out 2>&1' "$(tail -1 out)"
-# Every architecture's range encode: the column sub-GEMM (standard, JumpReLU,
-# gated, F32; a transposed W_enc in the sparsify layout), the full encode
-# keeping the range (TopK, BF16 weights).
+# Every architecture's range encode: the column sub-product (standard,
+# JumpReLU, gated, F32 and BF16; a transposed W_enc in the sparsify layout),
+# the full encode keeping the range (TopK).
 for arch in "jumprelu" "gated" "topk --k 8" "standard --sparsify" "standard --dtype BF16"; do
   a=${arch%% *}; a=$a${arch#"$a"}; a=$(echo "$a" | tr -cd 'a-zA-Z0-9')
   "$mkf" --out "m-$a" --arch $arch --d-in 16 --d-sae 64 --target-l0 8 --activations "m-$a.safetensors" --rows 600 >/dev/null
@@ -253,6 +253,25 @@ for ct in Haswell Sandybridge SkylakeX; do
   for r in 0:37 37:128 128:201 201:256; do w --out "w-$ct-${r%%:*}.db" --features "$r" || fail "build $ct $r"; done
   "$sae" merge --out "w-$ct-m.db" "w-$ct-0.db" "w-$ct-37.db" "w-$ct-128.db" "w-$ct-201.db" 2>err
   check "OPENBLAS_CORETYPE=$ct: ranges 0:37 37:128 128:201 201:256 merged = the unsharded index" "same_dump w-$ct.db w-$ct-m.db" "$(cat err; diff dump-a dump-b 2>&1 | head -3)"
+done
+# The 16-bit kernels' column range (sae_gemm_half_cols, widened to 64
+# columns) on every kernel this CPU has: d_sae 200 ends mid-tile (avx2's
+# plain-C tail), ranges start and end unaligned, 2817 rows end in a 1-row
+# block (the one-row kernels); passes forced by a tiny --max-state-bytes too.
+for dt in BF16 F16; do
+  "$mkf" --out "h$dt" --dtype $dt --d-in 64 --d-sae 200 --target-l0 16 --activations "h$dt.safetensors" --rows 2817 >/dev/null
+  kerns="best avx2 c"; [ $dt = F16 ] && kerns="best c"
+  for kern in $kerns; do
+    tag="$dt-$kern"; [ $kern = best ] && kern=
+    h() { SAE_KERNEL=$kern "$sae" index --model "h$dt" --activations "h$dt.safetensors" --tokens wide.jsonl --threads 1 --quiet "$@"; }
+    h --out "h-$tag.db" || fail "build $tag"
+    for r in 0:37 37:130 130:199 199:200; do h --out "h-$tag-${r%%:*}.db" --features "$r" || fail "build $tag $r"; done
+    "$sae" merge --out "h-$tag-m.db" "h-$tag-199.db" "h-$tag-0.db" "h-$tag-37.db" "h-$tag-130.db" 2>err
+    check "$dt, kernel ${kern:-best}: ranges 0:37 37:130 130:199 199:200 merged = the unsharded index" "same_dump h-$tag.db h-$tag-m.db" "$(cat err; diff dump-a dump-b 2>&1 | head -3)"
+    SAE_KERNEL=$kern "$sae" index --model "h$dt" --activations "h$dt.safetensors" --tokens wide.jsonl --threads 1 --out "h-$tag-p.db" --max-state-bytes 600000 2>err || fail "passes $tag"
+    npass=$(grep -c "^index: pass [0-9]*/" err)
+    check "$dt, kernel ${kern:-best}: $npass passes = the unsharded index" "[ $npass -gt 1 ] && same_dump h-$tag.db h-$tag-p.db" "$(diff dump-a dump-b 2>&1 | head -3)"
+  done
 done
 "$saed" --model small --index f1.db --listen 127.0.0.1:0 2>err; rc=$?
 check "saed refuses to serve a feature-range shard, saying to merge it" '[ $rc -ne 0 ] && grep -q "f1.db: a feature-range shard (features 20:64 of 64)" err' "$(cat err)"

@@ -5,17 +5,26 @@
  *       W_dec), topk (k 64) and jumprelu (about 64 firing): sae_encode at
  *       batch 1 and BATCH (256) against cblas_sgemv/sgemm of a column slice of the
  *       same shape in F32, scaled to d_sae (GEMM time is linear in columns).
+ *   wide model D_IN D_SAE DIR [L0]   writes DIR, a SAELens folder of a BF16
+ *       JumpReLU SAE (W_enc and W_dec uniform with variance 1/d_in, so a
+ *       standard-normal row's pre-activations are about N(0, 1); b_enc and
+ *       b_dec zero; the threshold P(N(0, 1) > t) = L0/d_sae, L0 64 unless
+ *       given) a chunk at a time, for bench/wide.sh: a 1M-feature model
+ *       without 19 GB of F32 in memory (mkfixture draws it all in F32).
  *   wide neighbours D_IN D_SAE   clustered rows (decoder-like: each row a
  *       random centre of D_SAE/32 plus noise of the same norm): approximate
  *       neighbours with recall@10 on the 1000-feature sample, and the exact
  *       sample's time scaled to a full exact build.
  * Not a test: built on demand (ninja -C build tests/perf/wide). */
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "fixture.h"
 #include "index/indexer.h"
 #include "io/clock.h"
 #include "io/rng.h"
@@ -126,6 +135,88 @@ static int bench_encode(size_t d_in, size_t d_sae, size_t batch)
     return 0;
 }
 
+/* Writes n BF16 values to f: uniform in (-amp, amp) from r, or all v when
+ * amp is 0. Returns 0 or -1. */
+static int write_bf16(FILE *f, sae_rng *r, size_t n, double amp, float v)
+{
+    enum { CHUNK = 1 << 20 };
+    static uint16_t buf[CHUNK];
+    for (size_t done = 0; done < n;) {
+        size_t m = n - done < CHUNK ? n - done : CHUNK;
+        for (size_t i = 0; i < m; i++)
+            buf[i] = to_bf16(amp > 0 ? (float)((2 * sae_rng_uniform(r) - 1) * amp) : v);
+        if (fwrite(buf, sizeof *buf, m, f) != m)
+            return -1;
+        done += m;
+    }
+    return 0;
+}
+
+/* The model (see the top of the file): cfg.json, then sae_weights.safetensors
+ * with its tensors in name order, each written as it is drawn. */
+static int write_model(size_t d_in, size_t d_sae, const char *dir, double l0)
+{
+    char path[4096];
+    if (mkdir(dir, 0755) && errno != EEXIST)
+        return fprintf(stderr, "wide: %s: %s\n", dir, strerror(errno)), 1;
+    snprintf(path, sizeof path, "%s/cfg.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return fprintf(stderr, "wide: %s: %s\n", path, strerror(errno)), 1;
+    fprintf(f,
+            "{\"architecture\": \"jumprelu\", \"d_in\": %zu, \"d_sae\": %zu, "
+            "\"dtype\": \"bfloat16\", \"device\": \"cpu\", \"apply_b_dec_to_input\": true, "
+            "\"normalize_activations\": \"none\", \"reshape_activations\": \"none\", "
+            "\"metadata\": {\"model_name\": \"wide-model\", "
+            "\"hook_name\": \"blocks.0.hook_resid_post\", \"sae_lens_version\": \"6.5.1\"}}\n",
+            d_in, d_sae);
+    if (fclose(f))
+        return fprintf(stderr, "wide: %s: cannot write\n", path), 1;
+    /* name, shape, count */
+    const struct {
+        const char *name;
+        size_t rows, cols;
+    } t[] = {{"W_dec", d_sae, d_in}, {"W_enc", d_in, d_sae}, {"b_dec", d_in, 0},
+             {"b_enc", d_sae, 0},    {"threshold", d_sae, 0}};
+    char head[1024];
+    size_t len = (size_t)snprintf(head, sizeof head, "{\"__metadata__\":{\"format\":\"pt\"}");
+    size_t off = 0;
+    for (int i = 0; i < 5; i++) {
+        size_t n = t[i].rows * (t[i].cols ? t[i].cols : 1) * 2;
+        if (t[i].cols)
+            len += (size_t)snprintf(head + len, sizeof head - len,
+                                    ",\"%s\":{\"dtype\":\"BF16\",\"shape\":[%zu,%zu],"
+                                    "\"data_offsets\":[%zu,%zu]}",
+                                    t[i].name, t[i].rows, t[i].cols, off, off + n);
+        else
+            len += (size_t)snprintf(head + len, sizeof head - len,
+                                    ",\"%s\":{\"dtype\":\"BF16\",\"shape\":[%zu],"
+                                    "\"data_offsets\":[%zu,%zu]}",
+                                    t[i].name, t[i].rows, off, off + n);
+        off += n;
+    }
+    head[len++] = '}';
+    while ((8 + len) % 8) /* data 8-byte aligned, as the Python writer pads */
+        head[len++] = ' ';
+    snprintf(path, sizeof path, "%s/sae_weights.safetensors", dir);
+    if (!(f = fopen(path, "wb")))
+        return fprintf(stderr, "wide: %s: %s\n", path, strerror(errno)), 1;
+    uint64_t hl = len; /* little-endian on x86 */
+    sae_rng r;
+    sae_rng_seed(&r, 19);
+    double amp = sqrt(3.0 / (double)d_in);
+    float thr = (float)sae_fixture_normal_upper_quantile(l0 / (double)d_sae);
+    int bad = fwrite(&hl, 8, 1, f) != 1 || fwrite(head, 1, len, f) != len ||
+              write_bf16(f, &r, d_sae * d_in, amp, 0) || write_bf16(f, &r, d_in * d_sae, amp, 0) ||
+              write_bf16(f, &r, d_in, 0, 0) || write_bf16(f, &r, d_sae, 0, 0) ||
+              write_bf16(f, &r, d_sae, 0, thr);
+    if (fclose(f) || bad)
+        return fprintf(stderr, "wide: %s: cannot write\n", path), 1;
+    printf("wrote %s: BF16 jumprelu %zu x %zu, threshold %.4f (about %.0f firing)\n", dir, d_in,
+           d_sae, (double)thr, l0);
+    return 0;
+}
+
 /* The neighbour figures (see the top of the file). */
 static int bench_neighbours(size_t d_in, size_t d_sae)
 {
@@ -164,8 +255,12 @@ static int bench_neighbours(size_t d_in, size_t d_sae)
 
 int main(int argc, char **argv)
 {
+    if (argc >= 5 && strcmp(argv[1], "model") == 0)
+        return write_model(strtoull(argv[2], NULL, 10), strtoull(argv[3], NULL, 10), argv[4],
+                           argc > 5 ? strtod(argv[5], NULL) : 64);
     if (argc != 4 && argc != 5)
-        return fprintf(stderr, "usage: wide encode|neighbours D_IN D_SAE [BATCH]\n"), 2;
+        return fprintf(stderr, "usage: wide encode|neighbours D_IN D_SAE [BATCH]\n"
+                               "       wide model D_IN D_SAE DIR [L0]\n"), 2;
     size_t d_in = strtoull(argv[2], NULL, 10), d_sae = strtoull(argv[3], NULL, 10);
     size_t batch = argc == 5 ? strtoull(argv[4], NULL, 10) : 256;
     if (strcmp(argv[1], "encode") == 0)

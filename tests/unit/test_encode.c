@@ -637,6 +637,21 @@ static bool cpuinfo_has(const char *flag)
     return has;
 }
 
+/* Every kernel this machine can run for dt into out (3), the best first:
+ * BF16 on avx512-bf16 (where the CPU has it), avx2-bf16 and plain C; F16 on
+ * avx2-f16c and plain C; F32 on OpenBLAS. Returns how many. */
+static size_t kernels_of(sae_dtype dt, sae_kernel *out)
+{
+    size_t n = 0;
+    bool caps[3][2] = {{true, true}, {false, true}, {false, false}};
+    for (int c = 0; c < 3; c++) {
+        sae_kernel k = sae_kernel_pick_capped(dt, caps[c][0], caps[c][1]);
+        if (!n || out[n - 1] != k)
+            out[n++] = k;
+    }
+    return n;
+}
+
 /* Models written by the fixture writer in one dtype and loaded with
  * sae_model_load exactly as saed loads them (F16/BF16 kept in 16 bits and
  * run on every kernel this CPU has, F32 mapped in place; F32 compute checked
@@ -655,17 +670,8 @@ static void run_dtype(sae_dtype dt)
         {SAE_ARCH_TOPK, false, false},     {SAE_ARCH_TOPK, true, false},
         {SAE_ARCH_GATED, false, false},    {SAE_ARCH_TOPK, false, true},
     };
-    /* Every kernel this machine can run for dt, the best first: BF16 on
-     * avx512-bf16 (where the CPU has it), avx2-bf16 and plain C; F16 on
-     * avx2-f16c and plain C. */
     sae_kernel kernels[3];
-    size_t n_kernels = 0;
-    bool caps[3][2] = {{true, true}, {false, true}, {false, false}};
-    for (int c = 0; c < 3; c++) {
-        sae_kernel k = sae_kernel_pick_capped(dt, caps[c][0], caps[c][1]);
-        if (!n_kernels || kernels[n_kernels - 1] != k)
-            kernels[n_kernels++] = k;
-    }
+    size_t n_kernels = kernels_of(dt, kernels);
 #if defined(__x86_64__)
     /* This test runs where the build runs; on a CPU with AVX512-BF16 the
      * pick must be that kernel (/proc/cpuinfo's flag, read apart from the
@@ -1272,6 +1278,190 @@ START_TEST(test_gemm_rows)
 }
 END_TEST
 
+/* n values of a rounded to dtype dt (F16 or BF16). */
+static uint16_t *to_half(sae_dtype dt, const float *a, size_t n)
+{
+    uint16_t *h = malloc(n * sizeof *h);
+    ck_assert_ptr_nonnull(h);
+    for (size_t i = 0; i < n; i++)
+        h[i] = dt == SAE_DT_BF16 ? sae_f32_to_bf16(a[i]) : sae_f32_to_f16(a[i]);
+    return h;
+}
+
+/* Encodes x (n rows) whole with sae_encode and over each range of lo/hi
+ * (n_ranges) with sae_encode_cols, both with a workspace of block_rows, and
+ * holds every range's rows to the whole rows' features [lo, hi), renumbered
+ * from 0: the same indices in the same order and the same values bit for
+ * bit. Returns the entries compared, so callers can insist it was not
+ * vacuous. */
+static size_t check_cols(const sae_model *m, size_t block_rows, const float *x, size_t n,
+                         const uint32_t (*ranges)[2], size_t n_ranges)
+{
+    sae_workspace *ws = sae_workspace_new(m, block_rows);
+    ck_assert_ptr_nonnull(ws);
+    sae_sparse full, part;
+    sae_sparse_init(&full);
+    sae_sparse_init(&part);
+    sae_error err;
+    sae_encode_opts opts = {0};
+    CHECK(sae_encode(m, ws, x, n, &opts, &full, NULL, NULL, &err) == 0, "%s: %s", ctx, err.msg);
+    size_t compared = 0;
+    for (size_t q = 0; q < n_ranges; q++) {
+        uint32_t lo = ranges[q][0], hi = ranges[q][1];
+        sae_sparse_reset(&part);
+        CHECK(sae_encode_cols(m, ws, x, n, lo, hi, &part, &err) == 0, "%s %u:%u: %s", ctx, lo,
+              hi, err.msg);
+        CHECK(part.n_rows == n, "%s %u:%u: %zu rows", ctx, lo, hi, part.n_rows);
+        for (size_t r = 0; r < n; r++) {
+            size_t t = part.row_ptr[r];
+            for (size_t e = full.row_ptr[r]; e < full.row_ptr[r + 1]; e++) {
+                if (full.idx[e] < lo || full.idx[e] >= hi)
+                    continue;
+                CHECK(t < part.row_ptr[r + 1], "%s %u:%u: row %zu lacks feature %u", ctx, lo, hi,
+                      r, full.idx[e]);
+                CHECK(part.idx[t] + lo == full.idx[e] &&
+                          memcmp(&part.val[t], &full.val[e], sizeof(float)) == 0,
+                      "%s %u:%u: row %zu has feature %u = %.9g where the whole has %u = %.9g",
+                      ctx, lo, hi, r, part.idx[t] + lo, part.val[t], full.idx[e], full.val[e]);
+                t++;
+                compared++;
+            }
+            CHECK(t == part.row_ptr[r + 1], "%s %u:%u: row %zu has features the whole lacks", ctx,
+                  lo, hi, r);
+        }
+    }
+    sae_sparse_free(&full);
+    sae_sparse_free(&part);
+    sae_workspace_free(ws);
+    return compared;
+}
+
+/* sae_encode_cols equals sae_encode on the range bit for bit, for F32, F16
+ * and BF16 weights on every kernel this CPU has, both layouts, every
+ * architecture (TopK encodes whole rows and keeps the range), batch 1 (the
+ * one-row kernels) and 40 (a threaded 32-row block and an 8-row one); the
+ * 16-bit kernels on one thread and two (F32 on one: OpenBLAS's threaded
+ * sgemv splits the columns by the width it is given, and a range then gets
+ * other last bits, which the indexer never meets: its GEMMs are
+ * single-threaded up to 8 threads, docs/INDEX.md). d_sae 1100 is no multiple of any kernel's column tile
+ * (16, 64, 96), so the ranges meet unaligned starts and ends, a last block
+ * cut short, the avx2 kernel's plain-C tail, and a 64-column start whose
+ * split over threads differs from the whole product's. d_in 129 is odd (the
+ * avx512-bf16 kernel's pair tail). */
+START_TEST(test_encode_cols)
+{
+    enum { D_IN = 129, D_SAE = 1100 };
+    static const uint32_t ranges[][2] = {
+        {0, D_SAE}, {0, 1},    {5, 77},       {64, 128},      {63, 65},  {17, 33},
+        {100, 1037}, {64, D_SAE}, {1024, D_SAE}, {1090, D_SAE}, {1099, D_SAE},
+    };
+    static const sae_arch archs[] = {SAE_ARCH_STANDARD, SAE_ARCH_JUMPRELU, SAE_ARCH_GATED,
+                                     SAE_ARCH_TOPK};
+    static const sae_dtype dts[] = {SAE_DT_F32, SAE_DT_F16, SAE_DT_BF16};
+    float *x = make_inputs(40, D_IN, 91);
+    size_t compared = 0, configs = 0;
+    for (size_t a = 0; a < 4; a++) {
+        tmodel t;
+        tmodel_make(&t, archs[a], SAE_NORM_LAYER_NORM, true, false, D_IN, D_SAE, 40, 90 + a);
+        for (size_t d = 0; d < 3; d++) {
+            sae_dtype dt = dts[d];
+            uint16_t *enc = NULL, *enc_t = NULL, *dec = NULL;
+            sae_model *m = t.m;
+            if (dt != SAE_DT_F32) {
+                enc = to_half(dt, t.w_enc, (size_t)D_IN * D_SAE);
+                enc_t = to_half(dt, t.w_enc_t, (size_t)D_IN * D_SAE);
+                dec = to_half(dt, t.w_dec, (size_t)D_IN * D_SAE);
+                sae_model_spec s = {
+                    .d_in = D_IN, .d_sae = D_SAE, .arch = archs[a], .k = 40,
+                    .apply_b_dec_to_input = true, .norm = SAE_NORM_LAYER_NORM,
+                    .b_enc = t.b_enc, .b_dec = t.b_dec, .threshold = t.threshold,
+                    .b_gate = t.b_gate, .b_mag = t.b_mag, .r_mag = t.r_mag,
+                    .w_enc_h = enc, .w_dec_h = dec, .w_dtype = dt,
+                };
+                sae_error err;
+                ck_assert_msg(sae_model_from_spec(&s, &m, &err) == 0, "%s", err.msg);
+            }
+            sae_kernel kernels[3];
+            size_t n_kernels = kernels_of(dt, kernels);
+            for (size_t kn = 0; kn < n_kernels; kn++)
+                for (int tr = 0; tr < 2; tr++)
+                    for (int th = 1; th <= (dt == SAE_DT_F32 ? 1 : 2); th++) {
+                        m->kernel = kernels[kn];
+                        m->w_enc_t = tr;
+                        if (dt == SAE_DT_F32)
+                            m->w_enc = tr ? t.w_enc_t : t.w_enc;
+                        else
+                            m->w_enc_h = tr ? enc_t : enc;
+                        sae_set_blas_threads(th);
+                        snprintf(ctx, sizeof ctx, "%s %s %s%s threads %d", sae_kernel_name(m->kernel),
+                                 sae_dtype_name(dt), arch_label[archs[a]],
+                                 tr ? " transposed" : "", th);
+                        compared += check_cols(m, 32, x + 2 * D_IN, 1, ranges, 11);
+                        compared += check_cols(m, 32, x, 40, ranges, 11);
+                        configs++;
+                    }
+            if (dt != SAE_DT_F32) {
+                sae_model_free(m);
+                free(enc);
+                free(enc_t);
+                free(dec);
+            }
+        }
+        tmodel_free(&t);
+    }
+    sae_set_blas_threads(1);
+    free(x);
+    ck_assert_uint_ge(configs, 4 * 2 * (1 + 2 * 2));
+    /* about a sixth of 1100 features fire in 41 rows, every range twice over */
+    ck_assert_msg(compared > configs * 41 * 100, "only %zu entries compared in %zu configs",
+                  compared, configs);
+}
+END_TEST
+
+/* A 16-bit model whose W_enc column 1050 holds inf: the whole encode fails on
+ * it (every row's pre-activations are not finite), a range that leaves the
+ * column out succeeds, so it never computed that column, and a range that
+ * holds it fails naming row 0. BF16 and F16, the layout (d_in, d_sae). */
+START_TEST(test_encode_cols_skips_columns)
+{
+    enum { D_IN = 40, D_SAE = 1100 };
+    tmodel t;
+    tmodel_make(&t, SAE_ARCH_JUMPRELU, SAE_NORM_NONE, false, false, D_IN, D_SAE, 0, 95);
+    float *x = make_inputs(5, D_IN, 96);
+    static const sae_dtype dts[] = {SAE_DT_F16, SAE_DT_BF16};
+    for (size_t d = 0; d < 2; d++) {
+        uint16_t *enc = to_half(dts[d], t.w_enc, (size_t)D_IN * D_SAE);
+        uint16_t *dec = to_half(dts[d], t.w_dec, (size_t)D_IN * D_SAE);
+        enc[7 * D_SAE + 1050] = dts[d] == SAE_DT_BF16 ? 0x7f80 : 0x7c00; /* +inf */
+        sae_model_spec s = {.d_in = D_IN, .d_sae = D_SAE, .arch = SAE_ARCH_JUMPRELU,
+                            .b_enc = t.b_enc, .b_dec = t.b_dec, .threshold = t.threshold,
+                            .w_enc_h = enc, .w_dec_h = dec, .w_dtype = dts[d]};
+        sae_model *m;
+        sae_error err;
+        ck_assert_msg(sae_model_from_spec(&s, &m, &err) == 0, "%s", err.msg);
+        sae_workspace *ws = sae_workspace_new(m, 0);
+        ck_assert_ptr_nonnull(ws);
+        sae_sparse sp;
+        sae_sparse_init(&sp);
+        sae_encode_opts opts = {0};
+        ck_assert_int_eq(sae_encode(m, ws, x, 5, &opts, &sp, NULL, NULL, &err), SAE_ERANGE);
+        ck_assert_msg(sae_encode_cols(m, ws, x, 5, 0, 1000, &sp, &err) == 0, "%s", err.msg);
+        ck_assert_uint_eq(sp.n_rows, 5);
+        ck_assert_uint_gt(sp.nnz, 0);
+        ck_assert_int_eq(sae_encode_cols(m, ws, x, 5, 1040, 1060, &sp, &err), SAE_ERANGE);
+        ck_assert_msg(strstr(err.msg, "row 0:"), "%s", err.msg);
+        ck_assert_uint_eq(sp.n_rows, 5);
+        sae_sparse_free(&sp);
+        sae_workspace_free(ws);
+        sae_model_free(m);
+        free(enc);
+        free(dec);
+    }
+    free(x);
+    tmodel_free(&t);
+}
+END_TEST
+
 static Suite *encode_suite(void)
 {
     Suite *s = suite_create("encode");
@@ -1299,6 +1489,8 @@ static Suite *encode_suite(void)
     tcase_add_test(tc, test_loaded_f32);
     tcase_add_test(tc, test_loaded_f16);
     tcase_add_test(tc, test_loaded_bf16);
+    tcase_add_test(tc, test_encode_cols);
+    tcase_add_test(tc, test_encode_cols_skips_columns);
     suite_add_tcase(s, tc);
     return s;
 }
