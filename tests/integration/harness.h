@@ -56,6 +56,11 @@ bool daemon_log_has(const struct daemon *d, const char *s);
  * the tracer: it alone may release. Returns the thread's id, or -1 (printed
  * why). */
 pid_t daemon_thread_hold(const struct daemon *d, const char *name);
+/* daemon_thread_hold for every thread of d named name (e.g. the encode
+ * workers, all "saed-encode"), their ids into tids (room for cap): returns
+ * how many it holds, or 0 (none held) if there are none, more than cap, or
+ * one could not be held. Release each with daemon_thread_release. */
+size_t daemon_threads_hold(const struct daemon *d, const char *name, pid_t *tids, size_t cap);
 /* Lets a held thread run again (its wait resumes where it was). */
 void daemon_thread_release(pid_t tid);
 
