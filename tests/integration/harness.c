@@ -65,6 +65,25 @@ char *h_tmpdir(const char *tag)
     return t;
 }
 
+int h_write_model(const char *dir, size_t d_in, size_t d_sae, sae_arch arch, sae_norm norm,
+                  uint64_t seed)
+{
+    sae_fixture_opts o;
+    sae_fixture_defaults(&o);
+    o.d_in = d_in;
+    o.d_sae = d_sae;
+    o.arch = arch;
+    o.norm = norm;
+    o.seed = seed;
+    o.target_l0 = 8;
+    sae_error err;
+    if (sae_fixture_write_model(dir, &o, &err)) {
+        fprintf(stderr, "fixture: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
 /* At exit: kills every daemon still running. */
 static void kill_all(void)
 {

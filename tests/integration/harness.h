@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "io/clock.h"
+#include "sae/model.h"
 
 /* Counts a failed check and prints where; tests go on after a failure so one
  * run reports everything that is wrong. */
@@ -102,5 +103,9 @@ void http_thread_done(void);
 static inline double now_ms(void) { return sae_clock_s() * 1e3; }
 /* A temporary folder (fresh). */
 char *h_tmpdir(const char *tag);
+/* Writes a fixture model folder at dir: fixture.h's defaults (k 8), then
+ * these, with target_l0 8. 0, or -1 with the reason printed. */
+int h_write_model(const char *dir, size_t d_in, size_t d_sae, sae_arch arch, sae_norm norm,
+                  uint64_t seed);
 
 #endif

@@ -329,26 +329,6 @@ static char dir_a[512], dir_b[512], dir_live[512], dir_topk[512];
 static sae_model *model_a, *model_b, *model_topk;
 static const char *saed_common[] = {"--quiet", "--threads", "2", NULL};
 
-/* Writes a fixture model folder of the test's shape. */
-static int write_model(const char *dir, sae_arch arch, sae_norm norm, uint64_t seed)
-{
-    sae_fixture_opts o;
-    sae_fixture_defaults(&o);
-    o.d_in = D_IN;
-    o.d_sae = D_SAE;
-    o.arch = arch;
-    o.k = 8;
-    o.norm = norm;
-    o.seed = seed;
-    o.target_l0 = 8;
-    sae_error err;
-    if (sae_fixture_write_model(dir, &o, &err)) {
-        fprintf(stderr, "fixture: %s\n", err.msg);
-        return -1;
-    }
-    return 0;
-}
-
 /* Loads a model folder in process, as saed does, for the reference checks. */
 static sae_model *load(const char *dir)
 {
@@ -392,10 +372,10 @@ static int setup(void)
     snprintf(dir_b, sizeof dir_b, "%s/b", tmp);
     snprintf(dir_live, sizeof dir_live, "%s/live", tmp);
     snprintf(dir_topk, sizeof dir_topk, "%s/topk", tmp);
-    if (write_model(dir_a, SAE_ARCH_STANDARD, SAE_NORM_NONE, 1) ||
-        write_model(dir_b, SAE_ARCH_STANDARD, SAE_NORM_NONE, 2) ||
-        write_model(dir_live, SAE_ARCH_STANDARD, SAE_NORM_NONE, 1) ||
-        write_model(dir_topk, SAE_ARCH_TOPK, SAE_NORM_LAYER_NORM, 3))
+    if (h_write_model(dir_a, D_IN, D_SAE, SAE_ARCH_STANDARD, SAE_NORM_NONE, 1) ||
+        h_write_model(dir_b, D_IN, D_SAE, SAE_ARCH_STANDARD, SAE_NORM_NONE, 2) ||
+        h_write_model(dir_live, D_IN, D_SAE, SAE_ARCH_STANDARD, SAE_NORM_NONE, 1) ||
+        h_write_model(dir_topk, D_IN, D_SAE, SAE_ARCH_TOPK, SAE_NORM_LAYER_NORM, 3))
         return -1;
     model_a = load(dir_a);
     model_b = load(dir_b);
