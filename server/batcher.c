@@ -474,6 +474,10 @@ int batcher_new(const struct saed_batcher_opts *o, struct saed_metrics *metrics,
             return sae_error_set(err, SAE_EIO, "cannot start worker thread: %s", strerror(e));
         }
         b->n_workers++;
+        /* Every worker has the one name, for top -H, gdb and
+         * /proc/PID/task/TID/comm (test_daemon.c finds them all by it to hold
+         * them still); a failure only loses the name. */
+        pthread_setname_np(w->thread, "saed-encode");
     }
     *out = b;
     return 0;

@@ -233,3 +233,18 @@ uint8_t *fuzz_zip(size_t n, const char *const *names, const void *const *data,
     *len = (size_t)st.size;
     return out;
 }
+
+int fuzz_explanations_read(const char *path, sae_explanations *e)
+{
+    *e = (sae_explanations){0};
+    sae_error err = {0};
+    int rc = sae_explanations_read((const char *const[]){path}, 1, FUZZ_EXPL_D_SAE, e, &err);
+    FUZZ_CHECK_ERR(rc, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < e->n; i++) {
+        FUZZ_ASSERT(e->items[i].feature < FUZZ_EXPL_D_SAE, "feature %u", e->items[i].feature);
+        FUZZ_ASSERT(e->items[i].description != NULL, "explanation %zu: no description", i);
+    }
+    return 0;
+}

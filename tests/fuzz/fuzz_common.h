@@ -19,6 +19,7 @@
 #include "io/error.h"
 #include "io/safetensors.h"
 #include "fixture.h"
+#include "index/explanations.h"
 #include "sae/model.h"
 
 /* Stops the run with a message: libFuzzer records the input as a crash. */
@@ -62,6 +63,17 @@ void fuzz_model_opts(size_t i, sae_fixture_opts *o);
  * ASan sees), every name and metadata key is found again, and float
  * tensors convert. Aborts on a broken invariant. */
 void fuzz_st_reader(sae_st_parse_fn parse, const char *name, const uint8_t *data, size_t size);
+
+/* The d_sae the explanation targets read at. */
+#define FUZZ_EXPL_D_SAE 1024
+
+/* Runs the explanation reader (sae_explanations_read) on the one file or
+ * folder at path, at d_sae FUZZ_EXPL_D_SAE, and checks what every shape it
+ * reads promises: a refusal says why; each explanation read names a feature
+ * below d_sae and carries a description. Returns 0 with *e filled (the
+ * caller checks what its shape adds, then frees it), or the reader's
+ * refusal with nothing to free. Aborts on a broken invariant. */
+int fuzz_explanations_read(const char *path, sae_explanations *e);
 
 /* A zip archive (every member stored, CRCs right) of the n members
  * names[i] -> data[i][0..sizes[i]), written by libzip into a new buffer

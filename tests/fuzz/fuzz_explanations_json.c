@@ -15,9 +15,6 @@
 #include <unistd.h>
 
 #include "fuzz_common.h"
-#include "index/explanations.h"
-
-#define D_SAE 1024
 
 /* The delphi files, in the order the input's parts fill them. */
 static const char *const delphi_files[4] = {
@@ -70,15 +67,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         snprintf(run, sizeof run, "%s/run", fuzz_scratch());
         path = run;
     }
-    sae_explanations e = {0};
-    sae_error err = {0};
-    int rc = sae_explanations_read((const char *const[]){path}, 1, D_SAE, &e, &err);
-    FUZZ_CHECK_ERR(rc, err);
-    if (rc)
+    sae_explanations e;
+    if (fuzz_explanations_read(path, &e))
         return 0;
     for (size_t i = 0; i < e.n; i++) {
-        FUZZ_ASSERT(e.items[i].feature < D_SAE, "feature %u", e.items[i].feature);
-        FUZZ_ASSERT(e.items[i].description != NULL, "explanation %zu: no description", i);
         FUZZ_ASSERT(e.items[i].id == i + 1, "explanation %zu: id %llu", i,
                     (unsigned long long)e.items[i].id);
         for (size_t k = 0; delphi && k < e.items[i].n_scores; k++)

@@ -65,6 +65,25 @@ char *h_tmpdir(const char *tag)
     return t;
 }
 
+int h_write_model(const char *dir, size_t d_in, size_t d_sae, sae_arch arch, sae_norm norm,
+                  uint64_t seed)
+{
+    sae_fixture_opts o;
+    sae_fixture_defaults(&o);
+    o.d_in = d_in;
+    o.d_sae = d_sae;
+    o.arch = arch;
+    o.norm = norm;
+    o.seed = seed;
+    o.target_l0 = 8;
+    sae_error err;
+    if (sae_fixture_write_model(dir, &o, &err)) {
+        fprintf(stderr, "fixture: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
 /* At exit: kills every daemon still running. */
 static void kill_all(void)
 {
@@ -318,29 +337,33 @@ void http_free(struct http_resp *r)
     r->body = NULL;
 }
 
-/* The id of d's thread whose comm is name, or -1. */
-static pid_t thread_named(const struct daemon *d, const char *name)
+/* The ids of d's threads whose comm is name, in /proc's order, up to cap of
+ * them into tids; returns how many there are (which may be more than cap). */
+static size_t threads_named(const struct daemon *d, const char *name, pid_t *tids, size_t cap)
 {
     char path[96];
     snprintf(path, sizeof path, "/proc/%d/task", (int)d->pid);
     DIR *dir = opendir(path);
-    pid_t tid = -1;
+    size_t n = 0;
     struct dirent *e;
-    while (dir && tid < 0 && (e = readdir(dir))) {
+    while (dir && (e = readdir(dir))) {
         char comm[64] = "";
         snprintf(path, sizeof path, "/proc/%d/task/%.20s/comm", (int)d->pid, e->d_name);
         FILE *f = fopen(path, "r");
         if (f && fgets(comm, sizeof comm, f)) {
             comm[strcspn(comm, "\n")] = '\0';
-            if (!strcmp(comm, name))
-                tid = (pid_t)atoi(e->d_name);
+            if (!strcmp(comm, name)) {
+                if (n < cap)
+                    tids[n] = (pid_t)atoi(e->d_name);
+                n++;
+            }
         }
         if (f)
             fclose(f);
     }
     if (dir)
         closedir(dir);
-    return tid;
+    return n;
 }
 
 /* Whether the stopped thread tid of pid was stopped inside a futex call:
@@ -360,13 +383,11 @@ static bool in_futex(pid_t pid, pid_t tid)
     return yes;
 }
 
-pid_t daemon_thread_hold(const struct daemon *d, const char *name)
+/* Stops thread tid of d (named name, for the messages) with ptrace once it
+ * is seen inside a futex wait, trying for up to 30 s; 0, or -1 (printed
+ * why) with the thread left running. */
+static int hold_tid(const struct daemon *d, pid_t tid, const char *name)
 {
-    pid_t tid = thread_named(d, name);
-    if (tid < 0) {
-        fprintf(stderr, "saed %d has no thread named %s\n", (int)d->pid, name);
-        return -1;
-    }
     for (int tries = 0; tries < 3000; tries++) {
         if (ptrace(PTRACE_SEIZE, tid, NULL, NULL)) {
             fprintf(stderr, "ptrace thread %d (%s): %s\n", (int)tid, name, strerror(errno));
@@ -383,12 +404,39 @@ pid_t daemon_thread_hold(const struct daemon *d, const char *name)
          * signal's stop is handed back with the detach) is let go. */
         bool event = (st >> 16) == PTRACE_EVENT_STOP;
         if (event && in_futex(d->pid, tid))
-            return tid;
+            return 0;
         ptrace(PTRACE_DETACH, tid, NULL, (void *)(intptr_t)(event ? 0 : WSTOPSIG(st)));
         usleep(10000);
     }
     fprintf(stderr, "thread %d (%s) was never idle in a futex wait\n", (int)tid, name);
     return -1;
+}
+
+pid_t daemon_thread_hold(const struct daemon *d, const char *name)
+{
+    pid_t tid;
+    if (!threads_named(d, name, &tid, 1)) {
+        fprintf(stderr, "saed %d has no thread named %s\n", (int)d->pid, name);
+        return -1;
+    }
+    return hold_tid(d, tid, name) ? -1 : tid;
+}
+
+size_t daemon_threads_hold(const struct daemon *d, const char *name, pid_t *tids, size_t cap)
+{
+    size_t n = threads_named(d, name, tids, cap);
+    if (!n || n > cap) {
+        fprintf(stderr, "saed %d has %zu threads named %s (room for %zu)\n", (int)d->pid, n,
+                name, cap);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (hold_tid(d, tids[i], name)) {
+            while (i > 0)
+                daemon_thread_release(tids[--i]);
+            return 0;
+        }
+    return n;
 }
 
 void daemon_thread_release(pid_t tid)

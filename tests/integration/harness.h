@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "io/clock.h"
+#include "sae/model.h"
 
 /* Counts a failed check and prints where; tests go on after a failure so one
  * run reports everything that is wrong. */
@@ -56,6 +57,11 @@ bool daemon_log_has(const struct daemon *d, const char *s);
  * the tracer: it alone may release. Returns the thread's id, or -1 (printed
  * why). */
 pid_t daemon_thread_hold(const struct daemon *d, const char *name);
+/* daemon_thread_hold for every thread of d named name (e.g. the encode
+ * workers, all "saed-encode"), their ids into tids (room for cap): returns
+ * how many it holds, or 0 (none held) if there are none, more than cap, or
+ * one could not be held. Release each with daemon_thread_release. */
+size_t daemon_threads_hold(const struct daemon *d, const char *name, pid_t *tids, size_t cap);
 /* Lets a held thread run again (its wait resumes where it was). */
 void daemon_thread_release(pid_t tid);
 
@@ -97,5 +103,9 @@ void http_thread_done(void);
 static inline double now_ms(void) { return sae_clock_s() * 1e3; }
 /* A temporary folder (fresh). */
 char *h_tmpdir(const char *tag);
+/* Writes a fixture model folder at dir: fixture.h's defaults (k 8), then
+ * these, with target_l0 8. 0, or -1 with the reason printed. */
+int h_write_model(const char *dir, size_t d_in, size_t d_sae, sae_arch arch, sae_norm norm,
+                  uint64_t seed);
 
 #endif

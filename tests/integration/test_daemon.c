@@ -329,26 +329,6 @@ static char dir_a[512], dir_b[512], dir_live[512], dir_topk[512];
 static sae_model *model_a, *model_b, *model_topk;
 static const char *saed_common[] = {"--quiet", "--threads", "2", NULL};
 
-/* Writes a fixture model folder of the test's shape. */
-static int write_model(const char *dir, sae_arch arch, sae_norm norm, uint64_t seed)
-{
-    sae_fixture_opts o;
-    sae_fixture_defaults(&o);
-    o.d_in = D_IN;
-    o.d_sae = D_SAE;
-    o.arch = arch;
-    o.k = 8;
-    o.norm = norm;
-    o.seed = seed;
-    o.target_l0 = 8;
-    sae_error err;
-    if (sae_fixture_write_model(dir, &o, &err)) {
-        fprintf(stderr, "fixture: %s\n", err.msg);
-        return -1;
-    }
-    return 0;
-}
-
 /* Loads a model folder in process, as saed does, for the reference checks. */
 static sae_model *load(const char *dir)
 {
@@ -392,10 +372,10 @@ static int setup(void)
     snprintf(dir_b, sizeof dir_b, "%s/b", tmp);
     snprintf(dir_live, sizeof dir_live, "%s/live", tmp);
     snprintf(dir_topk, sizeof dir_topk, "%s/topk", tmp);
-    if (write_model(dir_a, SAE_ARCH_STANDARD, SAE_NORM_NONE, 1) ||
-        write_model(dir_b, SAE_ARCH_STANDARD, SAE_NORM_NONE, 2) ||
-        write_model(dir_live, SAE_ARCH_STANDARD, SAE_NORM_NONE, 1) ||
-        write_model(dir_topk, SAE_ARCH_TOPK, SAE_NORM_LAYER_NORM, 3))
+    if (h_write_model(dir_a, D_IN, D_SAE, SAE_ARCH_STANDARD, SAE_NORM_NONE, 1) ||
+        h_write_model(dir_b, D_IN, D_SAE, SAE_ARCH_STANDARD, SAE_NORM_NONE, 2) ||
+        h_write_model(dir_live, D_IN, D_SAE, SAE_ARCH_STANDARD, SAE_NORM_NONE, 1) ||
+        h_write_model(dir_topk, D_IN, D_SAE, SAE_ARCH_TOPK, SAE_NORM_LAYER_NORM, 3))
         return -1;
     model_a = load(dir_a);
     model_b = load(dir_b);
@@ -1602,32 +1582,58 @@ static void test_body_budget(const struct daemon *d)
     free(body);
 }
 
-/* The daemon has max_queue_rows 64 and waits up to 1 s to fill a batch while
- * another encode request is arriving: a 64-row request then holds the whole
- * queue while it waits, so a third request is refused at once. */
+/* The encode workers saed says it runs: build_info's workers label, or -1. */
+static int build_workers(const struct daemon *d)
+{
+    struct http_resp r;
+    int n = -1;
+    const char *w;
+    if (http(d, "GET", "/metrics", NULL, 0, KEY_ONLY, false, &r) == 200 && r.body &&
+        (w = strstr(r.body, "saed_build_info{")) && (w = strstr(w, "workers=\"")))
+        n = atoi(w + strlen("workers=\""));
+    http_free(&r);
+    return n;
+}
+
+/* The encode queue full, with no clock: d has max_queue_rows 64. Every
+ * encode worker (threads "saed-encode") is held still while idle (ptrace,
+ * harness.h), since any of them could take the job: a 64-row request then
+ * stays on the queue (saed_queue_rows reads 64, polled) until the test lets
+ * them go, and a 1-row request is refused meanwhile, at once: 503
+ * overloaded, counted in saed_queue_full_total. Then the held request is
+ * answered 200. */
 static void test_queue_full(const struct daemon *d)
 {
-    double base = inflight_settled(d);
-    int fd = trickle_open(d);
-    /* The trickling request is in (so a worker waits for its rows), then the
-     * 64 rows are queued: polled, not slept on. */
-    wait_metric_with(d, "saed_inflight_requests", base + 1, KEY_ONLY);
+    inflight_settled(d);
+    double full0 = metric(d, "saed_queue_full_total", KEY_ONLY);
+    int workers = build_workers(d);
+    pid_t tids[8];
+    size_t held = daemon_threads_hold(d, "saed-encode", tids, 8);
+    CHECK(workers > 0 && held == (size_t)workers, "%zu of %d encode workers held still", held,
+          workers);
+    if (!held)
+        return;
     struct slow s = {.d = d, .rows = 64};
     atomic_init(&s.done, false);
     pthread_t t;
     pthread_create(&t, NULL, slow_main, &s);
-    wait_metric_with(d, "saed_queue_rows", 64, KEY_ONLY);
-    float x[D_IN];
-    sae_fixture_random_rows(x, 1, D_IN, 1.0, 5);
-    char *body = rows_json(x, 1, D_IN, NULL);
-    expect_error(d, "POST", "/v1/encode", body, strlen(body), KEY_JSON, 503, "overloaded");
-    /* Refused at once: while the request holding the queue was still
-     * waiting, not after it (no clock involved). */
-    CHECK(!atomic_load(&s.done), "the 503 came after the queue-holding request was answered");
-    free(body);
+    double queued = wait_metric_with(d, "saed_queue_rows", 64, KEY_ONLY);
+    CHECK(queued == 64, "saed_queue_rows %g with the held request queued, want 64", queued);
+    if (queued == 64) {
+        float x[D_IN];
+        sae_fixture_random_rows(x, 1, D_IN, 1.0, 5);
+        char *body = rows_json(x, 1, D_IN, NULL);
+        expect_error(d, "POST", "/v1/encode", body, strlen(body), KEY_JSON, 503, "overloaded");
+        free(body);
+        CHECK(!atomic_load(&s.done), "the queue-holding request was answered while its workers "
+                                     "were held");
+        CHECK(metric(d, "saed_queue_full_total", KEY_ONLY) == full0 + 1,
+              "the refusal counted in saed_queue_full_total");
+    }
+    for (size_t i = 0; i < held; i++)
+        daemon_thread_release(tids[i]);
     pthread_join(t, NULL);
     CHECK(s.status == 200, "the request holding the queue: %ld", s.status);
-    close(fd);
 }
 
 /* A request trickling in past request_timeout_s (2 s here) is cut. */
@@ -1860,11 +1866,23 @@ int main(void)
                         "--cors-origins", "http://example.org", NULL};
     if (daemon_start(&d2, dir_a, a2) == 0) {
         test_auth(&d2);
-        test_queue_full(&d2);
         test_deadline(&d2);
         test_sigterm(&d2);
     } else {
         CHECK(0, "limits daemon did not start");
+    }
+
+    /* Two encode workers, so that holding them all is tested; the default
+     * request_timeout_s, so no clock runs against the held request. */
+    struct daemon dq;
+    const char *aq[] = {"--quiet", "--threads", "2", "--workers", "2", "--api-key", "s3cret",
+                        "--max-queue-rows", "64", "--max-request-rows", "64", NULL};
+    if (daemon_start(&dq, dir_a, aq) == 0) {
+        test_queue_full(&dq);
+        daemon_signal(&dq, SIGTERM);
+        CHECK(daemon_wait(&dq, 20000) == 0, "queue daemon exit status");
+    } else {
+        CHECK(0, "queue daemon did not start");
     }
 
     struct daemon dk;

@@ -533,23 +533,6 @@ static void test_spool_cap(const char *ref, size_t ref_len, const float *x, size
     CHECK(daemon_wait(&d, 20000) == 0, "spool cap daemon exit status");
 }
 
-/* Writes a fixture model folder. */
-static int write_model(const char *dir, uint64_t seed)
-{
-    sae_fixture_opts o;
-    sae_fixture_defaults(&o);
-    o.d_in = D_IN;
-    o.d_sae = D_SAE;
-    o.seed = seed;
-    o.target_l0 = 8;
-    sae_error err;
-    if (sae_fixture_write_model(dir, &o, &err)) {
-        fprintf(stderr, "fixture: %s\n", err.msg);
-        return -1;
-    }
-    return 0;
-}
-
 int main(void)
 {
     tmp = h_tmpdir("stream");
@@ -558,7 +541,9 @@ int main(void)
     snprintf(dir_a, sizeof dir_a, "%s/a", tmp);
     snprintf(dir_b, sizeof dir_b, "%s/b", tmp);
     snprintf(dir_live, sizeof dir_live, "%s/live", tmp);
-    if (write_model(dir_a, 1) || write_model(dir_b, 2) || write_model(dir_live, 1))
+    if (h_write_model(dir_a, D_IN, D_SAE, SAE_ARCH_STANDARD, SAE_NORM_NONE, 1) ||
+        h_write_model(dir_b, D_IN, D_SAE, SAE_ARCH_STANDARD, SAE_NORM_NONE, 2) ||
+        h_write_model(dir_live, D_IN, D_SAE, SAE_ARCH_STANDARD, SAE_NORM_NONE, 1))
         return 1;
     struct daemon d;
     const char *args[] = {"--quiet", "--threads", "2", "--max-batch-rows", "64", NULL};
