@@ -388,6 +388,13 @@ def nginx_conf(plan, parts, default_part):
           "                add_header Allow \"GET, HEAD\" always;",
           "                return 405 '%s';" % json_error("method_not_allowed", "GET /v1/saes/{id} only"), "            }",
           "            try_files /sae.$sae_id.json @sae_not_found;", "        }",
+          "        # The stream route's body is unbounded: it goes upstream as it arrives and",
+          "        # the reply comes back as saed sends it (as deploy/nginx.conf does).",
+          "        location ~ \"^/v1/saes/(?<sae_id>[A-Za-z0-9._-]{1,128})/encode/stream$\" {",
+          "            if ($sae_upstream = \"\") {", "                return 404 '%s';" % nf("$sae_id"), "            }",
+          ] + stream_location("$sae_upstream") + [
+          "        location = /v1/encode/stream {",
+          ] + stream_location("saed_%s" % default_part) + [
           "        location ~ \"^/v1/saes/(?<sae_id>[A-Za-z0-9._-]{1,128})/\" {",
           "            if ($sae_upstream = \"\") {", "                return 404 '%s';" % nf("$sae_id"), "            }",
           "            proxy_pass http://$sae_upstream;", "        }",
@@ -407,6 +414,16 @@ def nginx_conf(plan, parts, default_part):
           "        location = /nginx-health {", "            access_log off;", "            default_type text/plain;",
           "            return 200 \"ok\\n\";", "        }", "    }", "}"]
     return "\n".join(L) + "\n"
+
+
+def stream_location(target):
+    """The body of an nginx location for POST .../encode/stream to target: no
+    body limit, no request or reply buffering, saed's stream_timeout_s for the
+    reply and its request_timeout_s for a stall."""
+    return ["            proxy_pass http://%s;" % target,
+            "            client_max_body_size 0;", "            proxy_request_buffering off;",
+            "            proxy_buffering off;", "            proxy_read_timeout 3600s;",
+            "            client_body_timeout 120s;", "            proxy_send_timeout 120s;", "        }"]
 
 
 def catalogue(plan):

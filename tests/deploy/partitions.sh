@@ -240,6 +240,30 @@ for id in "${ids[@]}"; do
   got=$(header X-SAE-Id "$work/r$((n - 2))")
   [ "$got" = "$id" ] && pass "X-SAE-Id through the router names $id" || fail "X-SAE-Id through the router names $id" "'$got'"
 done
+# POST /v1/saes/{id}/encode/stream through the router: its own location (the body goes
+# upstream unbuffered: 1.5 MB, past the router's 1 MB body buffer, so a buffered body would
+# be spooled to a temp file, which nginx logs); the reply's bytes are the partition's.
+python3 -c 'import random, struct, sys; random.seed(7); open(sys.argv[1], "wb").write(struct.pack("<%df" % (12000 * 32), *[random.uniform(-1, 1) for _ in range(12000 * 32)]))' "$work/stream.bin"
+stream() { curl -sS -m 60 -o "$2" -w '%{http_code}' -H 'Content-Type: application/octet-stream' \
+  -H 'Transfer-Encoding: chunked' --data-binary @"$work/stream.bin" "$1" 2>/dev/null || echo 000; }
+# stream_status FILE: the status record's "rows stopped" (the last frame, kind 2)
+stream_status() { python3 -c 'import json, struct, sys
+b = open(sys.argv[1], "rb").read(); o = 0; st = None
+while o + 16 <= len(b):
+    kind, rows, n = struct.unpack_from("<IIQ", b, o); o += 16
+    if kind == 2: st = json.loads(b[o:o + n])
+    o += n
+print(st["rows"], st["stopped"])' "$1" 2>/dev/null; }
+sid=${ids[$((${#ids[@]} - 1))]}
+c1=$(stream "http://$lb/v1/saes/$sid/encode/stream?top_k=8" "$work/stream.lb")
+c2=$(stream "http://$(part_owner "$sid")/v1/saes/$sid/encode/stream?top_k=8" "$work/stream.direct")
+if [ "$c1" = 200 ] && [ "$c2" = 200 ] && [ "$(stream_status "$work/stream.lb")" = "12000 end" ] && cmp -s "$work/stream.lb" "$work/stream.direct" &&
+  ! grep -q "buffered to a temporary file" "$work/router/logs/error.log"; then
+  pass "POST /v1/saes/$sid/encode/stream (12000 rows, chunked) through the router, unbuffered, = its partition's bytes"
+else
+  fail "POST /v1/saes/$sid/encode/stream through the router = its partition's bytes" \
+    "router $c1 ($(stream_status "$work/stream.lb"), $(stat -c %s "$work/stream.lb" 2>/dev/null) B), direct $c2 ($(stat -c %s "$work/stream.direct" 2>/dev/null) B); $(grep -m1 temporary "$work/router/logs/error.log")"
+fi
 for id in "${indexed[@]}"; do
   same "GET /v1/saes/$id/features/3 through the router = the reference's" "" \
     "http://$lb/v1/saes/$id/features/3" "http://$ref/v1/saes/$id/features/3"
