@@ -32,9 +32,9 @@ int sae_ann_probe(const float *w, size_t d_sae, size_t d_in, size_t nlist, size_
                   uint64_t seed, uint32_t *probe, char *msg, size_t msg_size)
 {
     try {
-        // k-means on an even sample of 64 rows a centroid (FAISS's own
-        // minimum is 39), 10 iterations: the lists need only be coarse.
-        size_t n_train = nlist * 64 < d_sae ? nlist * 64 : d_sae;
+        // k-means on an even sample of SAE_ANN_TRAIN_PER rows a centroid,
+        // SAE_ANN_NITER iterations (index_ann.h says why so few of each).
+        size_t n_train = nlist * SAE_ANN_TRAIN_PER < d_sae ? nlist * SAE_ANN_TRAIN_PER : d_sae;
         std::vector<size_t> rows(n_train);
         for (size_t i = 0; i < n_train; i++)
             rows[i] = i * d_sae / n_train;
@@ -42,7 +42,8 @@ int sae_ann_probe(const float *w, size_t d_sae, size_t d_in, size_t nlist, size_
         unit_rows(w, rows.data(), n_train, d_in, unit.data());
         faiss::ClusteringParameters cp;
         cp.spherical = true;
-        cp.niter = 10;
+        cp.niter = SAE_ANN_NITER;
+        cp.min_points_per_centroid = 1; // below FAISS's 39 on purpose: no warning
         cp.seed = (int)(seed & 0x7fffffff);
         cp.verbose = false;
         faiss::Clustering km((int)d_in, (int)nlist, cp);

@@ -219,12 +219,16 @@ static double nb_recall(const uint32_t *idx, const uint32_t *rows, size_t n, siz
     return n && k ? (double)hit / (double)(n * k) : 1.0;
 }
 
-/* The inverted lists: nlist about 2 sqrt(d_sae) clusters (1024 at 262k,
- * 2048 at 1M), each row probing NB_NPROBE per 1024 lists (at least
- * NB_NPROBE): a fixed count lost recall as the lists grew (0.963 at 262k,
- * 0.881 at 524k with 12); measured recall@10 in docs/PERFORMANCE.md ("The
- * widest SAEs"). */
-#define NB_NPROBE 12
+/* The inverted lists: nlist about 8 sqrt(d_sae) clusters (4096 at 262k,
+ * 8192 at 1M; at most d_sae / SAE_ANN_TRAIN_PER, so each centroid has its
+ * sampled rows), each row probing NB_NPROBE: many small lists, so that a row's
+ * near neighbours pull it towards the lists that hold them (index_ann.h), and
+ * a fixed count of probes, as a group of neighbours spans a few lists however
+ * many there are. 2 sqrt(d_sae) lists of 64 sampled rows fell to recall@10
+ * 0.88 at 524k with 12 or 17 probes; measured recall@10 in
+ * docs/PERFORMANCE.md ("The widest SAEs"). */
+#define NB_NLIST_PER_ROOT 8
+#define NB_NPROBE 16
 
 /* Rows grouped by key: off (n_keys + 1) and rows, a counting sort of the
  * (row, key) pairs keys[i * per + p] (a key repeated within a row counted
@@ -282,10 +286,10 @@ static int nb_approx(const float *w_dec, const float *inv, size_t d_sae, size_t 
                      uint64_t seed, uint32_t *idx, float *cos, sae_error *err)
 {
     const size_t bq = 256, bm = 1024;
-    size_t nlist = (size_t)(2 * sqrt((double)d_sae)), n_short = 0;
-    nlist = nlist < 1 ? 1 : nlist > d_sae / 8 ? (d_sae / 8 ? d_sae / 8 : 1) : nlist;
-    size_t nprobe = nlist > 1024 ? (NB_NPROBE * nlist + 512) / 1024 : NB_NPROBE;
-    nprobe = nprobe < nlist ? nprobe : nlist;
+    size_t nlist = (size_t)(NB_NLIST_PER_ROOT * sqrt((double)d_sae)), n_short = 0;
+    nlist = nlist > d_sae / SAE_ANN_TRAIN_PER ? d_sae / SAE_ANN_TRAIN_PER : nlist;
+    nlist = nlist < 1 ? 1 : nlist;
+    size_t nprobe = NB_NPROBE < nlist ? NB_NPROBE : nlist;
     uint32_t *probe = malloc(d_sae * nprobe * sizeof *probe), *short_rows = NULL;
     float *q = malloc(bq * d_in * sizeof *q), *m = malloc(bm * d_in * sizeof *m);
     float *c = malloc(bq * bm * sizeof *c);
