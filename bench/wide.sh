@@ -22,12 +22,17 @@
 # `flock /work/wt/bigmem.lock`. Prints the load average with every figure,
 # since on a shared machine the absolute times move with it.
 #
+# STEPS (default "load encode index serve") picks the steps; serve needs the
+# index. Files already in WORK (KEEP=1 from an earlier run) are reused.
+#
 #   WORK=/work/big/me bench/wide.sh [BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 build=${1:-build-release}
 sizes=${SIZES:-"131072:16384 262144:8192 1048576:2048"}
+steps=" ${STEPS-load encode index serve} "
+want() { [[ "$steps" == *" $1 "* ]]; }
 d_in=2304
 if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" --buildtype=release >/dev/null
@@ -71,7 +76,7 @@ for spec in $sizes; do
   D=${spec%%:*} N=${spec##*:}
   m=$work/m-$D acts=$work/acts-$N.safetensors tok=$work/tokens-$N.jsonl db=$work/index-$D.db
   echo "== d_in $d_in x d_sae $D, BF16 JumpReLU, $N tokens"
-  "$build/tests/wide" model "$d_in" "$D" "$m"
+  [ -f "$m/sae_weights.safetensors" ] || "$build/tests/wide" model "$d_in" "$D" "$m"
   [ -f "$acts" ] || "$build/tests/mkfixture" --out "$work/actsmodel" --d-in "$d_in" --d-sae 16 \
     --activations "$acts" --rows "$N" --act-seed "$N" >/dev/null
   [ -f "$tok" ] || zipf_tokens "$N" "$tok"
@@ -79,8 +84,8 @@ for spec in $sizes; do
   echo "weights file: $(stat -c %s "$m/sae_weights.safetensors") bytes"
 
   # load, cold then warm
-  evict "$m/sae_weights.safetensors"
-  for kind in cold warm; do
+  want load && evict "$m/sae_weights.safetensors"
+  want load && for kind in cold warm; do
     l=$(load)
     /usr/bin/time -f "%e %M" -o "$work/time" "$build/cli/sae" info "$m" >/dev/null
     read -r w r <<<"$(timed "$work/time")"
@@ -88,53 +93,59 @@ for spec in $sizes; do
   done
 
   # encode against the bound
-  l=$(load)
-  /usr/bin/time -f "%e %M" -o "$work/time" "$build/tests/wide" encode "$d_in" "$D" 256 |
-    sed 's/^/encode: /'
-  read -r w r <<<"$(timed "$work/time")"
-  echo "encode run: $w s, peak RSS $r MB   [load avg $l -> $(load)]"
+  if want encode; then
+    l=$(load)
+    /usr/bin/time -f "%e %M" -o "$work/time" "$build/tests/wide" encode "$d_in" "$D" 256 |
+      sed 's/^/encode: /'
+    read -r w r <<<"$(timed "$work/time")"
+    echo "encode run: $w s, peak RSS $r MB   [load avg $l -> $(load)]"
+  fi
 
   # index
-  l=$(load)
-  /usr/bin/time -f "%e %M" -o "$work/time" "$build/cli/sae" index --model "$m" \
-    --activations "$acts" --tokens "$tok" --out "$db" --neighbours 0 --threads 2 2>"$work/index.log" &
-  anon=$(peak_anon $!)
-  wait $!
-  read -r w r <<<"$(timed "$work/time")"
-  passes=$(grep -c "^index: pass [0-9]*/" "$work/index.log" || true)
-  echo "index: $w s wall, $(awk -v w="$w" -v n="$N" 'BEGIN { printf "%.1f", n / w }') tokens/s," \
-    "peak RSS $r MB ($anon MB anonymous), passes ${passes:-0} (1 when none shown), index $(stat -c %s "$db") bytes" \
-    "  [load avg $l -> $(load)]"
-  grep -E "^index: (.*per-feature state|wrote)" "$work/index.log" | sed 's/^/  /'
+  if want index; then
+    l=$(load)
+    /usr/bin/time -f "%e %M" -o "$work/time" "$build/cli/sae" index --model "$m" \
+      --activations "$acts" --tokens "$tok" --out "$db" --neighbours 0 --threads 2 2>"$work/index.log" &
+    anon=$(peak_anon $!)
+    wait $!
+    read -r w r <<<"$(timed "$work/time")"
+    passes=$(grep -c "^index: pass [0-9]*/" "$work/index.log" || true)
+    echo "index: $w s wall, $(awk -v w="$w" -v n="$N" 'BEGIN { printf "%.1f", n / w }') tokens/s," \
+      "peak RSS $r MB ($anon MB anonymous), passes ${passes:-0} (1 when none shown), index $(stat -c %s "$db") bytes" \
+      "  [load avg $l -> $(load)]"
+    grep -E "^index: (.*per-feature state|wrote)" "$work/index.log" | sed 's/^/  /'
+  fi
 
   # serve: start-up, then one feature that fired, cold and warm
-  # the feature with the most activations: the largest reply
-  feat=$(python3 -c 'import sqlite3, sys
-print(sqlite3.connect(sys.argv[1]).execute(
-    "select idx from features order by n_active desc, idx limit 1").fetchone()[0])' "$db")
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  evict "$db"
-  l=$(load)
-  t0=$(date +%s%N)
-  "$build/server/saed" --model "$m" --index "$db" --listen "127.0.0.1:$port" --threads 2 --prerender-features off \
-    2>"$work/saed.log" &
-  pid=$!
-  until curl -fs "http://127.0.0.1:$port/v1/health" >/dev/null 2>&1; do
-    kill -0 "$pid" 2>/dev/null || { cat "$work/saed.log" >&2; exit 1; }
-    sleep 0.05
-  done
-  t1=$(date +%s%N)
-  rss=$(awk '/^RssAnon/ { a = $2 } /^RssFile/ { f = $2 }
-    END { printf "%.0f MB anonymous + %.0f MB file-backed", a / 1024, f / 1024 }' "/proc/$pid/status")
-  url=http://127.0.0.1:$port/v1/features/$feat
-  cold=$(curl -fs -o "$work/f.json" -w '%{time_total}' "$url")
-  warm=$(for _ in 1 2 3 4 5; do curl -fs -o /dev/null -w '%{time_total}\n' "$url"; done | sort -n | head -1)
-  echo "saed: ready in $(((t1 - t0) / 1000000)) ms, RSS $rss; /v1/features/$feat" \
-    "($(stat -c %s "$work/f.json") bytes) cold $(awk -v s="$cold" 'BEGIN { printf "%.1f", s * 1000 }') ms," \
-    "warm $(awk -v s="$warm" 'BEGIN { printf "%.1f", s * 1000 }') ms   [load avg $l]"
-  kill "$pid"
-  wait "$pid" 2>/dev/null || true
-  pid=""
+  if want serve; then
+    # the feature with the most activations: the largest reply
+    feat=$(python3 -c 'import sqlite3, sys
+  print(sqlite3.connect(sys.argv[1]).execute(
+      "select idx from features order by n_active desc, idx limit 1").fetchone()[0])' "$db")
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    evict "$db"
+    l=$(load)
+    t0=$(date +%s%N)
+    "$build/server/saed" --model "$m" --index "$db" --listen "127.0.0.1:$port" --threads 2 --prerender-features off \
+      2>"$work/saed.log" &
+    pid=$!
+    until curl -fs "http://127.0.0.1:$port/v1/health" >/dev/null 2>&1; do
+      kill -0 "$pid" 2>/dev/null || { cat "$work/saed.log" >&2; exit 1; }
+      sleep 0.05
+    done
+    t1=$(date +%s%N)
+    rss=$(awk '/^RssAnon/ { a = $2 } /^RssFile/ { f = $2 }
+      END { printf "%.0f MB anonymous + %.0f MB file-backed", a / 1024, f / 1024 }' "/proc/$pid/status")
+    url=http://127.0.0.1:$port/v1/features/$feat
+    cold=$(curl -fs -o "$work/f.json" -w '%{time_total}' "$url")
+    warm=$(for _ in 1 2 3 4 5; do curl -fs -o /dev/null -w '%{time_total}\n' "$url"; done | sort -n | head -1)
+    echo "saed: ready in $(((t1 - t0) / 1000000)) ms, RSS $rss; /v1/features/$feat" \
+      "($(stat -c %s "$work/f.json") bytes) cold $(awk -v s="$cold" 'BEGIN { printf "%.1f", s * 1000 }') ms," \
+      "warm $(awk -v s="$warm" 'BEGIN { printf "%.1f", s * 1000 }') ms   [load avg $l]"
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    pid=""
+  fi
   [ -n "${KEEP:-}" ] || rm -rf "$m" "$db"
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
