@@ -120,8 +120,8 @@ for spec in $sizes; do
   if want serve; then
     # the feature with the most activations: the largest reply
     feat=$(python3 -c 'import sqlite3, sys
-  print(sqlite3.connect(sys.argv[1]).execute(
-      "select idx from features order by n_active desc, idx limit 1").fetchone()[0])' "$db")
+print(sqlite3.connect(sys.argv[1]).execute(
+    "select idx from features order by n_active desc, idx limit 1").fetchone()[0])' "$db")
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     evict "$db"
     l=$(load)
